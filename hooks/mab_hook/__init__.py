@@ -1,0 +1,1 @@
+"""mab-hook: a git pre-push gate that builds the affected multi-arch Docker images."""

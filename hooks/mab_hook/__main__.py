@@ -1,0 +1,3 @@
+from mab_hook.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The `mab-hook` command: wires config -> changes -> plan -> builds -> report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import git
+
+from mab_hook import buildx, changes, config, output, plan
+from mab_hook.buildx import BUILT, BuildResult
+from mab_hook.checkout import checkout
+from mab_hook.errors import FatalError
+from mab_hook.output import Printer
+
+EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 3, 130
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mab-hook",
+        description="Build the Docker images affected by the commits being pushed, for every "
+                    "platform in [tool.multiarch] of pyproject.toml; fail if any build fails.",
+    )
+    parser.add_argument("remote", nargs="?", help="as a git pre-push hook: the remote's name "
+                        "(the refs being pushed are read from standard input)")
+    parser.add_argument("url", nargs="?", help="as a git pre-push hook: the remote's URL")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--all", action="store_true",
+                       help="build every image of the commit (--to, default HEAD)")
+    scope.add_argument("--from", dest="from_ref", metavar="REF", help="build what changed since REF")
+    parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR",
+                        help="the repository (default: the one around the current directory)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    env = dict(os.environ)
+    stream = sys.stderr if args.json else sys.stdout
+    printer = Printer(stream, output.use_color(args.color, env, stream.isatty()), args.verbose)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(args, env, sys.stdin, printer)
+    except FatalError as e:
+        printer.error(str(e))
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        printer.error("interrupted: builds stopped, nothing pushed")
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        printer.error("this is a bug in mab-hook; please report it with the output above")
+        return EXIT_BUG
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops builds the same way ^C does
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    repo = open_repo(args.repo or Path.cwd())
+    targets = select_targets(args, repo, env, stdin, printer)
+    if not targets:
+        printer.info("the push adds no commits: nothing to build")
+        return _finish(args, [], [], printer)
+    plans = [plan_for(repo, target) for target in targets]
+    if args.dry_run or not any(p.affected for p in plans):
+        if not args.json:
+            printer.line(output.plan_text(plans, printer))
+        return _finish(args, plans, [], printer)
+    printer.line(output.plan_text(plans, printer))
+    results = build(repo, plans, env, printer)
+    return _finish(args, plans, results, printer)
+
+
+def _finish(args: argparse.Namespace, plans: Sequence[plan.Plan], results: Sequence[BuildResult],
+            printer: Printer) -> int:
+    ok = all(r.status == BUILT for r in results)
+    if args.json:
+        data = output.plan_json(plans)
+        if not args.dry_run:
+            data["results"] = output.results_json(results)
+        output.dump_json(data)
+    if results:
+        printer.line(output.summary(results, printer))
+        if not ok:
+            printer.error("the push is blocked: fix the failed build(s) above, commit, and push again")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def open_repo(path: Path) -> git.Repo:
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise FatalError(f"{path} is not inside a git repository") from None
+
+
+def select_targets(args: argparse.Namespace, repo: git.Repo, env: Mapping[str, str], stdin: TextIO,
+                   printer: Printer) -> tuple[changes.Target, ...]:
+    current = None if repo.head.is_detached else repo.active_branch.name
+    if args.all:
+        return (changes.target_for_all(repo, args.to_ref or "HEAD", current, "--all"),)
+    if args.from_ref:
+        return (changes.target_for_range(repo, args.from_ref, args.to_ref or "HEAD", current),)
+    if args.remote:
+        return changes.targets_from_push(repo, args.remote, changes.parse_push_lines(stdin.read()))
+    if env.get("PRE_COMMIT") or env.get("PRE_COMMIT_TO_REF"):
+        targets = changes.targets_from_pre_commit(repo, env)
+        if targets is None:
+            printer.warn("pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
+                         "as for a push of new history): building EVERY image of HEAD")
+            return (changes.target_for_all(repo, "HEAD", current, "no push range from pre-commit"),)
+        return targets
+    if args.to_ref:
+        raise FatalError("--to needs --from REF or --all")
+    return (changes.upstream_target(repo),)
+
+
+def plan_for(repo: git.Repo, target: changes.Target) -> plan.Plan:
+    source = f"{config.PYPROJECT} at {target.sha[:12]}"
+    root = Path(repo.working_tree_dir or repo.git_dir).name
+    cfg = config.load(changes.read_file(repo, target.sha, config.PYPROJECT), source=source,
+                      tracked=changes.tracked_files(repo, target.sha), root_name=root)
+    return plan.make_plan(target, cfg, lambda path: changes.read_file(repo, target.sha, path))
+
+
+def build(repo: git.Repo, plans: Sequence[plan.Plan], env: Mapping[str, str],
+          printer: Printer) -> list[BuildResult]:
+    state = Path(repo.common_dir) / "mab-hook"
+    results: list[BuildResult] = []
+    built: list[tuple[plan.Plan, Path]] = []
+    with ExitStack() as stack:
+        for p in plans:
+            if not p.affected:
+                continue
+            tree = stack.enter_context(checkout(repo, p.target.sha))
+            logs = state / "logs" / p.target.sha[:12]
+            bake_file = buildx.write_definition(p, tree, logs / "bake.json")
+            bx = buildx.Buildx(env, p.config.builder)
+            results += buildx.build_all(
+                p, bake_file, bx, logs,
+                on_start=lambda name: printer.info(f"building {name} ..."),
+                on_line=printer.build_line,
+            )
+            built.append((p, bake_file))
+        pushing = [(p, f) for p, f in built if p.config.push]
+        if pushing and all(r.status == BUILT for r in results):
+            printer.info("every image built: pushing")
+            results.append(buildx.push_all(pushing, env, state / "logs", printer.build_line))
+        elif pushing:
+            printer.warn("not pushing anything: a build failed")
+    return results

@@ -1,0 +1,361 @@
+"""`[tool.multiarch]` in pyproject.toml: parsed, validated, and turned into immutable records.
+
+Every problem is collected and reported at once, naming the file, the key path and what is
+allowed, so one edit fixes them all.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mab_hook.errors import FatalError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PYPROJECT = "pyproject.toml"
+
+SNIPPET = """\
+[tool.multiarch]
+platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+# registry = "registry.internal:5000/team"
+# push = false
+
+# Without [tool.multiarch.images.*] tables, every tracked Dockerfile is an image.
+# [tool.multiarch.images.api]
+# context = "services/api\""""
+
+TOP_KEYS = ("platforms", "registry", "builder", "push", "tags", "images")
+IMAGE_KEYS = ("context", "dockerfile", "platforms", "target", "build-args", "watch")
+TAG_FIELDS = ("sha", "short_sha", "branch")
+DEFAULT_TAGS = ("{short_sha}",)
+
+KNOWN_OS = ("linux", "windows", "freebsd")
+KNOWN_ARCH = ("amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64",
+              "mips64le", "mips64", "loong64")
+# What people write instead of Docker's names (uname -m, Debian arch names).
+ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm/v7",
+                "armv7": "arm/v7", "armv7l": "arm/v7", "armel": "arm/v6", "armv6": "arm/v6",
+                "i386": "386", "i686": "386", "x86": "386"}
+_PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/(v[0-9]+))?$")
+
+# distribution/reference grammar: path components of lowercase alphanumerics joined by
+# one of `.`, `_`, `__` or runs of `-`; a registry host may carry a port.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])"
+REGISTRY_RE = re.compile(rf"^{_HOST}(?::[0-9]+)?(?:/{_COMPONENT})*$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    context: str  # repository-relative POSIX path, "." for the root
+    dockerfile: str  # repository-relative POSIX path
+    platforms: tuple[str, ...]
+    target: str | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    watch: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str  # what to name in messages, e.g. "pyproject.toml at 1a2b3c4"
+    platforms: tuple[str, ...]
+    images: tuple[Image, ...]
+    registry: str | None = None
+    builder: str | None = None
+    push: bool = False
+    tags: tuple[str, ...] = DEFAULT_TAGS
+
+    def reference(self, image: Image) -> str:
+        """The repository part of an image reference, without tag."""
+        return f"{self.registry}/{image.name}" if self.registry else image.name
+
+
+class _Problems:
+    """Collects every problem of one file before failing."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append(f"[{key}] {message}" if key else message)
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            listed = "\n".join(f"  - {item}" for item in self.items)
+            raise FatalError(f"{self.source}: invalid configuration:\n{listed}\n"
+                             f"Fix {PYPROJECT} and run again; nothing was built.")
+
+
+def load(
+    text: str | None,
+    *,
+    source: str,
+    tracked: frozenset[str],
+    root_name: str = "app",
+) -> Config:
+    """Parse pyproject.toml text (None: the file is missing) against the commit's tracked files."""
+    if text is None:
+        raise FatalError(f"{source}: no {PYPROJECT} in this commit. Add one with:\n\n{SNIPPET}")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise FatalError(f"{source}: not valid TOML: {e}") from None
+    table = data.get("tool", {}).get("multiarch") if isinstance(data.get("tool"), dict) else None
+    if table is None:
+        raise FatalError(f"{source}: no [tool.multiarch] table. Add, for example:\n\n{SNIPPET}")
+    problems = _Problems(source)
+    config = _parse(table, problems, tracked, source, root_name)
+    problems.raise_if_any()
+    assert config is not None
+    return config
+
+
+def _parse(table: Any, problems: _Problems, tracked: frozenset[str], source: str,
+           root_name: str) -> Config | None:
+    key = "tool.multiarch"
+    if not isinstance(table, dict):
+        problems.add(key, f"must be a table, not {_type_name(table)}")
+        return None
+    _unknown_keys(table, TOP_KEYS, key, problems)
+    platforms = _platforms(table.get("platforms"), f"{key}.platforms", problems)
+    registry = _optional_str(table, "registry", key, problems)
+    if registry is not None:
+        registry = registry.rstrip("/")
+        if not REGISTRY_RE.match(registry):
+            problems.add(f"{key}.registry", f"{registry!r} is not a registry reference "
+                         "(host[:port][/path], path in lowercase), e.g. 'registry.internal:5000/team'")
+    builder = _optional_str(table, "builder", key, problems)
+    push = table.get("push", False)
+    if not isinstance(push, bool):
+        problems.add(f"{key}.push", f"must be true or false, not {_type_name(push)}")
+        push = False
+    tags = _tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems)
+    dirs = _dirs(tracked)
+    images_table = table.get("images")
+    if images_table is None:
+        images = _discover(tracked, platforms, problems, root_name)
+    elif not isinstance(images_table, dict):
+        problems.add(f"{key}.images", f"must be a table of images, not {_type_name(images_table)}")
+        images = ()
+    else:
+        images = tuple(
+            image for name, spec in images_table.items()
+            if (image := _image(name, spec, default_platforms=platforms, tracked=tracked, dirs=dirs,
+                                problems=problems)) is not None
+        )
+        if not images:
+            problems.add(f"{key}.images", "is empty; add [tool.multiarch.images.NAME] tables, "
+                         "or remove it to build every tracked Dockerfile")
+    if platforms is None and any(not image.platforms for image in images):
+        problems.add(f"{key}.platforms", 'is required (e.g. platforms = ["linux/amd64", "linux/arm64"]) '
+                     "unless every image sets its own")
+    return Config(source=source, platforms=platforms or (), images=images, registry=registry,
+                  builder=builder, push=push, tags=tags)
+
+
+def _image(name: str, spec: Any, *, default_platforms: tuple[str, ...] | None,
+           tracked: frozenset[str], dirs: frozenset[str], problems: _Problems) -> Image | None:
+    key = f"tool.multiarch.images.{_toml_key(name)}"
+    if not NAME_RE.match(name) or len(name) > 255:
+        problems.add(key, f"{name!r} is not a valid image name: Docker allows lowercase letters, "
+                     "digits and separators (. _ __ -) inside '/'-separated parts, e.g. 'api' or 'team/api'")
+    if not isinstance(spec, dict):
+        problems.add(key, f"must be a table with at least 'context', not {_type_name(spec)}")
+        return None
+    _unknown_keys(spec, IMAGE_KEYS, key, problems)
+    context = _optional_str(spec, "context", key, problems)
+    if context is None:
+        if "context" not in spec:
+            problems.add(f"{key}.context", "is required: the build context, relative to the repository root")
+        return None
+    context = _normalize(context, f"{key}.context", problems)
+    if context is not None and context != "." and context not in dirs:
+        problems.add(f"{key}.context", f"directory {context!r} does not exist in this commit")
+    default_dockerfile = posixpath.join(context or ".", "Dockerfile")
+    dockerfile = _optional_str(spec, "dockerfile", key, problems)
+    dockerfile = _normalize(dockerfile, f"{key}.dockerfile", problems) if dockerfile else None
+    dockerfile = dockerfile or posixpath.normpath(default_dockerfile)
+    if context is not None and dockerfile not in tracked:
+        problems.add(f"{key}.dockerfile", f"{dockerfile!r} is not a tracked file in this commit")
+    platforms = (_platforms(spec["platforms"], f"{key}.platforms", problems)
+                 if "platforms" in spec else default_platforms)
+    target = _optional_str(spec, "target", key, problems)
+    build_args = _build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
+    watch = _str_list(spec.get("watch", []), f"{key}.watch", problems)
+    return Image(name=name, context=context or ".", dockerfile=dockerfile,
+                 platforms=platforms or (), target=target, build_args=build_args, watch=watch)
+
+
+def _discover(tracked: frozenset[str], platforms: tuple[str, ...] | None, problems: _Problems,
+              root_name: str) -> tuple[Image, ...]:
+    """Every tracked Dockerfile, Dockerfile.* and *.Dockerfile, named after its directory."""
+    found: dict[str, Image] = {}
+    for path in sorted(tracked):
+        directory, base = posixpath.split(path)
+        if base == "Dockerfile":
+            stem = ""
+        elif base.startswith("Dockerfile."):
+            stem = base[len("Dockerfile."):]
+        elif base.endswith(".Dockerfile"):
+            stem = base[: -len(".Dockerfile")]
+        else:
+            continue
+        dir_name = posixpath.basename(directory) or root_name
+        name = _sanitize("-".join(part for part in (dir_name, stem) if part))
+        if not NAME_RE.match(name):
+            problems.add("tool.multiarch", f"{path}: cannot derive an image name from {dir_name!r}; "
+                         "declare it in a [tool.multiarch.images.NAME] table")
+            continue
+        if name in found:
+            problems.add("tool.multiarch", f"{path} and {found[name].dockerfile} would both be image "
+                         f"{name!r}; declare them in [tool.multiarch.images.NAME] tables")
+            continue
+        found[name] = Image(name=name, context=directory or ".", dockerfile=path,
+                            platforms=platforms or ())
+    if not found:
+        problems.add("tool.multiarch", "no [tool.multiarch.images.*] tables and no tracked Dockerfile "
+                     "(Dockerfile, Dockerfile.*, *.Dockerfile) in this commit")
+    return tuple(found.values())
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
+
+
+def _platforms(value: Any, key: str, problems: _Problems) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = _str_list(value, key, problems)
+    if isinstance(value, list) and not value:
+        problems.add(key, "must list at least one platform, e.g. [\"linux/amd64\"]")
+    for platform in items:
+        problem = platform_problem(platform)
+        if problem:
+            problems.add(key, problem)
+    if len(set(items)) != len(items):
+        problems.add(key, "lists a platform twice")
+    return items
+
+
+def platform_problem(platform: str) -> str | None:
+    """Why `platform` is not an os/arch[/variant] Docker accepts, with a suggestion; or None."""
+    match = _PLATFORM_RE.match(platform)
+    parts = platform.split("/")
+    guess = ARCH_ALIASES.get(parts[-1]) or ARCH_ALIASES.get(parts[0])
+    hint = f" (did you mean 'linux/{guess}'?)" if guess else ""
+    if not match:
+        return (f"{platform!r} is not a platform: expected os/arch[/variant] such as "
+                f"'linux/amd64', 'linux/arm64' or 'linux/arm/v7'{hint}")
+    os_name, arch, _variant = match.groups()
+    if os_name not in KNOWN_OS:
+        return f"{platform!r}: unknown OS {os_name!r}; allowed: {', '.join(KNOWN_OS)}"
+    if arch not in KNOWN_ARCH:
+        return f"{platform!r}: unknown architecture {arch!r}{hint}; allowed: {', '.join(KNOWN_ARCH)}"
+    return None
+
+
+def _tags(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:
+    tags = _str_list(value, key, problems)
+    sample = {"sha": "0" * 40, "short_sha": "0" * 7, "branch": "main"}
+    for template in tags:
+        unknown = [f for f in _TEMPLATE_FIELD_RE.findall(template) if f not in TAG_FIELDS]
+        if unknown:
+            problems.add(key, f"{template!r} uses unknown field {{{unknown[0]}}}; allowed: "
+                         + ", ".join(f"{{{f}}}" for f in TAG_FIELDS))
+        elif not TAG_RE.match(template.format(**sample)):
+            problems.add(key, f"{template!r} does not make a valid tag "
+                         "(letters, digits, _ . -, at most 128, not starting with . or -)")
+    return tags
+
+
+def render_tag(template: str, *, sha: str, branch: str | None) -> str:
+    """A tag from its template; a branch is made tag-safe (feature/x -> feature-x)."""
+    safe_branch = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch or "detached").lstrip(".-") or "detached"
+    return template.format(sha=sha, short_sha=sha[:7], branch=safe_branch)[:128]
+
+
+def _build_args(value: Any, key: str, problems: _Problems) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        problems.add(key, f"must be a table of NAME = \"value\", not {_type_name(value)}")
+        return ()
+    args = []
+    for name, arg in value.items():
+        if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
+            problems.add(f"{key}.{_toml_key(name)}", f"must be a string or number, not {_type_name(arg)}")
+            continue
+        args.append((name, str(arg)))
+    return tuple(sorted(args))
+
+
+def _str_list(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        problems.add(key, f"must be a list of strings, not {_describe(value)}")
+        return ()
+    return tuple(value)
+
+
+def _optional_str(table: Mapping[str, Any], name: str, key: str, problems: _Problems) -> str | None:
+    value = table.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        problems.add(f"{key}.{name}", f"must be a non-empty string, not {_describe(value)}")
+        return None
+    return value
+
+
+def _normalize(path: str, key: str, problems: _Problems) -> str | None:
+    norm = posixpath.normpath(path.replace("\\", "/"))
+    if posixpath.isabs(norm) or norm == ".." or norm.startswith("../"):
+        problems.add(key, f"{path!r} must be a path inside the repository, relative to its root")
+        return None
+    return norm
+
+
+def _unknown_keys(table: Mapping[str, Any], allowed: Iterable[str], key: str, problems: _Problems) -> None:
+    allowed = tuple(allowed)
+    for name in table:
+        if name not in allowed:
+            close = difflib.get_close_matches(name.replace("_", "-"), allowed, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.add(f"{key}.{_toml_key(name)}", f"unknown key{hint}; allowed: {', '.join(allowed)}")
+
+
+def _dirs(tracked: Iterable[str]) -> frozenset[str]:
+    dirs: set[str] = set()
+    for path in tracked:
+        parent = posixpath.dirname(path)
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = posixpath.dirname(parent)
+    return frozenset(dirs)
+
+
+def _toml_key(name: str) -> str:
+    return name if re.match(r"^[A-Za-z0-9_-]+$", name) else f'"{name}"'
+
+
+def _type_name(value: Any) -> str:
+    names: Mapping[type, str] = {str: "a string", bool: "a boolean", int: "an integer",
+                                 float: "a number", list: "an array", dict: "a table"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _describe(value: Any) -> str:
+    return f"{_type_name(value)} ({value!r})" if not isinstance(value, (dict, list)) else _type_name(value)
+

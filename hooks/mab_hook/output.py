@@ -1,0 +1,125 @@
+"""Everything the user reads: color decided once, the plan, progress lines and the summary.
+
+pre-commit captures a hook's output, so without a terminal everything is plain lines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, TextIO
+
+from mab_hook.buildx import BUILT, FAILED, BuildResult
+from mab_hook.plan import Plan
+
+COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
+
+
+def use_color(choice: str, env: Mapping[str, str], isatty: bool) -> bool:
+    """--color wins; then NO_COLOR / FORCE_COLOR (no-color.org, force-color.org); then the TTY.
+
+    PRE_COMMIT_COLOR is how pre-commit passes its own --color on to hooks.
+    """
+    if choice != "auto":
+        return choice == "always"
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    if env.get("PRE_COMMIT_COLOR") in ("always", "never"):
+        return env["PRE_COMMIT_COLOR"] == "always"
+    return isatty and env.get("TERM") != "dumb"
+
+
+class Printer(NamedTuple):
+    stream: TextIO
+    color: bool
+    verbose: bool = False
+
+    def paint(self, text: str, color: str) -> str:
+        return f"\033[{COLORS[color]}m{text}\033[0m" if self.color else text
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+    def info(self, text: str) -> None:
+        self.line(f"mab-hook: {text}")
+
+    def warn(self, text: str) -> None:
+        self.line(f"mab-hook: {self.paint('warning', 'yellow')}: {text}")
+
+    def error(self, text: str) -> None:
+        self.line(f"mab-hook: {self.paint('error', 'red')}: {text}")
+
+    def build_line(self, text: str) -> None:
+        if self.verbose:
+            self.line(self.paint(f"  | {text}", "dim"))
+
+
+def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
+    lines = []
+    for plan in plans:
+        target = plan.target
+        lines.append(printer.paint(f"commit {target.sha[:12]}", "bold") + f" ({target.why})")
+        if not plan.affected:
+            lines.append("  no image is affected")
+        for number, planned in enumerate(plan.affected, 1):
+            image = planned.image
+            lines.append(f"  {number}. {printer.paint(image.name, 'bold')} [{', '.join(image.platforms)}]")
+            if planned.bases:
+                lines.append(f"       built on: {', '.join(base.name for base in planned.bases)}")
+            lines.extend(f"       because {reason}" for reason in planned.reasons)
+            lines.append(f"       tags: {', '.join(planned.tags)}")
+        if plan.unaffected:
+            lines.append(f"  unaffected: {', '.join(plan.unaffected)}")
+        if plan.config.push:
+            lines.append(f"  push: after every image above built, to {plan.config.registry or 'Docker Hub'}")
+    return "\n".join(lines)
+
+
+def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
+    affected: list[dict[str, Any]] = []
+    unaffected: list[str] = []
+    commits: list[dict[str, Any]] = []
+    for plan in plans:
+        commits.append({"sha": plan.target.sha, "branch": plan.target.branch, "range": plan.target.why,
+                        "push": plan.config.push})
+        for planned in plan.affected:
+            image = planned.image
+            affected.append({
+                "name": image.name, "commit": plan.target.sha, "platforms": list(image.platforms),
+                "reasons": list(planned.reasons), "tags": list(planned.tags),
+                "bases": [base.name for base in planned.bases], "context": image.context,
+                "dockerfile": image.dockerfile, "target": image.target,
+            })
+        unaffected.extend(name for name in plan.unaffected if name not in unaffected)
+    return {"commits": commits, "affected": affected, "unaffected": unaffected}
+
+
+def results_json(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
+    return [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 2), "detail": r.detail,
+             "log": str(r.log) if r.log else None} for r in results]
+
+
+def summary(results: Sequence[BuildResult], printer: Printer) -> str:
+    lines = []
+    width = max((len(r.name) for r in results), default=0)
+    for result in results:
+        color = {BUILT: "green", FAILED: "red"}.get(result.status, "yellow")
+        status = printer.paint(f"{result.status:<9}", color)
+        detail = f"  {result.detail}" if result.detail else ""
+        lines.append(f"  {result.name:<{width}}  {status} {result.seconds:6.1f}s{detail}")
+    for result in results:
+        if result.status == FAILED:
+            lines.append("")
+            lines.append(printer.paint(f"--- {result.name}: {result.detail}", "red"))
+            lines.extend(f"  {line}" for line in result.tail)
+            if result.log:
+                lines.append(f"  full log: {result.log}")
+    return "\n".join(lines)
+
+
+def dump_json(data: Any, stream: TextIO = sys.stdout) -> None:
+    json.dump(data, stream, indent=2)
+    stream.write("\n")

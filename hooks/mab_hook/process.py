@@ -1,0 +1,114 @@
+"""The one subprocess wrapper: argument tuples, never a shell, errors that show what ran."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from mab_hook.errors import FatalError
+
+TAIL_LINES = 25
+
+
+class Completed(NamedTuple):
+    cmd: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CommandError(FatalError):
+    def __init__(self, cmd: Sequence[str], returncode: int, output: str, hint: str = "") -> None:
+        self.cmd = tuple(cmd)
+        self.returncode = returncode
+        self.output = output
+        lines = [f"command failed (exit {returncode}): {shlex.join(cmd)}"]
+        tail = tail_lines(output)
+        if tail:
+            lines += ["output (last lines):", *(f"  {line}" for line in tail)]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
+
+
+def tail_lines(text: str, n: int = TAIL_LINES) -> list[str]:
+    return [line for line in text.rstrip().splitlines()][-n:]
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    check: bool = True,
+    hint: str = "",
+    timeout: float | None = None,
+) -> Completed:
+    """Run a command to completion, capturing its output."""
+    cmd = tuple(cmd)
+    try:
+        proc = subprocess.run(
+            cmd, env=dict(env), cwd=cwd, capture_output=True, text=True,
+            stdin=subprocess.DEVNULL, timeout=timeout, check=False,
+        )
+    except FileNotFoundError:
+        raise FatalError(f"{cmd[0]!r} not found on PATH.{' ' + hint if hint else ''}") from None
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        raise CommandError(cmd, -1, out, f"timed out after {timeout}s. {hint}") from None
+    result = Completed(cmd, proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        raise CommandError(cmd, proc.returncode, proc.stderr + proc.stdout, hint)
+    return result
+
+
+def stream(
+    cmd: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log: IO[str],
+    on_line: Callable[[str], None] = lambda line: None,
+    cwd: Path | None = None,
+) -> int:
+    """Run a long command, teeing its merged output to `log` and `on_line`; return its exit code.
+
+    The child gets its own process group so that ^C (or any exception here) can stop it and
+    everything it started, leaving no orphaned buildx process behind.
+    """
+    cmd = tuple(cmd)
+    try:
+        proc = subprocess.Popen(
+            cmd, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise FatalError(f"{cmd[0]!r} not found on PATH") from None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            on_line(line.rstrip("\n"))
+        return proc.wait()
+    except BaseException:
+        terminate(proc)
+        raise
+
+
+def terminate(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it does not go in time."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -43,8 +43,10 @@ def parse_push_lines(text: str) -> tuple[PushedRef, ...]:
         # rsplit: a local ref spec may itself hold spaces (e.g. "HEAD~1 ..." is not, but be safe).
         parts = line.rsplit(maxsplit=3)
         if len(parts) != 4:
-            raise FatalError(f"pre-push input line {number} is not '<local ref> <local sha> "
-                             f"<remote ref> <remote sha>': {line!r}")
+            raise FatalError(
+                f"pre-push input line {number} is not '<local ref> <local sha> "
+                f"<remote ref> <remote sha>': {line!r}"
+            )
         refs.append(PushedRef(*parts))
     return tuple(refs)
 
@@ -64,8 +66,14 @@ def targets_from_push(repo: git.Repo, remote: str, refs: Iterable[PushedRef]) ->
         branch = branch_name(ref.remote_ref)
         if not is_null(ref.remote_sha) and _exists(repo, ref.remote_sha):
             changed = changed_paths(repo, ref.remote_sha, ref.local_sha)
-            targets.append(Target(ref.local_sha, branch, changed,
-                                  f"{ref.remote_ref}: {ref.remote_sha[:7]}..{ref.local_sha[:7]}"))
+            targets.append(
+                Target(
+                    ref.local_sha,
+                    branch,
+                    changed,
+                    f"{ref.remote_ref}: {ref.remote_sha[:7]}..{ref.local_sha[:7]}",
+                )
+            )
             continue
         target = new_branch_target(repo, remote, ref.local_sha, branch, ref.remote_ref)
         if target is not None:
@@ -73,8 +81,7 @@ def targets_from_push(repo: git.Repo, remote: str, refs: Iterable[PushedRef]) ->
     return merge_targets(targets)
 
 
-def new_branch_target(repo: git.Repo, remote: str, sha: str, branch: str | None,
-                      label: str) -> Target | None:
+def new_branch_target(repo: git.Repo, remote: str, sha: str, branch: str | None, label: str) -> Target | None:
     """Diff a commit the remote does not have against what the remote already has."""
     lines = repo.git.rev_list("--boundary", sha, "--not", f"--remotes={remote}").split()
     new = [line for line in lines if not line.startswith("-")]
@@ -86,8 +93,12 @@ def new_branch_target(repo: git.Repo, remote: str, sha: str, branch: str | None,
     changed: set[str] = set()
     for base in boundaries:
         changed |= changed_paths(repo, base, sha)
-    return Target(sha, branch, frozenset(changed),
-                  f"{label}: {len(new)} new commit(s) since {', '.join(b[:7] for b in boundaries)}")
+    return Target(
+        sha,
+        branch,
+        frozenset(changed),
+        f"{label}: {len(new)} new commit(s) since {', '.join(b[:7] for b in boundaries)}",
+    )
 
 
 def target_for_range(repo: git.Repo, from_ref: str, to_ref: str, branch: str | None) -> Target:
@@ -115,8 +126,10 @@ def upstream_target(repo: git.Repo) -> Target:
     try:
         upstream = repo.git.rev_parse("--abbrev-ref", "--symbolic-full-name", "@{upstream}")
     except git.GitCommandError:
-        raise FatalError("no range to build: HEAD has no upstream branch. Run `mab-hook --all` "
-                         "to build every image, or `mab-hook --from REF --to REF`.") from None
+        raise FatalError(
+            "no range to build: HEAD has no upstream branch. Run `mab-hook --all` "
+            "to build every image, or `mab-hook --from REF --to REF`."
+        ) from None
     branch = None if repo.head.is_detached else repo.active_branch.name
     return target_for_range(repo, upstream, "HEAD", branch)
 
@@ -128,8 +141,7 @@ def merge_targets(targets: Iterable[Target]) -> tuple[Target, ...]:
         if seen is None:
             merged[target.sha] = target
             continue
-        changed = None if seen.changed is None or target.changed is None \
-            else seen.changed | target.changed
+        changed = None if seen.changed is None or target.changed is None else seen.changed | target.changed
         merged[target.sha] = Target(seen.sha, seen.branch, changed, f"{seen.why}; {target.why}")
     return tuple(merged.values())
 
@@ -140,8 +152,16 @@ def changed_paths(repo: git.Repo, base: str, sha: str) -> frozenset[str]:
     Plain `git diff -z` rather than `Commit.diff()`, which is two orders of magnitude slower
     on large pushes.
     """
-    out = repo.git.diff("--name-status", "-z", "-M", "--no-ext-diff", "--no-textconv", base, sha,
-                        strip_newline_in_stdout=False)
+    out = repo.git.diff(
+        "--name-status",
+        "-z",
+        "-M",
+        "--no-ext-diff",
+        "--no-textconv",
+        base,
+        sha,
+        strip_newline_in_stdout=False,
+    )
     return parse_name_status(out)
 
 

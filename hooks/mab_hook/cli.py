@@ -16,7 +16,7 @@ from typing import TextIO
 import git
 
 from mab_hook import buildx, changes, config, output, plan
-from mab_hook.buildx import BUILT, BuildResult
+from mab_hook.buildx import BuildResult
 from mab_hook.checkout import checkout
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
@@ -28,21 +28,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="mab-hook",
         description="Build the Docker images affected by the commits being pushed, for every "
-                    "platform in [tool.multiarch] of pyproject.toml; fail if any build fails.",
+        "platform in [tool.multiarch] of pyproject.toml; fail if any build fails.",
     )
-    parser.add_argument("remote", nargs="?", help="as a git pre-push hook: the remote's name "
-                        "(the refs being pushed are read from standard input)")
+    parser.add_argument(
+        "remote",
+        nargs="?",
+        help="as a git pre-push hook: the remote's name (the refs being pushed are read from standard input)",
+    )
     parser.add_argument("url", nargs="?", help="as a git pre-push hook: the remote's URL")
     scope = parser.add_mutually_exclusive_group()
-    scope.add_argument("--all", action="store_true",
-                       help="build every image of the commit (--to, default HEAD)")
+    scope.add_argument(
+        "--all", action="store_true", help="build every image of the commit (--to, default HEAD)"
+    )
     scope.add_argument("--from", dest="from_ref", metavar="REF", help="build what changed since REF")
     parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR",
-                        help="the repository (default: the one around the current directory)")
+    parser.add_argument(
+        "-C",
+        "--repo",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the repository (default: the one around the current directory)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
     return parser.parse_args(argv)
 
@@ -61,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         printer.error("interrupted: builds stopped, nothing pushed")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`mab-hook --json | head`): not a bug, and nothing left to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL
     except Exception:
         traceback.print_exc()
         printer.error("this is a bug in mab-hook; please report it with the output above")
@@ -89,14 +103,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
     return _finish(args, plans, results, printer)
 
 
-def _finish(args: argparse.Namespace, plans: Sequence[plan.Plan], results: Sequence[BuildResult],
-            printer: Printer) -> int:
-    ok = all(r.status == BUILT for r in results)
+def _finish(
+    args: argparse.Namespace, plans: Sequence[plan.Plan], results: Sequence[BuildResult], printer: Printer
+) -> int:
+    ok = all(r.ok for r in results)
     if args.json:
         data = output.plan_json(plans)
         if not args.dry_run:
             data["results"] = output.results_json(results)
-        output.dump_json(data)
+        output.dump_json(data, sys.stdout)
     if results:
         printer.line(output.summary(results, printer))
         if not ok:
@@ -111,8 +126,9 @@ def open_repo(path: Path) -> git.Repo:
         raise FatalError(f"{path} is not inside a git repository") from None
 
 
-def select_targets(args: argparse.Namespace, repo: git.Repo, env: Mapping[str, str], stdin: TextIO,
-                   printer: Printer) -> tuple[changes.Target, ...]:
+def select_targets(
+    args: argparse.Namespace, repo: git.Repo, env: Mapping[str, str], stdin: TextIO, printer: Printer
+) -> tuple[changes.Target, ...]:
     current = None if repo.head.is_detached else repo.active_branch.name
     if args.all:
         return (changes.target_for_all(repo, args.to_ref or "HEAD", current, "--all"),)
@@ -123,9 +139,14 @@ def select_targets(args: argparse.Namespace, repo: git.Repo, env: Mapping[str, s
     if env.get("PRE_COMMIT") or env.get("PRE_COMMIT_TO_REF"):
         targets = changes.targets_from_pre_commit(repo, env)
         if targets is None:
-            printer.warn("pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
-                         "as for a push of new history): building EVERY image of HEAD")
-            return (changes.target_for_all(repo, "HEAD", current, "no push range from pre-commit"),)
+            # pre-commit's "all files" push: new history down to a root commit.
+            rev = env.get("PRE_COMMIT_LOCAL_BRANCH") or "HEAD"
+            printer.warn(
+                "pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
+                f"as for a push of new history): building EVERY image of {rev}"
+            )
+            branch = changes.branch_name(env.get("PRE_COMMIT_REMOTE_BRANCH")) or current
+            return (changes.target_for_all(repo, rev, branch, "no push range from pre-commit"),)
         return targets
     if args.to_ref:
         raise FatalError("--to needs --from REF or --all")
@@ -135,13 +156,18 @@ def select_targets(args: argparse.Namespace, repo: git.Repo, env: Mapping[str, s
 def plan_for(repo: git.Repo, target: changes.Target) -> plan.Plan:
     source = f"{config.PYPROJECT} at {target.sha[:12]}"
     root = Path(repo.working_tree_dir or repo.git_dir).name
-    cfg = config.load(changes.read_file(repo, target.sha, config.PYPROJECT), source=source,
-                      tracked=changes.tracked_files(repo, target.sha), root_name=root)
+    cfg = config.load(
+        changes.read_file(repo, target.sha, config.PYPROJECT),
+        source=source,
+        tracked=changes.tracked_files(repo, target.sha),
+        root_name=root,
+    )
     return plan.make_plan(target, cfg, lambda path: changes.read_file(repo, target.sha, path))
 
 
-def build(repo: git.Repo, plans: Sequence[plan.Plan], env: Mapping[str, str],
-          printer: Printer) -> list[BuildResult]:
+def build(
+    repo: git.Repo, plans: Sequence[plan.Plan], env: Mapping[str, str], printer: Printer
+) -> list[BuildResult]:
     state = Path(repo.common_dir) / "mab-hook"
     results: list[BuildResult] = []
     built: list[tuple[plan.Plan, Path]] = []
@@ -154,13 +180,16 @@ def build(repo: git.Repo, plans: Sequence[plan.Plan], env: Mapping[str, str],
             bake_file = buildx.write_definition(p, tree, logs / "bake.json")
             bx = buildx.Buildx(env, p.config.builder)
             results += buildx.build_all(
-                p, bake_file, bx, logs,
+                p,
+                bake_file,
+                bx,
+                logs,
                 on_start=lambda name: printer.info(f"building {name} ..."),
                 on_line=printer.build_line,
             )
             built.append((p, bake_file))
         pushing = [(p, f) for p, f in built if p.config.push]
-        if pushing and all(r.status == BUILT for r in results):
+        if pushing and all(r.ok for r in results):
             printer.info("every image built: pushing")
             results.append(buildx.push_all(pushing, env, state / "logs", printer.build_line))
         elif pushing:

@@ -39,12 +39,33 @@ TAG_FIELDS = ("sha", "short_sha", "branch")
 DEFAULT_TAGS = ("{short_sha}",)
 
 KNOWN_OS = ("linux", "windows", "freebsd")
-KNOWN_ARCH = ("amd64", "arm64", "arm", "386", "ppc64le", "ppc64", "s390x", "riscv64",
-              "mips64le", "mips64", "loong64")
+KNOWN_ARCH = (
+    "amd64",
+    "arm64",
+    "arm",
+    "386",
+    "ppc64le",
+    "ppc64",
+    "s390x",
+    "riscv64",
+    "mips64le",
+    "mips64",
+    "loong64",
+)
 # What people write instead of Docker's names (uname -m, Debian arch names).
-ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm/v7",
-                "armv7": "arm/v7", "armv7l": "arm/v7", "armel": "arm/v6", "armv6": "arm/v6",
-                "i386": "386", "i686": "386", "x86": "386"}
+ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armhf": "arm/v7",
+    "armv7": "arm/v7",
+    "armv7l": "arm/v7",
+    "armel": "arm/v6",
+    "armv6": "arm/v6",
+    "i386": "386",
+    "i686": "386",
+    "x86": "386",
+}
 _PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/(v[0-9]+))?$")
 
 # distribution/reference grammar: path components of lowercase alphanumerics joined by
@@ -97,8 +118,10 @@ class _Problems:
     def raise_if_any(self) -> None:
         if self.items:
             listed = "\n".join(f"  - {item}" for item in self.items)
-            raise FatalError(f"{self.source}: invalid configuration:\n{listed}\n"
-                             f"Fix {PYPROJECT} and run again; nothing was built.")
+            raise FatalError(
+                f"{self.source}: invalid configuration:\n{listed}\n"
+                f"Fix {PYPROJECT} and run again; nothing was built."
+            )
 
 
 def load(
@@ -125,8 +148,9 @@ def load(
     return config
 
 
-def _parse(table: Any, problems: _Problems, tracked: frozenset[str], source: str,
-           root_name: str) -> Config | None:
+def _parse(
+    table: Any, problems: _Problems, tracked: frozenset[str], source: str, root_name: str
+) -> Config | None:
     key = "tool.multiarch"
     if not isinstance(table, dict):
         problems.add(key, f"must be a table, not {_type_name(table)}")
@@ -137,8 +161,11 @@ def _parse(table: Any, problems: _Problems, tracked: frozenset[str], source: str
     if registry is not None:
         registry = registry.rstrip("/")
         if not REGISTRY_RE.match(registry):
-            problems.add(f"{key}.registry", f"{registry!r} is not a registry reference "
-                         "(host[:port][/path], path in lowercase), e.g. 'registry.internal:5000/team'")
+            problems.add(
+                f"{key}.registry",
+                f"{registry!r} is not a registry reference "
+                "(host[:port][/path], path in lowercase), e.g. 'registry.internal:5000/team'",
+            )
     builder = _optional_str(table, "builder", key, problems)
     push = table.get("push", False)
     if not isinstance(push, bool):
@@ -154,26 +181,53 @@ def _parse(table: Any, problems: _Problems, tracked: frozenset[str], source: str
         images = ()
     else:
         images = tuple(
-            image for name, spec in images_table.items()
-            if (image := _image(name, spec, default_platforms=platforms, tracked=tracked, dirs=dirs,
-                                problems=problems)) is not None
+            image
+            for name, spec in images_table.items()
+            if (
+                image := _image(
+                    name, spec, default_platforms=platforms, tracked=tracked, dirs=dirs, problems=problems
+                )
+            )
+            is not None
         )
         if not images:
-            problems.add(f"{key}.images", "is empty; add [tool.multiarch.images.NAME] tables, "
-                         "or remove it to build every tracked Dockerfile")
+            problems.add(
+                f"{key}.images",
+                "is empty; add [tool.multiarch.images.NAME] tables, "
+                "or remove it to build every tracked Dockerfile",
+            )
     if platforms is None and any(not image.platforms for image in images):
-        problems.add(f"{key}.platforms", 'is required (e.g. platforms = ["linux/amd64", "linux/arm64"]) '
-                     "unless every image sets its own")
-    return Config(source=source, platforms=platforms or (), images=images, registry=registry,
-                  builder=builder, push=push, tags=tags)
+        problems.add(
+            f"{key}.platforms",
+            'is required (e.g. platforms = ["linux/amd64", "linux/arm64"]) unless every image sets its own',
+        )
+    return Config(
+        source=source,
+        platforms=platforms or (),
+        images=images,
+        registry=registry,
+        builder=builder,
+        push=push,
+        tags=tags,
+    )
 
 
-def _image(name: str, spec: Any, *, default_platforms: tuple[str, ...] | None,
-           tracked: frozenset[str], dirs: frozenset[str], problems: _Problems) -> Image | None:
+def _image(
+    name: str,
+    spec: Any,
+    *,
+    default_platforms: tuple[str, ...] | None,
+    tracked: frozenset[str],
+    dirs: frozenset[str],
+    problems: _Problems,
+) -> Image | None:
     key = f"tool.multiarch.images.{_toml_key(name)}"
     if not NAME_RE.match(name) or len(name) > 255:
-        problems.add(key, f"{name!r} is not a valid image name: Docker allows lowercase letters, "
-                     "digits and separators (. _ __ -) inside '/'-separated parts, e.g. 'api' or 'team/api'")
+        problems.add(
+            key,
+            f"{name!r} is not a valid image name: Docker allows lowercase letters, "
+            "digits and separators (. _ __ -) inside '/'-separated parts, e.g. 'api' or 'team/api'",
+        )
     if not isinstance(spec, dict):
         problems.add(key, f"must be a table with at least 'context', not {_type_name(spec)}")
         return None
@@ -192,17 +246,28 @@ def _image(name: str, spec: Any, *, default_platforms: tuple[str, ...] | None,
     dockerfile = dockerfile or posixpath.normpath(default_dockerfile)
     if context is not None and dockerfile not in tracked:
         problems.add(f"{key}.dockerfile", f"{dockerfile!r} is not a tracked file in this commit")
-    platforms = (_platforms(spec["platforms"], f"{key}.platforms", problems)
-                 if "platforms" in spec else default_platforms)
+    platforms = (
+        _platforms(spec["platforms"], f"{key}.platforms", problems)
+        if "platforms" in spec
+        else default_platforms
+    )
     target = _optional_str(spec, "target", key, problems)
     build_args = _build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
     watch = _str_list(spec.get("watch", []), f"{key}.watch", problems)
-    return Image(name=name, context=context or ".", dockerfile=dockerfile,
-                 platforms=platforms or (), target=target, build_args=build_args, watch=watch)
+    return Image(
+        name=name,
+        context=context or ".",
+        dockerfile=dockerfile,
+        platforms=platforms or (),
+        target=target,
+        build_args=build_args,
+        watch=watch,
+    )
 
 
-def _discover(tracked: frozenset[str], platforms: tuple[str, ...] | None, problems: _Problems,
-              root_name: str) -> tuple[Image, ...]:
+def _discover(
+    tracked: frozenset[str], platforms: tuple[str, ...] | None, problems: _Problems, root_name: str
+) -> tuple[Image, ...]:
     """Every tracked Dockerfile, Dockerfile.* and *.Dockerfile, named after its directory."""
     found: dict[str, Image] = {}
     for path in sorted(tracked):
@@ -210,7 +275,7 @@ def _discover(tracked: frozenset[str], platforms: tuple[str, ...] | None, proble
         if base == "Dockerfile":
             stem = ""
         elif base.startswith("Dockerfile."):
-            stem = base[len("Dockerfile."):]
+            stem = base[len("Dockerfile.") :]
         elif base.endswith(".Dockerfile"):
             stem = base[: -len(".Dockerfile")]
         else:
@@ -218,18 +283,26 @@ def _discover(tracked: frozenset[str], platforms: tuple[str, ...] | None, proble
         dir_name = posixpath.basename(directory) or root_name
         name = _sanitize("-".join(part for part in (dir_name, stem) if part))
         if not NAME_RE.match(name):
-            problems.add("tool.multiarch", f"{path}: cannot derive an image name from {dir_name!r}; "
-                         "declare it in a [tool.multiarch.images.NAME] table")
+            problems.add(
+                "tool.multiarch",
+                f"{path}: cannot derive an image name from {dir_name!r}; "
+                "declare it in a [tool.multiarch.images.NAME] table",
+            )
             continue
         if name in found:
-            problems.add("tool.multiarch", f"{path} and {found[name].dockerfile} would both be image "
-                         f"{name!r}; declare them in [tool.multiarch.images.NAME] tables")
+            problems.add(
+                "tool.multiarch",
+                f"{path} and {found[name].dockerfile} would both be image "
+                f"{name!r}; declare them in [tool.multiarch.images.NAME] tables",
+            )
             continue
-        found[name] = Image(name=name, context=directory or ".", dockerfile=path,
-                            platforms=platforms or ())
+        found[name] = Image(name=name, context=directory or ".", dockerfile=path, platforms=platforms or ())
     if not found:
-        problems.add("tool.multiarch", "no [tool.multiarch.images.*] tables and no tracked Dockerfile "
-                     "(Dockerfile, Dockerfile.*, *.Dockerfile) in this commit")
+        problems.add(
+            "tool.multiarch",
+            "no [tool.multiarch.images.*] tables and no tracked Dockerfile "
+            "(Dockerfile, Dockerfile.*, *.Dockerfile) in this commit",
+        )
     return tuple(found.values())
 
 
@@ -242,7 +315,7 @@ def _platforms(value: Any, key: str, problems: _Problems) -> tuple[str, ...] | N
         return None
     items = _str_list(value, key, problems)
     if isinstance(value, list) and not value:
-        problems.add(key, "must list at least one platform, e.g. [\"linux/amd64\"]")
+        problems.add(key, 'must list at least one platform, e.g. ["linux/amd64"]')
     for platform in items:
         problem = platform_problem(platform)
         if problem:
@@ -259,8 +332,10 @@ def platform_problem(platform: str) -> str | None:
     guess = ARCH_ALIASES.get(parts[-1]) or ARCH_ALIASES.get(parts[0])
     hint = f" (did you mean 'linux/{guess}'?)" if guess else ""
     if not match:
-        return (f"{platform!r} is not a platform: expected os/arch[/variant] such as "
-                f"'linux/amd64', 'linux/arm64' or 'linux/arm/v7'{hint}")
+        return (
+            f"{platform!r} is not a platform: expected os/arch[/variant] such as "
+            f"'linux/amd64', 'linux/arm64' or 'linux/arm/v7'{hint}"
+        )
     os_name, arch, _variant = match.groups()
     if os_name not in KNOWN_OS:
         return f"{platform!r}: unknown OS {os_name!r}; allowed: {', '.join(KNOWN_OS)}"
@@ -275,11 +350,17 @@ def _tags(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:
     for template in tags:
         unknown = [f for f in _TEMPLATE_FIELD_RE.findall(template) if f not in TAG_FIELDS]
         if unknown:
-            problems.add(key, f"{template!r} uses unknown field {{{unknown[0]}}}; allowed: "
-                         + ", ".join(f"{{{f}}}" for f in TAG_FIELDS))
+            problems.add(
+                key,
+                f"{template!r} uses unknown field {{{unknown[0]}}}; allowed: "
+                + ", ".join(f"{{{f}}}" for f in TAG_FIELDS),
+            )
         elif not TAG_RE.match(template.format(**sample)):
-            problems.add(key, f"{template!r} does not make a valid tag "
-                         "(letters, digits, _ . -, at most 128, not starting with . or -)")
+            problems.add(
+                key,
+                f"{template!r} does not make a valid tag "
+                "(letters, digits, _ . -, at most 128, not starting with . or -)",
+            )
     return tags
 
 
@@ -291,7 +372,7 @@ def render_tag(template: str, *, sha: str, branch: str | None) -> str:
 
 def _build_args(value: Any, key: str, problems: _Problems) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
-        problems.add(key, f"must be a table of NAME = \"value\", not {_type_name(value)}")
+        problems.add(key, f'must be a table of NAME = "value", not {_type_name(value)}')
         return ()
     args = []
     for name, arg in value.items():
@@ -351,11 +432,16 @@ def _toml_key(name: str) -> str:
 
 
 def _type_name(value: Any) -> str:
-    names: Mapping[type, str] = {str: "a string", bool: "a boolean", int: "an integer",
-                                 float: "a number", list: "an array", dict: "a table"}
+    names: Mapping[type, str] = {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }
     return names.get(type(value), type(value).__name__)
 
 
 def _describe(value: Any) -> str:
     return f"{_type_name(value)} ({value!r})" if not isinstance(value, (dict, list)) else _type_name(value)
-

@@ -80,6 +80,6 @@ def context_key(ref: str) -> str:
     name, tag = split_reference(ref)
     for prefix in ("docker.io/library/", "docker.io/"):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
             break
     return name if tag in (None, "latest") else f"{name}:{tag}"

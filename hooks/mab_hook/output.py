@@ -6,11 +6,10 @@ pre-commit captures a hook's output, so without a terminal everything is plain l
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TextIO
 
-from mab_hook.buildx import BUILT, FAILED, BuildResult
+from mab_hook.buildx import BUILT, FAILED, PUSHED, BuildResult
 from mab_hook.plan import Plan
 
 COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
@@ -83,30 +82,51 @@ def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
     unaffected: list[str] = []
     commits: list[dict[str, Any]] = []
     for plan in plans:
-        commits.append({"sha": plan.target.sha, "branch": plan.target.branch, "range": plan.target.why,
-                        "push": plan.config.push})
+        commits.append(
+            {
+                "sha": plan.target.sha,
+                "branch": plan.target.branch,
+                "range": plan.target.why,
+                "push": plan.config.push,
+            }
+        )
         for planned in plan.affected:
             image = planned.image
-            affected.append({
-                "name": image.name, "commit": plan.target.sha, "platforms": list(image.platforms),
-                "reasons": list(planned.reasons), "tags": list(planned.tags),
-                "bases": [base.name for base in planned.bases], "context": image.context,
-                "dockerfile": image.dockerfile, "target": image.target,
-            })
+            affected.append(
+                {
+                    "name": image.name,
+                    "commit": plan.target.sha,
+                    "platforms": list(image.platforms),
+                    "reasons": list(planned.reasons),
+                    "tags": list(planned.tags),
+                    "bases": [base.name for base in planned.bases],
+                    "context": image.context,
+                    "dockerfile": image.dockerfile,
+                    "target": image.target,
+                }
+            )
         unaffected.extend(name for name in plan.unaffected if name not in unaffected)
     return {"commits": commits, "affected": affected, "unaffected": unaffected}
 
 
 def results_json(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
-    return [{"name": r.name, "status": r.status, "seconds": round(r.seconds, 2), "detail": r.detail,
-             "log": str(r.log) if r.log else None} for r in results]
+    return [
+        {
+            "name": r.name,
+            "status": r.status,
+            "seconds": round(r.seconds, 2),
+            "detail": r.detail,
+            "log": str(r.log) if r.log else None,
+        }
+        for r in results
+    ]
 
 
 def summary(results: Sequence[BuildResult], printer: Printer) -> str:
     lines = []
     width = max((len(r.name) for r in results), default=0)
     for result in results:
-        color = {BUILT: "green", FAILED: "red"}.get(result.status, "yellow")
+        color = {BUILT: "green", PUSHED: "green", FAILED: "red"}.get(result.status, "yellow")
         status = printer.paint(f"{result.status:<9}", color)
         detail = f"  {result.detail}" if result.detail else ""
         lines.append(f"  {result.name:<{width}}  {status} {result.seconds:6.1f}s{detail}")
@@ -120,6 +140,6 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
     return "\n".join(lines)
 
 
-def dump_json(data: Any, stream: TextIO = sys.stdout) -> None:
+def dump_json(data: Any, stream: TextIO) -> None:
     json.dump(data, stream, indent=2)
     stream.write("\n")

@@ -52,12 +52,14 @@ def make_plan(target: Target, config: Config, read: Callable[[str], str | None])
             reasons[name] = own + via
     affected = tuple(
         PlannedImage(by_name[name], reasons[name], image_tags(config, by_name[name], target), bases[name])
-        for name in order if name in reasons
+        for name in order
+        if name in reasons
     )
     unaffected = tuple(image.name for image in config.images if image.name not in reasons)
     needed = _bases_needed(affected, bases)
     context_only = tuple(
-        PlannedImage(by_name[name], (), (), bases[name]) for name in order
+        PlannedImage(by_name[name], (), (), bases[name])
+        for name in order
         if name in needed and name not in reasons
     )
     return Plan(target, config, affected, unaffected, context_only)
@@ -123,12 +125,16 @@ def build_order(config: Config, bases: Mapping[str, tuple[Base, ...]]) -> tuple[
         return tuple(sorter.static_order())
     except graphlib.CycleError as e:
         cycle = " -> ".join(reversed(e.args[1]))
-        raise FatalError(f"{config.source}: images are built on each other in a cycle: {cycle}. "
-                         "Change a FROM line to break it.") from None
+        raise FatalError(
+            f"{config.source}: images are built on each other in a cycle: {cycle}. "
+            "Change a FROM line to break it."
+        ) from None
 
 
 def image_tags(config: Config, image: Image, target: Target) -> tuple[str, ...]:
     ref = config.reference(image)
-    return tuple(dict.fromkeys(
-        f"{ref}:{render_tag(template, sha=target.sha, branch=target.branch)}" for template in config.tags
-    ))
+    return tuple(
+        dict.fromkeys(
+            f"{ref}:{render_tag(template, sha=target.sha, branch=target.branch)}" for template in config.tags
+        )
+    )

@@ -53,8 +53,14 @@ def run(
     cmd = tuple(cmd)
     try:
         proc = subprocess.run(
-            cmd, env=dict(env), cwd=cwd, capture_output=True, text=True,
-            stdin=subprocess.DEVNULL, timeout=timeout, check=False,
+            cmd,
+            env=dict(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
         )
     except FileNotFoundError:
         raise FatalError(f"{cmd[0]!r} not found on PATH.{' ' + hint if hint else ''}") from None
@@ -83,8 +89,15 @@ def stream(
     cmd = tuple(cmd)
     try:
         proc = subprocess.Popen(
-            cmd, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
+            cmd,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
             start_new_session=True,
         )
     except FileNotFoundError:

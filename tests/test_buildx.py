@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mab_hook import buildx
+from mab_hook.buildx import BUILT, FAILED, SKIPPED, Buildx
+from mab_hook.changes import Target
+from mab_hook.config import Config, Image
+from mab_hook.plan import Plan, PlannedImage, make_plan
+
+from tests.conftest import Lab
+
+ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+def make(
+    images: tuple[Image, ...],
+    files: dict[str, str],
+    changed: set[str] | None = None,
+    registry: str = "reg:5000/team",
+) -> Plan:
+    config = Config(source="test", platforms=ALL3, registry=registry, images=images)
+    return make_plan(
+        Target("ab" * 20, "main", None if changed is None else frozenset(changed), "t"), config, files.get
+    )
+
+
+BASE = Image("base", "base", "base/Dockerfile", ALL3, build_args=(("V", "1"),))
+APP = Image("team/app", "app", "app/Dockerfile", ("linux/amd64", "linux/arm64"), target="runtime")
+FILES = {"base/Dockerfile": "FROM busybox\n", "app/Dockerfile": "FROM reg:5000/team/base:latest\n"}
+
+
+def test_definition() -> None:
+    definition = buildx.definition(make((BASE, APP), FILES), Path("/co"))
+    assert definition["group"] == {"default": {"targets": ["base", "team_app"]}}
+    targets = definition["target"]
+    assert targets["base"] == {
+        "context": "/co/base",
+        "dockerfile": "/co/base/Dockerfile",
+        "platforms": list(ALL3),
+        "tags": ["reg:5000/team/base:abababa"],
+        "args": {"V": "1"},
+    }
+    # The dependant gets an untagged copy of its base for its own platforms (buildx demands it).
+    variant = "base--linux_amd64-linux_arm64"
+    assert targets["team_app"]["contexts"] == {"reg:5000/team/base": f"target:{variant}"}
+    assert targets["team_app"]["target"] == "runtime"
+    assert targets[variant]["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert targets[variant]["tags"] == []
+
+
+def test_definition_includes_unaffected_bases_untagged() -> None:
+    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/x"}), Path("/co"))
+    assert definition["group"]["default"]["targets"] == ["team_app"]
+    assert set(definition["target"]) == {"team_app", "base--linux_amd64-linux_arm64"}
+
+
+def test_bake_command() -> None:
+    assert Buildx({}, "multi").bake(Path("/d.json"), "t") == (
+        "docker",
+        "buildx",
+        "bake",
+        "--file",
+        "/d.json",
+        "--progress=plain",
+        "--builder",
+        "multi",
+        "t",
+    )
+    assert "--builder" not in Buildx({}).bake(Path("/d.json"))
+
+
+BAKE_LOG = """\
+#11 [app linux/arm64 1/2] FROM docker.io/mab-lab/busybox:latest@sha256:79
+#11 DONE 0.1s
+#15 [bad linux/amd64 2/2] RUN [ "$(uname -m)" != armv7l ]
+#15 DONE 0.4s
+#17 [bad linux/arm/v7 2/2] RUN [ "$(uname -m)" != armv7l ]
+#17 ERROR: process "/bin/sh -c [ \\"$(uname -m)\\" != armv7l ]" did not complete successfully: exit code: 1
+#18 [bad linux/arm64 2/2] RUN [ "$(uname -m)" != armv7l ]
+#18 CANCELED
+#20 [linux/amd64 3/3] RUN false
+#20 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1
+ERROR: failed to solve: process "/bin/sh -c [ \\"$(uname -m)\\" != armv7l ]" did not complete successfully
+"""
+
+
+def test_failed_platforms_read_from_plain_progress() -> None:
+    assert buildx.failed_platforms(BAKE_LOG) == ("linux/arm/v7", "linux/amd64")
+    assert buildx.failed_platforms("ERROR: failed to read dockerfile\n") == ()
+
+
+def test_a_failed_base_leaves_dependants_unbuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = make((BASE, APP), FILES)
+    calls: list[str] = []
+
+    def build_one(planned: PlannedImage, *args: object) -> buildx.BuildResult:
+        calls.append(planned.image.name)
+        return buildx.BuildResult(planned.image.name, FAILED, 1.0, "build failed", None)
+
+    monkeypatch.setattr(buildx, "build_one", build_one)
+    results = buildx.build_all(
+        plan, tmp_path / "d.json", Buildx({}), tmp_path, on_start=lambda name: None, on_line=lambda line: None
+    )
+    assert calls == ["base"]
+    assert [(r.name, r.status, r.detail) for r in results] == [
+        ("base", FAILED, "build failed"),
+        ("team/app", SKIPPED, "base image base did not build"),
+    ]
+
+
+# --- against the lab --------------------------------------------------------------------------
+
+
+def lab_plan(lab: Lab, tmp_path: Path, dockerfile: str) -> tuple[Plan, Path]:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "Dockerfile").write_text(dockerfile)
+    image = Image("img", "img", "img/Dockerfile", ALL3)
+    plan = make((image,), {"img/Dockerfile": dockerfile}, registry=lab.namespace())
+    return plan, buildx.write_definition(plan, tmp_path, tmp_path / "bake.json")
+
+
+def test_build_one_builds_every_platform(lab: Lab, tmp_path: Path) -> None:
+    plan, bake = lab_plan(lab, tmp_path, f"FROM {lab.busybox}\nRUN uname -m > /arch\n")
+    lines: list[str] = []
+    result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env), tmp_path / "img.log", lines.append)
+    assert (result.status, result.detail) == (BUILT, "")
+    assert lines == (tmp_path / "img.log").read_text().splitlines()
+    for platform, arch in zip(ALL3, ("x86_64", "aarch64", "armv7l"), strict=True):
+        ran = lab.docker("run", "--rm", "--platform", platform, plan.affected[0].tags[0], "cat", "/arch")
+        assert ran.stdout.strip() == arch
+
+
+def test_build_one_names_the_failing_platform(lab: Lab, tmp_path: Path) -> None:
+    plan, bake = lab_plan(lab, tmp_path, f'FROM {lab.busybox}\nRUN [ "$(uname -m)" != armv7l ]\n')
+    result = buildx.build_one(
+        plan.affected[0], bake, Buildx(lab.env), tmp_path / "img.log", lambda line: None
+    )
+    assert result.status == FAILED
+    assert result.detail.startswith("build failed on linux/arm/v7 (exit 1)")
+    assert any("did not complete successfully" in line for line in result.tail)

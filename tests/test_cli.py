@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from mab_hook import cli
+
+from tests.conftest import Repo
+
+PYPROJECT = """\
+[tool.multiarch]
+platforms = ["linux/amd64", "linux/arm64"]
+registry = "reg:5000/team"
+
+[tool.multiarch.images.base]
+context = "base"
+
+[tool.multiarch.images.api]
+context = "api"
+"""
+FILES = {
+    "pyproject.toml": PYPROJECT,
+    "base/Dockerfile": "FROM busybox\n",
+    "api/Dockerfile": "FROM reg:5000/team/base\nCOPY . /app\n",
+    "api/main.py": "print()\n",
+    "docs/index.md": "# docs\n",
+}
+
+
+@pytest.fixture
+def project(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Repo:
+    repo.commit(FILES, "init")
+    monkeypatch.chdir(repo.path)
+    return repo
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    sys.stdin = io.StringIO(stdin)
+    try:
+        code = cli.main(list(argv))
+    finally:
+        sys.stdin = sys.__stdin__
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_dry_run_prints_the_plan(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    first = project.head()
+    project.commit({"api/main.py": "print(1)\n"})
+    code, out, _ = run(capsys, "--dry-run", "--from", first)
+    assert code == 0
+    assert f"commit {project.head()[:12]} ({first}..HEAD)" in out
+    assert "1. api [linux/amd64, linux/arm64]" in out
+    assert "because build context changed: api/main.py" in out
+    assert f"tags: reg:5000/team/api:{project.head()[:7]}" in out
+    assert "unaffected: base" in out
+    assert "\033[" not in out  # not a terminal: plain
+
+
+def test_dry_run_json(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--dry-run", "--json", "--all")
+    assert code == 0
+    data = json.loads(out)
+    assert [(a["name"], a["bases"]) for a in data["affected"]] == [("base", []), ("api", ["base"])]
+    assert data["affected"][1]["platforms"] == ["linux/amd64", "linux/arm64"]
+    assert data["affected"][0]["reasons"] == ["every image is built (--all)"]
+    assert data["unaffected"] == []
+    assert data["commits"][0]["sha"] == project.head()
+    assert "results" not in data
+
+
+def test_docs_only_change_builds_nothing(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    first = project.head()
+    project.commit({"docs/index.md": "# more\n"})
+    code, out, _ = run(capsys, "--from", first)  # not a dry run: still nothing to build
+    assert code == 0
+    assert "no image is affected" in out
+
+
+def test_hook_mode_reads_the_push_from_stdin(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    project.git("push", "-q", "origin", "main")
+    first = project.head()
+    project.commit({"api/main.py": "print(2)\n"})
+    line = f"refs/heads/main {project.head()} refs/heads/main {first}\n"
+    code, out, _ = run(capsys, "origin", str(project.remote), "--dry-run", stdin=line)
+    assert code == 0
+    assert "1. api" in out
+    code, out, _ = run(capsys, "origin", str(project.remote), "--dry-run", stdin="")
+    assert (code, out.strip()) == (0, "mab-hook: the push adds no commits: nothing to build")
+
+
+def test_pre_commit_without_a_range_builds_everything_loudly(
+    project: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PRE_COMMIT", "1")
+    code, out, _ = run(capsys, "--dry-run")
+    assert code == 0
+    assert "warning: pre-commit gave no push range" in out
+    assert "building EVERY image of HEAD" in out
+    assert "1. base" in out and "2. api" in out
+
+
+def test_bad_config_exits_1_and_builds_nothing(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    project.commit({"pyproject.toml": PYPROJECT.replace("platforms", "platfroms", 1)})
+    code, out, _ = run(capsys, "--all")
+    assert code == 1
+    assert "mab-hook: error: pyproject.toml at" in out
+    assert "[tool.multiarch.platfroms] unknown key (did you mean 'platforms'?)" in out
+    assert "building" not in out
+
+
+def test_config_is_read_from_the_pushed_commit(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    project.write({"pyproject.toml": "broken = [\n"})  # uncommitted: must not matter
+    code, out, _ = run(capsys, "--all", "--dry-run")
+    assert code == 0, out
+
+
+def test_no_range_by_hand_says_what_to_run(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--dry-run")
+    assert code == 1
+    assert "Run `mab-hook --all`" in out
+
+
+def test_to_without_from(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--to", "HEAD")
+    assert (code, "--to needs --from REF or --all" in out) == (1, True)
+
+
+def test_outside_a_repository(
+    tmp_path: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir("/")
+    code, out, _ = run(capsys, "--all", "-C", "/proc")
+    assert code == 1
+    assert "/proc is not inside a git repository" in out
+
+
+def test_a_bug_exits_3(
+    project: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "plan_for", broken)
+    code, out, err = run(capsys, "--all")
+    assert code == 3
+    assert "RuntimeError: boom" in err
+    assert "this is a bug in mab-hook" in out
+
+
+def test_interrupt_exits_130(
+    project: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "plan_for", interrupted)
+    code, out, _ = run(capsys, "--all")
+    assert code == 130
+    assert "interrupted" in out
+
+
+def test_module_entry_point(project: Repo) -> None:
+    proc = subprocess.run(
+        (sys.executable, "-m", "mab_hook", "--help"), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0
+    assert "--dry-run" in proc.stdout

@@ -1,0 +1,259 @@
+from __future__ import annotations
+
+import pytest
+from mab_hook import config
+from mab_hook.config import Config, Image, load, platform_problem, render_tag
+from mab_hook.errors import FatalError
+
+TRACKED = frozenset(
+    {
+        "pyproject.toml",
+        "services/api/Dockerfile",
+        "services/api/main.py",
+        "base/Dockerfile",
+        "docker/worker.Dockerfile",
+        "tools/Dockerfile.dev",
+        "docs/index.md",
+    }
+)
+
+
+def parse(text: str, tracked: frozenset[str] = TRACKED) -> Config:
+    return load(text, source="pyproject.toml at abc", tracked=tracked, root_name="myrepo")
+
+
+def problem(text: str, tracked: frozenset[str] = TRACKED) -> str:
+    with pytest.raises(FatalError) as info:
+        parse(text, tracked)
+    return str(info.value)
+
+
+FULL = """
+[tool.multiarch]
+platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+registry = "registry.internal:5000/team/"
+builder = "multi-arch"
+push = true
+tags = ["{short_sha}", "{branch}-latest"]
+
+[tool.multiarch.images.api]
+context = "services/api"
+platforms = ["linux/amd64", "linux/arm64"]
+target = "runtime"
+build-args = { VERSION = "1.2", WORKERS = 4 }
+watch = ["proto/**"]
+
+[tool.multiarch.images.base]
+context = "./base/"
+"""
+
+
+def test_full_config() -> None:
+    cfg = parse(FULL)
+    assert cfg.platforms == ("linux/amd64", "linux/arm64", "linux/arm/v7")
+    assert cfg.registry == "registry.internal:5000/team"  # trailing slash dropped
+    assert (cfg.builder, cfg.push, cfg.tags) == ("multi-arch", True, ("{short_sha}", "{branch}-latest"))
+    api, base = cfg.images
+    assert api == Image(
+        name="api",
+        context="services/api",
+        dockerfile="services/api/Dockerfile",
+        platforms=("linux/amd64", "linux/arm64"),
+        target="runtime",
+        build_args=(("VERSION", "1.2"), ("WORKERS", "4")),
+        watch=("proto/**",),
+    )
+    assert base.context == "base" and base.dockerfile == "base/Dockerfile"
+    assert base.platforms == cfg.platforms  # the default applies
+    assert cfg.reference(api) == "registry.internal:5000/team/api"
+
+
+def test_defaults() -> None:
+    cfg = parse(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\n[tool.multiarch.images.api]\n'
+        'context = "services/api"\n'
+    )
+    assert (cfg.registry, cfg.builder, cfg.push, cfg.tags) == (None, None, False, ("{short_sha}",))
+    assert cfg.reference(cfg.images[0]) == "api"
+
+
+def test_discovery_names_images_after_their_directory() -> None:
+    cfg = parse('[tool.multiarch]\nplatforms = ["linux/amd64"]\n')
+    found = {image.name: (image.context, image.dockerfile) for image in cfg.images}
+    assert found == {
+        "api": ("services/api", "services/api/Dockerfile"),
+        "base": ("base", "base/Dockerfile"),
+        "docker-worker": ("docker", "docker/worker.Dockerfile"),
+        "tools-dev": ("tools", "tools/Dockerfile.dev"),
+    }
+
+
+def test_discovery_of_a_root_dockerfile_uses_the_repository_name() -> None:
+    cfg = parse('[tool.multiarch]\nplatforms = ["linux/amd64"]\n', frozenset({"Dockerfile"}))
+    assert [(i.name, i.context) for i in cfg.images] == [("myrepo", ".")]
+
+
+def test_discovery_with_no_dockerfile() -> None:
+    assert "no tracked Dockerfile" in problem(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\n', frozenset({"pyproject.toml"})
+    )
+
+
+def test_discovery_name_clash() -> None:
+    message = problem(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\n', frozenset({"a/api/Dockerfile", "b/api/Dockerfile"})
+    )
+    assert "would both be image 'api'" in message
+
+
+def test_missing_pyproject_shows_a_snippet() -> None:
+    with pytest.raises(FatalError) as info:
+        load(None, source="pyproject.toml at abc", tracked=TRACKED)
+    assert "no pyproject.toml in this commit" in str(info.value)
+    assert "[tool.multiarch]" in str(info.value)
+
+
+def test_missing_table_shows_a_snippet_to_paste() -> None:
+    message = problem('[project]\nname = "x"\n')
+    assert "pyproject.toml at abc: no [tool.multiarch] table" in message
+    assert 'platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]' in message
+
+
+def test_invalid_toml_names_the_file_and_line() -> None:
+    message = problem("[tool.multiarch\nplatforms = 1\n")
+    assert message.startswith("pyproject.toml at abc: not valid TOML")
+    assert "line 1" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'platforms = ["linux/amd64"]\nplatfroms = []',
+            "[tool.multiarch.platfroms] unknown key (did you mean 'platforms'?); allowed: platforms, registry",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "services/api"\ndockerfle = "x"',
+            "[tool.multiarch.images.api.dockerfle] unknown key (did you mean 'dockerfile'?)",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "services/api"\nbuild_args = {}',
+            "[tool.multiarch.images.api.build_args] unknown key (did you mean 'build-args'?)",
+        ),
+        ('platforms = "linux/amd64"', "[tool.multiarch.platforms] must be a list of strings, not a string"),
+        (
+            'platforms = ["linux/amd64"]\npush = "yes"',
+            "[tool.multiarch.push] must be true or false, not a string",
+        ),
+        ('platforms = ["linux/amd64"]\nbuilder = 3', "[tool.multiarch.builder] must be a non-empty string"),
+        (
+            'platforms = ["linux/amd64"]\ntags = ["{commit}"]',
+            "[tool.multiarch.tags] '{commit}' uses unknown field {commit}; allowed: {sha}, {short_sha}, {branch}",
+        ),
+        ('platforms = ["linux/amd64"]\ntags = ["-bad"]', "'-bad' does not make a valid tag"),
+        (
+            'platforms = ["linux/amd64"]\nregistry = "Registry.Internal/Team"',
+            "[tool.multiarch.registry] 'Registry.Internal/Team' is not a registry reference",
+        ),
+        ("platforms = []", "[tool.multiarch.platforms] must list at least one platform"),
+        ('platforms = ["linux/amd64", "linux/amd64"]', "lists a platform twice"),
+        ('platforms = ["arm64"]', "'arm64' is not a platform: expected os/arch[/variant]"),
+        ('platforms = ["linux/aarch64"]', "unknown architecture 'aarch64' (did you mean 'linux/arm64'?)"),
+        ('platforms = ["linux/armhf"]', "(did you mean 'linux/arm/v7'?)"),
+        ('platforms = ["plan9/amd64"]', "unknown OS 'plan9'"),
+        ('platforms = ["linux/ARM64"]', "'linux/ARM64' is not a platform"),
+        ('[tool.multiarch.images.api]\ncontext = "services/api"', "[tool.multiarch.platforms] is required"),
+        ('platforms = ["linux/amd64"]\nimages = 3', "[tool.multiarch.images] must be a table of images"),
+        ('platforms = ["linux/amd64"]\n[tool.multiarch.images]', "[tool.multiarch.images] is empty"),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.API]\ncontext = "services/api"',
+            "[tool.multiarch.images.API] 'API' is not a valid image name",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images."my api"]\ncontext = "services/api"',
+            "'my api' is not a valid image name",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ndockerfile = "services/api/Dockerfile"',
+            "[tool.multiarch.images.api.context] is required",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "services/web"',
+            "[tool.multiarch.images.api.context] directory 'services/web' does not exist in this commit",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "docs"',
+            "[tool.multiarch.images.api.dockerfile] 'docs/Dockerfile' is not a tracked file in this commit",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "../elsewhere"',
+            "'../elsewhere' must be a path inside the repository",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "services/api"\n'
+            "build-args = { DEBUG = true }",
+            "[tool.multiarch.images.api.build-args.DEBUG] must be a string or number, not a boolean",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "services/api"\nwatch = "proto"',
+            "[tool.multiarch.images.api.watch] must be a list of strings, not a string ('proto')",
+        ),
+        (
+            'platforms = ["linux/amd64"]\n[tool.multiarch.images]\napi = "services/api"',
+            "[tool.multiarch.images.api] must be a table with at least 'context', not a string",
+        ),
+    ],
+)
+def test_bad_config(text: str, expected: str) -> None:
+    message = problem("[tool.multiarch]\n" + text + "\n")
+    assert expected in message
+    assert message.startswith("pyproject.toml at abc: invalid configuration:")
+    assert "nothing was built" in message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    message = problem('[tool.multiarch]\nplatforms = ["linux/x86_64"]\npush = 1\nregistri = "r"\n')
+    assert "linux/x86_64" in message and "push" in message and "registri" in message
+
+
+def test_multiarch_must_be_a_table() -> None:
+    assert "[tool.multiarch] must be a table" in problem("[tool]\nmultiarch = 1\n")
+
+
+@pytest.mark.parametrize(
+    "platform",
+    [
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/arm/v6",
+        "linux/386",
+        "linux/riscv64",
+        "linux/s390x",
+        "linux/amd64/v3",
+    ],
+)
+def test_valid_platforms(platform: str) -> None:
+    assert platform_problem(platform) is None
+
+
+@pytest.mark.parametrize(
+    ("branch", "tag"),
+    [
+        ("main", "main"),
+        ("feature/login", "feature-login"),
+        (None, "detached"),
+        ("-x", "x"),
+    ],
+)
+def test_render_tag(branch: str | None, tag: str) -> None:
+    sha = "0123456789abcdef" * 2 + "01234567"
+    assert render_tag("{branch}", sha=sha, branch=branch) == tag
+    assert render_tag("{short_sha}-{sha}", sha=sha, branch=branch) == f"0123456-{sha}"
+
+
+def test_name_regex_matches_docker_rules() -> None:
+    for ok in ("api", "team/api", "a.b", "a__b", "a---b", "a_b"):
+        assert config.NAME_RE.match(ok), ok
+    for bad in ("Api", "-api", "api-", "a..b", "a___b", "/api", "api/"):
+        assert not config.NAME_RE.match(bad), bad

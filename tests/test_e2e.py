@@ -1,0 +1,200 @@
+"""End to end: a real `git push` through the hook as a user installs it, against the real lab."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from tests.conftest import Lab, Repo
+
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+class Pushed(NamedTuple):
+    code: int
+    output: str
+
+
+class Hooked(NamedTuple):
+    repo: Repo
+    registry: str  # this test's own registry prefix
+    env: dict[str, str]
+
+    def push(self, *args: str) -> Pushed:
+        proc = subprocess.run(
+            ("git", "push", "origin", *args),
+            cwd=self.repo.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return Pushed(proc.returncode, proc.stdout + proc.stderr)
+
+    def remote_head(self, branch: str = "main") -> str:
+        return self.repo.git("--git-dir", str(self.repo.remote), "rev-parse", branch, check=False)
+
+
+def project_files(lab: Lab, registry: str) -> dict[str, str]:
+    """A base image and two images built on it; every RUN executes under emulation."""
+    return {
+        "pyproject.toml": f"""\
+[tool.multiarch]
+platforms = {list(PLATFORMS)!r}
+registry = "{registry}"
+push = true
+tags = ["{{short_sha}}", "latest"]
+
+[tool.multiarch.images.base]
+context = "base"
+build-args = {{ BUSYBOX = "{lab.busybox}" }}
+
+[tool.multiarch.images.api]
+context = "services/api"
+
+[tool.multiarch.images.worker]
+context = "services/worker"
+platforms = ["linux/amd64", "linux/arm64"]
+""".replace("'", '"'),
+        "base/Dockerfile": 'ARG BUSYBOX\nFROM ${BUSYBOX}\nRUN echo "base v1 $(uname -m)" > /base-release\n',
+        "services/api/Dockerfile": f"FROM {registry}/base:latest\nCOPY app.txt /\n"
+        "RUN cat /base-release /app.txt > /report\n",
+        "services/api/app.txt": "api v1\n",
+        "services/worker/Dockerfile": f"FROM {registry}/base\nRUN uname -m > /worker\n",
+        "docs/index.md": "# Docs\n",
+    }
+
+
+def pre_commit_config(hook_repo: tuple[Path, str]) -> str:
+    path, rev = hook_repo
+    return f"repos:\n- repo: {path}\n  rev: {rev}\n  hooks:\n  - id: mab-hook\n"
+
+
+@pytest.fixture
+def hooked(
+    repo: Repo, lab: Lab, hook_repo: tuple[Path, str], pre_commit_home: Path, tmp_path: Path
+) -> Hooked:
+    """A repository whose pre-push hook is mab-hook, installed through pre-commit by a user."""
+    registry = lab.namespace()
+    env = {
+        **lab.env,
+        "PRE_COMMIT_HOME": str(pre_commit_home),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+    }
+    repo.commit(
+        {**project_files(lab, registry), ".pre-commit-config.yaml": pre_commit_config(hook_repo)}, "init"
+    )
+    subprocess.run(
+        (sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-push"),
+        cwd=repo.path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    hooked = Hooked(repo, registry, env)
+    # The first push of new history builds everything; start the tests from a pushed state.
+    first = hooked.push("--no-verify", "main")
+    assert first.code == 0, first.output
+    return hooked
+
+
+def test_push_builds_only_the_affected_image_for_every_platform(hooked: Hooked, lab: Lab) -> None:
+    sha = hooked.repo.commit({"services/api/app.txt": "api v2\n"})
+    pushed = hooked.push("main")
+    assert pushed.code == 0, pushed.output
+    assert "building api" in pushed.output
+    assert "building base" not in pushed.output and "building worker" not in pushed.output
+    assert hooked.remote_head() == sha
+    assert lab.pushed(hooked.registry) == {"api"}
+    for tag in (sha[:7], "latest"):
+        assert lab.platforms(f"{hooked.registry}/api:{tag}") == set(PLATFORMS)
+    report = lab.docker(
+        "run", "--rm", "--platform", "linux/arm/v7", f"{hooked.registry}/api:{sha[:7]}", "cat", "/report"
+    ).stdout
+    assert report == "base v1 armv7l\napi v2\n"
+
+
+def test_a_build_failing_on_one_platform_rejects_the_push_and_pushes_nothing(
+    hooked: Hooked, lab: Lab
+) -> None:
+    before = hooked.remote_head()
+    hooked.repo.commit(
+        {
+            "services/api/app.txt": "api v3\n",
+            "services/worker/Dockerfile": f'FROM {hooked.registry}/base\nRUN [ "$(uname -m)" != aarch64 ]\n',
+        }
+    )
+    pushed = hooked.push("main")
+    assert pushed.code != 0
+    assert "worker  failed" in pushed.output
+    assert "build failed on linux/arm64" in pushed.output
+    assert "not pushing anything: a build failed" in pushed.output
+    assert "error: failed to push some refs" in pushed.output
+    assert hooked.remote_head() == before
+    assert lab.pushed(hooked.registry) == set()
+
+
+def test_a_docs_only_push_builds_nothing(hooked: Hooked, lab: Lab) -> None:
+    sha = hooked.repo.commit({"docs/index.md": "# More docs\n"})
+    pushed = hooked.push("main")
+    assert pushed.code == 0, pushed.output
+    assert "no image is affected" in pushed.output
+    assert "building" not in pushed.output
+    assert hooked.remote_head() == sha
+    assert lab.pushed(hooked.registry) == set()
+
+
+def test_a_base_change_rebuilds_dependants_on_the_new_base(hooked: Hooked, lab: Lab) -> None:
+    files = project_files(lab, hooked.registry)
+    sha = hooked.repo.commit({"base/Dockerfile": files["base/Dockerfile"].replace("v1", "v2")})
+    pushed = hooked.push("main")
+    assert pushed.code == 0, pushed.output
+    order = [line.split()[-2] for line in pushed.output.splitlines() if "mab-hook: building" in line]
+    assert order == ["base", "api", "worker"]
+    for platform, arch in zip(PLATFORMS, ("x86_64", "aarch64", "armv7l"), strict=True):
+        report = lab.docker(
+            "run", "--rm", "--platform", platform, f"{hooked.registry}/api:{sha[:7]}", "cat", "/report"
+        ).stdout
+        assert report == f"base v2 {arch}\napi v1\n"
+    assert lab.platforms(f"{hooked.registry}/worker:{sha[:7]}") == {"linux/amd64", "linux/arm64"}
+
+
+def test_the_pushed_commit_is_built_not_the_work_tree(hooked: Hooked, lab: Lab) -> None:
+    sha = hooked.repo.commit({"services/api/app.txt": "committed\n"})
+    hooked.repo.write({"services/api/app.txt": "uncommitted\n"})
+    pushed = hooked.push("main")
+    assert pushed.code == 0, pushed.output
+    report = lab.docker("run", "--rm", f"{hooked.registry}/api:{sha[:7]}", "cat", "/app.txt").stdout
+    assert report == "committed\n"
+    assert hooked.repo.git("worktree", "list").count("\n") == 0  # the temporary worktree is gone
+
+
+def test_plain_git_hook_builds_every_ref_of_one_push(repo: Repo, lab: Lab, tmp_path: Path) -> None:
+    """Installed as .git/hooks/pre-push itself (no pre-commit): every pushed ref is read from stdin."""
+    registry = lab.namespace()
+    repo.commit(project_files(lab, registry), "init")
+    repo.git("push", "-q", "origin", "main")
+    hook = repo.path / ".git" / "hooks" / "pre-push"
+    hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m mab_hook "$@"\n')
+    hook.chmod(0o755)
+    repo.git("checkout", "-q", "-b", "one")
+    one = repo.commit({"services/api/app.txt": "one\n"})
+    repo.git("checkout", "-q", "-b", "two", "main")
+    two = repo.commit({"services/worker/Dockerfile": f"FROM {registry}/base\nRUN echo two > /worker\n"})
+    env = {**lab.env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
+    proc = subprocess.run(
+        ("git", "push", "origin", "one", "two"),
+        cwd=repo.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert lab.platforms(f"{registry}/api:{one[:7]}") == set(PLATFORMS)
+    assert lab.platforms(f"{registry}/worker:{two[:7]}") == {"linux/amd64", "linux/arm64"}
+    assert lab.manifest(f"{registry}/base:{one[:7]}") is None  # unaffected base: never pushed

@@ -52,7 +52,7 @@ def test_dry_run_prints_the_plan(project: Repo, capsys: pytest.CaptureFixture[st
     project.commit({"api/main.py": "print(1)\n"})
     code, out, _ = run(capsys, "--dry-run", "--from", first)
     assert code == 0
-    assert f"commit {project.head()[:12]} ({first}..HEAD)" in out
+    assert f"commit {project.head()[:12]} ({first[:12]}..HEAD)" in out
     assert "1. api [linux/amd64, linux/arm64]" in out
     assert "because build context changed: api/main.py" in out
     assert f"tags: reg:5000/team/api:{project.head()[:7]}" in out

@@ -104,7 +104,12 @@ def new_branch_target(repo: git.Repo, remote: str, sha: str, branch: str | None,
 def target_for_range(repo: git.Repo, from_ref: str, to_ref: str, branch: str | None) -> Target:
     sha = resolve(repo, to_ref)
     base = resolve(repo, from_ref)
-    return Target(sha, branch, changed_paths(repo, base, sha), f"{from_ref}..{to_ref}")
+    return Target(sha, branch, changed_paths(repo, base, sha), f"{_short(from_ref)}..{_short(to_ref)}")
+
+
+def _short(rev: str) -> str:
+    """Full object ids (as pre-commit passes them) shortened for people; names kept."""
+    return rev[:12] if len(rev) in (40, 64) and all(c in "0123456789abcdef" for c in rev) else rev
 
 
 def target_for_all(repo: git.Repo, rev: str, branch: str | None, why: str) -> Target:

@@ -72,7 +72,7 @@ def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
             lines.append(f"       tags: {', '.join(planned.tags)}")
         if plan.unaffected:
             lines.append(f"  unaffected: {', '.join(plan.unaffected)}")
-        if plan.config.push:
+        if plan.config.push and plan.affected:
             lines.append(f"  push: after every image above built, to {plan.config.registry or 'Docker Hub'}")
     return "\n".join(lines)
 

@@ -47,7 +47,11 @@ def make_plan(target: Target, config: Config, read: Callable[[str], str | None])
     for name in order:
         image = by_name[name]
         own = direct_reasons(image, target)
-        via = tuple(f"base image {base.name} is rebuilt" for base in bases[name] if base.name in reasons)
+        via = tuple(
+            f"base image {base.name} is rebuilt"
+            for base in bases[name]
+            if base.name in reasons and target.changed is not None
+        )
         if own or via:
             reasons[name] = own + via
     affected = tuple(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -198,3 +200,37 @@ def test_plain_git_hook_builds_every_ref_of_one_push(repo: Repo, lab: Lab, tmp_p
     assert lab.platforms(f"{registry}/api:{one[:7]}") == set(PLATFORMS)
     assert lab.platforms(f"{registry}/worker:{two[:7]}") == {"linux/amd64", "linux/arm64"}
     assert lab.manifest(f"{registry}/base:{one[:7]}") is None  # unaffected base: never pushed
+
+
+def test_interrupt_stops_the_build_and_leaves_nothing_behind(repo: Repo, lab: Lab, tmp_path: Path) -> None:
+    registry = lab.namespace()
+    files = project_files(lab, registry)
+    files["services/api/Dockerfile"] = f"FROM {lab.busybox}\nRUN echo started && sleep 120\n"
+    repo.commit(files, "init")
+    env = {**lab.env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
+    proc = subprocess.Popen(
+        (sys.executable, "-m", "mab_hook", "--all", "-v"),
+        cwd=repo.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # wait until the slow RUN step really runs
+        seen.append(line)
+        if "started" in line and "#" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 130, "".join(seen) + rest
+    assert "interrupted: builds stopped, nothing pushed" in rest
+    bake = subprocess.run(("pgrep", "-f", f"{repo.path}/.git/mab-hook"), capture_output=True, check=False)
+    assert bake.stdout == b""  # no buildx left running
+    deadline = time.monotonic() + 20  # and BuildKit cancelled the step it was running
+    while subprocess.run(("pgrep", "-f", "sleep 120"), capture_output=True, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "the RUN step still runs after the interrupt"
+        time.sleep(0.2)
+    assert repo.git("worktree", "list").count("\n") == 0
+    assert lab.pushed(registry) == set()

@@ -3,12 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mab_hook import buildx
 from mab_hook.buildx import BUILT, FAILED, SKIPPED, Buildx
 from mab_hook.changes import Target
 from mab_hook.config import Config, Image
+from mab_hook.inputs import Files
 from mab_hook.plan import Plan, PlannedImage, make_plan
-
 from tests.conftest import Lab
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
@@ -22,13 +23,16 @@ def make(
 ) -> Plan:
     config = Config(source="test", platforms=ALL3, registry=registry, images=images)
     return make_plan(
-        Target("ab" * 20, "main", None if changed is None else frozenset(changed), "t"), config, files.get
+        Target("ab" * 20, "main", None if changed is None else frozenset(changed), "t"),
+        config,
+        Files.of(files),
+        build_platform="linux/amd64",
     )
 
 
 BASE = Image("base", "base", "base/Dockerfile", ALL3, build_args=(("V", "1"),))
 APP = Image("team/app", "app", "app/Dockerfile", ("linux/amd64", "linux/arm64"), target="runtime")
-FILES = {"base/Dockerfile": "FROM busybox\n", "app/Dockerfile": "FROM reg:5000/team/base:latest\n"}
+FILES = {"base/Dockerfile": "FROM busybox\n", "app/Dockerfile": "FROM reg:5000/team/base:latest AS runtime\n"}
 
 
 def test_definition() -> None:
@@ -51,7 +55,7 @@ def test_definition() -> None:
 
 
 def test_definition_includes_unaffected_bases_untagged() -> None:
-    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/x"}), Path("/co"))
+    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/Dockerfile"}), Path("/co"))
     assert definition["group"]["default"]["targets"] == ["team_app"]
     assert set(definition["target"]) == {"team_app", "base--linux_amd64-linux_arm64"}
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import git as gitpython
 import pytest
+
 from mab_hook import changes
 from mab_hook.changes import PushedRef, Target
 from mab_hook.errors import FatalError
-
 from tests.conftest import Repo
 
 Z40 = "0" * 40

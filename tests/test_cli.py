@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from mab_hook import cli
 
+from mab_hook import cli
 from tests.conftest import Repo
 
 PYPROJECT = """\
@@ -54,7 +54,7 @@ def test_dry_run_prints_the_plan(project: Repo, capsys: pytest.CaptureFixture[st
     assert code == 0
     assert f"commit {project.head()[:12]} ({first[:12]}..HEAD)" in out
     assert "1. api [linux/amd64, linux/arm64]" in out
-    assert "because build context changed: api/main.py" in out
+    assert "because COPY '.' (line 2) reads: api/main.py" in out
     assert f"tags: reg:5000/team/api:{project.head()[:7]}" in out
     assert "unaffected: base" in out
     assert "\033[" not in out  # not a terminal: plain
@@ -70,6 +70,26 @@ def test_dry_run_json(project: Repo, capsys: pytest.CaptureFixture[str]) -> None
     assert data["unaffected"] == []
     assert data["commits"][0]["sha"] == project.head()
     assert "results" not in data
+
+
+def test_explain(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    first = project.head()
+    project.commit({"api/main.py": "print(3)\n", "base/notes.txt": "x\n"})
+    code, out, _ = run(capsys, "--explain", "base", "--from", first)
+    assert code == 0
+    assert f"base at {project.head()[:12]}: not affected" in out
+    assert (
+        "base/notes.txt: does not count: in the build context, but no COPY, ADD or bind mount reads it" in out
+    )
+    assert "its build reads: nothing from the repository" in out
+    code, out, _ = run(capsys, "--explain", "api", "--from", first, "--json")
+    (item,) = json.loads(out)
+    assert item["affected"] is True
+    assert item["reasons"] == ["COPY '.' (line 2) reads: api/main.py"]
+    assert item["bases"] == ["base"]
+    code, out, _ = run(capsys, "--explain", "nope", "--all")
+    assert code == 1
+    assert "no image named 'nope' (images: base, api)" in out
 
 
 def test_docs_only_change_builds_nothing(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mab_hook import config
 from mab_hook.config import Config, Image, load, platform_problem, render_tag
 from mab_hook.errors import FatalError

@@ -66,7 +66,7 @@ platforms = ["linux/amd64", "linux/arm64"]
         "services/api/Dockerfile": f"FROM {registry}/base:latest\nCOPY app.txt /\n"
         "RUN cat /base-release /app.txt > /report\n",
         "services/api/app.txt": "api v1\n",
-        "services/worker/Dockerfile": f"FROM {registry}/base\nRUN uname -m > /worker\n",
+        "services/worker/Dockerfile": f"FROM {registry}/base\nRUN cat /base-release > /worker\n",
         "docs/index.md": "# Docs\n",
     }
 
@@ -163,6 +163,10 @@ def test_a_base_change_rebuilds_dependants_on_the_new_base(hooked: Hooked, lab: 
         ).stdout
         assert report == f"base v2 {arch}\napi v1\n"
     assert lab.platforms(f"{hooked.registry}/worker:{sha[:7]}") == {"linux/amd64", "linux/arm64"}
+    for platform, arch in (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")):
+        worker = lab.docker("run", "--rm", "--platform", platform, f"{hooked.registry}/worker:{sha[:7]}",
+                            "cat", "/worker").stdout  # fmt: skip
+        assert worker == f"base v2 {arch}\n"
 
 
 def test_the_pushed_commit_is_built_not_the_work_tree(hooked: Hooked, lab: Lab) -> None:

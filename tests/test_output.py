@@ -4,6 +4,7 @@ import io
 from pathlib import Path
 
 import pytest
+
 from mab_hook import output
 from mab_hook.buildx import BUILT, FAILED, PUSHED, SKIPPED, BuildResult
 from mab_hook.output import Printer

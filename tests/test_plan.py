@@ -3,9 +3,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+
 from mab_hook.changes import Target
 from mab_hook.config import Config, Image
 from mab_hook.errors import FatalError
+from mab_hook.inputs import Files
 from mab_hook.plan import Base, Plan, make_plan
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -39,7 +41,7 @@ DOCKERFILES = {
 
 def plan(changed: set[str] | None, config: Config = CONFIG, files: Mapping[str, str] = DOCKERFILES) -> Plan:
     target = Target("0123456789" * 4, "main", None if changed is None else frozenset(changed), "test")
-    return make_plan(target, config, files.get)
+    return make_plan(target, config, Files.of(files), build_platform="linux/amd64")
 
 
 def names(p: Plan) -> list[str]:
@@ -59,7 +61,7 @@ def test_nothing_changed_nothing_affected() -> None:
 def test_context_file_affects_the_image() -> None:
     p = plan({"services/api/main.py"})
     assert names(p) == ["api"]
-    assert p.affected[0].reasons == ("build context changed: services/api/main.py",)
+    assert p.affected[0].reasons == ("COPY '.' (line 3) reads: services/api/main.py",)
     assert p.affected[0].tags == ("reg:5000/team/api:0123456", "reg:5000/team/api:main")
 
 
@@ -104,9 +106,10 @@ def test_everything() -> None:
     assert p.affected[0].reasons == ("every image is built (test)",)
 
 
-def test_root_context_sees_every_change() -> None:
+def test_root_context_copied_whole_sees_every_change() -> None:
     config = with_images(Image("app", ".", "Dockerfile", PLATFORMS))
-    assert names(plan({"anything/at/all"}, config, {"Dockerfile": "FROM busybox\n"})) == ["app"]
+    assert names(plan({"anything/at/all"}, config, {"Dockerfile": "FROM busybox\nCOPY . /\n"})) == ["app"]
+    assert names(plan({"anything/at/all"}, config, {"Dockerfile": "FROM busybox\nCOPY app /\n"})) == []
 
 
 def test_cycle_is_a_config_error_naming_it() -> None:

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+
 from mab_hook import process
 from mab_hook.errors import FatalError
 

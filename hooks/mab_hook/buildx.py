@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from mab_hook import process
+from mab_hook.config import is_external_context
 from mab_hook.plan import Plan, PlannedImage
 
 BUILT, PUSHED, FAILED, SKIPPED = "built", "pushed", "failed", "not built"
@@ -104,8 +105,11 @@ def _target(
         spec["args"] = dict(image.build_args)
     if image.target:
         spec["target"] = image.target
-    if contexts:
-        spec["contexts"] = dict(contexts)
+    named = {
+        name: value if is_external_context(value) else str(checkout / value) for name, value in image.contexts
+    }
+    if named or contexts:
+        spec["contexts"] = {**named, **contexts}
     return spec
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import signal
 import sys
 import traceback
@@ -19,6 +20,7 @@ from mab_hook import buildx, changes, config, output, plan
 from mab_hook.buildx import BuildResult
 from mab_hook.checkout import checkout
 from mab_hook.errors import FatalError
+from mab_hook.inputs import Files
 from mab_hook.output import Printer
 
 EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 3, 130
@@ -43,6 +45,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     scope.add_argument("--from", dest="from_ref", metavar="REF", help="build what changed since REF")
     parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
+    parser.add_argument(
+        "--explain", metavar="NAME", help="say why image NAME is or is not affected; build nothing"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument(
@@ -93,7 +98,15 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
     if not targets:
         printer.info("the push adds no commits: nothing to build")
         return _finish(args, [], [], printer)
-    plans = [plan_for(repo, target) for target in targets]
+    build_platform = config.native_platform(platform.machine())
+    plans = [plan_for(repo, target, build_platform) for target in targets]
+    if args.explain:
+        explanations = [plan.explain(p, args.explain) for p in plans]
+        if args.json:
+            output.dump_json(output.explain_json(explanations), sys.stdout)
+        else:
+            printer.line(output.explain_text(explanations, printer))
+        return EXIT_OK
     if args.dry_run or not any(p.affected for p in plans):
         if not args.json:
             printer.line(output.plan_text(plans, printer))
@@ -153,16 +166,15 @@ def select_targets(
     return (changes.upstream_target(repo),)
 
 
-def plan_for(repo: git.Repo, target: changes.Target) -> plan.Plan:
+def plan_for(repo: git.Repo, target: changes.Target, build_platform: str) -> plan.Plan:
     source = f"{config.PYPROJECT} at {target.sha[:12]}"
     root = Path(repo.working_tree_dir or repo.git_dir).name
+    tracked = changes.tracked_files(repo, target.sha)
     cfg = config.load(
-        changes.read_file(repo, target.sha, config.PYPROJECT),
-        source=source,
-        tracked=changes.tracked_files(repo, target.sha),
-        root_name=root,
+        changes.read_file(repo, target.sha, config.PYPROJECT), source=source, tracked=tracked, root_name=root
     )
-    return plan.make_plan(target, cfg, lambda path: changes.read_file(repo, target.sha, path))
+    files = Files(tuple(sorted(tracked)), lambda path: changes.read_file(repo, target.sha, path))
+    return plan.make_plan(target, cfg, files, build_platform=build_platform)
 
 
 def build(

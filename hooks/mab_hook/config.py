@@ -34,7 +34,7 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 # context = "services/api\""""
 
 TOP_KEYS = ("platforms", "registry", "builder", "push", "tags", "images")
-IMAGE_KEYS = ("context", "dockerfile", "platforms", "target", "build-args", "watch")
+IMAGE_KEYS = ("context", "dockerfile", "platforms", "target", "build-args", "watch", "contexts")
 TAG_FIELDS = ("sha", "short_sha", "branch")
 DEFAULT_TAGS = ("{short_sha}",)
 
@@ -66,6 +66,14 @@ ARCH_ALIASES = {
     "i686": "386",
     "x86": "386",
 }
+
+
+def native_platform(machine: str) -> str:
+    """The Docker platform of a machine, from `uname -m` (the BUILDPLATFORM of its builds)."""
+    arch = ARCH_ALIASES.get(machine, machine)
+    return f"linux/{arch}"
+
+
 _PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/(v[0-9]+))?$")
 
 # distribution/reference grammar: path components of lowercase alphanumerics joined by
@@ -88,6 +96,14 @@ class Image:
     target: str | None = None
     build_args: tuple[tuple[str, str], ...] = ()
     watch: tuple[str, ...] = ()
+    # Named build contexts: name -> repository directory, or a buildx source passed as is
+    # (docker-image://..., oci-layout://..., https://...).
+    contexts: tuple[tuple[str, str], ...] = ()
+
+    def context_dir(self, name: str) -> str | None:
+        """The repository directory of a named context, or None (not one, or not local)."""
+        value = dict(self.contexts).get(name)
+        return None if value is None or is_external_context(value) else value
 
 
 @dataclass(frozen=True)
@@ -254,6 +270,7 @@ def _image(
     target = _optional_str(spec, "target", key, problems)
     build_args = _build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
     watch = _str_list(spec.get("watch", []), f"{key}.watch", problems)
+    contexts = _contexts(spec.get("contexts", {}), f"{key}.contexts", dirs, problems)
     return Image(
         name=name,
         context=context or ".",
@@ -262,6 +279,7 @@ def _image(
         target=target,
         build_args=build_args,
         watch=watch,
+        contexts=contexts,
     )
 
 
@@ -381,6 +399,34 @@ def _build_args(value: Any, key: str, problems: _Problems) -> tuple[tuple[str, s
             continue
         args.append((name, str(arg)))
     return tuple(sorted(args))
+
+
+def is_external_context(value: str) -> bool:
+    return "://" in value or value.startswith("target:")
+
+
+def _contexts(value: Any, key: str, dirs: frozenset[str], problems: _Problems) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        problems.add(key, f'must be a table of NAME = "path", not {_type_name(value)}')
+        return ()
+    contexts = []
+    for name, path in value.items():
+        item = f"{key}.{_toml_key(name)}"
+        if not isinstance(path, str) or not path:
+            problems.add(
+                item, f"must be a repository directory or a buildx context source, not {_describe(path)}"
+            )
+            continue
+        if is_external_context(path):
+            contexts.append((name, path))
+            continue
+        normalized = _normalize(path, item, problems)
+        if normalized is None:
+            continue
+        if normalized != "." and normalized not in dirs:
+            problems.add(item, f"directory {normalized!r} does not exist in this commit")
+        contexts.append((name, normalized))
+    return tuple(sorted(contexts))
 
 
 def _str_list(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:

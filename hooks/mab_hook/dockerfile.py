@@ -2,63 +2,261 @@
 
 Parsing and variable expansion come from e2b-dockerfile-utils, a port of BuildKit's parser and
 shell lexer: heredocs, escape directives and `${VAR:-default}` forms behave as in a real build.
+On top of it this module models what a build can read: the stages, how they depend on each
+other, and every COPY/ADD source and bind mount, with ARG/ENV expanded per stage.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from e2b_dockerfile_utils import DockerfileSyntaxError, ShellLex, parse_dockerfile_ast
+from e2b_dockerfile_utils import DockerfileInstruction, DockerfileSyntaxError, ShellLex, parse_dockerfile_ast
 
 from mab_hook.errors import FatalError
 
+# The platform ARGs BuildKit defines by itself (in the global scope, and in a stage once it
+# declares them without a value).
+PLATFORM_ARGS = (
+    "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
+    "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
+)  # fmt: skip
+
+
+class Source(NamedTuple):
+    """Something a stage reads from a build context."""
+
+    kind: str  # "COPY", "ADD" or "bind mount"
+    origin: str | None  # None: the main build context; else the --from name, expanded
+    pattern: str  # path or glob, relative to that context's root
+    excludes: tuple[str, ...]  # COPY/ADD --exclude patterns
+    line: int
+    parents: bool = False  # COPY --parents: `**` matches any depth
+
 
 class Stage(NamedTuple):
+    number: int  # position in the file, as `--from=0` names it
     name: str | None  # the `AS name`, lowercased as BuildKit does
     base: str  # the FROM reference, with ARGs expanded
+    line: int
+    sources: tuple[Source, ...]
+    # Names used by --from= (COPY/ADD) and --mount=...,from= (RUN): stages, contexts or images.
+    uses: tuple[str, ...]
 
 
-def stages(text: str, build_args: Mapping[str, str], *, source: str) -> tuple[Stage, ...]:
-    """The build stages of a Dockerfile, in order."""
+class Dockerfile(NamedTuple):
+    stages: tuple[Stage, ...]
+
+    def stage(self, ref: str) -> Stage | None:
+        """A stage by name (case-insensitive) or by index, as --from and FROM resolve them."""
+        for stage in self.stages:
+            if stage.name is not None and stage.name == ref.lower():
+                return stage
+        if ref.isdigit() and int(ref) < len(self.stages):
+            return self.stages[int(ref)]
+        return None
+
+    def resolve(self, ref: str, user: Stage) -> Stage | None:
+        """The stage `ref` names in `user`, or None for an image or named context.
+
+        A stage cannot build on itself: in `FROM alpine AS alpine`, alpine is the image.
+        """
+        stage = self.stage(ref)
+        return stage if stage is not None and stage.number != user.number else None
+
+    def target(self, name: str | None, *, source: str) -> Stage:
+        if name is None:
+            return self.stages[-1]
+        stage = self.stage(name)
+        if stage is None or name.isdigit():
+            known = ", ".join(s.name for s in self.stages if s.name) or "none"
+            raise FatalError(
+                f"{source}: target stage {name!r} is not in the Dockerfile (named stages: {known})"
+            )
+        return stage
+
+    def reachable(self, target: Stage) -> tuple[Stage, ...]:
+        """The stages a build of `target` runs, in file order: its FROM chain and every --from."""
+        seen: set[int] = set()
+        todo = [target]
+        while todo:
+            stage = todo.pop()
+            if stage.number in seen:
+                continue
+            seen.add(stage.number)
+            todo.extend(used for ref in (stage.base, *stage.uses) if (used := self.resolve(ref, stage)))
+        return tuple(stage for stage in self.stages if stage.number in seen)
+
+    def external(self, stages: Iterable[Stage]) -> tuple[str, ...]:
+        """References that are no stage: images (or named contexts) the given stages read."""
+        found: list[str] = []
+        for stage in stages:
+            for ref in (stage.base, *stage.uses):
+                if self.resolve(ref, stage) is None and ref != "scratch" and ref not in found:
+                    found.append(ref)
+        return tuple(found)
+
+
+def parse(
+    text: str, build_args: Mapping[str, str], *, platform: str, build_platform: str, source: str
+) -> Dockerfile:
+    """The stages of a Dockerfile as built for `platform`, ARGs resolved like BuildKit."""
     try:
         ast = parse_dockerfile_ast(text)
     except DockerfileSyntaxError as e:
         raise FatalError(f"{source}: cannot parse Dockerfile: {e}") from None
-    global_args: dict[str, str] = {}
-    found: list[Stage] = []
+    auto = platform_args(platform, build_platform)
+    scope = _Scope(ast.escape_token, build_args, auto)
+    global_args: dict[str, str] = dict(auto)
+    stages: list[Stage] = []
+    current: _StageBuilder | None = None
     for instruction in ast.instructions:
         name = instruction.name.lower()
-        if name == "arg" and not found:
-            # Only ARGs before the first FROM are in scope for FROM lines.
-            lex = ShellLex(ast.escape_token, env=global_args)
-            for word in instruction.args:
-                key, has_default, default = word.partition("=")
-                if key in build_args:
-                    global_args[key] = build_args[key]
-                elif has_default:
-                    global_args[key] = lex.process_word(default)
-        elif name == "from":
-            lex = ShellLex(ast.escape_token, env=global_args, skip_unset_env=False)
-            args = instruction.args
-            base = lex.process_word(args[0]) if args else ""
-            alias = args[2].lower() if len(args) >= 3 and args[1].lower() == "as" else None
-            found.append(Stage(alias, base))
-    if not found:
+        if name == "from":
+            if current is not None:
+                stages.append(current.finish())
+            current = _StageBuilder.start(len(stages), instruction, scope.lex(global_args), global_args)
+        elif current is None:
+            if name == "arg":  # only ARGs before the first FROM are in scope for FROM lines
+                scope.declare(instruction.args, global_args, global_args)
+        else:
+            current.add(instruction, scope)
+    if current is None:
         raise FatalError(f"{source}: no FROM instruction")
-    return tuple(found)
+    stages.append(current.finish())
+    return Dockerfile(tuple(stages))
 
 
-def external_bases(found: tuple[Stage, ...]) -> tuple[str, ...]:
-    """FROM references that are images rather than earlier stages or `scratch`."""
-    seen: set[str] = set()
-    bases: list[str] = []
-    for stage in found:
-        if stage.base.lower() not in seen and stage.base != "scratch" and stage.base not in bases:
-            bases.append(stage.base)
-        if stage.name:
-            seen.add(stage.name)
-    return tuple(bases)
+def platform_args(platform: str, build_platform: str) -> dict[str, str]:
+    def split(value: str) -> tuple[str, str, str]:
+        parts = [*value.split("/"), "", ""]
+        return parts[0], parts[1], parts[2]
+
+    target_os, target_arch, target_variant = split(platform)
+    build_os, build_arch, build_variant = split(build_platform)
+    values = (
+        platform,
+        target_os,
+        target_arch,
+        target_variant,
+        build_platform,
+        build_os,
+        build_arch,
+        build_variant,
+    )
+    return dict(zip(PLATFORM_ARGS, values, strict=True))
+
+
+class _Scope:
+    """ARG and ENV values as BuildKit sees them while it walks a Dockerfile."""
+
+    def __init__(self, escape: str, build_args: Mapping[str, str], auto: Mapping[str, str]) -> None:
+        self.escape = escape
+        self.build_args = build_args
+        self.auto = auto
+
+    def lex(self, env: Mapping[str, str]) -> ShellLex:
+        # Unset variables expand to "" in COPY/ADD/FROM, as in BuildKit.
+        return ShellLex(self.escape, env=env, skip_unset_env=False)
+
+    def declare(self, words: Iterable[str], env: dict[str, str], global_args: Mapping[str, str]) -> None:
+        for word in words:
+            key, has_default, default = word.partition("=")
+            if key in self.build_args:
+                env[key] = self.build_args[key]
+            elif has_default:
+                env[key] = self.lex(env).process_word(default)
+            elif key in global_args:
+                env[key] = global_args[key]  # re-declaring a global ARG brings its value in
+            elif key in self.auto:
+                env[key] = self.auto[key]
+
+
+class _StageBuilder:
+    def __init__(self, number: int, name: str | None, base: str, line: int, global_args: Mapping[str, str]):
+        self.number, self.name, self.base, self.line = number, name, base, line
+        self.global_args = global_args
+        self.env: dict[str, str] = {}
+        self.sources: list[Source] = []
+        self.uses: list[str] = []
+
+    @classmethod
+    def start(
+        cls, number: int, instruction: DockerfileInstruction, lex: ShellLex, global_args: Mapping[str, str]
+    ) -> _StageBuilder:
+        args = instruction.args
+        base = lex.process_word(args[0]) if args else ""
+        alias = args[2].lower() if len(args) >= 3 and args[1].lower() == "as" else None
+        return cls(number, alias, base, instruction.start_line, global_args)
+
+    def add(self, instruction: DockerfileInstruction, scope: _Scope) -> None:
+        name = instruction.name.lower()
+        if name == "arg":
+            scope.declare(instruction.args, self.env, self.global_args)
+        elif name == "env":
+            lex = scope.lex(self.env)
+            for key, value in zip(instruction.args[::2], instruction.args[1::2], strict=False):
+                self.env[key] = lex.process_word(value)
+        elif name in ("copy", "add"):
+            self._copy(instruction, scope.lex(self.env))
+        elif name == "run":
+            self._mounts(instruction, scope.lex(self.env))
+
+    def _copy(self, instruction: DockerfileInstruction, lex: ShellLex) -> None:
+        flags = _flags(instruction.flags, lex)
+        origin = flags.get("from", [None])[0]
+        if origin is not None:
+            self.uses.append(origin)
+        heredocs = {doc.name for doc in instruction.heredocs}
+        excludes = tuple(flags.get("exclude", []))
+        parents = flags.get("parents", ["false"])[-1] in ("", "true")
+        for word in instruction.args[:-1]:  # the last word is the destination
+            if word.startswith("<<") and word.lstrip("<-").strip("'\"") in heredocs:
+                continue  # a heredoc: content from the Dockerfile itself
+            pattern = word if instruction.json else lex.process_word(word)
+            if instruction.name.lower() == "add" and is_remote(pattern):
+                continue  # a URL or a git repository: nothing from a context
+            kind = instruction.name.upper()
+            self.sources.append(Source(kind, origin, pattern, excludes, instruction.start_line, parents))
+
+    def _mounts(self, instruction: DockerfileInstruction, lex: ShellLex) -> None:
+        for spec in _flags(instruction.flags, lex).get("mount", []):
+            options = parse_mount(spec)
+            if options.get("type", "bind") != "bind":
+                continue  # cache, tmpfs, secret and ssh mounts read nothing from a context
+            origin = options.get("from")
+            if origin is not None:
+                self.uses.append(origin)
+            pattern = options.get("source", options.get("src", "."))
+            self.sources.append(Source("bind mount", origin, pattern, (), instruction.start_line))
+
+    def finish(self) -> Stage:
+        return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses))
+
+
+def _flags(flags: Iterable[str], lex: ShellLex) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for flag in flags:
+        key, _, value = flag.removeprefix("--").partition("=")
+        found.setdefault(key.lower(), []).append(lex.process_word(value))
+    return found
+
+
+def parse_mount(spec: str) -> dict[str, str]:
+    """`type=bind,source=x,target=/y,rw` as a dict (CSV, like BuildKit's parser)."""
+    fields = next(csv.reader([spec]), [])
+    options: dict[str, str] = {}
+    for field in fields:
+        key, has_value, value = field.partition("=")
+        options[key.strip().lower()] = value if has_value else "true"
+    return options
+
+
+def is_remote(source: str) -> bool:
+    """ADD sources fetched by BuildKit itself rather than read from a context."""
+    lowered = source.lower()
+    return "://" in lowered or lowered.startswith("git@") or (lowered.endswith(".git") and ":" in lowered)
 
 
 def split_reference(ref: str) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TextIO
 
 from mab_hook.buildx import BUILT, FAILED, PUSHED, BuildResult
-from mab_hook.plan import Plan
+from mab_hook.plan import Explanation, Plan
 
 COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 
@@ -74,13 +74,47 @@ def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
             lines.append(f"  unaffected: {', '.join(plan.unaffected)}")
         if plan.config.push and plan.affected:
             lines.append(f"  push: after every image above built, to {plan.config.registry or 'Docker Hub'}")
+        lines.extend(f"  {printer.paint('warning', 'yellow')}: {warning}" for warning in plan.warnings)
     return "\n".join(lines)
+
+
+def explain_text(explanations: Sequence[Explanation], printer: Printer) -> str:
+    lines = []
+    for item in explanations:
+        verdict = printer.paint("affected", "bold") if item.affected else "not affected"
+        lines.append(f"{printer.paint(item.name, 'bold')} at {item.commit[:12]}: {verdict}")
+        lines.extend(f"  because {reason}" for reason in item.reasons)
+        if item.paths:
+            lines.append("  changed paths near it:")
+            lines.extend(f"    {path}: {why}" for path, why in item.paths)
+        elif not item.affected:
+            lines.append("  no changed path is in its build contexts")
+        lines.append(f"  its build reads: {'; '.join(item.inputs) or 'nothing from the repository'}")
+        if item.bases:
+            lines.append(f"  built on: {', '.join(item.bases)}")
+    return "\n".join(lines)
+
+
+def explain_json(explanations: Sequence[Explanation]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": item.name,
+            "commit": item.commit,
+            "affected": item.affected,
+            "reasons": list(item.reasons),
+            "paths": [{"path": path, "why": why} for path, why in item.paths],
+            "inputs": list(item.inputs),
+            "bases": list(item.bases),
+        }
+        for item in explanations
+    ]
 
 
 def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
     affected: list[dict[str, Any]] = []
     unaffected: list[str] = []
     commits: list[dict[str, Any]] = []
+    warnings: list[str] = []
     for plan in plans:
         commits.append(
             {
@@ -106,7 +140,8 @@ def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
                 }
             )
         unaffected.extend(name for name in plan.unaffected if name not in unaffected)
-    return {"commits": commits, "affected": affected, "unaffected": unaffected}
+        warnings.extend(plan.warnings)
+    return {"commits": commits, "affected": affected, "unaffected": unaffected, "warnings": warnings}
 
 
 def results_json(results: Sequence[BuildResult]) -> list[dict[str, Any]]:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from e2b_dockerfile_utils import PatternMatcher
 
-from mab_hook import dockerfile
+from mab_hook import dockerfile, inputs
 from mab_hook.changes import Target
 from mab_hook.config import Config, Image, render_tag
 from mab_hook.errors import FatalError
+from mab_hook.inputs import Files, Inputs
 
 
 class Base(NamedTuple):
     """An in-repo image another image is built on."""
 
     name: str  # the base image's name in the config
-    key: str  # the FROM reference as buildx's named-context key
+    key: str  # the reference as written, as buildx's named-context key
 
 
 class PlannedImage(NamedTuple):
@@ -36,21 +37,25 @@ class Plan(NamedTuple):
     # Unaffected in-repo bases of affected images: built (from cache, usually) at the same
     # commit as named contexts, so a dependant never builds on a stale or missing base tag.
     context_only: tuple[PlannedImage, ...] = ()
+    warnings: tuple[str, ...] = ()
+    inputs: Mapping[str, Inputs] = {}  # by image name, for --explain
 
 
-def make_plan(target: Target, config: Config, read: Callable[[str], str | None]) -> Plan:
-    """`read(path)` returns a file of the target commit (None when missing)."""
-    bases = {image.name: find_bases(image, config, read) for image in config.images}
+def make_plan(target: Target, config: Config, files: Files, *, build_platform: str) -> Plan:
+    found = {
+        image.name: inputs.compute(image, files, build_platform=build_platform) for image in config.images
+    }
+    bases = {name: find_bases(config, name, found[name].bases) for name in found}
     order = build_order(config, bases)
     by_name = {image.name: image for image in config.images}
+    changed = tuple(sorted(target.changed)) if target.changed is not None else None
     reasons: dict[str, tuple[str, ...]] = {}
     for name in order:
-        image = by_name[name]
-        own = direct_reasons(image, target)
+        own = direct_reasons(found[name], changed, target.why)
         via = tuple(
             f"base image {base.name} is rebuilt"
             for base in bases[name]
-            if base.name in reasons and target.changed is not None
+            if base.name in reasons and changed is not None
         )
         if own or via:
             reasons[name] = own + via
@@ -59,55 +64,47 @@ def make_plan(target: Target, config: Config, read: Callable[[str], str | None])
         for name in order
         if name in reasons
     )
-    unaffected = tuple(image.name for image in config.images if image.name not in reasons)
     needed = _bases_needed(affected, bases)
     context_only = tuple(
         PlannedImage(by_name[name], (), (), bases[name])
         for name in order
         if name in needed and name not in reasons
     )
-    return Plan(target, config, affected, unaffected, context_only)
+    warnings = tuple(w for p in affected for w in inputs.unmatched(found[p.image.name], files))
+    unaffected = tuple(image.name for image in config.images if image.name not in reasons)
+    return Plan(target, config, affected, unaffected, context_only, warnings, found)
 
 
-def _bases_needed(affected: tuple[PlannedImage, ...], bases: Mapping[str, tuple[Base, ...]]) -> set[str]:
-    needed: set[str] = set()
-    todo = [base.name for planned in affected for base in planned.bases]
-    while todo:
-        name = todo.pop()
-        if name not in needed:
-            needed.add(name)
-            todo.extend(base.name for base in bases[name])
-    return needed
-
-
-def direct_reasons(image: Image, target: Target) -> tuple[str, ...]:
-    if target.changed is None:
-        return (f"every image is built ({target.why})",)
+def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tuple[str, ...]:
+    """Every changed path the image's build reads (or watches), each with the rule that reads it."""
+    if changed is None:
+        return (f"every image is built ({why})",)
+    image = found.image
+    candidates = {image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
+    for context in found.contexts():
+        candidates.update(inputs.in_directory(changed, context))
     reasons = []
-    matchers = [(glob, PatternMatcher([glob])) for glob in image.watch]
-    for path in sorted(target.changed):
-        if path == image.dockerfile:
-            reasons.append(f"Dockerfile changed: {path}")
-        elif image.context == "." or path.startswith(image.context + "/"):
-            reasons.append(f"build context changed: {path}")
-        else:
+    for path in sorted(candidates & set(changed)):
+        reason = found.reason(path)
+        if reason is not None:
+            reasons.append(reason)
+    if image.watch:
+        matchers = [(glob, PatternMatcher([glob])) for glob in image.watch]
+        for path in changed:
             glob = next((g for g, matcher in matchers if matcher.matches(path)), None)
-            if glob is not None:
+            if glob is not None and path not in candidates:
                 reasons.append(f"watch {glob!r} matched: {path}")
     return tuple(reasons)
 
 
-def find_bases(image: Image, config: Config, read: Callable[[str], str | None]) -> tuple[Base, ...]:
-    text = read(image.dockerfile)
-    if text is None:
-        raise FatalError(f"{config.source}: image {image.name}: {image.dockerfile} is missing")
-    stages = dockerfile.stages(text, dict(image.build_args), source=image.dockerfile)
+def find_bases(config: Config, name: str, refs: Sequence[str]) -> tuple[Base, ...]:
+    """The in-repo images among the references an image's build reads (FROM, --from)."""
     names = _names_by_reference(config)
     found = []
-    for ref in dockerfile.external_bases(stages):
+    for ref in refs:
         repo, _tag = dockerfile.split_reference(ref)
         base_name = names.get(repo) or names.get(dockerfile.context_key(repo))
-        if base_name is not None and base_name != image.name:
+        if base_name is not None and base_name != name:
             found.append(Base(base_name, dockerfile.context_key(ref)))
     return tuple(found)
 
@@ -119,6 +116,17 @@ def _names_by_reference(config: Config) -> Mapping[str, str]:
         names[image.name] = image.name
         names[config.reference(image)] = image.name
     return names
+
+
+def _bases_needed(affected: tuple[PlannedImage, ...], bases: Mapping[str, tuple[Base, ...]]) -> set[str]:
+    needed: set[str] = set()
+    todo = [base.name for planned in affected for base in planned.bases]
+    while todo:
+        name = todo.pop()
+        if name not in needed:
+            needed.add(name)
+            todo.extend(base.name for base in bases[name])
+    return needed
 
 
 def build_order(config: Config, bases: Mapping[str, tuple[Base, ...]]) -> tuple[str, ...]:
@@ -141,4 +149,40 @@ def image_tags(config: Config, image: Image, target: Target) -> tuple[str, ...]:
         dict.fromkeys(
             f"{ref}:{render_tag(template, sha=target.sha, branch=target.branch)}" for template in config.tags
         )
+    )
+
+
+class Explanation(NamedTuple):
+    """Why one image is or is not affected by one commit's changes."""
+
+    name: str
+    commit: str
+    affected: bool
+    reasons: tuple[str, ...]
+    paths: tuple[tuple[str, str], ...]  # changed paths near the image, and why each counts or not
+    inputs: tuple[str, ...]  # what the built stages read
+    bases: tuple[str, ...]  # in-repo images it is built on
+
+
+def explain(plan: Plan, name: str) -> Explanation:
+    found = plan.inputs.get(name)
+    if found is None:
+        known = ", ".join(plan.inputs) or "none"
+        raise FatalError(f"{plan.config.source}: no image named {name!r} (images: {known})")
+    planned = next((p for p in plan.affected if p.image.name == name), None)
+    changed = sorted(plan.target.changed or ())
+    near = {found.image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
+    for directory in {found.image.context, *(rule.context for rule in found.rules)}:
+        near.update(inputs.in_directory(changed, directory))
+    paths = tuple((path, found.explain(path)) for path in changed if path in near)
+    described = tuple(dict.fromkeys(rule.describe() for rule in found.rules if rule.reachable))
+    bases = find_bases(plan.config, name, found.bases)
+    return Explanation(
+        name=name,
+        commit=plan.target.sha,
+        affected=planned is not None,
+        reasons=planned.reasons if planned else (),
+        paths=paths,
+        inputs=described,
+        bases=tuple(base.name for base in bases),
     )

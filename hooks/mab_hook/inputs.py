@@ -1,0 +1,217 @@
+"""What an image's build really reads from the repository, and why a path counts or not.
+
+From the Dockerfile at the pushed commit: the stages the configured target builds, their
+COPY/ADD sources and bind mounts (ARGs expanded for every platform of the image), read from the
+main build context or from named contexts, minus what the ignore file in use leaves out.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+from mab_hook import dockerfile, ignore
+from mab_hook.config import Image
+from mab_hook.dockerfile import Dockerfile, Source, Stage
+from mab_hook.errors import FatalError
+from mab_hook.ignore import Ignore
+
+
+class Files(NamedTuple):
+    """The files of one commit: sorted tracked paths and a reader."""
+
+    paths: tuple[str, ...]  # sorted
+    read: Callable[[str], str | None]
+
+    @classmethod
+    def of(cls, contents: Mapping[str, str]) -> Files:
+        return cls(tuple(sorted(contents)), contents.get)
+
+    def exists(self, path: str) -> bool:
+        i = bisect.bisect_left(self.paths, path)
+        return i < len(self.paths) and self.paths[i] == path
+
+    def under(self, directory: str) -> Sequence[str]:
+        return in_directory(self.paths, directory)
+
+
+def in_directory(paths: Sequence[str], directory: str) -> Sequence[str]:
+    """The slice of sorted `paths` inside `directory` ("." or "": all of them)."""
+    if directory in (".", ""):
+        return paths
+    # Every path under "dir/" sorts between "dir/" and "dir0" ("0" follows "/").
+    return paths[bisect.bisect_left(paths, directory + "/") : bisect.bisect_left(paths, directory + "0")]
+
+
+class Rule(NamedTuple):
+    """One way a build reads repository files: a COPY/ADD source, a bind mount, a context."""
+
+    source: Source  # kind "COPY", "ADD", "bind mount", or "FROM" for a named context as base
+    context: str  # the repository directory of the context it reads from ("." for the root)
+    context_name: str | None  # None: the main build context
+    stage: str  # "stage 'build'" or "stage 2", for explanations
+    reachable: bool  # run by a build of the configured target
+    ignore: Ignore  # the ignore file of that context
+
+    def reads(self, path: str) -> bool:
+        return self.why_not(path) is None
+
+    def why_not(self, path: str) -> str | None:
+        """None when the rule reads `path`; otherwise what stops it."""
+        relative = relative_to(path, self.context)
+        if relative is None:
+            return "outside its context"
+        if self.ignore.excludes(relative):
+            return f"excluded by {self.ignore.path}"
+        source = self.source
+        root = ignore.matched_root(source.pattern, relative, parents=source.parents)
+        if root is None:
+            return "not matched"
+        if ignore.excluded_by(source.excludes, root, relative):
+            return f"excluded by --exclude={','.join(source.excludes)} of {self.describe()}"
+        return None
+
+    def describe(self) -> str:
+        source = self.source
+        where = f" from context {self.context_name!r}" if self.context_name else ""
+        return f"{source.kind} {source.pattern!r}{where} (line {source.line})"
+
+
+class Inputs(NamedTuple):
+    image: Image
+    ignore: Ignore  # the ignore file in use for the main context
+    target: str  # the stage built, for explanations
+    rules: tuple[Rule, ...]  # of every stage; `reachable` tells which ones count
+    bases: tuple[str, ...]  # image references the built stages read (FROM, --from)
+
+    @property
+    def ignore_file(self) -> str | None:
+        return self.ignore.path
+
+    def contexts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(rule.context for rule in self.rules if rule.reachable))
+
+    def reason(self, path: str) -> str | None:
+        """Why a changed path makes the image affected, or None."""
+        if path == self.image.dockerfile:
+            return f"Dockerfile changed: {path}"
+        if path == self.ignore_file:
+            return f"ignore file changed: {path}"
+        for rule in self.rules:
+            if rule.reachable and rule.reads(path):
+                return f"{rule.describe()} reads: {path}"
+        return None
+
+    def explain(self, path: str) -> str:
+        """Why a path counts for this image or not, in one line."""
+        reason = self.reason(path)
+        if reason is not None:
+            return f"counts: {reason}"
+        relative = [rule for rule in self.rules if relative_to(path, rule.context) is not None]
+        in_main = relative_to(path, self.image.context)
+        if not relative and in_main is None:
+            return "does not count: outside every build context of the image"
+        if in_main is not None and self.ignore.excludes(in_main):
+            return f"does not count: excluded by {self.ignore.path}"
+        for rule in relative:
+            if rule.ignore.excludes(relative_to(path, rule.context) or ""):
+                return f"does not count: excluded by {rule.ignore.path}"
+        unreachable = [rule for rule in relative if not rule.reachable and rule.reads(path)]
+        if unreachable:
+            rule = unreachable[0]
+            return (
+                f"does not count: only {rule.describe()} in {rule.stage} reads it, and the "
+                f"build of {self.target} does not run that stage"
+            )
+        for rule in relative:
+            why = rule.why_not(path)
+            if rule.reachable and why and why.startswith("excluded by --exclude"):
+                return f"does not count: {why}"
+        return "does not count: in the build context, but no COPY, ADD or bind mount reads it"
+
+
+def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
+    text = files.read(image.dockerfile)
+    if text is None:
+        raise FatalError(f"image {image.name}: {image.dockerfile} is missing")
+    ignore_path = ignore.ignore_file(image.context, image.dockerfile, files.exists)
+    main_ignore = ignore.load(ignore_path, files.read(ignore_path) if ignore_path else None)
+    ignores = {image.context: main_ignore}
+    for _name, directory in image.contexts:
+        if image.context_dir(_name) is not None and directory not in ignores:
+            path = ignore.ignore_file(directory, None, files.exists)
+            ignores[directory] = ignore.load(path, files.read(path) if path else None)
+    rules: dict[Rule, None] = {}
+    bases: dict[str, None] = {}
+    target = ""
+    for parsed in _parse_for_platforms(image, text, build_platform):
+        built = parsed.target(image.target, source=image.dockerfile)
+        target = _label(built)
+        reachable = {stage.number for stage in parsed.reachable(built)}
+        for stage in parsed.stages:
+            for rule in _rules(parsed, stage, image, ignores, stage.number in reachable):
+                rules.setdefault(rule)
+        local = {name for name, _ in image.contexts if image.context_dir(name)}
+        for ref in parsed.external(s for s in parsed.stages if s.number in reachable):
+            if ref not in local:
+                bases.setdefault(ref)
+    return Inputs(image, main_ignore, target, tuple(rules), tuple(bases))
+
+
+def _parse_for_platforms(image: Image, text: str, build_platform: str) -> Iterable[Dockerfile]:
+    """One parse per platform when the Dockerfile uses platform ARGs, else a single one."""
+    args = dict(image.build_args)
+    uses_platform = any(arg in text for arg in dockerfile.PLATFORM_ARGS)
+    platforms = image.platforms if uses_platform else image.platforms[:1]
+    for platform in platforms or (build_platform,):
+        yield dockerfile.parse(
+            text, args, platform=platform, build_platform=build_platform, source=image.dockerfile
+        )
+
+
+def _rules(
+    parsed: Dockerfile, stage: Stage, image: Image, ignores: Mapping[str, Ignore], reachable: bool
+) -> Iterable[Rule]:
+    label = _label(stage)
+    base_dir = image.context_dir(stage.base) if parsed.resolve(stage.base, stage) is None else None
+    if base_dir is not None:  # FROM a named context that is a directory: all of it
+        whole = Source("FROM", stage.base, ".", (), stage.line)
+        yield Rule(whole, base_dir, stage.base, label, reachable, ignores[base_dir])
+    for source in stage.sources:
+        located = _locate(parsed, stage, image, source)
+        if located is not None:
+            directory, name = located
+            yield Rule(source, directory, name, label, reachable, ignores[directory])
+
+
+def _locate(parsed: Dockerfile, stage: Stage, image: Image, source: Source) -> tuple[str, str | None] | None:
+    """The repository directory a source reads from, or None (a stage's or an image's files)."""
+    if source.origin is None:
+        return image.context, None
+    if parsed.resolve(source.origin, stage) is not None:
+        return None
+    directory = image.context_dir(source.origin)
+    return (directory, source.origin) if directory is not None else None
+
+
+def _label(stage: Stage) -> str:
+    return f"stage {stage.name!r}" if stage.name else f"stage {stage.number}"
+
+
+def relative_to(path: str, directory: str) -> str | None:
+    if directory in (".", ""):
+        return path
+    return path[len(directory) + 1 :] if path.startswith(directory + "/") else None
+
+
+def unmatched(inputs: Inputs, files: Files) -> tuple[str, ...]:
+    """Warnings for sources of the built stages that match no file of the commit."""
+    warnings = []
+    for rule in inputs.rules:
+        if rule.reachable and not any(rule.reads(path) for path in files.under(rule.context)):
+            context = f"context {rule.context_name!r}" if rule.context_name else "the build context"
+            warnings.append(
+                f"{inputs.image.name}: {rule.describe()} matches no file in {context} ({rule.context})"
+            )
+    return tuple(warnings)

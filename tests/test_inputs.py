@@ -1,0 +1,285 @@
+"""Every rule of "what does this build read": a path that must count, and one that must not."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from mab_hook.changes import Target
+from mab_hook.config import Config, Image
+from mab_hook.inputs import Files, Inputs, compute, unmatched
+from mab_hook.plan import explain, make_plan
+
+ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+def inputs(dockerfile: str, files: dict[str, str] | None = None, **image: Any) -> Inputs:
+    tree = {"svc/Dockerfile": dockerfile, **(files or {})}
+    spec = Image(name="svc", context="svc", dockerfile="svc/Dockerfile", platforms=ALL3)
+    return compute(dataclasses.replace(spec, **image), Files.of(tree), build_platform="linux/amd64")
+
+
+def counts(found: Inputs, *paths: str) -> dict[str, bool]:
+    return {path: found.reason(path) is not None for path in paths}
+
+
+def test_the_dockerfile_always_counts_even_when_ignored() -> None:
+    found = inputs("FROM busybox\n", {"svc/.dockerignore": "*\n"})
+    assert found.reason("svc/Dockerfile") == "Dockerfile changed: svc/Dockerfile"
+
+
+def test_copy_file_directory_and_glob() -> None:
+    found = inputs("FROM busybox\nCOPY main.py lib/ conf/*.yml /app/\n")
+    assert counts(found, "svc/main.py", "svc/lib/a/b.py", "svc/conf/x.yml", "svc/conf/sub/x.yml",
+                  "svc/conf/x.json", "svc/README.md", "svc/main.pyc", "other/main.py") == {
+        "svc/main.py": True, "svc/lib/a/b.py": True, "svc/conf/x.yml": True, "svc/conf/sub/x.yml": False,
+        "svc/conf/x.json": False, "svc/README.md": False, "svc/main.pyc": False, "other/main.py": False,
+    }  # fmt: skip
+    assert found.reason("svc/lib/a/b.py") == "COPY 'lib/' (line 2) reads: svc/lib/a/b.py"
+
+
+def test_copy_json_form_and_flags_do_not_matter() -> None:
+    found = inputs('FROM busybox\nCOPY --link --chmod=755 --chown=1:1 ["my file", "/app/"]\n')
+    assert counts(found, "svc/my file", "svc/my") == {"svc/my file": True, "svc/my": False}
+
+
+def test_copy_dot_and_leading_slash_mean_the_context_root() -> None:
+    for source in (".", "./", "/"):
+        assert counts(inputs(f"FROM busybox\nCOPY {source} /app/\n"), "svc/any/thing") == {
+            "svc/any/thing": True
+        }
+    assert counts(inputs("FROM busybox\nCOPY /src/./x.py /app/\n"), "svc/src/x.py") == {"svc/src/x.py": True}
+
+
+def test_copy_parents_with_double_star() -> None:
+    found = inputs("FROM busybox\nCOPY --parents ./pkgs/**/package.json /app/\n")
+    assert counts(found, "svc/pkgs/a/package.json", "svc/pkgs/a/b/package.json", "svc/pkgs/a/index.js") == {
+        "svc/pkgs/a/package.json": True, "svc/pkgs/a/b/package.json": True, "svc/pkgs/a/index.js": False,
+    }  # fmt: skip
+
+
+def test_copy_exclude() -> None:
+    found = inputs("FROM busybox\nCOPY --exclude=*.md --exclude=tests src/ /app/\n")
+    assert counts(found, "svc/src/a.py", "svc/src/README.md", "svc/src/tests/t.py", "svc/src/pkg/NOTES.md") == {
+        "svc/src/a.py": True, "svc/src/README.md": False, "svc/src/tests/t.py": False,
+        "svc/src/pkg/NOTES.md": True,  # '*.md' does not cross '/', as in Go's filepath.Match
+    }  # fmt: skip
+    assert found.explain("svc/src/README.md").startswith("does not count: excluded by --exclude=*.md,tests")
+
+
+def test_add_local_counts_remote_does_not() -> None:
+    found = inputs("FROM busybox\nADD https://example.com/x.tgz git@github.com:o/r.git vendor.tar /opt/\n")
+    assert counts(found, "svc/vendor.tar", "svc/x.tgz") == {"svc/vendor.tar": True, "svc/x.tgz": False}
+    assert found.reason("svc/vendor.tar") == "ADD 'vendor.tar' (line 2) reads: svc/vendor.tar"
+
+
+def test_heredoc_sources_read_nothing() -> None:
+    found = inputs("FROM busybox\nCOPY <<EOF /etc/motd\nhello\nEOF\n")
+    assert found.rules == ()
+    assert counts(found, "svc/EOF", "svc/motd") == {"svc/EOF": False, "svc/motd": False}
+
+
+def test_dockerignore_excludes_and_exceptions() -> None:
+    found = inputs(
+        "FROM busybox\nCOPY . /app/\n", {"svc/.dockerignore": "# build output\n*.log\n/docs\n!docs/keep.md\n"}
+    )
+    assert counts(found, "svc/a.py", "svc/x.log", "svc/docs/a.md", "svc/docs/keep.md", "svc/sub/x.log") == {
+        "svc/a.py": True, "svc/x.log": False, "svc/docs/a.md": False, "svc/docs/keep.md": True,
+        "svc/sub/x.log": True,  # '*.log' is anchored at the context root
+    }  # fmt: skip
+    assert found.explain("svc/x.log") == "does not count: excluded by svc/.dockerignore"
+
+
+def test_the_ignore_file_in_use_counts() -> None:
+    found = inputs("FROM busybox\nCOPY . /app/\n", {"svc/.dockerignore": "*.log\n"})
+    assert found.reason("svc/.dockerignore") == "ignore file changed: svc/.dockerignore"
+
+
+def test_dockerfile_specific_ignore_file_replaces_the_contexts() -> None:
+    files = {"svc/.dockerignore": "*.py\n", "svc/Dockerfile.dockerignore": "*.log\n"}
+    found = inputs("FROM busybox\nCOPY . /app/\n", files)
+    assert found.ignore_file == "svc/Dockerfile.dockerignore"
+    assert counts(found, "svc/a.py", "svc/a.log", "svc/Dockerfile.dockerignore") == {
+        "svc/a.py": True, "svc/a.log": False, "svc/Dockerfile.dockerignore": True}  # fmt: skip
+    # The context's own .dockerignore is not in use, and COPY . does not send it either.
+    assert found.reason("svc/.dockerignore") == "COPY '.' (line 2) reads: svc/.dockerignore"
+    assert counts(inputs("FROM busybox\nCOPY app /app/\n", files), "svc/.dockerignore") == {
+        "svc/.dockerignore": False
+    }
+
+
+def test_only_stages_the_target_builds_count() -> None:
+    dockerfile = (
+        "FROM busybox AS deps\nCOPY requirements.txt /\n"
+        "FROM deps AS test\nCOPY tests/ /tests/\n"
+        "FROM busybox AS assets\nCOPY web/ /web/\n"
+        "FROM deps AS runtime\nCOPY --from=assets /web /srv/\nCOPY app/ /app/\n"
+    )
+    runtime = inputs(dockerfile, target="runtime")
+    assert counts(runtime, "svc/requirements.txt", "svc/web/i.js", "svc/app/m.py", "svc/tests/t.py") == {
+        "svc/requirements.txt": True, "svc/web/i.js": True, "svc/app/m.py": True, "svc/tests/t.py": False,
+    }  # fmt: skip
+    assert runtime.explain("svc/tests/t.py") == (
+        "does not count: only COPY 'tests/' (line 4) in stage 'test' reads it, "
+        "and the build of stage 'runtime' does not run that stage"
+    )
+    test = inputs(dockerfile, target="test")
+    assert counts(test, "svc/tests/t.py", "svc/web/i.js") == {"svc/tests/t.py": True, "svc/web/i.js": False}
+
+
+def test_without_target_the_last_stage_is_built() -> None:
+    found = inputs("FROM busybox AS a\nCOPY a /\nFROM busybox AS b\nCOPY b /\n")
+    assert counts(found, "svc/a", "svc/b") == {"svc/a": False, "svc/b": True}
+
+
+def test_copy_from_an_image_reads_no_repository_file() -> None:
+    found = inputs("FROM busybox\nCOPY --from=registry:5000/tools:1 /bin/tool /bin/\n")
+    assert found.rules == ()
+    assert found.bases == ("busybox", "registry:5000/tools:1")
+
+
+def test_bind_mounts() -> None:
+    found = inputs(
+        "FROM golang AS build\nCOPY gen/ /gen/\n"
+        "FROM busybox\n"
+        "RUN --mount=type=bind,source=go.mod,target=/src/go.mod --mount=type=bind,from=build,source=/gen,target=/g "
+        "--mount=type=cache,target=/root/.cache make\n"
+    )
+    assert counts(found, "svc/go.mod", "svc/gen/x.go", "svc/go.sum") == {
+        "svc/go.mod": True, "svc/gen/x.go": True, "svc/go.sum": False}  # fmt: skip
+    assert found.reason("svc/go.mod") == "bind mount 'go.mod' (line 4) reads: svc/go.mod"
+
+
+def test_a_bind_mount_without_source_reads_the_whole_context() -> None:
+    found = inputs("FROM busybox\nRUN --mount=target=/src make -C /src\n", {"svc/.dockerignore": "out/\n"})
+    assert counts(found, "svc/any.c", "svc/out/x.o") == {"svc/any.c": True, "svc/out/x.o": False}
+
+
+def test_args_expand_with_build_args_defaults_and_globals() -> None:
+    dockerfile = (
+        "ARG FLAVOR=slim\n"
+        "FROM busybox\n"
+        "ARG FLAVOR\n"
+        "ARG CONF\n"
+        "ARG DIR=${FLAVOR}-files\n"
+        "ENV EXTRA=extra\n"
+        "COPY ${DIR}/ ${CONF:-default.conf} ${EXTRA}/ /app/\n"
+    )
+    found = inputs(dockerfile)
+    assert counts(found, "svc/slim-files/a", "svc/default.conf", "svc/extra/x", "svc/full-files/a") == {
+        "svc/slim-files/a": True, "svc/default.conf": True, "svc/extra/x": True, "svc/full-files/a": False,
+    }  # fmt: skip
+    overridden = inputs(dockerfile, build_args=(("CONF", "prod.conf"), ("FLAVOR", "full")))
+    assert counts(overridden, "svc/full-files/a", "svc/prod.conf", "svc/default.conf") == {
+        "svc/full-files/a": True, "svc/prod.conf": True, "svc/default.conf": False}  # fmt: skip
+
+
+def test_platform_args_count_for_every_platform_of_the_image() -> None:
+    dockerfile = "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n"
+    found = inputs(dockerfile)
+    assert counts(found, "svc/busybox-amd64", "svc/busybox-arm64", "svc/busybox-arm", "svc/busybox-riscv64") == {
+        "svc/busybox-amd64": True, "svc/busybox-arm64": True, "svc/busybox-arm": True, "svc/busybox-riscv64": False,
+    }  # fmt: skip
+    one = inputs(dockerfile, platforms=("linux/arm64",))
+    assert counts(one, "svc/busybox-amd64", "svc/busybox-arm64") == {
+        "svc/busybox-amd64": False,
+        "svc/busybox-arm64": True,
+    }
+
+
+def test_named_contexts_from_config() -> None:
+    dockerfile = "FROM base AS b\nFROM busybox\nCOPY --from=proto api.proto /p/\nCOPY --from=b / /\n"
+    files = {
+        "shared/proto/api.proto": "",
+        "shared/proto/old.proto": "",
+        "rootfs/etc/x": "",
+        "rootfs/.dockerignore": "tmp\n",
+    }
+    found = inputs(dockerfile, files, contexts=(("base", "rootfs"), ("proto", "shared/proto")))
+    assert counts(found, "shared/proto/api.proto", "shared/proto/old.proto", "rootfs/etc/x", "rootfs/tmp") == {
+        "shared/proto/api.proto": True, "shared/proto/old.proto": False, "rootfs/etc/x": True, "rootfs/tmp": False,
+    }  # fmt: skip
+    assert found.reason("shared/proto/api.proto") == (
+        "COPY 'api.proto' from context 'proto' (line 3) reads: shared/proto/api.proto"
+    )
+    assert "base" not in found.bases  # a named context, not an image
+
+
+def test_explain_a_path_that_is_never_copied() -> None:
+    found = inputs("FROM busybox\nCOPY app/ /app/\n")
+    assert (
+        found.explain("svc/README.md")
+        == "does not count: in the build context, but no COPY, ADD or bind mount reads it"
+    )
+    assert found.explain("docs/x") == "does not count: outside every build context of the image"
+    assert found.explain("svc/app/m.py") == "counts: COPY 'app/' (line 2) reads: svc/app/m.py"
+
+
+def test_a_source_matching_nothing_is_a_warning() -> None:
+    found = inputs("FROM busybox\nCOPY *.txt missing.py present.py /app/\n", {"svc/present.py": ""})
+    assert unmatched(found, Files.of({"svc/present.py": "", "svc/Dockerfile": ""})) == (
+        "svc: COPY '*.txt' (line 2) matches no file in the build context (svc)",
+        "svc: COPY 'missing.py' (line 2) matches no file in the build context (svc)",
+    )
+
+
+# --- in a plan -------------------------------------------------------------------------------
+
+CONFIG = Config(
+    source="pyproject.toml at abc",
+    platforms=ALL3,
+    registry="reg:5000/team",
+    images=(
+        Image("base", "base", "base/Dockerfile", ALL3),
+        Image("api", "api", "api/Dockerfile", ALL3, watch=("proto/**",)),
+        Image("tool", "tool", "tool/Dockerfile", ALL3),
+    ),
+)
+TREE = {
+    "base/Dockerfile": "FROM busybox\nCOPY etc/ /etc/\n",
+    "base/etc/motd": "hi\n",
+    "api/Dockerfile": "FROM reg:5000/team/base:1\nCOPY app/ /app/\n",
+    "api/app/main.py": "",
+    "api/README.md": "",
+    "tool/Dockerfile": "FROM busybox\nCOPY --from=reg:5000/team/base /etc/motd /motd\n",
+}
+
+
+def plan_for(*changed: str) -> object:
+    target = Target("f" * 40, "main", frozenset(changed), "test")
+    return make_plan(target, CONFIG, Files.of(TREE), build_platform="linux/amd64")
+
+
+def test_plan_reasons_and_order() -> None:
+    p = plan_for("base/etc/motd")
+    assert [(x.image.name, x.reasons) for x in p.affected] == [  # type: ignore[attr-defined]
+        ("base", ("COPY 'etc/' (line 2) reads: base/etc/motd",)),
+        ("api", ("base image base is rebuilt",)),
+        ("tool", ("base image base is rebuilt",)),  # through COPY --from=<in-repo image>
+    ]
+
+
+@pytest.mark.parametrize(("changed", "affected"), [
+    ("api/README.md", []),  # never copied
+    ("api/app/main.py", ["api"]),
+    ("proto/v1.proto", ["api"]),  # watched
+    ("base/Dockerfile", ["base", "api", "tool"]),
+])  # fmt: skip
+def test_plan_selects_exactly(changed: str, affected: list[str]) -> None:
+    assert [x.image.name for x in plan_for(changed).affected] == affected  # type: ignore[attr-defined]
+
+
+def test_explain_in_a_plan() -> None:
+    p = plan_for("api/README.md", "api/app/main.py", "docs/x")
+    item = explain(p, "api")  # type: ignore[arg-type]
+    assert item.affected
+    assert item.paths == (
+        ("api/README.md", "does not count: in the build context, but no COPY, ADD or bind mount reads it"),
+        ("api/app/main.py", "counts: COPY 'app/' (line 2) reads: api/app/main.py"),
+    )
+    assert item.inputs == ("COPY 'app/' (line 2)",)
+    assert item.bases == ("base",)
+    quiet = explain(plan_for("api/README.md"), "api")  # type: ignore[arg-type]
+    assert not quiet.affected

@@ -72,7 +72,7 @@ def test_copy_and_add_sources() -> None:
     assert found.stages[0].sources == (
         Source("COPY", None, "a b", (), 2),
         Source("COPY", None, "c*", (), 2),
-        Source("COPY", None, "./src/**/x", ("*.md", "tmp"), 3),
+        Source("COPY", None, "./src/**/x", ("*.md", "tmp"), 3, parents=True),
         Source("ADD", None, "local.tar", (), 4),
         Source("COPY", None, "src2", (), 5),
     )

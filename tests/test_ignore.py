@@ -186,8 +186,10 @@ def test_copy_sources_match_buildkit(
     expected: set[str] = set()
     for number, rule in enumerate(found.rules):
         outputs = predicted_outputs(rule, list(files), number)
-        # A wildcard may match nothing; a plain path that is not there fails the build.
-        assume(outputs or any(c in rule.source.pattern for c in "*?["))
+        # A wildcard may match nothing, but BuildKit fails a plain path that is not there,
+        # and so a wildcard under a directory that is not there (`a/*` with `a` ignored).
+        top = ignore.clean(rule.source.pattern).split("/")[0]
+        assume(outputs or any(c in top for c in "*?["))
         # Roots merged into one destination must not clash (a file "a" and a directory "a").
         assume(consistent(sorted(outputs)))
         expected |= outputs

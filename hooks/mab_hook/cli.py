@@ -16,7 +16,7 @@ from typing import TextIO
 
 import git
 
-from mab_hook import buildx, changes, config, output, plan
+from mab_hook import buildx, changes, config, doctor, output, plan, readiness
 from mab_hook.buildx import BuildResult
 from mab_hook.checkout import checkout
 from mab_hook.errors import FatalError
@@ -63,13 +63,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `doctor` is a command, not a remote: git passes a hook the remote's name *and* URL.
+    if argv[:1] == ["doctor"] and (len(argv) == 1 or argv[1].startswith("-")):
+        args, command = doctor.parse_args(argv[1:]), doctor.run
+    else:
+        args, command = parse_args(argv), run
     env = dict(os.environ)
     stream = sys.stderr if args.json else sys.stdout
     printer = Printer(stream, output.use_color(args.color, env, stream.isatty()), args.verbose)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return run(args, env, sys.stdin, printer)
+        return command(args, env, sys.stdin, printer)
     except FatalError as e:
         printer.error(str(e))
         return EXIT_FAIL
@@ -112,6 +117,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
             printer.line(output.plan_text(plans, printer))
         return _finish(args, plans, [], printer)
     printer.line(output.plan_text(plans, printer))
+    ensure_ready(plans, readiness.local_host(env, platform.machine()), printer)
     results = build(repo, plans, env, printer)
     return _finish(args, plans, results, printer)
 
@@ -130,6 +136,40 @@ def _finish(
         if not ok:
             printer.error("the push is blocked: fix the failed build(s) above, commit, and push again")
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def ensure_ready(plans: Sequence[plan.Plan], host: readiness.Host, printer: Printer) -> None:
+    """The readiness checks for what is about to be built; a failure costs no build time."""
+    for wanted in wanted_for(plans):
+        report = readiness.check(host, wanted)
+        for check in report.checks:
+            if check.status == readiness.WARN:
+                printer.warn(f"{check.name}: {check.finding}")
+        if not report.ready:
+            failed = [check for check in report.checks if check.status == readiness.FAIL]
+            raise FatalError(
+                "this host cannot build what the push needs; nothing was built:\n"
+                + output.checks_text(failed, printer)
+                + "\nFix the above (`mab-hook doctor` shows every check, `mab-hook doctor --fix` applies "
+                "the safe fixes), then push again."
+            )
+
+
+def wanted_for(plans: Sequence[plan.Plan]) -> list[readiness.Wanted]:
+    """One readiness question per builder: the platforms of its images, its registry if pushing."""
+    by_builder: dict[str | None, readiness.Wanted] = {}
+    for p in plans:
+        platforms = tuple(dict.fromkeys(pf for planned in p.affected for pf in planned.image.platforms))
+        if not platforms:
+            continue
+        cfg = p.config
+        seen = by_builder.get(cfg.builder)
+        registry = cfg.registry if cfg.push else None
+        if seen is not None:
+            platforms = tuple(dict.fromkeys((*seen.platforms, *platforms)))
+            registry = seen.registry or registry
+        by_builder[cfg.builder] = readiness.Wanted(platforms, cfg.builder, registry, cfg.binfmt_image)
+    return list(by_builder.values())
 
 
 def open_repo(path: Path) -> git.Repo:

@@ -33,7 +33,9 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 # [tool.multiarch.images.api]
 # context = "services/api\""""
 
-TOP_KEYS = ("platforms", "registry", "builder", "push", "tags", "images")
+TOP_KEYS = ("platforms", "registry", "builder", "push", "tags", "binfmt-image", "images")
+# The emulator installer doctor suggests; pinned, since `latest` changes under a team's feet.
+DEFAULT_BINFMT_IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
 IMAGE_KEYS = ("context", "dockerfile", "platforms", "target", "build-args", "watch", "contexts")
 TAG_FIELDS = ("sha", "short_sha", "branch")
 DEFAULT_TAGS = ("{short_sha}",)
@@ -115,6 +117,7 @@ class Config:
     builder: str | None = None
     push: bool = False
     tags: tuple[str, ...] = DEFAULT_TAGS
+    binfmt_image: str = DEFAULT_BINFMT_IMAGE
 
     def reference(self, image: Image) -> str:
         """The repository part of an image reference, without tag."""
@@ -188,6 +191,13 @@ def _parse(
         problems.add(f"{key}.push", f"must be true or false, not {_type_name(push)}")
         push = False
     tags = _tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems)
+    binfmt_image = _optional_str(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE
+    if ":" not in binfmt_image.rsplit("/", 1)[-1] or binfmt_image.endswith(":latest"):
+        problems.add(
+            f"{key}.binfmt-image",
+            f"{binfmt_image!r} must name a pinned tag (not latest), "
+            f"e.g. {DEFAULT_BINFMT_IMAGE!r} or your mirror's copy of it",
+        )
     dirs = _dirs(tracked)
     images_table = table.get("images")
     if images_table is None:
@@ -225,6 +235,7 @@ def _parse(
         builder=builder,
         push=push,
         tags=tags,
+        binfmt_image=binfmt_image,
     )
 
 

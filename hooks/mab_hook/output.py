@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, TextIO
 
 from mab_hook.buildx import BUILT, FAILED, PUSHED, BuildResult
 from mab_hook.plan import Explanation, Plan
+from mab_hook.readiness import Check, Report
 
 COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 
@@ -178,3 +179,24 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
 def dump_json(data: Any, stream: TextIO) -> None:
     json.dump(data, stream, indent=2)
     stream.write("\n")
+
+
+def checks_text(checks: Sequence[Check], printer: Printer) -> str:
+    colors = {"ok": "green", "warn": "yellow", "fail": "red"}
+    width = max((len(check.name) for check in checks), default=0)
+    lines = []
+    for check in checks:
+        status = printer.paint(f"{check.status:<4}", colors[check.status])
+        lines.append(f"  {status}  {check.name:<{width}}  {check.finding}")
+        if check.fix and check.status != "ok":
+            lines.append(f"        {'':<{width}}  fix: {check.fix}")
+    return "\n".join(lines)
+
+
+def checks_json(report: Report) -> dict[str, Any]:
+    return {
+        "ready": report.ready,
+        "checks": [
+            {"name": c.name, "status": c.status, "finding": c.finding, "fix": c.fix} for c in report.checks
+        ],
+    }

@@ -1,0 +1,88 @@
+"""buildx builders and their nodes, read from `docker buildx ls --format json` or `inspect`."""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+# Drivers whose builders may build several platforms in one invocation. The `docker` driver
+# can too, but only on an engine with the containerd image store.
+MULTI_PLATFORM_DRIVERS = ("docker-container", "kubernetes", "remote")
+LOCAL_DRIVERS = ("docker", "docker-container")
+
+
+class Node(NamedTuple):
+    name: str
+    endpoint: str
+    status: str  # running, inactive, stopped, error ...
+    platforms: tuple[str, ...]
+    buildkit: str = ""
+
+
+class Builder(NamedTuple):
+    name: str
+    driver: str
+    nodes: tuple[Node, ...]
+
+    def node_is_local(self, node: Node) -> bool:
+        """Whether the node's BuildKit runs on this machine's kernel (so our binfmt_misc counts)."""
+        if self.driver not in LOCAL_DRIVERS:
+            return False
+        return not node.endpoint.startswith(("tcp://", "ssh://", "https://", "http://"))
+
+    @property
+    def running(self) -> bool:
+        return bool(self.nodes) and all(node.status == "running" for node in self.nodes)
+
+
+def parse_ls_json(text: str) -> tuple[Builder, ...]:
+    """One JSON object per line (buildx >= 0.13); a builder may be listed twice."""
+    builders: dict[str, Builder] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        data = json.loads(line)
+        nodes = tuple(
+            Node(
+                name=node.get("Name", ""),
+                endpoint=node.get("Endpoint", ""),
+                status=node.get("Status", ""),
+                platforms=tuple(node.get("Platforms") or ()),
+                buildkit=node.get("Version", ""),
+            )
+            for node in data.get("Nodes") or ()
+        )
+        builders.setdefault(data["Name"], Builder(data["Name"], data.get("Driver", ""), nodes))
+    return tuple(builders.values())
+
+
+def parse_inspect(text: str) -> Builder:
+    """`docker buildx inspect` text, tolerant of label changes (`Buildkit:`, `BuildKit version:`)."""
+    name = driver = ""
+    nodes: list[dict[str, str]] = []
+    in_nodes = False
+    for raw in text.splitlines():
+        if not raw or raw.startswith(" "):
+            continue  # labels and other indented detail
+        key, _, value = raw.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "nodes":
+            in_nodes = True
+        elif key == "name" and in_nodes:
+            nodes.append({"name": value})
+        elif key in ("name", "driver") and not in_nodes:
+            name, driver = (value, driver) if key == "name" else (name, value)
+        elif in_nodes and nodes:
+            nodes[-1][key] = value
+    return Builder(name, driver, tuple(_node(node) for node in nodes))
+
+
+def _node(fields: dict[str, str]) -> Node:
+    platforms = tuple(p.strip().rstrip("*") for p in fields.get("platforms", "").split(",") if p.strip())
+    buildkit = fields.get("buildkit version") or fields.get("buildkit", "")
+    return Node(fields["name"], fields.get("endpoint", ""), fields.get("status", ""), platforms, buildkit)
+
+
+def lists(platforms: tuple[str, ...], wanted: str) -> bool:
+    """Whether a node's platform list has `wanted` (linux/amd64 also serves linux/amd64/v2...)."""
+    return any(p == wanted or p.startswith(wanted + "/") or wanted.startswith(p + "/") for p in platforms)

@@ -1,0 +1,90 @@
+"""`mab-hook doctor`: the host readiness checks on their own, and the safe fixes."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import git
+
+from mab_hook import changes, config, output, readiness
+from mab_hook.errors import FatalError
+from mab_hook.output import Printer
+
+COMMON_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mab-hook doctor",
+        description="Check that this host can build every configured platform, and say how to fix it if not.",
+    )
+    parser.add_argument(
+        "--fix",
+        action="store_true",
+        help="apply the safe fixes (mount binfmt_misc, create or start the builder), then check again",
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        metavar="OS/ARCH",
+        help="check this platform (repeatable; default: those of [tool.multiarch] at HEAD)",
+    )
+    parser.add_argument(
+        "--builder", help="check this buildx builder (default: the configured or current one)"
+    )
+    parser.add_argument("--json", action="store_true", help="every check as JSON on stdout")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    wanted = wanted_from(args, printer)
+    host = readiness.local_host(env, platform.machine())
+    report = readiness.check(host, wanted)
+    if args.fix and any(check.status != readiness.OK for check in report.checks):
+        for line in readiness.apply_fixes(host, report, wanted):
+            printer.info(f"fix: {line}")
+        report = readiness.check(host, wanted)
+    if args.json:
+        output.dump_json(output.checks_json(report), sys.stdout)
+    else:
+        printer.line(f"host readiness for {', '.join(wanted.platforms)}")
+        printer.line(output.checks_text(report.checks, printer))
+    return 0 if report.ready else 1
+
+
+def wanted_from(args: argparse.Namespace, printer: Printer) -> readiness.Wanted:
+    """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for."""
+    cfg = _head_config(args.repo or Path.cwd())
+    if args.platform:
+        problems = [p for p in (config.platform_problem(p) for p in args.platform) if p]
+        if problems:
+            raise FatalError("; ".join(problems))
+    if cfg is None:
+        platforms = tuple(args.platform or COMMON_PLATFORMS)
+        return readiness.Wanted(platforms, args.builder)
+    platforms = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
+    registry = cfg.registry if cfg.push else None
+    return readiness.Wanted(platforms, args.builder or cfg.builder, registry, cfg.binfmt_image)
+
+
+def _head_config(path: Path) -> config.Config | None:
+    """The configuration at HEAD; None outside a repository or without [tool.multiarch]."""
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+        sha = changes.resolve(repo, "HEAD")
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, FatalError):
+        return None
+    text = changes.read_file(repo, sha, config.PYPROJECT)
+    if text is None or "multiarch" not in text:
+        return None
+    return config.load(
+        text, source=f"{config.PYPROJECT} at {sha[:12]}", tracked=changes.tracked_files(repo, sha)
+    )

@@ -1,0 +1,334 @@
+"""Every readiness check's ok / warn / fail paths, on fixture /proc trees and recorded CLI output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from mab_hook import builders, readiness
+from mab_hook.process import Completed
+from mab_hook.readiness import FAIL, OK, WARN, Check, Host, Wanted
+from tests.test_binfmt import AARCH64, ARM, proc
+
+FIXTURES = Path(__file__).parent / "fixtures" / "buildx"
+VERSION = (FIXTURES / "version.json").read_text()
+LS_DOCKER = (FIXTURES / "ls-docker-driver.json").read_text()
+INSPECT_DOCKER = (FIXTURES / "inspect-docker-driver.txt").read_text()
+LS_MULTI = (FIXTURES / "ls-multi-node.json").read_text()
+CONTAINERD = '[["driver-type","io.containerd.snapshotter.v1"]]'
+
+
+def fake_run(
+    answers: Mapping[tuple[str, ...], tuple[int, str] | tuple[int, str, str]],
+) -> Callable[[tuple[str, ...]], Completed]:
+    """A docker that answers from recordings; anything unrecorded fails the test."""
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd: tuple[str, ...]) -> Completed:
+        calls.append(cmd)
+        if cmd not in answers:
+            raise AssertionError(f"unexpected command {cmd}")
+        code, out, *err = answers[cmd]
+        return Completed(cmd, code, out, err[0] if err else "")
+
+    return run
+
+
+Answer = tuple[int, str] | tuple[int, str, str]
+Answers = dict[tuple[str, ...], Answer]
+
+
+def docker() -> Answers:
+    """What the lab's docker answers (recorded)."""
+    return {
+        ("docker", "version", "--format", "{{json .}}"): (0, VERSION),
+        ("docker", "buildx", "version"): (0, "github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3\n"),
+        ("docker", "buildx", "inspect"): (0, INSPECT_DOCKER),
+        ("docker", "buildx", "ls", "--format", "json"): (0, LS_DOCKER),
+        ("docker", "info", "--format", "{{json .DriverStatus}}"): (0, CONTAINERD),
+    }
+
+
+def host(
+    tmp_path: Path,
+    answers: Answers | None = None,
+    *,
+    machine: str = "x86_64",
+    root: Path | None = None,
+    http: int | Exception = 200,
+    docker_config: Path | None = None,
+) -> Host:
+    def status(url: str) -> int:
+        if isinstance(http, Exception):
+            raise http
+        return http
+
+    binfmt_root = root if root is not None else proc(tmp_path, qemu_aarch64=AARCH64, qemu_arm=ARM)
+    return Host(fake_run(answers or docker()), machine, binfmt_root, status, docker_config)
+
+
+def by_name(report: readiness.Report) -> dict[str, Check]:
+    return {check.name: check for check in report.checks}
+
+
+ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+def test_a_ready_lab_host(tmp_path: Path) -> None:
+    report = readiness.check(host(tmp_path), Wanted(ALL3))
+    checks = by_name(report)
+    assert report.ready
+    assert checks["docker"] == Check("docker", OK, "client 26.1.5+dfsg1, server 26.1.5+dfsg1")
+    assert checks["buildx"].finding == "buildx 0.13.1"
+    assert checks["builder"].finding == "default (docker, 1 node), running"
+    assert checks["driver"].status == OK
+    assert checks["platform linux/amd64"].finding == "native on this x86_64 host"
+    assert checks["platform linux/arm64"] == Check(
+        "platform linux/arm64",
+        OK,
+        "emulated by qemu-aarch64 (/usr/libexec/qemu-binfmt/aarch64-binfmt-P, flags PF)",
+    )
+    # Seen on the lab: the docker driver omits linux/arm/v7 although arm/v7 RUN steps work.
+    arm = checks["platform linux/arm/v7"]
+    assert arm.status == WARN
+    assert "builder default does not list linux/arm/v7" in arm.finding
+    assert "docker-container" in arm.fix
+
+
+def test_daemon_unreachable(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "version", "--format", "{{json .}}")] = (
+        1,
+        '{"Client":{"Version":"26.1.5"},"Server":null}',
+        "Cannot connect to the Docker daemon at unix:///nope.sock. Is the docker daemon running?",
+    )
+    report = readiness.check(host(tmp_path, answers), Wanted(ALL3))
+    (check,) = report.checks
+    assert (check.status, report.ready) == (FAIL, False)
+    assert (
+        "the Docker daemon does not answer: Cannot connect to the Docker daemon at unix:///nope.sock"
+        in check.finding
+    )
+    assert "DOCKER_HOST" in check.fix
+
+
+def test_docker_cli_missing(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "version", "--format", "{{json .}}")] = (127, "", "'docker' not found on PATH")
+    (check,) = readiness.check(host(tmp_path, answers), Wanted(ALL3)).checks
+    assert (check.status, check.finding) == (FAIL, "the docker CLI is not installed")
+
+
+@pytest.mark.parametrize(("answer", "finding"), [
+    ((1, "", "docker: 'buildx' is not a docker command."), "docker buildx is not installed"),
+    ((0, "github.com/docker/buildx v0.12.1 30feaa1\n"), "buildx v0.12.1 is older than 0.13"),
+])  # fmt: skip
+def test_buildx_missing_or_old(
+    tmp_path: Path, answer: tuple[int, str, str] | tuple[int, str], finding: str
+) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "version")] = answer
+    checks = by_name(readiness.check(host(tmp_path, answers), Wanted(ALL3)))
+    assert (checks["buildx"].status, checks["buildx"].finding) == (FAIL, finding)
+    assert "docker-buildx" in checks["buildx"].fix
+
+
+def test_configured_builder_missing(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "inspect", "multi-arch")] = (1, "", 'ERROR: no builder "multi-arch" found')
+    report = readiness.check(host(tmp_path, answers), Wanted(ALL3, builder="multi-arch"))
+    check = by_name(report)["builder"]
+    assert (check.status, check.finding) == (FAIL, "builder 'multi-arch' does not exist")
+    assert "docker buildx create --name multi-arch --driver docker-container --use --bootstrap" in check.fix
+    assert report.builder is None
+
+
+def test_docker_driver_without_containerd_store(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "info", "--format", "{{json .DriverStatus}}")] = (
+        0,
+        '[["Backing Filesystem","extfs"]]',
+    )
+    check = by_name(readiness.check(host(tmp_path, answers), Wanted(ALL3)))["driver"]
+    assert check.status == FAIL
+    assert "cannot build several platforms at once" in check.finding
+    assert "docker-container" in check.fix and "containerd-snapshotter" in check.fix
+
+
+def test_stopped_builder_is_a_warning_with_bootstrap(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "inspect", "stopped")] = (
+        0,
+        "Name: stopped\nDriver: docker-container\n\nNodes:\nName: stopped0\nEndpoint: unix:///var/run/docker.sock\nStatus: inactive\n",
+    )
+    answers[("docker", "buildx", "ls", "--format", "json")] = (0, LS_MULTI)
+    report = readiness.check(host(tmp_path, answers), Wanted(("linux/arm64",), builder="stopped"))
+    check = by_name(report)["builder"]
+    assert (check.status, check.finding) == (
+        WARN,
+        "stopped (docker-container, 1 node) is not running (stopped0: inactive)",
+    )
+    assert check.fix.startswith("start it: `docker buildx inspect --bootstrap stopped`")
+    assert by_name(report)["driver"].status == OK
+
+
+def test_multi_node_builder_serves_platforms_natively(tmp_path: Path) -> None:
+    """A native arm64 node over ssh needs no emulation here, even with binfmt_misc unmounted."""
+    answers = docker()
+    answers[("docker", "buildx", "inspect", "fleet")] = (
+        0,
+        (FIXTURES / "inspect-multi-node-old-label.txt").read_text(),
+    )
+    answers[("docker", "buildx", "ls", "--format", "json")] = (0, LS_MULTI)
+    report = readiness.check(host(tmp_path, answers, root=tmp_path / "unmounted"),
+                             Wanted(("linux/amd64", "linux/386", "linux/arm64", "linux/arm/v7"), builder="fleet"))  # fmt: skip
+    checks = by_name(report)
+    assert report.ready
+    assert checks["platform linux/arm64"].finding == "served by node fleet1 (ssh://builder@arm-box.internal)"
+    assert checks["platform linux/arm/v7"].finding == "served by node fleet1 (ssh://builder@arm-box.internal)"
+    assert checks["platform linux/386"].finding == "native on this x86_64 host"
+
+
+def test_kubernetes_and_remote_drivers(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "ls", "--format", "json")] = (0, LS_MULTI)
+    answers[("docker", "buildx", "inspect", "k8s")] = (0, "Name: k8s\nDriver: kubernetes\n")
+    answers[("docker", "buildx", "inspect", "remote-bk")] = (0, "Name: remote-bk\nDriver: remote\n")
+    k8s = by_name(
+        readiness.check(host(tmp_path, answers), Wanted(("linux/arm64", "linux/s390x"), builder="k8s"))
+    )
+    assert k8s["driver"].status == OK
+    assert k8s["platform linux/arm64"].finding.startswith("served by node k8s-arm64")
+    # No node serves s390x and the local kernel's emulators do not help a remote builder.
+    assert k8s["platform linux/s390x"].status == FAIL
+    assert (
+        "docker buildx create --append --name k8s --platform linux/s390x" in k8s["platform linux/s390x"].fix
+    )
+    remote = by_name(
+        readiness.check(host(tmp_path / "r", answers), Wanted(("linux/riscv64",), builder="remote-bk"))
+    )
+    assert (
+        remote["platform linux/riscv64"].finding
+        == "served by node remote-bk0 (tcp://buildkitd.internal:1234)"
+    )
+
+
+@pytest.mark.parametrize(("handlers", "status", "finding", "fix"), [
+    ({}, FAIL, "no emulator is registered for arm64 ELF programs",
+     "docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install arm64"),
+    ({"qemu_aarch64": AARCH64.replace("enabled", "disabled", 1)}, FAIL,
+     "the arm64 emulator (qemu-aarch64) is registered but disabled", "echo 1 | sudo tee "),
+    ({"qemu_aarch64": AARCH64.replace("flags: PF", "flags: ").replace("/usr/libexec", "/nonexistent")}, FAIL,
+     "qemu-aarch64's interpreter /nonexistent/qemu-binfmt/aarch64-binfmt-P does not exist", "--install arm64"),
+    ({"qemu_aarch64": AARCH64.replace("flags: PF", "flags: P").replace("/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "/bin/sh")},
+     WARN, "without the F flag RUN steps in linux/arm64 containers fail", "--install arm64"),
+])  # fmt: skip
+def test_emulation_problems(
+    tmp_path: Path, handlers: dict[str, str], status: str, finding: str, fix: str
+) -> None:
+    report = readiness.check(host(tmp_path, root=proc(tmp_path, **handlers)), Wanted(("linux/arm64",)))
+    check = by_name(report)["platform linux/arm64"]
+    assert check.status == status
+    assert finding in check.finding
+    assert fix in check.fix
+
+
+def test_binfmt_not_mounted_or_disabled(tmp_path: Path) -> None:
+    unmounted = by_name(readiness.check(host(tmp_path, root=tmp_path / "none"), Wanted(("linux/arm64",))))
+    check = unmounted["platform linux/arm64"]
+    assert check.status == FAIL
+    assert "is not mounted" in check.finding
+    assert "sudo mount -t binfmt_misc binfmt_misc" in check.fix
+    disabled = by_name(readiness.check(host(tmp_path, root=proc(tmp_path, "disabled", qemu_aarch64=AARCH64)),
+                                       Wanted(("linux/arm64",))))  # fmt: skip
+    assert disabled["platform linux/arm64"].finding == "binfmt_misc is disabled as a whole"
+
+
+def test_a_custom_binfmt_image_is_suggested(tmp_path: Path) -> None:
+    report = readiness.check(host(tmp_path, root=proc(tmp_path)),
+                             Wanted(("linux/arm/v7",), binfmt_image="mirror.internal/binfmt:qemu-v8.1.5"))  # fmt: skip
+    assert (
+        "docker run --privileged --rm mirror.internal/binfmt:qemu-v8.1.5 --install arm"
+        in by_name(report)["platform linux/arm/v7"].fix
+    )
+
+
+@pytest.mark.parametrize(("http", "registry", "status", "finding"), [
+    (200, "127.0.0.1:5000/team", OK, "http://127.0.0.1:5000/v2/ answers"),
+    (200, "registry.internal:5000/team", OK, "https://registry.internal:5000/v2/ answers"),
+    (401, "registry.internal/team", FAIL, "wants authentication and docker has no credentials for registry.internal"),
+    (ConnectionRefusedError(111, "Connection refused"), "localhost:5999", FAIL,
+     "http://localhost:5999/v2/ does not answer ([Errno 111] Connection refused)"),
+    (503, "127.0.0.1:5000", FAIL, "answered HTTP 503"),
+])  # fmt: skip
+def test_registry(tmp_path: Path, http: int | Exception, registry: str, status: str, finding: str) -> None:
+    check = by_name(readiness.check(host(tmp_path, http=http), Wanted(("linux/amd64",), registry=registry)))[
+        "registry"
+    ]
+    assert (check.status, finding in check.finding) == (status, True), check
+    if finding.startswith("wants authentication"):
+        assert check.fix == "`docker login registry.internal`"
+
+
+def test_registry_auth_with_credentials(tmp_path: Path) -> None:
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"auths": {"registry.internal": {"auth": "eDp5"}}}))
+    check = by_name(readiness.check(host(tmp_path, http=401, docker_config=config),
+                                    Wanted(("linux/amd64",), registry="registry.internal/team")))["registry"]  # fmt: skip
+    assert check.status == OK
+
+
+@pytest.mark.parametrize(("server", "plain"), [
+    ("127.0.0.1:5000", True), ("127.1.2.3", True), ("localhost:5000", True), ("[::1]:5000", True),
+    ("10.0.0.1:5000", False), ("registry.internal", False),
+])  # fmt: skip
+def test_plain_http(server: str, plain: bool) -> None:
+    assert readiness.plain_http(server) is plain
+
+
+def test_parse_ls_json_deduplicates() -> None:
+    found = builders.parse_ls_json(LS_DOCKER)
+    assert [b.name for b in found] == ["default"]
+    assert "linux/arm64" in found[0].nodes[0].platforms
+
+
+def test_parse_inspect_old_and_new_labels() -> None:
+    new = builders.parse_inspect(INSPECT_DOCKER)
+    assert (new.name, new.driver, new.nodes[0].buildkit, new.nodes[0].status) == (
+        "default",
+        "docker",
+        "v0.0.0+unknown",
+        "running",
+    )
+    old = builders.parse_inspect((FIXTURES / "inspect-multi-node-old-label.txt").read_text())
+    assert [(n.name, n.buildkit, n.platforms[0]) for n in old.nodes] == [
+        ("fleet0", "v0.11.6", "linux/amd64"), ("fleet1", "v0.11.6", "linux/arm64")]  # fmt: skip
+
+
+def test_fixes(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "inspect", "multi-arch")] = (1, "", "no builder")
+    answers[("mount", "-t", "binfmt_misc", "binfmt_misc", str(tmp_path / "none"))] = (0, "")
+    answers[("docker", "buildx", "create", "--name", "multi-arch", "--driver", "docker-container", "--use",
+             "--bootstrap")] = (0, "multi-arch\n")  # fmt: skip
+    h = host(tmp_path, answers, root=tmp_path / "none")
+    wanted = Wanted(("linux/arm64",), builder="multi-arch")
+    report = readiness.check(h, wanted)
+    assert readiness.apply_fixes(h, report, wanted) == [
+        "docker buildx create --name multi-arch --driver docker-container --use --bootstrap: done"
+    ]
+    # With the builder there, the unmounted binfmt_misc is what gets fixed.
+    answers[("docker", "buildx", "inspect", "multi-arch")] = (
+        0,
+        "Name: multi-arch\nDriver: docker-container\n\nNodes:\nName: m0\nEndpoint: unix:///var/run/docker.sock\nStatus: inactive\n",
+    )
+    answers[("docker", "buildx", "inspect", "--bootstrap", "multi-arch")] = (1, "", "boom: cannot start")
+    report = readiness.check(h, wanted)
+    assert readiness.apply_fixes(h, report, wanted) == [
+        f"mount -t binfmt_misc binfmt_misc {tmp_path / 'none'}: done",
+        "docker buildx inspect --bootstrap multi-arch: failed (exit 1): boom: cannot start",
+    ]

@@ -153,6 +153,11 @@ def test_invalid_toml_names_the_file_and_line() -> None:
         ),
         ('platforms = ["linux/amd64"]\ntags = ["-bad"]', "'-bad' does not make a valid tag"),
         (
+            'platforms = ["linux/amd64"]\nbinfmt-image = "tonistiigi/binfmt:latest"',
+            "[tool.multiarch.binfmt-image] 'tonistiigi/binfmt:latest' must name a pinned tag (not latest)",
+        ),
+        ('platforms = ["linux/amd64"]\nbinfmt-image = "mirror:5000/binfmt"', "must name a pinned tag"),
+        (
             'platforms = ["linux/amd64"]\nregistry = "Registry.Internal/Team"',
             "[tool.multiarch.registry] 'Registry.Internal/Team' is not a registry reference",
         ),

@@ -193,4 +193,4 @@ def test_files_are_read_at_the_commit_not_the_work_tree(repo: Repo) -> None:
     repo.write({"a/x": "uncommitted", "c/new": "1"})
     assert changes.read_file(open_repo(repo), sha, "a/x") == "committed"
     assert changes.read_file(open_repo(repo), sha, "c/new") is None
-    assert changes.tracked_files(open_repo(repo), sha) == frozenset({"a/x", "b/y"})
+    assert changes.tracked_files(open_repo(repo), sha) == ("a/x", "b/y")

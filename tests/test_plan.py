@@ -116,9 +116,9 @@ def test_cycle_is_a_config_error_naming_it() -> None:
     config = with_images(image("a", "a"), image("b", "b"))
     files = {"a/Dockerfile": "FROM reg:5000/team/b\n", "b/Dockerfile": "FROM reg:5000/team/a:1\n"}
     with pytest.raises(FatalError, match=r"in a cycle: (a -> b -> a|b -> a -> b)"):
-        plan({"a/x"}, config, files)
+        plan({"a/Dockerfile"}, config, files)
 
 
 def test_a_missing_dockerfile_is_reported() -> None:
     with pytest.raises(FatalError, match="image api: services/api/Dockerfile is missing"):
-        plan({"x"}, files={})
+        plan({"services/api/x"}, files={})

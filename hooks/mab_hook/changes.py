@@ -197,15 +197,20 @@ def _exists(repo: git.Repo, sha: str) -> bool:
     return True
 
 
-def tracked_files(repo: git.Repo, sha: str) -> frozenset[str]:
-    out = repo.git.ls_tree("-r", "-z", "--name-only", "--full-tree", sha, strip_newline_in_stdout=False)
-    return frozenset(path for path in out.split("\0") if path)
+def tracked_files(repo: git.Repo, sha: str) -> tuple[str, ...]:
+    """Every tracked file of a commit, sorted (as git lists them), from one `git ls-tree`."""
+    out = repo.git.ls_tree("-r", "-z", "--full-tree", "--name-only", sha, strip_newline_in_stdout=False)
+    return tuple(path for path in out.split("\0") if path)
 
 
 def read_file(repo: git.Repo, sha: str, path: str) -> str | None:
+    """One file of a commit; None when the commit has no such file.
+
+    Through GitPython's long-lived `git cat-file --batch`: walking `commit.tree / path`
+    instead re-parses every tree on the way, for every file (seconds on a large monorepo).
+    """
     try:
-        blob = repo.commit(sha).tree / path
-    except KeyError:
+        _sha, _kind, _size, data = repo.git.get_object_data(f"{sha}:{path}")
+    except ValueError:
         return None
-    data: bytes = blob.data_stream.read()
-    return data.decode("utf-8", errors="replace")
+    return bytes(data).decode("utf-8", errors="replace")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import signal
@@ -22,6 +23,7 @@ from mab_hook.checkout import checkout
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files
 from mab_hook.output import Printer
+from mab_hook.paths import Tree
 
 EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 3, 130
 
@@ -209,11 +211,11 @@ def select_targets(
 def plan_for(repo: git.Repo, target: changes.Target, build_platform: str) -> plan.Plan:
     source = f"{config.PYPROJECT} at {target.sha[:12]}"
     root = Path(repo.working_tree_dir or repo.git_dir).name
-    tracked = changes.tracked_files(repo, target.sha)
-    cfg = config.load(
-        changes.read_file(repo, target.sha, config.PYPROJECT), source=source, tracked=tracked, root_name=root
-    )
-    files = Files(tuple(sorted(tracked)), lambda path: changes.read_file(repo, target.sha, path))
+    tree = Tree.of(changes.tracked_files(repo, target.sha))
+    text = changes.read_file(repo, target.sha, config.PYPROJECT)
+    cfg = config.load(text, source=source, tracked=tree, root_name=root)
+    read = functools.lru_cache(maxsize=None)(lambda path: changes.read_file(repo, target.sha, path))
+    files = Files(tree, lambda path: read(path) if tree.exists(path) else None)
     return plan.make_plan(target, cfg, files, build_platform=build_platform)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mab_hook.errors import FatalError
+from mab_hook.paths import Tree
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,7 +148,7 @@ def load(
     text: str | None,
     *,
     source: str,
-    tracked: frozenset[str],
+    tracked: Tree | Iterable[str],
     root_name: str = "app",
 ) -> Config:
     """Parse pyproject.toml text (None: the file is missing) against the commit's tracked files."""
@@ -161,15 +162,14 @@ def load(
     if table is None:
         raise FatalError(f"{source}: no [tool.multiarch] table. Add, for example:\n\n{SNIPPET}")
     problems = _Problems(source)
-    config = _parse(table, problems, tracked, source, root_name)
+    tree = tracked if isinstance(tracked, Tree) else Tree.of(tracked)
+    config = _parse(table, problems, tree, source, root_name)
     problems.raise_if_any()
     assert config is not None
     return config
 
 
-def _parse(
-    table: Any, problems: _Problems, tracked: frozenset[str], source: str, root_name: str
-) -> Config | None:
+def _parse(table: Any, problems: _Problems, tree: Tree, source: str, root_name: str) -> Config | None:
     key = "tool.multiarch"
     if not isinstance(table, dict):
         problems.add(key, f"must be a table, not {_type_name(table)}")
@@ -198,10 +198,9 @@ def _parse(
             f"{binfmt_image!r} must name a pinned tag (not latest), "
             f"e.g. {DEFAULT_BINFMT_IMAGE!r} or your mirror's copy of it",
         )
-    dirs = _dirs(tracked)
     images_table = table.get("images")
     if images_table is None:
-        images = _discover(tracked, platforms, problems, root_name)
+        images = _discover(tree, platforms, problems, root_name)
     elif not isinstance(images_table, dict):
         problems.add(f"{key}.images", f"must be a table of images, not {_type_name(images_table)}")
         images = ()
@@ -209,11 +208,7 @@ def _parse(
         images = tuple(
             image
             for name, spec in images_table.items()
-            if (
-                image := _image(
-                    name, spec, default_platforms=platforms, tracked=tracked, dirs=dirs, problems=problems
-                )
-            )
+            if (image := _image(name, spec, default_platforms=platforms, tree=tree, problems=problems))
             is not None
         )
         if not images:
@@ -244,8 +239,7 @@ def _image(
     spec: Any,
     *,
     default_platforms: tuple[str, ...] | None,
-    tracked: frozenset[str],
-    dirs: frozenset[str],
+    tree: Tree,
     problems: _Problems,
 ) -> Image | None:
     key = f"tool.multiarch.images.{_toml_key(name)}"
@@ -265,13 +259,13 @@ def _image(
             problems.add(f"{key}.context", "is required: the build context, relative to the repository root")
         return None
     context = _normalize(context, f"{key}.context", problems)
-    if context is not None and context != "." and context not in dirs:
+    if context is not None and not tree.has_dir(context):
         problems.add(f"{key}.context", f"directory {context!r} does not exist in this commit")
     default_dockerfile = posixpath.join(context or ".", "Dockerfile")
     dockerfile = _optional_str(spec, "dockerfile", key, problems)
     dockerfile = _normalize(dockerfile, f"{key}.dockerfile", problems) if dockerfile else None
     dockerfile = dockerfile or posixpath.normpath(default_dockerfile)
-    if context is not None and dockerfile not in tracked:
+    if context is not None and not tree.exists(dockerfile):
         problems.add(f"{key}.dockerfile", f"{dockerfile!r} is not a tracked file in this commit")
     platforms = (
         _platforms(spec["platforms"], f"{key}.platforms", problems)
@@ -281,7 +275,7 @@ def _image(
     target = _optional_str(spec, "target", key, problems)
     build_args = _build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
     watch = _str_list(spec.get("watch", []), f"{key}.watch", problems)
-    contexts = _contexts(spec.get("contexts", {}), f"{key}.contexts", dirs, problems)
+    contexts = _contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems)
     return Image(
         name=name,
         context=context or ".",
@@ -295,11 +289,11 @@ def _image(
 
 
 def _discover(
-    tracked: frozenset[str], platforms: tuple[str, ...] | None, problems: _Problems, root_name: str
+    tree: Tree, platforms: tuple[str, ...] | None, problems: _Problems, root_name: str
 ) -> tuple[Image, ...]:
     """Every tracked Dockerfile, Dockerfile.* and *.Dockerfile, named after its directory."""
     found: dict[str, Image] = {}
-    for path in sorted(tracked):
+    for path in tree.paths:
         directory, base = posixpath.split(path)
         if base == "Dockerfile":
             stem = ""
@@ -416,7 +410,7 @@ def is_external_context(value: str) -> bool:
     return "://" in value or value.startswith("target:")
 
 
-def _contexts(value: Any, key: str, dirs: frozenset[str], problems: _Problems) -> tuple[tuple[str, str], ...]:
+def _contexts(value: Any, key: str, tree: Tree, problems: _Problems) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
         problems.add(key, f'must be a table of NAME = "path", not {_type_name(value)}')
         return ()
@@ -434,7 +428,7 @@ def _contexts(value: Any, key: str, dirs: frozenset[str], problems: _Problems) -
         normalized = _normalize(path, item, problems)
         if normalized is None:
             continue
-        if normalized != "." and normalized not in dirs:
+        if not tree.has_dir(normalized):
             problems.add(item, f"directory {normalized!r} does not exist in this commit")
         contexts.append((name, normalized))
     return tuple(sorted(contexts))
@@ -472,16 +466,6 @@ def _unknown_keys(table: Mapping[str, Any], allowed: Iterable[str], key: str, pr
             close = difflib.get_close_matches(name.replace("_", "-"), allowed, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             problems.add(f"{key}.{_toml_key(name)}", f"unknown key{hint}; allowed: {', '.join(allowed)}")
-
-
-def _dirs(tracked: Iterable[str]) -> frozenset[str]:
-    dirs: set[str] = set()
-    for path in tracked:
-        parent = posixpath.dirname(path)
-        while parent and parent not in dirs:
-            dirs.add(parent)
-            parent = posixpath.dirname(parent)
-    return frozenset(dirs)
 
 
 def _toml_key(name: str) -> str:

@@ -156,9 +156,9 @@ class _Scope:
         self.build_args = build_args
         self.auto = auto
 
-    def lex(self, env: Mapping[str, str]) -> ShellLex:
+    def lex(self, env: Mapping[str, str]) -> _Lexer:
         # Unset variables expand to "" in COPY/ADD/FROM, as in BuildKit.
-        return ShellLex(self.escape, env=env, skip_unset_env=False)
+        return _Lexer(ShellLex(self.escape, env=env, skip_unset_env=False), self.escape)
 
     def declare(self, words: Iterable[str], env: dict[str, str], global_args: Mapping[str, str]) -> None:
         for word in words:
@@ -166,11 +166,23 @@ class _Scope:
             if key in self.build_args:
                 env[key] = self.build_args[key]
             elif has_default:
-                env[key] = self.lex(env).process_word(default)
+                env[key] = self.lex(env).word(default)
             elif key in global_args:
                 env[key] = global_args[key]  # re-declaring a global ARG brings its value in
             elif key in self.auto:
                 env[key] = self.auto[key]
+
+
+class _Lexer(NamedTuple):
+    """BuildKit's word processing, skipped for the many words it would leave as they are."""
+
+    lex: ShellLex
+    escape: str
+
+    def word(self, text: str) -> str:
+        if not any(c in text for c in ("$", "'", '"', self.escape)):
+            return text
+        return self.lex.process_word(text)
 
 
 class _StageBuilder:
@@ -183,10 +195,10 @@ class _StageBuilder:
 
     @classmethod
     def start(
-        cls, number: int, instruction: DockerfileInstruction, lex: ShellLex, global_args: Mapping[str, str]
+        cls, number: int, instruction: DockerfileInstruction, lex: _Lexer, global_args: Mapping[str, str]
     ) -> _StageBuilder:
         args = instruction.args
-        base = lex.process_word(args[0]) if args else ""
+        base = lex.word(args[0]) if args else ""
         alias = args[2].lower() if len(args) >= 3 and args[1].lower() == "as" else None
         return cls(number, alias, base, instruction.start_line, global_args)
 
@@ -197,13 +209,13 @@ class _StageBuilder:
         elif name == "env":
             lex = scope.lex(self.env)
             for key, value in zip(instruction.args[::2], instruction.args[1::2], strict=False):
-                self.env[key] = lex.process_word(value)
+                self.env[key] = lex.word(value)
         elif name in ("copy", "add"):
             self._copy(instruction, scope.lex(self.env))
         elif name == "run":
             self._mounts(instruction, scope.lex(self.env))
 
-    def _copy(self, instruction: DockerfileInstruction, lex: ShellLex) -> None:
+    def _copy(self, instruction: DockerfileInstruction, lex: _Lexer) -> None:
         flags = _flags(instruction.flags, lex)
         origin = flags.get("from", [None])[0]
         if origin is not None:
@@ -214,13 +226,13 @@ class _StageBuilder:
         for word in instruction.args[:-1]:  # the last word is the destination
             if word.startswith("<<") and word.lstrip("<-").strip("'\"") in heredocs:
                 continue  # a heredoc: content from the Dockerfile itself
-            pattern = word if instruction.json else lex.process_word(word)
+            pattern = word if instruction.json else lex.word(word)
             if instruction.name.lower() == "add" and is_remote(pattern):
                 continue  # a URL or a git repository: nothing from a context
             kind = instruction.name.upper()
             self.sources.append(Source(kind, origin, pattern, excludes, instruction.start_line, parents))
 
-    def _mounts(self, instruction: DockerfileInstruction, lex: ShellLex) -> None:
+    def _mounts(self, instruction: DockerfileInstruction, lex: _Lexer) -> None:
         for spec in _flags(instruction.flags, lex).get("mount", []):
             options = parse_mount(spec)
             if options.get("type", "bind") != "bind":
@@ -235,11 +247,11 @@ class _StageBuilder:
         return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses))
 
 
-def _flags(flags: Iterable[str], lex: ShellLex) -> dict[str, list[str]]:
+def _flags(flags: Iterable[str], lex: _Lexer) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for flag in flags:
         key, _, value = flag.removeprefix("--").partition("=")
-        found.setdefault(key.lower(), []).append(lex.process_word(value))
+        found.setdefault(key.lower(), []).append(lex.word(value))
     return found
 
 

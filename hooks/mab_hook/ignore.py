@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from e2b_dockerfile_utils import PatternMatcher
 
+from mab_hook import paths
 from mab_hook.errors import FatalError
 
 
@@ -37,7 +38,7 @@ def ignore_file(context: str, dockerfile: str | None, exists: Callable[[str], bo
     """`<Dockerfile>.dockerignore` beside the Dockerfile wins over `<context>/.dockerignore`."""
     if dockerfile is not None and exists(specific := dockerfile + ".dockerignore"):
         return specific
-    default = join(context, ".dockerignore")
+    default = paths.join(context, ".dockerignore")
     return default if exists(default) else None
 
 
@@ -114,6 +115,22 @@ def _go_match(pattern: str) -> Callable[[str], bool]:
     return lambda path: compiled.match(path) is not None
 
 
+def literal_prefix(pattern: str) -> str:
+    """The leading directories of a pattern that hold no wildcard ("" when the first does)."""
+    parts = clean(pattern).split("/")[:-1]
+    literal = []
+    for part in parts:
+        if any(c in part for c in "*?[\\"):
+            break
+        literal.append(part)
+    return "/".join(literal)
+
+
+def pattern_matcher(pattern: str) -> PatternMatcher:
+    """A matcher for one Docker pattern (with `**`), cached."""
+    return _matcher(clean(pattern))
+
+
 @lru_cache(maxsize=4096)
 def _matcher(pattern: str) -> PatternMatcher:
     return PatternMatcher([pattern])
@@ -122,7 +139,3 @@ def _matcher(pattern: str) -> PatternMatcher:
 @lru_cache(maxsize=1024)
 def _matcher_of(patterns: tuple[str, ...]) -> PatternMatcher:
     return PatternMatcher(list(patterns))
-
-
-def join(directory: str, path: str) -> str:
-    return path if directory in ("", ".") else f"{directory}/{path}"

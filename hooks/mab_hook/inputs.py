@@ -7,7 +7,6 @@ main build context or from named contexts, minus what the ignore file in use lea
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -16,32 +15,24 @@ from mab_hook.config import Image
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
+from mab_hook.paths import Tree, relative_to
 
 
 class Files(NamedTuple):
-    """The files of one commit: sorted tracked paths and a reader."""
+    """The files of one commit: its tree and a reader."""
 
-    paths: tuple[str, ...]  # sorted
+    tree: Tree
     read: Callable[[str], str | None]
 
     @classmethod
     def of(cls, contents: Mapping[str, str]) -> Files:
-        return cls(tuple(sorted(contents)), contents.get)
+        return cls(Tree.of(contents), contents.get)
 
     def exists(self, path: str) -> bool:
-        i = bisect.bisect_left(self.paths, path)
-        return i < len(self.paths) and self.paths[i] == path
+        return self.tree.exists(path)
 
     def under(self, directory: str) -> Sequence[str]:
-        return in_directory(self.paths, directory)
-
-
-def in_directory(paths: Sequence[str], directory: str) -> Sequence[str]:
-    """The slice of sorted `paths` inside `directory` ("." or "": all of them)."""
-    if directory in (".", ""):
-        return paths
-    # Every path under "dir/" sorts between "dir/" and "dir0" ("0" follows "/").
-    return paths[bisect.bisect_left(paths, directory + "/") : bisect.bisect_left(paths, directory + "0")]
+        return self.tree.under(directory)
 
 
 class Rule(NamedTuple):
@@ -62,12 +53,12 @@ class Rule(NamedTuple):
         relative = relative_to(path, self.context)
         if relative is None:
             return "outside its context"
-        if self.ignore.excludes(relative):
-            return f"excluded by {self.ignore.path}"
         source = self.source
         root = ignore.matched_root(source.pattern, relative, parents=source.parents)
         if root is None:
             return "not matched"
+        if self.ignore.excludes(relative):  # after the cheaper pattern test
+            return f"excluded by {self.ignore.path}"
         if ignore.excluded_by(source.excludes, root, relative):
             return f"excluded by --exclude={','.join(source.excludes)} of {self.describe()}"
         return None
@@ -197,12 +188,6 @@ def _locate(parsed: Dockerfile, stage: Stage, image: Image, source: Source) -> t
 
 def _label(stage: Stage) -> str:
     return f"stage {stage.name!r}" if stage.name else f"stage {stage.number}"
-
-
-def relative_to(path: str, directory: str) -> str | None:
-    if directory in (".", ""):
-        return path
-    return path[len(directory) + 1 :] if path.startswith(directory + "/") else None
 
 
 def unmatched(inputs: Inputs, files: Files) -> tuple[str, ...]:

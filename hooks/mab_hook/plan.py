@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
-from e2b_dockerfile_utils import PatternMatcher
-
-from mab_hook import dockerfile, inputs
+from mab_hook import dockerfile, ignore, inputs
 from mab_hook.changes import Target
 from mab_hook.config import Config, Image, render_tag
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files, Inputs
+from mab_hook.paths import in_directory
 
 
 class Base(NamedTuple):
@@ -38,41 +38,113 @@ class Plan(NamedTuple):
     # commit as named contexts, so a dependant never builds on a stale or missing base tag.
     context_only: tuple[PlannedImage, ...] = ()
     warnings: tuple[str, ...] = ()
-    inputs: Mapping[str, Inputs] = {}  # by image name, for --explain
+    inputs_of: Callable[[str], Inputs] | None = None  # an image's inputs, for --explain
+
+
+class _Analysis:
+    """Inputs and in-repo bases of images, each computed once, and only when needed.
+
+    Reading every Dockerfile of a large monorepo through BuildKit's parser costs more than the
+    rest of the plan, so only images a changed path could touch are read, and then the images
+    that may build on an affected one: those whose Dockerfile or build args name it.
+    """
+
+    def __init__(self, config: Config, files: Files, build_platform: str) -> None:
+        self.config, self.files, self.build_platform = config, files, build_platform
+        self.by_name = {image.name: image for image in config.images}
+        self.names = _names_by_reference(config)
+        self.inputs: dict[str, Inputs] = {}
+        self.bases: dict[str, tuple[Base, ...]] = {}
+        self.mentions: dict[str, set[str]] | None = None  # word -> images whose Dockerfile has it
+
+    def inputs_of(self, name: str) -> Inputs:
+        if name not in self.by_name:
+            known = ", ".join(self.by_name) or "none"
+            raise FatalError(f"{self.config.source}: no image named {name!r} (images: {known})")
+        if name not in self.inputs:
+            found = inputs.compute(self.by_name[name], self.files, build_platform=self.build_platform)
+            self.inputs[name] = found
+            self.bases[name] = find_bases(self.names, name, found.bases)
+        return self.inputs[name]
+
+    def bases_of(self, name: str) -> tuple[Base, ...]:
+        self.inputs_of(name)
+        return self.bases[name]
+
+    def may_build_on(self, base: str) -> set[str]:
+        """Images whose Dockerfile or build args name `base`: the only ones that can build on it."""
+        if self.mentions is None:
+            self.mentions = {}
+            for image in self.config.images:
+                text = " ".join((self.files.read(image.dockerfile) or "", *(v for _k, v in image.build_args)))
+                for word in _reference_words(text):
+                    self.mentions.setdefault(word, set()).add(image.name)
+        image = self.by_name[base]
+        found = self.mentions.get(image.name, set()) | self.mentions.get(self.config.reference(image), set())
+        return found - {base}
+
+
+_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
+
+
+def _reference_words(text: str) -> set[str]:
+    """Everything in a text that could name an image: each word without its tag or digest, and
+    every '/'-suffix of it (`${REGISTRY}/team/api:1` names `team/api` and `api`)."""
+    words: set[str] = set()
+    for word in _WORD_RE.findall(text):
+        name, _tag = dockerfile.split_reference(word)
+        parts = name.split("/")
+        words.update("/".join(parts[i:]) for i in range(len(parts)))
+    return words
 
 
 def make_plan(target: Target, config: Config, files: Files, *, build_platform: str) -> Plan:
-    found = {
-        image.name: inputs.compute(image, files, build_platform=build_platform) for image in config.images
-    }
-    bases = {name: find_bases(config, name, found[name].bases) for name in found}
-    order = build_order(config, bases)
-    by_name = {image.name: image for image in config.images}
+    analysis = _Analysis(config, files, build_platform)
     changed = tuple(sorted(target.changed)) if target.changed is not None else None
     reasons: dict[str, tuple[str, ...]] = {}
-    for name in order:
-        own = direct_reasons(found[name], changed, target.why)
-        via = tuple(
-            f"base image {base.name} is rebuilt"
-            for base in bases[name]
-            if base.name in reasons and changed is not None
-        )
-        if own or via:
-            reasons[name] = own + via
+    for image in config.images:
+        if target.changed is None or _may_be_affected(image, changed or (), target.changed):
+            own = direct_reasons(analysis.inputs_of(image.name), changed, target.why)
+            if own:
+                reasons[image.name] = own
+    todo = list(reasons) if changed is not None else []
+    while todo:  # dependants of affected images are affected
+        base = todo.pop()
+        for name in analysis.may_build_on(base):
+            if any(b.name == base for b in analysis.bases_of(name)) and name not in reasons:
+                reasons[name] = ()
+                todo.append(name)
+    needed = _bases_needed(list(reasons), analysis.bases_of)
+    order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
+    by_name = analysis.by_name
     affected = tuple(
-        PlannedImage(by_name[name], reasons[name], image_tags(config, by_name[name], target), bases[name])
+        PlannedImage(by_name[name], reasons[name] + _via(analysis.bases_of(name), reasons, changed),
+                     image_tags(config, by_name[name], target), analysis.bases_of(name))
         for name in order
         if name in reasons
-    )
-    needed = _bases_needed(affected, bases)
+    )  # fmt: skip
     context_only = tuple(
-        PlannedImage(by_name[name], (), (), bases[name])
-        for name in order
-        if name in needed and name not in reasons
+        PlannedImage(by_name[name], (), (), analysis.bases_of(name)) for name in order if name not in reasons
     )
-    warnings = tuple(w for p in affected for w in inputs.unmatched(found[p.image.name], files))
+    warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
     unaffected = tuple(image.name for image in config.images if image.name not in reasons)
-    return Plan(target, config, affected, unaffected, context_only, warnings, found)
+    return Plan(target, config, affected, unaffected, context_only, warnings, analysis.inputs_of)
+
+
+def _via(bases: tuple[Base, ...], reasons: Mapping[str, tuple[str, ...]], changed: object) -> tuple[str, ...]:
+    if changed is None:
+        return ()  # everything is built anyway
+    return tuple(f"base image {base.name} is rebuilt" for base in bases if base.name in reasons)
+
+
+def _may_be_affected(image: Image, changed: Sequence[str], changed_set: frozenset[str]) -> bool:
+    """A cheap test before reading the Dockerfile: does any changed path come near the image?"""
+    if image.dockerfile in changed_set or image.dockerfile + ".dockerignore" in changed_set:
+        return True
+    directories = {image.context, *(image.context_dir(name) or image.context for name, _ in image.contexts)}
+    if any(in_directory(changed, directory) for directory in directories):
+        return True
+    return any(watched(glob, changed) for glob in image.watch)
 
 
 def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tuple[str, ...]:
@@ -82,24 +154,28 @@ def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tu
     image = found.image
     candidates = {image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
     for context in found.contexts():
-        candidates.update(inputs.in_directory(changed, context))
+        candidates.update(in_directory(changed, context))
     reasons = []
     for path in sorted(candidates & set(changed)):
         reason = found.reason(path)
         if reason is not None:
             reasons.append(reason)
-    if image.watch:
-        matchers = [(glob, PatternMatcher([glob])) for glob in image.watch]
-        for path in changed:
-            glob = next((g for g, matcher in matchers if matcher.matches(path)), None)
-            if glob is not None and path not in candidates:
-                reasons.append(f"watch {glob!r} matched: {path}")
+    for glob in image.watch:
+        reasons.extend(
+            f"watch {glob!r} matched: {path}" for path in watched(glob, changed) if path not in candidates
+        )
     return tuple(reasons)
 
 
-def find_bases(config: Config, name: str, refs: Sequence[str]) -> tuple[Base, ...]:
+def watched(glob: str, changed: Sequence[str]) -> list[str]:
+    """The sorted changed paths a `watch` glob matches (Docker pattern syntax)."""
+    prefix = ignore.literal_prefix(glob)
+    matcher = ignore.pattern_matcher(glob)
+    return [path for path in in_directory(changed, prefix) if matcher.matches(path)]
+
+
+def find_bases(names: Mapping[str, str], name: str, refs: Sequence[str]) -> tuple[Base, ...]:
     """The in-repo images among the references an image's build reads (FROM, --from)."""
-    names = _names_by_reference(config)
     found = []
     for ref in refs:
         repo, _tag = dockerfile.split_reference(ref)
@@ -118,21 +194,24 @@ def _names_by_reference(config: Config) -> Mapping[str, str]:
     return names
 
 
-def _bases_needed(affected: tuple[PlannedImage, ...], bases: Mapping[str, tuple[Base, ...]]) -> set[str]:
-    needed: set[str] = set()
-    todo = [base.name for planned in affected for base in planned.bases]
+def _bases_needed(affected: Sequence[str], bases_of: Callable[[str], tuple[Base, ...]]) -> list[str]:
+    """The in-repo bases the affected images build on, transitively, that are not affected."""
+    needed: dict[str, None] = {}
+    todo = [base.name for name in affected for base in bases_of(name)]
     while todo:
         name = todo.pop()
-        if name not in needed:
-            needed.add(name)
-            todo.extend(base.name for base in bases[name])
-    return needed
+        if name not in needed and name not in affected:
+            needed[name] = None
+            todo.extend(base.name for base in bases_of(name))
+    return list(needed)
 
 
 def build_order(config: Config, bases: Mapping[str, tuple[Base, ...]]) -> tuple[str, ...]:
+    """Bases before their dependants, otherwise in configuration order."""
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for image in config.images:
-        sorter.add(image.name, *(base.name for base in bases[image.name]))
+        if image.name in bases:
+            sorter.add(image.name, *(base.name for base in bases[image.name]))
     try:
         return tuple(sorter.static_order())
     except graphlib.CycleError as e:
@@ -165,18 +244,16 @@ class Explanation(NamedTuple):
 
 
 def explain(plan: Plan, name: str) -> Explanation:
-    found = plan.inputs.get(name)
-    if found is None:
-        known = ", ".join(plan.inputs) or "none"
-        raise FatalError(f"{plan.config.source}: no image named {name!r} (images: {known})")
+    assert plan.inputs_of is not None
+    found = plan.inputs_of(name)
     planned = next((p for p in plan.affected if p.image.name == name), None)
     changed = sorted(plan.target.changed or ())
     near = {found.image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
     for directory in {found.image.context, *(rule.context for rule in found.rules)}:
-        near.update(inputs.in_directory(changed, directory))
+        near.update(in_directory(changed, directory))
     paths = tuple((path, found.explain(path)) for path in changed if path in near)
     described = tuple(dict.fromkeys(rule.describe() for rule in found.rules if rule.reachable))
-    bases = find_bases(plan.config, name, found.bases)
+    bases = find_bases(_names_by_reference(plan.config), name, found.bases)
     return Explanation(
         name=name,
         commit=plan.target.sha,

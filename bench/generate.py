@@ -35,16 +35,26 @@ def dockerfile(rng: random.Random, base: str | None) -> str:
     origin = f"{REGISTRY}/{base}:latest" if base else "python:3.12-slim"
     kind = rng.randrange(3)
     if kind == 0:  # single stage
-        return f"FROM {origin}\nCOPY src/ /app/src/\nCOPY requirements.txt /app/\nRUN pip install -r /app/requirements.txt\n"
+        return (
+            f"FROM {origin}\nCOPY src/ /app/src/\nCOPY requirements.txt /app/\n"
+            "RUN pip install -r /app/requirements.txt\n"
+        )
     if kind == 1:  # builder + test + runtime; tests only in the unreachable test stage
-        return (f"ARG BASE={origin}\nFROM ${{BASE}} AS build\nCOPY requirements.txt /\nRUN pip wheel -r /requirements.txt\n"
-                "COPY src/ /src/\nFROM build AS test\nCOPY tests/ /tests/\nRUN pytest /tests\n"
-                f"FROM {origin} AS runtime\nCOPY --from=build /src /app/src\n")  # fmt: skip
-    return (f"FROM {origin}\nRUN --mount=type=bind,source=requirements.txt,target=/r.txt pip install -r /r.txt\n"
-            "COPY --exclude=*.md . /app/\n")  # fmt: skip
+        return (
+            f"ARG BASE={origin}\nFROM ${{BASE}} AS build\n"
+            "COPY requirements.txt /\nRUN pip wheel -r /requirements.txt\n"
+            "COPY src/ /src/\nFROM build AS test\nCOPY tests/ /tests/\nRUN pytest /tests\n"
+            f"FROM {origin} AS runtime\nCOPY --from=build /src /app/src\n"
+        )
+    return (
+        f"FROM {origin}\nRUN --mount=type=bind,source=requirements.txt,target=/r.txt pip install -r /r.txt\n"
+        "COPY --exclude=*.md . /app/\n"
+    )
 
 
-def tree(rng: random.Random, count: int, files: int) -> tuple[dict[str, str], list[tuple[str, str, str | None]]]:
+def tree(
+    rng: random.Random, count: int, files: int
+) -> tuple[dict[str, str], list[tuple[str, str, str | None]]]:
     found = images(rng, count)
     contents: dict[str, str] = {}
     per_image = max(4, (files - 2000) // len(found))
@@ -76,7 +86,9 @@ def pyproject(found: list[tuple[str, str, str | None]], rng: random.Random) -> s
     return "\n".join(lines)
 
 
-def commits(rng: random.Random, contents: dict[str, str], count: int, touched: int) -> Iterator[dict[str, str]]:
+def commits(
+    rng: random.Random, contents: dict[str, str], count: int, touched: int
+) -> Iterator[dict[str, str]]:
     """Each commit changes touched/count existing files (sources mostly, some docs and Dockerfiles)."""
     paths = sorted(contents)
     for n in range(count):
@@ -89,8 +101,11 @@ def commits(rng: random.Random, contents: dict[str, str], count: int, touched: i
 def fast_import(contents: dict[str, str], pushes: Iterator[dict[str, str]]) -> Iterator[bytes]:
     stamp = 1_700_000_000
 
-    def commit(ref: str, mark: int, parent: int | None, files: dict[str, str], message: str) -> Iterator[bytes]:
-        yield f"commit {ref}\nmark :{mark}\ncommitter Bench <bench@example.invalid> {stamp + mark} +0000\n".encode()
+    def commit(
+        ref: str, mark: int, parent: int | None, files: dict[str, str], message: str
+    ) -> Iterator[bytes]:
+        author = f"Bench <bench@example.invalid> {stamp + mark} +0000"
+        yield f"commit {ref}\nmark :{mark}\ncommitter {author}\n".encode()
         data = message.encode()
         yield b"data %d\n%s\n" % (len(data), data)
         if parent is not None:
@@ -107,7 +122,9 @@ def fast_import(contents: dict[str, str], pushes: Iterator[dict[str, str]]) -> I
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("dir", type=Path)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--images", type=int, default=1000)
@@ -126,8 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     importer.stdin.close()
     if importer.wait() != 0:
         return 1
-    base = subprocess.run(("git", "rev-parse", "main"), cwd=args.dir, capture_output=True, text=True, check=True)
-    tip = subprocess.run(("git", "rev-parse", "push"), cwd=args.dir, capture_output=True, text=True, check=True)
+    base = subprocess.run(
+        ("git", "rev-parse", "main"), cwd=args.dir, capture_output=True, text=True, check=True
+    )
+    tip = subprocess.run(
+        ("git", "rev-parse", "push"), cwd=args.dir, capture_output=True, text=True, check=True
+    )
     print(f"{base.stdout.strip()} {tip.stdout.strip()}")
     return 0
 

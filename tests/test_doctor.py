@@ -30,6 +30,16 @@ def project(repo: Repo, lab: Lab, registry: str, push: bool = False) -> None:
     })  # fmt: skip
 
 
+def test_probe_on_a_ready_host(lab: Lab, repo: Repo) -> None:
+    project(repo, lab, lab.namespace())
+    proc = mab(repo.path, lab.env, "doctor", "--probe", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    probes = {
+        c["name"]: c["status"] for c in json.loads(proc.stdout)["checks"] if c["name"].startswith("probe")
+    }
+    assert probes == {f"probe {p}": "ok" for p in ALL3}
+
+
 def test_a_ready_host(lab: Lab, repo: Repo) -> None:
     project(repo, lab, lab.namespace(), push=True)
     proc = mab(repo.path, lab.env, "doctor", "--json")
@@ -70,6 +80,11 @@ def test_a_disabled_emulator_fails_doctor_and_the_gate(lab: Lab, repo: Repo, aar
     assert doctor.returncode == 1
     assert f"the arm64 emulator ({aarch64_disabled.name}) is registered but disabled" in doctor.stdout
     assert f"fix: `echo 1 | sudo tee {aarch64_disabled}`" in doctor.stdout
+    probed = mab(
+        repo.path, lab.env, "doctor", "--probe", "--platform", "linux/arm64", "--platform", "linux/arm/v7"
+    )
+    assert "fail  probe linux/arm64" in probed.stdout and "a linux/arm64 program did not run" in probed.stdout
+    assert "ok    probe linux/arm/v7" in probed.stdout
     gate = mab(repo.path, lab.env, "--all")
     assert gate.returncode == 1
     assert "this host cannot build what the push needs; nothing was built" in gate.stdout

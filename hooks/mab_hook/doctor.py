@@ -37,6 +37,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--builder", help="check this buildx builder (default: the configured or current one)"
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="also prove each platform with a tiny build that runs one of its programs (pulls nothing)",
+    )
     parser.add_argument("--json", action="store_true", help="every check as JSON on stdout")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
@@ -52,6 +57,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
         for line in readiness.apply_fixes(host, report, wanted):
             printer.info(f"fix: {line}")
         report = readiness.check(host, wanted)
+    if args.probe and report.builder is not None:
+        report = report._replace(checks=report.checks + tuple(readiness.probe(host, report.builder, wanted)))
     if args.json:
         output.dump_json(output.checks_json(report), sys.stdout)
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mab_hook import binfmt, builders, process
+from mab_hook import probe as probes
 from mab_hook.binfmt import Binfmt
 from mab_hook.builders import Builder
 from mab_hook.config import DEFAULT_BINFMT_IMAGE
@@ -296,6 +297,27 @@ def _install(image: str, platform: str) -> str:
         f"install the emulator: `docker run --privileged --rm {image} --install {arch}` (or Debian's "
         "qemu-user-static), then run `mab-hook doctor` again"
     )
+
+
+def probe(host: Host, builder: Builder, wanted: Wanted) -> list[Check]:
+    """Run a program of each platform in a real (uncached, unexported) build on the builder."""
+    checks = []
+    for platform in wanted.platforms:
+        name = f"probe {platform}"
+        if not probes.supported(platform):
+            checks.append(Check(name, WARN, f"no probe program for {platform}; its checks above stand alone"))
+            continue
+        result = probes.run(platform, builder.name, host.run)
+        if result.returncode == 0:
+            checks.append(Check(name, OK, f"a {platform} program ran in a build on {builder.name}"))
+        else:
+            finding = f"a {platform} program did not run: {probes.summary(result)}"
+            checks.append(
+                Check(
+                    name, FAIL, finding, f"fix the platform {platform} check above, or recreate the builder"
+                )
+            )
+    return checks
 
 
 # --- registry --------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""`doctor --probe`: prove a platform by running a program of it in a real build.
+
+No image is pulled: the probe is `FROM scratch` plus a tiny static ELF executable, made here,
+that only calls exit(0). If a RUN of it succeeds for a platform, the builder really executes
+that platform's programs, natively or through emulation.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from mab_hook import binfmt, process
+from mab_hook.process import Completed
+
+# Machine code for exit(0) per architecture: (64-bit, big-endian, e_machine, e_flags, code).
+_EXIT0 = {
+    # mov eax,60; xor edi,edi; syscall
+    "amd64": (True, False, 0x3E, 0, bytes.fromhex("b83c00000031ff0f05")),
+    # mov eax,1; xor ebx,ebx; int 0x80
+    "386": (False, False, 0x03, 0, bytes.fromhex("b80100000031dbcd80")),
+    # movz x8,#93; movz x0,#0; svc #0
+    "arm64": (True, False, 0xB7, 0, struct.pack("<3I", 0xD2800BA8, 0xD2800000, 0xD4000001)),
+    # mov r7,#1; mov r0,#0; svc #0 (EABI 5)
+    "arm": (False, False, 0x28, 0x05000000, struct.pack("<3I", 0xE3A07001, 0xE3A00000, 0xEF000000)),
+    # li a7,93; li a0,0; ecall
+    "riscv64": (True, False, 0xF3, 0, struct.pack("<3I", 0x05D00893, 0x00000513, 0x00000073)),
+    # li r0,1; li r3,0; sc (ELFv2)
+    "ppc64le": (True, False, 0x15, 2, struct.pack("<3I", 0x38000001, 0x38600000, 0x44000002)),
+    # lghi r2,0; svc 1
+    "s390x": (True, True, 0x16, 0, bytes.fromhex("a72900000a01")),
+}
+
+
+def supported(platform: str) -> bool:
+    return binfmt.arch_of(platform) in _EXIT0
+
+
+def executable(platform: str) -> bytes:
+    """A static ELF executable for `platform` that exits with status 0."""
+    bits64, big, machine, flags, code = _EXIT0[binfmt.arch_of(platform)]
+    order = ">" if big else "<"
+    ident = b"\x7fELF" + bytes([2 if bits64 else 1, 2 if big else 1, 1]) + bytes(9)
+    if bits64:
+        base, header_size, entry_size = 0x400000, 64, 56
+        size = header_size + entry_size + len(code)
+        header = ident + struct.pack(
+            f"{order}HHIQQQIHHHHHH",
+            2,
+            machine,
+            1,
+            base + header_size + entry_size,
+            header_size,
+            0,
+            flags,
+            header_size,
+            entry_size,
+            1,
+            0,
+            0,
+            0,
+        )
+        segment = struct.pack(f"{order}IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
+    else:
+        base, header_size, entry_size = 0x10000, 52, 32
+        size = header_size + entry_size + len(code)
+        header = ident + struct.pack(
+            f"{order}HHIIIIIHHHHHH",
+            2,
+            machine,
+            1,
+            base + header_size + entry_size,
+            header_size,
+            0,
+            flags,
+            header_size,
+            entry_size,
+            1,
+            0,
+            0,
+            0,
+        )
+        segment = struct.pack(f"{order}IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)
+    return header + segment + code
+
+
+DOCKERFILE = 'FROM scratch\nCOPY probe /probe\nRUN ["/probe"]\n'
+
+
+def run(platform: str, builder: str | None, run_command: Callable[[tuple[str, ...]], Completed]) -> Completed:
+    """Build the probe for one platform, without cache, exporting nothing."""
+    with tempfile.TemporaryDirectory(prefix="mab-hook-probe-") as tmp:
+        context = Path(tmp)
+        (context / "probe").write_bytes(executable(platform))
+        (context / "probe").chmod(0o755)
+        (context / "Dockerfile").write_text(DOCKERFILE)
+        cmd = (
+            "docker",
+            "buildx",
+            "build",
+            *(("--builder", builder) if builder else ()),
+            "--platform",
+            platform,
+            "--no-cache",
+            "--progress=plain",
+            "--output",
+            "type=cacheonly",
+            str(context),
+        )
+        return run_command(cmd)
+
+
+def summary(result: Completed) -> str:
+    return " ".join(process.tail_lines(result.stderr + result.stdout, 3))

@@ -19,6 +19,11 @@ LS_DOCKER = (FIXTURES / "ls-docker-driver.json").read_text()
 INSPECT_DOCKER = (FIXTURES / "inspect-docker-driver.txt").read_text()
 LS_MULTI = (FIXTURES / "ls-multi-node.json").read_text()
 CONTAINERD = '[["driver-type","io.containerd.snapshotter.v1"]]'
+REGISTRY_CONFIG = json.dumps({
+    "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.20.0.0/16"],
+    "IndexConfigs": {"docker.io": {"Name": "docker.io", "Secure": True},
+                     "plain.internal:5000": {"Name": "plain.internal:5000", "Secure": False}},
+})  # fmt: skip
 
 
 def fake_run(
@@ -49,6 +54,7 @@ def docker() -> Answers:
         ("docker", "buildx", "inspect"): (0, INSPECT_DOCKER),
         ("docker", "buildx", "ls", "--format", "json"): (0, LS_DOCKER),
         ("docker", "info", "--format", "{{json .DriverStatus}}"): (0, CONTAINERD),
+        ("docker", "info", "--format", "{{json .RegistryConfig}}"): (0, REGISTRY_CONFIG),
     }
 
 
@@ -259,6 +265,9 @@ def test_a_custom_binfmt_image_is_suggested(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("http", "registry", "status", "finding"), [
     (200, "127.0.0.1:5000/team", OK, "http://127.0.0.1:5000/v2/ answers"),
     (200, "registry.internal:5000/team", OK, "https://registry.internal:5000/v2/ answers"),
+    (200, "plain.internal:5000/team", OK, "http://plain.internal:5000/v2/ answers"),  # insecure-registries
+    (200, "10.20.3.4:5000/team", OK, "http://10.20.3.4:5000/v2/ answers"),  # an insecure CIDR
+    (200, "10.21.3.4:5000/team", OK, "https://10.21.3.4:5000/v2/ answers"),
     (401, "registry.internal/team", FAIL, "wants authentication and docker has no credentials for registry.internal"),
     (ConnectionRefusedError(111, "Connection refused"), "localhost:5999", FAIL,
      "http://localhost:5999/v2/ does not answer ([Errno 111] Connection refused)"),

@@ -325,7 +325,7 @@ def probe(host: Host, builder: Builder, wanted: Wanted) -> list[Check]:
 
 def check_registry(host: Host, registry: str) -> Check:
     server = registry.split("/", 1)[0]
-    scheme = "http" if plain_http(server) else "https"
+    scheme = "http" if plain_http(server, insecure_registries(host)) else "https"
     url = f"{scheme}://{server}/v2/"
     try:
         status = host.http_status(url)
@@ -353,15 +353,29 @@ def check_registry(host: Host, registry: str) -> Check:
     )
 
 
-def plain_http(server: str) -> bool:
-    """dockerd talks plain http to registries on loopback addresses (127.0.0.0/8, ::1, localhost)."""
+def plain_http(server: str, insecure: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> bool:
+    """Whether dockerd talks plain http to a registry: loopback addresses (127.0.0.0/8, ::1,
+    localhost), and the daemon's insecure-registries (names, and CIDRs of addresses)."""
+    names, cidrs = insecure
+    if server in names:
+        return True
     host = server.rsplit(":", 1)[0] if not server.startswith("[") else server[1:].split("]", maxsplit=1)[0]
-    if host == "localhost":
+    if host == "localhost" or host in names:
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.is_loopback or any(address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
+
+
+def insecure_registries(host: Host) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The daemon's insecure registries: (names, CIDRs), from `docker info`."""
+    info = _json(host.run(("docker", "info", "--format", "{{json .RegistryConfig}}")).stdout)
+    names = tuple(
+        name for name, index in (info.get("IndexConfigs") or {}).items() if not index.get("Secure", True)
+    )
+    return names, tuple(info.get("InsecureRegistryCIDRs") or ())
 
 
 def _has_credentials(config_dir: Path | None, server: str) -> bool:

@@ -263,3 +263,61 @@ def test_name_regex_matches_docker_rules() -> None:
         assert config.NAME_RE.match(ok), ok
     for bad in ("Api", "-api", "api-", "a..b", "a___b", "/api", "api/"):
         assert not config.NAME_RE.match(bad), bad
+
+
+BUILD_SETTINGS = """
+[tool.multiarch]
+platforms = ["linux/amd64"]
+jobs = 4
+timeout = 900
+cache-from = "type=registry,ref=reg:5000/cache/{name}"
+cache-to = ["type=registry,ref=reg:5000/cache/{name},mode=max"]
+
+[tool.multiarch.builder]
+name = "fleet"
+driver-opts = { network = "host" }
+nodes = [
+  { endpoint = "unix:///var/run/docker.sock", platforms = ["linux/amd64"] },
+  { name = "arm", endpoint = "ssh://builder@arm-box", platforms = ["linux/arm64"] },
+]
+
+[tool.multiarch.images.api]
+context = "services/api"
+timeout = 60
+cache-to = []
+
+[tool.multiarch.images.base]
+context = "base"
+"""
+
+
+def test_build_settings_and_builder_table() -> None:
+    cfg = parse(BUILD_SETTINGS)
+    assert (cfg.jobs, cfg.builder) == (4, "fleet")
+    assert cfg.builder_spec is not None
+    assert cfg.builder_spec.driver == "docker-container"
+    assert cfg.builder_spec.driver_opts == (("network", "host"),)
+    assert [(n.name, n.endpoint, n.platforms) for n in cfg.builder_spec.nodes] == [
+        ("fleet0", "unix:///var/run/docker.sock", ("linux/amd64",)),
+        ("arm", "ssh://builder@arm-box", ("linux/arm64",)),
+    ]
+    api, base = cfg.images
+    assert (api.timeout, api.cache_from, api.cache_to) == (
+        60.0,
+        ("type=registry,ref=reg:5000/cache/api",),
+        (),
+    )
+    assert (base.timeout, base.cache_to) == (900.0, ("type=registry,ref=reg:5000/cache/base,mode=max",))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("jobs = 0", "[tool.multiarch.jobs] must be a whole number of at least 1, not an integer (0)"),
+    ('timeout = "1h"', "[tool.multiarch.timeout] must be a number of seconds above 0, not a string ('1h')"),
+    ('cache-from = "registry"', "'registry' is not a BuildKit cache spec"),
+    ("[tool.multiarch.builder]\ndriver = \"docker\"", "[tool.multiarch.builder.name] is required"),
+    ('[tool.multiarch.builder]\nname = "b"\ndriver = "docker"', "'docker': mab-hook creates docker-container"),
+    ('[tool.multiarch.builder]\nname = "b"\nnodes = [{ platforms = ["linux/arm64"] }]',
+     "[tool.multiarch.builder.nodes[0].endpoint] is required"),
+])  # fmt: skip
+def test_bad_build_settings(text: str, expected: str) -> None:
+    assert expected in problem('[tool.multiarch]\nplatforms = ["linux/amd64"]\n' + text + "\n")

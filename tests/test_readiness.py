@@ -322,22 +322,39 @@ def test_fixes(tmp_path: Path) -> None:
     answers = docker()
     answers[("docker", "buildx", "inspect", "multi-arch")] = (1, "", "no builder")
     answers[("mount", "-t", "binfmt_misc", "binfmt_misc", str(tmp_path / "none"))] = (0, "")
-    answers[("docker", "buildx", "create", "--name", "multi-arch", "--driver", "docker-container", "--use",
-             "--bootstrap")] = (0, "multi-arch\n")  # fmt: skip
+    create = ("docker", "buildx", "create", "--name", "multi-arch", "--node", "multi-arch0", "--driver",
+              "docker-container", "--use")  # fmt: skip
+    answers[create] = (0, "multi-arch\n")
+    answers[("docker", "buildx", "inspect", "--bootstrap", "multi-arch")] = (1, "", "boom: cannot start")
     h = host(tmp_path, answers, root=tmp_path / "none")
     wanted = Wanted(("linux/arm64",), builder="multi-arch")
     report = readiness.check(h, wanted)
     assert readiness.apply_fixes(h, report, wanted) == [
-        "docker buildx create --name multi-arch --driver docker-container --use --bootstrap: done"
+        f"{' '.join(create)}: done",
+        "docker buildx inspect --bootstrap multi-arch: failed (exit 1): boom: cannot start",
     ]
-    # With the builder there, the unmounted binfmt_misc is what gets fixed.
+    # With the builder there, the unmounted binfmt_misc is what gets fixed, then the bootstrap.
     answers[("docker", "buildx", "inspect", "multi-arch")] = (
         0,
         "Name: multi-arch\nDriver: docker-container\n\nNodes:\nName: m0\nEndpoint: unix:///var/run/docker.sock\nStatus: inactive\n",
     )
-    answers[("docker", "buildx", "inspect", "--bootstrap", "multi-arch")] = (1, "", "boom: cannot start")
     report = readiness.check(h, wanted)
     assert readiness.apply_fixes(h, report, wanted) == [
         f"mount -t binfmt_misc binfmt_misc {tmp_path / 'none'}: done",
         "docker buildx inspect --bootstrap multi-arch: failed (exit 1): boom: cannot start",
     ]
+
+
+def test_a_configured_builder_is_created_node_by_node() -> None:
+    spec = builders.BuilderSpec(
+        "fleet", "docker-container", (("network", "host"),),
+        (builders.NodeSpec("local", "", ("linux/amd64",)),
+         builders.NodeSpec("arm", "ssh://builder@arm-box.internal", ("linux/arm64", "linux/arm/v7"))),
+    )  # fmt: skip
+    assert spec.create_commands() == [
+        ("docker", "buildx", "create", "--name", "fleet", "--node", "local", "--driver", "docker-container",
+         "--driver-opt", "network=host", "--platform", "linux/amd64", "--use"),
+        ("docker", "buildx", "create", "--name", "fleet", "--node", "arm", "--append", "--platform",
+         "linux/arm64,linux/arm/v7", "ssh://builder@arm-box.internal"),
+        ("docker", "buildx", "inspect", "--bootstrap", "fleet"),
+    ]  # fmt: skip

@@ -35,6 +35,37 @@ class Builder(NamedTuple):
         return bool(self.nodes) and all(node.status == "running" for node in self.nodes)
 
 
+class NodeSpec(NamedTuple):
+    name: str
+    endpoint: str  # ssh://user@host, tcp://host:port, a docker context, kubernetes:///...
+    platforms: tuple[str, ...]  # what the node builds (natively, say: an arm64 machine)
+
+
+class BuilderSpec(NamedTuple):
+    """A builder as [tool.multiarch.builder] describes it, for `doctor --fix` to create."""
+
+    name: str
+    driver: str
+    driver_opts: tuple[tuple[str, str], ...] = ()
+    nodes: tuple[NodeSpec, ...] = ()
+
+    def create_commands(self) -> list[tuple[str, ...]]:
+        """`docker buildx create` for the first node (or the local engine), then `--append`s."""
+        opts = tuple(arg for key, value in self.driver_opts for arg in ("--driver-opt", f"{key}={value}"))
+        commands = []
+        nodes = self.nodes or (NodeSpec(f"{self.name}0", "", ()),)
+        for number, node in enumerate(nodes):
+            cmd: tuple[str, ...] = ("docker", "buildx", "create", "--name", self.name, "--node", node.name)
+            cmd += ("--driver", self.driver, *opts) if number == 0 else ("--append",)
+            if node.platforms:
+                cmd += ("--platform", ",".join(node.platforms))
+            if number == 0:
+                cmd += ("--use",)
+            commands.append(cmd + ((node.endpoint,) if node.endpoint else ()))
+        commands.append(("docker", "buildx", "inspect", "--bootstrap", self.name))
+        return commands
+
+
 def parse_ls_json(text: str) -> tuple[Builder, ...]:
     """One JSON object per line (buildx >= 0.13); a builder may be listed twice."""
     builders: dict[str, Builder] = {}

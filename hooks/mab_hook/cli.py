@@ -170,7 +170,9 @@ def wanted_for(plans: Sequence[plan.Plan]) -> list[readiness.Wanted]:
         if seen is not None:
             platforms = tuple(dict.fromkeys((*seen.platforms, *platforms)))
             registry = seen.registry or registry
-        by_builder[cfg.builder] = readiness.Wanted(platforms, cfg.builder, registry, cfg.binfmt_image)
+        by_builder[cfg.builder] = readiness.Wanted(
+            platforms, cfg.builder, registry, cfg.binfmt_image, cfg.builder_spec
+        )
     return list(by_builder.values())
 
 

@@ -12,8 +12,9 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from mab_hook.builders import BuilderSpec, NodeSpec
 from mab_hook.errors import FatalError
 from mab_hook.paths import Tree
 
@@ -34,10 +35,36 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 # [tool.multiarch.images.api]
 # context = "services/api\""""
 
-TOP_KEYS = ("platforms", "registry", "builder", "push", "tags", "binfmt-image", "images")
+TOP_KEYS = (
+    "platforms",
+    "registry",
+    "builder",
+    "push",
+    "tags",
+    "jobs",
+    "timeout",
+    "cache-from",
+    "cache-to",
+    "binfmt-image",
+    "images",
+)
+BUILDER_KEYS = ("name", "driver", "driver-opts", "nodes")
+NODE_KEYS = ("name", "endpoint", "platforms")
 # The emulator installer doctor suggests; pinned, since `latest` changes under a team's feet.
 DEFAULT_BINFMT_IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
-IMAGE_KEYS = ("context", "dockerfile", "platforms", "target", "build-args", "watch", "contexts")
+IMAGE_KEYS = (
+    "context",
+    "dockerfile",
+    "platforms",
+    "target",
+    "build-args",
+    "watch",
+    "contexts",
+    "timeout",
+    "cache-from",
+    "cache-to",
+)
+DEFAULT_JOBS = 2
 TAG_FIELDS = ("sha", "short_sha", "branch")
 DEFAULT_TAGS = ("{short_sha}",)
 
@@ -102,6 +129,9 @@ class Image:
     # Named build contexts: name -> repository directory, or a buildx source passed as is
     # (docker-image://..., oci-layout://..., https://...).
     contexts: tuple[tuple[str, str], ...] = ()
+    cache_from: tuple[str, ...] = ()  # BuildKit cache sources, `{name}` already filled in
+    cache_to: tuple[str, ...] = ()
+    timeout: float | None = None  # seconds a build may take
 
     def context_dir(self, name: str) -> str | None:
         """The repository directory of a named context, or None (not one, or not local)."""
@@ -119,6 +149,8 @@ class Config:
     push: bool = False
     tags: tuple[str, ...] = DEFAULT_TAGS
     binfmt_image: str = DEFAULT_BINFMT_IMAGE
+    jobs: int = DEFAULT_JOBS  # images built at once
+    builder_spec: BuilderSpec | None = None  # how to create `builder` when it is missing
 
     def reference(self, image: Image) -> str:
         """The repository part of an image reference, without tag."""
@@ -185,7 +217,16 @@ def _parse(table: Any, problems: _Problems, tree: Tree, source: str, root_name: 
                 f"{registry!r} is not a registry reference "
                 "(host[:port][/path], path in lowercase), e.g. 'registry.internal:5000/team'",
             )
-    builder = _optional_str(table, "builder", key, problems)
+    builder_spec = _builder_spec(table.get("builder"), f"{key}.builder", problems)
+    if builder_spec is not None or isinstance(table.get("builder"), dict):
+        builder = builder_spec.name if builder_spec else None
+    else:
+        builder = _optional_str(table, "builder", key, problems)
+    jobs = table.get("jobs", DEFAULT_JOBS)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        problems.add(f"{key}.jobs", f"must be a whole number of at least 1, not {_describe(jobs)}")
+        jobs = DEFAULT_JOBS
+    settings = _settings(table, key, problems, Settings())
     push = table.get("push", False)
     if not isinstance(push, bool):
         problems.add(f"{key}.push", f"must be true or false, not {_type_name(push)}")
@@ -208,8 +249,7 @@ def _parse(table: Any, problems: _Problems, tree: Tree, source: str, root_name: 
         images = tuple(
             image
             for name, spec in images_table.items()
-            if (image := _image(name, spec, default_platforms=platforms, tree=tree, problems=problems))
-            is not None
+            if (image := _image(name, spec, platforms, settings, tree=tree, problems=problems)) is not None
         )
         if not images:
             problems.add(
@@ -231,14 +271,17 @@ def _parse(table: Any, problems: _Problems, tree: Tree, source: str, root_name: 
         push=push,
         tags=tags,
         binfmt_image=binfmt_image,
+        jobs=jobs,
+        builder_spec=builder_spec,
     )
 
 
 def _image(
     name: str,
     spec: Any,
-    *,
     default_platforms: tuple[str, ...] | None,
+    defaults: Settings,
+    *,
     tree: Tree,
     problems: _Problems,
 ) -> Image | None:
@@ -276,6 +319,7 @@ def _image(
     build_args = _build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
     watch = _str_list(spec.get("watch", []), f"{key}.watch", problems)
     contexts = _contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems)
+    settings = _settings(spec, key, problems, defaults)
     return Image(
         name=name,
         context=context or ".",
@@ -285,7 +329,78 @@ def _image(
         build_args=build_args,
         watch=watch,
         contexts=contexts,
+        cache_from=tuple(entry.replace("{name}", name) for entry in settings.cache_from),
+        cache_to=tuple(entry.replace("{name}", name) for entry in settings.cache_to),
+        timeout=settings.timeout,
     )
+
+
+class Settings(NamedTuple):
+    """Build settings an image takes from [tool.multiarch] unless it sets its own."""
+
+    cache_from: tuple[str, ...] = ()
+    cache_to: tuple[str, ...] = ()
+    timeout: float | None = None
+
+
+def _settings(table: Mapping[str, Any], key: str, problems: _Problems, inherited: Settings) -> Settings:
+    caches = []
+    for name in ("cache-from", "cache-to"):
+        value = table.get(name)
+        if value is None:
+            caches.append(inherited.cache_from if name == "cache-from" else inherited.cache_to)
+            continue
+        entries = _str_list([value] if isinstance(value, str) else value, f"{key}.{name}", problems)
+        for entry in entries:
+            if not re.match(r"^(type=[a-z0-9-]+|[a-z0-9.-]+(:[0-9]+)?/)", entry):
+                problems.add(f"{key}.{name}", f"{entry!r} is not a BuildKit cache spec, e.g. "
+                             "'type=registry,ref=registry.internal:5000/cache/{name}'")  # fmt: skip
+        caches.append(entries)
+    timeout = table.get("timeout", inherited.timeout)
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        problems.add(f"{key}.timeout", f"must be a number of seconds above 0, not {_describe(timeout)}")
+        timeout = inherited.timeout
+    return Settings(caches[0], caches[1], float(timeout) if timeout is not None else None)
+
+
+def _builder_spec(value: Any, key: str, problems: _Problems) -> BuilderSpec | None:
+    """`builder` as a table: a builder mab-hook doctor --fix creates when it is missing."""
+    if not isinstance(value, dict):
+        return None
+    _unknown_keys(value, BUILDER_KEYS, key, problems)
+    name = _optional_str(value, "name", key, problems)
+    if name is None:
+        problems.add(f"{key}.name", "is required: the buildx builder's name")
+        return None
+    driver = _optional_str(value, "driver", key, problems) or "docker-container"
+    if driver not in ("docker-container", "kubernetes", "remote"):
+        problems.add(
+            f"{key}.driver", f"{driver!r}: mab-hook creates docker-container, kubernetes or remote builders"
+        )
+    options = value.get("driver-opts", {})
+    if not isinstance(options, dict) or not all(isinstance(v, (str, int, bool)) for v in options.values()):
+        problems.add(f"{key}.driver-opts", 'must be a table of option = "value"')
+        options = {}
+    nodes = []
+    for index, node in enumerate(value.get("nodes", []) if isinstance(value.get("nodes", []), list) else []):
+        node_key = f"{key}.nodes[{index}]"
+        if not isinstance(node, dict):
+            problems.add(node_key, "must be a table with an endpoint")
+            continue
+        _unknown_keys(node, NODE_KEYS, node_key, problems)
+        endpoint = _optional_str(node, "endpoint", node_key, problems)
+        if endpoint is None:
+            problems.add(
+                f"{node_key}.endpoint", "is required, e.g. 'ssh://builder@arm-box' or a docker context"
+            )
+            continue
+        node_platforms = _platforms(node.get("platforms", []), f"{node_key}.platforms", problems) or ()
+        node_name = _optional_str(node, "name", node_key, problems) or f"{name}{index}"
+        nodes.append(NodeSpec(node_name, endpoint, node_platforms))
+    opts = tuple(sorted((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()))
+    return BuilderSpec(name, driver, opts, tuple(nodes))
 
 
 def _discover(

@@ -79,7 +79,8 @@ def wanted_from(args: argparse.Namespace, printer: Printer) -> readiness.Wanted:
         return readiness.Wanted(platforms, args.builder)
     platforms = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
     registry = cfg.registry if cfg.push else None
-    return readiness.Wanted(platforms, args.builder or cfg.builder, registry, cfg.binfmt_image)
+    spec = cfg.builder_spec if not args.builder or args.builder == cfg.builder else None
+    return readiness.Wanted(platforms, args.builder or cfg.builder, registry, cfg.binfmt_image, spec)
 
 
 def _head_config(path: Path) -> config.Config | None:

@@ -118,11 +118,15 @@ def make_plan(target: Target, config: Config, files: Files, *, build_platform: s
     order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
     by_name = analysis.by_name
     affected = tuple(
-        PlannedImage(by_name[name], reasons[name] + _via(analysis.bases_of(name), reasons, changed),
-                     image_tags(config, by_name[name], target), analysis.bases_of(name))
+        PlannedImage(
+            by_name[name],
+            reasons[name] + _via(analysis.bases_of(name), reasons, changed),
+            image_tags(config, by_name[name], target),
+            analysis.bases_of(name),
+        )
         for name in order
         if name in reasons
-    )  # fmt: skip
+    )
     context_only = tuple(
         PlannedImage(by_name[name], (), (), analysis.bases_of(name)) for name in order if name not in reasons
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -73,44 +75,100 @@ def run(
     return result
 
 
+_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """Credentials in URLs (`https://user:token@host`) never reach output or logs."""
+    return _USERINFO_RE.sub(r"\g<scheme>***@", text)
+
+
+class Streamed(NamedTuple):
+    returncode: int
+    timed_out: bool
+
+
+class Group:
+    """The long-running children of one run (builds, pushes), so that ^C stops them all.
+
+    Each child gets its own session and process group: stopping it stops whatever it
+    started too, and no buildx process outlives the run.
+    """
+
+    def __init__(self) -> None:
+        self._running: set[subprocess.Popen[str]] = set()
+        self._lock = threading.Lock()
+
+    def stream(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log: IO[str],
+        on_line: Callable[[str], None] = lambda line: None,
+        timeout: float | None = None,
+    ) -> Streamed:
+        """Run a command, teeing its merged output (redacted) to `log` and `on_line`."""
+        cmd = tuple(cmd)
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                bufsize=1,
+                start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise FatalError(f"{cmd[0]!r} not found on PATH") from None
+        with self._lock:
+            self._running.add(proc)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            terminate(proc)
+
+        timer = threading.Timer(timeout, expire) if timeout else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = redact(raw)
+                log.write(line)
+                on_line(line.rstrip("\n"))
+            code = proc.wait()
+        except BaseException:
+            terminate(proc)
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+            with self._lock:
+                self._running.discard(proc)
+        return Streamed(code, expired.is_set())
+
+    def terminate_all(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            terminate(proc)
+
+
 def stream(
     cmd: Sequence[str],
     *,
     env: Mapping[str, str],
     log: IO[str],
     on_line: Callable[[str], None] = lambda line: None,
-    cwd: Path | None = None,
 ) -> int:
-    """Run a long command, teeing its merged output to `log` and `on_line`; return its exit code.
-
-    The child gets its own process group so that ^C (or any exception here) can stop it and
-    everything it started, leaving no orphaned buildx process behind.
-    """
-    cmd = tuple(cmd)
-    try:
-        proc = subprocess.Popen(
-            cmd,
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            start_new_session=True,
-        )
-    except FileNotFoundError:
-        raise FatalError(f"{cmd[0]!r} not found on PATH") from None
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            on_line(line.rstrip("\n"))
-        return proc.wait()
-    except BaseException:
-        terminate(proc)
-        raise
+    """Run one long command in the calling thread; see Group.stream."""
+    return Group().stream(cmd, env=env, log=log, on_line=on_line).returncode
 
 
 def terminate(proc: subprocess.Popen[str], grace: float = 5.0) -> None:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 from mab_hook import binfmt, builders, process
 from mab_hook import probe as probes
 from mab_hook.binfmt import Binfmt
-from mab_hook.builders import Builder
+from mab_hook.builders import Builder, BuilderSpec
 from mab_hook.config import DEFAULT_BINFMT_IMAGE
 from mab_hook.errors import FatalError
 from mab_hook.process import Completed
@@ -59,6 +59,7 @@ class Wanted(NamedTuple):
     builder: str | None = None  # None: the current builder
     registry: str | None = None  # checked when images are to be pushed
     binfmt_image: str = DEFAULT_BINFMT_IMAGE
+    builder_spec: BuilderSpec | None = None  # how to create the builder when it is missing
 
 
 class Report(NamedTuple):
@@ -413,33 +414,20 @@ def apply_fixes(host: Host, report: Report, wanted: Wanted) -> list[str]:
     if any("is not mounted" in check.finding for check in failing.values()):
         _do(host, ("mount", "-t", "binfmt_misc", "binfmt_misc", str(host.binfmt_root)), done)
     if "builder" in failing and report.builder is None:
-        name = wanted.builder or "multi-arch"
-        _do(
-            host,
-            (
-                "docker",
-                "buildx",
-                "create",
-                "--name",
-                name,
-                "--driver",
-                "docker-container",
-                "--use",
-                "--bootstrap",
-            ),
-            done,
-        )
+        spec = wanted.builder_spec or BuilderSpec(wanted.builder or "multi-arch", "docker-container")
+        for cmd in spec.create_commands():
+            if not _do(host, cmd, done):
+                break
     elif "builder" in failing and report.builder is not None:
         _do(host, ("docker", "buildx", "inspect", "--bootstrap", report.builder.name), done)
     return done
 
 
-def _do(host: Host, cmd: tuple[str, ...], done: list[str]) -> None:
+def _do(host: Host, cmd: tuple[str, ...], done: list[str]) -> bool:
     result = host.run(cmd)
-    outcome = (
-        "done"
-        if result.returncode == 0
-        else f"failed (exit {result.returncode}): "
-        + " ".join(process.tail_lines(result.stderr + result.stdout, 2))
-    )
-    done.append(f"{' '.join(cmd)}: {outcome}")
+    if result.returncode == 0:
+        done.append(f"{' '.join(cmd)}: done")
+        return True
+    tail = " ".join(process.tail_lines(result.stderr + result.stdout, 2))
+    done.append(f"{' '.join(cmd)}: failed (exit {result.returncode}): {tail}")
+    return False

@@ -1,0 +1,70 @@
+"""Input digests: one hash of everything an image's build depends on.
+
+Same digest, same image: a build whose digest was built (or pushed) before is skipped. Unlike
+Skaffold's inputDigest, build args and platforms are in it, so an arm64-only build and a
+multi-arch build of the same files never share a tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+
+from mab_hook.inputs import Inputs
+from mab_hook.paths import in_directory
+
+VERSION = b"mab-hook input digest v1"
+TAG_PREFIX = "mab-"
+
+
+def input_files(
+    found: Inputs, paths: Sequence[str], watched: Callable[[str, Sequence[str]], list[str]]
+) -> set[str]:
+    """The repository files the build reads (reachable rules, after the ignore files) or watches."""
+    files = {found.image.dockerfile}
+    if found.ignore_file:
+        files.add(found.ignore_file)
+    for rule in found.rules:
+        if rule.reachable:
+            files.update(path for path in in_directory(paths, rule.context) if rule.reads(path))
+    for glob in found.image.watch:
+        files.update(watched(glob, paths))
+    return files
+
+
+def compute(
+    found: Inputs,
+    blobs: Mapping[str, str],
+    base_digests: Mapping[str, str],
+) -> str:
+    """The digest of an image's inputs.
+
+    `blobs` maps each input file to git's mode and object id for it (content and executable
+    bit, which COPY keeps); `base_digests` the digests of the in-repo images it builds on.
+    """
+    image = found.image
+    digest = hashlib.sha256(VERSION)
+
+    def feed(*fields: str) -> None:
+        for field in fields:
+            digest.update(field.encode())
+            digest.update(b"\0")
+        digest.update(b"\n")
+
+    for path in sorted(blobs):
+        feed("file", path, blobs[path])
+    for key, value in sorted(image.build_args):
+        feed("arg", key, value)
+    feed("target", image.target or "")
+    for platform in sorted(image.platforms):
+        feed("platform", platform)
+    for name, value in sorted(image.contexts):
+        feed("context", name, value if image.context_dir(name) is None else "dir")
+    for name, value in sorted(base_digests.items()):
+        feed("base", name, value)
+    return digest.hexdigest()
+
+
+def tag(value: str) -> str:
+    """The registry tag that marks an image built from these inputs."""
+    return TAG_PREFIX + value

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import pytest
-
-from mab_hook import buildx
-from mab_hook.buildx import BUILT, FAILED, SKIPPED, Buildx
+from mab_hook import buildx, process
+from mab_hook.buildx import BUILT, FAILED, TIMED_OUT, Buildx
 from mab_hook.changes import Target
 from mab_hook.config import Config, Image
 from mab_hook.inputs import Files
-from mab_hook.plan import Plan, PlannedImage, make_plan
+from mab_hook.plan import Plan, make_plan
 from tests.conftest import Lab
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
@@ -35,17 +34,22 @@ APP = Image("team/app", "app", "app/Dockerfile", ("linux/amd64", "linux/arm64"),
 FILES = {"base/Dockerfile": "FROM busybox\n", "app/Dockerfile": "FROM reg:5000/team/base:latest AS runtime\n"}
 
 
+LABELS = {"base": {"org.opencontainers.image.revision": "ab" * 20}}
+
+
 def test_definition() -> None:
-    definition = buildx.definition(make((BASE, APP), FILES), Path("/co"))
+    cached = dataclasses.replace(
+        BASE, cache_from=("type=registry,ref=reg/cache/base",), cache_to=("type=inline",)
+    )
+    definition = buildx.definition(make((cached, APP), FILES), Path("/co"), LABELS)
     assert definition["group"] == {"default": {"targets": ["base", "team_app"]}}
     targets = definition["target"]
     assert targets["base"] == {
-        "context": "/co/base",
-        "dockerfile": "/co/base/Dockerfile",
-        "platforms": list(ALL3),
-        "tags": ["reg:5000/team/base:abababa"],
-        "args": {"V": "1"},
-    }
+        "context": "/co/base", "dockerfile": "/co/base/Dockerfile", "platforms": list(ALL3),
+        "tags": ["reg:5000/team/base:abababa"], "args": {"V": "1"},
+        "cache-from": ["type=registry,ref=reg/cache/base"], "cache-to": ["type=inline"],
+        "labels": {"org.opencontainers.image.revision": "ab" * 20},
+    }  # fmt: skip
     # The dependant gets an untagged copy of its base for its own platforms (buildx demands it).
     variant = "base--linux_amd64-linux_arm64"
     assert targets["team_app"]["contexts"] == {"reg:5000/team/base": f"target:{variant}"}
@@ -55,24 +59,25 @@ def test_definition() -> None:
 
 
 def test_definition_includes_unaffected_bases_untagged() -> None:
-    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/Dockerfile"}), Path("/co"))
+    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/Dockerfile"}), Path("/co"), {})
     assert definition["group"]["default"]["targets"] == ["team_app"]
     assert set(definition["target"]) == {"team_app", "base--linux_amd64-linux_arm64"}
 
 
-def test_bake_command() -> None:
-    assert Buildx({}, "multi").bake(Path("/d.json"), "t") == (
+def test_bake_and_imagetools_commands() -> None:
+    bx = Buildx({}, "multi", process.Group())
+    assert bx.bake(Path("/d.json"), "t") == (
+        "docker", "buildx", "bake", "--file", "/d.json", "--progress=plain", "--builder", "multi", "t")  # fmt: skip
+    assert bx.imagetools("inspect", "r:1") == (
         "docker",
         "buildx",
-        "bake",
-        "--file",
-        "/d.json",
-        "--progress=plain",
+        "imagetools",
+        "inspect",
+        "r:1",
         "--builder",
         "multi",
-        "t",
     )
-    assert "--builder" not in Buildx({}).bake(Path("/d.json"))
+    assert "--builder" not in Buildx({}, None, process.Group()).bake(Path("/d.json"))
 
 
 BAKE_LOG = """\
@@ -95,23 +100,18 @@ def test_failed_platforms_read_from_plain_progress() -> None:
     assert buildx.failed_platforms("ERROR: failed to read dockerfile\n") == ()
 
 
-def test_a_failed_base_leaves_dependants_unbuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = make((BASE, APP), FILES)
-    calls: list[str] = []
+def test_step_events() -> None:
+    assert buildx.step("#17 [bad linux/arm/v7 2/2] RUN [ \"$(uname -m)\" != armv7l ]") == (
+        "17", "linux/arm/v7", '2/2 RUN [ "$(uname -m)" != armv7l ]')  # fmt: skip
+    assert buildx.step("#4 [bad linux/arm/v7 internal] load metadata for docker.io/x") is None
+    assert buildx.step("#17 DONE 0.4s") is None
 
-    def build_one(planned: PlannedImage, *args: object) -> buildx.BuildResult:
-        calls.append(planned.image.name)
-        return buildx.BuildResult(planned.image.name, FAILED, 1.0, "build failed", None)
 
-    monkeypatch.setattr(buildx, "build_one", build_one)
-    results = buildx.build_all(
-        plan, tmp_path / "d.json", Buildx({}), tmp_path, on_start=lambda name: None, on_line=lambda line: None
-    )
-    assert calls == ["base"]
-    assert [(r.name, r.status, r.detail) for r in results] == [
-        ("base", FAILED, "build failed"),
-        ("team/app", SKIPPED, "base image base did not build"),
-    ]
+def test_image_digest_from_metadata(tmp_path: Path) -> None:
+    metadata = tmp_path / "m.json"
+    metadata.write_text('{"api": {"containerimage.digest": "sha256:abc", "image.name": "r/api:1"}}')
+    assert buildx.image_digest(metadata, "api") == "sha256:abc"
+    assert buildx.image_digest(tmp_path / "missing.json", "api") == ""
 
 
 # --- against the lab --------------------------------------------------------------------------
@@ -122,15 +122,17 @@ def lab_plan(lab: Lab, tmp_path: Path, dockerfile: str) -> tuple[Plan, Path]:
     (tmp_path / "img" / "Dockerfile").write_text(dockerfile)
     image = Image("img", "img", "img/Dockerfile", ALL3)
     plan = make((image,), {"img/Dockerfile": dockerfile}, registry=lab.namespace())
-    return plan, buildx.write_definition(plan, tmp_path, tmp_path / "bake.json")
+    return plan, buildx.write_definition(plan, tmp_path, tmp_path / "bake.json", {})
 
 
 def test_build_one_builds_every_platform(lab: Lab, tmp_path: Path) -> None:
     plan, bake = lab_plan(lab, tmp_path, f"FROM {lab.busybox}\nRUN uname -m > /arch\n")
     lines: list[str] = []
-    result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env), tmp_path / "img.log", lines.append)
+    result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env, None, process.Group()), tmp_path,
+                              on_line=lines.append)  # fmt: skip
     assert (result.status, result.detail) == (BUILT, "")
     assert lines == (tmp_path / "img.log").read_text().splitlines()
+    assert result.image_digest.startswith("sha256:")
     for platform, arch in zip(ALL3, ("x86_64", "aarch64", "armv7l"), strict=True):
         ran = lab.docker("run", "--rm", "--platform", platform, plan.affected[0].tags[0], "cat", "/arch")
         assert ran.stdout.strip() == arch
@@ -138,9 +140,17 @@ def test_build_one_builds_every_platform(lab: Lab, tmp_path: Path) -> None:
 
 def test_build_one_names_the_failing_platform(lab: Lab, tmp_path: Path) -> None:
     plan, bake = lab_plan(lab, tmp_path, f'FROM {lab.busybox}\nRUN [ "$(uname -m)" != armv7l ]\n')
-    result = buildx.build_one(
-        plan.affected[0], bake, Buildx(lab.env), tmp_path / "img.log", lambda line: None
-    )
+    result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env, None, process.Group()), tmp_path,
+                              on_line=lambda line: None)  # fmt: skip
     assert result.status == FAILED
     assert result.detail.startswith("build failed on linux/arm/v7 (exit 1)")
     assert any("did not complete successfully" in line for line in result.tail)
+
+
+def test_build_one_stops_at_its_timeout(lab: Lab, tmp_path: Path) -> None:
+    plan, bake = lab_plan(lab, tmp_path, f"FROM {lab.busybox}\nRUN sleep 60\n")
+    result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env, None, process.Group()), tmp_path,
+                              on_line=lambda line: None, timeout=3)  # fmt: skip
+    assert result.status == TIMED_OUT
+    assert result.detail == "timed out after 3 s; the build was stopped"
+    assert result.seconds < 30

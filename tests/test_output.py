@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mab_hook import output
-from mab_hook.buildx import BUILT, FAILED, PUSHED, SKIPPED, BuildResult
+from mab_hook.buildx import BUILT, FAILED, NOT_BUILT, SKIPPED, TIMED_OUT, BuildResult
 from mab_hook.output import Printer
 
 
@@ -29,35 +29,43 @@ def test_use_color(choice: str, env: dict[str, str], tty: bool, expected: bool) 
 
 
 RESULTS = [
-    BuildResult("base", BUILT, 1.25, "", Path("/l/base.log")),
-    BuildResult(
-        "api",
-        FAILED,
-        3.5,
-        "build failed on linux/arm/v7 (exit 1)",
-        Path("/l/api.log"),
-        ("#9 ERROR: exit code: 1",),
-    ),
-    BuildResult("worker", SKIPPED, 0.0, "base image api did not build", None),
-    BuildResult("push", PUSHED, 2.0, "", None),
-]
+    BuildResult("base", BUILT, 1.25, "", Path("/l/base.log"), platforms=("linux/amd64", "linux/arm64")),
+    BuildResult("api", FAILED, 3.5, "build failed on linux/arm/v7 (exit 1)", Path("/l/api.log"),
+                ("#9 ERROR: exit code: 1",), ("linux/amd64", "linux/arm/v7")),
+    BuildResult("worker", NOT_BUILT, 0.0, "base image api did not build", None, platforms=("linux/amd64",)),
+    BuildResult("cli", SKIPPED, 0.0, "already in the registry (inputs 0123456789ab)", None, platforms=("linux/amd64",)),
+    BuildResult("slow", TIMED_OUT, 60.0, "timed out after 60 s; the build was stopped", Path("/l/slow.log"),
+                platforms=("linux/arm64",)),
+]  # fmt: skip
 
 
-def test_summary_is_plain_without_color() -> None:
+def test_summary_is_a_plain_table_without_color() -> None:
     text = output.summary(RESULTS, Printer(io.StringIO(), color=False))
     assert "\033[" not in text
     lines = text.splitlines()
-    assert lines[0] == "  base    built        1.2s"
-    assert lines[1] == "  api     failed       3.5s  build failed on linux/arm/v7 (exit 1)"
-    assert lines[2] == "  worker  not built    0.0s  base image api did not build"
+    assert lines[:6] == [
+        "  image   platforms                  result        time",
+        "  base    linux/amd64, linux/arm64   built       1.2 s",
+        "  api     linux/amd64, linux/arm/v7  failed      3.5 s  build failed on linux/arm/v7 (exit 1)",
+        "  worker  linux/amd64                not built   0.0 s  base image api did not build",
+        "  cli     linux/amd64                skipped     0.0 s  already in the registry (inputs 0123456789ab)",
+        "  slow    linux/arm64                timed out  60.0 s  timed out after 60 s; the build was stopped",
+    ]
     assert "--- api: build failed on linux/arm/v7 (exit 1)" in lines
     assert "  #9 ERROR: exit code: 1" in lines
     assert "  full log: /l/api.log" in lines
+    assert "--- slow: timed out after 60 s; the build was stopped" in lines
 
 
 def test_summary_colors_on_request() -> None:
     text = output.summary(RESULTS, Printer(io.StringIO(), color=True))
     assert "\033[31mfailed" in text and "\033[32mbuilt" in text
+
+
+def test_results_json() -> None:
+    (first, *_rest) = output.results_json(RESULTS)
+    assert first == {"name": "base", "status": "built", "platforms": ["linux/amd64", "linux/arm64"], "seconds": 1.25,
+                     "detail": "", "input_digest": None, "image_digest": None, "log": "/l/base.log"}  # fmt: skip
 
 
 def test_build_lines_only_when_verbose() -> None:

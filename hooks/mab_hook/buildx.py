@@ -1,10 +1,10 @@
 """Driving `docker buildx bake`: one generated definition per pushed commit.
 
-Each image is built by its own bake invocation of that definition, in plan order, so that its
-log and its result are its own; bases reach their dependants as named contexts
-(`target:<base>`), so a dependant builds on the fresh base without pushing it first, and
-BuildKit's cache makes the repeated base steps free. Pushing is a second bake over all targets
-with `--push`, run only once everything built: it reuses the cache and only uploads.
+Each image is built by its own bake invocation of that definition, so that its log and its
+result are its own; bases reach their dependants as named contexts (`target:<base>`), so a
+dependant builds on the fresh base without pushing it first, and BuildKit's cache makes the
+repeated base steps free. Pushing is another bake of the image with `--push`, run only once
+everything built: it reuses the cache and only uploads.
 """
 
 from __future__ import annotations
@@ -12,52 +12,51 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from mab_hook import process
 from mab_hook.config import is_external_context
 from mab_hook.plan import Plan, PlannedImage
 
-BUILT, PUSHED, FAILED, SKIPPED = "built", "pushed", "failed", "not built"
-_VERTEX_RE = re.compile(r"^#(\d+) \[(?:[^\]\s]+ )?([a-z0-9]+/[a-z0-9_]+(?:/v[0-9]+)?) [^\]]*\]")
+BUILT, PUSHED, SKIPPED, FAILED, TIMED_OUT, NOT_BUILT = (
+    "built", "pushed", "skipped", "failed", "timed out", "not built")  # fmt: skip
+_VERTEX_RE = re.compile(r"^#(\d+) \[(?:[^\]\s]+ )?([a-z0-9]+/[a-z0-9_]+(?:/v[0-9]+)?) ([^\]]*)\] ?(.*)$")
 _ERROR_RE = re.compile(r"^#(\d+) ERROR: ")
 PUSH_ATTEMPTS = 3
 
 
 class Buildx(NamedTuple):
-    """How to call buildx: the environment and the builder to use."""
+    """How to call buildx: the environment, the builder, and the children of this run."""
 
     env: Mapping[str, str]
-    builder: str | None = None
-    progress: str = "plain"
+    builder: str | None
+    group: process.Group
 
     def bake(self, definition: Path, *args: str) -> tuple[str, ...]:
         builder = ("--builder", self.builder) if self.builder else ()
-        return (
-            "docker",
-            "buildx",
-            "bake",
-            "--file",
-            str(definition),
-            f"--progress={self.progress}",
-            *builder,
-            *args,
-        )
+        return ("docker", "buildx", "bake", "--file", str(definition), "--progress=plain", *builder, *args)
+
+    def imagetools(self, *args: str) -> tuple[str, ...]:
+        builder = ("--builder", self.builder) if self.builder else ()
+        return ("docker", "buildx", "imagetools", *args, *builder)
 
 
 class BuildResult(NamedTuple):
     name: str
-    status: str  # BUILT, PUSHED, FAILED or SKIPPED
+    status: str  # BUILT, PUSHED, SKIPPED, FAILED, TIMED_OUT or NOT_BUILT
     seconds: float
-    detail: str  # one line: what failed, or why it was not built
+    detail: str  # one line: what failed, or why it was skipped or not built
     log: Path | None
     tail: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    digest: str = ""  # the input digest
+    image_digest: str = ""  # the manifest (list) digest buildx reported
 
     @property
     def ok(self) -> bool:
-        return self.status in (BUILT, PUSHED)
+        return self.status in (BUILT, PUSHED, SKIPPED)
 
 
 Listener = Callable[[str], None]
@@ -68,7 +67,7 @@ def target_name(image_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", image_name)
 
 
-def definition(plan: Plan, checkout: Path) -> dict[str, Any]:
+def definition(plan: Plan, checkout: Path, labels: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
     """The bake definition of a plan, with paths inside the checkout of its commit."""
     by_name = {planned.image.name: planned for planned in (*plan.context_only, *plan.affected)}
     targets: dict[str, dict[str, Any]] = {}
@@ -80,7 +79,9 @@ def definition(plan: Plan, checkout: Path) -> dict[str, Any]:
         name = target_name(planned.image.name) + ("" if own else "--" + target_name("-".join(platforms)))
         if name not in targets:
             contexts = {base.key: f"target:{add(by_name[base.name], platforms)}" for base in planned.bases}
-            targets[name] = _target(planned, checkout, platforms, planned.tags if own else (), contexts)
+            spec = _target(planned, checkout, platforms, planned.tags if own else (), contexts)
+            spec["labels"] = dict(labels.get(planned.image.name, {}))
+            targets[name] = spec
         return name
 
     default = [add(planned, planned.image.platforms) for planned in plan.affected]
@@ -110,55 +111,62 @@ def _target(
     }
     if named or contexts:
         spec["contexts"] = {**named, **contexts}
+    if image.cache_from:
+        spec["cache-from"] = list(image.cache_from)
+    if image.cache_to:
+        spec["cache-to"] = list(image.cache_to)
     return spec
 
 
-def write_definition(plan: Plan, checkout: Path, path: Path) -> Path:
+def write_definition(plan: Plan, checkout: Path, path: Path, labels: Mapping[str, Mapping[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(definition(plan, checkout), indent=2) + "\n")
+    path.write_text(json.dumps(definition(plan, checkout, labels), indent=2) + "\n")
     return path
 
 
-def build_all(
-    plan: Plan, bake_file: Path, buildx: Buildx, logs: Path, *, on_start: Listener, on_line: Listener
-) -> tuple[BuildResult, ...]:
-    """Build every affected image in order; a failed base leaves its dependants unbuilt."""
-    results: dict[str, BuildResult] = {}
-    for planned in plan.affected:
-        name = planned.image.name
-        # A base missing from the results is unaffected: built as a context, not on its own.
-        broken = [base.name for base in planned.bases if base.name in results and not results[base.name].ok]
-        if broken:
-            results[name] = BuildResult(name, SKIPPED, 0.0, f"base image {broken[0]} did not build", None)
-            continue
-        on_start(name)
-        results[name] = build_one(planned, bake_file, buildx, logs / f"{target_name(name)}.log", on_line)
-    return tuple(results.values())
-
-
 def build_one(
-    planned: PlannedImage, bake_file: Path, buildx: Buildx, log_path: Path, on_line: Listener
+    planned: PlannedImage,
+    bake_file: Path,
+    buildx: Buildx,
+    logs: Path,
+    *,
+    on_line: Listener,
+    timeout: float | None = None,
 ) -> BuildResult:
+    """Build one image for all its platforms; its log is kept whatever happens."""
+    name = planned.image.name
+    log_path = logs / f"{target_name(name)}.log"
+    metadata = logs / f"{target_name(name)}.metadata.json"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    metadata.unlink(missing_ok=True)
     started = time.monotonic()
+    command = buildx.bake(bake_file, "--metadata-file", str(metadata), target_name(name))
     with log_path.open("w") as log:
-        code = process.stream(
-            buildx.bake(bake_file, target_name(planned.image.name)), env=buildx.env, log=log, on_line=on_line
-        )
+        streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
     seconds = time.monotonic() - started
     text = log_path.read_text(errors="replace")
-    if code == 0:
-        return BuildResult(planned.image.name, BUILT, seconds, "", log_path)
+    result = BuildResult(name, BUILT, seconds, "", log_path, platforms=planned.image.platforms)
+    if streamed.returncode == 0:
+        return result._replace(image_digest=image_digest(metadata, target_name(name)))
+    tail = tuple(process.tail_lines(text))
+    if streamed.timed_out:
+        detail = f"timed out after {timeout:g} s; the build was stopped"
+        return result._replace(status=TIMED_OUT, detail=detail, tail=tail)
     platforms = failed_platforms(text)
     where = f" on {', '.join(platforms)}" if platforms else ""
-    return BuildResult(
-        planned.image.name,
-        FAILED,
-        seconds,
-        f"build failed{where} (exit {code})",
-        log_path,
-        tuple(process.tail_lines(text)),
+    return result._replace(
+        status=FAILED, detail=f"build failed{where} (exit {streamed.returncode})", tail=tail
     )
+
+
+def image_digest(metadata: Path, target: str) -> str:
+    """The pushed or exported manifest digest from buildx's --metadata-file, if it wrote one."""
+    try:
+        data = json.loads(metadata.read_text())
+    except (OSError, ValueError):
+        return ""
+    entry = data.get(target, data) if isinstance(data, dict) else {}
+    return str(entry.get("containerimage.digest", "")) if isinstance(entry, dict) else ""
 
 
 def failed_platforms(log: str) -> tuple[str, ...]:
@@ -175,70 +183,68 @@ def failed_platforms(log: str) -> tuple[str, ...]:
     return tuple(failed)
 
 
-def push_all(
-    plans: Sequence[tuple[Plan, Path]], env: Mapping[str, str], logs: Path, on_line: Listener
+def step(line: str) -> tuple[str, str, str] | None:
+    """(vertex, platform, 'k/n INSTRUCTION') when a plain-progress line starts a build step."""
+    match = _VERTEX_RE.match(line)
+    if match is None or "internal" in match.group(3):
+        return None
+    return match.group(1), match.group(2), f"{match.group(3)} {match.group(4)}".strip()
+
+
+def push_one(
+    planned: PlannedImage, bake_file: Path, buildx: Buildx, logs: Path, digest_tag: str, *, on_line: Listener
 ) -> BuildResult:
-    """Push every built image; called only when all of them built. Reuses the build cache."""
-    log_path = logs / "push.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    """Push one built image (from the cache: only uploads), then add its other tags and, last,
+    the tag of its input digest, whose presence then means the image is wholly published."""
+    name = planned.image.name
+    log_path = logs / f"{target_name(name)}.push.log"
+    metadata = logs / f"{target_name(name)}.push.metadata.json"
     started = time.monotonic()
-    code = 0
+    first, *others = planned.tags
+    # One tag per export: the docker driver also pushes each tag through dockerd, and
+    # distribution 2.8 answers 500 ("invalid checksum digest format") to reads racing those
+    # writes; `imagetools create` adds tags registry-side without uploading again.
+    target = target_name(name)
+    commands = [
+        buildx.bake(
+            bake_file, "--push", "--metadata-file", str(metadata), "--set", f"{target}.tags={first}", target
+        ),
+        buildx.imagetools("create", *(arg for tag in (*others, digest_tag) for arg in ("--tag", tag)), first),
+    ]
     with log_path.open("w") as log:
-        for command in push_commands(plans, env):
-            code = _push_with_retries(command, env, log, on_line)
+        for command in commands:
+            code = _with_retries(command, buildx, log, on_line)
             if code != 0:
-                break
-    text = log_path.read_text(errors="replace")
-    status, detail = (PUSHED, "") if code == 0 else (FAILED, f"push failed (exit {code})")
-    return BuildResult(
-        "push",
-        status,
-        time.monotonic() - started,
-        detail,
-        log_path,
-        tuple(process.tail_lines(text)) if code else (),
-    )
+                tail = tuple(process.tail_lines(log_path.read_text(errors="replace")))
+                return BuildResult(name, FAILED, time.monotonic() - started, f"push failed (exit {code})",
+                                   log_path, tail, planned.image.platforms)  # fmt: skip
+    return BuildResult(name, PUSHED, time.monotonic() - started, "", log_path, (), planned.image.platforms,
+                       image_digest=image_digest(metadata, target_name(name)))  # fmt: skip
 
 
-def _push_with_retries(
-    command: tuple[str, ...], env: Mapping[str, str], log: IO[str], on_line: Listener
-) -> int:
-    """Pushing is idempotent, and registries fail transiently (seen here: distribution 2.8
-    answering 500 while dockerd PUTs one tag for several manifests at once), so try again."""
+def retag(reference: str, tags: tuple[str, ...], buildx: Buildx, logs: Path, name: str) -> BuildResult:
+    """Give an image that is already in the registry (under its input digest) its new tags."""
+    log_path = logs / f"{target_name(name)}.push.log"
+    started = time.monotonic()
+    command = buildx.imagetools("create", *(arg for tag in tags for arg in ("--tag", tag)), reference)
+    with log_path.open("w") as log:
+        code = _with_retries(command, buildx, log, lambda line: None)
+    if code != 0:
+        tail = tuple(process.tail_lines(log_path.read_text(errors="replace")))
+        return BuildResult(
+            name, FAILED, time.monotonic() - started, f"tagging failed (exit {code})", log_path, tail
+        )
+    return BuildResult(name, PUSHED, time.monotonic() - started, "", log_path)
+
+
+def _with_retries(command: tuple[str, ...], buildx: Buildx, log: Any, on_line: Listener) -> int:
+    """Pushing is idempotent, and registries fail transiently, so try again a few times."""
     code = 0
     for attempt in range(1, PUSH_ATTEMPTS + 1):
         if attempt > 1:
-            log.write(f"mab-hook: push failed (exit {code}); attempt {attempt} of {PUSH_ATTEMPTS}\n")
+            log.write(f"mab-hook: failed (exit {code}); attempt {attempt} of {PUSH_ATTEMPTS}\n")
             time.sleep(attempt)
-        code = process.stream(command, env=env, log=log, on_line=on_line)
+        code = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line).returncode
         if code == 0:
             break
     return code
-
-
-def push_commands(plans: Sequence[tuple[Plan, Path]], env: Mapping[str, str]) -> list[tuple[str, ...]]:
-    """One bake per commit that pushes each image under its first tag, then registry-side tags.
-
-    Fewer concurrent writes to one repository: the docker driver pushes every tag through
-    dockerd as well as through BuildKit, and distribution 2.8 answers 500 ("invalid checksum
-    digest format") to reads racing those writes. `imagetools create` adds the other tags to
-    the pushed manifest list without uploading anything again.
-    """
-    commands: list[tuple[str, ...]] = []
-    retags: list[tuple[str, ...]] = []
-    for plan, bake_file in plans:
-        buildx = Buildx(env, plan.config.builder)
-        first_tags = [f"{target_name(p.image.name)}.tags={p.tags[0]}" for p in plan.affected]
-        targets = [target_name(p.image.name) for p in plan.affected]
-        commands.append(buildx.bake(bake_file, "--push", *_sets(first_tags), *targets))
-        builder = ("--builder", plan.config.builder) if plan.config.builder else ()
-        retags += [
-            ("docker", "buildx", "imagetools", "create", *builder, "--tag", tag, p.tags[0])
-            for p in plan.affected
-            for tag in p.tags[1:]
-        ]
-    return commands + retags
-
-
-def _sets(assignments: Sequence[str]) -> tuple[str, ...]:
-    return tuple(arg for assignment in assignments for arg in ("--set", assignment))

@@ -203,6 +203,18 @@ def tracked_files(repo: git.Repo, sha: str) -> tuple[str, ...]:
     return tuple(path for path in out.split("\0") if path)
 
 
+def blob_entries(repo: git.Repo, sha: str) -> dict[str, str]:
+    """Every tracked file of a commit with its mode and object id: what its content hashes to."""
+    out = repo.git.ls_tree("-r", "-z", "--full-tree", sha, strip_newline_in_stdout=False)
+    entries = {}
+    for entry in out.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path:
+            mode, _kind, object_id = meta.split(" ")
+            entries[path] = f"{mode} {object_id}"
+    return entries
+
+
 def read_file(repo: git.Repo, sha: str, path: str) -> str | None:
     """One file of a commit; None when the commit has no such file.
 

@@ -10,16 +10,14 @@ import signal
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
 import git
 
-from mab_hook import buildx, changes, config, doctor, output, plan, readiness
-from mab_hook.buildx import BuildResult
-from mab_hook.checkout import checkout
+from mab_hook import changes, config, doctor, output, pipeline, plan, readiness
+from mab_hook.buildx import PUSHED, BuildResult
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files
 from mab_hook.output import Printer
@@ -61,6 +59,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the repository (default: the one around the current directory)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="stop any image's build that takes longer (overrides the configured timeout)",
+    )
     return parser.parse_args(argv)
 
 
@@ -120,7 +124,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
         return _finish(args, plans, [], printer)
     printer.line(output.plan_text(plans, printer))
     ensure_ready(plans, readiness.local_host(env, platform.machine()), printer)
-    results = build(repo, plans, env, printer)
+    with output.progress_sink(printer, env) as progress:
+        events = pipeline.Events(progress=progress, build_line=printer.build_line)
+        results = pipeline.run(repo, plans, env, events, timeout=args.timeout)
     return _finish(args, plans, results, printer)
 
 
@@ -136,7 +142,11 @@ def _finish(
     if results:
         printer.line(output.summary(results, printer))
         if not ok:
-            printer.error("the push is blocked: fix the failed build(s) above, commit, and push again")
+            pushed = any(r.status == PUSHED for r in results)
+            what = "some images reached the registry (see above)" if pushed else "nothing was pushed"
+            printer.error(
+                f"the push is blocked and {what}: fix the failed build(s) above, commit, and push again"
+            )
     return EXIT_OK if ok else EXIT_FAIL
 
 
@@ -219,35 +229,3 @@ def plan_for(repo: git.Repo, target: changes.Target, build_platform: str) -> pla
     read = functools.lru_cache(maxsize=None)(lambda path: changes.read_file(repo, target.sha, path))
     files = Files(tree, lambda path: read(path) if tree.exists(path) else None)
     return plan.make_plan(target, cfg, files, build_platform=build_platform)
-
-
-def build(
-    repo: git.Repo, plans: Sequence[plan.Plan], env: Mapping[str, str], printer: Printer
-) -> list[BuildResult]:
-    state = Path(repo.common_dir) / "mab-hook"
-    results: list[BuildResult] = []
-    built: list[tuple[plan.Plan, Path]] = []
-    with ExitStack() as stack:
-        for p in plans:
-            if not p.affected:
-                continue
-            tree = stack.enter_context(checkout(repo, p.target.sha))
-            logs = state / "logs" / p.target.sha[:12]
-            bake_file = buildx.write_definition(p, tree, logs / "bake.json")
-            bx = buildx.Buildx(env, p.config.builder)
-            results += buildx.build_all(
-                p,
-                bake_file,
-                bx,
-                logs,
-                on_start=lambda name: printer.info(f"building {name} ..."),
-                on_line=printer.build_line,
-            )
-            built.append((p, bake_file))
-        pushing = [(p, f) for p, f in built if p.config.push]
-        if pushing and all(r.ok for r in results):
-            printer.info("every image built: pushing")
-            results.append(buildx.push_all(pushing, env, state / "logs", printer.build_line))
-        elif pushing:
-            printer.warn("not pushing anything: a build failed")
-    return results

@@ -6,10 +6,11 @@ pre-commit captures a hook's output, so without a terminal everything is plain l
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple, TextIO
 
-from mab_hook.buildx import BUILT, FAILED, PUSHED, BuildResult
+from mab_hook.buildx import BUILT, FAILED, PUSHED, SKIPPED, TIMED_OUT, BuildResult
 from mab_hook.plan import Explanation, Plan
 from mab_hook.readiness import Check, Report
 
@@ -150,8 +151,11 @@ def results_json(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
         {
             "name": r.name,
             "status": r.status,
+            "platforms": list(r.platforms),
             "seconds": round(r.seconds, 2),
             "detail": r.detail,
+            "input_digest": r.digest or None,
+            "image_digest": r.image_digest or None,
             "log": str(r.log) if r.log else None,
         }
         for r in results
@@ -159,21 +163,49 @@ def results_json(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
 
 
 def summary(results: Sequence[BuildResult], printer: Printer) -> str:
+    """A table: image, platforms, result, time; then the log tail of each failure."""
+    rows = [("image", "platforms", "result", "time")]
+    rows += [(r.name, ", ".join(r.platforms), r.status, f"{r.seconds:.1f} s") for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
-    width = max((len(r.name) for r in results), default=0)
+    for number, (name, platforms, status, seconds) in enumerate(rows):
+        color = {BUILT: "green", PUSHED: "green", SKIPPED: "green", FAILED: "red", TIMED_OUT: "red"}.get(
+            status
+        )
+        painted = (
+            printer.paint(f"{status:<{widths[2]}}", color) if number and color else f"{status:<{widths[2]}}"
+        )
+        detail = f"  {results[number - 1].detail}" if number and results[number - 1].detail else ""
+        lines.append(f"  {name:<{widths[0]}}  {platforms:<{widths[1]}}  {painted}  {seconds:>7}{detail}")
     for result in results:
-        color = {BUILT: "green", PUSHED: "green", FAILED: "red"}.get(result.status, "yellow")
-        status = printer.paint(f"{result.status:<9}", color)
-        detail = f"  {result.detail}" if result.detail else ""
-        lines.append(f"  {result.name:<{width}}  {status} {result.seconds:6.1f}s{detail}")
-    for result in results:
-        if result.status == FAILED:
+        if result.status in (FAILED, TIMED_OUT):
             lines.append("")
             lines.append(printer.paint(f"--- {result.name}: {result.detail}", "red"))
             lines.extend(f"  {line}" for line in result.tail)
             if result.log:
                 lines.append(f"  full log: {result.log}")
     return "\n".join(lines)
+
+
+@contextmanager
+def progress_sink(printer: Printer, env: Mapping[str, str]) -> Iterator[Callable[[str], None]]:
+    """Where progress goes, decided once: the terminal we write to; under pre-commit (which
+    holds a hook's output until it ends) the controlling terminal, if there is one; else nowhere,
+    and the summary says it all."""
+    if printer.stream.isatty():
+        yield printer.info
+        return
+    if env.get("PRE_COMMIT"):
+        try:
+            tty = open("/dev/tty", "w")  # noqa: SIM115 - closed below
+        except OSError:
+            tty = None
+        if tty is not None:
+            with tty:
+                terminal = printer._replace(stream=tty)
+                yield terminal.info
+            return
+    yield lambda text: None
 
 
 def dump_json(data: Any, stream: TextIO) -> None:

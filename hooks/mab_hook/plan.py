@@ -38,7 +38,8 @@ class Plan(NamedTuple):
     # commit as named contexts, so a dependant never builds on a stale or missing base tag.
     context_only: tuple[PlannedImage, ...] = ()
     warnings: tuple[str, ...] = ()
-    inputs_of: Callable[[str], Inputs] | None = None  # an image's inputs, for --explain
+    inputs_of: Callable[[str], Inputs] | None = None  # an image's inputs, for --explain and digests
+    files: Files | None = None  # the commit's files
 
 
 class _Analysis:
@@ -132,7 +133,7 @@ def make_plan(target: Target, config: Config, files: Files, *, build_platform: s
     )
     warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
     unaffected = tuple(image.name for image in config.images if image.name not in reasons)
-    return Plan(target, config, affected, unaffected, context_only, warnings, analysis.inputs_of)
+    return Plan(target, config, affected, unaffected, context_only, warnings, analysis.inputs_of, files)
 
 
 def _via(bases: tuple[Base, ...], reasons: Mapping[str, tuple[str, ...]], changed: object) -> tuple[str, ...]:

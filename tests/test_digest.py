@@ -1,0 +1,93 @@
+"""The input digest: every input changes it; order and unrelated files do not."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from mab_hook import digest
+from mab_hook.config import Image
+from mab_hook.inputs import Files, Inputs, compute
+from mab_hook.plan import watched
+
+TREE = {
+    "svc/Dockerfile": "FROM busybox AS build\nCOPY src/ /src/\nFROM build AS test\nCOPY tests/ /t/\nFROM build\n",
+    "svc/.dockerignore": "**/*.log\n",
+    "svc/src/a.py": "a",
+    "svc/src/b.py": "b",
+    "svc/src/x.log": "log",
+    "svc/tests/t.py": "t",
+    "svc/README.md": "readme",
+    "proto/api.proto": "p",
+    "docs/index.md": "d",
+}
+BLOBS = {path: f"100644 {i:040x}" for i, path in enumerate(sorted(TREE))}
+IMAGE = Image("svc", "svc", "svc/Dockerfile", ("linux/amd64", "linux/arm64"), build_args=(("V", "1"),),
+              watch=("proto/**",))  # fmt: skip
+
+
+def inputs_of(**changes: Any) -> Inputs:
+    return compute(dataclasses.replace(IMAGE, **changes), Files.of(TREE), build_platform="linux/amd64")
+
+
+def value(
+    found: Inputs | None = None, blobs: dict[str, str] | None = None, bases: dict[str, str] | None = None
+) -> str:
+    found = found or inputs_of()
+    files = digest.input_files(found, tuple(sorted(TREE)), watched)
+    table = blobs if blobs is not None else BLOBS
+    return digest.compute(found, {path: table[path] for path in files}, bases or {})
+
+
+def test_input_files_are_what_the_build_reads() -> None:
+    files = digest.input_files(inputs_of(), tuple(sorted(TREE)), watched)
+    assert files == {"svc/Dockerfile", "svc/.dockerignore", "svc/src/a.py", "svc/src/b.py", "proto/api.proto"}
+
+
+def test_stable() -> None:
+    assert value() == value()
+    assert len(value()) == 64
+
+
+@pytest.mark.parametrize("path", ["svc/Dockerfile", "svc/.dockerignore", "svc/src/a.py", "proto/api.proto"])
+def test_every_input_file_changes_it(path: str) -> None:
+    changed = {**BLOBS, path: "100644 " + "f" * 40}
+    assert value(blobs=changed) != value()
+
+
+def test_the_executable_bit_changes_it() -> None:
+    assert (
+        value(blobs={**BLOBS, "svc/src/a.py": BLOBS["svc/src/a.py"].replace("100644", "100755")}) != value()
+    )
+
+
+@pytest.mark.parametrize("path", ["svc/tests/t.py", "svc/src/x.log", "svc/README.md", "docs/index.md"])
+def test_files_the_build_does_not_read_do_not(path: str) -> None:
+    assert value(blobs={**BLOBS, path: "100644 " + "f" * 40}) == value()
+
+
+@pytest.mark.parametrize("changes", [
+    {"build_args": (("V", "2"),)},
+    {"build_args": (("V", "1"), ("W", "1"))},
+    {"platforms": ("linux/arm64",)},
+    {"target": "test"},
+    {"contexts": (("tools", "docker-image://registry.internal/tools:2"),)},
+])  # fmt: skip
+def test_build_settings_change_it(changes: dict[str, Any]) -> None:
+    assert value(inputs_of(**changes)) != value()
+
+
+def test_platform_and_build_arg_order_do_not() -> None:
+    reordered = inputs_of(platforms=("linux/arm64", "linux/amd64"))
+    assert value(reordered) == value()
+
+
+def test_a_bases_digest_changes_it() -> None:
+    assert value(bases={"base": "1" * 64}) != value(bases={"base": "2" * 64})
+    assert value(bases={"base": "1" * 64}) != value()
+
+
+def test_the_digest_tag() -> None:
+    assert digest.tag("a" * 64) == "mab-" + "a" * 64

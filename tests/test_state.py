@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mab_hook.state import State, lock
+
+
+def test_records(tmp_path: Path) -> None:
+    state = State(tmp_path / "mab-hook")
+    assert not state.built("team/api", "a" * 64)
+    state.record("team/api", "a" * 64, {"commit": "c" * 40})
+    assert state.built("team/api", "a" * 64)
+    assert not state.built("team/api", "b" * 64)
+    assert not state.built("api", "a" * 64)
+    assert not list((tmp_path / "mab-hook" / "built").glob("*.tmp"))
+
+
+def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
+    order: list[str] = []
+    messages: list[str] = []
+    held = threading.Event()
+
+    def first() -> None:
+        with lock(tmp_path, messages.append):
+            order.append("first in")
+            held.set()
+            time.sleep(0.5)
+            order.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    held.wait(5)
+    # flock is per open file description: a second opener in this process waits like another process.
+    with lock(tmp_path, messages.append):
+        order.append("second in")
+    thread.join()
+    assert order == ["first in", "first out", "second in"]
+    assert messages == [f"another mab-hook run (pid {os.getpid()}) is building in this repository; "
+                        "waiting for it to finish (^C to stop waiting)"]  # fmt: skip
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    # A process takes the lock and dies without any cleanup (SIGKILL).
+    script = (f"import sys, os; sys.path.insert(0, {str(Path(__file__).parents[1] / 'hooks')!r})\n"
+              "from pathlib import Path\nfrom mab_hook.state import lock\n"
+              f"with lock(Path({str(tmp_path)!r}), print):\n    os.kill(os.getpid(), 9)\n")  # fmt: skip
+    proc = subprocess.run((sys.executable, "-c", script), check=False)
+    assert proc.returncode == -9
+    dead_pid = (tmp_path / "lock").read_text().strip()
+    assert dead_pid.isdigit()
+    messages: list[str] = []
+    with lock(tmp_path, messages.append):
+        assert (tmp_path / "lock").read_text().strip() == str(os.getpid())
+    assert messages == []  # taken over at once, no waiting

@@ -45,11 +45,11 @@ def test_summary_is_a_plain_table_without_color() -> None:
     lines = text.splitlines()
     assert lines[:6] == [
         "  image   platforms                  result        time",
-        "  base    linux/amd64, linux/arm64   built       1.2 s",
-        "  api     linux/amd64, linux/arm/v7  failed      3.5 s  build failed on linux/arm/v7 (exit 1)",
-        "  worker  linux/amd64                not built   0.0 s  base image api did not build",
-        "  cli     linux/amd64                skipped     0.0 s  already in the registry (inputs 0123456789ab)",
-        "  slow    linux/arm64                timed out  60.0 s  timed out after 60 s; the build was stopped",
+        "  base    linux/amd64, linux/arm64   built        1.2 s",
+        "  api     linux/amd64, linux/arm/v7  failed       3.5 s  build failed on linux/arm/v7 (exit 1)",
+        "  worker  linux/amd64                not built    0.0 s  base image api did not build",
+        "  cli     linux/amd64                skipped      0.0 s  already in the registry (inputs 0123456789ab)",
+        "  slow    linux/arm64                timed out   60.0 s  timed out after 60 s; the build was stopped",
     ]
     assert "--- api: build failed on linux/arm/v7 (exit 1)" in lines
     assert "  #9 ERROR: exit code: 1" in lines

@@ -51,7 +51,11 @@ def test_update_of_an_existing_branch_diffs_against_the_remote_sha(repo: Repo) -
     repo.commit({"c/z": "1"})
     (target,) = changes.targets_from_push(open_repo(repo), "origin", [pushed(repo, remote_sha=first)])
     assert target == Target(
-        repo.head(), "main", frozenset({"a/x", "c/z"}), f"refs/heads/main: {first[:7]}..{repo.head()[:7]}"
+        repo.head(),
+        "main",
+        frozenset({"a/x", "c/z"}),
+        f"refs/heads/main: {first[:7]}..{repo.head()[:7]}",
+        (first,),
     )
 
 
@@ -170,7 +174,9 @@ def test_pre_commit_environment(repo: Repo) -> None:
         "PRE_COMMIT_REMOTE_BRANCH": "refs/heads/prod",
     }
     targets = changes.targets_from_pre_commit(open_repo(repo), env)
-    assert targets == (Target(repo.head(), "prod", frozenset({"b/y"}), f"{first[:12]}..{repo.head()[:12]}"),)
+    assert targets == (
+        Target(repo.head(), "prod", frozenset({"b/y"}), f"{first[:12]}..{repo.head()[:12]}", (first,)),
+    )
     assert changes.targets_from_pre_commit(open_repo(repo), {"PRE_COMMIT": "1"}) is None
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import pytest
@@ -122,3 +123,18 @@ def test_cycle_is_a_config_error_naming_it() -> None:
 def test_a_missing_dockerfile_is_reported() -> None:
     with pytest.raises(FatalError, match="image api: services/api/Dockerfile is missing"):
         plan({"services/api/x"}, files={})
+
+
+def test_changed_settings_make_an_image_affected() -> None:
+    before = with_images(image("api", "services/api"), image("base", "base"))
+    now = with_images(
+        dataclasses.replace(image("api", "services/api"), build_args=(("V", "2"),)),
+        image("base", "base"),
+        image("worker", "services/worker"),
+    )
+    target = Target("0123456789" * 4, "main", frozenset({"pyproject.toml"}), "test", ("a" * 40,))
+    p = make_plan(target, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[before])
+    assert {x.image.name: x.reasons for x in p.affected} == {
+        "api": ("its [tool.multiarch] settings changed (pyproject.toml)",),
+        "worker": ("new image in [tool.multiarch] (pyproject.toml)",),
+    }

@@ -28,6 +28,7 @@ class Target(NamedTuple):
     branch: str | None  # for the {branch} tag; None when detached
     changed: frozenset[str] | None  # None means: treat every image as affected
     why: str  # where the range came from, for the plan and the logs
+    bases: tuple[str, ...] = ()  # the commits `changed` is relative to (to compare settings with)
 
 
 def is_null(sha: str) -> bool:
@@ -72,6 +73,7 @@ def targets_from_push(repo: git.Repo, remote: str, refs: Iterable[PushedRef]) ->
                     branch,
                     changed,
                     f"{ref.remote_ref}: {ref.remote_sha[:7]}..{ref.local_sha[:7]}",
+                    (ref.remote_sha,),
                 )
             )
             continue
@@ -98,13 +100,16 @@ def new_branch_target(repo: git.Repo, remote: str, sha: str, branch: str | None,
         branch,
         frozenset(changed),
         f"{label}: {len(new)} new commit(s) since {', '.join(b[:7] for b in boundaries)}",
+        tuple(boundaries),
     )
 
 
 def target_for_range(repo: git.Repo, from_ref: str, to_ref: str, branch: str | None) -> Target:
     sha = resolve(repo, to_ref)
     base = resolve(repo, from_ref)
-    return Target(sha, branch, changed_paths(repo, base, sha), f"{_short(from_ref)}..{_short(to_ref)}")
+    return Target(
+        sha, branch, changed_paths(repo, base, sha), f"{_short(from_ref)}..{_short(to_ref)}", (base,)
+    )
 
 
 def _short(rev: str) -> str:
@@ -147,7 +152,13 @@ def merge_targets(targets: Iterable[Target]) -> tuple[Target, ...]:
             merged[target.sha] = target
             continue
         changed = None if seen.changed is None or target.changed is None else seen.changed | target.changed
-        merged[target.sha] = Target(seen.sha, seen.branch, changed, f"{seen.why}; {target.why}")
+        merged[target.sha] = Target(
+            seen.sha,
+            seen.branch,
+            changed,
+            f"{seen.why}; {target.why}",
+            tuple(dict.fromkeys(seen.bases + target.bases)),
+        )
     return tuple(merged.values())
 
 

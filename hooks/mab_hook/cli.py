@@ -228,4 +228,20 @@ def plan_for(repo: git.Repo, target: changes.Target, build_platform: str) -> pla
     cfg = config.load(text, source=source, tracked=tree, root_name=root)
     read = functools.lru_cache(maxsize=None)(lambda path: changes.read_file(repo, target.sha, path))
     files = Files(tree, lambda path: read(path) if tree.exists(path) else None)
-    return plan.make_plan(target, cfg, files, build_platform=build_platform)
+    previous = previous_configs(repo, target, tree) if config.PYPROJECT in (target.changed or ()) else None
+    return plan.make_plan(target, cfg, files, build_platform=build_platform, previous=previous)
+
+
+def previous_configs(repo: git.Repo, target: changes.Target, tree: Tree) -> list[config.Config]:
+    """The configuration at the commits the push is relative to; unreadable ones are left out
+    (then every image counts as new). The new tree stands in for the old: only the images'
+    settings are compared, not their paths."""
+    found = []
+    for base in target.bases:
+        try:
+            found.append(
+                config.load(changes.read_file(repo, base, config.PYPROJECT), source=base, tracked=tree)
+            )
+        except FatalError:
+            continue
+    return found

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from mab_hook import dockerfile, ignore, inputs
 from mab_hook.changes import Target
-from mab_hook.config import Config, Image, render_tag
+from mab_hook.config import PYPROJECT, Config, Image, render_tag
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files, Inputs
 from mab_hook.paths import in_directory
@@ -99,15 +99,25 @@ def _reference_words(text: str) -> set[str]:
     return words
 
 
-def make_plan(target: Target, config: Config, files: Files, *, build_platform: str) -> Plan:
+def make_plan(
+    target: Target,
+    config: Config,
+    files: Files,
+    *,
+    build_platform: str,
+    previous: Sequence[Config] | None = None,
+) -> Plan:
+    """`previous`: the configuration at the commits the changes are relative to, when
+    pyproject.toml is among the changes (an image whose settings changed is affected)."""
     analysis = _Analysis(config, files, build_platform)
     changed = tuple(sorted(target.changed)) if target.changed is not None else None
     reasons: dict[str, tuple[str, ...]] = {}
     for image in config.images:
+        own = settings_changed(image, previous) if previous is not None else ()
         if target.changed is None or _may_be_affected(image, changed or (), target.changed):
-            own = direct_reasons(analysis.inputs_of(image.name), changed, target.why)
-            if own:
-                reasons[image.name] = own
+            own += direct_reasons(analysis.inputs_of(image.name), changed, target.why)
+        if own:
+            reasons[image.name] = own
     todo = list(reasons) if changed is not None else []
     while todo:  # dependants of affected images are affected
         base = todo.pop()
@@ -134,6 +144,16 @@ def make_plan(target: Target, config: Config, files: Files, *, build_platform: s
     warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
     unaffected = tuple(image.name for image in config.images if image.name not in reasons)
     return Plan(target, config, affected, unaffected, context_only, warnings, analysis.inputs_of, files)
+
+
+def settings_changed(image: Image, previous: Sequence[Config]) -> tuple[str, ...]:
+    """A build arg, platform, target... of the image changed in [tool.multiarch], or it is new."""
+    before = [next((old for old in config.images if old.name == image.name), None) for config in previous]
+    if not before or all(old is None for old in before):
+        return (f"new image in [tool.multiarch] ({PYPROJECT})",)
+    if any(old != image for old in before):
+        return (f"its [tool.multiarch] settings changed ({PYPROJECT})",)
+    return ()
 
 
 def _via(bases: tuple[Base, ...], reasons: Mapping[str, tuple[str, ...]], changed: object) -> tuple[str, ...]:

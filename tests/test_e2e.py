@@ -215,7 +215,7 @@ def test_plain_git_hook_builds_every_ref_of_one_push(repo: Repo, lab: Lab, tmp_p
 def test_interrupt_stops_the_build_and_leaves_nothing_behind(repo: Repo, lab: Lab, tmp_path: Path) -> None:
     registry = lab.namespace()
     files = project_files(lab, registry)
-    files["services/api/Dockerfile"] = f"FROM {lab.busybox}\nRUN echo started && sleep 120\n"
+    files["services/api/Dockerfile"] = f"FROM {lab.busybox}\nRUN echo started && sleep 131\n"
     repo.commit(files, "init")
     env = {**lab.env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
     proc = subprocess.Popen(
@@ -239,7 +239,7 @@ def test_interrupt_stops_the_build_and_leaves_nothing_behind(repo: Repo, lab: La
     bake = subprocess.run(("pgrep", "-f", f"{repo.path}/.git/mab-hook"), capture_output=True, check=False)
     assert bake.stdout == b""  # no buildx left running
     deadline = time.monotonic() + 20  # and BuildKit cancelled the step it was running
-    while subprocess.run(("pgrep", "-f", "sleep 120"), capture_output=True, check=False).returncode == 0:
+    while subprocess.run(("pgrep", "-f", "sleep 131"), capture_output=True, check=False).returncode == 0:
         assert time.monotonic() < deadline, "the RUN step still runs after the interrupt"
         time.sleep(0.2)
     assert repo.git("worktree", "list").count("\n") == 0

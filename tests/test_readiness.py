@@ -26,6 +26,13 @@ REGISTRY_CONFIG = json.dumps({
 })  # fmt: skip
 
 
+def info(driver_status: str) -> str:
+    """`docker info --format '{{json .}}'`, the parts the checks read."""
+    return json.dumps(
+        {"DriverStatus": json.loads(driver_status), "RegistryConfig": json.loads(REGISTRY_CONFIG)}
+    )
+
+
 def fake_run(
     answers: Mapping[tuple[str, ...], tuple[int, str] | tuple[int, str, str]],
 ) -> Callable[[tuple[str, ...]], Completed]:
@@ -53,8 +60,7 @@ def docker() -> Answers:
         ("docker", "buildx", "version"): (0, "github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3\n"),
         ("docker", "buildx", "inspect"): (0, INSPECT_DOCKER),
         ("docker", "buildx", "ls", "--format", "json"): (0, LS_DOCKER),
-        ("docker", "info", "--format", "{{json .DriverStatus}}"): (0, CONTAINERD),
-        ("docker", "info", "--format", "{{json .RegistryConfig}}"): (0, REGISTRY_CONFIG),
+        ("docker", "info", "--format", "{{json .}}"): (0, info(CONTAINERD)),
     }
 
 
@@ -154,10 +160,7 @@ def test_configured_builder_missing(tmp_path: Path) -> None:
 
 def test_docker_driver_without_containerd_store(tmp_path: Path) -> None:
     answers = docker()
-    answers[("docker", "info", "--format", "{{json .DriverStatus}}")] = (
-        0,
-        '[["Backing Filesystem","extfs"]]',
-    )
+    answers[("docker", "info", "--format", "{{json .}}")] = (0, info('[["Backing Filesystem","extfs"]]'))
     check = by_name(readiness.check(host(tmp_path, answers), Wanted(ALL3)))["driver"]
     assert check.status == FAIL
     assert "cannot build several platforms at once" in check.finding

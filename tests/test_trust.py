@@ -120,7 +120,8 @@ def test_an_image_failing_only_on_arm_v7_is_reported_so_and_nothing_is_pushed(la
 def test_stopping_mid_build_leaves_nothing_behind(lab: Lab, repo: Repo, sig: signal.Signals) -> None:
     registry = lab.namespace()
     contents = files(lab, registry)
-    contents["api/Dockerfile"] = f"FROM {lab.busybox}\nRUN echo started && sleep 120\n"
+    seconds = 140 + int(sig)  # a command line of this test's own, to look for afterwards
+    contents["api/Dockerfile"] = f"FROM {lab.busybox}\nRUN echo started && sleep {seconds}\n"
     repo.commit(contents)
     proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "-v"), cwd=repo.path, env=lab.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -136,6 +137,12 @@ def test_stopping_mid_build_leaves_nothing_behind(lab: Lab, repo: Repo, sig: sig
     assert leftover.stdout == b""
     assert repo.git("worktree", "list").count("\n") == 0
     assert not list((repo.path / ".git" / "mab-hook").glob("built/*"))  # nothing recorded as built
+    deadline = time.monotonic() + 30  # and BuildKit cancelled the step it was running
+    while (
+        subprocess.run(("pgrep", "-f", f"sleep {seconds}"), capture_output=True, check=False).returncode == 0
+    ):
+        assert time.monotonic() < deadline, "the RUN step still runs after the interrupt"
+        time.sleep(0.2)
 
 
 def test_two_runs_take_turns(lab: Lab, repo: Repo) -> None:

@@ -225,6 +225,7 @@ def push_one(
 def retag(reference: str, tags: tuple[str, ...], buildx: Buildx, logs: Path, name: str) -> BuildResult:
     """Give an image that is already in the registry (under its input digest) its new tags."""
     log_path = logs / f"{target_name(name)}.push.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     command = buildx.imagetools("create", *(arg for tag in tags for arg in ("--tag", tag)), reference)
     with log_path.open("w") as log:

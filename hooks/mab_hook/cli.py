@@ -123,10 +123,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
             printer.line(output.plan_text(plans, printer))
         return _finish(args, plans, [], printer)
     printer.line(output.plan_text(plans, printer))
-    ensure_ready(plans, readiness.local_host(env, platform.machine()), printer)
+    host = readiness.local_host(env, platform.machine())
     with output.progress_sink(printer, env) as progress:
         events = pipeline.Events(progress=progress, build_line=printer.build_line)
-        results = pipeline.run(repo, plans, env, events, timeout=args.timeout)
+        results = pipeline.run(repo, plans, env, events, ready=lambda: ensure_ready(plans, host, printer),
+                               timeout=args.timeout)  # fmt: skip
     return _finish(args, plans, results, printer)
 
 

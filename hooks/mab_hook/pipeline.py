@@ -54,21 +54,28 @@ def run(
     env: Mapping[str, str],
     events: Events,
     *,
+    ready: Callable[[], None] = lambda: None,
     timeout: float | None = None,
 ) -> list[BuildResult]:
+    """`ready()` runs the readiness checks (raising when the host is not ready); it is called
+    only when something will really be built, so a push of built content skips them."""
     state = State(Path(repo.common_dir) / "mab-hook")
     group = process.Group()
     records: list[tuple[str, str, dict[str, str]]] = []
     results: list[BuildResult] = []
     with lock(state.root, events.progress), ExitStack() as stack:
         try:
+            work = []
             for plan in (p for p in plans if p.affected):
-                tree = stack.enter_context(checkout(repo, plan.target.sha))
                 logs = state.logs(plan.target.sha)
                 step = Step(
                     Buildx(env, plan.config.builder, group), logs / "bake.json", logs, events, timeout
                 )
-                results += _run_plan(repo, plan, tree, state, step, records=records)
+                work.append((plan, step, *decide_all(repo, plan, state, step.bx)))
+            if any(not job.skip for _plan, _step, jobs, _digests in work for job in jobs):
+                ready()
+            for plan, step, jobs, digests in work:
+                results += _run_plan(repo, plan, (jobs, digests), stack, step, records=records)
         except BaseException:
             group.terminate_all()  # ^C, SIGTERM or a bug: no buildx process outlives the run
             raise
@@ -81,16 +88,17 @@ def run(
 def _run_plan(
     repo: git.Repo,
     plan: Plan,
-    tree: Path,
-    state: State,
+    decided: tuple[Sequence[Job], Mapping[str, str]],
+    stack: ExitStack,
     step: Step,
     *,
     records: list[tuple[str, str, dict[str, str]]],
 ) -> list[BuildResult]:
-    digests = input_digests(repo, plan)
-    jobs = [decide(planned, digests[planned.image.name], plan, state, step.bx) for planned in plan.affected]
-    labels = {name: oci_labels(plan, repo, value) for name, value in digests.items()}
-    buildx.write_definition(plan, tree, step.bake_file, labels)
+    jobs, digests = decided
+    if any(not job.skip for job in jobs):  # a checkout and a bake file only when building
+        tree = stack.enter_context(checkout(repo, plan.target.sha))
+        labels = {name: oci_labels(plan, repo, value) for name, value in digests.items()}
+        buildx.write_definition(plan, tree, step.bake_file, labels)
     results = build_jobs(jobs, step, plan.config.jobs)
     if not plan.config.push:
         records += [
@@ -103,6 +111,15 @@ def _run_plan(
     pushed = publish(jobs, results, step)
     records += [(r.name, r.digest, {"commit": plan.target.sha, "pushed": "yes"}) for r in pushed if r.ok]
     return pushed
+
+
+def decide_all(repo: git.Repo, plan: Plan, state: State, bx: Buildx) -> tuple[list[Job], dict[str, str]]:
+    """Every affected image's fate, the registry asked about all of them at once; and the
+    input digests of every image the plan's bake file holds."""
+    digests = input_digests(repo, plan)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        jobs = list(pool.map(lambda p: decide(p, digests[p.image.name], plan, state, bx), plan.affected))
+    return jobs, digests
 
 
 def input_digests(repo: git.Repo, plan: Plan) -> dict[str, str]:
@@ -229,35 +246,43 @@ def _build(job: Job, step: Step) -> BuildResult:
 
 
 def publish(jobs: Sequence[Job], results: Sequence[BuildResult], step: Step) -> list[BuildResult]:
-    """Push what was built and tag what the registry already had; report each image."""
-    published = []
-    for job, result in zip(jobs, results, strict=True):
-        name = job.planned.image.name
-        if job.in_registry:
-            step.events.progress(f"{name}: tagging {', '.join(job.planned.tags)} in the registry")
-            tagged = buildx.retag(job.in_registry, job.planned.tags, step.bx, step.logs, name)
-            detail = result.detail if tagged.ok else f"{result.detail}; {tagged.detail}"
-            published.append(
-                result._replace(
-                    status=SKIPPED if tagged.ok else tagged.status,
-                    detail=detail,
-                    tail=tagged.tail,
-                    log=tagged.log,
-                )
-            )
-            continue
-        step.events.progress(f"{name}: pushing {', '.join(job.planned.tags)}")
-        pushed = buildx.push_one(
-            job.planned, step.bake_file, step.bx, step.logs, _digest_ref(job), on_line=step.events.build_line
-        )
-        published.append(
-            pushed._replace(
-                seconds=result.seconds + pushed.seconds,
-                digest=job.digest,
-                image_digest=pushed.image_digest or result.image_digest,
-            )
-        )
-    return published
+    """Push what was built, one image after the other (concurrent pushes into one registry
+    race, see buildx.push_one), and tag what the registry already had, all at once."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        tagged = {
+            job.planned.image.name: pool.submit(_retag, job, result, step)
+            for job, result in zip(jobs, results, strict=True)
+            if job.in_registry
+        }
+        pushed = {
+            job.planned.image.name: _push(job, result, step)
+            for job, result in zip(jobs, results, strict=True)
+            if not job.in_registry
+        }
+        return [tagged[r.name].result() if r.name in tagged else pushed[r.name] for r in results]
+
+
+def _retag(job: Job, result: BuildResult, step: Step) -> BuildResult:
+    name = job.planned.image.name
+    step.events.progress(f"{name}: tagging {', '.join(job.planned.tags)} in the registry")
+    tagged = buildx.retag(job.in_registry, job.planned.tags, step.bx, step.logs, name)
+    if tagged.ok:
+        return result
+    return result._replace(
+        status=tagged.status, detail=f"{result.detail}; {tagged.detail}", tail=tagged.tail, log=tagged.log
+    )
+
+
+def _push(job: Job, result: BuildResult, step: Step) -> BuildResult:
+    step.events.progress(f"{job.planned.image.name}: pushing {', '.join(job.planned.tags)}")
+    pushed = buildx.push_one(
+        job.planned, step.bake_file, step.bx, step.logs, _digest_ref(job), on_line=step.events.build_line
+    )
+    return pushed._replace(
+        seconds=result.seconds + pushed.seconds,
+        digest=job.digest,
+        image_digest=pushed.image_digest or result.image_digest,
+    )
 
 
 def _digest_ref(job: Job) -> str:

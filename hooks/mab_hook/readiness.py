@@ -6,6 +6,7 @@ the host; `apply_fixes` does the few fixes that are safe, and says what it did.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
 import json
 import re
@@ -71,6 +72,13 @@ class Report(NamedTuple):
         return all(check.status != FAIL for check in self.checks)
 
 
+def prefetched(host: Host, commands: list[tuple[str, ...]]) -> Host:
+    """The host with the answers to `commands` fetched concurrently and remembered."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        answers = dict(zip(commands, pool.map(host.run, commands), strict=True))
+    return host._replace(run=lambda cmd: answers[cmd] if cmd in answers else host.run(cmd))
+
+
 def local_host(env: Mapping[str, str], machine: str) -> Host:
     config = (
         Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else Path(env.get("HOME", "/root")) / ".docker"
@@ -85,7 +93,18 @@ def local_host(env: Mapping[str, str], machine: str) -> Host:
     return Host(run=run, machine=machine, docker_config=config)
 
 
+INFO = ("docker", "info", "--format", "{{json .}}")
+
+
 def check(host: Host, wanted: Wanted) -> Report:
+    # The docker CLI takes 0.1 to 0.3 s a call here: ask everything at once, then read answers.
+    host = prefetched(host, [
+        ("docker", "version", "--format", "{{json .}}"),
+        ("docker", "buildx", "version"),
+        ("docker", "buildx", "inspect", *([wanted.builder] if wanted.builder else [])),
+        ("docker", "buildx", "ls", "--format", "json"),
+        INFO,
+    ])  # fmt: skip
     checks = [*check_docker(host)]
     if any(c.status == FAIL for c in checks):
         return Report(tuple(checks), None)
@@ -184,8 +203,8 @@ def _driver(host: Host, builder: Builder) -> Check:
     if builder.driver in builders.MULTI_PLATFORM_DRIVERS:
         return Check("driver", OK, f"the {builder.driver} driver builds several platforms at once")
     if builder.driver == "docker":
-        info = _json(host.run(("docker", "info", "--format", "{{json .DriverStatus}}")).stdout)
-        if isinstance(info, list) and ["driver-type", "io.containerd.snapshotter.v1"] in info:
+        status = _json(host.run(INFO).stdout).get("DriverStatus") or []
+        if ["driver-type", "io.containerd.snapshotter.v1"] in status:
             return Check(
                 "driver", OK, "the docker driver with the containerd image store builds several platforms"
             )
@@ -372,7 +391,7 @@ def plain_http(server: str, insecure: tuple[tuple[str, ...], tuple[str, ...]] = 
 
 def insecure_registries(host: Host) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The daemon's insecure registries: (names, CIDRs), from `docker info`."""
-    info = _json(host.run(("docker", "info", "--format", "{{json .RegistryConfig}}")).stdout)
+    info = _json(host.run(INFO).stdout).get("RegistryConfig") or {}
     names = tuple(
         name for name, index in (info.get("IndexConfigs") or {}).items() if not index.get("Secure", True)
     )

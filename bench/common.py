@@ -1,0 +1,76 @@
+"""Helpers the benchmark scripts share: timing commands in fresh processes, machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = Path(os.environ.get("MAB_BENCH_DIR", "/var/tmp/mab-bench"))
+LAB_ENV = Path(os.environ.get("MAB_LAB_DIR", "/var/tmp/mab-lab")) / "env"
+
+
+class Timing(NamedTuple):
+    median: float  # seconds
+    runs: tuple[float, ...]
+    peak_kb: int  # the largest resident set of any run
+
+
+def measure(cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None, runs: int = 5,
+            expect: int | None = 0) -> Timing:  # fmt: skip
+    """Wall time of `runs` runs of a command, each a fresh process, and its peak memory."""
+    times, peaks = [], []
+    for _ in range(runs):
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env or os.environ), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+        times.append(time.perf_counter() - started)
+        peaks.append(usage.ru_maxrss)
+        code = os.waitstatus_to_exitcode(status)
+        if expect is not None and code != expect:
+            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise SystemExit(f"{' '.join(cmd)} exited {code}:\n{stderr}")
+    return Timing(statistics.median(times), tuple(times), max(peaks))
+
+
+def lab_env() -> dict[str, str]:
+    if not LAB_ENV.is_file():
+        raise SystemExit(f"no lab at {LAB_ENV}: run `bash lab/up` first")
+    out = subprocess.run(("bash", "-c", f'. "{LAB_ENV}" && env -0'), capture_output=True, check=True)
+    return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+
+
+def git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:
+    return subprocess.run(("git", *args), cwd=cwd, capture_output=True, text=True, check=True,
+                          env=dict(env or os.environ)).stdout.strip()  # fmt: skip
+
+
+def mab(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mab_hook", *args]
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine())  # fmt: skip
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    versions = f"Python {platform.python_version()}, git {git(ROOT, '--version').split()[-1]}"
+    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {memory} GiB, Linux {platform.release()}, {versions}"
+
+
+def fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"

@@ -63,7 +63,8 @@ def machine() -> str:
                 if line.startswith("model name")), platform.machine())  # fmt: skip
     memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
     versions = f"Python {platform.python_version()}, git {git(ROOT, '--version').split()[-1]}"
-    return f"{platform.machine()}, {os.cpu_count()} cores ({cpu}), {memory} GiB, Linux {platform.release()}, {versions}"
+    cores = f"{os.cpu_count()} cores ({cpu})"
+    return f"{platform.machine()}, {cores}, {memory} GiB, Linux {platform.release()}, {versions}"
 
 
 def fresh(path: Path) -> Path:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run every benchmark on this machine and write bench/RESULTS.md. Needs the lab (bash lab/up)
+# and the project installed (bash .ci/run does both; or: python3 -m venv .venv &&
+# .venv/bin/pip install -e .).
+set -euo pipefail
+cd "$(dirname "$0")"
+python=${PYTHON:-../.venv/bin/python}
+. "${MAB_LAB_DIR:-/var/tmp/mab-lab}/env"
+{
+    echo "# Benchmark results"
+    echo
+    echo "Measured $(date -u +%Y-%m-%d) with \`bash bench/all.sh\` on: $("$python" -c 'import common; print(common.machine())')."
+    echo "Docker $(docker version --format '{{.Server.Version}}'), buildx $(docker buildx version | awk '{print $2}'), the lab of \`lab/up\`."
+    echo "Medians of several runs, each a fresh process; the figures vary by some 10 % between runs."
+    echo
+    "$python" planning.py --profile
+    echo
+    "$python" hook_cost.py
+    echo
+    "$python" work_avoided.py
+    echo
+    cat reading.md
+} | tee RESULTS.md.new
+mv RESULTS.md.new RESULTS.md

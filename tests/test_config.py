@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from mab_hook import config
-from mab_hook.config import Config, Image, load, platform_problem, render_tag
+from mab_hook import fields
+from mab_hook.config import Config, Image, load
 from mab_hook.errors import FatalError
+from mab_hook.fields import platform_problem, render_tag
 
 TRACKED = frozenset(
     {
@@ -260,9 +261,9 @@ def test_render_tag(branch: str | None, tag: str) -> None:
 
 def test_name_regex_matches_docker_rules() -> None:
     for ok in ("api", "team/api", "a.b", "a__b", "a---b", "a_b"):
-        assert config.NAME_RE.match(ok), ok
+        assert fields.NAME_RE.match(ok), ok
     for bad in ("Api", "-api", "api-", "a..b", "a___b", "/api", "api/"):
-        assert not config.NAME_RE.match(bad), bad
+        assert not fields.NAME_RE.match(bad), bad
 
 
 BUILD_SETTINGS = """

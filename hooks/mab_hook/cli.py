@@ -16,7 +16,7 @@ from typing import TextIO
 
 import git
 
-from mab_hook import changes, config, doctor, output, pipeline, plan, readiness
+from mab_hook import changes, config, doctor, fields, output, pipeline, plan, readiness
 from mab_hook.buildx import PUSHED, BuildResult
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
     if not targets:
         printer.info("the push adds no commits: nothing to build")
         return _finish(args, [], [], printer)
-    build_platform = config.native_platform(platform.machine())
+    build_platform = fields.native_platform(platform.machine())
     plans = [plan_for(repo, target, build_platform) for target in targets]
     if args.explain:
         explanations = [plan.explain(p, args.explain) for p in plans]
@@ -222,14 +222,14 @@ def select_targets(
 
 
 def plan_for(repo: git.Repo, target: changes.Target, build_platform: str) -> plan.Plan:
-    source = f"{config.PYPROJECT} at {target.sha[:12]}"
+    source = f"{fields.PYPROJECT} at {target.sha[:12]}"
     root = Path(repo.working_tree_dir or repo.git_dir).name
     tree = Tree.of(changes.tracked_files(repo, target.sha))
-    text = changes.read_file(repo, target.sha, config.PYPROJECT)
+    text = changes.read_file(repo, target.sha, fields.PYPROJECT)
     cfg = config.load(text, source=source, tracked=tree, root_name=root)
     read = functools.lru_cache(maxsize=None)(lambda path: changes.read_file(repo, target.sha, path))
     files = Files(tree, lambda path: read(path) if tree.exists(path) else None)
-    previous = previous_configs(repo, target, tree) if config.PYPROJECT in (target.changed or ()) else None
+    previous = previous_configs(repo, target, tree) if fields.PYPROJECT in (target.changed or ()) else None
     return plan.make_plan(target, cfg, files, build_platform=build_platform, previous=previous)
 
 
@@ -241,7 +241,7 @@ def previous_configs(repo: git.Repo, target: changes.Target, tree: Tree) -> list
     for base in target.bases:
         try:
             found.append(
-                config.load(changes.read_file(repo, base, config.PYPROJECT), source=base, tracked=tree)
+                config.load(changes.read_file(repo, base, fields.PYPROJECT), source=base, tracked=tree)
             )
         except FatalError:
             continue

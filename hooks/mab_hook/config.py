@@ -6,7 +6,6 @@ allowed, so one edit fixes them all.
 
 from __future__ import annotations
 
-import difflib
 import posixpath
 import re
 import sys
@@ -14,8 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from mab_hook import fields
 from mab_hook.builders import BuilderSpec, NodeSpec
 from mab_hook.errors import FatalError
+from mab_hook.fields import PYPROJECT, Problems
 from mab_hook.paths import Tree
 
 if sys.version_info >= (3, 11):
@@ -23,7 +24,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PYPROJECT = "pyproject.toml"
 
 SNIPPET = """\
 [tool.multiarch]
@@ -65,56 +65,7 @@ IMAGE_KEYS = (
     "cache-to",
 )
 DEFAULT_JOBS = 2
-TAG_FIELDS = ("sha", "short_sha", "branch")
 DEFAULT_TAGS = ("{short_sha}",)
-
-KNOWN_OS = ("linux", "windows", "freebsd")
-KNOWN_ARCH = (
-    "amd64",
-    "arm64",
-    "arm",
-    "386",
-    "ppc64le",
-    "ppc64",
-    "s390x",
-    "riscv64",
-    "mips64le",
-    "mips64",
-    "loong64",
-)
-# What people write instead of Docker's names (uname -m, Debian arch names).
-ARCH_ALIASES = {
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "aarch64": "arm64",
-    "armhf": "arm/v7",
-    "armv7": "arm/v7",
-    "armv7l": "arm/v7",
-    "armel": "arm/v6",
-    "armv6": "arm/v6",
-    "i386": "386",
-    "i686": "386",
-    "x86": "386",
-}
-
-
-def native_platform(machine: str) -> str:
-    """The Docker platform of a machine, from `uname -m` (the BUILDPLATFORM of its builds)."""
-    arch = ARCH_ALIASES.get(machine, machine)
-    return f"linux/{arch}"
-
-
-_PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/(v[0-9]+))?$")
-
-# distribution/reference grammar: path components of lowercase alphanumerics joined by
-# one of `.`, `_`, `__` or runs of `-`; a registry host may carry a port.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])"
-REGISTRY_RE = re.compile(rf"^{_HOST}(?::[0-9]+)?(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -157,25 +108,6 @@ class Config:
         return f"{self.registry}/{image.name}" if self.registry else image.name
 
 
-class _Problems:
-    """Collects every problem of one file before failing."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.items: list[str] = []
-
-    def add(self, key: str, message: str) -> None:
-        self.items.append(f"[{key}] {message}" if key else message)
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            listed = "\n".join(f"  - {item}" for item in self.items)
-            raise FatalError(
-                f"{self.source}: invalid configuration:\n{listed}\n"
-                f"Fix {PYPROJECT} and run again; nothing was built."
-            )
-
-
 def load(
     text: str | None,
     *,
@@ -193,7 +125,7 @@ def load(
     table = data.get("tool", {}).get("multiarch") if isinstance(data.get("tool"), dict) else None
     if table is None:
         raise FatalError(f"{source}: no [tool.multiarch] table. Add, for example:\n\n{SNIPPET}")
-    problems = _Problems(source)
+    problems = Problems(source)
     tree = tracked if isinstance(tracked, Tree) else Tree.of(tracked)
     config = _parse(table, problems, tree, source, root_name)
     problems.raise_if_any()
@@ -201,17 +133,17 @@ def load(
     return config
 
 
-def _parse(table: Any, problems: _Problems, tree: Tree, source: str, root_name: str) -> Config | None:
+def _parse(table: Any, problems: Problems, tree: Tree, source: str, root_name: str) -> Config | None:
     key = "tool.multiarch"
     if not isinstance(table, dict):
-        problems.add(key, f"must be a table, not {_type_name(table)}")
+        problems.add(key, f"must be a table, not {fields.type_name(table)}")
         return None
-    _unknown_keys(table, TOP_KEYS, key, problems)
-    platforms = _platforms(table.get("platforms"), f"{key}.platforms", problems)
-    registry = _optional_str(table, "registry", key, problems)
+    fields.unknown_keys(table, TOP_KEYS, key, problems)
+    platforms = fields.platforms(table.get("platforms"), f"{key}.platforms", problems)
+    registry = fields.optional_str(table, "registry", key, problems)
     if registry is not None:
         registry = registry.rstrip("/")
-        if not REGISTRY_RE.match(registry):
+        if not fields.REGISTRY_RE.match(registry):
             problems.add(
                 f"{key}.registry",
                 f"{registry!r} is not a registry reference "
@@ -221,18 +153,18 @@ def _parse(table: Any, problems: _Problems, tree: Tree, source: str, root_name: 
     if builder_spec is not None or isinstance(table.get("builder"), dict):
         builder = builder_spec.name if builder_spec else None
     else:
-        builder = _optional_str(table, "builder", key, problems)
+        builder = fields.optional_str(table, "builder", key, problems)
     jobs = table.get("jobs", DEFAULT_JOBS)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        problems.add(f"{key}.jobs", f"must be a whole number of at least 1, not {_describe(jobs)}")
+        problems.add(f"{key}.jobs", f"must be a whole number of at least 1, not {fields.describe(jobs)}")
         jobs = DEFAULT_JOBS
     settings = _settings(table, key, problems, Settings())
     push = table.get("push", False)
     if not isinstance(push, bool):
-        problems.add(f"{key}.push", f"must be true or false, not {_type_name(push)}")
+        problems.add(f"{key}.push", f"must be true or false, not {fields.type_name(push)}")
         push = False
-    tags = _tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems)
-    binfmt_image = _optional_str(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE
+    tags = fields.tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems)
+    binfmt_image = fields.optional_str(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE
     if ":" not in binfmt_image.rsplit("/", 1)[-1] or binfmt_image.endswith(":latest"):
         problems.add(
             f"{key}.binfmt-image",
@@ -243,7 +175,7 @@ def _parse(table: Any, problems: _Problems, tree: Tree, source: str, root_name: 
     if images_table is None:
         images = _discover(tree, platforms, problems, root_name)
     elif not isinstance(images_table, dict):
-        problems.add(f"{key}.images", f"must be a table of images, not {_type_name(images_table)}")
+        problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(images_table)}")
         images = ()
     else:
         images = tuple(
@@ -283,41 +215,41 @@ def _image(
     defaults: Settings,
     *,
     tree: Tree,
-    problems: _Problems,
+    problems: Problems,
 ) -> Image | None:
-    key = f"tool.multiarch.images.{_toml_key(name)}"
-    if not NAME_RE.match(name) or len(name) > 255:
+    key = f"tool.multiarch.images.{fields.toml_key(name)}"
+    if not fields.NAME_RE.match(name) or len(name) > 255:
         problems.add(
             key,
             f"{name!r} is not a valid image name: Docker allows lowercase letters, "
             "digits and separators (. _ __ -) inside '/'-separated parts, e.g. 'api' or 'team/api'",
         )
     if not isinstance(spec, dict):
-        problems.add(key, f"must be a table with at least 'context', not {_type_name(spec)}")
+        problems.add(key, f"must be a table with at least 'context', not {fields.type_name(spec)}")
         return None
-    _unknown_keys(spec, IMAGE_KEYS, key, problems)
-    context = _optional_str(spec, "context", key, problems)
+    fields.unknown_keys(spec, IMAGE_KEYS, key, problems)
+    context = fields.optional_str(spec, "context", key, problems)
     if context is None:
         if "context" not in spec:
             problems.add(f"{key}.context", "is required: the build context, relative to the repository root")
         return None
-    context = _normalize(context, f"{key}.context", problems)
+    context = fields.normalize(context, f"{key}.context", problems)
     if context is not None and not tree.has_dir(context):
         problems.add(f"{key}.context", f"directory {context!r} does not exist in this commit")
     default_dockerfile = posixpath.join(context or ".", "Dockerfile")
-    dockerfile = _optional_str(spec, "dockerfile", key, problems)
-    dockerfile = _normalize(dockerfile, f"{key}.dockerfile", problems) if dockerfile else None
+    dockerfile = fields.optional_str(spec, "dockerfile", key, problems)
+    dockerfile = fields.normalize(dockerfile, f"{key}.dockerfile", problems) if dockerfile else None
     dockerfile = dockerfile or posixpath.normpath(default_dockerfile)
     if context is not None and not tree.exists(dockerfile):
         problems.add(f"{key}.dockerfile", f"{dockerfile!r} is not a tracked file in this commit")
     platforms = (
-        _platforms(spec["platforms"], f"{key}.platforms", problems)
+        fields.platforms(spec["platforms"], f"{key}.platforms", problems)
         if "platforms" in spec
         else default_platforms
     )
-    target = _optional_str(spec, "target", key, problems)
-    build_args = _build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
-    watch = _str_list(spec.get("watch", []), f"{key}.watch", problems)
+    target = fields.optional_str(spec, "target", key, problems)
+    build_args = fields.build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
+    watch = fields.str_list(spec.get("watch", []), f"{key}.watch", problems)
     contexts = _contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems)
     settings = _settings(spec, key, problems, defaults)
     return Image(
@@ -343,14 +275,14 @@ class Settings(NamedTuple):
     timeout: float | None = None
 
 
-def _settings(table: Mapping[str, Any], key: str, problems: _Problems, inherited: Settings) -> Settings:
+def _settings(table: Mapping[str, Any], key: str, problems: Problems, inherited: Settings) -> Settings:
     caches = []
     for name in ("cache-from", "cache-to"):
         value = table.get(name)
         if value is None:
             caches.append(inherited.cache_from if name == "cache-from" else inherited.cache_to)
             continue
-        entries = _str_list([value] if isinstance(value, str) else value, f"{key}.{name}", problems)
+        entries = fields.str_list([value] if isinstance(value, str) else value, f"{key}.{name}", problems)
         for entry in entries:
             if not re.match(r"^(type=[a-z0-9-]+|[a-z0-9.-]+(:[0-9]+)?/)", entry):
                 problems.add(f"{key}.{name}", f"{entry!r} is not a BuildKit cache spec, e.g. "
@@ -360,21 +292,21 @@ def _settings(table: Mapping[str, Any], key: str, problems: _Problems, inherited
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
     ):
-        problems.add(f"{key}.timeout", f"must be a number of seconds above 0, not {_describe(timeout)}")
+        problems.add(f"{key}.timeout", f"must be a number of seconds above 0, not {fields.describe(timeout)}")
         timeout = inherited.timeout
     return Settings(caches[0], caches[1], float(timeout) if timeout is not None else None)
 
 
-def _builder_spec(value: Any, key: str, problems: _Problems) -> BuilderSpec | None:
+def _builder_spec(value: Any, key: str, problems: Problems) -> BuilderSpec | None:
     """`builder` as a table: a builder mab-hook doctor --fix creates when it is missing."""
     if not isinstance(value, dict):
         return None
-    _unknown_keys(value, BUILDER_KEYS, key, problems)
-    name = _optional_str(value, "name", key, problems)
+    fields.unknown_keys(value, BUILDER_KEYS, key, problems)
+    name = fields.optional_str(value, "name", key, problems)
     if name is None:
         problems.add(f"{key}.name", "is required: the buildx builder's name")
         return None
-    driver = _optional_str(value, "driver", key, problems) or "docker-container"
+    driver = fields.optional_str(value, "driver", key, problems) or "docker-container"
     if driver not in ("docker-container", "kubernetes", "remote"):
         problems.add(
             f"{key}.driver", f"{driver!r}: mab-hook creates docker-container, kubernetes or remote builders"
@@ -389,22 +321,22 @@ def _builder_spec(value: Any, key: str, problems: _Problems) -> BuilderSpec | No
         if not isinstance(node, dict):
             problems.add(node_key, "must be a table with an endpoint")
             continue
-        _unknown_keys(node, NODE_KEYS, node_key, problems)
-        endpoint = _optional_str(node, "endpoint", node_key, problems)
+        fields.unknown_keys(node, NODE_KEYS, node_key, problems)
+        endpoint = fields.optional_str(node, "endpoint", node_key, problems)
         if endpoint is None:
             problems.add(
                 f"{node_key}.endpoint", "is required, e.g. 'ssh://builder@arm-box' or a docker context"
             )
             continue
-        node_platforms = _platforms(node.get("platforms", []), f"{node_key}.platforms", problems) or ()
-        node_name = _optional_str(node, "name", node_key, problems) or f"{name}{index}"
+        node_platforms = fields.platforms(node.get("platforms", []), f"{node_key}.platforms", problems) or ()
+        node_name = fields.optional_str(node, "name", node_key, problems) or f"{name}{index}"
         nodes.append(NodeSpec(node_name, endpoint, node_platforms))
     opts = tuple(sorted((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()))
     return BuilderSpec(name, driver, opts, tuple(nodes))
 
 
 def _discover(
-    tree: Tree, platforms: tuple[str, ...] | None, problems: _Problems, root_name: str
+    tree: Tree, platforms: tuple[str, ...] | None, problems: Problems, root_name: str
 ) -> tuple[Image, ...]:
     """Every tracked Dockerfile, Dockerfile.* and *.Dockerfile, named after its directory."""
     found: dict[str, Image] = {}
@@ -420,7 +352,7 @@ def _discover(
             continue
         dir_name = posixpath.basename(directory) or root_name
         name = _sanitize("-".join(part for part in (dir_name, stem) if part))
-        if not NAME_RE.match(name):
+        if not fields.NAME_RE.match(name):
             problems.add(
                 "tool.multiarch",
                 f"{path}: cannot derive an image name from {dir_name!r}; "
@@ -448,156 +380,30 @@ def _sanitize(name: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
 
 
-def _platforms(value: Any, key: str, problems: _Problems) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    items = _str_list(value, key, problems)
-    if isinstance(value, list) and not value:
-        problems.add(key, 'must list at least one platform, e.g. ["linux/amd64"]')
-    for platform in items:
-        problem = platform_problem(platform)
-        if problem:
-            problems.add(key, problem)
-    if len(set(items)) != len(items):
-        problems.add(key, "lists a platform twice")
-    return items
-
-
-def platform_problem(platform: str) -> str | None:
-    """Why `platform` is not an os/arch[/variant] Docker accepts, with a suggestion; or None."""
-    match = _PLATFORM_RE.match(platform)
-    parts = platform.split("/")
-    guess = ARCH_ALIASES.get(parts[-1]) or ARCH_ALIASES.get(parts[0])
-    hint = f" (did you mean 'linux/{guess}'?)" if guess else ""
-    if not match:
-        return (
-            f"{platform!r} is not a platform: expected os/arch[/variant] such as "
-            f"'linux/amd64', 'linux/arm64' or 'linux/arm/v7'{hint}"
-        )
-    os_name, arch, _variant = match.groups()
-    if os_name not in KNOWN_OS:
-        return f"{platform!r}: unknown OS {os_name!r}; allowed: {', '.join(KNOWN_OS)}"
-    if arch not in KNOWN_ARCH:
-        return f"{platform!r}: unknown architecture {arch!r}{hint}; allowed: {', '.join(KNOWN_ARCH)}"
-    return None
-
-
-def _tags(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:
-    tags = _str_list(value, key, problems)
-    sample = {"sha": "0" * 40, "short_sha": "0" * 7, "branch": "main"}
-    for template in tags:
-        unknown = [f for f in _TEMPLATE_FIELD_RE.findall(template) if f not in TAG_FIELDS]
-        if unknown:
-            problems.add(
-                key,
-                f"{template!r} uses unknown field {{{unknown[0]}}}; allowed: "
-                + ", ".join(f"{{{f}}}" for f in TAG_FIELDS),
-            )
-        elif not TAG_RE.match(template.format(**sample)):
-            problems.add(
-                key,
-                f"{template!r} does not make a valid tag "
-                "(letters, digits, _ . -, at most 128, not starting with . or -)",
-            )
-    return tags
-
-
-def render_tag(template: str, *, sha: str, branch: str | None) -> str:
-    """A tag from its template; a branch is made tag-safe (feature/x -> feature-x)."""
-    safe_branch = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch or "detached").lstrip(".-") or "detached"
-    return template.format(sha=sha, short_sha=sha[:7], branch=safe_branch)[:128]
-
-
-def _build_args(value: Any, key: str, problems: _Problems) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict):
-        problems.add(key, f'must be a table of NAME = "value", not {_type_name(value)}')
-        return ()
-    args = []
-    for name, arg in value.items():
-        if isinstance(arg, bool) or not isinstance(arg, (str, int, float)):
-            problems.add(f"{key}.{_toml_key(name)}", f"must be a string or number, not {_type_name(arg)}")
-            continue
-        args.append((name, str(arg)))
-    return tuple(sorted(args))
-
-
 def is_external_context(value: str) -> bool:
     return "://" in value or value.startswith("target:")
 
 
-def _contexts(value: Any, key: str, tree: Tree, problems: _Problems) -> tuple[tuple[str, str], ...]:
+def _contexts(value: Any, key: str, tree: Tree, problems: Problems) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
-        problems.add(key, f'must be a table of NAME = "path", not {_type_name(value)}')
+        problems.add(key, f'must be a table of NAME = "path", not {fields.type_name(value)}')
         return ()
     contexts = []
     for name, path in value.items():
-        item = f"{key}.{_toml_key(name)}"
+        item = f"{key}.{fields.toml_key(name)}"
         if not isinstance(path, str) or not path:
             problems.add(
-                item, f"must be a repository directory or a buildx context source, not {_describe(path)}"
+                item,
+                f"must be a repository directory or a buildx context source, not {fields.describe(path)}",
             )
             continue
         if is_external_context(path):
             contexts.append((name, path))
             continue
-        normalized = _normalize(path, item, problems)
+        normalized = fields.normalize(path, item, problems)
         if normalized is None:
             continue
         if not tree.has_dir(normalized):
             problems.add(item, f"directory {normalized!r} does not exist in this commit")
         contexts.append((name, normalized))
     return tuple(sorted(contexts))
-
-
-def _str_list(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        problems.add(key, f"must be a list of strings, not {_describe(value)}")
-        return ()
-    return tuple(value)
-
-
-def _optional_str(table: Mapping[str, Any], name: str, key: str, problems: _Problems) -> str | None:
-    value = table.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        problems.add(f"{key}.{name}", f"must be a non-empty string, not {_describe(value)}")
-        return None
-    return value
-
-
-def _normalize(path: str, key: str, problems: _Problems) -> str | None:
-    norm = posixpath.normpath(path.replace("\\", "/"))
-    if posixpath.isabs(norm) or norm == ".." or norm.startswith("../"):
-        problems.add(key, f"{path!r} must be a path inside the repository, relative to its root")
-        return None
-    return norm
-
-
-def _unknown_keys(table: Mapping[str, Any], allowed: Iterable[str], key: str, problems: _Problems) -> None:
-    allowed = tuple(allowed)
-    for name in table:
-        if name not in allowed:
-            close = difflib.get_close_matches(name.replace("_", "-"), allowed, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.add(f"{key}.{_toml_key(name)}", f"unknown key{hint}; allowed: {', '.join(allowed)}")
-
-
-def _toml_key(name: str) -> str:
-    return name if re.match(r"^[A-Za-z0-9_-]+$", name) else f'"{name}"'
-
-
-def _type_name(value: Any) -> str:
-    names: Mapping[type, str] = {
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        list: "an array",
-        dict: "a table",
-    }
-    return names.get(type(value), type(value).__name__)
-
-
-def _describe(value: Any) -> str:
-    return f"{_type_name(value)} ({value!r})" if not isinstance(value, (dict, list)) else _type_name(value)

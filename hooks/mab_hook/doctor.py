@@ -11,7 +11,7 @@ from typing import TextIO
 
 import git
 
-from mab_hook import changes, config, output, readiness
+from mab_hook import changes, config, fields, output, readiness
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 
@@ -71,7 +71,7 @@ def wanted_from(args: argparse.Namespace, printer: Printer) -> readiness.Wanted:
     """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for."""
     cfg = _head_config(args.repo or Path.cwd())
     if args.platform:
-        problems = [p for p in (config.platform_problem(p) for p in args.platform) if p]
+        problems = [p for p in (fields.platform_problem(p) for p in args.platform) if p]
         if problems:
             raise FatalError("; ".join(problems))
     if cfg is None:
@@ -90,9 +90,9 @@ def _head_config(path: Path) -> config.Config | None:
         sha = changes.resolve(repo, "HEAD")
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, FatalError):
         return None
-    text = changes.read_file(repo, sha, config.PYPROJECT)
+    text = changes.read_file(repo, sha, fields.PYPROJECT)
     if text is None or "multiarch" not in text:
         return None
     return config.load(
-        text, source=f"{config.PYPROJECT} at {sha[:12]}", tracked=changes.tracked_files(repo, sha)
+        text, source=f"{fields.PYPROJECT} at {sha[:12]}", tracked=changes.tracked_files(repo, sha)
     )

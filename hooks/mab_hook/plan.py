@@ -9,8 +9,9 @@ from typing import NamedTuple
 
 from mab_hook import dockerfile, ignore, inputs
 from mab_hook.changes import Target
-from mab_hook.config import PYPROJECT, Config, Image, render_tag
+from mab_hook.config import Config, Image
 from mab_hook.errors import FatalError
+from mab_hook.fields import PYPROJECT, render_tag
 from mab_hook.inputs import Files, Inputs
 from mab_hook.paths import in_directory
 

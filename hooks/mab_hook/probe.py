@@ -39,49 +39,22 @@ def supported(platform: str) -> bool:
 
 
 def executable(platform: str) -> bytes:
-    """A static ELF executable for `platform` that exits with status 0."""
+    """A static ELF executable for `platform` that exits with status 0: an ELF header, one
+    loadable segment (the whole file, readable and executable) and the code after them."""
     bits64, big, machine, flags, code = _EXIT0[binfmt.arch_of(platform)]
-    order = ">" if big else "<"
+    order, word = (">" if big else "<"), ("Q" if bits64 else "I")
+    base, header_size, entry_size = (0x400000, 64, 56) if bits64 else (0x10000, 52, 32)
+    size = header_size + entry_size + len(code)
     ident = b"\x7fELF" + bytes([2 if bits64 else 1, 2 if big else 1, 1]) + bytes(9)
+    entry = base + header_size + entry_size
+    # e_type EXEC, e_machine, e_version, e_entry, e_phoff, e_shoff, e_flags, e_ehsize,
+    # e_phentsize, e_phnum (1), and no section headers.
+    fields = (2, machine, 1, entry, header_size, 0, flags, header_size, entry_size, 1, 0, 0, 0)
+    header = ident + struct.pack(f"{order}HHI{word}{word}{word}IHHHHHH", *fields)
+    # p_flags (5: R+X) comes second in the 64-bit program header, seventh in the 32-bit one.
     if bits64:
-        base, header_size, entry_size = 0x400000, 64, 56
-        size = header_size + entry_size + len(code)
-        header = ident + struct.pack(
-            f"{order}HHIQQQIHHHHHH",
-            2,
-            machine,
-            1,
-            base + header_size + entry_size,
-            header_size,
-            0,
-            flags,
-            header_size,
-            entry_size,
-            1,
-            0,
-            0,
-            0,
-        )
         segment = struct.pack(f"{order}IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)
     else:
-        base, header_size, entry_size = 0x10000, 52, 32
-        size = header_size + entry_size + len(code)
-        header = ident + struct.pack(
-            f"{order}HHIIIIIHHHHHH",
-            2,
-            machine,
-            1,
-            base + header_size + entry_size,
-            header_size,
-            0,
-            flags,
-            header_size,
-            entry_size,
-            1,
-            0,
-            0,
-            0,
-        )
         segment = struct.pack(f"{order}IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)
     return header + segment + code
 

@@ -244,3 +244,19 @@ def test_interrupt_stops_the_build_and_leaves_nothing_behind(repo: Repo, lab: La
         time.sleep(0.2)
     assert repo.git("worktree", "list").count("\n") == 0
     assert lab.pushed(registry) == set()
+
+
+def test_under_pre_commit_progress_reaches_the_terminal(hooked: Hooked, lab: Lab) -> None:
+    """pre-commit holds a hook's output until it ends; progress goes to /dev/tty meanwhile.
+
+    `script` gives the push a terminal; the step lines only ever go to the progress sink,
+    never to standard output, so seeing them proves they went through /dev/tty.
+    """
+    hooked.repo.commit({"services/api/app.txt": "api on a terminal\n"})
+    proc = subprocess.run(("script", "--quiet", "--return", "--command", "git push origin main", "/dev/null"),
+                          cwd=hooked.repo.path, env=hooked.env, capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout
+    assert re.search(r"mab-hook: api linux/arm64: \d/\d RUN cat /base-release /app.txt", proc.stdout), (
+        proc.stdout
+    )
+    assert "mab-hook: api: pushing" in proc.stdout

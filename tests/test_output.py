@@ -73,3 +73,22 @@ def test_build_lines_only_when_verbose() -> None:
     Printer(quiet, color=False).build_line("#1 DONE")
     Printer(loud, color=False, verbose=True).build_line("#1 DONE")
     assert (quiet.getvalue(), loud.getvalue()) == ("", "  | #1 DONE\n")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_a_terminal_we_write_to() -> None:
+    stream = _Terminal()
+    with output.progress_sink(Printer(stream, color=False), {}) as progress:
+        progress("api linux/arm64: 2/3 RUN make")
+    assert stream.getvalue() == "mab-hook: api linux/arm64: 2/3 RUN make\n"
+
+
+def test_no_progress_into_captured_output() -> None:
+    stream = io.StringIO()  # no terminal, not under pre-commit: the summary says it all
+    with output.progress_sink(Printer(stream, color=False), {}) as progress:
+        progress("api: building")
+    assert stream.getvalue() == ""

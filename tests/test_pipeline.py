@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import pipeline, process
-from mab_hook.buildx import BUILT, FAILED, NOT_BUILT, SKIPPED, BuildResult, Buildx
+from mab_hook import buildx, pipeline, process
+from mab_hook.buildx import BUILT, FAILED, NOT_BUILT, PUSHED, SKIPPED, BuildResult, Buildx
 from mab_hook.config import Image
 from mab_hook.pipeline import Events, Job, Step
 from mab_hook.plan import Base, PlannedImage
@@ -100,3 +100,19 @@ def test_interrupt_stops_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(KeyboardInterrupt):
         pipeline.build_jobs([job("a")], s, limit=1)
     assert stopped == [True]
+
+
+def test_a_failed_push_says_which_images_reached_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def push_one(planned: PlannedImage, *args: object, **kwargs: object) -> BuildResult:
+        status = FAILED if planned.image.name == "api" else PUSHED
+        return BuildResult(
+            planned.image.name, status, 1.0, "push failed (exit 1)" if status == FAILED else "", None
+        )
+
+    monkeypatch.setattr(buildx, "push_one", push_one)
+    jobs = [job("base"), job("api", "base")]
+    built = [BuildResult(j.planned.image.name, BUILT, 2.0, "", None) for j in jobs]
+    results = pipeline.publish(jobs, built, step(tmp_path, []))
+    assert [(r.name, r.status, r.seconds) for r in results] == [("base", PUSHED, 3.0), ("api", FAILED, 3.0)]

@@ -84,3 +84,19 @@ def test_interrupt_kills_the_whole_process_group() -> None:
     while alive(pids[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pids[0])
+
+
+def test_credentials_in_urls_are_redacted() -> None:
+    text = "pushing to https://bob:s3cret@registry.internal/v2/ and ssh://git@host/repo, not http://plain/x"
+    assert process.redact(text) == (
+        "pushing to https://***@registry.internal/v2/ and ssh://***@host/repo, not http://plain/x"
+    )
+
+
+def test_streamed_output_is_redacted_in_the_log_and_the_callback() -> None:
+    log = io.StringIO()
+    lines: list[str] = []
+    process.stream((sys.executable, "-c", "print('GET https://u:token@reg.internal/v2/')"), env=os.environ,
+                   log=log, on_line=lines.append)  # fmt: skip
+    assert "token" not in log.getvalue()
+    assert lines == ["GET https://***@reg.internal/v2/"]

@@ -58,8 +58,15 @@ def results(output: str) -> dict[str, str]:
 def test_unchanged_content_is_not_built_again(lab: Lab, repo: Repo) -> None:
     registry = lab.namespace()
     first = repo.commit(files(lab, registry))
-    built = mab(repo, lab, "--all")
-    assert results(built.stdout) == {"base": "built", "api": "built"}, built.stdout
+    built = mab(repo, lab, "--all", "--json")
+    data = json.loads(built.stdout)
+    assert [(r["name"], r["status"]) for r in data["results"]] == [("base", "built"), ("api", "built")]
+    labels = json.loads(lab.docker("image", "inspect", "--format", "{{json .Config.Labels}}",
+                                   f"{registry}/api:{first[:7]}").stdout)  # fmt: skip
+    assert labels["org.opencontainers.image.revision"] == first
+    assert labels["org.opencontainers.image.source"] == str(repo.remote)
+    assert labels["org.opencontainers.image.created"].startswith("20")
+    assert labels["dev.mab-hook.input-digest"] == data["results"][1]["input_digest"]
     # The same content again: an amended message, another branch. Nothing is built.
     repo.git("commit", "-q", "--amend", "-m", "same content, new message")
     assert repo.head() != first

@@ -12,16 +12,19 @@ import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import git
 
-from mab_hook import changes, config, doctor, fields, output, pipeline, plan, readiness
+from mab_hook import changes, config, fields, output, plan
 from mab_hook.buildx import PUSHED, BuildResult
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files
 from mab_hook.output import Printer
 from mab_hook.paths import Tree
+
+if TYPE_CHECKING:
+    from mab_hook import readiness
 
 EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 3, 130
 
@@ -72,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `doctor` is a command, not a remote: git passes a hook the remote's name *and* URL.
     if argv[:1] == ["doctor"] and (len(argv) == 1 or argv[1].startswith("-")):
+        from mab_hook import doctor  # noqa: PLC0415 - what only some runs need loads when needed
+
         args, command = doctor.parse_args(argv[1:]), doctor.run
     else:
         args, command = parse_args(argv), run
@@ -123,6 +128,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
             printer.line(output.plan_text(plans, printer))
         return _finish(args, plans, [], printer)
     printer.line(output.plan_text(plans, printer))
+    from mab_hook import pipeline, readiness  # noqa: PLC0415 - only when something is to be built
+
     host = readiness.local_host(env, platform.machine())
     with output.progress_sink(printer, env) as progress:
         events = pipeline.Events(progress=progress, build_line=printer.build_line)
@@ -153,6 +160,8 @@ def _finish(
 
 def ensure_ready(plans: Sequence[plan.Plan], host: readiness.Host, printer: Printer) -> None:
     """The readiness checks for what is about to be built; a failure costs no build time."""
+    from mab_hook import readiness  # noqa: PLC0415
+
     for wanted in wanted_for(plans):
         report = readiness.check(host, wanted)
         for check in report.checks:
@@ -170,6 +179,8 @@ def ensure_ready(plans: Sequence[plan.Plan], host: readiness.Host, printer: Prin
 
 def wanted_for(plans: Sequence[plan.Plan]) -> list[readiness.Wanted]:
     """One readiness question per builder: the platforms of its images, its registry if pushing."""
+    from mab_hook import readiness  # noqa: PLC0415
+
     by_builder: dict[str | None, readiness.Wanted] = {}
     for p in plans:
         platforms = tuple(dict.fromkeys(pf for planned in p.affected for pf in planned.image.platforms))

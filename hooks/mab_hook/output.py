@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from mab_hook.buildx import BUILT, FAILED, PUSHED, SKIPPED, TIMED_OUT, BuildResult
 from mab_hook.plan import Explanation, Plan
-from mab_hook.readiness import Check, Report
+
+if TYPE_CHECKING:
+    from mab_hook.readiness import Check, Report
 
 COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
 

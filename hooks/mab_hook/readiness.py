@@ -10,8 +10,6 @@ import concurrent.futures
 import ipaddress
 import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -29,6 +27,9 @@ MIN_BUILDX = (0, 13)
 
 
 def http_status(url: str, timeout: float = 5.0) -> int:
+    import urllib.error  # noqa: PLC0415 - only when a registry is checked: a faster start
+    import urllib.request  # noqa: PLC0415
+
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout) as response:
             return int(response.status)

@@ -226,6 +226,21 @@ def blob_entries(repo: git.Repo, sha: str) -> dict[str, str]:
     return entries
 
 
+def blob_ids(repo: git.Repo, sha: str, paths: Iterable[str]) -> dict[str, str]:
+    """The blob ids of some files of a commit, from one `git ls-tree`."""
+    paths = list(paths)
+    if not paths:
+        return {}
+    out = repo.git.ls_tree("-z", "--full-tree", sha, "--", *paths, strip_newline_in_stdout=False,
+                           env={"GIT_LITERAL_PATHSPECS": "1"})  # fmt: skip
+    ids = {}
+    for entry in out.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path:
+            ids[path] = meta.split(" ")[2]
+    return ids
+
+
 def read_file(repo: git.Repo, sha: str, path: str) -> str | None:
     """One file of a commit; None when the commit has no such file.
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import git
 
-from mab_hook import changes, config, fields, output, plan
+from mab_hook import cache, changes, config, fields, output, plan
 from mab_hook.buildx import PUSHED, BuildResult
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files
@@ -239,9 +239,16 @@ def plan_for(repo: git.Repo, target: changes.Target, build_platform: str) -> pla
     text = changes.read_file(repo, target.sha, fields.PYPROJECT)
     cfg = config.load(text, source=source, tracked=tree, root_name=root)
     read = functools.lru_cache(maxsize=None)(lambda path: changes.read_file(repo, target.sha, path))
-    files = Files(tree, lambda path: read(path) if tree.exists(path) else None)
+    ids = changes.blob_ids(repo, target.sha, {image.dockerfile for image in cfg.images})
+    cache_file = Path(repo.common_dir) / "mab-hook" / "cache" / "dockerfiles.pickle"
+    memory = cache.load(cache_file)
+    known = len(memory)
+    files = Files(tree, lambda path: read(path) if tree.exists(path) else None, ids.get, memory)
     previous = previous_configs(repo, target, tree) if fields.PYPROJECT in (target.changed or ()) else None
-    return plan.make_plan(target, cfg, files, build_platform=build_platform, previous=previous)
+    planned = plan.make_plan(target, cfg, files, build_platform=build_platform, previous=previous)
+    if len(memory) != known:  # entries are only ever added
+        cache.save(cache_file, memory)
+    return planned
 
 
 def previous_configs(repo: git.Repo, target: changes.Target, tree: Tree) -> list[config.Config]:

@@ -7,8 +7,8 @@ main build context or from named contexts, minus what the ignore file in use lea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from mab_hook import dockerfile, ignore
 from mab_hook.config import Image
@@ -17,12 +17,29 @@ from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
 from mab_hook.paths import Tree, relative_to
 
+T = TypeVar("T")
+
 
 class Files(NamedTuple):
-    """The files of one commit: its tree and a reader."""
+    """The files of one commit: its tree, a reader, and what earlier runs worked out from them.
+
+    `memo` keeps results about a file (a parsed Dockerfile, say) under the file's blob id, so
+    a file unchanged since an earlier run is neither read nor parsed again.
+    """
 
     tree: Tree
     read: Callable[[str], str | None]
+    blob_id: Callable[[str], str | None] = lambda path: None
+    cache: MutableMapping[Hashable, Any] | None = None
+
+    def memo(self, path: str, key: tuple[Hashable, ...], make: Callable[[], T]) -> T:
+        blob = self.blob_id(path)
+        if blob is None or self.cache is None:
+            return make()
+        full = (blob, *key)
+        if full not in self.cache:
+            self.cache[full] = make()
+        return self.cache[full]  # type: ignore[no-any-return]
 
     @classmethod
     def of(cls, contents: Mapping[str, str]) -> Files:
@@ -123,8 +140,7 @@ class Inputs(NamedTuple):
 
 
 def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
-    text = files.read(image.dockerfile)
-    if text is None:
+    if not files.exists(image.dockerfile):
         raise FatalError(f"image {image.name}: {image.dockerfile} is missing")
     ignore_path = ignore.ignore_file(image.context, image.dockerfile, files.exists)
     main_ignore = ignore.load(ignore_path, files.read(ignore_path) if ignore_path else None)
@@ -136,7 +152,9 @@ def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
     rules: dict[Rule, None] = {}
     bases: dict[str, None] = {}
     target = ""
-    for parsed in _parse_for_platforms(image, text, build_platform):
+    key = ("parsed", image.build_args, image.platforms, build_platform, image.dockerfile)
+    models = files.memo(image.dockerfile, key, lambda: _parse_for_platforms(image, files, build_platform))
+    for parsed in models:
         built = parsed.target(image.target, source=image.dockerfile)
         target = _label(built)
         reachable = {stage.number for stage in parsed.reachable(built)}
@@ -150,15 +168,18 @@ def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
     return Inputs(image, main_ignore, target, tuple(rules), tuple(bases))
 
 
-def _parse_for_platforms(image: Image, text: str, build_platform: str) -> Iterable[Dockerfile]:
+def _parse_for_platforms(image: Image, files: Files, build_platform: str) -> tuple[Dockerfile, ...]:
     """One parse per platform when the Dockerfile uses platform ARGs, else a single one."""
+    text = files.read(image.dockerfile) or ""
     args = dict(image.build_args)
     uses_platform = any(arg in text for arg in dockerfile.PLATFORM_ARGS)
     platforms = image.platforms if uses_platform else image.platforms[:1]
-    for platform in platforms or (build_platform,):
-        yield dockerfile.parse(
+    return tuple(
+        dockerfile.parse(
             text, args, platform=platform, build_platform=build_platform, source=image.dockerfile
         )
+        for platform in platforms or (build_platform,)
+    )
 
 
 def _rules(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import graphlib
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import NamedTuple
 
 from mab_hook import dockerfile, ignore, inputs
@@ -78,18 +79,23 @@ class _Analysis:
         if self.mentions is None:
             self.mentions = {}
             for image in self.config.images:
-                text = " ".join((self.files.read(image.dockerfile) or "", *(v for _k, v in image.build_args)))
-                for word in _reference_words(text):
+                words = self.files.memo(
+                    image.dockerfile, ("words",), partial(self._words_in, image.dockerfile)
+                )
+                for word in words | _reference_words(" ".join(v for _k, v in image.build_args)):
                     self.mentions.setdefault(word, set()).add(image.name)
         image = self.by_name[base]
         found = self.mentions.get(image.name, set()) | self.mentions.get(self.config.reference(image), set())
         return found - {base}
 
+    def _words_in(self, path: str) -> frozenset[str]:
+        return _reference_words(self.files.read(path) or "")
+
 
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 
 
-def _reference_words(text: str) -> set[str]:
+def _reference_words(text: str) -> frozenset[str]:
     """Everything in a text that could name an image: each word without its tag or digest, and
     every '/'-suffix of it (`${REGISTRY}/team/api:1` names `team/api` and `api`)."""
     words: set[str] = set()
@@ -97,7 +103,7 @@ def _reference_words(text: str) -> set[str]:
         name, _tag = dockerfile.split_reference(word)
         parts = name.split("/")
         words.update("/".join(parts[i:]) for i in range(len(parts)))
-    return words
+    return frozenset(words)
 
 
 def make_plan(

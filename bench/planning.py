@@ -15,10 +15,12 @@ import cProfile
 import io
 import os
 import pstats
+import shutil
+import statistics
 import subprocess
 import sys
 
-from common import WORK, git, mab, measure, ms
+from common import WORK, Timing, git, mab, measure, ms
 
 TARGET_SECONDS = 1.0
 
@@ -39,27 +41,34 @@ def main() -> int:
     floor = measure(("git", "diff", "--name-status", "-M", "main", "push"), cwd=repo, runs=args.runs)
     start = measure((sys.executable, "-c", "pass"), cwd=repo, runs=args.runs)
     imports = measure((sys.executable, "-c", "import mab_hook.cli"), cwd=repo, runs=args.runs)
-    plan = measure(mab("--dry-run", "--json", "--from", "main", "--to", "push"), cwd=repo, runs=args.runs)
+    command = mab("--dry-run", "--json", "--from", "main", "--to", "push")
+    cold_runs = []
+    for _ in range(args.runs):  # no planning cache: every Dockerfile the push comes near is parsed
+        shutil.rmtree(repo / ".git" / "mab-hook" / "cache", ignore_errors=True)
+        cold_runs.append(measure(command, cwd=repo, runs=1))
+    cold = Timing(statistics.median(t.median for t in cold_runs), tuple(t.median for t in cold_runs),
+                  max(t.peak_kb for t in cold_runs))  # fmt: skip
+    plan = measure(command, cwd=repo, runs=args.runs)  # the cache from the runs above
     budget = 3 * floor.median + imports.median
     print(f"### Planning: {args.images} images, {args.files} files, 50 commits touching {changed} files\n")
     print("| what | median | runs |")
     print("| --- | --- | --- |")
     rows = (
-        ("`mab-hook --dry-run` (whole process)", plan),
+        ("`mab-hook --dry-run`, first run (no planning cache)", cold),
+        ("`mab-hook --dry-run`, later runs (planning cache)", plan),
         ("floor: `git diff --name-status -M`", floor),
         ("Python start-up (`python -c pass`)", start),
         ("start-up with imports (`import mab_hook.cli`)", imports),
     )
     for label, timing in rows:
         print(f"| {label} | {ms(timing.median)} | {', '.join(ms(t) for t in timing.runs)} |")
-    verdict = "met" if plan.median < TARGET_SECONDS else "MISSED"
-    print(
-        f"\n- ratio to the floor: {plan.median / floor.median:.0f}x; under {TARGET_SECONDS:.0f} s: {verdict}"
-    )
+    verdict = "met" if cold.median < TARGET_SECONDS else "MISSED"
+    ratios = f"{cold.median / floor.median:.0f}x first, {plan.median / floor.median:.0f}x later"
+    print(f"\n- ratio to the floor: {ratios}; under {TARGET_SECONDS:.0f} s: {verdict}")
     print(
         f"- 3x floor + start-up with imports = {ms(budget)}: {'met' if plan.median <= budget else 'missed'}"
     )
-    print(f"- peak memory (max RSS): {plan.peak_kb / 1024:.0f} MiB")
+    print(f"- peak memory (max RSS): {max(cold.peak_kb, plan.peak_kb) / 1024:.0f} MiB")
     if args.profile:
         print("\nWhere the time goes (cProfile, cumulative, top 12):\n```")
         print(profile(repo))

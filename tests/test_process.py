@@ -43,13 +43,22 @@ def test_missing_program_is_a_fatal_error() -> None:
 def test_stream_tees_lines_and_returns_the_exit_code() -> None:
     log = io.StringIO()
     lines: list[str] = []
-    code = process.stream(
+    code = process.Group().stream(
         (sys.executable, "-c", "print('a'); print('b'); raise SystemExit(4)"),
         env=os.environ,
         log=log,
         on_line=lines.append,
     )
-    assert (code, lines, log.getvalue()) == (4, ["a", "b"], "a\nb\n")
+    assert (code, lines, log.getvalue()) == ((4, False), ["a", "b"], "a\nb\n")
+
+
+def test_stream_stops_a_command_at_its_timeout() -> None:
+    started = time.monotonic()
+    streamed = process.Group().stream((sys.executable, "-c", "import time; time.sleep(60)"), env=os.environ,
+                                      log=io.StringIO(), timeout=0.5)  # fmt: skip
+    assert streamed.timed_out
+    assert streamed.returncode != 0
+    assert time.monotonic() - started < 30
 
 
 def alive(pid: int) -> bool:
@@ -78,7 +87,9 @@ def test_interrupt_kills_the_whole_process_group() -> None:
 
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        process.stream((sys.executable, "-c", script), env=os.environ, log=io.StringIO(), on_line=on_line)
+        process.Group().stream(
+            (sys.executable, "-c", script), env=os.environ, log=io.StringIO(), on_line=on_line
+        )
     assert time.monotonic() - started < 30
     deadline = time.monotonic() + 10
     while alive(pids[0]) and time.monotonic() < deadline:
@@ -96,7 +107,7 @@ def test_credentials_in_urls_are_redacted() -> None:
 def test_streamed_output_is_redacted_in_the_log_and_the_callback() -> None:
     log = io.StringIO()
     lines: list[str] = []
-    process.stream((sys.executable, "-c", "print('GET https://u:token@reg.internal/v2/')"), env=os.environ,
+    process.Group().stream((sys.executable, "-c", "print('GET https://u:token@reg.internal/v2/')"), env=os.environ,
                    log=log, on_line=lines.append)  # fmt: skip
     assert "token" not in log.getvalue()
     assert lines == ["GET https://***@reg.internal/v2/"]

@@ -160,17 +160,6 @@ class Group:
             terminate(proc)
 
 
-def stream(
-    cmd: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    log: IO[str],
-    on_line: Callable[[str], None] = lambda line: None,
-) -> int:
-    """Run one long command in the calling thread; see Group.stream."""
-    return Group().stream(cmd, env=env, log=log, on_line=on_line).returncode
-
-
 def terminate(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
     """SIGTERM the process group, then SIGKILL it if it does not go in time."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):

@@ -168,7 +168,8 @@ def test_two_runs_take_turns(lab: Lab, repo: Repo) -> None:
     out, _ = first.communicate(timeout=120)
     assert first.returncode == 0, out
     assert second.returncode == 0, second.stdout
-    # The second run waited for the first, then found everything built.
+    # The second run waited for the first, said so, then found everything built.
+    assert f"another mab-hook run (pid {first.pid}) is building in this repository" in second.stdout
     assert results(second.stdout) == {"base": "skipped", "api": "skipped"}
 
 

@@ -132,7 +132,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
 
     host = readiness.local_host(env, platform.machine())
     with output.progress_sink(printer, env) as progress:
-        events = pipeline.Events(progress=progress, build_line=printer.build_line)
+        events = pipeline.Events(progress=progress, build_line=printer.build_line, notice=printer.info)
         results = pipeline.run(repo, plans, env, events, ready=lambda: ensure_ready(plans, host, printer),
                                timeout=args.timeout)  # fmt: skip
     return _finish(args, plans, results, printer)

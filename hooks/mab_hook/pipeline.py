@@ -36,6 +36,7 @@ class Events(NamedTuple):
 
     progress: Callable[[str], None]  # one line per image or platform event
     build_line: Callable[[str], None]  # buildx's own output, for --verbose
+    notice: Callable[[str], None] = lambda text: None  # what the output must keep (a wait, say)
 
 
 class Step(NamedTuple):
@@ -63,7 +64,12 @@ def run(
     group = process.Group()
     records: list[tuple[str, str, dict[str, str]]] = []
     results: list[BuildResult] = []
-    with lock(state.root, events.progress), ExitStack() as stack:
+
+    def waiting(text: str) -> None:  # on the terminal now, and in the output for later
+        events.progress(text)
+        events.notice(text)
+
+    with lock(state.root, waiting), ExitStack() as stack:
         try:
             work = []
             for plan in (p for p in plans if p.affected):

@@ -54,7 +54,7 @@ def test_independent_images_build_at_once_up_to_the_limit(
     events = fake_builds(monkeypatch)
     results = pipeline.build_jobs([job("a"), job("b"), job("c")], step(tmp_path, []), limit=2)
     assert [r.status for r in results] == [BUILT, BUILT, BUILT]
-    assert events[:2] == ["start a", "start b"]  # two at once
+    assert set(events[:2]) == {"start a", "start b"}  # two at once
     assert events.index("start c") > min(events.index("end a"), events.index("end b"))  # c waits for a slot
 
 

@@ -200,3 +200,15 @@ def test_files_are_read_at_the_commit_not_the_work_tree(repo: Repo) -> None:
     assert changes.read_file(open_repo(repo), sha, "a/x") == "committed"
     assert changes.read_file(open_repo(repo), sha, "c/new") is None
     assert changes.tracked_files(open_repo(repo), sha) == ("a/x", "b/y")
+
+
+def test_an_annotated_tag_builds_its_commit(repo: Repo) -> None:
+    repo.commit({"a/x": "1"})
+    repo.git("push", "-q", "origin", "main")
+    commit = repo.commit({"b/y": "1"})
+    repo.git("tag", "-a", "v1.0", "-m", "release")
+    tag_object = repo.git("rev-parse", "v1.0")
+    assert tag_object != commit
+    ref = PushedRef("refs/tags/v1.0", tag_object, "refs/tags/v1.0", Z40)
+    (target,) = changes.targets_from_push(open_repo(repo), "origin", [ref])
+    assert (target.sha, target.branch, target.changed) == (commit, "v1.0", frozenset({"b/y"}))

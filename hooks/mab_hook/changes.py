@@ -53,9 +53,10 @@ def parse_push_lines(text: str) -> tuple[PushedRef, ...]:
 
 
 def branch_name(ref: str | None) -> str | None:
+    """The name {branch} stands for: a branch's or a tag's short name."""
     if not ref or ref == "HEAD":
         return None
-    return ref.removeprefix("refs/heads/")
+    return ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
 
 
 def targets_from_push(repo: git.Repo, remote: str, refs: Iterable[PushedRef]) -> tuple[Target, ...]:
@@ -65,19 +66,13 @@ def targets_from_push(repo: git.Repo, remote: str, refs: Iterable[PushedRef]) ->
         if is_null(ref.local_sha):
             continue  # a delete builds nothing
         branch = branch_name(ref.remote_ref)
+        sha = resolve(repo, ref.local_sha)  # an annotated tag's object names its commit
         if not is_null(ref.remote_sha) and _exists(repo, ref.remote_sha):
-            changed = changed_paths(repo, ref.remote_sha, ref.local_sha)
-            targets.append(
-                Target(
-                    ref.local_sha,
-                    branch,
-                    changed,
-                    f"{ref.remote_ref}: {ref.remote_sha[:7]}..{ref.local_sha[:7]}",
-                    (ref.remote_sha,),
-                )
-            )
+            changed = changed_paths(repo, ref.remote_sha, sha)
+            why = f"{ref.remote_ref}: {ref.remote_sha[:7]}..{sha[:7]}"
+            targets.append(Target(sha, branch, changed, why, (resolve(repo, ref.remote_sha),)))
             continue
-        target = new_branch_target(repo, remote, ref.local_sha, branch, ref.remote_ref)
+        target = new_branch_target(repo, remote, sha, branch, ref.remote_ref)
         if target is not None:
             targets.append(target)
     return merge_targets(targets)

@@ -100,6 +100,24 @@ def test_failed_platforms_read_from_plain_progress() -> None:
     assert buildx.failed_platforms("ERROR: failed to read dockerfile\n") == ()
 
 
+EXPORT_FAILURE = """\
+#12 [linux/arm/v7 2/2] RUN echo "base v1" > /base
+#12 CACHED
+
+#13 exporting to image
+#13 exporting layers done
+#13 ERROR: failed to commit m3p52 to eajbw during finalize: snapshot m3p52 does not exist: not found
+------
+ERROR: failed to solve: failed to commit m3p52 to eajbw during finalize
+"""
+
+
+def test_an_export_failure_is_told_from_a_step_failure() -> None:
+    assert buildx.export_failed(EXPORT_FAILURE)
+    assert not buildx.export_failed(BAKE_LOG)
+    assert buildx.failed_platforms(EXPORT_FAILURE) == ()
+
+
 def test_step_events() -> None:
     assert buildx.step("#17 [bad linux/arm/v7 2/2] RUN [ \"$(uname -m)\" != armv7l ]") == (
         "17", "linux/arm/v7", '2/2 RUN [ "$(uname -m)" != armv7l ]')  # fmt: skip

@@ -143,6 +143,11 @@ def build_one(
     command = buildx.bake(bake_file, "--metadata-file", str(metadata), target_name(name))
     with log_path.open("w") as log:
         streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
+        if streamed.returncode != 0 and not streamed.timed_out and export_failed(log_path.read_text()):
+            # The engine, not the Dockerfile, failed (seen: "failed to commit ... snapshot does
+            # not exist" from moby 26.1's BuildKit); every step is cached, so once more is cheap.
+            log.write("mab-hook: the engine failed while exporting the image; building it once more\n")
+            streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
     seconds = time.monotonic() - started
     text = log_path.read_text(errors="replace")
     result = BuildResult(name, BUILT, seconds, "", log_path, platforms=planned.image.platforms)
@@ -152,6 +157,9 @@ def build_one(
     if streamed.timed_out:
         detail = f"timed out after {timeout:g} s; the build was stopped"
         return result._replace(status=TIMED_OUT, detail=detail, tail=tail)
+    if export_failed(text):
+        detail = "the engine failed while exporting the image, twice; try `docker buildx prune` (build cache)"
+        return result._replace(status=FAILED, detail=detail, tail=tail)
     platforms = failed_platforms(text)
     where = f" on {', '.join(platforms)}" if platforms else ""
     return result._replace(
@@ -167,6 +175,17 @@ def image_digest(metadata: Path, target: str) -> str:
         return ""
     entry = data.get(target, data) if isinstance(data, dict) else {}
     return str(entry.get("containerimage.digest", "")) if isinstance(entry, dict) else ""
+
+
+def export_failed(log: str) -> bool:
+    """Whether a build failed in exporting its result rather than in any of its steps."""
+    names: dict[str, str] = {}
+    for line in log.splitlines():
+        if match := re.match(r"^#(\d+) (\[.*|exporting to .*)$", line):
+            names.setdefault(match.group(1), match.group(2))
+        elif (error := _ERROR_RE.match(line)) and names.get(error.group(1), "").startswith("exporting"):
+            return True
+    return False
 
 
 def failed_platforms(log: str) -> tuple[str, ...]:

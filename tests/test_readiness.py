@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import git as gitpython
 import pytest
 
-from mab_hook import builders, readiness
+from mab_hook import builders, changes, cli, readiness
+from mab_hook.errors import FatalError
+from mab_hook.output import Printer
 from mab_hook.process import Completed
 from mab_hook.readiness import FAIL, OK, WARN, Check, Host, Wanted
+from tests.conftest import Repo
 from tests.test_binfmt import AARCH64, ARM, proc
 
 FIXTURES = Path(__file__).parent / "fixtures" / "buildx"
@@ -361,3 +366,21 @@ def test_a_configured_builder_is_created_node_by_node() -> None:
          "linux/arm64,linux/arm/v7", "ssh://builder@arm-box.internal"),
         ("docker", "buildx", "inspect", "--bootstrap", "fleet"),
     ]  # fmt: skip
+
+
+def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
+    tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/arm/v7", "linux/s390x"]\n',
+                 "app/Dockerfile": "FROM busybox\n"})  # fmt: skip
+    plans = [cli.plan_for(gitpython.Repo(repo.path), changes.target_for_all(gitpython.Repo(repo.path), "HEAD", None, "t"),
+                          "linux/amd64")]  # fmt: skip
+    stream = io.StringIO()
+    with pytest.raises(FatalError) as info:
+        cli.ensure_ready(plans, host(tmp_path), Printer(stream, color=False))
+    assert stream.getvalue() == (
+        "mab-hook: warning: platform linux/arm/v7: builder default does not list linux/arm/v7, but BuildKit "
+        "runs it this way (`mab-hook doctor` says more)\n"
+    )
+    assert "this host cannot build what the push needs; nothing was built" in str(info.value)
+    assert "no emulator is registered for s390x ELF programs" in str(info.value)

@@ -165,8 +165,9 @@ def ensure_ready(plans: Sequence[plan.Plan], host: readiness.Host, printer: Prin
     for wanted in wanted_for(plans):
         report = readiness.check(host, wanted)
         for check in report.checks:
-            if check.status == readiness.WARN:
-                printer.warn(f"{check.name}: {check.finding}")
+            if check.status == readiness.WARN:  # on every push: the gist; doctor has the rest
+                gist = check.finding.rsplit("; ", 1)[-1]
+                printer.warn(f"{check.name}: {gist} (`mab-hook doctor` says more)")
         if not report.ready:
             failed = [check for check in report.checks if check.status == readiness.FAIL]
             raise FatalError(

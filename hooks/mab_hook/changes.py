@@ -211,29 +211,28 @@ def tracked_files(repo: git.Repo, sha: str) -> tuple[str, ...]:
 
 def blob_entries(repo: git.Repo, sha: str) -> dict[str, str]:
     """Every tracked file of a commit with its mode and object id: what its content hashes to."""
-    out = repo.git.ls_tree("-r", "-z", "--full-tree", sha, strip_newline_in_stdout=False)
+    return {path: f"{mode} {object_id}" for path, (mode, object_id) in _ls_tree(repo, sha, "-r").items()}
+
+
+def blob_ids(repo: git.Repo, sha: str, paths: Iterable[str]) -> dict[str, str]:
+    """The blob ids of some files of a commit."""
+    paths = list(paths)
+    if not paths:
+        return {}
+    return {path: object_id for path, (_mode, object_id) in _ls_tree(repo, sha, "--", *paths).items()}
+
+
+def _ls_tree(repo: git.Repo, sha: str, *args: str) -> dict[str, tuple[str, str]]:
+    """One `git ls-tree` (pathspecs taken literally): path -> (mode, object id)."""
+    out = repo.git.ls_tree("-z", "--full-tree", sha, *args, strip_newline_in_stdout=False,
+                           env={"GIT_LITERAL_PATHSPECS": "1"})  # fmt: skip
     entries = {}
     for entry in out.split("\0"):
         meta, _, path = entry.partition("\t")
         if path:
             mode, _kind, object_id = meta.split(" ")
-            entries[path] = f"{mode} {object_id}"
+            entries[path] = (mode, object_id)
     return entries
-
-
-def blob_ids(repo: git.Repo, sha: str, paths: Iterable[str]) -> dict[str, str]:
-    """The blob ids of some files of a commit, from one `git ls-tree`."""
-    paths = list(paths)
-    if not paths:
-        return {}
-    out = repo.git.ls_tree("-z", "--full-tree", sha, "--", *paths, strip_newline_in_stdout=False,
-                           env={"GIT_LITERAL_PATHSPECS": "1"})  # fmt: skip
-    ids = {}
-    for entry in out.split("\0"):
-        meta, _, path = entry.partition("\t")
-        if path:
-            ids[path] = meta.split(" ")[2]
-    return ids
 
 
 def read_file(repo: git.Repo, sha: str, path: str) -> str | None:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -50,16 +49,6 @@ def git(cwd: Path, *args: str, env: Mapping[str, str] | None = None, check: bool
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
     return proc.stdout.strip()
-
-
-def wait_until_gone(pattern: str, seconds: float) -> bool:
-    """Whether every process whose command line holds `pattern` ends within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while subprocess.run(("pgrep", "-f", pattern), capture_output=True, check=False).returncode == 0:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 class Repo(NamedTuple):

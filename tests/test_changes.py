@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import git as gitpython
 import pytest
 
-from mab_hook import changes
+from mab_hook import changes, listing
 from mab_hook.changes import PushedRef, Target
 from mab_hook.errors import FatalError
 from tests.conftest import Repo
@@ -199,7 +201,7 @@ def test_files_are_read_at_the_commit_not_the_work_tree(repo: Repo) -> None:
     repo.write({"a/x": "uncommitted", "c/new": "1"})
     assert changes.read_file(open_repo(repo), sha, "a/x") == "committed"
     assert changes.read_file(open_repo(repo), sha, "c/new") is None
-    assert changes.tracked_files(open_repo(repo), sha) == ("a/x", "b/y")
+    assert listing.of_commit(open_repo(repo), sha).tree.paths == ("a/x", "b/y")
 
 
 def test_an_annotated_tag_builds_its_commit(repo: Repo) -> None:
@@ -212,3 +214,36 @@ def test_an_annotated_tag_builds_its_commit(repo: Repo) -> None:
     ref = PushedRef("refs/tags/v1.0", tag_object, "refs/tags/v1.0", Z40)
     (target,) = changes.targets_from_push(open_repo(repo), "origin", [ref])
     assert (target.sha, target.branch, target.changed) == (commit, "v1.0", frozenset({"b/y"}))
+
+
+def test_many_files_are_read_at_once(repo: Repo) -> None:
+    files = {"a/x": "one\n", "empty": "", "b/ünï": "ü\nlines\n\n", "odd\nname": "newline in its name"}
+    repo.commit(files)
+    (repo.path / "raw").write_bytes(b"\xff\xfe not utf-8\n")
+    sha = repo.commit({})
+    handle = open_repo(repo)
+    found = listing.of_commit(handle, sha)
+    reader = changes.Reader(handle, found.blob_id)
+    paths = [*files, "raw", "a", "missing", "a/x"]
+    reader.fetch(paths)
+    texts = {path: reader.read(path) for path in paths}
+    assert texts == {**files, "raw": "\ufffd\ufffd not utf-8\n", "a": None, "missing": None}
+
+
+def test_a_reader_reads_each_file_once(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    sha = repo.commit({"a": "1", "b": "2", "c": "3"})
+    handle = open_repo(repo)
+    reader = changes.Reader(handle, listing.of_commit(handle, sha).blob_id)
+    reader.fetch(["a", "b", "nope"])
+    asked: list[list[str]] = []
+    real = changes.read_blobs
+
+    def counting(repo: gitpython.Repo, ids: Iterable[str]) -> dict[str, str]:
+        asked.append(list(ids))
+        return real(repo, asked[-1])
+
+    monkeypatch.setattr(changes, "read_blobs", counting)
+    assert (reader.read("a"), reader.read("b"), reader.read("nope")) == ("1", "2", None)
+    reader.fetch(["a", "nope"])
+    assert asked == []  # nothing asked of git again
+    assert reader.read("c") == "3" and len(asked) == 1

@@ -129,7 +129,8 @@ def test_bad_config_exits_1_and_builds_nothing(project: Repo, capsys: pytest.Cap
     assert code == 1
     assert "mab-hook: error: pyproject.toml at" in out
     assert "[tool.multiarch.platfroms] unknown key (did you mean 'platforms'?)" in out
-    assert not (project.path / ".git" / "mab-hook").exists()
+    kept = project.path / ".git" / "mab-hook"
+    assert [p.name for p in kept.iterdir()] == ["cache"]  # no lock taken, no log, no record
 
 
 def test_config_is_read_from_the_pushed_commit(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from mab_hook import fields
+from mab_hook import config, fields
 from mab_hook.config import Config, Image, load
 from mab_hook.errors import FatalError
 from mab_hook.fields import platform_problem, render_tag
@@ -322,3 +324,26 @@ def test_build_settings_and_builder_table() -> None:
 ])  # fmt: skip
 def test_bad_build_settings(text: str, expected: str) -> None:
     assert expected in problem('[tool.multiarch]\nplatforms = ["linux/amd64"]\n' + text + "\n")
+
+
+def test_a_cached_config_is_checked_against_the_tree_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory: dict[object, object] = {}
+    first = load(FULL, source="at 1", tracked=TRACKED, cache=memory)
+    monkeypatch.setattr("mab_hook.config.tomllib.loads", lambda text: pytest.fail("parsed again"))
+    again = load(FULL, source="at 2", tracked=TRACKED | {"new/file"}, cache=memory)
+    assert again == dataclasses.replace(first, source="at 2")
+    with pytest.raises(FatalError, match="'services/api/Dockerfile' is not a tracked file"):
+        # the tree answers otherwise: validated afresh (and so parsed: the patch above fails it)
+        monkeypatch.undo()
+        load(FULL, source="at 3", tracked=TRACKED - {"services/api/Dockerfile"}, cache=memory)
+
+
+def test_only_the_last_configs_are_kept_and_discovery_is_not() -> None:
+    memory: dict[object, object] = {}
+    texts = [FULL.replace("multi-arch", f"builder-{i}") for i in range(config.KEEP_CONFIGS + 2)]
+    for text in texts:
+        load(text, source="s", tracked=TRACKED, cache=memory)
+    assert [key[1] for key in memory if isinstance(key, tuple)] == texts[-config.KEEP_CONFIGS :]
+    memory.clear()
+    load('[tool.multiarch]\nplatforms = ["linux/amd64"]\n', source="s", tracked=TRACKED, cache=memory)
+    assert memory == {}  # which images there are depends on every path: nothing to re-check cheaply

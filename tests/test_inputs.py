@@ -225,6 +225,30 @@ def test_a_source_matching_nothing_is_a_warning() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("source", "warned"),
+    [
+        ("app", False),  # a directory
+        ("app/", False),
+        ("app/m.py", False),
+        ("ap", False),  # a file beside the directory it prefixes
+        ("app/*/x.py", True),
+        ("app/sub/*.py", False),
+        ("*/sub", False),
+        ("ap?/sub/y.py", False),
+        (".", False),
+        ("app/ignored.log", True),  # all it names is left out by .dockerignore
+        ("app/sub/x.py", True),
+    ],
+)
+def test_unmatched_looks_where_a_source_can_match(source: str, warned: bool) -> None:
+    tree = {"svc/.dockerignore": "*.log\n**/*.log\n", "svc/ap": "", "svc/app/m.py": "",
+            "svc/app/ignored.log": "", "svc/app/sub/y.py": "", "svc/apq": ""}  # fmt: skip
+    dockerfile = f"FROM busybox\nCOPY {source} /dst/\n"
+    found = inputs(dockerfile, tree)
+    assert bool(unmatched(found, Files.of({**tree, "svc/Dockerfile": dockerfile}))) == warned
+
+
 # --- in a plan -------------------------------------------------------------------------------
 
 CONFIG = Config(

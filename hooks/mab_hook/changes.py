@@ -6,7 +6,8 @@ remote already has (`None`: everything, e.g. a root commit or `--all`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
 import git
@@ -203,38 +204,6 @@ def _exists(repo: git.Repo, sha: str) -> bool:
     return True
 
 
-def tracked_files(repo: git.Repo, sha: str) -> tuple[str, ...]:
-    """Every tracked file of a commit, sorted (as git lists them), from one `git ls-tree`."""
-    out = repo.git.ls_tree("-r", "-z", "--full-tree", "--name-only", sha, strip_newline_in_stdout=False)
-    return tuple(path for path in out.split("\0") if path)
-
-
-def blob_entries(repo: git.Repo, sha: str) -> dict[str, str]:
-    """Every tracked file of a commit with its mode and object id: what its content hashes to."""
-    return {path: f"{mode} {object_id}" for path, (mode, object_id) in _ls_tree(repo, sha, "-r").items()}
-
-
-def blob_ids(repo: git.Repo, sha: str, paths: Iterable[str]) -> dict[str, str]:
-    """The blob ids of some files of a commit."""
-    paths = list(paths)
-    if not paths:
-        return {}
-    return {path: object_id for path, (_mode, object_id) in _ls_tree(repo, sha, "--", *paths).items()}
-
-
-def _ls_tree(repo: git.Repo, sha: str, *args: str) -> dict[str, tuple[str, str]]:
-    """One `git ls-tree` (pathspecs taken literally): path -> (mode, object id)."""
-    out = repo.git.ls_tree("-z", "--full-tree", sha, *args, strip_newline_in_stdout=False,
-                           env={"GIT_LITERAL_PATHSPECS": "1"})  # fmt: skip
-    entries = {}
-    for entry in out.split("\0"):
-        meta, _, path = entry.partition("\t")
-        if path:
-            mode, _kind, object_id = meta.split(" ")
-            entries[path] = (mode, object_id)
-    return entries
-
-
 def read_file(repo: git.Repo, sha: str, path: str) -> str | None:
     """One file of a commit; None when the commit has no such file.
 
@@ -246,3 +215,49 @@ def read_file(repo: git.Repo, sha: str, path: str) -> str | None:
     except ValueError:
         return None
     return bytes(data).decode("utf-8", errors="replace")
+
+
+def read_blobs(repo: git.Repo, object_ids: Iterable[str]) -> dict[str, str]:
+    """Many blobs in one `git cat-file --batch` given every request up front: asked one at a
+    time, each costs a round trip to git (some 0.2 ms; 0.3 s for 1,500 files)."""
+    wanted = list(dict.fromkeys(object_ids))
+    if not wanted:
+        return {}
+    with tempfile.TemporaryFile() as requests:
+        requests.write("".join(f"{object_id}\n" for object_id in wanted).encode())
+        requests.seek(0)
+        out = repo.git.cat_file("--batch", istream=requests, stdout_as_string=False,
+                                strip_newline_in_stdout=False)  # fmt: skip
+    found, position = {}, 0
+    for object_id in wanted:
+        end = out.index(b"\n", position)
+        header = out[position:end].split(b" ")
+        position = end + 1
+        if len(header) == 3:  # "<id> <type> <size>"; "<id> missing" otherwise
+            size = int(header[2])
+            found[object_id] = out[position : position + size].decode("utf-8", errors="replace")
+            position += size + 1
+    return found
+
+
+class Reader:
+    """The files of one commit, each read from git once, many at a time where asked to; by
+    blob id, so any path can be read (one holding a newline too)."""
+
+    def __init__(self, repo: git.Repo, blob_id: Callable[[str], str | None]) -> None:
+        self.repo, self.blob_id = repo, blob_id
+        self.texts: dict[str, str | None] = {}
+
+    def read(self, path: str) -> str | None:
+        if path not in self.texts:
+            self.fetch((path,))
+        return self.texts.get(path)
+
+    def fetch(self, paths: Iterable[str]) -> None:
+        ids = {path: self.blob_id(path) for path in paths if path not in self.texts}
+        if not ids:
+            return
+        blobs = read_blobs(self.repo, (object_id for object_id in ids.values() if object_id))
+        self.texts.update(
+            {path: blobs.get(object_id) if object_id else None for path, object_id in ids.items()}
+        )

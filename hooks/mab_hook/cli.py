@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import platform
 import signal
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import git
 
-from mab_hook import cache, changes, config, fields, output, plan
+from mab_hook import cache, changes, config, fields, listing, output, plan, state
 from mab_hook.buildx import PUSHED, BuildResult
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files
@@ -234,25 +233,30 @@ def select_targets(
 
 
 def plan_for(repo: git.Repo, target: changes.Target, build_platform: str) -> plan.Plan:
-    source = f"{fields.PYPROJECT} at {target.sha[:12]}"
-    root = Path(repo.working_tree_dir or repo.git_dir).name
-    tree = Tree.of(changes.tracked_files(repo, target.sha))
-    text = changes.read_file(repo, target.sha, fields.PYPROJECT)
-    cfg = config.load(text, source=source, tracked=tree, root_name=root)
-    read = functools.lru_cache(maxsize=None)(lambda path: changes.read_file(repo, target.sha, path))
-    ids = changes.blob_ids(repo, target.sha, {image.dockerfile for image in cfg.images})
-    cache_file = Path(repo.common_dir) / "mab-hook" / "cache" / "dockerfiles.pickle"
-    memory = cache.load(cache_file)
-    known = len(memory)
-    files = Files(tree, lambda path: read(path) if tree.exists(path) else None, ids.get, memory)
-    previous = previous_configs(repo, target, tree) if fields.PYPROJECT in (target.changed or ()) else None
+    cache_dir = state.root(repo) / "cache"
+    commit = listing.of_commit(repo, target.sha, cache_dir)
+    memory = cache.load(cache_dir / "planning.pickle")
+    reader = changes.Reader(repo, commit.blob_id)
+    cfg = config.load(
+        reader.read(fields.PYPROJECT),
+        source=f"{fields.PYPROJECT} at {target.sha[:12]}",
+        tracked=commit.tree,
+        root_name=Path(repo.working_tree_dir or repo.git_dir).name,
+        cache=memory,
+    )
+    files = Files(commit.tree, reader.read, commit.entry, memory, reader.fetch)
+    previous = None
+    if fields.PYPROJECT in (target.changed or ()):
+        previous = previous_configs(repo, target, commit.tree, memory)
     planned = plan.make_plan(target, cfg, files, build_platform=build_platform, previous=previous)
-    if len(memory) != known:  # entries are only ever added
-        cache.save(cache_file, memory)
+    if memory.changed:
+        cache.save(cache_dir / "planning.pickle", memory)
     return planned
 
 
-def previous_configs(repo: git.Repo, target: changes.Target, tree: Tree) -> list[config.Config]:
+def previous_configs(
+    repo: git.Repo, target: changes.Target, tree: Tree, memory: cache.Entries
+) -> list[config.Config]:
     """The configuration at the commits the push is relative to; unreadable ones are left out
     (then every image counts as new). The new tree stands in for the old: only the images'
     settings are compared, not their paths."""
@@ -260,7 +264,9 @@ def previous_configs(repo: git.Repo, target: changes.Target, tree: Tree) -> list
     for base in target.bases:
         try:
             found.append(
-                config.load(changes.read_file(repo, base, fields.PYPROJECT), source=base, tracked=tree)
+                config.load(
+                    changes.read_file(repo, base, fields.PYPROJECT), source=base, tracked=tree, cache=memory
+                )
             )
         except FatalError:
             continue

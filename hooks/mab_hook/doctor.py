@@ -11,7 +11,7 @@ from typing import TextIO
 
 import git
 
-from mab_hook import changes, config, fields, output, readiness
+from mab_hook import changes, config, fields, listing, output, readiness, state
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 
@@ -93,6 +93,5 @@ def _head_config(path: Path) -> config.Config | None:
     text = changes.read_file(repo, sha, fields.PYPROJECT)
     if text is None or "multiarch" not in text:
         return None
-    return config.load(
-        text, source=f"{fields.PYPROJECT} at {sha[:12]}", tracked=changes.tracked_files(repo, sha)
-    )
+    tree = listing.of_commit(repo, sha, state.root(repo) / "cache").tree
+    return config.load(text, source=f"{fields.PYPROJECT} at {sha[:12]}", tracked=tree)

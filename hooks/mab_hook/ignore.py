@@ -46,9 +46,15 @@ def load(path: str | None, text: str | None) -> Ignore:
     if path is None or text is None:
         return NO_IGNORE
     try:
-        return Ignore(path, PatternMatcher(text.splitlines()))
+        return Ignore(path, _parse(text))
     except ValueError as e:
         raise FatalError(f"{path}: {e}") from None
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> PatternMatcher:
+    """Ignore files are often copies of each other: each text is compiled once."""
+    return PatternMatcher(text.splitlines())
 
 
 def matched_root(pattern: str, relative: str, *, parents: bool = False) -> str | None:
@@ -120,10 +126,14 @@ def literal_prefix(pattern: str) -> str:
     parts = clean(pattern).split("/")[:-1]
     literal = []
     for part in parts:
-        if any(c in part for c in "*?[\\"):
+        if has_wildcard(part):
             break
         literal.append(part)
     return "/".join(literal)
+
+
+def has_wildcard(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[\\")
 
 
 def pattern_matcher(pattern: str) -> PatternMatcher:

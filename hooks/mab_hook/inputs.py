@@ -15,25 +15,36 @@ from mab_hook.config import Image
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
-from mab_hook.paths import Tree, relative_to
+from mab_hook.paths import Tree, join, relative_to
 
 T = TypeVar("T")
+IGNORE_KEY = ("text",)  # what the cache keeps of an ignore file: its text
 
 
 class Files(NamedTuple):
     """The files of one commit: its tree, a reader, and what earlier runs worked out from them.
 
-    `memo` keeps results about a file (a parsed Dockerfile, say) under the file's blob id, so
-    a file unchanged since an earlier run is neither read nor parsed again.
+    `entry` gives a file's mode and blob id ("100644 1a2b..."). `memo` keeps results about a
+    file (a parsed Dockerfile, say) under it, so a file unchanged since an earlier run is
+    neither read nor parsed again.
     """
 
     tree: Tree
     read: Callable[[str], str | None]
-    blob_id: Callable[[str], str | None] = lambda path: None
+    entry: Callable[[str], str | None] = lambda path: None
     cache: MutableMapping[Hashable, Any] | None = None
+    fetch: Callable[[Iterable[str]], None] = lambda paths: None  # reads many files ahead of `read`
+
+    def prefetch(self, wanted: Iterable[tuple[str, tuple[Hashable, ...]]]) -> None:
+        """Read in one go the files `memo` will need for these keys (it holds the others)."""
+        self.fetch(path for path, key in wanted if not self._known(path, key))
+
+    def _known(self, path: str, key: tuple[Hashable, ...]) -> bool:
+        blob = self.entry(path)
+        return blob is not None and self.cache is not None and (blob, *key) in self.cache
 
     def memo(self, path: str, key: tuple[Hashable, ...], make: Callable[[], T]) -> T:
-        blob = self.blob_id(path)
+        blob = self.entry(path)
         if blob is None or self.cache is None:
             return make()
         full = (blob, *key)
@@ -139,20 +150,37 @@ class Inputs(NamedTuple):
         return "does not count: in the build context, but no COPY, ADD or bind mount reads it"
 
 
+def reads_needed(image: Image, files: Files, build_platform: str) -> list[tuple[str, tuple[Hashable, ...]]]:
+    """The files `compute` reads for an image, with their memo keys: to fetch them at once."""
+    wanted = [(image.dockerfile, _parse_key(image, build_platform))]
+    for path in _ignore_files(image, files).values():
+        if path is not None:
+            wanted.append((path, IGNORE_KEY))
+    return wanted
+
+
+def _parse_key(image: Image, build_platform: str) -> tuple[Hashable, ...]:
+    return ("parsed", image.build_args, image.platforms, build_platform, image.dockerfile)
+
+
+def _ignore_files(image: Image, files: Files) -> dict[str, str | None]:
+    """The ignore file of each local context directory (None: it has none), main one first."""
+    found = {image.context: ignore.ignore_file(image.context, image.dockerfile, files.exists)}
+    for name, directory in image.contexts:
+        if image.context_dir(name) is not None and directory not in found:
+            found[directory] = ignore.ignore_file(directory, None, files.exists)
+    return found
+
+
 def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
     if not files.exists(image.dockerfile):
         raise FatalError(f"image {image.name}: {image.dockerfile} is missing")
-    ignore_path = ignore.ignore_file(image.context, image.dockerfile, files.exists)
-    main_ignore = ignore.load(ignore_path, files.read(ignore_path) if ignore_path else None)
-    ignores = {image.context: main_ignore}
-    for _name, directory in image.contexts:
-        if image.context_dir(_name) is not None and directory not in ignores:
-            path = ignore.ignore_file(directory, None, files.exists)
-            ignores[directory] = ignore.load(path, files.read(path) if path else None)
+    ignores = {directory: _ignore(path, files) for directory, path in _ignore_files(image, files).items()}
+    main_ignore = ignores[image.context]
     rules: dict[Rule, None] = {}
     bases: dict[str, None] = {}
     target = ""
-    key = ("parsed", image.build_args, image.platforms, build_platform, image.dockerfile)
+    key = _parse_key(image, build_platform)
     models = files.memo(image.dockerfile, key, lambda: _parse_for_platforms(image, files, build_platform))
     for parsed in models:
         built = parsed.target(image.target, source=image.dockerfile)
@@ -166,6 +194,12 @@ def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
             if ref not in local:
                 bases.setdefault(ref)
     return Inputs(image, main_ignore, target, tuple(rules), tuple(bases))
+
+
+def _ignore(path: str | None, files: Files) -> Ignore:
+    if path is None:
+        return ignore.NO_IGNORE
+    return ignore.load(path, files.memo(path, IGNORE_KEY, lambda: files.read(path)))
 
 
 def _parse_for_platforms(image: Image, files: Files, build_platform: str) -> tuple[Dockerfile, ...]:
@@ -215,9 +249,19 @@ def unmatched(inputs: Inputs, files: Files) -> tuple[str, ...]:
     """Warnings for sources of the built stages that match no file of the commit."""
     warnings = []
     for rule in inputs.rules:
-        if rule.reachable and not any(rule.reads(path) for path in files.under(rule.context)):
+        if rule.reachable and not any(rule.reads(path) for path in _candidates(rule, files)):
             context = f"context {rule.context_name!r}" if rule.context_name else "the build context"
             warnings.append(
                 f"{inputs.image.name}: {rule.describe()} matches no file in {context} ({rule.context})"
             )
     return tuple(warnings)
+
+
+def _candidates(rule: Rule, files: Files) -> Sequence[str]:
+    """The only files a rule can read: the file or directory a literal source names, or
+    what lies under the literal directories a wildcard source starts with."""
+    pattern = ignore.clean(rule.source.pattern)
+    if ignore.has_wildcard(pattern):
+        return files.under(join(rule.context, ignore.literal_prefix(pattern)))
+    path = join(rule.context, pattern)
+    return (path,) if files.exists(path) else files.under(path)

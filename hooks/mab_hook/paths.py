@@ -48,4 +48,6 @@ def relative_to(path: str, directory: str) -> str | None:
 
 
 def join(directory: str, path: str) -> str:
+    if path in ("", "."):
+        return directory
     return path if directory in ("", ".") else f"{directory}/{path}"

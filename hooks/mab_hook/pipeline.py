@@ -17,11 +17,11 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, changes, digest, process
+from mab_hook import buildx, digest, process
 from mab_hook.buildx import NOT_BUILT, SKIPPED, BuildResult, Buildx
 from mab_hook.checkout import checkout
 from mab_hook.plan import Plan, PlannedImage, watched
-from mab_hook.state import State, lock
+from mab_hook.state import State, lock, root
 
 
 class Job(NamedTuple):
@@ -60,7 +60,7 @@ def run(
 ) -> list[BuildResult]:
     """`ready()` runs the readiness checks (raising when the host is not ready); it is called
     only when something will really be built, so a push of built content skips them."""
-    state = State(Path(repo.common_dir) / "mab-hook")
+    state = State(root(repo))
     group = process.Group()
     records: list[tuple[str, str, dict[str, str]]] = []
     results: list[BuildResult] = []
@@ -77,7 +77,7 @@ def run(
                 step = Step(
                     Buildx(env, plan.config.builder, group), logs / "bake.json", logs, events, timeout
                 )
-                work.append((plan, step, *decide_all(repo, plan, state, step.bx)))
+                work.append((plan, step, *decide_all(plan, state, step.bx)))
             if any(not job.skip for _plan, _step, jobs, _digests in work for job in jobs):
                 ready()
             for plan, step, jobs, digests in work:
@@ -119,20 +119,20 @@ def _run_plan(
     return pushed
 
 
-def decide_all(repo: git.Repo, plan: Plan, state: State, bx: Buildx) -> tuple[list[Job], dict[str, str]]:
+def decide_all(plan: Plan, state: State, bx: Buildx) -> tuple[list[Job], dict[str, str]]:
     """Every affected image's fate, the registry asked about all of them at once; and the
     input digests of every image the plan's bake file holds."""
-    digests = input_digests(repo, plan)
+    digests = input_digests(plan)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
         jobs = list(pool.map(lambda p: decide(p, digests[p.image.name], plan, state, bx), plan.affected))
     return jobs, digests
 
 
-def input_digests(repo: git.Repo, plan: Plan) -> dict[str, str]:
+def input_digests(plan: Plan) -> dict[str, str]:
     """The input digest of every image the plan builds, bases' digests folded into dependants'."""
     assert plan.inputs_of is not None and plan.files is not None
-    blobs = changes.blob_entries(repo, plan.target.sha)
-    paths = plan.files.tree.paths
+    files_of = plan.files
+    paths = files_of.tree.paths
     planned = {p.image.name: p for p in (*plan.context_only, *plan.affected)}
     found: dict[str, str] = {}
 
@@ -141,9 +141,8 @@ def input_digests(repo: git.Repo, plan: Plan) -> dict[str, str]:
             inputs = plan.inputs_of(name)  # type: ignore[misc]
             files = digest.input_files(inputs, paths, watched)
             bases = {base.name: of(base.name) for base in planned[name].bases}
-            found[name] = digest.compute(
-                inputs, {path: blobs[path] for path in files if path in blobs}, bases
-            )
+            blobs = {path: entry for path in files if (entry := files_of.entry(path)) is not None}
+            found[name] = digest.compute(inputs, blobs, bases)
         return found[name]
 
     for name in planned:

@@ -78,9 +78,10 @@ class _Analysis:
         """Images whose Dockerfile or build args name `base`: the only ones that can build on it."""
         if self.mentions is None:
             self.mentions = {}
+            self.files.prefetch((image.dockerfile, WORDS_KEY) for image in self.config.images)
             for image in self.config.images:
                 words = self.files.memo(
-                    image.dockerfile, ("words",), partial(self._words_in, image.dockerfile)
+                    image.dockerfile, WORDS_KEY, partial(self._words_in, image.dockerfile)
                 )
                 for word in words | _reference_words(" ".join(v for _k, v in image.build_args)):
                     self.mentions.setdefault(word, set()).add(image.name)
@@ -92,6 +93,7 @@ class _Analysis:
         return _reference_words(self.files.read(path) or "")
 
 
+WORDS_KEY = ("words",)  # what the cache keeps of a Dockerfile for this: the names it mentions
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 
 
@@ -118,10 +120,18 @@ def make_plan(
     pyproject.toml is among the changes (an image whose settings changed is affected)."""
     analysis = _Analysis(config, files, build_platform)
     changed = tuple(sorted(target.changed)) if target.changed is not None else None
+    near = {
+        image.name: image
+        for image in config.images
+        if target.changed is None or _may_be_affected(image, changed or (), target.changed)
+    }
+    files.prefetch(
+        read for image in near.values() for read in inputs.reads_needed(image, files, build_platform)
+    )
     reasons: dict[str, tuple[str, ...]] = {}
     for image in config.images:
         own = settings_changed(image, previous) if previous is not None else ()
-        if target.changed is None or _may_be_affected(image, changed or (), target.changed):
+        if image.name in near:
             own += direct_reasons(analysis.inputs_of(image.name), changed, target.why)
         if own:
             reasons[image.name] = own

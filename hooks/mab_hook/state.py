@@ -7,11 +7,20 @@ import fcntl
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    import git
+
+
+def root(repo: git.Repo) -> Path:
+    """Where mab-hook keeps its files for a repository: shared by its worktrees."""
+    return Path(repo.common_dir) / "mab-hook"
 
 
 class State(NamedTuple):
@@ -27,13 +36,22 @@ class State(NamedTuple):
         return self._record(name, digest).exists()
 
     def record(self, name: str, digest: str, details: dict[str, Any]) -> None:
-        path = self._record(name, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(
-            json.dumps({"image": name, "digest": digest, "at": time.time(), **details}) + "\n"
-        )
-        temporary.replace(path)  # a record is whole or absent, even if the run dies here
+        record = json.dumps({"image": name, "digest": digest, "at": time.time(), **details}) + "\n"
+        write_whole(self._record(name, digest), record.encode())
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: a run that dies, or another one writing the same
+    file, never leaves a torn file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 @contextmanager

@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path, PurePosixPath
+
+import git as gitpython
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mab_hook import listing
+from tests.conftest import Repo, git
+
+
+def expected(repo: Repo, sha: str) -> dict[str, str]:
+    """What `git ls-tree` says, path -> "<mode> <id>"."""
+    out = repo.git("ls-tree", "-r", "-z", "--full-tree", sha)
+    entries = {}
+    for entry in out.split("\0"):
+        if entry:
+            meta, _, path = entry.partition("\t")
+            mode, _kind, object_id = meta.split(" ")
+            entries[path] = f"{mode} {object_id}"
+    return entries
+
+
+def as_dict(found: listing.Listing) -> dict[str, str]:
+    return {path: found.entry(path) or "" for path in found.tree.paths}
+
+
+def test_modes_ids_links_and_submodules(repo: Repo, tmp_path: Path) -> None:
+    repo.commit({"a/run.sh": "#!/bin/sh\n", "b": "x", "a.b": "y", "a0": "z"})
+    os.chmod(repo.path / "a/run.sh", 0o755)
+    os.symlink("b", repo.path / "link")
+    sub = tmp_path / "sub"
+    git(tmp_path, "init", "-q", str(sub))
+    git(sub, "commit", "-q", "--allow-empty", "-m", "sub")
+    repo.git("add", "-A")
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{git(sub, 'rev-parse', 'HEAD')},vendor/sub")
+    repo.git("commit", "-q", "-m", "links and a submodule")
+    sha = repo.head()
+    found = listing.of_commit(gitpython.Repo(repo.path), sha)
+    assert as_dict(found) == expected(repo, sha)
+    assert found.tree.paths == tuple(sorted(expected(repo, sha)))
+    assert (found.entry("a/run.sh") or "").startswith("100755 ")
+    assert (found.entry("link") or "").startswith("120000 ")
+    assert (found.entry("vendor/sub") or "").startswith("160000 ")
+    assert found.blob_id("b") == repo.git("rev-parse", f"{sha}:b")
+    assert found.entry("a") is None and found.blob_id("missing") is None
+
+
+def test_names_that_are_not_utf8(repo: Repo) -> None:
+    repo.commit({"a": "1", "z": "2"})
+    (repo.path / os.fsdecode(b"caf\xe9")).write_text("latin-1 name")
+    (repo.path / "\u00e9t\u00e9").write_text("utf-8 name")
+    sha = repo.commit({})
+    found = listing.of_commit(gitpython.Repo(repo.path), sha)
+    assert len(found.tree.paths) == 4
+    assert all(found.entry(path) for path in found.tree.paths)  # sorted the way bisect needs
+    assert list(found.tree.paths) == sorted(found.tree.paths)
+
+
+def test_kept_and_patched_listings_match_git(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"d{i}/f{j}": f"{i}{j}" for i in range(10) for j in range(20)})
+    assert as_dict(listing.of_commit(handle, first, cache)) == expected(repo, first)
+    assert (cache / "listing").is_file()
+    monkeypatch.setattr(listing, "ls_tree", lambda *_: pytest.fail("listed afresh, not patched"))
+    gone = {f"d0/f{j}": None for j in range(20)}  # a whole directory
+    second = repo.commit({"d1/f1": None, "d2/f2": "changed", "new/file": "n", **gone})
+    assert as_dict(listing.of_commit(handle, second, cache)) == expected(repo, second)
+    os.chmod(repo.path / "d3/f3", 0o755)
+    (repo.path / "d4/f4").unlink()
+    (repo.path / "d4/f4").mkdir()  # a file becomes a directory
+    third = repo.commit({"d4/f4/inner": "i"})
+    assert as_dict(listing.of_commit(handle, third, cache)) == expected(repo, third)
+    assert as_dict(listing.of_commit(handle, first, cache)) == expected(repo, first)  # and back
+
+
+def test_a_small_patch_is_not_written_a_large_one_is(repo: Repo) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"f{i:03}": str(i) for i in range(300)})
+    kept = listing.of_commit(handle, first, cache)
+    second = repo.commit({"f000": "changed"})  # 1 of 300: patched from the kept one next time too
+    listing.of_commit(handle, second, cache)
+    assert listing.load(cache / "listing") == kept
+    third = repo.commit({f"f{i:03}": "changed" for i in range(10)})
+    found = listing.of_commit(handle, third, cache)
+    assert listing.load(cache / "listing") == found
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "gone tree"])
+def test_a_damaged_or_stale_listing_is_listed_afresh(repo: Repo, damage: str) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({"a": "1", "b/c": "2"})
+    listing.of_commit(handle, first, cache)
+    kept = cache / "listing"
+    if damage == "garbage":
+        kept.write_bytes(b"\x00\xff not a listing")
+    elif damage == "truncated":
+        kept.write_bytes(kept.read_bytes()[:-3])
+    else:  # a tree git no longer has (pruned since)
+        kept.write_text(kept.read_text().replace(handle.git.rev_parse(f"{first}^{{tree}}"), "1" * 40))
+    second = repo.commit({"a": "changed"})
+    assert as_dict(listing.of_commit(handle, second, cache)) == expected(repo, second)
+
+
+NAMES = st.text(alphabet=string.ascii_lowercase[:4] + ".-0", min_size=1, max_size=3)
+PATHS = st.lists(NAMES, min_size=1, max_size=3).map("/".join)
+STEPS = st.lists(
+    st.dictionaries(PATHS, st.sampled_from(["a", "b", None]), max_size=8), min_size=1, max_size=4
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(steps=STEPS, save=st.booleans())
+def test_patching_any_history_gives_what_git_lists(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[dict[str, str | None]], save: bool
+) -> None:
+    """Every listing after the first is patched (from the first one, or each from the one
+    before), whatever the changes: files added, changed, deleted, turned into directories."""
+    path = tmp_path_factory.mktemp("history")
+    git(path, "init", "-q")
+    repo = Repo(path, path)
+    handle = gitpython.Repo(path)
+    cache = path / ".git" / "mab-hook" / "cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(listing, "MAX_PATCH_FRACTION", float("inf"))
+        patch.setattr(listing, "SAVE_FRACTION", 0 if save else float("inf"))
+        seed: dict[str, str | None] = {"seed": "s"}
+        for number, step in enumerate([seed, *steps]):
+            if number == 1:
+                patch.setattr(listing, "ls_tree", lambda *_: pytest.fail("listed afresh, not patched"))
+            sha = repo.commit(_possible(path, step))
+            assert as_dict(listing.of_commit(handle, sha, cache)) == expected(repo, sha)
+
+
+def _possible(root: Path, step: dict[str, str | None]) -> dict[str, str | None]:
+    """The writes and deletions of a step that a file system allows."""
+    files: dict[str, str | None] = {}
+    for name, content in step.items():
+        if content is None:
+            if (root / name).is_file() and name not in files:
+                files[name] = None
+            continue
+        parents = [str(p) for p in PurePosixPath(name).parents][:-1]  # without "."
+        taken = any(p in files or (root / p).is_file() for p in parents)
+        holds = (root / name).is_dir() or any(other.startswith(name + "/") for other in files)
+        if not taken and not holds:
+            files[name] = content
+    return files

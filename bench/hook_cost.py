@@ -14,7 +14,7 @@ import argparse
 import shutil
 import sys
 
-from common import ROOT, WORK, fresh, git, lab_env, mab, measure, ms
+from common import ROOT, WORK, as_installed, fresh, git, lab_env, mab, measure, ms
 
 TARGET_SECONDS = 0.5
 
@@ -23,6 +23,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    as_installed()
     env = {**lab_env(), "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}  # fmt: skip
     repo = fresh(WORK / "hook-cost") / "sample"

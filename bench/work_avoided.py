@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from common import WORK, Timing, fresh, git, lab_env, mab, measure
+from common import WORK, Timing, as_installed, fresh, git, lab_env, mab, measure
 
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 WORKLOAD = 'RUN i=0; while [ "$i" -lt 20000 ]; do i=$((i+1)); done; echo "$i $(uname -m)" > /{name}\n'
@@ -68,6 +68,7 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    as_installed()
     env = {**lab_env(), "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}  # fmt: skip
     repo = fresh(WORK / "work-avoided") / "repo"

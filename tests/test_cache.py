@@ -13,16 +13,45 @@ from tests.conftest import Repo
 from tests.test_cli import FILES
 
 
-def test_round_trip_and_versions(tmp_path: Path) -> None:
+def learn(path: Path, **new: object) -> cache.Entries:
+    entries = cache.load(path)
+    for key, value in new.items():
+        entries[key] = value
+    cache.save(path, entries)
+    return entries
+
+
+def test_round_trip_appends_and_rewrites(tmp_path: Path) -> None:
     path = tmp_path / "cache" / "c.pickle"
-    assert cache.load(path) == {}
-    cache.save(path, {("blob", "words"): frozenset({"base"})})
+    assert cache.load(path) == {} and not cache.load(path).changed
+    learn(path, a=1)
+    size = path.stat().st_size
+    learn(path, b=2)
+    assert path.stat().st_size > size  # appended
     loaded = cache.load(path)
-    assert loaded == {("blob", "words"): frozenset({"base"})} and not loaded.changed
-    del loaded[("blob", "words")]
-    assert loaded.changed  # a dropped entry is a change to write too
-    with path.open("wb") as stream:  # another version's cache is not trusted
-        pickle.dump({"version": "v0", "entries": {"x": 1}}, stream)
+    assert loaded == {"a": 1, "b": 2} and not loaded.changed and loaded.batches == 2
+    del loaded["a"]
+    cache.save(path, loaded)  # a dropped entry: written afresh, as one batch
+    assert cache.load(path) == {"b": 2} and cache.load(path).batches == 1
+
+
+def test_many_batches_are_folded_into_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.pickle"
+    monkeypatch.setattr(cache, "MAX_BATCHES", 3)
+    for i in range(5):
+        learn(path, **{f"k{i}": i})
+    assert cache.load(path) == {f"k{i}": i for i in range(5)}
+    assert cache.load(path).batches < 3
+
+
+def test_other_versions_and_damage(tmp_path: Path) -> None:
+    path = tmp_path / "c.pickle"
+    learn(path, a=1)
+    learn(path, b=2)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-2])  # the last batch torn (a run killed while appending)
+    assert cache.load(path) == {"a": 1}
+    path.write_bytes(pickle.dumps({"version": "v0"}) + pickle.dumps({"x": 1}))  # not trusted
     assert cache.load(path) == {}
     path.write_bytes(b"not a pickle")
     assert cache.load(path) == {}

@@ -1,10 +1,17 @@
 """What planning learnt, kept between runs under the git dir: parsed Dockerfiles and the image
 names they mention, keyed by blob id, and validated configurations, so that what did not
-change costs nothing."""
+change costs nothing.
+
+The file is a header and then batches of entries, one pickle each: a run that only learnt
+something new appends a batch (rewriting a 1,000-Dockerfile cache costs some 20 ms); one that
+dropped entries, or finds the file grown past its limit, writes it afresh.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import pickle
 from collections.abc import Hashable
 from pathlib import Path
@@ -15,20 +22,29 @@ import e2b_dockerfile_utils
 from mab_hook import __version__, state
 
 LIMIT = 20_000  # entries; past it the oldest go
+MAX_BATCHES = 64  # appended batches before the file is written afresh
 
 
 class Entries(dict[Hashable, Any]):
-    """The entries; `changed` says whether this run added or dropped any (and so whether the
-    file needs writing)."""
+    """The entries, noting what this run added and whether it dropped any."""
 
-    changed = False
+    def __init__(self, *args: Any, batches: int = 0) -> None:
+        super().__init__(*args)
+        self.added: dict[Hashable, Any] = {}
+        self.dropped = False
+        self.batches = batches  # in the file it came from
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added) or self.dropped
 
     def __setitem__(self, key: Hashable, value: Any) -> None:
-        self.changed = True
+        self.added[key] = value
         super().__setitem__(key, value)
 
     def __delitem__(self, key: Hashable) -> None:
-        self.changed = True
+        self.dropped = True
+        self.added.pop(key, None)
         super().__delitem__(key)
 
 
@@ -37,25 +53,45 @@ def _version() -> str:
     than its metadata: importlib.metadata costs some 50 ms a run.)"""
     parser = Path(e2b_dockerfile_utils.__file__).parent
     stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(parser.glob("*.py"))]
-    return "/".join(("v2", __version__, *stamps))
+    return "/".join(("v3", __version__, *stamps))
 
 
 def load(path: Path) -> Entries:
-    """The cache, or an empty one when it is missing, unreadable or from another version."""
+    """The cache, or an empty one when it is missing or from another version; a damaged
+    batch ends it (what came before is kept)."""
     try:
-        with path.open("rb") as stream:
-            data = pickle.load(stream)  # our own file, inside the repository's git dir
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
+        stream = io.BytesIO(path.read_bytes())
+    except OSError:
         return Entries()
-    if not isinstance(data, dict) or data.get("version") != _version():
-        return Entries()
-    entries = data.get("entries")
-    return Entries(entries) if isinstance(entries, dict) else Entries()
+    found: dict[Hashable, Any] = {}
+    batches = 0
+    with contextlib.suppress(pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
+        if pickle.load(stream) != {"version": _version()}:  # our own file, in the git dir
+            return Entries()
+        while stream.tell() < len(stream.getbuffer()):
+            batch = pickle.load(stream)
+            if not isinstance(batch, dict):
+                break
+            found.update(batch)
+            batches += 1
+    return Entries(found, batches=batches)
 
 
-def save(path: Path, entries: dict[Hashable, Any]) -> None:
-    """Write it whole, or not at all (never a torn file for the next run)."""
-    kept = dict(list(entries.items())[-LIMIT:])
-    data = pickle.dumps({"version": _version(), "entries": kept}, protocol=pickle.HIGHEST_PROTOCOL)
-    with contextlib.suppress(OSError):  # a cache: losing it costs time, never correctness
-        state.write_whole(path, data)
+def save(path: Path, entries: Entries) -> None:
+    """Append what this run learnt, or write the file afresh; a write that fails costs time
+    on the next run, never correctness."""
+    if not entries.changed:
+        return
+    fresh = entries.dropped or entries.batches >= MAX_BATCHES or len(entries) > LIMIT or not path.exists()
+    with contextlib.suppress(OSError):
+        if fresh:
+            kept = dict(list(entries.items())[-LIMIT:])
+            header = pickle.dumps({"version": _version()}, protocol=pickle.HIGHEST_PROTOCOL)
+            state.write_whole(path, header + pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL))
+            return
+        batch = pickle.dumps(entries.added, protocol=pickle.HIGHEST_PROTOCOL)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, batch)  # one write at the end: another run's batch never interleaves
+        finally:
+            os.close(fd)

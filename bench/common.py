@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -47,6 +47,23 @@ def as_installed() -> None:
     PYTHONDONTWRITEBYTECODE is set (as on the machines these figures come from), an editable
     install would otherwise compile every module of mab-hook again on each run (some 35 ms)."""
     subprocess.run((sys.executable, "-m", "compileall", "-q", str(ROOT / "hooks")), check=True)
+
+
+def interleaved(cases: Mapping[str, tuple[Sequence[str], Callable[[], None]]], *, cwd: Path,
+                runs: int) -> dict[str, Timing]:  # fmt: skip
+    """Each case (a command, and what to do, untimed, before it) run once per round, `runs`
+    rounds: every case sees the machine's slow spells alike, so their ratios hold."""
+    times: dict[str, list[Timing]] = {name: [] for name in cases}
+    for _ in range(runs):
+        for name, (cmd, before) in cases.items():
+            before()
+            times[name].append(measure(cmd, cwd=cwd, runs=1))
+    return {name: _merged(found) for name, found in times.items()}
+
+
+def _merged(timings: Sequence[Timing]) -> Timing:
+    runs = tuple(t.median for t in timings)
+    return Timing(statistics.median(runs), runs, max(t.peak_kb for t in timings))
 
 
 def lab_env() -> dict[str, str]:

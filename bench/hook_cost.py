@@ -29,9 +29,9 @@ def main() -> int:
     repo = fresh(WORK / "hook-cost") / "sample"
     shutil.copytree(ROOT / "sample-repo", repo)
     registry = f"{env['MAB_LAB_REGISTRY']}/bench-hook-cost"
-    pyproject = repo / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace("127.0.0.1:5000/sample", registry)
-                         .replace('"mab-lab/busybox"', f'"{env["MAB_LAB_BASE_IMAGE"]}"'))  # fmt: skip
+    for path in (p for p in repo.rglob("*") if p.is_file()):  # the config and the FROM lines
+        path.write_text(path.read_text().replace("127.0.0.1:5000/sample", registry)
+                        .replace('"mab-lab/busybox"', f'"{env["MAB_LAB_BASE_IMAGE"]}"'))  # fmt: skip
     git(repo, "init", "-q", "-b", "main", env=env)
     git(repo, "add", "-A", env=env)
     git(repo, "commit", "-q", "-m", "sample", env=env)

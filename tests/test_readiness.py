@@ -299,14 +299,6 @@ def test_registry_auth_with_credentials(tmp_path: Path) -> None:
     assert check.status == OK
 
 
-@pytest.mark.parametrize(("server", "plain"), [
-    ("127.0.0.1:5000", True), ("127.1.2.3", True), ("localhost:5000", True), ("[::1]:5000", True),
-    ("10.0.0.1:5000", False), ("registry.internal", False),
-])  # fmt: skip
-def test_plain_http(server: str, plain: bool) -> None:
-    assert readiness.plain_http(server) is plain
-
-
 def test_parse_ls_json_deduplicates() -> None:
     found = builders.parse_ls_json(LS_DOCKER)
     assert [b.name for b in found] == ["default"]

@@ -107,6 +107,10 @@ def test_an_image_in_the_registry_under_its_digest_is_only_tagged(lab: Lab, repo
     ).exists()  # no build ran
     assert repo.head()[:7] in lab.tags(f"{registry}/api")  # the new tag is there
     assert lab.platforms(f"{registry}/api:{repo.head()[:7]}") == set(PLATFORMS)
+    # the very manifest, tagged over the registry's API (buildx imagetools would write anew)
+    assert lab.manifest(f"{registry}/api:{repo.head()[:7]}") == lab.manifest(
+        f"{registry}/api:mab-{api_digest}"
+    )
 
 
 def test_an_image_failing_only_on_arm_v7_is_reported_so_and_nothing_is_pushed(lab: Lab, repo: Repo) -> None:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, digest, process
+from mab_hook import buildx, digest, process, registry
 from mab_hook.buildx import NOT_BUILT, SKIPPED, BuildResult, Buildx
 from mab_hook.checkout import checkout
 from mab_hook.plan import Plan, PlannedImage, watched
@@ -155,8 +155,11 @@ def decide(planned: PlannedImage, value: str, plan: Plan, state: State, bx: Buil
     image = planned.image
     if plan.config.push:
         reference = f"{plan.config.reference(image)}:{digest.tag(value)}"
-        found = process.run(bx.imagetools("inspect", reference), env=bx.env, check=False, timeout=120)
-        if found.returncode == 0:
+        found = registry.exists(reference)
+        if found is None:  # the registry wants credentials: buildx has them
+            inspect = bx.imagetools("inspect", reference)
+            found = process.run(inspect, env=bx.env, check=False, timeout=120).returncode == 0
+        if found:
             return Job(planned, value, f"already in the registry (inputs {value[:12]})", reference)
         return Job(planned, value)
     if state.built(image.name, value):
@@ -270,6 +273,8 @@ def publish(jobs: Sequence[Job], results: Sequence[BuildResult], step: Step) -> 
 def _retag(job: Job, result: BuildResult, step: Step) -> BuildResult:
     name = job.planned.image.name
     step.events.progress(f"{name}: tagging {', '.join(job.planned.tags)} in the registry")
+    if registry.tag(job.in_registry, job.planned.tags):
+        return result
     tagged = buildx.retag(job.in_registry, job.planned.tags, step.bx, step.logs, name)
     if tagged.ok:
         return result

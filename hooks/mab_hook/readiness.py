@@ -7,7 +7,6 @@ the host; `apply_fixes` does the few fixes that are safe, and says what it did.
 from __future__ import annotations
 
 import concurrent.futures
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from mab_hook.builders import Builder, BuilderSpec
 from mab_hook.config import DEFAULT_BINFMT_IMAGE
 from mab_hook.errors import FatalError
 from mab_hook.process import Completed
+from mab_hook.registry import plain_http
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MIN_BUILDX = (0, 13)
@@ -372,22 +372,6 @@ def check_registry(host: Host, registry: str) -> Check:
     return Check(
         "registry", FAIL, f"{url} answered HTTP {status}", "check the registry address and its health"
     )
-
-
-def plain_http(server: str, insecure: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> bool:
-    """Whether dockerd talks plain http to a registry: loopback addresses (127.0.0.0/8, ::1,
-    localhost), and the daemon's insecure-registries (names, and CIDRs of addresses)."""
-    names, cidrs = insecure
-    if server in names:
-        return True
-    host = server.rsplit(":", 1)[0] if not server.startswith("[") else server[1:].split("]", maxsplit=1)[0]
-    if host == "localhost" or host in names:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or any(address in ipaddress.ip_network(cidr, strict=False) for cidr in cidrs)
 
 
 def insecure_registries(host: Host) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -21,8 +21,9 @@ import git
 from mab_hook import state
 from mab_hook.paths import Tree
 
-MAGIC = "mab-hook listing v1"
+MAGIC = "mab-hook listing v2"  # the records: "<mode> blob <id>"
 MODE = 6  # git prints every mode with six octal digits
+KIND = "100644 blob "  # how wide a record's mode and type are
 # Past this share of changed entries a fresh `git ls-tree` costs no more than patching.
 MAX_PATCH_FRACTION = 0.25
 # A patched listing is written down (for later runs to patch) once it is this far from the
@@ -33,8 +34,9 @@ SAVE_FRACTION = 0.01
 class Listing(NamedTuple):
     tree_id: str
     tree: Tree  # every tracked path, sorted
-    # "<mode><object id>" of each path, in the same order, one fixed-width record after the
-    # other: one string rather than 100,000 small ones.
+    # "<mode> blob <object id>" of each path, in the same order, one fixed-width record after
+    # the other: one string rather than 100,000 small ones. ("blob" for a submodule too: the
+    # mode tells them apart, and a fixed width is what matters.)
     records: str
 
     @property
@@ -47,7 +49,7 @@ class Listing(NamedTuple):
         if i == len(self.tree.paths) or self.tree.paths[i] != path:
             return None
         record = self.records[i * self.width : (i + 1) * self.width]
-        return f"{record[:MODE]} {record[MODE:]}"
+        return f"{record[:MODE]} {record[len(KIND) :]}"
 
     def blob_id(self, path: str) -> str | None:
         found = self.entry(path)
@@ -80,13 +82,12 @@ def ls_tree(repo: git.Repo, tree_id: str) -> Listing:
     entries.pop()  # the text ends with a NUL
     if not entries:
         return Listing(tree_id, Tree(()), "")
-    # "<mode> <type> <id>\t<path>": the same width before the path for every entry but a
-    # submodule's ("commit" for "blob"); slicing is several times faster than splitting.
+    # "<mode> <type> <id>\t<path>", all as wide before the path but a submodule's ("commit"
+    # for "blob"): where there is none, slicing is several times faster than splitting.
     tab = entries[0].index("\t")
-    start = entries[0].rindex(" ", 0, tab) + 1
-    if all(e[tab] == "\t" and e[start - 1] == " " for e in entries):
+    if entries[0][MODE:].startswith(" blob ") and " commit " not in out:
         paths = tuple([e[tab + 1 :] for e in entries])
-        records = "".join([e[:MODE] + e[start:tab] for e in entries])
+        records = "".join([e[:tab] for e in entries])
     else:
         pairs = [_split(e) for e in entries]
         paths, records = tuple(p for p, _ in pairs), "".join(r for _, r in pairs)
@@ -103,7 +104,11 @@ def ls_tree(repo: git.Repo, tree_id: str) -> Listing:
 
 def _split(entry: str) -> tuple[str, str]:
     meta, _, path = entry.partition("\t")
-    return path, meta[:MODE] + meta.rpartition(" ")[2]
+    return path, _record(meta[:MODE], meta.rpartition(" ")[2])
+
+
+def _record(mode: str, object_id: str) -> str:
+    return f"{mode} blob {object_id}"
 
 
 def _is_sorted(paths: tuple[str, ...]) -> bool:
@@ -123,7 +128,7 @@ def diff(repo: git.Repo, old: Listing, tree_id: str) -> list[tuple[str, str | No
     changes = []
     for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
         _old_mode, new_mode, _old_id, new_id, status = meta.lstrip(":").split(" ")
-        changes.append((path, None if status == "D" else new_mode + new_id))
+        changes.append((path, None if status == "D" else _record(new_mode, new_id)))
     if len(changes) > MAX_PATCH_FRACTION * len(old.tree.paths):
         return None
     return sorted(changes)

@@ -11,7 +11,9 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     echo "Measured $(date -u +%Y-%m-%d) with \`bash bench/all.sh\` on: $("$python" -c 'import common; print(common.machine())')."
     echo "Docker $(docker version --format '{{.Server.Version}}'), buildx $(docker buildx version | awk '{print $2}'), the lab of \`lab/up\`."
-    echo "Medians of several runs, each a fresh process; the figures vary by some 10 % between runs."
+    echo "Medians of several runs, each a fresh process, mab-hook's bytecode compiled as pip installs it."
+    echo "This machine is a VM whose speed drifts by up to 1.5x over minutes: the planning cases are"
+    echo "measured in turns (so their ratios hold), with the best run beside the median."
     echo
     "$python" planning.py --profile
     echo

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from mab_hook import cli
+from mab_hook import registry as registry_api
 from tests.conftest import Lab, Repo
 
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
@@ -102,15 +104,41 @@ def test_an_image_in_the_registry_under_its_digest_is_only_tagged(lab: Lab, repo
     second = mab(repo, lab, "--all")
     assert results(second.stdout) == {"base": "skipped", "api": "skipped"}, second.stdout
     assert "already in the registry" in second.stdout
-    assert not (
-        repo.path / ".git" / "mab-hook" / "logs" / repo.head()[:12] / "api.log"
-    ).exists()  # no build ran
+    logs = repo.path / ".git" / "mab-hook" / "logs" / repo.head()[:12]
+    assert not (logs / "api.log").exists()  # no build ran
+    assert not (logs / "api.push.log").exists()  # nor buildx: the registry's API did it all
     assert repo.head()[:7] in lab.tags(f"{registry}/api")  # the new tag is there
     assert lab.platforms(f"{registry}/api:{repo.head()[:7]}") == set(PLATFORMS)
     # the very manifest, tagged over the registry's API (buildx imagetools would write anew)
     assert lab.manifest(f"{registry}/api:{repo.head()[:7]}") == lab.manifest(
         f"{registry}/api:mab-{api_digest}"
     )
+
+
+def test_a_registry_wanting_credentials_is_asked_through_buildx(
+    lab: Lab, repo: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where the registry's API will not answer without credentials, `docker buildx imagetools`
+    (which has docker's) asks and tags instead. The lab's registry answers anyone, so the API
+    path is told to give up, as it does on a 401."""
+    registry = lab.namespace()
+    repo.commit(files(lab, registry, push=True))
+    assert mab(repo, lab, "--all").returncode == 0
+    repo.git("commit", "-q", "--amend", "-m", "same content")
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(repo.path)
+    monkeypatch.setattr(registry_api, "exists", lambda reference: None)
+    monkeypatch.setattr(registry_api, "tag", lambda source, tags: False)
+    assert cli.main(["--all"]) == 0
+    out = capsys.readouterr().out
+    assert results(out) == {"base": "skipped", "api": "skipped"}, out
+    assert "already in the registry" in out
+    assert lab.platforms(f"{registry}/api:{repo.head()[:7]}") == set(PLATFORMS)
+    logs = repo.path / ".git" / "mab-hook" / "logs" / repo.head()[:12]
+    tagging = (logs / "api.push.log").read_text()  # only buildx's tagging writes it
+    assert f"to {registry}/api:{repo.head()[:7]}" in tagging, tagging
+    assert not (logs / "api.log").exists()  # no build ran
 
 
 def test_an_image_failing_only_on_arm_v7_is_reported_so_and_nothing_is_pushed(lab: Lab, repo: Repo) -> None:

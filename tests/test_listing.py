@@ -158,3 +158,19 @@ def _possible(root: Path, step: dict[str, str | None]) -> dict[str, str | None]:
         if not taken and not holds:
             files[name] = content
     return files
+
+
+def test_sha256_repositories_and_empty_trees(tmp_path: Path) -> None:
+    path = tmp_path / "sha256"
+    git(tmp_path, "init", "-q", "--object-format=sha256", str(path))
+    repo = Repo(path, path)
+    handle = gitpython.Repo(path)
+    cache = path / ".git" / "mab-hook" / "cache"
+    empty = repo.commit({})
+    assert listing.of_commit(handle, empty, cache).tree.paths == ()
+    first = repo.commit({"a/x": "1", "b": "2"})
+    found = listing.of_commit(handle, first, cache)
+    assert as_dict(found) == expected(repo, first)
+    assert len(found.blob_id("a/x") or "") == 64
+    second = repo.commit({"a/y": "3"})
+    assert as_dict(listing.of_commit(handle, second, cache)) == expected(repo, second)

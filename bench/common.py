@@ -67,10 +67,13 @@ def _merged(timings: Sequence[Timing]) -> Timing:
 
 
 def lab_env() -> dict[str, str]:
+    """The environment to talk to the lab in, with a git identity for the commits benchmarks make."""
     if not LAB_ENV.is_file():
         raise SystemExit(f"no lab at {LAB_ENV}: run `bash lab/up` first")
     out = subprocess.run(("bash", "-c", f'. "{LAB_ENV}" && env -0'), capture_output=True, check=True)
-    return dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+    env = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
+    return {**env, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}  # fmt: skip
 
 
 def git(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> str:

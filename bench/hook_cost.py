@@ -24,8 +24,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     as_installed()
-    env = {**lab_env(), "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}  # fmt: skip
+    env = lab_env()
     repo = fresh(WORK / "hook-cost") / "sample"
     shutil.copytree(ROOT / "sample-repo", repo)
     registry = f"{env['MAB_LAB_REGISTRY']}/bench-hook-cost"

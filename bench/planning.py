@@ -44,14 +44,13 @@ def main() -> int:
     cache = repo / ".git" / "mab-hook" / "cache"
     changed = len(git(repo, "diff", "--name-only", "main", "push").splitlines())
     primed = prime(repo, cache)
-    nothing = lambda: None  # noqa: E731
     cases = {  # measured in turns, so that a slow spell of the machine slows them all alike
-        "floor": (("git", "diff", "--name-status", "-M", "main", "push"), nothing),
-        "start": ((sys.executable, "-c", "pass"), nothing),
-        "imports": ((sys.executable, "-c", "import mab_hook.cli"), nothing),
+        "floor": (("git", "diff", "--name-status", "-M", "main", "push"), _nothing),
+        "start": ((sys.executable, "-c", "pass"), _nothing),
+        "imports": ((sys.executable, "-c", "import mab_hook.cli"), _nothing),
         "first": (mab(*PUSH), lambda: shutil.rmtree(cache, ignore_errors=True)),
         "usual": (mab(*PUSH), lambda: restore(primed, cache)),
-        "again": (mab(*PUSH), nothing),  # right after "usual": its cache
+        "again": (mab(*PUSH), _nothing),  # right after "usual": its cache
     }
     timings = interleaved(cases, cwd=repo, runs=args.runs)
     floor, start, imports = timings["floor"], timings["start"], timings["imports"]
@@ -86,6 +85,10 @@ def main() -> int:
         print(profile(repo))
         print("```")
     return 0
+
+
+def _nothing() -> None:
+    pass
 
 
 def prime(repo: Path, cache: Path) -> Path:

@@ -69,8 +69,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     as_installed()
-    env = {**lab_env(), "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}  # fmt: skip
+    env = lab_env()
     repo = fresh(WORK / "work-avoided") / "repo"
     repo.mkdir()
     make_repo(repo, args.services, env["MAB_LAB_BASE_IMAGE"], env)

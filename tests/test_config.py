@@ -332,9 +332,9 @@ def test_a_cached_config_is_checked_against_the_tree_again(monkeypatch: pytest.M
     monkeypatch.setattr("mab_hook.config.tomllib.loads", lambda text: pytest.fail("parsed again"))
     again = load(FULL, source="at 2", tracked=TRACKED | {"new/file"}, cache=memory)
     assert again == dataclasses.replace(first, source="at 2")
+    monkeypatch.undo()
     with pytest.raises(FatalError, match="'services/api/Dockerfile' is not a tracked file"):
-        # the tree answers otherwise: validated afresh (and so parsed: the patch above fails it)
-        monkeypatch.undo()
+        # the tree answers otherwise: validated afresh
         load(FULL, source="at 3", tracked=TRACKED - {"services/api/Dockerfile"}, cache=memory)
 
 

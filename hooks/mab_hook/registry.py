@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import NamedTuple
 
 MANIFEST_TYPES = ", ".join(
@@ -37,8 +37,9 @@ class Reference(NamedTuple):
         """host[:port]/path:tag; None for anything else (Docker Hub's short names, digests)."""
         server, _, rest = reference.partition("/")
         repository, _, tag = rest.rpartition(":")
-        if not rest or not repository or "@" in reference or ("." not in server and ":" not in server
-                                                               and server != "localhost"):  # fmt: skip
+        # Docker's rule: the first part names a registry when it has a "." or ":" in it.
+        names_registry = "." in server or ":" in server or server == "localhost"
+        if not names_registry or not repository or "@" in reference:
             return None
         return cls(server, repository, tag)
 
@@ -63,17 +64,16 @@ def exists(reference: str) -> bool | None:
     return True
 
 
-def tag(source: str, tags: Iterable[str]) -> bool:
+def tag(source: str, tags: Sequence[str]) -> bool:
     """Put the manifest of `source` under every tag (in its repository); False when the
     registry did not let us (credentials wanted, say): then nothing may have been tagged."""
     ref = Reference.parse(source)
-    targets = [Reference.parse(t) for t in tags]
-    if ref is None or any(t is None or t[:2] != ref[:2] for t in targets):
+    targets = [target for t in tags if (target := Reference.parse(t)) is not None]
+    if ref is None or len(targets) != len(tags) or any(t[:2] != ref[:2] for t in targets):
         return False
     try:
         body, media_type = _request(ref.url(), "GET")
         for target in targets:
-            assert target is not None
             _request(target.url(), "PUT", body, media_type)
     except OSError:  # HTTPError included
         return False

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -158,8 +161,15 @@ class Lab(NamedTuple):
             raise
 
     def pushed(self, prefix: str, names: tuple[str, ...] = ("base", "api", "worker")) -> set[str]:
-        """Which of the images under `prefix` reached the registry."""
-        return {name for name in names if self.tags(f"{prefix}/{name}")}
+        """Which of the images under `prefix` have a public tag (not only an input-digest one)."""
+        return {name for name in names if self.public_tags(f"{prefix}/{name}")}
+
+    def public_tags(self, repository: str) -> set[str]:
+        return {tag for tag in self.tags(repository) if not tag.startswith("mab-")}
+
+    def staged(self, prefix: str, names: tuple[str, ...] = ("base", "api", "worker")) -> set[str]:
+        """Which of the images under `prefix` were uploaded under their input-digest tag."""
+        return {name for name in names if any(t.startswith("mab-") for t in self.tags(f"{prefix}/{name}"))}
 
 
 def _load_lab() -> Lab | str:
@@ -218,3 +228,79 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One pre-commit cache for the session: the hook's environment is built once."""
     yield tmp_path_factory.mktemp("pre-commit-home")
+
+
+# --- registries of a test's own ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LabRegistry(NamedTuple):
+    """A docker-registry of one test (or session), on a port of its own."""
+
+    address: str  # 127.0.0.1:PORT
+    process: subprocess.Popen[bytes]
+    user: str = ""
+    password: str = ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def docker_config(self, lab: Lab, directory: Path, *, logged_in: bool) -> dict[str, str]:
+        """The lab's environment with a docker config of its own, logged in to this registry or
+        not. Its cli-plugins point at the lab's buildx, which would vanish otherwise."""
+        directory.mkdir(parents=True, exist_ok=True)
+        plugins = Path(lab.env["DOCKER_CONFIG"]) / "cli-plugins"
+        if not (directory / "cli-plugins").exists():
+            (directory / "cli-plugins").symlink_to(plugins)
+        auth = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        auths = {self.address: {"auth": auth}} if logged_in else {}
+        (directory / "config.json").write_text(json.dumps({"auths": auths}))
+        return {**lab.env, "DOCKER_CONFIG": str(directory)}
+
+
+def start_registry(directory: Path, *, user: str = "", password: str = "") -> LabRegistry:
+    """docker-registry (Debian's) on 127.0.0.1:<free port>; with `user`, it wants htpasswd
+    credentials, as a team's registry does."""
+    import bcrypt  # noqa: PLC0415 - only the lab tests that need it
+
+    directory.mkdir(parents=True, exist_ok=True)
+    address = f"127.0.0.1:{free_port()}"
+    auth = ""
+    if user:
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+        (directory / "htpasswd").write_text(f"{user}:{hashed}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: lab\n    path: {directory / 'htpasswd'}\n"
+    (directory / "config.yml").write_text(
+        f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
+        f"  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{auth}"
+    )
+    process = subprocess.Popen(("docker-registry", "serve", str(directory / "config.yml")),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
+            break
+        except urllib.error.HTTPError:
+            break  # 401: up, and wanting credentials
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise AssertionError(f"docker-registry did not come up on {address}")
+    return LabRegistry(address, process, user, password)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRegistry]:
+    """A registry that wants credentials (htpasswd, as the lab notes describe)."""
+    found = start_registry(tmp_path_factory.mktemp("auth-registry"), user="team", password="s3cret-pw")
+    yield found
+    found.stop()

@@ -91,12 +91,3 @@ def test_globally_disabled(tmp_path: Path) -> None:
 def test_garbage_handler_files_are_skipped(tmp_path: Path) -> None:
     state = binfmt.read(proc(tmp_path, broken="enabled\nmagic zz\n", empty=""))
     assert state.handlers == ()
-
-
-@pytest.mark.parametrize(("machine", "platform", "native"), [
-    ("x86_64", "linux/amd64", True), ("x86_64", "linux/386", True), ("x86_64", "linux/arm64", False),
-    ("aarch64", "linux/arm64", True), ("aarch64", "linux/amd64", False), ("armv7l", "linux/arm/v7", True),
-    ("x86_64", "linux/amd64/v3", True),
-])  # fmt: skip
-def test_native(machine: str, platform: str, native: bool) -> None:
-    assert binfmt.native(machine, platform) is native

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
+import pytest
+
 from mab_hook import buildx, process
-from mab_hook.buildx import BUILT, FAILED, TIMED_OUT, Buildx
-from mab_hook.changes import Target
+from mab_hook.buildx import Buildx
+from mab_hook.changes import Commit, Ref
 from mab_hook.config import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.plan import Plan, make_plan
+from mab_hook.results import Failure, Status
 from tests.conftest import Lab
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
@@ -22,7 +26,7 @@ def make(
 ) -> Plan:
     config = Config(source="test", platforms=ALL3, registry=registry, images=images)
     return make_plan(
-        Target("ab" * 20, "main", None if changed is None else frozenset(changed), "t"),
+        Commit("ab" * 20, (Ref("main"),), None if changed is None else frozenset(changed), "t"),
         config,
         Files.of(files),
         build_platform="linux/amd64",
@@ -41,8 +45,8 @@ def test_definition() -> None:
     cached = dataclasses.replace(
         BASE, cache_from=("type=registry,ref=reg/cache/base",), cache_to=("type=inline",)
     )
-    definition = buildx.definition(make((cached, APP), FILES), Path("/co"), LABELS)
-    assert definition["group"] == {"default": {"targets": ["base", "team_app"]}}
+    definition = buildx.definition(make((cached, APP), FILES), Path("/co"), LABELS, {})
+    assert definition["group"] == {"default": {"targets": ["base", "team_SLASH_app"]}}
     targets = definition["target"]
     assert targets["base"] == {
         "context": "/co/base", "dockerfile": "/co/base/Dockerfile", "platforms": list(ALL3),
@@ -51,32 +55,37 @@ def test_definition() -> None:
         "labels": {"org.opencontainers.image.revision": "ab" * 20},
     }  # fmt: skip
     # The dependant gets an untagged copy of its base for its own platforms (buildx demands it).
-    variant = "base--linux_amd64-linux_arm64"
-    assert targets["team_app"]["contexts"] == {"reg:5000/team/base": f"target:{variant}"}
-    assert targets["team_app"]["target"] == "runtime"
+    variant = "base_FOR_linux_amd64_AND_linux_arm64"
+    assert targets["team_SLASH_app"]["contexts"] == {"reg:5000/team/base": f"target:{variant}"}
+    assert targets["team_SLASH_app"]["target"] == "runtime"
     assert targets[variant]["platforms"] == ["linux/amd64", "linux/arm64"]
     assert targets[variant]["tags"] == []
 
 
 def test_definition_includes_unaffected_bases_untagged() -> None:
-    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/Dockerfile"}), Path("/co"), {})
-    assert definition["group"]["default"]["targets"] == ["team_app"]
-    assert set(definition["target"]) == {"team_app", "base--linux_amd64-linux_arm64"}
+    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/Dockerfile"}), Path("/co"), {}, {})
+    assert definition["group"]["default"]["targets"] == ["team_SLASH_app"]
+    assert set(definition["target"]) == {"team_SLASH_app", "base_FOR_linux_amd64_AND_linux_arm64"}
 
 
-def test_bake_and_imagetools_commands() -> None:
+def test_an_image_pushed_while_it_builds_is_tagged_with_its_staging_reference_only() -> None:
+    definition = buildx.definition(
+        make((BASE,), FILES), Path("/co"), {}, {"base": "reg:5000/team/base:mab-1"}
+    )
+    assert definition["target"]["base"]["tags"] == ["reg:5000/team/base:mab-1"]
+
+
+@pytest.mark.parametrize("names", [("a.b", "a_b"), ("team.api", "team_api", "team/api"), ("x-y", "x--y")])
+def test_every_image_has_an_entry_of_its_own(names: tuple[str, ...]) -> None:
+    entries = [buildx.entry_name(name) for name in names]
+    assert len(set(entries)) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", entry) for entry in entries)
+
+
+def test_bake_commands() -> None:
     bx = Buildx({}, "multi", process.Group())
     assert bx.bake(Path("/d.json"), "t") == (
         "docker", "buildx", "bake", "--file", "/d.json", "--progress=plain", "--builder", "multi", "t")  # fmt: skip
-    assert bx.imagetools("inspect", "r:1") == (
-        "docker",
-        "buildx",
-        "imagetools",
-        "inspect",
-        "r:1",
-        "--builder",
-        "multi",
-    )
     assert "--builder" not in Buildx({}, None, process.Group()).bake(Path("/d.json"))
 
 
@@ -112,15 +121,39 @@ ERROR: failed to solve: failed to commit m3p52 to eajbw during finalize
 """
 
 
-def test_an_export_failure_is_told_from_a_step_failure() -> None:
-    assert buildx.export_failed(EXPORT_FAILURE)
-    assert not buildx.export_failed(BAKE_LOG)
+PUSH_FAILURE = """\
+#14 exporting to image
+#14 exporting layers done
+#14 pushing layers
+#14 ERROR: failed to push 127.0.0.1:5999/t/api:mab-1: failed to do request: Head "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused
+------
+ERROR: failed to solve: failed to push 127.0.0.1:5999/t/api:mab-1
+"""
+
+
+DOCKER_DRIVER_PUSH_FAILURE = """\
+#16 [worker] pushing 127.0.0.1:5000/t/worker:mab-2e68 with docker
+#16 pushing layer 3414743c5a30 done
+#16 ERROR: unexpected status from HEAD request to http://127.0.0.1:5000/v2/t/worker/manifests/mab-2e68: 500 Internal Server Error
+------
+ERROR: unexpected status from HEAD request to http://127.0.0.1:5000/v2/t/worker/manifests/mab-2e68: 500
+"""
+
+
+def test_what_failed_is_told_from_the_log() -> None:
+    assert buildx.failure(DOCKER_DRIVER_PUSH_FAILURE) is Failure.REGISTRY
+    assert buildx.failure(EXPORT_FAILURE) is Failure.ENGINE
+    assert buildx.failure(BAKE_LOG) is Failure.BUILD
+    assert buildx.failure(PUSH_FAILURE) is Failure.REGISTRY
     assert buildx.failed_platforms(EXPORT_FAILURE) == ()
+    assert "connect: connection refused" in buildx.registry_error(PUSH_FAILURE)
 
 
 def test_step_events() -> None:
     assert buildx.step("#17 [bad linux/arm/v7 2/2] RUN [ \"$(uname -m)\" != armv7l ]") == (
         "17", "linux/arm/v7", '2/2 RUN [ "$(uname -m)" != armv7l ]')  # fmt: skip
+    assert buildx.step("#9 [api 3/4] COPY app.txt /") == ("9", "", "3/4 COPY app.txt /")  # one platform
+    assert buildx.step("#9 [api linux/arm64 build 2/5] RUN make") == ("9", "linux/arm64", "2/5 RUN make")
     assert buildx.step("#4 [bad linux/arm/v7 internal] load metadata for docker.io/x") is None
     assert buildx.step("#17 DONE 0.4s") is None
 
@@ -140,15 +173,16 @@ def lab_plan(lab: Lab, tmp_path: Path, dockerfile: str) -> tuple[Plan, Path]:
     (tmp_path / "img" / "Dockerfile").write_text(dockerfile)
     image = Image("img", "img", "img/Dockerfile", ALL3)
     plan = make((image,), {"img/Dockerfile": dockerfile}, registry=lab.namespace())
-    return plan, buildx.write_definition(plan, tmp_path, tmp_path / "bake.json", {})
+    return plan, buildx.write_definition(tmp_path / "bake.json", buildx.definition(plan, tmp_path, {}, {}))
 
 
+@pytest.mark.lab
 def test_build_one_builds_every_platform(lab: Lab, tmp_path: Path) -> None:
     plan, bake = lab_plan(lab, tmp_path, f"FROM {lab.busybox}\nRUN uname -m > /arch\n")
     lines: list[str] = []
     result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env, None, process.Group()), tmp_path,
                               on_line=lines.append)  # fmt: skip
-    assert (result.status, result.detail) == (BUILT, "")
+    assert (result.status, result.detail) == (Status.BUILT, "")
     assert lines == (tmp_path / "img.log").read_text().splitlines()
     assert result.image_digest.startswith("sha256:")
     for platform, arch in zip(ALL3, ("x86_64", "aarch64", "armv7l"), strict=True):
@@ -156,19 +190,21 @@ def test_build_one_builds_every_platform(lab: Lab, tmp_path: Path) -> None:
         assert ran.stdout.strip() == arch
 
 
+@pytest.mark.lab
 def test_build_one_names_the_failing_platform(lab: Lab, tmp_path: Path) -> None:
     plan, bake = lab_plan(lab, tmp_path, f'FROM {lab.busybox}\nRUN [ "$(uname -m)" != armv7l ]\n')
     result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env, None, process.Group()), tmp_path,
                               on_line=lambda line: None)  # fmt: skip
-    assert result.status == FAILED
+    assert (result.status, result.failure) == (Status.FAILED, Failure.BUILD)
     assert result.detail.startswith("build failed on linux/arm/v7 (exit 1)")
     assert any("did not complete successfully" in line for line in result.tail)
 
 
+@pytest.mark.lab
 def test_build_one_stops_at_its_timeout(lab: Lab, tmp_path: Path) -> None:
     plan, bake = lab_plan(lab, tmp_path, f"FROM {lab.busybox}\nRUN sleep 60\n")
     result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env, None, process.Group()), tmp_path,
                               on_line=lambda line: None, timeout=3)  # fmt: skip
-    assert result.status == TIMED_OUT
+    assert result.status == Status.TIMED_OUT
     assert result.detail == "timed out after 3 s; the build was stopped"
     assert result.seconds < 30

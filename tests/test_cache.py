@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import cache, changes, cli, dockerfile
+from mab_hook import cache, cli, dockerfile, gitobjects
 from mab_hook.inputs import Files
 from mab_hook.paths import Tree
 from tests.conftest import Repo
@@ -81,14 +81,14 @@ def test_a_second_plan_parses_no_unchanged_dockerfile(
     parses: list[str] = []
     real = dockerfile.parse
     reads: list[str] = []
-    real_read = changes.read_blobs
+    real_read = gitobjects.read_blobs
 
-    def counting_read(repo: object, ids: Iterable[str]) -> dict[str, str]:
+    def counting_read(repo: object, ids: Iterable[str]) -> dict[str, bytes]:
         found = real_read(repo, ids)  # type: ignore[arg-type]
-        reads.extend(found.values())
+        reads.extend(data.decode() for data in found.values())
         return found
 
-    monkeypatch.setattr(changes, "read_blobs", counting_read)
+    monkeypatch.setattr(gitobjects, "read_blobs", counting_read)
 
     def counting(text: str, *args: object, **kwargs: object) -> dockerfile.Dockerfile:
         parses.append(str(kwargs["source"]))

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import git as gitpython
 import pytest
 
-from mab_hook import changes, listing
-from mab_hook.changes import PushedRef, Target
+from mab_hook import changes
+from mab_hook.changes import Commit, PushedRef, Ref
 from mab_hook.errors import FatalError
 from tests.conftest import Repo
 
@@ -51,10 +49,10 @@ def test_update_of_an_existing_branch_diffs_against_the_remote_sha(repo: Repo) -
     repo.git("push", "-q", "origin", "main")
     repo.commit({"a/x": "2"})
     repo.commit({"c/z": "1"})
-    (target,) = changes.targets_from_push(open_repo(repo), "origin", [pushed(repo, remote_sha=first)])
-    assert target == Target(
+    (target,) = changes.from_push(open_repo(repo), "origin", [pushed(repo, remote_sha=first)]).commits
+    assert target == Commit(
         repo.head(),
-        "main",
+        (Ref("main"),),
         frozenset({"a/x", "c/z"}),
         f"refs/heads/main: {first[:7]}..{repo.head()[:7]}",
         (first,),
@@ -65,7 +63,7 @@ def test_delete_builds_nothing(repo: Repo) -> None:
     first = repo.commit({"a/x": "1"})
     for zeros in (Z40, Z64):
         ref = PushedRef("(delete)", zeros, "refs/heads/old", first)
-        assert changes.targets_from_push(open_repo(repo), "origin", [ref]) == ()
+        assert changes.from_push(open_repo(repo), "origin", [ref]).commits == ()
 
 
 def test_new_branch_diffs_against_what_the_remote_has(repo: Repo) -> None:
@@ -76,24 +74,32 @@ def test_new_branch_diffs_against_what_the_remote_has(repo: Repo) -> None:
     repo.commit({"b/y": "2"})
     repo.commit({"d/new": "1"})
     ref = pushed(repo, "refs/heads/feature", "refs/heads/feature")
-    (target,) = changes.targets_from_push(open_repo(repo), "origin", [ref])
+    (target,) = changes.from_push(open_repo(repo), "origin", [ref]).commits
     assert target.changed == frozenset({"b/y", "d/new"})
-    assert target.branch == "feature"
+    assert target.refs == (Ref("feature"),)
     assert f"2 new commit(s) since {base[:7]}" in target.why
 
 
-def test_new_branch_with_nothing_new_builds_nothing(repo: Repo) -> None:
+def test_a_new_ref_on_commits_the_remote_has_changes_nothing_but_is_known(repo: Repo) -> None:
+    """`git push origin v1.4.1` of a commit pushed before: nothing changed, but the ref is new
+    (its {branch} tags go on every image, from the registry)."""
     repo.commit({"a/x": "1"})
     repo.git("push", "-q", "origin", "main")
-    repo.git("branch", "copy")
-    ref = pushed(repo, "refs/heads/copy", "refs/heads/copy")
-    assert changes.targets_from_push(open_repo(repo), "origin", [ref]) == ()
+    repo.git("tag", "v1.4.1")
+    ref = pushed(repo, "refs/tags/v1.4.1", "refs/tags/v1.4.1")
+    (commit,) = changes.from_push(open_repo(repo), "origin", [ref]).commits
+    assert (commit.sha, commit.refs, commit.changed) == (
+        repo.head(),
+        (Ref("v1.4.1", known=True),),
+        frozenset(),
+    )
+    assert "the remote has every commit already" in commit.why
 
 
 def test_root_commit_means_everything(repo: Repo) -> None:
     repo.commit({"a/x": "1"})
     repo.commit({"b/y": "1"})
-    (target,) = changes.targets_from_push(open_repo(repo), "origin", [pushed(repo)])
+    (target,) = changes.from_push(open_repo(repo), "origin", [pushed(repo)]).commits
     assert target.changed is None
     assert "root commit" in target.why
 
@@ -103,7 +109,7 @@ def test_remote_sha_unknown_locally_falls_back_to_remote_tracking_refs(repo: Rep
     repo.git("push", "-q", "origin", "main")
     repo.commit({"b/y": "2"})
     ref = pushed(repo, remote_sha="f" * 40)  # someone else's commit we never fetched
-    (target,) = changes.targets_from_push(open_repo(repo), "origin", [ref])
+    (target,) = changes.from_push(open_repo(repo), "origin", [ref]).commits
     assert target.changed == frozenset({"b/y"})
 
 
@@ -119,21 +125,22 @@ def test_every_ref_of_the_push_counts(repo: Repo) -> None:
         pushed(repo, "refs/heads/two", "refs/heads/two"),
         PushedRef("(delete)", Z40, "refs/heads/gone", first),
     ]
-    targets = changes.targets_from_push(open_repo(repo), "origin", refs)
-    assert [(t.branch, t.changed) for t in targets] == [
+    targets = changes.from_push(open_repo(repo), "origin", refs).commits
+    assert [(t.refs[0].name, t.changed) for t in targets] == [
         ("one", frozenset({"a/x"})),
         ("two", frozenset({"b/y"})),
     ]
 
 
-def test_refs_at_the_same_commit_share_a_target(repo: Repo) -> None:
+def test_refs_at_the_same_commit_share_a_commit_and_keep_their_names(repo: Repo) -> None:
     first = repo.commit({"a/x": "1"})
     repo.git("push", "-q", "origin", "main")
     repo.commit({"b/y": "1"})
     repo.git("branch", "release")
     refs = [pushed(repo, remote_sha=first), pushed(repo, "refs/heads/release", "refs/heads/release")]
-    (target,) = changes.targets_from_push(open_repo(repo), "origin", refs)
+    (target,) = changes.from_push(open_repo(repo), "origin", refs).commits
     assert target.changed == frozenset({"b/y"})
+    assert target.names == ("main", "release")  # each ref its own tags
 
 
 def test_rename_counts_old_and_new_path(repo: Repo) -> None:
@@ -155,14 +162,14 @@ def test_parse_name_status_handles_odd_names() -> None:
 def test_range_by_hand(repo: Repo) -> None:
     repo.commit({"a/x": "1"})
     repo.commit({"b/y": "1"})
-    target = changes.target_for_range(open_repo(repo), "HEAD~1", "HEAD", "main")
+    target = changes.for_range(open_repo(repo), "HEAD~1", "HEAD", "main")
     assert (target.sha, target.changed, target.why) == (repo.head(), frozenset({"b/y"}), "HEAD~1..HEAD")
 
 
 def test_unknown_revision_is_a_clear_error(repo: Repo) -> None:
     repo.commit({"a/x": "1"})
     with pytest.raises(FatalError, match="'nope' is not a commit"):
-        changes.target_for_range(open_repo(repo), "nope", "HEAD", None)
+        changes.for_range(open_repo(repo), "nope", "HEAD", None)
 
 
 def test_pre_commit_environment(repo: Repo) -> None:
@@ -175,33 +182,25 @@ def test_pre_commit_environment(repo: Repo) -> None:
         "PRE_COMMIT_LOCAL_BRANCH": "refs/heads/main",
         "PRE_COMMIT_REMOTE_BRANCH": "refs/heads/prod",
     }
-    targets = changes.targets_from_pre_commit(open_repo(repo), env)
-    assert targets == (
-        Target(repo.head(), "prod", frozenset({"b/y"}), f"{first[:12]}..{repo.head()[:12]}", (first,)),
+    found = changes.from_pre_commit(open_repo(repo), env)
+    assert found == Commit(
+        repo.head(), (Ref("prod"),), frozenset({"b/y"}), f"{first[:12]}..{repo.head()[:12]}", (first,)
     )
-    assert changes.targets_from_pre_commit(open_repo(repo), {"PRE_COMMIT": "1"}) is None
+    assert changes.from_pre_commit(open_repo(repo), {"PRE_COMMIT": "1"}) is None
 
 
 def test_upstream_range(repo: Repo) -> None:
     repo.commit({"a/x": "1"})
     repo.git("push", "-q", "-u", "origin", "main")
     repo.commit({"b/y": "1"})
-    target = changes.upstream_target(open_repo(repo))
-    assert (target.changed, target.branch) == (frozenset({"b/y"}), "main")
+    target = changes.upstream(open_repo(repo))
+    assert (target.changed, target.refs) == (frozenset({"b/y"}), (Ref("main"),))
 
 
 def test_no_upstream_says_what_to_run(repo: Repo) -> None:
     repo.commit({"a/x": "1"})
     with pytest.raises(FatalError, match="mab-hook --all"):
-        changes.upstream_target(open_repo(repo))
-
-
-def test_files_are_read_at_the_commit_not_the_work_tree(repo: Repo) -> None:
-    sha = repo.commit({"a/x": "committed", "b/y": "1"})
-    repo.write({"a/x": "uncommitted", "c/new": "1"})
-    assert changes.read_file(open_repo(repo), sha, "a/x") == "committed"
-    assert changes.read_file(open_repo(repo), sha, "c/new") is None
-    assert listing.of_commit(open_repo(repo), sha).tree.paths == ("a/x", "b/y")
+        changes.upstream(open_repo(repo))
 
 
 def test_an_annotated_tag_builds_its_commit(repo: Repo) -> None:
@@ -212,38 +211,34 @@ def test_an_annotated_tag_builds_its_commit(repo: Repo) -> None:
     tag_object = repo.git("rev-parse", "v1.0")
     assert tag_object != commit
     ref = PushedRef("refs/tags/v1.0", tag_object, "refs/tags/v1.0", Z40)
-    (target,) = changes.targets_from_push(open_repo(repo), "origin", [ref])
-    assert (target.sha, target.branch, target.changed) == (commit, "v1.0", frozenset({"b/y"}))
+    (target,) = changes.from_push(open_repo(repo), "origin", [ref]).commits
+    assert (target.sha, target.refs, target.changed) == (commit, (Ref("v1.0"),), frozenset({"b/y"}))
 
 
-def test_many_files_are_read_at_once(repo: Repo) -> None:
-    files = {"a/x": "one\n", "empty": "", "b/ünï": "ü\nlines\n\n", "odd\nname": "newline in its name"}
-    repo.commit(files)
-    (repo.path / "raw").write_bytes(b"\xff\xfe not utf-8\n")
-    sha = repo.commit({})
-    handle = open_repo(repo)
-    found = listing.of_commit(handle, sha)
-    reader = changes.Reader(handle, found.blob_id)
-    paths = [*files, "raw", "a", "missing", "a/x"]
-    reader.fetch(paths)
-    texts = {path: reader.read(path) for path in paths}
-    assert texts == {**files, "raw": "\ufffd\ufffd not utf-8\n", "a": None, "missing": None}
+def test_a_pushed_tag_naming_a_blob_or_a_tree_builds_nothing_and_says_why(repo: Repo) -> None:
+    repo.commit({"a/x": "1"})
+    blob = repo.git("rev-parse", "HEAD:a/x")
+    tree = repo.git("rev-parse", "HEAD^{tree}")
+    refs = [
+        PushedRef("refs/tags/b", blob, "refs/tags/b", Z40),
+        PushedRef("refs/tags/t", tree, "refs/tags/t", Z40),
+    ]
+    found = changes.from_push(open_repo(repo), "origin", refs)
+    assert found.commits == ()
+    assert found.notes == (
+        "refs/tags/b names a blob, not a commit: nothing to build",
+        "refs/tags/t names a tree, not a commit: nothing to build",
+    )
 
 
-def test_a_reader_reads_each_file_once(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
-    sha = repo.commit({"a": "1", "b": "2", "c": "3"})
-    handle = open_repo(repo)
-    reader = changes.Reader(handle, listing.of_commit(handle, sha).blob_id)
-    reader.fetch(["a", "b", "nope"])
-    asked: list[list[str]] = []
-    real = changes.read_blobs
-
-    def counting(repo: gitpython.Repo, ids: Iterable[str]) -> dict[str, str]:
-        asked.append(list(ids))
-        return real(repo, asked[-1])
-
-    monkeypatch.setattr(changes, "read_blobs", counting)
-    assert (reader.read("a"), reader.read("b"), reader.read("nope")) == ("1", "2", None)
-    reader.fetch(["a", "nope"])
-    assert asked == []  # nothing asked of git again
-    assert reader.read("c") == "3" and len(asked) == 1
+def test_a_push_to_a_url_compares_with_the_remote_of_that_url(repo: Repo) -> None:
+    """`git push <url>` names no remote: git passes the URL as its name."""
+    repo.commit({"a/x": "1"})
+    repo.git("push", "-q", "origin", "main")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit({"b/y": "2"})
+    ref = pushed(repo, "refs/heads/feature", "refs/heads/feature")
+    (commit,) = changes.from_push(open_repo(repo), str(repo.remote), [ref]).commits
+    assert commit.changed == frozenset({"b/y"})  # not "new history down to a root commit"
+    (elsewhere,) = changes.from_push(open_repo(repo), "/some/other/url.git", [ref]).commits
+    assert elsewhere.changed == frozenset({"b/y"})  # every remote's refs stand in

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mab_hook import cli
+from mab_hook import __version__, cli, planning
 from tests.conftest import Repo
 
 PYPROJECT = """\
@@ -162,10 +162,10 @@ def test_outside_a_repository(
 def test_a_bug_exits_3(
     project: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "plan_for", broken)
+    monkeypatch.setattr(planning, "plan_at", broken)
     code, out, err = run(capsys, "--all")
     assert code == 3
     assert "RuntimeError: boom" in err
@@ -175,10 +175,10 @@ def test_a_bug_exits_3(
 def test_interrupt_exits_130(
     project: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "plan_for", interrupted)
+    monkeypatch.setattr(planning, "plan_at", interrupted)
     code, out, _ = run(capsys, "--all")
     assert code == 130
     assert "interrupted" in out
@@ -190,3 +190,80 @@ def test_module_entry_point(project: Repo) -> None:
     )
     assert proc.returncode == 0
     assert "--dry-run" in proc.stdout
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out == f"mab-hook {__version__}\n"
+
+
+def test_help_ends_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "Commands: doctor, install" in out
+    assert out.rstrip().splitlines()[-1].strip().startswith("mab-hook install")
+
+
+def test_a_mistyped_command_is_an_error_not_a_remote(
+    project: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "doctr")
+    assert code == 1
+    assert "'doctr' is not a command (did you mean 'doctor'?) nor a remote of this repository" in out
+    assert "commands: doctor, install" in out
+    code, out, _ = run(capsys, "origin", "--dry-run")  # a configured remote, by hand
+    assert code == 0, out
+
+
+def test_a_fatal_error_under_json_is_a_json_object(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--json", "--explain", "nope", "--all")
+    assert code == 1
+    assert json.loads(out) == {"error": "pyproject.toml at " + project.head()[:12]
+                               + ": no image named 'nope' (images: base, api)", "exit_code": 1}  # fmt: skip
+    assert "mab-hook: error:" in err
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf", "soon"])
+def test_a_bad_timeout_is_a_usage_error(capsys: pytest.CaptureFixture[str], value: str) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--all", "--timeout", value])
+    assert stopped.value.code == 2
+    assert (
+        f"argument --timeout: invalid number of seconds above 0 value: '{value}'" in capsys.readouterr().err
+    )
+
+
+def test_git_missing_is_said_plainly(project: Repo, tmp_path: object) -> None:
+    proc = subprocess.run((sys.executable, "-m", "mab_hook", "--all"), cwd=project.path, env={"PATH": "/nonexistent"},
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert (
+        proc.stdout == "mab-hook: error: git is not installed (or not on PATH): install git, then run again\n"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_bare_repository_is_planned_from_its_commits(
+    project: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.git("push", "-q", "origin", "main")
+    code, out, _ = run(capsys, "--dry-run", "--all", "-C", str(project.remote))
+    assert code == 0, out
+    assert "1. base" in out
+    code, out, _ = run(capsys, "--dry-run", "-C", str(project.remote))
+    assert code == 1
+    assert "is a bare repository: say what to build with --all or --from REF" in out
+
+
+def test_sighup_stops_and_exits_129(project: Repo) -> None:
+    """A closed terminal or a dropped ssh: stopped like ^C, with its own exit code."""
+    script = ("import os, signal, sys; from mab_hook import cli, planning\n"
+              "def hang(*a, **k):\n    os.kill(os.getpid(), signal.SIGHUP)\n    raise AssertionError('not stopped')\n"
+              "planning.plan_at = hang\nsys.exit(cli.main(['--all']))\n")  # fmt: skip
+    proc = subprocess.run((sys.executable, "-c", script), cwd=project.path, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    assert proc.returncode == 129, proc.stdout + proc.stderr
+    assert "interrupted by SIGHUP: builds stopped, no tag was published" in proc.stdout

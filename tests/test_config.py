@@ -4,10 +4,9 @@ import dataclasses
 
 import pytest
 
-from mab_hook import config, fields
+from mab_hook import config
 from mab_hook.config import Config, Image, load
 from mab_hook.errors import FatalError
-from mab_hook.fields import platform_problem, render_tag
 
 TRACKED = frozenset(
     {
@@ -227,45 +226,6 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_multiarch_must_be_a_table() -> None:
     assert "[tool.multiarch] must be a table" in problem("[tool]\nmultiarch = 1\n")
-
-
-@pytest.mark.parametrize(
-    "platform",
-    [
-        "linux/amd64",
-        "linux/arm64",
-        "linux/arm/v7",
-        "linux/arm/v6",
-        "linux/386",
-        "linux/riscv64",
-        "linux/s390x",
-        "linux/amd64/v3",
-    ],
-)
-def test_valid_platforms(platform: str) -> None:
-    assert platform_problem(platform) is None
-
-
-@pytest.mark.parametrize(
-    ("branch", "tag"),
-    [
-        ("main", "main"),
-        ("feature/login", "feature-login"),
-        (None, "detached"),
-        ("-x", "x"),
-    ],
-)
-def test_render_tag(branch: str | None, tag: str) -> None:
-    sha = "0123456789abcdef" * 2 + "01234567"
-    assert render_tag("{branch}", sha=sha, branch=branch) == tag
-    assert render_tag("{short_sha}-{sha}", sha=sha, branch=branch) == f"0123456-{sha}"
-
-
-def test_name_regex_matches_docker_rules() -> None:
-    for ok in ("api", "team/api", "a.b", "a__b", "a---b", "a_b"):
-        assert fields.NAME_RE.match(ok), ok
-    for bad in ("Api", "-api", "api-", "a..b", "a___b", "/api", "api/"):
-        assert not fields.NAME_RE.match(bad), bad
 
 
 BUILD_SETTINGS = """

@@ -5,12 +5,10 @@ import pytest
 from mab_hook.dockerfile import (
     Dockerfile,
     Source,
-    context_key,
     is_remote,
     parse,
     parse_mount,
     platform_args,
-    split_reference,
 )
 from mab_hook.errors import FatalError
 
@@ -166,25 +164,3 @@ def test_parse_mount() -> None:
 ])  # fmt: skip
 def test_is_remote(source: str, remote: bool) -> None:
     assert is_remote(source) is remote
-
-
-@pytest.mark.parametrize(("ref", "split"), [
-    ("base", ("base", None)),
-    ("host:5000/team/base", ("host:5000/team/base", None)),
-    ("host:5000/team/base:1.2", ("host:5000/team/base", "1.2")),
-    ("base@sha256:" + "a" * 64, ("base", None)),
-])  # fmt: skip
-def test_split_reference(ref: str, split: tuple[str, str | None]) -> None:
-    assert split_reference(ref) == split
-
-
-@pytest.mark.parametrize(("ref", "key"), [
-    ("127.0.0.1:5000/team/base:latest", "127.0.0.1:5000/team/base"),
-    ("127.0.0.1:5000/team/base", "127.0.0.1:5000/team/base"),
-    ("127.0.0.1:5000/team/base:v1", "127.0.0.1:5000/team/base:v1"),
-    ("docker.io/library/base:latest", "base"),
-    ("docker.io/team/base:2", "team/base:2"),
-    ("base", "base"),
-])  # fmt: skip
-def test_context_key_is_the_normalized_reference(ref: str, key: str) -> None:
-    assert context_key(ref) == key

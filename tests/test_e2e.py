@@ -139,7 +139,7 @@ def test_a_build_failing_on_one_platform_rejects_the_push_and_pushes_nothing(
     assert pushed.code != 0
     assert pushed.results() == {"api": "built", "worker": "failed"}
     assert "build failed on linux/arm64" in pushed.output
-    assert "the push is blocked and nothing was pushed" in pushed.output
+    assert "the push is blocked and no tag was published" in pushed.output
     assert "error: failed to push some refs" in pushed.output
     assert hooked.remote_head() == before
     assert lab.pushed(hooked.registry) == set()
@@ -234,7 +234,7 @@ def test_interrupt_stops_the_build_and_leaves_nothing_behind(repo: Repo, lab: La
     proc.send_signal(signal.SIGINT)
     rest = proc.stdout.read()
     assert proc.wait(timeout=60) == 130, "".join(seen) + rest
-    assert "interrupted: builds stopped, nothing pushed" in rest
+    assert "interrupted: builds stopped, no tag was published" in rest
     bake = subprocess.run(("pgrep", "-f", f"{repo.path}/.git/mab-hook"), capture_output=True, check=False)
     assert bake.stdout == b""  # no buildx left running
     assert repo.git("worktree", "list").count("\n") == 0
@@ -254,4 +254,4 @@ def test_under_pre_commit_progress_reaches_the_terminal(hooked: Hooked, lab: Lab
     assert re.search(r"mab-hook: api linux/arm64: \d/\d RUN cat /base-release /app.txt", proc.stdout), (
         proc.stdout
     )
-    assert "mab-hook: api: pushing" in proc.stdout
+    assert "mab-hook: api: tagging" in proc.stdout

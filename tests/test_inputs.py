@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from mab_hook.changes import Target
+from mab_hook.changes import Commit, Ref
 from mab_hook.config import Config, Image
 from mab_hook.inputs import Files, Inputs, compute, unmatched
-from mab_hook.plan import explain, make_plan
+from mab_hook.plan import Explanation, Plan, make_plan
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 
@@ -271,14 +271,19 @@ TREE = {
 }
 
 
-def plan_for(*changed: str) -> object:
-    target = Target("f" * 40, "main", frozenset(changed), "test")
-    return make_plan(target, CONFIG, Files.of(TREE), build_platform="linux/amd64")
+def plan_for(*changed: str) -> Plan:
+    commit = Commit("f" * 40, (Ref("main"),), frozenset(changed), "test")
+    return make_plan(commit, CONFIG, Files.of(TREE), build_platform="linux/amd64", explain=("api",))
+
+
+def explain(plan: Plan, name: str) -> Explanation:
+    (item,) = (e for e in plan.explanations if e.name == name)
+    return item
 
 
 def test_plan_reasons_and_order() -> None:
     p = plan_for("base/etc/motd")
-    assert [(x.image.name, x.reasons) for x in p.affected] == [  # type: ignore[attr-defined]
+    assert [(x.image.name, x.reasons) for x in p.affected] == [
         ("base", ("COPY 'etc/' (line 2) reads: base/etc/motd",)),
         ("api", ("base image base is rebuilt",)),
         ("tool", ("base image base is rebuilt",)),  # through COPY --from=<in-repo image>
@@ -292,12 +297,12 @@ def test_plan_reasons_and_order() -> None:
     ("base/Dockerfile", ["base", "api", "tool"]),
 ])  # fmt: skip
 def test_plan_selects_exactly(changed: str, affected: list[str]) -> None:
-    assert [x.image.name for x in plan_for(changed).affected] == affected  # type: ignore[attr-defined]
+    assert [x.image.name for x in plan_for(changed).affected] == affected
 
 
 def test_explain_in_a_plan() -> None:
     p = plan_for("api/README.md", "api/app/main.py", "docs/x")
-    item = explain(p, "api")  # type: ignore[arg-type]
+    item = explain(p, "api")
     assert item.affected
     assert item.paths == (
         ("api/README.md", "does not count: in the build context, but no COPY, ADD or bind mount reads it"),
@@ -305,5 +310,5 @@ def test_explain_in_a_plan() -> None:
     )
     assert item.inputs == ("COPY 'app/' (line 2)",)
     assert item.bases == ("base",)
-    quiet = explain(plan_for("api/README.md"), "api")  # type: ignore[arg-type]
+    quiet = explain(plan_for("api/README.md"), "api")
     assert not quiet.affected

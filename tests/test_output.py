@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from mab_hook import output
-from mab_hook.buildx import BUILT, FAILED, NOT_BUILT, SKIPPED, TIMED_OUT, BuildResult
 from mab_hook.output import Printer
+from mab_hook.results import BuildResult, Status
 
 
 @pytest.mark.parametrize(
@@ -28,6 +28,8 @@ def test_use_color(choice: str, env: dict[str, str], tty: bool, expected: bool) 
     assert output.use_color(choice, env, tty) is expected
 
 
+BUILT, FAILED, NOT_BUILT, SKIPPED, TIMED_OUT = (Status.BUILT, Status.FAILED, Status.NOT_BUILT, Status.SKIPPED,
+                                                Status.TIMED_OUT)  # fmt: skip
 RESULTS = [
     BuildResult("base", BUILT, 1.25, "", Path("/l/base.log"), platforms=("linux/amd64", "linux/arm64")),
     BuildResult("api", FAILED, 3.5, "build failed on linux/arm/v7 (exit 1)", Path("/l/api.log"),
@@ -65,7 +67,8 @@ def test_summary_colors_on_request() -> None:
 def test_results_json() -> None:
     (first, *_rest) = output.results_json(RESULTS)
     assert first == {"name": "base", "status": "built", "platforms": ["linux/amd64", "linux/arm64"], "seconds": 1.25,
-                     "detail": "", "input_digest": None, "image_digest": None, "log": "/l/base.log"}  # fmt: skip
+                     "detail": "", "input_digest": None, "image_digest": None, "failure": None, "published": [],
+                     "log": "/l/base.log"}  # fmt: skip
 
 
 def test_build_lines_only_when_verbose() -> None:

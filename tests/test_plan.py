@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 
 import pytest
 
-from mab_hook.changes import Target
+from mab_hook.changes import Commit, Ref
 from mab_hook.config import Config, Image
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files
+from mab_hook.paths import Tree
 from mab_hook.plan import Base, Plan, make_plan
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -41,8 +43,8 @@ DOCKERFILES = {
 
 
 def plan(changed: set[str] | None, config: Config = CONFIG, files: Mapping[str, str] = DOCKERFILES) -> Plan:
-    target = Target("0123456789" * 4, "main", None if changed is None else frozenset(changed), "test")
-    return make_plan(target, config, Files.of(files), build_platform="linux/amd64")
+    commit = Commit("0123456789" * 4, (Ref("main"),), None if changed is None else frozenset(changed), "test")
+    return make_plan(commit, config, Files.of(files), build_platform="linux/amd64")
 
 
 def names(p: Plan) -> list[str]:
@@ -132,9 +134,69 @@ def test_changed_settings_make_an_image_affected() -> None:
         image("base", "base"),
         image("worker", "services/worker"),
     )
-    target = Target("0123456789" * 4, "main", frozenset({"pyproject.toml"}), "test", ("a" * 40,))
-    p = make_plan(target, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[before])
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"pyproject.toml"}), "test", ("a" * 40,))
+    p = make_plan(commit, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[before])
     assert {x.image.name: x.reasons for x in p.affected} == {
         "api": ("its [tool.multiarch] settings changed (pyproject.toml)",),
         "worker": ("new image in [tool.multiarch] (pyproject.toml)",),
     }
+
+
+def test_every_ref_of_a_commit_gets_its_own_tags() -> None:
+    """`git push origin main v1.4.0`: both names tag what the push affects."""
+    commit = Commit("0123456789" * 4, (Ref("main"), Ref("v1.4.0")), frozenset({"services/api/main.py"}), "t")
+    (api,) = make_plan(commit, CONFIG, Files.of(DOCKERFILES), build_platform="linux/amd64").affected
+    assert api.tags == ("reg:5000/team/api:0123456", "reg:5000/team/api:main", "reg:5000/team/api:v1.4.0")
+    assert api.tags_by_ref == (
+        ("main", ("reg:5000/team/api:0123456", "reg:5000/team/api:main")),
+        ("v1.4.0", ("reg:5000/team/api:0123456", "reg:5000/team/api:v1.4.0")),
+    )
+
+
+def test_a_known_ref_tags_every_image_with_its_own_tags_when_pushing() -> None:
+    """A tag pushed on a commit the remote has: nothing changed, yet every image gets the tag's
+    {branch} tags (the {short_sha} ones are the commit's, pushed before)."""
+    commit = Commit("0123456789" * 4, (Ref("v1.4.1", known=True),), frozenset(), "t", ("0123456789" * 4,))
+    pushing = dataclasses.replace(CONFIG, push=True)
+    p = make_plan(commit, pushing, Files.of(DOCKERFILES), build_platform="linux/amd64")
+    assert {x.image.name: x.tags for x in p.affected} == {
+        name: (f"reg:5000/team/{name}:v1.4.1",) for name in ("base", "api", "worker", "tool")
+    }
+    assert p.affected[0].reasons == (
+        "v1.4.1 is new to the remote, which has the commit: its tags go on the image from the registry",
+    )
+    # Without push nothing is published, so there is nothing to tag.
+    assert make_plan(commit, CONFIG, Files.of(DOCKERFILES), build_platform="linux/amd64").affected == ()
+    # Without {branch} templates a known ref adds no tag either.
+    plain = dataclasses.replace(pushing, tags=("{short_sha}",))
+    assert make_plan(commit, plain, Files.of(DOCKERFILES), build_platform="linux/amd64").affected == ()
+
+
+def test_a_known_ref_beside_a_changed_one_adds_its_tags_to_all_and_the_others_to_the_affected() -> None:
+    commit = Commit("0123456789" * 4, (Ref("release"), Ref("v2", known=True)),
+                    frozenset({"services/api/main.py"}), "t")  # fmt: skip
+    pushing = dataclasses.replace(CONFIG, push=True)
+    p = make_plan(commit, pushing, Files.of(DOCKERFILES), build_platform="linux/amd64")
+    tags = {x.image.name: x.tags for x in p.affected}
+    assert tags["api"] == ("reg:5000/team/api:0123456", "reg:5000/team/api:release", "reg:5000/team/api:v2")
+    assert tags["worker"] == ("reg:5000/team/worker:v2",)
+
+
+def files_with_ids(contents: Mapping[str, str]) -> Files:
+    """Files whose entries hash their content, as a commit's listing gives them."""
+    ids = {path: "100644 " + hashlib.sha1(text.encode()).hexdigest() for path, text in contents.items()}
+    return Files(Tree.of(contents), contents.get, ids.get)
+
+
+def test_input_digests_are_planning_output() -> None:
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"base/Dockerfile"}), "t")
+    p = make_plan(commit, CONFIG, files_with_ids(DOCKERFILES), build_platform="linux/amd64", digests=True)
+    digests = {x.image.name: x.input_digest for x in p.affected}
+    assert set(digests) == {"base", "api", "worker"} and all(len(d) == 64 for d in digests.values())
+    changed = files_with_ids({**DOCKERFILES, "base/Dockerfile": "FROM busybox:2\n"})
+    again = {x.image.name: x.input_digest for x in
+             make_plan(commit, CONFIG, changed, build_platform="linux/amd64", digests=True).affected}  # fmt: skip
+    # A new base Dockerfile: a new base digest, folded into its dependants' digests.
+    assert all(again[name] != digests[name] for name in digests)
+    dry = make_plan(commit, CONFIG, files_with_ids(DOCKERFILES), build_platform="linux/amd64")
+    assert [x.input_digest for x in dry.affected] == ["", "", ""]  # a dry run needs none

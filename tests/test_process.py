@@ -40,6 +40,23 @@ def test_missing_program_is_a_fatal_error() -> None:
         process.run(("no-such-program",), env=os.environ, hint="Install it.")
 
 
+def test_unchecked_a_missing_program_is_a_result() -> None:
+    found = process.run(("no-such-program",), env=os.environ, check=False)
+    assert (found.missing, found.returncode, found.timed_out) == (True, 127, False)
+    assert "'no-such-program' not found on PATH" in found.stderr
+
+
+def test_unchecked_a_timeout_is_a_result() -> None:
+    found = process.run((sys.executable, "-c", "import time; time.sleep(5)"), env=os.environ, check=False,
+                        timeout=0.2)  # fmt: skip
+    assert (found.timed_out, found.returncode) == (True, -1)
+
+
+def test_input_reaches_the_program() -> None:
+    found = process.run((sys.executable, "-c", "print(input()[::-1])"), env=os.environ, input="abc\n")
+    assert found.stdout == "cba\n"
+
+
 def test_stream_tees_lines_and_returns_the_exit_code() -> None:
     log = io.StringIO()
     lines: list[str] = []
@@ -49,7 +66,7 @@ def test_stream_tees_lines_and_returns_the_exit_code() -> None:
         log=log,
         on_line=lines.append,
     )
-    assert (code, lines, log.getvalue()) == ((4, False), ["a", "b"], "a\nb\n")
+    assert (code, lines, log.getvalue()) == ((4, False, ("a", "b")), ["a", "b"], "a\nb\n")
 
 
 def test_stream_stops_a_command_at_its_timeout() -> None:
@@ -95,13 +112,6 @@ def test_interrupt_kills_the_whole_process_group() -> None:
     while alive(pids[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(pids[0])
-
-
-def test_credentials_in_urls_are_redacted() -> None:
-    text = "pushing to https://bob:s3cret@registry.internal/v2/ and ssh://git@host/repo, not http://plain/x"
-    assert process.redact(text) == (
-        "pushing to https://***@registry.internal/v2/ and ssh://***@host/repo, not http://plain/x"
-    )
 
 
 def test_streamed_output_is_redacted_in_the_log_and_the_callback() -> None:

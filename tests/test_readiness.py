@@ -10,11 +10,12 @@ from pathlib import Path
 import git as gitpython
 import pytest
 
-from mab_hook import builders, changes, cli, readiness
+from mab_hook import builders, changes, hook, planning, readiness
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.process import Completed
 from mab_hook.readiness import FAIL, OK, WARN, Check, Host, Wanted
+from mab_hook.registry import Access, Insecure
 from tests.conftest import Repo
 from tests.test_binfmt import AARCH64, ARM, proc
 
@@ -69,22 +70,25 @@ def docker() -> Answers:
     }
 
 
+ANSWERS = Access(True, "anonymous", "answers")
+
+
 def host(
     tmp_path: Path,
     answers: Answers | None = None,
     *,
     machine: str = "x86_64",
     root: Path | None = None,
-    http: int | Exception = 200,
-    docker_config: Path | None = None,
+    access: Access = ANSWERS,
+    asked: list[tuple[str, Insecure]] | None = None,
 ) -> Host:
-    def status(url: str) -> int:
-        if isinstance(http, Exception):
-            raise http
-        return http
+    def answer(reference: str, insecure: Insecure) -> Access:
+        if asked is not None:
+            asked.append((reference, insecure))
+        return access
 
     binfmt_root = root if root is not None else proc(tmp_path, qemu_aarch64=AARCH64, qemu_arm=ARM)
-    return Host(fake_run(answers or docker()), machine, binfmt_root, status, docker_config)
+    return Host(fake_run(answers or docker()), machine, binfmt_root, answer)
 
 
 def by_name(report: readiness.Report) -> dict[str, Check]:
@@ -104,7 +108,7 @@ def test_a_ready_lab_host(tmp_path: Path) -> None:
     assert checks["driver"].status == OK
     assert checks["platform linux/amd64"].finding == "native on this x86_64 host"
     assert checks["platform linux/arm64"] == Check(
-        "platform linux/arm64",
+        "platform:linux/arm64",
         OK,
         "emulated by qemu-aarch64 (/usr/libexec/qemu-binfmt/aarch64-binfmt-P, flags PF)",
     )
@@ -133,10 +137,19 @@ def test_daemon_unreachable(tmp_path: Path) -> None:
 
 
 def test_docker_cli_missing(tmp_path: Path) -> None:
-    answers = docker()
-    answers[("docker", "version", "--format", "{{json .}}")] = (127, "", "'docker' not found on PATH")
-    (check,) = readiness.check(host(tmp_path, answers), Wanted(ALL3)).checks
-    assert (check.status, check.finding) == (FAIL, "the docker CLI is not installed")
+    recorded = fake_run(docker())
+
+    def run(cmd: tuple[str, ...]) -> Completed:
+        if cmd[0] == "docker":
+            return Completed(cmd, 127, "", "'docker' not found on PATH", missing=True)
+        return recorded(cmd)
+
+    (check,) = readiness.check(host(tmp_path)._replace(run=run), Wanted(ALL3)).checks
+    assert (check.status, check.finding, check.code) == (
+        FAIL,
+        "the docker CLI is not installed",
+        "docker-missing",
+    )
 
 
 @pytest.mark.parametrize(("answer", "finding"), [
@@ -270,33 +283,30 @@ def test_a_custom_binfmt_image_is_suggested(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(("http", "registry", "status", "finding"), [
-    (200, "127.0.0.1:5000/team", OK, "http://127.0.0.1:5000/v2/ answers"),
-    (200, "registry.internal:5000/team", OK, "https://registry.internal:5000/v2/ answers"),
-    (200, "plain.internal:5000/team", OK, "http://plain.internal:5000/v2/ answers"),  # insecure-registries
-    (200, "10.20.3.4:5000/team", OK, "http://10.20.3.4:5000/v2/ answers"),  # an insecure CIDR
-    (200, "10.21.3.4:5000/team", OK, "https://10.21.3.4:5000/v2/ answers"),
-    (401, "registry.internal/team", FAIL, "wants authentication and docker has no credentials for registry.internal"),
-    (ConnectionRefusedError(111, "Connection refused"), "localhost:5999", FAIL,
-     "http://localhost:5999/v2/ does not answer ([Errno 111] Connection refused)"),
-    (503, "127.0.0.1:5000", FAIL, "answered HTTP 503"),
+def test_the_registry_is_asked_with_the_daemons_insecure_registries(tmp_path: Path) -> None:
+    asked: list[tuple[str, Insecure]] = []
+    report = readiness.check(
+        host(tmp_path, asked=asked), Wanted(("linux/amd64",), registry="plain.internal:5000/t/api")
+    )
+    assert by_name(report)["registry"] == Check("registry", OK, "answers")
+    assert asked == [
+        ("plain.internal:5000/t/api", (("plain.internal:5000",), ("127.0.0.0/8", "10.20.0.0/16")))
+    ]
+    assert report.insecure == asked[0][1]  # handed on to the builds' registry gateway
+
+
+@pytest.mark.parametrize(("code", "fix"), [
+    ("no-credentials", "`docker login registry.internal`"),
+    ("refused", "`docker login registry.internal` with credentials that may push there"),
+    ("unreachable", "check the address in [tool.multiarch] registry and that the registry runs"),
+    ("error", "check the registry address and its health"),
 ])  # fmt: skip
-def test_registry(tmp_path: Path, http: int | Exception, registry: str, status: str, finding: str) -> None:
-    check = by_name(readiness.check(host(tmp_path, http=http), Wanted(("linux/amd64",), registry=registry)))[
+def test_registry_problems_and_their_fixes(tmp_path: Path, code: str, fix: str) -> None:
+    found = host(tmp_path, access=Access(False, code, f"it said {code}"))
+    check = by_name(readiness.check(found, Wanted(("linux/amd64",), registry="registry.internal/team/api")))[
         "registry"
     ]
-    assert (check.status, finding in check.finding) == (status, True), check
-    if finding.startswith("wants authentication"):
-        assert check.fix == "`docker login registry.internal`"
-
-
-def test_registry_auth_with_credentials(tmp_path: Path) -> None:
-    config = tmp_path / "docker"
-    config.mkdir()
-    (config / "config.json").write_text(json.dumps({"auths": {"registry.internal": {"auth": "eDp5"}}}))
-    check = by_name(readiness.check(host(tmp_path, http=401, docker_config=config),
-                                    Wanted(("linux/amd64",), registry="registry.internal/team")))["registry"]  # fmt: skip
-    assert check.status == OK
+    assert check == Check("registry", FAIL, f"it said {code}", fix, f"registry-{code}")
 
 
 def test_parse_ls_json_deduplicates() -> None:
@@ -365,11 +375,13 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
 ) -> None:
     repo.commit({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/arm/v7", "linux/s390x"]\n',
                  "app/Dockerfile": "FROM busybox\n"})  # fmt: skip
-    plans = [cli.plan_for(gitpython.Repo(repo.path), changes.target_for_all(gitpython.Repo(repo.path), "HEAD", None, "t"),
-                          "linux/amd64")]  # fmt: skip
+    handle = gitpython.Repo(repo.path)
+    plans = [
+        planning.plan_at(handle, changes.for_all(handle, "HEAD", None, "t"), build_platform="linux/amd64")
+    ]
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:
-        cli.ensure_ready(plans, host(tmp_path), Printer(stream, color=False))
+        hook.ensure_ready(plans, host(tmp_path), Printer(stream, color=False))
     assert stream.getvalue() == (
         "mab-hook: warning: platform linux/arm/v7: builder default does not list linux/arm/v7, but BuildKit "
         "runs it this way (`mab-hook doctor` says more)\n"

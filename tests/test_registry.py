@@ -1,16 +1,23 @@
+"""The registry gateway: its HTTP API path (with docker's credentials, Basic and token auth),
+its buildx fallback, and both against real registries of the lab."""
+
 from __future__ import annotations
 
+import base64
 import http.server
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from mab_hook import registry
-from mab_hook.registry import Reference
-from tests.conftest import Lab
+from mab_hook.process import Completed
+from mab_hook.registry import Registry
+from tests.conftest import Lab, LabRegistry
 
 
 @pytest.mark.parametrize(("server", "plain"), [
@@ -28,23 +35,33 @@ def test_plain_http_to_the_daemons_insecure_registries() -> None:
     assert not registry.plain_http("192.168.0.1:5000", insecure)
 
 
-@pytest.mark.parametrize(("reference", "parsed"), [
-    ("registry.internal:5000/team/api:mab-1a2b", Reference("registry.internal:5000", "team/api", "mab-1a2b")),
-    ("localhost/api:1", Reference("localhost", "api", "1")),
-    ("team/api:1", None),  # Docker Hub: not by this path
-    ("api:1", None),
-    ("registry.internal/api", None),  # no tag
-    ("registry.internal/api@sha256:00", None),
-])  # fmt: skip
-def test_reference(reference: str, parsed: Reference | None) -> None:
-    assert Reference.parse(reference) == parsed
-
-
 class FakeRegistry(http.server.BaseHTTPRequestHandler):
-    """Answers as told in `status`; keeps what was put."""
+    """Answers as told in `status`, keeps what was put, and (with `auth`) wants credentials:
+    "basic" for htpasswd's way, "bearer" for a token service's (Docker Hub, Harbor...)."""
 
     status: ClassVar[dict[str, int]] = {}
     put: ClassVar[dict[str, tuple[bytes, str]]] = {}
+    auth: ClassVar[str] = ""
+    seen: ClassVar[list[str]] = []  # Authorization headers, per request
+
+    def _authorized(self) -> bool:
+        given = self.headers.get("Authorization", "")
+        self.seen.append(given)
+        good = "Basic " + base64.b64encode(b"team:pw").decode()
+        if self.auth == "basic" and given != good:
+            self._deny('Basic realm="lab"')
+            return False
+        if self.auth == "bearer" and given != "Bearer the-token":
+            host = self.headers["Host"]
+            self._deny(f'Bearer realm="http://{host}/token",service="fake"')
+            return False
+        return True
+
+    def _deny(self, challenge: str) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", challenge)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def _answer(self, body: bytes = b"") -> None:
         code = self.status.get(self.command, 200)
@@ -56,15 +73,27 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_HEAD(self) -> None:
-        self._answer()
+        if self._authorized():
+            self._answer()
 
     def do_GET(self) -> None:
-        self._answer(b'{"manifests": []}')
+        if self.path.startswith("/token"):
+            good = self.headers.get("Authorization") == "Basic " + base64.b64encode(b"team:pw").decode()
+            body = json.dumps({"token": "the-token"}).encode() if good else b"{}"
+            self.send_response(200 if good else 401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if self._authorized():
+            self._answer(b'{"manifests": []}')
 
     def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])
-        self.put[self.path] = (self.rfile.read(length), self.headers["Content-Type"])
-        self._answer()
+        body = self.rfile.read(length)
+        if self._authorized():
+            self.put[self.path] = (body, self.headers["Content-Type"])
+            self._answer()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -72,7 +101,7 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake() -> Iterator[str]:
-    FakeRegistry.status, FakeRegistry.put = {}, {}
+    FakeRegistry.status, FakeRegistry.put, FakeRegistry.auth, FakeRegistry.seen = {}, {}, "", []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -80,21 +109,57 @@ def fake() -> Iterator[str]:
     server.shutdown()
 
 
+class NoBuildx:
+    """A runner for the buildx fallback that records what it was asked and fails it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, ...]] = []
+
+    def __call__(self, cmd: tuple[str, ...], **kwargs: Any) -> Completed:
+        self.asked.append(tuple(cmd))
+        return Completed(tuple(cmd), 1, "", "no buildx here")
+
+
+def gateway(tmp_path: Path, *, run: Any = None) -> Registry:
+    """The gateway of someone who never ran `docker login`."""
+    config = tmp_path / "docker"
+    config.mkdir(exist_ok=True)
+    (config / "config.json").write_text(json.dumps({"auths": {}}))
+    return Registry({"DOCKER_CONFIG": str(config)}, run=run or NoBuildx())
+
+
+def logged_in(tmp_path: Path, server: str) -> Registry:
+    config = tmp_path / "docker"
+    config.mkdir(exist_ok=True)
+    auth = base64.b64encode(b"team:pw").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {server: {"auth": auth}}}))
+    return Registry({"DOCKER_CONFIG": str(config)}, run=NoBuildx())
+
+
 @pytest.mark.parametrize(
     ("code", "answer"), [(200, True), (404, False), (401, None), (403, None), (500, None)]
 )
-def test_exists_says_none_when_the_registry_would_not_say(fake: str, code: int, answer: bool | None) -> None:
+def test_the_api_says_none_when_the_registry_would_not_say(
+    fake: str, tmp_path: Path, code: int, answer: bool | None
+) -> None:
     FakeRegistry.status = {"HEAD": code}
-    assert registry.exists(f"{fake}/team/api:mab-1") is answer
+    assert gateway(tmp_path).api_exists(f"{fake}/team/api:mab-1") is answer
 
 
-def test_an_unreachable_registry_is_left_to_buildx() -> None:
-    assert registry.exists("127.0.0.1:9/team/api:x") is None  # discard port: nothing listens
-    assert registry.tag("127.0.0.1:9/team/api:x", ["127.0.0.1:9/team/api:y"]) is False
+def test_an_unreachable_registry_is_asked_through_buildx(tmp_path: Path) -> None:
+    run = NoBuildx()
+    found = gateway(tmp_path, run=run)
+    assert found.exists("127.0.0.1:9/team/api:x") is False  # discard port: nothing listens
+    tagged = found.tag("127.0.0.1:9/team/api:x", ["127.0.0.1:9/team/api:y"])
+    assert (tagged.ok, tagged.published) == (False, ())
+    assert [cmd[3] for cmd in run.asked] == ["inspect", "create"]
 
 
-def test_tag_puts_the_very_manifest(fake: str) -> None:
-    assert registry.tag(f"{fake}/team/api:mab-1", [f"{fake}/team/api:abc", f"{fake}/team/api:latest"])
+def test_tag_puts_the_very_manifest(fake: str, tmp_path: Path) -> None:
+    tagged = gateway(tmp_path).tag(
+        f"{fake}/team/api:mab-1", [f"{fake}/team/api:abc", f"{fake}/team/api:latest"]
+    )
+    assert tagged.ok and tagged.published == (f"{fake}/team/api:abc", f"{fake}/team/api:latest")
     assert FakeRegistry.put == {
         f"/v2/team/api/manifests/{tag}": (b'{"manifests": []}', "application/vnd.oci.image.index.v1+json")
         for tag in ("abc", "latest")
@@ -102,35 +167,100 @@ def test_tag_puts_the_very_manifest(fake: str) -> None:
 
 
 @pytest.mark.parametrize("code", [401, 403, 500])
-def test_tag_fails_when_the_registry_refuses(fake: str, code: int) -> None:
+def test_tag_fails_when_the_registry_refuses(fake: str, tmp_path: Path, code: int) -> None:
     FakeRegistry.status = {"PUT": code}
-    assert not registry.tag(f"{fake}/team/api:mab-1", [f"{fake}/team/api:abc"])
+    tagged = gateway(tmp_path).api_tag(f"{fake}/team/api:mab-1", [f"{fake}/team/api:abc"])
+    assert (tagged.ok, tagged.published, tagged.detail) == (
+        False,
+        (),
+        f"HTTP {code} tagging {fake}/team/api:abc",
+    )
 
 
-def test_tag_stays_in_its_repository(fake: str) -> None:
-    assert not registry.tag(f"{fake}/team/api:mab-1", [f"{fake}/team/other:abc"])
+def test_tag_stays_in_its_repository(fake: str, tmp_path: Path) -> None:
+    assert not gateway(tmp_path).api_tag(f"{fake}/team/api:mab-1", [f"{fake}/team/other:abc"]).ok
     assert FakeRegistry.put == {}
 
 
-def test_against_the_lab_registry(lab: Lab) -> None:
-    image = f"{lab.namespace()}/img"
-    build = (
-        "docker",
-        "buildx",
-        "build",
-        "--platform",
-        "linux/amd64,linux/arm64",
-        "--push",
-        "-t",
-        f"{image}:src",
-        "-",
-    )
-    pushed = subprocess.run(build, input=f"FROM {lab.busybox}\nRUN true\n", env=lab.env, capture_output=True,
-                            text=True, check=False)  # fmt: skip
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+def test_docker_credentials_answer_the_registrys_challenge(fake: str, tmp_path: Path, scheme: str) -> None:
+    FakeRegistry.auth = scheme
+    assert gateway(tmp_path).api_exists(f"{fake}/team/api:mab-1") is None  # none: it would not say
+    found = logged_in(tmp_path, fake)
+    assert found.api_exists(f"{fake}/team/api:mab-1") is True
+    assert found.api_tag(f"{fake}/team/api:mab-1", [f"{fake}/team/api:v1"]).ok
+    # The authorization is kept: Basic for every request, a token for its scope (pull, then
+    # pull and push), so later requests do not meet the challenge again.
+    assert FakeRegistry.seen.count("") == (2 if scheme == "basic" else 3)
+    found.api_tag(f"{fake}/team/api:mab-1", [f"{fake}/team/api:v2"])
+    assert FakeRegistry.seen.count("") == (2 if scheme == "basic" else 3)
+
+
+@pytest.mark.parametrize(("auth", "logged", "expected"), [
+    ("", False, (True, "anonymous")), ("basic", True, (True, "authenticated")),
+    ("bearer", True, (True, "authenticated")), ("basic", False, (False, "no-credentials")),
+])  # fmt: skip
+def test_access(fake: str, tmp_path: Path, auth: str, logged: bool, expected: tuple[bool, str]) -> None:
+    FakeRegistry.auth = auth
+    found = (logged_in(tmp_path, fake) if logged else gateway(tmp_path)).access(f"{fake}/team/api")
+    assert (found.ok, found.code) == expected, found
+
+
+def test_access_says_when_credentials_are_refused(fake: str, tmp_path: Path) -> None:
+    FakeRegistry.auth = "basic"
+    config = tmp_path / "wrong"
+    config.mkdir()
+    wrong = base64.b64encode(b"team:nope").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {fake: {"auth": wrong}}}))
+    found = Registry({"DOCKER_CONFIG": str(config)}, run=NoBuildx()).access(f"{fake}/team/api")
+    assert (found.ok, found.code) == (False, "refused")
+    assert "refuses docker's credentials" in found.detail
+
+
+def test_access_to_a_registry_that_does_not_answer(tmp_path: Path) -> None:
+    found = gateway(tmp_path).access("127.0.0.1:9/team/api")
+    assert (found.ok, found.code) == (False, "unreachable")
+    assert found.detail.startswith("http://127.0.0.1:9/v2/ does not answer (")
+
+
+# --- against the lab ----------------------------------------------------------------------------
+
+
+def push_image(env: dict[str, str], image: str, busybox: str) -> None:
+    build = ("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", image, "-")
+    pushed = subprocess.run(build, input=f"FROM {busybox}\nRUN true\n", env=env, capture_output=True, text=True,
+                            check=False)  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr
-    assert registry.exists(f"{image}:src") is True
-    assert registry.exists(f"{image}:nope") is False
-    assert registry.exists(f"{image}-unknown:src") is False  # a repository never pushed
-    assert registry.tag(f"{image}:src", [f"{image}:a", f"{image}:b"])
+
+
+@pytest.mark.lab
+def test_against_the_lab_registry(lab: Lab, tmp_path: Path) -> None:
+    image = f"{lab.namespace()}/img"
+    push_image(lab.env, f"{image}:src", lab.busybox)
+    found = Registry(lab.env, run=NoBuildx())
+    assert found.exists(f"{image}:src") is True
+    assert found.exists(f"{image}:nope") is False
+    assert found.exists(f"{image}-unknown:src") is False  # a repository never pushed
+    assert found.tag(f"{image}:src", [f"{image}:a", f"{image}:b"]).ok
     assert lab.manifest(f"{image}:a") == lab.manifest(f"{image}:b") == lab.manifest(f"{image}:src")
     assert lab.platforms(f"{image}:a") == {"linux/amd64", "linux/arm64"}
+    assert found.access(image).code == "anonymous"
+
+
+@pytest.mark.lab
+def test_a_registry_wanting_credentials_with_and_without_docker_login(
+    lab: Lab, auth_registry: LabRegistry, tmp_path: Path
+) -> None:
+    with_login = auth_registry.docker_config(lab, tmp_path / "in", logged_in=True)
+    without = auth_registry.docker_config(lab, tmp_path / "out", logged_in=False)
+    image = f"{auth_registry.address}/team/img"
+    push_image(with_login, f"{image}:src", lab.busybox)
+    anonymous = Registry(without)
+    assert anonymous.access(image).code == "no-credentials"
+    assert anonymous.exists(f"{image}:src") is False  # neither the API nor buildx may look
+    assert not anonymous.tag(f"{image}:src", [f"{image}:x"]).ok
+    logged = Registry(with_login, run=NoBuildx())  # the API alone: buildx is never asked
+    assert logged.access(image).code == "authenticated"
+    assert logged.exists(f"{image}:src") is True
+    assert logged.tag(f"{image}:src", [f"{image}:v1"]).ok
+    assert logged.api_exists(f"{image}:v1") is True

@@ -7,17 +7,48 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from mab_hook import state as kept
 from mab_hook.state import State, lock
 
 
 def test_records(tmp_path: Path) -> None:
     state = State(tmp_path / "mab-hook")
-    assert not state.built("team/api", "a" * 64)
-    state.record("team/api", "a" * 64, {"commit": "c" * 40})
-    assert state.built("team/api", "a" * 64)
-    assert not state.built("team/api", "b" * 64)
-    assert not state.built("api", "a" * 64)
-    assert not list((tmp_path / "mab-hook" / "built").glob("*.tmp"))
+    assert not state.built("team_SLASH_api", "a" * 64)
+    state.record("team_SLASH_api", "a" * 64, {"commit": "c" * 40})
+    assert state.built("team_SLASH_api", "a" * 64)
+    assert not state.built("team_SLASH_api", "b" * 64)
+    assert not state.built("team_api", "a" * 64)
+    # written whole: nothing but the record itself (no temporary file) is left
+    assert [p.name for p in (tmp_path / "mab-hook" / "built").iterdir()] == [
+        f"team_SLASH_api-{'a' * 64}.json"
+    ]
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError, match="disk full"):
+        kept.write_private(tmp_path / "x" / "f", b"data")
+    assert list((tmp_path / "x").iterdir()) == []
+
+
+def test_everything_written_is_private(tmp_path: Path) -> None:
+    os.umask(0o022)
+    root = tmp_path / "mab-hook"
+    State(root).record("api", "a" * 64, {})
+    with kept.open_private(State(root).logs("c" * 40) / "api.log") as log:
+        log.write("ARG TOKEN=secret\n")
+    with lock(root, print):
+        pass
+    modes = {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
+    assert modes == {
+        ".": 0o700, "built": 0o700, f"built/api-{'a' * 64}.json": 0o600, "logs": 0o700,
+        "logs/cccccccccccc": 0o700, "logs/cccccccccccc/api.log": 0o600, "lock": 0o600,
+    }  # fmt: skip
 
 
 def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
@@ -55,5 +86,5 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     assert dead_pid.isdigit()
     messages: list[str] = []
     with lock(tmp_path, messages.append):
-        assert (tmp_path / "lock").read_text().strip() == str(os.getpid())
+        assert (tmp_path / "lock").read_text().strip() == str(os.getpid())  # the dead pid overwritten
     assert messages == []  # taken over at once, no waiting

@@ -8,46 +8,11 @@ the same handler `qemu-aarch64`, `aarch64` or `qemu-aarch64-static`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
+
+from mab_hook import platforms
 
 DEFAULT_ROOT = Path("/proc/sys/fs/binfmt_misc")
-
-
-def _elf(bits64: bool, big_endian: bool, machine: int) -> bytes:
-    """The first 20 bytes of an ELF executable: ident, e_type (EXEC), e_machine."""
-    ident = b"\x7fELF" + bytes([2 if bits64 else 1, 2 if big_endian else 1, 1]) + bytes(9)
-    order: Literal["big", "little"] = "big" if big_endian else "little"
-    return ident + (2).to_bytes(2, order) + machine.to_bytes(2, order)
-
-
-# Keyed by the architecture part of a Docker platform (arm/v6 and arm/v7 share "arm").
-ELF_HEADERS = {
-    "amd64": _elf(True, False, 0x3E),
-    "386": _elf(False, False, 0x03),
-    "arm64": _elf(True, False, 0xB7),
-    "arm": _elf(False, False, 0x28),
-    "riscv64": _elf(True, False, 0xF3),
-    "ppc64le": _elf(True, False, 0x15),
-    "ppc64": _elf(True, True, 0x15),
-    "s390x": _elf(True, True, 0x16),
-    "mips64le": _elf(True, False, 0x08),
-    "mips64": _elf(True, True, 0x08),
-    "loong64": _elf(True, False, 0x102),
-}
-# Names for the emulator installer (tonistiigi/binfmt --install ...).
-INSTALL_NAMES = {
-    "arm64": "arm64",
-    "arm": "arm",
-    "386": "386",
-    "amd64": "amd64",
-    "riscv64": "riscv64",
-    "ppc64le": "ppc64le",
-    "ppc64": "ppc64",
-    "s390x": "s390x",
-    "mips64le": "mips64le",
-    "mips64": "mips64",
-    "loong64": "loong64",
-}
 
 
 class Handler(NamedTuple):
@@ -76,9 +41,10 @@ class Binfmt(NamedTuple):
 
     def handler_for(self, arch: str) -> Handler | None:
         """The handler the kernel would pick for `arch`: enabled ones first, as the kernel does."""
-        header = ELF_HEADERS.get(arch)
-        if header is None:
+        known = platforms.ARCHES.get(arch)
+        if known is None:
             return None
+        header = known.elf
         found = [handler for handler in self.handlers if handler.matches(header)]
         found.sort(key=lambda handler: not handler.enabled)
         return found[0] if found else None
@@ -134,26 +100,3 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
-
-
-def arch_of(platform: str) -> str:
-    """'linux/arm/v7' -> 'arm', 'linux/amd64/v3' -> 'amd64'."""
-    parts = platform.split("/")
-    return parts[1] if len(parts) > 1 else parts[0]
-
-
-NATIVE = {
-    "x86_64": ("amd64", "386"),  # amd64 CPUs run 32-bit x86 natively
-    "aarch64": ("arm64",),
-    "armv7l": ("arm",),
-    "armv6l": ("arm",),
-    "i686": ("386",),
-    "riscv64": ("riscv64",),
-    "ppc64le": ("ppc64le",),
-    "s390x": ("s390x",),
-}
-
-
-def native(machine: str, platform: str) -> bool:
-    """Whether a machine (`uname -m`) runs the platform's programs without emulation."""
-    return arch_of(platform) in NATIVE.get(machine, ())

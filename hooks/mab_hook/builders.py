@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
+from mab_hook.platforms import covers
+
 # Drivers whose builders may build several platforms in one invocation. The `docker` driver
 # can too, but only on an engine with the containerd image store.
 MULTI_PLATFORM_DRIVERS = ("docker-container", "kubernetes", "remote")
@@ -116,4 +118,4 @@ def _node(fields: dict[str, str]) -> Node:
 
 def lists(platforms: tuple[str, ...], wanted: str) -> bool:
     """Whether a node's platform list has `wanted` (linux/amd64 also serves linux/amd64/v2...)."""
-    return any(p == wanted or p.startswith(wanted + "/") or wanted.startswith(p + "/") for p in platforms)
+    return any(covers(listed, wanted) for listed in platforms)

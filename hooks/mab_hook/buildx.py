@@ -3,8 +3,9 @@
 Each image is built by its own bake invocation of that definition, so that its log and its
 result are its own; bases reach their dependants as named contexts (`target:<base>`), so a
 dependant builds on the fresh base without pushing it first, and BuildKit's cache makes the
-repeated base steps free. Pushing is another bake of the image with `--push`, run only once
-everything built: it reuses the cache and only uploads.
+repeated base steps free. With `push`, the same invocation uploads the image under its
+input-digest tag, which nobody reads as a public tag: the public tags are put on it later, by
+the registry gateway, only once every image of the push built.
 """
 
 from __future__ import annotations
@@ -16,15 +17,29 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mab_hook import process
+from mab_hook import process, state
 from mab_hook.config import is_external_context
 from mab_hook.plan import Plan, PlannedImage
+from mab_hook.results import BuildResult, Failure, Status
 
-BUILT, PUSHED, SKIPPED, FAILED, TIMED_OUT, NOT_BUILT = (
-    "built", "pushed", "skipped", "failed", "timed out", "not built")  # fmt: skip
-_VERTEX_RE = re.compile(r"^#(\d+) \[(?:[^\]\s]+ )?([a-z0-9]+/[a-z0-9_]+(?:/v[0-9]+)?) ([^\]]*)\] ?(.*)$")
-_ERROR_RE = re.compile(r"^#(\d+) ERROR: ")
-PUSH_ATTEMPTS = 3
+# "#12 [api linux/arm64 build 2/3] RUN make": vertex, then the bake entry, platform and stage
+# (each there or not) and the step, then what runs.
+_VERTEX_RE = re.compile(r"^#(\d+) \[([^\]]*)\] ?(.*)$")
+_PLATFORM_RE = re.compile(r"^[a-z][a-z0-9]*/[a-z0-9_]+(?:/v[0-9]+)?$")
+_STEP_RE = re.compile(r"^\d+/\d+$")
+_ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)$")
+# What BuildKit says when the registry, not the build, failed an upload.
+_REGISTRY_ERROR_RE = re.compile(
+    r"failed to push|unexpected status|401 Unauthorized|403 Forbidden|denied|unauthorized|"
+    r"connection refused|no such host|i/o timeout|server gave HTTP response|failed to do request|"
+    r"failed to authorize|x509:|tls:",
+    re.IGNORECASE,
+)
+
+Listener = Callable[[str], None]
+# Attempts after the first, by what failed: the engine's export once, a registry's upload twice.
+RETRIES_OF = {Failure.ENGINE: 1, Failure.REGISTRY: 2}
+RETRIES = max(RETRIES_OF.values())
 
 
 class Buildx(NamedTuple):
@@ -38,57 +53,45 @@ class Buildx(NamedTuple):
         builder = ("--builder", self.builder) if self.builder else ()
         return ("docker", "buildx", "bake", "--file", str(definition), "--progress=plain", *builder, *args)
 
-    def imagetools(self, *args: str) -> tuple[str, ...]:
-        builder = ("--builder", self.builder) if self.builder else ()
-        return ("docker", "buildx", "imagetools", *args, *builder)
+
+_FOR, _AND = "_FOR_", "_AND_"  # a base's copy for other platforms: `base_FOR_linux_amd64_AND_linux_arm64`
 
 
-class BuildResult(NamedTuple):
-    name: str
-    status: str  # BUILT, PUSHED, SKIPPED, FAILED, TIMED_OUT or NOT_BUILT
-    seconds: float
-    detail: str  # one line: what failed, or why it was skipped or not built
-    log: Path | None
-    tail: tuple[str, ...] = ()
-    platforms: tuple[str, ...] = ()
-    digest: str = ""  # the input digest
-    image_digest: str = ""  # the manifest (list) digest buildx reported
-
-    @property
-    def ok(self) -> bool:
-        return self.status in (BUILT, PUSHED, SKIPPED)
+def entry_name(image_name: str) -> str:
+    """The bake target of an image. Bake allows [A-Za-z0-9_-] only, image names hold '.' and
+    '/' too; image names have no capitals, so capitals spell those out and no two images
+    share an entry: `team.api` is `team_DOT_api`, `team/api` `team_SLASH_api`."""
+    return image_name.replace(".", "_DOT_").replace("/", "_SLASH_")
 
 
-Listener = Callable[[str], None]
-
-
-def target_name(image_name: str) -> str:
-    """Bake target names allow [a-zA-Z0-9_-] only; image names may hold '/' and '.'."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", image_name)
-
-
-def definition(plan: Plan, checkout: Path, labels: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
-    """The bake definition of a plan, with paths inside the checkout of its commit."""
+def definition(
+    plan: Plan, checkout: Path, labels: Mapping[str, Mapping[str, str]], push_refs: Mapping[str, str]
+) -> dict[str, Any]:
+    """The bake definition of a plan, with paths inside the checkout of its commit. An image in
+    `push_refs` is tagged with that reference only (and pushed there); the others with their
+    own tags (and kept in the engine's image store)."""
     by_name = {planned.image.name: planned for planned in (*plan.context_only, *plan.affected)}
-    targets: dict[str, dict[str, Any]] = {}
+    entries: dict[str, dict[str, Any]] = {}
 
     def add(planned: PlannedImage, platforms: tuple[str, ...]) -> str:
         # buildx refuses a `target:` context defined for other platforms than its user, so a
         # dependant with its own platform list gets an untagged copy of its base for them.
         own = platforms == planned.image.platforms
-        name = target_name(planned.image.name) + ("" if own else "--" + target_name("-".join(platforms)))
-        if name not in targets:
+        name = entry_name(planned.image.name) + ("" if own else _FOR + _AND.join(platforms).replace("/", "_"))
+        if name not in entries:
             contexts = {base.key: f"target:{add(by_name[base.name], platforms)}" for base in planned.bases}
-            spec = _target(planned, checkout, platforms, planned.tags if own else (), contexts)
+            push_ref = push_refs.get(planned.image.name)
+            tags = ((push_ref,) if push_ref else planned.tags) if own else ()
+            spec = _entry(planned, checkout, platforms, tags, contexts)
             spec["labels"] = dict(labels.get(planned.image.name, {}))
-            targets[name] = spec
+            entries[name] = spec
         return name
 
     default = [add(planned, planned.image.platforms) for planned in plan.affected]
-    return {"group": {"default": {"targets": default}}, "target": targets}
+    return {"group": {"default": {"targets": default}}, "target": entries}
 
 
-def _target(
+def _entry(
     planned: PlannedImage,
     checkout: Path,
     platforms: tuple[str, ...],
@@ -118,9 +121,8 @@ def _target(
     return spec
 
 
-def write_definition(plan: Plan, checkout: Path, path: Path, labels: Mapping[str, Mapping[str, str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(definition(plan, checkout, labels), indent=2) + "\n")
+def write_definition(path: Path, data: Mapping[str, Any]) -> Path:
+    state.write_private(path, (json.dumps(data, indent=2) + "\n").encode())
     return path
 
 
@@ -132,60 +134,93 @@ def build_one(
     *,
     on_line: Listener,
     timeout: float | None = None,
+    push_ref: str | None = None,
 ) -> BuildResult:
-    """Build one image for all its platforms; its log is kept whatever happens."""
+    """Build one image for all its platforms (and with `push_ref`, upload it there); its log
+    is kept whatever happens."""
     name = planned.image.name
-    log_path = logs / f"{target_name(name)}.log"
-    metadata = logs / f"{target_name(name)}.metadata.json"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    entry = entry_name(name)
+    log_path = logs / f"{entry}.log"
+    metadata = logs / f"{entry}.metadata.json"
     metadata.unlink(missing_ok=True)
     started = time.monotonic()
-    command = buildx.bake(bake_file, "--metadata-file", str(metadata), target_name(name))
-    with log_path.open("w") as log:
+    command = buildx.bake(
+        bake_file, "--metadata-file", str(metadata), *(("--push",) if push_ref else ()), entry
+    )
+    with state.open_private(log_path) as log:
         streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
-        if streamed.returncode != 0 and not streamed.timed_out and export_failed(log_path.read_text()):
-            # The engine, not the Dockerfile, failed (seen: "failed to commit ... snapshot does
-            # not exist" from moby 26.1's BuildKit); every step is cached, so once more is cheap.
-            log.write("mab-hook: the engine failed while exporting the image; building it once more\n")
+        for attempt in range(1, RETRIES + 1):
+            kind = failure(log_path.read_text(errors="replace")) if streamed.returncode else Failure.NONE
+            if streamed.timed_out or attempt > RETRIES_OF.get(kind, 0):
+                break
+            # Every step is cached by now, so once more is cheap. Seen: "failed to commit ...
+            # snapshot does not exist" from moby 26.1's BuildKit; distribution 2.8 answering 500
+            # to reads racing the docker driver's second push of the same manifest.
+            log.write(f"mab-hook: the {kind.value} failed while exporting the image; attempt {attempt + 1}\n")
+            log.flush()
+            time.sleep(attempt if kind is Failure.REGISTRY else 0)
             streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
     seconds = time.monotonic() - started
-    text = log_path.read_text(errors="replace")
-    result = BuildResult(name, BUILT, seconds, "", log_path, platforms=planned.image.platforms)
+    result = BuildResult(name, Status.BUILT, seconds, "", log_path, platforms=planned.image.platforms,
+                         input_digest=planned.input_digest)  # fmt: skip
     if streamed.returncode == 0:
-        return result._replace(image_digest=image_digest(metadata, target_name(name)))
-    tail = tuple(process.tail_lines(text))
+        published = (push_ref,) if push_ref else ()
+        return result._replace(image_digest=image_digest(metadata, entry), published=published)
+    return _failed(result, streamed, log_path.read_text(errors="replace"), timeout)
+
+
+def _failed(result: BuildResult, streamed: process.Streamed, log: str, timeout: float | None) -> BuildResult:
+    failed = result._replace(status=Status.FAILED, tail=streamed.tail)
     if streamed.timed_out:
         detail = f"timed out after {timeout:g} s; the build was stopped"
-        return result._replace(status=TIMED_OUT, detail=detail, tail=tail)
-    if export_failed(text):
+        return failed._replace(status=Status.TIMED_OUT, detail=detail, failure=Failure.BUILD)
+    kind = failure(log)
+    if kind is Failure.ENGINE:
         detail = "the engine failed while exporting the image, twice; try `docker buildx prune` (build cache)"
-        return result._replace(status=FAILED, detail=detail, tail=tail)
-    platforms = failed_platforms(text)
+        return failed._replace(detail=detail, failure=kind)
+    if kind is Failure.REGISTRY:
+        return failed._replace(
+            detail=f"the upload to the registry failed: {registry_error(log)}", failure=kind
+        )
+    platforms = failed_platforms(log)
     where = f" on {', '.join(platforms)}" if platforms else ""
-    return result._replace(
-        status=FAILED, detail=f"build failed{where} (exit {streamed.returncode})", tail=tail
-    )
+    return failed._replace(detail=f"build failed{where} (exit {streamed.returncode})", failure=Failure.BUILD)
 
 
-def image_digest(metadata: Path, target: str) -> str:
+def image_digest(metadata: Path, entry: str) -> str:
     """The pushed or exported manifest digest from buildx's --metadata-file, if it wrote one."""
     try:
         data = json.loads(metadata.read_text())
     except (OSError, ValueError):
         return ""
-    entry = data.get(target, data) if isinstance(data, dict) else {}
-    return str(entry.get("containerimage.digest", "")) if isinstance(entry, dict) else ""
+    found = data.get(entry, data) if isinstance(data, dict) else {}
+    return str(found.get("containerimage.digest", "")) if isinstance(found, dict) else ""
 
 
-def export_failed(log: str) -> bool:
-    """Whether a build failed in exporting its result rather than in any of its steps."""
+def failure(log: str) -> Failure:
+    """What failed a build, from its plain progress: a step (BUILD), the export of the result
+    (ENGINE), or the upload of it (REGISTRY)."""
     names: dict[str, str] = {}
+    found = Failure.BUILD
     for line in log.splitlines():
-        if match := re.match(r"^#(\d+) (\[.*|exporting to .*)$", line):
-            names.setdefault(match.group(1), match.group(2))
-        elif (error := _ERROR_RE.match(line)) and names.get(error.group(1), "").startswith("exporting"):
-            return True
-    return False
+        if match := re.match(r"^#(\d+) (\[.*|exporting to .*|pushing .*)$", line):
+            # "[api] pushing ... with docker": the docker driver's own push, after the export
+            names.setdefault(match.group(1), re.sub(r"^\[[A-Za-z0-9_-]+\] (?=pushing )", "", match.group(2)))
+        elif error := _ERROR_RE.match(line):
+            vertex = names.get(error.group(1), "")
+            if vertex.startswith(("exporting", "pushing")):
+                found = Failure.REGISTRY if _REGISTRY_ERROR_RE.search(error.group(2)) else Failure.ENGINE
+            elif vertex:
+                return Failure.BUILD
+    return found
+
+
+def registry_error(log: str) -> str:
+    """The registry's own words: the step's error line says more than buildx's summary after it."""
+    lines = [e.group(2) for line in log.splitlines() if (e := _ERROR_RE.match(line))]
+    lines += [line.removeprefix("ERROR: ") for line in log.splitlines() if line.startswith("ERROR: ")]
+    errors = [line for line in lines if _REGISTRY_ERROR_RE.search(line)]
+    return (errors[0] if errors else (lines[-1] if lines else "see the log"))[:300]
 
 
 def failed_platforms(log: str) -> tuple[str, ...]:
@@ -193,8 +228,8 @@ def failed_platforms(log: str) -> tuple[str, ...]:
     vertex_platform: dict[str, str] = {}
     failed: list[str] = []
     for line in log.splitlines():
-        if match := _VERTEX_RE.match(line):
-            vertex_platform[match.group(1)] = match.group(2)
+        if (match := _VERTEX_RE.match(line)) and (platform := _platform_in(match.group(2))):
+            vertex_platform[match.group(1)] = platform
         elif (error := _ERROR_RE.match(line)) and error.group(1) in vertex_platform:
             platform = vertex_platform[error.group(1)]
             if platform not in failed:
@@ -202,69 +237,22 @@ def failed_platforms(log: str) -> tuple[str, ...]:
     return tuple(failed)
 
 
-def step(line: str) -> tuple[str, str, str] | None:
-    """(vertex, platform, 'k/n INSTRUCTION') when a plain-progress line starts a build step."""
+class Step(NamedTuple):
+    """A build step starting, from a plain-progress line."""
+
+    vertex: str
+    platform: str  # "" for a single-platform build
+    what: str  # "2/3 RUN make"
+
+
+def _platform_in(label: str) -> str:
+    return next((word for word in label.split() if _PLATFORM_RE.match(word)), "")
+
+
+def step(line: str) -> Step | None:
+    """The build step a plain-progress line starts, if it starts one."""
     match = _VERTEX_RE.match(line)
-    if match is None or "internal" in match.group(3):
+    words = match.group(2).split() if match else []
+    if match is None or not words or not _STEP_RE.match(words[-1]):
         return None
-    return match.group(1), match.group(2), f"{match.group(3)} {match.group(4)}".strip()
-
-
-def push_one(
-    planned: PlannedImage, bake_file: Path, buildx: Buildx, logs: Path, digest_tag: str, *, on_line: Listener
-) -> BuildResult:
-    """Push one built image (from the cache: only uploads), then add its other tags and, last,
-    the tag of its input digest, whose presence then means the image is wholly published."""
-    name = planned.image.name
-    log_path = logs / f"{target_name(name)}.push.log"
-    metadata = logs / f"{target_name(name)}.push.metadata.json"
-    started = time.monotonic()
-    first, *others = planned.tags
-    # One tag per export: the docker driver also pushes each tag through dockerd, and
-    # distribution 2.8 answers 500 ("invalid checksum digest format") to reads racing those
-    # writes; `imagetools create` adds tags registry-side without uploading again.
-    target = target_name(name)
-    commands = [
-        buildx.bake(
-            bake_file, "--push", "--metadata-file", str(metadata), "--set", f"{target}.tags={first}", target
-        ),
-        buildx.imagetools("create", *(arg for tag in (*others, digest_tag) for arg in ("--tag", tag)), first),
-    ]
-    with log_path.open("w") as log:
-        for command in commands:
-            code = _with_retries(command, buildx, log, on_line)
-            if code != 0:
-                tail = tuple(process.tail_lines(log_path.read_text(errors="replace")))
-                return BuildResult(name, FAILED, time.monotonic() - started, f"push failed (exit {code})",
-                                   log_path, tail, planned.image.platforms)  # fmt: skip
-    return BuildResult(name, PUSHED, time.monotonic() - started, "", log_path, (), planned.image.platforms,
-                       image_digest=image_digest(metadata, target_name(name)))  # fmt: skip
-
-
-def retag(reference: str, tags: tuple[str, ...], buildx: Buildx, logs: Path, name: str) -> BuildResult:
-    """Give an image that is already in the registry (under its input digest) its new tags."""
-    log_path = logs / f"{target_name(name)}.push.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    command = buildx.imagetools("create", *(arg for tag in tags for arg in ("--tag", tag)), reference)
-    with log_path.open("w") as log:
-        code = _with_retries(command, buildx, log, lambda line: None)
-    if code != 0:
-        tail = tuple(process.tail_lines(log_path.read_text(errors="replace")))
-        return BuildResult(
-            name, FAILED, time.monotonic() - started, f"tagging failed (exit {code})", log_path, tail
-        )
-    return BuildResult(name, PUSHED, time.monotonic() - started, "", log_path)
-
-
-def _with_retries(command: tuple[str, ...], buildx: Buildx, log: Any, on_line: Listener) -> int:
-    """Pushing is idempotent, and registries fail transiently, so try again a few times."""
-    code = 0
-    for attempt in range(1, PUSH_ATTEMPTS + 1):
-        if attempt > 1:
-            log.write(f"mab-hook: failed (exit {code}); attempt {attempt} of {PUSH_ATTEMPTS}\n")
-            time.sleep(attempt)
-        code = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line).returncode
-        if code == 0:
-            break
-    return code
+    return Step(match.group(1), _platform_in(match.group(2)), f"{words[-1]} {match.group(3)}".strip())

@@ -87,7 +87,7 @@ def save(path: Path, entries: Entries) -> None:
         if fresh:
             kept = dict(list(entries.items())[-LIMIT:])
             header = pickle.dumps({"version": _version()}, protocol=pickle.HIGHEST_PROTOCOL)
-            state.write_whole(path, header + pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL))
+            state.write_private(path, header + pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL))
             return
         batch = pickle.dumps(entries.added, protocol=pickle.HIGHEST_PROTOCOL)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)

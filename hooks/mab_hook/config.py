@@ -14,11 +14,13 @@ from collections.abc import Hashable, Iterable, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from mab_hook import fields
+from mab_hook import references
+from mab_hook import validation as fields
 from mab_hook.builders import BuilderSpec, NodeSpec
 from mab_hook.errors import FatalError
-from mab_hook.fields import PYPROJECT, Problems
 from mab_hook.paths import Tree
+from mab_hook.redact import redact
+from mab_hook.validation import PYPROJECT, Problems
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -111,7 +113,7 @@ class Config:
 
 
 def load(
-    text: str | None,
+    text: str | bytes | None,
     *,
     source: str,
     tracked: Tree | Iterable[str],
@@ -125,6 +127,8 @@ def load(
     """
     if text is None:
         raise FatalError(f"{source}: no {PYPROJECT} in this commit. Add one with:\n\n{SNIPPET}")
+    if isinstance(text, bytes):
+        text = _decode(text, source)
     tree = tracked if isinstance(tracked, Tree) else Tree.of(tracked)
     key = ("config", text, root_name)
     known = cache.get(key) if cache is not None else None
@@ -139,6 +143,18 @@ def load(
             del cache[old]  # each holds a whole configuration: keep the last few only
         cache[key] = (config, tuple(probe.asked))
     return config
+
+
+def _decode(data: bytes, source: str) -> str:
+    """TOML is UTF-8; other bytes are an error, not something to guess around."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise FatalError(
+            f"{source}: not valid TOML: byte {data[e.start : e.start + 1]!r} on line {line} is not UTF-8 "
+            "(TOML files are UTF-8; save it as UTF-8)"
+        ) from None
 
 
 class _Probe:
@@ -170,6 +186,8 @@ def _load(text: str, source: str, tree: _Probe, root_name: str) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise FatalError(f"{source}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise FatalError(f"{source}: not valid TOML: values nested too deeply") from None
     table = data.get("tool", {}).get("multiarch") if isinstance(data.get("tool"), dict) else None
     if table is None:
         raise FatalError(f"{source}: no [tool.multiarch] table. Add, for example:\n\n{SNIPPET}")
@@ -190,11 +208,11 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
     registry = fields.optional_str(table, "registry", key, problems)
     if registry is not None:
         registry = registry.rstrip("/")
-        if not fields.REGISTRY_RE.match(registry):
+        if not references.REPOSITORY_PREFIX_RE.match(registry):
             problems.add(
                 f"{key}.registry",
-                f"{registry!r} is not a registry reference "
-                "(host[:port][/path], path in lowercase), e.g. 'registry.internal:5000/team'",
+                f"{redact(registry)!r} is not a registry reference "
+                "(host[:port][/path], path in lowercase, no credentials), e.g. 'registry.internal:5000/team'",
             )
     builder_spec = _builder_spec(table.get("builder"), f"{key}.builder", problems)
     if builder_spec is not None or isinstance(table.get("builder"), dict):
@@ -265,7 +283,7 @@ def _image(
     problems: Problems,
 ) -> Image | None:
     key = f"tool.multiarch.images.{fields.toml_key(name)}"
-    if not fields.NAME_RE.match(name) or len(name) > 255:
+    if not references.NAME_RE.match(name) or len(name) > 255:
         problems.add(
             key,
             f"{name!r} is not a valid image name: Docker allows lowercase letters, "
@@ -335,13 +353,8 @@ def _settings(table: Mapping[str, Any], key: str, problems: Problems, inherited:
                 problems.add(f"{key}.{name}", f"{entry!r} is not a BuildKit cache spec, e.g. "
                              "'type=registry,ref=registry.internal:5000/cache/{name}'")  # fmt: skip
         caches.append(entries)
-    timeout = table.get("timeout", inherited.timeout)
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
-    ):
-        problems.add(f"{key}.timeout", f"must be a number of seconds above 0, not {fields.describe(timeout)}")
-        timeout = inherited.timeout
-    return Settings(caches[0], caches[1], float(timeout) if timeout is not None else None)
+    timeout = fields.seconds(table.get("timeout"), f"{key}.timeout", problems) if "timeout" in table else None
+    return Settings(caches[0], caches[1], timeout if timeout is not None else inherited.timeout)
 
 
 def _builder_spec(value: Any, key: str, problems: Problems) -> BuilderSpec | None:
@@ -399,7 +412,7 @@ def _discover(
             continue
         dir_name = posixpath.basename(directory) or root_name
         name = _sanitize("-".join(part for part in (dir_name, stem) if part))
-        if not fields.NAME_RE.match(name):
+        if not references.NAME_RE.match(name):
             problems.add(
                 "tool.multiarch",
                 f"{path}: cannot derive an image name from {dir_name!r}; "

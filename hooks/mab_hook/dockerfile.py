@@ -269,27 +269,3 @@ def is_remote(source: str) -> bool:
     """ADD sources fetched by BuildKit itself rather than read from a context."""
     lowered = source.lower()
     return "://" in lowered or lowered.startswith("git@") or (lowered.endswith(".git") and ":" in lowered)
-
-
-def split_reference(ref: str) -> tuple[str, str | None]:
-    """'host:5000/team/api:1.2@sha256:..' -> ('host:5000/team/api', '1.2')."""
-    name = ref.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1 :]
-    return name, None
-
-
-def context_key(ref: str) -> str:
-    """The key buildx looks a named context up by: the reference normalized as written.
-
-    ":latest" and the "docker.io/library/" prefix are dropped; with them, the key is ignored
-    and the build goes to the registry instead.
-    """
-    name, tag = split_reference(ref)
-    for prefix in ("docker.io/library/", "docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    return name if tag in (None, "latest") else f"{name}:{tag}"

@@ -11,9 +11,10 @@ from typing import TextIO
 
 import git
 
-from mab_hook import changes, config, fields, listing, output, readiness, state
+from mab_hook import __version__, config, gitobjects, listing, output, planning, platforms, readiness, state
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
+from mab_hook.validation import PYPROJECT
 
 COMMON_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
     wanted = wanted_from(args, printer)
     host = readiness.local_host(env, platform.machine())
     report = readiness.check(host, wanted)
@@ -60,9 +61,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer
     if args.probe and report.builder is not None:
         report = report._replace(checks=report.checks + tuple(readiness.probe(host, report.builder, wanted)))
     if args.json:
-        output.dump_json(output.checks_json(report), sys.stdout)
+        output.dump_json({"version": __version__, **output.checks_json(report)}, sys.stdout)
     else:
-        printer.line(f"host readiness for {', '.join(wanted.platforms)}")
+        printer.line(f"mab-hook {__version__}: host readiness for {', '.join(wanted.platforms)}")
         printer.line(output.checks_text(report.checks, printer))
     return 0 if report.ready else 1
 
@@ -71,27 +72,27 @@ def wanted_from(args: argparse.Namespace, printer: Printer) -> readiness.Wanted:
     """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for."""
     cfg = _head_config(args.repo or Path.cwd())
     if args.platform:
-        problems = [p for p in (fields.platform_problem(p) for p in args.platform) if p]
+        problems = [p for p in (platforms.problem(p) for p in args.platform) if p]
         if problems:
             raise FatalError("; ".join(problems))
     if cfg is None:
-        platforms = tuple(args.platform or COMMON_PLATFORMS)
-        return readiness.Wanted(platforms, args.builder)
-    platforms = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
-    registry = cfg.registry if cfg.push else None
+        return readiness.Wanted(tuple(args.platform or COMMON_PLATFORMS), args.builder)
+    wanted = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
+    repository = cfg.reference(cfg.images[0]) if cfg.push and cfg.images else None
     spec = cfg.builder_spec if not args.builder or args.builder == cfg.builder else None
-    return readiness.Wanted(platforms, args.builder or cfg.builder, registry, cfg.binfmt_image, spec)
+    return readiness.Wanted(wanted, args.builder or cfg.builder, repository, cfg.binfmt_image, spec)
 
 
 def _head_config(path: Path) -> config.Config | None:
-    """The configuration at HEAD; None outside a repository or without [tool.multiarch]."""
+    """The configuration at HEAD, read as the hook reads it; None outside a repository or
+    without [tool.multiarch]."""
     try:
         repo = git.Repo(path, search_parent_directories=True)
-        sha = changes.resolve(repo, "HEAD")
+        sha = gitobjects.resolve(repo, "HEAD")
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, FatalError):
         return None
-    text = changes.read_file(repo, sha, fields.PYPROJECT)
-    if text is None or "multiarch" not in text:
+    data = gitobjects.read_file(repo, sha, PYPROJECT)
+    if data is None or b"multiarch" not in data:
         return None
     tree = listing.of_commit(repo, sha, state.root(repo) / "cache").tree
-    return config.load(text, source=f"{fields.PYPROJECT} at {sha[:12]}", tracked=tree)
+    return planning.load_config(repo, sha, tree=tree, data=data)

@@ -1,4 +1,4 @@
-"""`.dockerignore` and COPY-source matching with Docker's own semantics.
+"""`.dockerignore` files, with Docker's own semantics.
 
 The matcher is e2b-dockerfile-utils' port of moby's patternmatcher (Go `filepath.Match` plus
 `**`, `!` exceptions where the last match wins, comments, a leading `/` ignored): it agreed
@@ -8,8 +8,6 @@ matcher did not.
 
 from __future__ import annotations
 
-import posixpath
-import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple
@@ -55,97 +53,3 @@ def load(path: str | None, text: str | None) -> Ignore:
 def _parse(text: str) -> PatternMatcher:
     """Ignore files are often copies of each other: each text is compiled once."""
     return PatternMatcher(text.splitlines())
-
-
-def matched_root(pattern: str, relative: str, *, parents: bool = False) -> str | None:
-    """What a COPY/ADD source (or bind mount source) matching `relative` copies, or None.
-
-    A source names a file or a directory (copied whole), possibly through wildcards: the
-    result is the matched file, or the matched directory that holds `relative` ("" for the
-    whole context). Wildcards follow Go's `filepath.Match`, where `**` is no more than `*`;
-    only `COPY --parents` gives `**` its any-depth meaning.
-    """
-    cleaned = clean(pattern)
-    if cleaned == "":
-        return ""
-    matches = _matcher(cleaned).matches if parents else _go_match(cleaned)
-    segments = relative.split("/")
-    for depth in range(1, len(segments) + 1):
-        prefix = "/".join(segments[:depth])
-        if matches(prefix):
-            return prefix
-    return None
-
-
-def clean(pattern: str) -> str:
-    """A source path as BuildKit resolves it: relative to the context root, "" for the root."""
-    cleaned = posixpath.normpath("/" + pattern).lstrip("/")
-    return "" if cleaned in (".", "") else cleaned
-
-
-def excluded_by(excludes: tuple[str, ...], root: str, relative: str) -> bool:
-    """COPY --exclude patterns apply to paths relative to what the source matched."""
-    if not excludes:
-        return False
-    inside = posixpath.basename(relative) if relative == root else relative[len(root) :].lstrip("/")
-    return _matcher_of(excludes).matches(inside)
-
-
-@lru_cache(maxsize=4096)
-def _go_match(pattern: str) -> Callable[[str], bool]:
-    """Go's filepath.Match as a predicate on a whole path."""
-    regex, i, n = [], 0, len(pattern)
-    while i < n:
-        ch = pattern[i]
-        i += 1
-        if ch == "*":
-            regex.append("[^/]*")
-        elif ch == "?":
-            regex.append("[^/]")
-        elif ch == "\\" and i < n:
-            regex.append(re.escape(pattern[i]))
-            i += 1
-        elif ch == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                regex.append(re.escape(ch))
-                continue
-            body = pattern[i:end]
-            negate = body.startswith("^")
-            body = body[1:] if negate else body
-            regex.append(("[^" if negate else "[") + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        else:
-            regex.append(re.escape(ch))
-    compiled = re.compile("".join(regex) + r"\Z")
-    return lambda path: compiled.match(path) is not None
-
-
-def literal_prefix(pattern: str) -> str:
-    """The leading directories of a pattern that hold no wildcard ("" when the first does)."""
-    parts = clean(pattern).split("/")[:-1]
-    literal = []
-    for part in parts:
-        if has_wildcard(part):
-            break
-        literal.append(part)
-    return "/".join(literal)
-
-
-def has_wildcard(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[\\")
-
-
-def pattern_matcher(pattern: str) -> PatternMatcher:
-    """A matcher for one Docker pattern (with `**`), cached."""
-    return _matcher(clean(pattern))
-
-
-@lru_cache(maxsize=4096)
-def _matcher(pattern: str) -> PatternMatcher:
-    return PatternMatcher([pattern])
-
-
-@lru_cache(maxsize=1024)
-def _matcher_of(patterns: tuple[str, ...]) -> PatternMatcher:
-    return PatternMatcher(list(patterns))

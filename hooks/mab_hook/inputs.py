@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from mab_hook import dockerfile, ignore
+from mab_hook import dockerfile, ignore, patterns
 from mab_hook.config import Image
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
@@ -82,12 +82,12 @@ class Rule(NamedTuple):
         if relative is None:
             return "outside its context"
         source = self.source
-        root = ignore.matched_root(source.pattern, relative, parents=source.parents)
+        root = patterns.matched_root(source.pattern, relative, parents=source.parents)
         if root is None:
             return "not matched"
         if self.ignore.excludes(relative):  # after the cheaper pattern test
             return f"excluded by {self.ignore.path}"
-        if ignore.excluded_by(source.excludes, root, relative):
+        if patterns.excluded_by(source.excludes, root, relative):
             return f"excluded by --exclude={','.join(source.excludes)} of {self.describe()}"
         return None
 
@@ -260,8 +260,8 @@ def unmatched(inputs: Inputs, files: Files) -> tuple[str, ...]:
 def _candidates(rule: Rule, files: Files) -> Sequence[str]:
     """The only files a rule can read: the file or directory a literal source names, or
     what lies under the literal directories a wildcard source starts with."""
-    pattern = ignore.clean(rule.source.pattern)
-    if ignore.has_wildcard(pattern):
-        return files.under(join(rule.context, ignore.literal_prefix(pattern)))
+    pattern = patterns.clean(rule.source.pattern)
+    if patterns.has_wildcard(pattern):
+        return files.under(join(rule.context, patterns.literal_prefix(pattern)))
     path = join(rule.context, pattern)
     return (path,) if files.exists(path) else files.under(path)

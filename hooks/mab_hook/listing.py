@@ -172,4 +172,4 @@ def save(path: Path, listing: Listing) -> None:
     """Written whole or not at all; a lost listing costs time, never correctness."""
     text = f"{MAGIC} {listing.tree_id}\n{listing.records}\n" + "\0".join(listing.tree.paths)
     with contextlib.suppress(OSError):
-        state.write_whole(path, text.encode("utf-8", errors="surrogateescape"))
+        state.write_private(path, text.encode("utf-8", errors="surrogateescape"))

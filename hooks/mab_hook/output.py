@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
-from mab_hook.buildx import BUILT, FAILED, PUSHED, SKIPPED, TIMED_OUT, BuildResult
-from mab_hook.plan import Explanation, Plan
+from mab_hook.results import BuildResult, Status
 
 if TYPE_CHECKING:
+    from mab_hook.plan import Explanation, Plan, PlannedImage
     from mab_hook.readiness import Check, Report
 
 COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
@@ -63,8 +63,8 @@ class Printer(NamedTuple):
 def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
     lines = []
     for plan in plans:
-        target = plan.target
-        lines.append(printer.paint(f"commit {target.sha[:12]}", "bold") + f" ({target.why})")
+        commit = plan.commit
+        lines.append(printer.paint(f"commit {commit.sha[:12]}", "bold") + f" ({commit.why})")
         if not plan.affected:
             lines.append("  no image is affected")
         for number, planned in enumerate(plan.affected, 1):
@@ -73,13 +73,20 @@ def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
             if planned.bases:
                 lines.append(f"       built on: {', '.join(base.name for base in planned.bases)}")
             lines.extend(f"       because {reason}" for reason in planned.reasons)
-            lines.append(f"       tags: {', '.join(planned.tags)}")
+            lines.append(f"       tags: {tags_text(planned)}")
         if plan.unaffected:
             lines.append(f"  unaffected: {', '.join(plan.unaffected)}")
         if plan.config.push and plan.affected:
             lines.append(f"  push: after every image above built, to {plan.config.registry or 'Docker Hub'}")
         lines.extend(f"  {printer.paint('warning', 'yellow')}: {warning}" for warning in plan.warnings)
     return "\n".join(lines)
+
+
+def tags_text(planned: PlannedImage) -> str:
+    """Every tag, and with several refs, which ref gives which: `main: a, b; v1.4.0: c`."""
+    if len(planned.tags_by_ref) < 2:
+        return ", ".join(planned.tags)
+    return "; ".join(f"{ref}: {', '.join(tags)}" for ref, tags in planned.tags_by_ref)
 
 
 def explain_text(explanations: Sequence[Explanation], printer: Printer) -> str:
@@ -122,9 +129,9 @@ def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
     for plan in plans:
         commits.append(
             {
-                "sha": plan.target.sha,
-                "branch": plan.target.branch,
-                "range": plan.target.why,
+                "sha": plan.commit.sha,
+                "refs": [ref.name for ref in plan.commit.refs],
+                "range": plan.commit.why,
                 "push": plan.config.push,
             }
         )
@@ -133,10 +140,11 @@ def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
             affected.append(
                 {
                     "name": image.name,
-                    "commit": plan.target.sha,
+                    "commit": plan.commit.sha,
                     "platforms": list(image.platforms),
                     "reasons": list(planned.reasons),
                     "tags": list(planned.tags),
+                    "tags_by_ref": {ref: list(tags) for ref, tags in planned.tags_by_ref},
                     "bases": [base.name for base in planned.bases],
                     "context": image.context,
                     "dockerfile": image.dockerfile,
@@ -152,12 +160,14 @@ def results_json(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
     return [
         {
             "name": r.name,
-            "status": r.status,
+            "status": r.status.value,
             "platforms": list(r.platforms),
             "seconds": round(r.seconds, 2),
             "detail": r.detail,
-            "input_digest": r.digest or None,
+            "input_digest": r.input_digest or None,
             "image_digest": r.image_digest or None,
+            "failure": r.failure.value or None,
+            "published": list(r.published),
             "log": str(r.log) if r.log else None,
         }
         for r in results
@@ -167,20 +177,24 @@ def results_json(results: Sequence[BuildResult]) -> list[dict[str, Any]]:
 def summary(results: Sequence[BuildResult], printer: Printer) -> str:
     """A table: image, platforms, result, time; then the log tail of each failure."""
     rows = [("image", "platforms", "result", "time")]
-    rows += [(r.name, ", ".join(r.platforms), r.status, f"{r.seconds:.1f} s") for r in results]
+    rows += [(r.name, ", ".join(r.platforms), r.status.value, f"{r.seconds:.1f} s") for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
     for number, (name, platforms, status, seconds) in enumerate(rows):
-        color = {BUILT: "green", PUSHED: "green", SKIPPED: "green", FAILED: "red", TIMED_OUT: "red"}.get(
-            status
-        )
+        color = {
+            "built": "green",
+            "pushed": "green",
+            "skipped": "green",
+            "failed": "red",
+            "timed out": "red",
+        }.get(status)
         painted = (
             printer.paint(f"{status:<{widths[2]}}", color) if number and color else f"{status:<{widths[2]}}"
         )
         detail = f"  {results[number - 1].detail}" if number and results[number - 1].detail else ""
         lines.append(f"  {name:<{widths[0]}}  {platforms:<{widths[1]}}  {painted}  {seconds:>7}{detail}")
     for result in results:
-        if result.status in (FAILED, TIMED_OUT):
+        if result.status in (Status.FAILED, Status.TIMED_OUT):
             lines.append("")
             lines.append(printer.paint(f"--- {result.name}: {result.detail}", "red"))
             lines.extend(f"  {line}" for line in result.tail)
@@ -231,6 +245,14 @@ def checks_json(report: Report) -> dict[str, Any]:
     return {
         "ready": report.ready,
         "checks": [
-            {"name": c.name, "status": c.status, "finding": c.finding, "fix": c.fix} for c in report.checks
+            {
+                "id": c.id,
+                "name": c.name,
+                "status": c.status,
+                "code": c.code or None,
+                "finding": c.finding,
+                "fix": c.fix,
+            }
+            for c in report.checks
         ],
     }

@@ -1,34 +1,40 @@
 """The build phase: skip what is already built, build the rest concurrently (bases first),
-push only when every image of the push built, and record what was built.
+publish only when every image of the push built, and record what was built.
 
-Nothing is half-published: images are built into the build cache first, and pushed only when
-all of them built for every platform. A push that fails part-way says which images reached the
-registry; the next run finds those by their input-digest tag and only finishes the rest.
+Nothing is half-published. With `push`, each image is uploaded as it builds, under its
+input-digest tag only (`mab-<digest>`), which no one reads as a public tag; once every image of
+every commit of the push built, the registry gateway puts the public tags on those very
+manifests (milliseconds each). A failed push leaves staging tags that the next run reuses
+instead of building again, and no public tag moved.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import datetime
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, digest, process, registry
-from mab_hook.buildx import NOT_BUILT, SKIPPED, BuildResult, Buildx
+from mab_hook import buildx, input_digest, process, references
+from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout
-from mab_hook.plan import Plan, PlannedImage, watched
+from mab_hook.plan import Plan, PlannedImage
+from mab_hook.redact import redact
+from mab_hook.registry import Registry
+from mab_hook.results import BuildResult, Failure, Interrupted, Status
 from mab_hook.state import State, lock, root
 
 
 class Job(NamedTuple):
     planned: PlannedImage
-    digest: str
     skip: str = ""  # why it is not built: "" to build it
-    in_registry: str = ""  # the reference it is in the registry under, when skipped for that
+    staged: str = ""  # with push: the reference it is uploaded under (its input-digest tag)
+    in_registry: bool = False  # skipped because the registry has it under `staged`
 
 
 class Events(NamedTuple):
@@ -49,125 +55,124 @@ class Step(NamedTuple):
     timeout: float | None  # from the command line; else each image's own
 
 
-def run(
+class Ledger:
+    """Every reference that reached a registry during the run, as it happens: the report in
+    any ending, ^C included, says what is out there."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._published: dict[str, None] = {}
+
+    def add(self, references: Sequence[str]) -> None:
+        with self._lock:
+            self._published.update(dict.fromkeys(references))
+
+    @property
+    def published(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._published)
+
+
+def build_all(
     repo: git.Repo,
     plans: Sequence[Plan],
     env: Mapping[str, str],
     events: Events,
     *,
+    registry: Registry,
     ready: Callable[[], None] = lambda: None,
     timeout: float | None = None,
 ) -> list[BuildResult]:
     """`ready()` runs the readiness checks (raising when the host is not ready); it is called
     only when something will really be built, so a push of built content skips them."""
-    state = State(root(repo))
-    group = process.Group()
-    records: list[tuple[str, str, dict[str, str]]] = []
-    results: list[BuildResult] = []
+    run = Builds(env, State(root(repo)), process.Group(), events, timeout, Ledger(), registry)
 
     def waiting(text: str) -> None:  # on the terminal now, and in the output for later
         events.progress(text)
         events.notice(text)
 
-    with lock(state.root, waiting), ExitStack() as stack:
+    with lock(run.state.root, waiting), ExitStack() as stack:
         try:
-            work = []
-            for plan in (p for p in plans if p.affected):
-                logs = state.logs(plan.target.sha)
-                step = Step(
-                    Buildx(env, plan.config.builder, group), logs / "bake.json", logs, events, timeout
-                )
-                work.append((plan, step, *decide_all(plan, state, step.bx)))
-            if any(not job.skip for _plan, _step, jobs, _digests in work for job in jobs):
+            work = [(plan, decide_all(plan, run.state, registry)) for plan in plans if plan.affected]
+            if any(not job.skip for _plan, jobs in work for job in jobs):
                 ready()
-            for plan, step, jobs, digests in work:
-                results += _run_plan(repo, plan, (jobs, digests), stack, step, records=records)
+            built = [(plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work]
+            if all(r.ok for _plan, _jobs, results in built for r in results):
+                return [r for plan, jobs, results in built for r in _finish(plan, jobs, results, run)]
+            if any(plan.config.push for plan, _jobs, _results in built):
+                events.progress("no public tag moves: an image did not build")
+            return [r for _plan, _jobs, results in built for r in results]
+        except KeyboardInterrupt as e:
+            run.group.terminate_all()  # ^C, SIGTERM or SIGHUP: no buildx process outlives the run
+            raise Interrupted(run.ledger.published, str(e)) from None
         except BaseException:
-            group.terminate_all()  # ^C, SIGTERM or a bug: no buildx process outlives the run
+            run.group.terminate_all()
             raise
-        # Only a run that got this far records anything as built.
-        for name, value, details in records:
-            state.record(name, value, details)
-    return results
 
 
-def _run_plan(
-    repo: git.Repo,
-    plan: Plan,
-    decided: tuple[Sequence[Job], Mapping[str, str]],
-    stack: ExitStack,
-    step: Step,
-    *,
-    records: list[tuple[str, str, dict[str, str]]],
+class Builds(NamedTuple):
+    """What every commit's builds share in one run."""
+
+    env: Mapping[str, str]
+    state: State
+    group: process.Group
+    events: Events
+    timeout: float | None  # from the command line; else each image's own
+    ledger: Ledger
+    registry: Registry
+
+
+def _build_plan(
+    repo: git.Repo, plan: Plan, jobs: Sequence[Job], stack: ExitStack, run: Builds
 ) -> list[BuildResult]:
-    jobs, digests = decided
+    logs = run.state.logs(plan.commit.sha)
+    step = Step(
+        Buildx(run.env, plan.config.builder, run.group), logs / "bake.json", logs, run.events, run.timeout
+    )
     if any(not job.skip for job in jobs):  # a checkout and a bake file only when building
-        tree = stack.enter_context(checkout(repo, plan.target.sha))
-        labels = {name: oci_labels(plan, repo, value) for name, value in digests.items()}
-        buildx.write_definition(plan, tree, step.bake_file, labels)
-    results = build_jobs(jobs, step, plan.config.jobs)
-    if not plan.config.push:
-        records += [
-            (r.name, r.digest, {"commit": plan.target.sha}) for r in results if r.status == buildx.BUILT
-        ]
-        return results
-    if not all(r.ok for r in results):
-        step.events.progress("not pushing anything: an image did not build")
-        return results
-    pushed = publish(jobs, results, step)
-    records += [(r.name, r.digest, {"commit": plan.target.sha, "pushed": "yes"}) for r in pushed if r.ok]
-    return pushed
+        tree = stack.enter_context(checkout(repo, plan.commit.sha))
+        planned = (*plan.context_only, *plan.affected)
+        labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
+        staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
+        buildx.write_definition(step.bake_file, buildx.definition(plan, tree, labels, staged))
+    return build_jobs(jobs, step, plan.config.jobs, run.ledger)
 
 
-def decide_all(plan: Plan, state: State, bx: Buildx) -> tuple[list[Job], dict[str, str]]:
-    """Every affected image's fate, the registry asked about all of them at once; and the
-    input digests of every image the plan's bake file holds."""
-    digests = input_digests(plan)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        jobs = list(pool.map(lambda p: decide(p, digests[p.image.name], plan, state, bx), plan.affected))
-    return jobs, digests
-
-
-def input_digests(plan: Plan) -> dict[str, str]:
-    """The input digest of every image the plan builds, bases' digests folded into dependants'."""
-    assert plan.inputs_of is not None and plan.files is not None
-    files_of = plan.files
-    paths = files_of.tree.paths
-    planned = {p.image.name: p for p in (*plan.context_only, *plan.affected)}
-    found: dict[str, str] = {}
-
-    def of(name: str) -> str:
-        if name not in found:
-            inputs = plan.inputs_of(name)  # type: ignore[misc]
-            files = digest.input_files(inputs, paths, watched)
-            bases = {base.name: of(base.name) for base in planned[name].bases}
-            blobs = {path: entry for path in files if (entry := files_of.entry(path)) is not None}
-            found[name] = digest.compute(inputs, blobs, bases)
-        return found[name]
-
-    for name in planned:
-        of(name)
-    return found
-
-
-def decide(planned: PlannedImage, value: str, plan: Plan, state: State, bx: Buildx) -> Job:
-    """Build it, or skip it: pushed before (the registry has its digest tag), or built before."""
-    image = planned.image
+def _finish(
+    plan: Plan, jobs: Sequence[Job], results: Sequence[BuildResult], run: Builds
+) -> list[BuildResult]:
+    """Everything built: publish (with `push`), or record what was built (without)."""
     if plan.config.push:
-        reference = f"{plan.config.reference(image)}:{digest.tag(value)}"
-        found = registry.exists(reference)
-        if found is None:  # the registry wants credentials: buildx has them
-            inspect = bx.imagetools("inspect", reference)
-            found = process.run(inspect, env=bx.env, check=False, timeout=120).returncode == 0
-        if found:
-            return Job(planned, value, f"already in the registry (inputs {value[:12]})", reference)
-        return Job(planned, value)
-    if state.built(image.name, value):
-        return Job(planned, value, f"built before from the same inputs (digest {value[:12]})")
-    return Job(planned, value)
+        return publish(jobs, results, run.registry, run.events, run.ledger)
+    for job, result in zip(jobs, results, strict=True):
+        if result.status is Status.BUILT:
+            entry = buildx.entry_name(job.planned.image.name)
+            run.state.record(entry, job.planned.input_digest, {"commit": plan.commit.sha})
+    return list(results)
 
 
-def build_jobs(jobs: Sequence[Job], step: Step, limit: int) -> list[BuildResult]:
+def decide_all(plan: Plan, state: State, registry: Registry) -> list[Job]:
+    """Every affected image's fate, the registry asked about all of them at once."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda p: decide(p, plan, state, registry), plan.affected))
+
+
+def decide(planned: PlannedImage, plan: Plan, state: State, registry: Registry) -> Job:
+    """Build it, or skip it: uploaded before (the registry has its digest tag), or built before."""
+    image, value = planned.image, planned.input_digest
+    if plan.config.push:
+        staged = references.parse(plan.config.reference(image)).with_tag(input_digest.tag(value))
+        if registry.exists(staged):
+            return Job(planned, f"already in the registry (inputs {value[:12]})", staged, in_registry=True)
+        return Job(planned, staged=staged)
+    if state.built(buildx.entry_name(image.name), value):
+        return Job(planned, f"built before from the same inputs (digest {value[:12]})")
+    return Job(planned)
+
+
+def build_jobs(
+    jobs: Sequence[Job], step: Step, limit: int, ledger: Ledger | None = None
+) -> list[BuildResult]:
     """Independent images build at once (at most `limit`); dependants wait for their bases."""
     results: dict[str, BuildResult] = {}
     by_name = {job.planned.image.name: job for job in jobs}
@@ -194,7 +199,10 @@ def build_jobs(jobs: Sequence[Job], step: Step, limit: int) -> list[BuildResult]
                 if running:
                     done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                     for future in done:
-                        results[running.pop(future)] = future.result()
+                        result = future.result()
+                        results[running.pop(future)] = result
+                        if ledger is not None:
+                            ledger.add(result.published)
         except BaseException:
             step.bx.group.terminate_all()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -204,123 +212,86 @@ def build_jobs(jobs: Sequence[Job], step: Step, limit: int) -> list[BuildResult]
 
 def _immediate(job: Job, results: Mapping[str, BuildResult], events: Events) -> BuildResult | None:
     """The result of a job that needs no build: skipped, or blocked by a base that failed."""
-    name = job.planned.image.name
-    broken = [b.name for b in job.planned.bases if b.name in results and not results[b.name].ok]
+    planned = job.planned
+    name = planned.image.name
+    broken = [b.name for b in planned.bases if b.name in results and not results[b.name].ok]
     if broken:
         events.progress(f"{name}: not built, its base image {broken[0]} did not build")
-        return BuildResult(
-            name,
-            NOT_BUILT,
-            0.0,
-            f"base image {broken[0]} did not build",
-            None,
-            platforms=job.planned.image.platforms,
-            digest=job.digest,
-        )
+        return BuildResult(name, Status.NOT_BUILT, 0.0, f"base image {broken[0]} did not build", None,
+                           platforms=planned.image.platforms, input_digest=planned.input_digest,
+                           failure=Failure.BASE)  # fmt: skip
     if job.skip:
         events.progress(f"{name}: skipped, {job.skip}")
-        return BuildResult(
-            name, SKIPPED, 0.0, job.skip, None, platforms=job.planned.image.platforms, digest=job.digest
-        )
+        return BuildResult(name, Status.SKIPPED, 0.0, job.skip, None, platforms=planned.image.platforms,
+                           input_digest=planned.input_digest)  # fmt: skip
     return None
 
 
 def _build(job: Job, step: Step) -> BuildResult:
     image, events = job.planned.image, step.events
-    events.progress(f"{image.name}: building for {', '.join(image.platforms)} (inputs {job.digest[:12]})")
+    events.progress(f"{image.name}: building for {', '.join(image.platforms)} "
+                    f"(inputs {job.planned.input_digest[:12]})")  # fmt: skip
     seen: set[str] = set()
 
     def on_line(line: str) -> None:
         events.build_line(line)
         started = buildx.step(line)
-        if started is not None and started[0] not in seen:
-            seen.add(started[0])
-            events.progress(f"{image.name} {started[1]}: {started[2][:100]}")
+        if started is not None and started.vertex not in seen:
+            seen.add(started.vertex)
+            where = f" {started.platform}" if started.platform else ""
+            events.progress(f"{image.name}{where}: {started.what[:100]}")
 
-    result = buildx.build_one(
-        job.planned,
-        step.bake_file,
-        step.bx,
-        step.logs,
-        on_line=on_line,
-        timeout=step.timeout or image.timeout,
-    )
-    events.progress(
-        f"{image.name}: {result.status}"
-        + (f", {result.detail}" if result.detail else "")
-        + f" ({result.seconds:.1f} s)"
-    )
-    return result._replace(digest=job.digest)
+    result = buildx.build_one(job.planned, step.bake_file, step.bx, step.logs, on_line=on_line,
+                              timeout=step.timeout or image.timeout, push_ref=job.staged or None)  # fmt: skip
+    detail = f", {result.detail}" if result.detail else ""
+    events.progress(f"{image.name}: {result.status}{detail} ({result.seconds:.1f} s)")
+    return result
 
 
-def publish(jobs: Sequence[Job], results: Sequence[BuildResult], step: Step) -> list[BuildResult]:
-    """Push what was built, one image after the other (concurrent pushes into one registry
-    race, see buildx.push_one), and tag what the registry already had, all at once."""
+def publish(
+    jobs: Sequence[Job], results: Sequence[BuildResult], registry: Registry, events: Events, ledger: Ledger
+) -> list[BuildResult]:
+    """Put every image's public tags on the manifest uploaded under its digest tag, all at once."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        tagged = {
-            job.planned.image.name: pool.submit(_retag, job, result, step)
+        done = [
+            pool.submit(_tag, job, result, registry, events, ledger)
             for job, result in zip(jobs, results, strict=True)
-            if job.in_registry
-        }
-        pushed = {
-            job.planned.image.name: _push(job, result, step)
-            for job, result in zip(jobs, results, strict=True)
-            if not job.in_registry
-        }
-        return [tagged[r.name].result() if r.name in tagged else pushed[r.name] for r in results]
+        ]
+        return [future.result() for future in done]
 
 
-def _retag(job: Job, result: BuildResult, step: Step) -> BuildResult:
-    name = job.planned.image.name
-    step.events.progress(f"{name}: tagging {', '.join(job.planned.tags)} in the registry")
-    if registry.tag(job.in_registry, job.planned.tags):
-        return result
-    tagged = buildx.retag(job.in_registry, job.planned.tags, step.bx, step.logs, name)
-    if tagged.ok:
-        return result
-    return result._replace(
-        status=tagged.status, detail=f"{result.detail}; {tagged.detail}", tail=tagged.tail, log=tagged.log
-    )
-
-
-def _push(job: Job, result: BuildResult, step: Step) -> BuildResult:
-    step.events.progress(f"{job.planned.image.name}: pushing {', '.join(job.planned.tags)}")
-    pushed = buildx.push_one(
-        job.planned, step.bake_file, step.bx, step.logs, _digest_ref(job), on_line=step.events.build_line
-    )
-    return pushed._replace(
-        seconds=result.seconds + pushed.seconds,
-        digest=job.digest,
-        image_digest=pushed.image_digest or result.image_digest,
-    )
-
-
-def _digest_ref(job: Job) -> str:
-    repository = job.planned.tags[0].rsplit(":", 1)[0]
-    return f"{repository}:{digest.tag(job.digest)}"
+def _tag(job: Job, result: BuildResult, registry: Registry, events: Events, ledger: Ledger) -> BuildResult:
+    tags = job.planned.tags
+    events.progress(f"{job.planned.image.name}: tagging {', '.join(tags)}")
+    tagged = registry.tag(job.staged, tags)
+    ledger.add(tagged.published)
+    published = tuple(dict.fromkeys((*result.published, *((job.staged,) if job.in_registry else ()),
+                                     *tagged.published)))  # fmt: skip
+    if tagged.ok:  # an image the registry had stays "skipped": nothing was built or uploaded
+        status = Status.SKIPPED if job.in_registry else Status.PUSHED
+        return result._replace(status=status, published=published)
+    detail = f"tagging in the registry failed: {tagged.detail}"
+    return result._replace(status=Status.FAILED, detail=detail, failure=Failure.REGISTRY, published=published)
 
 
 def oci_labels(plan: Plan, repo: git.Repo, value: str) -> dict[str, str]:
-    return {
-        "org.opencontainers.image.revision": plan.target.sha,
-        "org.opencontainers.image.source": process.redact(_source(repo)),
+    labels = {
+        "org.opencontainers.image.revision": plan.commit.sha,
         "org.opencontainers.image.created": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
         "dev.mab-hook.input-digest": value,
     }
+    source = source_url(repo)
+    if source is not None:
+        labels["org.opencontainers.image.source"] = source
+    return labels
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def _source(repo: git.Repo) -> str:
-    for remote in _remotes(repo):
-        return remote
-    return str(repo.working_tree_dir or repo.git_dir)
-
-
-def _remotes(repo: git.Repo) -> Iterator[str]:
+def source_url(repo: git.Repo) -> str | None:
+    """Where the source is published: the first remote's URL, credentials removed. A
+    repository without a remote publishes nothing (not the path of someone's disk)."""
     for remote in repo.remotes:
-        yield from remote.urls
+        for url in remote.urls:
+            return redact(url)
+    return None

@@ -8,13 +8,14 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
 
-from mab_hook import dockerfile, ignore, inputs
-from mab_hook.changes import Target
+from mab_hook import input_digest, inputs, references, tags
+from mab_hook.changes import Commit, Ref
 from mab_hook.config import Config, Image
 from mab_hook.errors import FatalError
-from mab_hook.fields import PYPROJECT, render_tag
 from mab_hook.inputs import Files, Inputs
 from mab_hook.paths import in_directory
+from mab_hook.patterns import watched
+from mab_hook.validation import PYPROJECT
 
 
 class Base(NamedTuple):
@@ -27,12 +28,26 @@ class Base(NamedTuple):
 class PlannedImage(NamedTuple):
     image: Image
     reasons: tuple[str, ...]
-    tags: tuple[str, ...]  # full references: <registry>/<name>:<tag>
+    tags: tuple[str, ...]  # full references, every ref's: <registry>/<name>:<tag>
     bases: tuple[Base, ...]
+    tags_by_ref: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ("main", (references...)) per ref
+    input_digest: str = ""  # "" when the plan was made without digests (a dry run)
+
+
+class Explanation(NamedTuple):
+    """Why one image is or is not affected by one commit's changes."""
+
+    name: str
+    commit: str
+    affected: bool
+    reasons: tuple[str, ...]
+    paths: tuple[tuple[str, str], ...]  # changed paths near the image, and why each counts or not
+    inputs: tuple[str, ...]  # what the built stages read
+    bases: tuple[str, ...]  # in-repo images it is built on
 
 
 class Plan(NamedTuple):
-    target: Target
+    commit: Commit
     config: Config
     affected: tuple[PlannedImage, ...]  # in build order: bases before their dependants
     unaffected: tuple[str, ...]
@@ -40,8 +55,7 @@ class Plan(NamedTuple):
     # commit as named contexts, so a dependant never builds on a stale or missing base tag.
     context_only: tuple[PlannedImage, ...] = ()
     warnings: tuple[str, ...] = ()
-    inputs_of: Callable[[str], Inputs] | None = None  # an image's inputs, for --explain and digests
-    files: Files | None = None  # the commit's files
+    explanations: tuple[Explanation, ...] = ()  # for the images asked about
 
 
 class _Analysis:
@@ -102,37 +116,79 @@ def _reference_words(text: str) -> frozenset[str]:
     every '/'-suffix of it (`${REGISTRY}/team/api:1` names `team/api` and `api`)."""
     words: set[str] = set()
     for word in _WORD_RE.findall(text):
-        name, _tag = dockerfile.split_reference(word)
+        name, _tag = references.split(word)
         parts = name.split("/")
         words.update("/".join(parts[i:]) for i in range(len(parts)))
     return frozenset(words)
 
 
 def make_plan(
-    target: Target,
+    commit: Commit,
     config: Config,
     files: Files,
     *,
     build_platform: str,
     previous: Sequence[Config] | None = None,
+    digests: bool = False,
+    explain: Sequence[str] = (),
 ) -> Plan:
     """`previous`: the configuration at the commits the changes are relative to, when
-    pyproject.toml is among the changes (an image whose settings changed is affected)."""
+    pyproject.toml is among the changes (an image whose settings changed is affected).
+    `digests`: work out every planned image's input digest (what building needs, a dry run not).
+    `explain`: images to say why they are or are not affected."""
     analysis = _Analysis(config, files, build_platform)
-    changed = tuple(sorted(target.changed)) if target.changed is not None else None
+    reasons = _reasons(commit, config, files, analysis, previous)
+    needed = _bases_needed(list(reasons), analysis.bases_of)
+    order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
+    by_name = analysis.by_name
+    diffed = {name for name, why in reasons.items() if why != (KNOWN_REF,)}
+    affected = tuple(
+        _planned(name, reasons, analysis, commit, diffed=name in diffed) for name in order if name in reasons
+    )
+    context_only = tuple(
+        PlannedImage(by_name[name], (), (), analysis.bases_of(name)) for name in order if name not in reasons
+    )
+    if digests:
+        found = input_digests(analysis, (*context_only, *affected))
+        affected = tuple(p._replace(input_digest=found[p.image.name]) for p in affected)
+        context_only = tuple(p._replace(input_digest=found[p.image.name]) for p in context_only)
+    warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
+    unaffected = tuple(image.name for image in config.images if image.name not in reasons)
+    planned = Plan(commit, config, affected, unaffected, context_only, warnings)
+    return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
+
+
+KNOWN_REF = "known ref"  # the reason of an image only a known ref's tags reach
+
+
+def _planned(
+    name: str, reasons: Mapping[str, tuple[str, ...]], analysis: _Analysis, commit: Commit, *, diffed: bool
+) -> PlannedImage:
+    image = analysis.by_name[name]
+    bases = analysis.bases_of(name)
+    tags, by_ref = image_tags(analysis.config, image, commit, diffed=diffed)
+    why = _explained_reasons(reasons[name], commit) + _via(bases, reasons, commit.changed)
+    return PlannedImage(image, why, tags, bases, by_ref)
+
+
+def _reasons(
+    commit: Commit, config: Config, files: Files, analysis: _Analysis, previous: Sequence[Config] | None
+) -> dict[str, tuple[str, ...]]:
+    """Every affected image and why: its own reasons (() when only a base makes it affected)."""
+    changed = tuple(sorted(commit.changed)) if commit.changed is not None else None
     near = {
         image.name: image
         for image in config.images
-        if target.changed is None or _may_be_affected(image, changed or (), target.changed)
+        if commit.changed is None or _may_be_affected(image, changed or (), commit.changed)
     }
     files.prefetch(
-        read for image in near.values() for read in inputs.reads_needed(image, files, build_platform)
+        read for image in near.values() for read in inputs.reads_needed(image, files, analysis.build_platform)
     )
     reasons: dict[str, tuple[str, ...]] = {}
     for image in config.images:
         own = settings_changed(image, previous) if previous is not None else ()
         if image.name in near:
-            own += direct_reasons(analysis.inputs_of(image.name), changed, target.why)
+            own += direct_reasons(analysis.inputs_of(image.name), changed, commit.why)
         if own:
             reasons[image.name] = own
     todo = list(reasons) if changed is not None else []
@@ -142,25 +198,45 @@ def make_plan(
             if any(b.name == base for b in analysis.bases_of(name)) and name not in reasons:
                 reasons[name] = ()
                 todo.append(name)
-    needed = _bases_needed(list(reasons), analysis.bases_of)
-    order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
-    by_name = analysis.by_name
-    affected = tuple(
-        PlannedImage(
-            by_name[name],
-            reasons[name] + _via(analysis.bases_of(name), reasons, changed),
-            image_tags(config, by_name[name], target),
-            analysis.bases_of(name),
-        )
-        for name in order
-        if name in reasons
+    if config.push and _known_tags(config, commit):
+        for image in config.images:  # a known ref's own tags go on every image
+            reasons.setdefault(image.name, (KNOWN_REF,))
+    return reasons
+
+
+def _explained_reasons(reasons: tuple[str, ...], commit: Commit) -> tuple[str, ...]:
+    if reasons != (KNOWN_REF,):
+        return reasons
+    names = ", ".join(ref.name or "HEAD" for ref in commit.refs if ref.known)
+    return (
+        f"{names} is new to the remote, which has the commit: its tags go on the image from the registry",
     )
-    context_only = tuple(
-        PlannedImage(by_name[name], (), (), analysis.bases_of(name)) for name in order if name not in reasons
-    )
-    warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
-    unaffected = tuple(image.name for image in config.images if image.name not in reasons)
-    return Plan(target, config, affected, unaffected, context_only, warnings, analysis.inputs_of, files)
+
+
+def _known_tags(config: Config, commit: Commit) -> tuple[str, ...]:
+    """The templates a known ref adds to every image: its own, the `{branch}` ones."""
+    if not any(ref.known for ref in commit.refs):
+        return ()
+    return tuple(template for template in config.tags if "{branch}" in template)
+
+
+def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[str, str]:
+    """The input digest of every planned image, bases' digests folded into dependants'."""
+    by_name = {p.image.name: p for p in planned}
+    files = analysis.files
+    found: dict[str, str] = {}
+
+    def of(name: str) -> str:
+        if name not in found:
+            read = input_digest.input_files(analysis.inputs_of(name), files.tree.paths)
+            bases = {base.name: of(base.name) for base in by_name[name].bases}
+            blobs = {path: entry for path in read if (entry := files.entry(path)) is not None}
+            found[name] = input_digest.compute(analysis.inputs_of(name), blobs, bases)
+        return found[name]
+
+    for name in by_name:
+        of(name)
+    return found
 
 
 def settings_changed(image: Image, previous: Sequence[Config]) -> tuple[str, ...]:
@@ -176,7 +252,11 @@ def settings_changed(image: Image, previous: Sequence[Config]) -> tuple[str, ...
 def _via(bases: tuple[Base, ...], reasons: Mapping[str, tuple[str, ...]], changed: object) -> tuple[str, ...]:
     if changed is None:
         return ()  # everything is built anyway
-    return tuple(f"base image {base.name} is rebuilt" for base in bases if base.name in reasons)
+    return tuple(
+        f"base image {base.name} is rebuilt"
+        for base in bases
+        if base.name in reasons and reasons[base.name] != (KNOWN_REF,)
+    )
 
 
 def _may_be_affected(image: Image, changed: Sequence[str], changed_set: frozenset[str]) -> bool:
@@ -209,30 +289,24 @@ def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tu
     return tuple(reasons)
 
 
-def watched(glob: str, changed: Sequence[str]) -> list[str]:
-    """The sorted changed paths a `watch` glob matches (Docker pattern syntax)."""
-    prefix = ignore.literal_prefix(glob)
-    matcher = ignore.pattern_matcher(glob)
-    return [path for path in in_directory(changed, prefix) if matcher.matches(path)]
-
-
 def find_bases(names: Mapping[str, str], name: str, refs: Sequence[str]) -> tuple[Base, ...]:
     """The in-repo images among the references an image's build reads (FROM, --from)."""
     found = []
     for ref in refs:
-        repo, _tag = dockerfile.split_reference(ref)
-        base_name = names.get(repo) or names.get(dockerfile.context_key(repo))
+        parsed = references.parse(ref)
+        base_name = names.get(parsed.repository) or names.get(references.split(ref)[0])
         if base_name is not None and base_name != name:
-            found.append(Base(base_name, dockerfile.context_key(ref)))
+            found.append(Base(base_name, parsed.context_key))
     return tuple(found)
 
 
 def _names_by_reference(config: Config) -> Mapping[str, str]:
-    """Every way a FROM line can name an image of this repository."""
+    """Every way a FROM line can name an image of this repository: its full reference,
+    normalized, or its bare name."""
     names = {}
     for image in config.images:
         names[image.name] = image.name
-        names[config.reference(image)] = image.name
+        names[references.parse(config.reference(image)).repository] = image.name
     return names
 
 
@@ -264,44 +338,41 @@ def build_order(config: Config, bases: Mapping[str, tuple[Base, ...]]) -> tuple[
         ) from None
 
 
-def image_tags(config: Config, image: Image, target: Target) -> tuple[str, ...]:
+def image_tags(
+    config: Config, image: Image, commit: Commit, *, diffed: bool = True
+) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+    """Every tag of the image (each once), and the tags each ref gives it. A known ref gives
+    only its `{branch}` tags; an image that only a known ref reaches gets no others."""
     ref = config.reference(image)
-    return tuple(
-        dict.fromkeys(
-            f"{ref}:{render_tag(template, sha=target.sha, branch=target.branch)}" for template in config.tags
+    by_ref = []
+    for pushed in commit.refs or (Ref(None),):
+        if not diffed and not pushed.known:
+            continue
+        templates = _known_tags(config, commit) if pushed.known else config.tags
+        rendered = tuple(
+            dict.fromkeys(
+                f"{ref}:{tags.render(template, sha=commit.sha, ref=pushed.name)}" for template in templates
+            )
         )
-    )
+        by_ref.append((pushed.name or "HEAD", rendered))
+    return tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered)), tuple(by_ref)
 
 
-class Explanation(NamedTuple):
-    """Why one image is or is not affected by one commit's changes."""
-
-    name: str
-    commit: str
-    affected: bool
-    reasons: tuple[str, ...]
-    paths: tuple[tuple[str, str], ...]  # changed paths near the image, and why each counts or not
-    inputs: tuple[str, ...]  # what the built stages read
-    bases: tuple[str, ...]  # in-repo images it is built on
-
-
-def explain(plan: Plan, name: str) -> Explanation:
-    assert plan.inputs_of is not None
-    found = plan.inputs_of(name)
+def _explain(plan: Plan, analysis: _Analysis, name: str) -> Explanation:
+    found = analysis.inputs_of(name)
     planned = next((p for p in plan.affected if p.image.name == name), None)
-    changed = sorted(plan.target.changed or ())
+    changed = sorted(plan.commit.changed or ())
     near = {found.image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
     for directory in {found.image.context, *(rule.context for rule in found.rules)}:
         near.update(in_directory(changed, directory))
     paths = tuple((path, found.explain(path)) for path in changed if path in near)
     described = tuple(dict.fromkeys(rule.describe() for rule in found.rules if rule.reachable))
-    bases = find_bases(_names_by_reference(plan.config), name, found.bases)
     return Explanation(
         name=name,
-        commit=plan.target.sha,
+        commit=plan.commit.sha,
         affected=planned is not None,
         reasons=planned.reasons if planned else (),
         paths=paths,
         inputs=described,
-        bases=tuple(base.name for base in bases),
+        bases=tuple(base.name for base in analysis.bases_of(name)),
     )

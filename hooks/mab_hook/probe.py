@@ -12,36 +12,38 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mab_hook import binfmt, process
+from mab_hook import platforms, process
 from mab_hook.process import Completed
 
-# Machine code for exit(0) per architecture: (64-bit, big-endian, e_machine, e_flags, code).
+# Machine code for exit(0) per architecture, and the ELF e_flags it needs.
 _EXIT0 = {
     # mov eax,60; xor edi,edi; syscall
-    "amd64": (True, False, 0x3E, 0, bytes.fromhex("b83c00000031ff0f05")),
+    "amd64": (0, bytes.fromhex("b83c00000031ff0f05")),
     # mov eax,1; xor ebx,ebx; int 0x80
-    "386": (False, False, 0x03, 0, bytes.fromhex("b80100000031dbcd80")),
+    "386": (0, bytes.fromhex("b80100000031dbcd80")),
     # movz x8,#93; movz x0,#0; svc #0
-    "arm64": (True, False, 0xB7, 0, struct.pack("<3I", 0xD2800BA8, 0xD2800000, 0xD4000001)),
+    "arm64": (0, struct.pack("<3I", 0xD2800BA8, 0xD2800000, 0xD4000001)),
     # mov r7,#1; mov r0,#0; svc #0 (EABI 5)
-    "arm": (False, False, 0x28, 0x05000000, struct.pack("<3I", 0xE3A07001, 0xE3A00000, 0xEF000000)),
+    "arm": (0x05000000, struct.pack("<3I", 0xE3A07001, 0xE3A00000, 0xEF000000)),
     # li a7,93; li a0,0; ecall
-    "riscv64": (True, False, 0xF3, 0, struct.pack("<3I", 0x05D00893, 0x00000513, 0x00000073)),
+    "riscv64": (0, struct.pack("<3I", 0x05D00893, 0x00000513, 0x00000073)),
     # li r0,1; li r3,0; sc (ELFv2)
-    "ppc64le": (True, False, 0x15, 2, struct.pack("<3I", 0x38000001, 0x38600000, 0x44000002)),
+    "ppc64le": (2, struct.pack("<3I", 0x38000001, 0x38600000, 0x44000002)),
     # lghi r2,0; svc 1
-    "s390x": (True, True, 0x16, 0, bytes.fromhex("a72900000a01")),
+    "s390x": (0, bytes.fromhex("a72900000a01")),
 }
 
 
 def supported(platform: str) -> bool:
-    return binfmt.arch_of(platform) in _EXIT0
+    return platforms.arch_of(platform) in _EXIT0
 
 
 def executable(platform: str) -> bytes:
     """A static ELF executable for `platform` that exits with status 0: an ELF header, one
     loadable segment (the whole file, readable and executable) and the code after them."""
-    bits64, big, machine, flags, code = _EXIT0[binfmt.arch_of(platform)]
+    arch = platforms.ARCHES[platforms.arch_of(platform)]
+    bits64, big, machine = arch.bits64, arch.big_endian, arch.elf_machine
+    flags, code = _EXIT0[arch.name]
     order, word = (">" if big else "<"), ("Q" if bits64 else "I")
     base, header_size, entry_size = (0x400000, 64, 56) if bits64 else (0x10000, 52, 32)
     size = header_size + entry_size + len(code)
@@ -62,7 +64,9 @@ def executable(platform: str) -> bytes:
 DOCKERFILE = 'FROM scratch\nCOPY probe /probe\nRUN ["/probe"]\n'
 
 
-def run(platform: str, builder: str | None, run_command: Callable[[tuple[str, ...]], Completed]) -> Completed:
+def build_probe(
+    platform: str, builder: str | None, run_command: Callable[[tuple[str, ...]], Completed]
+) -> Completed:
     """Build the probe for one platform, without cache, exporting nothing."""
     with tempfile.TemporaryDirectory(prefix="mab-hook-probe-") as tmp:
         context = Path(tmp)

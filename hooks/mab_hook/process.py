@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import collections
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -13,8 +13,12 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 from mab_hook.errors import FatalError
+from mab_hook.redact import redact
 
 TAIL_LINES = 25
+
+
+MISSING = 127  # the shell's exit code for a program that is not there
 
 
 class Completed(NamedTuple):
@@ -22,6 +26,8 @@ class Completed(NamedTuple):
     returncode: int
     stdout: str
     stderr: str
+    missing: bool = False  # the program is not installed (or not on PATH)
+    timed_out: bool = False
 
 
 class CommandError(FatalError):
@@ -50,8 +56,10 @@ def run(
     check: bool = True,
     hint: str = "",
     timeout: float | None = None,
+    input: str | None = None,
 ) -> Completed:
-    """Run a command to completion, capturing its output."""
+    """Run a command to completion, capturing its output. A program that is not installed is
+    a result (`missing`), or with `check` an error that says so."""
     cmd = tuple(cmd)
     try:
         proc = subprocess.run(
@@ -60,32 +68,32 @@ def run(
             cwd=cwd,
             capture_output=True,
             text=True,
-            stdin=subprocess.DEVNULL,
+            errors="replace",
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
             timeout=timeout,
             check=False,
         )
     except FileNotFoundError:
-        raise FatalError(f"{cmd[0]!r} not found on PATH.{' ' + hint if hint else ''}") from None
+        message = f"{cmd[0]!r} not found on PATH.{' ' + hint if hint else ''}"
+        if check:
+            raise FatalError(message) from None
+        return Completed(cmd, MISSING, "", message, missing=True)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        raise CommandError(cmd, -1, out, f"timed out after {timeout}s. {hint}") from None
+        if check:
+            raise CommandError(cmd, -1, out, f"timed out after {timeout:g} s. {hint}") from None
+        return Completed(cmd, -1, out, f"timed out after {timeout:g} s", timed_out=True)
     result = Completed(cmd, proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
         raise CommandError(cmd, proc.returncode, proc.stderr + proc.stdout, hint)
     return result
 
 
-_USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
-
-
-def redact(text: str) -> str:
-    """Credentials in URLs (`https://user:token@host`) never reach output or logs."""
-    return _USERINFO_RE.sub(r"\g<scheme>***@", text)
-
-
 class Streamed(NamedTuple):
     returncode: int
     timed_out: bool
+    tail: tuple[str, ...] = ()  # the last lines of output, as the log has them
 
 
 class Group:
@@ -136,13 +144,16 @@ class Group:
         if timer:
             timer.daemon = True
             timer.start()
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
                 line = redact(raw)
                 log.write(line)
-                on_line(line.rstrip("\n"))
+                tail.append(line.rstrip("\n"))
+                on_line(tail[-1])
             code = proc.wait()
+            log.flush()
         except BaseException:
             terminate(proc)
             raise
@@ -151,7 +162,7 @@ class Group:
                 timer.cancel()
             with self._lock:
                 self._running.discard(proc)
-        return Streamed(code, expired.is_set())
+        return Streamed(code, expired.is_set(), tuple(tail))
 
     def terminate_all(self) -> None:
         with self._lock:

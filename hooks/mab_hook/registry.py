@@ -1,20 +1,28 @@
-"""The two registry questions of a push whose images are already built, over the registry's
-own HTTP API (the OCI distribution spec): is this tag there, and tag this manifest anew.
+"""The registry gateway: is this image there, tag it anew, can we push here.
 
-Each `docker buildx imagetools` call costs some 90 ms of Go start-up, and a repeat push asks
-two per image. Straight HTTP answers in milliseconds, and a new tag is the very manifest (the
-same digest). It is only the fast path: where the registry wants credentials or does not
-answer as expected, the answer is None, and the caller asks buildx, which knows docker's
-credentials, certificates and mirrors.
+Straight over the registry's HTTP API (the OCI distribution spec) with docker's credentials:
+answers in milliseconds, where each `docker buildx imagetools` call costs some 90 ms of Go
+start-up, and a new tag is the very manifest (the same digest). Where the API cannot answer
+(a registry behind a TLS setup only docker knows, say), the gateway asks buildx instead, which
+knows docker's certificates and mirrors too.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
-import urllib.error
-import urllib.request
-from collections.abc import Sequence
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
+
+from mab_hook import credentials, http_client, process, references
+from mab_hook.credentials import Credentials
+from mab_hook.http_client import Response
+from mab_hook.process import Completed
+from mab_hook.references import Reference
 
 MANIFEST_TYPES = ", ".join(
     (
@@ -24,70 +32,200 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     )
 )
-TIMEOUT = 10.0
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+Insecure = tuple[tuple[str, ...], tuple[str, ...]]  # the daemon's insecure registries: names, CIDRs
 
 
-class Reference(NamedTuple):
-    server: str  # host[:port]
-    repository: str
-    tag: str
+class Access(NamedTuple):
+    """Whether we may push to a registry, as one authenticated request found."""
 
-    @classmethod
-    def parse(cls, reference: str) -> Reference | None:
-        """host[:port]/path:tag; None for anything else (Docker Hub's short names, digests)."""
-        server, _, rest = reference.partition("/")
-        repository, _, tag = rest.rpartition(":")
-        # Docker's rule: the first part names a registry when it has a "." or ":" in it.
-        names_registry = "." in server or ":" in server or server == "localhost"
-        if not names_registry or not repository or "@" in reference:
+    ok: bool
+    code: str  # "anonymous", "authenticated", "unreachable", "no-credentials", "refused", "error"
+    detail: str
+
+
+class Tagged(NamedTuple):
+    ok: bool
+    published: tuple[str, ...]  # the references that now name the image
+    detail: str = ""
+
+
+class Registry:
+    """One run's way to registries: credentials looked up once per registry, tokens kept."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        *,
+        insecure: Insecure = ((), ()),
+        run: Callable[..., Completed] | None = None,  # process.run
+        builder: str | None = None,
+        timeout: float = http_client.TIMEOUT,
+    ) -> None:
+        self.env, self.insecure, self.builder, self.timeout = env, insecure, builder, timeout
+        self.run = run or process.run
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._credentials: dict[str, Credentials | None] = {}
+
+    # --- what callers ask ---------------------------------------------------------------------
+
+    def exists(self, reference: str) -> bool:
+        """Whether the registry has the reference: its API, else buildx."""
+        found = self.api_exists(reference)
+        if found is not None:
+            return found
+        inspect = self.run(self._imagetools("inspect", reference), env=self.env, check=False, timeout=120)
+        return inspect.returncode == 0
+
+    def api_exists(self, reference: str) -> bool | None:
+        """The API's answer; None when it gave none (then buildx is asked)."""
+        ref = references.parse(reference)
+        try:
+            answer = self._call(ref, "pull", "HEAD", f"manifests/{ref.tag or 'latest'}",
+                                headers={"Accept": MANIFEST_TYPES})  # fmt: skip
+        except OSError:
             return None
-        return cls(server, repository, tag)
+        if answer.status == 404:
+            return False
+        return True if answer.ok else None
 
-    def url(self, tag: str | None = None) -> str:
-        # Without `docker info` (as slow as buildx), the daemon's insecure registries are not
-        # known: https fails for those, and the caller takes the slow path.
-        scheme = "http" if plain_http(self.server) else "https"
-        return f"{scheme}://{self.server}/v2/{self.repository}/manifests/{tag or self.tag}"
+    def tag(self, source: str, tags: Sequence[str]) -> Tagged:
+        """Put the manifest of `source` under every tag (in its repository): its API, else buildx."""
+        tagged = self.api_tag(source, tags)
+        if tagged.ok:
+            return tagged
+        args = (arg for tag in tags for arg in ("--tag", tag))
+        created = self.run(self._imagetools("create", *args, source), env=self.env, check=False, timeout=300)
+        if created.returncode == 0:
+            return Tagged(True, tuple(tags))
+        tail = " ".join(process.tail_lines(created.stderr + created.stdout, 2))
+        return Tagged(False, tagged.published, tail or tagged.detail)
+
+    def api_tag(self, source: str, tags: Sequence[str]) -> Tagged:
+        ref = references.parse(source)
+        targets = [references.parse(tag) for tag in tags]
+        if any(t.repository != ref.repository for t in targets):
+            return Tagged(False, (), "tags in another repository")
+        published: list[str] = []
+        try:
+            got = self._call(ref, "pull,push", "GET", f"manifests/{ref.tag or ref.digest}",
+                             headers={"Accept": MANIFEST_TYPES})  # fmt: skip
+            if not got.ok:
+                return Tagged(False, (), f"HTTP {got.status} for {source}")
+            media_type = got.headers.get("content-type", "")
+            for target, tag in zip(targets, tags, strict=True):
+                put = self._call(target, "pull,push", "PUT", f"manifests/{target.tag}",
+                                 headers={"Content-Type": media_type}, body=got.body)  # fmt: skip
+                if not put.ok:
+                    return Tagged(False, tuple(published), f"HTTP {put.status} tagging {tag}")
+                published.append(tag)
+        except OSError as e:
+            return Tagged(False, tuple(published), f"{_reason(e)}")
+        return Tagged(True, tuple(published))
+
+    def access(self, reference: str, *, push: bool = True) -> Access:
+        """One authenticated request for a repository (a reference without tag will do)."""
+        ref = references.parse(reference)
+        url = self._url(ref.api_host, "")
+        try:
+            answer = self._call(ref, "pull,push" if push else "pull", "GET", None)
+        except OSError as e:
+            return Access(False, "unreachable", f"{url} does not answer ({_reason(e)})")
+        if answer.ok:
+            creds = self._creds(ref.domain)
+            if creds is None:
+                return Access(True, "anonymous", f"{url} answers")
+            return Access(True, "authenticated", f"{url} accepts docker's credentials for {ref.domain}")
+        if answer.status == 401:
+            if self._creds(ref.domain) is None:
+                return Access(False, "no-credentials",
+                              f"{url} wants credentials and docker has none for {ref.domain}")  # fmt: skip
+            return Access(False, "refused", f"{url} refuses docker's credentials for {ref.domain} (HTTP 401)")
+        return Access(False, "error", f"{url} answered HTTP {answer.status}")
+
+    # --- the API ------------------------------------------------------------------------------
+
+    def _url(self, host: str, path: str) -> str:
+        scheme = "http" if plain_http(host, self.insecure) else "https"
+        return f"{scheme}://{host}/v2/{path}"
+
+    def _call(
+        self,
+        ref: Reference,
+        actions: str,
+        method: str,
+        path: str | None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> Response:
+        """A request under /v2/ (`path` None: /v2/ itself), answering an auth challenge once."""
+        url = self._url(ref.api_host, f"{ref.path}/{path}" if path is not None else "")
+        scope = f"repository:{ref.path}:{actions}"
+        key = (ref.api_host, scope)
+        with self._lock:  # Basic credentials serve every scope; a token serves its own
+            known = self._tokens.get(key) or self._tokens.get((ref.api_host, "*"))
+        answer = http_client.request(
+            url, method=method, headers=headers, body=body, authorization=known, timeout=self.timeout
+        )
+        if answer.status != 401:
+            return answer
+        authorization = self._authorize(ref, answer.headers.get("www-authenticate", ""), scope)
+        if authorization is None:
+            return answer
+        with self._lock:
+            self._tokens[(ref.api_host, "*") if authorization.startswith("Basic ") else key] = authorization
+        return http_client.request(
+            url, method=method, headers=headers, body=body, authorization=authorization, timeout=self.timeout
+        )
+
+    def _authorize(self, ref: Reference, challenge: str, scope: str) -> str | None:
+        scheme, _, params = challenge.partition(" ")
+        creds = self._creds(ref.domain)
+        if scheme.lower() == "basic":
+            return None if creds is None else "Basic " + _basic(creds)
+        if scheme.lower() != "bearer":
+            return None
+        fields = dict(_CHALLENGE_RE.findall(params))
+        if "realm" not in fields:
+            return None
+        query = urllib.parse.urlencode({k: v for k, v in (("service", fields.get("service")),
+                                                          ("scope", scope)) if v})  # fmt: skip
+        basic = "Basic " + _basic(creds) if creds is not None else None
+        answer = http_client.request(f"{fields['realm']}?{query}", authorization=basic, timeout=self.timeout)
+        if not answer.ok:
+            return None
+        try:
+            data = json.loads(answer.body)
+        except ValueError:
+            return None
+        token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
+        return f"Bearer {token}" if token else None
+
+    def _creds(self, domain: str) -> Credentials | None:
+        with self._lock:
+            if domain in self._credentials:
+                return self._credentials[domain]
+        found = credentials.lookup(domain, self.env, self.run)
+        with self._lock:
+            self._credentials[domain] = found
+        return found
+
+    def _imagetools(self, *args: str) -> tuple[str, ...]:
+        builder = ("--builder", self.builder) if self.builder else ()
+        return ("docker", "buildx", "imagetools", *args, *builder)
 
 
-def exists(reference: str) -> bool | None:
-    """Whether the registry has the tag; None when it would not say without credentials."""
-    ref = Reference.parse(reference)
-    if ref is None:
-        return None
-    try:
-        _request(ref.url(), "HEAD")
-    except urllib.error.HTTPError as e:
-        return False if e.code == 404 else None
-    except OSError:
-        return None
-    return True
+def _basic(creds: Credentials) -> str:
+    return base64.b64encode(f"{creds.username}:{creds.secret}".encode()).decode()
 
 
-def tag(source: str, tags: Sequence[str]) -> bool:
-    """Put the manifest of `source` under every tag (in its repository); False when the
-    registry did not let us (credentials wanted, say): then nothing may have been tagged."""
-    ref = Reference.parse(source)
-    targets = [target for t in tags if (target := Reference.parse(t)) is not None]
-    if ref is None or len(targets) != len(tags) or any(t[:2] != ref[:2] for t in targets):
-        return False
-    try:
-        body, media_type = _request(ref.url(), "GET")
-        for target in targets:
-            _request(target.url(), "PUT", body, media_type)
-    except OSError:  # HTTPError included
-        return False
-    return True
+def _reason(error: OSError) -> str:
+    return str(getattr(error, "reason", None) or error)
 
 
-def _request(url: str, method: str, body: bytes | None = None, media_type: str = "") -> tuple[bytes, str]:
-    headers = {"Content-Type": media_type} if body is not None else {"Accept": MANIFEST_TYPES}
-    request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-        return response.read(), response.headers.get("Content-Type", "")
-
-
-def plain_http(server: str, insecure: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())) -> bool:
+def plain_http(server: str, insecure: Insecure = ((), ())) -> bool:
     """Whether dockerd talks plain http to a registry: loopback addresses (127.0.0.0/8, ::1,
     localhost), and the daemon's insecure-registries (names, and CIDRs of addresses), which
     only `docker info` knows."""

@@ -1,21 +1,28 @@
 """What mab-hook keeps between runs, under the repository's git dir (never in the work tree):
-the input digests it built, the build logs, and the lock that makes runs take turns."""
+the input digests it built, the build logs, and the lock that makes runs take turns.
+
+Everything here is private to its user (directories 0700, files 0600): build logs and bake
+files hold build arguments, which are often tokens.
+"""
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
+
+from mab_hook import filelock
 
 if TYPE_CHECKING:
     import git
+
+DIR_MODE, FILE_MODE = 0o700, 0o600
 
 
 def root(repo: git.Repo) -> Path:
@@ -23,58 +30,73 @@ def root(repo: git.Repo) -> Path:
     return Path(repo.common_dir) / "mab-hook"
 
 
+def private_dir(path: Path) -> Path:
+    """`path`, and whichever of its parents are missing, made 0700 each."""
+    if not path.is_dir():
+        private_dir(path.parent)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode=DIR_MODE)
+    return path
+
+
 class State(NamedTuple):
     root: Path  # <git common dir>/mab-hook
 
     def logs(self, sha: str) -> Path:
-        return self.root / "logs" / sha[:12]
+        return private_dir(self.root / "logs" / sha[:12])
 
-    def _record(self, name: str, digest: str) -> Path:
-        return self.root / "built" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}-{digest}.json"
+    def _record(self, entry: str, digest: str) -> Path:
+        return self.root / "built" / f"{entry}-{digest}.json"
 
-    def built(self, name: str, digest: str) -> bool:
-        return self._record(name, digest).exists()
+    def built(self, entry: str, digest: str) -> bool:
+        """Whether an image (by its bake entry name, unique per image) was built from these inputs."""
+        return self._record(entry, digest).exists()
 
-    def record(self, name: str, digest: str, details: dict[str, Any]) -> None:
-        record = json.dumps({"image": name, "digest": digest, "at": time.time(), **details}) + "\n"
-        write_whole(self._record(name, digest), record.encode())
+    def record(self, entry: str, digest: str, details: dict[str, Any]) -> None:
+        record = json.dumps({"entry": entry, "digest": digest, "at": time.time(), **details}) + "\n"
+        write_private(self._record(entry, digest), record.encode())
 
 
-def write_whole(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all: a run that dies, or another one writing the same
-    file, never leaves a torn file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all, readable by its owner only: a run that dies, or another
+    one writing the same file, never leaves a torn file behind."""
+    private_dir(path.parent)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")  # 0600
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
         os.replace(temporary, path)
     except BaseException:
-        os.unlink(temporary)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
         raise
+
+
+def open_private(path: Path, mode: str = "w") -> IO[str]:
+    """A text file for writing (a log), created 0600."""
+    private_dir(path.parent)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, FILE_MODE), mode, encoding="utf-8", errors="replace")
 
 
 @contextmanager
 def lock(root: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
     """One run at a time per repository.
 
-    An flock, so a run that dies (even by SIGKILL) releases it: a stale lock file is simply
-    taken over. The holder's pid is in the file, for the message of whoever waits.
+    A lock the operating system releases when its holder dies (even by SIGKILL), so a stale
+    lock file is simply taken over. The holder's pid is in the file, for whoever waits.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(root)
+    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        if not filelock.try_lock(fd):
+            holder = filelock.read_holder(fd) or "unknown"
             on_wait(
                 f"another mab-hook run (pid {holder}) is building in this repository; waiting for it "
                 "to finish (^C to stop waiting)"
             )
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            filelock.lock(fd)
+        filelock.write_holder(fd, os.getpid())
         yield
     finally:
         os.close(fd)

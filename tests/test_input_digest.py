@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from mab_hook import digest
+from mab_hook import input_digest as digest
 from mab_hook.config import Image
 from mab_hook.inputs import Files, Inputs, compute
-from mab_hook.plan import watched
 
 TREE = {
     "svc/Dockerfile": "FROM busybox AS build\nCOPY src/ /src/\nFROM build AS test\nCOPY tests/ /t/\nFROM build\n",
@@ -36,13 +35,13 @@ def value(
     found: Inputs | None = None, blobs: dict[str, str] | None = None, bases: dict[str, str] | None = None
 ) -> str:
     found = found or inputs_of()
-    files = digest.input_files(found, tuple(sorted(TREE)), watched)
+    files = digest.input_files(found, tuple(sorted(TREE)))
     table = blobs if blobs is not None else BLOBS
     return digest.compute(found, {path: table[path] for path in files}, bases or {})
 
 
 def test_input_files_are_what_the_build_reads() -> None:
-    files = digest.input_files(inputs_of(), tuple(sorted(TREE)), watched)
+    files = digest.input_files(inputs_of(), tuple(sorted(TREE)))
     assert files == {"svc/Dockerfile", "svc/.dockerignore", "svc/src/a.py", "svc/src/b.py", "proto/api.proto"}
 
 

@@ -8,18 +8,17 @@ multi-arch build of the same files never share a tag.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from mab_hook.inputs import Inputs
 from mab_hook.paths import in_directory
+from mab_hook.patterns import watched
 
 VERSION = b"mab-hook input digest v1"
 TAG_PREFIX = "mab-"
 
 
-def input_files(
-    found: Inputs, paths: Sequence[str], watched: Callable[[str, Sequence[str]], list[str]]
-) -> set[str]:
+def input_files(found: Inputs, paths: Sequence[str]) -> set[str]:
     """The repository files the build reads (reachable rules, after the ignore files) or watches."""
     files = {found.image.dockerfile}
     if found.ignore_file:
@@ -43,13 +42,13 @@ def compute(
     bit, which COPY keeps); `base_digests` the digests of the in-repo images it builds on.
     """
     image = found.image
-    digest = hashlib.sha256(VERSION)
+    hasher = hashlib.sha256(VERSION)
 
     def feed(*fields: str) -> None:
         for field in fields:
-            digest.update(field.encode())
-            digest.update(b"\0")
-        digest.update(b"\n")
+            hasher.update(field.encode())
+            hasher.update(b"\0")
+        hasher.update(b"\n")
 
     for path in sorted(blobs):
         feed("file", path, blobs[path])
@@ -62,9 +61,15 @@ def compute(
         feed("context", name, value if image.context_dir(name) is None else "dir")
     for name, value in sorted(base_digests.items()):
         feed("base", name, value)
-    return digest.hexdigest()
+    return hasher.hexdigest()
 
 
 def tag(value: str) -> str:
     """The registry tag that marks an image built from these inputs."""
     return TAG_PREFIX + value
+
+
+def is_staging(reference: str) -> bool:
+    """Whether a reference is an input-digest tag: what a build uploads before the push may
+    publish, and what no one reads as a public tag."""
+    return reference.rpartition(":")[2].startswith(TAG_PREFIX)

@@ -5,63 +5,17 @@ every problem of a file is reported at once."""
 from __future__ import annotations
 
 import difflib
+import math
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mab_hook import platforms as platform_table
+from mab_hook import tags as tag_templates
 from mab_hook.errors import FatalError
 
 PYPROJECT = "pyproject.toml"
-TAG_FIELDS = ("sha", "short_sha", "branch")
-
-KNOWN_OS = ("linux", "windows", "freebsd")
-KNOWN_ARCH = (
-    "amd64",
-    "arm64",
-    "arm",
-    "386",
-    "ppc64le",
-    "ppc64",
-    "s390x",
-    "riscv64",
-    "mips64le",
-    "mips64",
-    "loong64",
-)
-# What people write instead of Docker's names (uname -m, Debian arch names).
-ARCH_ALIASES = {
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "aarch64": "arm64",
-    "armhf": "arm/v7",
-    "armv7": "arm/v7",
-    "armv7l": "arm/v7",
-    "armel": "arm/v6",
-    "armv6": "arm/v6",
-    "i386": "386",
-    "i686": "386",
-    "x86": "386",
-}
-
-
-def native_platform(machine: str) -> str:
-    """The Docker platform of a machine, from `uname -m` (the BUILDPLATFORM of its builds)."""
-    arch = ARCH_ALIASES.get(machine, machine)
-    return f"linux/{arch}"
-
-
-_PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/(v[0-9]+))?$")
-
-# distribution/reference grammar: path components of lowercase alphanumerics joined by
-# one of `.`, `_`, `__` or runs of `-`; a registry host may carry a port.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])"
-REGISTRY_RE = re.compile(rf"^{_HOST}(?::[0-9]+)?(?:/{_COMPONENT})*$")
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_TEMPLATE_FIELD_RE = re.compile(r"\{([^{}]*)\}")
 
 
 class Problems:
@@ -90,7 +44,7 @@ def platforms(value: Any, key: str, problems: Problems) -> tuple[str, ...] | Non
     if isinstance(value, list) and not value:
         problems.add(key, 'must list at least one platform, e.g. ["linux/amd64"]')
     for platform in items:
-        problem = platform_problem(platform)
+        problem = platform_table.problem(platform)
         if problem:
             problems.add(key, problem)
     if len(set(items)) != len(items):
@@ -98,49 +52,30 @@ def platforms(value: Any, key: str, problems: Problems) -> tuple[str, ...] | Non
     return items
 
 
-def platform_problem(platform: str) -> str | None:
-    """Why `platform` is not an os/arch[/variant] Docker accepts, with a suggestion; or None."""
-    match = _PLATFORM_RE.match(platform)
-    parts = platform.split("/")
-    guess = ARCH_ALIASES.get(parts[-1]) or ARCH_ALIASES.get(parts[0])
-    hint = f" (did you mean 'linux/{guess}'?)" if guess else ""
-    if not match:
-        return (
-            f"{platform!r} is not a platform: expected os/arch[/variant] such as "
-            f"'linux/amd64', 'linux/arm64' or 'linux/arm/v7'{hint}"
-        )
-    os_name, arch, _variant = match.groups()
-    if os_name not in KNOWN_OS:
-        return f"{platform!r}: unknown OS {os_name!r}; allowed: {', '.join(KNOWN_OS)}"
-    if arch not in KNOWN_ARCH:
-        return f"{platform!r}: unknown architecture {arch!r}{hint}; allowed: {', '.join(KNOWN_ARCH)}"
-    return None
-
-
 def tags(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
-    tags = str_list(value, key, problems)
-    sample = {"sha": "0" * 40, "short_sha": "0" * 7, "branch": "main"}
-    for template in tags:
-        unknown = [f for f in _TEMPLATE_FIELD_RE.findall(template) if f not in TAG_FIELDS]
-        if unknown:
-            problems.add(
-                key,
-                f"{template!r} uses unknown field {{{unknown[0]}}}; allowed: "
-                + ", ".join(f"{{{f}}}" for f in TAG_FIELDS),
-            )
-        elif not TAG_RE.match(template.format(**sample)):
-            problems.add(
-                key,
-                f"{template!r} does not make a valid tag "
-                "(letters, digits, _ . -, at most 128, not starting with . or -)",
-            )
-    return tags
+    templates = str_list(value, key, problems)
+    if isinstance(value, list) and not value:
+        problems.add(key, 'must list at least one tag template, e.g. ["{short_sha}"]')
+    for template in templates:
+        problem = tag_templates.problem(template)
+        if problem:
+            problems.add(key, problem)
+    return templates
 
 
-def render_tag(template: str, *, sha: str, branch: str | None) -> str:
-    """A tag from its template; a branch is made tag-safe (feature/x -> feature-x)."""
-    safe_branch = re.sub(r"[^A-Za-z0-9_.-]+", "-", branch or "detached").lstrip(".-") or "detached"
-    return template.format(sha=sha, short_sha=sha[:7], branch=safe_branch)[:128]
+def seconds(value: Any, key: str, problems: Problems) -> float | None:
+    """A positive, finite number of seconds, or None (when not set, or not valid)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        problems.add(key, f"must be a number of seconds above 0, not {describe(value)}")
+        return None
+    return float(value)
 
 
 def build_args(value: Any, key: str, problems: Problems) -> tuple[tuple[str, str], ...]:
@@ -174,8 +109,9 @@ def optional_str(table: Mapping[str, Any], name: str, key: str, problems: Proble
 
 
 def normalize(path: str, key: str, problems: Problems) -> str | None:
+    """A repository-relative POSIX path, or None (recorded) when it leaves the repository."""
     norm = posixpath.normpath(path.replace("\\", "/"))
-    if posixpath.isabs(norm) or norm == ".." or norm.startswith("../"):
+    if posixpath.isabs(norm) or norm == ".." or norm.startswith("../") or re.match(r"^[A-Za-z]:", norm):
         problems.add(key, f"{path!r} must be a path inside the repository, relative to its root")
         return None
     return norm

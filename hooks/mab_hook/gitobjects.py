@@ -1,0 +1,106 @@
+"""Reading git objects: commits by name, and files of a commit by blob id, many at a time.
+
+Through `git cat-file --batch` rather than GitPython's tree walks, which re-parse every tree
+on the way to every file (seconds on a large monorepo).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+
+import git
+
+from mab_hook.errors import FatalError
+
+
+def where(repo: git.Repo) -> str:
+    """How messages name a repository: its work tree, or its git dir when it is bare."""
+    return str(repo.working_tree_dir or repo.git_dir)
+
+
+def resolve(repo: git.Repo, rev: str) -> str:
+    """The commit a revision names (an annotated tag's commit, say)."""
+    try:
+        return str(repo.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"))
+    except git.GitCommandError:
+        raise FatalError(f"{rev!r} is not a commit in {where(repo)}") from None
+
+
+def object_type(repo: git.Repo, rev: str) -> str | None:
+    """'commit', 'tag', 'tree' or 'blob'; None when there is no such object."""
+    try:
+        return str(repo.git.cat_file("-t", rev))
+    except git.GitCommandError:
+        return None
+
+
+def is_commit(repo: git.Repo, rev: str) -> bool:
+    try:
+        resolve(repo, rev)
+    except FatalError:
+        return False
+    return True
+
+
+def read_file(repo: git.Repo, sha: str, path: str) -> bytes | None:
+    """One file of a commit; None when the commit has no such file."""
+    try:
+        _sha, _kind, _size, data = repo.git.get_object_data(f"{sha}:{path}")
+    except ValueError:
+        return None
+    return bytes(data)
+
+
+def read_blobs(repo: git.Repo, object_ids: Iterable[str]) -> dict[str, bytes]:
+    """Many blobs in one `git cat-file --batch` given every request up front: asked one at a
+    time, each costs a round trip to git (some 0.2 ms; 0.3 s for 1,500 files)."""
+    wanted = list(dict.fromkeys(object_ids))
+    if not wanted:
+        return {}
+    with tempfile.TemporaryFile() as requests:
+        requests.write("".join(f"{object_id}\n" for object_id in wanted).encode())
+        requests.seek(0)
+        out = repo.git.cat_file("--batch", istream=requests, stdout_as_string=False,
+                                strip_newline_in_stdout=False)  # fmt: skip
+    found, position = {}, 0
+    for object_id in wanted:
+        end = out.index(b"\n", position)
+        header = out[position:end].split(b" ")
+        position = end + 1
+        if len(header) == 3:  # "<id> <type> <size>"; "<id> missing" otherwise
+            size = int(header[2])
+            found[object_id] = bytes(out[position : position + size])
+            position += size + 1
+    return found
+
+
+def text(data: bytes | None) -> str | None:
+    """A file's text as the Dockerfile parser and pattern matchers read it."""
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+class Reader:
+    """The files of one commit, each read from git once, many at a time where asked to; by
+    blob id, so any path can be read (one holding a newline too)."""
+
+    def __init__(self, repo: git.Repo, blob_id: Callable[[str], str | None]) -> None:
+        self.repo, self.blob_id = repo, blob_id
+        self.blobs: dict[str, bytes | None] = {}
+
+    def read(self, path: str) -> str | None:
+        return text(self.data(path))
+
+    def data(self, path: str) -> bytes | None:
+        if path not in self.blobs:
+            self.fetch((path,))
+        return self.blobs.get(path)
+
+    def fetch(self, paths: Iterable[str]) -> None:
+        ids = {path: self.blob_id(path) for path in paths if path not in self.blobs}
+        if not ids:
+            return
+        blobs = read_blobs(self.repo, (object_id for object_id in ids.values() if object_id))
+        self.blobs.update(
+            {path: blobs.get(object_id) if object_id else None for path, object_id in ids.items()}
+        )

@@ -1,0 +1,218 @@
+"""The gate itself: the pushed commits -> their plans -> readiness -> builds -> the report."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import git
+
+from mab_hook import changes, input_digest, install, output, planning, platforms, state
+from mab_hook.errors import FatalError
+from mab_hook.gitobjects import where
+from mab_hook.output import Printer
+from mab_hook.plan import Plan
+from mab_hook.results import BuildResult, Failure
+
+if TYPE_CHECKING:
+    from mab_hook.readiness import Host, Report, Wanted
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def hook(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    repo = open_repo(args.repo or Path.cwd())
+    if _checked_by_legacy_hook(repo, env):
+        printer.info("every ref of this push was checked by mab-hook's legacy hook (`mab-hook install`)")
+        return EXIT_OK
+    commits = select_commits(args, repo, env, stdin, printer)
+    code = plan_and_build(args, repo, commits, env, printer)
+    if env.get(install.ALL_REFS) and args.remote:
+        install.note_checked(state.root(repo), [c.sha for c in commits], ok=code == EXIT_OK)
+    return code
+
+
+def _checked_by_legacy_hook(repo: git.Repo, env: Mapping[str, str]) -> bool:
+    to_ref = env.get("PRE_COMMIT_TO_REF")
+    return bool(env.get("PRE_COMMIT") and to_ref and install.checked_already(state.root(repo), to_ref))
+
+
+def plan_and_build(
+    args: argparse.Namespace,
+    repo: git.Repo,
+    commits: Sequence[changes.Commit],
+    env: Mapping[str, str],
+    printer: Printer,
+) -> int:
+    if not commits:
+        printer.info("the push adds no commits: nothing to build")
+        return finish(args, [], [], printer)
+    build_platform = platforms.native(platform.machine())
+    building = not (args.dry_run or args.explain)
+    explain = (args.explain,) if args.explain else ()
+    plans = [planning.plan_at(repo, commit, build_platform=build_platform, digests=building, explain=explain)
+             for commit in commits]  # fmt: skip
+    if args.explain:
+        explanations = [item for p in plans for item in p.explanations]
+        if args.json:
+            output.dump_json(output.explain_json(explanations), sys.stdout)
+        else:
+            printer.line(output.explain_text(explanations, printer))
+        return EXIT_OK
+    if args.dry_run or not any(p.affected for p in plans):
+        if not args.json:
+            printer.line(output.plan_text(plans, printer))
+        return finish(args, plans, [], printer)
+    printer.line(output.plan_text(plans, printer))
+    return build(args, repo, plans, env, printer)
+
+
+def build(
+    args: argparse.Namespace, repo: git.Repo, plans: Sequence[Plan], env: Mapping[str, str], printer: Printer
+) -> int:
+    from mab_hook import pipeline, readiness  # noqa: PLC0415 - only when something is to be built
+    from mab_hook.registry import Registry  # noqa: PLC0415
+
+    host = readiness.local_host(env, platform.machine())
+    checked: list[Report] = []
+
+    registry = Registry(env)
+
+    def ready() -> None:
+        checked.extend(ensure_ready(plans, host, printer))
+        registry.insecure = checked[-1].insecure if checked else registry.insecure
+
+    with output.progress_sink(printer, env) as progress:
+        events = pipeline.Events(progress=progress, build_line=printer.build_line, notice=printer.info)
+        done = pipeline.build_all(
+            repo, plans, env, events, registry=registry, ready=ready, timeout=args.timeout
+        )
+    return finish(args, plans, done, printer)
+
+
+def finish(
+    args: argparse.Namespace, plans: Sequence[Plan], done: Sequence[BuildResult], printer: Printer
+) -> int:
+    ok = all(r.ok for r in done)
+    if args.json:
+        data = output.plan_json(plans)
+        if not args.dry_run:
+            data["results"] = output.results_json(done)
+        output.dump_json(data, sys.stdout)
+    if done:
+        printer.line(output.summary(done, printer))
+        if not ok:
+            printer.error(blocked(done))
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def blocked(done: Sequence[BuildResult]) -> str:
+    """Why the push is blocked, what reached the registry, and what to do about it."""
+    public = [ref for r in done for ref in r.published if not input_digest.is_staging(ref)]
+    staged = [r.name for r in done if any(input_digest.is_staging(ref) for ref in r.published)]
+    what = f"these tags reached the registry: {', '.join(public)}" if public else "no tag was published"
+    if staged:
+        what += f" ({', '.join(staged)}: uploaded under the input-digest tag, which the next push reuses)"
+    failures = {r.failure for r in done if not r.ok}
+    if failures <= {Failure.REGISTRY}:
+        advice = ("the registry failed (see above): check that it runs and that `docker login` works for it, "
+                  "then push again; what was built is reused")  # fmt: skip
+    elif Failure.REGISTRY in failures:
+        advice = "fix the failed build(s) and the registry problem above, commit, and push again"
+    else:
+        advice = "fix the failed build(s) above, commit, and push again"
+    return f"the push is blocked and {what}: {advice}"
+
+
+def ensure_ready(plans: Sequence[Plan], host: Host, printer: Printer) -> list[Report]:
+    """The readiness checks for what is about to be built; a failure costs no build time."""
+    from mab_hook import readiness  # noqa: PLC0415
+
+    reports = []
+    for wanted in wanted_for(plans):
+        report = readiness.check(host, wanted)
+        reports.append(report)
+        for check in report.checks:
+            if check.status == readiness.WARN:  # on every push: the gist; doctor has the rest
+                gist = check.finding.rsplit("; ", 1)[-1]
+                printer.warn(f"{check.name}: {gist} (`mab-hook doctor` says more)")
+        if not report.ready:
+            failed = [check for check in report.checks if check.status == readiness.FAIL]
+            raise FatalError(
+                "this host cannot build what the push needs; nothing was built:\n"
+                + output.checks_text(failed, printer)
+                + "\nFix the above (`mab-hook doctor` shows every check, `mab-hook doctor --fix` applies "
+                "the safe fixes), then push again."
+            )
+    return reports
+
+
+def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:
+    """One readiness question per builder: the platforms of its images, a repository pushed to."""
+    from mab_hook.readiness import Wanted  # noqa: PLC0415
+
+    by_builder: dict[str | None, Wanted] = {}
+    for p in plans:
+        platforms_ = tuple(dict.fromkeys(pf for planned in p.affected for pf in planned.image.platforms))
+        if not platforms_:
+            continue
+        cfg = p.config
+        seen = by_builder.get(cfg.builder)
+        repository = cfg.reference(p.affected[0].image) if cfg.push else None
+        if seen is not None:
+            platforms_ = tuple(dict.fromkeys((*seen.platforms, *platforms_)))
+            repository = seen.registry or repository
+        by_builder[cfg.builder] = Wanted(
+            platforms_, cfg.builder, repository, cfg.binfmt_image, cfg.builder_spec
+        )
+    return list(by_builder.values())
+
+
+def configured_remotes(path: Path) -> tuple[str, ...]:
+    try:
+        return tuple(remote.name for remote in open_repo(path).remotes)
+    except FatalError:
+        return ()
+
+
+def open_repo(path: Path) -> git.Repo:
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise FatalError(f"{path} is not inside a git repository") from None
+
+
+def select_commits(
+    args: argparse.Namespace, repo: git.Repo, env: Mapping[str, str], stdin: TextIO, printer: Printer
+) -> tuple[changes.Commit, ...]:
+    current = changes.current_branch(repo)
+    if args.all:
+        return (changes.for_all(repo, args.to_ref or "HEAD", current, "--all"),)
+    if args.from_ref:
+        return (changes.for_range(repo, args.from_ref, args.to_ref or "HEAD", current),)
+    if args.remote:
+        pushed = changes.from_push(repo, args.remote, changes.parse_push_lines(stdin.read()))
+        for note in pushed.notes:
+            printer.info(note)
+        return pushed.commits
+    if env.get("PRE_COMMIT") or env.get("PRE_COMMIT_TO_REF"):
+        found = changes.from_pre_commit(repo, env)
+        if found is not None:
+            return (found,)
+        # pre-commit's "all files" push: new history down to a root commit.
+        rev = env.get("PRE_COMMIT_LOCAL_BRANCH") or "HEAD"
+        printer.warn(
+            "pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
+            f"as for a push of new history): building EVERY image of {rev}"
+        )
+        name = changes.ref_name(env.get("PRE_COMMIT_REMOTE_BRANCH")) or current
+        return (changes.for_all(repo, rev, name, "no push range from pre-commit"),)
+    if args.to_ref:
+        raise FatalError("--to needs --from REF or --all")
+    if not repo.working_tree_dir and not repo.remotes:
+        raise FatalError(f"{where(repo)} is a bare repository: say what to build with --all or --from REF")
+    return (changes.upstream(repo),)

@@ -1,0 +1,51 @@
+"""The one HTTP helper: a request, its answer as data, whatever the status.
+
+urllib raises for every status above 399; registries answer 401 and 404 as a matter of
+course, so those come back as answers, and only a request that got none raises (OSError:
+refused, unknown host, TLS, timeout).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import NamedTuple
+
+TIMEOUT = 10.0
+
+
+class Response(NamedTuple):
+    status: int
+    headers: Mapping[str, str]  # names lowercased
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def request(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+    authorization: str | None = None,
+    timeout: float = TIMEOUT,
+) -> Response:
+    """One request. `authorization` is never sent on to where a redirect leads (a registry
+    may redirect to blob storage on another host)."""
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if authorization:
+        req.add_unredirected_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as answer:
+            return Response(answer.status, _headers(answer.headers.items()), answer.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return Response(e.code, _headers(e.headers.items()), e.read())
+
+
+def _headers(items: object) -> dict[str, str]:
+    return {str(name).lower(): str(value) for name, value in items}  # type: ignore[attr-defined]

@@ -1,0 +1,111 @@
+"""Readiness of the engine and the builder: docker answers, buildx is new enough, the builder
+exists, runs, and can build several platforms in one invocation."""
+
+from __future__ import annotations
+
+import re
+
+from mab_hook import builders, process
+from mab_hook.builders import Builder
+from mab_hook.readiness.model import (
+    BUILDX_VERSION,
+    FAIL,
+    INFO,
+    LS,
+    OK,
+    VERSION,
+    WARN,
+    Check,
+    Host,
+    Wanted,
+    parse_json,
+)
+from mab_hook.readiness.model import inspect as inspect_cmd
+
+MIN_BUILDX = (0, 13)
+CREATE = "docker buildx create --name {name} --driver docker-container --use --bootstrap"
+
+
+def check_docker(host: Host) -> list[Check]:
+    version = host.run(VERSION)
+    if version.missing:
+        return [Check("docker", FAIL, "the docker CLI is not installed",
+                      "install Docker Engine and its CLI (https://docs.docker.com/engine/install/)",
+                      "docker-missing")]  # fmt: skip
+    data = parse_json(version.stdout)
+    client = (data.get("Client") or {}).get("Version", "?")
+    server = (data.get("Server") or {}).get("Version")
+    if version.returncode != 0 or not server:
+        tail = " ".join(process.tail_lines(version.stderr, 2)) or "no answer"
+        fix = ("start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` "
+               "at a running engine")  # fmt: skip
+        return [Check("docker", FAIL, f"the Docker daemon does not answer: {tail}", fix, "daemon-down")]
+    return [Check("docker", OK, f"client {client}, server {server}"), check_buildx(host)]
+
+
+def check_buildx(host: Host) -> Check:
+    buildx = host.run(BUILDX_VERSION)
+    found = re.search(r"\bv?(\d+)\.(\d+)(?:\.(\d+))?", buildx.stdout)
+    install = (
+        "install the buildx plugin (Debian/Ubuntu: `apt-get install docker-buildx`, or the "
+        "docker-buildx binary in ~/.docker/cli-plugins/)"
+    )
+    if buildx.returncode != 0 or not found:
+        return Check("buildx", FAIL, "docker buildx is not installed", install, "buildx-missing")
+    if (int(found.group(1)), int(found.group(2))) < MIN_BUILDX:
+        return Check("buildx", FAIL, f"buildx {found.group(0)} is older than 0.13", install, "buildx-old")
+    return Check("buildx", OK, f"buildx {found.group(0).lstrip('v')}")
+
+
+def check_builder(host: Host, wanted: Wanted) -> tuple[list[Check], Builder | None]:
+    name = wanted.builder
+    inspected = host.run(inspect_cmd(name))
+    if inspected.returncode != 0:
+        finding = f"builder {name!r} does not exist" if name else "no current builder"
+        fix = f"create it: `{CREATE.format(name=name or 'multi-arch')}` (mab-hook doctor --fix does)"
+        return [Check("builder", FAIL, finding, fix, "builder-missing")], None
+    builder = builders.parse_inspect(inspected.stdout)
+    listed = host.run(LS)
+    if listed.returncode == 0:
+        by_name = {b.name: b for b in builders.parse_ls_json(listed.stdout)}
+        builder = by_name.get(builder.name, builder)
+    return [builder_status(builder), check_driver(host, builder)], builder
+
+
+def builder_status(builder: Builder) -> Check:
+    nodes = len(builder.nodes)
+    summary = f"{builder.name} ({builder.driver}, {nodes} node{'s' * (nodes != 1)})"
+    if builder.running:
+        return Check("builder", OK, f"{summary}, running")
+    stopped = ", ".join(f"{n.name}: {n.status or 'unknown'}" for n in builder.nodes if n.status != "running")
+    fix = f"start it: `docker buildx inspect --bootstrap {builder.name}` (mab-hook doctor --fix does)"
+    return Check("builder", WARN, f"{summary} is not running ({stopped})", fix, "builder-stopped")
+
+
+def check_driver(host: Host, builder: Builder) -> Check:
+    if builder.driver in builders.MULTI_PLATFORM_DRIVERS:
+        return Check("driver", OK, f"the {builder.driver} driver builds several platforms at once")
+    if builder.driver == "docker":
+        status = parse_json(host.run(INFO).stdout).get("DriverStatus") or []
+        if ["driver-type", "io.containerd.snapshotter.v1"] in status:
+            return Check(
+                "driver", OK, "the docker driver with the containerd image store builds several platforms"
+            )
+    return Check(
+        "driver",
+        FAIL,
+        f"the {builder.driver} driver of builder {builder.name} cannot build several platforms at once",
+        "either create a docker-container builder (`docker buildx create --name multi-arch --driver "
+        'docker-container --use --bootstrap`, and set builder = "multi-arch"), or turn on the containerd '
+        'image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then restart dockerd)',
+        "driver-single-platform",
+    )
+
+
+def insecure_registries(host: Host) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The daemon's insecure registries: (names, CIDRs), from `docker info`."""
+    info = parse_json(host.run(INFO).stdout).get("RegistryConfig") or {}
+    names = tuple(
+        name for name, index in (info.get("IndexConfigs") or {}).items() if not index.get("Secure", True)
+    )
+    return names, tuple(info.get("InsecureRegistryCIDRs") or ())

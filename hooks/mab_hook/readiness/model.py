@@ -1,0 +1,81 @@
+"""What readiness checks say: checks with stable ids and codes, and what they look at."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mab_hook import binfmt
+from mab_hook.builders import Builder, BuilderSpec
+from mab_hook.config import DEFAULT_BINFMT_IMAGE
+from mab_hook.process import Completed
+from mab_hook.registry import Access, Insecure
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+class Check(NamedTuple):
+    id: str  # stable: "docker", "builder", "platform:linux/arm64", "registry", ...
+    status: str  # OK, WARN or FAIL
+    finding: str  # one line: what was found
+    fix: str = ""  # what to run, when not OK
+    code: str = ""  # stable: what is wrong ("binfmt-unmounted", ...), for fixes and JSON
+
+    @property
+    def name(self) -> str:
+        """How people read the id: "platform linux/arm64"."""
+        return self.id.replace(":", " ", 1)
+
+
+def _no_registry(reference: str, insecure: Insecure) -> Access:
+    return Access(False, "error", "no registry client")
+
+
+class Host(NamedTuple):
+    """Everything the checks look at, injectable: how to run docker, where binfmt_misc is..."""
+
+    run: Callable[[tuple[str, ...]], Completed]  # a command, never raising for its exit code
+    machine: str  # uname -m
+    binfmt_root: Path = binfmt.DEFAULT_ROOT
+    access: Callable[[str, Insecure], Access] = _no_registry  # one authenticated registry request
+
+
+class Wanted(NamedTuple):
+    """What the host must be ready for."""
+
+    platforms: tuple[str, ...]
+    builder: str | None = None  # None: the current builder
+    registry: str | None = None  # a repository pushed to (checked when images are to be pushed)
+    binfmt_image: str = DEFAULT_BINFMT_IMAGE
+    builder_spec: BuilderSpec | None = None  # how to create the builder when it is missing
+
+
+class Report(NamedTuple):
+    checks: tuple[Check, ...]
+    builder: Builder | None
+    insecure: Insecure = ((), ())  # the daemon's insecure registries, for the registry gateway
+
+    @property
+    def ready(self) -> bool:
+        return all(check.status != FAIL for check in self.checks)
+
+
+def parse_json(text: str) -> dict[str, Any]:
+    """A docker CLI's JSON answer; {} for anything else."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+VERSION = ("docker", "version", "--format", "{{json .}}")
+BUILDX_VERSION = ("docker", "buildx", "version")
+INFO = ("docker", "info", "--format", "{{json .}}")
+LS = ("docker", "buildx", "ls", "--format", "json")
+
+
+def inspect(builder: str | None) -> tuple[str, ...]:
+    return ("docker", "buildx", "inspect", *([builder] if builder else []))

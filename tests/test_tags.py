@@ -1,0 +1,40 @@
+"""Tag templates: checked once, rendered per ref."""
+
+from __future__ import annotations
+
+import pytest
+
+from mab_hook import tags
+
+SHA = "0123456789abcdef" * 2 + "01234567"
+
+
+@pytest.mark.parametrize(("ref", "tag"), [("main", "main"), ("feature/login", "feature-login"), (None, "detached"),
+                                          ("-x", "x"), ("v1.4.0", "v1.4.0")])  # fmt: skip
+def test_render(ref: str | None, tag: str) -> None:
+    assert tags.render("{branch}", sha=SHA, ref=ref) == tag
+    assert tags.render("{short_sha}-{sha}", sha=SHA, ref=ref) == f"0123456-{SHA}"
+
+
+def test_escaped_braces_are_literal() -> None:
+    assert tags.problem("v{{1}}") is not None  # braces make no valid tag...
+    assert tags.render("a{{b}}c", sha=SHA, ref=None) == "a{b}c"  # ...but are read as literal ones
+
+
+@pytest.mark.parametrize(("template", "problem"), [
+    ("{", "has a lone '{' (write {{ for a literal one)"),
+    ("x}", "has a lone '}' (write }} for a literal one)"),
+    ("{sha!r}", "uses unknown field {sha!r}"),
+    ("{sha.real}", "uses unknown field {sha.real}"),
+    ("{commit}", "uses unknown field {commit}; allowed: {sha}, {short_sha}, {branch}"),
+    ("-{sha}", "does not make a valid tag"),
+    ("a b", "does not make a valid tag"),
+])  # fmt: skip
+def test_bad_templates_are_problems_not_crashes(template: str, problem: str) -> None:
+    found = tags.problem(template)
+    assert found is not None and problem in found, found
+
+
+def test_good_templates() -> None:
+    for template in ("{short_sha}", "{branch}-latest", "latest", "{sha}"):
+        assert tags.problem(template) is None, template

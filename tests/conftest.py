@@ -5,18 +5,25 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
+
+if TYPE_CHECKING:
+    from mab_hook.binfmt import Handler
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_ENV = Path(os.environ.get("MAB_LAB_DIR", "/var/tmp/mab-lab")) / "env"
@@ -304,3 +311,202 @@ def auth_registry(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     found = start_registry(tmp_path_factory.mktemp("auth-registry"), user="team", password="s3cret-pw")
     yield found
     found.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Whether a test needs the lab shows in its marker, not only through a fixture: one that
+    uses the lab without saying so is an error, so that `-m "not lab"` never reaches Docker."""
+    unmarked = [item.nodeid for item in items
+                if "lab" in getattr(item, "fixturenames", ()) and item.get_closest_marker("lab") is None]  # fmt: skip
+    if unmarked:
+        raise pytest.UsageError("tests using the lab without @pytest.mark.lab:\n  " + "\n  ".join(unmarked))
+
+
+class Engine(NamedTuple):
+    """A second dockerd: another machine's engine, with an empty build cache and no images."""
+
+    env: dict[str, str]
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def second_engine(lab: Lab) -> Iterator[Engine]:
+    """Its own data root, socket and bridge (two dockerds fight over docker0, say the lab
+    notes, so it gets a bridge of its own and no iptables rules); it reaches the lab's registry
+    on 127.0.0.1 as the first one does. Stopped, and everything it made removed, at the end."""
+    root = Path(tempfile.mkdtemp(prefix="mab2-", dir="/var/tmp"))  # short: socket paths are limited
+    bridge = f"mab{os.getpid() % 100000}"
+    subnet = f"172.31.{os.getpid() % 200 + 20}"
+    for args in (("link", "add", bridge, "type", "bridge"), ("addr", "add", f"{subnet}.1/24", "dev", bridge),
+                 ("link", "set", bridge, "up")):  # fmt: skip
+        subprocess.run(("ip", *args), check=True, capture_output=True)
+    (root / "daemon.json").write_text('{"features": {"containerd-snapshotter": true}}')
+    env = {**lab.env, "DOCKER_HOST": f"unix://{root}/sock"}
+    daemon = subprocess.Popen(
+        ("dockerd", "--config-file", str(root / "daemon.json"), "--data-root", str(root / "data"),
+         "--exec-root", str(root / "exec"), "-p", str(root / "pid"), "-H", env["DOCKER_HOST"],
+         "--bridge", bridge, "--iptables=false", "--ip6tables=false"),
+        env=env, stdout=(root / "log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(("docker", "version"), env=env, capture_output=True, check=False).returncode:
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                raise AssertionError(
+                    f"the second dockerd did not start: {(root / 'log').read_text()[-2000:]}"
+                )
+            time.sleep(0.3)
+        yield Engine(env, root)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
+        subprocess.run(("ip", "link", "del", bridge), check=False, capture_output=True)
+        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(str(root))), reverse=True):
+            subprocess.run(("umount", mount), check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+BINFMT = "/proc/sys/fs/binfmt_misc"
+
+
+def _register_line(handler: Handler) -> str:
+    """What /proc/sys/fs/binfmt_misc/register takes to register a handler like this one."""
+
+    def escaped(data: bytes) -> str:
+        return "".join(f"\\x{byte:02x}" for byte in data)
+
+    h = handler
+    return f":{h.name}:M:{h.offset}:{escaped(h.magic)}:{escaped(h.mask)}:{h.interpreter}:{h.flags}"
+
+
+def in_namespace(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    binfmt: str = "copy",
+    disable: Sequence[str] = (),
+    hostname: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `args` in a private user and mount (and UTS) namespace, where binfmt_misc is an
+    instance of its own (kernels since 6.7): "copy" holds the host's handlers, of which those in
+    `disable` are switched off; "empty" holds none; "unmounted" is not there at all. Nothing
+    the command does there reaches the machine's own handlers or host name."""
+    from mab_hook import binfmt as handlers  # noqa: PLC0415
+
+    steps = []
+    if binfmt == "unmounted":
+        steps.append(f"mount -t tmpfs none {BINFMT}")
+    else:
+        steps.append(f"mount -t binfmt_misc binfmt_misc {BINFMT}")
+    if binfmt == "copy":
+        for h in handlers.read().handlers:
+            line = _register_line(h)
+            steps.append(f"printf '%s' {shlex.quote(line)} > {BINFMT}/register")
+        steps += [f"echo 0 > {BINFMT}/{name}" for name in disable]
+    if hostname:
+        steps.append(f"hostname {shlex.quote(hostname)}")
+    script = " && ".join(steps) + ' && exec "$@"'
+    flags = ("--user", "--map-root-user", "--mount", *(("--uts",) if hostname else ()))
+    return subprocess.run(("unshare", *flags, "sh", "-c", script, "sh", *args), cwd=cwd, env=dict(env),
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+
+# --- a repository whose pre-push hook is mab-hook, installed through pre-commit ---------------
+
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+class Pushed(NamedTuple):
+    code: int
+    output: str
+
+    def results(self) -> dict[str, str]:
+        """The summary table: image -> result, in build order."""
+        rows = re.findall(r"^  (\S+)\s{2,}linux/\S.*?\s{2,}(built|pushed|skipped|failed|timed out|not built)\s",
+                          self.output, re.MULTILINE)  # fmt: skip
+        return dict(rows)
+
+
+class Hooked(NamedTuple):
+    repo: Repo
+    registry: str  # this test's own registry prefix
+    env: dict[str, str]
+
+    def push(self, *args: str) -> Pushed:
+        proc = subprocess.run(
+            ("git", "push", "origin", *args),
+            cwd=self.repo.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return Pushed(proc.returncode, proc.stdout + proc.stderr)
+
+    def remote_head(self, branch: str = "main") -> str:
+        return self.repo.git("--git-dir", str(self.repo.remote), "rev-parse", branch, check=False)
+
+
+def project_files(lab: Lab, registry: str) -> dict[str, str]:
+    """A base image and two images built on it; every RUN executes under emulation."""
+    return {
+        "pyproject.toml": f"""\
+[tool.multiarch]
+platforms = {list(PLATFORMS)!r}
+registry = "{registry}"
+push = true
+tags = ["{{short_sha}}", "latest"]
+
+[tool.multiarch.images.base]
+context = "base"
+build-args = {{ BUSYBOX = "{lab.busybox}" }}
+
+[tool.multiarch.images.api]
+context = "services/api"
+
+[tool.multiarch.images.worker]
+context = "services/worker"
+platforms = ["linux/amd64", "linux/arm64"]
+""".replace("'", '"'),
+        "base/Dockerfile": 'ARG BUSYBOX\nFROM ${BUSYBOX}\nRUN echo "base v1 $(uname -m)" > /base-release\n',
+        "services/api/Dockerfile": f"FROM {registry}/base:latest\nCOPY app.txt /\n"
+        "RUN cat /base-release /app.txt > /report\n",
+        "services/api/app.txt": "api v1\n",
+        "services/worker/Dockerfile": f"FROM {registry}/base\nRUN cat /base-release > /worker\n",
+        "docs/index.md": "# Docs\n",
+    }
+
+
+def pre_commit_config(hook_repo: tuple[Path, str]) -> str:
+    path, rev = hook_repo
+    return f"repos:\n- repo: {path}\n  rev: {rev}\n  hooks:\n  - id: mab-hook\n"
+
+
+@pytest.fixture
+def hooked(
+    repo: Repo, lab: Lab, hook_repo: tuple[Path, str], pre_commit_home: Path, tmp_path: Path
+) -> Hooked:
+    """A repository whose pre-push hook is mab-hook, installed through pre-commit by a user."""
+    registry = lab.namespace()
+    env = {
+        **lab.env,
+        "PRE_COMMIT_HOME": str(pre_commit_home),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+    }
+    repo.commit(
+        {**project_files(lab, registry), ".pre-commit-config.yaml": pre_commit_config(hook_repo)}, "init"
+    )
+    subprocess.run(
+        (sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-push"),
+        cwd=repo.path,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    hooked = Hooked(repo, registry, env)
+    # The first push of new history builds everything; start the tests from a pushed state.
+    first = hooked.push("--no-verify", "main")
+    assert first.code == 0, first.output
+    return hooked

@@ -7,107 +7,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
-from tests.conftest import Lab, Repo
+from tests.conftest import PLATFORMS, Hooked, Lab, Repo, project_files
 
-PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
-
-
-class Pushed(NamedTuple):
-    code: int
-    output: str
-
-    def results(self) -> dict[str, str]:
-        """The summary table: image -> result, in build order."""
-        rows = re.findall(r"^  (\S+)\s{2,}linux/\S.*?\s{2,}(built|pushed|skipped|failed|timed out|not built)\s",
-                          self.output, re.MULTILINE)  # fmt: skip
-        return dict(rows)
-
-
-class Hooked(NamedTuple):
-    repo: Repo
-    registry: str  # this test's own registry prefix
-    env: dict[str, str]
-
-    def push(self, *args: str) -> Pushed:
-        proc = subprocess.run(
-            ("git", "push", "origin", *args),
-            cwd=self.repo.path,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return Pushed(proc.returncode, proc.stdout + proc.stderr)
-
-    def remote_head(self, branch: str = "main") -> str:
-        return self.repo.git("--git-dir", str(self.repo.remote), "rev-parse", branch, check=False)
-
-
-def project_files(lab: Lab, registry: str) -> dict[str, str]:
-    """A base image and two images built on it; every RUN executes under emulation."""
-    return {
-        "pyproject.toml": f"""\
-[tool.multiarch]
-platforms = {list(PLATFORMS)!r}
-registry = "{registry}"
-push = true
-tags = ["{{short_sha}}", "latest"]
-
-[tool.multiarch.images.base]
-context = "base"
-build-args = {{ BUSYBOX = "{lab.busybox}" }}
-
-[tool.multiarch.images.api]
-context = "services/api"
-
-[tool.multiarch.images.worker]
-context = "services/worker"
-platforms = ["linux/amd64", "linux/arm64"]
-""".replace("'", '"'),
-        "base/Dockerfile": 'ARG BUSYBOX\nFROM ${BUSYBOX}\nRUN echo "base v1 $(uname -m)" > /base-release\n',
-        "services/api/Dockerfile": f"FROM {registry}/base:latest\nCOPY app.txt /\n"
-        "RUN cat /base-release /app.txt > /report\n",
-        "services/api/app.txt": "api v1\n",
-        "services/worker/Dockerfile": f"FROM {registry}/base\nRUN cat /base-release > /worker\n",
-        "docs/index.md": "# Docs\n",
-    }
-
-
-def pre_commit_config(hook_repo: tuple[Path, str]) -> str:
-    path, rev = hook_repo
-    return f"repos:\n- repo: {path}\n  rev: {rev}\n  hooks:\n  - id: mab-hook\n"
-
-
-@pytest.fixture
-def hooked(
-    repo: Repo, lab: Lab, hook_repo: tuple[Path, str], pre_commit_home: Path, tmp_path: Path
-) -> Hooked:
-    """A repository whose pre-push hook is mab-hook, installed through pre-commit by a user."""
-    registry = lab.namespace()
-    env = {
-        **lab.env,
-        "PRE_COMMIT_HOME": str(pre_commit_home),
-        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
-    }
-    repo.commit(
-        {**project_files(lab, registry), ".pre-commit-config.yaml": pre_commit_config(hook_repo)}, "init"
-    )
-    subprocess.run(
-        (sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-push"),
-        cwd=repo.path,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    hooked = Hooked(repo, registry, env)
-    # The first push of new history builds everything; start the tests from a pushed state.
-    first = hooked.push("--no-verify", "main")
-    assert first.code == 0, first.output
-    return hooked
+pytestmark = pytest.mark.lab
 
 
 def test_push_builds_only_the_affected_image_for_every_platform(hooked: Hooked, lab: Lab) -> None:

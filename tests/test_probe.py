@@ -36,6 +36,7 @@ def test_unsupported_platforms() -> None:
         "linux/mips64le", "linux/ppc64"]  # fmt: skip
 
 
+@pytest.mark.lab
 @pytest.mark.parametrize("platform", PROBED)
 def test_each_probe_runs_and_exits_0(lab: Lab, tmp_path: Path, platform: str) -> None:
     """Natively or through the lab's QEMU emulators: the program really is an exit(0)."""

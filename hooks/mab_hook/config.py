@@ -205,55 +205,12 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         return None
     fields.unknown_keys(table, TOP_KEYS, key, problems)
     platforms = fields.platforms(table.get("platforms"), f"{key}.platforms", problems)
-    registry = fields.optional_str(table, "registry", key, problems)
-    if registry is not None:
-        registry = registry.rstrip("/")
-        if not references.REPOSITORY_PREFIX_RE.match(registry):
-            problems.add(
-                f"{key}.registry",
-                f"{redact(registry)!r} is not a registry reference "
-                "(host[:port][/path], path in lowercase, no credentials), e.g. 'registry.internal:5000/team'",
-            )
     builder_spec = _builder_spec(table.get("builder"), f"{key}.builder", problems)
     if builder_spec is not None or isinstance(table.get("builder"), dict):
         builder = builder_spec.name if builder_spec else None
     else:
         builder = fields.optional_str(table, "builder", key, problems)
-    jobs = table.get("jobs", DEFAULT_JOBS)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        problems.add(f"{key}.jobs", f"must be a whole number of at least 1, not {fields.describe(jobs)}")
-        jobs = DEFAULT_JOBS
-    settings = _settings(table, key, problems, Settings())
-    push = table.get("push", False)
-    if not isinstance(push, bool):
-        problems.add(f"{key}.push", f"must be true or false, not {fields.type_name(push)}")
-        push = False
-    tags = fields.tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems)
-    binfmt_image = fields.optional_str(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE
-    if ":" not in binfmt_image.rsplit("/", 1)[-1] or binfmt_image.endswith(":latest"):
-        problems.add(
-            f"{key}.binfmt-image",
-            f"{binfmt_image!r} must name a pinned tag (not latest), "
-            f"e.g. {DEFAULT_BINFMT_IMAGE!r} or your mirror's copy of it",
-        )
-    images_table = table.get("images")
-    if images_table is None:
-        images = _discover(tree, platforms, problems, root_name)
-    elif not isinstance(images_table, dict):
-        problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(images_table)}")
-        images = ()
-    else:
-        images = tuple(
-            image
-            for name, spec in images_table.items()
-            if (image := _image(name, spec, platforms, settings, tree=tree, problems=problems)) is not None
-        )
-        if not images:
-            problems.add(
-                f"{key}.images",
-                "is empty; add [tool.multiarch.images.NAME] tables, "
-                "or remove it to build every tracked Dockerfile",
-            )
+    images = _images(table, platforms, tree, problems, root_name)
     if platforms is None and any(not image.platforms for image in images):
         problems.add(
             f"{key}.platforms",
@@ -263,14 +220,84 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         source=source,
         platforms=platforms or (),
         images=images,
-        registry=registry,
+        registry=_registry(table, key, problems),
         builder=builder,
-        push=push,
-        tags=tags,
-        binfmt_image=binfmt_image,
-        jobs=jobs,
+        push=_boolean(table, "push", key, problems),
+        tags=fields.tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems),
+        binfmt_image=_binfmt_image(table, key, problems),
+        jobs=_jobs(table, key, problems),
         builder_spec=builder_spec,
     )
+
+
+def _registry(table: Mapping[str, Any], key: str, problems: Problems) -> str | None:
+    registry = fields.optional_str(table, "registry", key, problems)
+    if registry is None:
+        return None
+    registry = registry.rstrip("/")
+    if not references.REPOSITORY_PREFIX_RE.match(registry):
+        problems.add(
+            f"{key}.registry",
+            f"{redact(registry)!r} is not a registry reference "
+            "(host[:port][/path], path in lowercase, no credentials), e.g. 'registry.internal:5000/team'",
+        )
+    return registry
+
+
+def _boolean(table: Mapping[str, Any], name: str, key: str, problems: Problems) -> bool:
+    value = table.get(name, False)
+    if not isinstance(value, bool):
+        problems.add(f"{key}.{name}", f"must be true or false, not {fields.type_name(value)}")
+        return False
+    return value
+
+
+def _jobs(table: Mapping[str, Any], key: str, problems: Problems) -> int:
+    jobs = table.get("jobs", DEFAULT_JOBS)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        problems.add(f"{key}.jobs", f"must be a whole number of at least 1, not {fields.describe(jobs)}")
+        return DEFAULT_JOBS
+    return jobs
+
+
+def _binfmt_image(table: Mapping[str, Any], key: str, problems: Problems) -> str:
+    binfmt_image = fields.optional_str(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE
+    if ":" not in binfmt_image.rsplit("/", 1)[-1] or binfmt_image.endswith(":latest"):
+        problems.add(
+            f"{key}.binfmt-image",
+            f"{binfmt_image!r} must name a pinned tag (not latest), "
+            f"e.g. {DEFAULT_BINFMT_IMAGE!r} or your mirror's copy of it",
+        )
+    return binfmt_image
+
+
+def _images(
+    table: Mapping[str, Any],
+    platforms: tuple[str, ...] | None,
+    tree: _Probe,
+    problems: Problems,
+    root_name: str,
+) -> tuple[Image, ...]:
+    key = "tool.multiarch"
+    settings = _settings(table, key, problems, Settings())
+    images_table = table.get("images")
+    if images_table is None:
+        return _discover(tree, platforms, problems, root_name)
+    if not isinstance(images_table, dict):
+        problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(images_table)}")
+        return ()
+    images = tuple(
+        image
+        for name, spec in images_table.items()
+        if (image := _image(name, spec, platforms, settings, tree=tree, problems=problems)) is not None
+    )
+    if not images:
+        problems.add(
+            f"{key}.images",
+            "is empty; add [tool.multiarch.images.NAME] tables, "
+            "or remove it to build every tracked Dockerfile",
+        )
+    return images
 
 
 def _image(

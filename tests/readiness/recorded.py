@@ -1,0 +1,106 @@
+"""Recorded docker answers (the lab's docker 26.1.5 and buildx 0.13.1, in tests/fixtures/buildx)
+and a host to check them on: what the readiness tests share."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from mab_hook import readiness
+from mab_hook.process import Completed
+from mab_hook.readiness import Check, Host
+from mab_hook.registry import Access, Insecure
+from tests.test_binfmt import AARCH64, ARM, proc
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "buildx"
+
+
+VERSION = (FIXTURES / "version.json").read_text()
+
+
+LS_DOCKER = (FIXTURES / "ls-docker-driver.json").read_text()
+
+
+INSPECT_DOCKER = (FIXTURES / "inspect-docker-driver.txt").read_text()
+
+
+LS_MULTI = (FIXTURES / "ls-multi-node.json").read_text()
+
+
+CONTAINERD = '[["driver-type","io.containerd.snapshotter.v1"]]'
+
+
+REGISTRY_CONFIG = json.dumps({
+    "InsecureRegistryCIDRs": ["127.0.0.0/8", "10.20.0.0/16"],
+    "IndexConfigs": {"docker.io": {"Name": "docker.io", "Secure": True},
+                     "plain.internal:5000": {"Name": "plain.internal:5000", "Secure": False}},
+})  # fmt: skip
+
+
+def info(driver_status: str) -> str:
+    """`docker info --format '{{json .}}'`, the parts the checks read."""
+    return json.dumps(
+        {"DriverStatus": json.loads(driver_status), "RegistryConfig": json.loads(REGISTRY_CONFIG)}
+    )
+
+
+def fake_run(
+    answers: Mapping[tuple[str, ...], tuple[int, str] | tuple[int, str, str]],
+) -> Callable[[tuple[str, ...]], Completed]:
+    """A docker that answers from recordings; anything unrecorded fails the test."""
+    calls: list[tuple[str, ...]] = []
+
+    def run(cmd: tuple[str, ...]) -> Completed:
+        calls.append(cmd)
+        if cmd not in answers:
+            raise AssertionError(f"unexpected command {cmd}")
+        code, out, *err = answers[cmd]
+        return Completed(cmd, code, out, err[0] if err else "")
+
+    return run
+
+
+Answer = tuple[int, str] | tuple[int, str, str]
+
+
+Answers = dict[tuple[str, ...], Answer]
+
+
+def docker() -> Answers:
+    """What the lab's docker answers (recorded)."""
+    return {
+        ("docker", "version", "--format", "{{json .}}"): (0, VERSION),
+        ("docker", "buildx", "version"): (0, "github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3\n"),
+        ("docker", "buildx", "inspect"): (0, INSPECT_DOCKER),
+        ("docker", "buildx", "ls", "--format", "json"): (0, LS_DOCKER),
+        ("docker", "info", "--format", "{{json .}}"): (0, info(CONTAINERD)),
+    }
+
+
+ANSWERS = Access(True, "anonymous", "answers")
+
+
+def host(
+    tmp_path: Path,
+    answers: Answers | None = None,
+    *,
+    machine: str = "x86_64",
+    root: Path | None = None,
+    access: Access = ANSWERS,
+    asked: list[tuple[str, Insecure]] | None = None,
+) -> Host:
+    def answer(reference: str, insecure: Insecure) -> Access:
+        if asked is not None:
+            asked.append((reference, insecure))
+        return access
+
+    binfmt_root = root if root is not None else proc(tmp_path, qemu_aarch64=AARCH64, qemu_arm=ARM)
+    return Host(fake_run(answers or docker()), machine, binfmt_root, answer)
+
+
+def by_name(report: readiness.Report) -> dict[str, Check]:
+    return {check.name: check for check in report.checks}
+
+
+ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")

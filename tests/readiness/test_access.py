@@ -1,0 +1,38 @@
+"""Readiness of the registry pushed to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mab_hook import readiness
+from mab_hook.readiness import FAIL, OK, Check, Wanted
+from mab_hook.registry import Access, Insecure
+from tests.readiness.recorded import by_name, host
+
+
+def test_the_registry_is_asked_with_the_daemons_insecure_registries(tmp_path: Path) -> None:
+    asked: list[tuple[str, Insecure]] = []
+    report = readiness.check(
+        host(tmp_path, asked=asked), Wanted(("linux/amd64",), registry="plain.internal:5000/t/api")
+    )
+    assert by_name(report)["registry"] == Check("registry", OK, "answers")
+    assert asked == [
+        ("plain.internal:5000/t/api", (("plain.internal:5000",), ("127.0.0.0/8", "10.20.0.0/16")))
+    ]
+    assert report.insecure == asked[0][1]  # handed on to the builds' registry gateway
+
+
+@pytest.mark.parametrize(("code", "fix"), [
+    ("no-credentials", "`docker login registry.internal`"),
+    ("refused", "`docker login registry.internal` with credentials that may push there"),
+    ("unreachable", "check the address in [tool.multiarch] registry and that the registry runs"),
+    ("error", "check the registry address and its health"),
+])  # fmt: skip
+def test_registry_problems_and_their_fixes(tmp_path: Path, code: str, fix: str) -> None:
+    found = host(tmp_path, access=Access(False, code, f"it said {code}"))
+    check = by_name(readiness.check(found, Wanted(("linux/amd64",), registry="registry.internal/team/api")))[
+        "registry"
+    ]
+    assert check == Check("registry", FAIL, f"it said {code}", fix, f"registry-{code}")

@@ -1,0 +1,93 @@
+"""Readiness of each platform: builder nodes, the machine itself, QEMU through binfmt_misc."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mab_hook import readiness
+from mab_hook.readiness import FAIL, OK, WARN, Wanted
+from tests.readiness.recorded import FIXTURES, LS_MULTI, by_name, docker, host
+from tests.test_binfmt import AARCH64, proc
+
+
+def test_multi_node_builder_serves_platforms_natively(tmp_path: Path) -> None:
+    """A native arm64 node over ssh needs no emulation here, even with binfmt_misc unmounted."""
+    answers = docker()
+    answers[("docker", "buildx", "inspect", "fleet")] = (
+        0,
+        (FIXTURES / "inspect-multi-node-old-label.txt").read_text(),
+    )
+    answers[("docker", "buildx", "ls", "--format", "json")] = (0, LS_MULTI)
+    report = readiness.check(host(tmp_path, answers, root=tmp_path / "unmounted"),
+                             Wanted(("linux/amd64", "linux/386", "linux/arm64", "linux/arm/v7"), builder="fleet"))  # fmt: skip
+    checks = by_name(report)
+    assert report.ready
+    assert checks["platform linux/arm64"].finding == "served by node fleet1 (ssh://builder@arm-box.internal)"
+    assert checks["platform linux/arm/v7"].finding == "served by node fleet1 (ssh://builder@arm-box.internal)"
+    assert checks["platform linux/386"].finding == "native on this x86_64 host"
+
+
+def test_kubernetes_and_remote_drivers(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "ls", "--format", "json")] = (0, LS_MULTI)
+    answers[("docker", "buildx", "inspect", "k8s")] = (0, "Name: k8s\nDriver: kubernetes\n")
+    answers[("docker", "buildx", "inspect", "remote-bk")] = (0, "Name: remote-bk\nDriver: remote\n")
+    k8s = by_name(
+        readiness.check(host(tmp_path, answers), Wanted(("linux/arm64", "linux/s390x"), builder="k8s"))
+    )
+    assert k8s["driver"].status == OK
+    assert k8s["platform linux/arm64"].finding.startswith("served by node k8s-arm64")
+    # No node serves s390x and the local kernel's emulators do not help a remote builder.
+    assert k8s["platform linux/s390x"].status == FAIL
+    assert (
+        "docker buildx create --append --name k8s --platform linux/s390x" in k8s["platform linux/s390x"].fix
+    )
+    remote = by_name(
+        readiness.check(host(tmp_path / "r", answers), Wanted(("linux/riscv64",), builder="remote-bk"))
+    )
+    assert (
+        remote["platform linux/riscv64"].finding
+        == "served by node remote-bk0 (tcp://buildkitd.internal:1234)"
+    )
+
+
+@pytest.mark.parametrize(("handlers", "status", "finding", "fix"), [
+    ({}, FAIL, "no emulator is registered for arm64 ELF programs",
+     "docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install arm64"),
+    ({"qemu_aarch64": AARCH64.replace("enabled", "disabled", 1)}, FAIL,
+     "the arm64 emulator (qemu-aarch64) is registered but disabled", "echo 1 | sudo tee "),
+    ({"qemu_aarch64": AARCH64.replace("flags: PF", "flags: ").replace("/usr/libexec", "/nonexistent")}, FAIL,
+     "qemu-aarch64's interpreter /nonexistent/qemu-binfmt/aarch64-binfmt-P does not exist", "--install arm64"),
+    ({"qemu_aarch64": AARCH64.replace("flags: PF", "flags: P").replace("/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "/bin/sh")},
+     WARN, "without the F flag RUN steps in linux/arm64 containers fail", "--install arm64"),
+])  # fmt: skip
+def test_emulation_problems(
+    tmp_path: Path, handlers: dict[str, str], status: str, finding: str, fix: str
+) -> None:
+    report = readiness.check(host(tmp_path, root=proc(tmp_path, **handlers)), Wanted(("linux/arm64",)))
+    check = by_name(report)["platform linux/arm64"]
+    assert check.status == status
+    assert finding in check.finding
+    assert fix in check.fix
+
+
+def test_binfmt_not_mounted_or_disabled(tmp_path: Path) -> None:
+    unmounted = by_name(readiness.check(host(tmp_path, root=tmp_path / "none"), Wanted(("linux/arm64",))))
+    check = unmounted["platform linux/arm64"]
+    assert check.status == FAIL
+    assert "is not mounted" in check.finding
+    assert "sudo mount -t binfmt_misc binfmt_misc" in check.fix
+    disabled = by_name(readiness.check(host(tmp_path, root=proc(tmp_path, "disabled", qemu_aarch64=AARCH64)),
+                                       Wanted(("linux/arm64",))))  # fmt: skip
+    assert disabled["platform linux/arm64"].finding == "binfmt_misc is disabled as a whole"
+
+
+def test_a_custom_binfmt_image_is_suggested(tmp_path: Path) -> None:
+    report = readiness.check(host(tmp_path, root=proc(tmp_path)),
+                             Wanted(("linux/arm/v7",), binfmt_image="mirror.internal/binfmt:qemu-v8.1.5"))  # fmt: skip
+    assert (
+        "docker run --privileged --rm mirror.internal/binfmt:qemu-v8.1.5 --install arm"
+        in by_name(report)["platform linux/arm/v7"].fix
+    )

@@ -1,0 +1,35 @@
+"""The gate: the readiness checks before any build."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import git as gitpython
+import pytest
+
+from mab_hook import changes, hook, planning
+from mab_hook.errors import FatalError
+from mab_hook.output import Printer
+from tests.conftest import Repo
+from tests.readiness.recorded import host
+
+
+def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
+    tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/arm/v7", "linux/s390x"]\n',
+                 "app/Dockerfile": "FROM busybox\n"})  # fmt: skip
+    handle = gitpython.Repo(repo.path)
+    plans = [
+        planning.plan_at(handle, changes.for_all(handle, "HEAD", None, "t"), build_platform="linux/amd64")
+    ]
+    stream = io.StringIO()
+    with pytest.raises(FatalError) as info:
+        hook.ensure_ready(plans, host(tmp_path), Printer(stream, color=False))
+    assert stream.getvalue() == (
+        "mab-hook: warning: platform linux/arm/v7: builder default does not list linux/arm/v7, but BuildKit "
+        "runs it this way (`mab-hook doctor` says more)\n"
+    )
+    assert "this host cannot build what the push needs; nothing was built" in str(info.value)
+    assert "no emulator is registered for s390x ELF programs" in str(info.value)

@@ -45,7 +45,9 @@ def test_definition() -> None:
     cached = dataclasses.replace(
         BASE, cache_from=("type=registry,ref=reg/cache/base",), cache_to=("type=inline",)
     )
-    definition = buildx.definition(make((cached, APP), FILES), Path("/co"), LABELS, {})
+    definition = buildx.definition(
+        make((cached, APP), FILES), buildx.Paths(Path("/co"), Path("/repo")), LABELS, {}
+    )
     assert definition["group"] == {"default": {"targets": ["base", "team_SLASH_app"]}}
     targets = definition["target"]
     assert targets["base"] == {
@@ -63,14 +65,19 @@ def test_definition() -> None:
 
 
 def test_definition_includes_unaffected_bases_untagged() -> None:
-    definition = buildx.definition(make((BASE, APP), FILES, changed={"app/Dockerfile"}), Path("/co"), {}, {})
+    definition = buildx.definition(
+        make((BASE, APP), FILES, changed={"app/Dockerfile"}), buildx.Paths(Path("/co"), Path("/repo")), {}, {}
+    )
     assert definition["group"]["default"]["targets"] == ["team_SLASH_app"]
     assert set(definition["target"]) == {"team_SLASH_app", "base_FOR_linux_amd64_AND_linux_arm64"}
 
 
 def test_an_image_pushed_while_it_builds_is_tagged_with_its_staging_reference_only() -> None:
     definition = buildx.definition(
-        make((BASE,), FILES), Path("/co"), {}, {"base": "reg:5000/team/base:mab-1"}
+        make((BASE,), FILES),
+        buildx.Paths(Path("/co"), Path("/repo")),
+        {},
+        {"base": "reg:5000/team/base:mab-1"},
     )
     assert definition["target"]["base"]["tags"] == ["reg:5000/team/base:mab-1"]
 
@@ -173,7 +180,9 @@ def lab_plan(lab: Lab, tmp_path: Path, dockerfile: str) -> tuple[Plan, Path]:
     (tmp_path / "img" / "Dockerfile").write_text(dockerfile)
     image = Image("img", "img", "img/Dockerfile", ALL3)
     plan = make((image,), {"img/Dockerfile": dockerfile}, registry=lab.namespace())
-    return plan, buildx.write_definition(tmp_path / "bake.json", buildx.definition(plan, tmp_path, {}, {}))
+    return plan, buildx.write_definition(
+        tmp_path / "bake.json", buildx.definition(plan, buildx.Paths(tmp_path, tmp_path), {}, {})
+    )
 
 
 @pytest.mark.lab
@@ -208,3 +217,15 @@ def test_build_one_stops_at_its_timeout(lab: Lab, tmp_path: Path) -> None:
     assert result.status == Status.TIMED_OUT
     assert result.detail == "timed out after 3 s; the build was stopped"
     assert result.seconds < 30
+
+
+def test_local_caches_live_in_the_repository_and_layouts_come_from_the_checkout() -> None:
+    api = Image("api", "app", "app/Dockerfile", ("linux/amd64",), contexts=(("l", "oci-layout://layouts/b:v1"),),
+                cache_from=("type=local,src=.cache/api",), cache_to=("type=local,dest=.cache/api,mode=max",),
+                secrets=("id=npm,env=NPM_TOKEN",))  # fmt: skip
+    entry = buildx.definition(make((api,), {"app/Dockerfile": "FROM busybox\n"}),
+                              buildx.Paths(Path("/co"), Path("/repo")), {}, {})["target"]["api"]  # fmt: skip
+    assert entry["cache-from"] == ["type=local,src=/repo/.cache/api"]
+    assert entry["cache-to"] == ["type=local,dest=/repo/.cache/api,mode=max"]
+    assert entry["contexts"] == {"l": "oci-layout:///co/layouts/b:v1"}
+    assert entry["secret"] == ["id=npm,env=NPM_TOKEN"]

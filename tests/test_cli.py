@@ -267,3 +267,14 @@ def test_sighup_stops_and_exits_129(project: Repo) -> None:
                           check=False)  # fmt: skip
     assert proc.returncode == 129, proc.stdout + proc.stderr
     assert "interrupted by SIGHUP: builds stopped, no tag was published" in proc.stdout
+
+
+def test_control_characters_in_file_names_never_reach_the_terminal_raw(
+    project: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = project.head()
+    project.commit({"api/evil\x1b[2Jname\nfake line": "x\n"})
+    code, out, _ = run(capsys, "--dry-run", "--from", first)
+    assert code == 0
+    assert "\x1b" not in out and "\nfake line" not in out
+    assert "api/evil\\x1b[2Jname\\x0afake line" in out

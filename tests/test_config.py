@@ -307,3 +307,54 @@ def test_only_the_last_configs_are_kept_and_discovery_is_not() -> None:
     memory.clear()
     load('[tool.multiarch]\nplatforms = ["linux/amd64"]\n', source="s", tracked=TRACKED, cache=memory)
     assert memory == {}  # which images there are depends on every path: nothing to re-check cheaply
+
+
+API = '[tool.multiarch]\nplatforms = ["linux/amd64"]\n[tool.multiarch.images.api]\ncontext = "services/api"\n'
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ('cache-to = "type=local,dest=/home/dev/.ssh"', "[tool.multiarch.images.api.cache-to] 'type=local,dest=/home/dev/.ssh': dest= must be a path inside the repository"),
+    ('cache-from = "type=local,src=../../etc"', "[tool.multiarch.images.api.cache-from] 'type=local,src=../../etc': src= must be a path inside the repository"),
+    ('contexts = { x = "oci-layout:///var/lib/secret:1" }', "[tool.multiarch.images.api.contexts.x] 'oci-layout:///var/lib/secret:1': the layout's path must be a path inside the repository"),
+    ('secrets = ["id=key,src=/home/dev/.ssh/id_rsa"]', "takes id= and env= only (a secret from the environment; src= files are not allowed)"),
+    ('secrets = ["env=NPM_TOKEN"]', "needs id=NAME"),
+    ('secrets = ["id=npm,env=not a name"]', "env= must name an environment variable"),
+])  # fmt: skip
+def test_host_paths_and_files_stay_out_of_reach_of_a_pushed_commit(extra: str, message: str) -> None:
+    assert message in problem(API + extra + "\n")
+
+
+def test_repository_paths_for_caches_layouts_and_secrets_from_the_environment() -> None:
+    extra = ('cache-to = "type=local,dest=.git/mab-hook/cache/{name},mode=max"\n'
+             'cache-from = ["type=local,src=./.buildx-cache/{name}", "type=registry,ref=r/c"]\n'
+             'contexts = { layout = "oci-layout://vendor/../layouts/base:v1" }\n'
+             'secrets = ["id=npm,env=NPM_TOKEN", "id=GH_TOKEN"]\n')  # fmt: skip
+    tracked = TRACKED | {"layouts/base/index.json"}
+    (image,) = parse(API + extra, tracked).images
+    assert image.cache_to == ("type=local,dest=.git/mab-hook/cache/api,mode=max",)
+    assert image.cache_from == ("type=local,src=.buildx-cache/api", "type=registry,ref=r/c")
+    assert image.contexts == (("layout", "oci-layout://layouts/base:v1"),)
+    assert image.watches == ("layouts/base/**",)  # a change to the layout makes the image affected
+    assert image.secrets == ("id=npm,env=NPM_TOKEN", "id=GH_TOKEN,env=GH_TOKEN")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('tags = []', "[tool.multiarch.tags] must list at least one tag template"),
+    ('tags = ["{"]', "has a lone '{'"),
+    ('tags = ["v}"]', "has a lone '}'"),
+    ('timeout = nan', "[tool.multiarch.timeout] must be a number of seconds above 0, not a number (nan)"),
+    ('timeout = inf', "[tool.multiarch.timeout] must be a number of seconds above 0, not a number (inf)"),
+    ('timeout = -5', "[tool.multiarch.timeout] must be a number of seconds above 0"),
+    ('registry = "bob:s3cret@registry.internal/team"', "'***@registry.internal/team' is not a registry reference"),
+])  # fmt: skip
+def test_bad_values_are_problems_not_crashes(text: str, message: str) -> None:
+    found = problem(API.replace('platforms = ["linux/amd64"]\n', f'platforms = ["linux/amd64"]\n{text}\n'))
+    assert message in found
+    assert "s3cret" not in found
+
+
+def test_a_deeply_nested_value_and_bytes_that_are_not_utf8() -> None:
+    deep = "[tool.multiarch]\nx = " + "[" * 10_000 + "]" * 10_000 + "\n"
+    assert "not valid TOML: values nested too deeply" in problem(deep)
+    with pytest.raises(FatalError, match=r"byte b'\\xff' on line 2 is not UTF-8"):
+        load(b"[tool.multiarch]\nplatforms = ['\xff']\n", source="s", tracked=TRACKED)

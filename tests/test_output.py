@@ -95,3 +95,8 @@ def test_no_progress_into_captured_output() -> None:
     with output.progress_sink(Printer(stream, color=False), {}) as progress:
         progress("api: building")
     assert stream.getvalue() == ""
+
+
+def test_terminal_safe_keeps_colours_and_line_breaks_only() -> None:
+    assert output.terminal_safe("a\x1b[31mred\x1b[0m\nb\tc") == "a\x1b[31mred\x1b[0m\nb\tc"
+    assert output.terminal_safe("x\x1b[2J\ry\x07") == "x\\x1b[2J\\x0dy\\x07"

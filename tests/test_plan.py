@@ -200,3 +200,13 @@ def test_input_digests_are_planning_output() -> None:
     assert all(again[name] != digests[name] for name in digests)
     dry = make_plan(commit, CONFIG, files_with_ids(DOCKERFILES), build_platform="linux/amd64")
     assert [x.input_digest for x in dry.affected] == ["", "", ""]  # a dry run needs none
+
+
+def test_a_build_arg_that_looks_like_a_secret_is_warned_about() -> None:
+    api = dataclasses.replace(
+        image("api", "services/api"), build_args=(("NPM_TOKEN", "x"), ("MONKEY_BUSINESS", "y"))
+    )
+    p = plan({"services/api/main.py"}, with_images(api, image("base", "base")))
+    (warning,) = p.warnings
+    assert warning.startswith("api: build arg NPM_TOKEN looks like a secret")
+    assert 'secrets = ["id=npm_token,env=NPM_TOKEN"]' in warning

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mab_hook import process, state
-from mab_hook.config import is_external_context
+from mab_hook import process, specs, state
+from mab_hook.config import LOCAL_PATH_KEYS, OCI_LAYOUT, is_external_context
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.results import BuildResult, Failure, Status
 
@@ -64,8 +64,13 @@ def entry_name(image_name: str) -> str:
     return image_name.replace(".", "_DOT_").replace("/", "_SLASH_")
 
 
+class Paths(NamedTuple):
+    checkout: Path  # the pushed commit, as the builds read it
+    repository: Path  # the repository itself (its work tree), where `type=local` caches live
+
+
 def definition(
-    plan: Plan, checkout: Path, labels: Mapping[str, Mapping[str, str]], push_refs: Mapping[str, str]
+    plan: Plan, paths: Paths, labels: Mapping[str, Mapping[str, str]], push_refs: Mapping[str, str]
 ) -> dict[str, Any]:
     """The bake definition of a plan, with paths inside the checkout of its commit. An image in
     `push_refs` is tagged with that reference only (and pushed there); the others with their
@@ -82,7 +87,7 @@ def definition(
             contexts = {base.key: f"target:{add(by_name[base.name], platforms)}" for base in planned.bases}
             push_ref = push_refs.get(planned.image.name)
             tags = ((push_ref,) if push_ref else planned.tags) if own else ()
-            spec = _entry(planned, checkout, platforms, tags, contexts)
+            spec = _entry(planned, paths, platforms, tags, contexts)
             spec["labels"] = dict(labels.get(planned.image.name, {}))
             entries[name] = spec
         return name
@@ -93,12 +98,12 @@ def definition(
 
 def _entry(
     planned: PlannedImage,
-    checkout: Path,
+    paths: Paths,
     platforms: tuple[str, ...],
     tags: tuple[str, ...],
     contexts: Mapping[str, str],
 ) -> dict[str, Any]:
-    image = planned.image
+    image, checkout = planned.image, paths.checkout
     spec: dict[str, Any] = {
         "context": str(checkout / image.context),
         "dockerfile": str(checkout / image.dockerfile),
@@ -109,16 +114,33 @@ def _entry(
         spec["args"] = dict(image.build_args)
     if image.target:
         spec["target"] = image.target
-    named = {
-        name: value if is_external_context(value) else str(checkout / value) for name, value in image.contexts
-    }
+    named = {name: _context(value, checkout) for name, value in image.contexts}
     if named or contexts:
         spec["contexts"] = {**named, **contexts}
     if image.cache_from:
-        spec["cache-from"] = list(image.cache_from)
+        spec["cache-from"] = [_cache(entry, paths.repository) for entry in image.cache_from]
     if image.cache_to:
-        spec["cache-to"] = list(image.cache_to)
+        spec["cache-to"] = [_cache(entry, paths.repository) for entry in image.cache_to]
+    if image.secrets:
+        spec["secret"] = list(image.secrets)
     return spec
+
+
+def _context(value: str, checkout: Path) -> str:
+    if value.startswith(OCI_LAYOUT):  # a layout of the commit: the checkout's copy of it
+        return OCI_LAYOUT + str(checkout / value[len(OCI_LAYOUT) :])
+    return value if is_external_context(value) else str(checkout / value)
+
+
+def _cache(entry: str, repository: Path) -> str:
+    """A `type=local` cache's paths (checked to be inside the repository) made absolute there."""
+    options = specs.parse(entry)
+    if options.get("type") != "local":
+        return entry
+    for key in LOCAL_PATH_KEYS:
+        if key in options:
+            options[key] = str(repository / options[key])
+    return specs.format(options)
 
 
 def write_definition(path: Path, data: Mapping[str, Any]) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Iterable, Mapping, MutableMapping, Sequenc
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from mab_hook import references
+from mab_hook import references, specs
 from mab_hook import validation as fields
 from mab_hook.builders import BuilderSpec, NodeSpec
 from mab_hook.errors import FatalError
@@ -48,6 +48,7 @@ TOP_KEYS = (
     "timeout",
     "cache-from",
     "cache-to",
+    "secrets",
     "binfmt-image",
     "images",
 )
@@ -66,6 +67,7 @@ IMAGE_KEYS = (
     "timeout",
     "cache-from",
     "cache-to",
+    "secrets",
 )
 DEFAULT_JOBS = 2
 KEEP_CONFIGS = 4  # validated configurations a cache keeps
@@ -87,6 +89,15 @@ class Image:
     cache_from: tuple[str, ...] = ()  # BuildKit cache sources, `{name}` already filled in
     cache_to: tuple[str, ...] = ()
     timeout: float | None = None  # seconds a build may take
+    secrets: tuple[str, ...] = ()  # BuildKit secrets, "id=npm,env=NPM_TOKEN"
+
+    @property
+    def watches(self) -> tuple[str, ...]:
+        """The `watch` globs, and the OCI layouts of the repository a named context reads."""
+        layouts = tuple(
+            f"{layout_path(value)}/**" for _name, value in self.contexts if value.startswith(OCI_LAYOUT)
+        )
+        return self.watch + layouts
 
     def context_dir(self, name: str) -> str | None:
         """The repository directory of a named context, or None (not one, or not local)."""
@@ -262,7 +273,8 @@ def _jobs(table: Mapping[str, Any], key: str, problems: Problems) -> int:
 
 def _binfmt_image(table: Mapping[str, Any], key: str, problems: Problems) -> str:
     binfmt_image = fields.optional_str(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE
-    if ":" not in binfmt_image.rsplit("/", 1)[-1] or binfmt_image.endswith(":latest"):
+    tag = references.parse(binfmt_image).tag
+    if tag in (None, "latest"):
         problems.add(
             f"{key}.binfmt-image",
             f"{binfmt_image!r} must name a pinned tag (not latest), "
@@ -356,6 +368,7 @@ def _image(
         cache_from=tuple(entry.replace("{name}", name) for entry in settings.cache_from),
         cache_to=tuple(entry.replace("{name}", name) for entry in settings.cache_to),
         timeout=settings.timeout,
+        secrets=settings.secrets,
     )
 
 
@@ -365,23 +378,84 @@ class Settings(NamedTuple):
     cache_from: tuple[str, ...] = ()
     cache_to: tuple[str, ...] = ()
     timeout: float | None = None
+    secrets: tuple[str, ...] = ()
 
 
 def _settings(table: Mapping[str, Any], key: str, problems: Problems, inherited: Settings) -> Settings:
-    caches = []
+    found = {}
     for name in ("cache-from", "cache-to"):
         value = table.get(name)
-        if value is None:
-            caches.append(inherited.cache_from if name == "cache-from" else inherited.cache_to)
-            continue
-        entries = fields.str_list([value] if isinstance(value, str) else value, f"{key}.{name}", problems)
-        for entry in entries:
-            if not re.match(r"^(type=[a-z0-9-]+|[a-z0-9.-]+(:[0-9]+)?/)", entry):
-                problems.add(f"{key}.{name}", f"{entry!r} is not a BuildKit cache spec, e.g. "
-                             "'type=registry,ref=registry.internal:5000/cache/{name}'")  # fmt: skip
-        caches.append(entries)
+        found[name] = (
+            _caches(value, f"{key}.{name}", problems)
+            if value is not None
+            else getattr(inherited, _attr(name))
+        )
     timeout = fields.seconds(table.get("timeout"), f"{key}.timeout", problems) if "timeout" in table else None
-    return Settings(caches[0], caches[1], timeout if timeout is not None else inherited.timeout)
+    secrets = (
+        _secrets(table["secrets"], f"{key}.secrets", problems) if "secrets" in table else inherited.secrets
+    )
+    return Settings(
+        found["cache-from"], found["cache-to"], inherited.timeout if timeout is None else timeout, secrets
+    )
+
+
+def _attr(name: str) -> str:
+    return name.replace("-", "_")
+
+
+LOCAL_PATH_KEYS = ("src", "dest")  # what a `type=local` cache reads from or writes to
+_LOCAL_HINT = (
+    "must be a path inside the repository, relative to its root (e.g. '.git/mab-hook/buildkit-cache/{name}')"
+    ": a pushed commit may not make builds read or write elsewhere on this machine"
+)
+
+
+def _caches(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
+    """Cache specs; a `type=local` one's paths must stay inside the repository."""
+    entries = fields.str_list([value] if isinstance(value, str) else value, key, problems)
+    kept = []
+    for entry in entries:
+        if not re.match(r"^(type=[a-z0-9-]+|[a-z0-9.-]+(:[0-9]+)?/)", entry):
+            problems.add(key, f"{entry!r} is not a BuildKit cache spec, e.g. "
+                         "'type=registry,ref=registry.internal:5000/cache/{name}'")  # fmt: skip
+            continue
+        options = specs.parse(entry)
+        if options.get("type") == "local":
+            for name in LOCAL_PATH_KEYS:
+                if name in options:
+                    path = fields.normalize(options[name], key, Problems("")) if options[name] else None
+                    if path is None:
+                        problems.add(key, f"{entry!r}: {name}= {_LOCAL_HINT}")
+                        continue
+                    options[name] = path
+            kept.append(specs.format(options))
+            continue
+        kept.append(entry)
+    return tuple(kept)
+
+
+_SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _secrets(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
+    """BuildKit secrets from the environment of whoever pushes: `id=npm,env=NPM_TOKEN`. Files
+    (`src=`) are refused: a pushed commit may not read the machine's files into a build."""
+    kept = []
+    for entry in fields.str_list(value, key, problems):
+        options = specs.parse(entry)
+        problem = None
+        if set(options) - {"id", "env", "type"} or options.get("type", "env") != "env":
+            problem = "takes id= and env= only (a secret from the environment; src= files are not allowed)"
+        elif not _SECRET_ID_RE.match(options.get("id", "")):
+            problem = "needs id=NAME (letters, digits, _ . -), the id RUN --mount=type=secret,id=NAME uses"
+        elif not _ENV_NAME_RE.match(options.setdefault("env", options["id"])):
+            problem = "env= must name an environment variable"
+        if problem:
+            problems.add(key, f"{entry!r} {problem}, e.g. 'id=npm,env=NPM_TOKEN'")
+            continue
+        kept.append(specs.format({"id": options["id"], "env": options["env"]}))
+    return tuple(kept)
 
 
 def _builder_spec(value: Any, key: str, problems: Problems) -> BuilderSpec | None:
@@ -471,6 +545,33 @@ def is_external_context(value: str) -> bool:
     return "://" in value or value.startswith("target:")
 
 
+OCI_LAYOUT = "oci-layout://"
+
+
+def layout_path(value: str) -> str:
+    """The repository path of an `oci-layout://path[:tag|@digest]` context."""
+    path = value[len(OCI_LAYOUT) :].partition("@")[0]
+    head, colon, tag = path.rpartition(":")
+    return head if colon and "/" not in tag else path
+
+
+def _oci_layout(value: str, key: str, problems: Problems) -> str | None:
+    """`oci-layout://path[:tag|@digest]` with the path inside the repository (it is read from
+    the pushed commit), never elsewhere on the machine."""
+    rest = value[len(OCI_LAYOUT) :]
+    path, at, digest = rest.partition("@")
+    if not at:
+        head, colon, tag = path.rpartition(":")
+        path, suffix = (head, f":{tag}") if colon and "/" not in tag else (path, "")
+    else:
+        suffix = f"@{digest}"
+    normalized = fields.normalize(path, key, Problems("")) if path else None
+    if normalized is None:
+        problems.add(key, f"{value!r}: the layout's path {_LOCAL_HINT}")
+        return None
+    return f"{OCI_LAYOUT}{normalized}{suffix}"
+
+
 def _contexts(value: Any, key: str, tree: _Probe, problems: Problems) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict):
         problems.add(key, f'must be a table of NAME = "path", not {fields.type_name(value)}')
@@ -483,6 +584,11 @@ def _contexts(value: Any, key: str, tree: _Probe, problems: Problems) -> tuple[t
                 item,
                 f"must be a repository directory or a buildx context source, not {fields.describe(path)}",
             )
+            continue
+        if path.startswith(OCI_LAYOUT):
+            layout = _oci_layout(path, item, problems)
+            if layout is not None:
+                contexts.append((name, layout))
             continue
         if is_external_context(path):
             contexts.append((name, path))

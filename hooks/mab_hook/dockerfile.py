@@ -8,12 +8,12 @@ other, and every COPY/ADD source and bind mount, with ARG/ENV expanded per stage
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from e2b_dockerfile_utils import DockerfileInstruction, DockerfileSyntaxError, ShellLex, parse_dockerfile_ast
 
+from mab_hook import platforms, specs
 from mab_hook.errors import FatalError
 
 # The platform ARGs BuildKit defines by itself (in the global scope, and in a stage once it
@@ -129,22 +129,8 @@ def parse(
 
 
 def platform_args(platform: str, build_platform: str) -> dict[str, str]:
-    def split(value: str) -> tuple[str, str, str]:
-        parts = [*value.split("/"), "", ""]
-        return parts[0], parts[1], parts[2]
-
-    target_os, target_arch, target_variant = split(platform)
-    build_os, build_arch, build_variant = split(build_platform)
-    values = (
-        platform,
-        target_os,
-        target_arch,
-        target_variant,
-        build_platform,
-        build_os,
-        build_arch,
-        build_variant,
-    )
+    target, build = platforms.parse(platform), platforms.parse(build_platform)
+    values = (platform, *target, build_platform, *build)
     return dict(zip(PLATFORM_ARGS, values, strict=True))
 
 
@@ -257,12 +243,7 @@ def _flags(flags: Iterable[str], lex: _Lexer) -> dict[str, list[str]]:
 
 def parse_mount(spec: str) -> dict[str, str]:
     """`type=bind,source=x,target=/y,rw` as a dict (CSV, like BuildKit's parser)."""
-    fields = next(csv.reader([spec]), [])
-    options: dict[str, str] = {}
-    for field in fields:
-        key, has_value, value = field.partition("=")
-        options[key.strip().lower()] = value if has_value else "true"
-    return options
+    return specs.parse(spec)
 
 
 def is_remote(source: str) -> bool:

@@ -26,7 +26,7 @@ def input_files(found: Inputs, paths: Sequence[str]) -> set[str]:
     for rule in found.rules:
         if rule.reachable:
             files.update(path for path in in_directory(paths, rule.context) if rule.reads(path))
-    for glob in found.image.watch:
+    for glob in found.image.watches:
         files.update(watched(glob, paths))
     return files
 
@@ -57,6 +57,8 @@ def compute(
     feed("target", image.target or "")
     for platform in sorted(image.platforms):
         feed("platform", platform)
+    for secret in sorted(image.secrets):  # which secrets, never their values
+        feed("secret", secret)
     for name, value in sorted(image.contexts):
         feed("context", name, value if image.context_dir(name) is None else "dir")
     for name, value in sorted(base_digests.items()):

@@ -15,7 +15,7 @@ from mab_hook.config import Image
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
-from mab_hook.paths import Tree, join, relative_to
+from mab_hook.paths import Tree, join, relative_to, shown
 
 T = TypeVar("T")
 IGNORE_KEY = ("text",)  # what the cache keeps of an ignore file: its text
@@ -114,12 +114,12 @@ class Inputs(NamedTuple):
     def reason(self, path: str) -> str | None:
         """Why a changed path makes the image affected, or None."""
         if path == self.image.dockerfile:
-            return f"Dockerfile changed: {path}"
+            return f"Dockerfile changed: {shown(path)}"
         if path == self.ignore_file:
-            return f"ignore file changed: {path}"
+            return f"ignore file changed: {shown(path)}"
         for rule in self.rules:
             if rule.reachable and rule.reads(path):
-                return f"{rule.describe()} reads: {path}"
+                return f"{rule.describe()} reads: {shown(path)}"
         return None
 
     def explain(self, path: str) -> str:

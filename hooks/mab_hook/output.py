@@ -6,6 +6,7 @@ pre-commit captures a hook's output, so without a terminal everything is plain l
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
@@ -17,6 +18,18 @@ if TYPE_CHECKING:
     from mab_hook.readiness import Check, Report
 
 COLORS = {"red": "31", "green": "32", "yellow": "33", "bold": "1", "dim": "2"}
+
+
+# Control characters but newline and tab, other than the colour codes (SGR) we write ourselves.
+_UNSAFE_RE = re.compile(r"\x1b\[[0-9;]*m|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """Text from anywhere (a file's name, a build's output) can move no cursor and clear no
+    screen: control characters are spelled out; colour codes and line breaks stay."""
+    return _UNSAFE_RE.sub(
+        lambda m: m.group() if m.group().startswith("\x1b[") else f"\\x{ord(m.group()):02x}", text
+    )
 
 
 def use_color(choice: str, env: Mapping[str, str], isatty: bool) -> bool:
@@ -44,7 +57,7 @@ class Printer(NamedTuple):
         return f"\033[{COLORS[color]}m{text}\033[0m" if self.color else text
 
     def line(self, text: str = "") -> None:
-        print(text, file=self.stream, flush=True)
+        print(terminal_safe(text), file=self.stream, flush=True)
 
     def info(self, text: str) -> None:
         self.line(f"mab-hook: {text}")

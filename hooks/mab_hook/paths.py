@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -45,6 +46,15 @@ def relative_to(path: str, directory: str) -> str | None:
     if directory in (".", ""):
         return path
     return path[len(directory) + 1 :] if path.startswith(directory + "/") else None
+
+
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(path: str) -> str:
+    """A path as it may reach a terminal: control characters (a newline, an escape sequence in
+    a file's name) spelled out, never acted on."""
+    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", path)
 
 
 def join(directory: str, path: str) -> str:

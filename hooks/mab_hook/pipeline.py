@@ -134,7 +134,8 @@ def _build_plan(
         planned = (*plan.context_only, *plan.affected)
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
-        buildx.write_definition(step.bake_file, buildx.definition(plan, tree, labels, staged))
+        paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
+        buildx.write_definition(step.bake_file, buildx.definition(plan, paths, labels, staged))
     return build_jobs(jobs, step, plan.config.jobs, run.ledger)
 
 

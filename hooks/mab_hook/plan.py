@@ -13,7 +13,7 @@ from mab_hook.changes import Commit, Ref
 from mab_hook.config import Config, Image
 from mab_hook.errors import FatalError
 from mab_hook.inputs import Files, Inputs
-from mab_hook.paths import in_directory
+from mab_hook.paths import in_directory, shown
 from mab_hook.patterns import watched
 from mab_hook.validation import PYPROJECT
 
@@ -153,6 +153,7 @@ def make_plan(
         affected = tuple(p._replace(input_digest=found[p.image.name]) for p in affected)
         context_only = tuple(p._replace(input_digest=found[p.image.name]) for p in context_only)
     warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
+    warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
     unaffected = tuple(image.name for image in config.images if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
     return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
@@ -239,6 +240,24 @@ def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[
     return found
 
 
+SECRET_WORDS = frozenset(
+    {"TOKEN", "PASSWORD", "PASSWD", "PASS", "SECRET", "KEY", "APIKEY", "CREDENTIALS", "PAT"}
+)
+
+
+def secret_looking_args(image: Image) -> tuple[str, ...]:
+    """Build args whose names say they are secrets: their values end up in the image's history
+    (and in build logs); BuildKit secrets do not."""
+    return tuple(
+        f"{image.name}: build arg {name} looks like a secret, and build args are kept in the image's "
+        f'history: pass it as a BuildKit secret instead (secrets = ["id={name.lower()},env={name}"] in '
+        f"[tool.multiarch.images.{image.name}], and RUN --mount=type=secret,id={name.lower()} in the "
+        "Dockerfile)"
+        for name, _value in image.build_args
+        if SECRET_WORDS & set(name.upper().replace("-", "_").split("_"))
+    )
+
+
 def settings_changed(image: Image, previous: Sequence[Config]) -> tuple[str, ...]:
     """A build arg, platform, target... of the image changed in [tool.multiarch], or it is new."""
     before = [next((old for old in config.images if old.name == image.name), None) for config in previous]
@@ -266,7 +285,7 @@ def _may_be_affected(image: Image, changed: Sequence[str], changed_set: frozense
     directories = {image.context, *(image.context_dir(name) or image.context for name, _ in image.contexts)}
     if any(in_directory(changed, directory) for directory in directories):
         return True
-    return any(watched(glob, changed) for glob in image.watch)
+    return any(watched(glob, changed) for glob in image.watches)
 
 
 def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tuple[str, ...]:
@@ -282,9 +301,11 @@ def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tu
         reason = found.reason(path)
         if reason is not None:
             reasons.append(reason)
-    for glob in image.watch:
+    for glob in image.watches:
         reasons.extend(
-            f"watch {glob!r} matched: {path}" for path in watched(glob, changed) if path not in candidates
+            f"watch {glob!r} matched: {shown(path)}"
+            for path in watched(glob, changed)
+            if path not in candidates
         )
     return tuple(reasons)
 
@@ -365,7 +386,7 @@ def _explain(plan: Plan, analysis: _Analysis, name: str) -> Explanation:
     near = {found.image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
     for directory in {found.image.context, *(rule.context for rule in found.rules)}:
         near.update(in_directory(changed, directory))
-    paths = tuple((path, found.explain(path)) for path in changed if path in near)
+    paths = tuple((shown(path), found.explain(path)) for path in changed if path in near)
     described = tuple(dict.fromkeys(rule.describe() for rule in found.rules if rule.reachable))
     return Explanation(
         name=name,

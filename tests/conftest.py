@@ -272,13 +272,13 @@ class LabRegistry(NamedTuple):
         return {**lab.env, "DOCKER_CONFIG": str(directory)}
 
 
-def start_registry(directory: Path, *, user: str = "", password: str = "") -> LabRegistry:
+def start_registry(directory: Path, *, user: str = "", password: str = "", address: str = "") -> LabRegistry:
     """docker-registry (Debian's) on 127.0.0.1:<free port>; with `user`, it wants htpasswd
     credentials, as a team's registry does."""
     import bcrypt  # noqa: PLC0415 - only the lab tests that need it
 
     directory.mkdir(parents=True, exist_ok=True)
-    address = f"127.0.0.1:{free_port()}"
+    address = address or f"127.0.0.1:{free_port()}"
     auth = ""
     if user:
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()

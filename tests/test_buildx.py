@@ -129,7 +129,7 @@ ERROR: failed to solve: failed to commit m3p52 to eajbw during finalize
 
 
 PUSH_FAILURE = """\
-#14 exporting to image
+#14 [api] exporting to image
 #14 exporting layers done
 #14 pushing layers
 #14 ERROR: failed to push 127.0.0.1:5999/t/api:mab-1: failed to do request: Head "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PLATFORMS, Hooked, Lab, Repo, project_files
+from tests.conftest import PLATFORMS, Hooked, Lab, Pushed, Repo, project_files
 
 pytestmark = pytest.mark.lab
 
@@ -160,3 +160,49 @@ def test_under_pre_commit_progress_reaches_the_terminal(hooked: Hooked, lab: Lab
         proc.stdout
     )
     assert "mab-hook: api: tagging" in proc.stdout
+
+
+def plain_hook(repo: Repo, lab: Lab, tmp_path: Path, tags: str) -> tuple[str, dict[str, str]]:
+    """A repository whose .git/hooks/pre-push is mab-hook itself (`mab-hook install`)."""
+    registry = lab.namespace()
+    files = project_files(lab, registry)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        'tags = ["{short_sha}", "latest"]', f"tags = {tags}"
+    )
+    repo.commit(files, "init")
+    env = {**lab.env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
+    installed = subprocess.run((sys.executable, "-m", "mab_hook", "install"), cwd=repo.path, env=env,
+                               capture_output=True, text=True, check=False)  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    return registry, env
+
+
+def git_push(repo: Repo, env: dict[str, str], *refs: str) -> Pushed:
+    proc = subprocess.run(("git", "push", "origin", *refs), cwd=repo.path, env=env, capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    return Pushed(proc.returncode, proc.stdout + proc.stderr)
+
+
+def test_every_pushed_ref_gets_its_tags_and_a_later_tag_comes_from_the_registry(
+    repo: Repo, lab: Lab, tmp_path: Path
+) -> None:
+    registry, env = plain_hook(repo, lab, tmp_path, '["{short_sha}", "{branch}"]')
+    assert git_push(repo, env, "main").code == 0  # new history: every image built and pushed
+    first = repo.head()
+    sha = repo.commit({"services/api/app.txt": "api v2\n"})
+    repo.git("tag", "v1.4.0")
+    pushed = git_push(repo, env, "main", "v1.4.0")
+    assert pushed.code == 0, pushed.output
+    assert lab.public_tags(f"{registry}/api") == {first[:7], sha[:7], "main", "v1.4.0"}
+    assert lab.manifest(f"{registry}/api:v1.4.0") == lab.manifest(f"{registry}/api:{sha[:7]}")
+    assert "main: " in pushed.output and "v1.4.0: " in pushed.output  # the plan shows the tags per ref
+    # A tag pushed later, on a commit already built: every image gets it, nothing is built.
+    repo.git("tag", "v1.4.1")
+    later = git_push(repo, env, "v1.4.1")
+    assert later.code == 0, later.output
+    assert later.results() == {"base": "skipped", "api": "skipped", "worker": "skipped"}, later.output
+    for name in ("base", "api", "worker"):
+        assert "v1.4.1" in lab.public_tags(f"{registry}/{name}")
+    assert lab.manifest(f"{registry}/api:v1.4.1") == lab.manifest(
+        f"{registry}/api:{sha[:7]}"
+    )  # the very image

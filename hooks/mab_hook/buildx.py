@@ -171,8 +171,9 @@ def build_one(
     )
     with state.open_private(log_path) as log:
         streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
+        attempt_log = log_path.read_text(errors="replace")
         for attempt in range(1, RETRIES + 1):
-            kind = failure(log_path.read_text(errors="replace")) if streamed.returncode else Failure.NONE
+            kind = failure(attempt_log) if streamed.returncode else Failure.NONE
             if streamed.timed_out or attempt > RETRIES_OF.get(kind, 0):
                 break
             # Every step is cached by now, so once more is cheap. Seen: "failed to commit ...
@@ -181,14 +182,17 @@ def build_one(
             log.write(f"mab-hook: the {kind.value} failed while exporting the image; attempt {attempt + 1}\n")
             log.flush()
             time.sleep(attempt if kind is Failure.REGISTRY else 0)
+            offset = log_path.stat().st_size
             streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
+            # Each attempt numbers its vertices afresh: read only its own part of the log.
+            attempt_log = log_path.read_bytes()[offset:].decode("utf-8", errors="replace")
     seconds = time.monotonic() - started
     result = BuildResult(name, Status.BUILT, seconds, "", log_path, platforms=planned.image.platforms,
                          input_digest=planned.input_digest)  # fmt: skip
     if streamed.returncode == 0:
         published = (push_ref,) if push_ref else ()
         return result._replace(image_digest=image_digest(metadata, entry), published=published)
-    return _failed(result, streamed, log_path.read_text(errors="replace"), timeout)
+    return _failed(result, streamed, attempt_log, timeout)
 
 
 def _failed(result: BuildResult, streamed: process.Streamed, log: str, timeout: float | None) -> BuildResult:
@@ -226,8 +230,10 @@ def failure(log: str) -> Failure:
     found = Failure.BUILD
     for line in log.splitlines():
         if match := re.match(r"^#(\d+) (\[.*|exporting to .*|pushing .*)$", line):
-            # "[api] pushing ... with docker": the docker driver's own push, after the export
-            names.setdefault(match.group(1), re.sub(r"^\[[A-Za-z0-9_-]+\] (?=pushing )", "", match.group(2)))
+            # "[api] exporting to image", "[api] pushing ... with docker": bake names its entry
+            names.setdefault(
+                match.group(1), re.sub(r"^\[[A-Za-z0-9_-]+\] (?=exporting |pushing )", "", match.group(2))
+            )
         elif error := _ERROR_RE.match(line):
             vertex = names.get(error.group(1), "")
             if vertex.startswith(("exporting", "pushing")):

@@ -18,8 +18,9 @@ VERSION = b"mab-hook input digest v1"
 TAG_PREFIX = "mab-"
 
 
-def input_files(found: Inputs, paths: Sequence[str]) -> set[str]:
-    """The repository files the build reads (reachable rules, after the ignore files) or watches."""
+def input_files(found: Inputs, paths: Sequence[str], gitlinks: Sequence[str] = ()) -> set[str]:
+    """The repository files the build reads (reachable rules, after the ignore files) or watches,
+    and the submodules it reads (their recorded commits)."""
     files = {found.image.dockerfile}
     if found.ignore_file:
         files.add(found.ignore_file)
@@ -28,6 +29,7 @@ def input_files(found: Inputs, paths: Sequence[str]) -> set[str]:
             files.update(path for path in in_directory(paths, rule.context) if rule.reads(path))
     for glob in found.image.watches:
         files.update(watched(glob, paths))
+    files.update(found.submodules(gitlinks))
     return files
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMappin
 from typing import Any, NamedTuple, TypeVar
 
 from mab_hook import dockerfile, ignore, patterns
-from mab_hook.config import Image
+from mab_hook.config import OCI_LAYOUT, Image, layout_path
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
@@ -34,6 +34,7 @@ class Files(NamedTuple):
     entry: Callable[[str], str | None] = lambda path: None
     cache: MutableMapping[Hashable, Any] | None = None
     fetch: Callable[[Iterable[str]], None] = lambda paths: None  # reads many files ahead of `read`
+    gitlinks: tuple[str, ...] = ()  # the submodules of the commit, by path
 
     def prefetch(self, wanted: Iterable[tuple[str, tuple[Hashable, ...]]]) -> None:
         """Read in one go the files `memo` will need for these keys (it holds the others)."""
@@ -76,6 +77,18 @@ class Rule(NamedTuple):
     def reads(self, path: str) -> bool:
         return self.why_not(path) is None
 
+    def reads_into(self, path: str) -> bool:
+        """Whether the rule reads something inside `path` (a submodule, whose files the commit's
+        own tree does not list): `COPY vendor/lib/src /x` reads into the submodule vendor/lib."""
+        relative = relative_to(path, self.context)
+        if not relative:
+            return False
+        pattern = patterns.clean(self.source.pattern).split("/")
+        depth = len(relative.split("/"))
+        if len(pattern) <= depth or self.ignore.excludes(relative):
+            return False
+        return patterns.matched_root("/".join(pattern[:depth]), relative) == relative
+
     def why_not(self, path: str) -> str | None:
         """None when the rule reads `path`; otherwise what stops it."""
         relative = relative_to(path, self.context)
@@ -111,6 +124,22 @@ class Inputs(NamedTuple):
     def contexts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(rule.context for rule in self.rules if rule.reachable))
 
+    def submodules(self, gitlinks: Sequence[str]) -> tuple[str, ...]:
+        """The submodules the build reads, whole or in part."""
+        return tuple(
+            path for path in gitlinks
+            if any(rule.reachable and (rule.reads(path) or rule.reads_into(path)) for rule in self.rules)
+        )  # fmt: skip
+
+    def materialized(self) -> tuple[str, ...]:
+        """What of the repository a build of the image needs on disk: its Dockerfile, the
+        ignore file, its build context and the named contexts that are repository directories."""
+        image = self.image
+        wanted = [image.dockerfile, *([self.ignore_file] if self.ignore_file else []), image.context]
+        wanted += [path for name, path in image.contexts if image.context_dir(name) is not None]
+        wanted += [layout_path(value) for _name, value in image.contexts if value.startswith(OCI_LAYOUT)]
+        return tuple(dict.fromkeys(wanted))
+
     def reason(self, path: str) -> str | None:
         """Why a changed path makes the image affected, or None."""
         if path == self.image.dockerfile:
@@ -118,7 +147,7 @@ class Inputs(NamedTuple):
         if path == self.ignore_file:
             return f"ignore file changed: {shown(path)}"
         for rule in self.rules:
-            if rule.reachable and rule.reads(path):
+            if rule.reachable and (rule.reads(path) or rule.reads_into(path)):
                 return f"{rule.describe()} reads: {shown(path)}"
         return None
 

@@ -51,6 +51,15 @@ class Listing(NamedTuple):
         record = self.records[i * self.width : (i + 1) * self.width]
         return f"{record[:MODE]} {record[len(KIND) :]}"
 
+    def gitlinks(self) -> tuple[str, ...]:
+        """The submodules the commit records (mode 160000), by path."""
+        width, found, start = self.width, [], 0
+        while (at := self.records.find("160000 ", start)) != -1:
+            if at % width == 0:
+                found.append(self.tree.paths[at // width])
+            start = at + 1
+        return tuple(found)
+
     def blob_id(self, path: str) -> str | None:
         found = self.entry(path)
         return found[MODE + 1 :] if found is not None else None

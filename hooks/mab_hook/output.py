@@ -87,6 +87,10 @@ def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
                 lines.append(f"       built on: {', '.join(base.name for base in planned.bases)}")
             lines.extend(f"       because {reason}" for reason in planned.reasons)
             lines.append(f"       tags: {tags_text(planned)}")
+            if planned.submodules:
+                lines.append(
+                    f"       submodules it reads: {', '.join(planned.submodules)} (checked out for the build)"
+                )
         if plan.unaffected:
             lines.append(f"  unaffected: {', '.join(plan.unaffected)}")
         if plan.config.push and plan.affected:
@@ -162,6 +166,7 @@ def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
                     "context": image.context,
                     "dockerfile": image.dockerfile,
                     "target": image.target,
+                    "submodules": list(planned.submodules),
                 }
             )
         unaffected.extend(name for name in plan.unaffected if name not in unaffected)

@@ -22,7 +22,7 @@ import git
 
 from mab_hook import buildx, input_digest, process, references
 from mab_hook.buildx import Buildx
-from mab_hook.checkout import checkout
+from mab_hook.checkout import checkout, remove_stale
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
@@ -85,13 +85,15 @@ def build_all(
 ) -> list[BuildResult]:
     """`ready()` runs the readiness checks (raising when the host is not ready); it is called
     only when something will really be built, so a push of built content skips them."""
-    run = Builds(env, State(root(repo)), process.Group(), events, timeout, Ledger(), registry)
+    run = Builds(env, State(root(repo)), process.Group(env), events, timeout, Ledger(), registry)
 
     def waiting(text: str) -> None:  # on the terminal now, and in the output for later
         events.progress(text)
         events.notice(text)
 
     with lock(run.state.root, waiting), ExitStack() as stack:
+        for path in remove_stale(repo):
+            events.notice(f"removed the worktree an earlier run left behind: {path}")
         try:
             work = [(plan, decide_all(plan, run.state, registry)) for plan in plans if plan.affected]
             if any(not job.skip for _plan, jobs in work for job in jobs):
@@ -108,6 +110,8 @@ def build_all(
         except BaseException:
             run.group.terminate_all()
             raise
+        finally:
+            run.group.close()
 
 
 class Builds(NamedTuple):
@@ -130,8 +134,10 @@ def _build_plan(
         Buildx(run.env, plan.config.builder, run.group), logs / "bake.json", logs, run.events, run.timeout
     )
     if any(not job.skip for job in jobs):  # a checkout and a bake file only when building
-        tree = stack.enter_context(checkout(repo, plan.commit.sha))
         planned = (*plan.context_only, *plan.affected)
+        reads = [path for p in planned for path in p.materialized]
+        submodules = tuple(dict.fromkeys(path for p in planned for path in p.submodules))
+        tree = stack.enter_context(checkout(repo, plan.commit.sha, paths=reads, submodules=submodules))
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
         paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))

@@ -32,6 +32,8 @@ class PlannedImage(NamedTuple):
     bases: tuple[Base, ...]
     tags_by_ref: tuple[tuple[str, tuple[str, ...]], ...] = ()  # ("main", (references...)) per ref
     input_digest: str = ""  # "" when the plan was made without digests (a dry run)
+    materialized: tuple[str, ...] = ()  # repository paths its build needs on disk
+    submodules: tuple[str, ...] = ()  # submodules its build reads
 
 
 class Explanation(NamedTuple):
@@ -146,7 +148,9 @@ def make_plan(
         _planned(name, reasons, analysis, commit, diffed=name in diffed) for name in order if name in reasons
     )
     context_only = tuple(
-        PlannedImage(by_name[name], (), (), analysis.bases_of(name)) for name in order if name not in reasons
+        _with_reads(PlannedImage(by_name[name], (), (), analysis.bases_of(name)), analysis)
+        for name in order
+        if name not in reasons
     )
     if digests:
         found = input_digests(analysis, (*context_only, *affected))
@@ -169,7 +173,14 @@ def _planned(
     bases = analysis.bases_of(name)
     tags, by_ref = image_tags(analysis.config, image, commit, diffed=diffed)
     why = _explained_reasons(reasons[name], commit) + _via(bases, reasons, commit.changed)
-    return PlannedImage(image, why, tags, bases, by_ref)
+    return _with_reads(PlannedImage(image, why, tags, bases, by_ref), analysis)
+
+
+def _with_reads(planned: PlannedImage, analysis: _Analysis) -> PlannedImage:
+    found = analysis.inputs_of(planned.image.name)
+    return planned._replace(
+        materialized=found.materialized(), submodules=found.submodules(analysis.files.gitlinks)
+    )
 
 
 def _reasons(
@@ -229,7 +240,7 @@ def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[
 
     def of(name: str) -> str:
         if name not in found:
-            read = input_digest.input_files(analysis.inputs_of(name), files.tree.paths)
+            read = input_digest.input_files(analysis.inputs_of(name), files.tree.paths, files.gitlinks)
             bases = {base.name: of(base.name) for base in by_name[name].bases}
             blobs = {path: entry for path in read if (entry := files.entry(path)) is not None}
             found[name] = input_digest.compute(analysis.inputs_of(name), blobs, bases)

@@ -35,7 +35,8 @@ def plan_at(
     memory = cache.load(cache_dir / "planning.pickle")
     reader = gitobjects.Reader(repo, commit_listing.blob_id)
     cfg = load_config(repo, commit.sha, data=reader.data(PYPROJECT), tree=commit_listing.tree, cache=memory)
-    files = Files(commit_listing.tree, reader.read, commit_listing.entry, memory, reader.fetch)
+    files = Files(commit_listing.tree, reader.read, commit_listing.entry, memory, reader.fetch,
+                  commit_listing.gitlinks())  # fmt: skip
     previous = None
     if PYPROJECT in (commit.changed or ()):
         previous = previous_configs(repo, commit, commit_listing.tree, memory)

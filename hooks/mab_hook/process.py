@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from mab_hook.errors import FatalError
 from mab_hook.redact import redact
@@ -96,16 +98,49 @@ class Streamed(NamedTuple):
     tail: tuple[str, ...] = ()  # the last lines of output, as the log has them
 
 
+POSIX = sys.platform != "win32"
+
+
 class Group:
     """The long-running children of one run (builds, pushes), so that ^C stops them all.
 
-    Each child gets its own session and process group: stopping it stops whatever it
-    started too, and no buildx process outlives the run.
+    Each child gets its own process group: stopping it stops whatever it started too. A
+    watchdog process (`mab_hook.watchdog`) stops them too if the run itself is killed, so no
+    buildx process outlives the run, even one ended by SIGKILL.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._running: set[subprocess.Popen[str]] = set()
         self._lock = threading.Lock()
+        self._env = env
+        self._watchdog: subprocess.Popen[str] | None = None
+
+    def _tell(self, message: str) -> None:
+        """Tell the watchdog (started with the first child) what runs and what ended."""
+        if not POSIX:
+            return  # Windows: process trees are ended by taskkill when the run ends them
+        with self._lock:
+            if self._watchdog is None:
+                self._watchdog = subprocess.Popen(
+                    (sys.executable, "-m", "mab_hook.watchdog"), stdin=subprocess.PIPE, text=True,
+                    env=dict(self._env) if self._env is not None else None, start_new_session=True,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            assert self._watchdog.stdin is not None
+            with contextlib.suppress(OSError):
+                self._watchdog.stdin.write(message + "\n")
+                self._watchdog.stdin.flush()
+
+    def close(self) -> None:
+        """The run ends in order: the watchdog may go, stopping nothing."""
+        with self._lock:
+            watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog.stdin is not None:
+            with contextlib.suppress(OSError):
+                watchdog.stdin.write(".\n")
+                watchdog.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                watchdog.wait(timeout=10)
 
     def stream(
         self,
@@ -128,12 +163,13 @@ class Group:
                 text=True,
                 errors="replace",
                 bufsize=1,
-                start_new_session=True,
+                **new_group(),
             )
         except FileNotFoundError:
             raise FatalError(f"{cmd[0]!r} not found on PATH") from None
         with self._lock:
             self._running.add(proc)
+        self._tell(f"+{proc.pid}")
         expired = threading.Event()
 
         def expire() -> None:
@@ -162,6 +198,7 @@ class Group:
                 timer.cancel()
             with self._lock:
                 self._running.discard(proc)
+            self._tell(f"-{proc.pid}")
         return Streamed(code, expired.is_set(), tuple(tail))
 
     def terminate_all(self) -> None:
@@ -171,11 +208,22 @@ class Group:
             terminate(proc)
 
 
+def new_group() -> dict[str, Any]:
+    """Popen arguments that give a child a process group of its own."""
+    if POSIX:
+        return {"start_new_session": True}
+    return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+
+
 def terminate(proc: subprocess.Popen[str], grace: float = 5.0) -> None:
-    """SIGTERM the process group, then SIGKILL it if it does not go in time."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+    """Stop a child and everything it started: SIGTERM to its process group, then SIGKILL if it
+    does not go in time (on Windows, taskkill of its process tree)."""
+    if not POSIX:
+        subprocess.run(("taskkill", "/T", "/F", "/PID", str(proc.pid)), capture_output=True, check=False)
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (getattr(signal, "SIGKILL", signal.SIGTERM), None)):
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, sig)  # type: ignore[attr-defined,unused-ignore]
         except ProcessLookupError:
             return
         try:

@@ -12,6 +12,7 @@ from mab_hook.changes import Commit, Ref
 from mab_hook.config import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.plan import Plan, make_plan
+from mab_hook.rawprogress import Renderer
 from mab_hook.results import Failure, Status
 from tests.conftest import Lab
 
@@ -92,7 +93,7 @@ def test_every_image_has_an_entry_of_its_own(names: tuple[str, ...]) -> None:
 def test_bake_commands() -> None:
     bx = Buildx({}, "multi", process.Group())
     assert bx.bake(Path("/d.json"), "t") == (
-        "docker", "buildx", "bake", "--file", "/d.json", "--progress=plain", "--builder", "multi", "t")  # fmt: skip
+        "docker", "buildx", "bake", "--file", "/d.json", "--progress=rawjson", "--builder", "multi", "t")  # fmt: skip
     assert "--builder" not in Buildx({}, None, process.Group()).bake(Path("/d.json"))
 
 
@@ -229,3 +230,18 @@ def test_local_caches_live_in_the_repository_and_layouts_come_from_the_checkout(
     assert entry["cache-to"] == ["type=local,dest=/repo/.cache/api,mode=max"]
     assert entry["contexts"] == {"l": "oci-layout:///co/layouts/b:v1"}
     assert entry["secret"] == ["id=npm,env=NPM_TOKEN"]
+
+
+def test_raw_progress_is_rendered_as_plain_progress_with_steps_as_they_start() -> None:
+    """Recorded from the lab: `docker buildx build --progress=rawjson` of a build failing on arm64."""
+    raw = (Path(__file__).parent / "fixtures" / "buildx" / "rawjson-arm64-fails.txt").read_text()
+    started: list[str] = []
+    renderer = Renderer(lambda number, name: started.append(name))
+    lines = [out for line in raw.splitlines(keepends=True) for out in renderer.feed(line)]
+    log = "\n".join(lines)
+    assert any(re.fullmatch(r"#\d+ \[linux/arm64 2/3\] RUN echo hello-fixture", line) for line in lines)
+    assert any(re.fullmatch(r"#\d+ hello-fixture", line) for line in lines)  # the step's own output
+    assert buildx.failed_platforms(log) == ("linux/arm64",)
+    assert buildx.failure(log) is Failure.BUILD
+    assert lines[-1].startswith("ERROR: failed to solve: ")  # buildx's own words pass through
+    assert '[linux/arm64 3/3] RUN [ "$(uname -m)" != aarch64 ]' in started

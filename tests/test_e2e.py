@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -146,20 +149,34 @@ def test_interrupt_stops_the_build_and_leaves_nothing_behind(repo: Repo, lab: La
     assert lab.pushed(registry) == set()
 
 
-def test_under_pre_commit_progress_reaches_the_terminal(hooked: Hooked, lab: Lab) -> None:
-    """pre-commit holds a hook's output until it ends; progress goes to /dev/tty meanwhile.
-
-    `script` gives the push a terminal; the step lines only ever go to the progress sink,
-    never to standard output, so seeing them proves they went through /dev/tty.
-    """
-    hooked.repo.commit({"services/api/app.txt": "api on a terminal\n"})
-    proc = subprocess.run(("script", "--quiet", "--return", "--command", "git push origin main", "/dev/null"),
-                          cwd=hooked.repo.path, env=hooked.env, capture_output=True, text=True, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout
-    assert re.search(r"mab-hook: api linux/arm64: \d/\d RUN cat /base-release /app.txt", proc.stdout), (
-        proc.stdout
+def test_under_pre_commit_progress_reaches_the_terminal_while_the_build_runs(
+    hooked: Hooked, lab: Lab
+) -> None:
+    """pre-commit (colour on) gives the hook a pseudo-terminal and shows nothing of it until the
+    hook ends; progress goes to the controlling terminal meanwhile, and it arrives while the
+    build still runs. `script` gives the push a real terminal; every chunk of what reaches it is
+    timed."""
+    salt = uuid.uuid4().hex
+    hooked.repo.commit({"services/api/Dockerfile": f"FROM {hooked.registry}/base:latest\nCOPY app.txt /\n"
+                        f"RUN sleep 8 && echo {salt} > /slow\n"})  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.Popen(("script", "--quiet", "--return", "--command", "git push origin main", "/dev/null"),
+                            cwd=hooked.repo.path, env=hooked.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    assert proc.stdout is not None
+    chunks: list[tuple[float, str]] = []
+    while chunk := os.read(proc.stdout.fileno(), 65536):
+        chunks.append((time.monotonic() - started, chunk.decode(errors="replace")))
+    assert proc.wait(timeout=60) == 0, "".join(text for _t, text in chunks)
+    ended = time.monotonic() - started
+    output = "".join(text for _t, text in chunks)
+    step = re.compile(rf"api linux/arm64: \d/\d RUN sleep 8 && echo {salt}")
+    first = next(at for at, _text in ((at, "".join(t for a, t in chunks if a <= at)) for at, _ in chunks)
+                 if step.search(_text))  # fmt: skip
+    assert ended - first > 5, f"the step showed at {first:.1f} s, the push ended at {ended:.1f} s"
+    assert re.search(r"\x1b\[\d+F\x1b\[J", output)  # the status block was redrawn in place
+    assert re.search(
+        rf"api linux/arm64: \d/\d RUN sleep 8 && echo {salt} > /slow  \d+s \(building \d+s\)", output
     )
-    assert "mab-hook: api: tagging" in proc.stdout
 
 
 def plain_hook(repo: Repo, lab: Lab, tmp_path: Path, tags: str) -> tuple[str, dict[str, str]]:

@@ -78,25 +78,6 @@ def test_build_lines_only_when_verbose() -> None:
     assert (quiet.getvalue(), loud.getvalue()) == ("", "  | #1 DONE\n")
 
 
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_goes_to_a_terminal_we_write_to() -> None:
-    stream = _Terminal()
-    with output.progress_sink(Printer(stream, color=False), {}) as progress:
-        progress("api linux/arm64: 2/3 RUN make")
-    assert stream.getvalue() == "mab-hook: api linux/arm64: 2/3 RUN make\n"
-
-
-def test_no_progress_into_captured_output() -> None:
-    stream = io.StringIO()  # no terminal, not under pre-commit: the summary says it all
-    with output.progress_sink(Printer(stream, color=False), {}) as progress:
-        progress("api: building")
-    assert stream.getvalue() == ""
-
-
 def test_terminal_safe_keeps_colours_and_line_breaks_only() -> None:
     assert output.terminal_safe("a\x1b[31mred\x1b[0m\nb\tc") == "a\x1b[31mred\x1b[0m\nb\tc"
     assert output.terminal_safe("x\x1b[2J\ry\x07") == "x\\x1b[2J\\x0dy\\x07"

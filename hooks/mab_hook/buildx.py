@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from mab_hook import process, specs, state
 from mab_hook.config import LOCAL_PATH_KEYS, OCI_LAYOUT, is_external_context
 from mab_hook.plan import Plan, PlannedImage
+from mab_hook.rawprogress import Renderer
 from mab_hook.results import BuildResult, Failure, Status
 
 # "#12 [api linux/arm64 build 2/3] RUN make": vertex, then the bake entry, platform and stage
@@ -51,7 +52,8 @@ class Buildx(NamedTuple):
 
     def bake(self, definition: Path, *args: str) -> tuple[str, ...]:
         builder = ("--builder", self.builder) if self.builder else ()
-        return ("docker", "buildx", "bake", "--file", str(definition), "--progress=plain", *builder, *args)
+        # rawjson: every step the moment it starts (rendered as plain progress for the log)
+        return ("docker", "buildx", "bake", "--file", str(definition), "--progress=rawjson", *builder, *args)
 
 
 _FOR, _AND = "_FOR_", "_AND_"  # a base's copy for other platforms: `base_FOR_linux_amd64_AND_linux_arm64`
@@ -170,7 +172,8 @@ def build_one(
         bake_file, "--metadata-file", str(metadata), *(("--push",) if push_ref else ()), entry
     )
     with state.open_private(log_path) as log:
-        streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
+        streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout,
+                                       render=Renderer().feed)  # fmt: skip
         attempt_log = log_path.read_text(errors="replace")
         for attempt in range(1, RETRIES + 1):
             kind = failure(attempt_log) if streamed.returncode else Failure.NONE
@@ -183,7 +186,8 @@ def build_one(
             log.flush()
             time.sleep(attempt if kind is Failure.REGISTRY else 0)
             offset = log_path.stat().st_size
-            streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout)
+            streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout,
+                                           render=Renderer().feed)  # fmt: skip
             # Each attempt numbers its vertices afresh: read only its own part of the log.
             attempt_log = log_path.read_bytes()[offset:].decode("utf-8", errors="replace")
     seconds = time.monotonic() - started

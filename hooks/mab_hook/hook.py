@@ -16,6 +16,7 @@ from mab_hook.errors import FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
 from mab_hook.plan import Plan
+from mab_hook.progress import progress_for
 from mab_hook.results import BuildResult, Failure
 
 if TYPE_CHECKING:
@@ -86,8 +87,9 @@ def build(
         checked.extend(ensure_ready(plans, host, printer))
         registry.insecure = checked[-1].insecure if checked else registry.insecure
 
-    with output.progress_sink(printer, env) as progress:
-        events = pipeline.Events(progress=progress, build_line=printer.build_line, notice=printer.info)
+    with progress_for(printer, env) as shown:
+        events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,
+                                 step=shown.step, done=shown.done)  # fmt: skip
         done = pipeline.build_all(
             repo, plans, env, events, registry=registry, ready=ready, timeout=args.timeout
         )

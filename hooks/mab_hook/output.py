@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from mab_hook.results import BuildResult, Status
@@ -219,27 +218,6 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
             if result.log:
                 lines.append(f"  full log: {result.log}")
     return "\n".join(lines)
-
-
-@contextmanager
-def progress_sink(printer: Printer, env: Mapping[str, str]) -> Iterator[Callable[[str], None]]:
-    """Where progress goes, decided once: the terminal we write to; under pre-commit (which
-    holds a hook's output until it ends) the controlling terminal, if there is one; else nowhere,
-    and the summary says it all."""
-    if printer.stream.isatty():
-        yield printer.info
-        return
-    if env.get("PRE_COMMIT"):
-        try:
-            tty = open("/dev/tty", "w")  # noqa: SIM115 - closed below
-        except OSError:
-            tty = None
-        if tty is not None:
-            with tty:
-                terminal = printer._replace(stream=tty)
-                yield terminal.info
-            return
-    yield lambda text: None
 
 
 def dump_json(data: Any, stream: TextIO) -> None:

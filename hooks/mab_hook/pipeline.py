@@ -37,12 +37,18 @@ class Job(NamedTuple):
     in_registry: bool = False  # skipped because the registry has it under `staged`
 
 
+def _nothing(*args: str) -> None:
+    pass
+
+
 class Events(NamedTuple):
     """Where a run reports as it goes (the summary comes after)."""
 
-    progress: Callable[[str], None]  # one line per image or platform event
+    progress: Callable[[str], None]  # a line per image event: building, built, skipped...
     build_line: Callable[[str], None]  # buildx's own output, for --verbose
-    notice: Callable[[str], None] = lambda text: None  # what the output must keep (a wait, say)
+    notice: Callable[[str], None] = _nothing  # what the output must keep (a wait, say)
+    step: Callable[[str, str, str], None] = _nothing  # (image, platform, "2/3 RUN make") started
+    done: Callable[[str], None] = _nothing  # an image's build ended
 
 
 class Step(NamedTuple):
@@ -245,11 +251,14 @@ def _build(job: Job, step: Step) -> BuildResult:
         started = buildx.step(line)
         if started is not None and started.vertex not in seen:
             seen.add(started.vertex)
-            where = f" {started.platform}" if started.platform else ""
-            events.progress(f"{image.name}{where}: {started.what[:100]}")
+            events.step(image.name, started.platform, started.what[:100])
 
-    result = buildx.build_one(job.planned, step.bake_file, step.bx, step.logs, on_line=on_line,
-                              timeout=step.timeout or image.timeout, push_ref=job.staged or None)  # fmt: skip
+    try:
+        timeout = step.timeout or image.timeout
+        result = buildx.build_one(job.planned, step.bake_file, step.bx, step.logs, on_line=on_line,
+                                  timeout=timeout, push_ref=job.staged or None)  # fmt: skip
+    finally:
+        events.done(image.name)
     detail = f", {result.detail}" if result.detail else ""
     events.progress(f"{image.name}: {result.status}{detail} ({result.seconds:.1f} s)")
     return result

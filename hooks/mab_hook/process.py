@@ -150,8 +150,10 @@ class Group:
         log: IO[str],
         on_line: Callable[[str], None] = lambda line: None,
         timeout: float | None = None,
+        render: Callable[[str], list[str]] | None = None,
     ) -> Streamed:
-        """Run a command, teeing its merged output (redacted) to `log` and `on_line`."""
+        """Run a command, teeing its merged output (redacted) to `log` and `on_line`; `render`
+        turns each line of output into the lines kept (a machine format into a readable one)."""
         cmd = tuple(cmd)
         try:
             proc = subprocess.Popen(
@@ -184,10 +186,11 @@ class Group:
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
-                line = redact(raw)
-                log.write(line)
-                tail.append(line.rstrip("\n"))
-                on_line(tail[-1])
+                for kept in render(raw) if render is not None else (raw.rstrip("\n"),):
+                    line = redact(kept)
+                    log.write(line + "\n")
+                    tail.append(line)
+                    on_line(line)
             code = proc.wait()
             log.flush()
         except BaseException:

@@ -1,0 +1,77 @@
+"""Progress while images build: a status block on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+
+from mab_hook import progress
+from mab_hook.output import Printer
+from mab_hook.progress import Progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_shows_a_block_per_image_and_platform_updated_in_place() -> None:
+    stream, clock = Terminal(), Clock()
+    shown = Progress(stream, live=True, clock=clock)
+    shown.step("api", "linux/arm64", "2/3 RUN make")
+    clock.now += 5
+    shown.step("api", "linux/amd64", "3/3 COPY app /")
+    clock.now += 70
+    assert shown.rows() == ["  api linux/amd64: 3/3 COPY app /  1m10s (building 1m10s)",
+                            "  api linux/arm64: 2/3 RUN make  1m15s (building 1m15s)"]  # fmt: skip
+    shown.message("worker: built (3.0 s)")
+    out = stream.getvalue()
+    assert "mab-hook: worker: built (3.0 s)\n" in out
+    assert "\x1b[" not in out.split("mab-hook: worker")[0]  # nothing drawn before the first redraw...
+    assert out.endswith(
+        "  api linux/arm64: 2/3 RUN make  1m15s (building 1m15s)\n"
+    )  # ...then the block below it
+    shown.done("api")
+    assert stream.getvalue().endswith("\x1b[2F\x1b[J")  # the block is cleared in place
+    shown.close()
+
+
+def test_plain_lines_elsewhere_and_a_still_running_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "REDRAW", 0.01)
+    monkeypatch.setattr(progress, "STILL_RUNNING", 0.0)
+    stream, clock = io.StringIO(), Clock()
+    shown = Progress(stream, live=False, clock=clock)
+    shown.step("api", "", "2/3 RUN make")  # one platform: no platform shown
+    clock.now += 42
+    for _ in range(200):
+        if "still running" in stream.getvalue():
+            break
+        time.sleep(0.01)
+    shown.close()
+    out = stream.getvalue()
+    assert out.startswith("mab-hook: api: 2/3 RUN make\n")
+    assert "mab-hook: still running: api: 2/3 RUN make  42s (building 42s)\n" in out
+    assert "\x1b[" not in out
+
+
+def test_where_progress_goes(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    terminal = Terminal()
+    with progress.progress_for(Printer(terminal, color=False), {}) as shown:
+        assert (shown.stream, shown.live) == (terminal, True)
+    plain = io.StringIO()
+    with progress.progress_for(Printer(plain, color=False), {}) as shown:
+        assert (shown.stream, shown.live) == (plain, False)
+    # Under pre-commit the captured pseudo-terminal is never used: the controlling terminal is.
+    monkeypatch.setattr(progress, "TERMINAL", "/nonexistent/tty")
+    with progress.progress_for(Printer(terminal, color=False), {"PRE_COMMIT": "1"}) as shown:
+        assert shown.stream is None

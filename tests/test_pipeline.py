@@ -544,3 +544,23 @@ def test_a_registry_dying_mid_push_is_reported_as_the_registrys_with_what_reache
         assert any(tag.startswith("mab-") for tag in lab.tags(f"{registry.address}/team/base"))
     finally:
         revived.stop()
+
+
+@pytest.mark.lab
+def test_interrupted_while_uploading_no_public_tag_moves(lab: Lab, repo: Repo) -> None:
+    registry = lab.namespace()
+    contents = files(lab, registry, push=True)
+    contents["api/Dockerfile"] = f"FROM {registry}/base\nRUN echo started && sleep 60 # {uuid.uuid4().hex}\n"
+    repo.commit(contents)
+    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "-v"), cwd=repo.path, env=lab.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "started" in line and "#" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert "interrupted: builds stopped, no tag was published" in rest
+    assert lab.pushed(registry, ("base", "api")) == set()
+    assert lab.staged(registry, ("base", "api")) == {"base"}  # uploaded, for the next push to reuse

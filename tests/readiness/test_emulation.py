@@ -91,3 +91,10 @@ def test_a_custom_binfmt_image_is_suggested(tmp_path: Path) -> None:
         "docker run --privileged --rm mirror.internal/binfmt:qemu-v8.1.5 --install arm"
         in by_name(report)["platform linux/arm/v7"].fix
     )
+
+
+def test_another_operating_system_needs_a_node_of_its_own(tmp_path: Path) -> None:
+    """`windows/amd64` on a Linux engine: QEMU emulates CPUs, not operating systems."""
+    check = by_name(readiness.check(host(tmp_path), Wanted(("windows/amd64",))))["platform windows/amd64"]
+    assert (check.status, check.code) == (FAIL, "no-node")
+    assert "windows images need a windows node" in check.finding

@@ -358,3 +358,16 @@ def test_a_deeply_nested_value_and_bytes_that_are_not_utf8() -> None:
     assert "not valid TOML: values nested too deeply" in problem(deep)
     with pytest.raises(FatalError, match=r"byte b'\\xff' on line 2 is not UTF-8"):
         load(b"[tool.multiarch]\nplatforms = ['\xff']\n", source="s", tracked=TRACKED)
+
+
+def test_keep_logs() -> None:
+    assert parse(API + "").keep_logs == 50
+    assert (
+        parse(
+            API.replace('platforms = ["linux/amd64"]\n', 'platforms = ["linux/amd64"]\nkeep-logs = 3\n')
+        ).keep_logs
+        == 3
+    )
+    assert "[tool.multiarch.keep-logs] must be a whole number of at least 1" in problem(
+        API.replace('platforms = ["linux/amd64"]\n', 'platforms = ["linux/amd64"]\nkeep-logs = 0\n')
+    )

@@ -88,3 +88,22 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     with lock(tmp_path, messages.append):
         assert (tmp_path / "lock").read_text().strip() == str(os.getpid())  # the dead pid overwritten
     assert messages == []  # taken over at once, no waiting
+
+
+def test_old_logs_and_records_go_and_recent_ones_stay(tmp_path: Path) -> None:
+    root = tmp_path / "mab-hook"
+    state = State(root)
+    now = time.time()
+    for i in range(5):
+        (state.logs(f"{i:012d}" + "0" * 28) / "api.log").write_text("x")
+        os.utime(root / "logs" / f"{i:012d}", (now - 100 * (5 - i), now - 100 * (5 - i)))
+    state.record("old", "a" * 64, {})
+    state.record("new", "b" * 64, {})
+    old_record = root / "built" / f"old-{'a' * 64}.json"
+    os.utime(old_record, (now - 100 * 86400, now - 100 * 86400))
+    kept.prune(root, keep_logs=2, now=now)
+    assert sorted(p.name for p in (root / "logs").iterdir()) == [f"{3:012d}", f"{4:012d}"]  # the newest two
+    assert not old_record.exists()
+    assert state.built("new", "b" * 64)  # recent: kept
+    held = kept.held(root)
+    assert (held.logs, held.records) == (2, 1) and held.size > 0

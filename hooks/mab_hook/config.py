@@ -50,6 +50,7 @@ TOP_KEYS = (
     "cache-to",
     "secrets",
     "binfmt-image",
+    "keep-logs",
     "images",
 )
 BUILDER_KEYS = ("name", "driver", "driver-opts", "nodes")
@@ -70,6 +71,7 @@ IMAGE_KEYS = (
     "secrets",
 )
 DEFAULT_JOBS = 2
+DEFAULT_KEEP_LOGS = 50
 KEEP_CONFIGS = 4  # validated configurations a cache keeps
 DEFAULT_TAGS = ("{short_sha}",)
 
@@ -116,6 +118,7 @@ class Config:
     tags: tuple[str, ...] = DEFAULT_TAGS
     binfmt_image: str = DEFAULT_BINFMT_IMAGE
     jobs: int = DEFAULT_JOBS  # images built at once
+    keep_logs: int = DEFAULT_KEEP_LOGS  # pushes whose logs .git/mab-hook keeps
     builder_spec: BuilderSpec | None = None  # how to create `builder` when it is missing
 
     def reference(self, image: Image) -> str:
@@ -236,7 +239,8 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         push=_boolean(table, "push", key, problems),
         tags=fields.tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems),
         binfmt_image=_binfmt_image(table, key, problems),
-        jobs=_jobs(table, key, problems),
+        jobs=_whole(table, "jobs", DEFAULT_JOBS, key, problems),
+        keep_logs=_whole(table, "keep-logs", DEFAULT_KEEP_LOGS, key, problems),
         builder_spec=builder_spec,
     )
 
@@ -263,12 +267,12 @@ def _boolean(table: Mapping[str, Any], name: str, key: str, problems: Problems) 
     return value
 
 
-def _jobs(table: Mapping[str, Any], key: str, problems: Problems) -> int:
-    jobs = table.get("jobs", DEFAULT_JOBS)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        problems.add(f"{key}.jobs", f"must be a whole number of at least 1, not {fields.describe(jobs)}")
-        return DEFAULT_JOBS
-    return jobs
+def _whole(table: Mapping[str, Any], name: str, default: int, key: str, problems: Problems) -> int:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        problems.add(f"{key}.{name}", f"must be a whole number of at least 1, not {fields.describe(value)}")
+        return default
+    return value
 
 
 def _binfmt_image(table: Mapping[str, Any], key: str, problems: Problems) -> str:

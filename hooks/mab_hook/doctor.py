@@ -60,11 +60,19 @@ def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
         report = readiness.check(host, wanted)
     if args.probe and report.builder is not None:
         report = report._replace(checks=report.checks + tuple(readiness.probe(host, report.builder, wanted)))
+    kept = _kept(args.repo or Path.cwd())
     if args.json:
-        output.dump_json({"version": __version__, **output.checks_json(report)}, sys.stdout)
+        found = {"version": __version__, **output.checks_json(report)}
+        if kept is not None:
+            found["kept"] = {"path": str(kept[0]), **kept[1]._asdict()}
+        output.dump_json(found, sys.stdout)
     else:
         printer.line(f"mab-hook {__version__}: host readiness for {', '.join(wanted.platforms)}")
         printer.line(output.checks_text(report.checks, printer))
+        if kept is not None:
+            where, held = kept
+            printer.line(f"kept in {where}: logs of {held.logs} push(es), {held.records} build record(s), "
+                         f"{held.size / 1e6:.1f} MB in all (deleting it is always safe)")  # fmt: skip
     return 0 if report.ready else 1
 
 
@@ -81,6 +89,16 @@ def wanted_from(args: argparse.Namespace, printer: Printer) -> readiness.Wanted:
     repository = cfg.reference(cfg.images[0]) if cfg.push and cfg.images else None
     spec = cfg.builder_spec if not args.builder or args.builder == cfg.builder else None
     return readiness.Wanted(wanted, args.builder or cfg.builder, repository, cfg.binfmt_image, spec)
+
+
+def _kept(path: Path) -> tuple[Path, state.Held] | None:
+    """What the repository's .git/mab-hook holds; None outside a repository."""
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+    root = state.root(repo)
+    return root, state.held(root)
 
 
 def _head_config(path: Path) -> config.Config | None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import git
 
-from mab_hook import changes, input_digest, install, output, planning, platforms, state
+from mab_hook import __version__, changes, input_digest, install, output, planning, platforms, state
 from mab_hook.errors import FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
@@ -101,7 +101,7 @@ def finish(
 ) -> int:
     ok = all(r.ok for r in done)
     if args.json:
-        data = output.plan_json(plans)
+        data = {"version": __version__, **output.plan_json(plans)}
         if not args.dry_run:
             data["results"] = output.results_json(done)
         output.dump_json(data, sys.stdout)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, input_digest, process, references
+from mab_hook import buildx, input_digest, process, references, state
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
 from mab_hook.plan import Plan, PlannedImage
@@ -118,6 +118,8 @@ def build_all(
             raise
         finally:
             run.group.close()
+            keep = max((plan.config.keep_logs for plan in plans), default=state.KEEP_LOGS)
+            state.prune(run.state.root, keep_logs=keep)
 
 
 class Builds(NamedTuple):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,51 @@ class State(NamedTuple):
     def record(self, entry: str, digest: str, details: dict[str, Any]) -> None:
         record = json.dumps({"entry": entry, "digest": digest, "at": time.time(), **details}) + "\n"
         write_private(self._record(entry, digest), record.encode())
+
+
+KEEP_LOGS = 50  # pushes whose logs are kept, by default
+RECORD_DAYS = 90.0  # build records older than this go: a rebuild or a registry look-up, never a wrong skip
+
+
+class Held(NamedTuple):
+    """What `.git/mab-hook` holds, for `doctor`."""
+
+    logs: int  # pushes with logs
+    records: int  # build records
+    size: int  # bytes in all
+
+
+def prune(root: Path, *, keep_logs: int = KEEP_LOGS, record_days: float = RECORD_DAYS,
+          now: float | None = None) -> None:  # fmt: skip
+    """Keep the logs of the last `keep_logs` pushes and the build records younger than
+    `record_days`; the rest goes. Cheap: one listing of each directory."""
+    now = time.time() if now is None else now
+    logs = sorted(_entries(root / "logs"), key=_mtime, reverse=True)
+    for old in logs[keep_logs:]:
+        shutil.rmtree(old, ignore_errors=True)
+    for record in _entries(root / "built"):
+        if now - _mtime(record) > record_days * 86400:
+            with contextlib.suppress(OSError):
+                record.unlink()
+
+
+def held(root: Path) -> Held:
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+    return Held(len(_entries(root / "logs")), len(_entries(root / "built")), size)
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return [entry for entry in directory.iterdir() if not entry.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def write_private(path: Path, data: bytes) -> None:

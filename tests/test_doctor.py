@@ -52,6 +52,8 @@ def test_a_ready_host(lab: Lab, repo: Repo) -> None:
     # Seen on the lab: the docker driver does not list arm/v7, though its RUN steps run.
     assert checks["platform linux/arm/v7"]["code"] == "platform-unlisted"
     assert checks["registry"]["status"] == "ok"
+    found = json.loads(proc.stdout)
+    assert found["version"] and found["kept"]["path"].endswith(".git/mab-hook")
     assert set(checks) == {
         "docker",
         "buildx",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -245,3 +246,15 @@ def test_raw_progress_is_rendered_as_plain_progress_with_steps_as_they_start() -
     assert buildx.failure(log) is Failure.BUILD
     assert lines[-1].startswith("ERROR: failed to solve: ")  # buildx's own words pass through
     assert '[linux/arm64 3/3] RUN [ "$(uname -m)" != aarch64 ]' in started
+
+
+def test_a_step_stopped_because_another_failed_is_canceled_not_failed() -> None:
+    raw = json.dumps({"vertexes": [
+        {"digest": "a", "name": "[linux/arm/v7 2/2] RUN false", "started": "2026-01-01T00:00:00Z",
+         "completed": "2026-01-01T00:00:01Z", "error": "process did not complete successfully: exit code: 1"},
+        {"digest": "b", "name": "[linux/arm64 2/2] RUN false", "started": "2026-01-01T00:00:00Z",
+         "completed": "2026-01-01T00:00:01Z", "error": "exit code: 137: context canceled: context canceled"},
+    ]})  # fmt: skip
+    log = "\n".join(Renderer().feed(raw + "\n"))
+    assert buildx.failed_platforms(log) == ("linux/arm/v7",)
+    assert "#2 CANCELED" in log

@@ -57,6 +57,7 @@ def test_a_ready_host(lab: Lab, repo: Repo) -> None:
     assert set(checks) == {
         "docker",
         "buildx",
+        "engine",
         "builder",
         "driver",
         "registry",
@@ -197,3 +198,84 @@ def test_fix_creates_the_configured_builder(lab: Lab, repo: Repo, tmp_path: Path
         ("docker", "buildx", "ls"), env=lab.env, capture_output=True, text=True, check=True
     )
     assert "mab-test-fleet" not in machine.stdout  # the lab's own docker config has no such builder
+
+
+def elsewhere(repo: Repo, lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    """mab-hook as on a client whose kernel is not the engine's: a private mount and UTS
+    namespace where binfmt_misc is not mounted and the host name differs."""
+    return in_namespace((sys.executable, "-m", "mab_hook", *args), cwd=repo.path, env=lab.env,
+                        binfmt="unmounted", hostname="laptop")  # fmt: skip
+
+
+def test_an_engine_elsewhere_is_judged_on_its_side_and_builds(lab: Lab, repo: Repo) -> None:
+    registry = lab.namespace()
+    project(repo, lab, registry, push=True)
+    doctor = elsewhere(repo, lab, "doctor", "--json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    checks = {c["id"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["engine"]["finding"].startswith("another machine (vm, this is laptop)")
+    assert "emulation judged on the engine's side" in checks["engine"]["finding"]
+    assert (
+        checks["platform:linux/arm64"]["finding"]
+        == "builder default lists it (emulation judged on the engine's side)"
+    )
+    assert (
+        "by a probe" in checks["platform:linux/arm/v7"]["finding"]
+    )  # the docker driver does not list arm/v7
+    built = elsewhere(repo, lab, "--all")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert lab.platforms(f"{registry}/app:{repo.head()[:7]}") == set(ALL3)
+    probes = json.loads((repo.path / ".git" / "mab-hook" / "cache" / "probes.json").read_text())
+    assert list(probes.values()) == [True]  # probed once, remembered for this engine
+
+
+@pytest.fixture
+def arm_disabled(lab: Lab) -> Iterator[Path]:
+    """qemu-arm switched off ON THE WHOLE MACHINE, the engine's side (what a private namespace
+    cannot show), and always switched back on."""
+    handler = binfmt.read().handler_for("arm")
+    assert handler is not None, "the lab registers an arm emulator"
+    path = binfmt.DEFAULT_ROOT / handler.name
+    path.write_text("0")
+    try:
+        yield path
+    finally:
+        path.write_text("1")
+    assert binfmt.read().handler_for("arm").enabled  # type: ignore[union-attr]
+
+
+def test_an_engine_elsewhere_that_cannot_run_a_platform_builds_nothing(
+    lab: Lab, repo: Repo, arm_disabled: Path
+) -> None:
+    project(repo, lab, lab.namespace())
+    doctor = elsewhere(repo, lab, "doctor", "--json")
+    assert doctor.returncode == 1
+    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "platform:linux/arm/v7")
+    assert (check["status"], check["code"]) == ("fail", "engine-cannot-emulate")
+    assert "docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install arm" in check["fix"]
+    gate = elsewhere(repo, lab, "--all")
+    assert gate.returncode == 1 and "nothing was built" in gate.stdout
+    assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
+
+
+def test_a_docker_context_is_followed(lab: Lab, repo: Repo, tmp_path: Path) -> None:
+    """DOCKER_HOST unset: the current context of a docker config of the test's own says where."""
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "cli-plugins").symlink_to(Path(lab.env["DOCKER_CONFIG"]) / "cli-plugins")
+    env = {k: v for k, v in lab.env.items() if k != "DOCKER_HOST"} | {"DOCKER_CONFIG": str(config)}
+    for args in (
+        ("context", "create", "lab", "--docker", f"host={lab.env['DOCKER_HOST']}"),
+        ("context", "use", "lab"),
+    ):
+        subprocess.run(("docker", *args), env=env, check=True, capture_output=True)
+    registry = lab.namespace()
+    project(repo, lab, registry, push=True)
+    doctor = mab(repo.path, env, "doctor", "--json")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    engine = next(c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "engine")
+    assert engine["finding"].startswith(f"on this machine's kernel (context lab, {lab.env['DOCKER_HOST']})")
+    assert mab(repo.path, env, "--all").returncode == 0
+    assert lab.platforms(f"{registry}/app:{repo.head()[:7]}") == set(ALL3)
+    nowhere = mab(repo.path, {**env, "DOCKER_CONTEXT": "nope"}, "doctor")
+    assert nowhere.returncode == 1 and "the docker context 'nope' does not exist" in nowhere.stdout

@@ -52,7 +52,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
     wanted = wanted_from(args, printer)
-    host = readiness.local_host(env, platform.machine())
+    kept = _kept(args.repo or Path.cwd())
+    host = readiness.local_host(env, platform.machine(), kept[0] / "cache" / "probes.json" if kept else None)
     report = readiness.check(host, wanted)
     if args.fix and any(check.status != readiness.OK for check in report.checks):
         for line in readiness.apply_fixes(host, report, wanted):
@@ -60,7 +61,6 @@ def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
         report = readiness.check(host, wanted)
     if args.probe and report.builder is not None:
         report = report._replace(checks=report.checks + tuple(readiness.probe(host, report.builder, wanted)))
-    kept = _kept(args.repo or Path.cwd())
     if args.json:
         found = {"version": __version__, **output.checks_json(report)}
         if kept is not None:

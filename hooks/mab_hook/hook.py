@@ -78,7 +78,7 @@ def build(
     from mab_hook import pipeline, readiness  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415
 
-    host = readiness.local_host(env, platform.machine())
+    host = readiness.local_host(env, platform.machine(), state.root(repo) / "cache" / "probes.json")
     checked: list[Report] = []
 
     registry = Registry(env)

@@ -95,7 +95,11 @@ class Renderer:
             if digest not in self._shown:
                 self._shown.add(digest)
                 out.append(f"#{number} {name}")
-            out.append(f"#{number} ERROR: {vertex['error']}")
+            error = str(vertex["error"])
+            # A step stopped because another failed: plain progress calls it CANCELED, not an error.
+            out.append(
+                f"#{number} CANCELED" if error.endswith("context canceled") else f"#{number} ERROR: {error}"
+            )
         elif vertex.get("cached"):
             self._ended.add(digest)
             out.append(f"#{number} CACHED")

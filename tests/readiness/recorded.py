@@ -38,11 +38,19 @@ REGISTRY_CONFIG = json.dumps({
 })  # fmt: skip
 
 
-def info(driver_status: str) -> str:
+# The lab's engine, from `docker info --format '{{json .}}'` there; `uname -n` and `uname -r`
+# of the lab machine beside it.
+LAB_ENGINE = {"OperatingSystem": "Debian GNU/Linux 12 (bookworm)", "KernelVersion": "6.18.44-fc-v1045",
+              "Name": "vm", "ID": "d8beb5c0-f891-4dd6-a4e9-c38cf5e63336", "Architecture": "x86_64", "OSType": "linux"}  # fmt: skip
+LAB_HOSTNAME, LAB_KERNEL = "vm", "6.18.44-fc-v1045"
+LAB_CONTEXT = json.dumps({"Name": "default", "Metadata": {},
+                          "Endpoints": {"docker": {"Host": "unix:///var/tmp/mab-lab/docker.sock", "SkipTLSVerify": False}}})  # fmt: skip
+
+
+def info(driver_status: str, **engine: str) -> str:
     """`docker info --format '{{json .}}'`, the parts the checks read."""
-    return json.dumps(
-        {"DriverStatus": json.loads(driver_status), "RegistryConfig": json.loads(REGISTRY_CONFIG)}
-    )
+    return json.dumps({"DriverStatus": json.loads(driver_status), "RegistryConfig": json.loads(REGISTRY_CONFIG),
+                       **LAB_ENGINE, **engine})  # fmt: skip
 
 
 def fake_run(
@@ -75,6 +83,7 @@ def docker() -> Answers:
         ("docker", "buildx", "inspect"): (0, INSPECT_DOCKER),
         ("docker", "buildx", "ls", "--format", "json"): (0, LS_DOCKER),
         ("docker", "info", "--format", "{{json .}}"): (0, info(CONTAINERD)),
+        ("docker", "context", "inspect", "--format", "{{json .}}"): (0, LAB_CONTEXT),
     }
 
 
@@ -89,6 +98,9 @@ def host(
     root: Path | None = None,
     access: Access = ANSWERS,
     asked: list[tuple[str, Insecure]] | None = None,
+    client_os: str = "linux",
+    hostname: str = LAB_HOSTNAME,
+    probe: Callable[[str, str | None, str], bool | None] | None = None,
 ) -> Host:
     def answer(reference: str, insecure: Insecure) -> Access:
         if asked is not None:
@@ -96,7 +108,9 @@ def host(
         return access
 
     binfmt_root = root if root is not None else proc(tmp_path, qemu_aarch64=AARCH64, qemu_arm=ARM)
-    return Host(fake_run(answers or docker()), machine, binfmt_root, answer)
+    probed = probe or (lambda platform, builder, engine: None)
+    return Host(fake_run(answers or docker()), machine, binfmt_root, answer, client_os=client_os, hostname=hostname,
+                kernel=LAB_KERNEL, probe=probed)  # fmt: skip
 
 
 def by_name(report: readiness.Report) -> dict[str, Check]:

@@ -4,15 +4,28 @@ through binfmt_misc, and what a real probe build says."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from mab_hook import builders, platforms
 from mab_hook import probe as probes
 from mab_hook.binfmt import Binfmt
-from mab_hook.builders import Builder
+from mab_hook.builders import Builder, Node
+from mab_hook.readiness.location import Engine
 from mab_hook.readiness.model import FAIL, OK, WARN, Check, Host, Wanted
 
 
-def check_platform(host: Host, builder: Builder, state: Binfmt, platform: str, wanted: Wanted) -> Check:
+class Scope(NamedTuple):
+    """What every platform is checked against."""
+
+    host: Host
+    builder: Builder
+    state: Binfmt  # this machine's binfmt_misc
+    wanted: Wanted
+    engine: Engine | None = None  # None: not located (the engine is taken to be here)
+
+
+def check_platform(scope: Scope, platform: str) -> Check:
+    host, builder, state, wanted, engine = scope
     key = f"platform:{platform}"
     remote = [node for node in builder.nodes
               if not builder.node_is_local(node) and builders.lists(node.platforms, platform)]  # fmt: skip
@@ -22,6 +35,8 @@ def check_platform(host: Host, builder: Builder, state: Binfmt, platform: str, w
     local = [node for node in builder.nodes if builder.node_is_local(node)]
     if not local or platforms.parse(platform).os != "linux":
         return _no_node(key, builder, platform)
+    if engine is not None and not engine.local:
+        return engine_side(scope._replace(engine=engine), local, platform)
     if platforms.runs_natively(host.machine, platform):
         return Check(key, OK, f"native on this {host.machine} host")
     problem = emulation_problem(state, platform, wanted.binfmt_image)
@@ -40,6 +55,49 @@ def check_platform(host: Host, builder: Builder, state: Binfmt, platform: str, w
         finding = f"{how}; builder {builder.name} does not list {platform}, but BuildKit runs it this way"
         return Check(key, WARN, finding, _unlisted_fix(builder, platform), "platform-unlisted")
     return Check(key, OK, how)
+
+
+def engine_side(scope: Scope, nodes: list[Node], platform: str) -> Check:
+    """A platform judged where the engine runs: its own machine, the platforms its builder
+    lists (BuildKit derives them from the engine's kernel), else a probe build, remembered."""
+    host, builder, _state, wanted, engine = scope
+    assert engine is not None
+    key = f"platform:{platform}"
+    side = "emulation judged on the engine's side"
+    if platforms.runs_natively(engine.architecture, platform):
+        return Check(key, OK, f"native on the engine's {engine.architecture} machine")
+    if all(builders.lists(node.platforms, platform) for node in nodes if node.platforms) and any(
+        node.platforms for node in nodes
+    ):
+        return Check(key, OK, f"builder {builder.name} lists it ({side})")
+    ran = host.probe(platform, builder.name, engine.id)
+    if ran:
+        return Check(key, OK, f"a {platform} program ran in a build on {builder.name} ({side}, by a probe)")
+    fix = engine_fix(wanted.binfmt_image, platform, builder, engine)
+    if ran is None:
+        finding = f"builder {builder.name} does not list {platform}, and no probe program can tell ({side})"
+        return Check(key, WARN, finding, fix, "engine-unknown")
+    finding = f"the engine ({engine.where}) cannot run {platform} programs: a probe build failed"
+    return Check(key, FAIL, finding, fix, "engine-cannot-emulate")
+
+
+def engine_fix(image: str, platform: str, builder: Builder, engine: Engine) -> str:
+    """What installs emulation where the engine runs, not on this machine."""
+    arch = platforms.ARCHES.get(platforms.arch_of(platform))
+    name = arch.installer if arch is not None else platforms.arch_of(platform)
+    install = f"docker run --privileged --rm {image} --install {name}"
+    fixes = [
+        f"install the emulator where the engine runs: `{install}` (it runs on the engine's machine or VM)"
+    ]
+    if "Docker Desktop" in engine.where:
+        fixes.append('Docker Desktop: turn on "Use containerd for pulling and storing images" for '
+                     "multi-platform builds")  # fmt: skip
+    if "colima" in engine.where or "lima" in engine.where:
+        fixes.append(f"colima: `colima start --arch {name}` (a VM of that architecture), or `colima start "
+                     "--vm-type vz --vz-rosetta` for amd64 on Apple silicon")  # fmt: skip
+    fixes.append(f"or a native node: `docker buildx create --append --name {builder.name} --platform "
+                 f"{platform} <endpoint>`")  # fmt: skip
+    return "; ".join(fixes)
 
 
 def _no_node(key: str, builder: Builder, platform: str) -> Check:

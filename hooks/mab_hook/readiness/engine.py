@@ -36,11 +36,29 @@ def check_docker(host: Host) -> list[Check]:
     client = (data.get("Client") or {}).get("Version", "?")
     server = (data.get("Server") or {}).get("Version")
     if version.returncode != 0 or not server:
-        tail = " ".join(process.tail_lines(version.stderr, 2)) or "no answer"
-        fix = ("start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` "
-               "at a running engine")  # fmt: skip
-        return [Check("docker", FAIL, f"the Docker daemon does not answer: {tail}", fix, "daemon-down")]
+        return [_unanswered(" ".join(process.tail_lines(version.stderr, 2)) or "no answer")]
     return [Check("docker", OK, f"client {client}, server {server}"), check_buildx(host)]
+
+
+def _unanswered(tail: str) -> Check:
+    """Why docker could not reach an engine, by what it said: no such context, an ssh or tcp
+    endpoint that does not answer, or a local daemon that is not running."""
+    context = re.search(r'context "([^"]+)"(?:: context not found| does not exist)', tail)
+    if context:
+        fix = (f"`docker context ls` shows the contexts there are; `docker context use NAME`, or unset "
+               f"DOCKER_CONTEXT (it names {context.group(1)!r})")  # fmt: skip
+        return Check(
+            "docker", FAIL, f"the docker context {context.group(1)!r} does not exist", fix, "context-missing"
+        )
+    endpoint = re.search(r"\b((?:ssh|tcp)://[^\s\"']+)", tail)
+    if endpoint:
+        where = endpoint.group(1)
+        fix = (f"check that {where} answers (for ssh: `ssh {where.removeprefix('ssh://')} docker version`), "
+               "or point DOCKER_HOST / `docker context use` at an engine that runs")  # fmt: skip
+        return Check("docker", FAIL, f"the engine at {where} does not answer: {tail}", fix, "endpoint-down")
+    fix = ("start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` "
+           "at a running engine")  # fmt: skip
+    return Check("docker", FAIL, f"the Docker daemon does not answer: {tail}", fix, "daemon-down")
 
 
 def check_buildx(host: Host) -> Check:

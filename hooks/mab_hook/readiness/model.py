@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +34,10 @@ def _no_registry(reference: str, insecure: Insecure) -> Access:
     return Access(False, "error", "no registry client")
 
 
+def _no_probe(platform: str, builder: str | None, engine: str) -> bool | None:
+    return None
+
+
 class Host(NamedTuple):
     """Everything the checks look at, injectable: how to run docker, where binfmt_misc is..."""
 
@@ -40,6 +45,12 @@ class Host(NamedTuple):
     machine: str  # uname -m
     binfmt_root: Path = binfmt.DEFAULT_ROOT
     access: Callable[[str, Insecure], Access] = _no_registry  # one authenticated registry request
+    client_os: str = sys.platform  # "linux", "darwin", "win32"
+    hostname: str = ""  # this machine's, to tell the engine's apart
+    kernel: str = ""  # this machine's kernel release (`uname -r`)
+    # Whether a program of a platform runs in a build on the builder (None: no probe program),
+    # remembered per engine: (platform, builder, engine id).
+    probe: Callable[[str, str | None, str], bool | None] = _no_probe
 
 
 class Wanted(NamedTuple):
@@ -75,6 +86,7 @@ VERSION = ("docker", "version", "--format", "{{json .}}")
 BUILDX_VERSION = ("docker", "buildx", "version")
 INFO = ("docker", "info", "--format", "{{json .}}")
 LS = ("docker", "buildx", "ls", "--format", "json")
+CONTEXT = ("docker", "context", "inspect", "--format", "{{json .}}")
 
 
 def inspect(builder: str | None) -> tuple[str, ...]:

@@ -83,8 +83,10 @@ def build(
 
     registry = Registry(env)
 
+    remember = (state.root(repo) / "cache" / "ready.json", readiness.fingerprint(env, host.binfmt_root))
+
     def ready() -> None:
-        checked.extend(ensure_ready(plans, host, printer))
+        checked.extend(ensure_ready(plans, host, printer, remember))
         registry.insecure = checked[-1].insecure if checked else registry.insecure
 
     with progress_for(printer, env) as shown:
@@ -130,13 +132,19 @@ def blocked(done: Sequence[BuildResult]) -> str:
     return f"the push is blocked and {what}: {advice}"
 
 
-def ensure_ready(plans: Sequence[Plan], host: Host, printer: Printer) -> list[Report]:
-    """The readiness checks for what is about to be built; a failure costs no build time."""
+def ensure_ready(
+    plans: Sequence[Plan], host: Host, printer: Printer, remember: tuple[Path, str] | None = None
+) -> list[Report]:
+    """The readiness checks for what is about to be built; a failure costs no build time.
+    `remember`: where a ready answer is kept, and what it depends on."""
     from mab_hook import readiness  # noqa: PLC0415
 
     reports = []
     for wanted in wanted_for(plans):
-        report = readiness.check(host, wanted)
+        if remember is not None:
+            report = readiness.check_remembered(host, wanted, remember[0], remember[1])
+        else:
+            report = readiness.check(host, wanted)
         reports.append(report)
         for check in report.checks:
             if check.status == readiness.WARN:  # on every push: the gist; doctor has the rest

@@ -142,7 +142,7 @@ def six_images(path: Path, env: dict[str, str], registry: str, base: str) -> Cal
     def salted(salt: str) -> Path:
         (path / "base").mkdir(exist_ok=True)
         (path / "base" / "Dockerfile").write_text(f"FROM {base}\nRUN echo base-{salt} > /base\n")
-        base_target = {"context": str(path / "base"), "platforms": PLATFORMS,
+        base_target: dict[str, object] = {"context": str(path / "base"), "platforms": PLATFORMS,
                        "tags": [f"{registry}/bake-base:{salt[:8]}"]}  # fmt: skip
         targets: dict[str, dict[str, object]] = {"base": base_target}
         for n in range(5):

@@ -3,7 +3,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +61,7 @@ def test_definition() -> None:
         "labels": {"org.opencontainers.image.revision": "ab" * 20},
     }  # fmt: skip
     # The dependant gets an untagged copy of its base for its own platforms (buildx demands it).
-    variant = "base_FOR_linux_amd64_AND_linux_arm64"
+    variant = "base_AS_CONTEXT_linux_amd64_AND_linux_arm64"
     assert targets["team_SLASH_app"]["contexts"] == {"reg:5000/team/base": f"target:{variant}"}
     assert targets["team_SLASH_app"]["target"] == "runtime"
     assert targets[variant]["platforms"] == ["linux/amd64", "linux/arm64"]
@@ -71,7 +73,7 @@ def test_definition_includes_unaffected_bases_untagged() -> None:
         make((BASE, APP), FILES, changed={"app/Dockerfile"}), buildx.Paths(Path("/co"), Path("/repo")), {}, {}
     )
     assert definition["group"]["default"]["targets"] == ["team_SLASH_app"]
-    assert set(definition["target"]) == {"team_SLASH_app", "base_FOR_linux_amd64_AND_linux_arm64"}
+    assert set(definition["target"]) == {"team_SLASH_app", "base_AS_CONTEXT_linux_amd64_AND_linux_arm64"}
 
 
 def test_an_image_pushed_while_it_builds_is_tagged_with_its_staging_reference_only() -> None:
@@ -258,3 +260,54 @@ def test_a_step_stopped_because_another_failed_is_canceled_not_failed() -> None:
     log = "\n".join(Renderer().feed(raw + "\n"))
     assert buildx.failed_platforms(log) == ("linux/arm/v7",)
     assert "#2 CANCELED" in log
+
+
+class CannedGroup(process.Group):
+    """buildx answering from canned plain progress, one answer per invocation: for a fault the
+    lab cannot make on demand (distribution 2.8 answering 500 to one push among several)."""
+
+    def __init__(self, answers: list[tuple[int, str]]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.commands: list[tuple[str, ...]] = []
+
+    def stream(self, cmd: Sequence[str], **kwargs: Any) -> process.Streamed:
+        self.commands.append(tuple(cmd))
+        code, text = self.answers.pop(0)
+        render = kwargs.get("render") or (lambda line: [line.rstrip("\n")])
+        for line in text.splitlines(keepends=True):
+            for out in render(line):
+                kwargs["on_line"](out)
+        return process.Streamed(code, False, ())
+
+
+def test_a_registry_failing_one_upload_among_several_retries_it_and_those_it_stopped(tmp_path: Path) -> None:
+    plan = make((BASE, APP), FILES)
+    first = ("#1 [base linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#2 [base] exporting to image\n#2 DONE 0.2s\n"
+             "#3 [base] pushing reg:5000/team/base:mab-1 with docker\n#3 ERROR: unexpected status from HEAD request to "
+             "http://reg:5000/v2/team/base/manifests/mab-1: 500 Internal Server Error\n"
+             "#4 [team_SLASH_app] exporting to image\n#4 CANCELED\nERROR: unexpected status: 500\n")  # fmt: skip
+    second = (
+        "#1 [base] exporting to image\n#1 DONE 0.1s\n#2 [team_SLASH_app] exporting to image\n#2 DONE 0.1s\n"
+    )
+    group = CannedGroup([(1, first), (0, second)])
+    wanted = [buildx.Wanted(p, f"reg:5000/team/{p.image.name}:mab-1") for p in plan.affected]
+    results = buildx.build_together(
+        wanted, tmp_path / "bake.json", Buildx({}, None, group), tmp_path, buildx.Watch()
+    )
+    assert [(r.name, r.status) for r in results] == [("base", Status.BUILT), ("team/app", Status.BUILT)]
+    assert len(group.commands) == 2 and group.commands[1][-2:] == ("base", "team_SLASH_app")
+    log = (tmp_path / "base.log").read_text()
+    assert "500 Internal Server Error" in log and "once more" in log
+
+
+def test_a_failing_step_is_not_tried_again(tmp_path: Path) -> None:
+    plan = make((BASE,), FILES)
+    failing = (
+        "#1 [base linux/amd64 2/2] RUN false\n#1 ERROR: process did not complete successfully: exit code: 1\n"
+    )
+    group = CannedGroup([(1, failing)])
+    (result,) = buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json",
+                                      Buildx({}, None, group), tmp_path, buildx.Watch())  # fmt: skip
+    assert (result.status, result.failure, len(group.commands)) == (Status.FAILED, Failure.BUILD, 1)
+    assert result.detail == "build failed on linux/amd64 (exit 1)"

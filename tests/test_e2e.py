@@ -45,7 +45,9 @@ def test_a_build_failing_on_one_platform_rejects_the_push_and_pushes_nothing(
     )
     pushed = hooked.push("main")
     assert pushed.code != 0
-    assert pushed.results() == {"api": "built", "worker": "failed"}
+    # All images build in one invocation: the failure stops the others (they are cached for later).
+    assert pushed.results() == {"api": "not built", "worker": "failed"}
+    assert "stopped: another image of the push failed" in pushed.output
     assert "build failed on linux/arm64" in pushed.output
     assert "the push is blocked and no tag was published" in pushed.output
     assert "error: failed to push some refs" in pushed.output

@@ -10,12 +10,15 @@ the registry gateway, only once every image of the push built.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import io
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from mab_hook import process, specs, state
 from mab_hook.config import LOCAL_PATH_KEYS, OCI_LAYOUT, is_external_context
@@ -56,7 +59,8 @@ class Buildx(NamedTuple):
         return ("docker", "buildx", "bake", "--file", str(definition), "--progress=rawjson", *builder, *args)
 
 
-_FOR, _AND = "_FOR_", "_AND_"  # a base's copy for other platforms: `base_FOR_linux_amd64_AND_linux_arm64`
+# A base's copy for dependants of other platforms: `base_AS_CONTEXT_linux_amd64_AND_linux_arm64`.
+_AS_CONTEXT, _AND = "_AS_CONTEXT_", "_AND_"
 
 
 def entry_name(image_name: str) -> str:
@@ -84,7 +88,9 @@ def definition(
         # buildx refuses a `target:` context defined for other platforms than its user, so a
         # dependant with its own platform list gets an untagged copy of its base for them.
         own = platforms == planned.image.platforms
-        name = entry_name(planned.image.name) + ("" if own else _FOR + _AND.join(platforms).replace("/", "_"))
+        name = entry_name(planned.image.name)
+        if not own:
+            name += _AS_CONTEXT + _AND.join(platforms).replace("/", "_").replace("-", "_")
         if name not in entries:
             contexts = {base.key: f"target:{add(by_name[base.name], platforms)}" for base in planned.bases}
             push_ref = push_refs.get(planned.image.name)
@@ -288,3 +294,177 @@ def step(line: str) -> Step | None:
     if match is None or not words or not _STEP_RE.match(words[-1]):
         return None
     return Step(match.group(1), _platform_in(match.group(2)), f"{words[-1]} {match.group(3)}".strip())
+
+
+# --- several images in one invocation ----------------------------------------------------------
+
+
+class Wanted(NamedTuple):
+    """An image to build in a shared invocation, and where to upload it (None: nowhere)."""
+
+    planned: PlannedImage
+    push_ref: str | None = None
+
+
+class Watch(NamedTuple):
+    """What a shared invocation reports as it goes."""
+
+    line: Listener = lambda line: None  # every rendered line (for --verbose)
+    step: Callable[[str, str, str], None] = lambda image, platform, what: None
+    done: Callable[[str], None] = lambda image: None  # an image's export ended
+
+
+def image_of(entry: str) -> str:
+    """The image an entry (or a base's context copy) builds: the inverse of entry_name."""
+    return entry.split(_AS_CONTEXT, 1)[0].replace("_SLASH_", "/").replace("_DOT_", ".")
+
+
+class _Demux:
+    """Rendered plain progress of one invocation, sorted into each image's own log: a vertex
+    belongs to the image its label names, a base's context copy to the base and the images
+    built on it; lines that name none go to every log."""
+
+    def __init__(self, wanted: Sequence[Wanted], logs: Mapping[str, IO[str]], watch: Watch) -> None:
+        self.names = {w.planned.image.name for w in wanted}
+        self.bases = {w.planned.image.name: {b.name for b in w.planned.bases} for w in wanted}
+        self.logs, self.watch = logs, watch
+        self.owners: dict[str, set[str]] = {}
+        self.labels: dict[str, str] = {}  # vertex -> the image its label names
+        self.exports: dict[str, str] = {}  # vertex -> image, for "exporting to image"
+        self.own_errors: set[str] = set()  # images a step of their own failed
+        self.failed_bases: dict[str, set[str]] = {}  # image -> its bases whose steps failed
+        self.tails = {name: collections.deque[str](maxlen=process.TAIL_LINES) for name in logs}
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def line(self, line: str) -> None:
+        self.watch.line(line)
+        match = re.match(r"^#(\d+) (.*)$", line)
+        owners = set(self.logs)
+        if match:
+            vertex, rest = match.groups()
+            header = re.match(r"^\[([^\]]*)\] ?(.*)$", rest)
+            if vertex not in self.owners:
+                if header:
+                    self._started(vertex, header.group(1), header.group(2))
+                elif len(self.names) == 1:  # bake names no entry when it builds only one
+                    self._started(vertex, entry_name(next(iter(self.names))), rest)
+            owners = self.owners.get(vertex) or set(self.logs)
+            self._ended(vertex, rest)
+        for owner in owners:
+            self.logs[owner].write(line + "\n")
+            self.tails[owner].append(line)
+
+    def _started(self, vertex: str, label: str, what: str) -> None:
+        first = label.split(" ", 1)[0]
+        image = image_of(first)
+        copy = _AS_CONTEXT in first
+        owners = {image} & self.names
+        if copy:  # a base's copy: the images built on it read it
+            owners |= {name for name, bases in self.bases.items() if image in bases}
+        self.owners[vertex], self.labels[vertex] = owners, image
+        found = step(f"#{vertex} [{label}] {what}")
+        if image in self.names and not copy:
+            if found is not None:
+                self.watch.step(image, found.platform, found.what[:100])
+            if what.startswith("exporting to image"):
+                self.exports[vertex] = image
+
+    def _ended(self, vertex: str, rest: str) -> None:
+        if rest.startswith("ERROR: "):
+            image = self.labels.get(vertex)
+            for owner in self.owners.get(vertex, ()):
+                if owner == image:
+                    self.own_errors.add(owner)
+                elif image is not None:
+                    self.failed_bases.setdefault(owner, set()).add(image)
+        elif rest.startswith("DONE") and vertex in self.exports:
+            image = self.exports.pop(vertex)
+            self.seconds[image] = time.monotonic() - self.started
+            self.watch.done(image)
+
+
+class _Run(NamedTuple):
+    demux: _Demux
+    streamed: process.Streamed
+    metadata: Path
+    seconds: float
+    offsets: Mapping[str, int]  # where each image's log of this attempt starts
+
+
+def build_together(
+    wanted: Sequence[Wanted], bake_file: Path, buildx: Buildx, logs: Path, watch: Watch
+) -> list[BuildResult]:
+    """Build several images in one bake invocation, as `docker buildx bake` of them would: a
+    base once for all the images built on it, every image's steps side by side. Each image
+    still gets its own log and result; a failure of the engine or the registry is tried again
+    for the images it failed."""
+    results: dict[str, BuildResult] = {}
+    todo = list(wanted)
+    for attempt in range(1, RETRIES + 2):
+        found = _bake_once(todo, bake_file, buildx, logs, watch, appending=attempt > 1)
+        results.update({r.name: r for r in found})
+        # Tried again when the engine or the registry failed, and only then: with the images
+        # whose builds that failure stopped (a failing step of the push is final).
+        causes = {r.failure for r in found if not r.ok and r.failure is not Failure.BASE}
+        if not causes or any(attempt > RETRIES_OF.get(cause, 0) for cause in causes):
+            break
+        again = [w for w, r in zip(todo, found, strict=True) if not r.ok]
+        registry = Failure.REGISTRY in causes
+        time.sleep(attempt if registry else 0)
+        todo = again
+    return [results[w.planned.image.name] for w in wanted]
+
+
+def _bake_once(
+    wanted: Sequence[Wanted], bake_file: Path, buildx: Buildx, logs: Path, watch: Watch, *, appending: bool
+) -> list[BuildResult]:
+    names = [w.planned.image.name for w in wanted]
+    metadata = logs / "bake.metadata.json"
+    metadata.unlink(missing_ok=True)
+    push = ("--push",) if any(w.push_ref for w in wanted) else ()
+    command = buildx.bake(bake_file, "--metadata-file", str(metadata), *push, *(entry_name(n) for n in names))
+    paths = {name: logs / f"{entry_name(name)}.log" for name in names}
+    # Each attempt numbers its vertices afresh: its results are read from its own part of a log.
+    offsets = {
+        name: path.stat().st_size if appending and path.exists() else 0 for name, path in paths.items()
+    }
+    with contextlib.ExitStack() as stack:
+        files = {name: stack.enter_context(state.open_private(path, "a" if appending else "w"))
+                 for name, path in paths.items()}  # fmt: skip
+        if appending:
+            for log in files.values():
+                log.write("mab-hook: the engine or the registry failed while exporting; once more\n")
+        demux = _Demux(wanted, files, watch)
+        streamed = buildx.group.stream(command, env=buildx.env, log=_Discard(), on_line=demux.line,
+                                       render=Renderer().feed)  # fmt: skip
+    run = _Run(demux, streamed, metadata, time.monotonic() - demux.started, offsets)
+    return [_result(w, paths[w.planned.image.name], run) for w in wanted]
+
+
+def _result(wanted: Wanted, log: Path, run: _Run) -> BuildResult:
+    planned, name, demux = wanted.planned, wanted.planned.image.name, run.demux
+    published = (wanted.push_ref,) if wanted.push_ref else ()
+    result = BuildResult(name, Status.BUILT, demux.seconds.get(name, run.seconds), "", log,
+                         platforms=planned.image.platforms, input_digest=planned.input_digest)  # fmt: skip
+    if run.streamed.returncode == 0:
+        return result._replace(image_digest=image_digest(run.metadata, entry_name(name)), published=published)
+    if name in demux.own_errors:
+        tail = run.streamed._replace(tail=tuple(demux.tails[name]))
+        text = log.read_bytes()[run.offsets.get(name, 0) :].decode("utf-8", errors="replace")
+        return _failed(result, tail, text, None)
+    broken = sorted(demux.failed_bases.get(name, ()))
+    if broken:
+        detail = f"base image {broken[0]} did not build"
+        return result._replace(status=Status.NOT_BUILT, detail=detail, failure=Failure.BASE)
+    if name in demux.seconds:  # exported before another image's failure ended the run
+        return result._replace(published=published)
+    detail = "stopped: another image of the push failed"
+    return result._replace(status=Status.NOT_BUILT, detail=detail, failure=Failure.BASE)
+
+
+class _Discard(io.StringIO):
+    """The combined log is not kept: every line is in the logs of the images it concerns."""
+
+    def write(self, text: str) -> int:
+        return len(text)

@@ -121,7 +121,8 @@ def blocked(done: Sequence[BuildResult]) -> str:
     what = f"these tags reached the registry: {', '.join(public)}" if public else "no tag was published"
     if staged:
         what += f" ({', '.join(staged)}: uploaded under the input-digest tag, which the next push reuses)"
-    failures = {r.failure for r in done if not r.ok}
+    # An image not built because another failed follows from that failure: the advice is the other's.
+    failures = {r.failure for r in done if not r.ok and r.failure is not Failure.BASE} or {Failure.BUILD}
     if failures <= {Failure.REGISTRY}:
         advice = ("the registry failed (see above): check that it runs and that `docker login` works for it, "
                   "then push again; what was built is reused")  # fmt: skip

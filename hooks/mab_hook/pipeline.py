@@ -188,6 +188,42 @@ def decide(planned: PlannedImage, plan: Plan, state: State, registry: Registry) 
 def build_jobs(
     jobs: Sequence[Job], step: Step, limit: int, ledger: Ledger | None = None
 ) -> list[BuildResult]:
+    """The images of one commit: all in one bake invocation, as `docker buildx bake` would
+    build them; but where a build may be stopped by a timeout, each in one of its own, so that
+    stopping it stops nothing else."""
+    if step.timeout is None and not any(job.planned.image.timeout for job in jobs):
+        return build_together(jobs, step, ledger)
+    return build_each(jobs, step, limit, ledger)
+
+
+def build_together(jobs: Sequence[Job], step: Step, ledger: Ledger | None = None) -> list[BuildResult]:
+    events = step.events
+    results = {job.planned.image.name: r for job in jobs if (r := _immediate(job, {}, events)) is not None}
+    todo = [job for job in jobs if job.planned.image.name not in results]
+    for job in todo:
+        image = job.planned.image
+        events.progress(f"{image.name}: building for {', '.join(image.platforms)} "
+                        f"(inputs {job.planned.input_digest[:12]})")  # fmt: skip
+    if todo:
+        watch = buildx.Watch(events.build_line, events.step, events.done)
+        wanted = [buildx.Wanted(job.planned, job.staged or None) for job in todo]
+        try:
+            built = buildx.build_together(wanted, step.bake_file, step.bx, step.logs, watch)
+        finally:
+            for job in todo:
+                events.done(job.planned.image.name)
+        for result in built:
+            detail = f", {result.detail}" if result.detail else ""
+            events.progress(f"{result.name}: {result.status}{detail} ({result.seconds:.1f} s)")
+            results[result.name] = result
+            if ledger is not None:
+                ledger.add(result.published)
+    return [results[job.planned.image.name] for job in jobs]
+
+
+def build_each(
+    jobs: Sequence[Job], step: Step, limit: int, ledger: Ledger | None = None
+) -> list[BuildResult]:
     """Independent images build at once (at most `limit`); dependants wait for their bases."""
     results: dict[str, BuildResult] = {}
     by_name = {job.planned.image.name: job for job in jobs}

@@ -124,9 +124,13 @@ def fingerprint(env: Mapping[str, str], binfmt_root: Path) -> str:
     config (credentials, contexts) and this machine's emulators. A change to any asks again."""
     config = Path(env.get("DOCKER_CONFIG") or Path(env.get("HOME") or Path.home()) / ".docker")
     stamps = []
-    for path in (config / "config.json", config / "contexts", config / "buildx" / "current"):
+    # Their times change when credentials, contexts or builders do; buildx rewrites `current`
+    # (the builder in use) on every build, so what it says counts, not when it was written.
+    for path in (config / "config.json", config / "contexts" / "meta", config / "buildx" / "instances"):
         with contextlib.suppress(OSError):
             stamps.append(f"{path}:{path.stat().st_mtime_ns}")
+    with contextlib.suppress(OSError):
+        stamps.append((config / "buildx" / "current").read_text())
     handlers = []
     with contextlib.suppress(OSError):
         handlers = [f"{p.name}:{p.read_text(errors='replace')}" for p in sorted(binfmt_root.iterdir())]

@@ -21,6 +21,8 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     "$python" work_avoided.py
     echo
+    "$python" build_cost.py
+    echo
     cat reading.md
 } | tee RESULTS.md.new
 mv RESULTS.md.new RESULTS.md

@@ -203,8 +203,8 @@ def test_help_ends_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "Commands: doctor, install" in out
-    assert out.rstrip().splitlines()[-1].strip().startswith("mab-hook install")
+    assert "Commands: doctor, install, verify, build, publish" in out
+    assert out.rstrip().splitlines()[-1].strip().startswith("mab-hook verify")
 
 
 def test_a_mistyped_command_is_an_error_not_a_remote(
@@ -213,7 +213,7 @@ def test_a_mistyped_command_is_an_error_not_a_remote(
     code, out, _ = run(capsys, "doctr")
     assert code == 1
     assert "'doctr' is not a command (did you mean 'doctor'?) nor a remote of this repository" in out
-    assert "commands: doctor, install" in out
+    assert "commands: doctor, install, verify, build, publish" in out
     code, out, _ = run(capsys, "origin", "--dry-run")  # a configured remote, by hand
     assert code == 0, out
 

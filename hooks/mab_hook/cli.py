@@ -25,7 +25,7 @@ from mab_hook.output import Printer
 from mab_hook.results import Interrupted
 
 EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED, EXIT_HANGUP = 0, 1, 3, 130, 129
-COMMANDS = ("doctor", "install")
+COMMANDS = ("doctor", "install", "verify", "build", "publish")
 EXAMPLES = """\
 examples:
   git push                        the hook builds what the pushed commits affect
@@ -35,6 +35,7 @@ examples:
   mab-hook --explain api          why image api is or is not affected
   mab-hook doctor                 can this host build every platform?
   mab-hook install                have every ref of a push checked under pre-commit
+  mab-hook verify --from HEAD^     in CI: were the images of this commit built by the gate?
 """
 
 Command = Callable[[argparse.Namespace, Mapping[str, str], TextIO, Printer], int]
@@ -95,19 +96,34 @@ seconds.__name__ = "number of seconds above 0"  # what argparse names in its mes
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Command]:
     """The command a command line asks for, with its arguments."""
     if argv[:1] and argv[0] in COMMANDS:
-        if argv[0] == "doctor":
-            from mab_hook import doctor  # noqa: PLC0415 - what only some runs need loads when needed
-
-            return doctor.parse_args(argv[1:]), doctor.doctor
-        from mab_hook import install  # noqa: PLC0415
-
-        return install.parse_args(argv[1:]), install.install
+        return command(argv[0], argv[1:])
     args = hook_parser().parse_args(argv)
     if args.remote is not None and args.url is None and not args.remote.startswith("-"):
         args.command_word = args.remote  # one word: a remote by hand, or a mistyped command
     from mab_hook.hook import hook  # noqa: PLC0415
 
     return args, hook
+
+
+def command(name: str, argv: Sequence[str]) -> tuple[argparse.Namespace, Command]:
+    """A command's arguments and function; what only some runs need loads when needed."""
+    if name == "doctor":
+        from mab_hook import doctor  # noqa: PLC0415
+
+        return doctor.parse_args(argv), doctor.doctor
+    if name == "install":
+        from mab_hook import install  # noqa: PLC0415
+
+        return install.parse_args(argv), install.install
+    if name == "verify":
+        from mab_hook import verify  # noqa: PLC0415
+
+        return verify.parse_args(argv), verify.verify
+    from mab_hook import ci  # noqa: PLC0415
+
+    if name == "build":
+        return ci.build_parser().parse_args(argv), ci.build
+    return ci.publish_parser().parse_args(argv), ci.publish
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import git
 
-from mab_hook import __version__, changes, input_digest, install, output, planning, platforms, state
+from mab_hook import __version__, changes, ci, input_digest, install, output, planning, platforms, state
 from mab_hook.errors import FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
@@ -67,13 +67,19 @@ def plan_and_build(
     if args.dry_run or not any(p.affected for p in plans):
         if not args.json:
             printer.line(output.plan_text(plans, printer))
-        return finish(args, plans, [], printer)
+        return finish(args, plans, [], printer, env)
     printer.line(output.plan_text(plans, printer))
     return build(args, repo, plans, env, printer)
 
 
 def build(
-    args: argparse.Namespace, repo: git.Repo, plans: Sequence[Plan], env: Mapping[str, str], printer: Printer
+    args: argparse.Namespace,
+    repo: git.Repo,
+    plans: Sequence[Plan],
+    env: Mapping[str, str],
+    printer: Printer,
+    *,
+    publishing: bool = True,
 ) -> int:
     from mab_hook import pipeline, readiness  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415
@@ -92,19 +98,25 @@ def build(
     with progress_for(printer, env) as shown:
         events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,
                                  step=shown.step, done=shown.done)  # fmt: skip
+        timeout = getattr(args, "timeout", None)
         done = pipeline.build_all(
-            repo, plans, env, events, registry=registry, ready=ready, timeout=args.timeout
+            repo, plans, env, events, registry=registry, ready=ready, timeout=timeout, publishing=publishing
         )
-    return finish(args, plans, done, printer)
+    return finish(args, plans, done, printer, env)
 
 
 def finish(
-    args: argparse.Namespace, plans: Sequence[Plan], done: Sequence[BuildResult], printer: Printer
+    args: argparse.Namespace,
+    plans: Sequence[Plan],
+    done: Sequence[BuildResult],
+    printer: Printer,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     ok = all(r.ok for r in done)
+    ci.write_github_output(plans, env or {})
     if args.json:
-        data = {"version": __version__, **output.plan_json(plans)}
-        if not args.dry_run:
+        data = {"version": __version__, **output.plan_json(plans), "matrix": ci.matrix(plans)}
+        if not getattr(args, "dry_run", False):
             data["results"] = output.results_json(done)
         output.dump_json(data, sys.stdout)
     if done:

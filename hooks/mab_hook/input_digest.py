@@ -68,9 +68,11 @@ def compute(
     return hasher.hexdigest()
 
 
-def tag(value: str) -> str:
-    """The registry tag that marks an image built from these inputs."""
-    return TAG_PREFIX + value
+def tag(value: str, platform: str = "") -> str:
+    """The registry tag that marks an image built from these inputs; with `platform`, the tag
+    a CI job uploads that platform's build under, until every platform is merged under the
+    image's own (`mab-<digest>-linux-arm-v7`)."""
+    return TAG_PREFIX + value + (f"-{platform.replace('/', '-')}" if platform else "")
 
 
 def is_staging(reference: str) -> bool:

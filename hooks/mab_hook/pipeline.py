@@ -88,9 +88,11 @@ def build_all(
     registry: Registry,
     ready: Callable[[], None] = lambda: None,
     timeout: float | None = None,
+    publishing: bool = True,
 ) -> list[BuildResult]:
     """`ready()` runs the readiness checks (raising when the host is not ready); it is called
-    only when something will really be built, so a push of built content skips them."""
+    only when something will really be built, so a push of built content skips them. Without
+    `publishing`, what built stays under its staging tags (a CI job's share of a fan-out)."""
     run = Builds(env, State(root(repo)), process.Group(env), events, timeout, Ledger(), registry)
 
     def waiting(text: str) -> None:  # on the terminal now, and in the output for later
@@ -105,9 +107,10 @@ def build_all(
             if any(not job.skip for _plan, jobs in work for job in jobs):
                 ready()
             built = [(plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work]
-            if all(r.ok for _plan, _jobs, results in built for r in results):
+            ok = all(r.ok for _plan, _jobs, results in built for r in results)
+            if publishing and ok:
                 return [r for plan, jobs, results in built for r in _finish(plan, jobs, results, run)]
-            if any(plan.config.push for plan, _jobs, _results in built):
+            if not ok and any(plan.config.push for plan, _jobs, _results in built):
                 events.progress("no public tag moves: an image did not build")
             return [r for _plan, _jobs, results in built for r in results]
         except KeyboardInterrupt as e:
@@ -148,8 +151,9 @@ def _build_plan(
         tree = stack.enter_context(checkout(repo, plan.commit.sha, paths=reads, submodules=submodules))
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
+        prebuilt = in_registry(plan, jobs, run.registry)
         paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
-        buildx.write_definition(step.bake_file, buildx.definition(plan, paths, labels, staged))
+        buildx.write_definition(step.bake_file, buildx.definition(plan, paths, labels, staged, prebuilt))
     return build_jobs(jobs, step, plan.config.jobs, run.ledger)
 
 
@@ -166,6 +170,25 @@ def _finish(
     return list(results)
 
 
+def in_registry(plan: Plan, jobs: Sequence[Job], registry: Registry) -> dict[str, str]:
+    """The bases not built in this run that the registry has from the same inputs (their
+    digest tags): their dependants build on those images rather than on a build of the base
+    again (which with the docker driver is exported again, even from the cache)."""
+    if not plan.config.push:
+        return {}
+    found = {job.planned.image.name: job.staged for job in jobs if job.in_registry}
+    wanted = {p.image.name: digest_reference(plan, p) for p in plan.context_only}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        present = dict(zip(wanted, pool.map(registry.exists, wanted.values()), strict=True))
+    return {**found, **{name: ref for name, ref in wanted.items() if present[name]}}
+
+
+def digest_reference(plan: Plan, planned: PlannedImage) -> str:
+    """The reference an image built from its inputs is pushed under: its input-digest tag."""
+    tag = input_digest.tag(planned.input_digest, planned.one_platform)
+    return references.parse(plan.config.reference(planned.image)).with_tag(tag)
+
+
 def decide_all(plan: Plan, state: State, registry: Registry) -> list[Job]:
     """Every affected image's fate, the registry asked about all of them at once."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -176,7 +199,7 @@ def decide(planned: PlannedImage, plan: Plan, state: State, registry: Registry) 
     """Build it, or skip it: uploaded before (the registry has its digest tag), or built before."""
     image, value = planned.image, planned.input_digest
     if plan.config.push:
-        staged = references.parse(plan.config.reference(image)).with_tag(input_digest.tag(value))
+        staged = digest_reference(plan, planned)
         if registry.exists(staged):
             return Job(planned, f"already in the registry (inputs {value[:12]})", staged, in_registry=True)
         return Job(planned, staged=staged)

@@ -34,6 +34,9 @@ class PlannedImage(NamedTuple):
     input_digest: str = ""  # "" when the plan was made without digests (a dry run)
     materialized: tuple[str, ...] = ()  # repository paths its build needs on disk
     submodules: tuple[str, ...] = ()  # submodules its build reads
+    # Set when this is one platform of the image, built alone (a CI job of a fan-out): it is
+    # uploaded under that platform's staging tag, and published only by `mab-hook publish`.
+    one_platform: str = ""
 
 
 class Explanation(NamedTuple):

@@ -123,8 +123,9 @@ class Group:
             if self._watchdog is None:
                 # The file itself, without site-packages (-S): it needs only the standard library,
                 # and starts beside the first build in some 10 ms rather than 30.
+                watchdog = str(Path(__file__).with_name("watchdog.py"))
                 self._watchdog = subprocess.Popen(
-                    (sys.executable, "-S", "-E", str(Path(__file__).with_name("watchdog.py"))), stdin=subprocess.PIPE, text=True,
+                    (sys.executable, "-S", "-E", watchdog), stdin=subprocess.PIPE, text=True,
                     env=dict(self._env) if self._env is not None else None, start_new_session=True,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip

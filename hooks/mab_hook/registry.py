@@ -44,6 +44,16 @@ class Access(NamedTuple):
     detail: str
 
 
+class Manifest(NamedTuple):
+    body: bytes
+    media_type: str
+    digest: str  # what the registry says it is (Docker-Content-Digest)
+
+
+class RegistryError(OSError):
+    """The registry answered, and refused."""
+
+
 class Tagged(NamedTuple):
     ok: bool
     published: tuple[str, ...]  # the references that now name the image
@@ -123,6 +133,28 @@ class Registry:
         except OSError as e:
             return Tagged(False, tuple(published), f"{_reason(e)}")
         return Tagged(True, tuple(published))
+
+    def manifest(self, reference: str) -> Manifest | None:
+        """A manifest (or index) as the registry has it; None when it has none under that name.
+        Raises OSError when the registry gives no answer, RegistryError on another refusal."""
+        ref = references.parse(reference)
+        got = self._call(
+            ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}", headers={"Accept": MANIFEST_TYPES}
+        )
+        if got.status == 404:
+            return None
+        if not got.ok:
+            raise RegistryError(f"HTTP {got.status} for {reference}")
+        return Manifest(
+            got.body, got.headers.get("content-type", ""), got.headers.get("docker-content-digest", "")
+        )
+
+    def put_manifest(self, reference: str, manifest: Manifest) -> None:
+        ref = references.parse(reference)
+        put = self._call(ref, "pull,push", "PUT", f"manifests/{ref.tag}",
+                         headers={"Content-Type": manifest.media_type}, body=manifest.body)  # fmt: skip
+        if not put.ok:
+            raise RegistryError(f"HTTP {put.status} putting {reference}")
 
     def access(self, reference: str, *, push: bool = True) -> Access:
         """One authenticated request for a repository (a reference without tag will do)."""

@@ -1,0 +1,221 @@
+"""CI fan-out: a job per image and platform, on native runners, merged by digest.
+
+`mab-hook --dry-run --json` gives the matrix (and appends it to `$GITHUB_OUTPUT`); each job runs
+`mab-hook build --image NAME --platform P --push-by-digest`, which uploads that platform's build
+under a staging tag of its own (`mab-<input digest>-linux-arm64`); `mab-hook publish` then puts
+the platforms of each image together, under its input-digest tag and its public tags, only
+when every platform of every image is there. Nothing public moves before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform as os_platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from mab_hook import changes, input_digest, planning, platforms, references
+from mab_hook.errors import FatalError
+from mab_hook.output import Printer
+from mab_hook.plan import Plan, PlannedImage
+from mab_hook.registry import Manifest, Registry
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+INDEXES = (INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+def add_range(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--all", action="store_true", help="every image of the commit (--to, default HEAD)")
+    scope.add_argument("--from", dest="from_ref", metavar="REF", help="the images that changed since REF")
+    parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit (default HEAD)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
+
+
+def plans_of(args: argparse.Namespace, what: str) -> tuple[Any, list[Plan]]:
+    """The repository and the plans (with input digests) of `--all`/`--from`; one of them is needed."""
+    from mab_hook import hook  # noqa: PLC0415 - hook imports this module for the matrix
+
+    if not args.all and not args.from_ref:
+        raise FatalError(f"say what to {what}: --all (every image of --to, default HEAD) or --from REF")
+    repo = hook.open_repo(args.repo or Path.cwd())
+    current = changes.current_branch(repo)
+    if args.all:
+        commit = changes.for_all(repo, args.to_ref or "HEAD", current, "--all")
+    else:
+        commit = changes.for_range(repo, args.from_ref, args.to_ref or "HEAD", current)
+    build_platform = platforms.native(os_platform.machine())
+    return repo, [planning.plan_at(repo, commit, build_platform=build_platform, digests=True)]
+
+
+def pushed_only(plans: Sequence[Plan], what: str) -> None:
+    for plan in plans:
+        if not plan.config.push:
+            raise FatalError(
+                f"{plan.config.source}: push = false, so no image is in a registry to {what}: "
+                "only pushed images can be checked or merged (set push = true in [tool.multiarch])"
+            )
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+
+def levels(plan: Plan) -> dict[str, int]:
+    """Each planned image's depth: 0 for one built on no in-repo image, bases first."""
+    by_name = {p.image.name: p for p in (*plan.context_only, *plan.affected)}
+    found: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in found:
+            found[name] = 1 + max(
+                (level(b.name) for b in by_name[name].bases if b.name in by_name), default=-1
+            )
+        return found[name]
+
+    return {name: level(name) for name in by_name}
+
+
+def matrix(plans: Sequence[Plan]) -> dict[str, list[dict[str, Any]]]:
+    """A GitHub Actions matrix: one entry per affected image and platform."""
+    include = []
+    for plan in plans:
+        depth = levels(plan)
+        for planned in plan.affected:
+            name = planned.image.name
+            include += [{"image": name, "platform": platform, "level": depth[name], "commit": plan.commit.sha}
+                        for platform in planned.image.platforms]  # fmt: skip
+    return {"include": include}
+
+
+def write_github_output(plans: Sequence[Plan], env: Mapping[str, str]) -> None:
+    """`affected=` and `matrix=` appended to $GITHUB_OUTPUT, for the jobs that follow."""
+    path = env.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    names = list(dict.fromkeys(p.image.name for plan in plans for p in plan.affected))
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(f"affected={json.dumps(names)}\n")
+        out.write(f"matrix={json.dumps(matrix(plans), separators=(',', ':'))}\n")
+
+
+# --- mab-hook build --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mab-hook build",
+        description="Build one platform of one image, for a CI job of a fan-out; with --push-by-digest, "
+        "upload it under that platform's staging tag (`mab-hook publish` merges the platforms).",
+    )
+    parser.add_argument("--image", required=True, metavar="NAME")
+    parser.add_argument("--platform", required=True, metavar="OS/ARCH")
+    parser.add_argument(
+        "--push-by-digest", action="store_true", help="upload under the platform's staging tag"
+    )
+    add_range(parser)
+    return parser
+
+
+def one_platform(plan: Plan, name: str, platform: str) -> PlannedImage:
+    found = next((p for p in plan.affected if p.image.name == name), None)
+    if found is None:
+        known = ", ".join(p.image.name for p in plan.affected) or "none"
+        every = ", ".join(image.name for image in plan.config.images)
+        raise FatalError(f"no affected image named {name!r} at {plan.commit.sha[:12]} (affected: {known}; "
+                         f"images: {every})")  # fmt: skip
+    if platform not in found.image.platforms:
+        raise FatalError(
+            f"image {name} is not built for {platform}; its platforms: {', '.join(found.image.platforms)}"
+        )
+    image = dataclasses.replace(found.image, platforms=(platform,))
+    return found._replace(image=image, one_platform=platform)
+
+
+def build(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    from mab_hook import hook  # noqa: PLC0415
+
+    repo, plans = plans_of(args, "build")
+    (plan,) = plans
+    if args.push_by_digest:
+        pushed_only(plans, "upload to")
+    one = one_platform(plan, args.image, args.platform)
+    others = tuple(p for p in (*plan.context_only, *plan.affected) if p.image.name != args.image)
+    config = plan.config if args.push_by_digest else dataclasses.replace(plan.config, push=False)
+    single = plan._replace(config=config, affected=(one,), context_only=others)
+    printer.line(f"{args.image} [{args.platform}] at {plan.commit.sha[:12]} (inputs {one.input_digest[:12]})")
+    return hook.build(args, repo, [single], env, printer, publishing=False)
+
+
+# --- mab-hook publish ------------------------------------------------------------------------
+
+
+def publish_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mab-hook publish",
+        description="Merge what `mab-hook build --push-by-digest` uploaded for each platform into each "
+        "image's manifest list, under its input-digest tag and its public tags: only when every platform "
+        "of every image is there.",
+    )
+    add_range(parser)
+    return parser
+
+
+def publish(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    _repo, plans = plans_of(args, "publish")
+    pushed_only(plans, "publish")
+    registry = Registry(env)
+    staged: list[tuple[PlannedImage, Plan, list[tuple[str, Manifest]]]] = []
+    missing = []
+    for plan in plans:
+        for planned in plan.affected:
+            found = _platform_manifests(registry, plan, planned)
+            missing += [f"{planned.image.name} {p}" for p, m in found.items() if m is None]
+            staged.append((planned, plan, [(p, m) for p, m in found.items() if m is not None]))
+    if missing:
+        jobs = "their `mab-hook build --push-by-digest` jobs failed or did not run"
+        listed = ", ".join(missing)
+        raise FatalError(f"not every platform was built, so nothing was published: missing {listed} ({jobs})")
+    for planned, plan, manifests in staged:
+        repository = references.parse(plan.config.reference(planned.image))
+        whole = repository.with_tag(input_digest.tag(planned.input_digest))
+        registry.put_manifest(whole, merged(manifests))
+        tagged = registry.tag(whole, planned.tags)
+        if not tagged.ok:
+            raise FatalError(f"{planned.image.name}: tagging failed ({tagged.detail}); published so far: "
+                             f"{', '.join(tagged.published) or 'nothing'}")  # fmt: skip
+        printer.info(
+            f"{planned.image.name}: published {', '.join(planned.tags)} ({len(manifests)} platforms)"
+        )
+    return 0
+
+
+def _platform_manifests(registry: Registry, plan: Plan, planned: PlannedImage) -> dict[str, Manifest | None]:
+    repository = references.parse(plan.config.reference(planned.image))
+    return {p: registry.manifest(repository.with_tag(input_digest.tag(planned.input_digest, p)))
+            for p in planned.image.platforms}  # fmt: skip
+
+
+def merged(manifests: Sequence[tuple[str, Manifest]]) -> Manifest:
+    """One index of every platform's image (and its attestations), as one multi-platform build
+    would have pushed it: the very manifests, by digest, so no layer is uploaded again."""
+    entries: list[dict[str, Any]] = []
+    for platform, manifest in manifests:
+        if manifest.media_type in INDEXES:
+            entries += json.loads(manifest.body).get("manifests", [])
+            continue
+        found = platforms.parse(platform)
+        described = {
+            "os": found.os,
+            "architecture": found.arch,
+            **({"variant": found.variant} if found.variant else {}),
+        }
+        entries.append({"mediaType": manifest.media_type, "digest": manifest.digest,
+                        "size": len(manifest.body), "platform": described})  # fmt: skip
+    body = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}, separators=(",", ":"))
+    return Manifest(body.encode(), INDEX, "")

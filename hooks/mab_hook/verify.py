@@ -1,0 +1,125 @@
+"""`mab-hook verify`: was this commit gated? Every image it affects must be in the registry
+under its input digest (`mab-<digest>`), the tag the gate puts there only once the image built
+from exactly these inputs is wholly uploaded.
+
+It reads nothing but git and the registry (its HTTP API, with docker's credentials and
+credential helpers): no Docker engine is needed, so it runs on any CI runner. With
+`--build-missing`, what is missing is built and published the way the hook does (that needs
+the engine), then verified again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, TextIO
+
+from mab_hook import __version__, input_digest, output, references
+from mab_hook.ci import add_range, plans_of, pushed_only
+from mab_hook.errors import FatalError
+from mab_hook.output import Printer
+from mab_hook.plan import Plan
+from mab_hook.registry import Registry
+
+CONCURRENCY = 16  # registry round trips at once
+
+
+class Found(NamedTuple):
+    name: str
+    commit: str
+    input_digest: str
+    reference: str  # its input-digest tag
+    present: bool
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mab-hook verify",
+        description="Check that every image a commit affects was built and pushed from exactly its inputs "
+        "(its mab-<input digest> tag is in the registry). Needs git and the registry only.",
+    )
+    parser.add_argument(
+        "--build-missing", action="store_true", help="build and push what is missing, then check"
+    )
+    add_range(parser)
+    return parser.parse_args(argv)
+
+
+def verify(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    repo, plans = plans_of(args, "verify")
+    pushed_only(plans, "verify")
+    registry = Registry(env)
+    can_ask(registry, plans)
+    found = ask(registry, plans)
+    if args.build_missing and any(not f.present for f in found):
+        from mab_hook import hook  # noqa: PLC0415 - the engine is needed only here
+
+        missing = {f.name for f in found if not f.present}
+        printer.info(f"building what is missing: {', '.join(sorted(missing))}")
+        built = [
+            plan._replace(affected=tuple(p for p in plan.affected if p.image.name in missing))
+            for plan in plans
+        ]
+        args.dry_run, args.explain, args.timeout = False, None, None
+        quiet = argparse.Namespace(**{**vars(args), "json": False})
+        if hook.build(quiet, repo, built, env, printer) != 0:
+            return 1
+        found = ask(registry, plans)
+    return report(args, found, printer)
+
+
+def can_ask(registry: Registry, plans: Sequence[Plan]) -> None:
+    """One request per registry first: a registry that wants credentials the runner lacks is
+    said once, clearly, not as one failure per image."""
+    asked = set()
+    for plan in plans:
+        for planned in plan.affected[:1]:
+            reference = plan.config.reference(planned.image)
+            domain = references.parse(reference).domain
+            if domain in asked:
+                continue
+            asked.add(domain)
+            access = registry.access(reference, push=False)
+            if not access.ok:
+                fix = f"run `docker login {domain}` (or set up its credential helper) on this runner first"
+                if access.code == "unreachable":
+                    fix = f"check that {domain} is reachable from this runner"
+                raise FatalError(f"cannot verify: {access.detail}; {fix}")
+
+
+def ask(registry: Registry, plans: Sequence[Plan]) -> list[Found]:
+    wanted = []
+    for plan in plans:
+        for planned in plan.affected:
+            tag = input_digest.tag(planned.input_digest)
+            reference = references.parse(plan.config.reference(planned.image)).with_tag(tag)
+            wanted.append((planned.image.name, plan.commit.sha, planned.input_digest, reference))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        answers = list(pool.map(lambda item: registry.api_exists(item[3]), wanted))
+    unknown = [item[3] for item, answer in zip(wanted, answers, strict=True) if answer is None]
+    if unknown:
+        raise FatalError(f"the registry would not say whether {unknown[0]} is there "
+                         f"({len(unknown)} such); check `docker login` for it on this runner")  # fmt: skip
+    return [Found(*item, bool(answer)) for item, answer in zip(wanted, answers, strict=True)]
+
+
+def report(args: argparse.Namespace, found: Sequence[Found], printer: Printer) -> int:
+    missing = [f for f in found if not f.present]
+    if args.json:
+        data: dict[str, Any] = {"version": __version__, "ok": not missing,
+                                "present": [f._asdict() for f in found if f.present],
+                                "missing": [f._asdict() for f in missing]}  # fmt: skip
+        output.dump_json(data, sys.stdout)
+    for f in found:
+        state = "ok" if f.present else "missing"
+        printer.line(f"  {state:<8} {f.name}  (commit {f.commit[:12]}, inputs {f.input_digest[:12]})")
+    if missing:
+        names = ", ".join(f.name for f in missing)
+        printer.error(f"not built by the gate from these inputs: {names} (pushed with --no-verify, or from a "
+                      "machine without the hook?): run `mab-hook verify --build-missing` with the same range "
+                      "to build and push them")  # fmt: skip
+        return 1
+    printer.info(f"every affected image ({len(found)}) is in the registry, built from exactly these inputs")
+    return 0

@@ -311,18 +311,3 @@ def test_a_failing_step_is_not_tried_again(tmp_path: Path) -> None:
                                       Buildx({}, None, group), tmp_path, buildx.Watch())  # fmt: skip
     assert (result.status, result.failure, len(group.commands)) == (Status.FAILED, Failure.BUILD, 1)
     assert result.detail == "build failed on linux/amd64 (exit 1)"
-
-
-def test_a_base_in_the_registry_reaches_its_dependants_as_that_image() -> None:
-    plan = make((BASE, dataclasses.replace(APP, platforms=ALL3)), FILES, changed={"app/Dockerfile"})
-    paths = buildx.Paths(Path("/co"), Path("/repo"))
-    definition = buildx.definition(plan, paths, {}, {}, {"base": "reg:5000/team/base:mab-1"})
-    assert definition["target"]["team_SLASH_app"]["contexts"] == {
-        "reg:5000/team/base": "docker-image://reg:5000/team/base:mab-1"
-    }
-    assert set(definition["target"]) == {"team_SLASH_app"}  # the base is not built at all
-    # A dependant of platforms the image in the registry lacks still builds the base for them.
-    narrow = make((dataclasses.replace(BASE, platforms=("linux/amd64",)), dataclasses.replace(APP, platforms=ALL3)),
-                  FILES, changed={"app/Dockerfile"})  # fmt: skip
-    again = buildx.definition(narrow, paths, {}, {}, {"base": "reg:5000/team/base:mab-1"})
-    assert again["target"]["team_SLASH_app"]["contexts"]["reg:5000/team/base"].startswith("target:")

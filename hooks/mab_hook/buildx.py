@@ -80,13 +80,15 @@ def definition(
     paths: Paths,
     labels: Mapping[str, Mapping[str, str]],
     push_refs: Mapping[str, str],
-    prebuilt: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The bake definition of a plan, with paths inside the checkout of its commit. An image in
     `push_refs` is tagged with that reference only (and pushed there); the others with their
-    own tags (and kept in the engine's image store). A base in `prebuilt` (the image built
-    from the same inputs, in the registry) reaches its dependants as that image."""
-    prebuilt = prebuilt or {}
+    own tags (and kept in the engine's image store).
+
+    Bases reach their dependants as `target:` contexts even when the registry has them from the
+    same inputs: on the image from the registry (`docker-image://`), BuildKit's cache keys of
+    the dependants' steps would differ from those of the push that built base and dependants
+    together, and each dependant would rebuild from scratch on its next change."""
     by_name = {planned.image.name: planned for planned in (*plan.context_only, *plan.affected)}
     entries: dict[str, dict[str, Any]] = {}
 
@@ -98,19 +100,13 @@ def definition(
         if not own:
             name += _AS_CONTEXT + _AND.join(platforms).replace("/", "_").replace("-", "_")
         if name not in entries:
-            contexts = {base.key: _base_context(by_name[base.name], platforms) for base in planned.bases}
+            contexts = {base.key: f"target:{add(by_name[base.name], platforms)}" for base in planned.bases}
             push_ref = push_refs.get(planned.image.name)
             tags = ((push_ref,) if push_ref else planned.tags) if own else ()
             spec = _entry(planned, paths, platforms, tags, contexts)
             spec["labels"] = dict(labels.get(planned.image.name, {}))
             entries[name] = spec
         return name
-
-    def _base_context(base: PlannedImage, platforms: tuple[str, ...]) -> str:
-        ready = prebuilt.get(base.image.name)
-        if ready is not None and set(platforms) <= set(base.image.platforms):
-            return f"docker-image://{ready}"
-        return f"target:{add(base, platforms)}"
 
     default = [add(planned, planned.image.platforms) for planned in plan.affected]
     return {"group": {"default": {"targets": default}}, "target": entries}

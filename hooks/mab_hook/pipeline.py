@@ -151,9 +151,8 @@ def _build_plan(
         tree = stack.enter_context(checkout(repo, plan.commit.sha, paths=reads, submodules=submodules))
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
-        prebuilt = in_registry(plan, jobs, run.registry)
         paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
-        buildx.write_definition(step.bake_file, buildx.definition(plan, paths, labels, staged, prebuilt))
+        buildx.write_definition(step.bake_file, buildx.definition(plan, paths, labels, staged))
     return build_jobs(jobs, step, plan.config.jobs, run.ledger)
 
 
@@ -168,19 +167,6 @@ def _finish(
             entry = buildx.entry_name(job.planned.image.name)
             run.state.record(entry, job.planned.input_digest, {"commit": plan.commit.sha})
     return list(results)
-
-
-def in_registry(plan: Plan, jobs: Sequence[Job], registry: Registry) -> dict[str, str]:
-    """The bases not built in this run that the registry has from the same inputs (their
-    digest tags): their dependants build on those images rather than on a build of the base
-    again (which with the docker driver is exported again, even from the cache)."""
-    if not plan.config.push:
-        return {}
-    found = {job.planned.image.name: job.staged for job in jobs if job.in_registry}
-    wanted = {p.image.name: digest_reference(plan, p) for p in plan.context_only}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        present = dict(zip(wanted, pool.map(registry.exists, wanted.values()), strict=True))
-    return {**found, **{name: ref for name, ref in wanted.items() if present[name]}}
 
 
 def digest_reference(plan: Plan, planned: PlannedImage) -> str:

@@ -237,6 +237,12 @@ def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield tmp_path_factory.mktemp("pre-commit-home")
 
 
+def mab(cwd: Path, env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """mab-hook as a user or a CI job runs it: its own process, its exit code and output."""
+    return subprocess.run((sys.executable, "-m", "mab_hook", *args), cwd=cwd, env=dict(env),
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+
 # --- registries of a test's own ------------------------------------------------------------
 
 

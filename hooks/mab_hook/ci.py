@@ -15,7 +15,7 @@ import json
 import platform as os_platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from mab_hook import changes, input_digest, planning, platforms, references
 from mab_hook.errors import FatalError
@@ -61,6 +61,25 @@ def pushed_only(plans: Sequence[Plan], what: str) -> None:
                 f"{plan.config.source}: push = false, so no image is in a registry to {what}: "
                 "only pushed images can be checked or merged (set push = true in [tool.multiarch])"
             )
+
+
+def can_ask(registry: Registry, plans: Sequence[Plan], what: str) -> None:
+    """One request per registry first: a registry that wants credentials the runner lacks is
+    said once, clearly, not as one failure per image."""
+    asked = set()
+    for plan in plans:
+        for planned in plan.affected:
+            reference = plan.config.reference(planned.image)
+            domain = references.parse(reference).domain
+            if domain in asked:
+                continue
+            asked.add(domain)
+            access = registry.access(reference, push=what == "publish")
+            if not access.ok:
+                fix = f"run `docker login {domain}` (or set up its credential helper) on this runner first"
+                if access.code == "unreachable":
+                    fix = f"check that {domain} is reachable from this runner"
+                raise FatalError(f"cannot {what}: {access.detail}; {fix}")
 
 
 # --- the matrix ------------------------------------------------------------------------------
@@ -149,6 +168,13 @@ def build(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, print
     config = plan.config if args.push_by_digest else dataclasses.replace(plan.config, push=False)
     single = plan._replace(config=config, affected=(one,), context_only=others)
     printer.line(f"{args.image} [{args.platform}] at {plan.commit.sha[:12]} (inputs {one.input_digest[:12]})")
+    if args.push_by_digest:
+        whole = references.parse(plan.config.reference(one.image)).with_tag(
+            input_digest.tag(one.input_digest)
+        )
+        if Registry(env).api_exists(whole):
+            printer.info(f"{args.image}: already published from these inputs ({whole}): nothing to build")
+            return 0
     return hook.build(args, repo, [single], env, printer, publishing=False)
 
 
@@ -170,35 +196,54 @@ def publish(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, pri
     _repo, plans = plans_of(args, "publish")
     pushed_only(plans, "publish")
     registry = Registry(env)
-    staged: list[tuple[PlannedImage, Plan, list[tuple[str, Manifest]]]] = []
-    missing = []
-    for plan in plans:
-        for planned in plan.affected:
-            found = _platform_manifests(registry, plan, planned)
-            missing += [f"{planned.image.name} {p}" for p, m in found.items() if m is None]
-            staged.append((planned, plan, [(p, m) for p, m in found.items() if m is not None]))
-    if missing:
-        jobs = "their `mab-hook build --push-by-digest` jobs failed or did not run"
-        listed = ", ".join(missing)
-        raise FatalError(f"not every platform was built, so nothing was published: missing {listed} ({jobs})")
-    for planned, plan, manifests in staged:
-        repository = references.parse(plan.config.reference(planned.image))
-        whole = repository.with_tag(input_digest.tag(planned.input_digest))
-        registry.put_manifest(whole, merged(manifests))
-        tagged = registry.tag(whole, planned.tags)
-        if not tagged.ok:
-            raise FatalError(f"{planned.image.name}: tagging failed ({tagged.detail}); published so far: "
-                             f"{', '.join(tagged.published) or 'nothing'}")  # fmt: skip
-        printer.info(
-            f"{planned.image.name}: published {', '.join(planned.tags)} ({len(manifests)} platforms)"
-        )
+    can_ask(registry, plans, "publish")
+    try:
+        merges = [_merge_of(registry, plan, planned) for plan in plans for planned in plan.affected]
+        missing = [f"{m.planned.image.name} {p}" for m in merges for p in m.missing]
+        if missing:
+            jobs = "their `mab-hook build --push-by-digest` jobs failed or did not run"
+            raise FatalError(f"not every platform was built, so nothing was published: missing "
+                             f"{', '.join(missing)} ({jobs})")  # fmt: skip
+        for merge in merges:
+            _publish_one(registry, merge, printer)
+    except OSError as e:  # RegistryError included: the registry failed us half way
+        raise FatalError(f"the registry failed while publishing: {e}; run `mab-hook publish` again "
+                         "(what is already tagged is tagged again, nothing is built)") from e  # fmt: skip
     return 0
 
 
-def _platform_manifests(registry: Registry, plan: Plan, planned: PlannedImage) -> dict[str, Manifest | None]:
+class Merge(NamedTuple):
+    planned: PlannedImage
+    whole: str  # the image's input-digest reference: the merged index goes there
+    manifests: tuple[tuple[str, Manifest], ...]  # per platform; empty when `whole` is there already
+    missing: tuple[str, ...]  # platforms without an upload
+
+
+def _merge_of(registry: Registry, plan: Plan, planned: PlannedImage) -> Merge:
+    """What publishing an image takes. One the gate (or an earlier publish) put under its
+    input-digest tag already is only tagged: merging again would make a second index of the
+    same images, and the public tags would move to it."""
     repository = references.parse(plan.config.reference(planned.image))
-    return {p: registry.manifest(repository.with_tag(input_digest.tag(planned.input_digest, p)))
-            for p in planned.image.platforms}  # fmt: skip
+    whole = repository.with_tag(input_digest.tag(planned.input_digest))
+    if registry.api_exists(whole):
+        return Merge(planned, whole, (), ())
+    found = {p: registry.manifest(repository.with_tag(input_digest.tag(planned.input_digest, p)))
+             for p in planned.image.platforms}  # fmt: skip
+    manifests = tuple((p, m) for p, m in found.items() if m is not None)
+    return Merge(planned, whole, manifests, tuple(p for p, m in found.items() if m is None))
+
+
+def _publish_one(registry: Registry, merge: Merge, printer: Printer) -> None:
+    name = merge.planned.image.name
+    if merge.manifests:
+        registry.put_manifest(merge.whole, merged(merge.manifests))
+    tagged = registry.tag(merge.whole, merge.planned.tags)
+    if not tagged.ok:
+        so_far = ", ".join(tagged.published) or "nothing"
+        raise FatalError(f"{name}: tagging failed ({tagged.detail}); published so far: {so_far}; "
+                         "run `mab-hook publish` again")  # fmt: skip
+    how = f"merged {len(merge.manifests)} platforms" if merge.manifests else "built from these inputs before"
+    printer.info(f"{name}: published {', '.join(merge.planned.tags) or 'no tag'} ({how})")
 
 
 def merged(manifests: Sequence[tuple[str, Manifest]]) -> Manifest:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, TextIO
 
 from mab_hook import __version__, input_digest, output, references
-from mab_hook.ci import add_range, plans_of, pushed_only
+from mab_hook.ci import add_range, can_ask, plans_of, pushed_only
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan
@@ -51,7 +51,7 @@ def verify(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
     repo, plans = plans_of(args, "verify")
     pushed_only(plans, "verify")
     registry = Registry(env)
-    can_ask(registry, plans)
+    can_ask(registry, plans, "verify")
     found = ask(registry, plans)
     if args.build_missing and any(not f.present for f in found):
         from mab_hook import hook  # noqa: PLC0415 - the engine is needed only here
@@ -68,25 +68,6 @@ def verify(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
             return 1
         found = ask(registry, plans)
     return report(args, found, printer)
-
-
-def can_ask(registry: Registry, plans: Sequence[Plan]) -> None:
-    """One request per registry first: a registry that wants credentials the runner lacks is
-    said once, clearly, not as one failure per image."""
-    asked = set()
-    for plan in plans:
-        for planned in plan.affected[:1]:
-            reference = plan.config.reference(planned.image)
-            domain = references.parse(reference).domain
-            if domain in asked:
-                continue
-            asked.add(domain)
-            access = registry.access(reference, push=False)
-            if not access.ok:
-                fix = f"run `docker login {domain}` (or set up its credential helper) on this runner first"
-                if access.code == "unreachable":
-                    fix = f"check that {domain} is reachable from this runner"
-                raise FatalError(f"cannot verify: {access.detail}; {fix}")
 
 
 def ask(registry: Registry, plans: Sequence[Plan]) -> list[Found]:

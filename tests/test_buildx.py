@@ -12,7 +12,7 @@ import pytest
 from mab_hook import buildx, process
 from mab_hook.buildx import Buildx
 from mab_hook.changes import Commit, Ref
-from mab_hook.config import Config, Image
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.plan import Plan, make_plan
 from mab_hook.rawprogress import Renderer

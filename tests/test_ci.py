@@ -6,9 +6,16 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+import yaml
 
 from mab_hook import ci
 from mab_hook.registry import Manifest
@@ -178,3 +185,145 @@ def test_after_a_gated_push_the_fan_out_builds_nothing_and_moves_no_tag(
         f"api: published {api}:{sha[:7]}, {api}:latest (built from these inputs before)" in published.stdout
     )
     assert (lab.tags(api), lab.manifest(f"{api}:latest")) == before  # the very index the gate pushed
+
+
+# --- the documented workflow (sample-repo/.github/workflows/images.yml), run as GitHub would ---
+
+WORKFLOW = Path(__file__).resolve().parent.parent / "sample-repo" / ".github" / "workflows" / "images.yml"
+_EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+
+
+def evaluate(expression: str, context: Mapping[str, object]) -> str:
+    """The few GitHub expressions the workflow uses: dotted look-ups, `==`/`!=` with a quoted
+    literal, `&&`. Anything else fails the test: the workflow must stay this simple."""
+    if "&&" in expression:
+        return str(all(evaluate(part, context) == "true" for part in expression.split("&&"))).lower()
+    if match := re.fullmatch(r"\s*([\w.-]+)\s*(==|!=)\s*'([^']*)'\s*", expression):
+        equal = evaluate(match.group(1), context) == match.group(3)
+        return str(equal if match.group(2) == "==" else not equal).lower()
+    assert re.fullmatch(r"\s*[\w.-]+\s*", expression), f"an expression the test cannot read: {expression}"
+    value: object = context
+    for part in expression.strip().split("."):
+        assert isinstance(value, Mapping), expression
+        value = value.get(part, "")
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def substitute(text: str, context: Mapping[str, object]) -> str:
+    return _EXPRESSION.sub(lambda m: evaluate(m.group(1), context), text)
+
+
+class Step(dict[str, object]):
+    """A step as the `steps` context shows it: `outcome` and `outputs`; and its log."""
+
+    def __init__(self, outcome: str, outputs: dict[str, str], log: str) -> None:
+        super().__init__(outcome=outcome, outputs=outputs)
+        self.log = log
+
+
+class Workflow:
+    """The jobs of the workflow file; its steps with an id run in bash, in the repository, with
+    GitHub's contexts and `$GITHUB_OUTPUT`."""
+
+    def __init__(self, repo: Repo, env: Mapping[str, str], tmp_path: Path) -> None:
+        self.data = yaml.safe_load(WORKFLOW.read_text())
+        self.repo, self.tmp = repo, tmp_path
+        bin_dir = str(Path(sys.executable).parent)  # where pip put `mab-hook`
+        self.env = {**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
+
+    def job_runs(self, job: str, context: Mapping[str, object]) -> bool:
+        condition = self.data["jobs"][job].get("if")
+        return condition is None or evaluate(condition, context) == "true"
+
+    def run(self, job: str, context: Mapping[str, object]) -> dict[str, Step]:
+        """Every step with an id: its outcome and outputs (`steps.<id>` of the job's context)."""
+        steps: dict[str, Step] = {}
+        for step in self.data["jobs"][job]["steps"]:
+            if "id" not in step:  # checkout, pip install, docker login: the test has done them
+                continue
+            here = {**context, "steps": steps}
+            out = self.tmp / f"output-{uuid.uuid4().hex}"
+            out.write_text("")
+            env = {**self.env, "GITHUB_OUTPUT": str(out),
+                   **{k: substitute(str(v), here) for k, v in step.get("env", {}).items()}}  # fmt: skip
+            proc = subprocess.run(("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]),
+                                  cwd=self.repo.path, env=env, capture_output=True, text=True, check=False)  # fmt: skip
+            outcome = "success" if proc.returncode == 0 else "failure"
+            assert outcome == "success" or step.get("continue-on-error"), proc.stdout + proc.stderr
+            outputs = dict(line.partition("=")[::2] for line in out.read_text().splitlines())
+            steps[step["id"]] = Step(outcome, outputs, proc.stdout + proc.stderr)
+        return steps
+
+    def outputs(self, job: str, context: Mapping[str, object]) -> dict[str, str]:
+        declared = self.data["jobs"][job].get("outputs", {})
+        return {name: substitute(value, context) for name, value in declared.items()}
+
+    def on_push(self, before: str, after: str) -> Ran:
+        """The whole run for a push of `before..after`: what each job did."""
+        context: dict[str, object] = {"github": {"sha": after, "event": {"before": before}}}
+        plan_steps = self.run("plan", context)
+        plan = self.outputs("plan", {**context, "steps": plan_steps})
+        context["needs"] = {"plan": {"outputs": plan}}
+        ran = Ran(plan, plan_steps["verify"].log)
+        if self.job_runs("build", context):
+            entries = json.loads(plan["matrix"])["include"]
+            ran = ran._replace(build={(e["image"], e["platform"]): self.run("build", {**context, "matrix": e})["build"].log
+                                      for e in entries})  # fmt: skip
+        if self.job_runs("publish", context):
+            ran = ran._replace(publish=self.run("publish", context)["publish"].log)
+        return ran
+
+
+class Ran(NamedTuple):
+    plan: dict[str, str]  # the plan job's outputs
+    verify: str  # what `mab-hook verify` said
+    build: dict[tuple[str, str], str] | None = None  # (image, platform) -> the job's log; None: skipped
+    publish: str | None = None  # the publish job's log; None: skipped
+
+
+@pytest.mark.lab
+def test_the_documented_workflow_builds_only_what_was_not_gated(
+    hooked: Hooked, lab: Lab, tmp_path: Path
+) -> None:
+    workflow = Workflow(hooked.repo, hooked.env, tmp_path)
+    api, worker = f"{hooked.registry}/api", f"{hooked.registry}/worker"
+    # A gated push: CI verifies it in the plan job and builds nothing.
+    before = hooked.remote_head()
+    sha = hooked.repo.commit({"services/api/app.txt": "api v2\n"})
+    assert hooked.push("main").code == 0
+    tags = lab.tags(api)
+    gated = workflow.on_push(before, sha)
+    assert gated.plan["gated"] == "true", gated
+    assert gated.build is None and gated.publish is None
+    assert lab.tags(api) == tags
+    # A push that skipped the gate: the fan-out builds exactly what it affects, and publishes it.
+    before = sha
+    sha = hooked.repo.commit(
+        {"services/worker/Dockerfile": f"FROM {hooked.registry}/base\nRUN echo w2 > /w\n"}
+    )
+    assert hooked.push("--no-verify", "main").code == 0
+    skipped = workflow.on_push(before, sha)
+    assert skipped.plan["gated"] == "false"
+    assert re.search(r"missing +worker", skipped.verify), skipped.verify
+    assert json.loads(skipped.plan["affected"]) == ["worker"]
+    assert skipped.build is not None
+    assert set(skipped.build) == {("worker", "linux/amd64"), ("worker", "linux/arm64")}
+    published = f"worker: published {worker}:{sha[:7]}, {worker}:latest (merged 2 platforms)"
+    assert published in str(skipped.publish), skipped.publish
+    assert lab.platforms(f"{worker}:{sha[:7]}") == {"linux/amd64", "linux/arm64"}
+    assert lab.public_tags(api) == {t for t in tags if not t.startswith("mab-")}  # api untouched
+    # The next run of the same push finds it built: nothing more.
+    again = workflow.on_push(before, sha)
+    assert again.plan["gated"] == "true" and again.build is None
+
+
+@pytest.mark.lab
+def test_the_documented_workflow_builds_everything_for_a_new_branch(
+    hooked: Hooked, lab: Lab, tmp_path: Path
+) -> None:
+    workflow = Workflow(hooked.repo, hooked.env, tmp_path)
+    ran = workflow.on_push("0" * 40, hooked.repo.head())  # what GitHub sends for a new branch
+    assert ran.plan["range"] == f"--all --to {hooked.repo.head()}"
+    assert json.loads(ran.plan["affected"]) == list(IMAGES)
+    assert ran.build is not None and len(ran.build) == 3 + 3 + 2, ran
+    assert lab.pushed(hooked.registry) == set(IMAGES)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pytest
 
 from mab_hook import config
-from mab_hook.config import Config, Image, load
+from mab_hook.config import load
+from mab_hook.definitions import Resolved, Source, Target
 from mab_hook.errors import FatalError
+from mab_hook.images import Config, Image
 
 TRACKED = frozenset(
     {
@@ -102,11 +105,14 @@ def test_discovery_with_no_dockerfile() -> None:
     )
 
 
-def test_discovery_name_clash() -> None:
-    message = problem(
+def test_discovery_tells_repeated_directory_names_apart() -> None:
+    cfg = parse(
         '[tool.multiarch]\nplatforms = ["linux/amd64"]\n', frozenset({"a/api/Dockerfile", "b/api/Dockerfile"})
     )
-    assert "would both be image 'api'" in message
+    assert [(i.name, i.dockerfile) for i in cfg.images] == [
+        ("a-api", "a/api/Dockerfile"),
+        ("b-api", "b/api/Dockerfile"),
+    ]
 
 
 def test_missing_pyproject_shows_a_snippet() -> None:
@@ -371,3 +377,129 @@ def test_keep_logs() -> None:
     assert "[tool.multiarch.keep-logs] must be a whole number of at least 1" in problem(
         API.replace('platforms = ["linux/amd64"]\n', 'platforms = ["linux/amd64"]\nkeep-logs = 0\n')
     )
+
+
+# --- images from compose and bake files --------------------------------------------------------
+
+WITH_FILES = TRACKED | {
+    "compose.yaml",
+    "compose.override.yaml",
+    "docker-bake.hcl",
+    "deploy/compose.yaml",
+    ".env",
+}
+
+
+Spec = tuple[str, dict[str, object], bool]  # a target: name, fields, in the default group
+
+
+class FakeResolver:
+    """What `docker buildx bake --print` resolves, canned (tests/test_definitions.py runs the real
+    one): targets per source, and every call recorded."""
+
+    def __init__(self, *targets: Spec) -> None:
+        self.targets = targets
+        self.calls: list[tuple[Source, ...]] = []
+        self.key: object = "v1"
+
+    def __call__(self, sources: Sequence[Source]) -> Resolved:
+        self.calls.append(tuple(sources))
+        found = tuple(
+            Target(name, spec, source, default) for source in sources for name, spec, default in self.targets
+        )
+        return Resolved(found, (*(f for s in sources for f in s.files), ".env"), self.key)
+
+
+def with_files(
+    text: str,
+    resolver: FakeResolver,
+    tracked: frozenset[str] = WITH_FILES,
+    cache: dict[object, object] | None = None,
+) -> Config:
+    return load(text, source="pyproject.toml at abc", tracked=tracked, root_name="myrepo", resolve=resolver,
+                cache=cache)  # fmt: skip
+
+
+SERVICES: tuple[Spec, ...] = (
+    ("api", {"context": "services/api"}, True),
+    ("base", {"context": "base", "platforms": ["linux/arm64"]}, True),
+)
+
+
+def test_compose_and_bake_keys_name_the_files_and_where_they_resolve() -> None:
+    # Paths in compose files are relative to the first one, as `docker compose` has them.
+    resolver = FakeResolver(("api", {"context": "../services/api"}, True),
+                            ("base", {"context": "../base", "platforms": ["linux/arm64"]}, True))  # fmt: skip
+    cfg = with_files(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose = ["deploy/compose.yaml", "compose.override.yaml"]\n',
+        resolver,
+    )
+    assert resolver.calls == [
+        (Source("compose", ("deploy/compose.yaml", "compose.override.yaml"), "deploy"),)
+    ]
+    assert [(i.name, i.context, i.platforms, i.defined_in) for i in cfg.images] == [
+        ("api", "services/api", ("linux/amd64",), "deploy/compose.yaml, compose.override.yaml"),
+        ("base", "base", ("linux/arm64",), "deploy/compose.yaml, compose.override.yaml"),  # its own platforms
+    ]
+    assert cfg.definitions == ("deploy/compose.yaml", "compose.override.yaml", ".env")
+    bake = FakeResolver(*SERVICES)
+    with_files('[tool.multiarch]\nplatforms = ["linux/amd64"]\nbake = "docker-bake.hcl"\n', bake)
+    assert bake.calls == [(Source("bake", ("docker-bake.hcl",), "."),)]
+
+
+def test_a_table_adds_and_overrides_mab_hook_settings_of_a_file_image() -> None:
+    resolver = FakeResolver(("api", {"context": "services/api", "args": {"A": "1", "B": "2"}}, True))
+    cfg = with_files(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose = "compose.yaml"\n'
+        '[tool.multiarch.images.api]\nplatforms = ["linux/arm64"]\nbuild-args = { B = "3" }\nwatch = ["proto/**"]\n'
+        '[tool.multiarch.images.base]\ncontext = "base"\n',  # an image of the table alone, beside them
+        resolver,
+    )
+    api, base = cfg.images
+    assert (api.platforms, api.build_args, api.watch, api.context) == (
+        ("linux/arm64",), (("A", "1"), ("B", "3")), ("proto/**",), "services/api")  # fmt: skip
+    assert (base.name, base.defined_in) == ("base", "")
+
+
+def test_without_images_tables_buildx_default_files_come_first() -> None:
+    resolver = FakeResolver(*SERVICES)
+    cfg = with_files('[tool.multiarch]\nplatforms = ["linux/amd64"]\n', resolver)
+    # buildx's own default list and order; compose.override.yaml is not on it
+    assert resolver.calls == [(Source("", ("compose.yaml", "docker-bake.hcl"), "."),)]
+    assert [i.name for i in cfg.images] == ["api", "base"]
+
+
+def test_default_files_of_ready_made_images_only_leave_discovery_to_the_dockerfiles() -> None:
+    cfg = with_files('[tool.multiarch]\nplatforms = ["linux/amd64"]\n', FakeResolver())
+    assert {i.name for i in cfg.images} == {"api", "base", "docker-worker", "tools-dev"}
+
+
+def test_a_named_file_that_defines_nothing_or_is_missing() -> None:
+    with pytest.raises(
+        FatalError, match=r"compose.yaml: no image to build \(no service with a build section"
+    ):
+        with_files(
+            '[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose = "compose.yaml"\n', FakeResolver()
+        )
+    with pytest.raises(FatalError) as info:
+        with_files(
+            '[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose = ["nope.yaml"]\nbake = 3\n',
+            FakeResolver(),
+        )
+    assert "[tool.multiarch.compose] 'nope.yaml' is not a tracked file in this commit" in str(info.value)
+    assert "[tool.multiarch.bake] must be a list of strings, not an integer (3)" in str(info.value)
+
+
+def test_a_cached_config_of_files_resolves_them_again() -> None:
+    """The resolution keeps its own cache by blob ids; the config cache asks it again, and
+    validates afresh when what the files resolve to changed."""
+    memory: dict[object, object] = {}
+    resolver = FakeResolver(*SERVICES)
+    text = '[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose = "compose.yaml"\n'
+    first = with_files(text, resolver, cache=memory)
+    again = with_files(text, resolver, cache=memory)
+    assert again == first and len(resolver.calls) == 2
+    resolver.targets = (("api", {"context": "base"}, True),)
+    resolver.key = "v2"
+    changed = with_files(text, resolver, cache=memory)
+    assert [(i.name, i.context) for i in changed.images] == [("api", "base")]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PLATFORMS, Hooked, Lab, Pushed, Repo, project_files
+from tests.conftest import PLATFORMS, Hooked, Lab, Pushed, Repo, mab, project_files
 
 pytestmark = pytest.mark.lab
 
@@ -229,3 +229,80 @@ def test_every_pushed_ref_gets_its_tags_and_a_later_tag_comes_from_the_registry(
     assert lab.manifest(f"{registry}/api:v1.4.1") == lab.manifest(
         f"{registry}/api:{sha[:7]}"
     )  # the very image
+
+
+# --- images defined by compose and bake files ----------------------------------------------------
+
+
+def compose_project(lab: Lab, registry: str) -> dict[str, str]:
+    """Compose as real projects write it: a root context, a build arg from .env, the short
+    `build: ./dir`, a service of a ready-made image."""
+    return {
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = {list(PLATFORMS)!r}\nregistry = "{registry}"\npush = true\n'
+                          'compose = "compose.yaml"\n'.replace("'", '"'),
+        "compose.yaml": "services:\n  api:\n    build:\n      context: .\n      dockerfile: services/api/Dockerfile\n"
+                        "      args: [VERSION]\n  worker:\n    build: ./worker\n  db:\n    image: postgres:16\n",
+        ".env": "VERSION=1.0\n",
+        "services/api/Dockerfile": f"FROM {lab.busybox}\nARG VERSION\nCOPY shared/lib.txt /\n"
+                                   'RUN echo "$VERSION $(uname -m)" > /version\n',
+        "shared/lib.txt": "lib\n",
+        "worker/Dockerfile": f"FROM {lab.busybox}\nRUN uname -m > /arch\n",
+    }  # fmt: skip
+
+
+def test_a_compose_project_is_gated_as_compose_defines_it(repo: Repo, lab: Lab) -> None:
+    registry = lab.namespace()
+    repo.commit(compose_project(lab, registry))
+    built = mab(repo.path, lab.env, "--all")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert lab.pushed(registry, ("api", "worker", "db")) == {"api", "worker"}
+    sha = repo.commit({".env": "VERSION=1.1\n"})  # a build arg changes in .env alone
+    again = mab(repo.path, lab.env, "--from", "HEAD^")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "because its definition in .env changed" in again.stdout
+    assert sha[:7] in lab.public_tags(f"{registry}/api") and sha[:7] not in lab.public_tags(
+        f"{registry}/worker"
+    )
+    version = lab.docker(
+        "run", "--rm", "--platform", "linux/arm/v7", f"{registry}/api:{sha[:7]}", "cat", "/version"
+    )
+    assert version.stdout == "1.1 armv7l\n"
+    # The same images as a bake definition, built by hand at the repository's root.
+    exported = mab(repo.path, lab.env, "--from", "HEAD^", "--dry-run", "--bake")
+    assert exported.returncode == 0, exported.stderr
+    salt = uuid.uuid4().hex[:8]
+    by_hand = subprocess.run(("docker", "buildx", "bake", "-f", "-", "--progress=plain", "--set", f"*.tags=mab-bake-test/api:{salt}"),
+                             input=exported.stdout, cwd=repo.path, env=lab.env, capture_output=True, text=True, check=False)  # fmt: skip
+    try:
+        assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
+        out = lab.docker(
+            "run", "--rm", "--platform", "linux/arm64", f"mab-bake-test/api:{salt}", "cat", "/version"
+        )
+        assert out.stdout == "1.1 aarch64\n"
+    finally:
+        lab.docker("image", "rm", f"mab-bake-test/api:{salt}", check=False)
+
+
+def test_a_bake_target_context_is_built_for_its_users_and_never_published(repo: Repo, lab: Lab) -> None:
+    registry = lab.namespace()
+    repo.commit({
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\nregistry = "{registry}"\n'
+                          'push = true\nbake = "docker-bake.hcl"\n',
+        "docker-bake.hcl": 'group "default" { targets = ["tool"] }\ntarget "tool" {\n  name = "tool-${v}"\n'
+                           '  matrix = { v = ["lite", "full"] }\n  context = "tool"\n  args = { V = v }\n'
+                           '  contexts = { base = "target:base" }\n}\ntarget "base" { context = "base" }\n',
+        "base/Dockerfile": f"FROM {lab.busybox}\nCOPY base.txt /\n", "base/base.txt": "base v1\n",
+        "tool/Dockerfile": 'FROM base\nARG V\nRUN echo "$V $(cat /base.txt) $(uname -m)" > /tool\n',
+    })  # fmt: skip
+    built = mab(repo.path, lab.env, "--all")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert lab.pushed(registry, ("tool-lite", "tool-full", "base")) == {"tool-lite", "tool-full"}
+    sha = repo.commit({"base/base.txt": "base v2\n"})
+    again = mab(repo.path, lab.env, "--from", "HEAD^")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert Pushed(0, again.stdout).results() == {"tool-lite": "pushed", "tool-full": "pushed"}
+    tool = lab.docker(
+        "run", "--rm", "--platform", "linux/arm64", f"{registry}/tool-full:{sha[:7]}", "cat", "/tool"
+    )
+    assert tool.stdout == "full base v2 aarch64\n"
+    assert lab.tags(f"{registry}/base") == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import git as gitpython
@@ -22,7 +23,9 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
                  "app/Dockerfile": "FROM busybox\n"})  # fmt: skip
     handle = gitpython.Repo(repo.path)
     plans = [
-        planning.plan_at(handle, changes.for_all(handle, "HEAD", None, "t"), build_platform="linux/amd64")
+        planning.plan_at(
+            handle, changes.for_all(handle, "HEAD", None, "t"), env=os.environ, build_platform="linux/amd64"
+        )
     ]
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mab_hook import input_digest as digest
-from mab_hook.config import Image
+from mab_hook.images import Image
 from mab_hook.inputs import Files, Inputs, compute
 
 TREE = {

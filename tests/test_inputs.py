@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mab_hook.changes import Commit, Ref
-from mab_hook.config import Config, Image
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs, compute, unmatched
 from mab_hook.plan import Explanation, Plan, make_plan
 

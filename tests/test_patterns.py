@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mab_hook import patterns as matching
-from mab_hook.config import Image
+from mab_hook.images import Image
 from mab_hook.inputs import Files, Rule, compute
 from tests.buildkit import build, consistent, patterns, trees
 from tests.conftest import Lab

@@ -18,7 +18,7 @@ import pytest
 
 from mab_hook import cli, pipeline, process
 from mab_hook.buildx import Buildx
-from mab_hook.config import Image
+from mab_hook.images import Image
 from mab_hook.pipeline import Events, Job, Ledger, Step
 from mab_hook.plan import Base, PlannedImage
 from mab_hook.registry import Registry, Tagged

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import pytest
 
 from mab_hook.changes import Commit, Ref
-from mab_hook.config import Config, Image
 from mab_hook.errors import FatalError
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.paths import Tree
 from mab_hook.plan import Base, Plan, make_plan

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import io
 import json
+import posixpath
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from mab_hook import process, specs, state
-from mab_hook.config import LOCAL_PATH_KEYS, OCI_LAYOUT, is_external_context
+from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, TARGET, Image, is_external_context
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.rawprogress import Renderer
 from mab_hook.results import BuildResult, Failure, Status
@@ -71,8 +72,14 @@ def entry_name(image_name: str) -> str:
 
 
 class Paths(NamedTuple):
-    checkout: Path  # the pushed commit, as the builds read it
+    checkout: Path  # the pushed commit, as the builds read it; relative: where bake will run
     repository: Path  # the repository itself (its work tree), where `type=local` caches live
+
+    def dockerfile(self, image: Image) -> str:
+        if self.checkout.is_absolute():
+            return str(self.checkout / image.dockerfile)
+        # Bake finds a relative Dockerfile in the image's context, not where it runs.
+        return posixpath.relpath(image.dockerfile, image.context)
 
 
 def definition(
@@ -104,7 +111,9 @@ def definition(
             push_ref = push_refs.get(planned.image.name)
             tags = ((push_ref,) if push_ref else planned.tags) if own else ()
             spec = _entry(planned, paths, platforms, tags, contexts)
-            spec["labels"] = dict(labels.get(planned.image.name, {}))
+            found = {**labels.get(planned.image.name, {}), **dict(planned.image.labels)}
+            if found:
+                spec["labels"] = found
             entries[name] = spec
         return name
 
@@ -122,7 +131,7 @@ def _entry(
     image, checkout = planned.image, paths.checkout
     spec: dict[str, Any] = {
         "context": str(checkout / image.context),
-        "dockerfile": str(checkout / image.dockerfile),
+        "dockerfile": paths.dockerfile(image),
         "platforms": list(platforms),
         "tags": list(tags),
     }
@@ -130,7 +139,10 @@ def _entry(
         spec["args"] = dict(image.build_args)
     if image.target:
         spec["target"] = image.target
-    named = {name: _context(value, checkout) for name, value in image.contexts}
+    # A `target:` context is another image: it reaches the build as a base (`contexts`).
+    named = {
+        name: _context(value, checkout) for name, value in image.contexts if not value.startswith(TARGET)
+    }
     if named or contexts:
         spec["contexts"] = {**named, **contexts}
     if image.cache_from:
@@ -139,6 +151,8 @@ def _entry(
         spec["cache-to"] = [_cache(entry, paths.repository) for entry in image.cache_to]
     if image.secrets:
         spec["secret"] = list(image.secrets)
+    for field, value in image.extra:  # from a compose or bake file, as it said them
+        spec[field] = json.loads(value)
     return spec
 
 
@@ -157,6 +171,20 @@ def _cache(entry: str, repository: Path) -> str:
         if key in options:
             options[key] = str(repository / options[key])
     return specs.format(options)
+
+
+def export(plans: Sequence[Plan]) -> dict[str, Any]:
+    """The affected images of the plans as one bake definition for `docker buildx bake -f -`,
+    run at the repository's root: paths relative to it, the images' public tags, bases as
+    `target:` contexts. What a user would run by hand, or a CI job."""
+    here = Paths(Path("."), Path("."))
+    merged: dict[str, Any] = {"group": {"default": {"targets": []}}, "target": {}}
+    for plan in plans:
+        found = definition(plan, here, {}, {})
+        merged["target"].update(found["target"])
+        default = merged["group"]["default"]["targets"]
+        default += [name for name in found["group"]["default"]["targets"] if name not in default]
+    return merged
 
 
 def write_definition(path: Path, data: Mapping[str, Any]) -> Path:

@@ -38,7 +38,7 @@ def add_range(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
 
 
-def plans_of(args: argparse.Namespace, what: str) -> tuple[Any, list[Plan]]:
+def plans_of(args: argparse.Namespace, what: str, env: Mapping[str, str]) -> tuple[Any, list[Plan]]:
     """The repository and the plans (with input digests) of `--all`/`--from`; one of them is needed."""
     from mab_hook import hook  # noqa: PLC0415 - hook imports this module for the matrix
 
@@ -51,7 +51,7 @@ def plans_of(args: argparse.Namespace, what: str) -> tuple[Any, list[Plan]]:
     else:
         commit = changes.for_range(repo, args.from_ref, args.to_ref or "HEAD", current)
     build_platform = platforms.native(os_platform.machine())
-    return repo, [planning.plan_at(repo, commit, build_platform=build_platform, digests=True)]
+    return repo, [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=True)]
 
 
 def pushed_only(plans: Sequence[Plan], what: str) -> None:
@@ -159,7 +159,7 @@ def one_platform(plan: Plan, name: str, platform: str) -> PlannedImage:
 def build(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
     from mab_hook import hook  # noqa: PLC0415
 
-    repo, plans = plans_of(args, "build")
+    repo, plans = plans_of(args, "build", env)
     (plan,) = plans
     if args.push_by_digest:
         pushed_only(plans, "upload to")
@@ -193,7 +193,7 @@ def publish_parser() -> argparse.ArgumentParser:
 
 
 def publish(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    _repo, plans = plans_of(args, "publish")
+    _repo, plans = plans_of(args, "publish", env)
     pushed_only(plans, "publish")
     registry = Registry(env)
     can_ask(registry, plans, "publish")

@@ -62,6 +62,12 @@ def hook_parser() -> argparse.ArgumentParser:
     parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
     parser.add_argument(
+        "--bake",
+        action="store_true",
+        help="print the affected images as a bake definition (JSON) that `docker buildx bake -f -` "
+        "builds at the repository's root; build nothing",
+    )
+    parser.add_argument(
         "--explain", metavar="NAME", help="say why image NAME is or is not affected; build nothing"
     )
     add_common(parser)
@@ -130,13 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     env = dict(os.environ)
     json_wanted = "--json" in argv
-    printer = _printer(env, json_wanted, _color(argv), verbose=False)
+    printer = _printer(env, json_wanted or "--bake" in argv, _color(argv), verbose=False)
     with _signals():
         try:
             if shutil.which("git", path=env.get("PATH")) is None:
                 raise FatalError("git is not installed (or not on PATH): install git, then run again")
             args, command = parse(argv)
-            printer = _printer(env, args.json, args.color, verbose=args.verbose)
+            printer = _printer(
+                env, args.json or getattr(args, "bake", False), args.color, verbose=args.verbose
+            )
             _check_word(args)
             return command(args, env, sys.stdin, printer)
         except FatalError as e:

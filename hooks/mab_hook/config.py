@@ -1,23 +1,25 @@
 """`[tool.multiarch]` in pyproject.toml: parsed, validated, and turned into immutable records.
 
-Every problem is collected and reported at once, naming the file, the key path and what is
-allowed, so one edit fixes them all.
+Images come from `[tool.multiarch.images.NAME]` tables, from compose and bake files (resolved by
+buildx, see `definitions`), or, when the repository declares none, from buildx's default
+definition files or its tracked Dockerfiles (see `discovery`). Every problem is collected and
+reported at once, naming the file, the key path and what is allowed, so one edit fixes them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import posixpath
-import re
 import sys
-from collections.abc import Hashable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
-from mab_hook import references, specs
+from mab_hook import discovery, file_images, references
 from mab_hook import validation as fields
 from mab_hook.builders import BuilderSpec, NodeSpec
+from mab_hook.definitions import DEFAULT_FILES, Resolved, Source
 from mab_hook.errors import FatalError
+from mab_hook.images import DEFAULT_BINFMT_IMAGE, DEFAULT_JOBS, DEFAULT_KEEP_LOGS, DEFAULT_TAGS, Config, Image
 from mab_hook.paths import Tree
 from mab_hook.redact import redact
 from mab_hook.validation import PYPROJECT, Problems
@@ -33,8 +35,9 @@ SNIPPET = """\
 platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 # registry = "registry.internal:5000/team"
 # push = false
+# compose = "compose.yaml"      # or bake = "docker-bake.hcl": the images they define
 
-# Without [tool.multiarch.images.*] tables, every tracked Dockerfile is an image.
+# Without images tables or definition files, every tracked Dockerfile is an image.
 # [tool.multiarch.images.api]
 # context = "services/api\""""
 
@@ -51,12 +54,12 @@ TOP_KEYS = (
     "secrets",
     "binfmt-image",
     "keep-logs",
+    "compose",
+    "bake",
     "images",
 )
 BUILDER_KEYS = ("name", "driver", "driver-opts", "nodes")
 NODE_KEYS = ("name", "endpoint", "platforms")
-# The emulator installer doctor suggests; pinned, since `latest` changes under a team's feet.
-DEFAULT_BINFMT_IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
 IMAGE_KEYS = (
     "context",
     "dockerfile",
@@ -70,60 +73,8 @@ IMAGE_KEYS = (
     "cache-to",
     "secrets",
 )
-DEFAULT_JOBS = 2
-DEFAULT_KEEP_LOGS = 50
 KEEP_CONFIGS = 4  # validated configurations a cache keeps
-DEFAULT_TAGS = ("{short_sha}",)
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    context: str  # repository-relative POSIX path, "." for the root
-    dockerfile: str  # repository-relative POSIX path
-    platforms: tuple[str, ...]
-    target: str | None = None
-    build_args: tuple[tuple[str, str], ...] = ()
-    watch: tuple[str, ...] = ()
-    # Named build contexts: name -> repository directory, or a buildx source passed as is
-    # (docker-image://..., oci-layout://..., https://...).
-    contexts: tuple[tuple[str, str], ...] = ()
-    cache_from: tuple[str, ...] = ()  # BuildKit cache sources, `{name}` already filled in
-    cache_to: tuple[str, ...] = ()
-    timeout: float | None = None  # seconds a build may take
-    secrets: tuple[str, ...] = ()  # BuildKit secrets, "id=npm,env=NPM_TOKEN"
-
-    @property
-    def watches(self) -> tuple[str, ...]:
-        """The `watch` globs, and the OCI layouts of the repository a named context reads."""
-        layouts = tuple(
-            f"{layout_path(value)}/**" for _name, value in self.contexts if value.startswith(OCI_LAYOUT)
-        )
-        return self.watch + layouts
-
-    def context_dir(self, name: str) -> str | None:
-        """The repository directory of a named context, or None (not one, or not local)."""
-        value = dict(self.contexts).get(name)
-        return None if value is None or is_external_context(value) else value
-
-
-@dataclass(frozen=True)
-class Config:
-    source: str  # what to name in messages, e.g. "pyproject.toml at 1a2b3c4"
-    platforms: tuple[str, ...]
-    images: tuple[Image, ...]
-    registry: str | None = None
-    builder: str | None = None
-    push: bool = False
-    tags: tuple[str, ...] = DEFAULT_TAGS
-    binfmt_image: str = DEFAULT_BINFMT_IMAGE
-    jobs: int = DEFAULT_JOBS  # images built at once
-    keep_logs: int = DEFAULT_KEEP_LOGS  # pushes whose logs .git/mab-hook keeps
-    builder_spec: BuilderSpec | None = None  # how to create `builder` when it is missing
-
-    def reference(self, image: Image) -> str:
-        """The repository part of an image reference, without tag."""
-        return f"{self.registry}/{image.name}" if self.registry else image.name
+Resolve = Callable[[Sequence[Source]], Resolved]
 
 
 def load(
@@ -133,11 +84,15 @@ def load(
     tracked: Tree | Iterable[str],
     root_name: str = "app",
     cache: MutableMapping[Hashable, Any] | None = None,
+    resolve: Resolve | None = None,
 ) -> Config:
     """Parse pyproject.toml text (None: the file is missing) against the commit's tracked files.
+    `resolve` reads compose and bake files at the same commit.
 
     With a `cache`, a text validated before is not parsed again (a 1,000-image table costs
-    some 70 ms): only the questions its validation asked of the tree are asked again.
+    some 70 ms): only the questions its validation asked of the tree are asked again, and the
+    definition files it read resolved again (which their own cache answers while they are
+    unchanged).
     """
     if text is None:
         raise FatalError(f"{source}: no {PYPROJECT} in this commit. Add one with:\n\n{SNIPPET}")
@@ -146,16 +101,18 @@ def load(
     tree = tracked if isinstance(tracked, Tree) else Tree.of(tracked)
     key = ("config", text, root_name)
     known = cache.get(key) if cache is not None else None
+    probe = _Probe(tree, resolve)
     if known is not None and all(getattr(tree, q)(path) == answer for q, path, answer in known[1]):
         found: Config = known[0]
-        return dataclasses.replace(found, source=source)
-    probe = _Probe(tree)
+        sources, resolved_key = known[2]
+        if not sources or probe.resolve(sources).key == resolved_key:
+            return dataclasses.replace(found, source=source)
     config = _load(text, source, probe, root_name)
     if cache is not None and not probe.listed:
         kept = [k for k in cache if isinstance(k, tuple) and k[0] == "config"]
         for old in kept[: max(len(kept) + 1 - KEEP_CONFIGS, 0)]:
             del cache[old]  # each holds a whole configuration: keep the last few only
-        cache[key] = (config, tuple(probe.asked))
+        cache[key] = (config, tuple(probe.asked), probe.definitions)
     return config
 
 
@@ -172,12 +129,14 @@ def _decode(data: bytes, source: str) -> str:
 
 
 class _Probe:
-    """The tree, as validation sees it, noting what it asked (for the cache to ask again)."""
+    """The tree, as validation sees it, noting what it asked (for the cache to ask again), and
+    the definition files it had resolved."""
 
-    def __init__(self, tree: Tree) -> None:
-        self.tree = tree
+    def __init__(self, tree: Tree, resolver: Resolve | None) -> None:
+        self.tree, self.resolver = tree, resolver
         self.asked: list[tuple[str, str, bool]] = []
         self.listed = False  # it looked at every path (image discovery): not cacheable
+        self.resolved: dict[tuple[Source, ...], Resolved] = {}
 
     @property
     def paths(self) -> Sequence[str]:
@@ -193,6 +152,22 @@ class _Probe:
         answer = self.tree.has_dir(directory)
         self.asked.append(("has_dir", directory, answer))
         return answer
+
+    def resolve(self, sources: Sequence[Source]) -> Resolved:
+        wanted = tuple(sources)
+        if wanted not in self.resolved:
+            if self.resolver is None:  # a caller that plans no commit: nothing to resolve with
+                raise FatalError(f"{', '.join(s.label for s in wanted)}: cannot be resolved here")
+            self.resolved[wanted] = self.resolver(wanted)
+        return self.resolved[wanted]
+
+    @property
+    def definitions(self) -> tuple[tuple[Source, ...], Hashable]:
+        """The sources resolved, and what their resolution depended on."""
+        if not self.resolved:
+            return (), None
+        sources, resolved = next(iter(self.resolved.items()))
+        return sources, resolved.key
 
 
 def _load(text: str, source: str, tree: _Probe, root_name: str) -> Config:
@@ -224,7 +199,7 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         builder = builder_spec.name if builder_spec else None
     else:
         builder = fields.optional_str(table, "builder", key, problems)
-    images = _images(table, platforms, tree, problems, root_name)
+    images, definitions = _images(table, platforms, tree, problems, root_name)
     if platforms is None and any(not image.platforms for image in images):
         problems.add(
             f"{key}.platforms",
@@ -242,6 +217,7 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         jobs=_whole(table, "jobs", DEFAULT_JOBS, key, problems),
         keep_logs=_whole(table, "keep-logs", DEFAULT_KEEP_LOGS, key, problems),
         builder_spec=builder_spec,
+        definitions=definitions,
     )
 
 
@@ -287,33 +263,90 @@ def _binfmt_image(table: Mapping[str, Any], key: str, problems: Problems) -> str
     return binfmt_image
 
 
+# --- images ----------------------------------------------------------------------------------
+
+
 def _images(
     table: Mapping[str, Any],
     platforms: tuple[str, ...] | None,
     tree: _Probe,
     problems: Problems,
     root_name: str,
-) -> tuple[Image, ...]:
+) -> tuple[tuple[Image, ...], tuple[str, ...]]:
+    """The images, and the definition files they were resolved from."""
     key = "tool.multiarch"
     settings = _settings(table, key, problems, Settings())
-    images_table = table.get("images")
-    if images_table is None:
-        return _discover(tree, platforms, problems, root_name)
-    if not isinstance(images_table, dict):
-        problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(images_table)}")
-        return ()
-    images = tuple(
-        image
-        for name, spec in images_table.items()
-        if (image := _image(name, spec, platforms, settings, tree=tree, problems=problems)) is not None
-    )
-    if not images:
-        problems.add(
-            f"{key}.images",
-            "is empty; add [tool.multiarch.images.NAME] tables, "
-            "or remove it to build every tracked Dockerfile",
+    tables = table.get("images")
+    if tables is not None and not isinstance(tables, dict):
+        problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(tables)}")
+        return (), ()
+    sources = definition_sources(table, tree, problems, discovering=tables is None)
+    from_files: dict[str, Image] = {}
+    read: tuple[str, ...] = ()
+    if sources:
+        resolved = tree.resolve(sources)
+        read = resolved.read
+        from_files = file_images.images_of(resolved.targets, platforms, settings, tree, problems)
+    if tables is None and not any(not image.only_as_context for image in from_files.values()):
+        if any(source.key for source in sources):
+            named = ", ".join(s.label for s in sources)
+            problems.add(key, f"{named}: no image to build (no service with a build section, no bake "
+                         "target in the default group)")  # fmt: skip
+            return (), read
+        # No definition file, or only compose files of ready-made images: the Dockerfiles.
+        return discovery.discover(tree.paths, platforms, problems, root_name), read
+    tables = tables or {}
+    if not tables and not from_files:
+        problems.add(f"{key}.images", "is empty; add [tool.multiarch.images.NAME] tables, "
+                     "or remove it to build every tracked Dockerfile")  # fmt: skip
+    images = dict(from_files)
+    for name, spec in tables.items():
+        image = _image(
+            name, spec, platforms, settings, tree=tree, problems=problems, base=from_files.get(name)
         )
-    return images
+        if image is not None:
+            images[name] = image
+        else:
+            images.pop(name, None)
+    return tuple(images.values()), read
+
+
+def definition_sources(
+    table: Mapping[str, Any], tree: _Probe | Tree, problems: Problems, *, discovering: bool
+) -> tuple[Source, ...]:
+    """The compose and bake files that define images: those `compose` and `bake` name; when
+    discovering (no images tables either), buildx's default files at the root, if any."""
+    found = []
+    for name in ("compose", "bake"):
+        if name not in table:
+            continue
+        files = _files(table[name], f"tool.multiarch.{name}", tree, problems)
+        if files:
+            # Compose paths are relative to the (first) compose file, as `docker compose` has
+            # them; bake paths to where `docker buildx bake` runs, the repository's root.
+            directory = (posixpath.dirname(files[0]) or ".") if name == "compose" else "."
+            found.append(Source(name, files, directory))
+    if not found and discovering:
+        present = tuple(path for path in DEFAULT_FILES if tree.exists(path))
+        if present:
+            found.append(Source("", present, "."))
+    return tuple(found)
+
+
+def _files(value: Any, key: str, tree: _Probe | Tree, problems: Problems) -> tuple[str, ...]:
+    listed = fields.str_list([value] if isinstance(value, str) else value, key, problems)
+    if isinstance(value, list) and not value:
+        problems.add(key, 'must name at least one file, e.g. "compose.yaml"')
+    files = []
+    for item in listed:
+        path = fields.normalize(item, key, problems)
+        if path is None:
+            continue
+        if not tree.exists(path):
+            problems.add(key, f"{path!r} is not a tracked file in this commit")
+            continue
+        files.append(path)
+    return tuple(dict.fromkeys(files))
 
 
 def _image(
@@ -324,7 +357,10 @@ def _image(
     *,
     tree: _Probe,
     problems: Problems,
+    base: Image | None = None,
 ) -> Image | None:
+    """An image from its table; with `base` (the image a compose or bake file defines under
+    that name), the table's settings on top of the file's."""
     key = f"tool.multiarch.images.{fields.toml_key(name)}"
     if not references.NAME_RE.match(name) or len(name) > 255:
         problems.add(
@@ -336,44 +372,64 @@ def _image(
         problems.add(key, f"must be a table with at least 'context', not {fields.type_name(spec)}")
         return None
     fields.unknown_keys(spec, IMAGE_KEYS, key, problems)
-    context = fields.optional_str(spec, "context", key, problems)
-    if context is None:
-        if "context" not in spec:
-            problems.add(f"{key}.context", "is required: the build context, relative to the repository root")
+    located = _located(spec, key, tree, problems, base)
+    if located is None:
         return None
-    context = fields.normalize(context, f"{key}.context", problems)
-    if context is not None and not tree.has_dir(context):
-        problems.add(f"{key}.context", f"directory {context!r} does not exist in this commit")
-    default_dockerfile = posixpath.join(context or ".", "Dockerfile")
-    dockerfile = fields.optional_str(spec, "dockerfile", key, problems)
-    dockerfile = fields.normalize(dockerfile, f"{key}.dockerfile", problems) if dockerfile else None
-    dockerfile = dockerfile or posixpath.normpath(default_dockerfile)
-    if context is not None and not tree.exists(dockerfile):
-        problems.add(f"{key}.dockerfile", f"{dockerfile!r} is not a tracked file in this commit")
-    platforms = (
-        fields.platforms(spec["platforms"], f"{key}.platforms", problems)
-        if "platforms" in spec
-        else default_platforms
+    context, dockerfile = located
+    if "platforms" in spec:
+        platforms = fields.platforms(spec["platforms"], f"{key}.platforms", problems)
+    else:
+        platforms = base.platforms if base is not None else default_platforms
+    inherited = (
+        defaults if base is None else Settings(base.cache_from, base.cache_to, base.timeout, base.secrets)
     )
-    target = fields.optional_str(spec, "target", key, problems)
-    build_args = fields.build_args(spec.get("build-args", {}), f"{key}.build-args", problems)
-    watch = fields.str_list(spec.get("watch", []), f"{key}.watch", problems)
-    contexts = _contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems)
-    settings = _settings(spec, key, problems, defaults)
-    return Image(
-        name=name,
-        context=context or ".",
+    settings = _settings(spec, key, problems, inherited)
+    found = base or Image(name=name, context=context, dockerfile=dockerfile, platforms=())
+    return dataclasses.replace(
+        found,
+        context=context,
         dockerfile=dockerfile,
         platforms=platforms or (),
-        target=target,
-        build_args=build_args,
-        watch=watch,
-        contexts=contexts,
+        target=fields.optional_str(spec, "target", key, problems) or found.target,
+        build_args=tuple(sorted({**dict(found.build_args), **dict(
+            fields.build_args(spec.get("build-args", {}), f"{key}.build-args", problems))}.items())),
+        watch=found.watch + fields.str_list(spec.get("watch", []), f"{key}.watch", problems),
+        contexts=tuple(sorted({**dict(found.contexts), **dict(
+            fields.contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems))}.items())),
         cache_from=tuple(entry.replace("{name}", name) for entry in settings.cache_from),
         cache_to=tuple(entry.replace("{name}", name) for entry in settings.cache_to),
         timeout=settings.timeout,
         secrets=settings.secrets,
-    )
+    )  # fmt: skip
+
+
+def _located(
+    spec: Mapping[str, Any], key: str, tree: _Probe, problems: Problems, base: Image | None
+) -> tuple[str, str] | None:
+    """The context and the Dockerfile: the table's, else the file's; a table of its own needs
+    a context, and its Dockerfile defaults to <context>/Dockerfile."""
+    context = fields.optional_str(spec, "context", key, problems)
+    if context is None:
+        if base is not None and "context" not in spec:
+            context = base.context
+        else:
+            if "context" not in spec:
+                problems.add(
+                    f"{key}.context", "is required: the build context, relative to the repository root"
+                )
+            return None
+    else:
+        context = fields.normalize(context, f"{key}.context", problems)
+        if context is not None and not tree.has_dir(context):
+            problems.add(f"{key}.context", f"directory {context!r} does not exist in this commit")
+    dockerfile = fields.optional_str(spec, "dockerfile", key, problems)
+    dockerfile = fields.normalize(dockerfile, f"{key}.dockerfile", problems) if dockerfile else None
+    if dockerfile is None and base is not None and "context" not in spec:
+        dockerfile = base.dockerfile
+    dockerfile = dockerfile or posixpath.normpath(posixpath.join(context or ".", "Dockerfile"))
+    if context is not None and not tree.exists(dockerfile):
+        problems.add(f"{key}.dockerfile", f"{dockerfile!r} is not a tracked file in this commit")
+    return context or ".", dockerfile
 
 
 class Settings(NamedTuple):
@@ -390,76 +446,19 @@ def _settings(table: Mapping[str, Any], key: str, problems: Problems, inherited:
     for name in ("cache-from", "cache-to"):
         value = table.get(name)
         found[name] = (
-            _caches(value, f"{key}.{name}", problems)
+            fields.caches(value, f"{key}.{name}", problems)
             if value is not None
-            else getattr(inherited, _attr(name))
+            else getattr(inherited, name.replace("-", "_"))
         )
     timeout = fields.seconds(table.get("timeout"), f"{key}.timeout", problems) if "timeout" in table else None
     secrets = (
-        _secrets(table["secrets"], f"{key}.secrets", problems) if "secrets" in table else inherited.secrets
+        fields.secrets(table["secrets"], f"{key}.secrets", problems)
+        if "secrets" in table
+        else inherited.secrets
     )
     return Settings(
         found["cache-from"], found["cache-to"], inherited.timeout if timeout is None else timeout, secrets
     )
-
-
-def _attr(name: str) -> str:
-    return name.replace("-", "_")
-
-
-LOCAL_PATH_KEYS = ("src", "dest")  # what a `type=local` cache reads from or writes to
-_LOCAL_HINT = (
-    "must be a path inside the repository, relative to its root (e.g. '.git/mab-hook/buildkit-cache/{name}')"
-    ": a pushed commit may not make builds read or write elsewhere on this machine"
-)
-
-
-def _caches(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
-    """Cache specs; a `type=local` one's paths must stay inside the repository."""
-    entries = fields.str_list([value] if isinstance(value, str) else value, key, problems)
-    kept = []
-    for entry in entries:
-        if not re.match(r"^(type=[a-z0-9-]+|[a-z0-9.-]+(:[0-9]+)?/)", entry):
-            problems.add(key, f"{entry!r} is not a BuildKit cache spec, e.g. "
-                         "'type=registry,ref=registry.internal:5000/cache/{name}'")  # fmt: skip
-            continue
-        options = specs.parse(entry)
-        if options.get("type") == "local":
-            for name in LOCAL_PATH_KEYS:
-                if name in options:
-                    path = fields.normalize(options[name], key, Problems("")) if options[name] else None
-                    if path is None:
-                        problems.add(key, f"{entry!r}: {name}= {_LOCAL_HINT}")
-                        continue
-                    options[name] = path
-            kept.append(specs.format(options))
-            continue
-        kept.append(entry)
-    return tuple(kept)
-
-
-_SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _secrets(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
-    """BuildKit secrets from the environment of whoever pushes: `id=npm,env=NPM_TOKEN`. Files
-    (`src=`) are refused: a pushed commit may not read the machine's files into a build."""
-    kept = []
-    for entry in fields.str_list(value, key, problems):
-        options = specs.parse(entry)
-        problem = None
-        if set(options) - {"id", "env", "type"} or options.get("type", "env") != "env":
-            problem = "takes id= and env= only (a secret from the environment; src= files are not allowed)"
-        elif not _SECRET_ID_RE.match(options.get("id", "")):
-            problem = "needs id=NAME (letters, digits, _ . -), the id RUN --mount=type=secret,id=NAME uses"
-        elif not _ENV_NAME_RE.match(options.setdefault("env", options["id"])):
-            problem = "env= must name an environment variable"
-        if problem:
-            problems.add(key, f"{entry!r} {problem}, e.g. 'id=npm,env=NPM_TOKEN'")
-            continue
-        kept.append(specs.format({"id": options["id"], "env": options["env"]}))
-    return tuple(kept)
 
 
 def _builder_spec(value: Any, key: str, problems: Problems) -> BuilderSpec | None:
@@ -498,109 +497,3 @@ def _builder_spec(value: Any, key: str, problems: Problems) -> BuilderSpec | Non
         nodes.append(NodeSpec(node_name, endpoint, node_platforms))
     opts = tuple(sorted((k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()))
     return BuilderSpec(name, driver, opts, tuple(nodes))
-
-
-def _discover(
-    tree: _Probe, platforms: tuple[str, ...] | None, problems: Problems, root_name: str
-) -> tuple[Image, ...]:
-    """Every tracked Dockerfile, Dockerfile.* and *.Dockerfile, named after its directory."""
-    found: dict[str, Image] = {}
-    for path in tree.paths:
-        directory, base = posixpath.split(path)
-        if base == "Dockerfile":
-            stem = ""
-        elif base.startswith("Dockerfile."):
-            stem = base[len("Dockerfile.") :]
-        elif base.endswith(".Dockerfile"):
-            stem = base[: -len(".Dockerfile")]
-        else:
-            continue
-        dir_name = posixpath.basename(directory) or root_name
-        name = _sanitize("-".join(part for part in (dir_name, stem) if part))
-        if not references.NAME_RE.match(name):
-            problems.add(
-                "tool.multiarch",
-                f"{path}: cannot derive an image name from {dir_name!r}; "
-                "declare it in a [tool.multiarch.images.NAME] table",
-            )
-            continue
-        if name in found:
-            problems.add(
-                "tool.multiarch",
-                f"{path} and {found[name].dockerfile} would both be image "
-                f"{name!r}; declare them in [tool.multiarch.images.NAME] tables",
-            )
-            continue
-        found[name] = Image(name=name, context=directory or ".", dockerfile=path, platforms=platforms or ())
-    if not found:
-        problems.add(
-            "tool.multiarch",
-            "no [tool.multiarch.images.*] tables and no tracked Dockerfile "
-            "(Dockerfile, Dockerfile.*, *.Dockerfile) in this commit",
-        )
-    return tuple(found.values())
-
-
-def _sanitize(name: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-._")
-
-
-def is_external_context(value: str) -> bool:
-    return "://" in value or value.startswith("target:")
-
-
-OCI_LAYOUT = "oci-layout://"
-
-
-def layout_path(value: str) -> str:
-    """The repository path of an `oci-layout://path[:tag|@digest]` context."""
-    path = value[len(OCI_LAYOUT) :].partition("@")[0]
-    head, colon, tag = path.rpartition(":")
-    return head if colon and "/" not in tag else path
-
-
-def _oci_layout(value: str, key: str, problems: Problems) -> str | None:
-    """`oci-layout://path[:tag|@digest]` with the path inside the repository (it is read from
-    the pushed commit), never elsewhere on the machine."""
-    rest = value[len(OCI_LAYOUT) :]
-    path, at, digest = rest.partition("@")
-    if not at:
-        head, colon, tag = path.rpartition(":")
-        path, suffix = (head, f":{tag}") if colon and "/" not in tag else (path, "")
-    else:
-        suffix = f"@{digest}"
-    normalized = fields.normalize(path, key, Problems("")) if path else None
-    if normalized is None:
-        problems.add(key, f"{value!r}: the layout's path {_LOCAL_HINT}")
-        return None
-    return f"{OCI_LAYOUT}{normalized}{suffix}"
-
-
-def _contexts(value: Any, key: str, tree: _Probe, problems: Problems) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict):
-        problems.add(key, f'must be a table of NAME = "path", not {fields.type_name(value)}')
-        return ()
-    contexts = []
-    for name, path in value.items():
-        item = f"{key}.{fields.toml_key(name)}"
-        if not isinstance(path, str) or not path:
-            problems.add(
-                item,
-                f"must be a repository directory or a buildx context source, not {fields.describe(path)}",
-            )
-            continue
-        if path.startswith(OCI_LAYOUT):
-            layout = _oci_layout(path, item, problems)
-            if layout is not None:
-                contexts.append((name, layout))
-            continue
-        if is_external_context(path):
-            contexts.append((name, path))
-            continue
-        normalized = fields.normalize(path, item, problems)
-        if normalized is None:
-            continue
-        if not tree.has_dir(normalized):
-            problems.add(item, f"directory {normalized!r} does not exist in this commit")
-        contexts.append((name, normalized))
-    return tuple(sorted(contexts))

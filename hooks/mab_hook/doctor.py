@@ -11,8 +11,9 @@ from typing import TextIO
 
 import git
 
-from mab_hook import __version__, config, gitobjects, listing, output, planning, platforms, readiness, state
+from mab_hook import __version__, gitobjects, listing, output, planning, platforms, readiness, state
 from mab_hook.errors import FatalError
+from mab_hook.images import Config
 from mab_hook.output import Printer
 from mab_hook.validation import PYPROJECT
 
@@ -51,7 +52,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    wanted = wanted_from(args, printer)
+    wanted = wanted_from(args, env, printer)
     kept = _kept(args.repo or Path.cwd())
     host = readiness.local_host(env, platform.machine(), kept[0] / "cache" / "probes.json" if kept else None)
     report = readiness.check(host, wanted)
@@ -76,9 +77,13 @@ def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
     return 0 if report.ready else 1
 
 
-def wanted_from(args: argparse.Namespace, printer: Printer) -> readiness.Wanted:
+def wanted_from(args: argparse.Namespace, env: Mapping[str, str], printer: Printer) -> readiness.Wanted:
     """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for."""
-    cfg = _head_config(args.repo or Path.cwd())
+    try:
+        cfg = _head_config(args.repo or Path.cwd(), env)
+    except FatalError as e:  # the host can be checked all the same
+        printer.warn(f"{e}\nchecking the host for {', '.join(args.platform or COMMON_PLATFORMS)} instead")
+        cfg = None
     if args.platform:
         problems = [p for p in (platforms.problem(p) for p in args.platform) if p]
         if problems:
@@ -101,7 +106,7 @@ def _kept(path: Path) -> tuple[Path, state.Held] | None:
     return root, state.held(root)
 
 
-def _head_config(path: Path) -> config.Config | None:
+def _head_config(path: Path, env: Mapping[str, str]) -> Config | None:
     """The configuration at HEAD, read as the hook reads it; None outside a repository or
     without [tool.multiarch]."""
     try:
@@ -113,4 +118,4 @@ def _head_config(path: Path) -> config.Config | None:
     if data is None or b"multiarch" not in data:
         return None
     tree = listing.of_commit(repo, sha, state.root(repo) / "cache").tree
-    return planning.load_config(repo, sha, tree=tree, data=data)
+    return planning.load_config(repo, sha, tree=tree, data=data, env=env)

@@ -104,3 +104,15 @@ class Reader:
         self.blobs.update(
             {path: blobs.get(object_id) if object_id else None for path, object_id in ids.items()}
         )
+
+
+def blob_id(repo: git.Repo, sha: str, path: str) -> str | None:
+    """The object id of one file of a commit (through git's running batch process); None when
+    the commit has no such file."""
+    try:
+        header = repo.git.get_object_header(f"{sha}:{path}")
+    except ValueError:
+        return None
+    # GitPython gives bytes, whatever its annotations say.
+    object_id, kind = (v.decode() if isinstance(v, bytes) else str(v) for v in header[:2])
+    return object_id if kind == "blob" else None

@@ -53,16 +53,21 @@ def plan_and_build(
         printer.info("the push adds no commits: nothing to build")
         return finish(args, [], [], printer)
     build_platform = platforms.native(platform.machine())
-    building = not (args.dry_run or args.explain)
+    building = not (args.dry_run or args.explain or getattr(args, "bake", False))
     explain = (args.explain,) if args.explain else ()
-    plans = [planning.plan_at(repo, commit, build_platform=build_platform, digests=building, explain=explain)
-             for commit in commits]  # fmt: skip
+    plans = [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=building,
+                              explain=explain) for commit in commits]  # fmt: skip
     if args.explain:
         explanations = [item for p in plans for item in p.explanations]
         if args.json:
             output.dump_json(output.explain_json(explanations), sys.stdout)
         else:
             printer.line(output.explain_text(explanations, printer))
+        return EXIT_OK
+    if getattr(args, "bake", False):
+        from mab_hook import buildx  # noqa: PLC0415 - the build code loads only when needed
+
+        output.dump_json(buildx.export(plans), sys.stdout)
         return EXIT_OK
     if args.dry_run or not any(p.affected for p in plans):
         if not args.json:

@@ -8,8 +8,9 @@ multi-arch build of the same files never share a tag.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
+from mab_hook.images import Image
 from mab_hook.inputs import Inputs
 from mab_hook.paths import in_directory
 from mab_hook.patterns import watched
@@ -43,29 +44,29 @@ def compute(
     `blobs` maps each input file to git's mode and object id for it (content and executable
     bit, which COPY keeps); `base_digests` the digests of the in-repo images it builds on.
     """
-    image = found.image
     hasher = hashlib.sha256(VERSION)
-
-    def feed(*fields: str) -> None:
-        for field in fields:
+    for record in _records(found.image, blobs, base_digests):
+        for field in record:
             hasher.update(field.encode())
             hasher.update(b"\0")
         hasher.update(b"\n")
-
-    for path in sorted(blobs):
-        feed("file", path, blobs[path])
-    for key, value in sorted(image.build_args):
-        feed("arg", key, value)
-    feed("target", image.target or "")
-    for platform in sorted(image.platforms):
-        feed("platform", platform)
-    for secret in sorted(image.secrets):  # which secrets, never their values
-        feed("secret", secret)
-    for name, value in sorted(image.contexts):
-        feed("context", name, value if image.context_dir(name) is None else "dir")
-    for name, value in sorted(base_digests.items()):
-        feed("base", name, value)
     return hasher.hexdigest()
+
+
+def _records(
+    image: Image, blobs: Mapping[str, str], base_digests: Mapping[str, str]
+) -> Iterator[tuple[str, ...]]:
+    yield from (("file", path, blobs[path]) for path in sorted(blobs))
+    yield from (("arg", key, value) for key, value in sorted(image.build_args))
+    yield ("target", image.target or "")
+    yield from (("platform", platform) for platform in sorted(image.platforms))
+    yield from (("secret", secret) for secret in sorted(image.secrets))  # which secrets, never their values
+    for name, value in sorted(image.contexts):
+        yield ("context", name, value if image.context_dir(name) is None else "dir")
+    yield from (("base", name, value) for name, value in sorted(base_digests.items()))
+    # Set by compose and bake files only; fed only when set, so other images keep their digests.
+    yield from (("label", name, value) for name, value in image.labels)
+    yield from (("bake", name, value) for name, value in image.extra)
 
 
 def tag(value: str, platform: str = "") -> str:

@@ -11,10 +11,10 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMappin
 from typing import Any, NamedTuple, TypeVar
 
 from mab_hook import dockerfile, ignore, patterns
-from mab_hook.config import OCI_LAYOUT, Image, layout_path
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
+from mab_hook.images import OCI_LAYOUT, TARGET, Image, layout_path
 from mab_hook.paths import Tree, join, relative_to, shown
 
 T = TypeVar("T")
@@ -218,7 +218,10 @@ def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
         for stage in parsed.stages:
             for rule in _rules(parsed, stage, image, ignores, stage.number in reachable):
                 rules.setdefault(rule)
-        local = {name for name, _ in image.contexts if image.context_dir(name)}
+        # Named contexts that are directories, or other images (`target:`), are no image to pull.
+        local = {
+            name for name, value in image.contexts if image.context_dir(name) or value.startswith(TARGET)
+        }
         for ref in parsed.external(s for s in parsed.stages if s.number in reachable):
             if ref not in local:
                 bases.setdefault(ref)

@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 from mab_hook import input_digest, inputs, references, tags
 from mab_hook.changes import Commit, Ref
-from mab_hook.config import Config, Image
 from mab_hook.errors import FatalError
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs
 from mab_hook.paths import in_directory, shown
 from mab_hook.patterns import watched
@@ -84,9 +84,11 @@ class _Analysis:
             known = ", ".join(self.by_name) or "none"
             raise FatalError(f"{self.config.source}: no image named {name!r} (images: {known})")
         if name not in self.inputs:
-            found = inputs.compute(self.by_name[name], self.files, build_platform=self.build_platform)
+            image = self.by_name[name]
+            found = inputs.compute(image, self.files, build_platform=self.build_platform)
             self.inputs[name] = found
-            self.bases[name] = find_bases(self.names, name, found.bases)
+            named = tuple(Base(other, key) for key, other in image.image_contexts)  # `target:` contexts
+            self.bases[name] = named + find_bases(self.names, name, found.bases)
         return self.inputs[name]
 
     def bases_of(self, name: str) -> tuple[Base, ...]:
@@ -104,6 +106,8 @@ class _Analysis:
                 )
                 for word in words | _reference_words(" ".join(v for _k, v in image.build_args)):
                     self.mentions.setdefault(word, set()).add(image.name)
+                for _key, other in image.image_contexts:
+                    self.mentions.setdefault(other, set()).add(image.name)
         image = self.by_name[base]
         found = self.mentions.get(image.name, set()) | self.mentions.get(self.config.reference(image), set())
         return found - {base}
@@ -147,13 +151,14 @@ def make_plan(
     order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
     by_name = analysis.by_name
     diffed = {name for name, why in reasons.items() if why != (KNOWN_REF,)}
-    affected = tuple(
-        _planned(name, reasons, analysis, commit, diffed=name in diffed) for name in order if name in reasons
-    )
+    # An image only ever built as another's `target:` context is never built on its own.
+    built = [name for name in order if name in reasons and not by_name[name].only_as_context]
+    affected = tuple(_planned(name, reasons, analysis, commit, diffed=name in diffed) for name in built)
+    beneath = set(_bases_needed(built, analysis.bases_of))
     context_only = tuple(
         _with_reads(PlannedImage(by_name[name], (), (), analysis.bases_of(name)), analysis)
         for name in order
-        if name not in reasons
+        if name in beneath
     )
     if digests:
         found = input_digests(analysis, (*context_only, *affected))
@@ -161,7 +166,7 @@ def make_plan(
         context_only = tuple(p._replace(input_digest=found[p.image.name]) for p in context_only)
     warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
     warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
-    unaffected = tuple(image.name for image in config.images if image.name not in reasons)
+    unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
     return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
 
@@ -200,8 +205,9 @@ def _reasons(
         read for image in near.values() for read in inputs.reads_needed(image, files, analysis.build_platform)
     )
     reasons: dict[str, tuple[str, ...]] = {}
+    touched = sorted(set(commit.changed or ()) & {PYPROJECT, *config.definitions})
     for image in config.images:
-        own = settings_changed(image, previous) if previous is not None else ()
+        own = settings_changed(image, previous, touched) if previous is not None else ()
         if image.name in near:
             own += direct_reasons(analysis.inputs_of(image.name), changed, commit.why)
         if own:
@@ -214,7 +220,7 @@ def _reasons(
                 reasons[name] = ()
                 todo.append(name)
     if config.push and _known_tags(config, commit):
-        for image in config.images:  # a known ref's own tags go on every image
+        for image in config.published:  # a known ref's own tags go on every image
             reasons.setdefault(image.name, (KNOWN_REF,))
     return reasons
 
@@ -272,12 +278,23 @@ def secret_looking_args(image: Image) -> tuple[str, ...]:
     )
 
 
-def settings_changed(image: Image, previous: Sequence[Config]) -> tuple[str, ...]:
-    """A build arg, platform, target... of the image changed in [tool.multiarch], or it is new."""
+def settings_changed(
+    image: Image, previous: Sequence[Config], touched: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """A build arg, platform, target... of the image changed in [tool.multiarch] or in the
+    compose or bake file that defines it (`touched`: those of them the changes touch), or it is
+    new. An image whose resolved definition is the same is not affected, even when the file
+    that defines it changed."""
     before = [next((old for old in config.images if old.name == image.name), None) for config in previous]
     if not before or all(old is None for old in before):
-        return (f"new image in [tool.multiarch] ({PYPROJECT})",)
+        return (
+            f"new image in {image.defined_in}"
+            if image.defined_in
+            else f"new image in [tool.multiarch] ({PYPROJECT})",
+        )
     if any(old != image for old in before):
+        if image.defined_in:
+            return (f"its definition in {', '.join(touched or (image.defined_in,))} changed",)
         return (f"its [tool.multiarch] settings changed ({PYPROJECT})",)
     return ()
 
@@ -349,9 +366,10 @@ def _bases_needed(affected: Sequence[str], bases_of: Callable[[str], tuple[Base,
     """The in-repo bases the affected images build on, transitively, that are not affected."""
     needed: dict[str, None] = {}
     todo = [base.name for name in affected for base in bases_of(name)]
+    built = set(affected)
     while todo:
         name = todo.pop()
-        if name not in needed and name not in affected:
+        if name not in needed and name not in built:
             needed[name] = None
             todo.extend(base.name for base in bases_of(name))
     return list(needed)

@@ -1,20 +1,21 @@
 """Planning as one call: a commit of a repository in, its `Plan` out.
 
-The hook, `--explain`, `doctor` (and whatever else plans) go through here, so that the
-configuration at a commit is loaded one way, and what planning learnt is kept one way.
+The hook, `--explain`, `verify`, the CI commands and `doctor` go through here, so that the
+configuration at a commit is loaded one way (compose and bake files resolved at that commit),
+and what planning learnt is kept one way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import git
 
-from mab_hook import cache, config, gitobjects, listing, plan, state
+from mab_hook import cache, config, definitions, gitobjects, listing, plan, state
 from mab_hook.changes import Commit
-from mab_hook.config import Config
 from mab_hook.errors import FatalError
+from mab_hook.images import Config
 from mab_hook.inputs import Files
 from mab_hook.paths import Tree
 from mab_hook.validation import PYPROJECT
@@ -24,22 +25,29 @@ def plan_at(
     repo: git.Repo,
     commit: Commit,
     *,
+    env: Mapping[str, str],
     build_platform: str,
     digests: bool = False,
     explain: Sequence[str] = (),
 ) -> plan.Plan:
     """The plan of one pushed commit: its configuration, what the changes affect, and (with
-    `digests`) every planned image's input digest."""
+    `digests`) every planned image's input digest. `env`: what docker runs with, to resolve
+    compose and bake files."""
     cache_dir = state.root(repo) / "cache"
     commit_listing = listing.of_commit(repo, commit.sha, cache_dir)
     memory = cache.load(cache_dir / "planning.pickle")
     reader = gitobjects.Reader(repo, commit_listing.blob_id)
-    cfg = load_config(repo, commit.sha, data=reader.data(PYPROJECT), tree=commit_listing.tree, cache=memory)
+    resolve = definitions.Resolver(
+        definitions.CommitFiles(commit_listing.blob_id, reader.data, commit.sha), env, memory
+    )
+    cfg = load_config(repo, commit.sha, data=reader.data(PYPROJECT), tree=commit_listing.tree, cache=memory,
+                      env=env, resolve=resolve)  # fmt: skip
     files = Files(commit_listing.tree, reader.read, commit_listing.entry, memory, reader.fetch,
                   commit_listing.gitlinks())  # fmt: skip
     previous = None
-    if PYPROJECT in (commit.changed or ()):
-        previous = previous_configs(repo, commit, commit_listing.tree, memory)
+    touched = set(commit.changed or ())
+    if PYPROJECT in touched or touched & set(cfg.definitions):
+        previous = previous_configs(repo, commit, commit_listing.tree, memory, env)
     planned = plan.make_plan(
         commit, cfg, files, build_platform=build_platform, previous=previous, digests=digests, explain=explain
     )
@@ -53,14 +61,24 @@ def load_config(
     sha: str,
     *,
     tree: Tree,
+    env: Mapping[str, str],
     data: bytes | None = None,
     cache: cache.Entries | None = None,
+    resolve: config.Resolve | None = None,
 ) -> Config:
-    """`[tool.multiarch]` at a commit (`data`: its pyproject.toml, when already read)."""
+    """`[tool.multiarch]` at a commit (`data`: its pyproject.toml, when already read; `resolve`:
+    what reads compose and bake files at that commit, when already made)."""
     if data is None:
         data = gitobjects.read_file(repo, sha, PYPROJECT)
+    if resolve is None:
+        at = definitions.CommitFiles(
+            lambda path: gitobjects.blob_id(repo, sha, path),
+            lambda path: gitobjects.read_file(repo, sha, path),
+            sha,
+        )
+        resolve = definitions.Resolver(at, env, cache)
     return config.load(data, source=f"{PYPROJECT} at {sha[:12]}", tracked=tree, root_name=root_name(repo),
-                       cache=cache)  # fmt: skip
+                       cache=cache, resolve=resolve)  # fmt: skip
 
 
 def root_name(repo: git.Repo) -> str:
@@ -68,14 +86,16 @@ def root_name(repo: git.Repo) -> str:
     return Path(repo.working_tree_dir or repo.git_dir).name.removesuffix(".git") or "app"
 
 
-def previous_configs(repo: git.Repo, commit: Commit, tree: Tree, memory: cache.Entries) -> list[Config]:
+def previous_configs(
+    repo: git.Repo, commit: Commit, tree: Tree, memory: cache.Entries, env: Mapping[str, str]
+) -> list[Config]:
     """The configuration at the commits the push is relative to; unreadable ones are left out
     (then every image counts as new). The new tree stands in for the old: only the images'
-    settings are compared, not their paths."""
+    settings are compared, not their paths; compose and bake files are resolved as they were."""
     found = []
     for base in commit.bases:
         try:
-            found.append(load_config(repo, base, tree=tree, cache=memory))
+            found.append(load_config(repo, base, tree=tree, cache=memory, env=env))
         except FatalError:
             continue
     return found

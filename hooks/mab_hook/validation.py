@@ -9,11 +9,13 @@ import math
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from mab_hook import platforms as platform_table
+from mab_hook import specs
 from mab_hook import tags as tag_templates
 from mab_hook.errors import FatalError
+from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, is_external_context
 
 PYPROJECT = "pyproject.toml"
 
@@ -144,3 +146,119 @@ def type_name(value: Any) -> str:
 
 def describe(value: Any) -> str:
     return f"{type_name(value)} ({value!r})" if not isinstance(value, (dict, list)) else type_name(value)
+
+
+# --- build settings an image takes from a table, a compose service or a bake target ----------
+
+
+class Directories(Protocol):
+    def has_dir(self, directory: str) -> bool: ...
+
+
+_LOCAL_HINT = (
+    "must be a path inside the repository, relative to its root (e.g. '.git/mab-hook/buildkit-cache/{name}')"
+    ": a pushed commit may not make builds read or write elsewhere on this machine"
+)
+_SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def caches(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
+    """Cache specs; a `type=local` one's paths must stay inside the repository."""
+    entries = str_list([value] if isinstance(value, str) else value, key, problems)
+    kept = []
+    for entry in entries:
+        if not re.match(r"^(type=[a-z0-9-]+|[a-z0-9.-]+(:[0-9]+)?/)", entry):
+            problems.add(key, f"{entry!r} is not a BuildKit cache spec, e.g. "
+                         "'type=registry,ref=registry.internal:5000/cache/{name}'")  # fmt: skip
+            continue
+        options = specs.parse(entry)
+        if options.get("type") == "local":
+            for name in LOCAL_PATH_KEYS:
+                if name in options:
+                    path = normalize(options[name], key, Problems("")) if options[name] else None
+                    if path is None:
+                        problems.add(key, f"{entry!r}: {name}= {_LOCAL_HINT}")
+                        continue
+                    options[name] = path
+            kept.append(specs.format(options))
+            continue
+        kept.append(entry)
+    return tuple(kept)
+
+
+def secrets(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
+    """BuildKit secrets from the environment of whoever pushes: `id=npm,env=NPM_TOKEN`. Files
+    (`src=`) are refused: a pushed commit may not read the machine's files into a build."""
+    kept = []
+    for entry in str_list(value, key, problems):
+        options = specs.parse(entry)
+        problem = None
+        if set(options) - {"id", "env", "type"} or options.get("type", "env") != "env":
+            problem = "takes id= and env= only (a secret from the environment; src= files are not allowed)"
+        elif not _SECRET_ID_RE.match(options.get("id", "")):
+            problem = "needs id=NAME (letters, digits, _ . -), the id RUN --mount=type=secret,id=NAME uses"
+        elif not _ENV_NAME_RE.match(options.setdefault("env", options["id"])):
+            problem = "env= must name an environment variable"
+        if problem:
+            problems.add(key, f"{entry!r} {problem}, e.g. 'id=npm,env=NPM_TOKEN'")
+            continue
+        kept.append(specs.format({"id": options["id"], "env": options["env"]}))
+    return tuple(kept)
+
+
+def oci_layout(value: str, key: str, problems: Problems, directory: str = ".") -> str | None:
+    """`oci-layout://path[:tag|@digest]` with the path inside the repository (it is read from
+    the pushed commit), never elsewhere on the machine; `path` relative to `directory`."""
+    rest = value[len(OCI_LAYOUT) :]
+    path, at, digest = rest.partition("@")
+    if not at:
+        head, colon, tag = path.rpartition(":")
+        path, suffix = (head, f":{tag}") if colon and "/" not in tag else (path, "")
+    else:
+        suffix = f"@{digest}"
+    normalized = normalize(_under(directory, path), key, Problems("")) if path else None
+    if normalized is None:
+        problems.add(key, f"{value!r}: the layout's path {_LOCAL_HINT}")
+        return None
+    return f"{OCI_LAYOUT}{normalized}{suffix}"
+
+
+def contexts(
+    value: Any, key: str, tree: Directories, problems: Problems, directory: str = "."
+) -> tuple[tuple[str, str], ...]:
+    """Named build contexts: a repository directory (relative to `directory`), an OCI layout of
+    the repository, or a buildx source passed as is."""
+    if not isinstance(value, dict):
+        problems.add(key, f'must be a table of NAME = "path", not {type_name(value)}')
+        return ()
+    found = []
+    for name, path in value.items():
+        item = f"{key}.{toml_key(name)}"
+        if not isinstance(path, str) or not path:
+            problems.add(
+                item, f"must be a repository directory or a buildx context source, not {describe(path)}"
+            )
+            continue
+        if path.startswith(OCI_LAYOUT):
+            layout = oci_layout(path, item, problems, directory)
+            if layout is not None:
+                found.append((name, layout))
+            continue
+        if is_external_context(path):
+            found.append((name, path))
+            continue
+        normalized = normalize(_under(directory, path.removeprefix("cwd://")), item, problems)
+        if normalized is None:
+            continue
+        if not tree.has_dir(normalized):
+            problems.add(item, f"directory {normalized!r} does not exist in this commit")
+        found.append((name, normalized))
+    return tuple(sorted(found))
+
+
+def _under(directory: str, path: str) -> str:
+    """`path` as a repository path, when written relative to `directory` (where it was read)."""
+    if directory in (".", "") or posixpath.isabs(path) or re.match(r"^[A-Za-z]:", path):
+        return path
+    return posixpath.join(directory, path)

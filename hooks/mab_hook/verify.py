@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def verify(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    repo, plans = plans_of(args, "verify")
+    repo, plans = plans_of(args, "verify", env)
     pushed_only(plans, "verify")
     registry = Registry(env)
     can_ask(registry, plans, "verify")

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 from mab_hook import binfmt
 from mab_hook.builders import Builder, BuilderSpec
-from mab_hook.config import DEFAULT_BINFMT_IMAGE
+from mab_hook.images import DEFAULT_BINFMT_IMAGE
 from mab_hook.process import Completed
 from mab_hook.registry import Access, Insecure
 

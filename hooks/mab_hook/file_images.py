@@ -1,0 +1,200 @@
+"""Images from compose services and bake targets, as `docker buildx bake --print` resolved them.
+
+Each resolved target becomes an `Image` checked like a `[tool.multiarch.images.NAME]` table: its
+context and Dockerfile inside the repository (a remote context is refused: mab-hook builds what
+the pushed commit holds), platforms Docker knows, secrets from the environment only, local
+caches inside the repository. Tags and outputs are mab-hook's own (`registry`, `tags`, `push`);
+fields that change what is built (`network`, `ssh`, `shm-size`...) reach buildx as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from mab_hook import references, specs
+from mab_hook import validation as fields
+from mab_hook.definitions import Target
+from mab_hook.images import TARGET, Image
+from mab_hook.validation import Problems
+
+# Bake fields passed to buildx unchanged: they change what a build does.
+PASSED = ("network", "ssh", "shm-size", "ulimits", "extra-hosts")
+# A remote build context: what buildx fetches, not what the pushed commit holds.
+_REMOTE_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/)")
+
+
+class Tree(Protocol):
+    def exists(self, path: str) -> bool: ...
+    def has_dir(self, directory: str) -> bool: ...
+
+
+class Defaults(Protocol):
+    """What [tool.multiarch] gives an image that does not say otherwise."""
+
+    @property
+    def cache_from(self) -> tuple[str, ...]: ...
+    @property
+    def cache_to(self) -> tuple[str, ...]: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+
+
+def image_name(target: str) -> str:
+    """An image's name from its target's: Docker's names have no capitals (`Web_App` is
+    `web_app`); a compose service's dots are already underscores in its target's name."""
+    return target.lower()
+
+
+def images_of(
+    targets: Sequence[Target],
+    platforms: tuple[str, ...] | None,
+    defaults: Defaults,
+    tree: Tree,
+    problems: Problems,
+) -> dict[str, Image]:
+    """Every target of the default groups, and the targets their `target:` contexts name."""
+    names = {target.name: image_name(target.name) for target in targets}
+    found: dict[str, Image] = {}
+    for target in targets:
+        image = _image(target, names, platforms, defaults, tree=tree, problems=problems)
+        if image is None:
+            continue
+        if image.name in found:
+            other = found[image.name].defined_in
+            problems.add(_key(target), f"is image {image.name!r}, as a target of {other} is; give one of "
+                         "them another name")  # fmt: skip
+            continue
+        found[image.name] = image
+    return found
+
+
+def _key(target: Target) -> str:
+    return f"{target.source.label}: target {target.name!r}"
+
+
+def _image(
+    target: Target,
+    names: Mapping[str, str],
+    platforms: tuple[str, ...] | None,
+    defaults: Defaults,
+    *,
+    tree: Tree,
+    problems: Problems,
+) -> Image | None:
+    spec, key, name = target.spec, _key(target), names[target.name]
+    if not references.NAME_RE.match(name) or len(name) > 255:
+        problems.add(key, f"{name!r} is not a valid image name (lowercase letters, digits, and . _ - inside)")
+        return None
+    located = _located(spec, target.source.directory, key, tree, problems)
+    if located is None:
+        return None
+    context, dockerfile = located
+    own = fields.platforms(spec["platforms"], f"{key}.platforms", problems) if spec.get("platforms") else None
+    cache_from = spec.get("cache-from")
+    cache_to = spec.get("cache-to")
+    return Image(
+        name=name,
+        context=context,
+        dockerfile=dockerfile,
+        platforms=own or platforms or (),
+        target=spec.get("target") or None,
+        build_args=fields.build_args(_present(spec.get("args")), f"{key}.args", problems),
+        contexts=_contexts(spec.get("contexts") or {}, names, target, tree, problems),
+        cache_from=_filled(fields.caches(_specs(cache_from), f"{key}.cache-from", problems), name)
+        if cache_from
+        else _filled(defaults.cache_from, name),
+        cache_to=_filled(fields.caches(_specs(cache_to), f"{key}.cache-to", problems), name)
+        if cache_to
+        else _filled(defaults.cache_to, name),
+        timeout=defaults.timeout,
+        secrets=fields.secrets(_specs(spec["secret"]), f"{key}.secret", problems)
+        if spec.get("secret")
+        else defaults.secrets,
+        labels=tuple(sorted(_present(spec.get("labels")).items())),
+        extra=tuple((field, json.dumps(spec[field], sort_keys=True)) for field in PASSED if spec.get(field)),
+        defined_in=target.source.label,
+        only_as_context=not target.default,
+    )
+
+
+def _located(
+    spec: Mapping[str, Any], directory: str, key: str, tree: Tree, problems: Problems
+) -> tuple[str, str] | None:
+    """The context and the Dockerfile as repository paths, as buildx finds them: a Dockerfile
+    relative to its context (or to where bake runs, with `cwd://`)."""
+    value = str(spec.get("context") or ".")
+    if _REMOTE_RE.match(value) and not value.startswith("cwd://"):
+        problems.add(f"{key}.context", f"{value!r} is a remote context: mab-hook builds what the pushed "
+                     "commit holds, so a context must be a directory of the repository")  # fmt: skip
+        return None
+    context = fields.normalize(_join(directory, value.removeprefix("cwd://")), f"{key}.context", problems)
+    if context is None:
+        return None
+    if not tree.has_dir(context):
+        problems.add(f"{key}.context", f"directory {context!r} does not exist in this commit")
+    if spec.get("dockerfile-inline"):
+        problems.add(
+            f"{key}.dockerfile-inline",
+            "is not supported: mab-hook reads what a build reads from the Dockerfile in the "
+            "repository; move it into a file named by `dockerfile`",
+        )
+        return None
+    written = str(spec.get("dockerfile") or "Dockerfile")
+    if written.startswith("cwd://"):
+        path = _join(directory, written.removeprefix("cwd://"))
+    else:
+        path = written if posixpath.isabs(written) else _join(context, written)
+    dockerfile = fields.normalize(path, f"{key}.dockerfile", problems)
+    if dockerfile is None:
+        return None
+    if not tree.exists(dockerfile):
+        problems.add(f"{key}.dockerfile", f"{dockerfile!r} is not a tracked file in this commit")
+    return context, dockerfile
+
+
+def _contexts(
+    value: Mapping[str, Any], names: Mapping[str, str], target: Target, tree: Tree, problems: Problems
+) -> tuple[tuple[str, str], ...]:
+    """Named contexts; `target:NAME` (bake) and `service:NAME` (compose) name another image."""
+    key = f"{_key(target)}.contexts"
+    plain, images = {}, []
+    for name, context in value.items():
+        other = re.match(r"^(?:target|service):(.+)$", str(context))
+        if other is None:
+            plain[name] = context
+            continue
+        named = other.group(1).replace(".", "_")  # a compose service as bake names its target
+        if named not in names:
+            problems.add(f"{key}.{name}", f"{context!r} names no target of {target.source.label}")
+            continue
+        images.append((name, TARGET + names[named]))
+    return tuple(sorted((*fields.contexts(plain, key, tree, problems, target.source.directory), *images)))
+
+
+def _specs(value: Any) -> Any:
+    """Cache and secret specs as strings: newer buildx prints them as objects."""
+    if isinstance(value, list):
+        return [specs.format({str(k): str(v) for k, v in item.items()}) if isinstance(item, dict) else item
+                for item in value]  # fmt: skip
+    return value
+
+
+def _present(value: Any) -> dict[str, Any]:
+    """A table without the entries bake prints as null (an arg declared without a value)."""
+    return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else {}
+
+
+def _filled(entries: tuple[str, ...], name: str) -> tuple[str, ...]:
+    return tuple(entry.replace("{name}", name) for entry in entries)
+
+
+def _join(directory: str, path: str) -> str:
+    if directory in ("", ".") or posixpath.isabs(path):
+        return path
+    return posixpath.join(directory, path)

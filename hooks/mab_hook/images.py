@@ -1,0 +1,103 @@
+"""The configuration as records: `Config` and its `Image`s, whichever file said what.
+
+An image comes from a `[tool.multiarch.images.NAME]` table, from a compose service or bake
+target (with the table's settings on top), or from a tracked Dockerfile; past this point
+nothing tells them apart but `defined_in`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mab_hook.builders import BuilderSpec
+
+# The emulator installer doctor suggests; pinned, since `latest` changes under a team's feet.
+DEFAULT_BINFMT_IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
+DEFAULT_JOBS = 2
+DEFAULT_KEEP_LOGS = 50
+DEFAULT_TAGS = ("{short_sha}",)
+LOCAL_PATH_KEYS = ("src", "dest")  # what a `type=local` cache reads from or writes to
+OCI_LAYOUT = "oci-layout://"
+TARGET = "target:"  # a named context that is another image, built from the same commit
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    context: str  # repository-relative POSIX path, "." for the root
+    dockerfile: str  # repository-relative POSIX path
+    platforms: tuple[str, ...]
+    target: str | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    watch: tuple[str, ...] = ()
+    # Named build contexts: name -> repository directory, `target:<image>` (another image of
+    # the repository), or a buildx source passed as is (docker-image://, oci-layout://, https://).
+    contexts: tuple[tuple[str, str], ...] = ()
+    cache_from: tuple[str, ...] = ()  # BuildKit cache sources, `{name}` already filled in
+    cache_to: tuple[str, ...] = ()
+    timeout: float | None = None  # seconds a build may take
+    secrets: tuple[str, ...] = ()  # BuildKit secrets, "id=npm,env=NPM_TOKEN"
+    labels: tuple[tuple[str, str], ...] = ()  # image labels a compose or bake file sets
+    # Bake fields of a compose service or bake target passed to buildx as they are (`network`,
+    # `ssh`, `shm-size`...): name -> the value as JSON.
+    extra: tuple[tuple[str, str], ...] = ()
+    defined_in: str = ""  # the compose or bake file(s) it comes from; "" for pyproject.toml
+    # A bake target outside the default group that another's `target:` context names: built
+    # only as that context, never tagged or pushed.
+    only_as_context: bool = False
+
+    @property
+    def watches(self) -> tuple[str, ...]:
+        """The `watch` globs, and the OCI layouts of the repository a named context reads."""
+        layouts = tuple(
+            f"{layout_path(value)}/**" for _name, value in self.contexts if value.startswith(OCI_LAYOUT)
+        )
+        return self.watch + layouts
+
+    def context_dir(self, name: str) -> str | None:
+        """The repository directory of a named context, or None (not one, or not local)."""
+        value = dict(self.contexts).get(name)
+        return None if value is None or is_external_context(value) else value
+
+    @property
+    def image_contexts(self) -> tuple[tuple[str, str], ...]:
+        """(context name, image name) for each named context that is another image."""
+        return tuple((key, value[len(TARGET) :]) for key, value in self.contexts if value.startswith(TARGET))
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str  # what to name in messages, e.g. "pyproject.toml at 1a2b3c4"
+    platforms: tuple[str, ...]
+    images: tuple[Image, ...]
+    registry: str | None = None
+    builder: str | None = None
+    push: bool = False
+    tags: tuple[str, ...] = DEFAULT_TAGS
+    binfmt_image: str = DEFAULT_BINFMT_IMAGE
+    jobs: int = DEFAULT_JOBS  # images built at once
+    keep_logs: int = DEFAULT_KEEP_LOGS  # pushes whose logs .git/mab-hook keeps
+    builder_spec: BuilderSpec | None = None  # how to create `builder` when it is missing
+    # The files the images were resolved from (compose, bake, `.env`, what they include): a
+    # change to one may change images without any Dockerfile change.
+    definitions: tuple[str, ...] = ()
+
+    def reference(self, image: Image) -> str:
+        """The repository part of an image reference, without tag."""
+        return f"{self.registry}/{image.name}" if self.registry else image.name
+
+    @property
+    def published(self) -> tuple[Image, ...]:
+        """The images that are built, tagged and pushed on their own."""
+        return tuple(image for image in self.images if not image.only_as_context)
+
+
+def is_external_context(value: str) -> bool:
+    return "://" in value or value.startswith(TARGET)
+
+
+def layout_path(value: str) -> str:
+    """The repository path of an `oci-layout://path[:tag|@digest]` context."""
+    path = value[len(OCI_LAYOUT) :].partition("@")[0]
+    head, colon, tag = path.rpartition(":")
+    return head if colon and "/" not in tag else path

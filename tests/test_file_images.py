@@ -1,0 +1,126 @@
+"""Resolved compose services and bake targets as images, checked like [tool.multiarch] tables.
+The targets here are what `docker buildx bake --print` printed for such files in the lab
+(tests/test_definitions.py runs the resolver itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mab_hook import file_images
+from mab_hook.config import Settings
+from mab_hook.definitions import Source, Target
+from mab_hook.errors import FatalError
+from mab_hook.images import Image
+from mab_hook.paths import Tree
+from mab_hook.validation import Problems
+
+COMPOSE = Source("compose", ("compose.yaml",), ".")
+TREE = Tree.of(
+    [
+        "compose.yaml",
+        "src/ad/Dockerfile",
+        "src/ad/build.gradle",
+        "src/cart/Dockerfile",
+        "deploy/compose.yaml",
+        "shared/proto/a.proto",
+        "layouts/base/index.json",
+    ]
+)
+
+
+def images(
+    *targets: Target, platforms: tuple[str, ...] = ("linux/amd64",), defaults: Settings | None = None
+) -> dict[str, Image]:
+    problems = Problems("pyproject.toml at abc")
+    found = file_images.images_of(targets, platforms, defaults or Settings(), TREE, problems)
+    problems.raise_if_any()
+    return found
+
+
+def problem(*targets: Target) -> str:
+    with pytest.raises(FatalError) as info:
+        images(*targets)
+    return str(info.value)
+
+
+def target(name: str, source: Source = COMPOSE, *, default: bool = True, **spec: Any) -> Target:
+    return Target(name, {key.replace("_", "-"): value for key, value in spec.items()}, source, default)
+
+
+def test_a_root_context_and_a_dockerfile_relative_to_it() -> None:
+    """opentelemetry-demo's shape: every context is the repository root."""
+    found = images(
+        target("ad", context=".", dockerfile="./src/ad/Dockerfile", args={"V": "2.1.0", "UNSET": None})
+    )
+    assert found["ad"] == Image(name="ad", context=".", dockerfile="src/ad/Dockerfile", platforms=("linux/amd64",),
+                                build_args=(("V", "2.1.0"),), defined_in="compose.yaml")  # fmt: skip
+
+
+def test_the_dockerfile_defaults_to_the_contexts_and_names_lose_their_capitals() -> None:
+    found = images(target("Cart_Service", context="src/cart", platforms=["linux/arm64"], target="prod"))
+    assert found["cart_service"].dockerfile == "src/cart/Dockerfile"
+    assert (found["cart_service"].platforms, found["cart_service"].target) == (("linux/arm64",), "prod")
+
+
+def test_a_compose_file_in_a_directory_has_its_paths_there() -> None:
+    deploy = Source("compose", ("deploy/compose.yaml",), "deploy")
+    found = images(target("ad", deploy, context="../src/ad", contexts={"proto": "../shared/proto"}))
+    assert (found["ad"].context, found["ad"].dockerfile) == ("src/ad", "src/ad/Dockerfile")
+    assert found["ad"].contexts == (("proto", "shared/proto"),)
+
+
+def test_target_and_service_contexts_name_other_images() -> None:
+    found = images(
+        target("base", context="src/cart"),
+        target("tool-lite", context="src/ad", contexts={"base": "target:base", "cfg": "service:my.cfg"}),
+        target("my_cfg", context="src/cart", default=False),  # compose's `my.cfg`, named by bake
+    )
+    assert found["tool-lite"].contexts == (("base", "target:base"), ("cfg", "target:my_cfg"))
+    assert found["tool-lite"].image_contexts == (("base", "base"), ("cfg", "my_cfg"))
+    assert found["my_cfg"].only_as_context and not found["base"].only_as_context
+
+
+def test_what_changes_a_build_reaches_it_and_the_rest_is_mab_hooks() -> None:
+    found = images(target("ad", context="src/ad", labels={"team": "ads", "gone": None}, tags=["x/ad:1"],
+                          output=["type=docker"], network="host", ssh=["default"], shm_size="1GiB",
+                          secret=["id=npm,env=NPM_TOKEN"], cache_from=[{"type": "registry", "ref": "r/c"}]))  # fmt: skip
+    image = found["ad"]
+    assert image.labels == (("team", "ads"),)
+    assert image.extra == (("network", '"host"'), ("ssh", '["default"]'), ("shm-size", '"1GiB"'))
+    assert image.secrets == ("id=npm,env=NPM_TOKEN",)
+    assert image.cache_from == ("type=registry,ref=r/c",)  # newer buildx prints specs as objects
+
+
+def test_the_configs_build_settings_apply_unless_the_file_sets_its_own() -> None:
+    defaults = Settings(cache_from=("type=registry,ref=r/cache/{name}",), timeout=60.0)
+    found = images(target("ad", context="src/ad"), target("cart", context="src/cart", cache_from=["type=gha"]),
+                   defaults=defaults)  # fmt: skip
+    assert (found["ad"].cache_from, found["ad"].timeout) == (("type=registry,ref=r/cache/ad",), 60.0)
+    assert found["cart"].cache_from == ("type=gha",)
+
+
+@pytest.mark.parametrize(("spec", "said"), [
+    ({"context": "https://github.com/x/y.git"}, "is a remote context: mab-hook builds what the pushed commit holds"),
+    ({"context": "git@github.com:x/y.git"}, "is a remote context"),
+    ({"context": "../elsewhere"}, "'../elsewhere' must be a path inside the repository"),
+    ({"context": "/srv/app"}, "'/srv/app' must be a path inside the repository"),
+    ({"context": "missing"}, "directory 'missing' does not exist in this commit"),
+    ({"context": "src/ad", "dockerfile": "Other"}, "'src/ad/Other' is not a tracked file in this commit"),
+    ({"context": "src/ad", "dockerfile-inline": "FROM scratch"}, "dockerfile-inline] is not supported"),
+    ({"context": "src/ad", "secret": ["id=aws,src=/home/me/.aws/credentials"]}, "src= files are not allowed"),
+    ({"context": "src/ad", "cache-to": ["type=local,dest=/tmp/x"]}, "dest= must be a path inside the repository"),
+    ({"context": "src/ad", "platforms": ["linux/aarch64"]}, "did you mean 'linux/arm64'"),
+    ({"context": "src/ad", "contexts": {"b": "target:nope"}}, "'target:nope' names no target of compose.yaml"),
+    ({"context": "src/ad", "contexts": {"l": "oci-layout:///var/lib/x"}}, "the layout's path must be a path inside"),
+])  # fmt: skip
+def test_bad_targets_are_refused_like_bad_tables(spec: dict[str, Any], said: str) -> None:
+    message = problem(Target("ad", spec, COMPOSE, True))
+    assert "[compose.yaml: target 'ad" in message
+    assert said in message
+
+
+def test_two_targets_one_image() -> None:
+    message = problem(target("Api", context="src/ad"), target("api", context="src/cart"))
+    assert "is image 'api', as a target of compose.yaml is; give one of them another name" in message

@@ -57,6 +57,16 @@ def test_other_versions_and_damage(tmp_path: Path) -> None:
     assert cache.load(path) == {}
 
 
+def test_a_file_of_another_version_is_replaced_not_appended_to(tmp_path: Path) -> None:
+    """What a new mab-hook learns is kept: appended under an old header it would be lost on
+    every run."""
+    path = tmp_path / "c.pickle"
+    path.write_bytes(pickle.dumps({"version": "v0"}) + pickle.dumps({"x": 1}))
+    learn(path, a=1)
+    learn(path, b=2)
+    assert cache.load(path) == {"a": 1, "b": 2}
+
+
 def test_memo_by_blob_id() -> None:
     calls: list[str] = []
     memory: dict[object, object] = {}

@@ -10,6 +10,7 @@ import pytest
 from mab_hook import input_digest as digest
 from mab_hook.images import Image
 from mab_hook.inputs import Files, Inputs, compute
+from mab_hook.paths import Tree
 
 TREE = {
     "svc/Dockerfile": "FROM busybox AS build\nCOPY src/ /src/\nFROM build AS test\nCOPY tests/ /t/\nFROM build\n",
@@ -35,13 +36,13 @@ def value(
     found: Inputs | None = None, blobs: dict[str, str] | None = None, bases: dict[str, str] | None = None
 ) -> str:
     found = found or inputs_of()
-    files = digest.input_files(found, tuple(sorted(TREE)))
+    files = digest.input_files(found, Tree.of(TREE))
     table = blobs if blobs is not None else BLOBS
     return digest.compute(found, {path: table[path] for path in files}, bases or {})
 
 
 def test_input_files_are_what_the_build_reads() -> None:
-    files = digest.input_files(inputs_of(), tuple(sorted(TREE)))
+    files = digest.input_files(inputs_of(), Tree.of(TREE))
     assert files == {"svc/Dockerfile", "svc/.dockerignore", "svc/src/a.py", "svc/src/b.py", "proto/api.proto"}
 
 

@@ -28,11 +28,14 @@ MAX_BATCHES = 64  # appended batches before the file is written afresh
 class Entries(dict[Hashable, Any]):
     """The entries, noting what this run added and whether it dropped any."""
 
-    def __init__(self, *args: Any, batches: int = 0) -> None:
+    def __init__(self, *args: Any, batches: int = 0, appendable: bool = False) -> None:
         super().__init__(*args)
         self.added: dict[Hashable, Any] = {}
         self.dropped = False
         self.batches = batches  # in the file it came from
+        # The file is ours, of this version: a batch may be appended to it. Otherwise (missing,
+        # another version, damaged at its start) it is written afresh.
+        self.appendable = appendable
 
     @property
     def changed(self) -> bool:
@@ -53,7 +56,7 @@ def _version() -> str:
     than its metadata: importlib.metadata costs some 50 ms a run.)"""
     parser = Path(e2b_dockerfile_utils.__file__).parent
     stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(parser.glob("*.py"))]
-    return "/".join(("v3", __version__, *stamps))
+    return "/".join(("v4", __version__, *stamps))  # v4: configurations keep their definition files
 
 
 def load(path: Path) -> Entries:
@@ -65,16 +68,18 @@ def load(path: Path) -> Entries:
         return Entries()
     found: dict[Hashable, Any] = {}
     batches = 0
+    ours = False
     with contextlib.suppress(pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
         if pickle.load(stream) != {"version": _version()}:  # our own file, in the git dir
             return Entries()
+        ours = True
         while stream.tell() < len(stream.getbuffer()):
             batch = pickle.load(stream)
             if not isinstance(batch, dict):
                 break
             found.update(batch)
             batches += 1
-    return Entries(found, batches=batches)
+    return Entries(found, batches=batches, appendable=ours)
 
 
 def save(path: Path, entries: Entries) -> None:
@@ -82,7 +87,9 @@ def save(path: Path, entries: Entries) -> None:
     on the next run, never correctness."""
     if not entries.changed:
         return
-    fresh = entries.dropped or entries.batches >= MAX_BATCHES or len(entries) > LIMIT or not path.exists()
+    fresh = (
+        not entries.appendable or entries.dropped or entries.batches >= MAX_BATCHES or len(entries) > LIMIT
+    )
     with contextlib.suppress(OSError):
         if fresh:
             kept = dict(list(entries.items())[-LIMIT:])

@@ -26,7 +26,7 @@ class Ignore(NamedTuple):
 
     def excludes(self, relative: str) -> bool:
         """Whether a path, relative to the context root, is left out of the context."""
-        return self.matcher is not None and self.matcher.matches(relative)
+        return self.matcher is not None and _matches(self.matcher, relative)
 
 
 NO_IGNORE = Ignore(None)
@@ -47,6 +47,12 @@ def load(path: str | None, text: str | None) -> Ignore:
         return Ignore(path, _parse(text))
     except ValueError as e:
         raise FatalError(f"{path}: {e}") from None
+
+
+@lru_cache(maxsize=1 << 16)
+def _matches(matcher: PatternMatcher, relative: str) -> bool:
+    """Several rules of a build ask about the same paths; the matcher is slow Python."""
+    return bool(matcher.matches(relative))
 
 
 @lru_cache(maxsize=1024)

@@ -12,14 +12,14 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from mab_hook.images import Image
 from mab_hook.inputs import Inputs
-from mab_hook.paths import in_directory
+from mab_hook.paths import Tree
 from mab_hook.patterns import watched
 
 VERSION = b"mab-hook input digest v1"
 TAG_PREFIX = "mab-"
 
 
-def input_files(found: Inputs, paths: Sequence[str], gitlinks: Sequence[str] = ()) -> set[str]:
+def input_files(found: Inputs, tree: Tree, gitlinks: Sequence[str] = ()) -> set[str]:
     """The repository files the build reads (reachable rules, after the ignore files) or watches,
     and the submodules it reads (their recorded commits)."""
     files = {found.image.dockerfile}
@@ -27,9 +27,9 @@ def input_files(found: Inputs, paths: Sequence[str], gitlinks: Sequence[str] = (
         files.add(found.ignore_file)
     for rule in found.rules:
         if rule.reachable:
-            files.update(path for path in in_directory(paths, rule.context) if rule.reads(path))
+            files.update(path for path in rule.candidates(tree) if rule.reads(path))
     for glob in found.image.watches:
-        files.update(watched(glob, paths))
+        files.update(watched(glob, tree.paths))
     files.update(found.submodules(gitlinks))
     return files
 

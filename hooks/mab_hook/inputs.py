@@ -104,6 +104,15 @@ class Rule(NamedTuple):
             return f"excluded by --exclude={','.join(source.excludes)} of {self.describe()}"
         return None
 
+    def candidates(self, tree: Tree) -> Sequence[str]:
+        """The only files the rule can read: the file or directory a literal source names, or
+        what lies under the literal directories a wildcard source starts with."""
+        pattern = patterns.clean(self.source.pattern)
+        if patterns.has_wildcard(pattern):
+            return tree.under(join(self.context, patterns.literal_prefix(pattern)))
+        path = join(self.context, pattern)
+        return (path,) if tree.exists(path) else tree.under(path)
+
     def describe(self) -> str:
         source = self.source
         where = f" from context {self.context_name!r}" if self.context_name else ""
@@ -281,19 +290,9 @@ def unmatched(inputs: Inputs, files: Files) -> tuple[str, ...]:
     """Warnings for sources of the built stages that match no file of the commit."""
     warnings = []
     for rule in inputs.rules:
-        if rule.reachable and not any(rule.reads(path) for path in _candidates(rule, files)):
+        if rule.reachable and not any(rule.reads(path) for path in rule.candidates(files.tree)):
             context = f"context {rule.context_name!r}" if rule.context_name else "the build context"
             warnings.append(
                 f"{inputs.image.name}: {rule.describe()} matches no file in {context} ({rule.context})"
             )
     return tuple(warnings)
-
-
-def _candidates(rule: Rule, files: Files) -> Sequence[str]:
-    """The only files a rule can read: the file or directory a literal source names, or
-    what lies under the literal directories a wildcard source starts with."""
-    pattern = patterns.clean(rule.source.pattern)
-    if patterns.has_wildcard(pattern):
-        return files.under(join(rule.context, patterns.literal_prefix(pattern)))
-    path = join(rule.context, pattern)
-    return (path,) if files.exists(path) else files.under(path)

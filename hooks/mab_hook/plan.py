@@ -249,7 +249,7 @@ def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[
 
     def of(name: str) -> str:
         if name not in found:
-            read = input_digest.input_files(analysis.inputs_of(name), files.tree.paths, files.gitlinks)
+            read = input_digest.input_files(analysis.inputs_of(name), files.tree, files.gitlinks)
             bases = {base.name: of(base.name) for base in by_name[name].bases}
             blobs = {path: entry for path in read if (entry := files.entry(path)) is not None}
             found[name] = input_digest.compute(analysis.inputs_of(name), blobs, bases)

@@ -311,3 +311,29 @@ def test_a_failing_step_is_not_tried_again(tmp_path: Path) -> None:
                                       Buildx({}, None, group), tmp_path, buildx.Watch())  # fmt: skip
     assert (result.status, result.failure, len(group.commands)) == (Status.FAILED, Failure.BUILD, 1)
     assert result.detail == "build failed on linux/amd64 (exit 1)"
+
+
+def test_an_upload_stopped_by_another_images_failing_step_is_not_the_engines_failure(tmp_path: Path) -> None:
+    """Seen in the lab: BuildKit stops the whole invocation when one image's step fails, and an
+    upload under way then ends with that step's error. The uploading image was stopped, not
+    failed by the engine (and is not tried again)."""
+    plan = make(
+        (BASE, dataclasses.replace(APP, name="app")), {**FILES, "app/Dockerfile": "FROM busybox AS runtime\n"}
+    )
+    canceled = ("#1 [base linux/arm/v7 1/1] FROM busybox\n#1 DONE 0.0s\n#2 [base] exporting to image\n#2 DONE 0.4s\n"
+                "#3 [base] pushing reg:5000/team/base:mab-1 with docker\n"
+                "#4 [app linux/arm/v7 2/2] RUN false\n#4 ERROR: process \"/bin/sh -c false\" did not complete "
+                "successfully: exit code: 1\n#3 ERROR: failed to solve: process \"/bin/sh -c false\" did not complete "
+                "successfully: exit code: 1\nERROR: failed to solve: exit code: 1\n")  # fmt: skip
+    group = CannedGroup([(1, canceled)])
+    wanted = [buildx.Wanted(p, f"reg:5000/team/{p.image.name}:mab-1") for p in plan.affected]
+    base, app = buildx.build_together(wanted, tmp_path / "bake.json", Buildx({}, None, group), tmp_path,
+                                      buildx.Watch())  # fmt: skip
+    assert (base.status, base.failure, base.detail, base.published) == (
+        Status.NOT_BUILT, Failure.BASE, "stopped: another image of the push failed", ())  # fmt: skip
+    assert (app.status, app.failure, app.detail) == (
+        Status.FAILED,
+        Failure.BUILD,
+        "build failed on linux/arm/v7 (exit 1)",
+    )
+    assert len(group.commands) == 1

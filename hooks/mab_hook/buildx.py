@@ -368,6 +368,8 @@ class _Demux:
         self.labels: dict[str, str] = {}  # vertex -> the image its label names
         self.exports: dict[str, str] = {}  # vertex -> image, for "exporting to image"
         self.own_errors: set[str] = set()  # images a step of their own failed
+        self.export_errors: set[str] = set()  # images whose export or upload ended in an error
+        self.uploads: set[str] = set()  # vertices that export or upload an image
         self.failed_bases: dict[str, set[str]] = {}  # image -> its bases whose steps failed
         self.tails = {name: collections.deque[str](maxlen=process.TAIL_LINES) for name in logs}
         self.started = time.monotonic()
@@ -405,13 +407,15 @@ class _Demux:
                 self.watch.step(image, found.platform, found.what[:100])
             if what.startswith("exporting to image"):
                 self.exports[vertex] = image
+            if what.startswith(("exporting", "pushing")):
+                self.uploads.add(vertex)
 
     def _ended(self, vertex: str, rest: str) -> None:
         if rest.startswith("ERROR: "):
             image = self.labels.get(vertex)
             for owner in self.owners.get(vertex, ()):
                 if owner == image:
-                    self.own_errors.add(owner)
+                    (self.export_errors if vertex in self.uploads else self.own_errors).add(owner)
                 elif image is not None:
                     self.failed_bases.setdefault(owner, set()).add(image)
         elif rest.startswith("DONE") and vertex in self.exports:
@@ -489,11 +493,17 @@ def _result(wanted: Wanted, log: Path, run: _Run) -> BuildResult:
         tail = run.streamed._replace(tail=tuple(demux.tails[name]))
         text = log.read_bytes()[run.offsets.get(name, 0) :].decode("utf-8", errors="replace")
         return _failed(result, tail, text, None)
+    if name in demux.export_errors and not demux.own_errors:  # its export or upload failed by itself
+        tail = run.streamed._replace(tail=tuple(demux.tails[name]))
+        text = log.read_bytes()[run.offsets.get(name, 0) :].decode("utf-8", errors="replace")
+        return _failed(result, tail, text, None)
     broken = sorted(demux.failed_bases.get(name, ()))
     if broken:
         detail = f"base image {broken[0]} did not build"
         return result._replace(status=Status.NOT_BUILT, detail=detail, failure=Failure.BASE)
-    if name in demux.seconds:  # exported before another image's failure ended the run
+    # A step of another image failed: BuildKit stops the whole invocation, and an upload under
+    # way ends with that step's error. Exported before, and no upload stopped: it is built.
+    if name in demux.seconds and name not in demux.export_errors:
         return result._replace(published=published)
     detail = "stopped: another image of the push failed"
     return result._replace(status=Status.NOT_BUILT, detail=detail, failure=Failure.BASE)

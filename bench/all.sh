@@ -17,11 +17,15 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     "$python" planning.py --profile
     echo
+    "$python" definitions.py
+    echo
     "$python" hook_cost.py
     echo
     "$python" work_avoided.py
     echo
     "$python" build_cost.py
+    echo
+    "$python" verify_cost.py
     echo
     cat reading.md
 } | tee RESULTS.md.new

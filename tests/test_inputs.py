@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -11,6 +16,7 @@ from mab_hook.changes import Commit, Ref
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs, compute, unmatched
 from mab_hook.plan import Explanation, Plan, make_plan
+from tests.conftest import Lab, Repo
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 
@@ -312,3 +318,173 @@ def test_explain_in_a_plan() -> None:
     assert item.bases == ("base",)
     quiet = explain(plan_for("api/README.md"), "api")
     assert not quiet.affected
+
+
+# --- what BuildKit reads that a simpler reading would miss ------------------------------------
+
+
+def test_variables_expand_in_the_json_form_too() -> None:
+    found = inputs('FROM busybox\nARG D=sub\nENV F=a.txt\nCOPY ["${D}/${F}", "/x/"]\n')
+    assert counts(found, "svc/sub/a.txt", "svc/${D}/${F}") == {"svc/sub/a.txt": True, "svc/${D}/${F}": False}
+
+
+def test_env_comes_with_a_stage_built_on_and_wins_over_an_arg() -> None:
+    found = inputs("FROM busybox AS base\nENV D=conf\nFROM base\nARG D=other\nCOPY $D/ /x/\n")
+    assert counts(found, "svc/conf/a", "svc/other/a") == {"svc/conf/a": True, "svc/other/a": False}
+
+
+def test_a_cache_mount_from_a_stage_builds_that_stage() -> None:
+    found = inputs(
+        "FROM busybox AS deps\nCOPY lock.json /\nFROM busybox AS unused\nCOPY other /\n"
+        "FROM busybox\nRUN --mount=type=cache,from=deps,target=/c,sharing=locked true\n"
+    )
+    assert counts(found, "svc/lock.json", "svc/other") == {"svc/lock.json": True, "svc/other": False}
+    assert found.reason("svc/lock.json") == "COPY 'lock.json' (line 2) reads: svc/lock.json"
+
+
+def test_a_cache_mount_seeded_from_a_named_context_reads_its_source() -> None:
+    found = inputs("FROM busybox\nRUN --mount=type=cache,from=seed,source=pip,target=/root/.cache true\n",
+                   {"shared/pip/wheel.whl": "", "shared/other": ""}, contexts=(("seed", "shared"),))  # fmt: skip
+    assert counts(found, "shared/pip/wheel.whl", "shared/other") == {
+        "shared/pip/wheel.whl": True,
+        "shared/other": False,
+    }
+    assert found.reason("shared/pip/wheel.whl") == (
+        "cache mount 'pip' from context 'seed' (line 2) reads: shared/pip/wheel.whl"
+    )
+
+
+def test_onbuild_triggers_read_the_context_of_the_stage_built_on_them() -> None:
+    found = inputs(
+        "FROM busybox AS onb\nENV APP=app\nONBUILD COPY ${APP}/ /app/\nONBUILD RUN --mount=type=bind,source=tools,target=/t true\n"
+        "FROM onb AS built\nFROM onb AS unused\nFROM busybox\nCOPY --from=built /app /app\n"
+    )
+    assert counts(found, "svc/app/main.py", "svc/tools/x") == {"svc/app/main.py": True, "svc/tools/x": True}
+    assert found.reason("svc/app/main.py") == (
+        "COPY 'app/' (ONBUILD of stage 'onb', line 3) reads: svc/app/main.py"
+    )
+
+
+def test_a_stage_carries_its_own_triggers_only() -> None:
+    found = inputs("FROM busybox AS a\nONBUILD COPY x /\nFROM a AS b\nONBUILD COPY y /\n")
+    assert [s.pattern for s in found.onbuild] == ["y"]  # a's ran in b; b's run in what is FROM it
+
+
+def symlinked(files: dict[str, str], symlinks: dict[str, str]) -> Files:
+    """A commit's files as git lists them: symlinks have mode 120000, their blob their target."""
+    contents = {**files, **symlinks}
+    tree = Files.of(contents)
+    return tree._replace(entry=lambda path: None if path not in contents else
+                         ("120000" if path in symlinks else "100644") + f" {hash(contents[path]):x}")  # fmt: skip
+
+
+def test_symlinks_a_source_names_or_goes_through_are_followed() -> None:
+    """As BuildKit copies them (tried in the lab): `link` -> `real/` copies real's files, a
+    path through a linked directory reads the real one, a wildcard's matches that are links are
+    followed; links inside a copied directory stay links."""
+    dockerfile = (
+        "FROM busybox\nCOPY link /a/\nCOPY link.txt /b\nCOPY via/sub/g /c/\nCOPY *.cfg /d/\nCOPY dir /e/\n"
+    )
+    files = symlinked(
+        {"svc/Dockerfile": dockerfile, "svc/real/f": "", "svc/real/sub/g": "", "svc/data.txt": "", "svc/conf/x.ini": "",
+         "svc/dir/plain": "", "svc/target.txt": ""},
+        {"svc/link": "real", "svc/link.txt": "data.txt", "svc/via": "./real", "svc/app.cfg": "/conf/x.ini",
+         "svc/dir/inner": "../target.txt"},
+    )  # fmt: skip
+    found = compute(Image("svc", "svc", "svc/Dockerfile", ALL3), files, build_platform="linux/amd64")
+    assert counts(found, "svc/real/f", "svc/data.txt", "svc/real/sub/g", "svc/conf/x.ini", "svc/target.txt") == {
+        "svc/real/f": True, "svc/data.txt": True, "svc/real/sub/g": True, "svc/conf/x.ini": True,
+        "svc/target.txt": False,  # dir/inner is copied as a link
+    }  # fmt: skip
+    assert found.reason("svc/real/f") == "COPY 'real' (line 2, through symlink 'svc/link') reads: svc/real/f"
+    assert found.reason("svc/link") == "COPY 'link' (line 2) reads: svc/link"  # changing where it points
+    assert found.reason("svc/conf/x.ini") == (
+        "COPY 'conf/x.ini' (line 5, through symlink 'svc/app.cfg') reads: svc/conf/x.ini"
+    )
+
+
+def test_links_in_circles_or_out_of_the_context_stay_in_it() -> None:
+    files = symlinked({"svc/Dockerfile": "FROM busybox\nCOPY loop up /x/\n", "svc/etc/passwd": "", "etc/passwd": ""},
+                      {"svc/loop": "loop2", "svc/loop2": "loop", "svc/up": "../../etc/passwd"})  # fmt: skip
+    found = compute(Image("svc", "svc", "svc/Dockerfile", ALL3), files, build_platform="linux/amd64")
+    assert counts(found, "svc/etc/passwd", "etc/passwd") == {"svc/etc/passwd": True, "etc/passwd": False}
+
+
+def test_an_ignore_file_with_a_byte_order_mark() -> None:
+    found = inputs("FROM busybox\nCOPY . /app/\n", {"svc/.dockerignore": "\ufeff*.log\n"})
+    assert counts(found, "svc/debug.log", "svc/app.py") == {"svc/debug.log": False, "svc/app.py": True}
+
+
+# --- the same constructs, built by BuildKit in the lab --------------------------------------------
+
+
+class Construct(NamedTuple):
+    dockerfile: str  # of image svc; {busybox} and {registry} filled in
+    changed: str  # the path the second commit changes (v1 -> v2)
+    explained: str  # what `--explain svc` says of it
+    extra: Mapping[str, str] = {}  # more files; "-> target" makes a symlink
+    out: str = "/out"  # where the built image has the changed file's content
+
+
+CONSTRUCTS = {
+    "json-form-variable": Construct('FROM {busybox}\nARG D=sub\nCOPY ["${{D}}/a.txt", "/out"]\n', "svc/sub/a.txt",
+                                    "counts: COPY 'sub/a.txt' (line 3) reads"),
+    "env-of-the-stage-built-on": Construct("FROM {busybox} AS base\nENV D=sub\nFROM base\nCOPY $D/a.txt /out\n",
+                                           "svc/sub/a.txt", "counts: COPY 'sub/a.txt' (line 4) reads"),
+    "cache-mount-from-a-stage": Construct(
+        "FROM {busybox} AS deps\nCOPY sub/a.txt /seed/out\nFROM {busybox}\n"
+        "RUN --mount=type=cache,from=deps,source=/seed,target=/c,id={salt} cp /c/out /out\n",
+        "svc/sub/a.txt", "counts: COPY 'sub/a.txt' (line 2) reads"),
+    "onbuild-of-a-stage": Construct("FROM {busybox} AS onb\nONBUILD COPY sub/a.txt /out\nFROM onb\n", "svc/sub/a.txt",
+                                    "counts: COPY 'sub/a.txt' (ONBUILD of stage 'onb', line 2) reads"),
+    "onbuild-of-an-in-repo-base": Construct(
+        "FROM {registry}/base\n", "svc/app.txt",
+        "counts: COPY 'app.txt' (ONBUILD of base image base (base/Dockerfile), line 2) reads",
+        {"base/Dockerfile": "FROM {busybox}\nONBUILD COPY app.txt /out\n"}),
+    "symlinked-directory": Construct("FROM {busybox}\nCOPY link/a.txt /out\n", "svc/sub/a.txt",
+                                     "counts: COPY 'sub/a.txt' (line 2, through symlink 'svc/link') reads",
+                                     {"svc/link": "-> sub"}),
+    "ignore-file-with-a-bom": Construct("FROM {busybox}\nCOPY sub/ /out/\n", "svc/sub/skip.txt",
+                                        "does not count: excluded by svc/.dockerignore",
+                                        {"svc/.dockerignore": "\ufeffsub/skip.txt\n", "svc/sub/skip.txt": "v1\n"},
+                                        out=""),
+}  # fmt: skip
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("name", list(CONSTRUCTS))
+def test_a_change_buildkit_reads_rebuilds_and_explain_names_the_line(lab: Lab, repo: Repo, name: str) -> None:
+    construct = CONSTRUCTS[name]
+    # push = false: the images stay in the engine's store, under names of this test's own.
+    registry = f"mab-inputs-test/{uuid.uuid4().hex[:10]}"
+    fill = {"busybox": lab.busybox, "registry": registry, "salt": uuid.uuid4().hex}
+    files = {"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n'
+                               f'registry = "{registry}"\n[tool.multiarch.images.svc]\ncontext = "svc"\n',
+             "svc/Dockerfile": construct.dockerfile.format(**fill), "svc/sub/a.txt": "v1\n", "svc/app.txt": "v1\n"}  # fmt: skip
+    for path, text in construct.extra.items():
+        if text.startswith("-> "):
+            (repo.path / path).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(text[3:], repo.path / path)
+        else:
+            files[path] = text.format(**fill) if path.endswith("Dockerfile") else text
+    if "base/Dockerfile" in files:
+        files["pyproject.toml"] += '[tool.multiarch.images.base]\ncontext = "base"\n'
+    repo.commit(files)
+    first = run_mab(repo, lab, "--all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    sha = repo.commit({construct.changed: "v2\n"})
+    explained = run_mab(repo, lab, "--from", "HEAD^", "--explain", "svc")
+    assert construct.explained in explained.stdout, explained.stdout
+    built = run_mab(repo, lab, "--from", "HEAD^")
+    assert built.returncode == 0, built.stdout + built.stderr
+    if construct.out:
+        assert "svc  " in built.stdout and "built" in built.stdout, built.stdout
+        shown = lab.docker("run", "--rm", f"{registry}/svc:{sha[:7]}", "cat", construct.out)
+        assert shown.stdout == "v2\n"
+    else:
+        assert "nothing to build" in built.stdout or "unaffected: svc" in built.stdout, built.stdout
+
+
+def run_mab(repo: Repo, lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run((sys.executable, "-m", "mab_hook", *args), cwd=repo.path, env=lab.env,
+                          capture_output=True, text=True, check=False)  # fmt: skip

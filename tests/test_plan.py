@@ -210,3 +210,35 @@ def test_a_build_arg_that_looks_like_a_secret_is_warned_about() -> None:
     (warning,) = p.warnings
     assert warning.startswith("api: build arg NPM_TOKEN looks like a secret")
     assert 'secrets = ["id=npm_token,env=NPM_TOKEN"]' in warning
+
+
+def test_onbuild_triggers_of_an_in_repo_base_read_the_dependants_context() -> None:
+    """A base image's ONBUILD COPY runs in the build of each image FROM it, in that image's own
+    context (tried in the lab: the downstream context's file is what lands in the image)."""
+    files = {
+        "base/Dockerfile": "FROM busybox\nENV SRC=src\nONBUILD COPY ${SRC}/ /app/\n",
+        "services/api/Dockerfile": "FROM reg:5000/team/base:latest\n",
+        "services/worker/Dockerfile": "FROM busybox\n",
+        "tools/tool/Dockerfile": "FROM reg:5000/other/base\n",
+        "services/api/src/main.py": "",
+        "services/worker/src/main.py": "",
+    }
+    found = plan({"services/api/src/main.py", "services/worker/src/main.py"}, files=files)
+    assert names(found) == ["api"]
+    assert found.affected[0].reasons == (
+        "COPY 'src/' (ONBUILD of base image base (base/Dockerfile), line 3) reads: services/api/src/main.py",
+    )
+    # Changing the trigger itself rebuilds the base, and so what is built on it.
+    assert names(plan({"base/Dockerfile"}, files=files)) == ["base", "api"]
+
+
+def test_a_source_matching_nothing_is_said_for_every_image_a_change_comes_near() -> None:
+    """Not only for affected images: a context that can never build is said while it is worked on."""
+    files = {**DOCKERFILES, "services/worker/Dockerfile": "FROM busybox\nCOPY missing.txt /\n",
+             "services/worker/notes.md": ""}  # fmt: skip
+    found = plan({"services/worker/notes.md"}, files=files)
+    assert names(found) == []
+    assert found.warnings == (
+        "worker: COPY 'missing.txt' (line 2) matches no file in the build context (services/worker)",
+    )
+    assert plan({"docs/index.md"}, files=files).warnings == ()  # nothing near it changed

@@ -8,6 +8,7 @@ other, and every COPY/ADD source and bind mount, with ARG/ENV expanded per stage
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -33,6 +34,7 @@ class Source(NamedTuple):
     excludes: tuple[str, ...]  # COPY/ADD --exclude patterns
     line: int
     parents: bool = False  # COPY --parents: `**` matches any depth
+    trigger: str = ""  # an ONBUILD trigger: whose ("stage 's0'", "base image base (base/Dockerfile)")
 
 
 class Stage(NamedTuple):
@@ -40,9 +42,14 @@ class Stage(NamedTuple):
     name: str | None  # the `AS name`, lowercased as BuildKit does
     base: str  # the FROM reference, with ARGs expanded
     line: int
-    sources: tuple[Source, ...]
+    sources: tuple[Source, ...]  # ONBUILD triggers of a stage it starts FROM included
     # Names used by --from= (COPY/ADD) and --mount=...,from= (RUN): stages, contexts or images.
     uses: tuple[str, ...]
+    # What its ONBUILD COPY/ADD/RUN --mount triggers read from the build context of whatever
+    # builds FROM it: a later stage, or another image of the repository.
+    onbuild: tuple[Source, ...] = ()
+    onbuild_uses: tuple[str, ...] = ()  # what its triggers name with --from / from=
+    env: tuple[tuple[str, str], ...] = ()  # its ENV at the end, which a stage FROM it starts with
 
 
 class Dockerfile(NamedTuple):
@@ -115,8 +122,9 @@ def parse(
         name = instruction.name.lower()
         if name == "from":
             if current is not None:
-                stages.append(current.finish())
+                stages.append(current.finish(scope))
             current = _StageBuilder.start(len(stages), instruction, scope.lex(global_args), global_args)
+            current.inherit(Dockerfile(tuple(stages)).stage(current.base), scope)
         elif current is None:
             if name == "arg":  # only ARGs before the first FROM are in scope for FROM lines
                 scope.declare(instruction.args, global_args, global_args)
@@ -124,7 +132,7 @@ def parse(
             current.add(instruction, scope)
     if current is None:
         raise FatalError(f"{source}: no FROM instruction")
-    stages.append(current.finish())
+    stages.append(current.finish(scope))
     return Dockerfile(tuple(stages))
 
 
@@ -175,9 +183,25 @@ class _StageBuilder:
     def __init__(self, number: int, name: str | None, base: str, line: int, global_args: Mapping[str, str]):
         self.number, self.name, self.base, self.line = number, name, base, line
         self.global_args = global_args
-        self.env: dict[str, str] = {}
+        self.args: dict[str, str] = {}  # ARGs declared in the stage
+        self.envs: dict[str, str] = {}  # ENV, which wins over an ARG of the same name
         self.sources: list[Source] = []
         self.uses: list[str] = []
+        self.triggers: list[DockerfileInstruction] = []  # ONBUILD instructions, as written
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What words are expanded with: ARGs, and ENV over them."""
+        return {**self.args, **self.envs}
+
+    def inherit(self, base: Stage | None, scope: _Scope) -> None:
+        """A stage FROM an earlier one starts with its ENV, and runs its ONBUILD triggers."""
+        if base is None or base.number == self.number:
+            return
+        self.envs.update(base.env)
+        whose = f"stage {base.name!r}" if base.name else f"stage {base.number}"
+        self.sources.extend(source._replace(trigger=whose) for source in base.onbuild)
+        self.uses.extend(base.onbuild_uses)
 
     @classmethod
     def start(
@@ -191,46 +215,94 @@ class _StageBuilder:
     def add(self, instruction: DockerfileInstruction, scope: _Scope) -> None:
         name = instruction.name.lower()
         if name == "arg":
-            scope.declare(instruction.args, self.env, self.global_args)
+            scope.declare(instruction.args, self.args, self.global_args)
         elif name == "env":
             lex = scope.lex(self.env)
             for key, value in zip(instruction.args[::2], instruction.args[1::2], strict=False):
-                self.env[key] = lex.word(value)
-        elif name in ("copy", "add"):
-            self._copy(instruction, scope.lex(self.env))
-        elif name == "run":
-            self._mounts(instruction, scope.lex(self.env))
+                self.envs[key] = lex.word(value)
+        elif name == "onbuild":
+            trigger = _trigger(instruction)
+            if trigger is not None:
+                self.triggers.append(trigger)
+        else:
+            lex = scope.lex(self.env)
+            self.sources.extend(reads(instruction, lex))
+            self.uses.extend(uses(instruction, lex))
 
-    def _copy(self, instruction: DockerfileInstruction, lex: _Lexer) -> None:
-        flags = _flags(instruction.flags, lex)
-        origin = flags.get("from", [None])[0]
-        if origin is not None:
-            self.uses.append(origin)
-        heredocs = {doc.name for doc in instruction.heredocs}
-        excludes = tuple(flags.get("exclude", []))
-        parents = flags.get("parents", ["false"])[-1] in ("", "true")
-        for word in instruction.args[:-1]:  # the last word is the destination
-            if word.startswith("<<") and word.lstrip("<-").strip("'\"") in heredocs:
-                continue  # a heredoc: content from the Dockerfile itself
-            pattern = word if instruction.json else lex.word(word)
-            if instruction.name.lower() == "add" and is_remote(pattern):
-                continue  # a URL or a git repository: nothing from a context
-            kind = instruction.name.upper()
-            self.sources.append(Source(kind, origin, pattern, excludes, instruction.start_line, parents))
+    def finish(self, scope: _Scope) -> Stage:
+        # Triggers run in a build FROM this stage, in its context, with this stage's ENV.
+        lex = scope.lex(self.envs)
+        onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, lex))
+        onbuild_uses = tuple(origin for trigger in self.triggers for origin in uses(trigger, lex))
+        return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses),
+                     onbuild, onbuild_uses, tuple(sorted(self.envs.items())))  # fmt: skip
 
-    def _mounts(self, instruction: DockerfileInstruction, lex: _Lexer) -> None:
-        for spec in _flags(instruction.flags, lex).get("mount", []):
-            options = parse_mount(spec)
-            if options.get("type", "bind") != "bind":
-                continue  # cache, tmpfs, secret and ssh mounts read nothing from a context
-            origin = options.get("from")
-            if origin is not None:
-                self.uses.append(origin)
+
+def _trigger(instruction: DockerfileInstruction) -> DockerfileInstruction | None:
+    """The instruction an ONBUILD carries (BuildKit keeps its text, and parses it downstream)."""
+    text = instruction.original.split(None, 1)[1] if len(instruction.original.split(None, 1)) > 1 else ""
+    try:
+        parsed = parse_dockerfile_ast(f"FROM scratch\n{text}\n").instructions
+    except DockerfileSyntaxError:
+        return None  # BuildKit refuses it when it runs; nothing is read
+    if len(parsed) != 2 or parsed[1].name.lower() in ("onbuild", "from", "maintainer"):
+        return None  # BuildKit refuses these as triggers
+    return dataclasses.replace(parsed[1], start_line=instruction.start_line, end_line=instruction.end_line)
+
+
+def reads(instruction: DockerfileInstruction, lex: _Lexer) -> list[Source]:
+    """What an instruction reads from a build context: COPY/ADD sources, RUN mounts."""
+    name = instruction.name.lower()
+    if name in ("copy", "add"):
+        return _copy(instruction, lex)
+    if name == "run":
+        return _mounts(instruction, lex)
+    return []
+
+
+def uses(instruction: DockerfileInstruction, lex: _Lexer) -> list[str]:
+    """The stages, contexts or images an instruction names with --from (COPY/ADD) or with a
+    mount's from= (bind, cache...: BuildKit builds a stage a cache mount starts from too)."""
+    name = instruction.name.lower()
+    if name in ("copy", "add"):
+        return _flags(instruction.flags, lex).get("from", [])[:1]
+    if name == "run":
+        return [origin for spec in _flags(instruction.flags, lex).get("mount", [])
+                if (origin := parse_mount(spec).get("from")) is not None]  # fmt: skip
+    return []
+
+
+def _copy(instruction: DockerfileInstruction, lex: _Lexer) -> list[Source]:
+    flags = _flags(instruction.flags, lex)
+    origin = flags.get("from", [None])[0]
+    heredocs = {doc.name for doc in instruction.heredocs}
+    excludes = tuple(flags.get("exclude", []))
+    parents = flags.get("parents", ["false"])[-1] in ("", "true")
+    found = []
+    for word in instruction.args[:-1]:  # the last word is the destination
+        if word.startswith("<<") and word.lstrip("<-").strip("'\"") in heredocs:
+            continue  # a heredoc: content from the Dockerfile itself
+        pattern = lex.word(word)  # the JSON form is expanded too
+        if instruction.name.lower() == "add" and is_remote(pattern):
+            continue  # a URL or a git repository: nothing from a context
+        found.append(
+            Source(instruction.name.upper(), origin, pattern, excludes, instruction.start_line, parents)
+        )
+    return found
+
+
+def _mounts(instruction: DockerfileInstruction, lex: _Lexer) -> list[Source]:
+    """Bind mounts read their source; a cache mount seeded `from=` a context reads its source
+    there (from a stage or an image it reads nothing of a context, but that stage is built)."""
+    found = []
+    for spec in _flags(instruction.flags, lex).get("mount", []):
+        options = parse_mount(spec)
+        kind = options.get("type", "bind")
+        origin = options.get("from")
+        if kind == "bind" or (kind == "cache" and origin is not None):
             pattern = options.get("source", options.get("src", "."))
-            self.sources.append(Source("bind mount", origin, pattern, (), instruction.start_line))
-
-    def finish(self) -> Stage:
-        return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses))
+            found.append(Source(f"{kind} mount", origin, pattern, (), instruction.start_line))
+    return found
 
 
 def _flags(flags: Iterable[str], lex: _Lexer) -> dict[str, list[str]]:

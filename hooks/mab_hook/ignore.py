@@ -44,7 +44,7 @@ def load(path: str | None, text: str | None) -> Ignore:
     if path is None or text is None:
         return NO_IGNORE
     try:
-        return Ignore(path, _parse(text))
+        return Ignore(path, _parse(text.removeprefix("\ufeff")))  # BuildKit drops a UTF-8 BOM
     except ValueError as e:
         raise FatalError(f"{path}: {e}") from None
 

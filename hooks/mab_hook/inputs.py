@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from mab_hook import dockerfile, ignore, patterns
+from mab_hook import dockerfile, ignore, links, patterns
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
@@ -73,6 +73,7 @@ class Rule(NamedTuple):
     stage: str  # "stage 'build'" or "stage 2", for explanations
     reachable: bool  # run by a build of the configured target
     ignore: Ignore  # the ignore file of that context
+    link: str = ""  # read through this symlink (the source, or a directory on its way)
 
     def reads(self, path: str) -> bool:
         return self.why_not(path) is None
@@ -116,7 +117,9 @@ class Rule(NamedTuple):
     def describe(self) -> str:
         source = self.source
         where = f" from context {self.context_name!r}" if self.context_name else ""
-        return f"{source.kind} {source.pattern!r}{where} (line {source.line})"
+        trigger = f"ONBUILD of {source.trigger}, " if source.trigger else ""
+        link = f", through symlink {shown(self.link)!r}" if self.link else ""
+        return f"{source.kind} {shown(source.pattern)!r}{where} ({trigger}line {source.line}{link})"
 
 
 class Inputs(NamedTuple):
@@ -125,6 +128,8 @@ class Inputs(NamedTuple):
     target: str  # the stage built, for explanations
     rules: tuple[Rule, ...]  # of every stage; `reachable` tells which ones count
     bases: tuple[str, ...]  # image references the built stages read (FROM, --from)
+    # The ONBUILD triggers the image carries: what a build FROM it reads of its own context.
+    onbuild: tuple[Source, ...] = ()
 
     @property
     def ignore_file(self) -> str | None:
@@ -210,22 +215,33 @@ def _ignore_files(image: Image, files: Files) -> dict[str, str | None]:
     return found
 
 
-def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
+Triggers = Callable[[str], tuple[Source, ...]]
+
+
+def _no_triggers(ref: str) -> tuple[Source, ...]:
+    return ()
+
+
+def compute(image: Image, files: Files, *, build_platform: str, triggers: Triggers = _no_triggers) -> Inputs:
+    """What the image's build reads. `triggers`: the ONBUILD triggers of the in-repo image a
+    FROM reference names (they read this build's context)."""
     if not files.exists(image.dockerfile):
         raise FatalError(f"image {image.name}: {image.dockerfile} is missing")
     ignores = {directory: _ignore(path, files) for directory, path in _ignore_files(image, files).items()}
     main_ignore = ignores[image.context]
     rules: dict[Rule, None] = {}
     bases: dict[str, None] = {}
+    onbuild: dict[Source, None] = {}
     target = ""
     key = _parse_key(image, build_platform)
     models = files.memo(image.dockerfile, key, lambda: _parse_for_platforms(image, files, build_platform))
     for parsed in models:
         built = parsed.target(image.target, source=image.dockerfile)
         target = _label(built)
+        onbuild.update(dict.fromkeys(built.onbuild))
         reachable = {stage.number for stage in parsed.reachable(built)}
         for stage in parsed.stages:
-            for rule in _rules(parsed, stage, image, ignores, stage.number in reachable):
+            for rule in _rules(parsed, stage, image, ignores, stage.number in reachable, triggers=triggers):
                 rules.setdefault(rule)
         # Named contexts that are directories, or other images (`target:`), are no image to pull.
         local = {
@@ -234,7 +250,33 @@ def compute(image: Image, files: Files, *, build_platform: str) -> Inputs:
         for ref in parsed.external(s for s in parsed.stages if s.number in reachable):
             if ref not in local:
                 bases.setdefault(ref)
-    return Inputs(image, main_ignore, target, tuple(rules), tuple(bases))
+    found = (*rules, *(linked for rule in rules for linked in _followed(rule, files)))
+    return Inputs(image, main_ignore, target, tuple(dict.fromkeys(found)), tuple(bases), tuple(onbuild))
+
+
+def _followed(rule: Rule, files: Files) -> list[Rule]:
+    """What a rule reads through symlinks: its source's literal path resolved through the links
+    on its way, and each of its matches that is itself a link (BuildKit follows both)."""
+    pattern = patterns.clean(rule.source.pattern)
+    wildcard = patterns.has_wildcard(pattern)
+    literal = patterns.literal_prefix(pattern) if wildcard else pattern
+    found = []
+    resolved = links.resolve(rule.context, literal, files.entry, files.read)
+    if resolved is not None:  # the wildcards after the links stay wildcards
+        found.append(_through(rule, patterns.escape(resolved.path) + pattern[len(literal) :], resolved.link))
+    if wildcard:
+        for path in rule.candidates(files.tree):
+            relative = relative_to(path, rule.context)
+            if relative and links.is_link(files.entry(path)) and rule.reads(path):
+                target = links.resolve(rule.context, relative, files.entry, files.read)
+                if target is not None:
+                    found.append(_through(rule, patterns.escape(target.path), relative))
+    return found
+
+
+def _through(rule: Rule, pattern: str, link: str) -> Rule:
+    source = rule.source._replace(pattern=pattern)
+    return rule._replace(source=source, link=join(rule.context, link))
 
 
 def _ignore(path: str | None, files: Files) -> Ignore:
@@ -258,14 +300,22 @@ def _parse_for_platforms(image: Image, files: Files, build_platform: str) -> tup
 
 
 def _rules(
-    parsed: Dockerfile, stage: Stage, image: Image, ignores: Mapping[str, Ignore], reachable: bool
+    parsed: Dockerfile,
+    stage: Stage,
+    image: Image,
+    ignores: Mapping[str, Ignore],
+    reachable: bool,
+    *,
+    triggers: Triggers,
 ) -> Iterable[Rule]:
     label = _label(stage)
-    base_dir = image.context_dir(stage.base) if parsed.resolve(stage.base, stage) is None else None
+    external = parsed.resolve(stage.base, stage) is None
+    base_dir = image.context_dir(stage.base) if external else None
     if base_dir is not None:  # FROM a named context that is a directory: all of it
         whole = Source("FROM", stage.base, ".", (), stage.line)
         yield Rule(whole, base_dir, stage.base, label, reachable, ignores[base_dir])
-    for source in stage.sources:
+    inherited = triggers(stage.base) if external and base_dir is None else ()
+    for source in (*inherited, *stage.sources):
         located = _locate(parsed, stage, image, source)
         if located is not None:
             directory, name = located

@@ -96,6 +96,11 @@ def has_wildcard(pattern: str) -> bool:
     return any(c in pattern for c in "*?[\\")
 
 
+def escape(path: str) -> str:
+    """A path as a pattern that matches it alone."""
+    return re.sub(r"([*?\[\\])", r"\\\1", path)
+
+
 def pattern_matcher(pattern: str) -> PatternMatcher:
     """A matcher for one Docker pattern (with `**`), cached."""
     return _matcher(clean(pattern))

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from mab_hook import input_digest, inputs, references, tags
 from mab_hook.changes import Commit, Ref
+from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs
@@ -78,6 +79,7 @@ class _Analysis:
         self.inputs: dict[str, Inputs] = {}
         self.bases: dict[str, tuple[Base, ...]] = {}
         self.mentions: dict[str, set[str]] | None = None  # word -> images whose Dockerfile has it
+        self.computing: set[str] = set()  # images whose inputs are being worked out
 
     def inputs_of(self, name: str) -> Inputs:
         if name not in self.by_name:
@@ -85,11 +87,27 @@ class _Analysis:
             raise FatalError(f"{self.config.source}: no image named {name!r} (images: {known})")
         if name not in self.inputs:
             image = self.by_name[name]
-            found = inputs.compute(image, self.files, build_platform=self.build_platform)
+            self.computing.add(name)
+            try:
+                found = inputs.compute(image, self.files, build_platform=self.build_platform,
+                                       triggers=partial(self._triggers, name))  # fmt: skip
+            finally:
+                self.computing.discard(name)
             self.inputs[name] = found
             named = tuple(Base(other, key) for key, other in image.image_contexts)  # `target:` contexts
             self.bases[name] = named + find_bases(self.names, name, found.bases)
         return self.inputs[name]
+
+    def _triggers(self, name: str, ref: str) -> tuple[Source, ...]:
+        """The ONBUILD triggers of the in-repo image `ref` names in image `name`'s Dockerfile:
+        they run in `name`'s build, and read its context."""
+        image = self.by_name[name]
+        named = dict(image.image_contexts).get(ref)
+        base = named or next((b.name for b in find_bases(self.names, name, (ref,))), None)
+        if base is None or base in self.computing:  # not ours, or a cycle (build_order names it)
+            return ()
+        whose = f"base image {base} ({self.by_name[base].dockerfile})"
+        return tuple(source._replace(trigger=whose) for source in self.inputs_of(base).onbuild)
 
     def bases_of(self, name: str) -> tuple[Base, ...]:
         self.inputs_of(name)
@@ -146,7 +164,7 @@ def make_plan(
     `digests`: work out every planned image's input digest (what building needs, a dry run not).
     `explain`: images to say why they are or are not affected."""
     analysis = _Analysis(config, files, build_platform)
-    reasons = _reasons(commit, config, files, analysis, previous)
+    reasons, near = _reasons(commit, config, files, analysis, previous)
     needed = _bases_needed(list(reasons), analysis.bases_of)
     order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
     by_name = analysis.by_name
@@ -164,7 +182,9 @@ def make_plan(
         found = input_digests(analysis, (*context_only, *affected))
         affected = tuple(p._replace(input_digest=found[p.image.name]) for p in affected)
         context_only = tuple(p._replace(input_digest=found[p.image.name]) for p in context_only)
-    warnings = tuple(w for p in affected for w in inputs.unmatched(analysis.inputs_of(p.image.name), files))
+    # A source that matches nothing, of every image a change comes near, affected or not.
+    looked = dict.fromkeys((*(p.image.name for p in affected), *near))
+    warnings = tuple(w for name in looked for w in inputs.unmatched(analysis.inputs_of(name), files))
     warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
@@ -193,8 +213,9 @@ def _with_reads(planned: PlannedImage, analysis: _Analysis) -> PlannedImage:
 
 def _reasons(
     commit: Commit, config: Config, files: Files, analysis: _Analysis, previous: Sequence[Config] | None
-) -> dict[str, tuple[str, ...]]:
-    """Every affected image and why: its own reasons (() when only a base makes it affected)."""
+) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """Every affected image and why: its own reasons (() when only a base makes it affected);
+    and the images a changed path comes near."""
     changed = tuple(sorted(commit.changed)) if commit.changed is not None else None
     near = {
         image.name: image
@@ -222,7 +243,7 @@ def _reasons(
     if config.push and _known_tags(config, commit):
         for image in config.published:  # a known ref's own tags go on every image
             reasons.setdefault(image.name, (KNOWN_REF,))
-    return reasons
+    return reasons, tuple(near)
 
 
 def _explained_reasons(reasons: tuple[str, ...], commit: Commit) -> tuple[str, ...]:

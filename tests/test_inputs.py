@@ -11,11 +11,15 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import pytest
+from hypothesis import assume, event, given, settings
+from hypothesis import strategies as st
 
+from mab_hook import input_digest
 from mab_hook.changes import Commit, Ref
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs, compute, unmatched
 from mab_hook.plan import Explanation, Plan, make_plan
+from tests.buildkit import MARK, Link, Scenario, Tree, ignore_files, read_by_build, scenarios
 from tests.conftest import Lab, Repo
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
@@ -488,3 +492,87 @@ def test_a_change_buildkit_reads_rebuilds_and_explain_names_the_line(lab: Lab, r
 def run_mab(repo: Repo, lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run((sys.executable, "-m", "mab_hook", *args), cwd=repo.path, env=lab.env,
                           capture_output=True, text=True, check=False)  # fmt: skip
+
+
+# --- against BuildKit: generated builds of every construct ------------------------------------------
+
+
+def predicted(
+    scenario: Scenario, ignore: str | None, platforms: tuple[str, ...] = ("linux/amd64",)
+) -> set[str]:
+    """The tree's files mab-hook says the build reads (the context is `ctx`, the Dockerfile
+    beside it, as in the real build)."""
+    contents = {
+        f"ctx/{path}": item.target if isinstance(item, Link) else item for path, item in scenario.tree.items()
+    }
+    contents["Dockerfile"] = scenario.dockerfile
+    if ignore is not None:
+        contents["ctx/.dockerignore"] = ignore
+    links = {f"ctx/{path}" for path, item in scenario.tree.items() if isinstance(item, Link)}
+    files = Files.of(contents)._replace(
+        entry=lambda path: None if path not in contents else ("120000" if path in links else "100644") + " x"
+    )
+    image = Image("x", "ctx", "Dockerfile", platforms, target=scenario.target,
+                  build_args=tuple(sorted(scenario.build_args.items())))  # fmt: skip
+    read = input_digest.input_files(compute(image, files, build_platform="linux/amd64"), files.tree)
+    return {
+        path[4:]
+        for path in read
+        if path.startswith("ctx/") and path not in links and path[4:] in scenario.tree
+    }
+
+
+ignore_texts = st.builds(
+    lambda bom, comment, rules: ("\ufeff" if bom else "") + ("# generated\n" if comment else "") + "\n".join(rules) + "\n",
+    st.booleans(), st.booleans(), ignore_files,
+)  # fmt: skip
+
+
+CONSTRUCT_MARKERS = {"ONBUILD": "ONBUILD", "cache mount from a stage": "type=cache", "bind mount": "type=bind",
+                     "COPY --from": "--from=", "JSON form": '["', "a variable": "$", "a stage built on": "FROM s"}  # fmt: skip
+
+
+@pytest.mark.lab
+@settings(settings.get_profile("lab"))
+@given(data=st.data())
+def test_what_a_build_reads_matches_buildkit(lab: Lab, data: st.DataObject) -> None:
+    """ARG and ENV in shell and JSON sources (defaults, build args, globals, a stage built on),
+    --target and the stages it reaches, COPY --from by name and index, bind mounts, cache mounts
+    from a stage, ONBUILD, symlinks, ignore files with a BOM, comments, `!` and `**`: the files
+    mab-hook says a build reads are the files BuildKit puts in what it builds.
+    (`COPY --parents` and `--exclude` need a newer Dockerfile frontend than the lab's engine
+    has, and nothing can be pulled here: tests/test_inputs.py checks them by hand.)"""
+    scenario = data.draw(scenarios(lab.busybox))
+    ignore = data.draw(st.none() | ignore_texts)
+    for construct, marker in CONSTRUCT_MARKERS.items():  # --hypothesis-show-statistics counts them
+        if marker in scenario.dockerfile:
+            event(construct)
+    if any(isinstance(item, Link) for item in scenario.tree.values()):
+        event("symlinks")
+    observed = read_by_build(lab, scenario, ignore)
+    assume(observed is not None)  # BuildKit refused it (a source naming nothing): no case
+    assert predicted(scenario, ignore) == observed, scenario.dockerfile
+
+
+PLATFORM_SOURCES = ("${TARGETARCH}/", "$TARGETOS/$TARGETARCH$TARGETVARIANT", '["${TARGETARCH}/"]', "${BUILDARCH}/",
+                    "${TARGETPLATFORM}")  # fmt: skip
+
+
+@pytest.mark.lab
+@settings(settings.get_profile("lab"))
+@given(sources=st.lists(st.sampled_from(PLATFORM_SOURCES), min_size=1, max_size=3, unique=True),
+       declared=st.booleans())  # fmt: skip
+def test_platform_args_per_platform_match_buildkit(lab: Lab, sources: list[str], declared: bool) -> None:
+    """Each platform's build reads its own files: the platform ARGs, declared in the stage or
+    not (then only the global scope has them), as every platform of a multi-platform build."""
+    tree: Tree = {path: MARK + path + "\n" for path in ("amd64/a", "arm64/a", "arm/a", "linux/amd64", "linux/arm64",
+                                                 "linux/armv7", "x/a")}  # fmt: skip
+    lines = ["FROM scratch AS s0", *(["ARG TARGETARCH", "ARG TARGETOS", "ARG TARGETVARIANT", "ARG BUILDARCH",
+                                     "ARG TARGETPLATFORM"] if declared else [])]  # fmt: skip
+    for n, source in enumerate(sources):
+        lines.append(f'COPY {source[:-1]}, "/o{n}/"]' if source.startswith("[") else f"COPY {source} /o{n}/")
+    scenario = Scenario(tree, "\n".join(lines) + "\n", "s0", {})
+    platforms = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+    observed = read_by_build(lab, scenario, None, ",".join(platforms))
+    assume(observed is not None)
+    assert predicted(scenario, None, platforms) == observed, scenario.dockerfile

@@ -45,11 +45,14 @@ class Stage(NamedTuple):
     sources: tuple[Source, ...]  # ONBUILD triggers of a stage it starts FROM included
     # Names used by --from= (COPY/ADD) and --mount=...,from= (RUN): stages, contexts or images.
     uses: tuple[str, ...]
-    # What its ONBUILD COPY/ADD/RUN --mount triggers read from the build context of whatever
-    # builds FROM it: a later stage, or another image of the repository.
+    # What its ONBUILD COPY/ADD/RUN --mount triggers read from the build context of a later
+    # stage FROM it (expanded with its ARGs and ENV, which that stage starts with)...
     onbuild: tuple[Source, ...] = ()
     onbuild_uses: tuple[str, ...] = ()  # what its triggers name with --from / from=
-    env: tuple[tuple[str, str], ...] = ()  # its ENV at the end, which a stage FROM it starts with
+    # ... and of another image's build FROM the image it is (only its ENV is in the image).
+    image_onbuild: tuple[Source, ...] = ()
+    args: tuple[tuple[str, str], ...] = ()  # its ARGs at the end: a stage FROM it has them
+    env: tuple[tuple[str, str], ...] = ()  # its ENV at the end: a stage FROM it has them too
 
 
 class Dockerfile(NamedTuple):
@@ -195,9 +198,11 @@ class _StageBuilder:
         return {**self.args, **self.envs}
 
     def inherit(self, base: Stage | None, scope: _Scope) -> None:
-        """A stage FROM an earlier one starts with its ENV, and runs its ONBUILD triggers."""
+        """A stage FROM an earlier one starts with its ARGs and ENV (tried in the lab: BuildKit
+        carries both over), and runs its ONBUILD triggers first."""
         if base is None or base.number == self.number:
             return
+        self.args.update(base.args)
         self.envs.update(base.env)
         whose = f"stage {base.name!r}" if base.name else f"stage {base.number}"
         self.sources.extend(source._replace(trigger=whose) for source in base.onbuild)
@@ -230,12 +235,15 @@ class _StageBuilder:
             self.uses.extend(uses(instruction, lex))
 
     def finish(self, scope: _Scope) -> Stage:
-        # Triggers run in a build FROM this stage, in its context, with this stage's ENV.
-        lex = scope.lex(self.envs)
+        # Triggers run at the start of a build FROM this stage, in that build's context: a later
+        # stage has this stage's ARGs and ENV then, another image only the ENV of the image.
+        lex, image_lex = scope.lex(self.env), scope.lex(self.envs)
         onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, lex))
         onbuild_uses = tuple(origin for trigger in self.triggers for origin in uses(trigger, lex))
+        image_onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, image_lex))
         return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses),
-                     onbuild, onbuild_uses, tuple(sorted(self.envs.items())))  # fmt: skip
+                     onbuild, onbuild_uses, image_onbuild, tuple(sorted(self.args.items())),
+                     tuple(sorted(self.envs.items())))  # fmt: skip
 
 
 def _trigger(instruction: DockerfileInstruction) -> DockerfileInstruction | None:

@@ -238,7 +238,7 @@ def compute(image: Image, files: Files, *, build_platform: str, triggers: Trigge
     for parsed in models:
         built = parsed.target(image.target, source=image.dockerfile)
         target = _label(built)
-        onbuild.update(dict.fromkeys(built.onbuild))
+        onbuild.update(dict.fromkeys(built.image_onbuild))
         reachable = {stage.number for stage in parsed.reachable(built)}
         for stage in parsed.stages:
             for rule in _rules(parsed, stage, image, ignores, stage.number in reachable, triggers=triggers):

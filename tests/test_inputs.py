@@ -337,6 +337,15 @@ def test_env_comes_with_a_stage_built_on_and_wins_over_an_arg() -> None:
     assert counts(found, "svc/conf/a", "svc/other/a") == {"svc/conf/a": True, "svc/other/a": False}
 
 
+def test_a_stage_built_on_another_has_its_args_and_its_triggers_expand_with_them() -> None:
+    """Found by the BuildKit oracle: BuildKit carries a stage's ARGs into a stage FROM it, and
+    runs the ONBUILD triggers there with them (whatever the later stage declares after)."""
+    found = inputs("FROM busybox AS s0\nARG A=sub\nONBUILD COPY ${B}/ /t/\nARG B=conf\nFROM s0\nARG B=other\n"
+                   "COPY ${A}/ /x/\n")  # fmt: skip
+    assert counts(found, "svc/sub/a", "svc/conf/a", "svc/other/a") == {
+        "svc/sub/a": True, "svc/conf/a": True, "svc/other/a": False}  # fmt: skip
+
+
 def test_a_cache_mount_from_a_stage_builds_that_stage() -> None:
     found = inputs(
         "FROM busybox AS deps\nCOPY lock.json /\nFROM busybox AS unused\nCOPY other /\n"

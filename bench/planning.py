@@ -20,9 +20,10 @@ import pstats
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from common import WORK, as_installed, git, interleaved, mab, measure, ms
+from common import ROOT, WORK, as_installed, git, interleaved, mab, measure, ms
 
 TARGET_SECONDS = 1.0
 PUSH = ("--dry-run", "--from", "main", "--to", "push")
@@ -34,6 +35,7 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--profile", action="store_true", help="also print where the time goes")
+    parser.add_argument("--baseline", metavar="REV", help="also time mab-hook as it was at REV, in turns")
     args = parser.parse_args()
     repo = WORK / f"monorepo-{args.images}-{args.files}"
     if not (repo / ".git").exists():
@@ -52,6 +54,8 @@ def main() -> int:
         "usual": (mab(*PUSH), lambda: restore(primed, cache)),
         "again": (mab(*PUSH), _nothing),  # right after "usual": its cache
     }
+    if args.baseline:
+        cases.update(baseline_cases(repo, cache, args.baseline))
     timings = interleaved(cases, cwd=repo, runs=args.runs)
     floor, start, imports = timings["floor"], timings["start"], timings["imports"]
     first, usual, again = timings["first"], timings["usual"], timings["again"]
@@ -79,6 +83,14 @@ def main() -> int:
         print(f"- 3x floor + {name} = {ms(budget)}: {verdict} by the usual push")
     peak = max(first.peak_kb, usual.peak_kb, again.peak_kb)
     print(f"- peak memory (max RSS): {peak / 1024:.0f} MiB")
+    if args.baseline:
+        short = git(ROOT, "rev-parse", "--short", args.baseline)
+        print(f"\nThe same cases with mab-hook as it was at {short}, in the same turns:\n")
+        print("| what | then | now | now / then |")
+        print("| --- | --- | --- | --- |")
+        for name in ("first", "usual", "again"):
+            then, now = timings[f"baseline {name}"], timings[name]
+            print(f"| {name} | {ms(then.median)} | {ms(now.median)} | {now.median / then.median:.2f}x |")
     if args.profile:
         restore(primed, cache)
         print("\nWhere the time of the usual push goes (cProfile, cumulative, top 15):\n```")
@@ -91,14 +103,34 @@ def _nothing() -> None:
     pass
 
 
-def prime(repo: Path, cache: Path) -> Path:
+def baseline_cases(repo: Path, cache: Path, rev: str) -> dict[str, tuple[list[str], Callable[[], None]]]:
+    """The planning cases with mab-hook's code at `rev` (a worktree of this repository, first on
+    PYTHONPATH), each with a cache primed by that code: caches of two versions do not mix."""
+    tree = WORK / "baseline"
+    subprocess.run(
+        ("git", "worktree", "remove", "--force", str(tree)), cwd=ROOT, capture_output=True, check=False
+    )
+    subprocess.run(("git", "worktree", "add", "--detach", "--force", str(tree), rev), cwd=ROOT,
+                   capture_output=True, check=True)  # fmt: skip
+    subprocess.run((sys.executable, "-m", "compileall", "-q", str(tree / "hooks")), check=True)
+    then = ["env", f"PYTHONPATH={tree / 'hooks'}", *mab(*PUSH)]
+    primed = prime(repo, cache, ["env", f"PYTHONPATH={tree / 'hooks'}", *mab()], "cache-primed-baseline")
+    return {
+        "baseline first": (then, lambda: shutil.rmtree(cache, ignore_errors=True)),
+        "baseline usual": (then, lambda: restore(primed, cache)),
+        "baseline again": (then, _nothing),
+    }
+
+
+def prime(repo: Path, cache: Path, command: Sequence[str] | None = None, name: str = "cache-primed") -> Path:
     """The cache as earlier pushes leave it, kept aside to restore before each run: every
     image planned at `main`, and the index of which image names which built there (a push of
     `main` with the same files changed does that)."""
+    command = list(command or mab())
     shutil.rmtree(cache, ignore_errors=True)
-    measure(mab("--dry-run", "--all", "--to", "main"), cwd=repo, runs=1)
-    measure(mab("--dry-run", "--from", "push", "--to", "main"), cwd=repo, runs=1)
-    primed = cache.with_name("cache-primed")
+    measure([*command, "--dry-run", "--all", "--to", "main"], cwd=repo, runs=1)
+    measure([*command, "--dry-run", "--from", "push", "--to", "main"], cwd=repo, runs=1)
+    primed = cache.with_name(name)
     shutil.rmtree(primed, ignore_errors=True)
     shutil.copytree(cache, primed)
     return primed

@@ -39,7 +39,9 @@ def test_many_files_are_read_at_once(repo: Repo) -> None:
 
 
 def test_a_reader_reads_each_file_once(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
-    sha = repo.commit({"a": "1", "b": "2", "c": "3"})
+    sha = repo.commit(
+        {"a": "1", "b": "2", "c": "3", **{f"many/{n}": str(n) for n in range(gitobjects.FEW + 1)}}
+    )
     handle = open_repo(repo)
     reader = gitobjects.Reader(handle, listing.of_commit(handle, sha).blob_id)
     reader.fetch(["a", "b", "nope"])
@@ -54,7 +56,9 @@ def test_a_reader_reads_each_file_once(repo: Repo, monkeypatch: pytest.MonkeyPat
     assert (reader.read("a"), reader.read("b"), reader.read("nope")) == ("1", "2", None)
     reader.fetch(["a", "nope"])
     assert asked == []  # nothing asked of git again
-    assert reader.read("c") == "3" and len(asked) == 1
+    assert reader.read("c") == "3" and asked == []  # one file: from git's running cat-file process
+    reader.fetch([f"many/{n}" for n in range(gitobjects.FEW + 1)])
+    assert len(asked) == 1 and reader.read("many/3") == "3"  # many: one `cat-file --batch` of their own
 
 
 def test_raw_bytes_are_kept_for_whoever_needs_them(repo: Repo) -> None:

@@ -229,18 +229,18 @@ class _StageBuilder:
             trigger = _trigger(instruction)
             if trigger is not None:
                 self.triggers.append(trigger)
-        else:
-            lex = scope.lex(self.env)
-            self.sources.extend(reads(instruction, lex))
-            self.uses.extend(uses(instruction, lex))
+        elif name in READING:
+            sources, used = reads(instruction, scope.lex(self.env))
+            self.sources.extend(sources)
+            self.uses.extend(used)
 
     def finish(self, scope: _Scope) -> Stage:
         # Triggers run at the start of a build FROM this stage, in that build's context: a later
         # stage has this stage's ARGs and ENV then, another image only the ENV of the image.
         lex, image_lex = scope.lex(self.env), scope.lex(self.envs)
-        onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, lex))
-        onbuild_uses = tuple(origin for trigger in self.triggers for origin in uses(trigger, lex))
-        image_onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, image_lex))
+        onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, lex)[0])
+        onbuild_uses = tuple(origin for trigger in self.triggers for origin in reads(trigger, lex)[1])
+        image_onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, image_lex)[0])
         return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses),
                      onbuild, onbuild_uses, image_onbuild, tuple(sorted(self.args.items())),
                      tuple(sorted(self.envs.items())))  # fmt: skip
@@ -258,30 +258,24 @@ def _trigger(instruction: DockerfileInstruction) -> DockerfileInstruction | None
     return dataclasses.replace(parsed[1], start_line=instruction.start_line, end_line=instruction.end_line)
 
 
-def reads(instruction: DockerfileInstruction, lex: _Lexer) -> list[Source]:
-    """What an instruction reads from a build context: COPY/ADD sources, RUN mounts."""
+READING = ("copy", "add", "run")  # the instructions that read from a build context
+
+
+def reads(instruction: DockerfileInstruction, lex: _Lexer) -> tuple[list[Source], list[str]]:
+    """What an instruction reads from a build context (COPY/ADD sources, RUN mounts), and the
+    stages, contexts or images it names (--from, a mount's from=: BuildKit builds a stage a
+    cache mount starts from too)."""
     name = instruction.name.lower()
-    if name in ("copy", "add"):
-        return _copy(instruction, lex)
-    if name == "run":
-        return _mounts(instruction, lex)
-    return []
-
-
-def uses(instruction: DockerfileInstruction, lex: _Lexer) -> list[str]:
-    """The stages, contexts or images an instruction names with --from (COPY/ADD) or with a
-    mount's from= (bind, cache...: BuildKit builds a stage a cache mount starts from too)."""
-    name = instruction.name.lower()
-    if name in ("copy", "add"):
-        return _flags(instruction.flags, lex).get("from", [])[:1]
-    if name == "run":
-        return [origin for spec in _flags(instruction.flags, lex).get("mount", [])
-                if (origin := parse_mount(spec).get("from")) is not None]  # fmt: skip
-    return []
-
-
-def _copy(instruction: DockerfileInstruction, lex: _Lexer) -> list[Source]:
+    if name not in READING:
+        return [], []
     flags = _flags(instruction.flags, lex)
+    if name == "run":
+        mounts = [parse_mount(spec) for spec in flags.get("mount", [])]
+        return _mounts(mounts, instruction.start_line), [m["from"] for m in mounts if "from" in m]
+    return _copy(instruction, flags, lex), flags.get("from", [])[:1]
+
+
+def _copy(instruction: DockerfileInstruction, flags: Mapping[str, list[str]], lex: _Lexer) -> list[Source]:
     origin = flags.get("from", [None])[0]
     heredocs = {doc.name for doc in instruction.heredocs}
     excludes = tuple(flags.get("exclude", []))
@@ -299,17 +293,16 @@ def _copy(instruction: DockerfileInstruction, lex: _Lexer) -> list[Source]:
     return found
 
 
-def _mounts(instruction: DockerfileInstruction, lex: _Lexer) -> list[Source]:
+def _mounts(mounts: Iterable[Mapping[str, str]], line: int) -> list[Source]:
     """Bind mounts read their source; a cache mount seeded `from=` a context reads its source
     there (from a stage or an image it reads nothing of a context, but that stage is built)."""
     found = []
-    for spec in _flags(instruction.flags, lex).get("mount", []):
-        options = parse_mount(spec)
+    for options in mounts:
         kind = options.get("type", "bind")
         origin = options.get("from")
         if kind == "bind" or (kind == "cache" and origin is not None):
             pattern = options.get("source", options.get("src", "."))
-            found.append(Source(f"{kind} mount", origin, pattern, (), instruction.start_line))
+            found.append(Source(f"{kind} mount", origin, pattern, (), line))
     return found
 
 

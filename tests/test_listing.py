@@ -48,6 +48,7 @@ def test_modes_ids_links_and_submodules(repo: Repo, tmp_path: Path) -> None:
     assert (found.entry("vendor/sub") or "").startswith("160000 ")
     assert found.blob_id("b") == repo.git("rev-parse", f"{sha}:b")
     assert found.entry("a") is None and found.blob_id("missing") is None
+    assert (found.gitlinks(), found.symlinks()) == (("vendor/sub",), frozenset({"link"}))
 
 
 def test_names_that_are_not_utf8(repo: Repo) -> None:

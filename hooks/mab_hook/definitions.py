@@ -17,8 +17,6 @@ import json
 import os
 import posixpath
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -84,6 +82,8 @@ class CommitFiles(NamedTuple):
 def fingerprint(env: Mapping[str, str]) -> tuple[Hashable, ...]:
     """Which docker and buildx would resolve: a new buildx may resolve the same files anew.
     Some stat calls, no process."""
+    import shutil  # noqa: PLC0415 - only where compose or bake files define images
+
     docker = shutil.which("docker", path=env.get("PATH"))
     config = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
     places = [config / "cli-plugins", *(Path(p) for p in _PLUGIN_DIRS)]
@@ -214,6 +214,8 @@ def _inside(path: str, name: str) -> str:
 def _run(
     source: Source, contents: Mapping[str, bytes], env: Mapping[str, str], commit: str
 ) -> tuple[Target, ...]:
+    import tempfile  # noqa: PLC0415 - only when the files changed
+
     with tempfile.TemporaryDirectory(prefix="mab-hook-definitions-") as scratch:
         root = Path(scratch)
         for path, data in contents.items():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import git
 
-from mab_hook import __version__, changes, ci, input_digest, install, output, planning, platforms, state
+from mab_hook import __version__, changes, input_digest, install, matrix, output, planning, platforms, state
 from mab_hook.errors import FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
@@ -118,9 +118,9 @@ def finish(
     env: Mapping[str, str] | None = None,
 ) -> int:
     ok = all(r.ok for r in done)
-    ci.write_github_output(plans, env or {})
+    matrix.write_github_output(plans, env or {})
     if args.json:
-        data = {"version": __version__, **output.plan_json(plans), "matrix": ci.matrix(plans)}
+        data = {"version": __version__, **output.plan_json(plans), "matrix": matrix.matrix(plans)}
         if not getattr(args, "dry_run", False):
             data["results"] = output.results_json(done)
         output.dump_json(data, sys.stdout)

@@ -35,6 +35,7 @@ class Files(NamedTuple):
     cache: MutableMapping[Hashable, Any] | None = None
     fetch: Callable[[Iterable[str]], None] = lambda paths: None  # reads many files ahead of `read`
     gitlinks: tuple[str, ...] = ()  # the submodules of the commit, by path
+    symlinks: frozenset[str] = frozenset()  # the symlinks of the commit, by path
 
     def prefetch(self, wanted: Iterable[tuple[str, tuple[Hashable, ...]]]) -> None:
         """Read in one go the files `memo` will need for these keys (it holds the others)."""
@@ -257,18 +258,20 @@ def compute(image: Image, files: Files, *, build_platform: str, triggers: Trigge
 def _followed(rule: Rule, files: Files) -> list[Rule]:
     """What a rule reads through symlinks: its source's literal path resolved through the links
     on its way, and each of its matches that is itself a link (BuildKit follows both)."""
+    if not files.symlinks:  # the usual commit: nothing to follow, nothing to look up
+        return []
     pattern = patterns.clean(rule.source.pattern)
     wildcard = patterns.has_wildcard(pattern)
     literal = patterns.literal_prefix(pattern) if wildcard else pattern
     found = []
-    resolved = links.resolve(rule.context, literal, files.entry, files.read)
+    resolved = links.resolve(rule.context, literal, files.symlinks.__contains__, files.read)
     if resolved is not None:  # the wildcards after the links stay wildcards
         found.append(_through(rule, patterns.escape(resolved.path) + pattern[len(literal) :], resolved.link))
     if wildcard:
         for path in rule.candidates(files.tree):
             relative = relative_to(path, rule.context)
-            if relative and links.is_link(files.entry(path)) and rule.reads(path):
-                target = links.resolve(rule.context, relative, files.entry, files.read)
+            if relative and path in files.symlinks and rule.reads(path):
+                target = links.resolve(rule.context, relative, files.symlinks.__contains__, files.read)
                 if target is not None:
                     found.append(_through(rule, patterns.escape(target.path), relative))
     return found

@@ -15,7 +15,6 @@ from typing import NamedTuple
 from mab_hook.paths import join
 
 MAX_HOPS = 40  # as Linux gives up on a chain of links (ELOOP)
-LINK_MODE = "120000"
 
 
 class Followed(NamedTuple):
@@ -24,16 +23,16 @@ class Followed(NamedTuple):
 
 
 def resolve(
-    context: str, path: str, entry: Callable[[str], str | None], read: Callable[[str], str | None]
+    context: str, path: str, is_link: Callable[[str], bool], read: Callable[[str], str | None]
 ) -> Followed | None:
     """`path` (relative to `context`) with every symlink on its way followed; None when none is
-    on its way (or the links go round in circles)."""
+    on its way (or the links go round in circles). `is_link` and `read` take repository paths."""
     parts = [part for part in path.split("/") if part not in ("", ".")]
     first = ""
     for _hop in range(MAX_HOPS):
         for i in range(1, len(parts) + 1):
             prefix = "/".join(parts[:i])
-            if not is_link(entry(join(context, prefix))):
+            if not is_link(join(context, prefix)):
                 continue
             target = read(join(context, prefix)) or ""
             first = first or prefix
@@ -50,7 +49,3 @@ def _inside(directory: str, target: str) -> str:
     from the link's directory, never above the root."""
     joined = posixpath.normpath(target if target.startswith("/") else posixpath.join("/", directory, target))
     return joined.lstrip("/")
-
-
-def is_link(entry: str | None) -> bool:
-    return entry is not None and entry.startswith(LINK_MODE)

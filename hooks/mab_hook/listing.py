@@ -53,8 +53,15 @@ class Listing(NamedTuple):
 
     def gitlinks(self) -> tuple[str, ...]:
         """The submodules the commit records (mode 160000), by path."""
+        return self._of_mode("160000 ")
+
+    def symlinks(self) -> frozenset[str]:
+        """The symlinks of the commit (mode 120000), by path."""
+        return frozenset(self._of_mode("120000 "))
+
+    def _of_mode(self, mode: str) -> tuple[str, ...]:
         width, found, start = self.width, [], 0
-        while (at := self.records.find("160000 ", start)) != -1:
+        while (at := self.records.find(mode, start)) != -1:
             if at % width == 0:
                 found.append(self.tree.paths[at // width])
             start = at + 1

@@ -64,6 +64,20 @@ class Plan(NamedTuple):
     explanations: tuple[Explanation, ...] = ()  # for the images asked about
 
 
+class _Memo(dict[str, str]):
+    """Reference -> image name, and what each reference was found to name (many images share
+    a FROM line: each is parsed once)."""
+
+    def __init__(self, names: Mapping[str, str]) -> None:
+        super().__init__(names)
+        self.found: dict[str, Base | None] = {}
+
+    def base(self, ref: str) -> Base | None:
+        if ref not in self.found:
+            self.found[ref] = in_repo(self, ref)
+        return self.found[ref]
+
+
 class _Analysis:
     """Inputs and in-repo bases of images, each computed once, and only when needed.
 
@@ -75,7 +89,7 @@ class _Analysis:
     def __init__(self, config: Config, files: Files, build_platform: str) -> None:
         self.config, self.files, self.build_platform = config, files, build_platform
         self.by_name = {image.name: image for image in config.images}
-        self.names = _names_by_reference(config)
+        self.names = _Memo(_names_by_reference(config))
         self.inputs: dict[str, Inputs] = {}
         self.bases: dict[str, tuple[Base, ...]] = {}
         self.mentions: dict[str, set[str]] | None = None  # word -> images whose Dockerfile has it
@@ -95,7 +109,8 @@ class _Analysis:
                 self.computing.discard(name)
             self.inputs[name] = found
             named = tuple(Base(other, key) for key, other in image.image_contexts)  # `target:` contexts
-            self.bases[name] = named + find_bases(self.names, name, found.bases)
+            bases = (self.names.base(ref) for ref in found.bases)
+            self.bases[name] = named + tuple(b for b in bases if b is not None and b.name != name)
         return self.inputs[name]
 
     def _triggers(self, name: str, ref: str) -> tuple[Source, ...]:
@@ -103,7 +118,8 @@ class _Analysis:
         they run in `name`'s build, and read its context."""
         image = self.by_name[name]
         named = dict(image.image_contexts).get(ref)
-        base = named or next((b.name for b in find_bases(self.names, name, (ref,))), None)
+        found = self.names.base(ref)
+        base = named or (found.name if found is not None and found.name != name else None)
         if base is None or base in self.computing:  # not ours, or a cycle (build_order names it)
             return ()
         whose = f"base image {base} ({self.by_name[base].dockerfile})"
@@ -362,21 +378,17 @@ def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tu
     return tuple(reasons)
 
 
-def find_bases(names: Mapping[str, str], name: str, refs: Sequence[str]) -> tuple[Base, ...]:
-    """The in-repo images among the references an image's build reads (FROM, --from)."""
-    found = []
-    for ref in refs:
-        parsed = references.parse(ref)
-        base_name = names.get(parsed.repository) or names.get(references.split(ref)[0])
-        if base_name is not None and base_name != name:
-            found.append(Base(base_name, parsed.context_key))
-    return tuple(found)
+def in_repo(names: Mapping[str, str], ref: str) -> Base | None:
+    """The image of the repository a reference names, if any."""
+    parsed = references.parse(ref)
+    base_name = names.get(parsed.repository) or names.get(references.split(ref)[0])
+    return Base(base_name, parsed.context_key) if base_name is not None else None
 
 
-def _names_by_reference(config: Config) -> Mapping[str, str]:
+def _names_by_reference(config: Config) -> dict[str, str]:
     """Every way a FROM line can name an image of this repository: its full reference,
     normalized, or its bare name."""
-    names = {}
+    names: dict[str, str] = {}
     for image in config.images:
         names[image.name] = image.name
         names[references.parse(config.reference(image)).repository] = image.name

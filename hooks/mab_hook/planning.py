@@ -43,7 +43,7 @@ def plan_at(
     cfg = load_config(repo, commit.sha, data=reader.data(PYPROJECT), tree=commit_listing.tree, cache=memory,
                       env=env, resolve=resolve)  # fmt: skip
     files = Files(commit_listing.tree, reader.read, commit_listing.entry, memory, reader.fetch,
-                  commit_listing.gitlinks())  # fmt: skip
+                  commit_listing.gitlinks(), commit_listing.symlinks())  # fmt: skip
     previous = None
     touched = set(commit.changed or ())
     if PYPROJECT in touched or touched & set(cfg.definitions):

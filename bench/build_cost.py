@@ -48,16 +48,17 @@ def timed(cmd: Sequence[str], cwd: Path, env: dict[str, str], attempts: int = 1)
     500 to reads racing the docker driver's own pushes, which fails `bake --push` by hand at
     times (mab-hook tries its uploads again itself)."""
     for _ in range(attempts - 1):
-        with_retry = _timed(cmd, cwd, env)
+        with_retry = timed_once(cmd, cwd, env)
         if with_retry is not None:
             return with_retry
-    found = _timed(cmd, cwd, env)
+    found = timed_once(cmd, cwd, env)
     if found is None:
         raise SystemExit(f"{' '.join(cmd)} failed")
     return found
 
 
-def _timed(cmd: Sequence[str], cwd: Path, env: dict[str, str]) -> Run | None:
+def timed_once(cmd: Sequence[str], cwd: Path, env: dict[str, str]) -> Run | None:
+    """One run, timed; None when it failed (its last lines said on stderr)."""
     started = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every benchmark on this machine and write bench/RESULTS.md. Needs the lab (bash lab/up)
 # and the project installed (bash .ci/run does both; or: python3 -m venv .venv &&
-# .venv/bin/pip install -e .).
+# .venv/bin/pip install -e .). BASELINE=REV also times planning with mab-hook as it was at REV.
 set -euo pipefail
 cd "$(dirname "$0")"
 python=${PYTHON:-../.venv/bin/python}
@@ -15,7 +15,7 @@ python=${PYTHON:-../.venv/bin/python}
     echo "This machine is a VM whose speed drifts by up to 1.5x over minutes: the planning cases are"
     echo "measured in turns (so their ratios hold), with the best run beside the median."
     echo
-    "$python" planning.py --profile
+    "$python" planning.py --profile ${BASELINE:+--baseline "$BASELINE"}
     echo
     "$python" definitions.py
     echo

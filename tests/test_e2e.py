@@ -306,3 +306,27 @@ def test_a_bake_target_context_is_built_for_its_users_and_never_published(repo: 
     )
     assert tool.stdout == "full base v2 aarch64\n"
     assert lab.tags(f"{registry}/base") == set()
+
+
+def test_what_a_blocked_push_uploaded_is_reused_by_the_next_and_published_only_then(
+    hooked: Hooked, lab: Lab
+) -> None:
+    """Uploads go under input-digest tags as images build; a push blocked by another image
+    moves no public tag, and the next push reuses those uploads instead of building again."""
+    salt = uuid.uuid4().hex
+    hooked.repo.commit({
+        "services/api/app.txt": "api v2\n",
+        "services/worker/Dockerfile": f"FROM {hooked.registry}/base\nRUN sleep 6 && echo {salt} && false\n",
+    })  # fmt: skip
+    blocked = hooked.push("main")
+    assert blocked.code != 0 and blocked.results() == {"api": "built", "worker": "failed"}, blocked.output
+    assert "api: uploaded under the input-digest tag, which the next push reuses" in blocked.output
+    assert lab.staged(hooked.registry) == {"api"} and lab.pushed(hooked.registry) == set()
+    sha = hooked.repo.commit(
+        {"services/worker/Dockerfile": f"FROM {hooked.registry}/base\nRUN echo {salt}\n"}
+    )
+    fixed = hooked.push("main")
+    assert fixed.code == 0, fixed.output
+    assert fixed.results() == {"api": "skipped", "worker": "pushed"}, fixed.output
+    assert "already in the registry" in fixed.output
+    assert {sha[:7], "latest"} <= lab.public_tags(f"{hooked.registry}/api")

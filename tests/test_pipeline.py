@@ -561,3 +561,36 @@ def test_interrupted_while_uploading_no_public_tag_moves(lab: Lab, repo: Repo) -
     assert proc.wait(timeout=120) == 130, rest
     assert "interrupted: builds stopped, no tag was published" in rest
     assert lab.pushed(registry, ("base", "api")) == set()  # uploads there may be; no public tag
+
+
+@pytest.mark.lab
+def test_a_partial_checkout_holds_what_the_build_reads_outside_its_context(lab: Lab, repo: Repo) -> None:
+    """Only what the builds read is checked out: a Dockerfile and its ignore file outside the
+    context, a named context elsewhere in the repository; a watched path rebuilds too."""
+    registry = f"mab-sparse-test/{uuid.uuid4().hex[:10]}"  # the engine's store only: push = false
+    repo.commit({
+        "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+                          f'registry = "{registry}"\n[tool.multiarch.images.api]\ncontext = "api"\n'
+                          'dockerfile = "docker/api.Dockerfile"\ncontexts = { proto = "shared/proto" }\n'
+                          'watch = ["schema/**"]\n',
+        "docker/api.Dockerfile": f"FROM {lab.busybox}\nCOPY --from=proto api.proto /proto/\nCOPY . /app/\n"
+                                 "RUN cat /proto/api.proto /app/app.txt > /report\n",
+        "docker/api.Dockerfile.dockerignore": "*.tmp\n",
+        "api/app.txt": "app v1\n", "api/scratch.tmp": "ignored\n",
+        "shared/proto/api.proto": "proto v1\n", "schema/v1.json": "{}\n", "other/big.bin": "b" * 100_000,
+    })  # fmt: skip
+    first = mab(repo, lab, "--all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    sha = repo.commit({"shared/proto/api.proto": "proto v2\n"})
+    again = mab(repo, lab, "--from", "HEAD^")
+    assert results(again.stdout) == {"api": "built"}, again.stdout
+    report = lab.docker(
+        "run", "--rm", "--platform", "linux/arm64", f"{registry}/api:{sha[:7]}", "cat", "/report"
+    )
+    assert report.stdout == "proto v2\napp v1\n"
+    listing = lab.docker("run", "--rm", f"{registry}/api:{sha[:7]}", "ls", "/app").stdout.split()
+    assert listing == ["app.txt"]  # the ignore file beside the Dockerfile was there too
+    repo.commit({"schema/v2.json": "{}\n"})
+    watched = mab(repo, lab, "--from", "HEAD^")
+    assert results(watched.stdout) == {"api": "built"}, watched.stdout
+    assert "watch 'schema/**' matched: schema/v2.json" in watched.stdout

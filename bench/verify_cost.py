@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+import uuid
 
 from common import WORK, as_installed, fresh, git, lab_env, mab, measure, ms
 
@@ -36,7 +37,8 @@ def main() -> int:
     as_installed()
     repo = fresh(WORK / "verify-cost") / "repo"
     git(WORK / "verify-cost", "clone", "-q", "--shared", "--no-checkout", str(source), str(repo), env=env)
-    registry = f"{env['MAB_LAB_REGISTRY']}/bench-verify-{args.images}"
+    # A namespace of this run's own: none of the tags is there yet.
+    registry = f"{env['MAB_LAB_REGISTRY']}/bench-verify-{uuid.uuid4().hex[:6]}"
     for branch in ("main", "push"):  # the same config at both ends of the range
         git(repo, "checkout", "-q", "-B", branch, f"origin/{branch}", env=env)
         config = (repo / "pyproject.toml").read_text()

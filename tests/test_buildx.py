@@ -98,6 +98,9 @@ def test_bake_commands() -> None:
     assert bx.bake(Path("/d.json"), "t") == (
         "docker", "buildx", "bake", "--file", "/d.json", "--progress=rawjson", "--builder", "multi", "t")  # fmt: skip
     assert "--builder" not in Buildx({}, None, process.Group()).bake(Path("/d.json"))
+    # buildx's look at git would describe the temporary worktree; mab-hook labels the revision.
+    assert bx.run_env["BUILDX_GIT_INFO"] == "false"
+    assert Buildx({"BUILDX_GIT_INFO": "true"}, None, process.Group()).run_env["BUILDX_GIT_INFO"] == "true"
 
 
 BAKE_LOG = """\

@@ -59,6 +59,13 @@ class Buildx(NamedTuple):
         # rawjson: every step the moment it starts (rendered as plain progress for the log)
         return ("docker", "buildx", "bake", "--file", str(definition), "--progress=rawjson", *builder, *args)
 
+    @property
+    def run_env(self) -> dict[str, str]:
+        """What buildx runs with. Its own look at the checkout's git (four processes, some 0.1 s)
+        would describe a temporary worktree, and put the remote's URL in the image as it is:
+        mab-hook labels the revision and the source itself, with credentials removed."""
+        return {"BUILDX_GIT_INFO": "false", **self.env}
+
 
 # A base's copy for dependants of other platforms: `base_AS_CONTEXT_linux_amd64_AND_linux_arm64`.
 _AS_CONTEXT, _AND = "_AS_CONTEXT_", "_AND_"
@@ -214,7 +221,7 @@ def build_one(
         bake_file, "--metadata-file", str(metadata), *(("--push",) if push_ref else ()), entry
     )
     with state.open_private(log_path) as log:
-        streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout,
+        streamed = buildx.group.stream(command, env=buildx.run_env, log=log, on_line=on_line, timeout=timeout,
                                        render=Renderer().feed)  # fmt: skip
         attempt_log = log_path.read_text(errors="replace")
         for attempt in range(1, RETRIES + 1):
@@ -228,8 +235,8 @@ def build_one(
             log.flush()
             time.sleep(attempt if kind is Failure.REGISTRY else 0)
             offset = log_path.stat().st_size
-            streamed = buildx.group.stream(command, env=buildx.env, log=log, on_line=on_line, timeout=timeout,
-                                           render=Renderer().feed)  # fmt: skip
+            streamed = buildx.group.stream(command, env=buildx.run_env, log=log, on_line=on_line,
+                                           timeout=timeout, render=Renderer().feed)  # fmt: skip
             # Each attempt numbers its vertices afresh: read only its own part of the log.
             attempt_log = log_path.read_bytes()[offset:].decode("utf-8", errors="replace")
     seconds = time.monotonic() - started
@@ -476,7 +483,7 @@ def _bake_once(
             for log in files.values():
                 log.write("mab-hook: the engine or the registry failed while exporting; once more\n")
         demux = _Demux(wanted, files, watch)
-        streamed = buildx.group.stream(command, env=buildx.env, log=_Discard(), on_line=demux.line,
+        streamed = buildx.group.stream(command, env=buildx.run_env, log=_Discard(), on_line=demux.line,
                                        render=Renderer().feed)  # fmt: skip
     run = _Run(demux, streamed, metadata, time.monotonic() - demux.started, offsets)
     return [_result(w, paths[w.planned.image.name], run) for w in wanted]

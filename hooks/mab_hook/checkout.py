@@ -111,11 +111,11 @@ def _submodule_names(tree: git.Repo) -> dict[str, str]:
 
 
 def _remove(repo: git.Repo, path: Path) -> None:
-    # Never created, or already gone: prune below forgets it either way.
-    with suppress(git.GitCommandError):
+    try:
         repo.git.worktree("remove", "--force", "--force", str(path))
-    with suppress(git.GitCommandError):
-        repo.git.worktree("prune")
+    except git.GitCommandError:  # never created, or already gone: prune forgets it either way
+        with suppress(git.GitCommandError):
+            repo.git.worktree("prune")
 
 
 def remove_stale(repo: git.Repo) -> list[str]:

@@ -126,7 +126,7 @@ def one_image(
         tag = f"{registry}/{context.name}-by-hand:{uuid.uuid4().hex[:8]}"
         build = ("docker", "buildx", "build", "--progress=plain", "--platform", ",".join(PLATFORMS), "--push",
                  "-t", tag, str(context))  # fmt: skip
-        by_hand.append(timed(build, repo, env, attempts=3))
+        by_hand.append(timed(build, repo, env, attempts=5))
     return hook, by_hand
 
 
@@ -175,8 +175,8 @@ def all_images(
         found["hook warm"].append(timed(mab("--all"), repo, env))  # the same content: in the registry
         definition = salted(uuid.uuid4().hex)
         bake = ("docker", "buildx", "bake", "--progress=plain", "--push", "--file", str(definition))
-        found["bake cold"].append(timed(bake, repo, env, attempts=3))
-        found["bake warm"].append(timed(bake, repo, env, attempts=3))  # the same content: cached
+        found["bake cold"].append(timed(bake, repo, env, attempts=5))
+        found["bake warm"].append(timed(bake, repo, env, attempts=5))  # the same content: cached
     return found
 
 

@@ -133,7 +133,9 @@ def _located(
         problems.add(f"{key}.context", f"{value!r} is a remote context: mab-hook builds what the pushed "
                      "commit holds, so a context must be a directory of the repository")  # fmt: skip
         return None
-    context = fields.normalize(_join(directory, value.removeprefix("cwd://")), f"{key}.context", problems)
+    context = fields.normalize(
+        fields.under(directory, value.removeprefix("cwd://")), f"{key}.context", problems
+    )
     if context is None:
         return None
     if not tree.has_dir(context):
@@ -147,9 +149,9 @@ def _located(
         return None
     written = str(spec.get("dockerfile") or "Dockerfile")
     if written.startswith("cwd://"):
-        path = _join(directory, written.removeprefix("cwd://"))
+        path = fields.under(directory, written.removeprefix("cwd://"))
     else:
-        path = written if posixpath.isabs(written) else _join(context, written)
+        path = written if posixpath.isabs(written) else fields.under(context, written)
     dockerfile = fields.normalize(path, f"{key}.dockerfile", problems)
     if dockerfile is None:
         return None
@@ -192,9 +194,3 @@ def _present(value: Any) -> dict[str, Any]:
 
 def _filled(entries: tuple[str, ...], name: str) -> tuple[str, ...]:
     return tuple(entry.replace("{name}", name) for entry in entries)
-
-
-def _join(directory: str, path: str) -> str:
-    if directory in ("", ".") or posixpath.isabs(path):
-        return path
-    return posixpath.join(directory, path)

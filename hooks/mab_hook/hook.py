@@ -53,7 +53,7 @@ def plan_and_build(
         printer.info("the push adds no commits: nothing to build")
         return finish(args, [], [], printer)
     build_platform = platforms.native(platform.machine())
-    building = not (args.dry_run or args.explain or getattr(args, "bake", False))
+    building = not (args.dry_run or args.explain or args.bake)
     explain = (args.explain,) if args.explain else ()
     plans = [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=building,
                               explain=explain) for commit in commits]  # fmt: skip
@@ -64,7 +64,7 @@ def plan_and_build(
         else:
             printer.line(output.explain_text(explanations, printer))
         return EXIT_OK
-    if getattr(args, "bake", False):
+    if args.bake:
         from mab_hook import buildx  # noqa: PLC0415 - the build code loads only when needed
 
         output.dump_json(buildx.export(plans), sys.stdout)

@@ -64,20 +64,6 @@ class Plan(NamedTuple):
     explanations: tuple[Explanation, ...] = ()  # for the images asked about
 
 
-class _Memo(dict[str, str]):
-    """Reference -> image name, and what each reference was found to name (many images share
-    a FROM line: each is parsed once)."""
-
-    def __init__(self, names: Mapping[str, str]) -> None:
-        super().__init__(names)
-        self.found: dict[str, Base | None] = {}
-
-    def base(self, ref: str) -> Base | None:
-        if ref not in self.found:
-            self.found[ref] = in_repo(self, ref)
-        return self.found[ref]
-
-
 class _Analysis:
     """Inputs and in-repo bases of images, each computed once, and only when needed.
 
@@ -89,7 +75,8 @@ class _Analysis:
     def __init__(self, config: Config, files: Files, build_platform: str) -> None:
         self.config, self.files, self.build_platform = config, files, build_platform
         self.by_name = {image.name: image for image in config.images}
-        self.names = _Memo(_names_by_reference(config))
+        self.names = _names_by_reference(config)
+        self.named: dict[str, Base | None] = {}  # reference -> the image it names (FROM lines repeat)
         self.inputs: dict[str, Inputs] = {}
         self.bases: dict[str, tuple[Base, ...]] = {}
         self.mentions: dict[str, set[str]] | None = None  # word -> images whose Dockerfile has it
@@ -109,17 +96,23 @@ class _Analysis:
                 self.computing.discard(name)
             self.inputs[name] = found
             named = tuple(Base(other, key) for key, other in image.image_contexts)  # `target:` contexts
-            bases = (self.names.base(ref) for ref in found.bases)
-            self.bases[name] = named + tuple(b for b in bases if b is not None and b.name != name)
+            bases = (self._base(name, ref) for ref in found.bases)
+            self.bases[name] = named + tuple(base for base in bases if base is not None)
         return self.inputs[name]
+
+    def _base(self, name: str, ref: str) -> Base | None:
+        """The other image of the repository that a reference in image `name`'s build names."""
+        if ref not in self.named:
+            self.named[ref] = in_repo(self.names, ref)
+        found = self.named[ref]
+        return found if found is not None and found.name != name else None
 
     def _triggers(self, name: str, ref: str) -> tuple[Source, ...]:
         """The ONBUILD triggers of the in-repo image `ref` names in image `name`'s Dockerfile:
         they run in `name`'s build, and read its context."""
-        image = self.by_name[name]
-        named = dict(image.image_contexts).get(ref)
-        found = self.names.base(ref)
-        base = named or (found.name if found is not None and found.name != name else None)
+        named = dict(self.by_name[name].image_contexts).get(ref)
+        found = self._base(name, ref)
+        base = named or (found.name if found is not None else None)
         if base is None or base in self.computing:  # not ours, or a cycle (build_order names it)
             return ()
         whose = f"base image {base} ({self.by_name[base].dockerfile})"

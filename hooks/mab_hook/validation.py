@@ -217,7 +217,7 @@ def oci_layout(value: str, key: str, problems: Problems, directory: str = ".") -
         path, suffix = (head, f":{tag}") if colon and "/" not in tag else (path, "")
     else:
         suffix = f"@{digest}"
-    normalized = normalize(_under(directory, path), key, Problems("")) if path else None
+    normalized = normalize(under(directory, path), key, Problems("")) if path else None
     if normalized is None:
         problems.add(key, f"{value!r}: the layout's path {_LOCAL_HINT}")
         return None
@@ -248,7 +248,7 @@ def contexts(
         if is_external_context(path):
             found.append((name, path))
             continue
-        normalized = normalize(_under(directory, path.removeprefix("cwd://")), item, problems)
+        normalized = normalize(under(directory, path.removeprefix("cwd://")), item, problems)
         if normalized is None:
             continue
         if not tree.has_dir(normalized):
@@ -257,7 +257,7 @@ def contexts(
     return tuple(sorted(found))
 
 
-def _under(directory: str, path: str) -> str:
+def under(directory: str, path: str) -> str:
     """`path` as a repository path, when written relative to `directory` (where it was read)."""
     if directory in (".", "") or posixpath.isabs(path) or re.match(r"^[A-Za-z]:", path):
         return path

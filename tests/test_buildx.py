@@ -2,12 +2,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mab_hook import buildx, process
 from mab_hook.buildx import Buildx
@@ -340,3 +345,54 @@ def test_an_upload_stopped_by_another_images_failing_step_is_not_the_engines_fai
         "build failed on linux/arm/v7 (exit 1)",
     )
     assert len(group.commands) == 1
+
+
+# --- what a commit holds is data, never a template --------------------------------------------
+
+TEMPLATE_TEXT = st.text(alphabet="$%{}ab/", max_size=12)
+
+
+@given(TEMPLATE_TEXT)
+def test_a_literal_string_reads_back_as_written(text: str) -> None:
+    written = buildx.literal(text)
+    assert buildx.unliteral(written) == text
+    assert not re.search(r"(?<![$])\$\{|(?<![%])%\{", written)  # no lone opener is left
+
+
+def test_every_string_of_a_definition_is_escaped_keys_included() -> None:
+    hostile = '${replace("~..~..~etc","~","/")}'
+    image = Image("evil", f"ctx/{hostile}", f"ctx/{hostile}/Dockerfile", ("linux/amd64",),
+                  build_args=(("A${x}", "${HOME}"), ("B", "%{ if true }x%{ endif }")),
+                  contexts=(("c$${y}", f"ctx/{hostile}"),))  # fmt: skip
+    files = {f"ctx/{hostile}/Dockerfile": "FROM busybox\nCOPY . /\n"}
+    written = buildx.definition(make((image,), files), buildx.Paths(Path("/co"), Path("/repo")), {}, {})
+    entry = written["target"]["evil"]
+    assert entry["context"] == '/co/ctx/$${replace("~..~..~etc","~","/")}'
+    assert entry["args"] == {"A$${x}": "$${HOME}", "B": "%%{ if true }x%%{ endif }"}
+    assert entry["contexts"] == {"c$$${y}": '/co/ctx/$${replace("~..~..~etc","~","/")}'}
+    assert buildx.unliteral(written)["target"]["evil"]["args"] == {"A${x}": "${HOME}", "B": "%{ if true }x%{ endif }"}
+    # What `--dry-run --bake` prints for `docker buildx bake -f -` is escaped the same way.
+    exported = buildx.export([make((image,), files)])
+    assert exported["target"]["evil"]["context"] == 'ctx/$${replace("~..~..~etc","~","/")}'
+
+
+def test_a_definition_without_templates_is_not_sent_to_buildx_for_proof(tmp_path: Path) -> None:
+    group = CannedGroup([])
+    plain = buildx.definition(make((BASE,), FILES), buildx.Paths(Path("/co"), Path("/repo")), {}, {})
+    buildx.prove_literal(tmp_path / "bake.json", plain, Buildx({"PATH": "/nonexistent"}, None, group))
+
+
+@pytest.mark.lab
+@settings(max_examples=int(os.environ.get("MAB_LAB_EXAMPLES", "25")), deadline=None,
+          derandomize="MAB_LAB_EXAMPLES" not in os.environ)
+@given(key=st.text(alphabet="$%{}aZ_", min_size=1, max_size=10), value=st.text(alphabet="$%{}a \"\\", max_size=14))
+def test_buildx_reads_every_literal_string_as_written(lab: Lab, key: str, value: str) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        bake = Path(scratch) / "bake.json"
+        plain = {"target": {"t": {"context": f"ctx/v{value}", "args": {key: value}, "labels": {"l": value}}}}
+        buildx.write_definition(bake, buildx.literal(plain))
+        printed = subprocess.run(("docker", "buildx", "bake", "--file", str(bake), "--print", "--progress=quiet", "t"),
+                                 env=lab.env, capture_output=True, text=True, check=True)  # fmt: skip
+        target = json.loads(printed.stdout)["target"]["t"]
+        assert (target["context"], target["args"], target["labels"]) == (f"ctx/v{value}", {key: value}, {"l": value})
+        buildx.prove_literal(bake, buildx.literal(plain), Buildx(lab.env, None, process.Group()))

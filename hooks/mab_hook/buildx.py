@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from mab_hook import process, specs, state
+from mab_hook.errors import FatalError
 from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, TARGET, Image, is_external_context
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.rawprogress import Renderer
@@ -125,7 +126,47 @@ def definition(
         return name
 
     default = [add(planned, planned.image.platforms) for planned in plan.affected]
-    return {"group": {"default": {"targets": default}}, "target": entries}
+    return literal({"group": {"default": {"targets": default}}, "target": entries})
+
+
+# buildx reads every string of a bake file, keys included, as an HCL template: `${...}` calls
+# functions (`${replace(...)}` once made a host directory a build context) and `%{...}` runs
+# directives. A run of n `$` or `%` before `{` reads back as n - 1 of them (tried on buildx
+# 0.13), so each such run gets one more: what mab-hook writes is data, whatever a commit holds.
+_TEMPLATE_RE = re.compile(r"(\$+|%+)(?=\{)")
+
+
+def literal(value: Any) -> Any:
+    """A bake definition whose strings buildx reads as they are, never as templates."""
+    if isinstance(value, str):
+        return _TEMPLATE_RE.sub(lambda m: m.group(1) + m.group(1)[0], value)
+    if isinstance(value, dict):
+        return {literal(key): literal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [literal(item) for item in value]
+    return value
+
+
+def unliteral(value: Any) -> Any:
+    """What buildx makes of a `literal` definition: the strings as they were."""
+    if isinstance(value, str):
+        return re.sub(r"(\$+|%+)(?=\{)", lambda m: m.group(1)[1:], value)
+    if isinstance(value, dict):
+        return {unliteral(key): unliteral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unliteral(item) for item in value]
+    return value
+
+
+def has_template(value: Any) -> bool:
+    """Whether buildx would read some string of a (plain) definition as a template."""
+    if isinstance(value, str):
+        return "${" in value or "%{" in value
+    if isinstance(value, dict):
+        return any(has_template(key) or has_template(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(has_template(item) for item in value)
+    return False
 
 
 def _entry(
@@ -197,6 +238,31 @@ def export(plans: Sequence[Plan]) -> dict[str, Any]:
 def write_definition(path: Path, data: Mapping[str, Any]) -> Path:
     state.write_private(path, (json.dumps(data, indent=2) + "\n").encode())
     return path
+
+
+def prove_literal(bake_file: Path, data: Mapping[str, Any], buildx: Buildx) -> None:
+    """Where some string of a definition would read as a template, buildx is asked what it
+    reads (`bake --print`, some 0.1 s): a build starts only when every such string reads back
+    as written. Nothing is asked of the usual definition, which has none."""
+    plain = unliteral(data)
+    if not has_template(plain):
+        return
+    names = tuple(plain["target"])
+    builder = ("--builder", buildx.builder) if buildx.builder else ()
+    command = ("docker", "buildx", "bake", "--file", str(bake_file), "--print", "--progress=quiet")
+    done = process.run((*command, *builder, *names), env=buildx.run_env, check=False, timeout=60)
+    try:
+        printed = json.loads(done.stdout)["target"]
+    except (ValueError, KeyError, TypeError):
+        printed = {}
+    for name, spec in plain["target"].items():
+        for field, value in spec.items():
+            if has_template(value) and printed.get(name, {}).get(field) != value:
+                raise FatalError(
+                    f"image {image_of(name)}: buildx would read its {field} {json.dumps(value)[:200]} as a "
+                    "template rather than as written; nothing was built. Rename what holds `${` or `%{` "
+                    "(a path, an argument or a label of the pushed commit), commit, and push again"
+                )
 
 
 def build_one(

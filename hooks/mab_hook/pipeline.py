@@ -152,7 +152,9 @@ def _build_plan(
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
         paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
-        buildx.write_definition(step.bake_file, buildx.definition(plan, paths, labels, staged))
+        written = buildx.definition(plan, paths, labels, staged)
+        buildx.write_definition(step.bake_file, written)
+        buildx.prove_literal(step.bake_file, written, step.bx)
     return build_jobs(jobs, step, plan.config.jobs, run.ledger)
 
 

@@ -1,0 +1,42 @@
+"""A corpus of hostile commits: what a pushed commit may try on the machine that pushes it.
+
+Each generator returns the files of a commit (path -> text) aimed at one way in, as the hostile
+tester of issue 30 found them; the tests in test_security (lab) and in the module tests (fast)
+push or plan them and assert that nothing of the pusher's machine was reached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def climbing(host_dir: Path, depth: int = 30) -> str:
+    """A directory name that buildx's template reader would turn into `host_dir`: `/` cannot be
+    in a name, so the HCL function `replace` writes it."""
+    path = "~.." * depth + str(host_dir).replace("/", "~")
+    return '${replace("' + path + '","~","/")}'
+
+
+def templated_context(registry: str, busybox: str, host_dir: Path, *, via: str) -> dict[str, str]:
+    """An image whose context directory is named so that, read as a template, it is `host_dir`
+    (via "table": [tool.multiarch.images]; "bake": a bake file's `context`)."""
+    name = climbing(host_dir)
+    files = {
+        f"ctx/{name}/Dockerfile": f"FROM {busybox}\nCOPY . /ctx/\n",
+        f"ctx/{name}/marker.txt": "from the commit\n",
+    }
+    head = f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\npush = true\n'
+    if via == "table":
+        context = name.replace("\\", "\\\\").replace('"', '\\"')
+        files["pyproject.toml"] = (
+            head + '[tool.multiarch.images.evil]\ncontext = "ctx/' + context + '"\n'
+            'build-args = { HARMLESS = "${HOME} %{ if true }x%{ endif }" }\n'
+        )
+    else:
+        escaped = name.replace("${", "$${").replace('"', '\\"')
+        files["pyproject.toml"] = head + 'bake = "docker-bake.hcl"\n'
+        files["docker-bake.hcl"] = (
+            'group "default" { targets = ["evil"] }\n'
+            f'target "evil" {{\n  context = "ctx/{escaped}"\n  args = {{ HARMLESS = "$${{HOME}}" }}\n}}\n'
+        )
+    return files

@@ -40,3 +40,18 @@ def templated_context(registry: str, busybox: str, host_dir: Path, *, via: str) 
             f'target "evil" {{\n  context = "ctx/{escaped}"\n  args = {{ HARMLESS = "$${{HOME}}" }}\n}}\n'
         )
     return files
+
+
+def asks_for_host_keys(registry: str, busybox: str, host_dir: Path, salt: str) -> dict[str, str]:
+    """A bake file that names the pusher's key and secret files and the host's network, and a
+    table that asks for a secret from a variable of the pusher's choosing."""
+    key, env = host_dir / "id_ed25519", host_dir / ".env"
+    return {
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\npush = true\n'
+        'bake = "docker-bake.hcl"\n[tool.multiarch.images.evil]\nsecrets = ["id=s,env=AWS_SECRET_ACCESS_KEY"]\n',
+        "docker-bake.hcl": 'group "default" { targets = ["evil"] }\n'
+        f'target "evil" {{\n  context = "evil"\n  ssh = ["k={key}"]\n  secret = ["id=s,src={env}"]\n'
+        '  network = "host"\n}\n',
+        "evil/Dockerfile": f"FROM {busybox}\nRUN --mount=type=secret,id=s echo {salt}; cat /run/secrets/s > /got\n"
+        "RUN --mount=type=ssh,id=k ls $SSH_AUTH_SOCK > /agent\n",
+    }

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mab_hook import buildx, process
+from mab_hook import buildx, grants, process
 from mab_hook.buildx import Buildx
 from mab_hook.changes import Commit, Ref
 from mab_hook.images import Config, Image
@@ -240,7 +240,31 @@ def test_local_caches_live_in_the_repository_and_layouts_come_from_the_checkout(
     assert entry["cache-from"] == ["type=local,src=/repo/.cache/api"]
     assert entry["cache-to"] == ["type=local,dest=/repo/.cache/api,mode=max"]
     assert entry["contexts"] == {"l": "oci-layout:///co/layouts/b:v1"}
-    assert entry["secret"] == ["id=npm,env=NPM_TOKEN"]
+    assert "secret" not in entry  # nothing granted: nothing given
+
+
+def test_secrets_ssh_and_the_hosts_network_come_from_the_pushers_grants_only() -> None:
+    asking = Image("api", "app", "app/Dockerfile", ("linux/amd64",), secrets=("id=npm,env=PATH",),
+                   extra=(("network", '"host"'), ("shm-size", '"2g"')))  # fmt: skip
+    plan = make((asking,), {"app/Dockerfile": "FROM busybox\n"})
+    granted = grants.Grants({"npm": "id=npm,env=NPM_TOKEN"}, {"default": "default=/run/agent.sock"},
+                            frozenset({"network.host"}))  # fmt: skip
+    entry = buildx.definition(plan, buildx.Paths(Path("/co"), Path("/repo")), {}, {}, granted)["target"][
+        "api"
+    ]
+    # The pusher's sources, never the commit's (env=PATH): every build gets what was granted.
+    assert (entry["secret"], entry["ssh"], entry["network"]) == (
+        ["id=npm,env=NPM_TOKEN"],
+        ["default=/run/agent.sock"],
+        "host",
+    )
+    bare = buildx.definition(plan, buildx.Paths(Path("/co"), Path("/repo")), {}, {})["target"]["api"]
+    assert ("secret" in bare, "ssh" in bare, "network" in bare, bare["shm-size"]) == (
+        False,
+        False,
+        False,
+        "2g",
+    )
 
 
 def test_raw_progress_is_rendered_as_plain_progress_with_steps_as_they_start() -> None:
@@ -370,7 +394,10 @@ def test_every_string_of_a_definition_is_escaped_keys_included() -> None:
     assert entry["context"] == '/co/ctx/$${replace("~..~..~etc","~","/")}'
     assert entry["args"] == {"A$${x}": "$${HOME}", "B": "%%{ if true }x%%{ endif }"}
     assert entry["contexts"] == {"c$$${y}": '/co/ctx/$${replace("~..~..~etc","~","/")}'}
-    assert buildx.unliteral(written)["target"]["evil"]["args"] == {"A${x}": "${HOME}", "B": "%{ if true }x%{ endif }"}
+    assert buildx.unliteral(written)["target"]["evil"]["args"] == {
+        "A${x}": "${HOME}",
+        "B": "%{ if true }x%{ endif }",
+    }
     # What `--dry-run --bake` prints for `docker buildx bake -f -` is escaped the same way.
     exported = buildx.export([make((image,), files)])
     assert exported["target"]["evil"]["context"] == 'ctx/$${replace("~..~..~etc","~","/")}'
@@ -383,9 +410,14 @@ def test_a_definition_without_templates_is_not_sent_to_buildx_for_proof(tmp_path
 
 
 @pytest.mark.lab
-@settings(max_examples=int(os.environ.get("MAB_LAB_EXAMPLES", "25")), deadline=None,
-          derandomize="MAB_LAB_EXAMPLES" not in os.environ)
-@given(key=st.text(alphabet="$%{}aZ_", min_size=1, max_size=10), value=st.text(alphabet="$%{}a \"\\", max_size=14))
+@settings(
+    max_examples=int(os.environ.get("MAB_LAB_EXAMPLES", "25")),
+    deadline=None,
+    derandomize="MAB_LAB_EXAMPLES" not in os.environ,
+)
+@given(
+    key=st.text(alphabet="$%{}aZ_", min_size=1, max_size=10), value=st.text(alphabet='$%{}a "\\', max_size=14)
+)
 def test_buildx_reads_every_literal_string_as_written(lab: Lab, key: str, value: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         bake = Path(scratch) / "bake.json"
@@ -394,5 +426,9 @@ def test_buildx_reads_every_literal_string_as_written(lab: Lab, key: str, value:
         printed = subprocess.run(("docker", "buildx", "bake", "--file", str(bake), "--print", "--progress=quiet", "t"),
                                  env=lab.env, capture_output=True, text=True, check=True)  # fmt: skip
         target = json.loads(printed.stdout)["target"]["t"]
-        assert (target["context"], target["args"], target["labels"]) == (f"ctx/v{value}", {key: value}, {"l": value})
+        assert (target["context"], target["args"], target["labels"]) == (
+            f"ctx/v{value}",
+            {key: value},
+            {"l": value},
+        )
         buildx.prove_literal(bake, buildx.literal(plain), Buildx(lab.env, None, process.Group()))

@@ -322,7 +322,7 @@ API = '[tool.multiarch]\nplatforms = ["linux/amd64"]\n[tool.multiarch.images.api
     ('cache-to = "type=local,dest=/home/dev/.ssh"', "[tool.multiarch.images.api.cache-to] 'type=local,dest=/home/dev/.ssh': dest= must be a path inside the repository"),
     ('cache-from = "type=local,src=../../etc"', "[tool.multiarch.images.api.cache-from] 'type=local,src=../../etc': src= must be a path inside the repository"),
     ('contexts = { x = "oci-layout:///var/lib/secret:1" }', "[tool.multiarch.images.api.contexts.x] 'oci-layout:///var/lib/secret:1': the layout's path must be a path inside the repository"),
-    ('secrets = ["id=key,src=/home/dev/.ssh/id_rsa"]', "takes id= and env= only (a secret from the environment; src= files are not allowed)"),
+    ('secrets = ["id=key,src=/home/dev/.ssh/id_rsa,mode=0400"]', "takes id=, and env= or src= (where you would take it from)"),
     ('secrets = ["env=NPM_TOKEN"]', "needs id=NAME"),
     ('secrets = ["id=npm,env=not a name"]', "env= must name an environment variable"),
 ])  # fmt: skip
@@ -342,6 +342,11 @@ def test_repository_paths_for_caches_layouts_and_secrets_from_the_environment() 
     assert image.contexts == (("layout", "oci-layout://layouts/base:v1"),)
     assert image.watches == ("layouts/base/**",)  # a change to the layout makes the image affected
     assert image.secrets == ("id=npm,env=NPM_TOKEN", "id=GH_TOKEN,env=GH_TOKEN")
+
+
+def test_a_commits_secret_file_is_dropped_only_its_id_is_asked_for() -> None:
+    (image,) = parse(API + 'secrets = ["id=key,src=/home/dev/.ssh/id_rsa"]\n').images
+    assert image.secrets == ("id=key",)  # where it comes from is the pusher's grant (mab_hook.grants)
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -3,6 +3,8 @@ keys, environment) reaches a build, an image or the output (the corpus is tests/
 
 from __future__ import annotations
 
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,29 @@ def test_a_templated_directory_name_is_a_directory_of_the_commit(
     exported = mab(repo.path, lab.env, "--all", "--dry-run", "--bake")
     assert exported.returncode == 0, exported.stderr
     assert "$${replace(" in exported.stdout and '"${replace(' not in exported.stdout
+
+
+def test_a_commit_gets_no_key_secret_or_network_the_pusher_did_not_grant(
+    repo: Repo, lab: Lab, host_dir: Path
+) -> None:
+    registry = lab.namespace()
+    repo.commit(hostile.asks_for_host_keys(registry, lab.busybox, host_dir, uuid.uuid4().hex))
+    refused = mab(repo.path, lab.env, "--all")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "  evil: git config --add mab-hook.secret id=s,env=AWS_SECRET_ACCESS_KEY" in refused.stdout
+    assert "id_ed25519" not in refused.stdout  # the resolver never read the key the commit named
+    assert lab.tags(f"{registry}/evil") == set()
+    # Granted for one push (`git -c`), from the pusher's own sources, never the files the commit named.
+    key = host_dir / "granted_key"
+    subprocess.run(("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)), check=True)
+    env = {**lab.env, "GRANTED": "the pusher's own", "GIT_CONFIG_COUNT": "3",
+           "GIT_CONFIG_KEY_0": "mab-hook.secret", "GIT_CONFIG_VALUE_0": "id=s,env=GRANTED",
+           "GIT_CONFIG_KEY_1": "mab-hook.ssh", "GIT_CONFIG_VALUE_1": f"k={key}",
+           "GIT_CONFIG_KEY_2": "mab-hook.allow", "GIT_CONFIG_VALUE_2": "network.host"}  # fmt: skip
+    granted = mab(repo.path, env, "--all")
+    assert granted.returncode == 0, granted.stdout + granted.stderr
+    image = f"{registry}/evil:{repo.head()[:7]}"
+    assert lab.docker("run", "--rm", image, "cat", "/got").stdout == "the pusher's own"
+    assert (
+        lab.docker("run", "--rm", image, "cat", "/agent").stdout == "/run/buildkit/ssh_agent.0\n"
+    )  # granted

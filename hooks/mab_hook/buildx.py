@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from mab_hook import process, specs, state
+from mab_hook import grants, process, specs, state
 from mab_hook.errors import FatalError
+from mab_hook.grants import Grants
 from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, TARGET, Image, is_external_context
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.rawprogress import Renderer
@@ -95,10 +96,12 @@ def definition(
     paths: Paths,
     labels: Mapping[str, Mapping[str, str]],
     push_refs: Mapping[str, str],
+    granted: Grants = grants.NONE,
 ) -> dict[str, Any]:
     """The bake definition of a plan, with paths inside the checkout of its commit. An image in
     `push_refs` is tagged with that reference only (and pushed there); the others with their
-    own tags (and kept in the engine's image store).
+    own tags (and kept in the engine's image store). Secrets, SSH and the host's network only
+    as `granted`.
 
     Bases reach their dependants as `target:` contexts even when the registry has them from the
     same inputs: on the image from the registry (`docker-image://`), BuildKit's cache keys of
@@ -118,7 +121,7 @@ def definition(
             contexts = {base.key: f"target:{add(by_name[base.name], platforms)}" for base in planned.bases}
             push_ref = push_refs.get(planned.image.name)
             tags = ((push_ref,) if push_ref else planned.tags) if own else ()
-            spec = _entry(planned, paths, platforms, tags, contexts)
+            spec = _entry(planned, paths, platforms, tags, contexts, granted=granted)
             found = {**labels.get(planned.image.name, {}), **dict(planned.image.labels)}
             if found:
                 spec["labels"] = found
@@ -126,7 +129,8 @@ def definition(
         return name
 
     default = [add(planned, planned.image.platforms) for planned in plan.affected]
-    return literal({"group": {"default": {"targets": default}}, "target": entries})
+    written: dict[str, Any] = literal({"group": {"default": {"targets": default}}, "target": entries})
+    return written
 
 
 # buildx reads every string of a bake file, keys included, as an HCL template: `${...}` calls
@@ -175,6 +179,8 @@ def _entry(
     platforms: tuple[str, ...],
     tags: tuple[str, ...],
     contexts: Mapping[str, str],
+    *,
+    granted: Grants,
 ) -> dict[str, Any]:
     image, checkout = planned.image, paths.checkout
     spec: dict[str, Any] = {
@@ -197,10 +203,14 @@ def _entry(
         spec["cache-from"] = [_cache(entry, paths.repository) for entry in image.cache_from]
     if image.cache_to:
         spec["cache-to"] = [_cache(entry, paths.repository) for entry in image.cache_to]
-    if image.secrets:
-        spec["secret"] = list(image.secrets)
+    # What the pusher granted, never what the commit names (`grants`).
+    if granted.secrets:
+        spec["secret"] = list(granted.secrets.values())
+    if granted.ssh:
+        spec["ssh"] = list(granted.ssh.values())
     for field, value in image.extra:  # from a compose or bake file, as it said them
-        spec[field] = json.loads(value)
+        if field != "network" or grants.allows_network(image, granted):
+            spec[field] = json.loads(value)
     return spec
 
 
@@ -221,14 +231,14 @@ def _cache(entry: str, repository: Path) -> str:
     return specs.format(options)
 
 
-def export(plans: Sequence[Plan]) -> dict[str, Any]:
+def export(plans: Sequence[Plan], granted: Grants = grants.NONE) -> dict[str, Any]:
     """The affected images of the plans as one bake definition for `docker buildx bake -f -`,
     run at the repository's root: paths relative to it, the images' public tags, bases as
-    `target:` contexts. What a user would run by hand, or a CI job."""
+    `target:` contexts, secrets and SSH as `granted`. What a user would run by hand, or a CI job."""
     here = Paths(Path("."), Path("."))
     merged: dict[str, Any] = {"group": {"default": {"targets": []}}, "target": {}}
     for plan in plans:
-        found = definition(plan, here, {}, {})
+        found = definition(plan, here, {}, {}, granted)
         merged["target"].update(found["target"])
         default = merged["group"]["default"]["targets"]
         default += [name for name in found["group"]["default"]["targets"] if name not in default]

@@ -38,6 +38,9 @@ VERSION = 1  # of what the cache keeps
 TIMEOUT = 60.0  # seconds; the resolver reads a few files
 # What the resolver may see of the environment: enough for docker to run and find buildx.
 PASSED_ENV = ("PATH", "DOCKER_CONFIG", "BUILDX_CONFIG", "SystemRoot", "PATHEXT", "TMPDIR", "TEMP", "TMP")
+# buildx checks a target's secrets and SSH keys while it prints (it stats and parses the files
+# they name, on this machine): a commit's are never used (`grants`), so they are never read.
+NOT_READ = ("--set", "*.secrets=", "--set", "*.ssh=")
 INSTALL_BUILDX = (
     "install Docker's CLI and the buildx plugin (Debian/Ubuntu: `apt-get install docker.io docker-buildx`; "
     "elsewhere https://docs.docker.com/engine/install/)"
@@ -226,7 +229,7 @@ def _run(
         cwd.mkdir(parents=True, exist_ok=True)
         names = [posixpath.relpath(path, source.directory) for path in source.files] if source.key else []
         files = [arg for name in names for arg in ("--file", name)]
-        command = ("docker", "buildx", "bake", "--print", "--progress=quiet", *files)
+        command = ("docker", "buildx", "bake", "--print", "--progress=quiet", *NOT_READ, *files)
         done = process.run(command, env=resolver_env(env, root), cwd=cwd, check=False, timeout=TIMEOUT)
         said = " ".join((done.stderr or done.stdout).replace(str(cwd) + os.sep, "").split())
     if done.missing or _NO_BUILDX_RE.search(said):

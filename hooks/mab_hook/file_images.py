@@ -2,9 +2,9 @@
 
 Each resolved target becomes an `Image` checked like a `[tool.multiarch.images.NAME]` table: its
 context and Dockerfile inside the repository (a remote context is refused: mab-hook builds what
-the pushed commit holds), platforms Docker knows, secrets from the environment only, local
-caches inside the repository. Tags and outputs are mab-hook's own (`registry`, `tags`, `push`);
-fields that change what is built (`network`, `ssh`, `shm-size`...) reach buildx as they are.
+the pushed commit holds), platforms Docker knows, local caches inside the repository. Tags and
+outputs are mab-hook's own (`registry`, `tags`, `push`), secrets and SSH the pusher's grants
+(`grants`); fields that change what is built (`network`, `shm-size`...) reach buildx as they are.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mab_hook.images import TARGET, Image
 from mab_hook.validation import Problems
 
 # Bake fields passed to buildx unchanged: they change what a build does.
-PASSED = ("network", "ssh", "shm-size", "ulimits", "extra-hosts")
+PASSED = ("network", "shm-size", "ulimits", "extra-hosts")
 # A remote build context: what buildx fetches, not what the pushed commit holds.
 _REMOTE_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/)")
 
@@ -113,9 +113,7 @@ def _image(
         if cache_to
         else _filled(defaults.cache_to, name),
         timeout=defaults.timeout,
-        secrets=fields.secrets(_specs(spec["secret"]), f"{key}.secret", problems)
-        if spec.get("secret")
-        else defaults.secrets,
+        secrets=defaults.secrets,
         labels=tuple(sorted(_present(spec.get("labels")).items())),
         extra=tuple((field, json.dumps(spec[field], sort_keys=True)) for field in PASSED if spec.get(field)),
         defined_in=target.source.label,

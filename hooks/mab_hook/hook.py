@@ -65,9 +65,10 @@ def plan_and_build(
             printer.line(output.explain_text(explanations, printer))
         return EXIT_OK
     if args.bake:
-        from mab_hook import buildx  # noqa: PLC0415 - the build code loads only when needed
+        from mab_hook import buildx, grants  # noqa: PLC0415 - the build code loads only when needed
 
-        output.dump_json(buildx.export(plans), sys.stdout)
+        granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
+        output.dump_json(buildx.export(plans, granted), sys.stdout)
         return EXIT_OK
     if args.dry_run or not any(p.affected for p in plans):
         if not args.json:

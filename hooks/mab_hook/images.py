@@ -7,6 +7,7 @@ nothing tells them apart but `defined_in`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from mab_hook.builders import BuilderSpec
@@ -36,7 +37,9 @@ class Image:
     cache_from: tuple[str, ...] = ()  # BuildKit cache sources, `{name}` already filled in
     cache_to: tuple[str, ...] = ()
     timeout: float | None = None  # seconds a build may take
-    secrets: tuple[str, ...] = ()  # BuildKit secrets, "id=npm,env=NPM_TOKEN"
+    # BuildKit secrets the build asks for, "id=npm,env=NPM_TOKEN": only the id counts; where
+    # the secret comes from is the pusher's grant (`grants`), never the commit's.
+    secrets: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()  # image labels a compose or bake file sets
     # Bake fields of a compose service or bake target passed to buildx as they are (`network`,
     # `ssh`, `shm-size`...): name -> the value as JSON.
@@ -45,6 +48,12 @@ class Image:
     # A bake target outside the default group that another's `target:` context names: built
     # only as that context, never tagged or pushed.
     only_as_context: bool = False
+
+    @property
+    def network(self) -> str | None:
+        """The network its RUN steps use, when a compose or bake file sets one."""
+        value = dict(self.extra).get("network")
+        return str(json.loads(value)) if value is not None else None
 
     @property
     def watches(self) -> tuple[str, ...]:

@@ -20,9 +20,11 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, input_digest, process, references, state
+from mab_hook import buildx, grants, input_digest, process, references, state
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
+from mab_hook.grants import Grants
+from mab_hook.images import Image
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
@@ -93,7 +95,8 @@ def build_all(
     """`ready()` runs the readiness checks (raising when the host is not ready); it is called
     only when something will really be built, so a push of built content skips them. Without
     `publishing`, what built stays under its staging tags (a CI job's share of a fan-out)."""
-    run = Builds(env, State(root(repo)), process.Group(env), events, timeout, Ledger(), registry)
+    granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
+    run = Builds(env, State(root(repo)), process.Group(env), events, timeout, Ledger(), registry, granted)
 
     def waiting(text: str) -> None:  # on the terminal now, and in the output for later
         events.progress(text)
@@ -105,6 +108,7 @@ def build_all(
         try:
             work = [(plan, decide_all(plan, run.state, registry)) for plan in plans if plan.affected]
             if any(not job.skip for _plan, jobs in work for job in jobs):
+                grants.check(_to_build(work), granted)
                 ready()
             built = [(plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work]
             ok = all(r.ok for _plan, _jobs, results in built for r in results)
@@ -125,6 +129,16 @@ def build_all(
             state.prune(run.state.root, keep_logs=keep)
 
 
+def _to_build(work: Sequence[tuple[Plan, Sequence[Job]]]) -> list[Image]:
+    """The images that will really be built: those not skipped, and the bases they build on."""
+    found = []
+    for plan, jobs in work:
+        if any(not job.skip for job in jobs):
+            found += [planned.image for planned in plan.context_only]
+            found += [job.planned.image for job in jobs if not job.skip]
+    return found
+
+
 class Builds(NamedTuple):
     """What every commit's builds share in one run."""
 
@@ -135,6 +149,7 @@ class Builds(NamedTuple):
     timeout: float | None  # from the command line; else each image's own
     ledger: Ledger
     registry: Registry
+    granted: Grants  # what the pusher gives builds (secrets, SSH, the host's network)
 
 
 def _build_plan(
@@ -152,7 +167,7 @@ def _build_plan(
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
         paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
-        written = buildx.definition(plan, paths, labels, staged)
+        written = buildx.definition(plan, paths, labels, staged, run.granted)
         buildx.write_definition(step.bake_file, written)
         buildx.prove_literal(step.bake_file, written, step.bx)
     return build_jobs(jobs, step, plan.config.jobs, run.ledger)

@@ -188,22 +188,24 @@ def caches(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
 
 
 def secrets(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
-    """BuildKit secrets from the environment of whoever pushes: `id=npm,env=NPM_TOKEN`. Files
-    (`src=`) are refused: a pushed commit may not read the machine's files into a build."""
+    """The BuildKit secrets a build asks for: `id=npm,env=NPM_TOKEN`. The id is what counts:
+    where a secret comes from is the pusher's to grant (`grants`), so a `src=` or `env=` of the
+    commit is only a suggestion, never read."""
     kept = []
     for entry in str_list(value, key, problems):
         options = specs.parse(entry)
         problem = None
-        if set(options) - {"id", "env", "type"} or options.get("type", "env") != "env":
-            problem = "takes id= and env= only (a secret from the environment; src= files are not allowed)"
+        if set(options) - {"id", "env", "src", "source", "type", "required"}:
+            problem = "takes id=, and env= or src= (where you would take it from)"
         elif not _SECRET_ID_RE.match(options.get("id", "")):
             problem = "needs id=NAME (letters, digits, _ . -), the id RUN --mount=type=secret,id=NAME uses"
-        elif not _ENV_NAME_RE.match(options.setdefault("env", options["id"])):
+        elif options.get("env") is not None and not _ENV_NAME_RE.match(options["env"]):
             problem = "env= must name an environment variable"
         if problem:
             problems.add(key, f"{entry!r} {problem}, e.g. 'id=npm,env=NPM_TOKEN'")
             continue
-        kept.append(specs.format({"id": options["id"], "env": options["env"]}))
+        env = options.get("env") or ("" if options.get("src") or options.get("source") else options["id"])
+        kept.append(specs.format({"id": options["id"], **({"env": env} if env else {})}))
     return tuple(kept)
 
 

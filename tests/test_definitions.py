@@ -4,8 +4,10 @@ files of a commit: the lab's real docker CLI and buildx 0.13 (no engine is neede
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import Mapping, Sequence
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +56,18 @@ target "base" { context = "base" }
 }
 
 
-def commit(files: Mapping[str, str], name: str = "c0ffee") -> CommitFiles:
-    """A commit's files, by path: blob ids as git would differ them (by content)."""
+def commit(files: Mapping[str, str], name: str = "c0ffee", links: Set[str] = frozenset()) -> CommitFiles:
+    """A commit's files, by path: blob ids as git would differ them (by content); `links` are
+    symlinks whose text is their target."""
     data = {path: text.encode() for path, text in files.items()}
 
     def blob_id(path: str) -> str | None:
         return hashlib.sha1(data[path]).hexdigest() if path in data else None
 
-    return CommitFiles(blob_id, data.get, name * 5)
+    def link(path: str) -> str | None:
+        return files[path] if path in links else None
+
+    return CommitFiles(blob_id, data.get, name * 5, link)
 
 
 def resolve(lab: Lab, files: Mapping[str, str], *sources: Source, env: Mapping[str, str] | None = None,
@@ -141,11 +147,120 @@ def test_included_extended_and_env_files_come_from_the_commit(lab: Lab) -> None:
     assert set(read) == {"compose.yaml", ".env", "more/compose.yaml", "base.yaml", "more/worker.env"}
 
 
-@pytest.mark.parametrize("name", ["/etc/hostname", "../../outside.yaml", "${HOME}/.env"])
-def test_a_file_outside_the_repository_is_never_read(name: str) -> None:
-    text = f"services:\n  api:\n    build: .\n    env_file: {name}\n"
+@pytest.mark.parametrize("compose", [
+    "services:\n  api:\n    build: .\n    env_file: /etc/hostname\n",
+    "services:\n  api:\n    build: .\n    env_file: [{path: ../../outside.env, required: false}]\n",
+    "services:\n  api:\n    build: .\n    label_file: ${HOME}/.env\n",
+    "services:\n  api:\n    extends: {file: ../x.yaml, service: a}\n",
+    "include:\n  - path: more.yaml\n    project_directory: /home/me\n",
+    "include:\n  - path: more.yaml\n    env_file: /home/me/.env\n",
+    "include:\n  - /srv/compose.yaml\n",
+])  # fmt: skip
+def test_a_file_outside_the_repository_is_never_read(compose: str) -> None:
     with pytest.raises(FatalError, match="must name a file of the repository by a plain relative path"):
-        definitions.referenced("compose.yaml", text.encode())
+        definitions.referenced("compose.yaml", compose.encode())
+
+
+def test_an_included_file_is_checked_whatever_its_name_and_symlinks_stay_inside() -> None:
+    """No docker needed: the refusal comes before the resolver runs."""
+    chain = {"compose.yaml": "include:\n  - deploy/more.txt\n",
+             "deploy/more.txt": "services:\n  w:\n    extends: {file: base, service: s}\n",
+             "deploy/base": "services:\n  s:\n    env_file: ../../../home/me/.env\n"}  # fmt: skip
+    with pytest.raises(
+        FatalError, match=r"deploy/base: '../../../home/me/.env' must name a file of the repository"
+    ):
+        Resolver(commit(chain), {}, None)([Source("compose", ("compose.yaml",), ".")])
+    linked = {"compose.yaml": "/etc/passwd"}
+    with pytest.raises(
+        FatalError, match=r"compose.yaml: a symlink to '/etc/passwd' must name a file of the repository"
+    ):
+        Resolver(commit(linked, links={"compose.yaml"}), {}, None)(
+            [Source("compose", ("compose.yaml",), ".")]
+        )
+
+
+def billion_laughs(levels: int) -> str:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "x-laughs:\n  " + "\n  ".join(lines) + "\nservices:\n  api:\n    build: .\n"
+
+
+def test_yaml_that_would_swamp_the_resolver_is_refused_before_it_runs() -> None:
+    assert definitions.referenced("compose.yaml", billion_laughs(5).encode()) == []  # 111,111 values: fine
+    with pytest.raises(FatalError, match="expands to more than 1,000,000 values through YAML aliases"):
+        definitions.referenced("compose.yaml", billion_laughs(9).encode())
+    with pytest.raises(FatalError, match="YAML nested too deeply"):
+        definitions.referenced("compose.yaml", ("x: " + "[" * 5000 + "]" * 5000 + "\n").encode())
+    with pytest.raises(FatalError, match="through YAML aliases"):
+        definitions.referenced("compose.yaml", b"x: &a [1, *a]\nservices: {}\n")  # refers to itself
+
+
+@pytest.mark.parametrize("unstable", ['"${timestamp()}"', "uuidv4( )", "BAKE_LOCAL_PLATFORM"])
+def test_values_that_differ_by_run_or_machine_are_refused(unstable: str) -> None:
+    files = {"docker-bake.hcl": f'target "default" {{\n  args = {{ V = {unstable} }}\n}}\n'}
+    with pytest.raises(FatalError, match="gives another value on each run or machine"):
+        Resolver(commit(files), {}, None)([Source("bake", ("docker-bake.hcl",), ".")])
+
+
+def test_the_resolver_gets_no_environment_at_all() -> None:
+    env = {
+        "PATH": "/bin",
+        "HOME": "/home/me",
+        "VERSION": "9",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "DOCKER_CONFIG": "/c",
+    }
+    assert definitions.resolver_env(env) == ({"SystemRoot": "C:\\Windows"} if sys.platform == "win32" else {})
+
+
+@pytest.mark.lab
+def test_a_commit_resolves_the_same_whatever_the_pushers_environment(lab: Lab, tmp_path: Path) -> None:
+    names = ("HOME", "PATH", "DOCKER_CONFIG", "TMPDIR", "USER", "BUILDX_CONFIG")
+    variables = "".join(f'variable "{name}" {{\n  default = "unset"\n}}\n' for name in names)
+    args = ", ".join(f"{name} = {name}" for name in names)
+    files = {"docker-bake.hcl": variables + f'target "default" {{\n  args = {{ {args} }}\n}}\n',
+             "compose.yaml": "services:\n  api:\n    build:\n      context: .\n      args:\n        - HOME=${HOME:-unset}\n"}  # fmt: skip
+    other = {
+        **lab.env,
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "USER": "someone",
+        "PATH": f"{tmp_path}:{lab.env['PATH']}",
+    }
+    for env in (lab.env, other):
+        assert resolve(lab, files, Source("bake", ("docker-bake.hcl",), "."), env=env)["default"][0][
+            "args"
+        ] == dict.fromkeys(names, "unset")
+        assert resolve(lab, files, Source("compose", ("compose.yaml",), "."), env=env)["api"][0]["args"] == {
+            "HOME": "unset"
+        }
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("limit", "said"), [("TIMEOUT", "in 3 s"), ("MEMORY", "within 1 GiB of memory")])
+def test_a_runaway_resolver_is_stopped_whole(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, limit: str, said: str
+) -> None:
+    """A matrix of 216,000 targets keeps buildx busy for minutes, deaf to SIGTERM, and growing:
+    stopped at the time or memory limit, with every process it started, never left running."""
+    monkeypatch.setattr(definitions, limit, 3.0 if limit == "TIMEOUT" else 1 << 30)
+    marker = f"runaway-{uuid.uuid4().hex[:8]}"
+    files = {f"{marker}.hcl": 'group "default" { targets = ["t"] }\ntarget "t" {\n  name = "t-${a}-${b}-${c}"\n'
+                              "  matrix = { a = range(60), b = range(60), c = range(60) }\n}\n"}  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(FatalError, match=f"did not resolve it {said} and was stopped"):
+        resolve(lab, files, Source("bake", (f"{marker}.hcl",), "."))
+    assert time.monotonic() - started < 15
+    time.sleep(0.5)
+    left = [p for p in Path("/proc").glob("[0-9]*") if marker.encode() in _cmdline(p)]
+    assert left == []
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.lab
@@ -187,28 +302,12 @@ def test_a_file_buildx_rejects_says_so_with_its_name(lab: Lab) -> None:
 @pytest.mark.lab
 def test_without_docker_or_buildx_it_says_what_to_install(lab: Lab, tmp_path: Path) -> None:
     source = Source("compose", ("docker-compose.yml",), ".")
-    without_docker = {**lab.env, "PATH": str(tmp_path)}
-    without_buildx = {**lab.env, "DOCKER_CONFIG": str(tmp_path)}  # the lab's buildx is a plugin of its config
-    for env in (without_docker, without_buildx):
+    nowhere = {"PATH": str(tmp_path), "DOCKER_CONFIG": str(tmp_path), "HOME": str(tmp_path)}
+    named_missing = {**lab.env, "MAB_HOOK_BUILDX": str(tmp_path / "docker-buildx")}
+    for env in (
+        (nowhere,) if not any(Path(p, "docker-buildx").exists() for p in definitions._plugin_dirs({})) else ()
+    ) + (named_missing,):
         with pytest.raises(FatalError) as info:
             resolve(lab, OTEL, source, env=env)
         assert str(info.value).startswith("resolving docker-compose.yml needs docker buildx")
         assert "apt-get install docker.io docker-buildx" in str(info.value)
-
-
-def test_the_resolver_sees_only_what_docker_needs(tmp_path: Path) -> None:
-    env = {
-        "PATH": "/bin",
-        "HOME": "/home/me",
-        "VERSION": "9",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "DOCKER_CONFIG": "/c",
-    }
-    assert definitions.resolver_env(env, tmp_path) == {
-        "PATH": "/bin",
-        "DOCKER_CONFIG": "/c",
-        "HOME": str(tmp_path),
-    }
-    assert definitions.resolver_env({"HOME": "/home/me"}, tmp_path)["DOCKER_CONFIG"] == os.path.join(
-        "/home/me", ".docker"
-    )

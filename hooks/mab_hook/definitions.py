@@ -7,8 +7,9 @@ the pushed commit, never the work tree: they are written to a private directory,
 files they include, and resolved there. The result is kept under the blob ids of every file
 read, so a push that changes none of them pays nothing.
 
-Your shell's variables do not reach the resolver, only what the commit holds (`.env`, the
-files' own defaults): a commit plans the same images on every machine.
+The resolver runs as its own binary with no environment at all, in a process group of its own
+with a memory and time cap, and never reads a secret or SSH file: only what the commit holds
+(`.env`, the files' own defaults) defines its images, the same on every machine.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import posixpath
 import re
+import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,8 +38,7 @@ DEFAULT_FILES = COMPOSE_DEFAULTS + BAKE_DEFAULTS
 ENV_FILE = ".env"  # read by the resolver from the directory it runs in
 VERSION = 1  # of what the cache keeps
 TIMEOUT = 60.0  # seconds; the resolver reads a few files
-# What the resolver may see of the environment: enough for docker to run and find buildx.
-PASSED_ENV = ("PATH", "DOCKER_CONFIG", "BUILDX_CONFIG", "SystemRoot", "PATHEXT", "TMPDIR", "TEMP", "TMP")
+MEMORY = 4 << 30  # bytes of address space the resolver may use (Go reserves ~1.5 GiB of it)
 # buildx checks a target's secrets and SSH keys while it prints (it stats and parses the files
 # they name, on this machine): a commit's are never used (`grants`), so they are never read.
 NOT_READ = ("--set", "*.secrets=", "--set", "*.ssh=")
@@ -80,33 +81,57 @@ class CommitFiles(NamedTuple):
     blob_id: Callable[[str], str | None]
     data: Callable[[str], bytes | None]
     commit: str  # for messages
+    link: Callable[[str], str | None] = lambda path: None  # a symlink's target; None: no symlink
 
 
 def fingerprint(env: Mapping[str, str]) -> tuple[Hashable, ...]:
-    """Which docker and buildx would resolve: a new buildx may resolve the same files anew.
-    Some stat calls, no process."""
+    """Which buildx would resolve: a new buildx may resolve the same files anew. Some stat
+    calls, no process."""
+    plugin = buildx_plugin(env)
+    return (str(plugin), _stat(str(plugin))) if plugin is not None else ()
+
+
+def buildx_plugin(env: Mapping[str, str]) -> Path | None:
+    """The buildx plugin docker would run, where docker looks for it (`MAB_HOOK_BUILDX` first):
+    the resolver runs it directly, so that it starts with an environment of mab-hook's choosing."""
     import shutil  # noqa: PLC0415 - only where compose or bake files define images
 
+    if env.get(BUILDX_ENV):
+        named = Path(env[BUILDX_ENV])
+        return named if named.is_file() else None
+    config = Path(env.get("DOCKER_CONFIG") or Path(env.get("HOME") or Path.home()) / ".docker")
+    places = [config / "cli-plugins", *(Path(p) for p in _extra_dirs(config)), *_plugin_dirs(env)]
     docker = shutil.which("docker", path=env.get("PATH"))
-    config = Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    places = [config / "cli-plugins", *(Path(p) for p in _PLUGIN_DIRS)]
     if docker is not None:
         places.append(Path(docker).resolve().parent.parent / "libexec" / "docker" / "cli-plugins")
-    found: list[Hashable] = [_stat(docker)]
     for place in places:
         for name in ("docker-buildx", "docker-buildx.exe"):
-            stat = _stat(str(place / name))
-            if stat is not None:
-                found.append((str(place / name), stat))
-    return tuple(found)
+            if os.access(place / name, os.X_OK) and (place / name).is_file():
+                return place / name
+    return None
 
 
-_PLUGIN_DIRS = (
-    "/usr/local/lib/docker/cli-plugins",
-    "/usr/local/libexec/docker/cli-plugins",
-    "/usr/lib/docker/cli-plugins",
-    "/usr/libexec/docker/cli-plugins",
-)
+BUILDX_ENV = "MAB_HOOK_BUILDX"
+
+
+def _plugin_dirs(env: Mapping[str, str]) -> list[Path]:
+    """docker's own places for CLI plugins (cli-plugins/manager, defaultSystemPluginDirs)."""
+    if sys.platform == "win32":
+        roots = (env.get("ProgramData"), env.get("ProgramFiles"))
+        return [Path(root) / "Docker" / "cli-plugins" for root in roots if root]
+    return [Path(p) for p in (
+        "/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+        "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins",
+    )]  # fmt: skip
+
+
+def _extra_dirs(config: Path) -> list[str]:
+    """`cliPluginsExtraDirs` of docker's config.json (Homebrew's buildx is found this way)."""
+    try:
+        found = json.loads((config / "config.json").read_text()).get("cliPluginsExtraDirs") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(item) for item in found] if isinstance(found, list) else []
 
 
 def _stat(path: str | None) -> tuple[int, int] | None:
@@ -138,9 +163,9 @@ class Resolver:
         if kept is not None and all(self.files.blob_id(path) == blob for path, blob in kept[1]):
             targets, others = kept
             return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others))
-        contents = self._contents(source, roots)
+        contents, read = self._contents(source, roots)
         targets = _run(source, contents, self.env, self.files.commit)
-        others = tuple((path, self.files.blob_id(path)) for path in contents if path not in roots)
+        others = tuple((path, self.files.blob_id(path)) for path in read if path not in roots)
         if self.cache is not None:
             self.cache[key] = (targets, others)
         return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others))
@@ -148,54 +173,135 @@ class Resolver:
     def _ids(self, paths: Iterable[str]) -> Iterable[tuple[str, str | None]]:
         return ((path, self.files.blob_id(path)) for path in paths)
 
-    def _contents(self, source: Source, roots: Sequence[str]) -> dict[str, bytes]:
+    def _contents(self, source: Source, roots: Sequence[str]) -> tuple[dict[str, bytes], list[str]]:
         """Every file the resolver will read: the definition files, `.env`, and the files
-        compose files include, extend or take variables from, transitively."""
+        compose files include, extend or take variables from, transitively (a file a compose
+        file includes or extends is a compose file, whatever its name); and the repository
+        paths read for them, symlinks followed."""
         contents: dict[str, bytes] = {}
-        todo = list(roots)
+        read: list[str] = []
+        todo = [(path, _is_compose(source, path)) for path in roots]
         while todo:
-            path = todo.pop(0)
+            path, compose = todo.pop(0)
             if path in contents:
                 continue
-            data = self.files.data(path)
+            data = self._data(path, read)
             if data is None:
                 if path in source.files:
                     raise FatalError(f"{path}: no such file in commit {self.files.commit[:12]} "
                                      "(named in [tool.multiarch])")  # fmt: skip
                 continue
             contents[path] = data
-            if path.endswith((".yml", ".yaml")) or (source.key == "compose" and path in source.files):
+            if compose:
                 todo += referenced(path, data)
-        return contents
+        return contents, read
+
+    def _data(self, path: str, read: list[str]) -> bytes | None:
+        """A file of the commit, through the symlinks of the commit (inside it only); each
+        path on the way noted in `read`."""
+        for _hop in range(MAX_LINKS):
+            read.append(path)
+            target = self.files.link(path)
+            if target is None:
+                return self.files.data(path)
+            path = _inside(path, target, what="a symlink")
+        raise FatalError(f"{path}: symlinks go round in circles")
 
 
-def referenced(path: str, data: bytes) -> list[str]:
-    """The repository files a compose file makes the resolver read: `include`, `extends: file`
-    and `env_file`, relative to the compose file's directory. A path that leaves the repository
+def _is_compose(source: Source, path: str) -> bool:
+    return source.key == "compose" or path.endswith((".yml", ".yaml"))
+
+
+MAX_LINKS = 40  # as Linux gives up on a chain of links (ELOOP)
+MAX_NODES = 1_000_000  # values a compose file may expand to through YAML aliases
+# What a compose file makes the resolver read: (where, the key naming a file, is it a compose file).
+_INCLUDE_KEYS = (("path", True), ("env_file", False), ("project_directory", None))
+
+
+def referenced(path: str, data: bytes) -> list[tuple[str, bool]]:
+    """The repository files a compose file makes the resolver read, and whether each is a compose
+    file: `include` (and its `env_file` and `project_directory`), `extends: file`, `env_file`
+    and `label_file`, relative to the compose file's directory. A path that leaves the repository
     or that interpolation would decide is refused: a pushed commit may not make the resolver
-    read elsewhere on this machine."""
-    import yaml  # noqa: PLC0415 - some 20 ms, only for a commit's compose files
-
-    try:
-        document = yaml.safe_load(data)
-    except yaml.YAMLError:
-        return []  # the resolver says what is wrong, better than this
+    read elsewhere on this machine. A file that expands past MAX_NODES values through YAML
+    aliases (a "billion laughs") is refused before the resolver sees it."""
+    document = _document(path, data)
     if not isinstance(document, dict):
         return []
-    named: list[str] = []
+    named: list[tuple[object, bool | None]] = []
     for entry in _as_list(document.get("include")):
-        named += _as_list(entry.get("path") if isinstance(entry, dict) else entry)
-        named += _as_list(entry.get("env_file")) if isinstance(entry, dict) else []
+        if not isinstance(entry, dict):
+            named.append((entry, True))
+            continue
+        for key, compose in _INCLUDE_KEYS:
+            named += [(name, compose) for name in _as_list(entry.get(key))]
     services = document.get("services")
     for service in services.values() if isinstance(services, dict) else ():
         if not isinstance(service, dict):
             continue
         extends = service.get("extends")
         if isinstance(extends, dict):
-            named += _as_list(extends.get("file"))
-        for env_file in _as_list(service.get("env_file")):
-            named += _as_list(env_file.get("path") if isinstance(env_file, dict) else env_file)
-    return [_inside(path, str(name)) for name in named if isinstance(name, str)]
+            named += [(name, True) for name in _as_list(extends.get("file"))]
+        for key in ("env_file", "label_file"):
+            for item in _as_list(service.get(key)):
+                named.append((item.get("path") if isinstance(item, dict) else item, False))
+    found = [(_inside(path, str(name)), compose) for name, compose in named if isinstance(name, str)]
+    return [(file, compose) for file, compose in found if compose is not None]  # a directory: checked only
+
+
+def _document(path: str, data: bytes) -> Any:
+    import yaml  # noqa: PLC0415 - some 20 ms, only for a commit's compose files
+
+    try:
+        node = yaml.compose(data, Loader=yaml.SafeLoader)
+        if node is not None and _expanded(node) > MAX_NODES:
+            raise FatalError(
+                f'{path}: expands to more than {MAX_NODES:,} values through YAML aliases (a "billion '
+                'laughs"); mab-hook does not resolve it. Write the values out, or use fewer nested aliases'
+            )
+        return yaml.safe_load(data)
+    except yaml.YAMLError:
+        return None  # the resolver says what is wrong, better than this
+    except RecursionError:
+        raise FatalError(f"{path}: YAML nested too deeply to read; flatten it") from None
+
+
+def _expanded(root: Any) -> int:
+    """How many values a YAML node stands for once its aliases are expanded, counted without
+    expanding them (each node once); past MAX_NODES counting stops. An alias inside the node it
+    names (a recursive structure) counts as too many."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            visiting.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(child)] for child in _children(node)), MAX_NODES + 1)
+            continue
+        if key in sizes:
+            continue
+        if key in visiting:
+            return MAX_NODES + 1
+        visiting.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in visiting:
+                return MAX_NODES + 1
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def _children(node: Any) -> list[Any]:
+    import yaml  # noqa: PLC0415
+
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
 
 
 def _as_list(value: object) -> list[Any]:
@@ -204,11 +310,13 @@ def _as_list(value: object) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _inside(path: str, name: str) -> str:
+def _inside(path: str, name: str, *, what: str = "") -> str:
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), name.replace("\\", "/")))
-    if "$" in name or posixpath.isabs(name) or re.match(r"^[A-Za-z]:", name) or joined.startswith("../"):
+    leaves = joined == ".." or joined.startswith("../")
+    if "$" in name or posixpath.isabs(name) or re.match(r"^[A-Za-z]:", name) or leaves:
+        named = f"{what} to {name!r}" if what else repr(name)
         raise FatalError(
-            f"{path}: {name!r} must name a file of the repository by a plain relative path: mab-hook "
+            f"{path}: {named} must name a file of the repository by a plain relative path: mab-hook "
             "resolves compose files from the pushed commit, and reads nothing else of this machine"
         )
     return joined
@@ -219,6 +327,13 @@ def _run(
 ) -> tuple[Target, ...]:
     import tempfile  # noqa: PLC0415 - only when the files changed
 
+    _deterministic(source, contents)
+    plugin = buildx_plugin(env)
+    if plugin is None:
+        raise FatalError(
+            f"resolving {source.label} needs docker buildx (`docker buildx bake --print` reads them as "
+            f"Docker does): {INSTALL_BUILDX}; or name its binary in {BUILDX_ENV}"
+        )
     with tempfile.TemporaryDirectory(prefix="mab-hook-definitions-") as scratch:
         root = Path(scratch)
         for path, data in contents.items():
@@ -229,12 +344,18 @@ def _run(
         cwd.mkdir(parents=True, exist_ok=True)
         names = [posixpath.relpath(path, source.directory) for path in source.files] if source.key else []
         files = [arg for name in names for arg in ("--file", name)]
-        command = ("docker", "buildx", "bake", "--print", "--progress=quiet", *NOT_READ, *files)
-        done = process.run(command, env=resolver_env(env, root), cwd=cwd, check=False, timeout=TIMEOUT)
+        command = (str(plugin), "bake", "--print", "--progress=quiet", *NOT_READ, *files)
+        done = process.run(command, env=resolver_env(env), cwd=cwd, check=False, timeout=TIMEOUT,
+                           contained=True, memory=MEMORY)  # fmt: skip
         said = " ".join((done.stderr or done.stdout).replace(str(cwd) + os.sep, "").split())
-    if done.missing or _NO_BUILDX_RE.search(said):
-        raise FatalError(f"resolving {source.label} needs docker buildx (`docker buildx bake --print` reads "
-                         f"them as Docker does): {INSTALL_BUILDX}")  # fmt: skip
+    if done.missing:
+        raise FatalError(f"resolving {source.label}: {plugin} cannot be run; {INSTALL_BUILDX}")
+    if done.timed_out or "fatal error: out of memory" in said:
+        spent = f"in {TIMEOUT:g} s" if done.timed_out else f"within {MEMORY >> 30} GiB of memory"
+        raise FatalError(
+            f"{source.label} at {commit[:12]}: docker buildx bake did not resolve it {spent} and was "
+            "stopped. Make it smaller (a matrix, or YAML aliases?)"
+        )
     if done.returncode != 0:
         what = said.removeprefix("ERROR: ")[:600] or f"exit {done.returncode}"
         raise FatalError(
@@ -244,19 +365,28 @@ def _run(
     return targets_of(source, done.stdout)
 
 
-# What docker says without the buildx plugin: it takes `buildx` for a command it lacks, or
-# (docker 26) reads bake's flags as its own.
-_NO_BUILDX_RE = re.compile(
-    r"'buildx' is not a docker command|unknown command|unknown flag: --(?:print|progress)"
-)
+def resolver_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Nothing of the pusher's: bake variables and compose interpolation read the environment,
+    and a commit must define the same images on every machine. (buildx runs as its own binary,
+    so it needs no PATH, HOME or DOCKER_CONFIG; Windows programs need SystemRoot.)"""
+    return {"SystemRoot": env.get("SYSTEMROOT", "C:\\Windows")} if sys.platform == "win32" else {}
 
 
-def resolver_env(env: Mapping[str, str], home: Path) -> dict[str, str]:
-    """Only what docker needs to run: a variable of the user's shell would change the images a
-    commit defines (bake variables and compose interpolation read the environment)."""
-    passed = {name: env[name] for name in PASSED_ENV if name in env}
-    passed.setdefault("DOCKER_CONFIG", str(Path(env.get("HOME") or Path.home()) / ".docker"))
-    return {**passed, "HOME": str(home)}
+# Values that differ from run to run or machine to machine: a commit would define other images
+# elsewhere (and `verify` would never find them).
+_UNSTABLE_RE = re.compile(r"\b(?:timestamp|uuidv4)\s*\(|\bBAKE_LOCAL_PLATFORM\b")
+
+
+def _deterministic(source: Source, contents: Mapping[str, bytes]) -> None:
+    for path in source.files:
+        if _is_compose(source, path):
+            continue  # compose has no functions, and only the commit's .env to interpolate from
+        found = _UNSTABLE_RE.search(contents.get(path, b"").decode("utf-8", errors="replace"))
+        if found:
+            raise FatalError(
+                f"{path}: {found.group(0).rstrip('( ')} gives another value on each run or machine, so the "
+                "same commit would define other images elsewhere; write the value out (platforms: list them)"
+            )
 
 
 def targets_of(source: Source, printed: str) -> tuple[Target, ...]:

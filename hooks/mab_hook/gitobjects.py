@@ -115,6 +115,14 @@ class Reader:
         )
 
 
+def link_target(repo: git.Repo, sha: str, path: str) -> str | None:
+    """Where a symlink of a commit points; None when the path is no symlink there."""
+    listed = str(repo.git.ls_tree(sha, "--", path))
+    if not listed.startswith("120000 "):
+        return None
+    return (read_file(repo, sha, path) or b"").decode("utf-8", errors="surrogateescape")
+
+
 def blob_id(repo: git.Repo, sha: str, path: str) -> str | None:
     """The object id of one file of a commit (through git's running batch process); None when
     the commit has no such file."""

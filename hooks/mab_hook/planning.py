@@ -37,8 +37,13 @@ def plan_at(
     commit_listing = listing.of_commit(repo, commit.sha, cache_dir)
     memory = cache.load(cache_dir / "planning.pickle")
     reader = gitobjects.Reader(repo, commit_listing.blob_id)
+    symlinks = commit_listing.symlinks()
+
+    def link(path: str) -> str | None:
+        return (reader.data(path) or b"").decode("utf-8", "surrogateescape") if path in symlinks else None
+
     resolve = definitions.Resolver(
-        definitions.CommitFiles(commit_listing.blob_id, reader.data, commit.sha), env, memory
+        definitions.CommitFiles(commit_listing.blob_id, reader.data, commit.sha, link), env, memory
     )
     cfg = load_config(repo, commit.sha, data=reader.data(PYPROJECT), tree=commit_listing.tree, cache=memory,
                       env=env, resolve=resolve)  # fmt: skip
@@ -75,6 +80,7 @@ def load_config(
             lambda path: gitobjects.blob_id(repo, sha, path),
             lambda path: gitobjects.read_file(repo, sha, path),
             sha,
+            lambda path: gitobjects.link_target(repo, sha, path),
         )
         resolve = definitions.Resolver(at, env, cache)
     return config.load(data, source=f"{PYPROJECT} at {sha[:12]}", tracked=tree, root_name=root_name(repo),

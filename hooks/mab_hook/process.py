@@ -59,37 +59,73 @@ def run(
     hint: str = "",
     timeout: float | None = None,
     input: str | None = None,
+    contained: bool = False,
+    memory: int | None = None,
 ) -> Completed:
     """Run a command to completion, capturing its output. A program that is not installed is
-    a result (`missing`), or with `check` an error that says so."""
+    a result (`missing`), or with `check` an error that says so. `contained`: the command gets a
+    process group of its own, stopped whole when it times out or the run is interrupted (a
+    program that starts others, as docker starts buildx); `memory`: the bytes of address space
+    it may use (Linux)."""
     cmd = tuple(cmd)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             cmd,
             env=dict(env),
             cwd=cwd,
-            capture_output=True,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
+            **(new_group() if contained else {}),
         )
     except FileNotFoundError:
         message = f"{cmd[0]!r} not found on PATH.{' ' + hint if hint else ''}"
         if check:
             raise FatalError(message) from None
         return Completed(cmd, MISSING, "", message, missing=True)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+    if memory is not None:
+        limit_memory(proc.pid, memory)
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc, contained)
+        out = proc.stdout.read() if proc.stdout else ""  # what it said before it was stopped
         if check:
             raise CommandError(cmd, -1, out, f"timed out after {timeout:g} s. {hint}") from None
         return Completed(cmd, -1, out, f"timed out after {timeout:g} s", timed_out=True)
-    result = Completed(cmd, proc.returncode, proc.stdout, proc.stderr)
+    except BaseException:
+        stop(proc, contained)
+        raise
+    result = Completed(cmd, proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
-        raise CommandError(cmd, proc.returncode, proc.stderr + proc.stdout, hint)
+        raise CommandError(cmd, proc.returncode, stderr + stdout, hint)
     return result
+
+
+def stop(proc: subprocess.Popen[str], contained: bool) -> None:
+    """Stop a child at once, with everything it started when it has a group of its own."""
+    if contained and POSIX:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # type: ignore[attr-defined,unused-ignore]
+    elif contained:
+        subprocess.run(("taskkill", "/T", "/F", "/PID", str(proc.pid)), capture_output=True, check=False)
+    with contextlib.suppress(OSError):
+        proc.kill()
+    proc.wait()
+
+
+def limit_memory(pid: int, limit: int) -> None:
+    """Cap a child's address space as it starts (before it starts others, which inherit it):
+    a runaway input then ends it rather than the machine. Where the kernel has no prlimit
+    (macOS, Windows) the timeout alone bounds it."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))  # type: ignore[attr-defined,unused-ignore]
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass
 
 
 class Streamed(NamedTuple):

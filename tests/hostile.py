@@ -55,3 +55,15 @@ def asks_for_host_keys(registry: str, busybox: str, host_dir: Path, salt: str) -
         "evil/Dockerfile": f"FROM {busybox}\nRUN --mount=type=secret,id=s echo {salt}; cat /run/secrets/s > /got\n"
         "RUN --mount=type=ssh,id=k ls $SSH_AUTH_SOCK > /agent\n",
     }
+
+
+def cache_through_symlink(registry: str, busybox: str) -> dict[str, str]:
+    """A local cache inside the repository, as the path says; `.buildx-cache` is a symlink the
+    test commits, to a directory of the pusher's."""
+    return {
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\n'
+        'cache-to = "type=local,dest=.buildx-cache/{name},mode=max"\n'
+        'cache-from = "type=local,src=.buildx-cache/{name}"\n'
+        '[tool.multiarch.images.evil]\ncontext = "evil"\n',
+        "evil/Dockerfile": f"FROM {busybox}\nRUN echo cached\n",
+    }

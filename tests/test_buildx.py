@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from mab_hook import buildx, grants, process
 from mab_hook.buildx import Buildx
 from mab_hook.changes import Commit, Ref
+from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.plan import Plan, make_plan
@@ -432,3 +433,33 @@ def test_buildx_reads_every_literal_string_as_written(lab: Lab, key: str, value:
             {"l": value},
         )
         buildx.prove_literal(bake, buildx.literal(plain), Buildx(lab.env, None, process.Group()))
+
+
+def test_a_symlink_of_the_commit_takes_no_build_path_out_of_the_repository(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    (host / "ctx").mkdir(parents=True)
+    checkout, repository = tmp_path / "checkout", tmp_path / "repository"
+    (checkout / "app").mkdir(parents=True)
+    repository.mkdir()
+    (checkout / "layouts").symlink_to(host)
+    (repository / ".cache").symlink_to(host)
+    (repository / "inside").symlink_to("app")  # a symlink that stays inside is fine
+    paths = buildx.Paths(checkout, repository)
+    cached = Image("api", "app", "app/Dockerfile", ("linux/amd64",), cache_to=("type=local,dest=.cache/api",))
+    with pytest.raises(
+        FatalError,
+        match=r"image api: its cache dest= '.cache/api' leads out of the repository through a symlink",
+    ):
+        buildx.definition(make((cached,), {"app/Dockerfile": "FROM busybox\n"}), paths, {}, {})
+    layout = Image(
+        "api", "app", "app/Dockerfile", ("linux/amd64",), contexts=(("l", "oci-layout://layouts/x:v1"),)
+    )
+    with pytest.raises(
+        FatalError, match=r"image api: its context 'l' 'layouts/x' leads out of the pushed commit"
+    ):
+        buildx.definition(make((layout,), {"app/Dockerfile": "FROM busybox\n"}), paths, {}, {})
+    fine = dataclasses.replace(cached, cache_to=("type=local,dest=inside/cache",))
+    entry = buildx.definition(make((fine,), {"app/Dockerfile": "FROM busybox\n"}), paths, {}, {})["target"][
+        "api"
+    ]
+    assert entry["cache-to"] == [f"type=local,dest={repository}/inside/cache"]

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import io
 import json
+import os
 import posixpath
 import re
 import time
@@ -24,7 +25,7 @@ from typing import IO, Any, NamedTuple
 from mab_hook import grants, process, specs, state
 from mab_hook.errors import FatalError
 from mab_hook.grants import Grants
-from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, TARGET, Image, is_external_context
+from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, TARGET, Image, is_external_context, layout_path
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.rawprogress import Renderer
 from mab_hook.results import BuildResult, Failure, Status
@@ -86,9 +87,33 @@ class Paths(NamedTuple):
 
     def dockerfile(self, image: Image) -> str:
         if self.checkout.is_absolute():
-            return str(self.checkout / image.dockerfile)
+            return self.of_commit(image.dockerfile, f"image {image.name}: its Dockerfile")
         # Bake finds a relative Dockerfile in the image's context, not where it runs.
         return posixpath.relpath(image.dockerfile, image.context)
+
+    def of_commit(self, path: str, what: str) -> str:
+        """A path of the pushed commit, as builds read it."""
+        return _confined(self.checkout, path, what, "the pushed commit")
+
+    def of_repository(self, path: str, what: str) -> str:
+        """A path of the repository's work tree (a local cache), as builds read or write it."""
+        return _confined(self.repository, path, what, "the repository")
+
+
+def _confined(root: Path, path: str, what: str, where: str) -> str:
+    """`path` under `root`, refused when a symlink of the commit takes it elsewhere: a build
+    reads and writes only inside what it was given. (A relative root is a definition for a
+    user's own `bake -f -`, run where they choose.)"""
+    joined = root / path
+    if not root.is_absolute():
+        return str(joined)
+    real, top = os.path.realpath(joined), os.path.realpath(root)
+    if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
+        raise FatalError(
+            f"{what} {path!r} leads out of {where} through a symlink (to {real}); nothing was built. A "
+            "build reads and writes only inside the repository: replace the symlink, commit, and push again"
+        )
+    return str(joined)
 
 
 def definition(
@@ -182,9 +207,9 @@ def _entry(
     *,
     granted: Grants,
 ) -> dict[str, Any]:
-    image, checkout = planned.image, paths.checkout
+    image = planned.image
     spec: dict[str, Any] = {
-        "context": str(checkout / image.context),
+        "context": paths.of_commit(image.context, f"image {image.name}: its context"),
         "dockerfile": paths.dockerfile(image),
         "platforms": list(platforms),
         "tags": list(tags),
@@ -195,14 +220,20 @@ def _entry(
         spec["target"] = image.target
     # A `target:` context is another image: it reaches the build as a base (`contexts`).
     named = {
-        name: _context(value, checkout) for name, value in image.contexts if not value.startswith(TARGET)
+        name: _context(value, paths, f"image {image.name}: its context {name!r}")
+        for name, value in image.contexts
+        if not value.startswith(TARGET)
     }
     if named or contexts:
         spec["contexts"] = {**named, **contexts}
     if image.cache_from:
-        spec["cache-from"] = [_cache(entry, paths.repository) for entry in image.cache_from]
+        spec["cache-from"] = [
+            _cache(entry, paths, f"image {image.name}: its cache") for entry in image.cache_from
+        ]
     if image.cache_to:
-        spec["cache-to"] = [_cache(entry, paths.repository) for entry in image.cache_to]
+        spec["cache-to"] = [
+            _cache(entry, paths, f"image {image.name}: its cache") for entry in image.cache_to
+        ]
     # What the pusher granted, never what the commit names (`grants`).
     if granted.secrets:
         spec["secret"] = list(granted.secrets.values())
@@ -214,20 +245,22 @@ def _entry(
     return spec
 
 
-def _context(value: str, checkout: Path) -> str:
+def _context(value: str, paths: Paths, what: str) -> str:
     if value.startswith(OCI_LAYOUT):  # a layout of the commit: the checkout's copy of it
-        return OCI_LAYOUT + str(checkout / value[len(OCI_LAYOUT) :])
-    return value if is_external_context(value) else str(checkout / value)
+        rest = value[len(OCI_LAYOUT) :]
+        layout = layout_path(value)
+        return OCI_LAYOUT + paths.of_commit(layout, what) + rest[len(layout) :]
+    return value if is_external_context(value) else paths.of_commit(value, what)
 
 
-def _cache(entry: str, repository: Path) -> str:
+def _cache(entry: str, paths: Paths, what: str) -> str:
     """A `type=local` cache's paths (checked to be inside the repository) made absolute there."""
     options = specs.parse(entry)
     if options.get("type") != "local":
         return entry
     for key in LOCAL_PATH_KEYS:
         if key in options:
-            options[key] = str(repository / options[key])
+            options[key] = paths.of_repository(options[key], f"{what} {key}=")
     return specs.format(options)
 
 

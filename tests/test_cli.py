@@ -278,3 +278,16 @@ def test_control_characters_in_file_names_never_reach_the_terminal_raw(
     assert code == 0
     assert "\x1b" not in out and "\nfake line" not in out
     assert "api/evil\\x1b[2Jname\\x0afake line" in out
+
+
+def test_planning_past_its_budget_stops_with_what_to_do(project: Repo, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("MAB_HOOK_BUDGET", "0.000001")
+    code, out, _err = run(capsys, "--all", "--dry-run")
+    assert code == 1
+    assert "planning the push took more than 1e-06 s and was stopped; nothing was built" in out
+    assert "run with --budget SECONDS or set MAB_HOOK_BUDGET" in out
+    assert run(capsys, "--all", "--dry-run", "--budget", "60")[0] == 0  # the command line's wins
+    monkeypatch.setenv("MAB_HOOK_BUDGET", "soon")
+    code, out, _err = run(capsys, "--all", "--dry-run")
+    assert (code, "MAB_HOOK_BUDGET='soon' is not a number of seconds" in out) == (1, True)

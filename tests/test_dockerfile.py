@@ -164,3 +164,13 @@ def test_parse_mount() -> None:
 ])  # fmt: skip
 def test_is_remote(source: str, remote: bool) -> None:
     assert is_remote(source) is remote
+
+
+@pytest.mark.parametrize("where", ["ARG", "ENV"])
+def test_variables_that_double_each_other_are_refused_before_they_take_the_memory(where: str) -> None:
+    """26 lines of `ARG A1=$A0$A0` make a 64 MiB value, 40 lines a terabyte."""
+    lines = ["FROM scratch", f"{where} A0=xxxxxxxx"]
+    lines += [f"{where} A{i}=${{A{i - 1}}}${{A{i - 1}}}" for i in range(1, 40)]
+    with pytest.raises(FatalError, match=r"Dockerfile: '\$\{A15\}\$\{A15\}' expands to more than 256 KiB"):
+        df("\n".join(lines) + "\nCOPY $A39 /\n")
+    assert df("\n".join(lines[:10]) + "\n").stages[0].name is None  # 8 KiB: a value like any other

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
+from e2b_dockerfile_utils import PatternMatcher
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -102,3 +107,52 @@ def test_watch_globs_follow_docker_patterns() -> None:
     paths = ("README.md", "docs/README.md", "proto/a.proto", "proto/v1/b.proto")
     assert matching.watched("proto/**", paths) == ["proto/a.proto", "proto/v1/b.proto"]
     assert matching.watched("*.md", paths) == ["README.md"]  # anchored at the root
+
+
+# --- linear-time matching -------------------------------------------------------------------------
+
+PATTERN_TEXT = st.text(alphabet="ab/*?[]^!\\.", min_size=1, max_size=10)
+PATH_TEXT = st.text(alphabet="ab/.", min_size=1, max_size=12).filter(
+    lambda p: "//" not in p and not p.startswith("/")
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(PATTERN_TEXT, min_size=1, max_size=3), st.lists(PATH_TEXT, min_size=1, max_size=4))
+def test_the_matcher_is_mobys_patternmatcher(lines: list[str], paths: list[str]) -> None:
+    """Compared with e2b-dockerfile-utils' port of moby's patternmatcher (itself checked against
+    BuildKit in tests/buildkit.py): the same answer for every path, the same refusals."""
+    try:
+        ported = PatternMatcher(lines)
+    except ValueError:
+        with pytest.raises(ValueError):
+            matching.Matcher(lines)
+        return
+    ours = matching.Matcher(lines)
+    for path in paths:
+        assert ours.matches(path) == ported.matches(path), (lines, path)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", "/", "[ab]", "[^/]", "[^/]*", "(.*/)?", ".*"]), max_size=8), PATH_TEXT
+)
+def test_the_automaton_answers_as_re_does(tokens: list[str], path: str) -> None:
+    expected = re.compile("".join(tokens) + r"\Z").match(path) is not None
+    assert matching._Automaton(tokens).matches(path) == expected
+
+
+def test_patterns_that_would_backtrack_for_hours_are_matched_in_linear_time() -> None:
+    """Patterns a hostile commit may push; each is matched in a child with a time limit far
+    above what linear matching needs (a backtracking matcher would need hours)."""
+    program = (
+        "from mab_hook import patterns, ignore\n"
+        "hostile = '**/a*' * 30 + 'b'\n"
+        "assert not patterns.Matcher([hostile]).matches('a' * 200)\n"
+        "assert not ignore.load('.dockerignore', '**/' * 40 + 'a*' * 40 + 'b').excludes('a' * 300)\n"
+        "assert patterns.matched_root('*a' * 40 + 'b', 'a' * 300) is None\n"
+    )
+    done = subprocess.run(
+        (sys.executable, "-c", program), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -70,13 +70,18 @@ def test_a_commit_gets_no_key_secret_or_network_the_pusher_did_not_grant(
     )  # granted
 
 
-def test_a_committed_symlink_takes_no_cache_out_of_the_repository(repo: Repo, lab: Lab, host_dir: Path) -> None:
+def test_a_committed_symlink_takes_no_cache_out_of_the_repository(
+    repo: Repo, lab: Lab, host_dir: Path
+) -> None:
     repo.write(hostile.cache_through_symlink(lab.namespace(), lab.busybox))
     (repo.path / ".buildx-cache").symlink_to(host_dir)
     repo.commit({})
     before = sorted(p.name for p in host_dir.rglob("*"))
     refused = mab(repo.path, lab.env, "--all")
     assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "image evil: its cache src= '.buildx-cache/evil' leads out of the repository through a symlink" in refused.stdout
+    assert (
+        "image evil: its cache src= '.buildx-cache/evil' leads out of the repository through a symlink"
+        in refused.stdout
+    )
     assert sorted(p.name for p in host_dir.rglob("*")) == before  # no blob written there
     assert "host-secret" not in refused.stdout

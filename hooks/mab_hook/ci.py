@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from mab_hook import changes, input_digest, planning, platforms, references
+from mab_hook import budget, changes, input_digest, planning, platforms, references
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
@@ -36,6 +36,7 @@ def add_range(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
+    budget.add_argument(parser)
 
 
 def plans_of(args: argparse.Namespace, what: str, env: Mapping[str, str]) -> tuple[Any, list[Plan]]:
@@ -51,7 +52,9 @@ def plans_of(args: argparse.Namespace, what: str, env: Mapping[str, str]) -> tup
     else:
         commit = changes.for_range(repo, args.from_ref, args.to_ref or "HEAD", current)
     build_platform = platforms.native(os_platform.machine())
-    return repo, [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=True)]
+    deadline = budget.start(args.budget, env, f"planning ({what})")
+    return repo, [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=True,
+                                   deadline=deadline)]  # fmt: skip
 
 
 def pushed_only(plans: Sequence[Plan], what: str) -> None:

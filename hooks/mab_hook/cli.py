@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from mab_hook import __version__, input_digest, output
+from mab_hook import __version__, budget, input_digest, output
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.results import Interrupted
@@ -73,10 +73,11 @@ def hook_parser() -> argparse.ArgumentParser:
     add_common(parser)
     parser.add_argument(
         "--timeout",
-        type=seconds,
+        type=budget.seconds,
         metavar="SECONDS",
         help="stop any image's build that takes longer (overrides the configured timeout)",
     )
+    budget.add_argument(parser)
     return parser
 
 
@@ -86,17 +87,6 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR",
                         help="the repository (default: the one around the current directory)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
-
-
-def seconds(text: str) -> float:
-    """A positive, finite number of seconds (argparse turns the ValueError into a usage error)."""
-    value = float(text)
-    if not (0 < value < float("inf")):
-        raise ValueError(text)
-    return value
-
-
-seconds.__name__ = "number of seconds above 0"  # what argparse names in its message
 
 
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Command]:

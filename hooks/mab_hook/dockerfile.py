@@ -117,7 +117,7 @@ def parse(
     except DockerfileSyntaxError as e:
         raise FatalError(f"{source}: cannot parse Dockerfile: {e}") from None
     auto = platform_args(platform, build_platform)
-    scope = _Scope(ast.escape_token, build_args, auto)
+    scope = _Scope(ast.escape_token, build_args, auto, source)
     global_args: dict[str, str] = dict(auto)
     stages: list[Stage] = []
     current: _StageBuilder | None = None
@@ -148,14 +148,17 @@ def platform_args(platform: str, build_platform: str) -> dict[str, str]:
 class _Scope:
     """ARG and ENV values as BuildKit sees them while it walks a Dockerfile."""
 
-    def __init__(self, escape: str, build_args: Mapping[str, str], auto: Mapping[str, str]) -> None:
+    def __init__(
+        self, escape: str, build_args: Mapping[str, str], auto: Mapping[str, str], source: str
+    ) -> None:
         self.escape = escape
         self.build_args = build_args
         self.auto = auto
+        self.source = source
 
     def lex(self, env: Mapping[str, str]) -> _Lexer:
         # Unset variables expand to "" in COPY/ADD/FROM, as in BuildKit.
-        return _Lexer(ShellLex(self.escape, env=env, skip_unset_env=False), self.escape)
+        return _Lexer(ShellLex(self.escape, env=env, skip_unset_env=False), self.escape, self.source)
 
     def declare(self, words: Iterable[str], env: dict[str, str], global_args: Mapping[str, str]) -> None:
         for word in words:
@@ -170,16 +173,28 @@ class _Scope:
                 env[key] = self.auto[key]
 
 
+# What a word may expand to: ARGs that double each other (`ARG B=$A$A`) would otherwise take
+# every byte of memory in some 30 lines. Far past any real value; BuildKit has no such limit.
+MAX_WORD = 256 << 10
+
+
 class _Lexer(NamedTuple):
     """BuildKit's word processing, skipped for the many words it would leave as they are."""
 
     lex: ShellLex
     escape: str
+    source: str
 
     def word(self, text: str) -> str:
         if not any(c in text for c in ("$", "'", '"', self.escape)):
             return text
-        return self.lex.process_word(text)
+        found = str(self.lex.process_word(text))
+        if len(found) > MAX_WORD:
+            raise FatalError(
+                f"{self.source}: {text[:60]!r} expands to more than {MAX_WORD >> 10} KiB (ARGs or ENVs that "
+                "repeat each other?); mab-hook does not plan such a build"
+            )
+        return found
 
 
 class _StageBuilder:

@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING, TextIO
 
 import git
 
-from mab_hook import __version__, changes, input_digest, install, matrix, output, planning, platforms, state
+from mab_hook import (
+    __version__,
+    budget,
+    changes,
+    input_digest,
+    install,
+    matrix,
+    output,
+    planning,
+    platforms,
+    state,
+)
 from mab_hook.errors import FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
@@ -55,8 +66,9 @@ def plan_and_build(
     build_platform = platforms.native(platform.machine())
     building = not (args.dry_run or args.explain or args.bake)
     explain = (args.explain,) if args.explain else ()
+    deadline = budget.start(args.budget, env, "planning the push")
     plans = [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=building,
-                              explain=explain) for commit in commits]  # fmt: skip
+                              explain=explain, deadline=deadline) for commit in commits]  # fmt: skip
     if args.explain:
         explanations = [item for p in plans for item in p.explanations]
         if args.json:

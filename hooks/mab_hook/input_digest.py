@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 
+from mab_hook import budget
+from mab_hook.budget import Deadline
 from mab_hook.images import Image
 from mab_hook.inputs import Inputs
 from mab_hook.paths import Tree
@@ -19,13 +21,16 @@ VERSION = b"mab-hook input digest v1"
 TAG_PREFIX = "mab-"
 
 
-def input_files(found: Inputs, tree: Tree, gitlinks: Sequence[str] = ()) -> set[str]:
+def input_files(
+    found: Inputs, tree: Tree, gitlinks: Sequence[str] = (), *, deadline: Deadline = budget.NONE
+) -> set[str]:
     """The repository files the build reads (reachable rules, after the ignore files) or watches,
     and the submodules it reads (their recorded commits)."""
     files = {found.image.dockerfile}
     if found.ignore_file:
         files.add(found.ignore_file)
     for rule in found.rules:
+        deadline.check()
         if rule.reachable:
             files.update(path for path in rule.candidates(tree) if rule.reads(path))
     for glob in found.image.watches:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from mab_hook import dockerfile, ignore, links, patterns
+from mab_hook import budget, dockerfile, ignore, links, patterns
+from mab_hook.budget import Deadline
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
@@ -339,10 +340,11 @@ def _label(stage: Stage) -> str:
     return f"stage {stage.name!r}" if stage.name else f"stage {stage.number}"
 
 
-def unmatched(inputs: Inputs, files: Files) -> tuple[str, ...]:
+def unmatched(inputs: Inputs, files: Files, *, deadline: Deadline = budget.NONE) -> tuple[str, ...]:
     """Warnings for sources of the built stages that match no file of the commit."""
     warnings = []
     for rule in inputs.rules:
+        deadline.check()
         if rule.reachable and not any(rule.reads(path) for path in rule.candidates(files.tree)):
             context = f"context {rule.context_name!r}" if rule.context_name else "the build context"
             warnings.append(

@@ -8,7 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
 
-from mab_hook import input_digest, inputs, references, tags
+from mab_hook import budget, input_digest, inputs, references, tags
+from mab_hook.budget import Deadline
 from mab_hook.changes import Commit, Ref
 from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
@@ -72,8 +73,9 @@ class _Analysis:
     that may build on an affected one: those whose Dockerfile or build args name it.
     """
 
-    def __init__(self, config: Config, files: Files, build_platform: str) -> None:
+    def __init__(self, config: Config, files: Files, build_platform: str, deadline: Deadline) -> None:
         self.config, self.files, self.build_platform = config, files, build_platform
+        self.deadline = deadline
         self.by_name = {image.name: image for image in config.images}
         self.names = _names_by_reference(config)
         self.named: dict[str, Base | None] = {}  # reference -> the image it names (FROM lines repeat)
@@ -87,6 +89,7 @@ class _Analysis:
             known = ", ".join(self.by_name) or "none"
             raise FatalError(f"{self.config.source}: no image named {name!r} (images: {known})")
         if name not in self.inputs:
+            self.deadline.check()
             image = self.by_name[name]
             self.computing.add(name)
             try:
@@ -167,12 +170,13 @@ def make_plan(
     previous: Sequence[Config] | None = None,
     digests: bool = False,
     explain: Sequence[str] = (),
+    deadline: Deadline = budget.NONE,
 ) -> Plan:
     """`previous`: the configuration at the commits the changes are relative to, when
     pyproject.toml is among the changes (an image whose settings changed is affected).
     `digests`: work out every planned image's input digest (what building needs, a dry run not).
-    `explain`: images to say why they are or are not affected."""
-    analysis = _Analysis(config, files, build_platform)
+    `explain`: images to say why they are or are not affected. Past `deadline`, planning stops."""
+    analysis = _Analysis(config, files, build_platform, deadline)
     reasons, near = _reasons(commit, config, files, analysis, previous)
     needed = _bases_needed(list(reasons), analysis.bases_of)
     order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
@@ -193,7 +197,9 @@ def make_plan(
         context_only = tuple(p._replace(input_digest=found[p.image.name]) for p in context_only)
     # A source that matches nothing, of every image a change comes near, affected or not.
     looked = dict.fromkeys((*(p.image.name for p in affected), *near))
-    warnings = tuple(w for name in looked for w in inputs.unmatched(analysis.inputs_of(name), files))
+    warnings = tuple(
+        w for name in looked for w in inputs.unmatched(analysis.inputs_of(name), files, deadline=deadline)
+    )
     warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
@@ -279,7 +285,9 @@ def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[
 
     def of(name: str) -> str:
         if name not in found:
-            read = input_digest.input_files(analysis.inputs_of(name), files.tree, files.gitlinks)
+            read = input_digest.input_files(
+                analysis.inputs_of(name), files.tree, files.gitlinks, deadline=analysis.deadline
+            )
             bases = {base.name: of(base.name) for base in by_name[name].bases}
             blobs = {path: entry for path in read if (entry := files.entry(path)) is not None}
             found[name] = input_digest.compute(analysis.inputs_of(name), blobs, bases)

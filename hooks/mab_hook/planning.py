@@ -12,7 +12,8 @@ from pathlib import Path
 
 import git
 
-from mab_hook import cache, config, definitions, gitobjects, listing, plan, state
+from mab_hook import budget, cache, config, definitions, gitobjects, listing, plan, state
+from mab_hook.budget import Deadline
 from mab_hook.changes import Commit
 from mab_hook.errors import FatalError
 from mab_hook.images import Config
@@ -29,6 +30,7 @@ def plan_at(
     build_platform: str,
     digests: bool = False,
     explain: Sequence[str] = (),
+    deadline: Deadline = budget.NONE,
 ) -> plan.Plan:
     """The plan of one pushed commit: its configuration, what the changes affect, and (with
     `digests`) every planned image's input digest. `env`: what docker runs with, to resolve
@@ -53,9 +55,8 @@ def plan_at(
     touched = set(commit.changed or ())
     if PYPROJECT in touched or touched & set(cfg.definitions):
         previous = previous_configs(repo, commit, commit_listing.tree, memory, env)
-    planned = plan.make_plan(
-        commit, cfg, files, build_platform=build_platform, previous=previous, digests=digests, explain=explain
-    )
+    planned = plan.make_plan(commit, cfg, files, build_platform=build_platform, previous=previous,
+                             digests=digests, explain=explain, deadline=deadline)  # fmt: skip
     if memory.changed:
         cache.save(cache_dir / "planning.pickle", memory)
     return planned

@@ -117,6 +117,7 @@ PATH_TEXT = st.text(alphabet="ab/.", min_size=1, max_size=12).filter(
 )
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # the port's re warns of `[[`
 @settings(max_examples=600, deadline=None)
 @given(st.lists(PATTERN_TEXT, min_size=1, max_size=3), st.lists(PATH_TEXT, min_size=1, max_size=4))
 def test_the_matcher_is_mobys_patternmatcher(lines: list[str], paths: list[str]) -> None:

@@ -8,7 +8,7 @@ import http.server
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -269,3 +269,44 @@ def test_a_registry_wanting_credentials_with_and_without_docker_login(
     assert logged.exists(f"{image}:src") is True
     assert logged.tag(f"{image}:src", [f"{image}:v1"]).ok
     assert logged.api_exists(f"{image}:v1") is True
+
+
+class Canned(Registry):
+    """A registry whose images carry the labels given (None: the reference is not there)."""
+
+    def __init__(self, configs: list[dict[str, str]] | None) -> None:
+        super().__init__({}, run=NoBuildx())
+        self.configs = configs
+
+    def _configs(self, reference: str) -> list[Mapping[str, str]] | None:
+        return list(self.configs) if self.configs is not None else None
+
+
+GOOD = {"dev.mab-hook.input-digest": "d" * 64, "org.opencontainers.image.revision": "c" * 40}
+
+
+@pytest.mark.parametrize(("configs", "trusted", "detail"), [
+    (None, False, "not in the registry"),
+    ([], False, "holds no image"),
+    ([GOOD, GOOD], True, "2 image(s) labelled with these inputs, built from cccccccccccc"),
+    ([GOOD, {**GOOD, "dev.mab-hook.input-digest": "e" * 64}], False, "an image under it is labelled with inputs eeeeeeeeeeee"),
+    ([{}], False, "an image under it is labelled with inputs none"),
+    ([{**GOOD, "org.opencontainers.image.revision": "b" * 40}], False, "names revision bbbbbbbbbbbb, which is no commit of this repository"),
+    ([{**GOOD, "org.opencontainers.image.revision": ""}], False, "names revision none"),
+])  # fmt: skip
+def test_a_staging_reference_is_trusted_only_for_what_its_labels_say(
+    configs: list[dict[str, str]] | None, trusted: bool, detail: str
+) -> None:
+    proof = Canned(configs).proof("reg/team/web:mab-x", "d" * 64, lambda sha: sha == "c" * 40)
+    assert (proof.found, proof.trusted) == (configs is not None, trusted)
+    assert detail in proof.detail
+
+
+def test_buildx_reads_the_labels_where_the_api_cannot(tmp_path: Path) -> None:
+    index = {"linux/amd64": {"config": {"Labels": GOOD}}, "linux/arm64": {"config": {"Labels": GOOD}}}
+    for printed, count in ((index, 2), ({"config": {"Labels": GOOD}, "rootfs": {}}, 1)):
+        answers = Completed(("docker",), 0, json.dumps(printed), "")
+        found = gateway(tmp_path, run=lambda cmd, answers=answers, **kw: answers).proof(
+            "127.0.0.1:9/t/web:mab-x", "d" * 64, bool
+        )
+        assert (found.trusted, found.detail.split()[0]) == (True, str(count))

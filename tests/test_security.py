@@ -85,3 +85,44 @@ def test_a_committed_symlink_takes_no_cache_out_of_the_repository(
     )
     assert sorted(p.name for p in host_dir.rglob("*")) == before  # no blob written there
     assert "host-secret" not in refused.stdout
+
+
+def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
+    """Anyone who can push to the registry can put other content under the next commit's
+    `mab-<input digest>` tag: the gate checks the labels of what it finds there before skipping
+    a build, and builds (and uploads over it) when they do not say these inputs and a commit of
+    this repository."""
+    registry = lab.namespace()
+    repo.commit({
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\nregistry = "{registry}"\npush = true\n'
+                          '[tool.multiarch.images.web]\ncontext = "web"\n',
+        "web/Dockerfile": f"FROM {lab.busybox}\nCOPY page.txt /\n", "web/page.txt": "ours\n",
+    })  # fmt: skip
+    first = mab(repo.path, lab.env, "--all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    (staging,) = [t for t in lab.tags(f"{registry}/web") if t.startswith("mab-")]
+    digest = staging.removeprefix("mab-")
+    salt = uuid.uuid4().hex
+    for labels in (
+        (),
+        (
+            "--label",
+            f"dev.mab-hook.input-digest={digest}",
+            "--label",
+            f"org.opencontainers.image.revision={'f' * 40}",
+        ),
+    ):
+        planted = subprocess.run(("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", *labels, "--push",
+                                  "-t", f"{registry}/web:{staging}", "-"), input=f"FROM {lab.busybox}\nRUN echo {salt} > /planted\n",
+                                 env=lab.env, capture_output=True, text=True, check=False)  # fmt: skip
+        assert planted.returncode == 0, planted.stderr
+        again = mab(repo.path, lab.env, "--all")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"web: {registry}/web:{staging} is in the registry, but an image under it" in again.stdout
+        assert "not trusted; building it again, to upload over it" in again.stdout
+        public = f"{registry}/web:{repo.head()[:7]}"
+        assert lab.docker("run", "--rm", public, "cat", "/page.txt").stdout == "ours\n"
+        assert lab.docker("run", "--rm", public, "ls", "/planted", check=False).returncode != 0
+    verified = mab(repo.path, lab.env, "verify", "--all")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"2 image(s) labelled with these inputs, built from {repo.head()[:12]}" in verified.stdout

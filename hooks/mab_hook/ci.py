@@ -13,18 +13,17 @@ import argparse
 import dataclasses
 import json
 import platform as os_platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from mab_hook import budget, changes, input_digest, planning, platforms, references
+from mab_hook import budget, changes, gitobjects, input_digest, planning, platforms, references
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
-from mab_hook.registry import Manifest, Registry
+from mab_hook.registry import INDEXES, Manifest, Registry
 
-INDEX = "application/vnd.oci.image.index.v1+json"
-INDEXES = (INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
+INDEX = INDEXES[0]
 
 
 def add_range(parser: argparse.ArgumentParser) -> None:
@@ -134,8 +133,10 @@ def build(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, print
         whole = references.parse(plan.config.reference(one.image)).with_tag(
             input_digest.tag(one.input_digest)
         )
-        if Registry(env).api_exists(whole):
-            printer.info(f"{args.image}: already published from these inputs ({whole}): nothing to build")
+        proof = Registry(env).proof(whole, one.input_digest, gitobjects.known_commits(repo))
+        if proof.trusted:
+            printer.info(f"{args.image}: already published from these inputs ({whole}; {proof.detail}): "
+                         "nothing to build")  # fmt: skip
             return 0
     return hook.build(args, repo, [single], env, printer, publishing=False)
 
@@ -155,12 +156,13 @@ def publish_parser() -> argparse.ArgumentParser:
 
 
 def publish(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    _repo, plans = plans_of(args, "publish", env)
+    repo, plans = plans_of(args, "publish", env)
     pushed_only(plans, "publish")
     registry = Registry(env)
     can_ask(registry, plans, "publish")
+    known = gitobjects.known_commits(repo)
     try:
-        merges = [_merge_of(registry, plan, planned) for plan in plans for planned in plan.affected]
+        merges = [_merge_of(registry, plan, planned, known) for plan in plans for planned in plan.affected]
         missing = [f"{m.planned.image.name} {p}" for m in merges for p in m.missing]
         if missing:
             jobs = "their `mab-hook build --push-by-digest` jobs failed or did not run"
@@ -181,16 +183,20 @@ class Merge(NamedTuple):
     missing: tuple[str, ...]  # platforms without an upload
 
 
-def _merge_of(registry: Registry, plan: Plan, planned: PlannedImage) -> Merge:
+def _merge_of(registry: Registry, plan: Plan, planned: PlannedImage, known: Callable[[str], bool]) -> Merge:
     """What publishing an image takes. One the gate (or an earlier publish) put under its
     input-digest tag already is only tagged: merging again would make a second index of the
-    same images, and the public tags would move to it."""
+    same images, and the public tags would move to it. Only uploads labelled as built from
+    these inputs at a commit of the repository count (`Registry.proof`)."""
     repository = references.parse(plan.config.reference(planned.image))
     whole = repository.with_tag(input_digest.tag(planned.input_digest))
-    if registry.api_exists(whole):
+    if registry.proof(whole, planned.input_digest, known).trusted:
         return Merge(planned, whole, (), ())
-    found = {p: registry.manifest(repository.with_tag(input_digest.tag(planned.input_digest, p)))
-             for p in planned.image.platforms}  # fmt: skip
+    found: dict[str, Manifest | None] = {}
+    for platform in planned.image.platforms:
+        staged = repository.with_tag(input_digest.tag(planned.input_digest, platform))
+        trusted = registry.proof(staged, planned.input_digest, known).trusted
+        found[platform] = registry.manifest(staged) if trusted else None
     manifests = tuple((p, m) for p, m in found.items() if m is not None)
     return Merge(planned, whole, manifests, tuple(p for p, m in found.items() if m is None))
 

@@ -6,7 +6,9 @@ on the way to every file (seconds on a large monorepo).
 
 from __future__ import annotations
 
+import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 
 import git
@@ -33,6 +35,23 @@ def object_type(repo: git.Repo, rev: str) -> str | None:
         return str(repo.git.cat_file("-t", rev))
     except git.GitCommandError:
         return None
+
+
+_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+def known_commits(repo: git.Repo) -> Callable[[str], bool]:
+    """Whether a full commit id (nothing else: no branch, no `HEAD~1`) is a commit of the
+    repository; thread-safe, each answer kept."""
+    lock, kept = threading.Lock(), dict[str, bool]()
+
+    def known(sha: str) -> bool:
+        with lock:
+            if sha not in kept:
+                kept[sha] = bool(_SHA_RE.match(sha)) and object_type(repo, sha) == "commit"
+            return kept[sha]
+
+    return known
 
 
 def is_commit(repo: git.Repo, rev: str) -> bool:

@@ -20,6 +20,9 @@ DEFAULT_TAGS = ("{short_sha}",)
 LOCAL_PATH_KEYS = ("src", "dest")  # what a `type=local` cache reads from or writes to
 OCI_LAYOUT = "oci-layout://"
 TARGET = "target:"  # a named context that is another image, built from the same commit
+# Labels of every image mab-hook builds: what a staging reference is checked by.
+INPUT_DIGEST_LABEL = "dev.mab-hook.input-digest"
+REVISION_LABEL = "org.opencontainers.image.revision"
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, grants, input_digest, process, references, state
+from mab_hook import buildx, gitobjects, grants, input_digest, process, references, state
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
 from mab_hook.grants import Grants
-from mab_hook.images import Image
+from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL, Image
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
@@ -37,6 +37,7 @@ class Job(NamedTuple):
     skip: str = ""  # why it is not built: "" to build it
     staged: str = ""  # with push: the reference it is uploaded under (its input-digest tag)
     in_registry: bool = False  # skipped because the registry has it under `staged`
+    distrusted: str = ""  # the registry has something under `staged` that is not what it claims
 
 
 def _nothing(*args: str) -> None:
@@ -106,7 +107,11 @@ def build_all(
         for path in remove_stale(repo):
             events.notice(f"removed the worktree an earlier run left behind: {path}")
         try:
-            work = [(plan, decide_all(plan, run.state, registry)) for plan in plans if plan.affected]
+            known = gitobjects.known_commits(repo)
+            work = [(plan, decide_all(plan, run.state, registry, known)) for plan in plans if plan.affected]
+            for job in (job for _plan, jobs in work for job in jobs if job.distrusted):
+                waiting(f"{job.planned.image.name}: {job.staged} is in the registry, but {job.distrusted}: "
+                        "not trusted; building it again, to upload over it")  # fmt: skip
             if any(not job.skip for _plan, jobs in work for job in jobs):
                 grants.check(_to_build(work), granted)
                 ready()
@@ -192,20 +197,25 @@ def digest_reference(plan: Plan, planned: PlannedImage) -> str:
     return references.parse(plan.config.reference(planned.image)).with_tag(tag)
 
 
-def decide_all(plan: Plan, state: State, registry: Registry) -> list[Job]:
-    """Every affected image's fate, the registry asked about all of them at once."""
+def decide_all(plan: Plan, state: State, registry: Registry, known: Callable[[str], bool]) -> list[Job]:
+    """Every affected image's fate, the registry asked about all of them at once. `known`:
+    whether a commit id is one of the repository's."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        return list(pool.map(lambda p: decide(p, plan, state, registry), plan.affected))
+        return list(pool.map(lambda p: decide(p, plan, state, registry, known), plan.affected))
 
 
-def decide(planned: PlannedImage, plan: Plan, state: State, registry: Registry) -> Job:
-    """Build it, or skip it: uploaded before (the registry has its digest tag), or built before."""
+def decide(
+    planned: PlannedImage, plan: Plan, state: State, registry: Registry, known: Callable[[str], bool]
+) -> Job:
+    """Build it, or skip it: uploaded before (the registry has its digest tag, and what it holds
+    is labelled as built from these inputs, from a commit of ours), or built before."""
     image, value = planned.image, planned.input_digest
     if plan.config.push:
         staged = digest_reference(plan, planned)
-        if registry.exists(staged):
+        proof = registry.proof(staged, value, known)
+        if proof.trusted:
             return Job(planned, f"already in the registry (inputs {value[:12]})", staged, in_registry=True)
-        return Job(planned, staged=staged)
+        return Job(planned, staged=staged, distrusted=proof.detail if proof.found else "")
     if state.built(buildx.entry_name(image.name), value):
         return Job(planned, f"built before from the same inputs (digest {value[:12]})")
     return Job(planned)
@@ -356,11 +366,11 @@ def _tag(job: Job, result: BuildResult, registry: Registry, events: Events, ledg
 
 def oci_labels(plan: Plan, repo: git.Repo, value: str) -> dict[str, str]:
     labels = {
-        "org.opencontainers.image.revision": plan.commit.sha,
+        REVISION_LABEL: plan.commit.sha,
         "org.opencontainers.image.created": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
         ),
-        "dev.mab-hook.input-digest": value,
+        INPUT_DIGEST_LABEL: value,
     }
     source = source_url(repo)
     if source is not None:

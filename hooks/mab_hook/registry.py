@@ -21,13 +21,17 @@ from typing import NamedTuple
 from mab_hook import credentials, http_client, process, references
 from mab_hook.credentials import Credentials
 from mab_hook.http_client import Response
+from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL
 from mab_hook.process import Completed
 from mab_hook.references import Reference
 
+INDEXES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 MANIFEST_TYPES = ", ".join(
     (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
+        *INDEXES,
         "application/vnd.oci.image.manifest.v1+json",
         "application/vnd.docker.distribution.manifest.v2+json",
     )
@@ -52,6 +56,14 @@ class Manifest(NamedTuple):
 
 class RegistryError(OSError):
     """The registry answered, and refused."""
+
+
+class Proof(NamedTuple):
+    """What a staging reference holds, as far as its images' own labels tell."""
+
+    found: bool  # the registry has the reference
+    trusted: bool  # every image under it is labelled as built from the inputs asked about
+    detail: str  # what was checked, or why it is not trusted
 
 
 class Tagged(NamedTuple):
@@ -99,6 +111,72 @@ class Registry:
         if answer.status == 404:
             return False
         return True if answer.ok else None
+
+    def proof(self, reference: str, digest: str, known: Callable[[str], bool]) -> Proof:
+        """Whether a staging reference holds what it claims: each of its images' configs is
+        labelled with input digest `digest` and a revision `known` to the repository. Its API
+        (an index, each image's manifest, each config), else buildx. Anyone who can push to the
+        registry can write such labels: this catches mistakes and planted images that do not
+        bother, not a forger with push access (keep that as narrow as the repository's)."""
+        try:
+            configs = self._configs(reference)
+        except OSError:
+            configs = self._configs_by_buildx(reference)
+        if configs is None:
+            return Proof(False, False, "not in the registry")
+        if not configs:
+            return Proof(True, False, "holds no image")
+        for labels in configs:
+            said = labels.get(INPUT_DIGEST_LABEL, "")
+            revision = labels.get(REVISION_LABEL, "")
+            if said != digest:
+                return Proof(True, False, f"an image under it is labelled with inputs {said[:12] or 'none'}")
+            if not revision or not known(revision):
+                return Proof(True, False, f"an image under it names revision {revision[:12] or 'none'}, "
+                             "which is no commit of this repository")  # fmt: skip
+        return Proof(
+            True, True, f"{len(configs)} image(s) labelled with these inputs, built from {revision[:12]}"
+        )
+
+    def _configs(self, reference: str) -> list[Mapping[str, str]] | None:
+        """The labels of every image under a reference (attestations left out); None: absent."""
+        top = self.manifest(reference)
+        if top is None:
+            return None
+        repository = references.parse(reference).repository
+        data = json.loads(top.body)
+        if top.media_type not in INDEXES:
+            return [self._labels(repository, data)]
+        found = []
+        for entry in data.get("manifests") or ():
+            if entry.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest":
+                continue
+            image = self.manifest(f"{repository}@{entry.get('digest', '')}")
+            if image is None:
+                raise RegistryError(f"{reference} names an image the registry does not have")
+            found.append(self._labels(repository, json.loads(image.body)))
+        return found
+
+    def _labels(self, repository: str, manifest: Mapping[str, object]) -> Mapping[str, str]:
+        config = manifest.get("config")
+        digest = config.get("digest") if isinstance(config, dict) else None
+        got = self._call(references.parse(f"{repository}@{digest}"), "pull", "GET", f"blobs/{digest}")
+        if not got.ok:
+            raise RegistryError(f"HTTP {got.status} for the config of {repository}")
+        return _labels_of(json.loads(got.body))
+
+    def _configs_by_buildx(self, reference: str) -> list[Mapping[str, str]] | None:
+        inspect = self.run(self._imagetools("inspect", "--format", "{{json .Image}}", reference),
+                           env=self.env, check=False, timeout=120)  # fmt: skip
+        if inspect.returncode != 0:
+            return None
+        try:
+            data = json.loads(inspect.stdout)
+        except ValueError:
+            return None
+        if isinstance(data, dict) and "config" not in data and "rootfs" not in data:
+            return [_labels_of(config) for config in data.values()]  # an index: platform -> config
+        return [_labels_of(data)]
 
     def tag(self, source: str, tags: Sequence[str]) -> Tagged:
         """Put the manifest of `source` under every tag (in its repository): its API, else buildx."""
@@ -247,6 +325,13 @@ class Registry:
     def _imagetools(self, *args: str) -> tuple[str, ...]:
         builder = ("--builder", self.builder) if self.builder else ()
         return ("docker", "buildx", "imagetools", *args, *builder)
+
+
+def _labels_of(config: object) -> Mapping[str, str]:
+    """An image config's labels (`config.Labels`), whatever the config holds."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
 def _basic(creds: Credentials) -> str:

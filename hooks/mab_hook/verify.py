@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TextIO
 
-from mab_hook import __version__, input_digest, output, references
+from mab_hook import __version__, gitobjects, input_digest, output, references
 from mab_hook.ci import add_range, can_ask, plans_of, pushed_only
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan
-from mab_hook.registry import Registry
+from mab_hook.registry import Proof, Registry
 
 CONCURRENCY = 16  # registry round trips at once
 
@@ -31,7 +31,8 @@ class Found(NamedTuple):
     commit: str
     input_digest: str
     reference: str  # its input-digest tag
-    present: bool
+    present: bool  # there, and labelled as built from these inputs at a commit of the repository
+    checked: str = ""  # what was checked, or why what is there is not trusted
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -52,7 +53,8 @@ def verify(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
     pushed_only(plans, "verify")
     registry = Registry(env)
     can_ask(registry, plans, "verify")
-    found = ask(registry, plans)
+    known = gitobjects.known_commits(repo)
+    found = ask(registry, plans, known)
     if args.build_missing and any(not f.present for f in found):
         from mab_hook import hook  # noqa: PLC0415 - the engine is needed only here
 
@@ -66,11 +68,13 @@ def verify(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
         quiet = argparse.Namespace(**{**vars(args), "json": False})
         if hook.build(quiet, repo, built, env, printer) != 0:
             return 1
-        found = ask(registry, plans)
+        found = ask(registry, plans, known)
     return report(args, found, printer)
 
 
-def ask(registry: Registry, plans: Sequence[Plan]) -> list[Found]:
+def ask(registry: Registry, plans: Sequence[Plan], known: Callable[[str], bool]) -> list[Found]:
+    """Each image's input-digest reference, and whether what it holds is labelled as built from
+    these inputs at a commit of this repository (`Registry.proof`)."""
     wanted = []
     for plan in plans:
         for planned in plan.affected:
@@ -78,12 +82,16 @@ def ask(registry: Registry, plans: Sequence[Plan]) -> list[Found]:
             reference = references.parse(plan.config.reference(planned.image)).with_tag(tag)
             wanted.append((planned.image.name, plan.commit.sha, planned.input_digest, reference))
     with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-        answers = list(pool.map(lambda item: registry.api_exists(item[3]), wanted))
-    unknown = [item[3] for item, answer in zip(wanted, answers, strict=True) if answer is None]
-    if unknown:
-        raise FatalError(f"the registry would not say whether {unknown[0]} is there "
-                         f"({len(unknown)} such); check `docker login` for it on this runner")  # fmt: skip
-    return [Found(*item, bool(answer)) for item, answer in zip(wanted, answers, strict=True)]
+        proofs = list(pool.map(lambda item: _proof(registry, item[3], item[2], known), wanted))
+    return [Found(*item, proof.trusted, proof.detail) for item, proof in zip(wanted, proofs, strict=True)]
+
+
+def _proof(registry: Registry, reference: str, digest: str, known: Callable[[str], bool]) -> Proof:
+    try:
+        return registry.proof(reference, digest, known)
+    except (OSError, ValueError) as e:
+        raise FatalError(f"the registry would not say what {reference} holds ({e}); check `docker login` "
+                         "for it on this runner") from None  # fmt: skip
 
 
 def report(args: argparse.Namespace, found: Sequence[Found], printer: Printer) -> int:
@@ -95,7 +103,10 @@ def report(args: argparse.Namespace, found: Sequence[Found], printer: Printer) -
         output.dump_json(data, sys.stdout)
     for f in found:
         state = "ok" if f.present else "missing"
-        printer.line(f"  {state:<8} {f.name}  (commit {f.commit[:12]}, inputs {f.input_digest[:12]})")
+        checked = f"; {f.checked}" if f.checked else ""
+        printer.line(
+            f"  {state:<8} {f.name}  (commit {f.commit[:12]}, inputs {f.input_digest[:12]}{checked})"
+        )
     if missing:
         names = ", ".join(f.name for f in missing)
         printer.error(f"not built by the gate from these inputs: {names} (pushed with --no-verify, or from a "

@@ -3,6 +3,7 @@ what is built, never half-publish, stop cleanly, take turns, share cache."""
 
 from __future__ import annotations
 
+import _thread
 import json
 import re
 import signal
@@ -34,9 +35,8 @@ P = ("linux/amd64",)
 def job(name: str, *bases: str, skip: str = "") -> Job:
     image = Image(name, name, f"{name}/Dockerfile", P)
     bases_ = tuple(Base(b, f"reg/{b}") for b in bases)
-    planned = PlannedImage(
-        image, ("r",), (f"reg/{name}:1", f"reg/{name}:main"), bases_, input_digest=name * 4
-    )
+    planned = PlannedImage(image, ("r",), (f"reg/{name}:1", f"reg/{name}:main"), bases_, input_digest=name * 4,
+                           moving=(f"reg/{name}:main",))  # fmt: skip
     return Job(planned, skip, staged=f"reg/{name}:mab-{name * 4}")
 
 
@@ -120,26 +120,82 @@ def test_interrupt_stops_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 class HalfRegistry:
-    """A registry that takes the first tag of `api` and then fails: a fault the lab shows too
-    (a registry dying mid-push), here without timing."""
+    """A registry that refuses `api`'s tags (immutable tags, a quota: a fault the lab shows too,
+    a registry dying mid-push, here without timing); records what it was asked."""
 
-    def tag(self, source: str, tags: list[str]) -> Tagged:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, ...]] = []
+
+    def tag(self, source: str, tags: list[str], stop: threading.Event | None = None) -> Tagged:
+        self.asked.append(tuple(tags))
         if source.startswith("reg/api:"):
-            return Tagged(False, (tags[0],), "HTTP 503 tagging reg/api:main")
+            return Tagged(False, (), f"HTTP 403 tagging {tags[0]}")
         return Tagged(True, tuple(tags))
 
 
-def test_a_failed_publish_says_which_references_reached_the_registry(tmp_path: Path) -> None:
-    jobs = [job("base"), job("api", "base")]
-    built = [BuildResult(j.planned.image.name, BUILT, 2.0, "", None, published=(j.staged,)) for j in jobs]
-    ledger = Ledger()
-    results = pipeline.publish(jobs, built, HalfRegistry(), Events(lambda t: None, print), ledger)  # type: ignore[arg-type]
-    assert [(r.name, r.status, r.failure) for r in results] == [
-        ("base", PUSHED, Failure.NONE), ("api", FAILED, Failure.REGISTRY)]  # fmt: skip
+def built_results(jobs: list[Job]) -> list[BuildResult]:
+    return [BuildResult(j.planned.image.name, BUILT, 2.0, "", None, published=(j.staged,)) for j in jobs]
+
+
+def test_tags_naming_the_commit_go_first_and_moving_ones_only_once_all_of_those_landed() -> None:
+    jobs = [job("base"), job("web")]
+    registry, ledger = HalfRegistry(), Ledger()
+    results = pipeline.publish(jobs, built_results(jobs), registry, Events(lambda t: None, print), ledger)  # type: ignore[arg-type]
+    assert [(r.name, r.status) for r in results] == [("base", PUSHED), ("web", PUSHED)]
+    assert registry.asked[:2] in ([("reg/base:1",), ("reg/web:1",)], [("reg/web:1",), ("reg/base:1",)])
+    assert sorted(registry.asked[2:]) == [("reg/base:main",), ("reg/web:main",)]
     assert results[0].published == ("reg/base:mab-basebasebasebase", "reg/base:1", "reg/base:main")
-    assert results[1].published == ("reg/api:mab-apiapiapiapi", "reg/api:1")
-    assert results[1].detail == "tagging in the registry failed: HTTP 503 tagging reg/api:main"
-    assert set(ledger.published) == {"reg/base:1", "reg/base:main", "reg/api:1"}
+
+
+def test_a_refused_tag_moves_no_moving_tag_anywhere(tmp_path: Path) -> None:
+    jobs = [job("base"), job("api", "base")]
+    registry, ledger = HalfRegistry(), Ledger()
+    results = pipeline.publish(jobs, built_results(jobs), registry, Events(lambda t: None, print), ledger)  # type: ignore[arg-type]
+    assert [(r.name, r.status, r.failure) for r in results] == [
+        ("base", FAILED, Failure.REGISTRY), ("api", FAILED, Failure.REGISTRY)]  # fmt: skip
+    assert results[0].published == ("reg/base:mab-basebasebasebase", "reg/base:1")
+    assert (
+        results[0].detail
+        == "not tagged yet: reg/base:main (another image's tags failed; push again to put them)"
+    )
+    assert results[1].published == ("reg/api:mab-apiapiapiapi",)
+    assert (
+        results[1].detail
+        == "tagging in the registry failed: HTTP 403 tagging reg/api:1; not tagged yet: reg/api:1"
+    )
+    assert set(ledger.published) == {"reg/base:1"}
+    assert ("reg/base:main",) not in registry.asked
+
+
+class SlowRegistry:
+    """A registry that answers each tag in 0.3 s; the first request sends the run a ^C."""
+
+    def __init__(self) -> None:
+        self.put: list[str] = []
+
+    def tag(self, source: str, tags: list[str], stop: threading.Event | None = None) -> Tagged:
+        done: list[str] = []
+        for tag in tags:
+            if stop is not None and stop.is_set():
+                return Tagged(False, tuple(done), "stopped")
+            if not self.put:
+                _thread.interrupt_main()  # as the terminal's ^C reaches the run
+            time.sleep(0.3)
+            self.put.append(tag)
+            done.append(tag)
+        return Tagged(True, tuple(done))
+
+
+def test_interrupting_the_tag_step_stops_it_and_says_what_landed() -> None:
+    jobs = [job(name) for name in ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")]
+    registry, ledger = SlowRegistry(), Ledger()
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.publish(jobs, built_results(jobs), registry, Events(lambda t: None, print), ledger)  # type: ignore[arg-type]
+    time.sleep(0.5)  # nothing more lands afterwards
+    assert set(ledger.published) == set(registry.put)
+    assert registry.put and not any(
+        tag.endswith(":main") for tag in registry.put
+    )  # the moving ones never started
 
 
 # --- against the lab --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ instead of building again, and no public tag moved.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -118,7 +119,7 @@ def build_all(
             built = [(plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work]
             ok = all(r.ok for _plan, _jobs, results in built for r in results)
             if publishing and ok:
-                return [r for plan, jobs, results in built for r in _finish(plan, jobs, results, run)]
+                return _finish(built, run)
             if not ok and any(plan.config.push for plan, _jobs, _results in built):
                 events.progress("no public tag moves: an image did not build")
             return [r for _plan, _jobs, results in built for r in results]
@@ -178,17 +179,32 @@ def _build_plan(
     return build_jobs(jobs, step, plan.config.jobs, run.ledger)
 
 
-def _finish(
-    plan: Plan, jobs: Sequence[Job], results: Sequence[BuildResult], run: Builds
-) -> list[BuildResult]:
-    """Everything built: publish (with `push`), or record what was built (without)."""
-    if plan.config.push:
-        return publish(jobs, results, run.registry, run.events, run.ledger)
-    for job, result in zip(jobs, results, strict=True):
-        if result.status is Status.BUILT:
-            entry = buildx.entry_name(job.planned.image.name)
-            run.state.record(entry, job.planned.input_digest, {"commit": plan.commit.sha})
-    return list(results)
+Built = tuple[Plan, Sequence[Job], Sequence[BuildResult]]
+
+
+def _finish(built: Sequence[Built], run: Builds) -> list[BuildResult]:
+    """Everything built: publish what is pushed (every commit's images at once), and record
+    what is built without pushing."""
+    pushed = [
+        (job, r)
+        for plan, jobs, results in built
+        if plan.config.push
+        for job, r in zip(jobs, results, strict=True)
+    ]
+    published = iter(
+        publish([j for j, _ in pushed], [r for _, r in pushed], run.registry, run.events, run.ledger)
+    )
+    found: list[BuildResult] = []
+    for plan, jobs, results in built:
+        if plan.config.push:
+            found += [next(published) for _job in jobs]
+            continue
+        for job, result in zip(jobs, results, strict=True):
+            if result.status is Status.BUILT:
+                entry = buildx.entry_name(job.planned.image.name)
+                run.state.record(entry, job.planned.input_digest, {"commit": plan.commit.sha})
+        found += results
+    return found
 
 
 def digest_reference(plan: Plan, planned: PlannedImage) -> str:
@@ -341,27 +357,75 @@ def _build(job: Job, step: Step) -> BuildResult:
 def publish(
     jobs: Sequence[Job], results: Sequence[BuildResult], registry: Registry, events: Events, ledger: Ledger
 ) -> list[BuildResult]:
-    """Put every image's public tags on the manifest uploaded under its digest tag, all at once."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        done = [
-            pool.submit(_tag, job, result, registry, events, ledger)
-            for job, result in zip(jobs, results, strict=True)
-        ]
-        return [future.result() for future in done]
+    """Put every image's public tags on the manifest uploaded under its digest tag: first the
+    tags that name a commit (`{sha}`) of every image, then, only once all of those landed, the
+    tags that move (`latest`, a branch's), so that a refusal or a ^C leaves no moving tag on
+    what the others do not have. ^C stops between requests; what landed is what the registry
+    answered (in `ledger`), and pushing again puts the rest, building nothing."""
+    to = _Tagging(registry, events, ledger, threading.Event())
+    done = list(results)
+    for moving in (False, True):
+        wanted = [(i, [t for t in jobs[i].planned.tags if (t in jobs[i].planned.moving) == moving])
+                  for i in range(len(jobs))]  # fmt: skip
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            futures = {i: pool.submit(_tag, jobs[i], done[i], tags, to)
+                       for i, tags in wanted if tags and done[i].status is not Status.FAILED}  # fmt: skip
+            for i, result in _all_of(futures, to.stop).items():
+                done[i] = result
+        if any(r.status is Status.FAILED for r in done):
+            return [_untagged(job, r) for job, r in zip(jobs, done, strict=True)]
+    return [_tagged(job, r) for job, r in zip(jobs, done, strict=True)]
 
 
-def _tag(job: Job, result: BuildResult, registry: Registry, events: Events, ledger: Ledger) -> BuildResult:
-    tags = job.planned.tags
-    events.progress(f"{job.planned.image.name}: tagging {', '.join(tags)}")
-    tagged = registry.tag(job.staged, tags)
-    ledger.add(tagged.published)
+def _all_of(
+    futures: Mapping[int, concurrent.futures.Future[BuildResult]], stop: threading.Event
+) -> dict[int, BuildResult]:
+    """Every result; on ^C (or SIGTERM, SIGHUP) no further request starts, the ones under way
+    end (milliseconds; a second ^C does not cut them short), and the interruption goes on."""
+    try:
+        return {i: future.result() for i, future in futures.items()}
+    except KeyboardInterrupt:
+        stop.set()
+        while not all(future.done() for future in futures.values()):
+            with contextlib.suppress(KeyboardInterrupt):
+                concurrent.futures.wait(futures.values())
+        raise
+
+
+class _Tagging(NamedTuple):
+    registry: Registry
+    events: Events
+    ledger: Ledger
+    stop: threading.Event  # set: no further tag is put
+
+
+def _tag(job: Job, result: BuildResult, tags: Sequence[str], to: _Tagging) -> BuildResult:
+    to.events.progress(f"{job.planned.image.name}: tagging {', '.join(tags)}")
+    tagged = to.registry.tag(job.staged, tags, to.stop)
+    to.ledger.add(tagged.published)
     published = tuple(dict.fromkeys((*result.published, *((job.staged,) if job.in_registry else ()),
                                      *tagged.published)))  # fmt: skip
-    if tagged.ok:  # an image the registry had stays "skipped": nothing was built or uploaded
-        status = Status.SKIPPED if job.in_registry else Status.PUSHED
-        return result._replace(status=status, published=published)
-    detail = f"tagging in the registry failed: {tagged.detail}"
+    if tagged.ok:
+        return result._replace(published=published)
+    left = [tag for tag in tags if tag not in tagged.published]
+    detail = f"tagging in the registry failed: {tagged.detail}; not tagged yet: {', '.join(left)}"
     return result._replace(status=Status.FAILED, detail=detail, failure=Failure.REGISTRY, published=published)
+
+
+def _tagged(job: Job, result: BuildResult) -> BuildResult:
+    """An image the registry had stays "skipped": nothing was built or uploaded."""
+    return result._replace(status=Status.SKIPPED if job.in_registry else Status.PUSHED)
+
+
+def _untagged(job: Job, result: BuildResult) -> BuildResult:
+    """After a refusal: an image whose own tags all landed still misses its moving ones."""
+    if result.status is Status.FAILED:
+        return result
+    left = [tag for tag in job.planned.tags if tag not in result.published]
+    if not left:
+        return _tagged(job, result)
+    detail = f"not tagged yet: {', '.join(left)} (another image's tags failed; push again to put them)"
+    return result._replace(status=Status.FAILED, detail=detail, failure=Failure.REGISTRY)
 
 
 def oci_labels(plan: Plan, repo: git.Repo, value: str) -> dict[str, str]:

@@ -39,6 +39,7 @@ class PlannedImage(NamedTuple):
     # Set when this is one platform of the image, built alone (a CI job of a fan-out): it is
     # uploaded under that platform's staging tag, and published only by `mab-hook publish`.
     one_platform: str = ""
+    moving: tuple[str, ...] = ()  # those of `tags` that move from commit to commit: put last
 
 
 class Explanation(NamedTuple):
@@ -215,8 +216,10 @@ def _planned(
     image = analysis.by_name[name]
     bases = analysis.bases_of(name)
     tags, by_ref = image_tags(analysis.config, image, commit, diffed=diffed)
+    moving = moving_tags(analysis.config, image, commit)
     why = _explained_reasons(reasons[name], commit) + _via(bases, reasons, commit.changed)
-    return _with_reads(PlannedImage(image, why, tags, bases, by_ref), analysis)
+    planned = PlannedImage(image, why, tags, bases, by_ref, moving=tuple(t for t in tags if t in moving))
+    return _with_reads(planned, analysis)
 
 
 def _with_reads(planned: PlannedImage, analysis: _Analysis) -> PlannedImage:
@@ -443,6 +446,17 @@ def image_tags(
         )
         by_ref.append((pushed.name or "HEAD", rendered))
     return tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered)), tuple(by_ref)
+
+
+def moving_tags(config: Config, image: Image, commit: Commit) -> set[str]:
+    """The tags of an image that its templates make move from commit to commit."""
+    ref = config.reference(image)
+    return {
+        f"{ref}:{tags.render(template, sha=commit.sha, ref=pushed.name)}"
+        for pushed in commit.refs or (Ref(None),)
+        for template in config.tags
+        if tags.moves(template)
+    }
 
 
 def _explain(plan: Plan, analysis: _Analysis, name: str) -> Explanation:

@@ -178,10 +178,11 @@ class Registry:
             return [_labels_of(config) for config in data.values()]  # an index: platform -> config
         return [_labels_of(data)]
 
-    def tag(self, source: str, tags: Sequence[str]) -> Tagged:
-        """Put the manifest of `source` under every tag (in its repository): its API, else buildx."""
-        tagged = self.api_tag(source, tags)
-        if tagged.ok:
+    def tag(self, source: str, tags: Sequence[str], stop: threading.Event | None = None) -> Tagged:
+        """Put the manifest of `source` under every tag (in its repository), in order: its API,
+        else buildx. Once `stop` is set, no further tag is put."""
+        tagged = self.api_tag(source, tags, stop)
+        if tagged.ok or (stop is not None and stop.is_set()):
             return tagged
         args = (arg for tag in tags for arg in ("--tag", tag))
         created = self.run(self._imagetools("create", *args, source), env=self.env, check=False, timeout=300)
@@ -190,7 +191,7 @@ class Registry:
         tail = " ".join(process.tail_lines(created.stderr + created.stdout, 2))
         return Tagged(False, tagged.published, tail or tagged.detail)
 
-    def api_tag(self, source: str, tags: Sequence[str]) -> Tagged:
+    def api_tag(self, source: str, tags: Sequence[str], stop: threading.Event | None = None) -> Tagged:
         ref = references.parse(source)
         targets = [references.parse(tag) for tag in tags]
         if any(t.repository != ref.repository for t in targets):
@@ -203,6 +204,8 @@ class Registry:
                 return Tagged(False, (), f"HTTP {got.status} for {source}")
             media_type = got.headers.get("content-type", "")
             for target, tag in zip(targets, tags, strict=True):
+                if stop is not None and stop.is_set():
+                    return Tagged(False, tuple(published), "stopped before " + tag)
                 put = self._call(target, "pull,push", "PUT", f"manifests/{target.tag}",
                                  headers={"Content-Type": media_type}, body=got.body)  # fmt: skip
                 if not put.ok:

@@ -48,6 +48,12 @@ def problem(template: str) -> str | None:
     return None
 
 
+def moves(template: str) -> bool:
+    """Whether the tag a template makes moves from commit to commit (`latest`, `{branch}`), as
+    opposed to naming one commit (`{sha}`, `{short_sha}`): fixed tags are published first."""
+    return not any(kind == "field" and value in ("sha", "short_sha") for kind, value in _pieces(template))
+
+
 def render(template: str, *, sha: str, ref: str | None) -> str:
     """The tag a template makes for a commit pushed as `ref` (a branch or tag name; None when
     detached). The ref is made tag-safe: feature/x -> feature-x."""

@@ -308,10 +308,12 @@ class CannedGroup(process.Group):
         self.commands.append(tuple(cmd))
         code, text = self.answers.pop(0)
         render = kwargs.get("render") or (lambda line: [line.rstrip("\n")])
+        shown = []
         for line in text.splitlines(keepends=True):
             for out in render(line):
                 kwargs["on_line"](out)
-        return process.Streamed(code, False, ())
+                shown.append(out)
+        return process.Streamed(code, False, tuple(shown[-process.TAIL_LINES :]))
 
 
 def test_a_registry_failing_one_upload_among_several_retries_it_and_those_it_stopped(tmp_path: Path) -> None:
@@ -463,3 +465,41 @@ def test_a_symlink_of_the_commit_takes_no_build_path_out_of_the_repository(tmp_p
         "api"
     ]
     assert entry["cache-to"] == [f"type=local,dest={repository}/inside/cache"]
+
+
+def test_a_one_image_invocation_owns_its_unlabelled_steps_and_shows_them(tmp_path: Path) -> None:
+    """Bake names no entry when it builds one image: `[linux/arm64 2/2]`, not `[base ...]`."""
+    plan = make((BASE,), FILES)
+    failing = ("#1 [internal] load build definition from Dockerfile\n#1 DONE 0.0s\n"
+               "#2 [linux/arm64 2/2] RUN false\n#2 ERROR: process \"/bin/sh -c false\" did not complete successfully: exit code: 1\n"
+               "ERROR: failed to solve: process \"/bin/sh -c false\" did not complete successfully: exit code: 1\n")  # fmt: skip
+    steps: list[tuple[str, str, str]] = []
+    watch = buildx.Watch(step=lambda image, platform, what: steps.append((image, platform, what)))
+    group = CannedGroup([(1, failing)])
+    (result,) = buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json",
+                                      Buildx({}, None, group), tmp_path, watch)  # fmt: skip
+    assert (result.status, result.failure, result.detail) == (
+        Status.FAILED,
+        Failure.BUILD,
+        "build failed on linux/arm64 (exit 1)",
+    )
+    assert any("did not complete successfully" in line for line in result.tail)
+    assert steps == [("base", "linux/arm64", "2/2 RUN false")]
+
+
+@pytest.mark.parametrize("said", ['no builder "nope" found',
+                                  "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?"])  # fmt: skip
+def test_buildx_failing_before_any_step_is_the_engines_failure_told_as_it_is_and_tried_again(
+    tmp_path: Path, said: str
+) -> None:
+    plan = make((BASE, APP), FILES)
+    group = CannedGroup([(1, f"ERROR: {said}\n"), (1, f"ERROR: {said}\n")])
+    wanted = [buildx.Wanted(p) for p in plan.affected]
+    results = buildx.build_together(
+        wanted, tmp_path / "b.json", Buildx({}, None, group), tmp_path, buildx.Watch()
+    )
+    assert len(group.commands) == 2  # tried once more, as any failure of the engine is
+    for result in results:
+        assert (result.status, result.failure) == (Status.FAILED, Failure.ENGINE)
+        assert result.detail == f"buildx failed before building anything: {said}"
+        assert result.tail == (f"ERROR: {said}",)

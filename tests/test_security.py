@@ -3,7 +3,10 @@ keys, environment) reaches a build, an image or the output (the corpus is tests/
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
+import threading
 import uuid
 from pathlib import Path
 
@@ -126,3 +129,64 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
     verified = mab(repo.path, lab.env, "verify", "--all")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert f"2 image(s) labelled with these inputs, built from {repo.head()[:12]}" in verified.stdout
+
+
+class Forwarder:
+    """A unix socket in front of the lab's engine that can go dead while its file stays: an
+    engine that died behind the same socket."""
+
+    def __init__(self, listen: Path, target: str) -> None:
+        self.target, self.alive = target, True
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(listen))
+        self.server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.alive:
+                client.close()
+                continue
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_an_engine_that_dies_after_a_remembered_ready_is_reported_by_readiness(
+    repo: Repo, lab: Lab, tmp_path: Path
+) -> None:
+    forwarder = Forwarder(tmp_path / "engine.sock", lab.env["DOCKER_HOST"].removeprefix("unix://"))
+    env = {**lab.env, "DOCKER_HOST": f"unix://{tmp_path / 'engine.sock'}"}
+    registry = lab.namespace()
+    repo.commit({"pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\n'
+                                   '[tool.multiarch.images.one]\ncontext = "one"\n',
+                 "one/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n"})  # fmt: skip
+    first = mab(repo.path, env, "--all")
+    assert first.returncode == 0, first.stdout + first.stderr
+    # A second build, once buildx has written its files for the new engine: ready, remembered.
+    repo.commit({"one/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n"})
+    second = mab(repo.path, env, "--from", "HEAD^")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert (repo.path / ".git/mab-hook/cache/ready.json").exists()
+    forwarder.alive = False
+    repo.commit({"one/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n"})
+    dead = mab(repo.path, env, "--from", "HEAD^")
+    out = dead.stdout + dead.stderr
+    assert dead.returncode == 1, out
+    assert "one: failed" in out and "buildx failed before building anything" in out
+    assert "stopped: another image of the push failed" not in out
+    assert "this host cannot build what the push needs; the builds above failed for it" in out
+    assert not (repo.path / ".git/mab-hook/cache/ready.json").exists()

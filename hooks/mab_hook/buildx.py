@@ -363,6 +363,11 @@ def _failed(result: BuildResult, streamed: process.Streamed, log: str, timeout: 
         detail = f"timed out after {timeout:g} s; the build was stopped"
         return failed._replace(status=Status.TIMED_OUT, detail=detail, failure=Failure.BUILD)
     kind = failure(log)
+    said = invocation_error(log.splitlines())
+    if said:
+        return failed._replace(
+            detail=f"buildx failed before building anything: {said}", failure=Failure.ENGINE
+        )
     if kind is Failure.ENGINE:
         detail = "the engine failed while exporting the image, twice; try `docker buildx prune` (build cache)"
         return failed._replace(detail=detail, failure=kind)
@@ -389,7 +394,7 @@ def failure(log: str) -> Failure:
     """What failed a build, from its plain progress: a step (BUILD), the export of the result
     (ENGINE), or the upload of it (REGISTRY)."""
     names: dict[str, str] = {}
-    found = Failure.BUILD
+    found = Failure.ENGINE if invocation_error(log.splitlines()) else Failure.BUILD
     for line in log.splitlines():
         if match := re.match(r"^#(\d+) (\[.*|exporting to .*|pushing .*)$", line):
             # "[api] exporting to image", "[api] pushing ... with docker": bake names its entry
@@ -403,6 +408,15 @@ def failure(log: str) -> Failure:
             elif vertex:
                 return Failure.BUILD
     return found
+
+
+def invocation_error(lines: Sequence[str]) -> str:
+    """buildx's own error when it failed before any step ran (no engine, no builder, a
+    definition it refuses): its last `ERROR:` line, when no step is in the output."""
+    if any(re.match(r"^#\d+ ", line) for line in lines):
+        return ""
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR: ")]
+    return errors[-1][:300] if errors else ""
 
 
 def registry_error(log: str) -> str:
@@ -511,6 +525,10 @@ class _Demux:
 
     def _started(self, vertex: str, label: str, what: str) -> None:
         first = label.split(" ", 1)[0]
+        if len(self.names) == 1 and image_of(first) not in self.names and _AS_CONTEXT not in first:
+            # Bake names no entry when it builds only one: `[linux/arm64 2/3]`, `[internal]`.
+            label = f"{entry_name(next(iter(self.names)))} {label}"
+            first = label.split(" ", 1)[0]
         image = image_of(first)
         copy = _AS_CONTEXT in first
         owners = {image} & self.names
@@ -613,6 +631,11 @@ def _result(wanted: Wanted, log: Path, run: _Run) -> BuildResult:
         tail = run.streamed._replace(tail=tuple(demux.tails[name]))
         text = log.read_bytes()[run.offsets.get(name, 0) :].decode("utf-8", errors="replace")
         return _failed(result, tail, text, None)
+    said = invocation_error(run.streamed.tail)
+    if said and not (demux.own_errors or demux.export_errors or demux.failed_bases):
+        detail = f"buildx failed before building anything: {said}"
+        return result._replace(status=Status.FAILED, detail=detail, failure=Failure.ENGINE,
+                               tail=run.streamed.tail)  # fmt: skip
     broken = sorted(demux.failed_bases.get(name, ()))
     if broken:
         detail = f"base image {broken[0]} did not build"

@@ -120,7 +120,15 @@ def build(
         done = pipeline.build_all(
             repo, plans, env, events, registry=registry, ready=ready, timeout=timeout, publishing=publishing
         )
-    return finish(args, plans, done, printer, env)
+    code = finish(args, plans, done, printer, env)
+    if any(r.failure is Failure.ENGINE for r in done):
+        # The engine failed under a host found (or remembered) ready: ask again, and say so.
+        readiness.forget(remember[0])
+        try:
+            ensure_ready(plans, host, printer, outcome="the builds above failed for it")
+        except FatalError as e:
+            printer.error(str(e))
+    return code
 
 
 def finish(
@@ -164,7 +172,12 @@ def blocked(done: Sequence[BuildResult]) -> str:
 
 
 def ensure_ready(
-    plans: Sequence[Plan], host: Host, printer: Printer, remember: tuple[Path, str] | None = None
+    plans: Sequence[Plan],
+    host: Host,
+    printer: Printer,
+    remember: tuple[Path, str] | None = None,
+    *,
+    outcome: str = "nothing was built",
 ) -> list[Report]:
     """The readiness checks for what is about to be built; a failure costs no build time.
     `remember`: where a ready answer is kept, and what it depends on."""
@@ -184,7 +197,7 @@ def ensure_ready(
         if not report.ready:
             failed = [check for check in report.checks if check.status == readiness.FAIL]
             raise FatalError(
-                "this host cannot build what the push needs; nothing was built:\n"
+                f"this host cannot build what the push needs; {outcome}:\n"
                 + output.checks_text(failed, printer)
                 + "\nFix the above (`mab-hook doctor` shows every check, `mab-hook doctor --fix` applies "
                 "the safe fixes), then push again."

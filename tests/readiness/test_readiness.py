@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mab_hook import readiness
 from mab_hook.process import Completed
 from mab_hook.readiness import Wanted
@@ -63,3 +65,48 @@ def test_the_fingerprint_follows_the_emulators_and_the_engine(tmp_path: Path) ->
     assert readiness.fingerprint({**env, "DOCKER_HOST": "unix:///b.sock"}, root) != readiness.fingerprint(
         env, root
     )
+
+
+def test_the_fingerprint_follows_the_builder_the_docker_binary_and_the_engines_socket(tmp_path: Path) -> None:
+    root = tmp_path / "binfmt"
+    root.mkdir()
+    bin_dir, sock = tmp_path / "bin", tmp_path / "docker.sock"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\n")
+    (bin_dir / "docker").chmod(0o755)
+    sock.write_text("")
+    env = {"DOCKER_CONFIG": str(tmp_path / "docker"), "DOCKER_HOST": f"unix://{sock}", "PATH": str(bin_dir)}
+    first = readiness.fingerprint(env, root)
+    for changed in ({"BUILDX_BUILDER": "arm"}, {"BUILDX_CONFIG": str(tmp_path / "bx")}):
+        assert readiness.fingerprint({**env, **changed}, root) != first
+    (bin_dir / "docker").unlink()
+    (bin_dir / "docker").write_text("#!/bin/sh\n# another docker\n")
+    (bin_dir / "docker").chmod(0o755)
+    second = readiness.fingerprint(env, root)
+    assert second != first
+    sock.unlink()
+    sock.write_text("")  # the engine started again: a new socket
+    assert readiness.fingerprint(env, root) != second
+
+
+@pytest.mark.parametrize("kept", [
+    '{"q": {"at": 99999999999, "checks": [], "insecure": [[], []]}}',  # written in the future
+    '{"q": {"at": 1000, "checks": [{"nonsense": 1}], "insecure": [[], []]}}',
+    '{"q": {"at": 1000, "checks": [], "insecure": 5}}', '{"q": 5}', "[1, 2]", "{not json", "",
+])  # fmt: skip
+def test_a_damaged_or_future_answer_is_asked_again(tmp_path: Path, kept: str) -> None:
+    machine, calls = counting(tmp_path)
+    path = tmp_path / "ready.json"
+    path.write_text(kept.replace('"q"', '"' + question_of(Wanted(ALL3), "key") + '"'))
+    assert readiness.check_remembered(machine, Wanted(ALL3), path, "key", now=1100.0).ready
+    assert calls  # docker was asked
+    assert readiness.check_remembered(
+        machine, Wanted(ALL3), path, "key", now=1200.0
+    ).ready  # rewritten, sound
+
+
+def question_of(wanted: Wanted, key: str) -> str:
+    import hashlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    return hashlib.sha256(json.dumps([list(wanted[:4]), key]).encode()).hexdigest()

@@ -10,7 +10,9 @@ import concurrent.futures
 import contextlib
 import hashlib
 import json
+import os
 import platform as os_platform
+import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -117,6 +119,7 @@ def remembered_probe(
 
 
 READY_FOR = 600.0  # seconds a ready host is taken to stay ready, for the same question
+DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
 def fingerprint(env: Mapping[str, str], binfmt_root: Path) -> str:
@@ -134,9 +137,50 @@ def fingerprint(env: Mapping[str, str], binfmt_root: Path) -> str:
     handlers = []
     with contextlib.suppress(OSError):
         handlers = [f"{p.name}:{p.read_text(errors='replace')}" for p in sorted(binfmt_root.iterdir())]
-    found = {"host": env.get("DOCKER_HOST", ""), "context": env.get("DOCKER_CONTEXT", ""), "stamps": stamps,
-             "binfmt": handlers}  # fmt: skip
+    # The docker binary, and the engine's socket: a dockerd started again makes a new one.
+    docker = shutil.which("docker", path=env.get("PATH")) or ""
+    host = env.get("DOCKER_HOST", "")
+    socket_path = (
+        host.removeprefix("unix://") if host.startswith("unix://") else ("" if host else DEFAULT_SOCKET)
+    )
+    for named in (docker, socket_path):
+        with contextlib.suppress(OSError):
+            if named:
+                at = os.stat(named)
+                stamps.append(f"{named}:{at.st_ino}:{at.st_ctime_ns}:{at.st_mtime_ns}")
+    found = {"host": host, "context": env.get("DOCKER_CONTEXT", ""), "stamps": stamps, "binfmt": handlers,
+             "builder": env.get("BUILDX_BUILDER", ""),
+             "buildx_config": env.get("BUILDX_CONFIG", "")}  # fmt: skip
     return hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()
+
+
+def _fresh(entry: object, now: float) -> bool:
+    """Written in the last READY_FOR seconds (not in the future: a clock set back, or a file
+    written by hand, must not make an answer last for ever)."""
+    try:
+        at = float(entry.get("at", 0)) if isinstance(entry, dict) else -1.0
+    except (TypeError, ValueError):
+        return False
+    return 0 <= now - at < READY_FOR
+
+
+def _remembered(entry: object, now: float) -> Report | None:
+    """A remembered ready report, or None: missing, too old, or not what this version wrote
+    (the file is a cache: whatever is wrong with it is a miss)."""
+    if not isinstance(entry, dict) or not _fresh(entry, now):
+        return None
+    try:
+        checks = tuple(Check(**c) for c in entry["checks"])
+        insecure = (tuple(map(str, entry["insecure"][0])), tuple(map(str, entry["insecure"][1])))
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    return Report(checks, None, insecure)
+
+
+def forget(path: Path) -> None:
+    """Drop every remembered ready answer: the engine failed a build after one."""
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def check_remembered(
@@ -149,15 +193,14 @@ def check_remembered(
     kept: dict[str, Any] = {}
     if path is not None:
         with contextlib.suppress(OSError, ValueError):
-            kept = json.loads(path.read_text())
-    found = kept.get(question)
-    if isinstance(found, dict) and now - float(found.get("at", 0)) < READY_FOR:
-        checks = tuple(Check(**c) for c in found["checks"])
-        insecure = (tuple(found["insecure"][0]), tuple(found["insecure"][1]))
-        return Report(checks, None, insecure)
+            loaded = json.loads(path.read_text())
+            kept = loaded if isinstance(loaded, dict) else {}
+    remembered = _remembered(kept.get(question), now)
+    if remembered is not None:
+        return remembered
     report = check(host, wanted)
     if path is not None and report.ready:
-        fresh = {q: v for q, v in kept.items() if now - float(v.get("at", 0)) < READY_FOR}
+        fresh = {q: v for q, v in kept.items() if _fresh(v, now)}
         fresh[question] = {
             "at": now,
             "checks": [c._asdict() for c in report.checks],

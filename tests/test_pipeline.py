@@ -316,8 +316,8 @@ def test_a_registry_wanting_credentials_is_asked_through_buildx(
     for key, value in lab.env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(repo.path)
-    monkeypatch.setattr(Registry, "api_exists", lambda self, reference: None)
-    monkeypatch.setattr(Registry, "api_tag", lambda self, source, tags: Tagged(False, (), "HTTP 401"))
+    monkeypatch.setattr(Registry, "_configs", lambda self, reference: (_ for _ in ()).throw(OSError("401")))
+    monkeypatch.setattr(Registry, "api_tag", lambda self, source, tags, stop=None: Tagged(False, (), "HTTP 401"))
     asked: list[tuple[str, ...]] = []
     real_run = process.run
 

@@ -46,7 +46,7 @@ def test_a_push_without_the_gate_fails_naming_exactly_the_affected_images(hooked
     digest = found["missing"][0]["input_digest"]
     text = mab(hooked.repo.path, without_engine(hooked.env), "verify", "--from", "HEAD^")
     assert text.returncode == 1
-    assert f"  missing  worker  (commit {sha[:12]}, inputs {digest[:12]})" in text.stdout
+    assert f"  missing  worker  (commit {sha[:12]}, inputs {digest[:12]}; not in the registry)" in text.stdout
     assert "not built by the gate from these inputs: worker (" in text.stdout
     assert "run `mab-hook verify --build-missing` with the same range" in text.stdout
     assert "api" not in text.stdout and "base" not in text.stdout

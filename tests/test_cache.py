@@ -117,3 +117,30 @@ def test_a_second_plan_parses_no_unchanged_dockerfile(
     repo.commit({"api/Dockerfile": "FROM reg:5000/team/base\nCOPY . /srv\n"})
     assert cli.main(["--dry-run", "--all"]) == 0
     assert parses == ["api/Dockerfile"]
+
+
+class Runs:
+    """What a crafted pickle asks to run as it loads: here, a file that proves it ran."""
+
+    def __init__(self, proof: Path) -> None:
+        self.proof = proof
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.proof), "ran"))
+
+
+@pytest.mark.parametrize("payload", ["crafted", "record_of_another_module", "deep"])
+def test_a_crafted_or_strange_cache_runs_nothing_and_is_a_miss(tmp_path: Path, payload: str) -> None:
+    path, proof = tmp_path / "c.pickle", tmp_path / "proof"
+    learn(path, a=1)
+    header = path.read_bytes()[
+        : len(pickle.dumps({"version": cache._version()}, protocol=pickle.HIGHEST_PROTOCOL))
+    ]
+    bodies = {
+        "crafted": pickle.dumps({"b": Runs(proof)}),
+        "record_of_another_module": pickle.dumps({"b": Path("/etc/passwd")}),
+        "deep": b"(" * 200_000 + b".",  # a stack of marks: damaged, whatever it does
+    }
+    path.write_bytes(header + pickle.dumps({"a": 1}) + bodies[payload])
+    assert cache.load(path) == {"a": 1}  # what came before the strange batch is kept
+    assert not proof.exists()

@@ -281,7 +281,7 @@ def test_build_settings_and_builder_table() -> None:
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("jobs = 0", "[tool.multiarch.jobs] must be a whole number of at least 1, not an integer (0)"),
-    ('timeout = "1h"', "[tool.multiarch.timeout] must be a number of seconds above 0, not a string ('1h')"),
+    ('timeout = "1h"', "[tool.multiarch.timeout] must be a number of seconds above 0 and at most 604800, not a string ('1h')"),
     ('cache-from = "registry"', "'registry' is not a BuildKit cache spec"),
     ("[tool.multiarch.builder]\ndriver = \"docker\"", "[tool.multiarch.builder.name] is required"),
     ('[tool.multiarch.builder]\nname = "b"\ndriver = "docker"', "'docker': mab-hook creates docker-container"),
@@ -353,9 +353,10 @@ def test_a_commits_secret_file_is_dropped_only_its_id_is_asked_for() -> None:
     ('tags = []', "[tool.multiarch.tags] must list at least one tag template"),
     ('tags = ["{"]', "has a lone '{'"),
     ('tags = ["v}"]', "has a lone '}'"),
-    ('timeout = nan', "[tool.multiarch.timeout] must be a number of seconds above 0, not a number (nan)"),
-    ('timeout = inf', "[tool.multiarch.timeout] must be a number of seconds above 0, not a number (inf)"),
+    ('timeout = nan', "[tool.multiarch.timeout] must be a number of seconds above 0 and at most 604800, not a number (nan)"),
+    ('timeout = inf', "[tool.multiarch.timeout] must be a number of seconds above 0 and at most 604800, not a number (inf)"),
     ('timeout = -5', "[tool.multiarch.timeout] must be a number of seconds above 0"),
+    ('timeout = 1e308', "[tool.multiarch.timeout] must be a number of seconds above 0 and at most 604800, not a number (1e+308)"),
     ('registry = "bob:s3cret@registry.internal/team"', "'***@registry.internal/team' is not a registry reference"),
 ])  # fmt: skip
 def test_bad_values_are_problems_not_crashes(text: str, message: str) -> None:

@@ -93,17 +93,20 @@ def test_a_small_patch_is_not_written_a_large_one_is(repo: Repo) -> None:
     assert listing.load(cache / "listing") == found
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "gone tree"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "gone tree", "an id changed, the shape kept"])
 def test_a_damaged_or_stale_listing_is_listed_afresh(repo: Repo, damage: str) -> None:
     cache = repo.path / ".git" / "mab-hook" / "cache"
     handle = gitpython.Repo(repo.path)
-    first = repo.commit({"a": "1", "b/c": "2"})
+    first = repo.commit({"a": "1", "b/c": "2", **{f"more/{i}": str(i) for i in range(10)}})  # small patches
     listing.of_commit(handle, first, cache)
     kept = cache / "listing"
     if damage == "garbage":
         kept.write_bytes(b"\x00\xff not a listing")
     elif damage == "truncated":
         kept.write_bytes(kept.read_bytes()[:-3])
+    elif damage == "an id changed, the shape kept":  # b/c, which the next commit leaves as it is
+        blob = handle.git.rev_parse(f"{first}:b/c")
+        kept.write_bytes(kept.read_bytes().replace(blob.encode(), ("0" * 40).encode()))
     else:  # a tree git no longer has (pruned since)
         kept.write_text(kept.read_text().replace(handle.git.rev_parse(f"{first}^{{tree}}"), "1" * 40))
     second = repo.commit({"a": "changed"})

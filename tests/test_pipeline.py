@@ -317,7 +317,9 @@ def test_a_registry_wanting_credentials_is_asked_through_buildx(
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(repo.path)
     monkeypatch.setattr(Registry, "_configs", lambda self, reference: (_ for _ in ()).throw(OSError("401")))
-    monkeypatch.setattr(Registry, "api_tag", lambda self, source, tags, stop=None: Tagged(False, (), "HTTP 401"))
+    monkeypatch.setattr(
+        Registry, "api_tag", lambda self, source, tags, stop=None: Tagged(False, (), "HTTP 401")
+    )
     asked: list[tuple[str, ...]] = []
     real_run = process.run
 

@@ -11,6 +11,7 @@ import pytest
 
 from mab_hook import state as kept
 from mab_hook.state import State, lock
+from tests.conftest import Repo
 
 
 def test_records(tmp_path: Path) -> None:
@@ -107,3 +108,32 @@ def test_old_logs_and_records_go_and_recent_ones_stay(tmp_path: Path) -> None:
     assert state.built("new", "b" * 64)  # recent: kept
     held = kept.held(root)
     assert (held.logs, held.records) == (2, 1) and held.size > 0
+
+
+def test_a_planted_symlink_is_never_written_through(tmp_path: Path) -> None:
+    root, target = tmp_path / "mab-hook", tmp_path / "someone-elses-file"
+    root.mkdir()
+    target.write_text("theirs\n")
+    (root / "lock").symlink_to(target)
+    with pytest.raises(kept.StateError, match=r"cannot write .*lock"), lock(root, print):
+        pass
+    logs = root / "logs" / "abc"
+    logs.mkdir(parents=True)
+    (logs / "api.log").symlink_to(target)
+    with pytest.raises(kept.StateError):
+        kept.open_private(logs / "api.log")
+    assert target.read_text() == "theirs\n"
+
+
+def test_an_unwritable_state_directory_is_an_error_that_says_what_to_do(repo: Repo, tmp_path: Path) -> None:
+    """Not a traceback: exit 1, naming the directory (as another user, root writes anyway)."""
+    repo.commit(
+        {"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n', "Dockerfile": "FROM scratch\n"}
+    )
+    blocker = repo.path / ".git" / "mab-hook"
+    blocker.write_text("a file where mab-hook's directory goes\n")  # fails for root too
+    ran = subprocess.run((sys.executable, "-m", "mab_hook", "--all"), cwd=repo.path, capture_output=True, text=True,
+                         check=False)  # fmt: skip
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stdout + ran.stderr
+    assert f"cannot write {blocker}" in ran.stdout

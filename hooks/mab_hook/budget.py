@@ -16,6 +16,7 @@ from typing import NamedTuple
 from mab_hook.errors import FatalError
 
 SECONDS = 120.0  # a 5,000-image repository plans a push in about a second
+MOST = 7 * 86400.0  # any time limit: past it a timer overflows (`timeout = 1e308`), and no build is that long
 ENV = "MAB_HOOK_BUDGET"  # the pusher's own setting, for hooks run without arguments
 
 
@@ -39,12 +40,12 @@ NONE = Deadline(math.inf, math.inf, "")
 def seconds(text: str) -> float:
     """A positive, finite number of seconds (argparse turns the ValueError into a usage error)."""
     value = float(text)
-    if not (0 < value < math.inf):
+    if not (0 < value <= MOST):
         raise ValueError(text)
     return value
 
 
-seconds.__name__ = "number of seconds above 0"  # what argparse names in its message
+seconds.__name__ = "number of seconds above 0 and at most a week"  # what argparse names
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +60,8 @@ def start(seconds: float | None, env: Mapping[str, str], what: str) -> Deadline:
             seconds = float(env.get(ENV) or SECONDS)
         except ValueError:
             raise FatalError(f"{ENV}={env[ENV]!r} is not a number of seconds") from None
-    if not 0 < seconds < math.inf:
-        raise FatalError(f"a time budget must be a number of seconds above 0, not {seconds!r}")
+    if not 0 < seconds <= MOST:
+        raise FatalError(
+            f"a time budget must be a number of seconds above 0, at most {MOST:g}, not {seconds!r}"
+        )
     return Deadline(time.monotonic() + seconds, seconds, what)

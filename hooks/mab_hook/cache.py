@@ -10,6 +10,8 @@ dropped entries, or finds the file grown past its limit, writes it afresh.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import io
 import os
 import pickle
@@ -59,9 +61,30 @@ def _version() -> str:
     return "/".join(("v4", __version__, *stamps))  # v4: configurations keep their definition files
 
 
+class _Records(pickle.Unpickler):
+    """Unpickles records and nothing else: a pickle can name any callable to run as it loads,
+    so only mab-hook's own record types (named tuples, frozen dataclasses, enums) and plain
+    containers may be named. A file crafted to run code is, like a damaged one, a miss."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _BUILTINS:
+            return super().find_class(module, name)
+        if module.startswith("mab_hook.") and "." not in name:
+            found = super().find_class(module, name)
+            if isinstance(found, type) and (
+                issubclass(found, (tuple, enum.Enum)) or dataclasses.is_dataclass(found)
+            ):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} is not a record of mab-hook's")
+
+
+_PLAIN = ("frozenset", "set", "tuple", "list", "dict", "str", "int", "float", "bool", "bytes")
+_BUILTINS = {("builtins", name) for name in _PLAIN}
+
+
 def load(path: Path) -> Entries:
     """The cache, or an empty one when it is missing or from another version; a damaged
-    batch ends it (what came before is kept)."""
+    batch (or anything else amiss with the file) ends it, and what came before is kept."""
     try:
         stream = io.BytesIO(path.read_bytes())
     except OSError:
@@ -69,12 +92,12 @@ def load(path: Path) -> Entries:
     found: dict[Hashable, Any] = {}
     batches = 0
     ours = False
-    with contextlib.suppress(pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError):
-        if pickle.load(stream) != {"version": _version()}:  # our own file, in the git dir
+    with contextlib.suppress(Exception):  # a cache: whatever is wrong with it costs time, not the run
+        if _Records(stream).load() != {"version": _version()}:  # our own file, in the git dir
             return Entries()
         ours = True
         while stream.tell() < len(stream.getbuffer()):
-            batch = pickle.load(stream)
+            batch = _Records(stream).load()
             if not isinstance(batch, dict):
                 break
             found.update(batch)

@@ -6,6 +6,7 @@ changed since what the remote already has (`None`: everything, e.g. a root commi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -64,13 +65,16 @@ def parse_push_lines(text: str) -> tuple[PushedRef, ...]:
             continue
         # rsplit: the local ref is whatever the user typed, and may hold spaces.
         parts = line.rsplit(maxsplit=3)
-        if len(parts) != 4:
+        if len(parts) != 4 or not all(_SHA_RE.match(sha) for sha in (parts[1], parts[3])):
             raise FatalError(
                 f"pre-push input line {number} is not '<local ref> <local sha> "
-                f"<remote ref> <remote sha>': {line!r}"
+                f"<remote ref> <remote sha>' (each sha 40 or 64 hex digits): {line!r}"
             )
         refs.append(PushedRef(*parts))
     return tuple(refs)
+
+
+_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
 def ref_name(ref: str | None) -> str | None:

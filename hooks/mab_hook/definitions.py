@@ -396,7 +396,7 @@ def targets_of(source: Source, printed: str) -> tuple[Target, ...]:
         definition = json.loads(printed)
         groups: Mapping[str, Any] = definition.get("group") or {}
         targets: Mapping[str, Any] = definition.get("target") or {}
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         raise FatalError(f"{source.label}: `docker buildx bake --print` printed no bake definition") from None
     default = set(_expand("default", groups, targets))
     return tuple(

@@ -140,6 +140,8 @@ def finish(
 ) -> int:
     ok = all(r.ok for r in done)
     matrix.write_github_output(plans, env or {})
+    if (env or {}).get("GITHUB_OUTPUT") and (why := matrix.too_big(plans)):
+        printer.warn(why)
     if args.json:
         data = {"version": __version__, **output.plan_json(plans), "matrix": matrix.matrix(plans)}
         if not getattr(args, "dry_run", False):

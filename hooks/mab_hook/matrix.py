@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mab_hook.errors import FatalError
 from mab_hook.plan import Plan
 
 
@@ -37,12 +38,30 @@ def matrix(plans: Sequence[Plan]) -> dict[str, list[dict[str, Any]]]:
     return {"include": include}
 
 
+GITHUB_JOBS = 256  # what one GitHub Actions matrix may start
+
+
+def too_big(plans: Sequence[Plan]) -> str | None:
+    """Why the matrix cannot run as one GitHub Actions matrix, or None."""
+    jobs = len(matrix(plans)["include"])
+    if jobs <= GITHUB_JOBS:
+        return None
+    return (
+        f"the CI matrix has {jobs} jobs, more than the {GITHUB_JOBS} GitHub Actions runs from one matrix: "
+        "split it (by `level`, or by image) or build with `mab-hook --all` on one runner"
+    )
+
+
 def write_github_output(plans: Sequence[Plan], env: Mapping[str, str]) -> None:
     """`affected=` and `matrix=` appended to $GITHUB_OUTPUT, for the jobs that follow."""
     path = env.get("GITHUB_OUTPUT")
     if not path:
         return
     names = list(dict.fromkeys(p.image.name for plan in plans for p in plan.affected))
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(f"affected={json.dumps(names)}\n")
-        out.write(f"matrix={json.dumps(matrix(plans), separators=(',', ':'))}\n")
+    try:
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(f"affected={json.dumps(names)}\n")
+            out.write(f"matrix={json.dumps(matrix(plans), separators=(',', ':'))}\n")
+    except OSError as e:
+        raise FatalError(f"cannot write the outputs to $GITHUB_OUTPUT ({path}): {e.strerror or e}; "
+                         "what was built or published stays so") from None  # fmt: skip

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from mab_hook import filelock
+from mab_hook.errors import FatalError
 
 if TYPE_CHECKING:
     import git
@@ -31,12 +32,29 @@ def root(repo: git.Repo) -> Path:
     return Path(repo.common_dir) / "mab-hook"
 
 
+class StateError(FatalError, OSError):
+    """mab-hook's own files cannot be written: an expected problem (exit 1, with what to do),
+    and an OSError for the callers that treat their files as a cache."""
+
+
+def _unwritable(path: Path, error: OSError) -> StateError:
+    return StateError(
+        f"cannot write {path}: {error.strerror or error}. mab-hook keeps its logs, records and caches "
+        f"under {path.parent if path.name != 'mab-hook' else path}: make it yours and writable "
+        "(`ls -ld` it), or remove it (it is rebuilt)"
+    )
+
+
 def private_dir(path: Path) -> Path:
     """`path`, and whichever of its parents are missing, made 0700 each."""
     if not path.is_dir():
         private_dir(path.parent)
-        with contextlib.suppress(FileExistsError):
+        try:
             path.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            pass
+        except OSError as e:
+            raise _unwritable(path, e) from None
     return path
 
 
@@ -107,7 +125,10 @@ def write_private(path: Path, data: bytes) -> None:
     """Write a file whole or not at all, readable by its owner only: a run that dies, or another
     one writing the same file, never leaves a torn file behind."""
     private_dir(path.parent)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")  # 0600
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")  # 0600
+    except OSError as e:
+        raise _unwritable(path, e) from None
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
@@ -119,10 +140,17 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def open_private(path: Path, mode: str = "w") -> IO[str]:
-    """A text file for writing (a log), created 0600."""
+    """A text file for writing (a log), created 0600; never through a symlink."""
     private_dir(path.parent)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
-    return os.fdopen(os.open(path, flags, FILE_MODE), mode, encoding="utf-8", errors="replace")
+    flags = os.O_WRONLY | os.O_CREAT | NOFOLLOW | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, FILE_MODE)
+    except OSError as e:
+        raise _unwritable(path, e) from None
+    return os.fdopen(fd, mode, encoding="utf-8", errors="replace")
+
+
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a symlink planted in its place is refused (ELOOP)
 
 
 @contextmanager
@@ -133,7 +161,10 @@ def lock(root: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
     lock file is simply taken over. The holder's pid is in the file, for whoever waits.
     """
     private_dir(root)
-    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
+    try:
+        fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT | NOFOLLOW, FILE_MODE)
+    except OSError as e:
+        raise _unwritable(root / "lock", e) from None
     try:
         if not filelock.try_lock(fd):
             holder = filelock.read_holder(fd) or "unknown"

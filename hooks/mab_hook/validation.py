@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from mab_hook import budget, specs
 from mab_hook import platforms as platform_table
-from mab_hook import specs
 from mab_hook import tags as tag_templates
 from mab_hook.errors import FatalError
 from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, is_external_context
@@ -73,9 +73,11 @@ def seconds(value: Any, key: str, problems: Problems) -> float | None:
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
-        or value <= 0
+        or not 0 < value <= budget.MOST
     ):
-        problems.add(key, f"must be a number of seconds above 0, not {describe(value)}")
+        problems.add(
+            key, f"must be a number of seconds above 0 and at most {budget.MOST:g}, not {describe(value)}"
+        )
         return None
     return float(value)
 

@@ -379,6 +379,7 @@ def test_an_upload_stopped_by_another_images_failing_step_is_not_the_engines_fai
 TEMPLATE_TEXT = st.text(alphabet="$%{}ab/", max_size=12)
 
 
+@settings(derandomize=bool(os.environ.get("CI")))
 @given(TEMPLATE_TEXT)
 def test_a_literal_string_reads_back_as_written(text: str) -> None:
     written = buildx.literal(text)

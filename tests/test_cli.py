@@ -290,3 +290,14 @@ def test_planning_past_its_budget_stops_with_what_to_do(project: Repo, capsys: p
     monkeypatch.setenv("MAB_HOOK_BUDGET", "soon")
     code, out, _err = run(capsys, "--all", "--dry-run")
     assert (code, "MAB_HOOK_BUDGET='soon' is not a number of seconds" in out) == (1, True)
+
+
+@pytest.mark.parametrize(
+    "line", ["refs/heads/main zzzz refs/heads/main 0000", "refs/heads/main HEAD~1 refs/heads/main HEAD"]
+)
+def test_a_pre_push_line_whose_shas_are_not_shas_is_refused(
+    project: Repo, capsys: pytest.CaptureFixture[str], line: str
+) -> None:
+    code, out, _ = run(capsys, "origin", str(project.remote), "--dry-run", stdin=line + "\n")
+    assert code == 1
+    assert "pre-push input line 1 is not '<local ref> <local sha> <remote ref> <remote sha>'" in out

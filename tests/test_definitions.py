@@ -311,3 +311,26 @@ def test_without_docker_or_buildx_it_says_what_to_install(lab: Lab, tmp_path: Pa
             resolve(lab, OTEL, source, env=env)
         assert str(info.value).startswith("resolving docker-compose.yml needs docker buildx")
         assert "apt-get install docker.io docker-buildx" in str(info.value)
+
+
+@pytest.mark.lab
+def test_what_a_compose_file_sets_that_reaches_no_build_is_said(lab: Lab) -> None:
+    files = {"compose.yaml": "services:\n  api:\n    build:\n      context: .\n      platforms: [linux/arm64]\n"
+                             "      ssh: [default]\n      secrets: [npm]\n      network: host\n"
+                             "secrets:\n  npm:\n    file: /home/me/.npmrc\n"}  # fmt: skip
+    found = Resolver(commit(files), lab.env, None)([Source("compose", ("compose.yaml",), ".")])
+    assert [note.split(":", 2)[1].strip() for note in found.notes] == [
+        "build.platforms of api reaches no build", "build.network of api reaches no build",
+        "build.ssh of api reaches no build", "build.secrets of api reaches no build"]  # fmt: skip
+    assert "git config --add mab-hook.secret" in found.notes[-1]
+
+
+@pytest.mark.lab
+def test_a_symlinked_compose_file_is_read_where_it_points_inside_the_repository(lab: Lab) -> None:
+    files = {"compose.yaml": "deploy/compose.yaml",
+             "deploy/compose.yaml": "services:\n  api:\n    build: ../api\n"}  # fmt: skip
+    found = Resolver(commit(files, links={"compose.yaml"}), lab.env, None)(
+        [Source("compose", ("compose.yaml",), ".")]
+    )
+    assert [t.name for t in found.targets] == ["api"]
+    assert set(found.read) >= {"compose.yaml", "deploy/compose.yaml"}  # a change to either counts

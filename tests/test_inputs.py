@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from mab_hook import input_digest
 from mab_hook.changes import Commit, Ref
+from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs, compute, unmatched
 from mab_hook.plan import Explanation, Plan, make_plan
@@ -580,3 +582,26 @@ def test_platform_args_per_platform_match_buildkit(lab: Lab, sources: list[str],
     observed = read_by_build(lab, scenario, None, ",".join(platforms))
     assume(observed is not None)
     assert predicted(scenario, None, platforms) == observed, scenario.dockerfile
+
+
+def test_a_symlinked_dockerfile_or_ignore_file_is_read_where_it_leads_inside_the_repository() -> None:
+    """buildx reads both itself, on the pushing machine, following the link."""
+    files = symlinked({"real/Dockerfile": "FROM busybox\nCOPY a.txt /\n", "shared/ignore": "*.log\n", "svc/a.txt": ""},
+                      {"svc/Dockerfile": "../real/Dockerfile", "svc/.dockerignore": "../shared/ignore"})  # fmt: skip
+    image = Image("svc", "svc", "svc/Dockerfile", ("linux/amd64",))
+    found = compute(image, files, build_platform="linux/amd64")
+    assert [rule.source.pattern for rule in found.rules] == ["a.txt"]
+    assert found.ignore.excludes("x.log") and found.followed == ("real/Dockerfile", "shared/ignore")
+    assert (
+        found.reason("real/Dockerfile")
+        == "what its Dockerfile or ignore file links to changed: real/Dockerfile"
+    )
+    assert {"real/Dockerfile", "shared/ignore"} <= input_digest.input_files(found, files.tree)
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../home/me/.ssh/id_rsa"])
+def test_a_symlinked_dockerfile_that_leads_out_of_the_repository_is_refused(target: str) -> None:
+    files = symlinked({}, {"svc/Dockerfile": target})
+    with pytest.raises(FatalError, match=f"image svc: its Dockerfile svc/Dockerfile is a symlink to '{re.escape(target)}', "
+                                         "outside the repository"):  # fmt: skip
+        compute(Image("svc", "svc", "svc/Dockerfile", ("linux/amd64",)), files, build_platform="linux/amd64")

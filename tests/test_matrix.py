@@ -45,3 +45,23 @@ def test_nothing_affected_is_an_empty_matrix(repo: Repo, tmp_path: Path) -> None
 def project_files_without_lab(registry: str) -> dict[str, str]:
     """The lab's project, planned only: its base image is never pulled."""
     return project_files(Lab({}, "", "busybox"), registry)
+
+
+def test_a_matrix_github_cannot_run_is_said_and_an_unwritable_output_is_an_error(
+    repo: Repo, tmp_path: Path
+) -> None:
+    tables = "".join(f'[tool.multiarch.images.i{n}]\ncontext = "i{n}"\n' for n in range(90))
+    files = {f"i{n}/Dockerfile": "FROM busybox\n" for n in range(90)}
+    repo.commit(
+        {"pyproject.toml": f"[tool.multiarch]\nplatforms = {json.dumps(list(PLATFORMS))}\n" + tables, **files}
+    )
+    out = tmp_path / "github-output"
+    big = mab(repo.path, {**os.environ, "GITHUB_OUTPUT": str(out)}, "--all", "--dry-run", "--json")
+    assert big.returncode == 0, big.stderr
+    assert "the CI matrix has 270 jobs, more than the 256 GitHub Actions runs from one matrix" in big.stderr
+    assert len(github_output(out)["matrix"]["include"]) == 270  # type: ignore[index]
+    denied = mab(
+        repo.path, {**os.environ, "GITHUB_OUTPUT": str(tmp_path)}, "--all", "--dry-run"
+    )  # a directory
+    assert denied.returncode == 1 and "Traceback" not in denied.stdout + denied.stderr
+    assert f"cannot write the outputs to $GITHUB_OUTPUT ({tmp_path})" in denied.stdout

@@ -153,6 +153,17 @@ def test_every_ref_of_a_commit_gets_its_own_tags() -> None:
     )
 
 
+def test_tags_that_name_the_commit_are_told_from_those_that_move_and_renamed_refs_are_said() -> None:
+    commit = Commit("0123456789" * 4, (Ref("feature/x"),), frozenset({"services/api/main.py"}), "t")
+    p = make_plan(commit, CONFIG, Files.of(DOCKERFILES), build_platform="linux/amd64")
+    (api,) = p.affected
+    assert (api.tags, api.moving) == (("reg:5000/team/api:0123456", "reg:5000/team/api:feature-x"),
+                                      ("reg:5000/team/api:feature-x",))  # fmt: skip
+    assert [w for w in p.warnings if "{branch}" in w] == [
+        "{branch} of feature/x is 'feature-x', as it is for every ref spelled so (a tag holds only letters, "
+        "digits, _ . -): whichever is pushed last moves it"]  # fmt: skip
+
+
 def test_a_known_ref_tags_every_image_with_its_own_tags_when_pushing() -> None:
     """A tag pushed on a commit the remote has: nothing changed, yet every image gets the tag's
     {branch} tags (the {short_sha} ones are the commit's, pushed before)."""

@@ -38,3 +38,15 @@ def test_bad_templates_are_problems_not_crashes(template: str, problem: str) -> 
 def test_good_templates() -> None:
     for template in ("{short_sha}", "{branch}-latest", "latest", "{sha}"):
         assert tags.problem(template) is None, template
+
+
+def test_long_names_never_make_the_same_tag() -> None:
+    first, second = "feature/" + "x" * 200 + "-one", "feature/" + "x" * 200 + "-two"
+    made = [tags.render("{branch}", sha="0" * 40, ref=ref) for ref in (first, second)]
+    assert made[0] != made[1] and all(len(tag) == tags.MAX for tag in made)
+    assert made[0].startswith("feature-xxxx") and tags.render("{branch}", sha="0" * 40, ref="main") == "main"
+
+
+def test_what_fixes_a_tag_and_what_moves_it() -> None:
+    assert [tags.moves(t) for t in ("{sha}", "v-{short_sha}", "latest", "{branch}", "{branch}-{short_sha}")] == [
+        False, False, True, True, False]  # fmt: skip

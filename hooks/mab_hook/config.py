@@ -199,7 +199,7 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         builder = builder_spec.name if builder_spec else None
     else:
         builder = fields.optional_str(table, "builder", key, problems)
-    images, definitions = _images(table, platforms, tree, problems, root_name)
+    images, definitions, notes = _images(table, platforms, tree, problems, root_name)
     if platforms is None and any(not image.platforms for image in images):
         problems.add(
             f"{key}.platforms",
@@ -218,6 +218,7 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         keep_logs=_whole(table, "keep-logs", DEFAULT_KEEP_LOGS, key, problems),
         builder_spec=builder_spec,
         definitions=definitions,
+        notes=notes,
     )
 
 
@@ -272,29 +273,31 @@ def _images(
     tree: _Probe,
     problems: Problems,
     root_name: str,
-) -> tuple[tuple[Image, ...], tuple[str, ...]]:
-    """The images, and the definition files they were resolved from."""
+) -> tuple[tuple[Image, ...], tuple[str, ...], tuple[str, ...]]:
+    """The images, the definition files they were resolved from, and what of those files
+    reaches no build."""
     key = "tool.multiarch"
     settings = _settings(table, key, problems, Settings())
     tables = table.get("images")
     if tables is not None and not isinstance(tables, dict):
         problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(tables)}")
-        return (), ()
+        return (), (), ()
     sources = definition_sources(table, tree, problems, discovering=tables is None)
     from_files: dict[str, Image] = {}
     read: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     if sources:
         resolved = tree.resolve(sources)
-        read = resolved.read
+        read, notes = resolved.read, resolved.notes
         from_files = file_images.images_of(resolved.targets, platforms, settings, tree, problems)
     if tables is None and not any(not image.only_as_context for image in from_files.values()):
         if any(source.key for source in sources):
             named = ", ".join(s.label for s in sources)
             problems.add(key, f"{named}: no image to build (no service with a build section, no bake "
                          "target in the default group)")  # fmt: skip
-            return (), read
+            return (), read, notes
         # No definition file, or only compose files of ready-made images: the Dockerfiles.
-        return discovery.discover(tree.paths, platforms, problems, root_name), read
+        return discovery.discover(tree.paths, platforms, problems, root_name), read, notes
     tables = tables or {}
     if not tables and not from_files:
         problems.add(f"{key}.images", "is empty; add [tool.multiarch.images.NAME] tables, "
@@ -308,7 +311,7 @@ def _images(
             images[name] = image
         else:
             images.pop(name, None)
-    return tuple(images.values()), read
+    return tuple(images.values()), read, notes
 
 
 def definition_sources(

@@ -36,7 +36,7 @@ BAKE_DEFAULTS = (
 )
 DEFAULT_FILES = COMPOSE_DEFAULTS + BAKE_DEFAULTS
 ENV_FILE = ".env"  # read by the resolver from the directory it runs in
-VERSION = 1  # of what the cache keeps
+VERSION = 2  # of what the cache keeps
 TIMEOUT = 60.0  # seconds; the resolver reads a few files
 MEMORY = 4 << 30  # bytes of address space the resolver may use (Go reserves ~1.5 GiB of it)
 # buildx checks a target's secrets and SSH keys while it prints (it stats and parses the files
@@ -73,6 +73,7 @@ class Resolved(NamedTuple):
     targets: tuple[Target, ...]
     read: tuple[str, ...]  # every file the resolver reads or looks for, for change detection
     key: Hashable  # changes whenever what was resolved may have
+    notes: tuple[str, ...] = ()  # what of the files does not reach the builds, and why
 
 
 class CommitFiles(NamedTuple):
@@ -154,21 +155,23 @@ class Resolver:
         found = [self.resolve(source) for source in sources]
         targets = tuple(t for r in found for t in r.targets)
         read = tuple(dict.fromkeys(path for r in found for path in r.read))
-        return Resolved(targets, read, tuple(r.key for r in found))
+        notes = tuple(dict.fromkeys(note for r in found for note in r.notes))
+        return Resolved(targets, read, tuple(r.key for r in found), notes)
 
     def resolve(self, source: Source) -> Resolved:
         roots = (*source.files, posixpath.normpath(posixpath.join(source.directory, ENV_FILE)))
         key = ("definitions", VERSION, source, tuple(self._ids(roots)), fingerprint(self.env))
         kept = self.cache.get(key) if self.cache is not None else None
         if kept is not None and all(self.files.blob_id(path) == blob for path, blob in kept[1]):
-            targets, others = kept
-            return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others))
+            targets, others, notes = kept
+            return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others), notes)
         contents, read = self._contents(source, roots)
         targets = _run(source, contents, self.env, self.files.commit)
+        notes = unused(source, contents, targets)
         others = tuple((path, self.files.blob_id(path)) for path in read if path not in roots)
         if self.cache is not None:
-            self.cache[key] = (targets, others)
-        return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others))
+            self.cache[key] = (targets, others, notes)
+        return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others), notes)
 
     def _ids(self, paths: Iterable[str]) -> Iterable[tuple[str, str | None]]:
         return ((path, self.files.blob_id(path)) for path in paths)
@@ -206,6 +209,34 @@ class Resolver:
                 return self.files.data(path)
             path = _inside(path, target, what="a symlink")
         raise FatalError(f"{path}: symlinks go round in circles")
+
+
+# Compose build fields that reach no build: buildx 0.13 does not print them, or mab-hook gives
+# builds the pusher's grants instead (`grants`). Each with what to do.
+_UNUSED = {
+    "platforms": "list them in [tool.multiarch] (platforms, or images.{name}.platforms)",
+    "network": "buildx 0.13 does not read it from compose files",
+    "ssh": "builds get the SSH agents and keys you grant: git config --add mab-hook.ssh default",
+    "secrets": "builds get the secrets you grant: git config --add mab-hook.secret id=NAME,env=VAR",
+}
+
+
+def unused(source: Source, contents: Mapping[str, bytes], targets: Sequence[Target]) -> tuple[str, ...]:
+    """What compose files set on a build that does not reach it, said once per file and field."""
+    printed = {target.name: target.spec for target in targets}
+    notes = []
+    for path in (p for p in contents if _is_compose(source, p)):
+        document = _document(path, contents[path])
+        services = document.get("services") if isinstance(document, dict) else None
+        for name, service in services.items() if isinstance(services, dict) else ():
+            build = service.get("build") if isinstance(service, dict) else None
+            for field, advice in _UNUSED.items():
+                spec = printed.get(str(name).replace(".", "_"), {})
+                if isinstance(build, dict) and build.get(field) and not spec.get(field):
+                    notes.append(
+                        f"{path}: build.{field} of {name} reaches no build: {advice.format(name=name)}"
+                    )
+    return tuple(dict.fromkeys(notes))
 
 
 def _is_compose(source: Source, path: str) -> bool:

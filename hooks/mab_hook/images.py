@@ -93,6 +93,7 @@ class Config:
     # The files the images were resolved from (compose, bake, `.env`, what they include): a
     # change to one may change images without any Dockerfile change.
     definitions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what those files set that reaches no build, and what to do
 
     def reference(self, image: Image) -> str:
         """The repository part of an image reference, without tag."""

@@ -26,7 +26,7 @@ def input_files(
 ) -> set[str]:
     """The repository files the build reads (reachable rules, after the ignore files) or watches,
     and the submodules it reads (their recorded commits)."""
-    files = {found.image.dockerfile}
+    files = {found.image.dockerfile, *found.followed}
     if found.ignore_file:
         files.add(found.ignore_file)
     for rule in found.rules:

@@ -7,6 +7,7 @@ main build context or from named contexts, minus what the ignore file in use lea
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -61,6 +62,23 @@ class Files(NamedTuple):
 
     def exists(self, path: str) -> bool:
         return self.tree.exists(path)
+
+    def followed(self, path: str, what: str) -> str:
+        """A file buildx reads itself on the pushing machine (a Dockerfile, an ignore file),
+        through the commit's symlinks: where they lead inside the repository. One that leads
+        out of it would have buildx read a file of that machine: an error."""
+        for _hop in range(links.MAX_HOPS):
+            if path not in self.symlinks:  # (an empty set for the usual commit)
+                return path
+            target = self.read(path) or ""
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+            if target.startswith("/") or joined == ".." or joined.startswith("../"):
+                raise FatalError(
+                    f"{what} {path} is a symlink to {target!r}, outside the repository: buildx would read "
+                    "that file of the machine that pushes. Make it a file, or a link inside the repository"
+                )
+            path = joined
+        raise FatalError(f"{what} {path}: its symlinks go round in circles")
 
     def under(self, directory: str) -> Sequence[str]:
         return self.tree.under(directory)
@@ -132,6 +150,7 @@ class Inputs(NamedTuple):
     bases: tuple[str, ...]  # image references the built stages read (FROM, --from)
     # The ONBUILD triggers the image carries: what a build FROM it reads of its own context.
     onbuild: tuple[Source, ...] = ()
+    followed: tuple[str, ...] = ()  # where a symlinked Dockerfile or ignore file leads
 
     @property
     def ignore_file(self) -> str | None:
@@ -160,6 +179,8 @@ class Inputs(NamedTuple):
         """Why a changed path makes the image affected, or None."""
         if path == self.image.dockerfile:
             return f"Dockerfile changed: {shown(path)}"
+        if path in self.followed:
+            return f"what its Dockerfile or ignore file links to changed: {shown(path)}"
         if path == self.ignore_file:
             return f"ignore file changed: {shown(path)}"
         for rule in self.rules:
@@ -197,10 +218,20 @@ class Inputs(NamedTuple):
 
 def reads_needed(image: Image, files: Files, build_platform: str) -> list[tuple[str, tuple[Hashable, ...]]]:
     """The files `compute` reads for an image, with their memo keys: to fetch them at once."""
-    wanted = [(image.dockerfile, _parse_key(image, build_platform))]
+    if not files.symlinks:  # the usual commit: every file is where it is named
+        wanted = [(image.dockerfile, _parse_key(image, build_platform))]
+        return wanted + [
+            (path, IGNORE_KEY) for path in _ignore_files(image, files).values() if path is not None
+        ]
+    wanted = [
+        (
+            files.followed(image.dockerfile, f"image {image.name}: its Dockerfile"),
+            _parse_key(image, build_platform),
+        )
+    ]
     for path in _ignore_files(image, files).values():
         if path is not None:
-            wanted.append((path, IGNORE_KEY))
+            wanted.append((files.followed(path, "ignore file"), IGNORE_KEY))
     return wanted
 
 
@@ -236,7 +267,8 @@ def compute(image: Image, files: Files, *, build_platform: str, triggers: Trigge
     onbuild: dict[Source, None] = {}
     target = ""
     key = _parse_key(image, build_platform)
-    models = files.memo(image.dockerfile, key, lambda: _parse_for_platforms(image, files, build_platform))
+    read = files.followed(image.dockerfile, f"image {image.name}: its Dockerfile")
+    models = files.memo(read, key, lambda: _parse_for_platforms(image, files, build_platform, read))
     for parsed in models:
         built = parsed.target(image.target, source=image.dockerfile)
         target = _label(built)
@@ -253,7 +285,12 @@ def compute(image: Image, files: Files, *, build_platform: str, triggers: Trigge
             if ref not in local:
                 bases.setdefault(ref)
     found = (*rules, *(linked for rule in rules for linked in _followed(rule, files)))
-    return Inputs(image, main_ignore, target, tuple(dict.fromkeys(found)), tuple(bases), tuple(onbuild))
+    ignore_paths = [found.path for found in ignores.values() if found.path]
+    targets = (read, *(files.followed(path, "ignore file") for path in ignore_paths))
+    followed = tuple(dict.fromkeys(t for t in targets if t not in (image.dockerfile, *ignore_paths)))
+    return Inputs(
+        image, main_ignore, target, tuple(dict.fromkeys(found)), tuple(bases), tuple(onbuild), followed
+    )
 
 
 def _followed(rule: Rule, files: Files) -> list[Rule]:
@@ -286,12 +323,16 @@ def _through(rule: Rule, pattern: str, link: str) -> Rule:
 def _ignore(path: str | None, files: Files) -> Ignore:
     if path is None:
         return ignore.NO_IGNORE
-    return ignore.load(path, files.memo(path, IGNORE_KEY, lambda: files.read(path)))
+    read = files.followed(path, "ignore file")
+    return ignore.load(path, files.memo(read, IGNORE_KEY, lambda: files.read(read)))
 
 
-def _parse_for_platforms(image: Image, files: Files, build_platform: str) -> tuple[Dockerfile, ...]:
-    """One parse per platform when the Dockerfile uses platform ARGs, else a single one."""
-    text = files.read(image.dockerfile) or ""
+def _parse_for_platforms(
+    image: Image, files: Files, build_platform: str, read: str
+) -> tuple[Dockerfile, ...]:
+    """One parse per platform when the Dockerfile uses platform ARGs, else a single one.
+    `read`: where the Dockerfile's content is (itself, or where its symlinks lead)."""
+    text = files.read(read) or ""
     args = dict(image.build_args)
     uses_platform = any(arg in text for arg in dockerfile.PLATFORM_ARGS)
     platforms = image.platforms if uses_platform else image.platforms[:1]

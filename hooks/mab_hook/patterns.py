@@ -212,6 +212,20 @@ def _moby_predicate(pattern: str) -> Callable[[str], bool]:
     return predicate(tokens)
 
 
+def _cleaned(patterns: Sequence[str]) -> list[tuple[bool, str]]:
+    """Each pattern line as moby reads it: comments and blank lines dropped, a leading `!` an
+    exception (before the path is cleaned: `/!x` is a path that starts with `!`)."""
+    found = []
+    for line in patterns:
+        pattern = line.strip()
+        if line.startswith("#") or not pattern:
+            continue
+        exclusion = pattern.startswith("!")
+        pattern = posixpath.normpath(re.sub("/+", "/", pattern[1:].strip() if exclusion else pattern))
+        found.append((exclusion, pattern[1:] if len(pattern) > 1 and pattern.startswith("/") else pattern))
+    return found
+
+
 class Matcher:
     """moby's patternmatcher: `!` exceptions where the last match wins, a pattern that matches a
     directory matching everything under it. Patterns are checked and cleaned as BuildKit does
@@ -221,9 +235,8 @@ class Matcher:
     def __init__(self, patterns: Sequence[str]) -> None:
         with warnings.catch_warnings():  # the port compiles them too: `[[]` warns of nested sets
             warnings.simplefilter("ignore", FutureWarning)
-            cleaned = PatternMatcher(list(patterns)).patterns
-        self.rules = tuple((p.startswith("!"), _moby_predicate(p[1:] if p.startswith("!") else p))
-                           for p in cleaned)  # fmt: skip
+            PatternMatcher(list(patterns))  # raises ValueError for a pattern BuildKit refuses
+        self.rules = tuple((exclusion, _moby_predicate(pattern)) for exclusion, pattern in _cleaned(patterns))
 
     def matches(self, path: str) -> bool:
         """Whether `path` is matched; its parent directories are matched first, as in BuildKit."""

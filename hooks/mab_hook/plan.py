@@ -202,6 +202,7 @@ def make_plan(
         w for name in looked for w in inputs.unmatched(analysis.inputs_of(name), files, deadline=deadline)
     )
     warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
+    warnings += (*renamed_refs(config, commit), *config.notes) if affected else ()
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
     return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
@@ -446,6 +447,19 @@ def image_tags(
         )
         by_ref.append((pushed.name or "HEAD", rendered))
     return tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered)), tuple(by_ref)
+
+
+def renamed_refs(config: Config, commit: Commit) -> tuple[str, ...]:
+    """A `{branch}` tag of a ref whose name a tag cannot hold as it is: every ref of the same
+    spelling (feature/x, feature-x) makes the same tag, and the later push moves it."""
+    if not any("{branch}" in template for template in config.tags):
+        return ()
+    return tuple(
+        f"{{branch}} of {ref.name} is {tags.safe(ref.name)!r}, as it is for every ref spelled so "
+        "(a tag holds only letters, digits, _ . -): whichever is pushed last moves it"
+        for ref in commit.refs
+        if ref.name and tags.safe(ref.name) != ref.name
+    )
 
 
 def moving_tags(config: Config, image: Image, commit: Commit) -> set[str]:

@@ -6,6 +6,7 @@ Templates are read by a parser of our own rather than `str.format`, which would 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 
@@ -54,10 +55,18 @@ def moves(template: str) -> bool:
     return not any(kind == "field" and value in ("sha", "short_sha") for kind, value in _pieces(template))
 
 
+def safe(ref: str | None) -> str:
+    """A ref's name as a tag may hold it: feature/x -> feature-x."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", ref or "detached").lstrip(".-") or "detached"
+
+
 def render(template: str, *, sha: str, ref: str | None) -> str:
     """The tag a template makes for a commit pushed as `ref` (a branch or tag name; None when
-    detached). The ref is made tag-safe: feature/x -> feature-x."""
-    safe_ref = re.sub(r"[^A-Za-z0-9_.-]+", "-", ref or "detached").lstrip(".-") or "detached"
-    values = {"sha": sha, "short_sha": sha[:SHORT], "branch": safe_ref}
-    return "".join(values.get(value, "") if kind == "field" else value
-                   for kind, value in _pieces(template) if kind != "error")[:MAX]  # fmt: skip
+    detached). The ref is made tag-safe (`safe`); a tag past MAX characters is cut and ends in
+    a hash of the whole, so two long names never make the same tag."""
+    values = {"sha": sha, "short_sha": sha[:SHORT], "branch": safe(ref)}
+    whole = "".join(values.get(value, "") if kind == "field" else value
+                    for kind, value in _pieces(template) if kind != "error")  # fmt: skip
+    if len(whole) <= MAX:
+        return whole
+    return whole[: MAX - 9] + "-" + hashlib.sha256(whole.encode()).hexdigest()[:8]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
+from mab_hook import plan as plan_module
 from mab_hook.changes import Commit, Ref
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
@@ -253,3 +254,20 @@ def test_a_source_matching_nothing_is_said_for_every_image_a_change_comes_near()
         "worker: COPY 'missing.txt' (line 2) matches no file in the build context (services/worker)",
     )
     assert plan({"docs/index.md"}, files=files).warnings == ()  # nothing near it changed
+
+
+def test_a_large_context_is_checked_out_only_as_far_as_the_build_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(plan_module, "LARGE_CONTEXT", 3)
+    files = {
+        "big/Dockerfile": "FROM busybox\nCOPY one.txt /\n",
+        **{f"big/f{i}": "" for i in range(6)},
+        "big/one.txt": "1",
+    }
+    config = with_images(Image("big", "big", "big/Dockerfile", ("linux/amd64",)))
+    (big,) = plan({"big/one.txt"}, config, files).affected
+    assert big.materialized == ("big/Dockerfile", "big/one.txt")
+    monkeypatch.setattr(plan_module, "LARGE_CONTEXT", 100)
+    (small,) = plan({"big/one.txt"}, config, files).affected
+    assert small.materialized == ("big/Dockerfile", "big")

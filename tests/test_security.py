@@ -190,3 +190,27 @@ def test_an_engine_that_dies_after_a_remembered_ready_is_reported_by_readiness(
     assert "stopped: another image of the push failed" not in out
     assert "this host cannot build what the push needs; the builds above failed for it" in out
     assert not (repo.path / ".git/mab-hook/cache/ready.json").exists()
+
+
+def test_a_large_context_builds_from_only_what_its_build_reads(
+    repo: Repo, lab: Lab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mab_hook import cli  # noqa: PLC0415
+    from mab_hook import plan as plan_module  # noqa: PLC0415
+
+    monkeypatch.setattr(plan_module, "LARGE_CONTEXT", 5)
+    registry = lab.namespace()
+    repo.commit({
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\npush = true\n'
+                          '[tool.multiarch.images.big]\ncontext = "big"\n',
+        "big/Dockerfile": f"FROM {lab.busybox}\nCOPY one.txt *.cfg /in/\n", "big/.dockerignore": "b.cfg\n",
+        "big/one.txt": "1\n", "big/a.cfg": "a\n", "big/b.cfg": "b\n",
+        **{f"big/data/f{i}": f"{i}\n" for i in range(20)},
+    })  # fmt: skip
+    for key, value in lab.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(repo.path)
+    assert cli.main(["--all"]) == 0
+    assert "big: big is large: only what the build reads is checked out" in capsys.readouterr().out
+    listed = lab.docker("run", "--rm", f"{registry}/big:{repo.head()[:7]}", "ls", "/in")
+    assert listed.stdout.split() == ["a.cfg", "one.txt"]

@@ -168,6 +168,11 @@ def _build_plan(
     if any(not job.skip for job in jobs):  # a checkout and a bake file only when building
         planned = (*plan.context_only, *plan.affected)
         reads = [path for p in planned for path in p.materialized]
+        for large in (p for p in planned if p.image.context not in p.materialized):
+            context = large.image.context
+            run.events.progress(
+                f"{large.image.name}: {context} is large: only what the build reads is checked out"
+            )
         submodules = tuple(dict.fromkeys(path for p in planned for path in p.submodules))
         tree = stack.enter_context(checkout(repo, plan.commit.sha, paths=reads, submodules=submodules))
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}

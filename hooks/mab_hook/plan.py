@@ -15,7 +15,7 @@ from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs
-from mab_hook.paths import in_directory, shown
+from mab_hook.paths import in_directory, relative_to, shown
 from mab_hook.patterns import watched
 from mab_hook.validation import PYPROJECT
 
@@ -223,11 +223,19 @@ def _planned(
     return _with_reads(planned, analysis)
 
 
+LARGE_CONTEXT = 5_000  # files: a context past this is checked out only as far as the build reads it
+
+
 def _with_reads(planned: PlannedImage, analysis: _Analysis) -> PlannedImage:
-    found = analysis.inputs_of(planned.image.name)
-    return planned._replace(
-        materialized=found.materialized(), submodules=found.submodules(analysis.files.gitlinks)
-    )
+    found, files = analysis.inputs_of(planned.image.name), analysis.files
+    wanted = found.materialized()
+    large = [path for path in wanted if len(files.under(path)) > LARGE_CONTEXT]
+    if large:  # a 200,000-file context for a one-file COPY: only what the build reads
+        reads = input_digest.input_files(found, files.tree, files.gitlinks, deadline=analysis.deadline)
+        kept = [path for path in wanted if path not in large]
+        inside = sorted(p for p in reads if any(relative_to(p, d) is not None for d in large))
+        wanted = tuple(dict.fromkeys((*kept, *inside)))
+    return planned._replace(materialized=tuple(wanted), submodules=found.submodules(files.gitlinks))
 
 
 def _reasons(

@@ -504,3 +504,17 @@ def test_buildx_failing_before_any_step_is_the_engines_failure_told_as_it_is_and
         assert (result.status, result.failure) == (Status.FAILED, Failure.ENGINE)
         assert result.detail == f"buildx failed before building anything: {said}"
         assert result.tail == (f"ERROR: {said}",)
+
+
+def test_a_bases_steps_and_export_stay_the_bases_when_one_image_is_built_on_it(tmp_path: Path) -> None:
+    """Seen in the lab: bake labels a base built for one dependant `[base ...]`; its export
+    ending is not the dependant's."""
+    plan = make((BASE, APP), FILES, changed={"app/Dockerfile"})
+    log = ("#1 [base linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#2 [base] exporting to image\n#2 DONE 0.1s\n"
+           "#3 [team_SLASH_app linux/amd64 1/1] FROM reg:5000/team/base\n#3 DONE 0.1s\n")  # fmt: skip
+    events: list[tuple[str, ...]] = []
+    watch = buildx.Watch(step=lambda image, platform, what: events.append(("step", image, what)),
+                         done=lambda image: events.append(("done", image)))  # fmt: skip
+    buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json", Buildx({}, None, CannedGroup([(0, log)])),
+                          tmp_path, watch)  # fmt: skip
+    assert events == [("step", "team/app", "1/1 FROM reg:5000/team/base")]

@@ -525,7 +525,8 @@ class _Demux:
 
     def _started(self, vertex: str, label: str, what: str) -> None:
         first = label.split(" ", 1)[0]
-        if len(self.names) == 1 and image_of(first) not in self.names and _AS_CONTEXT not in first:
+        entries = self.names.union(*self.bases.values())
+        if len(self.names) == 1 and image_of(first) not in entries and _AS_CONTEXT not in first:
             # Bake names no entry when it builds only one: `[linux/arm64 2/3]`, `[internal]`.
             label = f"{entry_name(next(iter(self.names)))} {label}"
             first = label.split(" ", 1)[0]

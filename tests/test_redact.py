@@ -46,7 +46,7 @@ def test_redaction_is_linear_in_the_line() -> None:
     """Lines a hostile build step may print: quadratic redaction took hours on 1 MB."""
     program = (
         "from mab_hook.redact import redact\n"
-        "for line in ('!' * 1_000_000 + ':x@a', 'a' * 1_000_000 + '://', (',a:' * 300_000) + '@b', ':@a' * 300_000):\n"
+        "for line in ('a' * 1_000_000 + '@b', 'a' * 1_000_000 + '://x@b', (',a:' * 300_000) + '@b', ':@a' * 300_000):\n"
         "    redact(line)\n"
     )
     done = subprocess.run(

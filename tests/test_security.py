@@ -4,9 +4,13 @@ keys, environment) reaches a build, an image or the output (the corpus is tests/
 from __future__ import annotations
 
 import contextlib
+import re
+import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -214,3 +218,69 @@ def test_a_large_context_builds_from_only_what_its_build_reads(
     assert "big: big is large: only what the build reads is checked out" in capsys.readouterr().out
     listed = lab.docker("run", "--rm", f"{registry}/big:{repo.head()[:7]}", "ls", "/in")
     assert listed.stdout.split() == ["a.cfg", "one.txt"]
+
+
+class SlowTags:
+    """A TCP proxy in front of the lab's registry that takes a second over each request putting
+    a public tag (a manifest PUT not under a `mab-` tag): time to press ^C during the tag step."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, slow: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if slow and data.startswith(b"PUT /v2/") and b"/manifests/" in data.split(b"\r\n", 1)[0] \
+                        and b"/manifests/mab-" not in data.split(b"\r\n", 1)[0]:  # fmt: skip
+                    time.sleep(1.0)
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_ctrl_c_during_the_tag_step_stops_it_and_the_report_is_the_registrys(repo: Repo, lab: Lab) -> None:
+    host, _, port = lab.registry.partition(":")
+    proxy = SlowTags((host, int(port)))
+    registry = f"{proxy.address}/t{uuid.uuid4().hex[:10]}"
+    names = ("a", "b", "c")
+    repo.commit({
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\npush = true\n'
+                          'tags = ["{short_sha}", "latest"]\n'
+                          + "".join(f'[tool.multiarch.images.{n}]\ncontext = "{n}"\n' for n in names),
+        **{f"{n}/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n" for n in names},
+    })  # fmt: skip
+    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all"), cwd=repo.path, env=lab.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if ": tagging " in line:
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            break
+    seen += proc.stdout.readlines()
+    out = "".join(seen)
+    assert proc.wait(timeout=60) == 130, out
+    said = re.search(r"interrupted: builds stopped; these tags had reached the registry: (.*)", out)
+    reported = set(said.group(1).split(", ")) if said else set()
+    time.sleep(2)  # nothing lands afterwards
+    public = {
+        f"{registry}/{n}:{t}" for n in names for t in lab.tags(f"{registry}/{n}") if not t.startswith("mab-")
+    }
+    assert reported == public, out
+    assert not any(ref.endswith(":latest") for ref in public), out  # the moving tags never started

@@ -14,6 +14,7 @@ from mab_hook.paths import Tree
 
 TREE = {
     "svc/Dockerfile": "FROM busybox AS build\nCOPY src/ /src/\nFROM build AS test\nCOPY tests/ /t/\nFROM build\n",
+    "svc/Dockerfile.alt": "FROM busybox AS build\nCOPY src/a.py /src/\nFROM build AS test\nFROM build\n",
     "svc/.dockerignore": "**/*.log\n",
     "svc/src/a.py": "a",
     "svc/src/b.py": "b",
@@ -91,3 +92,43 @@ def test_a_bases_digest_changes_it() -> None:
 
 def test_the_digest_tag() -> None:
     assert digest.tag("a" * 64) == "mab-" + "a" * 64
+
+
+# Every field of the image record, with a value other than IMAGE's, split by whether that must
+# give another digest (what the build makes) or must not (where it goes, how it is run, who said
+# it). A field added to `Image` fails the first test below until it is put in one of the two.
+FEEDS: dict[str, Any] = {
+    "context": ".",  # other files are read
+    "dockerfile": "svc/Dockerfile.alt",
+    "platforms": ("linux/arm64",),
+    "target": "test",
+    "build_args": (("V", "2"),),
+    "watch": ("docs/**",),
+    "contexts": (("tools", "docker-image://registry.internal/tools:2"),),
+    "secrets": ("id=npm",),  # which secrets, never their values
+    "labels": (("team", "ads"),),
+    "extra": (("shm-size", '"2g"'),),
+}
+DOES_NOT: dict[str, tuple[Any, str]] = {
+    "name": ("web", "where the image goes: its staging tag is in its own repository"),
+    "cache_from": (("type=registry,ref=r/cache",), "where BuildKit looks for cache, not what it builds"),
+    "cache_to": (("type=inline",), "where BuildKit puts cache"),
+    "timeout": (60.0, "how long a build may take"),
+    "defined_in": ("compose.yaml", "which file said it"),
+    "only_as_context": (True, "whether it is published on its own"),
+}
+
+
+def test_every_field_of_the_image_record_is_decided() -> None:
+    fields = {field.name for field in dataclasses.fields(Image)}
+    assert fields == set(FEEDS) | set(DOES_NOT), "a new Image field: put it in FEEDS or DOES_NOT"
+
+
+@pytest.mark.parametrize("field", sorted(FEEDS))
+def test_a_field_of_what_is_built_changes_it(field: str) -> None:
+    assert value(inputs_of(**{field: FEEDS[field]})) != value()
+
+
+@pytest.mark.parametrize("field", sorted(DOES_NOT))
+def test_a_field_of_where_or_how_does_not(field: str) -> None:
+    assert value(inputs_of(**{field: DOES_NOT[field][0]})) == value()

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mab_hook import plan as plan_module
 from mab_hook.changes import Commit, Ref
@@ -271,3 +274,40 @@ def test_a_large_context_is_checked_out_only_as_far_as_the_build_reads_it(
     monkeypatch.setattr(plan_module, "LARGE_CONTEXT", 100)
     (small,) = plan({"big/one.txt"}, config, files).affected
     assert small.materialized == ("big/Dockerfile", "big")
+
+
+# --- the affected rule on graphs of in-repo bases: chains of any depth, diamonds ---------------
+
+GRAPHS = st.integers(min_value=2, max_value=7).flatmap(
+    lambda n: st.tuples(
+        st.just(n),
+        # image i may build on any image before it, on one (FROM) or on two (FROM and COPY --from)
+        st.lists(st.lists(st.integers(0, n - 1), max_size=2), min_size=n, max_size=n),
+        st.integers(0, n - 1),
+    )
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=bool(os.environ.get("CI")))
+@given(GRAPHS)
+def test_a_change_rebuilds_exactly_the_image_and_every_image_built_on_it_after_it(
+    graph: tuple[int, list[list[int]], int],
+) -> None:
+    count, wanted, changed = graph
+    bases = [sorted({b for b in wanted[i] if b < i}) for i in range(count)]
+    files = {}
+    for i in range(count):
+        lines = [f"FROM reg:5000/team/i{bases[i][0]}" if bases[i] else "FROM busybox"]
+        lines += [f"COPY --from=reg:5000/team/i{b} /x /x{b}" for b in bases[i][1:]]
+        files[f"i{i}/Dockerfile"] = "\n".join(lines) + "\nCOPY f /f\n"
+        files[f"i{i}/f"] = str(i)
+    config = with_images(*(image(f"i{i}", f"i{i}") for i in range(count)))
+    dependants = {changed}
+    for i in range(count):  # bases come first: one pass finds every dependant, at any depth
+        if any(b in dependants for b in bases[i]):
+            dependants.add(i)
+    found = names(plan({f"i{changed}/f"}, config, files))
+    assert set(found) == {f"i{i}" for i in dependants}
+    position = {name: at for at, name in enumerate(found)}
+    for i in dependants:  # every image after the bases of it that are built
+        assert all(position[f"i{b}"] < position[f"i{i}"] for b in bases[i] if b in dependants)

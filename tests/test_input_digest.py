@@ -132,3 +132,34 @@ def test_a_field_of_what_is_built_changes_it(field: str) -> None:
 @pytest.mark.parametrize("field", sorted(DOES_NOT))
 def test_a_field_of_where_or_how_does_not(field: str) -> None:
     assert value(inputs_of(**{field: DOES_NOT[field][0]})) == value()
+
+
+def test_the_digest_of_these_inputs_is_this_value() -> None:
+    """Pinned: any change to what is hashed, or how, changes every digest, and every image of
+    every team gets built again once. Change this only with VERSION."""
+    assert value() == "664a07ac679766e294ab24a172e9ec7a2634387f015555fd56b3ce4c28a1fde0"
+    every = inputs_of(target="test", contexts=(("t", "docker-image://r/t:1"), ("d", "proto")), secrets=("id=npm",),
+                      labels=(("team", "ads"),), extra=(("shm-size", '"1g"'),))  # fmt: skip
+    assert (
+        value(every, bases={"base": "b" * 64})
+        == "342f542469922652ed996a94d3426fdec6c7898b27527655b4a1ea5da9281fd9"
+    )
+
+
+def test_a_named_context_counts_by_its_source_and_a_directory_by_its_files() -> None:
+    external = value(inputs_of(contexts=(("t", "docker-image://r/t:1"),)))
+    assert external != value(inputs_of(contexts=(("t", "docker-image://r/t:2"),)))
+    # A directory context is the files it holds (hashed as files): its path alone is no input.
+    assert value(inputs_of(contexts=(("d", "proto"),))) == value(inputs_of(contexts=(("d", "./proto"),)))
+
+
+@pytest.mark.parametrize(("reference", "staging"), [
+    ("reg:5000/team/api:mab-" + "a" * 64, True), ("reg:5000/team/api:latest", False),
+    ("reg:5000/mab-team/api:1", False), ("api:mab-" + "a" * 64 + "-linux-arm-v7", True),
+])  # fmt: skip
+def test_what_a_staging_reference_is(reference: str, staging: bool) -> None:
+    assert digest.is_staging(reference) is staging
+
+
+def test_a_platforms_staging_tag() -> None:
+    assert digest.tag("a" * 64, "linux/arm/v7") == "mab-" + "a" * 64 + "-linux-arm-v7"

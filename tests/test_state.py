@@ -38,7 +38,14 @@ def test_a_write_that_fails_leaves_no_temporary_file(tmp_path: Path, monkeypatch
 
 
 def test_everything_written_is_private(tmp_path: Path) -> None:
-    os.umask(0o022)
+    previous = os.umask(0o022)  # a usual umask, whatever the caller's: and the caller's again after
+    try:
+        written_private(tmp_path)
+    finally:
+        os.umask(previous)
+
+
+def written_private(tmp_path: Path) -> None:
     root = tmp_path / "mab-hook"
     State(root).record("api", "a" * 64, {})
     with kept.open_private(State(root).logs("c" * 40) / "api.log") as log:

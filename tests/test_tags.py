@@ -50,3 +50,24 @@ def test_long_names_never_make_the_same_tag() -> None:
 def test_what_fixes_a_tag_and_what_moves_it() -> None:
     assert [tags.moves(t) for t in ("{sha}", "v-{short_sha}", "latest", "{branch}", "{branch}-{short_sha}")] == [
         False, False, True, True, False]  # fmt: skip
+
+
+def test_a_tag_of_the_longest_length_is_kept_as_it_is_one_longer_is_cut() -> None:
+    exactly = "x" * (tags.MAX - 6)
+    assert tags.render(exactly + "{branch}", sha="0" * 40, ref="main12") == exactly + "main12"  # 128
+    longer = tags.render(exactly + "{branch}", sha="0" * 40, ref="main123")  # 129
+    assert len(longer) == tags.MAX and longer.startswith(exactly[:100]) and longer[-9] == "-"
+
+
+@pytest.mark.parametrize(("ref", "tag"), [("Xylophone", "Xylophone"), ("-.", "detached"), (".-x.", "x.")])
+def test_a_refs_name_loses_only_what_a_tag_cannot_start_with(ref: str, tag: str) -> None:
+    assert tags.safe(ref) == tag
+
+
+@pytest.mark.parametrize(("template", "problem"), [
+    ("v{", "'v{' has a lone '{' (write {{ for a literal one)"),
+    ("{sha!r}", "'{sha!r}' uses unknown field {sha!r}; allowed: {sha}, {short_sha}, {branch}"),
+    ("-x", "'-x' does not make a valid tag (letters, digits, _ . -, at most 128, not starting with . or -)"),
+])  # fmt: skip
+def test_what_a_bad_template_says(template: str, problem: str) -> None:
+    assert tags.problem(template) == problem

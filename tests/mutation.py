@@ -1,0 +1,147 @@
+"""Mutation testing of the modules that decide what is built, skipped and published.
+
+    python tests/mutation.py                 # every module below (hours on a 2-core machine)
+    python tests/mutation.py grants tags     # some of them (minutes each)
+
+Each module is mutated by mutmut 2 (`pip install -e '.[mutation]'`), one mutant at a time, in
+place, and its fast tests (no lab) run against each: mutmut 2 rather than 3 because it mutates
+the files themselves, so the many tests that run mab-hook as a process of its own test the
+mutant too (mutmut 3's copies are not what those processes import). The results go to
+tests/mutation-results.json and tests/MUTATION.md: per module the mutants, the killed, and
+every survivor with why it survives: equivalent (tests/mutation-equivalent.toml says why, by
+its mutated line) or not yet killed (a test to write).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "tests" / "mutation-results.json"
+REPORT = ROOT / "tests" / "MUTATION.md"
+EQUIVALENT = ROOT / "tests" / "mutation-equivalent.toml"
+
+# The module, and the fast tests that decide about it.
+MODULES: dict[str, tuple[str, ...]] = {
+    "grants": ("tests/test_grants.py", "tests/test_buildx.py"),
+    "tags": ("tests/test_tags.py", "tests/test_plan.py"),
+    "budget": ("tests/test_budget.py", "tests/test_cli.py", "tests/test_plan.py"),
+    "input_digest": ("tests/test_input_digest.py",),
+    "platforms": ("tests/test_platforms.py", "tests/test_config.py"),
+    "ignore": ("tests/test_ignore.py", "tests/test_inputs.py"),
+    "patterns": ("tests/test_patterns.py", "tests/test_inputs.py"),
+    "plan": ("tests/test_plan.py", "tests/test_inputs.py"),
+    "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
+    "definitions": ("tests/test_definitions.py", "tests/test_file_images.py"),
+    "state": ("tests/test_state.py",),
+    "pipeline": ("tests/test_pipeline.py",),
+}
+
+
+def main(argv: list[str]) -> int:
+    wanted = argv or list(MODULES)
+    unknown = [name for name in wanted if name not in MODULES]
+    if unknown:
+        raise SystemExit(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in wanted:
+        print(f"mutation: {name} ...", file=sys.stderr, flush=True)
+        results[name] = run(name, MODULES[name])
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    REPORT.write_text(report(results))
+    print(f"mutation: wrote {REPORT.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
+    cache = ROOT / ".mutmut-cache"
+    cache.unlink(missing_ok=True)
+    # mutmut 2 counts only exit 1 (tests failed) as killed: a mutant that breaks the import
+    # (pytest exits 2, a collection error) is caught as well.
+    pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not lab' {' '.join(tests)}"
+    runner = f'sh -c "{pytest} || exit 1"'
+    started = time.monotonic()
+    subprocess.run((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", f"hooks/mab_hook/{name}.py",
+                    "--runner", runner, "--no-progress"), cwd=ROOT, env={**os.environ, "CI": ""},
+                   stdout=subprocess.DEVNULL, check=False)  # fmt: skip
+    seconds = time.monotonic() - started
+    with sqlite3.connect(cache) as db:
+        statuses = dict(db.execute("select status, count(*) from mutant group by status").fetchall())
+        survivors = [row[0] for row in db.execute("select id from mutant where status = 'bad_survived'")]
+    equivalent = _equivalent()
+    found = []
+    for mutant in survivors:
+        shown = subprocess.run((sys.executable, "-m", "mutmut", "show", str(mutant)), cwd=ROOT, capture_output=True,
+                               text=True, check=False).stdout  # fmt: skip
+        before = [
+            line[1:].strip()
+            for line in shown.splitlines()
+            if line.startswith("-") and not line.startswith("---")
+        ]
+        after = [
+            line[1:].strip()
+            for line in shown.splitlines()
+            if line.startswith("+") and not line.startswith("+++")
+        ]
+        mutated = after[0] if after else ""
+        found.append({"id": mutant, "line": before[0] if before else "", "mutated": mutated,
+                      "why": equivalent.get((name, mutated), "")})  # fmt: skip
+    cache.unlink(missing_ok=True)
+    return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
+            "timeout": statuses.get("bad_timeout", 0), "survivors": found, "seconds": round(seconds),
+            "tests": list(tests)}  # fmt: skip
+
+
+def _equivalent() -> dict[tuple[str, str], str]:
+    """(module, mutated line) -> why the mutant does what the original does."""
+    import tomllib  # noqa: PLC0415 - Python 3.11+, as the project's development is
+
+    data = tomllib.loads(EQUIVALENT.read_text()) if EQUIVALENT.exists() else {}
+    return {(item["module"], item["mutated"]): item["why"] for item in data.get("equivalent", [])}
+
+
+def report(results: dict[str, dict[str, object]]) -> str:
+    lines = ["# Mutation testing", "", "`python tests/mutation.py [MODULE ...]` (see its docstring). Per module: "
+             "mutants, killed by the fast tests, equivalent survivors (same behaviour, said why), survivors not yet "
+             "killed, and the score: killed of the non-equivalent.", "",
+             "| module | mutants | killed | equivalent | not yet killed | score | minutes |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    details = []
+    for name in sorted(results):
+        data = results[name]
+        survivors = data["survivors"]
+        assert isinstance(survivors, list)
+        equivalent = [s for s in survivors if s["why"]]
+        open_ = [s for s in survivors if not s["why"]]
+        mutants, killed = (
+            int(str(data["mutants"])),
+            int(str(data["killed"])) + int(str(data.get("timeout", 0))),
+        )
+        relevant = mutants - len(equivalent)
+        score = f"{100 * killed / relevant:.0f}%" if relevant else "-"
+        minutes = f"{int(str(data['seconds'])) / 60:.0f}"
+        lines.append(
+            f"| {name} | {mutants} | {killed} | {len(equivalent)} | {len(open_)} | {score} | {minutes} |"
+        )
+        tests = data["tests"]
+        assert isinstance(tests, list)
+        details += ["", f"## {name} (tests: {', '.join(map(str, tests))})", ""]
+        for survivor in survivors:
+            why = survivor["why"] or "NOT YET KILLED: a test to write"
+            details.append(f"- `{_code(survivor['line'])}` -> `{_code(survivor['mutated'])}`: {why}")
+    return "\n".join([*lines, *details]) + "\n"
+
+
+def _code(text: str) -> str:
+    return re.sub(r"`", "'", text)[:140]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -179,12 +179,24 @@ class Lab(NamedTuple):
         return {name for name in names if any(t.startswith("mab-") for t in self.tags(f"{prefix}/{name}"))}
 
 
-def _load_lab() -> Lab | str:
+# What the lab's environment keeps of the caller's: how to find programs and certificates, and
+# pip's settings (pre-commit installs hook environments); nothing else leaks into the tests.
+_KEPT = ("PATH", "HOME", "LANG", "TERM", "TMPDIR", "USER", "LOGNAME", "SHELL", "PYENV_ROOT", "CI")
+_KEPT_LIKE = re.compile(r"^(PIP_|LC_)|(_CA_|CERT|CA_BUNDLE)")
+
+
+def _load_lab(home: Path) -> Lab | str:
+    """The lab's environment, built from a clean one: the caller's git config (and any other
+    variable of theirs) never reaches a lab test; git config goes to `home`'s own file."""
     if not LAB_ENV.is_file():
         return f"no lab environment at {LAB_ENV}: run `bash lab/up` (as root)"
-    out = subprocess.run(("bash", "-c", f'. "{LAB_ENV}" && env -0'), capture_output=True, check=True)
+    base = {k: v for k, v in os.environ.items() if k in _KEPT or _KEPT_LIKE.search(k)}
+    out = subprocess.run(
+        ("bash", "-c", f'. "{LAB_ENV}" && env -0'), env=base, capture_output=True, check=True
+    )
     env = dict(item.split("=", 1) for item in out.stdout.decode().split("\0") if "=" in item)
     env.update(GIT_IDENTITY)
+    env["GIT_CONFIG_GLOBAL"] = str(home / "gitconfig")
     probe = subprocess.run(
         ("docker", "buildx", "version"), env=env, capture_output=True, text=True, check=False
     )
@@ -201,9 +213,9 @@ def _load_lab() -> Lab | str:
 
 
 @pytest.fixture(scope="session")
-def lab() -> Lab:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
     """The real build lab. In CI a missing lab fails the test; elsewhere it skips it."""
-    found = _load_lab()
+    found = _load_lab(tmp_path_factory.mktemp("lab-home"))
     if isinstance(found, str):
         if os.environ.get("CI"):
             pytest.fail(f"the build lab is required in CI: {found}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -144,3 +145,24 @@ def test_an_unwritable_state_directory_is_an_error_that_says_what_to_do(repo: Re
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "Traceback" not in ran.stdout + ran.stderr
     assert f"cannot write {blocker}" in ran.stdout
+
+
+def test_records_are_kept_90_days_counted_in_days_and_logs_of_the_last_50_pushes(tmp_path: Path) -> None:
+    root = tmp_path / "mab-hook"
+    state = State(root)
+    now = 1_000_000_000.0
+    for name, days in (("day89", 89.9), ("day90", 90.0), ("day91", 90.1)):
+        state.record(name, "a" * 64, {"commit": "c" * 40})
+        path = root / "built" / f"{name}-{'a' * 64}.json"
+        os.utime(path, (now - days * 86400, now - days * 86400))
+    for i in range(52):
+        (state.logs(f"{i:012d}" + "0" * 28) / "api.log").write_text("x")
+        os.utime(root / "logs" / f"{i:012d}", (now - 1000 + i, now - 1000 + i))
+    kept.prune(root, now=now)  # the defaults: 50 pushes' logs, 90 days of records
+    assert [state.built(name, "a" * 64) for name in ("day89", "day90", "day91")] == [True, True, False]
+    assert sorted(p.name for p in (root / "logs").iterdir()) == [f"{i:012d}" for i in range(2, 52)]
+    written = json.loads((root / "built" / f"day89-{'a' * 64}.json").read_text())
+    assert written["entry"] == "day89" and written["digest"] == "a" * 64 and written["commit"] == "c" * 40
+    assert isinstance(written["at"], float)
+    kept.prune(root)  # now is now: everything written above is older than 90 days
+    assert not state.built("day89", "a" * 64)

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 
 from mab_hook import ignore
+from mab_hook.errors import FatalError
 from tests.buildkit import build, ignore_files, trees
 from tests.conftest import Lab
 
@@ -61,3 +62,12 @@ def test_dockerignore_matches_buildkit(lab: Lab, tree: list[str], rules: list[st
     model = ignore.load(".dockerignore", files[".dockerignore"])
     expected = {path for path in files if not model.excludes(path)}
     assert build(lab, files, "FROM scratch\nCOPY . /\n") == expected
+
+
+def test_no_ignore_file_or_no_text_is_no_ignore_and_a_bad_pattern_says_where() -> None:
+    assert ignore.load(None, "*.log") == ignore.NO_IGNORE
+    assert ignore.load("svc/.dockerignore", None) == ignore.NO_IGNORE
+    assert not ignore.NO_IGNORE.excludes("anything")
+    with pytest.raises(FatalError) as bad:
+        ignore.load("svc/.dockerignore", "ok\n[\n")
+    assert str(bad.value) == "svc/.dockerignore: Invalid ignore pattern '[': syntax error in pattern"

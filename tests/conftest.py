@@ -255,6 +255,14 @@ def mab(cwd: Path, env: Mapping[str, str], *args: str) -> subprocess.CompletedPr
                           capture_output=True, text=True, check=False)  # fmt: skip
 
 
+def finishes(program: str, within: float = 60.0) -> None:
+    """Python code run in a child of its own, which must end well within `within` seconds: for
+    work a hostile input could make last hours, so that a regression fails rather than hangs."""
+    done = subprocess.run((sys.executable, "-c", program), capture_output=True, text=True, timeout=within,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 # --- registries of a test's own ------------------------------------------------------------
 
 

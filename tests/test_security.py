@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -135,16 +136,37 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
     assert f"2 image(s) labelled with these inputs, built from {repo.head()[:12]}" in verified.stdout
 
 
-class Forwarder:
-    """A unix socket in front of the lab's engine that can go dead while its file stays: an
-    engine that died behind the same socket."""
+class Proxy:
+    """A socket in front of one of the lab's (a unix socket: the engine; TCP: the registry),
+    passing bytes both ways. `alive = False`: it accepts and closes, its socket still there (an
+    engine that died behind the same socket); `slow`: seconds to hold a request by its first
+    line, before passing it on."""
 
-    def __init__(self, listen: Path, target: str) -> None:
-        self.target, self.alive = target, True
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(str(listen))
+    def __init__(self, server: socket.socket, connect: Callable[[], socket.socket],
+                 slow: Callable[[bytes], float] = lambda line: 0.0) -> None:  # fmt: skip
+        self.server, self.connect, self.slow, self.alive = server, connect, slow, True
         self.server.listen(64)
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def unix(cls, listen: Path, target: str) -> Proxy:
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(listen))
+
+        def connect() -> socket.socket:
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(target)
+            return upstream
+
+        return cls(server, connect)
+
+    @classmethod
+    def tcp(cls, target: tuple[str, int], slow: Callable[[bytes], float]) -> Proxy:
+        return cls(socket.create_server(("127.0.0.1", 0)), lambda: socket.create_connection(target), slow)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.getsockname()[1]}"
 
     def _accept(self) -> None:
         while True:
@@ -155,15 +177,17 @@ class Forwarder:
             if not self.alive:
                 client.close()
                 continue
-            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            upstream.connect(self.target)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            upstream = self.connect()
+            threading.Thread(target=self._pump, args=(client, upstream, self.slow), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, lambda line: 0.0), daemon=True
+            ).start()
 
     @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(source: socket.socket, sink: socket.socket, slow: Callable[[bytes], float]) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                time.sleep(slow(data.split(b"\r\n", 1)[0]))
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
@@ -172,7 +196,7 @@ class Forwarder:
 def test_an_engine_that_dies_after_a_remembered_ready_is_reported_by_readiness(
     repo: Repo, lab: Lab, tmp_path: Path
 ) -> None:
-    forwarder = Forwarder(tmp_path / "engine.sock", lab.env["DOCKER_HOST"].removeprefix("unix://"))
+    forwarder = Proxy.unix(tmp_path / "engine.sock", lab.env["DOCKER_HOST"].removeprefix("unix://"))
     env = {**lab.env, "DOCKER_HOST": f"unix://{tmp_path / 'engine.sock'}"}
     registry = lab.namespace()
     repo.commit({"pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\n'
@@ -220,41 +244,16 @@ def test_a_large_context_builds_from_only_what_its_build_reads(
     assert listed.stdout.split() == ["a.cfg", "one.txt"]
 
 
-class SlowTags:
-    """A TCP proxy in front of the lab's registry that takes a second over each request putting
-    a public tag (a manifest PUT not under a `mab-` tag): time to press ^C during the tag step."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, slow: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if slow and data.startswith(b"PUT /v2/") and b"/manifests/" in data.split(b"\r\n", 1)[0] \
-                        and b"/manifests/mab-" not in data.split(b"\r\n", 1)[0]:  # fmt: skip
-                    time.sleep(1.0)
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
+def public_tag_put(line: bytes) -> float:
+    """A second over each request putting a public tag (a manifest PUT not under a `mab-` tag):
+    time to press ^C during the tag step."""
+    putting = line.startswith(b"PUT /v2/") and b"/manifests/" in line and b"/manifests/mab-" not in line
+    return 1.0 if putting else 0.0
 
 
 def test_ctrl_c_during_the_tag_step_stops_it_and_the_report_is_the_registrys(repo: Repo, lab: Lab) -> None:
     host, _, port = lab.registry.partition(":")
-    proxy = SlowTags((host, int(port)))
+    proxy = Proxy.tcp((host, int(port)), public_tag_put)
     registry = f"{proxy.address}/t{uuid.uuid4().hex[:10]}"
     names = ("a", "b", "c")
     repo.commit({

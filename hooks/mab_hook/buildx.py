@@ -167,35 +167,30 @@ _TEMPLATE_RE = re.compile(r"(\$+|%+)(?=\{)")
 
 def literal(value: Any) -> Any:
     """A bake definition whose strings buildx reads as they are, never as templates."""
-    if isinstance(value, str):
-        return _TEMPLATE_RE.sub(lambda m: m.group(1) + m.group(1)[0], value)
-    if isinstance(value, dict):
-        return {literal(key): literal(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [literal(item) for item in value]
-    return value
+    return _each_string(value, lambda text: _TEMPLATE_RE.sub(lambda m: m.group(1) + m.group(1)[0], text))
 
 
 def unliteral(value: Any) -> Any:
     """What buildx makes of a `literal` definition: the strings as they were."""
-    if isinstance(value, str):
-        return re.sub(r"(\$+|%+)(?=\{)", lambda m: m.group(1)[1:], value)
-    if isinstance(value, dict):
-        return {unliteral(key): unliteral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [unliteral(item) for item in value]
-    return value
+    return _each_string(value, lambda text: _TEMPLATE_RE.sub(lambda m: m.group(1)[1:], text))
 
 
 def has_template(value: Any) -> bool:
-    """Whether buildx would read some string of a (plain) definition as a template."""
+    """Whether buildx would read some string of a (plain) definition as a template. (JSON puts
+    nothing between a string's characters, and a quote after its last: `${` is inside one.)"""
+    text = json.dumps(value)
+    return "${" in text or "%{" in text
+
+
+def _each_string(value: Any, change: Callable[[str], str]) -> Any:
+    """`value` (JSON data) with `change` applied to every string in it, keys included."""
     if isinstance(value, str):
-        return "${" in value or "%{" in value
+        return change(value)
     if isinstance(value, dict):
-        return any(has_template(key) or has_template(item) for key, item in value.items())
+        return {_each_string(key, change): _each_string(item, change) for key, item in value.items()}
     if isinstance(value, list):
-        return any(has_template(item) for item in value)
-    return False
+        return [_each_string(item, change) for item in value]
+    return value
 
 
 def _entry(

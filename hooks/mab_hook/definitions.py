@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMappin
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mab_hook import process
+from mab_hook import links, process
 from mab_hook.errors import FatalError
 
 # buildx's own list and order, when no file is named (bake/bake.go, defaultFilenames).
@@ -165,9 +165,9 @@ class Resolver:
         if kept is not None and all(self.files.blob_id(path) == blob for path, blob in kept[1]):
             targets, others, notes = kept
             return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others), notes)
-        contents, read = self._contents(source, roots)
+        contents, read, documents = self._contents(source, roots)
         targets = _run(source, contents, self.env, self.files.commit)
-        notes = unused(source, contents, targets)
+        notes = unused(documents, targets)
         others = tuple((path, self.files.blob_id(path)) for path in read if path not in roots)
         if self.cache is not None:
             self.cache[key] = (targets, others, notes)
@@ -176,12 +176,15 @@ class Resolver:
     def _ids(self, paths: Iterable[str]) -> Iterable[tuple[str, str | None]]:
         return ((path, self.files.blob_id(path)) for path in paths)
 
-    def _contents(self, source: Source, roots: Sequence[str]) -> tuple[dict[str, bytes], list[str]]:
+    def _contents(
+        self, source: Source, roots: Sequence[str]
+    ) -> tuple[dict[str, bytes], list[str], dict[str, Any]]:
         """Every file the resolver will read: the definition files, `.env`, and the files
         compose files include, extend or take variables from, transitively (a file a compose
-        file includes or extends is a compose file, whatever its name); and the repository
-        paths read for them, symlinks followed."""
+        file includes or extends is a compose file, whatever its name); the repository paths
+        read for them, symlinks followed; and the compose files as read."""
         contents: dict[str, bytes] = {}
+        documents: dict[str, Any] = {}
         read: list[str] = []
         todo = [(path, _is_compose(source, path)) for path in roots]
         while todo:
@@ -196,19 +199,21 @@ class Resolver:
                 continue
             contents[path] = data
             if compose:
-                todo += referenced(path, data)
-        return contents, read
+                documents[path] = _document(path, data)
+                todo += _referenced(path, documents[path])
+        return contents, read, documents
 
     def _data(self, path: str, read: list[str]) -> bytes | None:
         """A file of the commit, through the symlinks of the commit (inside it only); each
         path on the way noted in `read`."""
-        for _hop in range(MAX_LINKS):
-            read.append(path)
-            target = self.files.link(path)
-            if target is None:
-                return self.files.data(path)
-            path = _inside(path, target, what="a symlink")
-        raise FatalError(f"{path}: symlinks go round in circles")
+        try:
+            on_way = links.followed(path, self.files.link)
+        except links.Escape as e:
+            if not e.target:
+                raise FatalError(f"{e.path}: symlinks go round in circles") from None
+            raise FatalError(f"{e.path}: a symlink to {e.target!r} {_ONLY_THE_COMMIT}") from None
+        read += on_way
+        return self.files.data(on_way[-1])
 
 
 # Compose build fields that reach no build: buildx 0.13 does not print them, or mab-hook gives
@@ -221,12 +226,11 @@ _UNUSED = {
 }
 
 
-def unused(source: Source, contents: Mapping[str, bytes], targets: Sequence[Target]) -> tuple[str, ...]:
+def unused(documents: Mapping[str, Any], targets: Sequence[Target]) -> tuple[str, ...]:
     """What compose files set on a build that does not reach it, said once per file and field."""
     printed = {target.name: target.spec for target in targets}
     notes = []
-    for path in (p for p in contents if _is_compose(source, p)):
-        document = _document(path, contents[path])
+    for path, document in documents.items():
         services = document.get("services") if isinstance(document, dict) else None
         for name, service in services.items() if isinstance(services, dict) else ():
             build = service.get("build") if isinstance(service, dict) else None
@@ -243,7 +247,6 @@ def _is_compose(source: Source, path: str) -> bool:
     return source.key == "compose" or path.endswith((".yml", ".yaml"))
 
 
-MAX_LINKS = 40  # as Linux gives up on a chain of links (ELOOP)
 MAX_NODES = 1_000_000  # values a compose file may expand to through YAML aliases
 # What a compose file makes the resolver read: (where, the key naming a file, is it a compose file).
 _INCLUDE_KEYS = (("path", True), ("env_file", False), ("project_directory", None))
@@ -256,7 +259,10 @@ def referenced(path: str, data: bytes) -> list[tuple[str, bool]]:
     or that interpolation would decide is refused: a pushed commit may not make the resolver
     read elsewhere on this machine. A file that expands past MAX_NODES values through YAML
     aliases (a "billion laughs") is refused before the resolver sees it."""
-    document = _document(path, data)
+    return _referenced(path, _document(path, data))
+
+
+def _referenced(path: str, document: Any) -> list[tuple[str, bool]]:
     if not isinstance(document, dict):
         return []
     named: list[tuple[object, bool | None]] = []
@@ -283,18 +289,21 @@ def referenced(path: str, data: bytes) -> list[tuple[str, bool]]:
 def _document(path: str, data: bytes) -> Any:
     import yaml  # noqa: PLC0415 - some 20 ms, only for a commit's compose files
 
+    loader = yaml.SafeLoader(data)  # composed once: its nodes are measured, then constructed
     try:
-        node = yaml.compose(data, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
         if node is not None and _expanded(node) > MAX_NODES:
             raise FatalError(
                 f'{path}: expands to more than {MAX_NODES:,} values through YAML aliases (a "billion '
                 'laughs"); mab-hook does not resolve it. Write the values out, or use fewer nested aliases'
             )
-        return yaml.safe_load(data)
+        return loader.construct_document(node) if node is not None else None
     except yaml.YAMLError:
         return None  # the resolver says what is wrong, better than this
     except RecursionError:
         raise FatalError(f"{path}: YAML nested too deeply to read; flatten it") from None
+    finally:
+        loader.dispose()
 
 
 def _expanded(root: Any) -> int:
@@ -341,16 +350,18 @@ def _as_list(value: object) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _inside(path: str, name: str, *, what: str = "") -> str:
+def _inside(path: str, name: str) -> str:
     joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), name.replace("\\", "/")))
     leaves = joined == ".." or joined.startswith("../")
     if "$" in name or posixpath.isabs(name) or re.match(r"^[A-Za-z]:", name) or leaves:
-        named = f"{what} to {name!r}" if what else repr(name)
-        raise FatalError(
-            f"{path}: {named} must name a file of the repository by a plain relative path: mab-hook "
-            "resolves compose files from the pushed commit, and reads nothing else of this machine"
-        )
+        raise FatalError(f"{path}: {name!r} {_ONLY_THE_COMMIT}")
     return joined
+
+
+_ONLY_THE_COMMIT = (
+    "must name a file of the repository by a plain relative path: mab-hook resolves compose files "
+    "from the pushed commit, and reads nothing else of this machine"
+)
 
 
 def _run(

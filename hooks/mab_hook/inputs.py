@@ -7,7 +7,6 @@ main build context or from named contexts, minus what the ignore file in use lea
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -67,18 +66,17 @@ class Files(NamedTuple):
         """A file buildx reads itself on the pushing machine (a Dockerfile, an ignore file),
         through the commit's symlinks: where they lead inside the repository. One that leads
         out of it would have buildx read a file of that machine: an error."""
-        for _hop in range(links.MAX_HOPS):
-            if path not in self.symlinks:  # (an empty set for the usual commit)
-                return path
-            target = self.read(path) or ""
-            joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
-            if target.startswith("/") or joined == ".." or joined.startswith("../"):
-                raise FatalError(
-                    f"{what} {path} is a symlink to {target!r}, outside the repository: buildx would read "
-                    "that file of the machine that pushes. Make it a file, or a link inside the repository"
-                )
-            path = joined
-        raise FatalError(f"{what} {path}: its symlinks go round in circles")
+        if path not in self.symlinks:  # the usual commit has none
+            return path
+        try:
+            return links.followed(path, lambda p: (self.read(p) or "") if p in self.symlinks else None)[-1]
+        except links.Escape as e:
+            if not e.target:
+                raise FatalError(f"{what} {e.path}: its symlinks go round in circles") from None
+            raise FatalError(
+                f"{what} {e.path} is a symlink to {e.target!r}, outside the repository: buildx would read "
+                "that file of the machine that pushes. Make it a file, or a link inside the repository"
+            ) from None
 
     def under(self, directory: str) -> Sequence[str]:
         return self.tree.under(directory)

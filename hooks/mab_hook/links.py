@@ -9,6 +9,7 @@ directory are copied as links, not followed.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -42,6 +43,38 @@ def resolve(
         else:
             return Followed("/".join(parts) or ".", first) if first else None
     return None
+
+
+class Escape(ValueError):
+    """A symlink of the commit that leads out of the repository; `target` "" for links that go
+    round in circles."""
+
+    def __init__(self, path: str, target: str) -> None:
+        super().__init__(path, target)
+        self.path, self.target = path, target
+
+
+def followed(path: str, target_of: Callable[[str], str | None]) -> list[str]:
+    """The repository paths on the way from `path` through the commit's symlinks, the file
+    itself last: for files read on the pushing machine (definition files, a Dockerfile), where
+    nothing clamps a link to the repository as BuildKit clamps one to a context, so a link out
+    of it raises Escape. `target_of`: a link's target, None for a path that is no link."""
+    on_way = []
+    for _hop in range(MAX_HOPS):
+        on_way.append(path)
+        target = target_of(path)
+        if target is None:
+            return on_way
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target.replace("\\", "/")))
+        if (
+            posixpath.isabs(target)
+            or re.match(r"^[A-Za-z]:", target)
+            or joined == ".."
+            or joined.startswith("../")
+        ):
+            raise Escape(path, target)
+        path = joined
+    raise Escape(path, "")
 
 
 def _inside(directory: str, target: str) -> str:

@@ -216,10 +216,9 @@ def _planned(
 ) -> PlannedImage:
     image = analysis.by_name[name]
     bases = analysis.bases_of(name)
-    tags, by_ref = image_tags(analysis.config, image, commit, diffed=diffed)
-    moving = moving_tags(analysis.config, image, commit)
+    tags, by_ref, moving = image_tags(analysis.config, image, commit, diffed=diffed)
     why = _explained_reasons(reasons[name], commit) + _via(bases, reasons, commit.changed)
-    planned = PlannedImage(image, why, tags, bases, by_ref, moving=tuple(t for t in tags if t in moving))
+    planned = PlannedImage(image, why, tags, bases, by_ref, moving=moving)
     return _with_reads(planned, analysis)
 
 
@@ -439,22 +438,24 @@ def build_order(config: Config, bases: Mapping[str, tuple[Base, ...]]) -> tuple[
 
 def image_tags(
     config: Config, image: Image, commit: Commit, *, diffed: bool = True
-) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]]:
-    """Every tag of the image (each once), and the tags each ref gives it. A known ref gives
-    only its `{branch}` tags; an image that only a known ref reaches gets no others."""
+) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
+    """Every tag of the image (each once), the tags each ref gives it, and those of them that
+    move from commit to commit (`tags.moves`). A known ref gives only its `{branch}` tags; an
+    image that only a known ref reaches gets no others."""
     ref = config.reference(image)
     by_ref = []
+    moving: dict[str, None] = {}
     for pushed in commit.refs or (Ref(None),):
         if not diffed and not pushed.known:
             continue
-        templates = _known_tags(config, commit) if pushed.known else config.tags
-        rendered = tuple(
-            dict.fromkeys(
-                f"{ref}:{tags.render(template, sha=commit.sha, ref=pushed.name)}" for template in templates
-            )
-        )
-        by_ref.append((pushed.name or "HEAD", rendered))
-    return tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered)), tuple(by_ref)
+        made: dict[str, bool] = {}
+        for template in _known_tags(config, commit) if pushed.known else config.tags:
+            tag = f"{ref}:{tags.render(template, sha=commit.sha, ref=pushed.name)}"
+            made[tag] = made.get(tag, False) or tags.moves(template)
+        by_ref.append((pushed.name or "HEAD", tuple(made)))
+        moving.update((tag, None) for tag, moves in made.items() if moves)
+    every = tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered))
+    return every, tuple(by_ref), tuple(tag for tag in every if tag in moving)
 
 
 def renamed_refs(config: Config, commit: Commit) -> tuple[str, ...]:
@@ -468,17 +469,6 @@ def renamed_refs(config: Config, commit: Commit) -> tuple[str, ...]:
         for ref in commit.refs
         if ref.name and tags.safe(ref.name) != ref.name
     )
-
-
-def moving_tags(config: Config, image: Image, commit: Commit) -> set[str]:
-    """The tags of an image that its templates make move from commit to commit."""
-    ref = config.reference(image)
-    return {
-        f"{ref}:{tags.render(template, sha=commit.sha, ref=pushed.name)}"
-        for pushed in commit.refs or (Ref(None),)
-        for template in config.tags
-        if tags.moves(template)
-    }
 
 
 def _explain(plan: Plan, analysis: _Analysis, name: str) -> Explanation:

@@ -41,7 +41,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py"),
     "state": ("tests/test_state.py",),
-    "pipeline": ("tests/test_pipeline.py",),
+    "pipeline": ("tests/test_pipeline.py", "tests/test_grants.py"),
 }
 
 

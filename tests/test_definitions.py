@@ -256,6 +256,32 @@ def test_a_runaway_resolver_is_stopped_whole(
     assert left == []
 
 
+@pytest.mark.parametrize(
+    ("crash", "stopped"),
+    [("runtime/cgo: pthread_create failed: Resource temporarily unavailable\nSIGABRT: abort", True),
+     ("fatal error: runtime: out of memory", True),
+     ("runtime: mmap: cannot allocate memory", True),
+     ("ERROR: failed to find target default", False)],
+)  # fmt: skip
+def test_the_memory_limit_is_named_wherever_the_go_runtime_meets_it(
+    tmp_path: Path, crash: str, stopped: bool
+) -> None:
+    """Go dies of the address-space limit allocating a heap or a thread's stack, in different
+    words each time: every one is the limit, said as such; any other failure is buildx's own."""
+    fake = tmp_path / "docker-buildx"
+    fake.write_text(f"#!/bin/sh\ncat >&2 <<'EOF'\n{crash}\nEOF\nexit 2\n")
+    fake.chmod(0o755)
+    with pytest.raises(FatalError) as info:
+        Resolver(commit(BAKE), {"MAB_HOOK_BUILDX": str(fake)}, None)(
+            [Source("bake", ("docker-bake.hcl",), ".")]
+        )
+    limit = f"did not resolve it within {definitions.MEMORY >> 30} GiB of memory and was stopped"
+    assert (limit in str(info.value)) is stopped
+    assert (
+        "cannot read it: " + crash.splitlines()[0].removeprefix("ERROR: ") in str(info.value)
+    ) is not stopped
+
+
 def _cmdline(proc: Path) -> bytes:
     try:
         return (proc / "cmdline").read_bytes()

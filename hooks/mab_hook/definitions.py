@@ -38,6 +38,8 @@ DEFAULT_FILES = COMPOSE_DEFAULTS + BAKE_DEFAULTS
 ENV_FILE = ".env"  # read by the resolver from the directory it runs in
 VERSION = 2  # of what the cache keeps
 TIMEOUT = 60.0  # seconds; the resolver reads a few files
+# what the Go runtime prints when the address-space limit stops it, wherever it was
+EXHAUSTED = ("out of memory", "pthread_create failed", "cannot allocate memory")
 MEMORY = 4 << 30  # bytes of address space the resolver may use (Go reserves ~1.5 GiB of it)
 # buildx checks a target's secrets and SSH keys while it prints (it stats and parses the files
 # they name, on this machine): a commit's are never used (`grants`), so they are never read.
@@ -392,7 +394,7 @@ def _run(
         said = " ".join((done.stderr or done.stdout).replace(str(cwd) + os.sep, "").split())
     if done.missing:
         raise FatalError(f"resolving {source.label}: {plugin} cannot be run; {INSTALL_BUILDX}")
-    if done.timed_out or "fatal error: out of memory" in said:
+    if done.timed_out or (done.returncode != 0 and exhausted(said)):
         spent = f"in {TIMEOUT:g} s" if done.timed_out else f"within {MEMORY >> 30} GiB of memory"
         raise FatalError(
             f"{source.label} at {commit[:12]}: docker buildx bake did not resolve it {spent} and was "
@@ -405,6 +407,13 @@ def _run(
             f"Fix {source.label} (`docker buildx bake --print` shows what buildx makes of it)"
         )
     return targets_of(source, done.stdout)
+
+
+def exhausted(said: str) -> bool:
+    """Whether buildx died of the address-space limit. The Go runtime fails where the limit
+    finds it: allocating the heap ("out of memory") or a thread's stack (cgo's pthread_create,
+    an mmap), so each of those is the limit speaking, not the definition."""
+    return any(sign in said for sign in EXHAUSTED)
 
 
 def resolver_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -311,8 +311,10 @@ class CannedGroup(process.Group):
         shown = []
         for line in text.splitlines(keepends=True):
             for out in render(line):
+                kwargs["log"].write(out + "\n")
                 kwargs["on_line"](out)
                 shown.append(out)
+        kwargs["log"].flush()
         return process.Streamed(code, False, tuple(shown[-process.TAIL_LINES :]))
 
 
@@ -334,6 +336,31 @@ def test_a_registry_failing_one_upload_among_several_retries_it_and_those_it_sto
     assert len(group.commands) == 2 and group.commands[1][-2:] == ("base", "team_SLASH_app")
     log = (tmp_path / "base.log").read_text()
     assert "500 Internal Server Error" in log and "once more" in log
+
+
+REGISTRY_500 = ("#1 [linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#2 exporting to image\n#2 DONE 0.1s\n"
+                "#3 pushing reg:5000/team/base:mab-1 with docker\n#3 ERROR: unexpected status from HEAD request "
+                "to http://reg:5000/v2/team/base/manifests/mab-1: 500 Internal Server Error\n")  # fmt: skip
+
+
+def test_each_cause_is_tried_again_as_often_as_it_may_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry failing twice leaves the engine its own retry: the attempts are counted
+    per cause, and the engine's "twice" is said only when it failed twice."""
+    monkeypatch.setattr(buildx, "BACKOFF", 0.0)
+    plan = make((BASE,), FILES)
+    for answers, status in (
+        ([(1, REGISTRY_500), (1, REGISTRY_500), (1, EXPORT_FAILURE), (0, "")], Status.BUILT),
+        ([(1, EXPORT_FAILURE), (1, REGISTRY_500), (1, EXPORT_FAILURE)], Status.FAILED),
+        ([(1, REGISTRY_500)] * 3, Status.FAILED),
+    ):
+        group = CannedGroup(list(answers))
+        result = buildx.build_one(plan.affected[0], tmp_path / "b.json", Buildx({}, None, group), tmp_path,
+                                  on_line=lambda line: None, push_ref="reg:5000/team/base:mab-1")  # fmt: skip
+        assert (result.status, len(group.commands)) == (status, len(answers))
+        assert group.answers == []
+    assert result.failure is Failure.REGISTRY
 
 
 def test_a_failing_step_is_not_tried_again(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ _REGISTRY_ERROR_RE = re.compile(
 Listener = Callable[[str], None]
 # Attempts after the first, by what failed: the engine's export once, a registry's upload twice.
 RETRIES_OF = {Failure.ENGINE: 1, Failure.REGISTRY: 2}
-RETRIES = max(RETRIES_OF.values())
+BACKOFF = 1.0  # seconds before the registry is tried again, times the attempt
 
 
 class Buildx(NamedTuple):
@@ -328,16 +328,19 @@ def build_one(
         streamed = buildx.group.stream(command, env=buildx.run_env, log=log, on_line=on_line, timeout=timeout,
                                        render=Renderer().feed)  # fmt: skip
         attempt_log = log_path.read_text(errors="replace")
-        for attempt in range(1, RETRIES + 1):
-            kind = failure(attempt_log) if streamed.returncode else Failure.NONE
-            if streamed.timed_out or attempt > RETRIES_OF.get(kind, 0):
+        tries: collections.Counter[Failure] = collections.Counter()
+        while streamed.returncode and not streamed.timed_out:
+            kind = failure(attempt_log)
+            tries[kind] += 1
+            if tries[kind] > RETRIES_OF.get(kind, 0):
                 break
             # Every step is cached by now, so once more is cheap. Seen: "failed to commit ...
             # snapshot does not exist" from moby 26.1's BuildKit; distribution 2.8 answering 500
             # to reads racing the docker driver's second push of the same manifest.
-            log.write(f"mab-hook: the {kind.value} failed while exporting the image; attempt {attempt + 1}\n")
+            attempt = sum(tries.values()) + 1
+            log.write(f"mab-hook: the {kind.value} failed while exporting the image; attempt {attempt}\n")
             log.flush()
-            time.sleep(attempt if kind is Failure.REGISTRY else 0)
+            time.sleep(tries[kind] * BACKOFF if kind is Failure.REGISTRY else 0)
             offset = log_path.stat().st_size
             streamed = buildx.group.stream(command, env=buildx.run_env, log=log, on_line=on_line,
                                            timeout=timeout, render=Renderer().feed)  # fmt: skip
@@ -570,19 +573,21 @@ def build_together(
     still gets its own log and result; a failure of the engine or the registry is tried again
     for the images it failed."""
     results: dict[str, BuildResult] = {}
+    tries: collections.Counter[tuple[str, Failure]] = collections.Counter()  # per image and cause
     todo = list(wanted)
-    for attempt in range(1, RETRIES + 2):
-        found = _bake_once(todo, bake_file, buildx, logs, watch, appending=attempt > 1)
+    while todo:
+        found = _bake_once(todo, bake_file, buildx, logs, watch, appending=bool(results))
         results.update({r.name: r for r in found})
-        # Tried again when the engine or the registry failed, and only then: with the images
-        # whose builds that failure stopped (a failing step of the push is final).
-        causes = {r.failure for r in found if not r.ok and r.failure is not Failure.BASE}
-        if not causes or any(attempt > RETRIES_OF.get(cause, 0) for cause in causes):
+        # Tried again when the engine or the registry failed an image, at most as often as
+        # that cause is retried for it, with the images that failure stopped (a failing step
+        # of the push is final).
+        failed = [r for r in found if not r.ok and r.failure is not Failure.BASE]
+        tries.update((r.name, r.failure) for r in failed)
+        if not failed or any(tries[(r.name, r.failure)] > RETRIES_OF.get(r.failure, 0) for r in failed):
             break
-        again = [w for w, r in zip(todo, found, strict=True) if not r.ok]
-        registry = Failure.REGISTRY in causes
-        time.sleep(attempt if registry else 0)
-        todo = again
+        registry = [tries[(r.name, r.failure)] for r in failed if r.failure is Failure.REGISTRY]
+        time.sleep(max(registry, default=0) * BACKOFF)
+        todo = [w for w, r in zip(todo, found, strict=True) if not r.ok]
     return [results[w.planned.image.name] for w in wanted]
 
 

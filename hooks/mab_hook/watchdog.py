@@ -22,14 +22,14 @@ def watch(lines: Iterable[str]) -> set[int]:
     running: set[int] = set()
     for line in lines:
         sign, number = line[:1], line[1:].strip()
+        if sign == "." and not number:  # the run ends in order: nothing to stop
+            return set()
         if not number.isdigit():
             continue
         if sign == "+":
             running.add(int(number))
         elif sign == "-":
             running.discard(int(number))
-        elif sign == ".":  # the run ends normally: nothing to stop
-            return set()
     return running
 
 

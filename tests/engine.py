@@ -1,0 +1,297 @@
+"""A canned engine and an in-memory registry: the build phase without Docker, for fast tests of
+its decisions (what is built, skipped, retried, uploaded and tagged).
+
+`CannedEngine` stands where `process.Group` runs `docker buildx bake`: it reads the bake file
+mab-hook wrote and the entries the command names, and answers in buildx 0.13's plain progress
+(the shape of the lab's output recorded in tests/fixtures/buildx and tests/test_buildx.py:
+`#N [entry linux/arm64 2/2] RUN ...`, `#N [entry] exporting to image`, `#N [entry] pushing REF
+with docker`, BuildKit stopping the whole invocation at the first failing step). With `--push`
+it uploads each image as BuildKit does: an index of one manifest per platform, each config
+labelled as the definition says. Faults are told per image: a step failing on a platform, the
+export or the upload failing the first n times.
+
+`OciRegistry` is the distribution API's manifests and blobs, in memory, served over real HTTP
+on 127.0.0.1, so that mab-hook's own registry client (proof of staging tags, tagging) talks to
+it as to the lab's registry; it can refuse tags on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from mab_hook import buildx, process
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+CONFIG = "application/vnd.oci.image.config.v1+json"
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class OciRegistry:
+    """Repositories of manifests (by tag and by digest) and blobs; `refuse`: "repository:tag"s
+    whose PUT is answered 403 (an immutable tag, a quota); `requests`: (method, path) of each
+    request."""
+
+    def __init__(self) -> None:
+        self.manifests: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.blobs: dict[tuple[str, str], bytes] = {}
+        self.refuse: set[str] = set()
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.server = _Server(self)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> OciRegistry:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def put(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        digest = _digest(body)
+        with self.lock:
+            self.manifests[(repository, reference)] = (body, media_type)
+            self.manifests[(repository, digest)] = (body, media_type)
+        return digest
+
+    def upload(self, reference: str, labels: Mapping[str, str], platforms: Sequence[str]) -> str:
+        """An image as BuildKit pushes it: an index of one manifest per platform; the digest."""
+        repository, tag = _split(reference)
+        entries = []
+        for platform in platforms:
+            os_, arch, *variant = platform.split("/")
+            config = json.dumps(
+                {"architecture": arch, "os": os_, "config": {"Labels": dict(labels)}}
+            ).encode()
+            self.blobs[(repository, _digest(config))] = config
+            manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": [],
+                                   "config": {"mediaType": CONFIG, "digest": _digest(config),
+                                              "size": len(config)}}).encode()  # fmt: skip
+            digest = self.put(repository, _digest(manifest), manifest, MANIFEST)
+            described = {"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})}
+            entries.append(
+                {"mediaType": MANIFEST, "digest": digest, "size": len(manifest), "platform": described}
+            )
+        index = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}).encode()
+        return self.put(repository, tag, index, INDEX)
+
+    def get(self, repository: str, kind: str, reference: str) -> tuple[bytes, str] | None:
+        """A manifest (kind "manifests") or blob ("blobs"), and its media type."""
+        with self.lock:
+            if kind == "blobs":
+                blob = self.blobs.get((repository, reference))
+                return None if blob is None else (blob, "application/octet-stream")
+            return self.manifests.get((repository, reference))
+
+    def tags(self, repository: str) -> set[str]:
+        """The tags of a repository (what its digests are not)."""
+        with self.lock:
+            return {
+                ref for repo, ref in self.manifests if repo == repository and not ref.startswith("sha256:")
+            }
+
+    def digest(self, reference: str) -> str | None:
+        with self.lock:
+            found = self.manifests.get(_split(reference))
+        return _digest(found[0]) if found else None
+
+
+def _split(reference: str) -> tuple[str, str]:
+    """("team/web", "v1") from "127.0.0.1:5000/team/web:v1" (the host is this registry)."""
+    path = reference.split("/", 1)[1]
+    repository, _, tag = path.rpartition(":")
+    return repository, tag
+
+
+_API_RE = re.compile(r"^/v2/(.+)/(manifests|blobs)/([^/]+)$")
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def __init__(self, registry: OciRegistry) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.registry = registry
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def _send(self, code: int, body: bytes = b"", media_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", media_type)
+        self.send_header("Content-Length", str(len(body)))
+        if body:
+            self.send_header("Docker-Content-Digest", _digest(body))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _heard(self) -> re.Match[str] | None:
+        with self.server.registry.lock:
+            self.server.registry.requests.append((self.command, self.path))
+        return _API_RE.match(self.path)
+
+    def _get(self) -> None:
+        match = self._heard()
+        found = self.server.registry.get(*match.groups()) if match else None
+        if self.path == "/v2/":
+            self._send(200, b"{}")
+        elif found is None:
+            self._send(404)
+        else:
+            self._send(200, *found)
+
+    do_GET = do_HEAD = _get
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        match = self._heard()
+        if match is None or match.group(2) != "manifests":
+            return self._send(404)
+        repository, _, tag = match.groups()
+        if f"{repository}:{tag}" in self.server.registry.refuse:
+            return self._send(403, b'{"errors": [{"code": "DENIED"}]}')
+        self.server.registry.put(repository, tag, body, self.headers["Content-Type"])
+        return self._send(201)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Fault(NamedTuple):
+    """What goes wrong building one image."""
+
+    step_fails_on: str = ""  # a platform whose RUN step fails
+    export_fails: int = 0  # times the engine fails exporting it (then it does not)
+    upload_fails: int = 0  # times the registry answers 500 to its upload
+
+
+class _Invocation:
+    """One invocation's progress: its lines, what its metadata file gets, the entries whose
+    steps ran."""
+
+    def __init__(self, definition: Mapping[str, Any], push: bool) -> None:
+        self.definition, self.push = definition, push
+        self.lines: list[str] = []
+        self.written: dict[str, Any] = {}
+        self.stepped: set[str] = set()
+        self.vertices = 0
+
+    def vertex(self, label: str, *then: str) -> None:
+        self.vertices += 1
+        self.lines += [f"#{self.vertices} [{label}", *(f"#{self.vertices} {line}" for line in then)]
+
+
+class CannedEngine(process.Group):
+    """`docker buildx bake` answered from the definition: see the module's docstring.
+    `invocations`: the entries each invocation built."""
+
+    def __init__(self, registry: OciRegistry, faults: Mapping[str, Fault] | None = None) -> None:
+        super().__init__()
+        self.registry, self.faults = registry, dict(faults or {})
+        self.invocations: list[tuple[str, ...]] = []
+        self._failed: dict[tuple[str, str], int] = {}  # (image, "export"/"upload") -> times failed
+        self.before: Callable[[], None] = lambda: None  # runs as an invocation starts
+
+    def stream(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log: IO[str],
+        on_line: Callable[[str], None] = lambda line: None,
+        timeout: float | None = None,
+        render: Callable[[str], list[str]] | None = None,
+    ) -> process.Streamed:
+        self.before()
+        args = list(cmd)
+        definition = json.loads(Path(args[args.index("--file") + 1]).read_text())["target"]
+        metadata = Path(args[args.index("--metadata-file") + 1])
+        entries = tuple(arg for arg in args[args.index(metadata.as_posix()) + 1 :] if arg != "--push")
+        self.invocations.append(entries)
+        lines, code, written = self._bake(definition, entries, "--push" in args)
+        metadata.write_text(json.dumps(written))
+        shown = []
+        for line in lines:
+            log.write(line + "\n")
+            on_line(line)
+            shown.append(line)
+        log.flush()
+        return process.Streamed(code, False, tuple(shown[-process.TAIL_LINES :]))
+
+    def _bake(
+        self, definition: Mapping[str, Any], entries: Sequence[str], push: bool
+    ) -> tuple[list[str], int, dict[str, Any]]:
+        run = _Invocation(definition, push)
+        for entry in entries:
+            failed = self._steps(entry, run) or self._export(entry, run)
+            if failed:  # BuildKit stops the invocation at the first failure
+                return [*run.lines, f"ERROR: failed to solve: {failed}"], 1, run.written
+        return run.lines, 0, run.written
+
+    def _steps(self, entry: str, run: _Invocation) -> str:
+        """An entry's steps, after those of the bases it reads (`target:` contexts), each once
+        per invocation; what failed, or ""."""
+        if entry in run.stepped:
+            return ""
+        run.stepped.add(entry)
+        spec = run.definition[entry]
+        for context in (spec.get("contexts") or {}).values():
+            if context.startswith("target:") and (
+                failed := self._steps(context.removeprefix("target:"), run)
+            ):
+                return failed
+        fails_on = self.faults.get(buildx.image_of(entry), Fault()).step_fails_on
+        for platform in spec["platforms"]:
+            if platform == fails_on:
+                error = 'process "/bin/sh -c make" did not complete successfully: exit code: 2'
+                run.vertex(f"{entry} {platform} 2/2] RUN make", f"ERROR: {error}")
+                return error
+            run.vertex(f"{entry} {platform} 2/2] RUN make", "DONE 0.1s")
+        return ""
+
+    def _export(self, entry: str, run: _Invocation) -> str:
+        """An entry's export, and with --push its upload; what failed, or ""."""
+        name, spec = buildx.image_of(entry), run.definition[entry]
+        fault = self.faults.get(name, Fault())
+        if self._fails(name, "export", fault.export_fails):
+            error = (
+                "failed to commit m3p52 to eajbw during finalize: snapshot m3p52 does not exist: not found"
+            )
+            run.vertex(f"{entry}] exporting to image", f"ERROR: {error}")
+            return error
+        run.vertex(f"{entry}] exporting to image", "DONE 0.1s")
+        reference = spec["tags"][0] if spec["tags"] else ""
+        if not (run.push and reference):
+            run.written[entry] = {"containerimage.digest": _digest(json.dumps(spec, sort_keys=True).encode())}
+            return ""
+        if self._fails(name, "upload", fault.upload_fails):
+            error = (f"unexpected status from HEAD request to http://{self.registry.host}/v2/: "
+                     "500 Internal Server Error")  # fmt: skip
+            run.vertex(f"{entry}] pushing {reference} with docker", f"ERROR: {error}")
+            return error
+        digest = self.registry.upload(reference, spec.get("labels", {}), spec["platforms"])
+        run.vertex(f"{entry}] pushing {reference} with docker", "DONE 0.1s")
+        run.written[entry] = {"containerimage.digest": digest}
+        return ""
+
+    def _fails(self, name: str, what: str, times: int) -> bool:
+        done = self._failed.get((name, what), 0)
+        self._failed[(name, what)] = done + 1
+        return done < times
+
+    def built(self) -> Iterator[str]:
+        """Every image an invocation built, in order."""
+        for entries in self.invocations:
+            yield from (buildx.image_of(entry) for entry in entries)

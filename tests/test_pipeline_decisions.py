@@ -1,0 +1,313 @@
+"""The build phase's decisions, fast: real repositories and plans, mab-hook's own registry client
+over HTTP, and a canned engine in place of `docker buildx bake` (tests/engine.py). What is
+built, skipped, retried, uploaded under staging tags and published; never half of a push."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from mab_hook import buildx, changes, grants, input_digest, pipeline, planning, process
+from mab_hook.errors import FatalError
+from mab_hook.hook import open_repo
+from mab_hook.pipeline import Events
+from mab_hook.plan import Plan
+from mab_hook.process import Completed
+from mab_hook.registry import Registry
+from mab_hook.results import BuildResult, Failure, Status
+from tests.conftest import Repo
+from tests.engine import CannedEngine, Fault, OciRegistry
+
+PLATFORMS = ["linux/amd64", "linux/arm64"]
+
+
+def project(host: str, *, push: bool = True, extra: str = "") -> dict[str, str]:
+    """base, two images built on it, and one on its own."""
+    images = "".join(f'[tool.multiarch.images.{name}]\ncontext = "{name}"\n' for name in ("base", "api", "worker",
+                                                                                        "lone"))  # fmt: skip
+    return {
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = {json.dumps(PLATFORMS)}\nregistry = "{host}/team"\n'
+        f'push = {str(push).lower()}\ntags = ["{{short_sha}}"]\n{extra}\n{images}',
+        "base/Dockerfile": "FROM busybox\nRUN make\n",
+        "api/Dockerfile": f"FROM {host}/team/base\nCOPY app.txt /\n",
+        "api/app.txt": "v1\n",
+        "worker/Dockerfile": f"FROM {host}/team/base\nRUN make\n",
+        "lone/Dockerfile": "FROM busybox\nRUN make\n",
+    }
+
+
+class Run:
+    """One push's build phase: what happened, what was said, whether readiness was asked."""
+
+    def __init__(self, results: list[BuildResult], said: list[str], asked: int) -> None:
+        self.results, self.said, self.asked = results, said, asked
+
+    @property
+    def status(self) -> dict[str, Status]:
+        return {r.name: r.status for r in self.results}
+
+
+@pytest.fixture
+def registry() -> Iterator[OciRegistry]:
+    with OciRegistry() as found:
+        yield found
+
+
+def plans(repo: Repo, rev: str = "HEAD", *, all_images: bool = False) -> list[Plan]:
+    handle = open_repo(repo.path)
+    if all_images:
+        commit = changes.for_all(handle, rev, "main", "--all")
+    else:
+        commit = changes.for_range(handle, f"{rev}^", rev, "main")
+    return [planning.plan_at(handle, commit, env={}, build_platform="linux/amd64", digests=True)]
+
+
+def build(
+    repo: Repo,
+    engine: CannedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    found: Sequence[Plan] | None = None,
+    publishing: bool = True,
+) -> Run:
+    monkeypatch.setattr(process, "Group", lambda env=None: engine)
+    monkeypatch.setattr(buildx, "BACKOFF", 0.0)
+    said: list[str] = []
+    asked: list[bool] = []
+    results = pipeline.build_all(open_repo(repo.path), found or plans(repo), {}, Events(said.append, lambda line: None),
+                                 registry=Registry({}, run=_refusing), ready=lambda: asked.append(True), publishing=publishing)  # fmt: skip
+    return Run(results, said, len(asked))
+
+
+def _refusing(cmd: Sequence[str], **kwargs: object) -> Completed:
+    """buildx, asked where the API refused (`imagetools create`): refused too."""
+    return Completed(tuple(cmd), 1, "", "ERROR: unexpected status: 403 Forbidden\n")
+
+
+def staged(plan: Plan, name: str) -> str:
+    planned = next(p for p in plan.affected if p.image.name == name)
+    return pipeline.digest_reference(plan, planned)
+
+
+def test_every_affected_image_is_built_uploaded_under_its_staging_tag_then_tagged(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(registry.host))
+    found = plans(repo, all_images=True)
+    engine = CannedEngine(registry)
+    run = build(repo, engine, monkeypatch, found=found)
+    assert run.status == dict.fromkeys(("base", "api", "worker", "lone"), Status.PUSHED)
+    assert (run.asked, [set(e) for e in engine.invocations]) == (
+        1,
+        [{"base", "api", "worker", "lone"}],
+    )  # one bake
+    for name in ("base", "api", "worker", "lone"):
+        stage = staged(found[0], name)
+        assert input_digest.is_staging(stage)
+        assert registry.tags(f"team/{name}") == {stage.rsplit(":", 1)[1], sha[:7]}
+        assert registry.digest(f"{registry.host}/team/{name}:{sha[:7]}") == registry.digest(
+            stage
+        )  # the same image
+    by_name = {r.name: r for r in run.results}
+    assert by_name["api"].published == (staged(found[0], "api"), f"{registry.host}/team/api:{sha[:7]}")
+    assert by_name["api"].image_digest == registry.digest(staged(found[0], "api"))
+
+
+def test_a_push_of_what_the_registry_has_builds_nothing_and_asks_no_readiness(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host))
+    build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    sha = repo.commit({"docs.md": "only docs\n", "lone/Dockerfile": "FROM busybox\nRUN make\n"})
+    again = CannedEngine(registry)
+    run = build(repo, again, monkeypatch, found=plans(repo, all_images=True))
+    assert run.status == dict.fromkeys(("base", "api", "worker", "lone"), Status.SKIPPED)
+    assert (run.asked, again.invocations) == (0, [])
+    assert all(sha[:7] in registry.tags(f"team/{name}") for name in ("base", "api", "worker", "lone"))
+    assert "lone: skipped, already in the registry (inputs " in "\n".join(run.said)
+
+
+def test_only_what_the_change_affects_is_built_and_its_dependants_with_it(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host))
+    build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN make && make install\n"})
+    engine = CannedEngine(registry)
+    run = build(repo, engine, monkeypatch)
+    assert run.status == dict.fromkeys(("base", "api", "worker"), Status.PUSHED)
+    assert [set(e) for e in engine.invocations] == [{"base", "api", "worker"}]
+    repo.commit({"api/app.txt": "v2\n"})
+    engine = CannedEngine(registry)
+    assert build(repo, engine, monkeypatch).status == {"api": Status.PUSHED}
+    assert engine.invocations == [("api",)]
+
+
+def test_one_failing_image_publishes_nothing_and_its_dependants_are_not_built(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(registry.host))
+    found = plans(repo, all_images=True)
+    run = build(repo, CannedEngine(registry, {"base": Fault(step_fails_on="linux/arm64")}), monkeypatch,
+                found=found)  # fmt: skip
+    assert run.status["base"] is Status.FAILED
+    assert {run.status[name] for name in ("api", "worker")} == {Status.NOT_BUILT}
+    assert "no public tag moves: an image did not build" in run.said
+    assert not any(sha[:7] in registry.tags(f"team/{name}") for name in ("base", "api", "worker", "lone"))
+    assert not any(method == "PUT" for method, _path in registry.requests)  # not one tag put
+    base = next(r for r in run.results if r.name == "base")
+    assert (base.failure, base.detail) == (Failure.BUILD, "build failed on linux/arm64 (exit 1)")
+
+
+def test_a_second_push_reuses_what_the_first_uploaded_and_builds_only_what_failed(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first push uploaded the others before `worker` failed (BuildKit stops at the first
+    failing step); pushing again builds worker alone, trusts the others' staging tags, and tags
+    all of them."""
+    repo.commit(project(registry.host))
+    failing = {"worker": Fault(step_fails_on="linux/amd64")}
+    first = build(repo, CannedEngine(registry, failing), monkeypatch, found=plans(repo, all_images=True))
+    assert first.status["worker"] is Status.FAILED
+    engine = CannedEngine(registry)
+    again = build(repo, engine, monkeypatch, found=plans(repo, all_images=True))
+    assert set(engine.built()) == {"worker"}
+    assert again.status == {"base": Status.SKIPPED, "api": Status.SKIPPED, "worker": Status.PUSHED,
+                            "lone": Status.SKIPPED}  # fmt: skip
+
+
+def test_an_upload_the_registry_fails_is_tried_again_and_an_export_once(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host))
+    engine = CannedEngine(registry, {"lone": Fault(upload_fails=2), "api": Fault(export_fails=1)})
+    run = build(repo, engine, monkeypatch, found=plans(repo, all_images=True))
+    assert set(run.status.values()) == {Status.PUSHED}
+    assert set(engine.invocations[0]) == {"base", "api", "worker", "lone"}
+    # lone's upload failed twice and api's export once: each tried again as often as its cause is
+    assert len(engine.invocations) == 4
+
+
+@pytest.mark.parametrize("case", [
+    (Fault(upload_fails=3), Failure.REGISTRY, "the upload to the registry failed: unexpected status from HEAD"),
+    (Fault(export_fails=2), Failure.ENGINE, "the engine failed while exporting the image, twice"),
+])  # fmt: skip
+def test_a_fault_outlasting_its_retries_fails_the_push(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch, case: tuple[Fault, Failure, str]
+) -> None:
+    fault, failure, said = case
+    repo.commit(project(registry.host))
+    engine = CannedEngine(registry, {"lone": fault})
+    run = build(repo, engine, monkeypatch, found=plans(repo, all_images=True))
+    lone = next(r for r in run.results if r.name == "lone")
+    assert (lone.status, lone.failure) == (Status.FAILED, failure)
+    assert lone.detail.startswith(said)
+    assert len(engine.invocations) == 1 + buildx.RETRIES_OF[failure]
+    assert "no public tag moves: an image did not build" in run.said
+
+
+def test_a_refused_tag_leaves_every_moving_tag_unmoved(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry refuses api's commit tag: the others' commit tags land, `latest` moves
+    nowhere (no consumer sees a `latest` set that api does not have)."""
+    files = project(registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "latest"]'
+    )
+    sha = repo.commit(files)
+    found = plans(repo, all_images=True)
+    short = found[0].affected[0].tags[0].rsplit(":", 1)[1]
+    assert sha.startswith(short)
+    registry.refuse.add(f"team/api:{short}")
+    run = build(repo, CannedEngine(registry), monkeypatch, found=found)
+    assert set(run.status.values()) == {Status.FAILED}
+    assert not any("latest" in registry.tags(f"team/{name}") for name in ("base", "api", "worker", "lone"))
+    assert all(short in registry.tags(f"team/{name}") for name in ("base", "worker", "lone"))
+    api = next(r for r in run.results if r.name == "api")
+    assert (api.failure, api.detail.split(";")[0]) == (
+        Failure.REGISTRY,
+        "tagging in the registry failed: ERROR: unexpected status: 403 Forbidden",
+    )
+    lone = next(r for r in run.results if r.name == "lone")
+    assert lone.detail == (f"not tagged yet: {registry.host}/team/lone:latest (another image's tags failed; "
+                           "push again to put them)")  # fmt: skip
+
+
+def test_without_publishing_only_staging_tags_are_put(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI job's share of a fan-out: uploaded under its staging tag, no public tag."""
+    sha = repo.commit(project(registry.host))
+    run = build(
+        repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True), publishing=False
+    )
+    assert set(run.status.values()) == {Status.BUILT}
+    assert all(registry.tags(f"team/{name}") and sha[:7] not in registry.tags(f"team/{name}")
+               for name in ("base", "api", "worker", "lone"))  # fmt: skip
+
+
+def test_without_push_what_built_is_recorded_and_not_built_again(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host, push=False))
+    first = CannedEngine(registry)
+    assert set(build(repo, first, monkeypatch, found=plans(repo, all_images=True)).status.values()) == {
+        Status.BUILT
+    }
+    again = CannedEngine(registry)
+    run = build(repo, again, monkeypatch, found=plans(repo, all_images=True))
+    assert (set(run.status.values()), again.invocations, run.asked) == ({Status.SKIPPED}, [], 0)
+    assert registry.requests == []  # nothing asked of a registry without push
+    repo.commit({"lone/Dockerfile": "FROM busybox\nRUN make all\n"})
+    third = CannedEngine(registry)
+    assert build(repo, third, monkeypatch).status == {"lone": Status.BUILT}
+
+
+def test_a_staging_tag_holding_other_inputs_is_built_again_and_said(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host))
+    found = plans(repo, all_images=True)
+    planted = staged(found[0], "lone")
+    registry.upload(planted, {"dev.mab-hook.input-digest": "0" * 64}, PLATFORMS)
+    engine = CannedEngine(registry)
+    run = build(repo, engine, monkeypatch, found=found)
+    assert "lone" in set(engine.built()) and run.status["lone"] is Status.PUSHED
+    assert any(line.startswith(f"lone: {planted} is in the registry, but an image under it is labelled with "
+                               "inputs 000000000000: not trusted") for line in run.said)  # fmt: skip
+
+
+def test_a_secret_the_configuration_asks_for_and_no_one_granted_stops_before_any_build(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        "[tool.multiarch.images.lone]\n", '[tool.multiarch.images.lone]\nsecrets = ["id=npm,env=NPM_TOKEN"]\n'
+    )
+    repo.commit(files)
+    engine = CannedEngine(registry)
+    with pytest.raises(FatalError, match=r"git config --add mab-hook\.secret"):
+        build(repo, engine, monkeypatch, found=plans(repo, all_images=True))
+    assert engine.invocations == []
+    assert grants.read(repo.path, {}) == grants.NONE
+
+
+def test_with_a_time_limit_each_image_builds_alone_and_a_failed_base_stops_its_dependants(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build that may be stopped gets an invocation of its own, so that stopping it stops
+    nothing else; a dependant waits for its base and is not built when the base failed."""
+    files = project(registry.host, extra="timeout = 600")
+    repo.commit(files)
+    engine = CannedEngine(registry, {"base": Fault(export_fails=2), "lone": Fault(upload_fails=1)})
+    run = build(repo, engine, monkeypatch, found=plans(repo, all_images=True))
+    assert sorted(engine.invocations) == [("base",), ("base",), ("lone",), ("lone",)]
+    assert run.status == {"base": Status.FAILED, "api": Status.NOT_BUILT, "worker": Status.NOT_BUILT,
+                          "lone": Status.BUILT}  # fmt: skip
+    assert "api: not built, its base image base did not build" in run.said
+    lone = next(r for r in run.results if r.name == "lone")
+    assert lone.published == (staged(plans(repo, all_images=True)[0], "lone"),)  # uploaded, not tagged
+    assert not any(tag for name in ("base", "api", "worker") for tag in registry.tags(f"team/{name}"))

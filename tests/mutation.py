@@ -41,7 +41,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py"),
     "state": ("tests/test_state.py",),
-    "pipeline": ("tests/test_pipeline.py", "tests/test_grants.py"),
+    "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
+    "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
 }
 
 
@@ -68,8 +69,8 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not lab' {' '.join(tests)}"
     runner = f'sh -c "{pytest} || exit 1"'
     started = time.monotonic()
-    subprocess.run((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", f"hooks/mab_hook/{name}.py",
-                    "--runner", runner, "--no-progress"), cwd=ROOT, env={**os.environ, "CI": ""},
+    subprocess.run((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", _path(name),
+                    "--runner", runner, "--no-progress"), cwd=ROOT, env=_env(),
                    stdout=subprocess.DEVNULL, check=False)  # fmt: skip
     seconds = time.monotonic() - started
     with sqlite3.connect(cache) as db:
@@ -97,6 +98,19 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
             "timeout": statuses.get("bad_timeout", 0), "survivors": found, "seconds": round(seconds),
             "tests": list(tests)}  # fmt: skip
+
+
+def _path(name: str) -> str:
+    """A module's file, or a package's directory (every module of it is mutated)."""
+    package = Path("hooks", "mab_hook", name)
+    return str(package if (ROOT / package).is_dir() else package.with_suffix(".py"))
+
+
+def _env() -> dict[str, str]:
+    """The tests, and the processes they start, import the package of this checkout (which may
+    be a copy made to mutate beside one's work) before any installed one."""
+    paths = [str(ROOT / "hooks"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "CI": "", "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _equivalent() -> dict[tuple[str, str], str]:

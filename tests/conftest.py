@@ -24,6 +24,7 @@ import pytest
 
 if TYPE_CHECKING:
     from mab_hook.binfmt import Handler
+    from tests.engine import Canned
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_ENV = Path(os.environ.get("MAB_LAB_DIR", "/var/tmp/mab-lab")) / "env"
@@ -97,6 +98,24 @@ def repo(tmp_path: Path) -> Repo:
     git(tmp_path, "init", "-q", "-b", "main", str(work))
     git(work, "remote", "add", "origin", str(remote))
     return Repo(work, remote)
+
+
+@pytest.fixture
+def canned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Canned]:
+    """The canned engine and the in-memory registry in place of Docker (tests/engine.py), for
+    commands run in-process: `Canned.engine.faults` says what goes wrong."""
+    from mab_hook import buildx, process, readiness  # noqa: PLC0415
+    from tests import engine as canned_engine  # noqa: PLC0415
+    from tests.readiness.recorded import host  # noqa: PLC0415
+
+    found = host(tmp_path / "host")
+    with canned_engine.OciRegistry() as registry:
+        engine = canned_engine.CannedEngine(registry)
+        monkeypatch.setattr(process, "Group", lambda env=None: engine)
+        monkeypatch.setattr(buildx, "BACKOFF", 0.0)
+        monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found)
+        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # no one's credentials
+        yield canned_engine.Canned(registry, engine, found.binfmt_root)
 
 
 # --- the build lab ---------------------------------------------------------------------------

@@ -295,3 +295,18 @@ class CannedEngine(process.Group):
         """Every image an invocation built, in order."""
         for entries in self.invocations:
             yield from (buildx.image_of(entry) for entry in entries)
+
+
+class Canned(NamedTuple):
+    """mab-hook's commands run in-process against the canned engine and the in-memory registry,
+    on a host whose docker answers are the lab's, recorded (tests/readiness/recorded.py)."""
+
+    registry: OciRegistry
+    engine: CannedEngine
+    binfmt: Path  # the host's binfmt_misc, a directory of the test's own
+
+    def image(self, name: str, tag: str) -> str:
+        return f"{self.registry.host}/team/{name}:{tag}"
+
+    def tags(self, name: str) -> set[str]:
+        return self.registry.tags(f"team/{name}")

@@ -216,6 +216,9 @@ def test_a_mistyped_command_is_an_error_not_a_remote(
     assert "commands: doctor, install, verify, build, publish" in out
     code, out, _ = run(capsys, "origin", "--dry-run")  # a configured remote, by hand
     assert code == 0, out
+    code, out, _ = run(capsys, "--color", "never", "verify")  # a command after an option
+    assert code == 1
+    assert "'verify' is a command: name it first, before its options (`mab-hook verify [options]`)" in out
 
 
 def test_a_fatal_error_under_json_is_a_json_object(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:

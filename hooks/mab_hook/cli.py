@@ -176,6 +176,9 @@ def _check_word(args: argparse.Namespace) -> None:
 
     if word in configured_remotes(args.repo or Path.cwd()):
         return
+    if word in COMMANDS:  # after an option: `mab-hook --color never verify`
+        raise FatalError(f"{word!r} is a command: name it first, before its options "
+                         f"(`mab-hook {word} [options]`); see `mab-hook {word} --help`")  # fmt: skip
     close = difflib.get_close_matches(word, COMMANDS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise FatalError(f"{word!r} is not a command{hint} nor a remote of this repository; commands: "

@@ -1,0 +1,155 @@
+"""mab-hook's commands end to end in-process, fast: a real repository, mab-hook's own registry
+client over HTTP to an in-memory registry, and the canned engine in place of Docker
+(tests/engine.py). What each command prints and returns, and what the registry then holds.
+The same behaviours against the real lab: test_hook.py, test_verify.py, test_ci.py,
+test_doctor.py."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from mab_hook import cli
+from tests.conftest import Repo
+from tests.engine import Canned, Fault
+from tests.test_binfmt import AARCH64
+
+IMAGES = ("base", "api", "worker", "lone")
+
+
+def project(host: str, **settings: str) -> dict[str, str]:
+    table = "".join(f"{key} = {value}\n" for key, value in settings.items())
+    images = "".join(f'[tool.multiarch.images.{name}]\ncontext = "{name}"\n' for name in IMAGES)
+    return {
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+                          f'registry = "{host}/team"\npush = true\ntags = ["{{short_sha}}"]\n{table}{images}',
+        "base/Dockerfile": "FROM busybox\nRUN make\n",
+        "api/Dockerfile": f"FROM {host}/team/base\nCOPY app.txt /\n",
+        "api/app.txt": "v1\n",
+        "worker/Dockerfile": f"FROM {host}/team/base\nRUN make\n",
+        "lone/Dockerfile": "FROM busybox\nRUN make\n",
+    }  # fmt: skip
+
+
+def mab(
+    repo: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str]:
+    monkeypatch.chdir(repo.path)
+    command = args[:1] if args[0] in cli.COMMANDS else ()
+    code = cli.main([*command, "--color", "never", *args[len(command) :]])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_the_gate_builds_publishes_and_verify_finds_it_all(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 0, out
+    assert all(sha[:7] in canned.tags(name) for name in IMAGES)
+    pushed = re.findall(r"^  (\w+)\s+linux/amd64, linux/arm64\s+pushed\s", out, re.MULTILINE)
+    assert sorted(pushed) == sorted(IMAGES)
+    code, out = mab(repo, capsys, monkeypatch, "verify", "--all")
+    assert code == 0, out
+    assert "every affected image (4) is in the registry, built from exactly these inputs" in out
+    code, out = mab(repo, capsys, monkeypatch, "verify", "--all", "--json")
+    assert code == 0 and json.loads(out[: out.rindex("}") + 1])["ok"] is True
+
+
+def test_verify_names_what_the_gate_did_not_build_and_build_missing_builds_only_that(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(canned.registry.host))
+    assert mab(repo, capsys, monkeypatch, "--all")[0] == 0
+    repo.commit({"api/app.txt": "v2\n"})  # pushed with --no-verify: no gate ran
+    code, out = mab(repo, capsys, monkeypatch, "verify", "--from", "HEAD~1")
+    assert code == 1
+    assert "not built by the gate from these inputs: api (pushed with --no-verify" in out
+    assert "mab-hook verify --build-missing" in out
+    before = len(canned.engine.invocations)
+    code, out = mab(repo, capsys, monkeypatch, "verify", "--from", "HEAD~1", "--build-missing")
+    assert code == 0, out
+    assert "building what is missing: api" in out
+    assert [entries for entries in canned.engine.invocations[before:]] == [("api",)]
+    assert repo.head()[:7] in canned.tags("api")
+
+
+def test_a_failing_image_blocks_the_push_and_moves_no_tag(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    canned.engine.faults["worker"] = Fault(step_fails_on="linux/arm64")
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 1
+    assert "build failed on linux/arm64" in out
+    assert not any(sha[:7] in canned.tags(name) for name in IMAGES)
+    canned.engine.faults.clear()
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 0, out
+    assert set(canned.engine.invocations[-1]) == {"worker"}  # the others were uploaded the first time
+    assert all(sha[:7] in canned.tags(name) for name in IMAGES)
+
+
+def test_the_ci_fan_out_publishes_only_once_every_platform_is_there(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    for name in IMAGES:
+        code, out = mab(repo, capsys, monkeypatch, "build", "--image", name, "--platform", "linux/amd64",
+                        "--push-by-digest", "--all")  # fmt: skip
+        assert code == 0, out
+    code, out = mab(repo, capsys, monkeypatch, "publish", "--all")
+    assert code == 1
+    assert "not every platform was built, so nothing was published: missing base linux/arm64" in out
+    assert not any(sha[:7] in canned.tags(name) for name in IMAGES)
+    for name in IMAGES:
+        assert mab(repo, capsys, monkeypatch, "build", "--image", name, "--platform", "linux/arm64",
+                   "--push-by-digest", "--all")[0] == 0  # fmt: skip
+    code, out = mab(repo, capsys, monkeypatch, "publish", "--all")
+    assert code == 0, out
+    assert "api: published " in out and "(merged 2 platforms)" in out
+    index = json.loads(canned.registry.get("team/api", "manifests", sha[:7])[0])  # type: ignore[index]
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]
+    code, out = mab(repo, capsys, monkeypatch, "build", "--image", "api", "--platform", "linux/arm64",
+                    "--push-by-digest", "--all")  # fmt: skip
+    assert (code, "already published from these inputs" in out) == (0, True)
+    code, out = mab(repo, capsys, monkeypatch, "verify", "--all")
+    assert code == 0, out
+
+
+def test_ci_build_refuses_an_unknown_image_or_platform(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(canned.registry.host))
+    code, out = mab(
+        repo, capsys, monkeypatch, "build", "--image", "web", "--platform", "linux/amd64", "--all"
+    )
+    assert code == 1 and "no affected image named 'web'" in out and "images: base, api, worker, lone" in out
+    code, out = mab(
+        repo, capsys, monkeypatch, "build", "--image", "api", "--platform", "linux/s390x", "--all"
+    )
+    assert (
+        code == 1 and "image api is not built for linux/s390x; its platforms: linux/amd64, linux/arm64" in out
+    )
+
+
+def test_doctor_on_a_ready_host_and_on_one_whose_emulator_is_off(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(canned.registry.host))
+    code, out = mab(repo, capsys, monkeypatch, "doctor")
+    assert code == 0, out
+    assert "host readiness for linux/amd64, linux/arm64" in out
+    assert "kept in " in out
+    (canned.binfmt / "qemu-aarch64").write_text(AARCH64.replace("enabled", "disabled", 1))
+    code, out = mab(repo, capsys, monkeypatch, "doctor", "--json")
+    assert code == 1
+    checks = {c["id"]: c for c in json.loads(out[: out.rindex("}") + 1])["checks"]}
+    assert checks["platform:linux/arm64"]["status"] == "fail"
+    assert f"echo 1 | sudo tee {canned.binfmt / 'qemu-aarch64'}" in checks["platform:linux/arm64"]["fix"]
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 1 and "this host cannot build what the push needs; nothing was built" in out
+    assert canned.engine.invocations == []

@@ -3,18 +3,33 @@ push affects, and why. Compose and bake files are resolved by the lab's real bui
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mab_hook import changes, planning, process
+from mab_hook import changes, definitions, planning, process
 from mab_hook.hook import open_repo
 from mab_hook.plan import Plan
 from tests.conftest import Lab, Repo
+from tests.resolver import RECORDINGS, normal, recorded, recording, replaying
 from tests.test_definitions import BAKE, OTEL
 
 PLATFORMS = '["linux/amd64", "linux/arm64"]'
+
+
+Scenario = Callable[[Repo, Mapping[str, str], pytest.MonkeyPatch], None]
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(function: Scenario) -> Scenario:
+    """A planning scenario that resolves compose or bake files: a fast test replays buildx's
+    recorded answers (tests/resolver.py); the lab test asks the lab's buildx again."""
+    SCENARIOS[function.__name__] = function
+    return function
 
 
 def plan(repo: Repo, env: Mapping[str, str], rev: str = "HEAD") -> Plan:
@@ -39,30 +54,30 @@ OTEL_REPO = {
 }
 
 
-@pytest.mark.lab
-def test_a_compose_repository_push_by_push(repo: Repo, lab: Lab) -> None:
+@scenario
+def compose_push_by_push(repo: Repo, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     repo.commit(OTEL_REPO)
     repo.commit({"src/ad/build.gradle": "plugins { java }\n"})
     # The Dockerfile reads from the repository root as its context: a change there counts.
-    assert affected(plan(repo, lab.env)) == {
+    assert affected(plan(repo, env)) == {
         "ad": ("COPY 'src/ad/build.gradle' (line 2) reads: src/ad/build.gradle",)
     }
     repo.commit({".env": OTEL[".env"].replace("2.10.0", "2.11.0")})  # a build arg, in .env only
-    assert affected(plan(repo, lab.env)) == {"ad": ("its definition in .env changed",)}
+    assert affected(plan(repo, env)) == {"ad": ("its definition in .env changed",)}
     # The compose file changed, but no image's definition did.
     repo.commit(
         {"docker-compose.yml": OTEL["docker-compose.yml"] + "  frontend-proxy:\n    image: envoy:v1\n"}
     )
-    found = plan(repo, lab.env)
+    found = plan(repo, env)
     assert (found.affected, set(found.unaffected)) == ((), {"ad", "cart"})
     compose = repo.path / "docker-compose.yml"
     repo.commit({"docker-compose.yml": compose.read_text() + "  checkout:\n    build: ./src/cart\n"})
-    assert affected(plan(repo, lab.env)) == {"checkout": ("new image in docker-compose.yml",)}
+    assert affected(plan(repo, env)) == {"checkout": ("new image in docker-compose.yml",)}
     repo.commit({"docker-compose.yml": compose.read_text().replace("build: ./src/cart\n  valkey", "build:\n"
                  "      context: ./src/cart\n      args:\n        CART_VERSION: '2'\n  valkey")})  # fmt: skip
-    assert affected(plan(repo, lab.env)) == {"cart": ("its definition in docker-compose.yml changed",)}
+    assert affected(plan(repo, env)) == {"cart": ("its definition in docker-compose.yml changed",)}
     repo.commit({"README.md": "# demo, again\n"})
-    assert plan(repo, lab.env).affected == ()
+    assert plan(repo, env).affected == ()
 
 
 BAKE_REPO = {
@@ -75,11 +90,11 @@ BAKE_REPO = {
 }
 
 
-@pytest.mark.lab
-def test_a_bake_repository_push_by_push(repo: Repo, lab: Lab) -> None:
+@scenario
+def bake_push_by_push(repo: Repo, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     repo.commit(BAKE_REPO)
     repo.commit({"base/etc/config": "x=2\n"})
-    found = plan(repo, lab.env)
+    found = plan(repo, env)
     # base is tool's `target:` context, outside the default group: built for it, never on its own.
     assert affected(found) == {
         "tool-lite": ("base image base is rebuilt",),
@@ -92,7 +107,7 @@ def test_a_bake_repository_push_by_push(repo: Repo, lab: Lab) -> None:
     }
     assert found.unaffected == ()
     repo.commit({"docker-bake.hcl": BAKE["docker-bake.hcl"].replace('default = "1.0"', 'default = "1.1"')})
-    assert affected(plan(repo, lab.env)) == {
+    assert affected(plan(repo, env)) == {
         "tool-lite": ("its definition in docker-bake.hcl changed",),
         "tool-full": ("its definition in docker-bake.hcl changed",),
     }
@@ -103,23 +118,24 @@ def test_a_bake_repository_push_by_push(repo: Repo, lab: Lab) -> None:
             .replace('["lite", "full"]', '["lite", "full", "max"]')
         }
     )
-    assert affected(plan(repo, lab.env)) == {"tool-max": ("new image in docker-bake.hcl",)}
+    assert affected(plan(repo, env)) == {"tool-max": ("new image in docker-bake.hcl",)}
 
 
-@pytest.mark.lab
-def test_without_any_configuration_buildx_default_files_define_the_images(repo: Repo, lab: Lab) -> None:
+@scenario
+def default_files(repo: Repo, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without any configuration, buildx's default files define the images."""
     files: dict[str, Any] = {**OTEL_REPO, "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n",
                              "tools/Dockerfile": "FROM scratch\n"}  # fmt: skip
     repo.commit(files)
     repo.commit({"src/cart/cart.cs": "class Cart2 {}\n", "tools/Dockerfile": "FROM scratch\nCOPY . /\n"})
-    found = plan(repo, lab.env)
+    found = plan(repo, env)
     assert affected(found) == {"cart": ("COPY '.' (line 2) reads: src/cart/cart.cs",)}
     assert set(found.unaffected) == {"ad"}  # tools/Dockerfile is in no definition: no image
 
 
-@pytest.mark.lab
-def test_repeated_directory_names_and_dockerfile_ignore_files(repo: Repo, lab: Lab) -> None:
+def test_repeated_directory_names_and_dockerfile_ignore_files(repo: Repo, tmp_path: Path) -> None:
     """docker/awesome-compose without its compose files: discovery of its Dockerfiles."""
+    env = replaying(tmp_path)
     repo.commit({
         "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n",
         "django/app/Dockerfile": "FROM scratch\nCOPY . /\n", "django/app/manage.py": "x\n",
@@ -127,19 +143,17 @@ def test_repeated_directory_names_and_dockerfile_ignore_files(repo: Repo, lab: L
         "flask/app/Dockerfile.dockerignore": "*.log\n",
     })  # fmt: skip
     repo.commit({"flask/app/app.py": "y\n", "flask/app/debug.log": "z\n"})
-    found = plan(repo, lab.env)
+    found = plan(repo, env)
     assert affected(found) == {"flask-app": ("COPY '.' (line 2) reads: flask/app/app.py",)}
     assert found.unaffected == ("django-app",)
     repo.commit({"flask/app/Dockerfile.dockerignore": "*.log\n*.tmp\n"})
-    assert affected(plan(repo, lab.env)) == {
+    assert affected(plan(repo, env)) == {
         "flask-app": ("ignore file changed: flask/app/Dockerfile.dockerignore",)
     }
 
 
-@pytest.mark.lab
-def test_a_push_that_touches_no_definition_file_runs_no_resolver(
-    repo: Repo, lab: Lab, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@scenario
+def no_definition_file_touched(repo: Repo, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The resolution is kept by the files' blob ids: the usual push pays nothing for it."""
     resolved: list[tuple[str, ...]] = []
     real = process.run
@@ -152,12 +166,69 @@ def test_a_push_that_touches_no_definition_file_runs_no_resolver(
     monkeypatch.setattr(process, "run", counted)
     repo.commit(OTEL_REPO)
     repo.commit({"src/cart/cart.cs": "class Cart3 {}\n"})
-    assert affected(plan(repo, lab.env)) == {"cart": ("COPY '.' (line 2) reads: src/cart/cart.cs",)}
+    assert affected(plan(repo, env)) == {"cart": ("COPY '.' (line 2) reads: src/cart/cart.cs",)}
     assert len(resolved) == 1
     repo.commit({"src/cart/cart.cs": "class Cart4 {}\n"})
-    assert affected(plan(repo, lab.env)) == {"cart": ("COPY '.' (line 2) reads: src/cart/cart.cs",)}
+    assert affected(plan(repo, env)) == {"cart": ("COPY '.' (line 2) reads: src/cart/cart.cs",)}
     assert len(resolved) == 1  # the same files: nothing resolved again
     repo.commit({".env": OTEL[".env"] + "UNUSED=1\n"})
-    assert affected(plan(repo, lab.env)) == {}  # .env changed, no image's definition did
+    assert affected(plan(repo, env)) == {}  # .env changed, no image's definition did
     # This commit's files resolved; the commit before's, to compare with, came from the cache.
     assert len(resolved) == 2
+
+
+INCLUDED = {
+    "pyproject.toml": f'[tool.multiarch]\nplatforms = {PLATFORMS}\ncompose = "compose.yaml"\n',
+    "compose.yaml": "include:\n  - services/db.yaml\nservices:\n  web:\n    extends:\n      file: common.yaml\n"
+                    "      service: base\n    build:\n      context: web\n    env_file: web.env\n",
+    "common.yaml": "services:\n  base:\n    build:\n      args:\n        FLAVOR: one\n",
+    "services/db.yaml": "services:\n  db:\n    build:\n      context: ../db\n      args:\n        PG: '16'\n",
+    "web.env": "RUNTIME=1\n",
+    "web/Dockerfile": "FROM scratch\nARG FLAVOR\nCOPY app.txt /\n",
+    "web/app.txt": "v1\n",
+    "db/Dockerfile": "FROM scratch\nARG PG\n",
+}  # fmt: skip
+
+
+@scenario
+def included_and_extended_files(repo: Repo, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change in a file the compose file includes or extends from reaches the images it
+    defines; a change that reaches no build (a service's runtime env_file) affects none."""
+    repo.commit(INCLUDED)
+    repo.commit({"common.yaml": INCLUDED["common.yaml"].replace("one", "two")})
+    assert affected(plan(repo, env)) == {"web": ("its definition in common.yaml changed",)}
+    repo.commit({"services/db.yaml": INCLUDED["services/db.yaml"].replace("'16'", "'17'")})
+    assert affected(plan(repo, env)) == {"db": ("its definition in services/db.yaml changed",)}
+    repo.commit({"web.env": "RUNTIME=2\n"})
+    found = plan(repo, env)
+    assert (found.affected, set(found.unaffected)) == ((), {"web", "db"})
+
+
+# The scenarios above hold the assertions: fast here, against recorded answers of buildx.
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_planning_with_compose_and_bake_files(
+    name: str, repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    SCENARIOS[name](repo, replaying(tmp_path), monkeypatch)
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_the_recorded_bake_answers_are_buildxs(
+    name: str, repo: Repo, lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scenario again with the lab's real buildx, each answer compared with the recorded
+    one. After a deliberate change (a new scenario, another buildx): MAB_RECORD=1 records."""
+    real = definitions.buildx_plugin(lab.env)
+    assert real is not None
+    answers_file = tmp_path / "answers.json"
+    SCENARIOS[name](repo, recording(tmp_path, real, answers_file), monkeypatch)
+    answers = json.loads(answers_file.read_text())
+    if os.environ.get("MAB_RECORD"):
+        RECORDINGS.write_text(json.dumps({**recorded(), **answers}, indent=1, sort_keys=True) + "\n")
+    known = recorded()
+    assert {key: normal(known.get(key)) for key in answers} == {
+        key: normal(a) for key, a in answers.items()
+    }, "buildx answers otherwise: MAB_RECORD=1 records"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -456,6 +458,64 @@ def in_namespace(
     flags = ("--user", "--map-root-user", "--mount", *(("--uts",) if hostname else ()))
     return subprocess.run(("unshare", *flags, "sh", "-c", script, "sh", *args), cwd=cwd, env=dict(env),
                           capture_output=True, text=True, check=False)  # fmt: skip
+
+
+@contextlib.contextmanager
+def engine_without(lab: Lab, handlers: Sequence[str]) -> Iterator[Engine]:
+    """A dockerd that cannot run some platforms, the machine's handlers untouched: it runs in a
+    private user, mount and network namespace whose binfmt_misc (an instance of its own, kernels
+    since 6.7) holds the machine's handlers but `handlers` (names: "qemu-aarch64"). Its builds
+    see only that instance; it has a bridge of its own and reaches no registry (a probe, `FROM
+    scratch`, needs none). Stopped, with all it made, at the end."""
+    from mab_hook import binfmt as machine  # noqa: PLC0415
+
+    root = Path(tempfile.mkdtemp(prefix="mabns-", dir="/var/tmp"))  # short: socket paths are limited
+    registered = [f"printf '%s' {shlex.quote(_register_line(h))} > {BINFMT}/register"
+                  for h in machine.read().handlers if h.name not in handlers]  # fmt: skip
+    (root / "daemon.json").write_text('{"features": {"containerd-snapshotter": true}}')
+    env = {**lab.env, "DOCKER_HOST": f"unix://{root}/sock"}
+    steps = [f"while [ ! -e {root}/mapped ]; do sleep 0.05; done", f"mount -t binfmt_misc binfmt_misc {BINFMT}",
+             *registered, "ip link set lo up", "ip link add mab0 type bridge",
+             "ip addr add 172.30.9.1/24 dev mab0", "ip link set mab0 up",
+             f"exec dockerd --config-file {root}/daemon.json --data-root {root}/data --exec-root {root}/exec "
+             f"-p {root}/pid -H {env['DOCKER_HOST']} --bridge mab0 --iptables=false --ip6tables=false"]  # fmt: skip
+    outer = subprocess.Popen(("unshare", "--user", "--mount", "--net", "--fork", "sh", "-c", " && ".join(steps)),
+                             env=env, stdout=(root / "log").open("w"), stderr=subprocess.STDOUT,
+                             start_new_session=True)  # fmt: skip
+    try:
+        _map_root(outer.pid, root)
+        deadline = time.monotonic() + 60
+        while subprocess.run(("docker", "version"), env=env, capture_output=True, check=False).returncode:
+            if time.monotonic() > deadline or outer.poll() is not None:
+                raise AssertionError(
+                    f"the namespaced dockerd did not start: {(root / 'log').read_text()[-2000:]}"
+                )
+            time.sleep(0.3)
+        yield Engine(env, root)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(outer.pid, signal.SIGTERM)
+        try:
+            outer.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(outer.pid, signal.SIGKILL)
+            outer.wait()
+        shutil.rmtree(root, ignore_errors=True)  # its mounts went with its namespace
+
+
+def _map_root(unshare: int, root: Path) -> None:
+    """Map the namespace's ids 0-65535 to the machine's (the test runs as root): its dockerd
+    is root there, and no more than root of that namespace anywhere else."""
+    children = Path(f"/proc/{unshare}/task/{unshare}/children")
+    deadline = time.monotonic() + 10
+    while not children.read_text().split():
+        if time.monotonic() > deadline:
+            raise AssertionError("unshare started no process")
+        time.sleep(0.02)
+    pid = children.read_text().split()[0]
+    for name in ("uid_map", "gid_map"):
+        Path(f"/proc/{pid}/{name}").write_text("0 0 65536\n")
+    (root / "mapped").touch()
 
 
 # --- a repository whose pre-push hook is mab-hook, installed through pre-commit ---------------

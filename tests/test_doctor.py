@@ -6,13 +6,12 @@ import json
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mab_hook import binfmt
-from tests.conftest import Lab, LabRegistry, Repo, in_namespace
+from tests.conftest import Lab, LabRegistry, Repo, engine_without, in_namespace
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 pytestmark = pytest.mark.lab
@@ -86,28 +85,12 @@ def test_a_disabled_emulator_fails_doctor_and_the_gate(lab: Lab, repo: Repo) -> 
     assert binfmt.read().handler_for("arm64").enabled  # type: ignore[union-attr]
 
 
-@pytest.fixture
-def aarch64_disabled(lab: Lab) -> Iterator[Path]:
-    """qemu-aarch64 switched off ON THE WHOLE MACHINE (the engine's builds must see it), and
-    always switched back on: only for what a private namespace cannot show."""
-    handler = binfmt.read().handler_for("arm64")
-    assert handler is not None, "the lab registers an arm64 emulator"
-    path = binfmt.DEFAULT_ROOT / handler.name
-    path.write_text("0")
-    try:
-        yield path
-    finally:
-        path.write_text("1")
-    assert binfmt.read().handler_for("arm64").enabled  # type: ignore[union-attr]
-
-
-def test_a_probe_fails_where_the_engine_cannot_run_the_platform(
-    lab: Lab, repo: Repo, aarch64_disabled: Path
-) -> None:
+def test_a_probe_fails_where_the_engine_cannot_run_the_platform(lab: Lab, repo: Repo) -> None:
+    """An engine whose binfmt_misc lacks qemu-aarch64 (in a namespace of its own)."""
     project(repo, lab, lab.namespace())
-    probed = mab(
-        repo.path, lab.env, "doctor", "--probe", "--platform", "linux/arm64", "--platform", "linux/arm/v7"
-    )
+    with engine_without(lab, ("qemu-aarch64",)) as engine:
+        probed = mab(repo.path, engine.env, "doctor", "--probe", "--platform", "linux/arm64",
+                     "--platform", "linux/arm/v7")  # fmt: skip
     assert "fail  probe linux/arm64" in probed.stdout and "a linux/arm64 program did not run" in probed.stdout
     assert "ok    probe linux/arm/v7" in probed.stdout
 
@@ -200,17 +183,17 @@ def test_fix_creates_the_configured_builder(lab: Lab, repo: Repo, tmp_path: Path
     assert "mab-test-fleet" not in machine.stdout  # the lab's own docker config has no such builder
 
 
-def elsewhere(repo: Repo, lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+def elsewhere(repo: Repo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """mab-hook as on a client whose kernel is not the engine's: a private mount and UTS
     namespace where binfmt_misc is not mounted and the host name differs."""
-    return in_namespace((sys.executable, "-m", "mab_hook", *args), cwd=repo.path, env=lab.env,
+    return in_namespace((sys.executable, "-m", "mab_hook", *args), cwd=repo.path, env=env,
                         binfmt="unmounted", hostname="laptop")  # fmt: skip
 
 
 def test_an_engine_elsewhere_is_judged_on_its_side_and_builds(lab: Lab, repo: Repo) -> None:
     registry = lab.namespace()
     project(repo, lab, registry, push=True)
-    doctor = elsewhere(repo, lab, "doctor", "--json")
+    doctor = elsewhere(repo, lab.env, "doctor", "--json")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     checks = {c["id"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["engine"]["finding"].startswith("another machine (vm, this is laptop)")
@@ -222,38 +205,23 @@ def test_an_engine_elsewhere_is_judged_on_its_side_and_builds(lab: Lab, repo: Re
     assert (
         "by a probe" in checks["platform:linux/arm/v7"]["finding"]
     )  # the docker driver does not list arm/v7
-    built = elsewhere(repo, lab, "--all")
+    built = elsewhere(repo, lab.env, "--all")
     assert built.returncode == 0, built.stdout + built.stderr
     assert lab.platforms(f"{registry}/app:{repo.head()[:7]}") == set(ALL3)
     probes = json.loads((repo.path / ".git" / "mab-hook" / "cache" / "probes.json").read_text())
     assert list(probes.values()) == [True]  # probed once, remembered for this engine
 
 
-@pytest.fixture
-def arm_disabled(lab: Lab) -> Iterator[Path]:
-    """qemu-arm switched off ON THE WHOLE MACHINE, the engine's side (what a private namespace
-    cannot show), and always switched back on."""
-    handler = binfmt.read().handler_for("arm")
-    assert handler is not None, "the lab registers an arm emulator"
-    path = binfmt.DEFAULT_ROOT / handler.name
-    path.write_text("0")
-    try:
-        yield path
-    finally:
-        path.write_text("1")
-    assert binfmt.read().handler_for("arm").enabled  # type: ignore[union-attr]
-
-
-def test_an_engine_elsewhere_that_cannot_run_a_platform_builds_nothing(
-    lab: Lab, repo: Repo, arm_disabled: Path
-) -> None:
+def test_an_engine_elsewhere_that_cannot_run_a_platform_builds_nothing(lab: Lab, repo: Repo) -> None:
+    """The engine's binfmt_misc lacks qemu-arm (a namespace of its own): found by a probe."""
     project(repo, lab, lab.namespace())
-    doctor = elsewhere(repo, lab, "doctor", "--json")
-    assert doctor.returncode == 1
-    check = next(c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "platform:linux/arm/v7")
-    assert (check["status"], check["code"]) == ("fail", "engine-cannot-emulate")
-    assert "docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install arm" in check["fix"]
-    gate = elsewhere(repo, lab, "--all")
+    with engine_without(lab, ("qemu-arm",)) as engine:
+        doctor = elsewhere(repo, engine.env, "doctor", "--json")
+        assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+        check = next(c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "platform:linux/arm/v7")
+        assert (check["status"], check["code"]) == ("fail", "engine-cannot-emulate")
+        assert "docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install arm" in check["fix"]
+        gate = elsewhere(repo, engine.env, "--all")
     assert gate.returncode == 1 and "nothing was built" in gate.stdout
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
 

@@ -434,10 +434,24 @@ def test_every_string_of_a_definition_is_escaped_keys_included() -> None:
     assert exported["target"]["evil"]["context"] == 'ctx/$${replace("~..~..~etc","~","/")}'
 
 
-def test_a_definition_without_templates_is_not_sent_to_buildx_for_proof(tmp_path: Path) -> None:
-    group = CannedGroup([])
+def test_a_definition_without_templates_is_not_sent_to_buildx_for_proof(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[tuple[str, ...]] = []
+
+    def run(cmd: Sequence[str], **kw: Any) -> process.Completed:
+        ran.append(tuple(cmd))
+        return process.Completed(tuple(cmd), 0, "{}", "")  # buildx printing no target
+
+    monkeypatch.setattr(process, "run", run)
     plain = buildx.definition(make((BASE,), FILES), buildx.Paths(Path("/co"), Path("/repo")), {}, {})
-    buildx.prove_literal(tmp_path / "bake.json", plain, Buildx({"PATH": "/nonexistent"}, None, group))
+    buildx.prove_literal(tmp_path / "bake.json", plain, Buildx({}, None, CannedGroup([])))
+    assert ran == []
+    templated = buildx.definition(make((dataclasses.replace(BASE, build_args=(("V", "${X}"),)),), FILES),
+                                  buildx.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
+    with pytest.raises(FatalError, match="would read its"):  # buildx, asked, prints no such target
+        buildx.prove_literal(tmp_path / "bake.json", templated, Buildx({}, None, CannedGroup([])))
+    assert len(ran) == 1 and ran[0][:4] == ("docker", "buildx", "bake", "--file")
 
 
 @pytest.mark.lab

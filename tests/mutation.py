@@ -39,7 +39,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "patterns": ("tests/test_patterns.py",),  # its property tests make each mutant ~30 s: over an hour
     "plan": ("tests/test_plan.py", "tests/test_inputs.py"),
     "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
-    "definitions": ("tests/test_definitions.py", "tests/test_file_images.py"),
+    "definitions": ("tests/test_definitions.py", "tests/test_file_images.py", "tests/test_planning.py"),
     "state": ("tests/test_state.py",),
     "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts

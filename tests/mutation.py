@@ -2,6 +2,7 @@
 
     python tests/mutation.py                 # every module below (hours on a 2-core machine)
     python tests/mutation.py grants tags     # some of them (minutes each)
+    python tests/mutation.py --merge COPY/tests/mutation-results.json   # a copy's results, here
 
 Each module is mutated by mutmut 2 (`pip install -e '.[mutation]'`), one mutant at a time, in
 place, and its fast tests (no lab) run against each: mutmut 2 rather than 3 because it mutates
@@ -47,6 +48,13 @@ MODULES: dict[str, tuple[str, ...]] = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--merge"]:  # results of a run in a copy of the checkout, into this one's
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        for path in argv[1:]:
+            results.update(json.loads(Path(path).read_text()))
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        REPORT.write_text(report(results))
+        return 0
     wanted = argv or list(MODULES)
     unknown = [name for name in wanted if name not in MODULES]
     if unknown:

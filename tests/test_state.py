@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -166,3 +167,103 @@ def test_records_are_kept_90_days_counted_in_days_and_logs_of_the_last_50_pushes
     assert isinstance(written["at"], float)
     kept.prune(root)  # now is now: everything written above is older than 90 days
     assert not state.built("day89", "a" * 64)
+
+
+def test_what_cannot_be_written_is_named_with_the_directory_to_fix(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    root = tmp_path / "file" / "mab-hook"
+    with pytest.raises(kept.StateError) as info:
+        State(root).record("api", "a" * 64, {})
+    assert str(info.value) == (
+        f"cannot write {root}: Not a directory. mab-hook keeps its logs, records and caches under {root}: "
+        "make it yours and writable (`ls -ld` it), or remove it (it is rebuilt)"
+    )
+    elsewhere = tmp_path / "state" / "logs"
+    assert str(kept._unwritable(elsewhere, OSError("no room"))).startswith(
+        f"cannot write {elsewhere}: no room. mab-hook keeps its logs, records and caches under {elsewhere.parent}: "
+    )
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "lock").mkdir()  # what should be the lock file is a directory
+    at_lock = re.escape(f"cannot write {tmp_path / 'state' / 'lock'}: Is a directory")
+    with pytest.raises(kept.StateError, match=f"^{at_lock}"), lock(tmp_path / "state", print):
+        pass
+
+
+def test_pruning_passes_over_what_it_cannot_remove_and_hidden_files(tmp_path: Path) -> None:
+    """A symlink planted among the logs is neither followed nor a reason to stop; half-written
+    files (hidden, `.name-XXXX`) are not records, and nothing is counted where nothing is."""
+    root = tmp_path / "mab-hook"
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep").write_text("mine")
+    (root / "logs").mkdir(parents=True)
+    (root / "logs" / "planted").symlink_to(target)
+    os.utime(root / "logs" / "planted", (0, 0), follow_symlinks=False)
+    for n in range(3):
+        State(root).logs(str(n) * 40)
+    kept.prune(root, keep_logs=2)
+    assert (target / "keep").read_text() == "mine"
+    State(root).record("api", "a" * 64, {})
+    (root / "built" / ".api-half-written").write_text("{")
+    assert kept.held(root) == kept.Held(logs=3, records=1, size=kept.held(root).size)
+    assert kept.held(tmp_path / "nothing-here") == kept.Held(0, 0, 0)
+
+
+def test_a_record_goes_the_moment_it_is_older_than_its_days(tmp_path: Path) -> None:
+    root = tmp_path / "mab-hook"
+    State(root).record("api", "a" * 64, {})
+    made = (root / "built" / f"api-{'a' * 64}.json").stat().st_mtime
+    kept.prune(root, record_days=1.0, now=made + 86400 - 1)
+    assert State(root).built("api", "a" * 64)
+    kept.prune(root, record_days=1.0, now=made + 86400 + 1)
+    assert not State(root).built("api", "a" * 64)
+
+
+def test_a_file_is_written_under_a_hidden_temporary_name_then_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renamed: list[tuple[str, str]] = []
+    real = os.replace
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (renamed.append((str(src), str(dst))), real(src, dst))
+    )
+    kept.write_private(tmp_path / "f.json", b"{}")
+    ((temporary, final),) = renamed
+    assert Path(temporary).parent == tmp_path and Path(temporary).name.startswith(".f.json-")
+    assert final == str(tmp_path / "f.json")
+
+
+def test_a_log_is_appended_to_or_started_afresh_and_takes_any_text(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "api.log"
+    with kept.open_private(log) as out:
+        out.write("first\n")
+    with kept.open_private(log, "a") as out:
+        out.write("second \udcff\n")  # a build's undecodable byte, as surrogateescape keeps it
+    assert log.read_text() == "first\nsecond ?\n"
+    with kept.open_private(log) as out:
+        out.write("again\n")
+    assert log.read_text() == "again\n"
+
+
+def test_a_lock_held_by_a_run_that_wrote_no_pid_says_so(tmp_path: Path) -> None:
+    from mab_hook import filelock  # noqa: PLC0415
+
+    root = tmp_path / "mab-hook"
+    root.mkdir()
+    holder = os.open(root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    assert filelock.try_lock(holder)
+    said: list[str] = []
+
+    def second() -> None:
+        with lock(root, said.append):
+            said.append("in")
+
+    waiting = threading.Thread(target=second)
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while not said and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.close(holder)
+    waiting.join(timeout=10)
+    assert said == ["another mab-hook run (pid unknown) is building in this repository; waiting for it to "
+                    "finish (^C to stop waiting)", "in"]  # fmt: skip

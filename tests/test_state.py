@@ -224,9 +224,12 @@ def test_a_file_is_written_under_a_hidden_temporary_name_then_renamed(
 ) -> None:
     renamed: list[tuple[str, str]] = []
     real = os.replace
-    monkeypatch.setattr(
-        os, "replace", lambda src, dst: (renamed.append((str(src), str(dst))), real(src, dst))
-    )
+
+    def replace(src: str, dst: str) -> None:
+        renamed.append((str(src), str(dst)))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
     kept.write_private(tmp_path / "f.json", b"{}")
     ((temporary, final),) = renamed
     assert Path(temporary).parent == tmp_path and Path(temporary).name.startswith(".f.json-")

@@ -201,6 +201,7 @@ class CannedEngine(process.Group):
         super().__init__()
         self.registry, self.faults = registry, dict(faults or {})
         self.invocations: list[tuple[str, ...]] = []
+        self.definitions: list[dict[str, Any]] = []  # each invocation's bake file, as buildx read it
         self._failed: dict[tuple[str, str], int] = {}  # (image, "export"/"upload") -> times failed
         self.before: Callable[[], None] = lambda: None  # runs as an invocation starts
 
@@ -216,7 +217,8 @@ class CannedEngine(process.Group):
     ) -> process.Streamed:
         self.before()
         args = list(cmd)
-        definition = json.loads(Path(args[args.index("--file") + 1]).read_text())["target"]
+        self.definitions.append(json.loads(Path(args[args.index("--file") + 1]).read_text()))
+        definition = self.definitions[-1]["target"]
         metadata = Path(args[args.index("--metadata-file") + 1])
         entries = tuple(arg for arg in args[args.index(metadata.as_posix()) + 1 :] if arg != "--push")
         self.invocations.append(entries)

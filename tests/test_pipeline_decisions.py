@@ -10,6 +10,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from mab_hook import buildx, changes, grants, input_digest, pipeline, planning, process
+from mab_hook import plan as plan_module
+from mab_hook.checkout import LOCK_REASON
 from mab_hook.errors import FatalError
 from mab_hook.hook import open_repo
 from mab_hook.pipeline import Events
@@ -76,8 +78,11 @@ def build(
     monkeypatch.setattr(buildx, "BACKOFF", 0.0)
     said: list[str] = []
     asked: list[bool] = []
-    results = pipeline.build_all(open_repo(repo.path), found or plans(repo), {}, Events(said.append, lambda line: None),
-                                 registry=Registry({}, run=_refusing), ready=lambda: asked.append(True), publishing=publishing)  # fmt: skip
+    events = Events(said.append, lambda line: None, notice=said.append)
+    publish = {} if publishing else {"publishing": False}  # the default publishes
+    results = pipeline.build_all(open_repo(repo.path), found or plans(repo), {}, events,
+                                 registry=Registry({}, run=_refusing), ready=lambda: asked.append(True),
+                                 **publish)  # fmt: skip
     return Run(results, said, len(asked))
 
 
@@ -247,6 +252,17 @@ def test_without_publishing_only_staging_tags_are_put(
     assert set(run.status.values()) == {Status.BUILT}
     assert all(registry.tags(f"team/{name}") and sha[:7] not in registry.tags(f"team/{name}")
                for name in ("base", "api", "worker", "lone"))  # fmt: skip
+    assert not any("no public tag moves" in line for line in run.said)  # nothing failed
+
+
+def test_a_failure_without_push_says_nothing_of_tags(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host, push=False))
+    run = build(repo, CannedEngine(registry, {"lone": Fault(step_fails_on="linux/arm64")}), monkeypatch,
+                found=plans(repo, all_images=True))  # fmt: skip
+    assert run.status["lone"] is Status.FAILED
+    assert not any("tag" in line for line in run.said)
 
 
 def test_without_push_what_built_is_recorded_and_not_built_again(
@@ -311,3 +327,130 @@ def test_with_a_time_limit_each_image_builds_alone_and_a_failed_base_stops_its_d
     lone = next(r for r in run.results if r.name == "lone")
     assert lone.published == (staged(plans(repo, all_images=True)[0], "lone"),)  # uploaded, not tagged
     assert not any(tag for name in ("base", "api", "worker") for tag in registry.tags(f"team/{name}"))
+
+
+def test_every_commit_of_a_push_is_built_and_published_together(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two commits (a push of two refs): each commit's images built from its own files, every
+    result reported, the tags of both put."""
+    first = repo.commit(project(registry.host))
+    found = plans(repo, all_images=True)
+    second = repo.commit({"lone/Dockerfile": "FROM busybox\nRUN make lone\n"})
+    found += plans(repo)
+    run = build(repo, CannedEngine(registry), monkeypatch, found=found)
+    assert [(r.name, r.status) for r in run.results] == [
+        *((p.image.name, Status.PUSHED) for p in found[0].affected), ("lone", Status.PUSHED)]  # fmt: skip
+    assert {first[:7], second[:7]} <= canned_tags(registry, "lone")
+    assert first[:7] in canned_tags(registry, "api") and second[:7] not in canned_tags(registry, "api")
+
+
+def canned_tags(registry: OciRegistry, name: str) -> set[str]:
+    return registry.tags(f"team/{name}")
+
+
+def test_what_each_job_says_names_its_inputs(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host))
+    found = plans(repo, all_images=True)
+    build(repo, CannedEngine(registry), monkeypatch, found=found)
+    run = build(repo, CannedEngine(registry), monkeypatch, found=found)
+    for planned in found[0].affected:
+        result = next(r for r in run.results if r.name == planned.image.name)
+        assert result.detail == f"already in the registry (inputs {planned.input_digest[:12]})"
+        assert f"{planned.image.name}: skipped, {result.detail}" in run.said
+    assert not any("not trusted" in line or "no public tag moves" in line for line in run.said)
+
+
+def test_without_push_the_record_names_the_commit_and_the_bake_file_is_kept(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(registry.host, push=False))
+    found = plans(repo, all_images=True)
+    assert set(build(repo, CannedEngine(registry), monkeypatch, found=found).status.values()) == {
+        Status.BUILT
+    }
+    state = repo.path / ".git" / "mab-hook"
+    planned = next(p for p in found[0].affected if p.image.name == "lone")
+    record = json.loads((state / "built" / f"lone-{planned.input_digest}.json").read_text())
+    assert (record["entry"], record["digest"], record["commit"]) == ("lone", planned.input_digest, sha)
+    kept = json.loads((state / "logs" / sha[:12] / "bake.json").read_text())
+    assert set(kept["target"]) == {"base", "api", "worker", "lone"}
+    run = build(repo, CannedEngine(registry), monkeypatch, found=found)
+    lone = next(r for r in run.results if r.name == "lone")
+    assert lone.detail == f"built before from the same inputs (digest {planned.input_digest[:12]})"
+    assert not any("not trusted" in line or "no public tag moves" in line for line in run.said)
+
+
+def test_the_logs_of_as_many_pushes_as_configured_are_kept(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host, push=False, extra="keep-logs = 1"))
+    build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    sha = repo.commit({"lone/Dockerfile": "FROM busybox\nRUN make lone\n"})
+    build(repo, CannedEngine(registry), monkeypatch)
+    assert [p.name for p in (repo.path / ".git" / "mab-hook" / "logs").iterdir()] == [sha[:12]]
+
+
+@pytest.mark.parametrize("asking", ["lone", "base"])
+def test_a_secret_asked_for_by_any_commit_of_the_push_or_by_a_base_is_checked(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch, asking: str
+) -> None:
+    """The push's first commit builds everything; its second changes api alone, so base is only
+    api's context there. Whichever image asks for a secret no one granted, nothing is built."""
+    files = project(registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        f"[tool.multiarch.images.{asking}]\n",
+        f'[tool.multiarch.images.{asking}]\nsecrets = ["id=npm,env=NPM_TOKEN"]\n',
+    )
+    repo.commit(files)
+    first = plans(repo, all_images=True)
+    repo.commit({"api/app.txt": "v2\n"})
+    second = plans(repo)
+    assert [p.image.name for p in second[0].context_only] == ["base"]
+    engine = CannedEngine(registry)
+    with pytest.raises(
+        FatalError, match=rf"\n  {asking}: git config --add mab-hook\.secret id=npm,env=NPM_TOKEN\n"
+    ):
+        build(repo, engine, monkeypatch, found=[*first, *second] if asking == "lone" else second)
+    assert engine.invocations == []
+
+
+def test_a_worktree_a_killed_run_left_behind_is_removed_and_said(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host))
+    left = repo.path.parent / "mab-hook-left" / "tree"
+    repo.git("worktree", "add", "--detach", "--lock", "--reason", f"{LOCK_REASON} 12345", str(left), "HEAD")
+    run = build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    assert f"removed the worktree an earlier run left behind: {left}" in run.said
+    assert not left.exists() and str(left) not in repo.git("worktree", "list")
+
+
+def test_a_large_context_is_said_and_checked_out_only_as_far_as_the_build_reads(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan_module, "LARGE_CONTEXT", 3)
+    files = project(registry.host)
+    files.update({f"lone/data/{n}.txt": f"{n}\n" for n in range(5)})
+    repo.commit(files)
+    run = build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    assert [line for line in run.said if "is large" in line] == [
+        "lone: lone is large: only what the build reads is checked out"]  # fmt: skip
+
+
+def test_a_local_cache_is_read_from_the_repository_not_the_checkout(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        "[tool.multiarch.images.lone]\n",
+        '[tool.multiarch.images.lone]\ncache-from = ["type=local,src=.cache/lone"]\n',
+    )
+    repo.commit(files)
+    engine = CannedEngine(registry)
+    build(repo, engine, monkeypatch, found=plans(repo, all_images=True))
+    (definition,) = engine.definitions
+    assert definition["target"]["lone"]["cache-from"] == [f"type=local,src={repo.path / '.cache' / 'lone'}"]
+    assert definition["target"]["lone"]["context"] != str(repo.path / "lone")  # a checkout of the commit

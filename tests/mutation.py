@@ -3,6 +3,7 @@
     python tests/mutation.py                 # every module below (hours on a 2-core machine)
     python tests/mutation.py grants tags     # some of them (minutes each)
     python tests/mutation.py --merge COPY/tests/mutation-results.json   # a copy's results, here
+    python tests/mutation.py --report        # MUTATION.md again (after writing down equivalents)
 
 Each module is mutated by mutmut 2 (`pip install -e '.[mutation]'`), one mutant at a time, in
 place, and its fast tests (no lab) run against each: mutmut 2 rather than 3 because it mutates
@@ -48,6 +49,9 @@ MODULES: dict[str, tuple[str, ...]] = {
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["--report"]:  # tests/MUTATION.md again, with the reasons as they are now
+        REPORT.write_text(report(json.loads(RESULTS.read_text())))
+        return 0
     if argv[:1] == ["--merge"]:  # results of a run in a copy of the checkout, into this one's
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         for path in argv[1:]:
@@ -102,6 +106,7 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
         mutated = after[0] if after else ""
         found.append({"id": mutant, "line": before[0] if before else "", "mutated": mutated,
                       "why": equivalent.get((name, mutated), "")})  # fmt: skip
+    del equivalent  # the report reads them afresh: a reason written later counts
     cache.unlink(missing_ok=True)
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
             "timeout": statuses.get("bad_timeout", 0), "survivors": found, "seconds": round(seconds),
@@ -136,10 +141,10 @@ def report(results: dict[str, dict[str, object]]) -> str:
              "| module | mutants | killed | equivalent | not yet killed | score | minutes |",
              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     details = []
+    reasons = _equivalent()
     for name in sorted(results):
         data = results[name]
-        survivors = data["survivors"]
-        assert isinstance(survivors, list)
+        survivors = [{**s, "why": _why(name, s, reasons)} for s in data["survivors"]]  # type: ignore[attr-defined]
         equivalent = [s for s in survivors if s["why"]]
         open_ = [s for s in survivors if not s["why"]]
         mutants, killed = (
@@ -159,6 +164,38 @@ def report(results: dict[str, dict[str, object]]) -> str:
             why = survivor["why"] or "NOT YET KILLED: a test to write"
             details.append(f"- `{_code(survivor['line'])}` -> `{_code(survivor['mutated'])}`: {why}")
     return "\n".join([*lines, *details]) + "\n"
+
+
+def _why(module: str, survivor: dict[str, str], reasons: dict[tuple[str, str], str]) -> str:
+    """Why a survivor is equivalent: said in tests/mutation-equivalent.toml, or a change to an
+    annotation alone, which nothing evaluates (`from __future__ import annotations`)."""
+    said = reasons.get((module, survivor["mutated"]), "")
+    if said:
+        return said
+    if survivor["line"] and _unannotated(survivor["line"]) == _unannotated(survivor["mutated"]) is not None:
+        return "an annotation: nothing evaluates it (`from __future__ import annotations`)"
+    return ""
+
+
+def _unannotated(line: str) -> str | None:
+    """A line's code with its annotations left out (as a statement, or as a parameter of a
+    signature); None when it parses as neither."""
+    import ast  # noqa: PLC0415
+
+    for text in (line.strip(), f"{line.strip()} pass", f"def f(\n{line.strip().rstrip(',')}\n): pass"):
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.arg):
+                node.annotation = None
+            elif isinstance(node, ast.AnnAssign):
+                node.annotation = ast.Name("_", ast.Load())
+            elif isinstance(node, ast.FunctionDef):
+                node.returns = None
+        return ast.dump(tree)
+    return None
 
 
 def _code(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,120 @@ def test_stopped_builder_is_a_warning_with_bootstrap(tmp_path: Path) -> None:
     )
     assert check.fix.startswith("start it: `docker buildx inspect --bootstrap stopped`")
     assert by_name(report)["driver"].status == OK
+
+
+START = "start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` at a running engine"
+INSTALL_BUILDX = ("install the buildx plugin (Debian/Ubuntu: `apt-get install docker-buildx`, or the docker-buildx "
+                  "binary in ~/.docker/cli-plugins/)")  # fmt: skip
+VERSION_CMD = ("docker", "version", "--format", "{{json .}}")
+
+
+@pytest.mark.parametrize(("said", "expected"), [
+    ("one\ntwo\nCannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?",
+     Check("docker", FAIL, "the Docker daemon does not answer: two Cannot connect to the Docker daemon at "
+           "unix:///x.sock. Is the docker daemon running?", START, "daemon-down")),
+    ("", Check("docker", FAIL, "the Docker daemon does not answer: no answer", START, "daemon-down")),
+    ('error: context "work" does not exist',
+     Check("docker", FAIL, "the docker context 'work' does not exist", "`docker context ls` shows the contexts "
+           "there are; `docker context use NAME`, or unset DOCKER_CONTEXT (it names 'work')", "context-missing")),
+    ("Cannot connect to the Docker daemon at tcp://10.0.0.5:2376. Is the docker daemon running?",
+     Check("docker", FAIL, "the engine at tcp://10.0.0.5:2376 does not answer: Cannot connect to the Docker daemon "
+           "at tcp://10.0.0.5:2376. Is the docker daemon running?", "check that tcp://10.0.0.5:2376 answers "
+           "(`docker -H tcp://10.0.0.5:2376 version`), or point DOCKER_HOST / `docker context use` at an "
+           "engine that runs", "endpoint-down")),
+    ("error during connect: ssh://me@build.lan: exit status 255",
+     Check("docker", FAIL, "the engine at ssh://me@build.lan does not answer: error during connect: "
+           "ssh://me@build.lan: exit status 255", "check that ssh://me@build.lan answers (`ssh "
+           "me@build.lan docker version`), or point DOCKER_HOST / `docker context use` at an engine that runs",
+           "endpoint-down")),
+])  # fmt: skip
+def test_an_engine_that_does_not_answer_is_told_by_what_docker_said(
+    tmp_path: Path, said: str, expected: Check
+) -> None:
+    answers = docker()
+    answers[VERSION_CMD] = (1, '{"Client":{"Version":"26.1.5"},"Server":null}', said)
+    assert readiness.check(host(tmp_path, answers), Wanted(ALL3)).checks == (expected,)
+
+
+def test_a_server_without_a_version_is_no_answer_and_a_client_without_one_is_said(tmp_path: Path) -> None:
+    answers = docker()
+    answers[VERSION_CMD] = (0, '{"Client":{"Version":"26.1.5"},"Server":{}}', "")
+    (check,) = readiness.check(host(tmp_path, answers), Wanted(ALL3)).checks
+    assert (check.code, check.finding) == ("daemon-down", "the Docker daemon does not answer: no answer")
+    answers[VERSION_CMD] = (0, '{"Server":{"Version":"26.1.5"}}', "")
+    assert by_name(readiness.check(host(tmp_path / "2", answers), Wanted(ALL3)))["docker"] == Check(
+        "docker", OK, "client ?, server 26.1.5"
+    )
+
+
+@pytest.mark.parametrize(("answer", "expected"), [
+    ((1, "", "docker: 'buildx' is not a docker command."),
+     Check("buildx", FAIL, "docker buildx is not installed", INSTALL_BUILDX, "buildx-missing")),
+    ((0, "no version here\n"), Check("buildx", FAIL, "docker buildx is not installed", INSTALL_BUILDX, "buildx-missing")),
+    ((0, "github.com/docker/buildx v0.12.1 30feaa1\n"),
+     Check("buildx", FAIL, "buildx v0.12.1 is older than 0.13", INSTALL_BUILDX, "buildx-old")),
+    ((0, "github.com/docker/buildx v0.13.0 30feaa1\n"), Check("buildx", OK, "buildx 0.13.0")),
+    ((0, "github.com/docker/buildx 1.2 x\n"), Check("buildx", OK, "buildx 1.2")),
+])  # fmt: skip
+def test_every_buildx_verdict(
+    tmp_path: Path, answer: tuple[int, str, str] | tuple[int, str], expected: Check
+) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "version")] = answer
+    assert by_name(readiness.check(host(tmp_path, answers), Wanted(ALL3)))["buildx"] == expected
+
+
+def test_a_missing_builder_named_or_current(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "inspect")] = (1, "", "ERROR: no current builder")
+    report = readiness.check(host(tmp_path, answers), Wanted(ALL3))
+    assert by_name(report)["builder"] == Check(
+        "builder", FAIL, "no current builder",
+        "create it: `docker buildx create --name multi-arch --driver docker-container --use --bootstrap` "
+        "(mab-hook doctor --fix does)", "builder-missing")  # fmt: skip
+    answers[("docker", "buildx", "inspect", "fleet")] = (1, "", 'ERROR: no builder "fleet" found')
+    named = readiness.check(host(tmp_path / "2", answers), Wanted(ALL3, builder="fleet"))
+    assert by_name(named)["builder"].fix == (
+        "create it: `docker buildx create --name fleet --driver docker-container --use --bootstrap` "
+        "(mab-hook doctor --fix does)"
+    )
+
+
+def test_a_builder_of_several_nodes_some_stopped(tmp_path: Path) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "inspect", "fleet")] = (0, (
+        "Name: fleet\nDriver: docker-container\n\nNodes:\nName: fleet0\nEndpoint: unix:///a.sock\nStatus: running\n\n"
+        "Name: fleet1\nEndpoint: ssh://b\nStatus: inactive\n\nName: fleet2\nEndpoint: ssh://c\n"))  # fmt: skip
+    answers[("docker", "buildx", "ls", "--format", "json")] = (1, "", "")
+    report = readiness.check(host(tmp_path, answers), Wanted(ALL3, builder="fleet"))
+    assert by_name(report)["builder"] == Check(
+        "builder", WARN, "fleet (docker-container, 3 nodes) is not running (fleet1: inactive, fleet2: unknown)",
+        "start it: `docker buildx inspect --bootstrap fleet` (mab-hook doctor --fix does)", "builder-stopped")  # fmt: skip
+    assert by_name(report)["driver"] == Check(
+        "driver", OK, "the docker-container driver builds several platforms at once"
+    )
+
+
+def test_every_driver_verdict(tmp_path: Path) -> None:
+    assert by_name(readiness.check(host(tmp_path), Wanted(ALL3)))["driver"] == Check(
+        "driver", OK, "the docker driver with the containerd image store builds several platforms"
+    )
+    answers = docker()
+    answers[("docker", "info", "--format", "{{json .}}")] = (0, info('[["Backing Filesystem","extfs"]]'))
+    two = by_name(readiness.check(host(tmp_path / "2", answers), Wanted(ALL3[:2])))["driver"]
+    assert two == Check(
+        "driver", FAIL, "the docker driver of builder default cannot build several platforms at once",
+        "either create a docker-container builder (`docker buildx create --name multi-arch --driver "
+        'docker-container --use --bootstrap`, and set builder = "multi-arch"), or turn on the containerd '
+        'image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then restart dockerd)',
+        "driver-single-platform")  # fmt: skip
+
+
+def test_insecure_registries_are_those_docker_info_calls_not_secure(tmp_path: Path) -> None:
+    from mab_hook.readiness.engine import insecure_registries  # noqa: PLC0415
+
+    answers = docker()
+    answers[("docker", "info", "--format", "{{json .}}")] = (0, json.dumps({"RegistryConfig": {
+        "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+        "IndexConfigs": {"docker.io": {"Secure": True}, "plain:5000": {"Secure": False}, "unsaid:5000": {}}}}))  # fmt: skip
+    assert insecure_registries(host(tmp_path, answers)) == (("plain:5000",), ("127.0.0.0/8",))

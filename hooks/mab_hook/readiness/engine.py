@@ -52,9 +52,14 @@ def _unanswered(tail: str) -> Check:
         )
     endpoint = re.search(r"\b((?:ssh|tcp)://[^\s\"']+)", tail)
     if endpoint:
-        where = endpoint.group(1)
-        fix = (f"check that {where} answers (for ssh: `ssh {where.removeprefix('ssh://')} docker version`), "
-               "or point DOCKER_HOST / `docker context use` at an engine that runs")  # fmt: skip
+        where = endpoint.group(1).rstrip(".,:;")  # the end of docker's sentence is not the address
+        ask = (
+            f"ssh {where.removeprefix('ssh://')} docker version"
+            if where.startswith("ssh://")
+            else (f"docker -H {where} version")
+        )
+        fix = (f"check that {where} answers (`{ask}`), or point DOCKER_HOST / `docker context use` at an "
+               "engine that runs")  # fmt: skip
         return Check("docker", FAIL, f"the engine at {where} does not answer: {tail}", fix, "endpoint-down")
     fix = ("start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` "
            "at a running engine")  # fmt: skip

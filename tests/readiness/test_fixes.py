@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mab_hook import readiness
-from mab_hook.readiness import Wanted
+from mab_hook.builders import BuilderSpec, NodeSpec
+from mab_hook.readiness import FAIL, WARN, Check, Report, Wanted
 from tests.readiness.recorded import docker, host
 
 
@@ -34,3 +35,33 @@ def test_fixes(tmp_path: Path) -> None:
         f"mount -t binfmt_misc binfmt_misc {tmp_path / 'none'}: done",
         "docker buildx inspect --bootstrap multi-arch: failed (exit 1): boom: cannot start",
     ]
+
+
+def test_a_failed_create_stops_the_fixes_there_and_says_what_docker_said(tmp_path: Path) -> None:
+    """The builder's first node cannot be created: neither its next node nor the bootstrap is
+    tried. Without a builder to bootstrap, a stopped one is not started either."""
+    answers = docker()
+    first = ("docker", "buildx", "create", "--name", "fleet", "--node", "fleet0", "--driver", "docker-container",
+             "--use")  # fmt: skip
+    answers[first] = (1, "", "line one\nline two\nERROR: cannot reach ssh://b\n")
+    h = host(tmp_path, answers)
+    wanted = Wanted(("linux/arm64",), builder="fleet")
+    missing = Report(
+        (Check("builder", FAIL, "builder 'fleet' does not exist", "create it", "builder-missing"),), None
+    )
+    assert readiness.apply_fixes(h, missing, wanted) == [
+        f"{' '.join(first)}: failed (exit 1): line two ERROR: cannot reach ssh://b"]  # fmt: skip
+    stopped = Report((Check("builder", WARN, "fleet is not running", "start it", "builder-stopped"),), None)
+    assert readiness.apply_fixes(h, stopped, wanted) == []
+    spec = BuilderSpec(
+        "fleet", "docker-container", nodes=(NodeSpec("fleet0", "", ()), NodeSpec("fleet1", "ssh://b", ()))
+    )
+    answers[first] = (0, "fleet\n")
+    answers[("docker", "buildx", "create", "--name", "fleet", "--node", "fleet1", "--append", "ssh://b")] = (
+        1,
+        "",
+        "no",
+    )
+    done = readiness.apply_fixes(host(tmp_path / "2", answers), missing, wanted._replace(builder_spec=spec))
+    assert done == [f"{' '.join(first)}: done",
+                    "docker buildx create --name fleet --node fleet1 --append ssh://b: failed (exit 1): no"]  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,65 @@ def question_of(wanted: Wanted, key: str) -> str:
     import json  # noqa: PLC0415
 
     return hashlib.sha256(json.dumps([list(wanted[:4]), key]).encode()).hexdigest()
+
+
+def test_a_probe_is_remembered_per_engine_builder_and_platform_and_only_when_it_ran(tmp_path: Path) -> None:
+    from mab_hook.process import Completed  # noqa: PLC0415
+
+    ran: list[tuple[str, ...]] = []
+    code = [0]
+
+    def run(cmd: tuple[str, ...]) -> Completed:
+        ran.append(cmd)
+        return Completed(cmd, code[0], "", "exec format error" if code[0] else "")
+
+    path = tmp_path / "probes.json"
+    assert readiness.remembered_probe(path, run, "linux/arm64", None, "engine-1") is True
+    assert json.loads(path.read_text()) == {"engine-1||linux/arm64": True}
+    assert readiness.remembered_probe(path, run, "linux/arm64", None, "engine-1") is True
+    assert len(ran) == 1  # remembered
+    code[0] = 1
+    for builder, engine in ((None, "engine-2"), ("fleet", "engine-1")):
+        assert readiness.remembered_probe(path, run, "linux/arm64", builder, engine) is False
+    assert len(ran) == 3 and json.loads(path.read_text()) == {
+        "engine-1||linux/arm64": True
+    }  # failures are not kept
+    assert readiness.remembered_probe(path, run, "linux/arm64", "fleet", "engine-1") is False
+    assert len(ran) == 4  # a failure is asked again: it may be fixed by then
+    assert (
+        readiness.remembered_probe(path, run, "linux/mips64le", None, "engine-1") is None
+    )  # no probe program
+    assert readiness.remembered_probe(None, run, "linux/arm64", None, "engine-1") is False
+    path.write_text("{damaged")
+    code[0] = 0
+    assert readiness.remembered_probe(path, run, "linux/arm64", None, "engine-1") is True
+    assert len(ran) == 6
+
+
+@pytest.mark.parametrize("change", ["config.json", "contexts/meta", "buildx/instances", "buildx/current"])
+def test_the_fingerprint_follows_dockers_config_where_docker_reads_it(tmp_path: Path, change: str) -> None:
+    """Credentials, contexts and builders: in DOCKER_CONFIG, else ~/.docker."""
+    root = tmp_path / "binfmt"
+    root.mkdir()
+    for env, config in (({"DOCKER_CONFIG": str(tmp_path / "dc")}, tmp_path / "dc"),
+                        ({"HOME": str(tmp_path / "home")}, tmp_path / "home" / ".docker")):  # fmt: skip
+        target = config / change
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("one") if "." in change or change.endswith("current") else target.mkdir()
+        first = readiness.fingerprint(env, root)
+        if target.is_dir():
+            os.utime(target, ns=(1, 1))
+        else:
+            target.write_text("two")
+            os.utime(target, ns=(2, 2))
+        assert readiness.fingerprint(env, root) != first, (env, change)
+
+
+def test_the_fingerprint_follows_the_context_and_the_default_socket(tmp_path: Path) -> None:
+    root = tmp_path / "binfmt"
+    root.mkdir()
+    env = {"DOCKER_CONFIG": str(tmp_path / "dc")}
+    assert readiness.fingerprint({**env, "DOCKER_CONTEXT": "work"}, root) != readiness.fingerprint(env, root)
+    assert readiness.fingerprint({**env, "DOCKER_HOST": "tcp://a:2375"}, root) != readiness.fingerprint(
+        env, root
+    )

@@ -81,9 +81,16 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not lab' {' '.join(tests)}"
     runner = f'sh -c "{pytest} || exit 1"'
     started = time.monotonic()
-    subprocess.run((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", _path(name),
-                    "--runner", runner, "--no-progress"), cwd=ROOT, env=_env(),
-                   stdout=subprocess.DEVNULL, check=False)  # fmt: skip
+    for _attempt in range(5):
+        subprocess.run((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", _path(name),
+                        "--runner", runner, "--no-progress"), cwd=ROOT, env=_env(),
+                       stdout=subprocess.DEVNULL, check=False)  # fmt: skip
+        # mutmut 2 sometimes dies of a race of its own ("Attribute Mutant.line is required"):
+        # the source is restored, and a run again goes on from its cache.
+        _restore(name)
+        with sqlite3.connect(cache) as db:
+            if not db.execute("select count(*) from mutant where status = 'untested'").fetchone()[0]:
+                break
     seconds = time.monotonic() - started
     with sqlite3.connect(cache) as db:
         statuses = dict(db.execute("select status, count(*) from mutant group by status").fetchall())
@@ -111,6 +118,12 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
             "timeout": statuses.get("bad_timeout", 0), "survivors": found, "seconds": round(seconds),
             "tests": list(tests)}  # fmt: skip
+
+
+def _restore(name: str) -> None:
+    """The module as it was, should mutmut have died with a mutant on disk (it keeps `.bak`s)."""
+    for backup in (ROOT / _path(name)).parent.rglob("*.py.bak"):
+        backup.replace(backup.with_suffix(""))
 
 
 def _path(name: str) -> str:

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import readiness
-from mab_hook.readiness import FAIL, OK, WARN, Wanted
+from mab_hook import binfmt, readiness
+from mab_hook.builders import Builder, Node
+from mab_hook.readiness import FAIL, OK, WARN, Check, Wanted
+from mab_hook.readiness.emulation import Scope, check_platform
+from mab_hook.readiness.location import Engine
 from tests.readiness.recorded import FIXTURES, LS_MULTI, by_name, docker, host
 from tests.test_binfmt import AARCH64, proc
 
@@ -98,3 +101,86 @@ def test_another_operating_system_needs_a_node_of_its_own(tmp_path: Path) -> Non
     check = by_name(readiness.check(host(tmp_path), Wanted(("windows/amd64",))))["platform windows/amd64"]
     assert (check.status, check.code) == (FAIL, "no-node")
     assert "windows images need a windows node" in check.finding
+
+
+IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
+LOCAL = Builder("default", "docker", (Node("default", "default", "running", ("linux/amd64", "linux/386")),))
+CONTAINER = Builder(
+    "multi", "docker-container", (Node("multi0", "unix:///var/run/docker.sock", "running", ()),)
+)
+
+
+def scope(tmp_path: Path, builder: Builder, handler: str = AARCH64, engine: Engine | None = None,
+          probe: bool | None = None) -> Scope:  # fmt: skip
+    machine = host(tmp_path, root=proc(tmp_path, qemu_aarch64=handler), probe=lambda p, b, e: probe)
+    return Scope(machine, builder, binfmt.read(machine.binfmt_root), Wanted(("linux/arm64",)), engine)
+
+
+def test_an_emulator_without_the_f_flag_is_a_warning_that_says_why(tmp_path: Path) -> None:
+    without_f = AARCH64.replace("flags: PF", "flags: P").replace(
+        "/usr/libexec/qemu-binfmt/aarch64-binfmt-P", "/bin/sh"
+    )
+    assert check_platform(scope(tmp_path, CONTAINER, without_f), "linux/arm64") == Check(
+        "platform:linux/arm64", WARN,
+        "emulated by qemu-aarch64 (/bin/sh, flags P): without the F flag RUN steps in linux/arm64 containers fail, "
+        "because the kernel looks the interpreter up inside each container, where it does not exist",
+        f"install the emulator: `docker run --privileged --rm {IMAGE} --install arm64` (or Debian's "
+        "qemu-user-static), then run `mab-hook doctor` again", "emulator-without-f")  # fmt: skip
+
+
+@pytest.mark.parametrize(("builder", "fix"), [
+    (LOCAL, "if builds fail with 'runtime execution on platform linux/arm64 not supported', use a docker-container "
+            "builder: `docker buildx create --name multi-arch --driver docker-container --use --bootstrap`, and set "
+            'builder = "multi-arch" in [tool.multiarch]'),
+    (CONTAINER._replace(nodes=(CONTAINER.nodes[0]._replace(platforms=("linux/amd64",)),)),
+     "if builds fail with 'runtime execution on platform linux/arm64 not supported', recreate the builder so that "
+     "it sees the emulators: `docker buildx rm multi && docker buildx create --name multi --driver "
+     "docker-container --use --bootstrap`"),
+])  # fmt: skip
+def test_a_platform_the_builder_does_not_list_is_a_warning_with_its_fix(
+    tmp_path: Path, builder: Builder, fix: str
+) -> None:
+    how = "emulated by qemu-aarch64 (/usr/libexec/qemu-binfmt/aarch64-binfmt-P, flags PF)"
+    assert check_platform(scope(tmp_path, builder), "linux/arm64") == Check(
+        "platform:linux/arm64", WARN, f"{how}; builder {builder.name} does not list linux/arm64, but BuildKit runs "
+        "it this way", fix, "platform-unlisted")  # fmt: skip
+    listed = builder._replace(nodes=(builder.nodes[0]._replace(platforms=("linux/arm64",)),))
+    assert check_platform(scope(tmp_path / "2", listed), "linux/arm64") == Check(
+        "platform:linux/arm64", OK, how
+    )
+
+
+ELSEWHERE = Engine(False, "another machine (ssh://ci@box)", "box", "ssh://ci@box", "6.1", "x86_64", "E1")
+DESKTOP = ELSEWHERE._replace(where="a Docker Desktop VM (desktop-linux)")
+COLIMA = ELSEWHERE._replace(where="a colima VM (colima)")
+NATIVE_NODE = (
+    "or a native node: `docker buildx create --append --name default --platform linux/arm64 <endpoint>`"
+)
+INSTALL = (f"install the emulator where the engine runs: `docker run --privileged --rm {IMAGE} --install arm64` "
+           "(it runs on the engine's machine or VM)")  # fmt: skip
+
+
+@pytest.mark.parametrize(("engine", "probe", "expected"), [
+    (ELSEWHERE, True, Check("platform:linux/arm64", OK, "a linux/arm64 program ran in a build on default "
+                            "(emulation judged on the engine's side, by a probe)")),
+    (ELSEWHERE, None, Check("platform:linux/arm64", WARN, "builder default does not list linux/arm64, and no "
+                            "probe program can tell (emulation judged on the engine's side)",
+                            f"{INSTALL}; {NATIVE_NODE}", "engine-unknown")),
+    (ELSEWHERE, False, Check("platform:linux/arm64", FAIL, "the engine (another machine (ssh://ci@box)) cannot run "
+                             "linux/arm64 programs: a probe build failed", f"{INSTALL}; {NATIVE_NODE}",
+                             "engine-cannot-emulate")),
+    (DESKTOP, False, Check("platform:linux/arm64", FAIL, "the engine (a Docker Desktop VM (desktop-linux)) cannot "
+                           "run linux/arm64 programs: a probe build failed",
+                           f'{INSTALL}; Docker Desktop: turn on "Use containerd for pulling and storing images" for '
+                           f"multi-platform builds; {NATIVE_NODE}", "engine-cannot-emulate")),
+    (COLIMA, False, Check("platform:linux/arm64", FAIL, "the engine (a colima VM (colima)) cannot run linux/arm64 "
+                          "programs: a probe build failed", f"{INSTALL}; colima: `colima start --arch arm64` (a VM of "
+                          "that architecture), or `colima start --vm-type vz --vz-rosetta` for amd64 on Apple "
+                          f"silicon; {NATIVE_NODE}", "engine-cannot-emulate")),
+    (ELSEWHERE._replace(architecture="aarch64"), None,
+     Check("platform:linux/arm64", OK, "native on the engine's aarch64 machine")),
+])  # fmt: skip
+def test_a_platform_judged_where_the_engine_runs(
+    tmp_path: Path, engine: Engine, probe: bool | None, expected: Check
+) -> None:
+    assert check_platform(scope(tmp_path, LOCAL, engine=engine, probe=probe), "linux/arm64") == expected

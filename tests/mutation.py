@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -74,8 +75,12 @@ def main(argv: list[str]) -> int:
 
 
 def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
-    cache = ROOT / ".mutmut-cache"
+    cache, kept = ROOT / ".mutmut-cache", ROOT / ".mutation" / f"{name}.sqlite"
+    # mutmut's cache of this module's last run: a mutant killed then stays killed while its
+    # line is unchanged, so a run after writing tests tries the survivors again, not everything.
     cache.unlink(missing_ok=True)
+    if kept.exists():
+        shutil.copyfile(kept, cache)
     # mutmut 2 counts only exit 1 (tests failed) as killed: a mutant that breaks the import
     # (pytest exits 2, a collection error) is caught as well.
     pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not lab' {' '.join(tests)}"
@@ -114,7 +119,8 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
         found.append({"id": mutant, "line": before[0] if before else "", "mutated": mutated,
                       "why": equivalent.get((name, mutated), "")})  # fmt: skip
     del equivalent  # the report reads them afresh: a reason written later counts
-    cache.unlink(missing_ok=True)
+    kept.parent.mkdir(exist_ok=True)
+    cache.replace(kept)
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
             "timeout": statuses.get("bad_timeout", 0), "survivors": found, "seconds": round(seconds),
             "tests": list(tests)}  # fmt: skip

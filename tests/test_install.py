@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from mab_hook import install
-from tests.conftest import PLATFORMS, Hooked, Lab, Repo, project_files
-
-pytestmark = pytest.mark.lab
+from tests.conftest import PLATFORMS, Hooked, Lab, Repo
 
 
 def mab_install(repo: Repo, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -20,6 +19,7 @@ def mab_install(repo: Repo, env: dict[str, str]) -> subprocess.CompletedProcess[
                           capture_output=True, text=True, check=False)  # fmt: skip
 
 
+@pytest.mark.lab
 def test_under_pre_commit_every_ref_of_a_push_is_checked(
     hooked: Hooked, lab: Lab, hook_repo: tuple[Path, str]
 ) -> None:
@@ -52,6 +52,7 @@ def test_under_pre_commit_every_ref_of_a_push_is_checked(
     assert "every ref of this push was checked by mab-hook's legacy hook" in pushed.output
 
 
+@pytest.mark.lab
 def test_under_pre_commit_a_failing_second_ref_blocks_the_push(hooked: Hooked, lab: Lab) -> None:
     assert mab_install(hooked.repo, hooked.env).returncode == 0
     repo = hooked.repo
@@ -65,19 +66,62 @@ def test_under_pre_commit_a_failing_second_ref_blocks_the_push(hooked: Hooked, l
     assert hooked.remote_head("good") != repo.git("rev-parse", "good")  # git pushed neither
 
 
-def test_without_pre_commit_it_is_the_pre_push_hook(repo: Repo, lab: Lab, tmp_path: Path) -> None:
-    repo.commit(project_files(lab, lab.namespace()), "init")
-    env = {**lab.env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
+def test_without_pre_commit_it_is_the_pre_push_hook(repo: Repo, tmp_path: Path) -> None:
+    repo.commit({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n'}, "init")
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
     installed = mab_install(repo, env)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     hook = repo.path / ".git" / "hooks" / "pre-push"
-    assert install.MARKER in hook.read_text()
+    assert hook.read_text() == install.script(sys.executable, under_pre_commit=False)
+    assert hook.stat().st_mode & 0o777 == 0o755
+    assert f"installed {hook}: every ref of a push is checked" in installed.stdout
     again = mab_install(repo, env)  # idempotent: its own script is replaced
     assert again.returncode == 0
     hook.write_text("#!/bin/sh\necho someone else's\n")
     foreign = mab_install(repo, env)
     assert foreign.returncode == 1
-    assert "exists and is not mab-hook's" in foreign.stdout
+    assert (f"{hook} exists and is not mab-hook's: move it away (or merge it into the script `mab-hook install` "
+            "writes), then run `mab-hook install` again") in foreign.stdout  # fmt: skip
+    assert hook.read_text() == "#!/bin/sh\necho someone else's\n"
+
+
+def test_under_pre_commit_it_is_the_legacy_hook_pre_commit_runs_first(repo: Repo, tmp_path: Path) -> None:
+    repo.commit({".pre-commit-config.yaml": "repos: []\n"}, "init")
+    env = {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+        "PRE_COMMIT_HOME": str(tmp_path / "pc"),
+    }
+    installed = mab_install(repo, env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    hooks = repo.path / ".git" / "hooks"
+    assert (hooks / "pre-push.legacy").read_text() == install.script(sys.executable, under_pre_commit=True)
+    assert "pre-commit" in (hooks / "pre-push").read_text()  # pre-commit's own hook, which runs ours first
+    assert "pre-commit runs it first with every ref of a push" in installed.stdout
+
+
+def test_outside_a_repository_install_says_so(tmp_path: Path) -> None:
+    done = subprocess.run((sys.executable, "-m", "mab_hook", "install"), cwd=tmp_path, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert done.returncode == 1 and f"{tmp_path} is not inside a git repository" in done.stdout + done.stderr
+
+
+def test_the_note_of_a_checked_push_serves_only_that_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the legacy hook checked counts for the hook pre-commit runs next (the same parent
+    process, within the hour), for those commits only."""
+    install.note_checked(tmp_path, ["a" * 40, "b" * 40], ok=True)
+    assert install.checked_already(tmp_path, "a" * 40) and install.checked_already(tmp_path, "b" * 40)
+    assert not install.checked_already(tmp_path, "c" * 40)
+    monkeypatch.setattr(os, "getppid", lambda: -1)  # another push's hooks
+    assert not install.checked_already(tmp_path, "a" * 40)
+    monkeypatch.undo()
+    later = time.time() + install.NOTE_AGE + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert not install.checked_already(tmp_path, "a" * 40)
+    (tmp_path / install.NOTE).write_text("{damaged")
+    assert not install.checked_already(tmp_path, "a" * 40)
 
 
 def test_a_vanished_environment_is_said(tmp_path: Path) -> None:

@@ -109,6 +109,8 @@ def test_bake_commands() -> None:
     assert Buildx({"BUILDX_GIT_INFO": "true"}, None, process.Group()).run_env["BUILDX_GIT_INFO"] == "true"
 
 
+# Plain progress as the lab's buildx 0.13.1 (docker driver, moby 26.1, distribution 2.8 as the
+# registry) printed it, cut to the lines mab-hook reads; registry addresses and ids as they were.
 BAKE_LOG = """\
 #11 [app linux/arm64 1/2] FROM docker.io/mab-lab/busybox:latest@sha256:79
 #11 DONE 0.1s

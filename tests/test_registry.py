@@ -36,7 +36,8 @@ def test_plain_http_to_the_daemons_insecure_registries() -> None:
 
 
 class FakeRegistry(http.server.BaseHTTPRequestHandler):
-    """Answers as told in `status`, keeps what was put, and (with `auth`) wants credentials:
+    """The distribution API's shape (OCI distribution spec: /v2/, manifests, a Basic or a
+    Bearer challenge with a token endpoint, as Docker Hub and Harbor answer). Answers as told in `status`, keeps what was put, and (with `auth`) wants credentials:
     "basic" for htpasswd's way, "bearer" for a token service's (Docker Hub, Harbor...)."""
 
     status: ClassVar[dict[str, int]] = {}

@@ -65,3 +65,14 @@ def test_a_failed_create_stops_the_fixes_there_and_says_what_docker_said(tmp_pat
     done = readiness.apply_fixes(host(tmp_path / "2", answers), missing, wanted._replace(builder_spec=spec))
     assert done == [f"{' '.join(first)}: done",
                     "docker buildx create --name fleet --node fleet1 --append ssh://b: failed (exit 1): no"]  # fmt: skip
+
+
+def test_a_missing_builder_no_one_named_is_created_as_multi_arch(tmp_path: Path) -> None:
+    answers = docker()
+    create = ("docker", "buildx", "create", "--name", "multi-arch", "--node", "multi-arch0", "--driver",
+              "docker-container", "--use")  # fmt: skip
+    answers[create] = (0, "multi-arch\n")
+    answers[("docker", "buildx", "inspect", "--bootstrap", "multi-arch")] = (0, "")
+    missing = Report((Check("builder", FAIL, "no current builder", "create it", "builder-missing"),), None)
+    assert readiness.apply_fixes(host(tmp_path, answers), missing, Wanted(("linux/arm64",))) == [
+        f"{' '.join(create)}: done", "docker buildx inspect --bootstrap multi-arch: done"]  # fmt: skip

@@ -95,6 +95,7 @@ def test_the_fingerprint_follows_the_builder_the_docker_binary_and_the_engines_s
     '{"q": {"at": 99999999999, "checks": [], "insecure": [[], []]}}',  # written in the future
     '{"q": {"at": 1000, "checks": [{"nonsense": 1}], "insecure": [[], []]}}',
     '{"q": {"at": 1000, "checks": [], "insecure": 5}}', '{"q": 5}', "[1, 2]", "{not json", "",
+    '{"q": {"at": "a while ago", "checks": [], "insecure": [[], []]}}',
 ])  # fmt: skip
 def test_a_damaged_or_future_answer_is_asked_again(tmp_path: Path, kept: str) -> None:
     machine, calls = counting(tmp_path)
@@ -174,3 +175,53 @@ def test_the_fingerprint_follows_the_context_and_the_default_socket(tmp_path: Pa
     assert readiness.fingerprint({**env, "DOCKER_HOST": "tcp://a:2375"}, root) != readiness.fingerprint(
         env, root
     )
+
+
+def test_docker_is_asked_each_question_once(tmp_path: Path) -> None:
+    machine, calls = counting(tmp_path)
+    readiness.check(machine, Wanted(ALL3))
+    assert calls and len(calls) == len(set(calls))
+
+
+def test_an_answer_is_fresh_from_the_moment_it_was_written_for_ready_for_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "ready.json"
+    for now, asked_again in ((1000.0, False), (1000.0 + readiness.READY_FOR - 0.5, False),
+                             (1000.0 + readiness.READY_FOR, True)):  # fmt: skip
+        machine, calls = counting(tmp_path / str(now))
+        path.write_text(json.dumps({question_of(Wanted(ALL3), "key"): {"at": 1000.0, "checks": [],
+                                                                        "insecure": [[], []]}}))  # fmt: skip
+        readiness.check_remembered(machine, Wanted(ALL3), path, "key", now=now)
+        assert bool(calls) is asked_again, now
+
+
+def test_a_local_host_is_this_machine_as_docker_sees_it(tmp_path: Path) -> None:
+    import sys  # noqa: PLC0415
+
+    local = readiness.local_host(dict(os.environ), "x86_64")
+    assert (local.binfmt_root, local.client_os, local.machine) == (
+        Path("/proc/sys/fs/binfmt_misc"), sys.platform, "x86_64")  # fmt: skip
+    failed = local.run(("sh", "-c", "echo nope >&2; exit 3"))  # docker failing is an answer, not an error
+    assert (failed.returncode, failed.stderr) == (3, "nope\n")
+
+
+def test_the_fingerprint_follows_the_default_socket_when_no_host_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock = tmp_path / "docker.sock"
+    sock.write_text("")
+    monkeypatch.setattr(readiness, "DEFAULT_SOCKET", str(sock))
+    root = tmp_path / "binfmt"
+    root.mkdir()
+    env = {"DOCKER_CONFIG": str(tmp_path / "dc")}
+    first = readiness.fingerprint(env, root)
+    sock.unlink()
+    sock.write_text("")  # dockerd started again
+    assert readiness.fingerprint(env, root) != first
+
+
+def test_an_ok_check_has_no_fix_and_no_code(tmp_path: Path) -> None:
+    from mab_hook import output  # noqa: PLC0415
+
+    report = readiness.check(host(tmp_path), Wanted(ALL3[:2]))
+    shown = output.checks_json(report)["checks"]
+    assert {(c["fix"], c["code"]) for c in shown if c["status"] == "ok"} == {("", None)}

@@ -311,3 +311,125 @@ def test_a_change_rebuilds_exactly_the_image_and_every_image_built_on_it_after_i
     position = {name: at for at, name in enumerate(found)}
     for i in dependants:  # every image after the bases of it that are built
         assert all(position[f"i{b}"] < position[f"i{i}"] for b in bases[i] if b in dependants)
+
+
+# --- rules the mutation run found unchecked ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("TOKEN", True), ("NPM_TOKEN", True), ("db-password", True), ("MY_PASSWD", True), ("PASS", True),
+    ("SECRET_X", True), ("API_KEY", True), ("APIKEY", True), ("AWS_CREDENTIALS", True), ("GITHUB_PAT", True),
+    ("KEYBOARD", False), ("PATH", False), ("VERSION", False), ("PASSAGE", False), ("TOKENIZER_MODEL", False),
+])  # fmt: skip
+def test_which_build_arg_names_look_like_secrets(name: str, secret: bool) -> None:
+    api = dataclasses.replace(image("api", "services/api"), build_args=((name, "x"),))
+    found = plan_module.secret_looking_args(api)
+    assert bool(found) is secret
+    if secret:
+        assert found == (
+            f"api: build arg {name} looks like a secret, and build args are kept in the image's history: pass it "
+            f'as a BuildKit secret instead (secrets = ["id={name.lower()},env={name}"] in '
+            f"[tool.multiarch.images.api], and RUN --mount=type=secret,id={name.lower()} in the Dockerfile)",
+        )
+
+
+def test_the_ignore_file_beside_a_dockerfile_outside_the_context_counts() -> None:
+    """`docker/api.Dockerfile.dockerignore` is the build's ignore file, outside its context."""
+    config = with_images(Image("api", "services/api", "docker/api.Dockerfile", PLATFORMS))
+    files = {
+        "docker/api.Dockerfile": "FROM busybox\nCOPY . /app\n",
+        "docker/api.Dockerfile.dockerignore": "*.md\n",
+    }
+    (api,) = plan({"docker/api.Dockerfile.dockerignore"}, config, files).affected
+    assert api.reasons == ("ignore file changed: docker/api.Dockerfile.dockerignore",)
+
+
+def test_a_named_context_directory_is_watched_like_the_context() -> None:
+    api = dataclasses.replace(image("api", "services/api"), contexts=(("shared", "libs/shared"),))
+    files = {
+        "services/api/Dockerfile": "FROM busybox\nCOPY --from=shared . /shared\n",
+        "libs/shared/a.py": "",
+    }
+    (found,) = plan({"libs/shared/a.py"}, with_images(api), files).affected
+    assert found.reasons == ("COPY '.' from context 'shared' (line 2) reads: libs/shared/a.py",)
+
+
+def test_a_context_of_exactly_the_limit_is_checked_out_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {"big/Dockerfile": "FROM busybox\nCOPY one.txt /\n", "big/one.txt": "1", "big/two.txt": "2"}
+    monkeypatch.setattr(plan_module, "LARGE_CONTEXT", len(files))
+    config = with_images(Image("big", "big", "big/Dockerfile", ("linux/amd64",)))
+    (big,) = plan({"big/one.txt"}, config, files).affected
+    assert big.materialized == ("big/Dockerfile", "big")
+
+
+def test_changed_settings_and_a_changed_file_are_both_said() -> None:
+    before = with_images(image("api", "services/api"))
+    now = with_images(dataclasses.replace(image("api", "services/api"), build_args=(("V", "2"),)))
+    commit = Commit(
+        "0123456789" * 4, (Ref("main"),), frozenset({"pyproject.toml", "services/api/main.py"}), "t"
+    )
+    (api,) = make_plan(
+        commit, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[before]
+    ).affected
+    assert api.reasons == ("its [tool.multiarch] settings changed (pyproject.toml)",
+                           "COPY '.' (line 3) reads: services/api/main.py")  # fmt: skip
+
+
+def test_a_definition_file_change_names_only_the_definition_files_the_push_touched() -> None:
+    old = dataclasses.replace(image("api", "services/api"), defined_in="compose.yaml")
+    new = dataclasses.replace(old, build_args=(("V", "2"),))
+    before = dataclasses.replace(with_images(old), definitions=("compose.yaml", ".env"))
+    now = dataclasses.replace(with_images(new), definitions=("compose.yaml", ".env"))
+    for changed, said in (({".env", "docs/x.md"}, ".env"), ({"compose.yaml", ".env"}, ".env, compose.yaml"),
+                          ({"docs/x.md"}, "compose.yaml")):  # fmt: skip
+        commit = Commit("0123456789" * 4, (Ref("main"),), frozenset(changed), "t")
+        (api,) = make_plan(
+            commit, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[before]
+        ).affected
+        assert api.reasons == (f"its definition in {said} changed",), changed
+    fresh = make_plan(
+        commit, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[with_images()]
+    )
+    assert fresh.affected[0].reasons == ("new image in compose.yaml",)
+
+
+def test_known_refs_are_named_in_the_reason_and_a_detached_one_as_head() -> None:
+    commit = Commit("0123456789" * 4, (Ref("v1", known=True), Ref(None, known=True)), frozenset(), "t")
+    pushing = dataclasses.replace(CONFIG, push=True)
+    p = make_plan(commit, pushing, Files.of(DOCKERFILES), build_platform="linux/amd64")
+    assert p.affected[0].reasons == (
+        "v1, HEAD is new to the remote, which has the commit: its tags go on the image from the registry",
+    )
+
+
+def test_explaining_an_image_that_does_not_exist_lists_those_that_do() -> None:
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset(), "t")
+    with pytest.raises(FatalError, match=r"^pyproject.toml at abc: no image named 'nope' \(images: api, base, "
+                       r"worker, tool\)$"):  # fmt: skip
+        make_plan(commit, CONFIG, Files.of(DOCKERFILES), build_platform="linux/amd64", explain=("nope",))
+    with pytest.raises(FatalError, match=r"\(images: none\)$"):
+        make_plan(commit, with_images(), Files.of({}), build_platform="linux/amd64", explain=("nope",))
+
+
+def test_a_base_named_by_the_first_of_several_build_args_is_found() -> None:
+    api = dataclasses.replace(
+        image("api", "services/api"), build_args=(("BASE", "reg:5000/team/base"), ("V", "1"))
+    )
+    files = {**DOCKERFILES, "services/api/Dockerfile": "ARG BASE\nARG V\nFROM ${BASE}:v${V}\n"}
+    p = plan({"base/Dockerfile"}, with_images(api, image("base", "base")), files)
+    assert names(p) == ["base", "api"]
+    assert p.affected[1].reasons == ("base image base is rebuilt",)
+
+
+def test_an_image_built_under_its_digest_alone_is_staged_under_that_digest() -> None:
+    """The staging tag of a whole image is its input digest, with no platform suffix."""
+    from mab_hook import input_digest  # noqa: PLC0415
+
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"base/Dockerfile"}), "t")
+    p = make_plan(commit, CONFIG, files_with_ids(DOCKERFILES), build_platform="linux/amd64", digests=True)
+    for planned in (*p.affected, *p.context_only):
+        assert planned.one_platform == ""
+        assert input_digest.tag(planned.input_digest, planned.one_platform) == f"mab-{planned.input_digest}"
+    only = make_plan(Commit("0123456789" * 4, (Ref("main"),), frozenset({"services/api/x"}), "t"), CONFIG,
+                     files_with_ids(DOCKERFILES), build_platform="linux/amd64", digests=True)  # fmt: skip
+    assert [(c.image.name, len(c.input_digest)) for c in only.context_only] == [("base", 64)]

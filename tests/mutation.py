@@ -40,7 +40,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "platforms": ("tests/test_platforms.py", "tests/test_config.py"),
     "ignore": ("tests/test_ignore.py", "tests/test_inputs.py"),
     "patterns": ("tests/test_patterns.py",),  # its property tests make each mutant ~30 s: over an hour
-    "plan": ("tests/test_plan.py", "tests/test_inputs.py"),
+    "plan": ("tests/test_plan.py", "tests/test_inputs.py", "tests/test_planning.py"),
     "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py", "tests/test_planning.py"),
     "state": ("tests/test_state.py",),

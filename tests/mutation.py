@@ -20,9 +20,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,12 +88,10 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not lab' {' '.join(tests)}"
     runner = f'sh -c "{pytest} || exit 1"'
     started = time.monotonic()
-    for _attempt in range(5):
-        subprocess.run((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", _path(name),
-                        "--runner", runner, "--no-progress"), cwd=ROOT, env=_env(),
-                       stdout=subprocess.DEVNULL, check=False)  # fmt: skip
-        # mutmut 2 sometimes dies of a race of its own ("Attribute Mutant.line is required"):
-        # the source is restored, and a run again goes on from its cache.
+    for _attempt in range(10):
+        _mutmut(name, runner)
+        # mutmut 2 sometimes dies of a race of its own ("Attribute Mutant.line is required"),
+        # and hangs: the source is restored, and a run again goes on from its cache.
         _restore(name)
         with sqlite3.connect(cache) as db:
             if not db.execute("select count(*) from mutant where status = 'untested'").fetchone()[0]:
@@ -124,6 +124,20 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
             "timeout": statuses.get("bad_timeout", 0), "survivors": found, "seconds": round(seconds),
             "tests": list(tests)}  # fmt: skip
+
+
+def _mutmut(name: str, runner: str) -> None:
+    """One `mutmut run`, stopped when it prints a traceback (its worker died: it would hang)."""
+    with tempfile.TemporaryFile("w+") as said:
+        proc = subprocess.Popen((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", _path(name),
+                                 "--runner", runner, "--no-progress"), cwd=ROOT, env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=said, start_new_session=True)  # fmt: skip
+        while proc.poll() is None:
+            time.sleep(5)
+            said.seek(0)
+            if "Traceback (most recent call last)" in said.read():
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def _restore(name: str) -> None:

@@ -202,6 +202,7 @@ class CannedEngine(process.Group):
         self.registry, self.faults = registry, dict(faults or {})
         self.invocations: list[tuple[str, ...]] = []
         self.definitions: list[dict[str, Any]] = []  # each invocation's bake file, as buildx read it
+        self.contexts: dict[str, list[str]] = {}  # entry -> the files its context held when it was built
         self._failed: dict[tuple[str, str], int] = {}  # (image, "export"/"upload") -> times failed
         self.before: Callable[[], None] = lambda: None  # runs as an invocation starts
 
@@ -219,6 +220,9 @@ class CannedEngine(process.Group):
         args = list(cmd)
         self.definitions.append(json.loads(Path(args[args.index("--file") + 1]).read_text()))
         definition = self.definitions[-1]["target"]
+        for entry, spec in definition.items():
+            root = Path(spec["context"])
+            self.contexts[entry] = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
         metadata = Path(args[args.index("--metadata-file") + 1])
         entries = tuple(arg for arg in args[args.index(metadata.as_posix()) + 1 :] if arg != "--push")
         self.invocations.append(entries)

@@ -434,10 +434,14 @@ def test_a_large_context_is_said_and_checked_out_only_as_far_as_the_build_reads(
     monkeypatch.setattr(plan_module, "LARGE_CONTEXT", 3)
     files = project(registry.host)
     files.update({f"lone/data/{n}.txt": f"{n}\n" for n in range(5)})
+    files["lone/Dockerfile"] = "FROM busybox\nCOPY data/1.txt /\n"
     repo.commit(files)
-    run = build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    engine = CannedEngine(registry)
+    run = build(repo, engine, monkeypatch, found=plans(repo, all_images=True))
     assert [line for line in run.said if "is large" in line] == [
         "lone: lone is large: only what the build reads is checked out"]  # fmt: skip
+    assert engine.contexts["lone"] == ["Dockerfile", "data/1.txt"]  # not data/0, 2, 3, 4
+    assert engine.contexts["api"] == ["Dockerfile", "app.txt"]  # a small context: whole
 
 
 def test_a_local_cache_is_read_from_the_repository_not_the_checkout(

@@ -4,6 +4,7 @@
     python tests/mutation.py grants tags     # some of them (minutes each)
     python tests/mutation.py --merge COPY/tests/mutation-results.json   # a copy's results, here
     python tests/mutation.py --report        # MUTATION.md again (after writing down equivalents)
+    python tests/mutation.py --equivalent MODULE ID "why"   # a survivor that behaves as the original
 
 Each module is mutated by mutmut 2 (`pip install -e '.[mutation]'`), one mutant at a time, in
 place, and its fast tests (no lab) run against each: mutmut 2 rather than 3 because it mutates
@@ -52,6 +53,8 @@ MODULES: dict[str, tuple[str, ...]] = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--equivalent"] and len(argv) == 4:  # MODULE ID WHY: write a survivor down as equivalent
+        return _write_equivalent(argv[1], int(argv[2]), argv[3])
     if argv == ["--report"]:  # tests/MUTATION.md again, with the reasons as they are now
         REPORT.write_text(report(json.loads(RESULTS.read_text())))
         return 0
@@ -197,6 +200,19 @@ def report(results: dict[str, dict[str, object]]) -> str:
             why = survivor["why"] or "NOT YET KILLED: a test to write"
             details.append(f"- `{_code(survivor['line'])}` -> `{_code(survivor['mutated'])}`: {why}")
     return "\n".join([*lines, *details]) + "\n"
+
+
+def _write_equivalent(module: str, mutant: int, why: str) -> int:
+    """Add a survivor of the last run to tests/mutation-equivalent.toml, with why, and report."""
+    results = json.loads(RESULTS.read_text())
+    found = next((s for s in results[module]["survivors"] if s["id"] == mutant), None)
+    if found is None:
+        raise SystemExit(f"no survivor {mutant} of {module} in {RESULTS.relative_to(ROOT)}")
+    entry = f"\n[[equivalent]]\nmodule = {json.dumps(module)}\nmutated = {json.dumps(found['mutated'])}\n"
+    with EQUIVALENT.open("a") as toml:
+        toml.write(entry + f"why = {json.dumps(why)}\n")
+    REPORT.write_text(report(results))
+    return 0
 
 
 def _why(module: str, survivor: dict[str, str], reasons: dict[tuple[str, str], str]) -> str:

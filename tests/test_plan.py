@@ -433,3 +433,55 @@ def test_an_image_built_under_its_digest_alone_is_staged_under_that_digest() -> 
     only = make_plan(Commit("0123456789" * 4, (Ref("main"),), frozenset({"services/api/x"}), "t"), CONFIG,
                      files_with_ids(DOCKERFILES), build_platform="linux/amd64", digests=True)  # fmt: skip
     assert [(c.image.name, len(c.input_digest)) for c in only.context_only] == [("base", 64)]
+
+
+def test_onbuild_triggers_of_a_base_named_by_a_target_context() -> None:
+    """`contexts = {builder = "target:base"}` and `FROM builder`: base's ONBUILD reads api's context."""
+    api = dataclasses.replace(image("api", "services/api"), contexts=(("builder", "target:base"),))
+    files = {"base/Dockerfile": "FROM busybox\nONBUILD COPY src/ /app/\n", "services/api/Dockerfile": "FROM builder\n",
+             "services/api/src/main.py": ""}  # fmt: skip
+    found = plan({"services/api/src/main.py"}, with_images(image("base", "base"), api), files)
+    assert [p.reasons for p in found.affected] == [
+        ("COPY 'src/' (ONBUILD of base image base (base/Dockerfile), line 2) reads: services/api/src/main.py",)]  # fmt: skip
+
+
+def test_a_base_named_through_a_variable_registry_is_found_by_a_part_of_its_name() -> None:
+    """`FROM ${REGISTRY}/team/lib/base`: the words `team/lib/base` and `lib/base` name the image
+    lib/base, whose repository is reg:5000/team/lib/base."""
+    config = with_images(image("lib/base", "base"), image("api", "services/api"))
+    files = {"base/Dockerfile": "FROM busybox\n",
+             "services/api/Dockerfile": "ARG REGISTRY=reg:5000\nFROM ${REGISTRY}/team/lib/base\n"}  # fmt: skip
+    found = plan({"base/Dockerfile"}, config, files)
+    assert names(found) == ["lib/base", "api"]
+    assert found.affected[1].bases == (Base("lib/base", "reg:5000/team/lib/base"),)
+
+
+def test_a_cycle_is_said_whole_with_what_to_do() -> None:
+    config = with_images(image("a", "a"), image("b", "b"))
+    files = {"a/Dockerfile": "FROM reg:5000/team/b\n", "b/Dockerfile": "FROM reg:5000/team/a:1\n"}
+    with pytest.raises(FatalError) as info:
+        plan({"a/Dockerfile"}, config, files)
+    assert str(info.value) in (
+        f"{CONFIG.source}: images are built on each other in a cycle: {cycle}. Change a FROM line to break it."
+        for cycle in ("a -> b -> a", "b -> a -> b")
+    )
+
+
+def test_a_base_that_is_built_is_no_context_only_image() -> None:
+    found = plan({"base/Dockerfile"})
+    assert (names(found), found.context_only) == (["base", "api", "worker"], ())
+
+
+def test_a_detached_head_gets_its_tags_as_head_and_no_renaming_warning() -> None:
+    commit = Commit("0123456789" * 4, (Ref(None),), frozenset({"services/api/main.py"}), "t")
+    p = make_plan(commit, CONFIG, Files.of(DOCKERFILES), build_platform="linux/amd64")
+    assert p.affected[0].tags_by_ref == (
+        ("HEAD", ("reg:5000/team/api:0123456", "reg:5000/team/api:detached")),
+    )
+    assert not any("{branch}" in w for w in p.warnings)
+
+
+def test_a_renamed_ref_is_said_only_where_a_tag_holds_the_ref() -> None:
+    commit = Commit("0123456789" * 4, (Ref("feature/x"),), frozenset({"services/api/main.py"}), "t")
+    plain = dataclasses.replace(CONFIG, tags=("{short_sha}", "latest"))
+    assert make_plan(commit, plain, Files.of(DOCKERFILES), build_platform="linux/amd64").warnings == ()

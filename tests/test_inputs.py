@@ -605,3 +605,147 @@ def test_a_symlinked_dockerfile_that_leads_out_of_the_repository_is_refused(targ
     with pytest.raises(FatalError, match=f"image svc: its Dockerfile svc/Dockerfile is a symlink to '{re.escape(target)}', "
                                          "outside the repository"):  # fmt: skip
         compute(Image("svc", "svc", "svc/Dockerfile", ("linux/amd64",)), files, build_platform="linux/amd64")
+
+
+# --- rules the mutation run found unchecked ----------------------------------------------------
+
+
+def test_what_a_commit_holds_is_fetched_once_and_worked_out_once() -> None:
+    """`prefetch` reads together only the files whose results are not kept; `memo` keeps a
+    result by the file's blob and the key, and works it out again for another blob; without a
+    blob id or a cache nothing is kept."""
+    fetched: list[list[str]] = []
+    cache: dict[object, object] = {}
+    blobs = {"a": "100644 aaa", "b": "100644 bbb"}
+    files = Files(Files.of({"a": "", "b": ""}).tree, {"a": "", "b": ""}.get, blobs.get, cache,
+                  lambda paths: fetched.append(list(paths)))  # fmt: skip
+    made: list[str] = []
+
+    def make(what: str) -> str:
+        made.append(what)
+        return what.upper()
+
+    files.prefetch([("a", ("k",)), ("b", ("k",)), ("none", ("k",))])
+    assert fetched == [["a", "b", "none"]]
+    assert files.memo("a", ("k",), lambda: make("a")) == "A"
+    assert files.memo("a", ("k",), lambda: make("again")) == "A"  # kept
+    assert files.memo("a", ("other",), lambda: make("other")) == "OTHER"  # another key
+    files.prefetch([("a", ("k",)), ("b", ("k",))])
+    assert fetched[-1] == ["b"]  # a's result is kept: a is not read again
+    assert (
+        files.memo("none", ("k",), lambda: make("x")) == "X"
+        and files.memo("none", ("k",), lambda: make("y")) == "Y"
+    )
+    assert made == ["a", "other", "x", "y"]
+    blobs["a"] = "100644 a2"  # the file changed
+    assert files.memo("a", ("k",), lambda: make("changed")) == "CHANGED"
+    uncached = files._replace(cache=None)
+    assert (
+        uncached.memo("a", ("k",), lambda: make("n1")) == "N1"
+        and uncached.memo("a", ("k",), lambda: make("n2")) == "N2"
+    )
+    uncached.prefetch([("a", ("k",))])
+    assert fetched[-1] == ["a"]
+
+
+def test_a_symlinked_dockerfile_that_leads_nowhere_good_is_said() -> None:
+    circle = symlinked({}, {"svc/Dockerfile": "D2", "svc/D2": "Dockerfile"})
+    with pytest.raises(
+        FatalError, match=r"^image svc: its Dockerfile svc/Dockerfile: its symlinks go round in circles$"
+    ):
+        circle.followed("svc/Dockerfile", "image svc: its Dockerfile")
+    out = symlinked({}, {"svc/Dockerfile": "/etc/passwd"})
+    with pytest.raises(FatalError) as info:
+        out.followed("svc/Dockerfile", "image svc: its Dockerfile")
+    assert str(info.value) == (
+        "image svc: its Dockerfile svc/Dockerfile is a symlink to '/etc/passwd', outside the repository: buildx "
+        "would read that file of the machine that pushes. Make it a file, or a link inside the repository"
+    )
+    inside = symlinked({"svc/real.Dockerfile": "FROM busybox\n"}, {"svc/Dockerfile": "real.Dockerfile"})
+    assert inside.followed("svc/Dockerfile", "x") == "svc/real.Dockerfile"
+    assert inside.followed("svc/real.Dockerfile", "x") == "svc/real.Dockerfile"
+
+
+def test_the_files_read_ahead_follow_a_commits_symlinks() -> None:
+    from mab_hook.inputs import reads_needed  # noqa: PLC0415
+
+    image = Image("svc", "svc", "svc/Dockerfile", ALL3)
+    plain = Files.of({"svc/Dockerfile": "FROM busybox\n", "svc/.dockerignore": "*.md\n"})
+    assert [path for path, _key in reads_needed(image, plain, "linux/amd64")] == [
+        "svc/Dockerfile",
+        "svc/.dockerignore",
+    ]
+    assert [path for path, _key in reads_needed(image, Files.of({"svc/Dockerfile": ""}), "linux/amd64")] == [
+        "svc/Dockerfile"]  # fmt: skip
+    linked = symlinked({"build/Dockerfile": "FROM busybox\n", "build/ignore": "*.md\n"},
+                       {"svc/Dockerfile": "../build/Dockerfile", "svc/.dockerignore": "../build/ignore"})  # fmt: skip
+    assert [path for path, _key in reads_needed(image, linked, "linux/amd64")] == [
+        "build/Dockerfile",
+        "build/ignore",
+    ]
+
+
+def test_why_a_rule_does_not_read_a_path() -> None:
+    found = inputs("FROM busybox\nCOPY --exclude=*.log app/ /app/\n",
+                   {"svc/.dockerignore": "app/tmp\n"})  # fmt: skip
+    (rule,) = found.rules
+    assert rule.why_not("docs/x") == "outside its context"
+    assert rule.why_not("svc/other.py") == "not matched"
+    assert rule.why_not("svc/app/tmp") == "excluded by svc/.dockerignore"
+    assert rule.why_not("svc/app/x.log") == "excluded by --exclude=*.log of COPY 'app/' (line 2)"
+    assert rule.why_not("svc/app/x.py") is None
+
+
+def test_every_explanation_of_a_path_that_does_not_count() -> None:
+    dockerfile = ("FROM busybox AS unused\nCOPY tools/ /t/\nFROM busybox\nCOPY --exclude=*.log app/ /app/\n"
+                  "COPY --from=proto api.proto /p/\n")  # fmt: skip
+    files = {"svc/.dockerignore": "app/tmp\n", "shared/proto/.dockerignore": "old.proto\n"}
+    found = inputs(dockerfile, files, contexts=(("proto", "shared/proto"),))
+    assert found.explain("docs/x") == "does not count: outside every build context of the image"
+    assert found.explain("svc/app/tmp") == "does not count: excluded by svc/.dockerignore"
+    assert found.explain("shared/proto/old.proto") == "does not count: excluded by shared/proto/.dockerignore"
+    assert found.explain("svc/tools/x") == (
+        "does not count: only COPY 'tools/' (line 2) in stage 'unused' reads it, and the build of stage 1 "
+        "does not run that stage")  # fmt: skip
+    assert (
+        found.explain("svc/app/x.log")
+        == "does not count: excluded by --exclude=*.log of COPY 'app/' (line 4)"
+    )
+    assert found.explain("svc/notes.md") == (
+        "does not count: in the build context, but no COPY, ADD or bind mount reads it")  # fmt: skip
+    assert found.explain("shared/proto/api.proto") == (
+        "counts: COPY 'api.proto' from context 'proto' (line 5) reads: shared/proto/api.proto")  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "submodules"), [
+    ("vendor/lib/src", ["vendor/lib"]),  # reads into the submodule
+    ("vendor", ["vendor/lib", "vendor/other"]),  # reads both whole
+    ("vendor/lib", ["vendor/lib"]),
+    ("vendor/li", []),  # a name that only begins like one
+    ("vendor/other/deep/er", ["vendor/other"]),
+    ("docs", []),
+])  # fmt: skip
+def test_the_submodules_a_build_reads(source: str, submodules: list[str]) -> None:
+    found = inputs(f"FROM busybox\nCOPY {source} /x/\n")
+    assert list(found.submodules(["svc/vendor/lib", "svc/vendor/other", "elsewhere/lib"])) == [
+        f"svc/{path}" for path in submodules]  # fmt: skip
+
+
+def test_a_submodule_the_ignore_file_excludes_is_not_read() -> None:
+    found = inputs("FROM busybox\nCOPY vendor/lib/src /x/\n", {"svc/.dockerignore": "vendor/lib\n"})
+    assert found.submodules(["svc/vendor/lib"]) == ()
+    unreachable = inputs("FROM busybox AS old\nCOPY vendor/lib/src /x/\nFROM busybox\n")
+    assert unreachable.submodules(["svc/vendor/lib"]) == ()
+
+
+def test_what_a_build_needs_on_disk() -> None:
+    found = inputs("FROM busybox\nCOPY --from=proto a /p/\n", {"svc/.dockerignore": "x\n"},
+                   contexts=(("proto", "shared/proto"), ("base", "target:base"), ("img", "docker-image://busybox"),
+                             ("layout", "oci-layout://layouts/app@sha256:" + "a" * 64)))  # fmt: skip
+    assert found.materialized() == (
+        "svc/Dockerfile",
+        "svc/.dockerignore",
+        "svc",
+        "shared/proto",
+        "layouts/app",
+    )

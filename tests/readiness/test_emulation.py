@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mab_hook import binfmt, readiness
+from mab_hook import probe as probes
 from mab_hook.builders import Builder, Node
 from mab_hook.readiness import FAIL, OK, WARN, Check, Wanted
 from mab_hook.readiness.emulation import Scope, check_platform
@@ -184,3 +185,79 @@ def test_a_platform_judged_where_the_engine_runs(
     tmp_path: Path, engine: Engine, probe: bool | None, expected: Check
 ) -> None:
     assert check_platform(scope(tmp_path, LOCAL, engine=engine, probe=probe), "linux/arm64") == expected
+
+
+ROOT_FIX = "install the emulator: `docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install {name}` (or Debian's qemu-user-static), then run `mab-hook doctor` again"
+
+
+def test_every_emulation_problem_whole(tmp_path: Path) -> None:
+    from mab_hook.readiness.emulation import emulation_problem  # noqa: PLC0415
+
+    def problem(root: Path, platform: str = "linux/arm64") -> Check | None:
+        return emulation_problem(binfmt.read(root), platform, IMAGE)
+
+    none = tmp_path / "none"
+    assert problem(none) == Check("", FAIL, f"{none} is not mounted, so no emulator can run linux/arm64 programs",
+                                  f"`sudo mount -t binfmt_misc binfmt_misc {none}` (mab-hook doctor --fix does)",
+                                  "binfmt-unmounted")  # fmt: skip
+    off = proc(tmp_path / "off", "disabled", qemu_aarch64=AARCH64)
+    assert problem(off) == Check("", FAIL, "binfmt_misc is disabled as a whole", f"`echo 1 | sudo tee {off}/status`",
+                                 "binfmt-disabled")  # fmt: skip
+    empty = proc(tmp_path / "empty")
+    assert problem(empty) == Check("", FAIL, "no emulator is registered for arm64 ELF programs",
+                                   ROOT_FIX.format(name="arm64"), "emulator-missing")  # fmt: skip
+    assert problem(empty, "linux/arm/v7") == Check("", FAIL, "no emulator is registered for arm ELF programs",
+                                                   ROOT_FIX.format(name="arm"), "emulator-missing")  # fmt: skip
+    assert problem(empty, "linux/loong64") == Check("", FAIL, "no emulator is registered for loong64 ELF programs",
+                                                    ROOT_FIX.format(name="loong64"), "emulator-missing")  # fmt: skip
+    disabled = proc(tmp_path / "dis", qemu_aarch64=AARCH64.replace("enabled", "disabled", 1))
+    assert problem(disabled) == Check("", FAIL, "the arm64 emulator (qemu-aarch64) is registered but disabled",
+                                      f"`echo 1 | sudo tee {disabled}/qemu-aarch64`", "emulator-disabled")  # fmt: skip
+    gone = proc(
+        tmp_path / "gone", qemu_aarch64=AARCH64.replace("flags: PF", "flags: P").replace("/usr/libexec", "/x")
+    )
+    assert problem(gone) == Check("", FAIL, "qemu-aarch64's interpreter /x/qemu-binfmt/aarch64-binfmt-P does not exist",
+                                  ROOT_FIX.format(name="arm64"), "interpreter-missing")  # fmt: skip
+    fixed = proc(
+        tmp_path / "fixed", qemu_aarch64=AARCH64.replace("/usr/libexec", "/x")
+    )  # F: opened when registered
+    assert problem(fixed) is None
+
+
+def test_a_platform_no_node_can_build_whole(tmp_path: Path) -> None:
+    fix = ("add a node for it: `docker buildx create --append --name default --platform {p} <endpoint>`, or install "
+           "emulators where the builder runs")  # fmt: skip
+    assert check_platform(scope(tmp_path, LOCAL), "windows/amd64") == Check(
+        "platform:windows/amd64", FAIL, "no node of builder default can build windows/amd64 (QEMU emulates CPUs, not "
+        "operating systems: windows images need a windows node)", fix.format(p="windows/amd64"), "no-node")  # fmt: skip
+    remote = Builder("k8s", "kubernetes", (Node("k8s0", "kubernetes:///", "running", ("linux/amd64",)),))
+    assert check_platform(scope(tmp_path / "2", remote), "linux/s390x") == Check(
+        "platform:linux/s390x", FAIL, "no node of builder k8s can build linux/s390x",
+        fix.format(p="linux/s390x").replace("--name default", "--name k8s"), "no-node")  # fmt: skip
+
+
+def test_every_probe_verdict(tmp_path: Path) -> None:
+    from mab_hook.process import Completed  # noqa: PLC0415
+    from mab_hook.readiness.emulation import probe  # noqa: PLC0415
+
+    outcomes = {"linux/amd64": 0, "linux/arm64": 1}
+
+    def run(cmd: tuple[str, ...]) -> Completed:
+        platform = cmd[cmd.index("--platform") + 1]
+        code = outcomes[platform]
+        return Completed(
+            cmd, code, "", "" if code == 0 else "#5 0.1 exec /probe: exec format error\nERROR: failed\n"
+        )
+
+    machine = host(tmp_path)._replace(run=run)
+    checks = probe(machine, LOCAL, Wanted(("linux/amd64", "linux/mips64le", "linux/arm64")))
+    assert checks == [
+        Check("probe:linux/amd64", OK, "a linux/amd64 program ran in a build on default"),
+        Check("probe:linux/mips64le", WARN, "no probe program for linux/mips64le; its checks above stand alone"),
+        Check("probe:linux/arm64", FAIL, f"a linux/arm64 program did not run: {probes.summary(run(('x', '--platform', 'linux/arm64')))}",
+              "fix the platform linux/arm64 check above, or recreate the builder", "probe-failed"),
+    ]  # fmt: skip
+
+
+def test_statuses_are_said_as_they_are_documented(tmp_path: Path) -> None:
+    assert (OK, WARN, FAIL) == ("ok", "warn", "fail")  # in `doctor --json` and the README's table

@@ -121,3 +121,49 @@ def test_the_lab_engine_is_here_and_uses_this_machines_binfmt(tmp_path: Path) ->
     assert checks["engine"].status == OK
     assert checks["engine"].finding.startswith("on this machine's kernel (context default")
     assert checks["platform linux/arm64"].finding.startswith("emulated by qemu-aarch64")
+
+
+@pytest.mark.parametrize(("engine", "endpoint", "where"), [
+    ({"OperatingSystem": "Docker Desktop"}, "unix:///var/run/docker.sock", "a Docker Desktop VM"),
+    ({"OperatingSystem": "OrbStack"}, "", "an OrbStack VM"),
+    ({"Name": "rancher-desktop", "OperatingSystem": "Rancher Desktop WSL Distribution"}, "", "a Rancher Desktop VM"),
+    ({"Name": "lima-default", "OperatingSystem": "Ubuntu"}, "", "a lima VM"),
+    ({"OperatingSystem": "Boot2Docker 19.03"}, "", "a boot2docker VM"),
+    ({}, "unix:///Users/me/.docker/run/docker.sock", "a Docker Desktop VM"),
+    ({}, "unix:///Users/me/.colima/default/docker.sock", "a colima VM"),
+    ({}, "unix:///Users/me/.orbstack/run/docker.sock", "an OrbStack VM"),
+    ({}, "unix:///Users/me/.rd/docker.sock", "a Rancher Desktop VM"),
+    ({}, "unix:///Users/me/.lima/default/sock/docker.sock", "a lima VM"),
+    ({}, "npipe:////./pipe/dockerDesktopLinuxEngine", "a Docker Desktop VM"),
+    ({}, "tcp://10.0.0.5:2376", "another machine (tcp://10.0.0.5:2376)"),
+    ({"Name": "builder-7"}, "unix:///var/run/docker.sock", "another machine (builder-7, this is vm)"),
+    ({"KernelVersion": "5.15.0"}, "unix:///var/run/docker.sock", "another kernel (5.15.0, this one runs 6.18.44-fc-v1045)"),
+])  # fmt: skip
+def test_where_the_engine_runs_by_what_docker_says(
+    tmp_path: Path, engine: dict[str, str], endpoint: str, where: str
+) -> None:
+    context = json.dumps({"Name": "ctx", "Endpoints": {"docker": {"Host": endpoint}}})
+    answers = engine_answers({"OperatingSystem": "Debian", "Name": "vm", **engine}, context)
+    found = locate(host(tmp_path, answers))
+    assert (found.local, found.where) == (False, where)
+    via = f"context ctx, {endpoint}" if endpoint else "context ctx"
+    assert by_name(readiness.check(host(tmp_path / "c", answers), Wanted(("linux/amd64",))))["engine"] == readiness.Check(
+        "engine", OK, f"{where}, kernel {found.kernel} ({via}); emulation judged on the engine's side")  # fmt: skip
+
+
+@pytest.mark.parametrize(("client", "said"), [("darwin", "macOS"), ("win32", "Windows")])
+def test_a_client_that_runs_no_linux_engine_itself(tmp_path: Path, client: str, said: str) -> None:
+    found = locate(
+        host(tmp_path, engine_answers({"OperatingSystem": "Debian"}, LAB_CONTEXT), client_os=client)
+    )
+    assert found.where == f"another machine or a VM ({said} runs no Linux engine itself)"
+
+
+def test_what_docker_does_not_say_is_left_empty(tmp_path: Path) -> None:
+    answers = docker()
+    answers[INFO] = (0, "{}")
+    answers[CONTEXT] = (0, "{}")
+    found = locate(host(tmp_path, answers))
+    assert found == readiness.location.Engine(True, "this machine", "default", "", "", "", "")
+    assert readiness.location.check_engine(found) == readiness.Check(
+        "engine", OK, "on this machine's kernel (context default): emulation judged by its binfmt_misc")  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import subprocess
@@ -749,3 +750,74 @@ def test_what_a_build_needs_on_disk() -> None:
         "shared/proto",
         "layouts/app",
     )
+
+
+def test_a_commit_seen_before_is_neither_read_nor_parsed_again() -> None:
+    contents = {
+        "svc/Dockerfile": "FROM busybox\nCOPY app/ /app/\n",
+        "svc/.dockerignore": "*.md\n",
+        "svc/app/a": "",
+    }
+    read: list[str] = []
+
+    def reader(path: str) -> str | None:
+        read.append(path)
+        return contents.get(path)
+
+    blobs = {path: f"100644 {hashlib.sha1(text.encode()).hexdigest()}" for path, text in contents.items()}
+    files = Files(Files.of(contents).tree, reader, blobs.get, {})
+    image = Image("svc", "svc", "svc/Dockerfile", ALL3)
+    first = compute(image, files, build_platform="linux/amd64")
+    assert sorted(set(read)) == ["svc/.dockerignore", "svc/Dockerfile"]
+    read.clear()
+    assert compute(image, files, build_platform="linux/amd64") == first
+    assert read == []  # both kept, by blob
+
+
+def test_a_dockerfile_linked_through_two_links_is_read_where_they_end() -> None:
+    files = symlinked({"build/real.Dockerfile": "FROM busybox\n"},
+                      {"svc/Dockerfile": "../build/next", "build/next": "real.Dockerfile"})  # fmt: skip
+    assert files.followed("svc/Dockerfile", "x") == "build/real.Dockerfile"
+    found = compute(Image("svc", "svc", "svc/Dockerfile", ALL3), files, build_platform="linux/amd64")
+    assert found.reason("build/real.Dockerfile") == (
+        "what its Dockerfile or ignore file links to changed: build/real.Dockerfile")  # fmt: skip
+
+
+def test_an_ignore_file_linked_out_of_the_repository_is_refused_naming_it() -> None:
+    files = symlinked({"svc/Dockerfile": "FROM busybox\n"}, {"svc/.dockerignore": "/etc/ignore"})
+    said = ("ignore file svc/.dockerignore is a symlink to '/etc/ignore', outside the repository: buildx would read "
+            "that file of the machine that pushes. Make it a file, or a link inside the repository")  # fmt: skip
+    with pytest.raises(FatalError) as info:
+        compute(Image("svc", "svc", "svc/Dockerfile", ALL3), files, build_platform="linux/amd64")
+    assert str(info.value) == said
+    from mab_hook.inputs import reads_needed  # noqa: PLC0415
+
+    with pytest.raises(FatalError) as ahead:
+        reads_needed(Image("svc", "svc", "svc/Dockerfile", ALL3), files, "linux/amd64")
+    assert str(ahead.value) == said
+    dockerfile = symlinked({}, {"svc/Dockerfile": "/etc/Dockerfile"})
+    with pytest.raises(
+        FatalError, match=r"^image svc: its Dockerfile svc/Dockerfile is a symlink to '/etc/Dockerfile'"
+    ):
+        reads_needed(Image("svc", "svc", "svc/Dockerfile", ALL3), dockerfile, "linux/amd64")
+
+
+def test_a_missing_dockerfile_is_said_exactly() -> None:
+    with pytest.raises(FatalError) as info:
+        compute(Image("svc", "svc", "svc/Dockerfile", ALL3), Files.of({}), build_platform="linux/amd64")
+    assert str(info.value) == "image svc: svc/Dockerfile is missing"
+
+
+def test_a_path_the_ignore_file_excludes_is_said_so_when_nothing_reads_the_context() -> None:
+    found = inputs("FROM busybox\nRUN true\n", {"svc/.dockerignore": "*.md\n"})
+    assert found.explain("svc/notes.md") == "does not count: excluded by svc/.dockerignore"
+
+
+def test_a_named_context_as_a_stage_base_and_a_source_it_does_not_have() -> None:
+    dockerfile = "FROM base\nCOPY --from=proto missing.txt /p/\n"
+    found = inputs(dockerfile, {"rootfs/etc/x": "", "shared/proto/a.proto": ""},
+                   contexts=(("base", "rootfs"), ("proto", "shared/proto")))  # fmt: skip
+    assert found.reason("rootfs/etc/x") == "FROM '.' from context 'base' (line 1) reads: rootfs/etc/x"
+    files = Files.of({"svc/Dockerfile": dockerfile, "rootfs/etc/x": "", "shared/proto/a.proto": ""})
+    assert unmatched(found, files) == (
+        "svc: COPY 'missing.txt' from context 'proto' (line 2) matches no file in context 'proto' (shared/proto)",)  # fmt: skip

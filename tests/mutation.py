@@ -108,17 +108,11 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     for mutant in survivors:
         shown = subprocess.run((sys.executable, "-m", "mutmut", "show", str(mutant)), cwd=ROOT, capture_output=True,
                                text=True, check=False).stdout  # fmt: skip
-        before = [
-            line[1:].strip()
-            for line in shown.splitlines()
-            if line.startswith("-") and not line.startswith("---")
-        ]
-        after = [
-            line[1:].strip()
-            for line in shown.splitlines()
-            if line.startswith("+") and not line.startswith("+++")
-        ]
-        mutated = after[0] if after else ""
+        changed = [line for line in shown.splitlines() if line[:1] in "-+" and line[:3] not in ("---", "+++")]
+        before = [line[1:].strip() for line in changed if line.startswith("-") and line[1:].strip()]
+        after = [line[1:].strip() for line in changed if line.startswith("+") and line[1:].strip()]
+        # A mutant that removes a line (a decorator, say) has nothing after: say what went.
+        mutated = after[0] if after else f"(removed) {before[0] if before else ''}"
         found.append({"id": mutant, "line": before[0] if before else "", "mutated": mutated,
                       "why": equivalent.get((name, mutated), "")})  # fmt: skip
     del equivalent  # the report reads them afresh: a reason written later counts
@@ -199,7 +193,16 @@ def report(results: dict[str, dict[str, object]]) -> str:
         for survivor in survivors:
             why = survivor["why"] or "NOT YET KILLED: a test to write"
             details.append(f"- `{_code(survivor['line'])}` -> `{_code(survivor['mutated'])}`: {why}")
+    lines.append(_total(lines[6:]))
     return "\n".join([*lines, *details]) + "\n"
+
+
+def _total(rows: list[str]) -> str:
+    """The row of every module together: the score is killed of all the non-equivalent."""
+    cells = [[int(cell) for cell in row.strip("|").split("|")[1:5]] for row in rows]
+    mutants, killed, equivalent, open_ = (sum(column) for column in zip(*cells, strict=True))
+    score = f"{100 * killed / (mutants - equivalent):.0f}%" if mutants > equivalent else "-"
+    return f"| **all** | {mutants} | {killed} | {equivalent} | {open_} | **{score}** | |"
 
 
 def _write_equivalent(module: str, mutant: int, why: str) -> int:

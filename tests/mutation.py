@@ -167,7 +167,9 @@ def _equivalent() -> dict[tuple[str, str], str]:
 def report(results: dict[str, dict[str, object]]) -> str:
     lines = ["# Mutation testing", "", "`python tests/mutation.py [MODULE ...]` (see its docstring). Per module: "
              "mutants, killed by the fast tests, equivalent survivors (same behaviour, said why), survivors not yet "
-             "killed, and the score: killed of the non-equivalent.", "",
+             "killed, and the score: killed of the non-equivalent. It does not run in CI; minutes as measured on the "
+             "2-core lab machine, two or three modules at a time (each in a copy of the checkout; a rerun after "
+             "writing tests tries only the survivors again).", "",
              "| module | mutants | killed | equivalent | not yet killed | score | minutes |",
              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     details = []

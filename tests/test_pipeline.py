@@ -484,9 +484,6 @@ def test_images_whose_names_differ_only_in_separators_stay_distinct(lab: Lab, re
 
 @pytest.mark.lab
 def test_a_submodule_reaches_the_build_and_its_change_rebuilds(lab: Lab, repo: Repo, tmp_path: Path) -> None:
-    (Path(lab.env.get("GIT_CONFIG_GLOBAL", tmp_path / "gc"))).write_text(
-        '[protocol "file"]\n\tallow = always\n'
-    )
     env = {**lab.env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
     (tmp_path / "gitconfig").write_text('[protocol "file"]\n\tallow = always\n')
     lib = tmp_path / "lib"

@@ -5,7 +5,9 @@ built, skipped, retried, uploaded under staging tags and published; never half o
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -458,3 +460,48 @@ def test_a_local_cache_is_read_from_the_repository_not_the_checkout(
     (definition,) = engine.definitions
     assert definition["target"]["lone"]["cache-from"] == [f"type=local,src={repo.path / '.cache' / 'lone'}"]
     assert definition["target"]["lone"]["context"] != str(repo.path / "lone")  # a checkout of the commit
+
+
+def test_two_commits_built_without_push_are_both_recorded_and_reported(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host, push=False))
+    found = plans(repo, all_images=True)
+    repo.commit({"lone/Dockerfile": "FROM busybox\nRUN make lone\n"})
+    found += plans(repo)
+    run = build(repo, CannedEngine(registry), monkeypatch, found=found)
+    assert [r.name for r in run.results] == [*(p.image.name for p in found[0].affected), "lone"]
+    assert set(run.status.values()) == {Status.BUILT}
+
+
+def test_what_a_first_build_says(repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo.commit(project(registry.host))
+    found = plans(repo, all_images=True)
+    run = build(repo, CannedEngine(registry), monkeypatch, found=found)
+    for planned in found[0].affected:
+        assert (f"{planned.image.name}: building for linux/amd64, linux/arm64 (inputs {planned.input_digest[:12]})"
+                in run.said)  # fmt: skip
+    assert not any("not trusted" in line for line in run.said)  # nothing was there to distrust
+
+
+def test_a_submodule_the_build_reads_is_checked_out_for_it(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key, value in (("GIT_CONFIG_COUNT", "1"), ("GIT_CONFIG_KEY_0", "protocol.file.allow"),
+                       ("GIT_CONFIG_VALUE_0", "always")):  # fmt: skip
+        monkeypatch.setenv(key, value)  # a local path as a submodule's URL, as in the tests only
+    lib = tmp_path / "lib"
+    subprocess.run(("git", "init", "-q", "-b", "main", str(lib)), check=True)
+    (lib / "data.txt").write_text("lib v1\n")
+    subprocess.run(("git", "add", "-A"), cwd=lib, check=True)
+    subprocess.run(("git", "commit", "-qm", "v1"), cwd=lib, check=True)
+    subprocess.run(("git", "submodule", "add", "-q", str(lib), "lone/vendor/lib"), cwd=repo.path, check=True)
+    files = project(registry.host)
+    files["lone/Dockerfile"] = "FROM busybox\nCOPY vendor/lib/data.txt /\n"
+    repo.commit(files)
+    found = plans(repo, all_images=True)
+    assert next(p for p in found[0].affected if p.image.name == "lone").submodules == ("lone/vendor/lib",)
+    engine = CannedEngine(registry)
+    build(repo, engine, monkeypatch, found=found)
+    assert "vendor/lib/data.txt" in engine.contexts["lone"]
+    assert not any(path.startswith("vendor/") for path in engine.contexts["api"])

@@ -123,18 +123,46 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
             "tests": list(tests)}  # fmt: skip
 
 
+STALLED = 240.0  # seconds without a mutant done: mutmut hangs (a mutant that loops for ever, say)
+
+
 def _mutmut(name: str, runner: str) -> None:
-    """One `mutmut run`, stopped when it prints a traceback (its worker died: it would hang)."""
+    """One `mutmut run`, stopped when it prints a traceback (its worker died: it would hang) or
+    stalls; a stalled run's mutant is counted as timed out, as mutmut counts a test run that
+    does not end (it hangs instead on some that loop for ever)."""
     with tempfile.TemporaryFile("w+") as said:
         proc = subprocess.Popen((sys.executable, "-m", "mutmut", "run", "--paths-to-mutate", _path(name),
                                  "--runner", runner, "--no-progress"), cwd=ROOT, env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=said, start_new_session=True)  # fmt: skip
+        done, since = _done(), time.monotonic()
         while proc.poll() is None:
             time.sleep(5)
             said.seek(0)
-            if "Traceback (most recent call last)" in said.read():
+            if _done() != done:
+                done, since = _done(), time.monotonic()
+            stalled = time.monotonic() - since > STALLED
+            if stalled or "Traceback (most recent call last)" in said.read():
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+                if stalled:
+                    _time_out_the_next()
+
+
+def _done() -> int:
+    try:
+        with sqlite3.connect(ROOT / ".mutmut-cache") as db:
+            return int(db.execute("select count(*) from mutant where status != 'untested'").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def _time_out_the_next() -> None:
+    """The mutant mutmut was on when it stalled: the first untested one, in its own order."""
+    with sqlite3.connect(ROOT / ".mutmut-cache") as db:
+        row = db.execute("select m.id from mutant m join line l on m.line = l.id where m.status = 'untested' "
+                         'order by l.line_number, m."index" limit 1').fetchone()  # fmt: skip
+        if row is not None:
+            db.execute("update mutant set status = 'bad_timeout' where id = ?", row)
 
 
 def _restore(name: str) -> None:

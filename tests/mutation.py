@@ -2,7 +2,7 @@
 
     python tests/mutation.py                 # every module below (hours on a 2-core machine)
     python tests/mutation.py grants tags     # some of them (minutes each)
-    python tests/mutation.py --merge COPY/tests/mutation-results.json   # a copy's results, here
+    python tests/mutation.py --merge COPY/tests/mutation-results.json plan   # a copy's run of plan, here
     python tests/mutation.py --report        # MUTATION.md again (after writing down equivalents)
     python tests/mutation.py --equivalent MODULE ID "why"   # a survivor that behaves as the original
 
@@ -58,10 +58,10 @@ def main(argv: list[str]) -> int:
     if argv == ["--report"]:  # tests/MUTATION.md again, with the reasons as they are now
         REPORT.write_text(report(json.loads(RESULTS.read_text())))
         return 0
-    if argv[:1] == ["--merge"]:  # results of a run in a copy of the checkout, into this one's
+    if argv[:1] == ["--merge"] and len(argv) > 2:  # FILE MODULE...: a copy's results, into this one's
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-        for path in argv[1:]:
-            results.update(json.loads(Path(path).read_text()))
+        theirs = json.loads(Path(argv[1]).read_text())
+        results.update({name: theirs[name] for name in argv[2:]})
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
         REPORT.write_text(report(results))
         return 0

@@ -261,3 +261,21 @@ def test_every_probe_verdict(tmp_path: Path) -> None:
 
 def test_statuses_are_said_as_they_are_documented(tmp_path: Path) -> None:
     assert (OK, WARN, FAIL) == ("ok", "warn", "fail")  # in `doctor --json` and the README's table
+
+
+def test_an_architecture_mab_hook_does_not_know_is_installed_by_its_own_name(tmp_path: Path) -> None:
+    from mab_hook.readiness.emulation import engine_fix, install_fix  # noqa: PLC0415
+
+    assert install_fix(IMAGE, "linux/sparc64") == ROOT_FIX.format(name="sparc64")
+    assert engine_fix(IMAGE, "linux/sparc64", LOCAL, ELSEWHERE).startswith(
+        f"install the emulator where the engine runs: `docker run --privileged --rm {IMAGE} --install sparc64`")  # fmt: skip
+
+
+def test_a_lima_engine_gets_the_colima_and_lima_fix(tmp_path: Path) -> None:
+    lima = ELSEWHERE._replace(where="a lima VM")
+    check = check_platform(scope(tmp_path, LOCAL, engine=lima, probe=False), "linux/arm64")
+    assert "colima: `colima start --arch arm64`" in check.fix
+    assert (
+        "colima"
+        not in check_platform(scope(tmp_path / "2", LOCAL, engine=ELSEWHERE, probe=False), "linux/arm64").fix
+    )

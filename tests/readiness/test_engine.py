@@ -60,11 +60,9 @@ def test_docker_cli_missing(tmp_path: Path) -> None:
         return recorded(cmd)
 
     (check,) = readiness.check(host(tmp_path)._replace(run=run), Wanted(ALL3)).checks
-    assert (check.status, check.finding, check.code) == (
-        FAIL,
-        "the docker CLI is not installed",
-        "docker-missing",
-    )
+    assert check == Check("docker", FAIL, "the docker CLI is not installed",
+                          "install Docker Engine and its CLI (https://docs.docker.com/engine/install/)",
+                          "docker-missing")  # fmt: skip
 
 
 @pytest.mark.parametrize(("answer", "finding"), [

@@ -167,3 +167,11 @@ def test_what_docker_does_not_say_is_left_empty(tmp_path: Path) -> None:
     assert found == readiness.location.Engine(True, "this machine", "default", "", "", "", "")
     assert readiness.location.check_engine(found) == readiness.Check(
         "engine", OK, "on this machine's kernel (context default): emulation judged by its binfmt_misc")  # fmt: skip
+
+
+def test_an_engine_elsewhere_that_names_no_kernel() -> None:
+    engine = readiness.location.Engine(
+        False, "another machine (tcp://b:2375)", "ci", "tcp://b:2375", "", "", ""
+    )
+    assert readiness.location.check_engine(engine) == readiness.Check(
+        "engine", OK, "another machine (tcp://b:2375) (context ci, tcp://b:2375); emulation judged on the engine's side")  # fmt: skip

@@ -207,6 +207,7 @@ def test_a_local_host_is_this_machine_as_docker_sees_it(tmp_path: Path) -> None:
 def test_the_fingerprint_follows_the_default_socket_when_no_host_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert readiness.DEFAULT_SOCKET == "/var/run/docker.sock"  # docker's own, without DOCKER_HOST
     sock = tmp_path / "docker.sock"
     sock.write_text("")
     monkeypatch.setattr(readiness, "DEFAULT_SOCKET", str(sock))

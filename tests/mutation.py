@@ -123,7 +123,7 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
             "tests": list(tests)}  # fmt: skip
 
 
-STALLED = 240.0  # seconds without a mutant done: mutmut hangs (a mutant that loops for ever, say)
+STALLED = 150.0  # seconds without a mutant done: mutmut hangs (a mutant that loops for ever, say)
 
 
 def _mutmut(name: str, runner: str) -> None:
@@ -161,8 +161,12 @@ def _time_out_the_next() -> None:
     with sqlite3.connect(ROOT / ".mutmut-cache") as db:
         row = db.execute("select m.id from mutant m join line l on m.line = l.id where m.status = 'untested' "
                          'order by l.line_number, m."index" limit 1').fetchone()  # fmt: skip
+        # Marked as tested against these tests (those of any mutant done), or mutmut tries it again.
+        done = db.execute("select tested_against_hash from mutant where tested_against_hash is not null "
+                          "limit 1").fetchone()  # fmt: skip
         if row is not None:
-            db.execute("update mutant set status = 'bad_timeout' where id = ?", row)
+            db.execute("update mutant set status = 'bad_timeout', tested_against_hash = ? where id = ?",
+                       (done[0] if done else None, row[0]))  # fmt: skip
 
 
 def _restore(name: str) -> None:

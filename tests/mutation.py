@@ -161,9 +161,8 @@ def _time_out_the_next() -> None:
     with sqlite3.connect(ROOT / ".mutmut-cache") as db:
         row = db.execute("select m.id from mutant m join line l on m.line = l.id where m.status = 'untested' "
                          'order by l.line_number, m."index" limit 1').fetchone()  # fmt: skip
-        # Marked as tested against these tests (those of any mutant done), or mutmut tries it again.
-        done = db.execute("select tested_against_hash from mutant where tested_against_hash is not null "
-                          "limit 1").fetchone()  # fmt: skip
+        # Marked as tested against these tests (mutmut keeps their hash), or mutmut tries it again.
+        done = db.execute("select value from MiscData where key = 'hash_of_tests'").fetchone()
         if row is not None:
             db.execute("update mutant set status = 'bad_timeout', tested_against_hash = ? where id = ?",
                        (done[0] if done else None, row[0]))  # fmt: skip

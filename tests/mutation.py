@@ -89,7 +89,9 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     # mutmut 2 counts only exit 1 (tests failed) as killed: a mutant that breaks the import
     # (pytest exits 2, a collection error) is caught as well.
     pytest = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -m 'not lab' {' '.join(tests)}"
-    runner = f'sh -c "{pytest} || exit 1"'
+    # A mutant that makes a loop endless is killed by `timeout` (exit 124, so: killed): mutmut's
+    # own time limit leaves such a run hanging.
+    runner = f'sh -c "timeout {TIME_LIMITS.get(name, 60)} {pytest} || exit 1"'
     started = time.monotonic()
     for _attempt in range(10):
         _mutmut(name, runner)
@@ -123,7 +125,8 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
             "tests": list(tests)}  # fmt: skip
 
 
-STALLED = 150.0  # seconds without a mutant done: mutmut hangs (a mutant that loops for ever, say)
+TIME_LIMITS = {"pipeline": 180}  # seconds a run of a module's tests may take (default 60)
+STALLED = 300.0  # seconds without a mutant done: mutmut hangs (a mutant that loops for ever, say)
 
 
 def _mutmut(name: str, runner: str) -> None:

@@ -121,7 +121,7 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     kept.parent.mkdir(exist_ok=True)
     cache.replace(kept)
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
-            "timeout": statuses.get("bad_timeout", 0), "survivors": found, "seconds": round(seconds),
+            "timeout": statuses.get("bad_timeout", 0), "untested": statuses.get("untested", 0), "survivors": found, "seconds": round(seconds),
             "tests": list(tests)}  # fmt: skip
 
 
@@ -213,12 +213,12 @@ def report(results: dict[str, dict[str, object]]) -> str:
         survivors = [{**s, "why": _why(name, s, reasons)} for s in data["survivors"]]  # type: ignore[attr-defined]
         equivalent = [s for s in survivors if s["why"]]
         open_ = [s for s in survivors if not s["why"]]
-        mutants, killed = (
-            int(str(data["mutants"])),
-            int(str(data["killed"])) + int(str(data.get("timeout", 0))),
-        )
+        # Killed: every mutant the tests told from the original (failed, timed out, or failed
+        # slowly: mutmut's "suspicious"), that is all but the survivors and the untested.
+        mutants = int(str(data["mutants"]))
+        killed = mutants - len(data["survivors"]) - int(str(data.get("untested", 0)))  # type: ignore[arg-type]
         relevant = mutants - len(equivalent)
-        score = f"{100 * killed / relevant:.0f}%" if relevant else "-"
+        score = f"{100 * killed / relevant:.1f}%" if relevant else "-"
         minutes = f"{int(str(data['seconds'])) / 60:.0f}"
         lines.append(
             f"| {name} | {mutants} | {killed} | {len(equivalent)} | {len(open_)} | {score} | {minutes} |"
@@ -237,7 +237,7 @@ def _total(rows: list[str]) -> str:
     """The row of every module together: the score is killed of all the non-equivalent."""
     cells = [[int(cell) for cell in row.strip("|").split("|")[1:5]] for row in rows]
     mutants, killed, equivalent, open_ = (sum(column) for column in zip(*cells, strict=True))
-    score = f"{100 * killed / (mutants - equivalent):.0f}%" if mutants > equivalent else "-"
+    score = f"{100 * killed / (mutants - equivalent):.1f}%" if mutants > equivalent else "-"
     return f"| **all** | {mutants} | {killed} | {equivalent} | {open_} | **{score}** | |"
 
 

@@ -821,3 +821,20 @@ def test_a_named_context_as_a_stage_base_and_a_source_it_does_not_have() -> None
     files = Files.of({"svc/Dockerfile": dockerfile, "rootfs/etc/x": "", "shared/proto/a.proto": ""})
     assert unmatched(found, files) == (
         "svc: COPY 'missing.txt' from context 'proto' (line 2) matches no file in context 'proto' (shared/proto)",)  # fmt: skip
+
+
+def test_only_an_image_a_stage_is_built_on_brings_its_onbuild_triggers() -> None:
+    """`FROM busybox AS base` then `FROM base`: base is the stage, not the repository's image
+    named base, whose triggers therefore never run here; `FROM reg/team/base` is the image."""
+    from mab_hook.dockerfile import Source  # noqa: PLC0415
+
+    onbuild = (Source("COPY", None, "src/", (), 2, trigger="base image base (base/Dockerfile)"),)
+
+    def triggers(ref: str) -> tuple[Source, ...]:
+        return onbuild if ref in ("base", "reg/team/base") else ()
+
+    image = Image("svc", "svc", "svc/Dockerfile", ALL3)
+    for dockerfile, reads in (("FROM busybox AS base\nFROM base\n", False), ("FROM reg/team/base\n", True)):
+        files = Files.of({"svc/Dockerfile": dockerfile, "svc/src/a": ""})
+        found = compute(image, files, build_platform="linux/amd64", triggers=triggers)
+        assert (found.reason("svc/src/a") is not None) is reads, dockerfile

@@ -84,7 +84,8 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     # mutmut's cache of this module's last run: a mutant killed then stays killed while its
     # line is unchanged, so a run after writing tests tries the survivors again, not everything.
     cache.unlink(missing_ok=True)
-    if kept.exists():
+    rerun = kept.exists()
+    if rerun:
         shutil.copyfile(kept, cache)
     # mutmut 2 counts only exit 1 (tests failed) as killed: a mutant that breaks the import
     # (pytest exits 2, a collection error) is caught as well.
@@ -121,7 +122,7 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     kept.parent.mkdir(exist_ok=True)
     cache.replace(kept)
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
-            "timeout": statuses.get("bad_timeout", 0), "untested": statuses.get("untested", 0), "survivors": found, "seconds": round(seconds),
+            "timeout": statuses.get("bad_timeout", 0), "untested": statuses.get("untested", 0), "rerun": rerun, "survivors": found, "seconds": round(seconds),
             "tests": list(tests)}  # fmt: skip
 
 
@@ -219,7 +220,7 @@ def report(results: dict[str, dict[str, object]]) -> str:
         killed = mutants - len(data["survivors"]) - int(str(data.get("untested", 0)))  # type: ignore[arg-type]
         relevant = mutants - len(equivalent)
         score = f"{100 * killed / relevant:.1f}%" if relevant else "-"
-        minutes = f"{int(str(data['seconds'])) / 60:.0f}"
+        minutes = f"{int(str(data['seconds'])) / 60:.0f}" + (" (a rerun)" if data.get("rerun") else "")
         lines.append(
             f"| {name} | {mutants} | {killed} | {len(equivalent)} | {len(open_)} | {score} | {minutes} |"
         )

@@ -126,7 +126,7 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
             "tests": list(tests)}  # fmt: skip
 
 
-TIME_LIMITS = {"pipeline": 180}  # seconds a run of a module's tests may take (default 60)
+TIME_LIMITS = {"pipeline": 180, "patterns": 20}  # seconds a run of its tests may take (default 60)
 STALLED = 300.0  # seconds without a mutant done: mutmut hangs (a mutant that loops for ever, say)
 
 

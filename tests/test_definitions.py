@@ -4,6 +4,7 @@ files of a commit: the lab's real docker CLI and buildx 0.13 (no engine is neede
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 import uuid
@@ -360,3 +361,129 @@ def test_a_symlinked_compose_file_is_read_where_it_points_inside_the_repository(
     )
     assert [t.name for t in found.targets] == ["api"]
     assert set(found.read) >= {"compose.yaml", "deploy/compose.yaml"}  # a change to either counts
+
+
+# --- rules the mutation run found unchecked (no Docker) ----------------------------------------
+
+
+def _plugin(at: Path) -> Path:
+    at.mkdir(parents=True, exist_ok=True)
+    (at / "docker-buildx").write_text("#!/bin/sh\n")
+    (at / "docker-buildx").chmod(0o755)
+    return at / "docker-buildx"
+
+
+def test_the_buildx_plugin_is_found_where_docker_looks_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(definitions, "_plugin_dirs", lambda env: [])  # not the machine's own
+    empty = {"HOME": str(tmp_path / "nohome"), "PATH": str(tmp_path / "nobin")}
+    assert definitions.buildx_plugin(empty) is None
+    in_home = _plugin(tmp_path / "home" / ".docker" / "cli-plugins")
+    assert definitions.buildx_plugin({**empty, "HOME": str(tmp_path / "home")}) == in_home
+    in_config = _plugin(tmp_path / "config" / "cli-plugins")
+    assert (
+        definitions.buildx_plugin({"HOME": str(tmp_path / "home"), "DOCKER_CONFIG": str(tmp_path / "config")})
+        == in_config
+    )
+    extra = _plugin(tmp_path / "brew" / "lib" / "docker" / "cli-plugins")
+    (tmp_path / "cfg2").mkdir()
+    (tmp_path / "cfg2" / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": [str(extra.parent)]}))
+    assert definitions.buildx_plugin({**empty, "DOCKER_CONFIG": str(tmp_path / "cfg2")}) == extra
+    (tmp_path / "prefix" / "bin").mkdir(parents=True)
+    (tmp_path / "prefix" / "bin" / "docker").write_text("#!/bin/sh\n")
+    (tmp_path / "prefix" / "bin" / "docker").chmod(0o755)
+    beside = _plugin(tmp_path / "prefix" / "libexec" / "docker" / "cli-plugins")
+    assert definitions.buildx_plugin({**empty, "PATH": str(tmp_path / "prefix" / "bin")}) == beside
+    named = {**empty, "MAB_HOOK_BUILDX": str(in_home)}
+    assert definitions.buildx_plugin(named) == in_home
+    assert definitions.buildx_plugin({**empty, "MAB_HOOK_BUILDX": str(tmp_path / "none")}) is None
+
+
+def test_a_plugin_that_is_no_executable_file_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(definitions, "_plugin_dirs", lambda env: [])
+    plugins = tmp_path / "config" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "docker-buildx").write_text("not executable")
+    env = {"DOCKER_CONFIG": str(tmp_path / "config"), "HOME": str(tmp_path), "PATH": str(tmp_path / "nobin")}
+    assert definitions.buildx_plugin(env) is None
+    (plugins / "docker-buildx").unlink()
+    (plugins / "docker-buildx").mkdir()
+    (plugins / "docker-buildx").chmod(0o755)
+    assert definitions.buildx_plugin(env) is None
+
+
+def test_dockers_own_plugin_directories() -> None:
+    assert definitions._plugin_dirs({}) == [Path(p) for p in (
+        "/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+        "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")]  # fmt: skip
+
+
+def test_what_compose_sets_that_reaches_no_build_is_said_per_file_and_field() -> None:
+    document = {"services": {"api.v2": {"build": {"context": ".", "platforms": ["linux/arm64"], "network": "host",
+                                                  "ssh": ["default"], "secrets": ["npm"]}},
+                             "web": {"build": "./web"}, "db": {"image": "postgres"}, "bad": "text"}}  # fmt: skip
+    compose = Source("compose", ("compose.yaml",), ".")
+    targets = [
+        definitions.Target("api_v2", {"context": "."}, compose, True),
+        definitions.Target("web", {}, compose, True),
+    ]
+    notes = definitions.unused({"compose.yaml": document, "x.yaml": ["not", "a", "map"]}, targets)
+    assert notes == (
+        "compose.yaml: build.platforms of api.v2 reaches no build: list them in [tool.multiarch] (platforms, or "
+        "images.api.v2.platforms)",
+        "compose.yaml: build.network of api.v2 reaches no build: buildx 0.13 does not read it from compose files",
+        "compose.yaml: build.ssh of api.v2 reaches no build: builds get the SSH agents and keys you grant: git "
+        "config --add mab-hook.ssh default",
+        "compose.yaml: build.secrets of api.v2 reaches no build: builds get the secrets you grant: git config "
+        "--add mab-hook.secret id=NAME,env=VAR",
+    )
+    reached = [definitions.Target("api_v2", {"platforms": ["linux/arm64"], "network": "host", "ssh": ["x"],
+                                              "secrets": ["y"]}, compose, True)]  # fmt: skip
+    assert definitions.unused({"compose.yaml": document}, reached) == ()
+
+
+@pytest.mark.parametrize("name", ["../x.yaml", "..", "/abs.yaml", "C:\\\\x.yaml", "c:x", "${HOME}/x.yaml"])
+def test_every_way_out_of_the_repository_is_refused_whole(name: str) -> None:
+    with pytest.raises(FatalError) as info:
+        definitions.referenced("compose.yaml", f"include:\n  - {json.dumps(name)}\n".encode())
+    assert str(info.value) == (
+        f"compose.yaml: {name!r} must name a file of the repository by a plain relative path: mab-hook resolves "
+        "compose files from the pushed commit, and reads nothing else of this machine")  # fmt: skip
+
+
+def test_what_a_compose_file_makes_the_resolver_read() -> None:
+    compose = ("include:\n  - a.yaml\n  - path: [sub/b.yaml, sub/c.yaml]\n    env_file: sub/b.env\n"
+               "    project_directory: sub\nservices:\n  w:\n    extends: {file: sub\\\\base.yaml, service: s}\n"
+               "    env_file: [w.env, {path: opt.env, required: false}]\n    label_file: w.labels\n  x: text\n")  # fmt: skip
+    assert definitions.referenced("deploy/compose.yaml", compose.encode()) == [
+        ("deploy/a.yaml", True), ("deploy/sub/b.yaml", True), ("deploy/sub/c.yaml", True),
+        ("deploy/sub/b.env", False), ("deploy/sub/base.yaml", True), ("deploy/w.env", False),
+        ("deploy/opt.env", False), ("deploy/w.labels", False)]  # fmt: skip
+    assert definitions.referenced("compose.yaml", b"- a list\n") == []
+    assert definitions.referenced("compose.yaml", b"services: [broken\n") == []  # buildx says what is wrong
+
+
+def test_the_alias_limit_is_exact() -> None:
+    """A document of exactly MAX_NODES values is read; one more is refused, whole message."""
+    import yaml  # noqa: PLC0415
+
+    node = yaml.compose("x: &a [1, 2]\ny: [*a, *a]\n")
+    assert definitions._expanded(node) == 13  # the map, its 2 keys, a's list of 3, y's of 1 + 3 + 3
+    definitions_max = definitions.MAX_NODES
+    try:
+        definitions.MAX_NODES = 13
+        assert definitions._expanded(node) == 13
+        definitions.referenced("c.yaml", b"x: &a [1, 2]\ny: [*a, *a]\n")
+        definitions.MAX_NODES = 12
+        with pytest.raises(FatalError) as info:
+            definitions.referenced("c.yaml", b"x: &a [1, 2]\ny: [*a, *a]\n")
+        assert str(info.value) == ('c.yaml: expands to more than 12 values through YAML aliases (a "billion laughs"); '
+                                   "mab-hook does not resolve it. Write the values out, or use fewer nested aliases")  # fmt: skip
+    finally:
+        definitions.MAX_NODES = definitions_max
+    with pytest.raises(FatalError) as deep:
+        definitions.referenced("c.yaml", ("x: " + "[" * 5000 + "]" * 5000 + "\n").encode())
+    assert str(deep.value) == "c.yaml: YAML nested too deeply to read; flatten it"

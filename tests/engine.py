@@ -22,6 +22,7 @@ import http.server
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -203,6 +204,9 @@ class CannedEngine(process.Group):
         self.invocations: list[tuple[str, ...]] = []
         self.definitions: list[dict[str, Any]] = []  # each invocation's bake file, as buildx read it
         self.contexts: dict[str, list[str]] = {}  # entry -> the files its context held when it was built
+        self.timeouts: list[float | None] = []  # each invocation's time limit
+        self.most_at_once = 0  # invocations running at the same time, at most
+        self._streams = 0  # (process.Group keeps its own `_running`)
         self._failed: dict[tuple[str, str], int] = {}  # (image, "export"/"upload") -> times failed
         self.before: Callable[[], None] = lambda: None  # runs as an invocation starts
 
@@ -216,7 +220,19 @@ class CannedEngine(process.Group):
         timeout: float | None = None,
         render: Callable[[str], list[str]] | None = None,
     ) -> process.Streamed:
+        with self._lock:
+            self._streams += 1
+            self.most_at_once = max(self.most_at_once, self._streams)
+            self.timeouts.append(timeout)
+        try:
+            return self._stream(cmd, log, on_line)
+        finally:
+            with self._lock:
+                self._streams -= 1
+
+    def _stream(self, cmd: Sequence[str], log: IO[str], on_line: Callable[[str], None]) -> process.Streamed:
         self.before()
+        time.sleep(0.05)  # long enough for builds allowed at once to overlap
         args = list(cmd)
         self.definitions.append(json.loads(Path(args[args.index("--file") + 1]).read_text()))
         definition = self.definitions[-1]["target"]

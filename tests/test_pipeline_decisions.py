@@ -5,6 +5,8 @@ built, skipped, retried, uploaded under staging tags and published; never half o
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -20,7 +22,7 @@ from mab_hook.pipeline import Events
 from mab_hook.plan import Plan
 from mab_hook.process import Completed
 from mab_hook.registry import Registry
-from mab_hook.results import BuildResult, Failure, Status
+from mab_hook.results import BuildResult, Failure, Interrupted, Status
 from tests.conftest import Repo
 from tests.engine import CannedEngine, Fault, OciRegistry
 
@@ -505,3 +507,98 @@ def test_a_submodule_the_build_reads_is_checked_out_for_it(
     build(repo, engine, monkeypatch, found=found)
     assert "vendor/lib/data.txt" in engine.contexts["lone"]
     assert not any(path.startswith("vendor/") for path in engine.contexts["api"])
+
+
+def build_with(repo: Repo, engine: CannedEngine, monkeypatch: pytest.MonkeyPatch, found: Sequence[Plan],
+               **options: object) -> tuple[list[BuildResult], list[str], list[tuple[str, str, str]]]:  # fmt: skip
+    """The build phase with every event kept: progress lines and the steps as they start."""
+    monkeypatch.setattr(process, "Group", lambda env=None: engine)
+    monkeypatch.setattr(buildx, "BACKOFF", 0.0)
+    said: list[str] = []
+    steps: list[tuple[str, str, str]] = []
+    events = Events(said.append, lambda line: None, notice=said.append, step=lambda *step: steps.append(step))
+    results = pipeline.build_all(open_repo(repo.path), found, {}, events, registry=Registry({}, run=_refusing),
+                                 **options)  # type: ignore[arg-type]  # fmt: skip
+    return results, said, steps
+
+
+@pytest.mark.parametrize("each", [False, True])
+def test_what_each_build_says_as_it_goes(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch, each: bool
+) -> None:
+    """Together in one bake, or each on its own (a time limit): a line as each build ends, with
+    its outcome, and every step as it starts, once."""
+    repo.commit(project(registry.host, extra="timeout = 600" if each else ""))
+    engine = CannedEngine(registry, {"worker": Fault(step_fails_on="linux/arm64")})
+    results, said, steps = build_with(repo, engine, monkeypatch, plans(repo, all_images=True))
+    ends = [line for line in said if re.match(r"^\w+: (built|failed|not built)", line)]
+    assert any(re.fullmatch(r"lone: built \(\d+\.\d s\)", line) for line in ends), ends
+    assert any(re.fullmatch(r"worker: failed, build failed on linux/arm64 \(exit 1\) \(\d+\.\d s\)", line)
+               for line in ends), ends  # fmt: skip
+    assert ("lone", "linux/amd64", "2/2 RUN make") in steps and (
+        "lone",
+        "linux/arm64",
+        "2/2 RUN make",
+    ) in steps
+    if (
+        not each
+    ):  # one invocation: each step once (built alone, a base's steps come again in each dependant's)
+        assert len(steps) == len(set(steps))
+    skipped_or_blocked = [r for r in results if r.status in (Status.SKIPPED, Status.NOT_BUILT) and not r.log]
+    assert all(r.seconds == 0.0 for r in skipped_or_blocked)
+
+
+def test_a_time_limit_reaches_each_build_and_the_command_lines_wins(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host, push=False, extra="timeout = 600"))
+    engine = CannedEngine(registry)
+    build_with(repo, engine, monkeypatch, plans(repo, all_images=True))
+    assert set(engine.timeouts) == {600.0}
+    shutil.rmtree(repo.path / ".git" / "mab-hook" / "built")  # built before: forgotten, so built again
+    again = CannedEngine(registry)
+    build_with(repo, again, monkeypatch, plans(repo, all_images=True), timeout=30.0)
+    assert set(again.timeouts) == {30.0}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_no_more_builds_run_at_once_than_configured(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    repo.commit(project(registry.host, extra=f"timeout = 600\njobs = {jobs}"))
+    engine = CannedEngine(registry)
+    build_with(repo, engine, monkeypatch, plans(repo, all_images=True))
+    assert engine.most_at_once == jobs
+    assert sorted(engine.built()) == ["api", "base", "lone", "worker"]
+
+
+def test_an_interrupted_push_says_what_reached_the_registry(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(registry.host, extra="timeout = 600\njobs = 1"))
+    found = plans(repo, all_images=True)
+    engine = CannedEngine(registry)
+    started = [0]
+
+    def interrupt_the_second() -> None:
+        started[0] += 1
+        if started[0] == 2:
+            raise KeyboardInterrupt
+
+    engine.before = interrupt_the_second
+    with pytest.raises(Interrupted) as info:
+        build_with(repo, engine, monkeypatch, found)
+    first = engine.invocations[0][0]
+    assert info.value.published == (staged(found[0], buildx.image_of(first)),)
+
+
+def test_no_tag_step_runs_for_an_image_without_tags_of_its_kind(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only {short_sha}: nothing moves, so the second (moving) round tags nothing."""
+    repo.commit(project(registry.host))
+    _results, said, _steps = build_with(
+        repo, CannedEngine(registry), monkeypatch, plans(repo, all_images=True)
+    )
+    tagging = [line for line in said if ": tagging" in line]
+    assert len(tagging) == 4 and all(re.fullmatch(r"\w+: tagging \S+:[0-9a-f]{7}", line) for line in tagging)

@@ -153,3 +153,57 @@ def test_patterns_that_would_backtrack_for_hours_are_matched_in_linear_time() ->
         "assert patterns.matched_root('*a' * 40 + 'b', 'a' * 300) is None\n"
     )
     finishes(program)
+
+
+# --- rules the mutation run found unchecked (no Docker) ----------------------------------------
+
+ORACLE_CASES = [
+    (["a*/**"], ["ab/c", "ab", "b/c"]), (["X"], ["X", "Y", "x"]), (["[^a]b"], ["xb", "ab", "b"]),
+    (["\\*"], ["*", "a"]), (["a\\?"], ["a?", "ab"]), (["**/foo"], ["foo", "x/foo", "xfoo", "x/y/foo"]),
+    (["foo/**/bar"], ["foo/bar", "foo/x/y/bar", "foo/barx"]), (["**"], ["a", "a/b"]),
+    (["*.go", "!main.go"], ["a.go", "main.go", "d/a.go"]), (["Data/**", "!Data/keep"], ["Data/x", "Data/keep", "data/x"]),
+    (["[a-cX]?"], ["X1", "b2", "d3"]), (["[\\]]x"], ["]x", "ax"]), (["/abs//x/"], ["abs/x", "x"]),
+    (["# comment", "", "  ", "Zed"], ["Zed", "# comment"]), (["a/**/b/**/c/**/d*"], ["a/b/c/dd", "a/x/b/y/c/z/d", "a/b/c"]),
+]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize(("lines", "paths"), ORACLE_CASES)
+def test_the_matcher_answers_as_mobys_on_chosen_cases(lines: list[str], paths: list[str]) -> None:
+    """Letters and shapes the generated cases leave out: capitals, classes with them, a prefix
+    after a wildcard, exceptions, escapes, comments."""
+    ported = PatternMatcher(lines)
+    ours = matching.Matcher(lines)
+    assert [ours.matches(p) for p in paths] == [ported.matches(p) for p in paths]
+
+
+@pytest.mark.parametrize(("pattern", "path", "root"), [
+    ("[a", "[a", "[a"), ("[a", "a", None),  # an unclosed class is the characters themselves
+    ("a\\[b", "a[b", "a[b"), ("[!a]", "b", None), ("[^ab]c", "cc/x", "cc"), ("[^ab]c", "bc", None),
+    ("X?", "XY/z", "XY"), ("d/*/e", "d/x/e/f", "d/x/e"), ("*", "x/y", "x"), ("a/b", "a/b/c", "a/b"),
+    ("\\\\x", "\\x", "\\x"), ("x\\", "x\\", "x\\"),  # a backslash at the end is itself
+    ("[x]y]", "xy]", "xy]"),  # the class ends at its first ]
+])  # fmt: skip
+def test_copy_sources_on_chosen_cases(pattern: str, path: str, root: str | None) -> None:
+    assert matching.matched_root(pattern, path) == root
+
+
+@pytest.mark.parametrize(("pattern", "cleaned"), [
+    (".", ""), ("/", ""), ("", ""), ("./a/../b/", "b"), ("//a//b", "a/b"), ("../../x", "x"), ("a/.", "a"),
+])  # fmt: skip
+def test_sources_are_cleaned_as_buildkit_cleans_them(pattern: str, cleaned: str) -> None:
+    assert matching.clean(pattern) == cleaned
+
+
+@pytest.mark.parametrize(("excludes", "root", "relative", "excluded"), [
+    ((), "app", "app/x.log", False),
+    (("*.log",), "app", "app/x.log", True),  # inside a copied directory: relative to it
+    (("*.log",), "app", "app/sub/x.log", False),
+    (("**/*.log",), "app", "app/sub/x.log", True),
+    (("x.log",), "app/x.log", "app/x.log", True),  # a file copied itself: its name
+    (("app",), "app", "app/app", True),
+])  # fmt: skip
+def test_exclude_patterns_apply_below_what_the_source_matched(
+    excludes: tuple[str, ...], root: str, relative: str, excluded: bool
+) -> None:
+    assert matching.excluded_by(excludes, root, relative) is excluded

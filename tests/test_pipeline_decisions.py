@@ -224,7 +224,7 @@ def test_a_refused_tag_leaves_every_moving_tag_unmoved(
     nowhere (no consumer sees a `latest` set that api does not have)."""
     files = project(registry.host)
     files["pyproject.toml"] = files["pyproject.toml"].replace(
-        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "latest"]'
+        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "latest", "{branch}"]'
     )
     sha = repo.commit(files)
     found = plans(repo, all_images=True)
@@ -236,13 +236,14 @@ def test_a_refused_tag_leaves_every_moving_tag_unmoved(
     assert not any("latest" in registry.tags(f"team/{name}") for name in ("base", "api", "worker", "lone"))
     assert all(short in registry.tags(f"team/{name}") for name in ("base", "worker", "lone"))
     api = next(r for r in run.results if r.name == "api")
-    assert (api.failure, api.detail.split(";")[0]) == (
+    assert (api.failure, api.detail) == (
         Failure.REGISTRY,
-        "tagging in the registry failed: ERROR: unexpected status: 403 Forbidden",
+        f"tagging in the registry failed: ERROR: unexpected status: 403 Forbidden; not tagged yet: "
+        f"{registry.host}/team/api:{short}",
     )
     lone = next(r for r in run.results if r.name == "lone")
-    assert lone.detail == (f"not tagged yet: {registry.host}/team/lone:latest (another image's tags failed; "
-                           "push again to put them)")  # fmt: skip
+    assert lone.detail == (f"not tagged yet: {registry.host}/team/lone:latest, {registry.host}/team/lone:main "
+                           "(another image's tags failed; push again to put them)")  # fmt: skip
 
 
 def test_without_publishing_only_staging_tags_are_put(
@@ -602,3 +603,25 @@ def test_no_tag_step_runs_for_an_image_without_tags_of_its_kind(
     )
     tagging = [line for line in said if ": tagging" in line]
     assert len(tagging) == 4 and all(re.fullmatch(r"\w+: tagging \S+:[0-9a-f]{7}", line) for line in tagging)
+
+
+def test_every_image_is_labelled_with_its_commit_its_inputs_its_source_and_when(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(registry.host))
+    found = plans(repo, all_images=True)
+    engine = CannedEngine(registry)
+    build(repo, engine, monkeypatch, found=found)
+    labels = engine.definitions[0]["target"]["lone"]["labels"]
+    planned = next(p for p in found[0].affected if p.image.name == "lone")
+    assert set(labels) == {"org.opencontainers.image.revision", "org.opencontainers.image.created",
+                           "dev.mab-hook.input-digest", "org.opencontainers.image.source"}  # fmt: skip
+    assert (labels["org.opencontainers.image.revision"], labels["dev.mab-hook.input-digest"]) == (
+        sha, planned.input_digest)  # fmt: skip
+    assert labels["org.opencontainers.image.source"] == str(repo.remote)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", labels["org.opencontainers.image.created"])
+    repo.git("remote", "remove", "origin")  # a repository without a remote publishes no path of a disk
+    repo.commit({"lone/Dockerfile": "FROM busybox\nRUN make lone\n"})
+    engine = CannedEngine(registry)
+    build(repo, engine, monkeypatch, found=plans(repo))
+    assert "org.opencontainers.image.source" not in engine.definitions[0]["target"]["lone"].get("labels", {})

@@ -487,3 +487,111 @@ def test_the_alias_limit_is_exact() -> None:
     with pytest.raises(FatalError) as deep:
         definitions.referenced("c.yaml", ("x: " + "[" * 5000 + "]" * 5000 + "\n").encode())
     assert str(deep.value) == "c.yaml: YAML nested too deeply to read; flatten it"
+
+
+PRINTED = json.dumps({"group": {"default": {"targets": ["api"]}}, "target": {"api": {"context": "api"}}})
+
+
+def fake_buildx(tmp_path: Path, script: str) -> dict[str, str]:
+    """A buildx plugin of the test's own (a shell script), and the environment naming it."""
+    fake = tmp_path / "docker-buildx"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    return {"MAB_HOOK_BUILDX": str(fake)}
+
+
+def test_resolved_once_per_content_without_docker(tmp_path: Path) -> None:
+    """Kept by the blob ids of every file read, the included ones too: the same files again run
+    no resolver; a changed included file does."""
+    runs = tmp_path / "runs"
+    env = fake_buildx(tmp_path, f"echo run >> {runs}\ncat <<'EOF'\n{PRINTED}\nEOF")
+    files = {
+        "compose.yaml": "include:\n  - more.yaml\nservices:\n  api:\n    build: api\n",
+        "more.yaml": "services: {}\n",
+    }
+    cache: dict[object, object] = {}
+    source = Source("compose", ("compose.yaml",), ".")
+    first = Resolver(commit(files), env, cache)([source])
+    assert [t.name for t in first.targets] == ["api"] and first.read == ("compose.yaml", ".env", "more.yaml")
+    assert Resolver(commit(files), env, cache)([source]).targets == first.targets
+    assert runs.read_text().count("run") == 1
+    Resolver(commit({**files, "more.yaml": "services:\n  db:\n    image: x\n"}), env, cache)([source])
+    assert runs.read_text().count("run") == 2
+    Resolver(commit(files), env, None)([source])  # no cache: resolved each time
+    assert runs.read_text().count("run") == 3
+
+
+@pytest.mark.parametrize(("script", "said"), [
+    ("echo 'ERROR: failed to find target default' >&2; exit 1", "docker buildx bake cannot read it: failed to find "
+     "target default. Fix docker-bake.hcl (`docker buildx bake --print` shows what buildx makes of it)"),
+    ("exit 3", "docker buildx bake cannot read it: exit 3. Fix docker-bake.hcl (`docker buildx bake --print` shows "
+     "what buildx makes of it)"),
+    ("echo \"ERROR: $PWD/docker-bake.hcl:1 bad\" >&2; exit 1", "docker buildx bake cannot read it: docker-bake.hcl:1 "
+     "bad. Fix docker-bake.hcl (`docker buildx bake --print` shows what buildx makes of it)"),
+    ("echo 'fatal error: out of memory' >&2; exit 0", None),  # it succeeded: its words are not the limit's
+])  # fmt: skip
+def test_what_the_resolver_says_when_buildx_refuses(tmp_path: Path, script: str, said: str | None) -> None:
+    env = fake_buildx(
+        tmp_path, script if said else f"{script.replace('exit 0', '')}\ncat <<'EOF'\n{PRINTED}\nEOF"
+    )
+    source = Source("bake", ("docker-bake.hcl",), ".")
+    if said is None:
+        assert [t.name for t in Resolver(commit(BAKE), env, None)([source]).targets] == ["api"]
+        return
+    with pytest.raises(FatalError) as info:
+        Resolver(commit(BAKE), env, None)([source])
+    assert str(info.value) == f"docker-bake.hcl at c0ffeec0ffee: {said}"
+
+
+def test_a_resolver_that_takes_too_long_is_stopped_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped with everything it started (a buildx that starts a helper, say), at once."""
+    monkeypatch.setattr(definitions, "TIMEOUT", 0.5)
+    env = fake_buildx(tmp_path, "sleep 30 &\nwait")
+    started = time.monotonic()
+    with pytest.raises(FatalError) as info:
+        Resolver(commit(BAKE), env, None)([Source("bake", ("docker-bake.hcl",), ".")])
+    assert time.monotonic() - started < 10
+    assert str(info.value) == ("docker-bake.hcl at c0ffeec0ffee: docker buildx bake did not resolve it in 0.5 s and "
+                               "was stopped. Make it smaller (a matrix, or YAML aliases?)")  # fmt: skip
+
+
+def test_without_buildx_or_with_one_that_cannot_run_it_says_what_to_install(tmp_path: Path) -> None:
+    source = Source("compose", ("docker-compose.yml",), ".")
+    with pytest.raises(FatalError) as info:
+        Resolver(commit(OTEL), {"MAB_HOOK_BUILDX": str(tmp_path / "none")}, None)([source])
+    assert str(info.value) == (
+        "resolving docker-compose.yml needs docker buildx (`docker buildx bake --print` reads them as Docker does): "
+        "install Docker's CLI and the buildx plugin (Debian/Ubuntu: `apt-get install docker.io docker-buildx`; "
+        "elsewhere https://docs.docker.com/engine/install/); or name its binary in MAB_HOOK_BUILDX")  # fmt: skip
+    broken = tmp_path / "docker-buildx"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    with pytest.raises(FatalError) as cannot:
+        Resolver(commit(OTEL), {"MAB_HOOK_BUILDX": str(broken)}, None)([source])
+    assert str(cannot.value) == (
+        f"resolving docker-compose.yml: {broken} cannot be run; install Docker's CLI and the buildx plugin "
+        "(Debian/Ubuntu: `apt-get install docker.io docker-buildx`; elsewhere https://docs.docker.com/engine/install/)")  # fmt: skip
+
+
+def test_a_definition_file_the_configuration_names_must_be_in_the_commit(tmp_path: Path) -> None:
+    with pytest.raises(FatalError) as info:
+        Resolver(commit({}), {}, None)([Source("bake", ("ci/docker-bake.hcl", "more.hcl"), ".")])
+    assert (
+        str(info.value)
+        == "ci/docker-bake.hcl: no such file in commit c0ffeec0ffee (named in [tool.multiarch])"
+    )
+    assert Source("bake", ("ci/docker-bake.hcl", "more.hcl"), ".").label == "ci/docker-bake.hcl, more.hcl"
+    circle = commit({"compose.yaml": "c2.yaml", "c2.yaml": "compose.yaml"}, links={"compose.yaml", "c2.yaml"})
+    with pytest.raises(FatalError) as loop:
+        Resolver(circle, {}, None)([Source("compose", ("compose.yaml",), ".")])
+    assert str(loop.value) == "compose.yaml: symlinks go round in circles"
+
+
+@pytest.mark.parametrize(("key", "path", "compose"), [
+    ("compose", "x.hcl", True), ("bake", "x.yml", True), ("bake", "x.yaml", True), ("bake", "x.hcl", False),
+    ("bake", "x.json", False),
+])  # fmt: skip
+def test_which_files_are_read_as_compose_files(key: str, path: str, compose: bool) -> None:
+    assert definitions._is_compose(Source(key, (path,), "."), path) is compose

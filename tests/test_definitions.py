@@ -595,3 +595,11 @@ def test_a_definition_file_the_configuration_names_must_be_in_the_commit(tmp_pat
 ])  # fmt: skip
 def test_which_files_are_read_as_compose_files(key: str, path: str, compose: bool) -> None:
     assert definitions._is_compose(Source(key, (path,), "."), path) is compose
+
+
+def test_the_default_files_are_buildxs_in_its_order() -> None:
+    """`docker buildx bake` without -f reads these that exist, in this order (buildx's docs,
+    "Bake file definition"), and mab-hook with neither key nor images table does the same."""
+    assert definitions.DEFAULT_FILES == (
+        "compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml",
+        "docker-bake.json", "docker-bake.override.json", "docker-bake.hcl", "docker-bake.override.hcl")  # fmt: skip

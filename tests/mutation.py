@@ -152,12 +152,15 @@ def _mutmut(name: str, runner: str) -> None:
                     _time_out_the_next()
 
 
-def _done() -> int:
+def _done() -> object:
+    """What mutmut has recorded: it changes whenever a mutant is tested, a survivor again included."""
     try:
         with sqlite3.connect(ROOT / ".mutmut-cache") as db:
-            return int(db.execute("select count(*) from mutant where status != 'untested'").fetchone()[0])
+            return db.execute(
+                "select status, tested_against_hash, count(*) from mutant group by 1, 2"
+            ).fetchall()
     except sqlite3.Error:
-        return 0
+        return None
 
 
 def _time_out_the_next() -> None:

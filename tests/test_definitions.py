@@ -603,3 +603,42 @@ def test_the_default_files_are_buildxs_in_its_order() -> None:
     assert definitions.DEFAULT_FILES == (
         "compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml",
         "docker-bake.json", "docker-bake.override.json", "docker-bake.hcl", "docker-bake.override.hcl")  # fmt: skip
+
+
+def test_groups_of_groups_are_expanded_and_a_cycle_ends(tmp_path: Path) -> None:
+    source = Source("bake", ("docker-bake.hcl",), ".")
+    printed = json.dumps({"group": {"default": {"targets": ["all"]}, "all": {"targets": ["default", "api", "lib"]}},
+                          "target": {"api": {}, "lib": {}, "tool": {}, "bad": "not a target"}})  # fmt: skip
+    assert [(t.name, t.default) for t in definitions.targets_of(source, printed)] == [
+        ("api", True), ("lib", True), ("tool", False)]  # fmt: skip
+    for nothing in ("not json", "[1, 2]"):
+        with pytest.raises(FatalError) as info:
+            definitions.targets_of(source, nothing)
+        assert str(info.value) == "docker-bake.hcl: `docker buildx bake --print` printed no bake definition"
+
+
+def test_a_definition_deep_in_the_repository_resolves_where_it_is(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    env = fake_buildx(tmp_path, f"pwd > {seen}\nls -R . >> {seen}\ncat <<'EOF'\n{PRINTED}\nEOF")
+    files = {"deploy/app/compose.yaml": "include:\n  - parts/more.yaml\nservices:\n  api:\n    build: .\n",
+             "deploy/app/parts/more.yaml": "services: {}\n", "deploy/app/.env": "A=1\n"}  # fmt: skip
+    Resolver(commit(files), env, None)([Source("compose", ("deploy/app/compose.yaml",), "deploy/app")])
+    listing = seen.read_text()
+    assert (
+        listing.splitlines()[0].endswith("/deploy/app")
+        and "more.yaml" in listing
+        and "compose.yaml" in listing
+    )
+
+
+def test_a_compose_file_may_say_timestamp_a_bake_file_may_not(tmp_path: Path) -> None:
+    """Compose has no functions (and only the commit's .env): `timestamp()` there is text."""
+    env = fake_buildx(tmp_path, f"cat <<'EOF'\n{PRINTED}\nEOF")
+    compose = {"compose.yaml": "services:\n  api:\n    build: .\n    labels: ['at=timestamp()']\n"}
+    Resolver(commit(compose), env, None)([Source("compose", ("compose.yaml",), ".")])
+    with pytest.raises(FatalError) as info:
+        Resolver(commit({"docker-bake.hcl": 'target "api" {\n  args = { AT = timestamp( ) }\n}\n'}), env, None)(
+            [Source("bake", ("docker-bake.hcl",), ".")])  # fmt: skip
+    assert str(info.value) == (
+        "docker-bake.hcl: timestamp gives another value on each run or machine, so the same commit would define "
+        "other images elsewhere; write the value out (platforms: list them)")  # fmt: skip

@@ -204,7 +204,8 @@ def _equivalent() -> dict[tuple[str, str], str]:
 
 def report(results: dict[str, dict[str, object]]) -> str:
     lines = ["# Mutation testing", "", "`python tests/mutation.py [MODULE ...]` (see its docstring). Per module: "
-             "mutants, killed by the fast tests, equivalent survivors (same behaviour, said why), survivors not yet "
+             "mutants, killed by the fast tests, equivalent survivors (same behaviour, or a line only Windows runs; "
+             "said why), survivors not yet "
              "killed, and the score: killed of the non-equivalent. It does not run in CI; minutes as measured on the "
              "2-core lab machine, two or three modules at a time (each in a copy of the checkout; a rerun after "
              "writing tests tries only the survivors again).", "",

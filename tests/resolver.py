@@ -23,6 +23,8 @@ import hashlib, json, os, subprocess, sys
 RECORDINGS, REAL = {recordings!r}, {real!r}
 here = root = os.getcwd()
 while not os.path.basename(root).startswith("mab-hook-definitions-"):
+    if root == os.path.dirname(root):  # not run where the resolver runs it
+        sys.exit("ERROR: the stand-in for buildx runs only in the resolver's scratch directory")
     root = os.path.dirname(root)
 files = {{}}
 for top, _dirs, names in os.walk(root):

@@ -396,13 +396,7 @@ def second_engine(lab: Lab) -> Iterator[Engine]:
         env=env, stdout=(root / "log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(("docker", "version"), env=env, capture_output=True, check=False).returncode:
-            if time.monotonic() > deadline or daemon.poll() is not None:
-                raise AssertionError(
-                    f"the second dockerd did not start: {(root / 'log').read_text()[-2000:]}"
-                )
-            time.sleep(0.3)
+        _started(daemon, env, root, "the second dockerd")
         yield Engine(env, root)
     finally:
         daemon.terminate()
@@ -412,6 +406,15 @@ def second_engine(lab: Lab) -> Iterator[Engine]:
         for mount in sorted((m for m in mounts if m.startswith(str(root))), reverse=True):
             subprocess.run(("umount", mount), check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _started(daemon: subprocess.Popen[bytes], env: Mapping[str, str], root: Path, what: str) -> None:
+    """Wait (a minute at most) until the engine `env` names answers; its log says why not."""
+    deadline = time.monotonic() + 60
+    while subprocess.run(("docker", "version"), env=env, capture_output=True, check=False).returncode:
+        if time.monotonic() > deadline or daemon.poll() is not None:
+            raise AssertionError(f"{what} did not start: {(root / 'log').read_text()[-2000:]}")
+        time.sleep(0.3)
 
 
 BINFMT = "/proc/sys/fs/binfmt_misc"
@@ -484,13 +487,7 @@ def engine_without(lab: Lab, handlers: Sequence[str]) -> Iterator[Engine]:
                              start_new_session=True)  # fmt: skip
     try:
         _map_root(outer.pid, root)
-        deadline = time.monotonic() + 60
-        while subprocess.run(("docker", "version"), env=env, capture_output=True, check=False).returncode:
-            if time.monotonic() > deadline or outer.poll() is not None:
-                raise AssertionError(
-                    f"the namespaced dockerd did not start: {(root / 'log').read_text()[-2000:]}"
-                )
-            time.sleep(0.3)
+        _started(outer, env, root, "the namespaced dockerd")
         yield Engine(env, root)
     finally:
         with contextlib.suppress(ProcessLookupError):

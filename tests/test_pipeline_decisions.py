@@ -78,15 +78,10 @@ def build(
     found: Sequence[Plan] | None = None,
     publishing: bool = True,
 ) -> Run:
-    monkeypatch.setattr(process, "Group", lambda env=None: engine)
-    monkeypatch.setattr(buildx, "BACKOFF", 0.0)
-    said: list[str] = []
     asked: list[bool] = []
-    events = Events(said.append, lambda line: None, notice=said.append)
     publish = {} if publishing else {"publishing": False}  # the default publishes
-    results = pipeline.build_all(open_repo(repo.path), found or plans(repo), {}, events,
-                                 registry=Registry({}, run=_refusing), ready=lambda: asked.append(True),
-                                 **publish)  # fmt: skip
+    results, said, _steps = build_with(repo, engine, monkeypatch, found or plans(repo),
+                                       ready=lambda: asked.append(True), **publish)  # fmt: skip
     return Run(results, said, len(asked))
 
 

@@ -47,6 +47,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py", "tests/test_planning.py"),
     "state": ("tests/test_state.py",),
+    "buildx": ("tests/test_buildx.py", "tests/test_pipeline_decisions.py"),
     "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
 }

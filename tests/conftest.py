@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
+from mab_hook import pending
+
 if TYPE_CHECKING:
     from mab_hook.binfmt import Handler
     from tests.engine import Canned
@@ -531,12 +533,33 @@ class Pushed(NamedTuple):
         return dict(rows)
 
 
+def published(work: Path, timeout: float = 120) -> list[pending.Record]:
+    """Once git returned, the publisher a pre-push hook started in the background has its say:
+    every publish record of the repository, once none is waiting (`mab-hook status --wait`)."""
+    root = work / ".git" / "mab-hook"
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [record for _path, record in pending.every(root)]
+        if all(r.state != pending.WAITING or r.said for r in records):
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"a publish is still waiting after {timeout} s: {records}")
+        time.sleep(0.05)
+
+
+def published_since(work: Path, before: set[str]) -> str:
+    """What the publishers of a push said (they speak to the terminal, which tests lack)."""
+    said = [line for r in published(work) if r.id not in before for line in (f"publish: {r.state}", *r.said)]
+    return "".join(f"{line}\n" for line in said)
+
+
 class Hooked(NamedTuple):
     repo: Repo
     registry: str  # this test's own registry prefix
     env: dict[str, str]
 
     def push(self, *args: str) -> Pushed:
+        before = {record.id for record in published(self.repo.path)}
         proc = subprocess.run(
             ("git", "push", "origin", *args),
             cwd=self.repo.path,
@@ -545,7 +568,7 @@ class Hooked(NamedTuple):
             text=True,
             check=False,
         )
-        return Pushed(proc.returncode, proc.stdout + proc.stderr)
+        return Pushed(proc.returncode, proc.stdout + proc.stderr + published_since(self.repo.path, before))
 
     def remote_head(self, branch: str = "main") -> str:
         return self.repo.git("--git-dir", str(self.repo.remote), "rev-parse", branch, check=False)
@@ -590,7 +613,26 @@ def pre_commit_config(hook_repo: tuple[Path, str]) -> str:
 def hooked(
     repo: Repo, lab: Lab, hook_repo: tuple[Path, str], pre_commit_home: Path, tmp_path: Path
 ) -> Hooked:
-    """A repository whose pre-push hook is mab-hook, installed through pre-commit by a user."""
+    """A repository whose pre-push hook is mab-hook, installed through pre-commit by a user;
+    every image of its first commit uploaded (under its staging tag: nothing public yet), as a
+    team's first `mab-hook --all` leaves it."""
+    hooked = _hooked(repo, lab, hook_repo, pre_commit_home, tmp_path)
+    seeded = mab(repo.path, hooked.env, "--all")
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    return hooked
+
+
+@pytest.fixture
+def hooked_unbuilt(
+    repo: Repo, lab: Lab, hook_repo: tuple[Path, str], pre_commit_home: Path, tmp_path: Path
+) -> Hooked:
+    """The same, with nothing of it built or in the registry (pushed with --no-verify)."""
+    return _hooked(repo, lab, hook_repo, pre_commit_home, tmp_path)
+
+
+def _hooked(
+    repo: Repo, lab: Lab, hook_repo: tuple[Path, str], pre_commit_home: Path, tmp_path: Path
+) -> Hooked:
     registry = lab.namespace()
     env = {
         **lab.env,
@@ -608,7 +650,6 @@ def hooked(
         capture_output=True,
     )
     hooked = Hooked(repo, registry, env)
-    # The first push of new history builds everything; start the tests from a pushed state.
-    first = hooked.push("--no-verify", "main")
+    first = hooked.push("--no-verify", "main")  # the first push of new history: nothing built
     assert first.code == 0, first.output
     return hooked

@@ -36,7 +36,7 @@ def make(
 ) -> Plan:
     config = Config(source="test", platforms=ALL3, registry=registry, images=images)
     return make_plan(
-        Commit("ab" * 20, (Ref("main"),), None if changed is None else frozenset(changed), "t"),
+        Commit("ab" * 20, (Ref("main", default=True),), None if changed is None else frozenset(changed), "t"),
         config,
         Files.of(files),
         build_platform="linux/amd64",

@@ -52,7 +52,7 @@ def test_update_of_an_existing_branch_diffs_against_the_remote_sha(repo: Repo) -
     (target,) = changes.from_push(open_repo(repo), "origin", [pushed(repo, remote_sha=first)]).commits
     assert target == Commit(
         repo.head(),
-        (Ref("main"),),
+        (Ref("main", full="refs/heads/main", pushed=repo.head(), default=True),),
         frozenset({"a/x", "c/z"}),
         f"refs/heads/main: {first[:7]}..{repo.head()[:7]}",
         (first,),
@@ -76,7 +76,7 @@ def test_new_branch_diffs_against_what_the_remote_has(repo: Repo) -> None:
     ref = pushed(repo, "refs/heads/feature", "refs/heads/feature")
     (target,) = changes.from_push(open_repo(repo), "origin", [ref]).commits
     assert target.changed == frozenset({"b/y", "d/new"})
-    assert target.refs == (Ref("feature"),)
+    assert target.refs == (Ref("feature", full="refs/heads/feature", pushed=repo.head()),)
     assert f"2 new commit(s) since {base[:7]}" in target.why
 
 
@@ -90,7 +90,7 @@ def test_a_new_ref_on_commits_the_remote_has_changes_nothing_but_is_known(repo: 
     (commit,) = changes.from_push(open_repo(repo), "origin", [ref]).commits
     assert (commit.sha, commit.refs, commit.changed) == (
         repo.head(),
-        (Ref("v1.4.1", known=True),),
+        (Ref("v1.4.1", known=True, full="refs/tags/v1.4.1", pushed=repo.head()),),
         frozenset(),
     )
     assert "the remote has every commit already" in commit.why
@@ -184,7 +184,11 @@ def test_pre_commit_environment(repo: Repo) -> None:
     }
     found = changes.from_pre_commit(open_repo(repo), env)
     assert found == Commit(
-        repo.head(), (Ref("prod"),), frozenset({"b/y"}), f"{first[:12]}..{repo.head()[:12]}", (first,)
+        repo.head(),
+        (Ref("prod", full="refs/heads/prod", pushed=repo.head()),),
+        frozenset({"b/y"}),
+        f"{first[:12]}..{repo.head()[:12]}",
+        (first,),
     )
     assert changes.from_pre_commit(open_repo(repo), {"PRE_COMMIT": "1"}) is None
 
@@ -194,7 +198,10 @@ def test_upstream_range(repo: Repo) -> None:
     repo.git("push", "-q", "-u", "origin", "main")
     repo.commit({"b/y": "1"})
     target = changes.upstream(open_repo(repo))
-    assert (target.changed, target.refs) == (frozenset({"b/y"}), (Ref("main"),))
+    assert (target.changed, target.refs) == (
+        frozenset({"b/y"}),
+        (Ref("main", full="refs/heads/main", default=True),),  # by hand: nothing pushed yet
+    )
 
 
 def test_no_upstream_says_what_to_run(repo: Repo) -> None:
@@ -212,7 +219,11 @@ def test_an_annotated_tag_builds_its_commit(repo: Repo) -> None:
     assert tag_object != commit
     ref = PushedRef("refs/tags/v1.0", tag_object, "refs/tags/v1.0", Z40)
     (target,) = changes.from_push(open_repo(repo), "origin", [ref]).commits
-    assert (target.sha, target.refs, target.changed) == (commit, (Ref("v1.0"),), frozenset({"b/y"}))
+    assert (target.sha, target.refs, target.changed) == (
+        commit,
+        (Ref("v1.0", full="refs/tags/v1.0", pushed=tag_object),),  # the tag object is what the remote gets
+        frozenset({"b/y"}),
+    )
 
 
 def test_a_pushed_tag_naming_a_blob_or_a_tree_builds_nothing_and_says_why(repo: Repo) -> None:
@@ -242,3 +253,38 @@ def test_a_push_to_a_url_compares_with_the_remote_of_that_url(repo: Repo) -> Non
     assert commit.changed == frozenset({"b/y"})  # not "new history down to a root commit"
     (elsewhere,) = changes.from_push(open_repo(repo), "/some/other/url.git", [ref]).commits
     assert elsewhere.changed == frozenset({"b/y"})  # every remote's refs stand in
+
+
+def test_the_default_branch_is_where_the_remotes_head_points_else_main_or_master(repo: Repo) -> None:
+    repo.commit({"a/x": "1"})
+    handle = open_repo(repo)
+    assert changes.default_branch(handle, "origin") == "main"  # no origin/HEAD: main, which it has
+    repo.git("branch", "-m", "main", "master")
+    assert changes.default_branch(open_repo(repo), "origin") == "master"
+    repo.git("branch", "-m", "master", "trunk")
+    assert changes.default_branch(open_repo(repo), "origin") is None
+    repo.git("push", "-q", "origin", "trunk")
+    repo.git("symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/trunk")
+    handle = open_repo(repo)
+    assert changes.default_branch(handle, "origin") == "trunk"
+    url = handle.remotes.origin.url
+    assert changes.default_branch(handle, url) == "trunk"  # a push to the remote's URL
+    ref = PushedRef("refs/heads/trunk", repo.head(), "refs/heads/trunk", Z40)
+    (commit,) = changes.from_push(handle, url, [ref]).commits
+    assert commit.refs[0].default
+    assert changes.by_hand(handle, "trunk").default and not changes.by_hand(handle, "main").default
+    assert changes.by_hand(handle, None) == Ref(None)
+
+
+def test_pre_commit_says_which_ref_of_which_remote_is_pushed(repo: Repo) -> None:
+    first = repo.commit({"a/x": "1"})
+    repo.commit({"b/y": "1"})
+    env = {"PRE_COMMIT_FROM_REF": first, "PRE_COMMIT_TO_REF": repo.head(), "PRE_COMMIT_REMOTE_NAME": "origin",
+           "PRE_COMMIT_REMOTE_BRANCH": "refs/tags/v2.0.0"}  # fmt: skip
+    found = changes.from_pre_commit(open_repo(repo), env)
+    assert found is not None
+    assert found.refs == (Ref("v2.0.0", full="refs/tags/v2.0.0", pushed=repo.head()),)
+    assert found.refs[0].is_tag
+    env["PRE_COMMIT_REMOTE_BRANCH"] = "HEAD"
+    found = changes.from_pre_commit(open_repo(repo), env)
+    assert found is not None and found.refs == (Ref(None),)

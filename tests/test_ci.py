@@ -91,7 +91,7 @@ def test_per_platform_jobs_and_publish_give_what_the_hook_gives(lab: Lab, repo: 
     same = Repo(hook_repo, repo.remote)
     same.git("init", "-q", "-b", "main")
     same.commit(project_files(lab, by_hook))
-    gate = mab(same.path, lab.env, "--all")
+    gate = mab(same.path, lab.env, "--all", "--publish")
     assert gate.returncode == 0, gate.stdout + gate.stderr
     for name in IMAGES:
         jobs_tags, hook_tags = lab.tags(f"{by_jobs}/{name}"), lab.tags(f"{by_hook}/{name}")
@@ -284,8 +284,9 @@ def test_the_documented_workflow_builds_only_what_was_not_gated(
 
 @pytest.mark.lab
 def test_the_documented_workflow_builds_everything_for_a_new_branch(
-    hooked: Hooked, lab: Lab, tmp_path: Path
+    hooked_unbuilt: Hooked, lab: Lab, tmp_path: Path
 ) -> None:
+    hooked = hooked_unbuilt
     workflow = Workflow(hooked.repo, hooked.env, tmp_path)
     ran = workflow.on_push("0" * 40, hooked.repo.head())  # what GitHub sends for a new branch
     assert ran.plan["range"] == f"--all --to {hooked.repo.head()}"

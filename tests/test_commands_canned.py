@@ -47,7 +47,7 @@ def test_the_gate_builds_publishes_and_verify_finds_it_all(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sha = repo.commit(project(canned.registry.host))
-    code, out = mab(repo, capsys, monkeypatch, "--all")
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
     assert code == 0, out
     assert all(sha[:7] in canned.tags(name) for name in IMAGES)
     pushed = re.findall(r"^  (\w+)\s+linux/amd64, linux/arm64\s+pushed\s", out, re.MULTILINE)
@@ -57,6 +57,26 @@ def test_the_gate_builds_publishes_and_verify_finds_it_all(
     assert "every affected image (4) is in the registry, built from exactly these inputs" in out
     code, out = mab(repo, capsys, monkeypatch, "verify", "--all", "--json")
     assert code == 0 and json.loads(out[: out.rindex("}") + 1])["ok"] is True
+
+
+def test_by_hand_images_go_to_staging_only_unless_asked_and_a_feature_branch_never_publishes(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 0, out
+    assert "by hand: uploaded under staging tags only; `--publish` also moves the public tags" in out
+    assert all(canned.tags(name) and all(t.startswith("mab-") for t in canned.tags(name)) for name in IMAGES)
+    repo.git("checkout", "-q", "-b", "feature/x")
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out
+    assert ("feature/x publishes nothing: feature/x is not the remote's default branch (publish-branches); "
+            "its images go to staging tags only") in out  # fmt: skip
+    assert not any(sha[:7] in canned.tags(name) for name in IMAGES)
+    repo.git("checkout", "-q", "main")
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out
+    assert all(sha[:7] in canned.tags(name) for name in IMAGES)
 
 
 def test_verify_names_what_the_gate_did_not_build_and_build_missing_builds_only_that(
@@ -87,7 +107,7 @@ def test_a_failing_image_blocks_the_push_and_moves_no_tag(
     assert "build failed on linux/arm64" in out
     assert not any(sha[:7] in canned.tags(name) for name in IMAGES)
     canned.engine.faults.clear()
-    code, out = mab(repo, capsys, monkeypatch, "--all")
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
     assert code == 0, out
     assert set(canned.engine.invocations[-1]) == {"worker"}  # the others were uploaded the first time
     assert all(sha[:7] in canned.tags(name) for name in IMAGES)

@@ -80,7 +80,14 @@ def test_defaults() -> None:
         'context = "services/api"\n'
     )
     assert (cfg.registry, cfg.builder, cfg.push, cfg.tags) == (None, None, False, ("{short_sha}",))
+    assert (cfg.publish_branches, cfg.publish_tags) == (None, ("v[0-9]*", "[0-9]*"))
     assert cfg.reference(cfg.images[0]) == "api"
+
+
+def test_which_refs_publish() -> None:
+    cfg = parse(API.replace('platforms = ["linux/amd64"]\n', 'platforms = ["linux/amd64"]\n'
+                            'publish-branches = ["main", "release/*"]\npublish-tags = []\n'))  # fmt: skip
+    assert (cfg.publish_branches, cfg.publish_tags) == (("main", "release/*"), ())
 
 
 def test_discovery_names_images_after_their_directory() -> None:
@@ -358,6 +365,9 @@ def test_a_commits_secret_file_is_dropped_only_its_id_is_asked_for() -> None:
     ('timeout = -5', "[tool.multiarch.timeout] must be a number of seconds above 0"),
     ('timeout = 1e308', "[tool.multiarch.timeout] must be a number of seconds above 0 and at most 604800, not a number (1e+308)"),
     ('registry = "bob:s3cret@registry.internal/team"', "'***@registry.internal/team' is not a registry reference"),
+    ('publish-branches = "main"', "[tool.multiarch.publish-branches] must be a list of strings"),
+    ('publish-branches = ["refs/heads/main"]', "'refs/heads/main' is not a name pattern: write short names"),
+    ('publish-tags = [" "]', "' ' is not a name pattern"),
 ])  # fmt: skip
 def test_bad_values_are_problems_not_crashes(text: str, message: str) -> None:
     found = problem(API.replace('platforms = ["linux/amd64"]\n', f'platforms = ["linux/amd64"]\n{text}\n'))

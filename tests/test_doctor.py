@@ -76,7 +76,7 @@ def test_a_disabled_emulator_fails_doctor_and_the_gate(lab: Lab, repo: Repo) -> 
     assert doctor.returncode == 1, doctor.stdout + doctor.stderr
     assert f"the arm64 emulator ({handler.name}) is registered but disabled" in doctor.stdout
     assert f"fix: `echo 1 | sudo tee {path}`" in doctor.stdout
-    gate = in_namespace((sys.executable, "-m", "mab_hook", "--all"), cwd=repo.path, env=lab.env,
+    gate = in_namespace((sys.executable, "-m", "mab_hook", "--all", "--publish"), cwd=repo.path, env=lab.env,
                         disable=(handler.name,))  # fmt: skip
     assert gate.returncode == 1
     assert "this host cannot build what the push needs; nothing was built" in gate.stdout
@@ -105,7 +105,7 @@ def test_a_dead_docker_socket(lab: Lab, repo: Repo, tmp_path: Path) -> None:
         f"the Docker daemon does not answer: Cannot connect to the Docker daemon at unix://{tmp_path}/nothing.sock"
         in doctor.stdout
     )
-    gate = mab(repo.path, env, "--all")
+    gate = mab(repo.path, env, "--all", "--publish")
     assert (gate.returncode, "nothing was built" in gate.stdout) == (1, True)
 
 
@@ -115,7 +115,7 @@ def test_a_registry_that_is_down_when_pushing(lab: Lab, repo: Repo) -> None:
     assert doctor.returncode == 1
     assert "fail  registry" in doctor.stdout
     assert "http://127.0.0.1:5999/v2/ does not answer" in doctor.stdout
-    gate = mab(repo.path, lab.env, "--all")
+    gate = mab(repo.path, lab.env, "--all", "--publish")
     assert gate.returncode == 1
     assert "registry" in gate.stdout
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
@@ -145,7 +145,7 @@ def test_a_registry_wanting_credentials_is_checked_before_any_build(
     assert doctor.returncode == 1
     assert f"wants credentials and docker has none for {auth_registry.address}" in doctor.stdout
     assert f"fix: `docker login {auth_registry.address}`" in doctor.stdout
-    gate = mab(repo.path, without, "--all")
+    gate = mab(repo.path, without, "--all", "--publish")
     assert gate.returncode == 1 and "nothing was built" in gate.stdout
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
     with_login = auth_registry.docker_config(lab, tmp_path / "in", logged_in=True)
@@ -205,7 +205,7 @@ def test_an_engine_elsewhere_is_judged_on_its_side_and_builds(lab: Lab, repo: Re
     assert (
         "by a probe" in checks["platform:linux/arm/v7"]["finding"]
     )  # the docker driver does not list arm/v7
-    built = elsewhere(repo, lab.env, "--all")
+    built = elsewhere(repo, lab.env, "--all", "--publish")
     assert built.returncode == 0, built.stdout + built.stderr
     assert lab.platforms(f"{registry}/app:{repo.head()[:7]}") == set(ALL3)
     probes = json.loads((repo.path / ".git" / "mab-hook" / "cache" / "probes.json").read_text())
@@ -221,7 +221,7 @@ def test_an_engine_elsewhere_that_cannot_run_a_platform_builds_nothing(lab: Lab,
         check = next(c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "platform:linux/arm/v7")
         assert (check["status"], check["code"]) == ("fail", "engine-cannot-emulate")
         assert "docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install arm" in check["fix"]
-        gate = elsewhere(repo, engine.env, "--all")
+        gate = elsewhere(repo, engine.env, "--all", "--publish")
     assert gate.returncode == 1 and "nothing was built" in gate.stdout
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
 
@@ -243,7 +243,7 @@ def test_a_docker_context_is_followed(lab: Lab, repo: Repo, tmp_path: Path) -> N
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     engine = next(c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "engine")
     assert engine["finding"].startswith(f"on this machine's kernel (context lab, {lab.env['DOCKER_HOST']})")
-    assert mab(repo.path, env, "--all").returncode == 0
+    assert mab(repo.path, env, "--all", "--publish").returncode == 0
     assert lab.platforms(f"{registry}/app:{repo.head()[:7]}") == set(ALL3)
     nowhere = mab(repo.path, {**env, "DOCKER_CONTEXT": "nope"}, "doctor")
     assert nowhere.returncode == 1 and "the docker context 'nope' does not exist" in nowhere.stdout

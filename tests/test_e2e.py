@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PLATFORMS, Hooked, Lab, Pushed, Repo, mab, project_files
+from tests.conftest import (
+    PLATFORMS,
+    Hooked,
+    Lab,
+    Pushed,
+    Repo,
+    mab,
+    project_files,
+    published,
+    published_since,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -22,9 +32,11 @@ def test_push_builds_only_the_affected_image_for_every_platform(hooked: Hooked, 
     sha = hooked.repo.commit({"services/api/app.txt": "api v2\n"})
     pushed = hooked.push("main")
     assert pushed.code == 0, pushed.output
-    assert pushed.results() == {"api": "pushed"}
+    assert pushed.results() == {"api": "built"}  # and staged: public once the remote took the push
+    assert "publish: published" in pushed.output
     assert hooked.remote_head() == sha
-    assert lab.pushed(hooked.registry) == {"api"}
+    # Every image of the commit gets its tags; the unchanged ones are the images they were.
+    assert all(sha[:7] in lab.public_tags(f"{hooked.registry}/{name}") for name in ("base", "api", "worker"))
     for tag in (sha[:7], "latest"):
         assert lab.platforms(f"{hooked.registry}/api:{tag}") == set(PLATFORMS)
     report = lab.docker(
@@ -75,7 +87,7 @@ def test_a_base_change_rebuilds_dependants_on_the_new_base(hooked: Hooked, lab: 
     pushed = hooked.push("main")
     assert pushed.code == 0, pushed.output
     assert list(pushed.results()) == ["base", "api", "worker"]  # bases first
-    assert set(pushed.results().values()) == {"pushed"}
+    assert set(pushed.results().values()) == {"built"}
     for platform, arch in zip(PLATFORMS, ("x86_64", "aarch64", "armv7l"), strict=True):
         report = lab.docker(
             "run", "--rm", "--platform", platform, f"{hooked.registry}/api:{sha[:7]}", "cat", "/report"
@@ -101,7 +113,11 @@ def test_the_pushed_commit_is_built_not_the_work_tree(hooked: Hooked, lab: Lab) 
 def test_plain_git_hook_builds_every_ref_of_one_push(repo: Repo, lab: Lab, tmp_path: Path) -> None:
     """Installed as .git/hooks/pre-push itself (no pre-commit): every pushed ref is read from stdin."""
     registry = lab.namespace()
-    repo.commit(project_files(lab, registry), "init")
+    files = project_files(lab, registry)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        "push = true\n", 'push = true\npublish-branches = ["one", "two"]\n'
+    )
+    repo.commit(files, "init")
     repo.git("push", "-q", "origin", "main")
     hook = repo.path / ".git" / "hooks" / "pre-push"
     hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m mab_hook "$@"\n')
@@ -111,15 +127,11 @@ def test_plain_git_hook_builds_every_ref_of_one_push(repo: Repo, lab: Lab, tmp_p
     repo.git("checkout", "-q", "-b", "two", "main")
     two = repo.commit({"services/worker/Dockerfile": f"FROM {registry}/base\nRUN echo two > /worker\n"})
     env = {**lab.env, "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
-    proc = subprocess.run(
-        ("git", "push", "origin", "one", "two"),
-        cwd=repo.path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    pushed = git_push(repo, env, "one", "two")
+    assert pushed.code == 0, pushed.output
+    # `one` and `two` publish, as the config says; the base never went through the gate (the
+    # repository was pushed without it): it is named, and moving tags stay where they were.
+    assert "base: not tagged: the registry has no upload of it from these inputs" in pushed.output
     assert lab.platforms(f"{registry}/api:{one[:7]}") == set(PLATFORMS)
     assert lab.platforms(f"{registry}/worker:{two[:7]}") == {"linux/amd64", "linux/arm64"}
     assert lab.manifest(f"{registry}/base:{one[:7]}") is None  # unaffected base: never pushed
@@ -201,9 +213,10 @@ def plain_hook(repo: Repo, lab: Lab, tmp_path: Path, tags: str) -> tuple[str, di
 
 
 def git_push(repo: Repo, env: dict[str, str], *refs: str) -> Pushed:
+    before = {record.id for record in published(repo.path)}
     proc = subprocess.run(("git", "push", "origin", *refs), cwd=repo.path, env=env, capture_output=True, text=True,
                           check=False)  # fmt: skip
-    return Pushed(proc.returncode, proc.stdout + proc.stderr)
+    return Pushed(proc.returncode, proc.stdout + proc.stderr + published_since(repo.path, before))
 
 
 def test_every_pushed_ref_gets_its_tags_and_a_later_tag_comes_from_the_registry(
@@ -257,11 +270,11 @@ def compose_project(lab: Lab, registry: str) -> dict[str, str]:
 def test_a_compose_project_is_gated_as_compose_defines_it(repo: Repo, lab: Lab) -> None:
     registry = lab.namespace()
     repo.commit(compose_project(lab, registry))
-    built = mab(repo.path, lab.env, "--all")
+    built = mab(repo.path, lab.env, "--all", "--publish")
     assert built.returncode == 0, built.stdout + built.stderr
     assert lab.pushed(registry, ("api", "worker", "db")) == {"api", "worker"}
     sha = repo.commit({".env": "VERSION=1.1\n"})  # a build arg changes in .env alone
-    again = mab(repo.path, lab.env, "--from", "HEAD^")
+    again = mab(repo.path, lab.env, "--from", "HEAD^", "--publish")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "because its definition in .env changed" in again.stdout
     assert sha[:7] in lab.public_tags(f"{registry}/api") and sha[:7] not in lab.public_tags(
@@ -298,11 +311,11 @@ def test_a_bake_target_context_is_built_for_its_users_and_never_published(repo: 
         "base/Dockerfile": f"FROM {lab.busybox}\nCOPY base.txt /\n", "base/base.txt": "base v1\n",
         "tool/Dockerfile": 'FROM base\nARG V\nRUN echo "$V $(cat /base.txt) $(uname -m)" > /tool\n',
     })  # fmt: skip
-    built = mab(repo.path, lab.env, "--all")
+    built = mab(repo.path, lab.env, "--all", "--publish")
     assert built.returncode == 0, built.stdout + built.stderr
     assert lab.pushed(registry, ("tool-lite", "tool-full", "base")) == {"tool-lite", "tool-full"}
     sha = repo.commit({"base/base.txt": "base v2\n"})
-    again = mab(repo.path, lab.env, "--from", "HEAD^")
+    again = mab(repo.path, lab.env, "--from", "HEAD^", "--publish")
     assert again.returncode == 0, again.stdout + again.stderr
     assert Pushed(0, again.stdout).results() == {"tool-lite": "pushed", "tool-full": "pushed"}
     tool = lab.docker(
@@ -325,12 +338,12 @@ def test_what_a_blocked_push_uploaded_is_reused_by_the_next_and_published_only_t
     blocked = hooked.push("main")
     assert blocked.code != 0 and blocked.results() == {"api": "built", "worker": "failed"}, blocked.output
     assert "api: uploaded under the input-digest tag, which the next push reuses" in blocked.output
-    assert lab.staged(hooked.registry) == {"api"} and lab.pushed(hooked.registry) == set()
+    assert lab.pushed(hooked.registry) == set()
     sha = hooked.repo.commit(
         {"services/worker/Dockerfile": f"FROM {hooked.registry}/base\nRUN echo {salt}\n"}
     )
     fixed = hooked.push("main")
     assert fixed.code == 0, fixed.output
-    assert fixed.results() == {"api": "skipped", "worker": "pushed"}, fixed.output
+    assert fixed.results() == {"api": "skipped", "worker": "built"}, fixed.output
     assert "already in the registry" in fixed.output
     assert {sha[:7], "latest"} <= lab.public_tags(f"{hooked.registry}/api")

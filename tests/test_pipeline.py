@@ -245,7 +245,7 @@ def results(output: str) -> dict[str, str]:
 def test_unchanged_content_is_not_built_again(lab: Lab, repo: Repo) -> None:
     registry = lab.namespace()
     first = repo.commit(files(lab, registry))
-    built = mab(repo, lab, "--all", "--json")
+    built = mab(repo, lab, "--all", "--publish", "--json")
     data = json.loads(built.stdout)
     assert [(r["name"], r["status"]) for r in data["results"]] == [("base", "built"), ("api", "built")]
     labels = json.loads(lab.docker("image", "inspect", "--format", "{{json .Config.Labels}}",
@@ -257,7 +257,7 @@ def test_unchanged_content_is_not_built_again(lab: Lab, repo: Repo) -> None:
     # The same content again: an amended message, another branch. Nothing is built.
     repo.git("commit", "-q", "--amend", "-m", "same content, new message")
     assert repo.head() != first
-    again = mab(repo, lab, "--all", "--json")
+    again = mab(repo, lab, "--all", "--publish", "--json")
     data = json.loads(again.stdout)
     assert [(r["name"], r["status"]) for r in data["results"]] == [("base", "skipped"), ("api", "skipped")]
     assert data["results"][0]["detail"].startswith("built before from the same inputs (digest ")
@@ -268,10 +268,10 @@ def test_unchanged_content_is_not_built_again(lab: Lab, repo: Repo) -> None:
 def test_changing_only_a_build_arg_rebuilds(lab: Lab, repo: Repo) -> None:
     registry = lab.namespace()
     repo.commit(files(lab, registry))
-    assert mab(repo, lab, "--all").returncode == 0
+    assert mab(repo, lab, "--all", "--publish").returncode == 0
     before = repo.head()
     repo.commit({"pyproject.toml": pyproject(lab, registry, push=False, base_arg="v2")})
-    rebuilt = mab(repo, lab, "--from", before)
+    rebuilt = mab(repo, lab, "--publish", "--from", before)
     assert results(rebuilt.stdout) == {"base": "built", "api": "built"}, rebuilt.stdout
     assert "its [tool.multiarch] settings changed (pyproject.toml)" in rebuilt.stdout
     report = lab.docker("run", "--rm", "--platform", "linux/arm/v7", f"{registry}/api:{repo.head()[:7]}", "cat",
@@ -283,12 +283,12 @@ def test_changing_only_a_build_arg_rebuilds(lab: Lab, repo: Repo) -> None:
 def test_an_image_in_the_registry_under_its_digest_is_only_tagged(lab: Lab, repo: Repo) -> None:
     registry = lab.namespace()
     repo.commit(files(lab, registry, push=True))
-    first = mab(repo, lab, "--all", "--json")
+    first = mab(repo, lab, "--all", "--publish", "--json")
     assert [r["status"] for r in json.loads(first.stdout)["results"]] == ["pushed", "pushed"], first.stderr
     api_digest = json.loads(first.stdout)["results"][1]["input_digest"]
     assert f"mab-{api_digest}" in lab.tags(f"{registry}/api")
     repo.git("commit", "-q", "--amend", "-m", "same content")
-    second = mab(repo, lab, "--all")
+    second = mab(repo, lab, "--all", "--publish")
     assert results(second.stdout) == {"base": "skipped", "api": "skipped"}, second.stdout
     assert "already in the registry" in second.stdout
     logs = repo.path / ".git" / "mab-hook" / "logs" / repo.head()[:12]
@@ -311,7 +311,7 @@ def test_a_registry_wanting_credentials_is_asked_through_buildx(
     path is told to give up, as it does on a 401."""
     registry = lab.namespace()
     repo.commit(files(lab, registry, push=True))
-    assert mab(repo, lab, "--all").returncode == 0
+    assert mab(repo, lab, "--all", "--publish").returncode == 0
     repo.git("commit", "-q", "--amend", "-m", "same content")
     for key, value in lab.env.items():
         monkeypatch.setenv(key, value)
@@ -328,7 +328,7 @@ def test_a_registry_wanting_credentials_is_asked_through_buildx(
         return real_run(cmd, **kwargs)
 
     monkeypatch.setattr(process, "run", run)
-    assert cli.main(["--all"]) == 0
+    assert cli.main(["--all", "--publish"]) == 0
     out = capsys.readouterr().out
     assert results(out) == {"base": "skipped", "api": "skipped"}, out
     assert "already in the registry" in out
@@ -345,7 +345,7 @@ def test_an_image_failing_only_on_arm_v7_is_reported_so_and_nothing_is_pushed(la
     contents = files(lab, registry, push=True)
     contents["api/Dockerfile"] = f'FROM {registry}/base\nRUN [ "$(uname -m)" != armv7l ]\n'
     repo.commit(contents)
-    run = mab(repo, lab, "--all")
+    run = mab(repo, lab, "--all", "--publish")
     assert run.returncode == 1
     found = results(run.stdout)
     # One invocation builds both: the base is stopped by the failure, or done just before it.
@@ -364,7 +364,7 @@ def test_stopping_mid_build_leaves_nothing_behind(lab: Lab, repo: Repo, sig: sig
     seconds = 60 + int(sig)
     contents["api/Dockerfile"] = f"FROM {lab.busybox}\nRUN echo started && sleep {seconds}\n"
     repo.commit(contents)
-    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "-v"), cwd=repo.path, env=lab.env,
+    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish", "-v"), cwd=repo.path, env=lab.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -390,13 +390,13 @@ def test_two_runs_take_turns(lab: Lab, repo: Repo) -> None:
         f"FROM {lab.busybox}\nRUN sleep 4 # {uuid.uuid4().hex}\n"  # never a cache hit
     )
     repo.commit(contents)
-    first = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all"), cwd=repo.path, env=lab.env,
+    first = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish"), cwd=repo.path, env=lab.env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 30
     while not (repo.path / ".git" / "mab-hook" / "lock").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1)
-    second = subprocess.run((sys.executable, "-m", "mab_hook", "--all", "--timeout", "600"), cwd=repo.path,
+    second = subprocess.run((sys.executable, "-m", "mab_hook", "--all", "--publish", "--timeout", "600"), cwd=repo.path,
                             env={**lab.env, "PRE_COMMIT": "1"}, capture_output=True, text=True, check=False)  # fmt: skip
     out, _ = first.communicate(timeout=120)
     assert first.returncode == 0, out
@@ -431,7 +431,7 @@ def test_a_registry_cache_serves_a_second_machine_on_every_platform(
     base = f"{lab.registry}/{lab.busybox}"  # the second engine has no local images: from the registry
     contents["api/Dockerfile"] = f"FROM {base}\nRUN echo slow-{salt} > /slow && sleep 1\nCOPY app.txt /\n"
     repo.commit(contents)
-    assert mab(repo, lab, "--all").returncode == 0
+    assert mab(repo, lab, "--all", "--publish").returncode == 0
     assert lab.tags(f"{registry}/cache/api")  # the cache was written to the registry
     repo.git("push", "-q", "origin", "main")
     before = repo.head()
@@ -439,7 +439,7 @@ def test_a_registry_cache_serves_a_second_machine_on_every_platform(
     subprocess.run(("git", "clone", "-q", str(repo.remote), str(clone)), check=True)
     (clone / "api" / "app.txt").write_text(f"v2 {trial}\n")
     subprocess.run(("git", "commit", "-qam", "v2"), cwd=clone, check=True, env=lab.env)
-    again = subprocess.run((sys.executable, "-m", "mab_hook", "--from", before), cwd=clone, env=second_engine.env,
+    again = subprocess.run((sys.executable, "-m", "mab_hook", "--publish", "--from", before), cwd=clone, env=second_engine.env,
                            capture_output=True, text=True, check=False)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     assert results(again.stdout) == {"api": "built"}
@@ -468,7 +468,7 @@ def test_images_whose_names_differ_only_in_separators_stay_distinct(lab: Lab, re
         "dot/Dockerfile": f"FROM {lab.busybox}\nRUN echo dot-{salt} > /which\n",
         "underscore/Dockerfile": f"FROM {lab.busybox}\nRUN echo underscore-{salt} > /which\n",
     })  # fmt: skip
-    run = mab(repo, lab, "--all", "--json")
+    run = mab(repo, lab, "--all", "--publish", "--json")
     assert run.returncode == 0, run.stdout + run.stderr
     found = {r["name"]: r for r in json.loads(run.stdout)["results"]}
     assert {name: r["status"] for name, r in found.items()} == {"team.api": "pushed", "team_api": "pushed"}
@@ -505,7 +505,7 @@ def test_a_submodule_reaches_the_build_and_its_change_rebuilds(lab: Lab, repo: R
         return subprocess.run((sys.executable, "-m", "mab_hook", *args), cwd=repo.path, env=env, capture_output=True,
                               text=True, check=False)  # fmt: skip
 
-    built = run("--all")
+    built = run("--all", "--publish")
     assert built.returncode == 0, built.stdout + built.stderr
     assert "submodules it reads: app/vendor/lib (checked out for the build)" in built.stdout
     image = f"{registry}/app:{repo.head()[:7]}"
@@ -517,7 +517,7 @@ def test_a_submodule_reaches_the_build_and_its_change_rebuilds(lab: Lab, repo: R
         ("git", "submodule", "update", "-q", "--remote", "app/vendor/lib"), cwd=repo.path, check=True, env=env
     )
     repo.commit({}, "lib v2")
-    again = run("--from", before)
+    again = run("--publish", "--from", before)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "reads: app/vendor/lib" in again.stdout  # the submodule's new commit makes it affected
     assert (
@@ -534,7 +534,7 @@ def test_a_run_killed_with_sigkill_leaves_no_build_running(lab: Lab, repo: Repo)
     contents = files(lab, registry)
     contents["api/Dockerfile"] = f"FROM {lab.busybox}\nRUN echo started && sleep 90 # {uuid.uuid4().hex}\n"
     repo.commit(contents)
-    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "-v"), cwd=repo.path, env=lab.env,
+    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish", "-v"), cwd=repo.path, env=lab.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -553,7 +553,7 @@ def test_a_run_killed_with_sigkill_leaves_no_build_running(lab: Lab, repo: Repo)
     assert "locked mab-hook run" in repo.git("worktree", "list", "--porcelain")
     contents["api/Dockerfile"] = f"FROM {lab.busybox}\nRUN true\n"
     repo.commit(contents)
-    after = mab(repo, lab, "--all")
+    after = mab(repo, lab, "--all", "--publish")
     assert after.returncode == 0, after.stdout
     assert "removed the worktree an earlier run left behind" in after.stdout
     assert repo.git("worktree", "list").count("\n") == 0
@@ -569,7 +569,7 @@ def test_a_registry_dying_mid_push_is_reported_as_the_registrys_with_what_reache
         contents["api/Dockerfile"] = (f"FROM {registry.address}/team/base\n"
                                       f"RUN echo started-api && sleep 3 # {uuid.uuid4().hex}\n")  # fmt: skip
         repo.commit(contents)
-        proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "-v"), cwd=repo.path, env=lab.env,
+        proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish", "-v"), cwd=repo.path, env=lab.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
         assert proc.stdout is not None
         seen = []
@@ -605,7 +605,7 @@ def test_interrupted_while_uploading_no_public_tag_moves(lab: Lab, repo: Repo) -
     contents = files(lab, registry, push=True)
     contents["api/Dockerfile"] = f"FROM {registry}/base\nRUN echo started && sleep 60 # {uuid.uuid4().hex}\n"
     repo.commit(contents)
-    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "-v"), cwd=repo.path, env=lab.env,
+    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish", "-v"), cwd=repo.path, env=lab.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -634,10 +634,10 @@ def test_a_partial_checkout_holds_what_the_build_reads_outside_its_context(lab: 
         "api/app.txt": "app v1\n", "api/scratch.tmp": "ignored\n",
         "shared/proto/api.proto": "proto v1\n", "schema/v1.json": "{}\n", "other/big.bin": "b" * 100_000,
     })  # fmt: skip
-    first = mab(repo, lab, "--all")
+    first = mab(repo, lab, "--all", "--publish")
     assert first.returncode == 0, first.stdout + first.stderr
     sha = repo.commit({"shared/proto/api.proto": "proto v2\n"})
-    again = mab(repo, lab, "--from", "HEAD^")
+    again = mab(repo, lab, "--publish", "--from", "HEAD^")
     assert results(again.stdout) == {"api": "built"}, again.stdout
     report = lab.docker(
         "run", "--rm", "--platform", "linux/arm64", f"{registry}/api:{sha[:7]}", "cat", "/report"
@@ -646,6 +646,6 @@ def test_a_partial_checkout_holds_what_the_build_reads_outside_its_context(lab: 
     listing = lab.docker("run", "--rm", f"{registry}/api:{sha[:7]}", "ls", "/app").stdout.split()
     assert listing == ["app.txt"]  # the ignore file beside the Dockerfile was there too
     repo.commit({"schema/v2.json": "{}\n"})
-    watched = mab(repo, lab, "--from", "HEAD^")
+    watched = mab(repo, lab, "--publish", "--from", "HEAD^")
     assert results(watched.stdout) == {"api": "built"}, watched.stdout
     assert "watch 'schema/**' matched: schema/v2.json" in watched.stdout

@@ -240,6 +240,12 @@ def test_a_refused_tag_leaves_every_moving_tag_unmoved(
     assert lone.detail == (f"not tagged yet: {registry.host}/team/lone:latest, {registry.host}/team/lone:main "
                            "(another image's tags failed; push again to put them)")  # fmt: skip
 
+    registry.refuse.clear()  # the registry takes it now: the same push again finishes the tag step
+    again = build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    assert set(again.status.values()) <= {Status.PUSHED, Status.SKIPPED}, again.status
+    for name in ("base", "api", "worker", "lone"):
+        assert {short, "latest", "main"} <= set(registry.tags(f"team/{name}")), name
+
 
 def test_without_publishing_only_staging_tags_are_put(
     repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch

@@ -31,6 +31,8 @@ CONFIG = Config(
     platforms=PLATFORMS,
     registry="reg:5000/team",
     tags=("{short_sha}", "{branch}"),
+    publish_branches=("*",),  # every ref publishes here: these tests are about the tags it gets
+    publish_tags=("*",),
     images=(
         image("api", "services/api", watch=("proto/**", "*.md")),
         image("base", "base"),
@@ -472,13 +474,13 @@ def test_a_base_that_is_built_is_no_context_only_image() -> None:
     assert (names(found), found.context_only) == (["base", "api", "worker"], ())
 
 
-def test_a_detached_head_gets_its_tags_as_head_and_no_renaming_warning() -> None:
+def test_a_detached_head_publishes_nothing_and_says_so() -> None:
     commit = Commit("0123456789" * 4, (Ref(None),), frozenset({"services/api/main.py"}), "t")
-    p = make_plan(commit, CONFIG, Files.of(DOCKERFILES), build_platform="linux/amd64")
-    assert p.affected[0].tags_by_ref == (
-        ("HEAD", ("reg:5000/team/api:0123456", "reg:5000/team/api:detached")),
-    )
-    assert not any("{branch}" in w for w in p.warnings)
+    pushing = dataclasses.replace(CONFIG, push=True)
+    p = make_plan(commit, pushing, Files.of(DOCKERFILES), build_platform="linux/amd64")
+    assert (p.affected[0].tags_by_ref, p.affected[0].tags) == ((("HEAD", ()),), ())
+    assert p.warnings == ("HEAD publishes nothing: a detached HEAD is no branch or tag; "
+                          "its images go to staging tags only",)  # fmt: skip
 
 
 def test_a_renamed_ref_is_said_only_where_a_tag_holds_the_ref() -> None:

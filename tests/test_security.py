@@ -39,7 +39,7 @@ def test_a_templated_directory_name_is_a_directory_of_the_commit(
 ) -> None:
     registry = lab.namespace()
     repo.commit(hostile.templated_context(registry, lab.busybox, host_dir, via=via))
-    pushed = mab(repo.path, lab.env, "--all")
+    pushed = mab(repo.path, lab.env, "--all", "--publish")
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     sha = repo.head()
     listed = lab.docker("run", "--rm", f"{registry}/evil:{sha[:7]}", "ls", "-a", "/ctx")
@@ -57,7 +57,7 @@ def test_a_commit_gets_no_key_secret_or_network_the_pusher_did_not_grant(
 ) -> None:
     registry = lab.namespace()
     repo.commit(hostile.asks_for_host_keys(registry, lab.busybox, host_dir, uuid.uuid4().hex))
-    refused = mab(repo.path, lab.env, "--all")
+    refused = mab(repo.path, lab.env, "--all", "--publish")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "  evil: git config --add mab-hook.secret id=s,env=AWS_SECRET_ACCESS_KEY" in refused.stdout
     assert "id_ed25519" not in refused.stdout  # the resolver never read the key the commit named
@@ -69,7 +69,7 @@ def test_a_commit_gets_no_key_secret_or_network_the_pusher_did_not_grant(
            "GIT_CONFIG_KEY_0": "mab-hook.secret", "GIT_CONFIG_VALUE_0": "id=s,env=GRANTED",
            "GIT_CONFIG_KEY_1": "mab-hook.ssh", "GIT_CONFIG_VALUE_1": f"k={key}",
            "GIT_CONFIG_KEY_2": "mab-hook.allow", "GIT_CONFIG_VALUE_2": "network.host"}  # fmt: skip
-    granted = mab(repo.path, env, "--all")
+    granted = mab(repo.path, env, "--all", "--publish")
     assert granted.returncode == 0, granted.stdout + granted.stderr
     image = f"{registry}/evil:{repo.head()[:7]}"
     assert lab.docker("run", "--rm", image, "cat", "/got").stdout == "the pusher's own"
@@ -85,7 +85,7 @@ def test_a_committed_symlink_takes_no_cache_out_of_the_repository(
     (repo.path / ".buildx-cache").symlink_to(host_dir)
     repo.commit({})
     before = sorted(p.name for p in host_dir.rglob("*"))
-    refused = mab(repo.path, lab.env, "--all")
+    refused = mab(repo.path, lab.env, "--all", "--publish")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert (
         "image evil: its cache src= '.buildx-cache/evil' leads out of the repository through a symlink"
@@ -106,7 +106,7 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
                           '[tool.multiarch.images.web]\ncontext = "web"\n',
         "web/Dockerfile": f"FROM {lab.busybox}\nCOPY page.txt /\n", "web/page.txt": "ours\n",
     })  # fmt: skip
-    first = mab(repo.path, lab.env, "--all")
+    first = mab(repo.path, lab.env, "--all", "--publish")
     assert first.returncode == 0, first.stdout + first.stderr
     (staging,) = [t for t in lab.tags(f"{registry}/web") if t.startswith("mab-")]
     digest = staging.removeprefix("mab-")
@@ -124,7 +124,7 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
                                   "-t", f"{registry}/web:{staging}", "-"), input=f"FROM {lab.busybox}\nRUN echo {salt} > /planted\n",
                                  env=lab.env, capture_output=True, text=True, check=False)  # fmt: skip
         assert planted.returncode == 0, planted.stderr
-        again = mab(repo.path, lab.env, "--all")
+        again = mab(repo.path, lab.env, "--all", "--publish")
         assert again.returncode == 0, again.stdout + again.stderr
         assert f"web: {registry}/web:{staging} is in the registry, but an image under it" in again.stdout
         assert "not trusted; building it again, to upload over it" in again.stdout
@@ -202,16 +202,16 @@ def test_an_engine_that_dies_after_a_remembered_ready_is_reported_by_readiness(
     repo.commit({"pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry}"\n'
                                    '[tool.multiarch.images.one]\ncontext = "one"\n',
                  "one/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n"})  # fmt: skip
-    first = mab(repo.path, env, "--all")
+    first = mab(repo.path, env, "--all", "--publish")
     assert first.returncode == 0, first.stdout + first.stderr
     # A second build, once buildx has written its files for the new engine: ready, remembered.
     repo.commit({"one/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n"})
-    second = mab(repo.path, env, "--from", "HEAD^")
+    second = mab(repo.path, env, "--publish", "--from", "HEAD^")
     assert second.returncode == 0, second.stdout + second.stderr
     assert (repo.path / ".git/mab-hook/cache/ready.json").exists()
     forwarder.alive = False
     repo.commit({"one/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n"})
-    dead = mab(repo.path, env, "--from", "HEAD^")
+    dead = mab(repo.path, env, "--publish", "--from", "HEAD^")
     out = dead.stdout + dead.stderr
     assert dead.returncode == 1, out
     assert "one: failed" in out and "buildx failed before building anything" in out
@@ -238,7 +238,7 @@ def test_a_large_context_builds_from_only_what_its_build_reads(
     for key, value in lab.env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(repo.path)
-    assert cli.main(["--all"]) == 0
+    assert cli.main(["--all", "--publish"]) == 0
     assert "big: big is large: only what the build reads is checked out" in capsys.readouterr().out
     listed = lab.docker("run", "--rm", f"{registry}/big:{repo.head()[:7]}", "ls", "/in")
     assert listed.stdout.split() == ["a.cfg", "one.txt"]
@@ -262,7 +262,7 @@ def test_ctrl_c_during_the_tag_step_stops_it_and_the_report_is_the_registrys(rep
                           + "".join(f'[tool.multiarch.images.{n}]\ncontext = "{n}"\n' for n in names),
         **{f"{n}/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex}\n" for n in names},
     })  # fmt: skip
-    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all"), cwd=repo.path, env=lab.env,
+    proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish"), cwd=repo.path, env=lab.env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     assert proc.stdout is not None
     seen = []

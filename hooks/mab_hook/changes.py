@@ -26,12 +26,19 @@ class PushedRef(NamedTuple):
 
 
 class Ref(NamedTuple):
-    """A name a commit is pushed as, for the `{branch}` tags."""
+    """A name a commit is pushed as: for the `{branch}` tags, and for whether it publishes."""
 
     name: str | None  # a branch's or a tag's short name; None when detached
     # The remote already has every commit of it (a tag on a pushed commit, say): nothing
     # changed, but the ref's own `{branch}` tags go on every image (from the registry).
     known: bool = False
+    full: str | None = None  # the ref the remote is asked to update (refs/heads/main); None: none
+    pushed: str | None = None  # the object id pushed as it (an annotated tag's own id); None by hand
+    default: bool = False  # it is the remote's default branch
+
+    @property
+    def is_tag(self) -> bool:
+        return (self.full or "").startswith("refs/tags/")
 
 
 class Commit(NamedTuple):
@@ -88,6 +95,7 @@ def from_push(repo: git.Repo, remote: str, refs: Iterable[PushedRef]) -> Pushed:
     """Every ref of the push counts; refs pointing at the same commit share one `Commit`."""
     commits, notes = [], []
     others = _remote_refs(repo, remote)
+    default = default_branch(repo, remote)
     for ref in refs:
         if is_null(ref.local_sha):
             continue  # a delete builds nothing
@@ -98,14 +106,39 @@ def from_push(repo: git.Repo, remote: str, refs: Iterable[PushedRef]) -> Pushed:
             )
             continue
         sha = resolve(repo, ref.local_sha)  # an annotated tag's object names its commit
-        name = ref_name(ref.remote_ref)
+        pushed = pushed_ref(ref.remote_ref, default, ref.local_sha)
         if not is_null(ref.remote_sha) and is_commit(repo, ref.remote_sha):
             base = resolve(repo, ref.remote_sha)
             why = f"{ref.remote_ref}: {ref.remote_sha[:7]}..{sha[:7]}"
-            commits.append(Commit(sha, (Ref(name),), changed_paths(repo, base, sha), why, (base,)))
+            commits.append(Commit(sha, (pushed,), changed_paths(repo, base, sha), why, (base,)))
             continue
-        commits.append(new_ref(repo, others, sha, name, ref.remote_ref))
+        commits.append(new_ref(repo, others, sha, pushed, ref.remote_ref))
     return Pushed(merge(commits), tuple(notes))
+
+
+def pushed_ref(full: str, default: str | None, sha: str | None = None) -> Ref:
+    """The ref a push (or a run by hand, for a branch) asks the remote to update."""
+    full = full if full.startswith("refs/") else f"refs/heads/{full}"
+    is_default = default is not None and full == f"refs/heads/{default}"
+    return Ref(ref_name(full), full=full, pushed=sha, default=is_default)
+
+
+def default_branch(repo: git.Repo, remote: str | None) -> str | None:
+    """The remote's default branch: where its HEAD points (`refs/remotes/<remote>/HEAD`, which
+    a clone sets), else `main` or `master`, whichever the repository has (`main` when both)."""
+    names = [r.name for r in repo.remotes]
+    by_url = [r.name for r in repo.remotes if remote is not None and remote in r.urls]
+    configured = remote if remote in names else (by_url or ["origin" if "origin" in names else ""])[0]
+    if configured:
+        try:
+            target = str(repo.git.symbolic_ref("--quiet", f"refs/remotes/{configured}/HEAD"))
+        except git.GitCommandError:
+            target = ""
+        if target.startswith(f"refs/remotes/{configured}/"):
+            return target.removeprefix(f"refs/remotes/{configured}/")
+    heads = {head.name for head in repo.heads}
+    remotes = {ref.remote_head for r in repo.remotes for ref in r.refs}
+    return next((name for name in ("main", "master") if name in heads | remotes), None)
 
 
 def _remote_refs(repo: git.Repo, remote: str) -> str:
@@ -119,28 +152,35 @@ def _remote_refs(repo: git.Repo, remote: str) -> str:
     return "--remotes"
 
 
-def new_ref(repo: git.Repo, others: str, sha: str, name: str | None, label: str) -> Commit:
+def new_ref(repo: git.Repo, others: str, sha: str, ref: Ref, label: str) -> Commit:
     """A ref the remote does not have yet, diffed against what the remote already has."""
     lines = repo.git.rev_list("--boundary", sha, "--not", others).split()
     new = [line for line in lines if not line.startswith("-")]
     boundaries = [line[1:] for line in lines if line.startswith("-")]
     if not new:
         why = f"{label}: the remote has every commit already"
-        return Commit(sha, (Ref(name, known=True),), frozenset(), why, (sha,))
+        return Commit(sha, (ref._replace(known=True),), frozenset(), why, (sha,))
     if not boundaries:
-        return Commit(sha, (Ref(name),), None, f"{label}: new history down to a root commit, so everything")
+        return Commit(sha, (ref,), None, f"{label}: new history down to a root commit, so everything")
     changed: set[str] = set()
     for base in boundaries:
         changed |= changed_paths(repo, base, sha)
     why = f"{label}: {len(new)} new commit(s) since {', '.join(b[:7] for b in boundaries)}"
-    return Commit(sha, (Ref(name),), frozenset(changed), why, tuple(boundaries))
+    return Commit(sha, (ref,), frozenset(changed), why, tuple(boundaries))
+
+
+def by_hand(repo: git.Repo, name: str | None) -> Ref:
+    """The ref of a run by hand: the branch checked out (or named), if any."""
+    if name is None:
+        return Ref(None)
+    return pushed_ref(name, default_branch(repo, None))
 
 
 def for_range(repo: git.Repo, from_ref: str, to_ref: str, name: str | None) -> Commit:
     sha = resolve(repo, to_ref)
     base = resolve(repo, from_ref)
     why = f"{_short(from_ref)}..{_short(to_ref)}"
-    return Commit(sha, (Ref(name),), changed_paths(repo, base, sha), why, (base,))
+    return Commit(sha, (by_hand(repo, name),), changed_paths(repo, base, sha), why, (base,))
 
 
 def _short(rev: str) -> str:
@@ -149,17 +189,26 @@ def _short(rev: str) -> str:
 
 
 def for_all(repo: git.Repo, rev: str, name: str | None, why: str) -> Commit:
-    return Commit(resolve(repo, rev), (Ref(name),), None, why)
+    return Commit(resolve(repo, rev), (by_hand(repo, name),), None, why)
 
 
 def from_pre_commit(repo: git.Repo, env: Mapping[str, str]) -> Commit | None:
     """pre-commit consumes the hook's stdin and passes the range in its environment instead."""
     to_ref = env.get("PRE_COMMIT_TO_REF")
     from_ref = env.get("PRE_COMMIT_FROM_REF")
-    name = ref_name(env.get("PRE_COMMIT_REMOTE_BRANCH") or env.get("PRE_COMMIT_LOCAL_BRANCH"))
     if to_ref and from_ref:
-        return for_range(repo, from_ref, to_ref, name)
+        return for_range(repo, from_ref, to_ref, None)._replace(refs=(pre_commit_ref(repo, env),))
     return None
+
+
+def pre_commit_ref(repo: git.Repo, env: Mapping[str, str]) -> Ref:
+    """The ref pre-commit says is pushed (the first of the push)."""
+    full = env.get("PRE_COMMIT_REMOTE_BRANCH") or env.get("PRE_COMMIT_LOCAL_BRANCH")
+    if not full or full == "HEAD":
+        return Ref(None)
+    return pushed_ref(
+        full, default_branch(repo, env.get("PRE_COMMIT_REMOTE_NAME")), env.get("PRE_COMMIT_TO_REF")
+    )
 
 
 def upstream(repo: git.Repo) -> Commit:

@@ -50,6 +50,8 @@ def plans_of(args: argparse.Namespace, what: str, env: Mapping[str, str]) -> tup
         commit = changes.for_all(repo, args.to_ref or "HEAD", current, "--all")
     else:
         commit = changes.for_range(repo, args.from_ref, args.to_ref or "HEAD", current)
+    if getattr(args, "ref", None):  # CI checks out a commit, often detached: the ref says what was pushed
+        commit = commit._replace(refs=(changes.pushed_ref(args.ref, changes.default_branch(repo, None)),))
     build_platform = platforms.native(os_platform.machine())
     deadline = budget.start(args.budget, env, f"planning ({what})")
     return repo, [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=True,
@@ -151,11 +153,22 @@ def publish_parser() -> argparse.ArgumentParser:
         "image's manifest list, under its input-digest tag and its public tags: only when every platform "
         "of every image is there.",
     )
+    parser.add_argument("--pending", nargs="?", const="", default=None, metavar="ID",
+                        help="instead: tag what the remote accepted of the pushes whose publish is "
+                        "waiting (or failed), or of the one named (see `mab-hook status`)")  # fmt: skip
+    parser.add_argument("--after", type=int, default=None, help=argparse.SUPPRESS)  # the push's process
+    parser.add_argument("--ref", metavar="REF", help="the ref that was pushed (refs/heads/main, "
+                        "refs/tags/v1.2.0; default: the branch checked out): what it publishes is the "
+                        "publishing policy's call, e.g. --ref \"$GITHUB_REF\"")  # fmt: skip
     add_range(parser)
     return parser
 
 
 def publish(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    if args.pending is not None:
+        from mab_hook import hook, publisher, state  # noqa: PLC0415
+
+        return publisher.run_pending(args, env, printer, state.root(hook.open_repo(args.repo or Path.cwd())))
     repo, plans = plans_of(args, "publish", env)
     pushed_only(plans, "publish")
     registry = Registry(env)

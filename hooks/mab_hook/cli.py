@@ -25,7 +25,7 @@ from mab_hook.output import Printer
 from mab_hook.results import Interrupted
 
 EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED, EXIT_HANGUP = 0, 1, 3, 130, 129
-COMMANDS = ("doctor", "install", "verify", "build", "publish")
+COMMANDS = ("doctor", "install", "verify", "build", "publish", "status")
 EXAMPLES = """\
 examples:
   git push                        the hook builds what the pushed commits affect
@@ -36,6 +36,7 @@ examples:
   mab-hook doctor                 can this host build every platform?
   mab-hook install                have every ref of a push checked under pre-commit
   mab-hook verify --from HEAD^     in CI: were the images of this commit built by the gate?
+  mab-hook status                 what the last pushes published, or why not
 """
 
 Command = Callable[[argparse.Namespace, Mapping[str, str], TextIO, Printer], int]
@@ -61,6 +62,9 @@ def hook_parser() -> argparse.ArgumentParser:
     scope.add_argument("--from", dest="from_ref", metavar="REF", help="build what changed since REF")
     parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
+    parser.add_argument("--publish", action="store_true", help="by hand: also move the public tags, as "
+                        "the publishing policy says for the branch (a push publishes once the remote "
+                        "accepts it; by hand, without this, images go to staging tags only)")  # fmt: skip
     parser.add_argument(
         "--bake",
         action="store_true",
@@ -115,6 +119,10 @@ def command(name: str, argv: Sequence[str]) -> tuple[argparse.Namespace, Command
         from mab_hook import verify  # noqa: PLC0415
 
         return verify.parse_args(argv), verify.verify
+    if name == "status":
+        from mab_hook import publisher  # noqa: PLC0415
+
+        return publisher.status_parser().parse_args(argv), publisher.status
     from mab_hook import ci  # noqa: PLC0415
 
     if name == "build":

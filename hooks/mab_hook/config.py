@@ -19,7 +19,15 @@ from mab_hook import validation as fields
 from mab_hook.builders import BuilderSpec, NodeSpec
 from mab_hook.definitions import DEFAULT_FILES, Resolved, Source
 from mab_hook.errors import FatalError
-from mab_hook.images import DEFAULT_BINFMT_IMAGE, DEFAULT_JOBS, DEFAULT_KEEP_LOGS, DEFAULT_TAGS, Config, Image
+from mab_hook.images import (
+    DEFAULT_BINFMT_IMAGE,
+    DEFAULT_JOBS,
+    DEFAULT_KEEP_LOGS,
+    DEFAULT_PUBLISH_TAGS,
+    DEFAULT_TAGS,
+    Config,
+    Image,
+)
 from mab_hook.paths import Tree
 from mab_hook.redact import redact
 from mab_hook.validation import PYPROJECT, Problems
@@ -47,6 +55,8 @@ TOP_KEYS = (
     "builder",
     "push",
     "tags",
+    "publish-branches",
+    "publish-tags",
     "jobs",
     "timeout",
     "cache-from",
@@ -213,6 +223,8 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         builder=builder,
         push=_boolean(table, "push", key, problems),
         tags=fields.tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems),
+        publish_branches=_ref_patterns(table, "publish-branches", None, key, problems),
+        publish_tags=_ref_patterns(table, "publish-tags", DEFAULT_PUBLISH_TAGS, key, problems) or (),
         binfmt_image=_binfmt_image(table, key, problems),
         jobs=_whole(table, "jobs", DEFAULT_JOBS, key, problems),
         keep_logs=_whole(table, "keep-logs", DEFAULT_KEEP_LOGS, key, problems),
@@ -220,6 +232,20 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         definitions=definitions,
         notes=notes,
     )
+
+
+def _ref_patterns(
+    table: Mapping[str, Any], name: str, default: tuple[str, ...] | None, key: str, problems: Problems
+) -> tuple[str, ...] | None:
+    """Glob patterns of branch or tag names (`main`, `release/*`, `v[0-9]*`); [] for none."""
+    if name not in table:
+        return default
+    patterns = fields.str_list(table[name], f"{key}.{name}", problems)
+    for pattern in patterns:
+        if not pattern.strip() or pattern.startswith("refs/"):
+            problems.add(f"{key}.{name}", f"{pattern!r} is not a name pattern: write short names, "
+                         "e.g. 'main', 'release/*', 'v[0-9]*'")  # fmt: skip
+    return patterns
 
 
 def _registry(table: Mapping[str, Any], key: str, problems: Problems) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from mab_hook.results import BuildResult, Failure
 
 if TYPE_CHECKING:
     from mab_hook.readiness import Host, Report, Wanted
+    from mab_hook.registry import Insecure
 
 EXIT_OK, EXIT_FAIL = 0, 1
 
@@ -42,7 +44,7 @@ def hook(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printe
         printer.info("every ref of this push was checked by mab-hook's legacy hook (`mab-hook install`)")
         return EXIT_OK
     commits = select_commits(args, repo, env, stdin, printer)
-    code = plan_and_build(args, repo, commits, env, printer)
+    code = plan_and_build(args, repo, commits, env, printer, remote=pushed_to(args, env))
     if env.get(install.ALL_REFS) and args.remote:
         install.note_checked(state.root(repo), [c.sha for c in commits], ok=code == EXIT_OK)
     return code
@@ -53,13 +55,25 @@ def _checked_by_legacy_hook(repo: git.Repo, env: Mapping[str, str]) -> bool:
     return bool(env.get("PRE_COMMIT") and to_ref and install.checked_already(state.root(repo), to_ref))
 
 
+def pushed_to(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The remote (a name or a URL) of the push that runs this pre-push hook; None by hand."""
+    if args.remote is not None and args.url is not None:
+        return str(args.remote)
+    if env.get("PRE_COMMIT_TO_REF") or env.get("PRE_COMMIT_REMOTE_NAME"):
+        return env.get("PRE_COMMIT_REMOTE_NAME") or env.get("PRE_COMMIT_REMOTE_URL") or None
+    return None
+
+
 def plan_and_build(
     args: argparse.Namespace,
     repo: git.Repo,
     commits: Sequence[changes.Commit],
     env: Mapping[str, str],
     printer: Printer,
+    *,
+    remote: str | None = None,
 ) -> int:
+    """`remote`: the push runs this pre-push hook; public tags wait for the remote to accept it."""
     if not commits:
         printer.info("the push adds no commits: nothing to build")
         return finish(args, [], [], printer)
@@ -87,7 +101,12 @@ def plan_and_build(
             printer.line(output.plan_text(plans, printer))
         return finish(args, plans, [], printer, env)
     printer.line(output.plan_text(plans, printer))
-    return build(args, repo, plans, env, printer)
+    by_hand = remote is None
+    publishing = by_hand and bool(getattr(args, "publish", False))
+    code = build(args, repo, plans, env, printer, publishing=publishing, remote=remote)
+    if code == EXIT_OK and by_hand and not args.publish and any(p.config.push and p.affected for p in plans):
+        printer.info("by hand: uploaded under staging tags only; `--publish` also moves the public tags")
+    return code
 
 
 def build(
@@ -98,7 +117,9 @@ def build(
     printer: Printer,
     *,
     publishing: bool = True,
+    remote: str | None = None,
 ) -> int:
+    """`remote`: a pre-push gate's; what built waits (staged) for the remote to accept the push."""
     from mab_hook import pipeline, readiness  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415
 
@@ -121,6 +142,8 @@ def build(
             repo, plans, env, events, registry=registry, ready=ready, timeout=timeout, publishing=publishing
         )
     code = finish(args, plans, done, printer, env)
+    if code == EXIT_OK and remote is not None:
+        hand_over(repo, plans, remote, insecure=registry.insecure, env=env, printer=printer)
     if any(r.failure is Failure.ENGINE for r in done):
         # The engine failed under a host found (or remembered) ready: ask again, and say so.
         readiness.forget(remember[0])
@@ -129,6 +152,43 @@ def build(
         except FatalError as e:
             printer.error(str(e))
     return code
+
+
+def hand_over(
+    repo: git.Repo,
+    plans: Sequence[Plan],
+    remote: str,
+    *,
+    insecure: Insecure,
+    env: Mapping[str, str],
+    printer: Printer,
+) -> None:
+    """Everything built and staged: the pushed refs that publish are written down, and the
+    publisher started, to tag every image of their commits once the remote holds them."""
+    from mab_hook import pending, policy, publisher  # noqa: PLC0415
+
+    refs = {
+        ref.full: pending.PushedRef(ref.full, ref.pushed, plan.commit.sha, ref.default)
+        for plan in plans
+        if plan.config.push
+        for ref in plan.commit.refs
+        if ref.full and ref.pushed and policy.templates(plan.config, ref)
+    }
+    if not refs:
+        return
+    record = pending.new(remote, list(refs.values()), insecure)
+    root = state.root(repo)
+    pending.write(root, record)
+    names = ", ".join(changes.ref_name(full) or full for full in refs)
+    after = publisher.push_process(os.getpid(), env)
+    if after is None:  # not run by git (a test, a wrapper): nothing to wait for
+        printer.info(f"the public tags of {names} wait for {remote} to accept the push: once it has, run "
+                     "`mab-hook publish --pending`")  # fmt: skip
+        return
+    publisher.start(root, record, Path(repo.working_tree_dir or repo.git_dir), env, after)
+    printer.info(
+        f"the public tags of {names} move once {remote} accepts the push (`mab-hook status` shows them)"
+    )
 
 
 def finish(
@@ -265,8 +325,9 @@ def select_commits(
             "pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
             f"as for a push of new history): building EVERY image of {rev}"
         )
-        name = changes.ref_name(env.get("PRE_COMMIT_REMOTE_BRANCH")) or current
-        return (changes.for_all(repo, rev, name, "no push range from pre-commit"),)
+        found = changes.for_all(repo, rev, current, "no push range from pre-commit")
+        ref = changes.pre_commit_ref(repo, env)
+        return (found._replace(refs=(ref._replace(pushed=ref.pushed or found.sha),)) if ref.name else found,)
     if args.to_ref:
         raise FatalError("--to needs --from REF or --all")
     if not repo.working_tree_dir and not repo.remotes:

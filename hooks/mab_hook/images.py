@@ -17,6 +17,8 @@ DEFAULT_BINFMT_IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
 DEFAULT_JOBS = 2
 DEFAULT_KEEP_LOGS = 50
 DEFAULT_TAGS = ("{short_sha}",)
+# Git tags that publish: release tags (v1.2.3, 1.2.3). Branches: the remote's default one.
+DEFAULT_PUBLISH_TAGS = ("v[0-9]*", "[0-9]*")
 LOCAL_PATH_KEYS = ("src", "dest")  # what a `type=local` cache reads from or writes to
 OCI_LAYOUT = "oci-layout://"
 TARGET = "target:"  # a named context that is another image, built from the same commit
@@ -86,6 +88,10 @@ class Config:
     builder: str | None = None
     push: bool = False
     tags: tuple[str, ...] = DEFAULT_TAGS
+    # The refs whose pushes move public tags (glob patterns of short names); None: the
+    # remote's default branch. Other pushes build and upload under staging tags only.
+    publish_branches: tuple[str, ...] | None = None
+    publish_tags: tuple[str, ...] = DEFAULT_PUBLISH_TAGS
     binfmt_image: str = DEFAULT_BINFMT_IMAGE
     jobs: int = DEFAULT_JOBS  # images built at once
     keep_logs: int = DEFAULT_KEEP_LOGS  # pushes whose logs .git/mab-hook keeps

@@ -118,8 +118,8 @@ def build_all(
                 ready()
             built = [(plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work]
             ok = all(r.ok for _plan, _jobs, results in built for r in results)
-            if publishing and ok:
-                return _finish(built, run)
+            if ok:
+                return _finish(built, run, publishing=publishing)
             if not ok and any(plan.config.push for plan, _jobs, _results in built):
                 events.progress("no public tag moves: an image did not build")
             return [r for _plan, _jobs, results in built for r in results]
@@ -187,13 +187,13 @@ def _build_plan(
 Built = tuple[Plan, Sequence[Job], Sequence[BuildResult]]
 
 
-def _finish(built: Sequence[Built], run: Builds) -> list[BuildResult]:
-    """Everything built: publish what is pushed (every commit's images at once), and record
-    what is built without pushing."""
+def _finish(built: Sequence[Built], run: Builds, *, publishing: bool) -> list[BuildResult]:
+    """Everything built: publish what is pushed (every commit's images at once; with
+    `publishing`, else it stays staged), and record what is built without pushing."""
     pushed = [
         (job, r)
         for plan, jobs, results in built
-        if plan.config.push
+        if plan.config.push and publishing
         for job, r in zip(jobs, results, strict=True)
     ]
     published = iter(
@@ -202,7 +202,7 @@ def _finish(built: Sequence[Built], run: Builds) -> list[BuildResult]:
     found: list[BuildResult] = []
     for plan, jobs, results in built:
         if plan.config.push:
-            found += [next(published) for _job in jobs]
+            found += [next(published) for _job in jobs] if publishing else results
             continue
         for job, result in zip(jobs, results, strict=True):
             if result.status is Status.BUILT:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
 
-from mab_hook import budget, input_digest, inputs, references, tags
+from mab_hook import budget, input_digest, inputs, policy, references, tags
 from mab_hook.budget import Deadline
 from mab_hook.changes import Commit, Ref
 from mab_hook.dockerfile import Source
@@ -203,6 +203,7 @@ def make_plan(
     )
     warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
     warnings += (*renamed_refs(config, commit), *config.notes) if affected else ()
+    warnings += staging_only(config, commit) if affected else ()
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
     return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
@@ -283,9 +284,11 @@ def _explained_reasons(reasons: tuple[str, ...], commit: Commit) -> tuple[str, .
 
 def _known_tags(config: Config, commit: Commit) -> tuple[str, ...]:
     """The templates a known ref adds to every image: its own, the `{branch}` ones."""
-    if not any(ref.known for ref in commit.refs):
-        return ()
-    return tuple(template for template in config.tags if "{branch}" in template)
+    return tuple(dict.fromkeys(t for ref in commit.refs if ref.known for t in _known_templates(config, ref)))
+
+
+def _known_templates(config: Config, ref: Ref) -> tuple[str, ...]:
+    return tuple(template for template in policy.templates(config, ref) if "{branch}" in template)
 
 
 def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[str, str]:
@@ -449,13 +452,26 @@ def image_tags(
         if not diffed and not pushed.known:
             continue
         made: dict[str, bool] = {}
-        for template in _known_tags(config, commit) if pushed.known else config.tags:
+        for template in (
+            _known_templates(config, pushed) if pushed.known else policy.templates(config, pushed)
+        ):
             tag = f"{ref}:{tags.render(template, sha=commit.sha, ref=pushed.name)}"
             made[tag] = made.get(tag, False) or tags.moves(template)
         by_ref.append((pushed.name or "HEAD", tuple(made)))
         moving.update((tag, None) for tag, moves in made.items() if moves)
     every = tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered))
     return every, tuple(by_ref), tuple(tag for tag in every if tag in moving)
+
+
+def staging_only(config: Config, commit: Commit) -> tuple[str, ...]:
+    """The pushed refs that move no public tag, and why (a feature branch, say)."""
+    if not config.push:
+        return ()
+    return tuple(
+        f"{ref.name or 'HEAD'} publishes nothing: {why}; its images go to staging tags only"
+        for ref in commit.refs
+        if (why := policy.refusal(config, ref))
+    )
 
 
 def renamed_refs(config: Config, commit: Commit) -> tuple[str, ...]:

@@ -104,6 +104,13 @@ def run(
     return result
 
 
+def detach(cmd: Sequence[str], *, env: Mapping[str, str], stdout: IO[str], stderr: IO[str]) -> None:
+    """Start a command that outlives this process: a session of its own (no ^C or hang-up of
+    this terminal reaches it) and no pipe of ours (pre-commit and git wait for those to close)."""
+    subprocess.Popen(tuple(cmd), env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                     close_fds=True, **new_group())  # fmt: skip
+
+
 def stop(proc: subprocess.Popen[str], contained: bool) -> None:
     """Stop a child at once, with everything it started when it has a group of its own."""
     if contained and POSIX:

@@ -1,0 +1,283 @@
+"""The second phase: public tags for what the remote accepted, once it has.
+
+git has no post-push hook, so the pre-push gate starts this publisher in the background: it
+waits for the `git push` that ran the gate to end, asks the remote (`git ls-remote`, one
+request) which of the pushed refs now point where the push said, and tags only the images of
+those refs. A refused push, a ref refused among others, a `--dry-run` push: nothing of theirs
+is published. `mab-hook status` shows waiting and ended publishes; `mab-hook publish --pending`
+runs the waiting ones again (after a publisher that could not reach the registry, say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform as os_platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, TextIO
+
+from mab_hook import pending, process, state
+from mab_hook.errors import FatalError
+from mab_hook.output import Printer
+from mab_hook.pending import Record, ToTag
+from mab_hook.registry import Registry
+
+if TYPE_CHECKING:
+    import git
+
+WAIT = 6 * 3600.0  # seconds a publisher waits for its push (a large pack over a slow link)
+POLL = 0.02  # seconds between looks at the push process
+
+
+def push_process(pid: int, env: Mapping[str, str]) -> int | None:
+    """The `git` process above `pid` (the push that runs the hooks), or None: not under git."""
+    for _level in range(8):
+        found = _parent(pid, env)
+        if found is None:
+            return None
+        pid, name = found
+        if pid <= 1:
+            return None
+        if name == "git" or name.startswith("git."):  # git.exe on Windows
+            return pid
+    return None
+
+
+def _parent(pid: int, env: Mapping[str, str]) -> tuple[int, str] | None:
+    """(parent pid, parent's program name)."""
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        text = stat.read_text()
+    except OSError:
+        asked = process.run(("ps", "-o", "ppid=", "-p", str(pid)), env=env, check=False, timeout=10)
+        parent = asked.stdout.strip()
+        if asked.returncode != 0 or not parent.isdigit():
+            return None
+        named = process.run(("ps", "-o", "comm=", "-p", parent), env=env, check=False, timeout=10)
+        return int(parent), Path(named.stdout.strip()).name
+    ppid = int(text.rsplit(")", 1)[1].split()[1])
+    try:
+        name = Path(f"/proc/{ppid}/comm").read_text().strip()
+    except OSError:
+        return None
+    return ppid, name
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_for(pid: int, timeout: float = WAIT) -> bool:
+    """Whether `pid` ended within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL)
+    return True
+
+
+def start(root: Path, record: Record, repo_dir: Path, env: Mapping[str, str], after: int) -> None:
+    """The publisher, in the background: it outlives the hook and the push, and writes to this
+    terminal (when there is one) and to its log, never to the hook's output, which pre-commit
+    and git wait on."""
+    command = (sys.executable, "-m", "mab_hook", "publish", "--pending", record.id, "--after", str(after),
+               "-C", str(repo_dir))  # fmt: skip
+    with state.open_private(root / "publish" / f"{record.id}.log", "a") as log:
+        process.detach(command, env=env, stdout=_terminal() or log, stderr=log)
+
+
+def _terminal() -> IO[str] | None:
+    """This process's terminal, for the publisher to speak after git returned; None without one."""
+    try:
+        fd = os.open("/dev/tty", os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    return os.fdopen(fd, "w")
+
+
+def accepted(remote: str, record: Record, repo_dir: Path, env: Mapping[str, str]) -> tuple[str, ...] | str:
+    """The refs the remote now holds as pushed, or why the remote could not be asked."""
+    wanted = [ref.full for ref in record.refs]
+    asked = process.run(("git", "ls-remote", "--", remote, *wanted), env=env, cwd=repo_dir, check=False,
+                        timeout=120)  # fmt: skip
+    if asked.returncode != 0:
+        return " ".join(process.tail_lines(asked.stderr + asked.stdout, 2)) or f"exit {asked.returncode}"
+    holds = {}
+    for line in asked.stdout.splitlines():
+        sha, _tab, ref = line.partition("\t")
+        holds[ref] = sha
+    return tuple(ref.full for ref in record.refs if holds.get(ref.full) == ref.pushed)
+
+
+def publish(record: Record, repo: git.Repo, env: Mapping[str, str], say: Callable[[str], None]) -> Record:
+    """Tag what the remote accepted; the record, ended, with what was said."""
+    said: list[str] = []
+
+    def tell(line: str) -> None:
+        said.append(line)
+        say(line)
+
+    answer = accepted(record.remote, record, Path(repo.working_tree_dir or repo.git_dir), env)
+    if isinstance(answer, str):
+        tell(f"could not ask {record.remote} what it holds ({answer}); nothing published: "
+             "run `mab-hook publish --pending` once it answers")  # fmt: skip
+        return record._replace(state=pending.WAITING, said=(*record.said, *said))
+    refused = [ref.full for ref in record.refs if ref.full not in answer]
+    for full in refused:
+        tell(f"{record.remote} does not hold {full} as pushed (refused, or not pushed): its tags stay where "
+             "they were")  # fmt: skip
+    if not answer:
+        return record._replace(state=pending.NOT_ACCEPTED, said=(*record.said, *said))
+    registry = Registry(env, insecure=record.insecure)
+    wanted, missing = every_image(repo, [ref for ref in record.refs if ref.full in answer], registry, env)
+    for name, why in missing:
+        tell(f"{name}: not tagged: {why}; build it (`mab-hook --all --publish`), then "
+             "`mab-hook publish --pending`")  # fmt: skip
+    ok = tag_all(registry, wanted, tell, moving=not missing)
+    ended = pending.FAILED if not ok or missing else pending.PARTLY if refused else pending.PUBLISHED
+    return record._replace(state=ended, said=(*record.said, *said))
+
+
+def every_image(
+    repo: git.Repo, refs: Sequence[pending.PushedRef], registry: Registry, env: Mapping[str, str]
+) -> tuple[list[ToTag], list[tuple[str, str]]]:
+    """Every image of each accepted commit, rebuilt or not, with the tags its refs give it
+    (the publishing policy's), and where it was uploaded from these inputs; and the images
+    the registry has no trusted upload of (name, why)."""
+    from mab_hook import changes, gitobjects, pipeline, planning, platforms  # noqa: PLC0415
+
+    by_commit: dict[str, list[changes.Ref]] = {}
+    for ref in refs:
+        name = changes.ref_name(ref.full)
+        by_commit.setdefault(ref.commit, []).append(changes.Ref(name, full=ref.full, pushed=ref.pushed,
+                                                                default=ref.default))  # fmt: skip
+    known = gitobjects.known_commits(repo)
+    wanted, missing = [], []
+    for sha, pushed in by_commit.items():
+        commit = changes.Commit(sha, tuple(pushed), None, "publish")
+        plan = planning.plan_at(repo, commit, env=env, build_platform=platforms.native(os_platform.machine()),
+                                digests=True)  # fmt: skip
+        for planned in plan.affected if plan.config.push else ():
+            if not planned.tags:
+                continue
+            staged = pipeline.digest_reference(plan, planned)
+            proof = registry.proof(staged, planned.input_digest, known)
+            if proof.trusted:
+                wanted.append(ToTag(planned.image.name, staged, planned.tags, planned.moving))
+            else:
+                why = f"the registry has no upload of it from these inputs ({staged}"
+                missing.append((planned.image.name, f"{why}{': ' + proof.detail if proof.found else ''})"))
+    return wanted, missing
+
+
+def tag_all(
+    registry: Registry, wanted: Sequence[ToTag], tell: Callable[[str], None], *, moving: bool = True
+) -> bool:
+    """Tags that name a commit on every image first; the moving ones (latest, a branch's) only
+    once all of those landed (and only with `moving`: every image is there), so a refusal
+    leaves no moving tag on what others lack."""
+    for kind in (False, True) if moving else (False,):
+        work = [(image, [t for t in image.tags if (t in image.moving) == kind]) for image in wanted]
+        work = [(image, tags) for image, tags in work if tags]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            done = list(
+                pool.map(lambda item: (item[0], item[1], registry.tag(item[0].staged, item[1])), work)
+            )
+        failed = False
+        for image, tags, tagged in done:
+            if tagged.ok:
+                tell(f"{image.name}: published {', '.join(tags)}")
+                continue
+            failed = True
+            left = [t for t in tags if t not in tagged.published]
+            tell(f"{image.name}: tagging failed ({tagged.detail}); not tagged: {', '.join(left)}")
+        if failed:
+            tell("moving tags left where they were; run `mab-hook publish --pending` to finish")
+            return False
+    return True
+
+
+# --- mab-hook publish --pending, mab-hook status ----------------------------------------------
+
+
+def run_pending(args: argparse.Namespace, env: Mapping[str, str], printer: Printer, root: Path) -> int:
+    """The waiting publishes (or the one named) run now; `--after PID`: once PID ended."""
+    if args.after is not None and not wait_for(args.after):
+        printer.error(f"the push (process {args.after}) did not end in {WAIT / 3600:g} h: nothing published")
+        return 1
+    again = (pending.WAITING, pending.FAILED)
+    chosen = [(path, r) for path, r in pending.every(root)
+              if (r.id == args.pending if args.pending else r.state in again)]  # fmt: skip
+    if args.pending and not chosen:
+        raise FatalError(f"no publish {args.pending!r} in {pending.directory(root)}; see `mab-hook status`")
+    from mab_hook.hook import open_repo  # noqa: PLC0415
+
+    repo = open_repo(args.repo or Path.cwd())
+    code = 0
+    for path, record in chosen:
+        printer.info(f"publishing what {record.remote} accepted of {', '.join(_names(record))}")
+        ended = publish(record, repo, env, printer.info)
+        state.write_private(path, json.dumps(ended._asdict(), indent=1).encode())
+        code = code or (0 if ended.state in (pending.PUBLISHED, pending.NOT_ACCEPTED, pending.PARTLY) else 1)
+    return code
+
+
+def _names(record: Record) -> list[str]:
+    return [ref.full.removeprefix("refs/heads/").removeprefix("refs/tags/") for ref in record.refs]
+
+
+def status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mab-hook status",
+        description="The publishes of the last pushes: waiting for the remote, published, or not and why.",
+    )
+    parser.add_argument("--wait", type=float, metavar="SECONDS", default=None,
+                        help="wait until no publish is waiting (at most SECONDS); exit 1 if one "
+                        "still is")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
+    parser.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def status(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    from mab_hook.hook import open_repo  # noqa: PLC0415
+
+    root = state.root(open_repo(args.repo or Path.cwd()))
+    deadline = time.monotonic() + (args.wait or 0)
+    records = pending.every(root)
+    while args.wait is not None and _waiting(records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        records = pending.every(root)
+    if args.json:
+        json.dump([r._asdict() for _path, r in records], sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        printer.line(text(records) if records else "no publish yet: pushes of publishing refs make them")
+    return 1 if args.wait is not None and _waiting(records) else 0
+
+
+def _waiting(records: Sequence[tuple[Path, Record]]) -> bool:
+    return any(r.state == pending.WAITING and not r.said for _path, r in records)
+
+
+def text(records: Sequence[tuple[Path, Record]]) -> str:
+    lines = []
+    for _path, record in reversed(records):
+        refs = ", ".join(_names(record))
+        lines.append(f"{record.created}  {record.remote} {refs}: {record.state}")
+        lines += [f"    {line}" for line in record.said]
+    return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""The second phase, fast: the gate stages, the remote decides, and only what it accepted gets
+public tags. Real repositories and real pushes to a bare remote (refused by a real pre-receive
+hook), the in-memory registry, the canned engine (tests/engine.py); the publisher run as
+`mab-hook publish --pending` once git returned, as the background one does. The same through a
+real `git push` with the hook installed, and its background publisher: test_hook.py (lab)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mab_hook import cli, pending, publisher
+from tests.conftest import Repo
+from tests.engine import Canned
+from tests.test_commands_canned import IMAGES, project
+
+Z40 = "0" * 40
+
+
+def gate(repo: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+         *lines: str) -> tuple[int, str]:  # fmt: skip
+    """mab-hook as git runs a pre-push hook: remote, URL, and the pushed refs on stdin."""
+    monkeypatch.chdir(repo.path)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+    code = cli.main(["--color", "never", "origin", str(repo.remote)])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def mab(repo: Repo, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = cli.main([*args[:1], "--color", "never", "-C", str(repo.path), *args[1:]])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def push(repo: Repo, *refs: str) -> subprocess.CompletedProcess[str]:
+    """What git does once the hook said yes (the hook is not installed here: --no-verify)."""
+    return subprocess.run(("git", "push", "--no-verify", "origin", *refs), cwd=repo.path, capture_output=True,
+                          text=True, check=False)  # fmt: skip
+
+
+def refuse(repo: Repo, pattern: str) -> None:
+    """The remote's pre-receive hook refuses every ref matching `pattern` (a protected branch)."""
+    hook = repo.remote / "hooks" / "pre-receive"
+    hook.write_text(f'#!/bin/sh\nwhile read old new ref; do case "$ref" in {pattern}) '
+                    'echo "refused: $ref" >&2; exit 1;; esac; done\nexit 0\n')  # fmt: skip
+    hook.chmod(0o755)
+
+
+def refuse_each(repo: Repo, pattern: str) -> None:
+    """The remote's update hook refuses each ref matching `pattern`, and takes the others."""
+    hook = repo.remote / "hooks" / "update"
+    hook.write_text(f'#!/bin/sh\ncase "$1" in {pattern}) echo "refused: $1" >&2; exit 1;; esac\nexit 0\n')
+    hook.chmod(0o755)
+
+
+def digest(canned: Canned, name: str, tag: str) -> str | None:
+    return canned.registry.digest(f"{canned.registry.host}/team/{name}:{tag}")
+
+
+def public(canned: Canned, name: str) -> set[str]:
+    return {tag for tag in canned.tags(name) if not tag.startswith("mab-")}
+
+
+def test_a_refused_push_publishes_nothing_and_the_accepted_one_after_it_does(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    code, out = gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {Z40}")
+    assert code == 0, out
+    assert (
+        "the public tags of main wait for origin to accept the push: once it has, run `mab-hook publish --pending`"
+        in out
+    )
+    assert all(canned.tags(name) and not public(canned, name) for name in IMAGES)  # staged, nothing public
+    refuse(repo, "refs/heads/main")
+    assert push(repo, "main").returncode != 0
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 0, out
+    assert "origin does not hold refs/heads/main as pushed (refused, or not pushed)" in out
+    assert not any(public(canned, name) for name in IMAGES)
+    code, out = mab(repo, capsys, "status")
+    assert ": not accepted" in out and "does not hold refs/heads/main" in out
+
+    (repo.remote / "hooks" / "pre-receive").unlink()  # the remote takes it now
+    code, out = gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {Z40}")
+    assert code == 0, out
+    assert push(repo, "main").returncode == 0
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 0, out
+    assert all(public(canned, name) == {sha[:7]} for name in IMAGES)
+    assert f"api: published {canned.registry.host}/team/api:{sha[:7]}" in out
+    code, out = mab(repo, capsys, "status", "--json")
+    states = [record["state"] for record in json.loads(out[: out.rindex("]") + 1])]
+    assert states == [pending.NOT_ACCEPTED, pending.PUBLISHED]
+
+
+def test_a_partly_accepted_push_publishes_only_the_refs_the_remote_took(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace('tags = ["{short_sha}"]', 'tags = ["{branch}"]')
+    sha = repo.commit(files)
+    repo.git("tag", "v1.0.0")
+    lines = (f"refs/heads/main {sha} refs/heads/main {Z40}", f"refs/tags/v1.0.0 {sha} refs/tags/v1.0.0 {Z40}")
+    code, out = gate(repo, monkeypatch, capsys, *lines)
+    assert code == 0, out
+    refuse_each(repo, "refs/tags/*")
+    assert "[remote rejected] v1.0.0" in push(repo, "main", "v1.0.0").stderr
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 0, out
+    assert all(public(canned, name) == {"main"} for name in IMAGES)
+    assert "origin does not hold refs/tags/v1.0.0 as pushed" in out
+    assert mab(repo, capsys, "status")[1].count(": partly") == 1
+
+
+def test_a_feature_branch_leaves_latest_and_the_default_branchs_tags_alone(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace('tags = ["{short_sha}"]',
+                                                              'tags = ["{short_sha}", "{branch}", "latest"]')  # fmt: skip
+    main = repo.commit(files)
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {main} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    assert public(canned, "api") == {main[:7], "main", "latest"}
+    repo.git("checkout", "-q", "-b", "feature/experiment")
+    feature = repo.commit({"api/app.txt": "experiment\n"})
+    code, out = gate(repo, monkeypatch, capsys,
+                     f"refs/heads/feature/experiment {feature} refs/heads/feature/experiment {Z40}")  # fmt: skip
+    assert code == 0, out
+    assert (
+        "feature/experiment publishes nothing: feature/experiment is not the remote's default branch" in out
+    )
+    assert "public tag" not in out  # nothing waits
+    assert push(repo, "feature/experiment").returncode == 0
+    assert public(canned, "api") == {main[:7], "main", "latest"}
+    assert any(tag.startswith("mab-") for tag in canned.tags("api"))  # the experiment is staged, out of sight
+
+
+def test_the_git_push_above_the_hook_is_found_and_waited_for(tmp_path: Path) -> None:
+    """The background publisher waits for the `git` process that ran the hooks: a hook run by
+    a real git finds it; this test process (run by no git) finds none."""
+    script = tmp_path / "hook.py"
+    script.write_text(
+        "import os\nfrom mab_hook import publisher\nprint(publisher.push_process(os.getpid(), os.environ))\n"
+    )
+    found = subprocess.run(("git", "-c", f"alias.x=!{sys.executable} {script}", "x"), capture_output=True,
+                           text=True, check=True, cwd=tmp_path)  # fmt: skip
+    pid = int(found.stdout.strip())
+    assert pid > 1 and not publisher.alive(pid)  # that git has ended since
+    assert publisher.wait_for(pid, timeout=1)
+    import os  # noqa: PLC0415
+
+    assert publisher.push_process(os.getpid(), dict(os.environ)) is None
+    assert publisher.alive(os.getpid()) and not publisher.wait_for(os.getpid(), timeout=0.05)
+
+
+def test_a_release_tag_pushed_with_a_commit_tags_every_image_of_it_not_only_the_rebuilt(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "{branch}"]'
+    )
+    first = repo.commit(files)
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {first} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    sha = repo.commit({"api/app.txt": "v2\n"})
+    repo.git("tag", "-a", "v2.0.0", "-m", "release")  # annotated: the remote gets the tag object
+    tag = repo.git("rev-parse", "v2.0.0")
+    before = len(canned.engine.invocations)
+    code, out = gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {first}",
+                     f"refs/tags/v2.0.0 {tag} refs/tags/v2.0.0 {Z40}")  # fmt: skip
+    assert code == 0, out
+    assert [set(i) for i in canned.engine.invocations[before:]] == [{"api"}]  # only api is built
+    assert push(repo, "main", "v2.0.0").returncode == 0
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 0, out
+    for name in IMAGES:  # every image of the commit gets the commit's tags, and the release's
+        assert public(canned, name) == {first[:7], sha[:7], "main", "v2.0.0"}, name
+        if name != "api":  # unchanged: the very image it was
+            assert (
+                digest(canned, name, "v2.0.0")
+                == digest(canned, name, sha[:7])
+                == digest(canned, name, first[:7])
+            )
+    assert (
+        digest(canned, "api", "v2.0.0") == digest(canned, "api", sha[:7]) != digest(canned, "api", first[:7])
+    )
+
+
+def test_an_image_the_registry_lacks_is_named_and_no_moving_tag_moves(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "latest"]'
+    )
+    first = repo.commit(files)
+    assert push(repo, "main").returncode == 0  # pushed with --no-verify: nothing was built
+    sha = repo.commit({"api/app.txt": "v2\n"})
+    code, out = gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {first}")
+    assert code == 0, out  # builds api (and the base it needs), not the images it does not affect
+    assert push(repo, "main").returncode == 0
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 1
+    assert "lone: not tagged: the registry has no upload of it from these inputs" in out
+    assert "build it (`mab-hook --all --publish`), then `mab-hook publish --pending`" in out
+    assert not any("latest" in public(canned, name) for name in IMAGES)
+    assert sha[:7] in public(canned, "api")  # the tags that name the commit land where they can
+    assert ": failed" in mab(repo, capsys, "status")[1]
+    assert mab(repo, capsys, "--all", "--publish")[0] == 0
+    code, out = mab(repo, capsys, "publish", "--pending")  # a failed publish is run again
+    assert code == 0, out
+    assert all({sha[:7], "latest"} <= public(canned, name) for name in IMAGES)

@@ -159,10 +159,15 @@ _EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 
 def evaluate(expression: str, context: Mapping[str, object]) -> str:
-    """The few GitHub expressions the workflow uses: dotted look-ups, `==`/`!=` with a quoted
-    literal, `&&`. Anything else fails the test: the workflow must stay this simple."""
+    """The few GitHub expressions the workflow's conditions use: dotted look-ups, `==`/`!=`
+    with a quoted literal, `&&`, `||`, `always()`. Anything else fails the test: the
+    workflow's conditions must stay this simple."""
+    if "||" in expression:
+        return str(any(evaluate(part, context) == "true" for part in expression.split("||"))).lower()
     if "&&" in expression:
         return str(all(evaluate(part, context) == "true" for part in expression.split("&&"))).lower()
+    if expression.strip() == "always()":
+        return "true"
     if match := re.fullmatch(r"\s*([\w.-]+)\s*(==|!=)\s*'([^']*)'\s*", expression):
         equal = evaluate(match.group(1), context) == match.group(3)
         return str(equal if match.group(2) == "==" else not equal).lower()
@@ -197,7 +202,17 @@ class Workflow:
         self.env = {**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}
 
     def job_runs(self, job: str, context: Mapping[str, object]) -> bool:
-        condition = self.data["jobs"][job].get("if")
+        """As GitHub decides: without `always()`, a job runs only when every job it needs
+        succeeded; then its `if`."""
+        spec = self.data["jobs"][job]
+        condition = spec.get("if")
+        needs = [spec["needs"]] if isinstance(spec.get("needs"), str) else spec.get("needs", [])
+        results = context.get("needs", {})
+        assert isinstance(results, Mapping)
+        if "always()" not in str(condition) and any(
+            results.get(n, {}).get("result") != "success" for n in needs
+        ):
+            return False
         return condition is None or evaluate(condition, context) == "true"
 
     def run(self, job: str, context: Mapping[str, object]) -> dict[str, Step]:
@@ -223,20 +238,34 @@ class Workflow:
         declared = self.data["jobs"][job].get("outputs", {})
         return {name: substitute(value, context) for name, value in declared.items()}
 
-    def on_push(self, before: str, after: str) -> Ran:
-        """The whole run for a push of `before..after`: what each job did."""
-        context: dict[str, object] = {"github": {"sha": after, "event": {"before": before}}}
+    def on_push(self, before: str, after: str, ref: str = "refs/heads/main") -> Ran:
+        """The whole run for a push of `before..after` to `ref`: what each job did."""
+        context: dict[str, object] = {
+            "github": {"sha": after, "ref": ref, "event_name": "push", "event": {"before": before}}
+        }
+        assert self.job_runs("plan", context) and not self.job_runs("verify", context)
         plan_steps = self.run("plan", context)
         plan = self.outputs("plan", {**context, "steps": plan_steps})
-        context["needs"] = {"plan": {"outputs": plan}}
+        needs: dict[str, dict[str, object]] = {"plan": {"outputs": plan, "result": "success"}}
+        context["needs"] = needs
         ran = Ran(plan, plan_steps["verify"].log)
+        needs["build"] = {"result": "skipped"}
         if self.job_runs("build", context):
             entries = json.loads(plan["matrix"])["include"]
             ran = ran._replace(build={(e["image"], e["platform"]): self.run("build", {**context, "matrix": e})["build"].log
                                       for e in entries})  # fmt: skip
+            needs["build"] = {"result": "success"}  # a failing job fails the test (Workflow.run)
         if self.job_runs("publish", context):
             ran = ran._replace(publish=self.run("publish", context)["publish"].log)
         return ran
+
+    def on_pull_request(self, base: str, head: str) -> Step:
+        """A pull request: only the verify job runs."""
+        context: dict[str, object] = {"github": {"event_name": "pull_request", "event": {
+            "pull_request": {"base": {"sha": base}, "head": {"sha": head}}}},
+            "needs": {"plan": {"result": "skipped", "outputs": {}}, "build": {"result": "skipped"}}}  # fmt: skip
+        assert [job for job in self.data["jobs"] if self.job_runs(job, context)] == ["verify"]
+        return self.run("verify", context)["pr"]
 
 
 class Ran(NamedTuple):
@@ -244,6 +273,28 @@ class Ran(NamedTuple):
     verify: str  # what `mab-hook verify` said
     build: dict[tuple[str, str], str] | None = None  # (image, platform) -> the job's log; None: skipped
     publish: str | None = None  # the publish job's log; None: skipped
+
+
+def test_the_sample_workflow_passes_the_workflow_schema_and_shellcheck(tmp_path: Path) -> None:
+    """Linted as GitHub and a careful reviewer would: the schema GitHub's workflows follow
+    (check-jsonschema's vendored copy), and every `run:` step through shellcheck as the bash
+    GitHub runs it (expressions are filled in before the shell sees the script)."""
+    bin_dir = Path(sys.executable).parent
+    schema = subprocess.run((str(bin_dir / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                             str(WORKFLOW)), capture_output=True, text=True, check=False)  # fmt: skip
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    data = yaml.safe_load(WORKFLOW.read_text())
+    scripts = [step["run"] for job in data["jobs"].values() for step in job["steps"] if "run" in step]
+    assert len(scripts) >= 8
+    for number, script in enumerate(scripts):
+        path = tmp_path / f"step-{number}.sh"
+        path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + _EXPRESSION.sub("x", script))
+        checked = subprocess.run((str(bin_dir / "shellcheck"), "--severity=style", str(path)), capture_output=True,
+                                 text=True, check=False)  # fmt: skip
+        assert checked.returncode == 0, script + checked.stdout
+    # Every job is bounded in time, and the workflow reads the repository only.
+    assert data["permissions"] == {"contents": "read"} and "concurrency" in data
+    assert all("timeout-minutes" in job for job in data["jobs"].values())
 
 
 @pytest.mark.lab
@@ -259,8 +310,11 @@ def test_the_documented_workflow_builds_only_what_was_not_gated(
     tags = lab.tags(api)
     gated = workflow.on_push(before, sha)
     assert gated.plan["gated"] == "true", gated
-    assert gated.build is None and gated.publish is None
-    assert lab.tags(api) == tags
+    assert gated.build is None
+    assert f"api: published {api}:{sha[:7]}, {api}:latest (built from these inputs before)" in str(
+        gated.publish
+    )
+    assert lab.tags(api) == tags  # what the hook's publisher put: tagged again, moved nowhere
     # A push that skipped the gate: the fan-out builds exactly what it affects, and publishes it.
     before = sha
     sha = hooked.repo.commit(
@@ -276,7 +330,12 @@ def test_the_documented_workflow_builds_only_what_was_not_gated(
     published = f"worker: published {worker}:{sha[:7]}, {worker}:latest (merged 2 platforms)"
     assert published in str(skipped.publish), skipped.publish
     assert lab.platforms(f"{worker}:{sha[:7]}") == {"linux/amd64", "linux/arm64"}
-    assert lab.public_tags(api) == {t for t in tags if not t.startswith("mab-")}  # api untouched
+    # api did not change: it gets the commit's tag, on the very image it was
+    assert (
+        lab.manifest(f"{api}:{sha[:7]}")
+        == lab.manifest(f"{api}:{before[:7]}")
+        == lab.manifest(f"{api}:latest")
+    )
     # The next run of the same push finds it built: nothing more.
     again = workflow.on_push(before, sha)
     assert again.plan["gated"] == "true" and again.build is None
@@ -289,7 +348,49 @@ def test_the_documented_workflow_builds_everything_for_a_new_branch(
     hooked = hooked_unbuilt
     workflow = Workflow(hooked.repo, hooked.env, tmp_path)
     ran = workflow.on_push("0" * 40, hooked.repo.head())  # what GitHub sends for a new branch
-    assert ran.plan["range"] == f"--all --to {hooked.repo.head()}"
+    assert ran.plan["from"] == ""  # every image
     assert json.loads(ran.plan["affected"]) == list(IMAGES)
     assert ran.build is not None and len(ran.build) == 3 + 3 + 2, ran
     assert lab.pushed(hooked.registry) == set(IMAGES)
+
+
+@pytest.mark.lab
+def test_the_documented_workflow_tags_a_merge_built_on_its_branch(
+    hooked: Hooked, lab: Lab, tmp_path: Path
+) -> None:
+    """A pull request's branch goes through the gate (staged, nothing public); merged in the web
+    UI (no hook), the merge commit has the branch's inputs: CI verifies it, builds nothing, and
+    tags it."""
+    workflow = Workflow(hooked.repo, hooked.env, tmp_path)
+    repo, api = hooked.repo, f"{hooked.registry}/api"
+    before = hooked.remote_head()
+    repo.git("checkout", "-q", "-b", "feature")
+    head = repo.commit({"services/api/app.txt": "api v2\n"})
+    assert hooked.push("feature").code == 0
+    assert workflow.on_pull_request(before, head)["outcome"] == "success"
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge pull request #1", "feature")
+    merge = repo.head()
+    assert hooked.push("--no-verify", "main").code == 0  # the web UI merged it: no hook ran
+    ran = workflow.on_push(before, merge)
+    assert ran.plan["gated"] == "true" and ran.build is None, ran
+    assert f"api: published {api}:{merge[:7]}, {api}:latest" in str(ran.publish), ran.publish
+    assert lab.manifest(f"{api}:{merge[:7]}") == lab.manifest(f"{api}:latest")
+    report = lab.docker("run", "--rm", "--platform", "linux/arm64", f"{api}:{merge[:7]}", "cat", "/report")
+    assert report.stdout == "base v1 aarch64\napi v2\n"
+
+
+@pytest.mark.lab
+def test_the_documented_workflow_publishes_a_release_tag_on_every_image(
+    hooked: Hooked, lab: Lab, tmp_path: Path
+) -> None:
+    config = hooked.repo.path / "pyproject.toml"
+    config.write_text(config.read_text().replace('"latest"]', '"latest", "{branch}"]'))
+    sha = hooked.repo.commit({})
+    hooked.repo.git("tag", "v3.0.0")
+    assert hooked.push("--no-verify", "main", "v3.0.0").code == 0
+    workflow = Workflow(hooked.repo, hooked.env, tmp_path)
+    ran = workflow.on_push("0" * 40, sha, ref="refs/tags/v3.0.0")
+    assert ran.plan["gated"] == "true", ran  # the seed uploaded every image of these inputs
+    for name in IMAGES:  # the release, on every image; latest is the default branch's alone
+        assert lab.public_tags(f"{hooked.registry}/{name}") == {sha[:7], "v3.0.0"}, name

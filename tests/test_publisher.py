@@ -221,3 +221,70 @@ def test_an_image_the_registry_lacks_is_named_and_no_moving_tag_moves(
     code, out = mab(repo, capsys, "publish", "--pending")  # a failed publish is run again
     assert code == 0, out
     assert all({sha[:7], "latest"} <= public(canned, name) for name in IMAGES)
+
+
+def test_status_waits_for_running_publishes_and_reads_records_as_data(
+    repo: Repo, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    repo.commit({"a": "1"})
+    assert mab(repo, capsys, "status") == (0, "no publish yet: pushes of publishing refs make them\n")
+    root = repo.path / ".git" / "mab-hook"
+    ref = pending.PushedRef("refs/heads/main", "a" * 40, "a" * 40, default=True)
+    waiting = pending.new("origin", [ref], ((), ()))
+    path = pending.write(root, waiting)
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and oct(path.parent.stat().st_mode & 0o777) == "0o700"
+    (path.parent / "0-damaged.json").write_text("{not json")  # someone else's file, or a torn one
+    (path.parent / "1-other.json").write_text(json.dumps({"id": 1}))
+    code, out = mab(repo, capsys, "status", "--wait", "0.2")
+    assert code == 1 and "origin main: waiting" in out  # still waiting: said, and exit 1
+    pending.write(root, waiting._replace(state=pending.PUBLISHED, said=("api: published r/api:1",)))
+    code, out = mab(repo, capsys, "status", "--wait", "5")
+    assert code == 0 and out.endswith("origin main: published\n    api: published r/api:1\n")
+    assert [r.id for _p, r in pending.every(root)] == [waiting.id]
+
+
+def test_old_records_go_and_waiting_ones_stay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pending, "KEEP", 3)
+    ref = pending.PushedRef("refs/heads/main", "a" * 40, "a" * 40)
+    first = pending.new("origin", [ref], ((), ()))
+    pending.write(tmp_path, first)  # waiting: kept whatever its age
+    ended = [pending.new("origin", [ref], ((), ()))._replace(state=pending.PUBLISHED) for _ in range(4)]
+    for record in ended:
+        pending.write(tmp_path, record)
+    kept = [r.id for _p, r in pending.every(tmp_path)]
+    assert kept == [first.id, *(r.id for r in ended[1:])]  # the oldest ended one went
+
+
+def test_a_terminal_that_went_away_silences_the_publisher_and_nothing_else() -> None:
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(5, "Input/output error")
+
+    from mab_hook.output import Printer  # noqa: PLC0415
+
+    speaker = publisher._speaker(Printer(Gone(), False, False))
+    speaker("one")  # raises nothing, and says nothing more
+    speaker("two")
+    stream = io.StringIO()
+    publisher._speaker(Printer(stream, False, False))("three")
+    assert stream.getvalue() == "mab-hook: three\n"
+
+
+def test_a_remote_that_cannot_be_asked_leaves_the_publish_waiting(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    repo.git("remote", "set-url", "origin", str(repo.path / "gone.git"))
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 1
+    assert (
+        "could not ask origin what it holds" in out
+        and "run `mab-hook publish --pending` once it answers" in out
+    )
+    assert not any(public(canned, name) for name in IMAGES)
+    repo.git("remote", "set-url", "origin", str(repo.remote))
+    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    assert all(public(canned, name) == {sha[:7]} for name in IMAGES)
+    assert mab(repo, capsys, "publish", "--pending", "nosuch")[1].count("no publish 'nosuch'") == 1

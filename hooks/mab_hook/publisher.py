@@ -225,13 +225,30 @@ def run_pending(args: argparse.Namespace, env: Mapping[str, str], printer: Print
     from mab_hook.hook import open_repo  # noqa: PLC0415
 
     repo = open_repo(args.repo or Path.cwd())
+    say = _speaker(printer)
     code = 0
     for path, record in chosen:
-        printer.info(f"publishing what {record.remote} accepted of {', '.join(_names(record))}")
-        ended = publish(record, repo, env, printer.info)
+        say(f"publishing what {record.remote} accepted of {', '.join(_names(record))}")
+        ended = publish(record, repo, env, say)
         state.write_private(path, json.dumps(ended._asdict(), indent=1).encode())
         code = code or (0 if ended.state in (pending.PUBLISHED, pending.NOT_ACCEPTED, pending.PARTLY) else 1)
     return code
+
+
+def _speaker(printer: Printer) -> Callable[[str], None]:
+    """The publisher's voice: a terminal closed meanwhile (the ssh session ended after the push)
+    silences it, and the publish goes on (what it said is in the record)."""
+    gone = False
+
+    def say(line: str) -> None:
+        nonlocal gone
+        if not gone:
+            try:
+                printer.info(line)
+            except OSError:
+                gone = True
+
+    return say
 
 
 def _names(record: Record) -> list[str]:

@@ -561,3 +561,147 @@ def test_a_bases_steps_and_export_stay_the_bases_when_one_image_is_built_on_it(t
     buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json", Buildx({}, None, CannedGroup([(0, log)])),
                           tmp_path, watch)  # fmt: skip
     assert events == [("step", "team/app", "1/1 FROM reg:5000/team/base")]
+
+
+# --- reading buildx's words: every rule of what failed, and what is said ------------------------
+
+
+def export_log(error: str) -> str:
+    """An upload that failed with `error`, as buildx's plain progress shows it."""
+    return ("#1 [base linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#2 exporting to image\n#2 DONE 0.1s\n"
+            f"#3 pushing reg:5000/team/base:mab-1 with docker\n#3 ERROR: {error}\n")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "said",
+    ["failed to push reg/x: 500", "unexpected status: 502", "401 Unauthorized", "403 Forbidden",
+     "push access DENIED", "authentication required: unauthorized", "dial tcp: connection refused",
+     "lookup reg: no such host", "read: i/o timeout", "http: server gave HTTP response to HTTPS client",
+     "failed to do request: EOF", "failed to authorize: rpc error", "x509: certificate signed by unknown authority",
+     "remote error: tls: bad certificate"],
+)  # fmt: skip
+def test_every_registry_failure_buildkit_names_is_the_registrys(said: str) -> None:
+    assert buildx.failure(export_log(said)) is Failure.REGISTRY
+    assert buildx.registry_error(export_log(said)) == said
+
+
+@pytest.mark.parametrize("said", ["failed to commit: snapshot does not exist", "content digest mismatch"])
+def test_an_export_failing_otherwise_is_the_engines(said: str) -> None:
+    assert buildx.failure(export_log(said)) is Failure.ENGINE
+
+
+def test_buildx_failing_before_any_step_is_read_from_its_last_error() -> None:
+    lines = ["WARN: something", 'ERROR: no builder "gone" found', "ERROR: " + "x" * 400]
+    assert buildx.invocation_error(lines) == "x" * 300
+    assert buildx.invocation_error(lines[:2]) == 'no builder "gone" found'
+    assert buildx.invocation_error(["#1 [base 1/1] FROM busybox", *lines]) == ""  # a step ran
+    assert buildx.invocation_error(["WARN: nothing wrong"]) == ""
+    assert buildx.failure("ERROR: no builder found\n") is Failure.ENGINE
+    assert buildx.failure("") is Failure.BUILD
+
+
+def test_the_registrys_own_words_are_kept_and_cut() -> None:
+    assert buildx.registry_error("") == "see the log"
+    assert buildx.registry_error("#3 ERROR: something odd\nERROR: also odd\n") == "also odd"  # the last
+    long = "unexpected status: " + "y" * 400
+    assert buildx.registry_error(f"#3 ERROR: {long}\n") == long[:300]
+    assert buildx.registry_error("ERROR: failed to solve: 403 Forbidden\n#3 ERROR: odd\n") == (
+        "failed to solve: 403 Forbidden"
+    )
+
+
+class Timed(CannedGroup):
+    """An invocation stopped at its time limit, with an export error in what it said."""
+
+    def stream(self, cmd: Sequence[str], **kwargs: Any) -> process.Streamed:
+        done = super().stream(cmd, **kwargs)
+        return process.Streamed(-1, True, done.tail)
+
+
+def test_what_each_ending_is_called(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buildx, "BACKOFF", 0.0)
+    (planned,) = make((BASE,), FILES).affected
+    timed = Timed([(-1, EXPORT_FAILURE)])  # stopped, not tried again though the export failed
+    result = buildx.build_one(planned, tmp_path / "b.json", Buildx({}, None, timed), tmp_path,
+                              on_line=lambda line: None, timeout=5)  # fmt: skip
+    assert (result.status, result.detail, result.failure) == (
+        Status.TIMED_OUT, "timed out after 5 s; the build was stopped", Failure.BUILD)  # fmt: skip
+    assert len(timed.commands) == 1
+    refused = CannedGroup([(1, 'ERROR: no builder "gone" found\n')] * 2)
+    result = buildx.build_one(planned, tmp_path / "b.json", Buildx({}, None, refused), tmp_path,
+                              on_line=lambda line: None)  # fmt: skip
+    assert (result.detail, result.failure) == ('buildx failed before building anything: no builder "gone" found',
+                                               Failure.ENGINE)  # fmt: skip
+    steps = ("#1 [base linux/arm64 2/2] RUN x\n#2 [base linux/arm/v7 2/2] RUN x\n"
+             "#1 ERROR: exit code: 1\n#2 ERROR: exit code: 1\n")  # fmt: skip
+    for log, detail in ((steps, "build failed on linux/arm64, linux/arm/v7 (exit 2)"),
+                        ("#1 [base 1/1] FROM x\nsomething else\n", "build failed (exit 2)")):  # fmt: skip
+        result = buildx.build_one(planned, tmp_path / "b.json", Buildx({}, None, CannedGroup([(2, log)])),
+                                  tmp_path, on_line=lambda line: None)  # fmt: skip
+        assert (result.detail, result.failure) == (detail, Failure.BUILD)
+
+
+def test_attempts_are_numbered_and_only_the_registry_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(buildx.time, "sleep", slept.append)
+    (planned,) = make((BASE,), FILES).affected
+    answers = [(1, REGISTRY_500), (1, EXPORT_FAILURE), (1, REGISTRY_500), (0, "")]
+    group = CannedGroup(list(answers))
+    result = buildx.build_one(planned, tmp_path / "b.json", Buildx({}, None, group), tmp_path,
+                              on_line=lambda line: None, push_ref="reg:5000/team/base:mab-1")  # fmt: skip
+    assert result.status is Status.BUILT and result.published == ("reg:5000/team/base:mab-1",)
+    assert slept == [1 * buildx.BACKOFF, 0, 2 * buildx.BACKOFF]  # the registry waited for, longer each time
+    log = (tmp_path / "base.log").read_text()
+    assert re.findall(r"mab-hook: the (\w+) failed while exporting the image; attempt (\d)", log) == [
+        ("registry", "2"), ("engine", "3"), ("registry", "4")]  # fmt: skip
+    assert result.seconds >= 0 and result.log == tmp_path / "base.log"
+
+
+def test_the_proof_compares_only_what_could_read_as_a_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """buildx prints a definition its own way (platforms, paths normalized): only the strings
+    that hold `${` or `%{` must read back as written."""
+    ran: list[tuple[str, ...]] = []
+    templated = buildx.definition(make((dataclasses.replace(BASE, build_args=(("V", "a%{b}"),)),), FILES),
+                                  buildx.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
+    plain = buildx.unliteral(templated)
+
+    def run(cmd: Sequence[str], **kw: Any) -> process.Completed:
+        ran.append(tuple(cmd))
+        printed = {name: {**spec, "platforms": ["normalized"]} for name, spec in plain["target"].items()}
+        return process.Completed(tuple(cmd), 0, json.dumps({"target": printed}), "")
+
+    monkeypatch.setattr(process, "run", run)
+    buildx.prove_literal(tmp_path / "bake.json", templated, Buildx({}, "multi", CannedGroup([])))
+    assert ran == [("docker", "buildx", "bake", "--file", str(tmp_path / "bake.json"), "--print", "--progress=quiet",
+                    "--builder", "multi", "base")]  # fmt: skip
+    assert buildx.has_template("a%{b}") and buildx.has_template({"k": ["${x}"]})
+    assert not buildx.has_template("a$b{c}%d")
+
+
+def test_the_exported_definition_lists_each_image_once_in_the_order_planned() -> None:
+    one = make((BASE, APP), FILES)
+    two = make((BASE, APP), FILES, changed={"app/Dockerfile"})
+    exported = buildx.export([two, one])
+    assert exported["group"]["default"]["targets"] == ["team_SLASH_app", "base"]
+    assert exported["target"]["base"]["context"] == "base"  # relative to the repository's root
+
+
+@pytest.mark.parametrize("name", ["team.x/app", "a.b.c", "x/y/z", "plain"])
+def test_entry_names_read_back_as_image_names(name: str) -> None:
+    entry = buildx.entry_name(name)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", entry) and buildx.image_of(entry) == name
+    assert buildx.image_of(entry + "_AS_CONTEXT_linux_amd64") == name
+
+
+def test_a_digest_is_read_from_the_metadata_buildx_writes(tmp_path: Path) -> None:
+    metadata = tmp_path / "m.json"
+    metadata.write_text('{"containerimage.digest": "sha256:one"}')  # one entry: buildx names none
+    assert buildx.image_digest(metadata, "api") == "sha256:one"
+    metadata.write_text('{"api": {"image.name": "r/api:1"}}')
+    assert buildx.image_digest(metadata, "api") == ""
+    metadata.write_text("[1]")
+    assert buildx.image_digest(metadata, "api") == ""

@@ -27,6 +27,8 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     "$python" verify_cost.py
     echo
+    "$python" publish_latency.py
+    echo
     "$python" hostile.py ${BASELINE:+--baseline "$BASELINE"}
     echo
     cat reading.md

@@ -121,7 +121,7 @@ def one_image(
     for _ in range(rounds):
         (context / "app.txt").write_text(f"{uuid.uuid4().hex}\n")
         git(repo, "commit", "-q", "-am", "change", env=env)
-        hook.append(timed(mab("--from", "HEAD^"), repo, env))
+        hook.append(timed(mab("--publish", "--from", "HEAD^"), repo, env))
         (context / "app.txt").write_text(f"{uuid.uuid4().hex}\n")
         tag = f"{registry}/{context.name}-by-hand:{uuid.uuid4().hex[:8]}"
         build = ("docker", "buildx", "build", "--progress=plain", "--platform", ",".join(PLATFORMS), "--push",
@@ -171,8 +171,8 @@ def all_images(
     found: dict[str, list[Run]] = {"hook cold": [], "bake cold": [], "hook warm": [], "bake warm": []}
     for _ in range(rounds):
         salted(uuid.uuid4().hex)
-        found["hook cold"].append(timed(mab("--all"), repo, env))
-        found["hook warm"].append(timed(mab("--all"), repo, env))  # the same content: in the registry
+        found["hook cold"].append(timed(mab("--all", "--publish"), repo, env))
+        found["hook warm"].append(timed(mab("--all", "--publish"), repo, env))  # the same content: in the registry
         definition = salted(uuid.uuid4().hex)
         bake = ("docker", "buildx", "bake", "--progress=plain", "--push", "--file", str(definition))
         found["bake cold"].append(timed(bake, repo, env, attempts=5))

@@ -35,13 +35,13 @@ def main() -> int:
     git(repo, "add", "-A", env=env)
     git(repo, "commit", "-q", "-m", "sample", env=env)
     built = git(repo, "rev-parse", "HEAD", env=env)
-    measure(mab("--all"), cwd=repo, env=env, runs=1)  # build and push everything once
+    measure(mab("--all", "--publish"), cwd=repo, env=env, runs=1)  # build and push everything once
     (repo / "docs" / "index.md").write_text("More docs.\n")
     git(repo, "commit", "-q", "-am", "docs only", env=env)
     docs = measure(mab("--from", built, "--to", "HEAD"), cwd=repo, env=env, runs=args.runs)
     git(repo, "reset", "-q", "--hard", built, env=env)
     git(repo, "commit", "-q", "--amend", "-m", "the same content again", env=env)
-    repeat = measure(mab("--all"), cwd=repo, env=env, runs=args.runs)
+    repeat = measure(mab("--all", "--publish"), cwd=repo, env=env, runs=args.runs)
     doctor = measure(mab("doctor"), cwd=repo, env=env, runs=args.runs)
     print("### Pushes with nothing to build, and readiness alone (the lab, sample-repo/)\n")
     print("| what | median | runs | target |")

@@ -119,11 +119,11 @@ def main() -> int:
         write(repo, args.services, base, registry, salts)
         git(repo, "add", "-A", env=env)
         git(repo, "commit", "-q", "-m", "A", env=env)
-        timed(mab("--all"), repo, env)  # A: built and pushed by the gate
+        timed(mab("--all", "--publish"), repo, env)  # A: built and pushed by the gate
         changed = [salts[0], uuid.uuid4().hex, *salts[2:]]  # svc0's step has something new to do
         write(repo, args.services, base, registry, changed)
         git(repo, "commit", "-qam", "B: one service changes", env=env)
-        found["hook"].append(cost(mab("--from", "HEAD^"), repo, env))
+        found["hook"].append(cost(mab("--publish", "--from", "HEAD^"), repo, env))
         by_hand = write(
             repo.parent / "by-hand", args.services, base, registry, [salts[0], uuid.uuid4().hex, *salts[2:]]
         )

@@ -23,11 +23,11 @@ Z40 = "0" * 40
 
 
 def gate(repo: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-         *lines: str) -> tuple[int, str]:  # fmt: skip
+         *lines: str, dry_run: bool = False) -> tuple[int, str]:  # fmt: skip
     """mab-hook as git runs a pre-push hook: remote, URL, and the pushed refs on stdin."""
     monkeypatch.chdir(repo.path)
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
-    code = cli.main(["--color", "never", "origin", str(repo.remote)])
+    code = cli.main(["--color", "never", *(["--dry-run"] if dry_run else []), "origin", str(repo.remote)])
     out = capsys.readouterr()
     return code, out.out + out.err
 
@@ -288,3 +288,27 @@ def test_a_remote_that_cannot_be_asked_leaves_the_publish_waiting(
     assert mab(repo, capsys, "publish", "--pending")[0] == 0
     assert all(public(canned, name) == {sha[:7]} for name in IMAGES)
     assert mab(repo, capsys, "publish", "--pending", "nosuch")[1].count("no publish 'nosuch'") == 1
+
+
+def test_a_push_that_affects_no_image_still_tags_every_image_of_its_commit(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {**project(canned.registry.host), "docs/index.md": "# docs\n"}
+    first = repo.commit(files)
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {first} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    sha = repo.commit({"docs/index.md": "# more docs\n"})
+    before = len(canned.engine.invocations)
+    code, out = gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {first}")
+    assert code == 0, out
+    assert len(canned.engine.invocations) == before  # nothing built
+    assert "the public tags of main wait for origin" in out
+    assert push(repo, "main").returncode == 0
+    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    assert all(public(canned, name) == {first[:7], sha[:7]} for name in IMAGES)
+    code, out = gate(
+        repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {first}", dry_run=True
+    )
+    assert code == 0 and "public tag" not in out  # --dry-run hands nothing over
+    assert len(pending.every(repo.path / ".git" / "mab-hook")) == 2

@@ -99,7 +99,10 @@ def plan_and_build(
     if args.dry_run or not any(p.affected for p in plans):
         if not args.json:
             printer.line(output.plan_text(plans, printer))
-        return finish(args, plans, [], printer, env)
+        code = finish(args, plans, [], printer, env)
+        if remote is not None and not args.dry_run:  # nothing to build, but a commit to tag
+            hand_over(repo, plans, remote, insecure=((), ()), env=env, printer=printer)
+        return code
     printer.line(output.plan_text(plans, printer))
     by_hand = remote is None
     publishing = by_hand and bool(getattr(args, "publish", False))

@@ -172,9 +172,8 @@ def all_images(
     for _ in range(rounds):
         salted(uuid.uuid4().hex)
         found["hook cold"].append(timed(mab("--all", "--publish"), repo, env))
-        found["hook warm"].append(
-            timed(mab("--all", "--publish"), repo, env)
-        )  # the same content: in the registry
+        # the same content again: in the registry
+        found["hook warm"].append(timed(mab("--all", "--publish"), repo, env))
         definition = salted(uuid.uuid4().hex)
         bake = ("docker", "buildx", "bake", "--progress=plain", "--push", "--file", str(definition))
         found["bake cold"].append(timed(bake, repo, env, attempts=5))

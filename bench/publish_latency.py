@@ -56,8 +56,8 @@ def main() -> int:
         target.write_text(f"run {run} {uuid.uuid4().hex}\n")  # a build of one image, not timed
         git(repo, "commit", "-q", "-am", f"run {run}", env=env)
         started = time.perf_counter()
-        pushed = subprocess.run(("git", "push", "-q", "origin", "main"), cwd=repo, env=env, capture_output=True,
-                                text=True, check=False)  # fmt: skip
+        pushed = subprocess.run(("git", "push", "-q", "origin", "main"), cwd=repo, env=env,
+                                capture_output=True, text=True, check=False)  # fmt: skip
         returned = time.perf_counter()
         if pushed.returncode != 0:
             raise SystemExit(pushed.stdout + pushed.stderr)

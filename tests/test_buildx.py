@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -645,7 +646,7 @@ def test_attempts_are_numbered_and_only_the_registry_is_waited_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(buildx.time, "sleep", slept.append)
+    monkeypatch.setattr(time, "sleep", slept.append)  # buildx's waits
     (planned,) = make((BASE,), FILES).affected
     answers = [(1, REGISTRY_500), (1, EXPORT_FAILURE), (1, REGISTRY_500), (0, "")]
     group = CannedGroup(list(answers))

@@ -10,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -312,3 +313,39 @@ def test_a_push_that_affects_no_image_still_tags_every_image_of_its_commit(
     )
     assert code == 0 and "public tag" not in out  # --dry-run hands nothing over
     assert len(pending.every(repo.path / ".git" / "mab-hook")) == 2
+
+
+def test_through_a_real_hook_a_dry_run_push_publishes_nothing_and_a_real_one_does(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git runs the hook, which starts the real background publisher; `git push --dry-run`
+    runs the hook too, and the remote then holds nothing new. No build is needed: the push
+    touches docs only (its images were uploaded before), so no engine either."""
+    files = {**project(canned.registry.host), "docs/index.md": "# docs\n"}
+    first = repo.commit(files)
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {first} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    hook = repo.path / ".git" / "hooks" / "pre-push"
+    hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m mab_hook "$@"\n')
+    hook.chmod(0o755)
+    sha = repo.commit({"docs/index.md": "# more\n"})
+    root = repo.path / ".git" / "mab-hook"
+
+    def pushed(*args: str) -> tuple[str, str]:
+        done = subprocess.run(("git", "push", *args, "origin", "main"), cwd=repo.path, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "move once origin accepts the push" in done.stdout + done.stderr
+        deadline = time.monotonic() + 60
+        while (newest := pending.every(root)[-1][1]).state == pending.WAITING and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return newest.state, "\n".join(newest.said)
+
+    state, said = pushed("--dry-run")
+    assert (state, said) == (pending.NOT_ACCEPTED, "origin does not hold refs/heads/main as pushed (refused, "
+                             "or not pushed): its tags stay where they were")  # fmt: skip
+    assert not any(sha[:7] in public(canned, name) for name in IMAGES)
+    state, said = pushed()
+    assert state == pending.PUBLISHED, said
+    assert all(sha[:7] in public(canned, name) for name in IMAGES)

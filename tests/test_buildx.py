@@ -706,3 +706,47 @@ def test_a_digest_is_read_from_the_metadata_buildx_writes(tmp_path: Path) -> Non
     assert buildx.image_digest(metadata, "api") == ""
     metadata.write_text("[1]")
     assert buildx.image_digest(metadata, "api") == ""
+
+
+def test_a_base_built_only_as_a_context_failing_is_its_dependants_failure_and_its_log_theirs(
+    tmp_path: Path,
+) -> None:
+    plan = make((BASE, APP), FILES, changed={"app/Dockerfile"})  # base: only a context
+    copy = "base_AS_CONTEXT_linux_amd64_AND_linux_arm64"
+    log = (f"#1 [{copy} linux/arm64 1/2] FROM busybox\n#1 DONE 0.1s\n#2 [{copy} linux/arm64 2/2] RUN make\n"
+           "#2 ERROR: process did not complete successfully: exit code: 2\n"
+           "#3 [team_SLASH_app linux/amd64 1/1] FROM base\n#3 CANCELED\nERROR: failed to solve: exit code: 2\n")  # fmt: skip
+    group = CannedGroup([(1, log)])
+    (app,) = buildx.build_together([buildx.Wanted(p) for p in plan.affected], tmp_path / "b.json",
+                                   Buildx({}, None, group), tmp_path, buildx.Watch())  # fmt: skip
+    assert (app.status, app.failure, app.detail) == (
+        Status.NOT_BUILT,
+        Failure.BASE,
+        "base image base did not build",
+    )
+    assert (
+        "RUN make" in (tmp_path / "team_SLASH_app.log").read_text()
+    )  # the base's steps, in its reader's log
+    assert not (tmp_path / "base.log").exists()
+    assert len(group.commands) == 1  # a step failed: never tried again
+
+
+def test_each_image_is_timed_to_its_own_export_and_the_registry_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)  # buildx's waits
+    plan = make((BASE, APP), FILES)
+    failing = ("#1 [base] exporting to image\n#1 DONE 0.1s\n#2 [base] pushing reg:5000/team/base:mab-1 with docker\n"
+               "#2 ERROR: unexpected status: 500 Internal Server Error\n"
+               "#3 [team_SLASH_app] exporting to image\n#3 DONE 0.1s\n")  # fmt: skip
+    done: list[str] = []
+    watch = buildx.Watch(done=done.append)
+    group = CannedGroup([(1, failing), (1, failing), (0, "#1 [base] exporting to image\n#1 DONE 0.1s\n")])
+    wanted = [buildx.Wanted(p, f"reg:5000/team/{p.image.name}:mab-1") for p in plan.affected]
+    base, app = buildx.build_together(wanted, tmp_path / "b.json", Buildx({}, None, group), tmp_path, watch)
+    assert (base.status, app.status) == (Status.BUILT, Status.BUILT)
+    assert slept == [1 * buildx.BACKOFF, 2 * buildx.BACKOFF]  # longer each time the registry failed
+    assert [c[-1] for c in group.commands] == ["team_SLASH_app", "base", "base"]  # only what failed again
+    assert 0 <= base.seconds < 60 and 0 <= app.seconds < 60
+    assert done[:2] == ["base", "team/app"]  # each image's export ending, as it ended

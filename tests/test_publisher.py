@@ -349,3 +349,21 @@ def test_through_a_real_hook_a_dry_run_push_publishes_nothing_and_a_real_one_doe
     state, said = pushed()
     assert state == pending.PUBLISHED, said
     assert all(sha[:7] in public(canned, name) for name in IMAGES)
+
+
+def test_moving_tags_are_left_to_a_newer_push_that_moved_the_ref_on_meanwhile(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "latest"]'
+    )
+    sha = repo.commit(files)
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    answers = iter([("refs/heads/main",), ()])  # held when asked first; moved on when asked again
+    monkeypatch.setattr(publisher, "accepted", lambda *args: next(answers))
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 0, out
+    assert "origin no longer holds refs/heads/main as pushed (a newer push moved it on)" in out
+    assert all(public(canned, name) == {sha[:7]} for name in IMAGES)  # no latest from an older push

@@ -145,9 +145,29 @@ def publish(record: Record, repo: git.Repo, env: Mapping[str, str], say: Callabl
     for name, why in missing:
         tell(f"{name}: not tagged: {why}; build it (`mab-hook --all --publish`), then "
              "`mab-hook publish --pending`")  # fmt: skip
-    ok = tag_all(registry, wanted, tell, moving=not missing)
+    ok = tag_all(registry, wanted, tell, kinds=(False,))
+    if ok and not missing:
+        ok = (
+            tag_all(registry, wanted, tell, kinds=(True,))
+            if still_held(record, answer, repo, env, tell)
+            else ok
+        )
+    elif ok:
+        tell("moving tags left where they were: not every image is there")
     ended = pending.FAILED if not ok or missing else pending.PARTLY if refused else pending.PUBLISHED
     return record._replace(state=ended, said=(*record.said, *said))
+
+
+def still_held(record: Record, answer: Sequence[str], repo: git.Repo, env: Mapping[str, str],
+               tell: Callable[[str], None]) -> bool:  # fmt: skip
+    """Whether the remote still holds the accepted refs as pushed, just before the moving
+    tags move: a newer push of the same ref has moved them on, and its publisher moves them."""
+    again = accepted(record.remote, record, Path(repo.working_tree_dir or repo.git_dir), env)
+    moved = [full for full in answer if isinstance(again, str) or full not in again]
+    if moved:
+        tell(f"{record.remote} no longer holds {', '.join(moved)} as pushed (a newer push moved it on): "
+             "the moving tags are left to that push")  # fmt: skip
+    return not moved
 
 
 def every_image(
@@ -183,12 +203,16 @@ def every_image(
 
 
 def tag_all(
-    registry: Registry, wanted: Sequence[ToTag], tell: Callable[[str], None], *, moving: bool = True
+    registry: Registry,
+    wanted: Sequence[ToTag],
+    tell: Callable[[str], None],
+    *,
+    kinds: Sequence[bool] = (False, True),
 ) -> bool:
     """Tags that name a commit on every image first; the moving ones (latest, a branch's) only
-    once all of those landed (and only with `moving`: every image is there), so a refusal
-    leaves no moving tag on what others lack."""
-    for kind in (False, True) if moving else (False,):
+    once all of those landed, so a refusal leaves no moving tag on what others lack. `kinds`:
+    which of the two (False: fixed, True: moving)."""
+    for kind in kinds:
         work = [(image, [t for t in image.tags if (t in image.moving) == kind]) for image in wanted]
         work = [(image, tags) for image, tags in work if tags]
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
@@ -217,21 +241,28 @@ def run_pending(args: argparse.Namespace, env: Mapping[str, str], printer: Print
     if args.after is not None and not wait_for(args.after):
         printer.error(f"the push (process {args.after}) did not end in {WAIT / 3600:g} h: nothing published")
         return 1
-    again = (pending.WAITING, pending.FAILED)
-    chosen = [(path, r) for path, r in pending.every(root)
-              if (r.id == args.pending if args.pending else r.state in again)]  # fmt: skip
-    if args.pending and not chosen:
-        raise FatalError(f"no publish {args.pending!r} in {pending.directory(root)}; see `mab-hook status`")
     from mab_hook.hook import open_repo  # noqa: PLC0415
 
     repo = open_repo(args.repo or Path.cwd())
     say = _speaker(printer)
     code = 0
-    for path, record in chosen:
-        say(f"publishing what {record.remote} accepted of {', '.join(_names(record))}")
-        ended = publish(record, repo, env, say)
-        state.write_private(path, json.dumps(ended._asdict(), indent=1).encode())
-        code = code or (0 if ended.state in (pending.PUBLISHED, pending.NOT_ACCEPTED, pending.PARTLY) else 1)
+    # Publishers take turns, in the order they get here (pushes of the same ref come one after
+    # the other): the newer push's moving tags move last.
+    with state.lock(pending.directory(root), lambda text: None):
+        again = (pending.WAITING, pending.FAILED)
+        chosen = [(path, r) for path, r in pending.every(root)
+                  if (r.id == args.pending if args.pending else r.state in again)]  # fmt: skip
+        if args.pending and not chosen:
+            raise FatalError(
+                f"no publish {args.pending!r} in {pending.directory(root)}; see `mab-hook status`"
+            )
+        for path, record in chosen:
+            say(f"publishing what {record.remote} accepted of {', '.join(_names(record))}")
+            ended = publish(record, repo, env, say)
+            state.write_private(path, json.dumps(ended._asdict(), indent=1).encode())
+            code = code or (
+                0 if ended.state in (pending.PUBLISHED, pending.NOT_ACCEPTED, pending.PARTLY) else 1
+            )
     return code
 
 

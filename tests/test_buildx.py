@@ -750,3 +750,66 @@ def test_each_image_is_timed_to_its_own_export_and_the_registry_waited_for(
     assert [c[-1] for c in group.commands] == ["team_SLASH_app", "base", "base"]  # only what failed again
     assert 0 <= base.seconds < 60 and 0 <= app.seconds < 60
     assert done[:2] == ["base", "team/app"]  # each image's export ending, as it ended
+
+
+def test_what_a_symlink_out_of_the_commit_is_told_for_each_build_path(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    host.mkdir()
+    checkout, repository = tmp_path / "checkout", tmp_path / "repository"
+    checkout.mkdir()
+    repository.mkdir()
+    (checkout / "app").symlink_to(host)
+    (checkout / "ok").mkdir()
+    (checkout / "ok" / "Dockerfile").symlink_to(host / "Dockerfile")
+    (checkout / "fine").mkdir()
+    (checkout / "fine" / "Dockerfile").write_text("FROM busybox\n")
+    (repository / "c").symlink_to(host)
+    paths = buildx.Paths(checkout, repository)
+    files = {
+        "app/Dockerfile": "FROM busybox\n",
+        "ok/Dockerfile": "FROM busybox\n",
+        "fine/Dockerfile": "FROM busybox\n",
+    }
+    rest = (f"through a symlink (to {host}{{}}); nothing was built. A build reads and writes only inside the "
+            "repository: replace the symlink, commit, and push again")  # fmt: skip
+    cases = [
+        (Image("api", "app", "ok/Dockerfile", ("linux/amd64",)),
+         "image api: its context 'app' leads out of the pushed commit " + rest.format("")),
+        (Image("api", "ok", "ok/Dockerfile", ("linux/amd64",)),
+         "image api: its Dockerfile 'ok/Dockerfile' leads out of the pushed commit " + rest.format("/Dockerfile")),
+        (Image("api", "fine", "fine/Dockerfile", ("linux/amd64",), cache_from=("type=local,src=c/x",)),
+         "image api: its cache src= 'c/x' leads out of the repository " + rest.format("/x")),
+    ]  # fmt: skip
+    for image, said in cases:
+        with pytest.raises(FatalError) as raised:
+            buildx.definition(make((image,), files), paths, {}, {})
+        assert str(raised.value) == said
+
+
+def test_what_the_proof_says_when_buildx_reads_a_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templated = buildx.definition(make((dataclasses.replace(BASE, build_args=(("V", "${X}"),)),), FILES),
+                                  buildx.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
+    monkeypatch.setattr(process, "run", lambda cmd, **kw: process.Completed(tuple(cmd), 1, "", "ERROR: boom"))
+    with pytest.raises(FatalError) as raised:  # buildx failing to print is no proof either: said the same
+        buildx.prove_literal(tmp_path / "bake.json", templated, Buildx({}, None, CannedGroup([])))
+    assert str(raised.value) == (
+        'image base: buildx would read its args {"V": "${X}"} as a template rather than as written; nothing '
+        "was built. Rename what holds `${` or `%{` (a path, an argument or a label of the pushed commit), "
+        "commit, and push again"
+    )
+
+
+def test_an_error_of_an_unnamed_step_does_not_hide_the_registrys_failure_after_it() -> None:
+    log = "#5 ERROR: lost\n#2 pushing reg/x with docker\n#2 ERROR: unexpected status: 500\n"
+    assert buildx.failure(log) is Failure.REGISTRY
+    assert (
+        buildx.registry_error("#1 ERROR: a\n#2 ERROR: b\nERROR: c\n") == "c"
+    )  # the last, when none is the registry's
+
+
+def test_the_exported_definition_keeps_local_caches_relative_to_the_repository() -> None:
+    cached = dataclasses.replace(BASE, cache_to=("type=local,dest=.git/mab-hook/cache/base",))
+    exported = buildx.export([make((cached,), FILES)])
+    assert exported["target"]["base"]["cache-to"] == ["type=local,dest=.git/mab-hook/cache/base"]

@@ -655,7 +655,7 @@ def test_attempts_are_numbered_and_only_the_registry_is_waited_for(
     assert result.status is Status.BUILT and result.published == ("reg:5000/team/base:mab-1",)
     assert slept == [1 * buildx.BACKOFF, 0, 2 * buildx.BACKOFF]  # the registry waited for, longer each time
     log = (tmp_path / "base.log").read_text()
-    assert re.findall(r"mab-hook: the (\w+) failed while exporting the image; attempt (\d)", log) == [
+    assert re.findall(r"^mab-hook: the (\w+) failed while exporting the image; attempt (\d)$", log, re.M) == [
         ("registry", "2"), ("engine", "3"), ("registry", "4")]  # fmt: skip
     assert result.seconds >= 0 and result.log == tmp_path / "base.log"
 
@@ -813,3 +813,97 @@ def test_the_exported_definition_keeps_local_caches_relative_to_the_repository()
     cached = dataclasses.replace(BASE, cache_to=("type=local,dest=.git/mab-hook/cache/base",))
     exported = buildx.export([make((cached,), FILES)])
     assert exported["target"]["base"]["cache-to"] == ["type=local,dest=.git/mab-hook/cache/base"]
+
+
+class WithMetadata(CannedGroup):
+    """buildx writing its --metadata-file as it does after a build."""
+
+    def stream(self, cmd: Sequence[str], **kwargs: Any) -> process.Streamed:
+        done = super().stream(cmd, **kwargs)
+        path = Path(cmd[list(cmd).index("--metadata-file") + 1])
+        entries = [c for c in cmd if c in ("base", "team_SLASH_app")]
+        data = {e: {"containerimage.digest": f"sha256:{e}"} for e in entries}
+        path.write_text(json.dumps(data if len(entries) > 1 else next(iter(data.values()))))
+        return done
+
+
+def test_each_image_gets_its_digest_from_what_buildx_wrote(tmp_path: Path) -> None:
+    plan = make((BASE, APP), FILES)
+    ok = "#1 [base] exporting to image\n#1 DONE 0.1s\n#2 [team_SLASH_app] exporting to image\n#2 DONE 0.1s\n"
+    base, app = buildx.build_together([buildx.Wanted(p) for p in plan.affected], tmp_path / "b.json",
+                                      Buildx({}, None, WithMetadata([(0, ok)])), tmp_path, buildx.Watch())  # fmt: skip
+    assert (base.image_digest, app.image_digest) == ("sha256:base", "sha256:team_SLASH_app")
+    one = buildx.build_one(plan.affected[0], tmp_path / "b.json", Buildx({}, None, WithMetadata([(0, "")])),
+                           tmp_path, on_line=lambda line: None)  # fmt: skip
+    assert one.image_digest == "sha256:base" and 0 <= one.seconds < 60
+    (tmp_path / "m.json").write_text('{"api": "not a table"}')
+    assert buildx.image_digest(tmp_path / "m.json", "api") == ""
+
+
+def test_an_attempt_is_read_alone_its_steps_numbered_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each attempt numbers its vertices from 1: the second one's failing step #2 is a step,
+    though the first one's #2 was its export."""
+    monkeypatch.setattr(buildx, "BACKOFF", 0.0)
+    (planned,) = make((BASE,), FILES).affected
+    first = "#1 [linux/amd64 1/1] FROM busybox\n#2 exporting to image\n#2 ERROR: failed to commit: snapshot missing\n"
+    second = "#1 [linux/amd64 1/1] FROM busybox\n#2 [linux/arm64 2/2] RUN make\n#2 ERROR: exit code: 1\n"
+    group = CannedGroup([(1, first), (1, second)])
+    result = buildx.build_one(planned, tmp_path / "b.json", Buildx({}, None, group), tmp_path,
+                              on_line=lambda line: None)  # fmt: skip
+    assert (result.failure, result.detail) == (Failure.BUILD, "build failed on linux/arm64 (exit 1)")
+
+
+def test_lines_are_sorted_into_the_logs_of_the_images_they_concern(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step goes to its image's log; a base's copy (the context of the images built on it) to
+    theirs too, and its failure is theirs as a base's; a line that names none, to every log."""
+    monkeypatch.setattr(buildx, "BACKOFF", 0.0)
+    plan = make((BASE, APP), FILES)
+    copy = "base_AS_CONTEXT_linux_amd64_AND_linux_arm64"
+    log = ("#1 [base linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#2 resolving provenance for metadata file\n"
+           f"#2 DONE 0.0s\n#3 [{copy} linux/arm64 1/1] RUN make\n#3 ERROR: exit code: 2\n"
+           "#4 [team_SLASH_app linux/amd64 1/1] FROM base\n#4 CANCELED\nERROR: failed to solve: exit code: 2\n")  # fmt: skip
+    base, app = buildx.build_together([buildx.Wanted(p) for p in plan.affected], tmp_path / "b.json",
+                                      Buildx({}, None, CannedGroup([(1, log)])), tmp_path, buildx.Watch())  # fmt: skip
+    base_log, app_log = (tmp_path / "base.log").read_text(), (tmp_path / "team_SLASH_app.log").read_text()
+    assert "#1 [base linux/amd64 1/1] FROM busybox" in base_log and "FROM busybox" not in app_log
+    assert "#4 [team_SLASH_app" in app_log and "#4 [team_SLASH_app" not in base_log
+    assert "resolving provenance" in base_log and "resolving provenance" in app_log  # names no image
+    assert f"#3 [{copy}" in app_log and f"#3 [{copy}" in base_log  # the base's, read by app
+    assert (app.status, app.detail) == (Status.NOT_BUILT, "base image base did not build")
+    assert (base.status, base.failure) == (Status.FAILED, Failure.BUILD)
+    assert 0 <= app.seconds < 60
+
+
+def test_an_engine_failure_alone_is_tried_again_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)  # buildx's waits
+    plan = make((BASE,), FILES)
+    failing = "#1 [base] exporting to image\n#1 ERROR: failed to commit: snapshot does not exist\n"
+    group = CannedGroup([(1, failing), (0, "#1 [base] exporting to image\n#1 DONE 0.1s\n")])
+    (base,) = buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json",
+                                    Buildx({}, None, group), tmp_path, buildx.Watch())  # fmt: skip
+    assert base.status is Status.BUILT and slept == [0]
+    assert (
+        "\nmab-hook: the engine or the registry failed while exporting; once more\n"
+        in (tmp_path / "base.log").read_text()
+    )
+
+
+def test_a_stale_log_of_an_earlier_run_is_not_read_as_this_ones(tmp_path: Path) -> None:
+    (tmp_path / "base.log").write_text("old run\n" * 5000)
+    plan = make((BASE,), FILES)
+    failing = "#1 [base linux/arm64 2/2] RUN make\n#1 ERROR: exit code: 1\n"
+    (base,) = buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json",
+                                    Buildx({}, None, CannedGroup([(1, failing)])), tmp_path, buildx.Watch())  # fmt: skip
+    assert base.detail == "build failed on linux/arm64 (exit 1)"
+    assert "old run" not in (tmp_path / "base.log").read_text()
+
+
+def test_a_vertex_line_without_a_label_starts_no_step() -> None:
+    assert buildx.step("#3 [] something") is None

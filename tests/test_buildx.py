@@ -791,7 +791,13 @@ def test_what_the_proof_says_when_buildx_reads_a_template(
 ) -> None:
     templated = buildx.definition(make((dataclasses.replace(BASE, build_args=(("V", "${X}"),)),), FILES),
                                   buildx.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
-    monkeypatch.setattr(process, "run", lambda cmd, **kw: process.Completed(tuple(cmd), 1, "", "ERROR: boom"))
+
+    def run(cmd: Sequence[str], *, check: bool = True, **kw: Any) -> process.Completed:
+        if check:  # as process.run: a failure raises, with buildx's words rather than the proof's
+            raise process.CommandError(cmd, 1, "ERROR: boom")
+        return process.Completed(tuple(cmd), 1, "", "ERROR: boom")
+
+    monkeypatch.setattr(process, "run", run)
     with pytest.raises(FatalError) as raised:  # buildx failing to print is no proof either: said the same
         buildx.prove_literal(tmp_path / "bake.json", templated, Buildx({}, None, CannedGroup([])))
     assert str(raised.value) == (

@@ -48,6 +48,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py", "tests/test_planning.py"),
     "state": ("tests/test_state.py",),
     "buildx": ("tests/test_buildx.py", "tests/test_pipeline_decisions.py"),
+    "policy": ("tests/test_policy.py", "tests/test_plan.py", "tests/test_commands_canned.py"),
     "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
 }

@@ -17,9 +17,9 @@ LATEST = "latest"
 
 def refusal(config: Config, ref: Ref) -> str:
     """Why a push of `ref` moves no public tag; "" when it publishes."""
-    if ref.name is None:
+    name = ref.name
+    if name is None:
         return "a detached HEAD is no branch or tag"
-    name = ref.name or ""
     if ref.is_tag:
         if any(fnmatchcase(name, pattern) for pattern in config.publish_tags):
             return ""

@@ -65,3 +65,24 @@ def test_latest_moves_only_with_the_default_branch() -> None:
     assert policy.templates(anywhere, FEATURE) == ("{short_sha}", "{branch}")
     assert policy.templates(anywhere, Ref("main", full="refs/heads/main")) == ("{short_sha}", "{branch}")
     assert policy.templates(CONFIG, FEATURE) == ()  # does not publish: no tag at all
+
+
+def test_the_plan_says_a_ref_that_publishes_nothing_gets_no_tag() -> None:
+    from mab_hook import output  # noqa: PLC0415
+    from mab_hook.changes import Commit  # noqa: PLC0415
+    from mab_hook.images import Image  # noqa: PLC0415
+    from mab_hook.inputs import Files  # noqa: PLC0415
+    from mab_hook.plan import make_plan  # noqa: PLC0415
+
+    config = dataclasses.replace(
+        CONFIG, registry="reg/team", images=(Image("api", "api", "api/Dockerfile", ("linux/amd64",)),)
+    )
+    files = Files.of({"api/Dockerfile": "FROM busybox\n"})
+    alone = make_plan(Commit("a" * 40, (FEATURE,), None, "t"), config, files, build_platform="linux/amd64")
+    assert output.tags_text(alone.affected[0]) == "none: its staging tag only (the ref publishes nothing)"
+    both = make_plan(
+        Commit("a" * 40, (MAIN, FEATURE), None, "t"), config, files, build_platform="linux/amd64"
+    )
+    assert output.tags_text(both.affected[0]) == (
+        "main: reg/team/api:aaaaaaa, reg/team/api:main, reg/team/api:latest; feature/x: none"
+    )

@@ -101,8 +101,8 @@ def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
 def tags_text(planned: PlannedImage) -> str:
     """Every tag, and with several refs, which ref gives which: `main: a, b; v1.4.0: c`."""
     if len(planned.tags_by_ref) < 2:
-        return ", ".join(planned.tags)
-    return "; ".join(f"{ref}: {', '.join(tags)}" for ref, tags in planned.tags_by_ref)
+        return ", ".join(planned.tags) or "none: its staging tag only (the ref publishes nothing)"
+    return "; ".join(f"{ref}: {', '.join(tags) or 'none'}" for ref, tags in planned.tags_by_ref)
 
 
 def explain_text(explanations: Sequence[Explanation], printer: Printer) -> str:

@@ -49,6 +49,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "state": ("tests/test_state.py",),
     "buildx": ("tests/test_buildx.py", "tests/test_pipeline_decisions.py"),
     "policy": ("tests/test_policy.py", "tests/test_plan.py", "tests/test_commands_canned.py"),
+    "pending": ("tests/test_publisher.py",),
+    "publisher": ("tests/test_publisher.py",),
     "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
 }

@@ -367,3 +367,12 @@ def test_moving_tags_are_left_to_a_newer_push_that_moved_the_ref_on_meanwhile(
     assert code == 0, out
     assert "origin no longer holds refs/heads/main as pushed (a newer push moved it on)" in out
     assert all(public(canned, name) == {sha[:7]} for name in IMAGES)  # no latest from an older push
+
+
+def test_a_record_reads_back_as_written(tmp_path: Path) -> None:
+    refs = [pending.PushedRef("refs/heads/main", "a" * 40, "b" * 40, default=True),
+            pending.PushedRef("refs/tags/v1", "c" * 40, "b" * 40)]  # fmt: skip
+    record = pending.new("origin", refs, (("reg.internal:5000",), ("10.0.0.0/8",)))._replace(said=("x: y",))
+    path = pending.write(tmp_path, record)
+    assert path.parent == tmp_path / "publish"
+    assert pending.read(path) == record

@@ -60,6 +60,24 @@ def refuse_each(repo: Repo, pattern: str) -> None:
     hook.chmod(0o755)
 
 
+def tagged(host: str, *templates: str) -> dict[str, str]:
+    """The project of test_commands_canned with these tag templates."""
+    files = project(host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        'tags = ["{short_sha}"]', f"tags = {json.dumps(templates)}"
+    )
+    return files
+
+
+def published_once(
+    repo: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, sha: str
+) -> None:
+    """A first push of `sha` through the gate, accepted, and its publish run."""
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+
+
 def digest(canned: Canned, name: str, tag: str) -> str | None:
     return canned.registry.digest(f"{canned.registry.host}/team/{name}:{tag}")
 
@@ -104,8 +122,7 @@ def test_a_refused_push_publishes_nothing_and_the_accepted_one_after_it_does(
 def test_a_partly_accepted_push_publishes_only_the_refs_the_remote_took(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = project(canned.registry.host)
-    files["pyproject.toml"] = files["pyproject.toml"].replace('tags = ["{short_sha}"]', 'tags = ["{branch}"]')
+    files = tagged(canned.registry.host, "{branch}")
     sha = repo.commit(files)
     repo.git("tag", "v1.0.0")
     lines = (f"refs/heads/main {sha} refs/heads/main {Z40}", f"refs/tags/v1.0.0 {sha} refs/tags/v1.0.0 {Z40}")
@@ -123,13 +140,8 @@ def test_a_partly_accepted_push_publishes_only_the_refs_the_remote_took(
 def test_a_feature_branch_leaves_latest_and_the_default_branchs_tags_alone(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = project(canned.registry.host)
-    files["pyproject.toml"] = files["pyproject.toml"].replace('tags = ["{short_sha}"]',
-                                                              'tags = ["{short_sha}", "{branch}", "latest"]')  # fmt: skip
-    main = repo.commit(files)
-    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {main} refs/heads/main {Z40}")[0] == 0
-    assert push(repo, "main").returncode == 0
-    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    main = repo.commit(tagged(canned.registry.host, "{short_sha}", "{branch}", "latest"))
+    published_once(repo, capsys, monkeypatch, main)
     assert public(canned, "api") == {main[:7], "main", "latest"}
     repo.git("checkout", "-q", "-b", "feature/experiment")
     feature = repo.commit({"api/app.txt": "experiment\n"})
@@ -166,14 +178,9 @@ def test_the_git_push_above_the_hook_is_found_and_waited_for(tmp_path: Path) -> 
 def test_a_release_tag_pushed_with_a_commit_tags_every_image_of_it_not_only_the_rebuilt(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = project(canned.registry.host)
-    files["pyproject.toml"] = files["pyproject.toml"].replace(
-        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "{branch}"]'
-    )
+    files = tagged(canned.registry.host, "{short_sha}", "{branch}")
     first = repo.commit(files)
-    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {first} refs/heads/main {Z40}")[0] == 0
-    assert push(repo, "main").returncode == 0
-    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    published_once(repo, capsys, monkeypatch, first)
     sha = repo.commit({"api/app.txt": "v2\n"})
     repo.git("tag", "-a", "v2.0.0", "-m", "release")  # annotated: the remote gets the tag object
     tag = repo.git("rev-parse", "v2.0.0")
@@ -201,10 +208,7 @@ def test_a_release_tag_pushed_with_a_commit_tags_every_image_of_it_not_only_the_
 def test_an_image_the_registry_lacks_is_named_and_no_moving_tag_moves(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = project(canned.registry.host)
-    files["pyproject.toml"] = files["pyproject.toml"].replace(
-        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "latest"]'
-    )
+    files = tagged(canned.registry.host, "{short_sha}", "latest")
     first = repo.commit(files)
     assert push(repo, "main").returncode == 0  # pushed with --no-verify: nothing was built
     sha = repo.commit({"api/app.txt": "v2\n"})
@@ -296,9 +300,7 @@ def test_a_push_that_affects_no_image_still_tags_every_image_of_its_commit(
 ) -> None:
     files = {**project(canned.registry.host), "docs/index.md": "# docs\n"}
     first = repo.commit(files)
-    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {first} refs/heads/main {Z40}")[0] == 0
-    assert push(repo, "main").returncode == 0
-    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    published_once(repo, capsys, monkeypatch, first)
     sha = repo.commit({"docs/index.md": "# more docs\n"})
     before = len(canned.engine.invocations)
     code, out = gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {first}")
@@ -323,9 +325,7 @@ def test_through_a_real_hook_a_dry_run_push_publishes_nothing_and_a_real_one_doe
     touches docs only (its images were uploaded before), so no engine either."""
     files = {**project(canned.registry.host), "docs/index.md": "# docs\n"}
     first = repo.commit(files)
-    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {first} refs/heads/main {Z40}")[0] == 0
-    assert push(repo, "main").returncode == 0
-    assert mab(repo, capsys, "publish", "--pending")[0] == 0
+    published_once(repo, capsys, monkeypatch, first)
     hook = repo.path / ".git" / "hooks" / "pre-push"
     hook.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m mab_hook "$@"\n')
     hook.chmod(0o755)
@@ -354,10 +354,7 @@ def test_through_a_real_hook_a_dry_run_push_publishes_nothing_and_a_real_one_doe
 def test_moving_tags_are_left_to_a_newer_push_that_moved_the_ref_on_meanwhile(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = project(canned.registry.host)
-    files["pyproject.toml"] = files["pyproject.toml"].replace(
-        'tags = ["{short_sha}"]', 'tags = ["{short_sha}", "latest"]'
-    )
+    files = tagged(canned.registry.host, "{short_sha}", "latest")
     sha = repo.commit(files)
     assert gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {Z40}")[0] == 0
     assert push(repo, "main").returncode == 0

@@ -105,7 +105,7 @@ def plan_and_build(
         return code
     printer.line(output.plan_text(plans, printer))
     by_hand = remote is None
-    publishing = by_hand and bool(getattr(args, "publish", False))
+    publishing = by_hand and args.publish
     code = build(args, repo, plans, env, printer, publishing=publishing, remote=remote)
     if code == EXIT_OK and by_hand and not args.publish and any(p.config.push and p.affected for p in plans):
         printer.info("by hand: uploaded under staging tags only; `--publish` also moves the public tags")

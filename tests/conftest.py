@@ -195,11 +195,12 @@ class Lab(NamedTuple):
         return {name for name in names if self.public_tags(f"{prefix}/{name}")}
 
     def public_tags(self, repository: str) -> set[str]:
-        return {tag for tag in self.tags(repository) if not tag.startswith("mab-")}
+        """Every tag of an image's public repository: staging tags are never among them."""
+        return self.tags(repository)
 
     def staged(self, prefix: str, names: tuple[str, ...] = ("base", "api", "worker")) -> set[str]:
-        """Which of the images under `prefix` were uploaded under their input-digest tag."""
-        return {name for name in names if any(t.startswith("mab-") for t in self.tags(f"{prefix}/{name}"))}
+        """Which of the images under `prefix` were uploaded to their staging repository."""
+        return {name for name in names if self.tags(f"{prefix}/mab-staging/{name}")}
 
 
 # What the lab's environment keeps of the caller's: how to find programs and certificates, and
@@ -321,9 +322,11 @@ class LabRegistry(NamedTuple):
         return {**lab.env, "DOCKER_CONFIG": str(directory)}
 
 
-def start_registry(directory: Path, *, user: str = "", password: str = "", address: str = "") -> LabRegistry:
+def start_registry(
+    directory: Path, *, user: str = "", password: str = "", address: str = "", delete: bool = True
+) -> LabRegistry:
     """docker-registry (Debian's) on 127.0.0.1:<free port>; with `user`, it wants htpasswd
-    credentials, as a team's registry does."""
+    credentials, as a team's registry does; `delete`: whether it deletes manifests."""
     import bcrypt  # noqa: PLC0415 - only the lab tests that need it
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -335,7 +338,7 @@ def start_registry(directory: Path, *, user: str = "", password: str = "", addre
         auth = f"auth:\n  htpasswd:\n    realm: lab\n    path: {directory / 'htpasswd'}\n"
     (directory / "config.yml").write_text(
         f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
-        f"  delete:\n    enabled: true\nhttp:\n  addr: {address}\n{auth}"
+        f"  delete:\n    enabled: {str(delete).lower()}\nhttp:\n  addr: {address}\n{auth}"
     )
     process = subprocess.Popen(("docker-registry", "serve", str(directory / "config.yml")),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

@@ -23,6 +23,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -39,14 +40,20 @@ def _digest(data: bytes) -> str:
 
 
 class OciRegistry:
-    """Repositories of manifests (by tag and by digest) and blobs; `refuse`: "repository:tag"s
-    whose PUT is answered 403 (an immutable tag, a quota); `requests`: (method, path) of each
-    request."""
+    """Repositories of manifests (by tag and by digest) and blobs, each repository holding its
+    own, as distribution does: a manifest PUT is refused (400) unless what it names is in that
+    repository, and a blob gets there by a cross-repository mount. `refuse`: "repository:tag"s
+    whose PUT is answered 403 (an immutable tag, a quota); `no_mount`: answer mounts 202 (an
+    upload opened instead); `deletes`: what DELETE removes ("digest", "tag", both, or neither:
+    405); `page`: tags per page of a tag list; `requests`: (method, path) of each request."""
 
     def __init__(self) -> None:
         self.manifests: dict[tuple[str, str], tuple[bytes, str]] = {}
         self.blobs: dict[tuple[str, str], bytes] = {}
         self.refuse: set[str] = set()
+        self.no_mount = False
+        self.deletes: set[str] = {"digest"}
+        self.page = 100
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.server = _Server(self)
@@ -67,15 +74,47 @@ class OciRegistry:
             self.manifests[(repository, digest)] = (body, media_type)
         return digest
 
-    def upload(self, reference: str, labels: Mapping[str, str], platforms: Sequence[str]) -> str:
-        """An image as BuildKit pushes it: an index of one manifest per platform; the digest."""
+    def lacks(self, repository: str, body: bytes) -> list[str]:
+        """What a manifest names that the repository does not hold."""
+        data = json.loads(body)
+        named = [("manifests", m["digest"]) for m in data.get("manifests") or ()]
+        named += [("blobs", b["digest"]) for b in (data.get("config"), *(data.get("layers") or ())) if b]
+        return [digest for kind, digest in named if self.get(repository, kind, digest) is None]
+
+    def mount(self, repository: str, digest: str, source: str) -> bool:
+        with self.lock:
+            blob = None if self.no_mount else self.blobs.get((source, digest))
+            if blob is not None:
+                self.blobs[(repository, digest)] = blob
+        return blob is not None
+
+    def delete(self, repository: str, reference: str) -> bool:
+        """A manifest by digest (with every tag naming it) or a tag, as `deletes` allows."""
+        with self.lock:
+            found = self.manifests.get((repository, reference))
+            kind = "digest" if reference.startswith("sha256:") else "tag"
+            if found is None or kind not in self.deletes:
+                return False
+            if kind == "tag":
+                del self.manifests[(repository, reference)]
+                return True
+            for key in [k for k, v in self.manifests.items() if k[0] == repository and v == found]:
+                del self.manifests[key]
+        return True
+
+    def upload(
+        self, reference: str, labels: Mapping[str, str], platforms: Sequence[str], created: str | None = None
+    ) -> str:
+        """An image as BuildKit pushes it: an index of one manifest per platform, each config
+        saying when it was built (`created`: now, as BuildKit writes it); the digest."""
+        if created is None:
+            created = time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z", time.gmtime())
         repository, tag = _split(reference)
         entries = []
         for platform in platforms:
             os_, arch, *variant = platform.split("/")
-            config = json.dumps(
-                {"architecture": arch, "os": os_, "config": {"Labels": dict(labels)}}
-            ).encode()
+            config = json.dumps({"architecture": arch, "os": os_, "config": {"Labels": dict(labels)},
+                                 **({"created": created} if created else {})}).encode()  # fmt: skip
             self.blobs[(repository, _digest(config))] = config
             manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": [],
                                    "config": {"mediaType": CONFIG, "digest": _digest(config),
@@ -103,6 +142,10 @@ class OciRegistry:
                 ref for repo, ref in self.manifests if repo == repository and not ref.startswith("sha256:")
             }
 
+    def repositories(self) -> set[str]:
+        with self.lock:
+            return {repo for repo, _ref in self.manifests}
+
     def digest(self, reference: str) -> str | None:
         with self.lock:
             found = self.manifests.get(_split(reference))
@@ -116,7 +159,9 @@ def _split(reference: str) -> tuple[str, str]:
     return repository, tag
 
 
-_API_RE = re.compile(r"^/v2/(.+)/(manifests|blobs)/([^/]+)$")
+_API_RE = re.compile(r"^/v2/(.+)/(manifests|blobs)/([^/?]+)$")
+_UPLOAD_RE = re.compile(r"^/v2/(.+)/blobs/uploads/\?(.*)$")
+_TAGS_RE = re.compile(r"^/v2/(.+)/tags/list(?:\?(.*))?$")
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -128,10 +173,14 @@ class _Server(http.server.ThreadingHTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
 
-    def _send(self, code: int, body: bytes = b"", media_type: str = "application/json") -> None:
+    def _send(
+        self, code: int, body: bytes = b"", media_type: str = "application/json", **headers: str
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", media_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
         if body:
             self.send_header("Docker-Content-Digest", _digest(body))
         self.end_headers()
@@ -145,6 +194,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _get(self) -> None:
         match = self._heard()
+        if (listing := _TAGS_RE.match(self.path)) is not None:
+            return self._tag_list(listing.group(1), urllib.parse.parse_qs(listing.group(2) or ""))
         found = self.server.registry.get(*match.groups()) if match else None
         if self.path == "/v2/":
             self._send(200, b"{}")
@@ -152,8 +203,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(404)
         else:
             self._send(200, *found)
+        return None
 
     do_GET = do_HEAD = _get
+
+    def _tag_list(self, repository: str, query: dict[str, list[str]]) -> None:
+        """A page of tags in lexical order, and a Link to the next, as distribution pages them."""
+        names = sorted(self.server.registry.tags(repository))
+        if not names and repository not in self.server.registry.repositories():
+            return self._send(404, b'{"errors": [{"code": "NAME_UNKNOWN"}]}')
+        last = query.get("last", [""])[0]
+        page = [name for name in names if name > last][: self.server.registry.page]
+        link = {}
+        if page and page[-1] != names[-1]:
+            link["Link"] = f'</v2/{repository}/tags/list?n={len(page)}&last={page[-1]}>; rel="next"'
+        return self._send(200, json.dumps({"name": repository, "tags": page}).encode(), **link)
+
+    def do_POST(self) -> None:
+        self._heard()
+        upload = _UPLOAD_RE.match(self.path)
+        if upload is None:
+            return self._send(404)
+        repository, query = upload.group(1), urllib.parse.parse_qs(upload.group(2))
+        if self.server.registry.mount(repository, query["mount"][0], query["from"][0]):
+            return self._send(201, Location=f"/v2/{repository}/blobs/{query['mount'][0]}")
+        return self._send(202, Location=f"/v2/{repository}/blobs/uploads/some-upload")
+
+    def do_DELETE(self) -> None:
+        match = self._heard()
+        if match is None or match.group(2) != "manifests":
+            return self._send(404)
+        repository, _, reference = match.groups()
+        if self.server.registry.get(repository, "manifests", reference) is None:
+            return self._send(404)
+        if not self.server.registry.delete(repository, reference):
+            return self._send(405, b'{"errors": [{"code": "UNSUPPORTED"}]}')
+        return self._send(202)
 
     def do_PUT(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -163,6 +248,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         repository, _, tag = match.groups()
         if f"{repository}:{tag}" in self.server.registry.refuse:
             return self._send(403, b'{"errors": [{"code": "DENIED"}]}')
+        if self.server.registry.lacks(repository, body):
+            return self._send(400, b'{"errors": [{"code": "MANIFEST_BLOB_UNKNOWN"}]}')
         self.server.registry.put(repository, tag, body, self.headers["Content-Type"])
         return self._send(201)
 
@@ -331,4 +418,9 @@ class Canned(NamedTuple):
         return f"{self.registry.host}/team/{name}:{tag}"
 
     def tags(self, name: str) -> set[str]:
+        """The tags of an image's public repository."""
         return self.registry.tags(f"team/{name}")
+
+    def staged(self, name: str) -> set[str]:
+        """The tags of its staging repository."""
+        return self.registry.tags(f"team/mab-staging/{name}")

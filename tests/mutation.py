@@ -51,6 +51,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "policy": ("tests/test_policy.py", "tests/test_plan.py", "tests/test_commands_canned.py"),
     "pending": ("tests/test_publisher.py",),
     "publisher": ("tests/test_publisher.py",),
+    "cleanup": ("tests/test_cleanup.py",),
     "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
 }

@@ -203,8 +203,8 @@ def test_help_ends_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "Commands: doctor, install, verify, build, publish, status" in out
-    assert out.rstrip().splitlines()[-1].strip().startswith("mab-hook status")
+    assert "Commands: doctor, install, verify, build, publish, status, gc" in out
+    assert out.rstrip().splitlines()[-1].strip().startswith("mab-hook gc --dry-run")
 
 
 def test_a_mistyped_command_is_an_error_not_a_remote(

@@ -66,7 +66,7 @@ def test_by_hand_images_go_to_staging_only_unless_asked_and_a_feature_branch_nev
     code, out = mab(repo, capsys, monkeypatch, "--all")
     assert code == 0, out
     assert "by hand: uploaded under staging tags only; `--publish` also moves the public tags" in out
-    assert all(canned.tags(name) and all(t.startswith("mab-") for t in canned.tags(name)) for name in IMAGES)
+    assert all(canned.staged(name) and not canned.tags(name) for name in IMAGES)
     repo.git("checkout", "-q", "-b", "feature/x")
     code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
     assert code == 0, out

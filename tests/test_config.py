@@ -72,6 +72,15 @@ def test_full_config() -> None:
     assert base.context == "base" and base.dockerfile == "base/Dockerfile"
     assert base.platforms == cfg.platforms  # the default applies
     assert cfg.reference(api) == "registry.internal:5000/team/api"
+    assert cfg.staging_repository(api) == "registry.internal:5000/team/mab-staging/api"  # out of sight
+
+
+def test_staging_may_be_set_apart() -> None:
+    cfg = parse(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "docker.io/team"\n'
+        'staging = "docker.io/team-staging/"\n[tool.multiarch.images.api]\ncontext = "services/api"\n'
+    )
+    assert cfg.staging_repository(cfg.images[0]) == "docker.io/team-staging/api"
 
 
 def test_defaults() -> None:
@@ -365,6 +374,8 @@ def test_a_commits_secret_file_is_dropped_only_its_id_is_asked_for() -> None:
     ('timeout = -5', "[tool.multiarch.timeout] must be a number of seconds above 0"),
     ('timeout = 1e308', "[tool.multiarch.timeout] must be a number of seconds above 0 and at most 604800, not a number (1e+308)"),
     ('registry = "bob:s3cret@registry.internal/team"', "'***@registry.internal/team' is not a registry reference"),
+    ('staging = "bob:s3cret@registry.internal/staging"', "[tool.multiarch.staging] '***@registry.internal/staging' is not a registry reference"),
+    ("staging = 5", "[tool.multiarch.staging] must be a non-empty string, not an integer (5)"),
     ('publish-branches = "main"', "[tool.multiarch.publish-branches] must be a list of strings"),
     ('publish-branches = ["refs/heads/main"]', "'refs/heads/main' is not a name pattern: write short names"),
     ('publish-tags = [" "]', "' ' is not a name pattern"),

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mab_hook import input_digest as digest
-from mab_hook.images import Image
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs, compute
 from mab_hook.paths import Tree
 
@@ -163,3 +163,12 @@ def test_what_a_staging_reference_is(reference: str, staging: bool) -> None:
 
 def test_a_platforms_staging_tag() -> None:
     assert digest.tag("a" * 64, "linux/arm/v7") == "mab-" + "a" * 64 + "-linux-arm-v7"
+
+
+def test_uploads_wait_in_the_images_staging_repository() -> None:
+    image = Image("api", "api", "api/Dockerfile", ("linux/amd64",))
+    config = Config("t", ("linux/amd64",), (image,), registry="reg:5000/team")
+    assert digest.staged(config, image, "a" * 64) == "reg:5000/team/mab-staging/api:mab-" + "a" * 64
+    assert digest.staged(config, image, "a" * 64, "linux/arm64").endswith(":mab-" + "a" * 64 + "-linux-arm64")
+    apart = dataclasses.replace(config, staging="reg:5000/staging")
+    assert digest.staged(apart, image, "b" * 64) == "reg:5000/staging/api:mab-" + "b" * 64

@@ -286,7 +286,7 @@ def test_an_image_in_the_registry_under_its_digest_is_only_tagged(lab: Lab, repo
     first = mab(repo, lab, "--all", "--publish", "--json")
     assert [r["status"] for r in json.loads(first.stdout)["results"]] == ["pushed", "pushed"], first.stderr
     api_digest = json.loads(first.stdout)["results"][1]["input_digest"]
-    assert f"mab-{api_digest}" in lab.tags(f"{registry}/api")
+    assert f"mab-{api_digest}" in lab.tags(f"{registry}/mab-staging/api")
     repo.git("commit", "-q", "--amend", "-m", "same content")
     second = mab(repo, lab, "--all", "--publish")
     assert results(second.stdout) == {"base": "skipped", "api": "skipped"}, second.stdout
@@ -298,7 +298,7 @@ def test_an_image_in_the_registry_under_its_digest_is_only_tagged(lab: Lab, repo
     assert lab.platforms(f"{registry}/api:{repo.head()[:7]}") == set(PLATFORMS)
     # the very manifest, tagged over the registry's API (buildx imagetools would write anew)
     assert lab.manifest(f"{registry}/api:{repo.head()[:7]}") == lab.manifest(
-        f"{registry}/api:mab-{api_digest}"
+        f"{registry}/mab-staging/api:mab-{api_digest}"
     )
 
 
@@ -479,7 +479,7 @@ def test_images_whose_names_differ_only_in_separators_stay_distinct(lab: Lab, re
         ran = lab.docker("run", "--rm", "--platform", "linux/arm64", f"{registry}/{name}:{repo.head()[:7]}",
                          "cat", "/which").stdout  # fmt: skip
         assert ran == f"{which}-{salt}\n"
-        assert f"mab-{found[name]['input_digest']}" in lab.tags(f"{registry}/{name}")
+        assert f"mab-{found[name]['input_digest']}" in lab.tags(f"{registry}/mab-staging/{name}")
 
 
 @pytest.mark.lab

@@ -110,7 +110,9 @@ def test_every_affected_image_is_built_uploaded_under_its_staging_tag_then_tagge
     for name in ("base", "api", "worker", "lone"):
         stage = staged(found[0], name)
         assert input_digest.is_staging(stage)
-        assert registry.tags(f"team/{name}") == {stage.rsplit(":", 1)[1], sha[:7]}
+        assert stage.startswith(f"{registry.host}/team/mab-staging/{name}:mab-")
+        assert registry.tags(f"team/mab-staging/{name}") == {stage.rsplit(":", 1)[1]}
+        assert registry.tags(f"team/{name}") == {sha[:7]}  # the staging tag out of sight
         assert registry.digest(f"{registry.host}/team/{name}:{sha[:7]}") == registry.digest(
             stage
         )  # the same image
@@ -251,12 +253,12 @@ def test_without_publishing_only_staging_tags_are_put(
     repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A CI job's share of a fan-out: uploaded under its staging tag, no public tag."""
-    sha = repo.commit(project(registry.host))
+    repo.commit(project(registry.host))
     run = build(
         repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True), publishing=False
     )
     assert set(run.status.values()) == {Status.BUILT}
-    assert all(registry.tags(f"team/{name}") and sha[:7] not in registry.tags(f"team/{name}")
+    assert all(registry.tags(f"team/mab-staging/{name}") and not registry.tags(f"team/{name}")
                for name in ("base", "api", "worker", "lone"))  # fmt: skip
     assert not any("no public tag moves" in line for line in run.said)  # nothing failed
 

@@ -18,6 +18,7 @@ from mab_hook import registry
 from mab_hook.process import Completed
 from mab_hook.registry import Registry
 from tests.conftest import Lab, LabRegistry
+from tests.engine import OciRegistry
 
 
 @pytest.mark.parametrize(("server", "plain"), [
@@ -44,6 +45,7 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
     put: ClassVar[dict[str, tuple[bytes, str]]] = {}
     auth: ClassVar[str] = ""
     seen: ClassVar[list[str]] = []  # Authorization headers, per request
+    tokens: ClassVar[list[str]] = []  # the query of each token request
 
     def _authorized(self) -> bool:
         given = self.headers.get("Authorization", "")
@@ -79,6 +81,7 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.startswith("/token"):
+            self.tokens.append(self.path.partition("?")[2])
             good = self.headers.get("Authorization") == "Basic " + base64.b64encode(b"team:pw").decode()
             body = json.dumps({"token": "the-token"}).encode() if good else b"{}"
             self.send_response(200 if good else 401)
@@ -88,6 +91,10 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
             return
         if self._authorized():
             self._answer(b'{"manifests": []}')
+
+    def do_POST(self) -> None:
+        if self._authorized():
+            self._answer()
 
     def do_PUT(self) -> None:
         length = int(self.headers["Content-Length"])
@@ -103,6 +110,7 @@ class FakeRegistry(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def fake() -> Iterator[str]:
     FakeRegistry.status, FakeRegistry.put, FakeRegistry.auth, FakeRegistry.seen = {}, {}, "", []
+    FakeRegistry.tokens = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -178,9 +186,79 @@ def test_tag_fails_when_the_registry_refuses(fake: str, tmp_path: Path, code: in
     )
 
 
-def test_tag_stays_in_its_repository(fake: str, tmp_path: Path) -> None:
-    assert not gateway(tmp_path).api_tag(f"{fake}/team/api:mab-1", [f"{fake}/team/other:abc"]).ok
-    assert FakeRegistry.put == {}
+def test_tags_on_another_registry_are_left_to_buildx(fake: str, tmp_path: Path) -> None:
+    run = NoBuildx()
+    tagged = gateway(tmp_path, run=run).tag(f"{fake}/team/api:mab-1", ["127.0.0.9:5000/team/api:abc"])
+    assert (tagged.ok, FakeRegistry.put) == (False, {})
+    assert run.asked[-1][:7] == ("docker", "buildx", "imagetools", "create", "--tag",
+                                 "127.0.0.9:5000/team/api:abc", f"{fake}/team/api:mab-1")  # fmt: skip
+
+
+@pytest.fixture
+def oci() -> Iterator[OciRegistry]:
+    with OciRegistry() as found:
+        yield found
+
+
+def staged_upload(oci: OciRegistry) -> str:
+    """An image of two platforms in a staging repository; its reference."""
+    staged = f"{oci.host}/team/mab-staging/api:mab-1"
+    oci.upload(staged, {"dev.mab-hook.input-digest": "1"}, ["linux/amd64", "linux/arm64"])
+    return staged
+
+
+def test_a_staging_upload_is_published_into_its_public_repository_by_mounts(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    staged = staged_upload(oci)
+    tagged = gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc", f"{oci.host}/team/api:main"])
+    assert tagged == registry.Tagged(True, (f"{oci.host}/team/api:abc", f"{oci.host}/team/api:main"))
+    assert oci.tags("team/api") == {"abc", "main"}  # and the staging tag only where it was
+    assert oci.tags("team/mab-staging/api") == {"mab-1"}
+    assert oci.digest(f"{oci.host}/team/api:main") == oci.digest(staged)  # the very index
+    index = json.loads(oci.manifests[("team/api", "main")][0])
+    for entry in index["manifests"]:  # every image, and every image's blobs, are in team/api now
+        assert oci.lacks("team/api", oci.manifests[("team/api", entry["digest"])][0]) == []
+    mounts = [path for method, path in oci.requests if method == "POST"]
+    assert len(mounts) == 2  # one config per platform, each once: the second tag needs no carrying
+    assert all("from=team%2Fmab-staging%2Fapi" in path for path in mounts)
+
+
+def test_what_the_public_repository_holds_already_is_not_carried_again(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    staged = staged_upload(oci)
+    assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc"]).ok
+    oci.requests.clear()
+    assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:v2"]).ok
+    assert [m for m, _ in oci.requests] == ["GET", "HEAD", "PUT"]  # the index is there: only the tag
+
+
+def test_a_registry_that_will_not_mount_leaves_the_copy_to_buildx_and_puts_no_tag(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    staged = staged_upload(oci)
+    oci.no_mount = True
+    run = NoBuildx()
+    tagged = gateway(tmp_path, run=run).tag(staged, [f"{oci.host}/team/api:abc"])
+    assert not tagged.ok and tagged.published == ()
+    assert oci.tags("team/api") == set()
+    assert run.asked[-1][3:] == ("create", "--tag", f"{oci.host}/team/api:abc", staged)
+    detail = gateway(tmp_path).api_tag(staged, [f"{oci.host}/team/api:abc"]).detail
+    assert detail.startswith("HTTP 202 mounting sha256:") and "into " in detail
+
+
+def test_a_mount_asks_the_token_service_for_both_repositories(fake: str, tmp_path: Path) -> None:
+    FakeRegistry.auth, FakeRegistry.status = "bearer", {"POST": 201}
+    gateway = logged_in(tmp_path, fake)
+    source, to = (
+        registry.references.parse(f"{fake}/team/mab-staging/api"),
+        registry.references.parse(f"{fake}/team/api"),
+    )
+    gateway._mount(source, to, "sha256:" + "a" * 64)
+    assert FakeRegistry.tokens[-1] == (
+        "service=fake&scope=repository%3Ateam%2Fapi%3Apull%2Cpush&scope=repository%3Ateam%2Fmab-staging%2Fapi%3Apull"
+    )
 
 
 @pytest.mark.parametrize("scheme", ["basic", "bearer"])

@@ -108,7 +108,7 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
     })  # fmt: skip
     first = mab(repo.path, lab.env, "--all", "--publish")
     assert first.returncode == 0, first.stdout + first.stderr
-    (staging,) = [t for t in lab.tags(f"{registry}/web") if t.startswith("mab-")]
+    (staging,) = lab.tags(f"{registry}/mab-staging/web")
     digest = staging.removeprefix("mab-")
     salt = uuid.uuid4().hex
     for labels in (
@@ -121,12 +121,12 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
         ),
     ):
         planted = subprocess.run(("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", *labels, "--push",
-                                  "-t", f"{registry}/web:{staging}", "-"), input=f"FROM {lab.busybox}\nRUN echo {salt} > /planted\n",
+                                  "-t", f"{registry}/mab-staging/web:{staging}", "-"), input=f"FROM {lab.busybox}\nRUN echo {salt} > /planted\n",
                                  env=lab.env, capture_output=True, text=True, check=False)  # fmt: skip
         assert planted.returncode == 0, planted.stderr
         again = mab(repo.path, lab.env, "--all", "--publish")
         assert again.returncode == 0, again.stdout + again.stderr
-        assert f"web: {registry}/web:{staging} is in the registry, but an image under it" in again.stdout
+        assert f"web: {registry}/mab-staging/web:{staging} is in the registry, but an image under it" in again.stdout
         assert "not trusted; building it again, to upload over it" in again.stdout
         public = f"{registry}/web:{repo.head()[:7]}"
         assert lab.docker("run", "--rm", public, "cat", "/page.txt").stdout == "ours\n"
@@ -279,7 +279,7 @@ def test_ctrl_c_during_the_tag_step_stops_it_and_the_report_is_the_registrys(rep
     reported = set(said.group(1).split(", ")) if said else set()
     time.sleep(2)  # nothing lands afterwards
     public = {
-        f"{registry}/{n}:{t}" for n in names for t in lab.tags(f"{registry}/{n}") if not t.startswith("mab-")
+        f"{registry}/{n}:{t}" for n in names for t in lab.public_tags(f"{registry}/{n}")
     }
     assert reported == public, out
     assert not any(ref.endswith(":latest") for ref in public), out  # the moving tags never started

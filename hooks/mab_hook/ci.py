@@ -132,9 +132,7 @@ def build(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, print
     single = plan._replace(config=config, affected=(one,), context_only=others)
     printer.line(f"{args.image} [{args.platform}] at {plan.commit.sha[:12]} (inputs {one.input_digest[:12]})")
     if args.push_by_digest:
-        whole = references.parse(plan.config.reference(one.image)).with_tag(
-            input_digest.tag(one.input_digest)
-        )
+        whole = input_digest.staged(plan.config, one.image, one.input_digest)
         proof = Registry(env).proof(whole, one.input_digest, gitobjects.known_commits(repo))
         if proof.trusted:
             printer.info(f"{args.image}: already published from these inputs ({whole}; {proof.detail}): "
@@ -201,13 +199,13 @@ def _merge_of(registry: Registry, plan: Plan, planned: PlannedImage, known: Call
     input-digest tag already is only tagged: merging again would make a second index of the
     same images, and the public tags would move to it. Only uploads labelled as built from
     these inputs at a commit of the repository count (`Registry.proof`)."""
-    repository = references.parse(plan.config.reference(planned.image))
-    whole = repository.with_tag(input_digest.tag(planned.input_digest))
+    config, image, value = plan.config, planned.image, planned.input_digest
+    whole = input_digest.staged(config, image, value)
     if registry.proof(whole, planned.input_digest, known).trusted:
         return Merge(planned, whole, (), ())
     found: dict[str, Manifest | None] = {}
     for platform in planned.image.platforms:
-        staged = repository.with_tag(input_digest.tag(planned.input_digest, platform))
+        staged = input_digest.staged(config, image, value, platform)
         trusted = registry.proof(staged, planned.input_digest, known).trusted
         found[platform] = registry.manifest(staged) if trusted else None
     manifests = tuple((p, m) for p, m in found.items() if m is not None)

@@ -25,7 +25,7 @@ from mab_hook.output import Printer
 from mab_hook.results import Interrupted
 
 EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED, EXIT_HANGUP = 0, 1, 3, 130, 129
-COMMANDS = ("doctor", "install", "verify", "build", "publish", "status")
+COMMANDS = ("doctor", "install", "verify", "build", "publish", "status", "gc")
 EXAMPLES = """\
 examples:
   git push                        the hook builds what the pushed commits affect
@@ -37,6 +37,7 @@ examples:
   mab-hook install                have every ref of a push checked under pre-commit
   mab-hook verify --from HEAD^     in CI: were the images of this commit built by the gate?
   mab-hook status                 what the last pushes published, or why not
+  mab-hook gc --dry-run           staging uploads older than 14 days that nothing needs
 """
 
 Command = Callable[[argparse.Namespace, Mapping[str, str], TextIO, Printer], int]
@@ -123,6 +124,10 @@ def command(name: str, argv: Sequence[str]) -> tuple[argparse.Namespace, Command
         from mab_hook import publisher  # noqa: PLC0415
 
         return publisher.status_parser().parse_args(argv), publisher.status
+    if name == "gc":
+        from mab_hook import cleanup  # noqa: PLC0415
+
+        return cleanup.parse_args(argv), cleanup.gc
     from mab_hook import ci  # noqa: PLC0415
 
     if name == "build":

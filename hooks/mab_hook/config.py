@@ -52,6 +52,7 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 TOP_KEYS = (
     "platforms",
     "registry",
+    "staging",
     "builder",
     "push",
     "tags",
@@ -219,7 +220,8 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         source=source,
         platforms=platforms or (),
         images=images,
-        registry=_registry(table, key, problems),
+        registry=_registry(table, "registry", key, problems),
+        staging=_registry(table, "staging", key, problems),
         builder=builder,
         push=_boolean(table, "push", key, problems),
         tags=fields.tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems),
@@ -248,14 +250,15 @@ def _ref_patterns(
     return patterns
 
 
-def _registry(table: Mapping[str, Any], key: str, problems: Problems) -> str | None:
-    registry = fields.optional_str(table, "registry", key, problems)
+def _registry(table: Mapping[str, Any], name: str, key: str, problems: Problems) -> str | None:
+    """A repository prefix (`registry`, `staging`): host[:port][/path]."""
+    registry = fields.optional_str(table, name, key, problems)
     if registry is None:
         return None
     registry = registry.rstrip("/")
     if not references.REPOSITORY_PREFIX_RE.match(registry):
         problems.add(
-            f"{key}.registry",
+            f"{key}.{name}",
             f"{redact(registry)!r} is not a registry reference "
             "(host[:port][/path], path in lowercase, no credentials), e.g. 'registry.internal:5000/team'",
         )

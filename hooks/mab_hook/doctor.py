@@ -91,7 +91,7 @@ def wanted_from(args: argparse.Namespace, env: Mapping[str, str], printer: Print
     if cfg is None:
         return readiness.Wanted(tuple(args.platform or COMMON_PLATFORMS), args.builder)
     wanted = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
-    repository = cfg.reference(cfg.images[0]) if cfg.push and cfg.images else None
+    repository = cfg.staging_repository(cfg.images[0]) if cfg.push and cfg.images else None
     spec = cfg.builder_spec if not args.builder or args.builder == cfg.builder else None
     return readiness.Wanted(wanted, args.builder or cfg.builder, repository, cfg.binfmt_image, spec)
 

@@ -271,7 +271,8 @@ def ensure_ready(
 
 
 def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:
-    """One readiness question per builder: the platforms of its images, a repository pushed to."""
+    """One readiness question per builder: the platforms of its images, the repository the gate
+    pushes to (staging)."""
     from mab_hook.readiness import Wanted  # noqa: PLC0415
 
     by_builder: dict[str | None, Wanted] = {}
@@ -281,7 +282,7 @@ def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:
             continue
         cfg = p.config
         seen = by_builder.get(cfg.builder)
-        repository = cfg.reference(p.affected[0].image) if cfg.push else None
+        repository = cfg.staging_repository(p.affected[0].image) if cfg.push else None
         if seen is not None:
             platforms_ = tuple(dict.fromkeys((*seen.platforms, *platforms_)))
             repository = seen.registry or repository

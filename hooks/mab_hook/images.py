@@ -15,6 +15,7 @@ from mab_hook.builders import BuilderSpec
 # The emulator installer doctor suggests; pinned, since `latest` changes under a team's feet.
 DEFAULT_BINFMT_IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
 DEFAULT_JOBS = 2
+STAGING = "mab-staging"  # under the registry prefix: where uploads wait unless `staging` says
 DEFAULT_KEEP_LOGS = 50
 DEFAULT_TAGS = ("{short_sha}",)
 # Git tags that publish: release tags (v1.2.3, 1.2.3). Branches: the remote's default one.
@@ -85,6 +86,8 @@ class Config:
     platforms: tuple[str, ...]
     images: tuple[Image, ...]
     registry: str | None = None
+    # Where uploads wait to be published (a repository prefix); None: `<registry>/mab-staging`.
+    staging: str | None = None
     builder: str | None = None
     push: bool = False
     tags: tuple[str, ...] = DEFAULT_TAGS
@@ -104,6 +107,12 @@ class Config:
     def reference(self, image: Image) -> str:
         """The repository part of an image reference, without tag."""
         return f"{self.registry}/{image.name}" if self.registry else image.name
+
+    def staging_repository(self, image: Image) -> str:
+        """The repository an image's uploads wait in, out of sight of its public tags: one per
+        image, under the staging prefix, so that blobs mount across on publish."""
+        prefix = self.staging or (f"{self.registry}/{STAGING}" if self.registry else STAGING)
+        return f"{prefix}/{image.name}"
 
     @property
     def published(self) -> tuple[Image, ...]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from mab_hook import budget
 from mab_hook.budget import Deadline
-from mab_hook.images import Image
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Inputs
 from mab_hook.paths import Tree
 from mab_hook.patterns import watched
@@ -79,6 +79,12 @@ def tag(value: str, platform: str = "") -> str:
     a CI job uploads that platform's build under, until every platform is merged under the
     image's own (`mab-<digest>-linux-arm-v7`)."""
     return TAG_PREFIX + value + (f"-{platform.replace('/', '-')}" if platform else "")
+
+
+def staged(config: Config, image: Image, value: str, platform: str = "") -> str:
+    """Where an upload built from these inputs waits to be published: the image's staging
+    repository, under its input-digest tag (with `platform`, a CI job's share)."""
+    return f"{config.staging_repository(image)}:{tag(value, platform)}"
 
 
 def is_staging(reference: str) -> bool:

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, gitobjects, grants, input_digest, process, references, state
+from mab_hook import buildx, gitobjects, grants, input_digest, process, state
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
 from mab_hook.grants import Grants
@@ -213,9 +213,9 @@ def _finish(built: Sequence[Built], run: Builds, *, publishing: bool) -> list[Bu
 
 
 def digest_reference(plan: Plan, planned: PlannedImage) -> str:
-    """The reference an image built from its inputs is pushed under: its input-digest tag."""
-    tag = input_digest.tag(planned.input_digest, planned.one_platform)
-    return references.parse(plan.config.reference(planned.image)).with_tag(tag)
+    """The reference an image built from its inputs is pushed under, out of sight of its
+    public tags until it is published."""
+    return input_digest.staged(plan.config, planned.image, planned.input_digest, planned.one_platform)
 
 
 def decide_all(plan: Plan, state: State, registry: Registry, known: Callable[[str], bool]) -> list[Job]:

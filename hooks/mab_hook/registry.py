@@ -10,13 +10,14 @@ knows docker's certificates and mirrors too.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import json
 import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mab_hook import credentials, http_client, process, references
 from mab_hook.credentials import Credentials
@@ -36,6 +37,9 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     )
 )
+REFERENCE_TYPE = "vnd.docker.reference.type"  # BuildKit's annotation of an attestation manifest
+MAX_NESTING = 4  # indexes within indexes that `carry` follows
+TAGS_PAGE, MAX_PAGES = 1000, 1000  # a tag list is read 1,000 at a time, a million at most
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 Insecure = tuple[tuple[str, ...], tuple[str, ...]]  # the daemon's insecure registries: names, CIDRs
 
@@ -148,9 +152,7 @@ class Registry:
         if top.media_type not in INDEXES:
             return [self._labels(repository, data)]
         found = []
-        for entry in data.get("manifests") or ():
-            if entry.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest":
-                continue
+        for entry in _images(data):
             image = self.manifest(f"{repository}@{entry.get('digest', '')}")
             if image is None:
                 raise RegistryError(f"{reference} names an image the registry does not have")
@@ -192,20 +194,27 @@ class Registry:
         return Tagged(False, tagged.published, tail or tagged.detail)
 
     def api_tag(self, source: str, tags: Sequence[str], stop: threading.Event | None = None) -> Tagged:
+        """Tags in the source's repository are a manifest PUT; in another repository of the same
+        registry (a staging upload published), what the manifest names is carried there first:
+        blobs mounted, child manifests put by digest (`carry`)."""
         ref = references.parse(source)
         targets = [references.parse(tag) for tag in tags]
-        if any(t.repository != ref.repository for t in targets):
-            return Tagged(False, (), "tags in another repository")
+        if any(t.api_host != ref.api_host for t in targets):
+            return Tagged(False, (), "tags on another registry")
         published: list[str] = []
         try:
-            got = self._call(ref, "pull,push", "GET", f"manifests/{ref.tag or ref.digest}",
+            got = self._call(ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}",
                              headers={"Accept": MANIFEST_TYPES})  # fmt: skip
             if not got.ok:
                 return Tagged(False, (), f"HTTP {got.status} for {source}")
             media_type = got.headers.get("content-type", "")
+            carried = {ref.path}
             for target, tag in zip(targets, tags, strict=True):
                 if stop is not None and stop.is_set():
                     return Tagged(False, tuple(published), "stopped before " + tag)
+                if target.path not in carried:
+                    self.carry(ref, target, got.body, media_type)
+                    carried.add(target.path)
                 put = self._call(target, "pull,push", "PUT", f"manifests/{target.tag}",
                                  headers={"Content-Type": media_type}, body=got.body)  # fmt: skip
                 if not put.ok:
@@ -214,6 +223,47 @@ class Registry:
         except OSError as e:
             return Tagged(False, tuple(published), f"{_reason(e)}")
         return Tagged(True, tuple(published))
+
+    def carry(self, source: Reference, to: Reference, body: bytes, media_type: str, depth: int = 0) -> None:
+        """Make repository `to` hold everything the manifest `body` (of `source`'s repository)
+        names, so that it can be put there: nothing when `to` has it already (a registry keeps
+        no manifest whose content it lacks), else its blobs mounted from `source` and an index's
+        manifests put by digest. Raises RegistryError where the registry will not mount (then
+        buildx copies instead)."""
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        held = self._call(to, "pull,push", "HEAD", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES})
+        if held.ok:
+            return
+        data = json.loads(body)
+        if media_type in INDEXES and depth < MAX_NESTING:
+            for entry in data.get("manifests") or ():
+                self._carry_child(source, to, str(entry.get("digest", "")), depth)
+            return
+        blobs = [data.get("config"), *(data.get("layers") or ())]
+        for blob in blobs:
+            if isinstance(blob, dict):
+                self._mount(source, to, str(blob.get("digest", "")))
+
+    def _carry_child(self, source: Reference, to: Reference, digest: str, depth: int) -> None:
+        got = self._call(source, "pull", "GET", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES})
+        if not got.ok:
+            raise RegistryError(f"HTTP {got.status} for {source.repository}@{digest}")
+        media_type = got.headers.get("content-type", "")
+        self.carry(source, to, got.body, media_type, depth + 1)
+        put = self._call(to, "pull,push", "PUT", f"manifests/{digest}",
+                         headers={"Content-Type": media_type}, body=got.body)  # fmt: skip
+        if not put.ok:
+            raise RegistryError(f"HTTP {put.status} putting {to.repository}@{digest}")
+
+    def _mount(self, source: Reference, to: Reference, digest: str) -> None:
+        query = urllib.parse.urlencode({"mount": digest, "from": source.path})
+        answer = self._call(to, "pull,push", "POST", f"blobs/uploads/?{query}", also=source.path)
+        if answer.status == 201:
+            return
+        # 202: the registry opened an upload instead (it may not mount across these
+        # repositories); left to expire, since buildx copies the bytes from here.
+        raise RegistryError(f"HTTP {answer.status} mounting {digest} from {source.repository} "
+                            f"into {to.repository}")  # fmt: skip
 
     def manifest(self, reference: str) -> Manifest | None:
         """A manifest (or index) as the registry has it; None when it has none under that name.
@@ -226,9 +276,8 @@ class Registry:
             return None
         if not got.ok:
             raise RegistryError(f"HTTP {got.status} for {reference}")
-        return Manifest(
-            got.body, got.headers.get("content-type", ""), got.headers.get("docker-content-digest", "")
-        )
+        digest = got.headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(got.body).hexdigest()
+        return Manifest(got.body, got.headers.get("content-type", ""), digest)
 
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         ref = references.parse(reference)
@@ -236,6 +285,51 @@ class Registry:
                          headers={"Content-Type": manifest.media_type}, body=manifest.body)  # fmt: skip
         if not put.ok:
             raise RegistryError(f"HTTP {put.status} putting {reference}")
+
+    def tag_list(self, repository: str) -> list[str] | None:
+        """Every tag of a repository, page by page as the registry links them; None: the
+        registry has no such repository."""
+        ref = references.parse(repository)
+        found: list[str] = []
+        page: str | None = f"tags/list?n={TAGS_PAGE}"
+        for _turn in range(MAX_PAGES):
+            if page is None:
+                break
+            got = self._call(ref, "pull", "GET", page)
+            if got.status == 404:
+                return None
+            if not got.ok:
+                raise RegistryError(f"HTTP {got.status} listing the tags of {repository}")
+            found += [str(tag) for tag in json.loads(got.body).get("tags") or ()]
+            page = _next_page(got.headers.get("link", ""), ref.path)
+        return found
+
+    def delete(self, reference: str) -> int:
+        """DELETE a manifest by digest (it and every tag naming it, in its repository) or a tag
+        (registries that delete tags); the status: 202 done, 404 gone already, 400/405/501
+        not done this way."""
+        ref = references.parse(reference)
+        answer = self._call(ref, "pull,push,delete", "DELETE", f"manifests/{ref.digest or ref.tag}")
+        return answer.status
+
+    def created(self, repository: str, top: Manifest) -> str | None:
+        """When the image of a manifest (of `repository`) was built, as its config says
+        (`created`: BuildKit writes the build's time, or SOURCE_DATE_EPOCH's); of an index,
+        its first image's."""
+        data = json.loads(top.body)
+        if top.media_type in INDEXES:
+            entries = _images(data)
+            child = self.manifest(f"{repository}@{entries[0].get('digest', '')}") if entries else None
+            if child is None:
+                return None
+            data = json.loads(child.body)
+        config = data.get("config")
+        digest = config.get("digest") if isinstance(config, dict) else None
+        got = self._call(references.parse(f"{repository}@{digest}"), "pull", "GET", f"blobs/{digest}")
+        if not got.ok:
+            raise RegistryError(f"HTTP {got.status} for the config of {repository}@{top.digest}")
+        value = json.loads(got.body).get("created")
+        return str(value) if value else None
 
     def access(self, reference: str, *, push: bool = True) -> Access:
         """One authenticated request for a repository (a reference without tag will do)."""
@@ -272,10 +366,12 @@ class Registry:
         *,
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
+        also: str = "",
     ) -> Response:
-        """A request under /v2/ (`path` None: /v2/ itself), answering an auth challenge once."""
+        """A request under /v2/ (`path` None: /v2/ itself), answering an auth challenge once.
+        `also`: another repository the request reads from (a blob mount's source)."""
         url = self._url(ref.api_host, f"{ref.path}/{path}" if path is not None else "")
-        scope = f"repository:{ref.path}:{actions}"
+        scope = f"repository:{ref.path}:{actions}" + (f" repository:{also}:pull" if also else "")
         key = (ref.api_host, scope)
         with self._lock:  # Basic credentials serve every scope; a token serves its own
             known = self._tokens.get(key) or self._tokens.get((ref.api_host, "*"))
@@ -303,8 +399,8 @@ class Registry:
         fields = dict(_CHALLENGE_RE.findall(params))
         if "realm" not in fields:
             return None
-        query = urllib.parse.urlencode({k: v for k, v in (("service", fields.get("service")),
-                                                          ("scope", scope)) if v})  # fmt: skip
+        service = [("service", fields["service"])] if fields.get("service") else []
+        query = urllib.parse.urlencode([*service, *(("scope", one) for one in scope.split())])
         basic = "Basic " + _basic(creds) if creds is not None else None
         answer = http_client.request(f"{fields['realm']}?{query}", authorization=basic, timeout=self.timeout)
         if not answer.ok:
@@ -335,6 +431,25 @@ def _labels_of(config: object) -> Mapping[str, str]:
     inner = config.get("config") if isinstance(config, dict) else None
     labels = inner.get("Labels") if isinstance(inner, dict) else None
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def _images(index: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """An index's images, its attestation manifests left out."""
+    entries = index.get("manifests") or ()
+    return [e for e in entries if e.get("annotations", {}).get(REFERENCE_TYPE) != "attestation-manifest"]
+
+
+def _next_page(link: str, path: str) -> str | None:
+    """The next page of a tag list from its Link header (`</v2/NAME/tags/list?n=..&last=..>;
+    rel="next"`), relative to the repository; None when there is none (or it points elsewhere)."""
+    match = re.match(r"\s*<([^>]*)>\s*;\s*rel=\"?next\"?", link)
+    if match is None:
+        return None
+    target = urllib.parse.urlsplit(match.group(1))
+    prefix = f"/v2/{path}/"
+    if not target.path.startswith(prefix):
+        return None
+    return target.path[len(prefix) :] + (f"?{target.query}" if target.query else "")
 
 
 def _basic(creds: Credentials) -> str:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TextIO
 
-from mab_hook import __version__, gitobjects, input_digest, output, references
+from mab_hook import __version__, gitobjects, input_digest, output
 from mab_hook.ci import add_range, can_ask, plans_of, pushed_only
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
@@ -78,8 +78,7 @@ def ask(registry: Registry, plans: Sequence[Plan], known: Callable[[str], bool])
     wanted = []
     for plan in plans:
         for planned in plan.affected:
-            tag = input_digest.tag(planned.input_digest)
-            reference = references.parse(plan.config.reference(planned.image)).with_tag(tag)
+            reference = input_digest.staged(plan.config, planned.image, planned.input_digest)
             wanted.append((planned.image.name, plan.commit.sha, planned.input_digest, reference))
     with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
         proofs = list(pool.map(lambda item: _proof(registry, item[3], item[2], known), wanted))

@@ -1,0 +1,304 @@
+"""`mab-hook gc`: staging uploads no one needs any more, removed from the registry.
+
+Every gated push uploads each built image to its staging repository (`<registry>/mab-staging/
+<name>:mab-<input digest>`), and the publisher copies from there. An upload is kept while a
+public tag names its image (the publisher tags unchanged images from it: a release tag on an
+old image), while a publish that waits (or failed) will tag it, and while it is younger than
+`--older-than` days; everything else goes. So do the `mab-` tags earlier versions put among the
+public tags, by the same rules.
+
+A registry deletes a manifest by digest (distribution, with deletion enabled), which takes
+every tag naming it in that repository: that is done only when all of them go. Where only some
+go, or the registry deletes only tags, tags are deleted one by one. The space comes back at the
+registry's own garbage collection (`registry garbage-collect --delete-untagged`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import platform as os_platform
+import sys
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+
+from mab_hook import __version__, changes, input_digest, pending, planning, platforms, state
+from mab_hook.errors import FatalError
+from mab_hook.images import Config, Image
+from mab_hook.output import Printer
+from mab_hook.registry import Manifest, Registry
+
+if TYPE_CHECKING:
+    import git
+
+DEFAULT_DAYS = 14.0
+CONCURRENCY = 16  # registry round trips at once
+UNSUPPORTED = (400, 405, 501)  # a registry that does not delete this way
+DONE = (200, 202, 204, 404)  # deleted, or gone already
+ENABLE_DELETE = (
+    "distribution: storage.delete.enabled: true, or REGISTRY_STORAGE_DELETE_ENABLED=true; "
+    "Harbor, GitLab: credentials that may delete there"
+)
+
+
+class Upload(NamedTuple):
+    """A staging tag: the repository it is in, the tag, what image it names, when that was built."""
+
+    repository: str
+    tag: str
+    digest: str
+    created: datetime.datetime | None
+
+
+class Rules(NamedTuple):
+    """What keeps an upload: the input digests waiting publishes need, and an age."""
+
+    waiting: Collection[str]
+    now: datetime.datetime
+    days: float
+
+
+class Verdict(NamedTuple):
+    upload: Upload
+    remove: bool
+    why: str
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="mab-hook gc",
+        description="Remove staging uploads older than --older-than days that no public tag and no "
+        "waiting publish needs, from the staging repository of every image of HEAD's configuration "
+        "(and the mab- tags earlier versions left among the public tags).",
+    )
+    parser.add_argument("--older-than", type=float, default=DEFAULT_DAYS, metavar="DAYS",
+                        help=f"keep what is younger than this (default {DEFAULT_DAYS:g})")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also list what is kept, and why")
+    args = parser.parse_args(argv)
+    if args.older_than < 0:
+        parser.error("--older-than: a number of days, 0 or more")
+    return args
+
+
+def gc(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    from mab_hook.hook import open_repo  # noqa: PLC0415
+
+    repo = open_repo(args.repo or Path.cwd())
+    native = platforms.native(os_platform.machine())
+    head = changes.for_all(repo, "HEAD", changes.current_branch(repo), "gc")
+    config = planning.plan_at(repo, head, env=env, build_platform=native).config
+    if not config.push:
+        raise FatalError(f"{config.source}: push = false, so nothing of it is in a registry to clean up")
+    waiting = needed_by_pending(repo, state.root(repo), env, native)
+    registry = Registry(env, builder=config.builder)
+    rules = Rules(waiting, datetime.datetime.now(datetime.timezone.utc), args.older_than)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+            judged = list(
+                pool.map(lambda image: judge_image(registry, config, image, rules), config.published)
+            )
+    except (OSError, ValueError) as e:  # RegistryError included; ValueError: an answer that is no JSON
+        raise FatalError(f"the registry failed while gc read it ({e}); nothing was removed: check "
+                         "`mab-hook doctor` and run `mab-hook gc` again") from None  # fmt: skip
+    verdicts = [verdict for found in judged for verdict in found.verdicts]
+    held = {image for found in judged for image in found.held}
+    try:
+        removal = Removal([], []) if args.dry_run else remove(registry, verdicts, held)
+    except OSError as e:
+        raise FatalError(f"the registry failed while gc removed ({e}); run `mab-hook gc` again") from None
+    return report(args, settled(verdicts, removal), removal.refused, printer)
+
+
+def needed_by_pending(
+    repo: git.Repo, root: Path, env: Mapping[str, str], build_platform: str
+) -> frozenset[str]:
+    """The input digests of every image of the commits that waiting (or failed) publishes will
+    tag: the publisher copies from their staging uploads."""
+    from mab_hook.plan import Plan  # noqa: PLC0415
+
+    commits = {
+        ref.commit
+        for _path, record in pending.every(root)
+        if record.state in (pending.WAITING, pending.FAILED)
+        for ref in record.refs
+    }
+    found: set[str] = set()
+    for sha in sorted(commits):
+        try:
+            plan: Plan = planning.plan_at(repo, changes.Commit(sha, (), None, "gc"), env=env,
+                                          build_platform=build_platform, digests=True)  # fmt: skip
+        except FatalError as e:
+            raise FatalError(f"a waiting publish names commit {sha[:12]}, which cannot be planned ({e}); "
+                             "nothing was removed: run `mab-hook status`") from None  # fmt: skip
+        found |= {planned.input_digest for planned in plan.affected}
+    return frozenset(found)
+
+
+class Judged(NamedTuple):
+    """An image's staging tags judged, and the images (repository, digest) that its other tags
+    name: those are never deleted by digest."""
+
+    verdicts: list[Verdict]
+    held: set[tuple[str, str]]
+
+
+def judge_image(registry: Registry, config: Config, image: Image, rules: Rules) -> Judged:
+    """What goes of one image's staging repository, and of the staging tags earlier versions
+    put among its public ones (which nothing reads any more: their age and waiting publishes
+    alone keep them)."""
+    public, staging = config.reference(image), config.staging_repository(image)
+    tags = [(public, tag) for tag in registry.tag_list(public) or ()]
+    tags += [(staging, tag) for tag in registry.tag_list(staging) or ()]
+    manifests = {(repository, tag): registry.manifest(f"{repository}:{tag}") for repository, tag in tags}
+    digests = {key: found.digest for key, found in manifests.items() if found is not None}  # gone meanwhile
+    named = {digest: tag for (repository, tag), digest in digests.items()
+             if repository == public and not _staging(tag)}  # fmt: skip
+    verdicts = [
+        judge(upload(registry, repository, tag, found), named if repository == staging else {}, rules)
+        for (repository, tag), found in manifests.items() if found is not None and _staging(tag)
+    ]  # fmt: skip
+    held = {(repository, digest) for (repository, tag), digest in digests.items() if not _staging(tag)}
+    return Judged(verdicts, held)
+
+
+def _staging(tag: str) -> bool:
+    return input_digest.is_staging(f":{tag}")
+
+
+def upload(registry: Registry, repository: str, tag: str, top: Manifest) -> Upload:
+    """A staging tag, and when its image was built."""
+    return Upload(repository, tag, top.digest, _when(registry.created(repository, top)))
+
+
+def _when(text: str | None) -> datetime.datetime | None:
+    """An RFC 3339 time as BuildKit writes it (nanoseconds, `Z`); None when there is none."""
+    if not text:
+        return None
+    head, _, rest = text.partition(".")
+    zone = rest.lstrip("0123456789") if rest else ""
+    try:
+        when = datetime.datetime.fromisoformat(head + (zone.replace("Z", "+00:00") or ""))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+
+
+def judge(found: Upload, named: Mapping[str, str], rules: Rules) -> Verdict:
+    """Whether one staging upload goes: never while a public tag names its image (`named`:
+    digest -> tag) or a waiting publish needs its inputs, nor before it is `rules.days` old
+    (nor when its age is unknown)."""
+    if found.digest and found.digest in named:
+        return Verdict(found, False, f"its image is published as {named[found.digest]}")
+    if found.tag.removeprefix(input_digest.TAG_PREFIX)[:64] in rules.waiting:
+        return Verdict(found, False, "a waiting publish needs it")
+    if found.created is None:
+        return Verdict(found, False, "its age is unknown (its image says no creation time)")
+    age = (rules.now - found.created).total_seconds() / 86400
+    if age < rules.days:
+        return Verdict(found, False, f"{_days(age)} old")
+    return Verdict(found, True, f"{_days(age)} old, and nothing needs it")
+
+
+def _days(age: float) -> str:
+    return f"{age:.0f} day{'s' if round(age) != 1 else ''}" if age >= 1 else f"{age * 24:.0f} h"
+
+
+class Deletion(NamedTuple):
+    """One request: a manifest by digest (every tag of it goes), or one tag."""
+
+    repository: str
+    target: str  # a digest, or a tag
+    tags: tuple[str, ...]  # the tags it removes
+
+
+def deletions(verdicts: Iterable[Verdict], held: Collection[tuple[str, str]]) -> list[Deletion]:
+    """The requests that remove what goes: by digest where every tag naming that image in its
+    repository goes, else tag by tag. `held`: (repository, digest) that other tags name."""
+    groups: dict[tuple[str, str], list[Verdict]] = {}
+    for verdict in verdicts:
+        groups.setdefault((verdict.upload.repository, verdict.upload.digest), []).append(verdict)
+    found = []
+    for (repository, digest), group in groups.items():
+        going = tuple(v.upload.tag for v in group if v.remove)
+        if digest and going and len(going) == len(group) and (repository, digest) not in held:
+            found.append(Deletion(repository, digest, going))
+        else:
+            found += [Deletion(repository, tag, (tag,)) for tag in going]
+    return found
+
+
+class Removal(NamedTuple):
+    refused: list[tuple[Deletion, int]]  # with the registry's status
+    shared: list[Deletion]  # tags a registry that deletes only whole images cannot take alone
+
+
+def remove(registry: Registry, verdicts: Sequence[Verdict], held: Collection[tuple[str, str]]) -> Removal:
+    """Deletes what goes. A refused delete by digest is tried again tag by tag (a registry that
+    deletes tags only); a tag that shares its image with one that stays, on a registry that
+    deletes only whole images, stays too: it goes with the image."""
+    found = Removal([], [])
+    for deletion in deletions(verdicts, held):
+        status = registry.delete(_reference(deletion))
+        if status in UNSUPPORTED and deletion.target.startswith("sha256:"):
+            tags = [Deletion(deletion.repository, tag, (tag,)) for tag in deletion.tags]
+            answers = [(one, registry.delete(_reference(one))) for one in tags]
+            found.refused.extend((one, code) for one, code in answers if code not in DONE)
+        elif status in UNSUPPORTED:
+            found.shared.append(deletion)
+        elif status not in DONE:
+            found.refused.append((deletion, status))
+    return found
+
+
+def _reference(deletion: Deletion) -> str:
+    glue = "@" if deletion.target.startswith("sha256:") else ":"
+    return f"{deletion.repository}{glue}{deletion.target}"
+
+
+def settled(verdicts: Sequence[Verdict], removal: Removal) -> list[Verdict]:
+    """The verdicts as the registry carried them out: a tag it would not take alone is kept."""
+    shared = {(d.repository, tag) for d in removal.shared for tag in d.tags}
+    why = "the registry deletes only whole images, and a tag that stays names this one"
+    return [v._replace(remove=False, why=why) if (v.upload.repository, v.upload.tag) in shared else v
+            for v in verdicts]  # fmt: skip
+
+
+def report(
+    args: argparse.Namespace, verdicts: Sequence[Verdict], refused: Sequence[tuple[Deletion, int]],
+    printer: Printer,
+) -> int:  # fmt: skip
+    failed = {(d.repository, tag) for d, _status in refused for tag in d.tags}
+    gone = [v for v in verdicts if v.remove and (v.upload.repository, v.upload.tag) not in failed]
+    kept = [v for v in verdicts if not v.remove]
+    if args.json:
+        refusals = [{"repository": d.repository, "target": d.target, "status": s} for d, s in refused]
+        data = {"version": __version__, "dry_run": args.dry_run, "removed": [_entry(v) for v in gone],
+                "kept": [_entry(v) for v in kept], "refused": refusals}  # fmt: skip
+        json.dump(data, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    verb = "would remove" if args.dry_run else "removed"
+    for v in gone:
+        printer.line(f"  {verb}  {v.upload.repository}:{v.upload.tag}  ({v.why})")
+    for v in kept if args.verbose else ():
+        printer.line(f"  kept  {v.upload.repository}:{v.upload.tag}  ({v.why})")
+    freed = "; the registry frees their space at its garbage collection" if gone and not args.dry_run else ""
+    printer.info(f"{verb} {len(gone)} staging upload(s); kept {len(kept)} (-v: which, and why){freed}")
+    if refused:
+        statuses = ", ".join(sorted({str(s) for _d, s in refused}))
+        printer.error(f"the registry refused to delete {len(refused)} (HTTP {statuses}): let it delete "
+                      f"({ENABLE_DELETE}), then run `mab-hook gc` again")  # fmt: skip
+        return 1
+    return 0
+
+
+def _entry(verdict: Verdict) -> dict[str, Any]:
+    created = verdict.upload.created
+    return {"reference": f"{verdict.upload.repository}:{verdict.upload.tag}", "digest": verdict.upload.digest,
+            "created": created.isoformat() if created else None, "why": verdict.why}  # fmt: skip

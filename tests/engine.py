@@ -54,6 +54,7 @@ class OciRegistry:
         self.no_mount = False
         self.deletes: set[str] = {"digest"}
         self.page = 100
+        self.hang_up_on = ""  # a method whose requests get no answer: the connection is closed
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.server = _Server(self)
@@ -191,6 +192,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with self.server.registry.lock:
             self.server.registry.requests.append((self.command, self.path))
         return _API_RE.match(self.path)
+
+    def handle_one_request(self) -> None:
+        """As the base class, but a request of `hang_up_on`'s method is never answered."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline or not self.parse_request():
+            self.close_connection = True
+            return
+        if self.command == self.server.registry.hang_up_on:
+            self.close_connection = True
+            return
+        getattr(self, f"do_{self.command}")()
+        self.wfile.flush()
 
     def _get(self) -> None:
         match = self._heard()

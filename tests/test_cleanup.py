@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from mab_hook import cleanup, pending
+from mab_hook import __version__, cleanup, cli, pending
 from mab_hook.cleanup import Deletion, Rules, Upload, Verdict
 from tests.conftest import Hooked, Lab, Repo, start_registry
 from tests.conftest import mab as run
@@ -35,7 +36,7 @@ def staged(
     (staged(created=old(20)), {}, (), True, "20 days old, and nothing needs it"),
     (staged(created=old(14)), {}, (), True, "14 days old, and nothing needs it"),  # the limit itself goes
     (staged(created=old(13.9)), {}, (), False, "14 days old"),
-    (staged(created=old(0.5)), {}, (), False, "12 h old"),
+    (staged(created=old(0.75)), {}, (), False, "18 h old"),
     (staged(created=old(20)), {"sha256:1": "v1.0"}, (), False, "its image is published as v1.0"),
     (staged(created=old(20)), {"sha256:2": "v1.0"}, (), True, "20 days old, and nothing needs it"),
     (staged(created=old(20)), {}, (D,), False, "a waiting publish needs it"),
@@ -115,6 +116,9 @@ def test_gc_removes_what_nothing_needs_and_keeps_the_rest(
     plant(canned, "team/mab-staging/api", "mab-" + "3" * 64)  # a waiting publish needs it
     plant(canned, "team/api", "mab-" + "2" * 64)  # an earlier version's, beside v0.9: goes, by its tag
     plant(canned, "team/worker", "mab-" + "4" * 64)  # an earlier version's, alone: goes, by digest
+    plant(
+        canned, "team/mab-staging/worker", "mab-" + "4" * 64
+    )  # the same image, staged: no public tag keeps it
     registry.deletes = {"digest", "tag"}  # as distribution 3, Harbor: a tag alone too
     waiting = pending.new("origin", [pending.PushedRef("refs/heads/main", sha, sha, True)], ((), ()))
     pending.write(repo.path / ".git" / "mab-hook", waiting)
@@ -122,23 +126,31 @@ def test_gc_removes_what_nothing_needs_and_keeps_the_rest(
 
     code, out = mab(repo, capsys, monkeypatch, "gc", "--dry-run")
     assert code == 0, out
-    assert out.count("  would remove  ") == 4, out
-    assert "would remove 4 staging upload(s)" in out
+    assert out.count("  would remove  ") == 5, out
+    assert "mab-hook: would remove 5 staging upload(s); kept 6 (-v: which, and why)" in out.splitlines()
     before = dict(registry.manifests)
     code, out = mab(repo, capsys, monkeypatch, "gc", "-v")
     assert code == 0, out
     host = registry.host
-    assert f"  removed  {host}/team/mab-staging/api:mab-{'1' * 64}  (" in out
-    assert f"  kept  {host}/team/mab-staging/api:mab-{'2' * 64}  (its image is published as v0.9)" in out
-    assert f"  kept  {host}/team/mab-staging/api:mab-{'3' * 64}  (a waiting publish needs it)" in out
-    assert "removed 4 staging upload(s); kept" in out
+    lines = out.splitlines()
+    removed = re.compile(
+        rf"  removed  {host}/team/mab-staging/api:mab-{'1' * 64}  \(\d{{4}} days old, and nothing needs it\)"
+    )
+    assert any(removed.fullmatch(line) for line in lines), out
+    assert f"  kept  {host}/team/mab-staging/api:mab-{'2' * 64}  (its image is published as v0.9)" in lines
+    assert f"  kept  {host}/team/mab-staging/api:mab-{'3' * 64}  (a waiting publish needs it)" in lines
+    assert ("mab-hook: removed 5 staging upload(s); kept 6 (-v: which, and why); the registry frees their "
+            "space at its garbage collection") in lines  # fmt: skip
     assert canned.staged("api") == fresh["api"] | {"mab-" + "2" * 64, "mab-" + "3" * 64}
     assert canned.tags("api") == {sha[:7], "v0.9"}  # the public tags untouched, v0.9 whole
     assert canned.tags("worker") == {sha[:7]}
+    assert f"mab-{'4' * 64}" not in canned.staged("worker")
     assert all(canned.staged(name) == fresh[name] for name in ("base", "worker", "lone"))
-    deleted = {path.rsplit("/", 1)[1] for method, path in registry.requests if method == "DELETE"}
+    deleted = [path.rsplit("/", 1)[1] for method, path in registry.requests if method == "DELETE"]
     assert f"mab-{'2' * 64}" in deleted  # beside a public tag: by its tag alone
-    assert len(deleted) == 3  # api's two CI/whole tags by one digest, worker's by digest, api's legacy by tag
+    assert (
+        len(deleted) == 4
+    )  # api's CI and whole tags by one digest, worker's two by digest, api's legacy by tag
     assert all(key in registry.manifests for key in before if key[1] in (sha[:7], "v0.9"))
 
 
@@ -266,3 +278,157 @@ def test_gc_on_a_registry_without_deletion_says_how_to_enable_it(
         assert lab.tags(f"{prefix}/mab-staging/web")
     finally:
         registry.stop()
+
+
+def test_the_waiting_publishes_keep_every_image_of_their_commits(repo: Repo) -> None:
+    """Waiting and failed publishes keep what their commits' images need; ended ones, and one
+    naming a commit the repository no longer has, keep nothing."""
+    import git  # noqa: PLC0415
+
+    from mab_hook import changes, planning  # noqa: PLC0415
+
+    files = project("127.0.0.1:9")
+    first = repo.commit(files)
+    second = repo.commit({"api/app.txt": "v2\n"})
+    third = repo.commit({"api/app.txt": "v3\n"})
+    root = repo.path / ".git" / "mab-hook"
+
+    def record(sha: str, state: str) -> None:
+        ref = pending.PushedRef("refs/heads/main", sha, sha, True)
+        pending.write(root, pending.new("origin", [ref], ((), ()))._replace(state=state))
+
+    record(first, pending.WAITING)
+    record(second, pending.FAILED)
+    record(third, pending.PUBLISHED)
+    record("f" * 40, pending.WAITING)  # gone: history rewritten
+
+    def digests(sha: str) -> set[str]:
+        plan = planning.plan_at(git.Repo(repo.path), changes.Commit(sha, (), None, "t"), env={}, build_platform="linux/amd64",
+                                digests=True)  # fmt: skip
+        return {planned.input_digest for planned in plan.affected}
+
+    found = cleanup.needed_by_pending(git.Repo(repo.path), root, {}, "linux/amd64")
+    assert found == digests(first) | digests(second)
+    assert len(digests(first) | digests(second)) == len(IMAGES) + 1  # api differs between them
+    assert not (digests(third) - digests(second)) & found  # the published commit's new api is not kept
+
+
+def test_a_waiting_publish_whose_commit_cannot_be_planned_stops_gc_before_anything_goes(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = repo.commit({"pyproject.toml": "[tool.multiarch\n"})
+    repo.commit(project(canned.registry.host))
+    plant(canned, "team/mab-staging/api", "mab-" + "1" * 64)
+    ref = pending.PushedRef("refs/heads/main", broken, broken, True)
+    pending.write(repo.path / ".git" / "mab-hook", pending.new("origin", [ref], ((), ())))
+    code, out = mab(repo, capsys, monkeypatch, "gc")
+    assert code == 1, out
+    assert out.startswith(
+        f"mab-hook: error: a waiting publish names commit {broken[:12]}, which cannot be planned ("
+    )
+    assert out.rstrip().endswith("nothing was removed: run `mab-hook status`")
+    assert canned.staged("api") == {"mab-" + "1" * 64}
+
+
+class Deleting:
+    """A registry that answers each DELETE as told (by reference), and keeps what it was asked."""
+
+    def __init__(self, answers: dict[str, int]) -> None:
+        self.answers, self.asked = answers, list[str]()
+
+    def delete(self, reference: str) -> int:
+        self.asked.append(reference)
+        return self.answers.get(reference, 202)
+
+
+@pytest.mark.parametrize(("by_digest", "by_tag", "refused", "shared"), [
+    (202, 405, [], []), (200, 405, [], []), (204, 405, [], []), (404, 405, [], []),  # done, or gone already
+    (400, 202, [], []), (405, 202, [], []), (501, 202, [], []),  # deletes tags only: tag by tag
+    (405, 405, [("r/s/api", "mab-a", 405)], []),  # deletes nothing
+    (401, 202, [("r/s/api", "sha256:a", 401)], []),  # refused: not a way it does not delete
+    (500, 202, [("r/s/api", "sha256:a", 500)], []),
+])  # fmt: skip
+def test_how_a_registry_answers_a_delete(
+    by_digest: int, by_tag: int, refused: list[tuple[str, str, int]], shared: list[str]
+) -> None:
+    registry = Deleting({"r/s/api@sha256:a": by_digest, "r/s/api:mab-a": by_tag})
+    removal = cleanup.remove(registry, [verdict("mab-a", "sha256:a", True)], set())  # type: ignore[arg-type]
+    assert [(d.repository, d.target, code) for d, code in removal.refused] == refused
+    assert registry.asked[0] == "r/s/api@sha256:a"
+    assert registry.asked[1:] == (["r/s/api:mab-a"] if by_digest in (400, 405, 501) else [])
+
+
+@pytest.mark.parametrize(
+    ("status", "kept"), [(400, True), (405, True), (501, True), (401, False), (202, False)]
+)
+def test_a_tag_the_registry_will_not_take_alone_stays_and_is_said(status: int, kept: bool) -> None:
+    going = [verdict("mab-a", "sha256:a", True), verdict("mab-b", "sha256:a", False)]
+    registry = Deleting({"r/s/api:mab-a": status})
+    removal = cleanup.remove(registry, going, set())  # type: ignore[arg-type]
+    assert registry.asked == ["r/s/api:mab-a"]
+    assert (len(removal.shared), len(removal.refused)) == ((1, 0) if kept else (0, int(status == 401)))
+    settled = cleanup.settled(going, removal)
+    assert settled[0].remove is not kept and settled[1] == going[1]
+    if kept:
+        assert settled[0].why == "the registry deletes only whole images, and a tag that stays names this one"
+
+
+def test_gc_says_what_it_does_and_refuses_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cleanup.parse_args(["--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.startswith(
+        "usage: mab-hook gc [-h] [--older-than DAYS] [--dry-run] [--json] [--color {auto,always,never}] [-C DIR] [-v]"
+    )
+    for text in ("Remove staging uploads older than --older-than days that no public tag and no waiting publish "
+                 "needs, from the staging repository of every image of HEAD's configuration (and the mab- tags "
+                 "earlier versions left among the public tags).",
+                 "--older-than DAYS keep what is younger than this (default 14)",
+                 "--dry-run say what would go; delete nothing", "--json machine-readable output on stdout",
+                 "-v, --verbose also list what is kept, and why"):  # fmt: skip
+        assert text in said, text
+    assert (cleanup.parse_args([]).older_than, cleanup.parse_args([]).color) == (14.0, "auto")
+    with pytest.raises(SystemExit):
+        cleanup.parse_args(["--older-than", "-1"])
+    assert capsys.readouterr().err.rstrip().endswith("error: --older-than: a number of days, 0 or more")
+
+
+def test_gc_in_another_directory_and_as_json(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    repo.commit(project(canned.registry.host))
+    plant(canned, "team/mab-staging/api", "mab-" + "1" * 64)
+    canned.registry.deletes = set()
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["gc", "--color", "never", "-C", str(repo.path), "--json"])
+    out = capsys.readouterr().out
+    assert code == 1
+    found = json.loads(out)
+    assert out.endswith("}\n")
+    assert (found["version"], found["dry_run"], found["removed"], found["kept"]) == (
+        __version__,
+        False,
+        [],
+        [],
+    )
+    host = canned.registry.host
+    assert found["refused"] == [{"repository": f"{host}/team/mab-staging/api", "target": f"mab-{'1' * 64}",
+                                 "status": 405}]  # fmt: skip
+
+
+def test_a_registry_that_fails_gc_is_said_with_what_to_run(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project("127.0.0.1:9"))  # nothing listens there
+    code, out = mab(repo, capsys, monkeypatch, "gc")
+    assert code == 1
+    assert out.startswith("mab-hook: error: the registry failed while gc read it (")
+    assert out.rstrip().endswith("nothing was removed: check `mab-hook doctor` and run `mab-hook gc` again")
+    repo.commit(project(canned.registry.host))
+    plant(canned, "team/mab-staging/api", "mab-" + "1" * 64)
+    canned.registry.hang_up_on = "DELETE"
+    code, out = mab(repo, capsys, monkeypatch, "gc")
+    assert code == 1
+    assert out.startswith("mab-hook: error: the registry failed while gc removed (")
+    assert out.rstrip().endswith("); run `mab-hook gc` again")

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from mab_hook import registry
+from mab_hook import references, registry
 from mab_hook.process import Completed
 from mab_hook.registry import Registry
 from tests.conftest import Lab, LabRegistry
@@ -251,10 +251,7 @@ def test_a_registry_that_will_not_mount_leaves_the_copy_to_buildx_and_puts_no_ta
 def test_a_mount_asks_the_token_service_for_both_repositories(fake: str, tmp_path: Path) -> None:
     FakeRegistry.auth, FakeRegistry.status = "bearer", {"POST": 201}
     gateway = logged_in(tmp_path, fake)
-    source, to = (
-        registry.references.parse(f"{fake}/team/mab-staging/api"),
-        registry.references.parse(f"{fake}/team/api"),
-    )
+    source, to = references.parse(f"{fake}/team/mab-staging/api"), references.parse(f"{fake}/team/api")
     gateway._mount(source, to, "sha256:" + "a" * 64)
     assert FakeRegistry.tokens[-1] == (
         "service=fake&scope=repository%3Ateam%2Fapi%3Apull%2Cpush&scope=repository%3Ateam%2Fmab-staging%2Fapi%3Apull"

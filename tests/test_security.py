@@ -126,7 +126,10 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
         assert planted.returncode == 0, planted.stderr
         again = mab(repo.path, lab.env, "--all", "--publish")
         assert again.returncode == 0, again.stdout + again.stderr
-        assert f"web: {registry}/mab-staging/web:{staging} is in the registry, but an image under it" in again.stdout
+        assert (
+            f"web: {registry}/mab-staging/web:{staging} is in the registry, but an image under it"
+            in again.stdout
+        )
         assert "not trusted; building it again, to upload over it" in again.stdout
         public = f"{registry}/web:{repo.head()[:7]}"
         assert lab.docker("run", "--rm", public, "cat", "/page.txt").stdout == "ours\n"
@@ -278,8 +281,6 @@ def test_ctrl_c_during_the_tag_step_stops_it_and_the_report_is_the_registrys(rep
     said = re.search(r"interrupted: builds stopped; these tags had reached the registry: (.*)", out)
     reported = set(said.group(1).split(", ")) if said else set()
     time.sleep(2)  # nothing lands afterwards
-    public = {
-        f"{registry}/{n}:{t}" for n in names for t in lab.public_tags(f"{registry}/{n}")
-    }
+    public = {f"{registry}/{n}:{t}" for n in names for t in lab.public_tags(f"{registry}/{n}")}
     assert reported == public, out
     assert not any(ref.endswith(":latest") for ref in public), out  # the moving tags never started

@@ -27,7 +27,8 @@ def test_a_gated_push_verifies_without_an_engine(hooked: Hooked) -> None:
     assert found["ok"] is True and found["missing"] == []
     assert [(f["name"], f["commit"]) for f in found["present"]] == [("api", sha)]
     assert (
-        found["present"][0]["reference"] == f"{hooked.registry}/mab-staging/api:mab-{found['present'][0]['input_digest']}"
+        found["present"][0]["reference"]
+        == f"{hooked.registry}/mab-staging/api:mab-{found['present'][0]['input_digest']}"
     )
     text = mab(hooked.repo.path, without_engine(hooked.env), "verify", "--from", "HEAD^")
     assert "every affected image (1) is in the registry, built from exactly these inputs" in text.stdout

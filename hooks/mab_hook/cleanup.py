@@ -25,7 +25,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
-from mab_hook import __version__, changes, input_digest, pending, planning, platforms, state
+from mab_hook import __version__, changes, gitobjects, input_digest, pending, planning, platforms, state
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.output import Printer
@@ -120,9 +120,11 @@ def needed_by_pending(
     repo: git.Repo, root: Path, env: Mapping[str, str], build_platform: str
 ) -> frozenset[str]:
     """The input digests of every image of the commits that waiting (or failed) publishes will
-    tag: the publisher copies from their staging uploads."""
+    tag: the publisher copies from their staging uploads. A commit the repository no longer
+    has (history rewritten, objects pruned) can never be published, and keeps nothing."""
     from mab_hook.plan import Plan  # noqa: PLC0415
 
+    known = gitobjects.known_commits(repo)
     commits = {
         ref.commit
         for _path, record in pending.every(root)
@@ -130,7 +132,7 @@ def needed_by_pending(
         for ref in record.refs
     }
     found: set[str] = set()
-    for sha in sorted(commits):
+    for sha in sorted(filter(known, commits)):
         try:
             plan: Plan = planning.plan_at(repo, changes.Commit(sha, (), None, "gc"), env=env,
                                           build_platform=build_platform, digests=True)  # fmt: skip
@@ -169,7 +171,7 @@ def judge_image(registry: Registry, config: Config, image: Image, rules: Rules) 
 
 
 def _staging(tag: str) -> bool:
-    return input_digest.is_staging(f":{tag}")
+    return tag.startswith(input_digest.TAG_PREFIX)
 
 
 def upload(registry: Registry, repository: str, tag: str, top: Manifest) -> Upload:

@@ -4,7 +4,9 @@ against the lab's distribution registry, with deletion enabled and without."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import io
 import json
 import re
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from mab_hook import __version__, cleanup, cli, pending
 from mab_hook.cleanup import Deletion, Rules, Upload, Verdict
+from mab_hook.output import Printer
 from tests.conftest import Hooked, Lab, Repo, start_registry
 from tests.conftest import mab as run
 from tests.engine import INDEX, Canned
@@ -219,7 +222,12 @@ def test_gc_wants_pushed_images(
     files = project(canned.registry.host)
     repo.commit({**files, "pyproject.toml": files["pyproject.toml"].replace("push = true", "push = false")})
     code, out = mab(repo, capsys, monkeypatch, "gc")
-    assert code == 1 and "push = false, so nothing of it is in a registry to clean up" in out
+    assert code == 1
+    assert re.fullmatch(
+        r"mab-hook: error: pyproject.toml at [0-9a-f]{12}: push = false, so nothing of it is in a "
+        r"registry to clean up\n",
+        out,
+    ), out
 
 
 # --- the lab's registry -----------------------------------------------------------------------
@@ -432,3 +440,33 @@ def test_a_registry_that_fails_gc_is_said_with_what_to_run(
     assert code == 1
     assert out.startswith("mab-hook: error: the registry failed while gc removed (")
     assert out.rstrip().endswith("); run `mab-hook gc` again")
+
+
+def test_a_refusal_says_every_status_and_what_to_enable() -> None:
+    said = io.StringIO()
+    refused = [
+        (Deletion("r/s/api", "sha256:a", ("mab-a",)), 405),
+        (Deletion("r/s/web", "sha256:b", ("mab-b",)), 403),
+    ]
+    args = argparse.Namespace(json=False, dry_run=False, verbose=False)
+    assert cleanup.report(args, [], refused, Printer(said, color=False)) == 1
+    assert said.getvalue().splitlines()[-1] == (
+        "mab-hook: error: the registry refused to delete 2 (HTTP 403, 405): let it delete (distribution: "
+        "storage.delete.enabled: true, or REGISTRY_STORAGE_DELETE_ENABLED=true; Harbor, GitLab: credentials "
+        "that may delete there), then run `mab-hook gc` again"
+    )
+
+
+def test_what_gc_keeps_is_told_in_json_as_it_is_in_text() -> None:
+    when = old(3)
+    young = Verdict(Upload("r/s/api", "mab-a", "sha256:a", when), False, "3 days old")
+    unknown = Verdict(Upload("r/s/api", "mab-b", "sha256:b", None), False, "its age is unknown")
+    assert [cleanup._entry(v) for v in (young, unknown)] == [
+        {
+            "reference": "r/s/api:mab-a",
+            "digest": "sha256:a",
+            "created": when.isoformat(),
+            "why": "3 days old",
+        },
+        {"reference": "r/s/api:mab-b", "digest": "sha256:b", "created": None, "why": "its age is unknown"},
+    ]

@@ -1,4 +1,5 @@
-"""The registry gateway: is this image there, tag it anew, can we push here.
+"""The registry gateway: is this image there, tag it anew (across repositories), list and
+delete tags, can we push here.
 
 Straight over the registry's HTTP API (the OCI distribution spec) with docker's credentials:
 answers in milliseconds, where each `docker buildx imagetools` call costs some 90 ms of Go
@@ -181,8 +182,9 @@ class Registry:
         return [_labels_of(data)]
 
     def tag(self, source: str, tags: Sequence[str], stop: threading.Event | None = None) -> Tagged:
-        """Put the manifest of `source` under every tag (in its repository), in order: its API,
-        else buildx. Once `stop` is set, no further tag is put."""
+        """Put the manifest of `source` under every tag (a staging upload's tags are in the
+        public repository: what it names is carried there first), in order: its API, else
+        buildx. Once `stop` is set, no further tag is put."""
         tagged = self.api_tag(source, tags, stop)
         if tagged.ok or (stop is not None and stop.is_set()):
             return tagged

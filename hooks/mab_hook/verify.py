@@ -1,6 +1,6 @@
-"""`mab-hook verify`: was this commit gated? Every image it affects must be in the registry
-under its input digest (`mab-<digest>`), the tag the gate puts there only once the image built
-from exactly these inputs is wholly uploaded.
+"""`mab-hook verify`: was this commit gated? Every image it affects must be in its staging
+repository under its input digest (`<registry>/mab-staging/<name>:mab-<digest>`), the tag the
+gate puts there only once the image built from exactly these inputs is wholly uploaded.
 
 It reads nothing but git and the registry (its HTTP API, with docker's credentials and
 credential helpers): no Docker engine is needed, so it runs on any CI runner. With
@@ -30,7 +30,7 @@ class Found(NamedTuple):
     name: str
     commit: str
     input_digest: str
-    reference: str  # its input-digest tag
+    reference: str  # its staging upload: the input-digest tag
     present: bool  # there, and labelled as built from these inputs at a commit of the repository
     checked: str = ""  # what was checked, or why what is there is not trusted
 
@@ -39,7 +39,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="mab-hook verify",
         description="Check that every image a commit affects was built and pushed from exactly its inputs "
-        "(its mab-<input digest> tag is in the registry). Needs git and the registry only.",
+        "(its mab-<input digest> tag is in its staging repository). Needs git and the registry only.",
     )
     parser.add_argument(
         "--build-missing", action="store_true", help="build and push what is missing, then check"

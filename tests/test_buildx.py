@@ -375,7 +375,7 @@ def test_a_failing_step_is_not_tried_again(tmp_path: Path) -> None:
     (result,) = buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json",
                                       Buildx({}, None, group), tmp_path, buildx.Watch())  # fmt: skip
     assert (result.status, result.failure, len(group.commands)) == (Status.FAILED, Failure.BUILD, 1)
-    assert result.detail == "build failed on linux/amd64 (exit 1)"
+    assert result.detail == "build failed on linux/amd64: RUN false (exit 1)"
 
 
 def test_an_upload_stopped_by_another_images_failing_step_is_not_the_engines_failure(tmp_path: Path) -> None:
@@ -399,9 +399,29 @@ def test_an_upload_stopped_by_another_images_failing_step_is_not_the_engines_fai
     assert (app.status, app.failure, app.detail) == (
         Status.FAILED,
         Failure.BUILD,
-        "build failed on linux/arm/v7 (exit 1)",
+        "build failed on linux/arm/v7: RUN false (exit 1)",
     )
     assert len(group.commands) == 1
+
+
+def test_an_invocation_that_fails_with_no_step_failing_is_no_image_stopping_another(tmp_path: Path) -> None:
+    """Neither image's step failed: each is told buildx's own last words, not "stopped by
+    another image"."""
+    plan = make(
+        (BASE, dataclasses.replace(APP, name="app")), {**FILES, "app/Dockerfile": "FROM busybox AS runtime\n"}
+    )
+    said = ("#1 [base linux/arm/v7 1/1] FROM busybox\n#1 DONE 0.0s\n#2 [app linux/arm/v7 1/2] FROM busybox\n"
+            "#2 DONE 0.0s\nERROR: failed to solve: rpc error: code = Unavailable desc = error reading from server: EOF\n")  # fmt: skip
+    group = CannedGroup([(1, said)] * 3)
+    wanted = [buildx.Wanted(p) for p in plan.affected]
+    results = buildx.build_together(wanted, tmp_path / "bake.json", Buildx({}, None, group), tmp_path,
+                                    buildx.Watch())  # fmt: skip
+    for result in results:
+        assert (result.status, result.failure, result.detail) == (
+            Status.FAILED, Failure.BUILD,
+            "the build failed: failed to solve: rpc error: code = Unavailable desc = error reading from server: EOF",
+        )  # fmt: skip
+    assert len(group.commands) == 1  # a failure of the build: not tried again
 
 
 # --- what a commit holds is data, never a template --------------------------------------------
@@ -526,7 +546,7 @@ def test_a_one_image_invocation_owns_its_unlabelled_steps_and_shows_them(tmp_pat
     assert (result.status, result.failure, result.detail) == (
         Status.FAILED,
         Failure.BUILD,
-        "build failed on linux/arm64 (exit 1)",
+        "build failed on linux/arm64: RUN false (exit 1)",
     )
     assert any("did not complete successfully" in line for line in result.tail)
     assert steps == [("base", "linux/arm64", "2/2 RUN false")]
@@ -635,7 +655,7 @@ def test_what_each_ending_is_called(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                                                Failure.ENGINE)  # fmt: skip
     steps = ("#1 [base linux/arm64 2/2] RUN x\n#2 [base linux/arm/v7 2/2] RUN x\n"
              "#1 ERROR: exit code: 1\n#2 ERROR: exit code: 1\n")  # fmt: skip
-    for log, detail in ((steps, "build failed on linux/arm64, linux/arm/v7 (exit 2)"),
+    for log, detail in ((steps, "build failed on linux/arm64, linux/arm/v7: RUN x (exit 1)"),
                         ("#1 [base 1/1] FROM x\nsomething else\n", "build failed (exit 2)")):  # fmt: skip
         result = buildx.build_one(planned, tmp_path / "b.json", Buildx({}, None, CannedGroup([(2, log)])),
                                   tmp_path, on_line=lambda line: None)  # fmt: skip
@@ -858,7 +878,10 @@ def test_an_attempt_is_read_alone_its_steps_numbered_afresh(
     group = CannedGroup([(1, first), (1, second)])
     result = buildx.build_one(planned, tmp_path / "b.json", Buildx({}, None, group), tmp_path,
                               on_line=lambda line: None)  # fmt: skip
-    assert (result.failure, result.detail) == (Failure.BUILD, "build failed on linux/arm64 (exit 1)")
+    assert (result.failure, result.detail) == (
+        Failure.BUILD,
+        "build failed on linux/arm64: RUN make (exit 1)",
+    )
 
 
 def test_lines_are_sorted_into_the_logs_of_the_images_they_concern(
@@ -907,9 +930,41 @@ def test_a_stale_log_of_an_earlier_run_is_not_read_as_this_ones(tmp_path: Path) 
     failing = "#1 [base linux/arm64 2/2] RUN make\n#1 ERROR: exit code: 1\n"
     (base,) = buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json",
                                     Buildx({}, None, CannedGroup([(1, failing)])), tmp_path, buildx.Watch())  # fmt: skip
-    assert base.detail == "build failed on linux/arm64 (exit 1)"
+    assert base.detail == "build failed on linux/arm64: RUN make (exit 1)"
     assert "old run" not in (tmp_path / "base.log").read_text()
 
 
 def test_a_vertex_line_without_a_label_starts_no_step() -> None:
     assert buildx.step("#3 [] something") is None
+
+
+# BuildKit's plain progress for `FROM 127.0.0.1:5000/p23/amdonly:1` (an index with linux/amd64
+# only) built for linux/amd64 and linux/arm64, recorded on the lab (buildx bake of one target).
+NO_ARM64_BASE = """\
+#1 [internal] load local bake definitions
+#1 DONE 0.0s
+#2 [internal] load build definition from Dockerfile
+#2 DONE 0.0s
+#3 [linux/amd64 internal] load metadata for 127.0.0.1:5000/p23/amdonly:1
+#4 [linux/arm64 internal] load metadata for 127.0.0.1:5000/p23/amdonly:1
+#4 ERROR: no match for platform in manifest: not found
+#3 CANCELED
+ERROR: failed to solve: 127.0.0.1:5000/p23/amdonly:1: failed to resolve source metadata for 127.0.0.1:5000/p23/amdonly:1: no match for platform in manifest: not found
+"""
+
+
+@pytest.mark.parametrize(("log", "detail"), [
+    (NO_ARM64_BASE, "base 127.0.0.1:5000/p23/amdonly:1 has no linux/arm64 image (no match for platform in manifest)"),
+    ("#5 [api linux/arm/v7 3/3] RUN make test\n#5 ERROR: process \"/bin/sh -c make test\" did not complete "
+     "successfully: exit code: 3\n", "build failed on linux/arm/v7: RUN make test (exit 3)"),
+    ("#5 [api linux/arm64 2/3] COPY missing.txt /\n#5 ERROR: failed to calculate checksum of ref x: \"/missing.txt\": "
+     "not found\n", "build failed on linux/arm64: COPY missing.txt / (failed to calculate checksum of ref x: "
+     "\"/missing.txt\": not found)"),
+    ("#5 [api linux/arm64 2/3] RUN make\n#6 [api linux/amd64 2/3] RUN make\n#5 DONE 1.0s\n"
+     "#6 ERROR: exit code: 7\n", "build failed on linux/amd64: RUN make (exit 7)"),  # the step that failed, not the first
+    ("#5 [api linux/arm64 2/3] RUN make\n#5 DONE 1.0s\n", ""),
+])  # fmt: skip
+def test_a_failure_is_told_by_the_step_that_failed_and_its_own_words(log: str, detail: str) -> None:
+    platforms = buildx.failed_platforms(log)
+    where = f" on {', '.join(platforms)}" if platforms else ""
+    assert buildx.step_failure(log, where) == detail

@@ -649,3 +649,25 @@ def test_a_partial_checkout_holds_what_the_build_reads_outside_its_context(lab: 
     watched = mab(repo, lab, "--publish", "--from", "HEAD^")
     assert results(watched.stdout) == {"api": "built"}, watched.stdout
     assert "watch 'schema/**' matched: schema/v2.json" in watched.stdout
+
+
+@pytest.mark.lab
+def test_a_base_without_one_of_the_platforms_is_named_with_it(lab: Lab, repo: Repo) -> None:
+    """The only image of a push, FROM an index that has no linux/arm64 image: its own failure,
+    the base and the platform in the summary (not "stopped by another image")."""
+    registry = lab.namespace()
+    base = f"{registry}/amd64-only:1"
+    pushed = subprocess.run(("docker", "buildx", "build", "--platform", "linux/amd64", "--push", "-t", base, "-"),
+                            input=f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n", env=lab.env,
+                            capture_output=True, text=True, check=False)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    repo.commit({
+        "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+                          '[tool.multiarch.images.web]\ncontext = "web"\n',
+        "web/Dockerfile": f"FROM {base}\nRUN echo web\n",
+    })  # fmt: skip
+    run = mab(repo, lab, "--all", "--color", "never")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert results(run.stdout) == {"web": "failed"}, run.stdout
+    said = f"base {base} has no linux/arm64 image (no match for platform in manifest)"
+    assert f"  {said}\n" in run.stdout and f"--- web: {said}" in run.stdout, run.stdout

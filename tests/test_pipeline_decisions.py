@@ -164,7 +164,7 @@ def test_one_failing_image_publishes_nothing_and_its_dependants_are_not_built(
     assert not any(sha[:7] in registry.tags(f"team/{name}") for name in ("base", "api", "worker", "lone"))
     assert not any(method == "PUT" for method, _path in registry.requests)  # not one tag put
     base = next(r for r in run.results if r.name == "base")
-    assert (base.failure, base.detail) == (Failure.BUILD, "build failed on linux/arm64 (exit 1)")
+    assert (base.failure, base.detail) == (Failure.BUILD, "build failed on linux/arm64: RUN make (exit 2)")
 
 
 def test_a_second_push_reuses_what_the_first_uploaded_and_builds_only_what_failed(
@@ -537,7 +537,7 @@ def test_what_each_build_says_as_it_goes(
     results, said, steps = build_with(repo, engine, monkeypatch, plans(repo, all_images=True))
     ends = [line for line in said if re.match(r"^\w+: (built|failed|not built)", line)]
     assert any(re.fullmatch(r"lone: built \(\d+\.\d s\)", line) for line in ends), ends
-    assert any(re.fullmatch(r"worker: failed, build failed on linux/arm64 \(exit 1\) \(\d+\.\d s\)", line)
+    assert any(re.fullmatch(r"worker: failed, build failed on linux/arm64: RUN make \(exit 2\) \(\d+\.\d s\)", line)
                for line in ends), ends  # fmt: skip
     assert ("lone", "linux/amd64", "2/2 RUN make") in steps and (
         "lone",

@@ -36,6 +36,9 @@ _VERTEX_RE = re.compile(r"^#(\d+) \[([^\]]*)\] ?(.*)$")
 _PLATFORM_RE = re.compile(r"^[a-z][a-z0-9]*/[a-z0-9_]+(?:/v[0-9]+)?$")
 _STEP_RE = re.compile(r"^\d+/\d+$")
 _ERROR_RE = re.compile(r"^#(\d+) ERROR: (.*)$")
+_EXIT_CODE_RE = re.compile(r"exit code: (\d+)")
+_METADATA = "load metadata for "  # BuildKit resolving a base for a platform
+_NO_PLATFORM = "no match for platform in manifest"
 # What BuildKit says when the registry, not the build, failed an upload.
 _REGISTRY_ERROR_RE = re.compile(
     r"failed to push|unexpected status|401 Unauthorized|403 Forbidden|denied|unauthorized|"
@@ -375,7 +378,30 @@ def _failed(result: BuildResult, streamed: process.Streamed, log: str, timeout: 
         )
     platforms = failed_platforms(log)
     where = f" on {', '.join(platforms)}" if platforms else ""
-    return failed._replace(detail=f"build failed{where} (exit {streamed.returncode})", failure=Failure.BUILD)
+    detail = step_failure(log, where) or f"build failed{where} (exit {streamed.returncode})"
+    return failed._replace(detail=detail, failure=Failure.BUILD)
+
+
+def step_failure(log: str, where: str) -> str:
+    """What the first failing step says, as the summary tells it: the step and its own exit
+    code (`RUN make (exit 2)`; buildx itself always exits 1), or its error; a base without the
+    platform named as such. "" when no step failed."""
+    labels: dict[str, tuple[str, str]] = {}
+    for line in log.splitlines():
+        if match := _VERTEX_RE.match(line):
+            labels[match.group(1)] = (_platform_in(match.group(2)), match.group(3))
+        elif (error := _ERROR_RE.match(line)) and error.group(1) in labels:
+            platform, what = labels[error.group(1)]
+            said = error.group(2)
+            if what.startswith(_METADATA) and _NO_PLATFORM in said:
+                return (
+                    f"base {what.removeprefix(_METADATA)} has no {platform or 'such'} image ({_NO_PLATFORM})"
+                )
+            code = _EXIT_CODE_RE.search(said)
+            return f"build failed{where}: {what[:100]} " + (
+                f"(exit {code.group(1)})" if code else f"({said[:200]})"
+            )
+    return ""
 
 
 def image_digest(metadata: Path, entry: str) -> str:
@@ -645,8 +671,19 @@ def _result(wanted: Wanted, log: Path, run: _Run) -> BuildResult:
     # way ends with that step's error. Exported before, and no upload stopped: it is built.
     if name in demux.seconds and name not in demux.export_errors:
         return result._replace(published=published)
+    if not (demux.own_errors or demux.export_errors):
+        return _unattributed(result, run.streamed)
     detail = "stopped: another image of the push failed"
     return result._replace(status=Status.NOT_BUILT, detail=detail, failure=Failure.BASE)
+
+
+def _unattributed(result: BuildResult, streamed: process.Streamed) -> BuildResult:
+    """An invocation that failed with no image's step failing: not "stopped by another image",
+    but buildx's own last words."""
+    errors = [line.removeprefix("ERROR: ") for line in streamed.tail if line.startswith("ERROR: ")]
+    said = errors[-1][:300] if errors else f"buildx exited {streamed.returncode}"
+    return result._replace(status=Status.FAILED, detail=f"the build failed: {said}", failure=Failure.BUILD,
+                           tail=streamed.tail)  # fmt: skip
 
 
 class _Discard(io.StringIO):

@@ -33,7 +33,7 @@ def test_a_configured_builder_is_created_node_by_node() -> None:
     )  # fmt: skip
     assert spec.create_commands() == [
         ("docker", "buildx", "create", "--name", "fleet", "--node", "local", "--driver", "docker-container",
-         "--driver-opt", "network=host", "--platform", "linux/amd64", "--use"),
+         "--driver-opt", "network=host", "--platform", "linux/amd64"),
         ("docker", "buildx", "create", "--name", "fleet", "--node", "arm", "--append", "--platform",
          "linux/arm64,linux/arm/v7", "ssh://builder@arm-box.internal"),
         ("docker", "buildx", "inspect", "--bootstrap", "fleet"),

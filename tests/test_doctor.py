@@ -171,8 +171,8 @@ def test_fix_creates_the_configured_builder(lab: Lab, repo: Repo, tmp_path: Path
     builder = next(c for c in json.loads(before.stdout)["checks"] if c["id"] == "builder")
     assert (builder["status"], builder["code"]) == ("fail", "builder-missing")
     fixed = mab(repo.path, env, "doctor", "--fix")
-    assert ("fix: docker buildx create --name mab-test-fleet --node mab-test-fleet0 --driver docker-container "
-            "--use: done") in fixed.stdout  # fmt: skip
+    assert ("fix: docker buildx create --name mab-test-fleet --node mab-test-fleet0 --driver docker-container: "
+            "done") in fixed.stdout  # fmt: skip  # a configured builder is passed as --builder: no --use
     assert "fix: docker buildx inspect --bootstrap mab-test-fleet: failed (exit 1)" in fixed.stdout
     listed = subprocess.run(("docker", "buildx", "ls", "--format", "json"), env=env, capture_output=True,
                             text=True, check=True)  # fmt: skip

@@ -51,8 +51,10 @@ class BuilderSpec(NamedTuple):
     driver_opts: tuple[tuple[str, str], ...] = ()
     nodes: tuple[NodeSpec, ...] = ()
 
-    def create_commands(self) -> list[tuple[str, ...]]:
-        """`docker buildx create` for the first node (or the local engine), then `--append`s."""
+    def create_commands(self, *, use: bool = False) -> list[tuple[str, ...]]:
+        """`docker buildx create` for the first node (or the local engine), then `--append`s.
+        `use`: make it the current builder (only where there is none: a named builder is passed
+        as `--builder`, and the user's current one is theirs)."""
         opts = tuple(arg for key, value in self.driver_opts for arg in ("--driver-opt", f"{key}={value}"))
         commands = []
         nodes = self.nodes or (NodeSpec(f"{self.name}0", "", ()),)
@@ -61,8 +63,7 @@ class BuilderSpec(NamedTuple):
             cmd += ("--driver", self.driver, *opts) if number == 0 else ("--append",)
             if node.platforms:
                 cmd += ("--platform", ",".join(node.platforms))
-            if number == 0:
-                cmd += ("--use",)
+            cmd += ("--use",) if number == 0 and use else ()
             commands.append(cmd + ((node.endpoint,) if node.endpoint else ()))
         commands.append(("docker", "buildx", "inspect", "--bootstrap", self.name))
         return commands

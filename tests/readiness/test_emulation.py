@@ -131,7 +131,7 @@ def test_an_emulator_without_the_f_flag_is_a_warning_that_says_why(tmp_path: Pat
 
 @pytest.mark.parametrize(("builder", "fix"), [
     (LOCAL, "if builds fail with 'runtime execution on platform linux/arm64 not supported', use a docker-container "
-            "builder: `docker buildx create --name multi-arch --driver docker-container --use --bootstrap`, and set "
+            "builder: `docker buildx create --name multi-arch --driver docker-container --bootstrap`, and set "
             'builder = "multi-arch" in [tool.multiarch]'),
     (CONTAINER._replace(nodes=(CONTAINER.nodes[0]._replace(platforms=("linux/amd64",)),)),
      "if builds fail with 'runtime execution on platform linux/arm64 not supported', recreate the builder so that "

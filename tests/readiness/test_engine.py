@@ -85,7 +85,9 @@ def test_configured_builder_missing(tmp_path: Path) -> None:
     report = readiness.check(host(tmp_path, answers), Wanted(ALL3, builder="multi-arch"))
     check = by_name(report)["builder"]
     assert (check.status, check.finding) == (FAIL, "builder 'multi-arch' does not exist")
-    assert "docker buildx create --name multi-arch --driver docker-container --use --bootstrap" in check.fix
+    assert (
+        "docker buildx create --name multi-arch --driver docker-container --bootstrap" in check.fix
+    )  # no --use
     assert report.builder is None
 
 
@@ -193,8 +195,8 @@ def test_a_missing_builder_named_or_current(tmp_path: Path) -> None:
     answers[("docker", "buildx", "inspect", "fleet")] = (1, "", 'ERROR: no builder "fleet" found')
     named = readiness.check(host(tmp_path / "2", answers), Wanted(ALL3, builder="fleet"))
     assert by_name(named)["builder"].fix == (
-        "create it: `docker buildx create --name fleet --driver docker-container --use --bootstrap` "
-        "(mab-hook doctor --fix does)"
+        "create it: `docker buildx create --name fleet --driver docker-container --bootstrap` "
+        "(mab-hook doctor --fix does)"  # passed as --builder: the current builder stays the user's
     )
 
 
@@ -223,7 +225,7 @@ def test_every_driver_verdict(tmp_path: Path) -> None:
     assert two == Check(
         "driver", FAIL, "the docker driver of builder default cannot build several platforms at once",
         "either create a docker-container builder (`docker buildx create --name multi-arch --driver "
-        'docker-container --use --bootstrap`, and set builder = "multi-arch"), or turn on the containerd '
+        'docker-container --bootstrap`, and set builder = "multi-arch"), or turn on the containerd '
         'image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then restart dockerd)',
         "driver-single-platform")  # fmt: skip
 

@@ -15,7 +15,7 @@ def test_fixes(tmp_path: Path) -> None:
     answers[("docker", "buildx", "inspect", "multi-arch")] = (1, "", "no builder")
     answers[("mount", "-t", "binfmt_misc", "binfmt_misc", str(tmp_path / "none"))] = (0, "")
     create = ("docker", "buildx", "create", "--name", "multi-arch", "--node", "multi-arch0", "--driver",
-              "docker-container", "--use")  # fmt: skip
+              "docker-container")  # fmt: skip  # named: passed as --builder, never made current
     answers[create] = (0, "multi-arch\n")
     answers[("docker", "buildx", "inspect", "--bootstrap", "multi-arch")] = (1, "", "boom: cannot start")
     h = host(tmp_path, answers, root=tmp_path / "none")
@@ -41,8 +41,17 @@ def test_a_failed_create_stops_the_fixes_there_and_says_what_docker_said(tmp_pat
     """The builder's first node cannot be created: neither its next node nor the bootstrap is
     tried. Without a builder to bootstrap, a stopped one is not started either."""
     answers = docker()
-    first = ("docker", "buildx", "create", "--name", "fleet", "--node", "fleet0", "--driver", "docker-container",
-             "--use")  # fmt: skip
+    first = (
+        "docker",
+        "buildx",
+        "create",
+        "--name",
+        "fleet",
+        "--node",
+        "fleet0",
+        "--driver",
+        "docker-container",
+    )
     answers[first] = (1, "", "line one\nline two\nERROR: cannot reach ssh://b\n")
     h = host(tmp_path, answers)
     wanted = Wanted(("linux/arm64",), builder="fleet")

@@ -53,7 +53,9 @@ def check_platform(scope: Scope, platform: str) -> Check:
         return Check(key, WARN, finding, install_fix(wanted.binfmt_image, platform), "emulator-without-f")
     if not all(builders.lists(node.platforms, platform) for node in local if node.platforms):
         finding = f"{how}; builder {builder.name} does not list {platform}, but BuildKit runs it this way"
-        return Check(key, WARN, finding, _unlisted_fix(builder, platform), "platform-unlisted")
+        return Check(
+            key, WARN, finding, _unlisted_fix(builder, platform, wanted.builder is None), "platform-unlisted"
+        )
     return Check(key, OK, how)
 
 
@@ -110,16 +112,19 @@ def _no_node(key: str, builder: Builder, platform: str) -> Check:
     return Check(key, FAIL, finding, fix, "no-node")
 
 
-def _unlisted_fix(builder: Builder, platform: str) -> str:
+def _unlisted_fix(builder: Builder, platform: str, current: bool) -> str:
+    """`current`: the builder is the user's current one (none is configured): recreated, it
+    must be current again; a configured one is passed as `--builder` and needs no `--use`."""
     symptom = f"if builds fail with 'runtime execution on platform {platform} not supported'"
     if builder.driver == "docker":  # the engine's own builder cannot be recreated
         return (
             f"{symptom}, use a docker-container builder: `docker buildx create --name multi-arch --driver "
-            'docker-container --use --bootstrap`, and set builder = "multi-arch" in [tool.multiarch]'
+            'docker-container --bootstrap`, and set builder = "multi-arch" in [tool.multiarch]'
         )
+    use = " --use" if current else ""
     return (
         f"{symptom}, recreate the builder so that it sees the emulators: `docker buildx rm {builder.name} "
-        f"&& docker buildx create --name {builder.name} --driver {builder.driver} --use --bootstrap`"
+        f"&& docker buildx create --name {builder.name} --driver {builder.driver}{use} --bootstrap`"
     )
 
 

@@ -23,7 +23,7 @@ from mab_hook.readiness.model import (
 from mab_hook.readiness.model import inspect as inspect_cmd
 
 MIN_BUILDX = (0, 13)
-CREATE = "docker buildx create --name {name} --driver docker-container --use --bootstrap"
+CREATE = "docker buildx create --name {name} --driver docker-container{use} --bootstrap"
 
 
 def check_docker(host: Host) -> list[Check]:
@@ -85,7 +85,10 @@ def check_builder(host: Host, wanted: Wanted) -> tuple[list[Check], Builder | No
     inspected = host.run(inspect_cmd(name))
     if inspected.returncode != 0:
         finding = f"builder {name!r} does not exist" if name else "no current builder"
-        fix = f"create it: `{CREATE.format(name=name or 'multi-arch')}` (mab-hook doctor --fix does)"
+        # Only a builder that is to become the current one gets `--use`: a named one is passed
+        # as `--builder`, and the user's current builder stays theirs.
+        create = CREATE.format(name=name, use="") if name else CREATE.format(name="multi-arch", use=" --use")
+        fix = f"create it: `{create}` (mab-hook doctor --fix does)"
         return [Check("builder", FAIL, finding, fix, "builder-missing")], None
     builder = builders.parse_inspect(inspected.stdout)
     listed = host.run(LS)
@@ -121,7 +124,7 @@ def check_driver(host: Host, builder: Builder, platforms: int) -> Check:
         FAIL,
         f"the {builder.driver} driver of builder {builder.name} cannot build several platforms at once",
         "either create a docker-container builder (`docker buildx create --name multi-arch --driver "
-        'docker-container --use --bootstrap`, and set builder = "multi-arch"), or turn on the containerd '
+        'docker-container --bootstrap`, and set builder = "multi-arch"), or turn on the containerd '
         'image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then restart dockerd)',
         "driver-single-platform",
     )

@@ -19,7 +19,7 @@ def apply_fixes(host: Host, report: Report, wanted: Wanted) -> list[str]:
         _do(host, ("mount", "-t", "binfmt_misc", "binfmt_misc", str(host.binfmt_root)), done)
     if "builder-missing" in codes:
         spec = wanted.builder_spec or BuilderSpec(wanted.builder or "multi-arch", "docker-container")
-        for cmd in spec.create_commands():
+        for cmd in spec.create_commands(use=wanted.builder is None):
             if not _do(host, cmd, done):
                 break
     elif "builder-stopped" in codes and report.builder is not None:

@@ -55,6 +55,9 @@ def test_the_gate_builds_publishes_and_verify_finds_it_all(
     code, out = mab(repo, capsys, monkeypatch, "verify", "--all")
     assert code == 0, out
     assert "every affected image (4) is in the registry, built from exactly these inputs" in out
+    rows = [line for line in out.splitlines() if line.startswith("  ok ")]
+    assert len(rows) == 4 and len({row.index("(commit") for row in rows}) == 1, out  # one column
+    assert any(row.startswith("  ok       api     (commit ") for row in rows), out
     code, out = mab(repo, capsys, monkeypatch, "verify", "--all", "--json")
     assert code == 0 and json.loads(out[: out.rindex("}") + 1])["ok"] is True
 

@@ -100,11 +100,12 @@ def report(args: argparse.Namespace, found: Sequence[Found], printer: Printer) -
                                 "present": [f._asdict() for f in found if f.present],
                                 "missing": [f._asdict() for f in missing]}  # fmt: skip
         output.dump_json(data, sys.stdout)
+    width = max((len(f.name) for f in found), default=0)  # the names in one column
     for f in found:
         state = "ok" if f.present else "missing"
         checked = f"; {f.checked}" if f.checked else ""
         printer.line(
-            f"  {state:<8} {f.name}  (commit {f.commit[:12]}, inputs {f.input_digest[:12]}{checked})"
+            f"  {state:<8} {f.name:<{width}}  (commit {f.commit[:12]}, inputs {f.input_digest[:12]}{checked})"
         )
     if missing:
         names = ", ".join(f.name for f in missing)

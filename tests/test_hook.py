@@ -32,7 +32,18 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
         hook.ensure_ready(plans, host(tmp_path), Printer(stream, color=False))
     assert stream.getvalue() == (
         "mab-hook: warning: platform linux/arm/v7: builder default does not list linux/arm/v7, but BuildKit "
-        "runs it this way (`mab-hook doctor` says more)\n"
+        "runs it this way (`mab-hook doctor` says more; `git config --add mab-hook.silence platform-unlisted` "
+        "stops this warning)\n"
     )
     assert "this host cannot build what the push needs; nothing was built" in str(info.value)
     assert "no emulator is registered for s390x ELF programs" in str(info.value)
+    repo.git("config", "--add", "mab-hook.silence", "platform-unlisted")
+    repo.git("config", "--add", "mab-hook.silence", "emulator-without-f")
+    quiet = hook.silenced(repo.path, os.environ)
+    assert quiet == {"platform-unlisted", "emulator-without-f"}
+    stream = io.StringIO()
+    with pytest.raises(FatalError) as info:  # a failure is never silenced
+        hook.ensure_ready(plans, host(tmp_path / "2"), Printer(stream, color=False), silenced=quiet)
+    assert stream.getvalue() == ""
+    assert "no emulator is registered for s390x ELF programs" in str(info.value)
+    assert hook.silenced(tmp_path, os.environ) == frozenset()  # no repository, no setting: nothing

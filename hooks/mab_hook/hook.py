@@ -22,6 +22,7 @@ from mab_hook import (
     output,
     planning,
     platforms,
+    process,
     state,
 )
 from mab_hook.errors import FatalError
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from mab_hook.registry import Insecure
 
 EXIT_OK, EXIT_FAIL = 0, 1
+SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gate no longer shows
 
 
 def hook(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
@@ -133,8 +135,10 @@ def build(
 
     remember = (state.root(repo) / "cache" / "ready.json", readiness.fingerprint(env, host.binfmt_root))
 
+    quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
+
     def ready() -> None:
-        checked.extend(ensure_ready(plans, host, printer, remember))
+        checked.extend(ensure_ready(plans, host, printer, remember, silenced=quiet))
         registry.insecure = checked[-1].insecure if checked else registry.insecure
 
     with progress_for(printer, env) as shown:
@@ -243,9 +247,11 @@ def ensure_ready(
     remember: tuple[Path, str] | None = None,
     *,
     outcome: str = "nothing was built",
+    silenced: frozenset[str] = frozenset(),
 ) -> list[Report]:
     """The readiness checks for what is about to be built; a failure costs no build time.
-    `remember`: where a ready answer is kept, and what it depends on."""
+    `remember`: where a ready answer is kept, and what it depends on; `silenced`: the codes of
+    warnings the pusher has heard enough of (`doctor` still shows them)."""
     from mab_hook import readiness  # noqa: PLC0415
 
     reports = []
@@ -256,9 +262,10 @@ def ensure_ready(
             report = readiness.check(host, wanted)
         reports.append(report)
         for check in report.checks:
-            if check.status == readiness.WARN:  # on every push: the gist; doctor has the rest
+            if check.status == readiness.WARN and check.code not in silenced:  # the gist; doctor has the rest
                 gist = check.finding.rsplit("; ", 1)[-1]
-                printer.warn(f"{check.name}: {gist} (`mab-hook doctor` says more)")
+                printer.warn(f"{check.name}: {gist} (`mab-hook doctor` says more; "
+                             f"`git config --add {SILENCE} {check.code}` stops this warning)")  # fmt: skip
         if not report.ready:
             failed = [check for check in report.checks if check.status == readiness.FAIL]
             raise FatalError(
@@ -268,6 +275,14 @@ def ensure_ready(
                 "the safe fixes), then push again."
             )
     return reports
+
+
+def silenced(repository: Path, env: Mapping[str, str]) -> frozenset[str]:
+    """The readiness warnings the pusher silenced for the gate: `git config mab-hook.silence CODE`
+    (any level; several values)."""
+    done = process.run(("git", "-C", str(repository), "config", "--get-all", SILENCE), env=env, check=False,
+                       timeout=30)  # fmt: skip
+    return frozenset(done.stdout.split()) if done.returncode == 0 else frozenset()
 
 
 def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:

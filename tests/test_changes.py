@@ -204,10 +204,52 @@ def test_upstream_range(repo: Repo) -> None:
     )
 
 
-def test_no_upstream_says_what_to_run(repo: Repo) -> None:
+def test_no_upstream_is_the_first_push_of_the_branch(repo: Repo) -> None:
+    """A branch never pushed: by hand, what its first push would build (as the pre-push hook
+    does for a new ref): the commits the remote does not have."""
+    first = repo.commit({"a/x": "1"})
+    repo.git("push", "-q", "origin", "main")  # no -u: main has no upstream
+    repo.git("checkout", "-q", "-b", "feature/x")
+    repo.commit({"b/y": "1"})
+    repo.commit({"c/z": "1"})
+    target = changes.upstream(open_repo(repo))
+    assert (target.sha, target.changed, target.bases) == (repo.head(), frozenset({"b/y", "c/z"}), (first,))
+    assert target.refs == (Ref("feature/x", full="refs/heads/feature/x"),)
+    assert (
+        target.why == "feature/x (no upstream: its first push to origin): 2 new commit(s) since " + first[:7]
+    )
+
+
+def test_a_first_push_goes_where_git_would_push(repo: Repo) -> None:
     repo.commit({"a/x": "1"})
-    with pytest.raises(FatalError, match="mab-hook --all"):
+    repo.git("remote", "rename", "origin", "upstream")
+    repo.git("remote", "add", "fork", str(repo.remote))
+    handle = open_repo(repo)
+    assert changes.push_remote(handle, "main") is None  # two remotes, none origin: git would ask
+    repo.git("config", "remote.pushDefault", "fork")
+    assert changes.push_remote(handle, "main") == "fork"
+    repo.git("config", "branch.main.pushRemote", "upstream")
+    assert changes.push_remote(handle, "main") == "upstream"
+    repo.git("config", "branch.main.pushRemote", "gone")  # a remote that is not there: the next say
+    assert changes.push_remote(handle, "main") == "fork"
+    repo.git("remote", "remove", "fork")  # git drops remote.pushDefault with it
+    assert changes.push_remote(handle, None) == "upstream"  # the only one
+
+
+def test_no_upstream_and_no_remote_says_what_to_run(repo: Repo) -> None:
+    repo.commit({"a/x": "1"})
+    repo.git("remote", "remove", "origin")
+    with pytest.raises(FatalError) as info:
         changes.upstream(open_repo(repo))
+    assert str(info.value).startswith("no range to build: HEAD has no upstream branch and the repository no "
+                                      "remote to push to. Run `mab-hook --all`")  # fmt: skip
+
+
+def test_a_new_repository_s_first_push_is_everything(repo: Repo) -> None:
+    repo.commit({"a/x": "1"})
+    target = changes.upstream(open_repo(repo))  # origin is empty: new history down to a root
+    assert (target.changed, target.why) == (None, "main (no upstream: its first push to origin): new history "
+                                            "down to a root commit, so everything")  # fmt: skip
 
 
 def test_an_annotated_tag_builds_its_commit(repo: Repo) -> None:

@@ -212,15 +212,39 @@ def pre_commit_ref(repo: git.Repo, env: Mapping[str, str]) -> Ref:
 
 
 def upstream(repo: git.Repo) -> Commit:
-    """By hand with no range: what `git push` would send now, HEAD against its upstream."""
+    """By hand with no range: what `git push` would send now, HEAD against its upstream; with
+    none, what its first push would (against everything the push remote has, as the pre-push
+    hook does for a new branch)."""
+    branch = current_branch(repo)
     try:
         tracked = repo.git.rev_parse("--abbrev-ref", "--symbolic-full-name", "@{upstream}")
     except git.GitCommandError:
-        raise FatalError(
-            "no range to build: HEAD has no upstream branch. Run `mab-hook --all` "
-            "to build every image, or `mab-hook --from REF --to REF`."
-        ) from None
-    return for_range(repo, tracked, "HEAD", current_branch(repo))
+        remote = push_remote(repo, branch)
+        if remote is None:
+            raise FatalError(
+                "no range to build: HEAD has no upstream branch and the repository no remote to push to. "
+                "Run `mab-hook --all` to build every image, or `mab-hook --from REF --to REF`."
+            ) from None
+        label = f"{branch or 'HEAD'} (no upstream: its first push to {remote})"
+        return new_ref(repo, f"--remotes={remote}", resolve(repo, "HEAD"), by_hand(repo, branch), label)
+    return for_range(repo, tracked, "HEAD", branch)
+
+
+def push_remote(repo: git.Repo, branch: str | None) -> str | None:
+    """Where a plain `git push` of the branch goes: its pushRemote, remote.pushDefault, else
+    `origin`, else the only remote; None when git would have to ask."""
+    names = [remote.name for remote in repo.remotes]
+    keys = (*((f"branch.{branch}.pushRemote",) if branch else ()), "remote.pushDefault")
+    for key in keys:
+        try:
+            configured = str(repo.git.config("--get", key))
+        except git.GitCommandError:
+            continue
+        if configured in names:
+            return configured
+    if "origin" in names:
+        return "origin"
+    return names[0] if len(names) == 1 else None
 
 
 def current_branch(repo: git.Repo) -> str | None:

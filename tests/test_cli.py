@@ -139,10 +139,12 @@ def test_config_is_read_from_the_pushed_commit(project: Repo, capsys: pytest.Cap
     assert code == 0, out
 
 
-def test_no_range_by_hand_says_what_to_run(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_dry_run_with_no_upstream_previews_the_first_push(
+    project: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "--dry-run")
-    assert code == 1
-    assert "Run `mab-hook --all`" in out
+    assert code == 0, out
+    assert "main (no upstream: its first push to origin)" in out
 
 
 def test_to_without_from(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -422,6 +422,13 @@ def test_an_invocation_that_fails_with_no_step_failing_is_no_image_stopping_anot
             "the build failed: failed to solve: rpc error: code = Unavailable desc = error reading from server: EOF",
         )  # fmt: skip
     assert len(group.commands) == 1  # a failure of the build: not tried again
+    last = "ERROR: failed to solve: rpc error: code = Unavailable desc = error reading from server: EOF\n"
+    for tail, detail in ((f"ERROR: {'z' * 400}\n", f"the build failed: {'z' * 300}"),
+                         ("#1 DONE 0.0s\n", "the build failed: buildx exited 1")):  # fmt: skip
+        group = CannedGroup([(1, said.replace(last, tail))])
+        first, _ = buildx.build_together(wanted, tmp_path / "bake.json", Buildx({}, None, group), tmp_path,
+                                         buildx.Watch())  # fmt: skip
+        assert first.detail == detail
 
 
 # --- what a commit holds is data, never a template --------------------------------------------
@@ -963,6 +970,12 @@ ERROR: failed to solve: 127.0.0.1:5000/p23/amdonly:1: failed to resolve source m
     ("#5 [api linux/arm64 2/3] RUN make\n#6 [api linux/amd64 2/3] RUN make\n#5 DONE 1.0s\n"
      "#6 ERROR: exit code: 7\n", "build failed on linux/amd64: RUN make (exit 7)"),  # the step that failed, not the first
     ("#5 [api linux/arm64 2/3] RUN make\n#5 DONE 1.0s\n", ""),
+    ("#3 [internal] load metadata for r/base:1\n#3 ERROR: no match for platform in manifest: not found\n",
+     "base r/base:1 has no matching image (no match for platform in manifest)"),  # one platform: no label
+    ("#3 [api linux/arm64 internal] load metadata for r/base:1\n#3 ERROR: failed to authorize: 401\n",
+     "build failed on linux/arm64: load metadata for r/base:1 (failed to authorize: 401)"),  # another cause
+    (f"#5 [api linux/arm64 2/3] RUN {'x' * 200}\n#5 ERROR: {'e' * 300}\n",
+     f"build failed on linux/arm64: RUN {'x' * 96} ({'e' * 200})"),  # both cut for the summary
 ])  # fmt: skip
 def test_a_failure_is_told_by_the_step_that_failed_and_its_own_words(log: str, detail: str) -> None:
     platforms = buildx.failed_platforms(log)

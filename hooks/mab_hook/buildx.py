@@ -394,9 +394,8 @@ def step_failure(log: str, where: str) -> str:
             platform, what = labels[error.group(1)]
             said = error.group(2)
             if what.startswith(_METADATA) and _NO_PLATFORM in said:
-                return (
-                    f"base {what.removeprefix(_METADATA)} has no {platform or 'such'} image ({_NO_PLATFORM})"
-                )
+                base = what.removeprefix(_METADATA)
+                return f"base {base} has no {platform or 'matching'} image ({_NO_PLATFORM})"
             code = _EXIT_CODE_RE.search(said)
             return f"build failed{where}: {what[:100]} " + (
                 f"(exit {code.group(1)})" if code else f"({said[:200]})"

@@ -225,15 +225,21 @@ def test_every_emulation_problem_whole(tmp_path: Path) -> None:
 
 
 def test_a_platform_no_node_can_build_whole(tmp_path: Path) -> None:
-    fix = ("add a node for it: `docker buildx create --append --name default --platform {p} <endpoint>`, or install "
-           "emulators where the builder runs")  # fmt: skip
+    """Another operating system needs a node of its own (never "install emulators"), and the
+    engine's own builder takes no other node (a builder of its own does)."""
     assert check_platform(scope(tmp_path, LOCAL), "windows/amd64") == Check(
         "platform:windows/amd64", FAIL, "no node of builder default can build windows/amd64 (QEMU emulates CPUs, not "
-        "operating systems: windows images need a windows node)", fix.format(p="windows/amd64"), "no-node")  # fmt: skip
+        "operating systems: windows images need a windows node)", "create a builder with a node for it: `docker "
+        'buildx create --name multi-arch --platform windows/amd64 <endpoint>`, and set builder = "multi-arch" in '
+        "[tool.multiarch]", "no-node")  # fmt: skip
     remote = Builder("k8s", "kubernetes", (Node("k8s0", "kubernetes:///", "running", ("linux/amd64",)),))
     assert check_platform(scope(tmp_path / "2", remote), "linux/s390x") == Check(
         "platform:linux/s390x", FAIL, "no node of builder k8s can build linux/s390x",
-        fix.format(p="linux/s390x").replace("--name default", "--name k8s"), "no-node")  # fmt: skip
+        "add a node for it: `docker buildx create --append --name k8s --platform linux/s390x <endpoint>`, or install "
+        "emulators where the builder runs", "no-node")  # fmt: skip
+    assert check_platform(scope(tmp_path / "3", remote), "windows/amd64").fix == (
+        "add a node for it: `docker buildx create --append --name k8s --platform windows/amd64 <endpoint>`"
+    )
 
 
 def test_every_probe_verdict(tmp_path: Path) -> None:

@@ -107,8 +107,14 @@ def _no_node(key: str, builder: Builder, platform: str) -> Check:
     finding = f"no node of builder {builder.name} can build {platform}"
     if os_name != "linux":
         finding += f" (QEMU emulates CPUs, not operating systems: {os_name} images need a {os_name} node)"
-    fix = (f"add a node for it: `docker buildx create --append --name {builder.name} --platform "
-           f"{platform} <endpoint>`, or install emulators where the builder runs")  # fmt: skip
+    node = f"--platform {platform} <endpoint>`"
+    if builder.driver == "docker":  # the engine's own builder takes no other node
+        add = (f"create a builder with a node for it: `docker buildx create --name multi-arch {node}, "
+               'and set builder = "multi-arch" in [tool.multiarch]')  # fmt: skip
+    else:
+        add = f"add a node for it: `docker buildx create --append --name {builder.name} {node}"
+    # Emulators help with another CPU only; another operating system needs a node of its own.
+    fix = add if os_name != "linux" else f"{add}, or install emulators where the builder runs"
     return Check(key, FAIL, finding, fix, "no-node")
 
 

@@ -41,6 +41,27 @@ RESULTS = [
 ]  # fmt: skip
 
 
+def test_a_skipped_image_that_got_public_tags_says_so() -> None:
+    published = ("r/team/mab-staging/cli:mab-0123", "r/team/cli:5d6e7f8", "r/team/cli:main")
+    cli = RESULTS[3]._replace(published=published)
+    row = output.summary([cli], Printer(io.StringIO(), color=False)).splitlines()[1]
+    assert row.endswith(
+        "skipped    0.0 s  already in the registry (inputs 0123456789ab); tagged 5d6e7f8, main"
+    )
+    staged_only = RESULTS[3]._replace(published=published[:1])  # its staging upload alone: nothing new to say
+    assert (
+        output.summary([staged_only], Printer(io.StringIO(), color=False))
+        .splitlines()[1]
+        .endswith("0123456789ab)")
+    )
+    bare = RESULTS[3]._replace(detail="", published=published)
+    assert (
+        output.summary([bare], Printer(io.StringIO(), color=False))
+        .splitlines()[1]
+        .endswith("0.0 s  tagged 5d6e7f8, main")
+    )
+
+
 def test_summary_is_a_plain_table_without_color() -> None:
     text = output.summary(RESULTS, Printer(io.StringIO(), color=False))
     assert "\033[" not in text

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
+from mab_hook import input_digest
 from mab_hook.results import BuildResult, Status
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
         painted = (
             printer.paint(f"{status:<{widths[2]}}", color) if number and color else f"{status:<{widths[2]}}"
         )
-        detail = f"  {results[number - 1].detail}" if number and results[number - 1].detail else ""
+        detail = f"  {_detail(results[number - 1])}" if number and _detail(results[number - 1]) else ""
         lines.append(f"  {name:<{widths[0]}}  {platforms:<{widths[1]}}  {painted}  {seconds:>7}{detail}")
     for result in results:
         if result.status in (Status.FAILED, Status.TIMED_OUT):
@@ -218,6 +219,15 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
             if result.log:
                 lines.append(f"  full log: {result.log}")
     return "\n".join(lines)
+
+
+def _detail(result: BuildResult) -> str:
+    """What the table says after the time: an image skipped (nothing built) that got public
+    tags says so, with the tags (their tag part)."""
+    tags = [ref.rpartition(":")[2] for ref in result.published if not input_digest.is_staging(ref)]
+    if result.status is Status.SKIPPED and tags:
+        return "; ".join(part for part in (result.detail, f"tagged {', '.join(tags)}") if part)
+    return result.detail
 
 
 def dump_json(data: Any, stream: TextIO) -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import cli, pending, publisher
+from mab_hook import cli, pending, process, publisher
+from mab_hook.pending import ToTag
+from mab_hook.registry import Tagged
 from tests.conftest import Repo
 from tests.engine import Canned
 from tests.test_commands_canned import IMAGES, project
@@ -102,7 +104,10 @@ def test_a_refused_push_publishes_nothing_and_the_accepted_one_after_it_does(
     assert push(repo, "main").returncode != 0
     code, out = mab(repo, capsys, "publish", "--pending")
     assert code == 0, out
-    assert "origin does not hold refs/heads/main as pushed (refused, or not pushed)" in out
+    assert out.splitlines() == [
+        "mab-hook: publishing what origin accepted of main",
+        "mab-hook: origin does not hold refs/heads/main as pushed (refused, or not pushed): its tags stay where they were",
+    ]
     assert not any(public(canned, name) for name in IMAGES)
     code, out = mab(repo, capsys, "status")
     assert ": not accepted" in out and "does not hold refs/heads/main" in out
@@ -218,8 +223,12 @@ def test_an_image_the_registry_lacks_is_named_and_no_moving_tag_moves(
     assert push(repo, "main").returncode == 0
     code, out = mab(repo, capsys, "publish", "--pending")
     assert code == 1
-    assert "lone: not tagged: the registry has no upload of it from these inputs" in out
-    assert "build it (`mab-hook --all --publish`), then `mab-hook publish --pending`" in out
+    lines = out.splitlines()
+    staged = f"{canned.registry.host}/team/mab-staging/lone:mab-"
+    assert any(line.startswith(f"mab-hook: lone: not tagged: the registry has no upload of it from these inputs ({staged}")
+               and line.endswith("); build it (`mab-hook --all --publish`), then `mab-hook publish --pending`")
+               and ": " not in line.split(staged)[1] for line in lines), out  # fmt: skip
+    assert "mab-hook: moving tags left where they were: not every image is there" in lines
     assert not any("latest" in public(canned, name) for name in IMAGES)
     assert sha[:7] in public(canned, "api")  # the tags that name the commit land where they can
     assert ": failed" in mab(repo, capsys, "status")[1]
@@ -285,15 +294,20 @@ def test_a_remote_that_cannot_be_asked_leaves_the_publish_waiting(
     repo.git("remote", "set-url", "origin", str(repo.path / "gone.git"))
     code, out = mab(repo, capsys, "publish", "--pending")
     assert code == 1
-    assert (
-        "could not ask origin what it holds" in out
-        and "run `mab-hook publish --pending` once it answers" in out
+    said = next(line for line in out.splitlines() if "could not ask" in line)
+    assert said.startswith("mab-hook: could not ask origin what it holds (") and said.endswith(
+        "); nothing published: run `mab-hook publish --pending` once it answers"
     )
     assert not any(public(canned, name) for name in IMAGES)
     repo.git("remote", "set-url", "origin", str(repo.remote))
     assert mab(repo, capsys, "publish", "--pending")[0] == 0
     assert all(public(canned, name) == {sha[:7]} for name in IMAGES)
-    assert mab(repo, capsys, "publish", "--pending", "nosuch")[1].count("no publish 'nosuch'") == 1
+    root = repo.path / ".git" / "mab-hook" / "publish"
+    assert mab(repo, capsys, "publish", "--pending", "nosuch") == (
+        1,
+        f"mab-hook: error: no publish 'nosuch' in {root}; see `mab-hook status`\n",
+    )
+    assert mab(repo, capsys, "publish", "--pending") == (0, "")  # nothing waits: nothing to say
 
 
 def test_a_push_that_affects_no_image_still_tags_every_image_of_its_commit(
@@ -363,7 +377,8 @@ def test_moving_tags_are_left_to_a_newer_push_that_moved_the_ref_on_meanwhile(
     monkeypatch.setattr(publisher, "accepted", lambda *args: next(answers))
     code, out = mab(repo, capsys, "publish", "--pending")
     assert code == 0, out
-    assert "origin no longer holds refs/heads/main as pushed (a newer push moved it on)" in out
+    assert ("mab-hook: origin no longer holds refs/heads/main as pushed (a newer push moved it on): the moving tags "
+            "are left to that push") in out.splitlines()  # fmt: skip
     assert all(public(canned, name) == {sha[:7]} for name in IMAGES)  # no latest from an older push
 
 
@@ -374,3 +389,249 @@ def test_a_record_reads_back_as_written(tmp_path: Path) -> None:
     path = pending.write(tmp_path, record)
     assert path.parent == tmp_path / "publish"
     assert pending.read(path) == record
+
+
+# --- the publisher's parts, each alone ----------------------------------------------------------
+
+
+class Tagging:
+    """A registry whose tags land or not, by reference; what it was asked, in order."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.refuse, self.asked = refuse, list[tuple[str, tuple[str, ...]]]()
+
+    def tag(self, source: str, tags: list[str]) -> Tagged:
+        """Tags are put in order: those before the first refused one landed."""
+        self.asked.append((source, tuple(tags)))
+        refused = [tags.index(t) for t in tags if t in self.refuse]
+        if not refused:
+            return Tagged(True, tuple(tags))
+        return Tagged(False, tuple(tags[: refused[0]]), "HTTP 403")
+
+
+IMAGE_A = ToTag("a", "r/s/a:mab-1", ("r/a:1", "r/a:main"), ("r/a:main",))
+IMAGE_B = ToTag("b", "r/s/b:mab-2", ("r/b:1", "r/b:main"), ("r/b:main",))
+
+
+def test_tags_that_name_the_commit_go_first_on_every_image_then_the_moving_ones() -> None:
+    said: list[str] = []
+    registry = Tagging()
+    assert publisher.tag_all(registry, [IMAGE_A, IMAGE_B], said.append) is True  # type: ignore[arg-type]
+    assert sorted(registry.asked[:2]) == [("r/s/a:mab-1", ("r/a:1",)), ("r/s/b:mab-2", ("r/b:1",))]
+    assert sorted(registry.asked[2:]) == [("r/s/a:mab-1", ("r/a:main",)), ("r/s/b:mab-2", ("r/b:main",))]
+    assert said == [
+        "a: published r/a:1",
+        "b: published r/b:1",
+        "a: published r/a:main",
+        "b: published r/b:main",
+    ]
+    moving = Tagging()
+    assert publisher.tag_all(moving, [IMAGE_A], said.append, kinds=(True,)) is True  # type: ignore[arg-type]
+    assert moving.asked == [("r/s/a:mab-1", ("r/a:main",))]
+
+
+def test_a_refused_fixed_tag_leaves_every_moving_tag_unmoved_and_says_what_to_run() -> None:
+    said: list[str] = []
+    registry = Tagging(frozenset({"r/b:1"}))
+    assert publisher.tag_all(registry, [IMAGE_A, IMAGE_B], said.append) is False  # type: ignore[arg-type]
+    assert len(registry.asked) == 2  # no moving tag was asked for
+    assert said == ["a: published r/a:1", "b: tagging failed (HTTP 403); not tagged: r/b:1",
+                    "moving tags left where they were; run `mab-hook publish --pending` to finish"]  # fmt: skip
+    two = ToTag("c", "r/s/c:mab-3", ("r/c:1", "r/c:2", "r/c:3"), ())
+    said.clear()
+    assert publisher.tag_all(Tagging(frozenset({"r/c:2"})), [two], said.append) is False  # type: ignore[arg-type]
+    assert said[0] == "c: tagging failed (HTTP 403); not tagged: r/c:2, r/c:3"  # what did not land, in order
+
+
+def test_the_push_is_git_up_to_eight_levels_above_and_never_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    def chain(*parents: tuple[int, str]) -> None:
+        links = dict(zip([100, *(pid for pid, _name in parents)], parents, strict=False))
+        monkeypatch.setattr(publisher, "_parent", lambda pid, env: links.get(pid))
+
+    chain((50, "sh"), (2, "git"))
+    assert publisher.push_process(100, {}) == 2
+    chain((50, "sh"), (1, "git"))  # init, whatever it is called, is no push
+    assert publisher.push_process(100, {}) is None
+    chain((50, "git.exe"))
+    assert publisher.push_process(100, {}) == 50
+    chain((50, "gitk"))
+    assert publisher.push_process(100, {}) is None
+    chain(*((200 + n, "sh") for n in range(7)), (300, "git"))  # the eighth level up
+    assert publisher.push_process(100, {}) == 300
+    chain(*((200 + n, "sh") for n in range(8)), (300, "git"))  # the ninth: too far to be ours
+    assert publisher.push_process(100, {}) is None
+
+
+def test_without_proc_the_parent_is_asked_of_ps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """macOS has no /proc: `ps` answers instead, the same."""
+    import os  # noqa: PLC0415
+
+    real = publisher._parent(os.getpid(), dict(os.environ))
+    assert real is not None and real[0] == os.getppid()
+    monkeypatch.setattr(publisher, "Path", lambda text: tmp_path / "no-proc" / text.lstrip("/"))
+    assert publisher._parent(os.getpid(), dict(os.environ)) == real
+    assert publisher._parent(2**22 + 12345, dict(os.environ)) is None  # no such process
+
+
+def test_wait_for_waits_as_long_as_it_is_told_and_notices_an_end_at_once() -> None:
+    import os  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    started = time.monotonic()
+    assert publisher.wait_for(os.getpid(), timeout=0.3) is False
+    assert 0.25 < time.monotonic() - started < 2
+    child = subprocess.Popen((sys.executable, "-c", "import time; time.sleep(0.2)"))
+    threading.Thread(target=child.wait, daemon=True).start()  # reaped as it ends, as git is
+    started = time.monotonic()
+    assert publisher.wait_for(child.pid, timeout=30) is True
+    assert time.monotonic() - started < 0.9  # polled often, not once a second
+
+
+def test_status_waits_the_time_it_is_given(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.commit({"a": "1"})
+    root = repo.path / ".git" / "mab-hook"
+    ref = pending.PushedRef("refs/heads/main", "a" * 40, "a" * 40, default=True)
+    waiting = pending.new("origin", [ref], ((), ()))
+    pending.write(root, waiting)
+    started = time.monotonic()
+    assert mab(repo, capsys, "status", "--wait", "0.4")[0] == 1
+    assert 0.35 < time.monotonic() - started < 1.5
+    assert mab(repo, capsys, "status")[0] == 0  # without --wait: what there is, exit 0
+    # A publish that ran and could not reach the remote waits for `publish --pending`, not for time.
+    pending.write(root, waiting._replace(said=("could not ask origin what it holds",)))
+    started = time.monotonic()
+    assert mab(repo, capsys, "status", "--wait", "5")[0] == 0
+    assert time.monotonic() - started < 2
+
+
+def test_status_as_json_is_every_record(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.commit({"a": "1"})
+    root = repo.path / ".git" / "mab-hook"
+    refs = [pending.PushedRef("refs/heads/main", "a" * 40, "a" * 40, True),
+            pending.PushedRef("refs/tags/v1", "b" * 40, "a" * 40)]  # fmt: skip
+    record = pending.new("origin", refs, ((), ()))._replace(
+        state=pending.PUBLISHED, said=("x: published r/x:1",)
+    )
+    pending.write(root, record)
+    code = cli.main(["status", "--json", "-C", str(repo.path)])
+    out = capsys.readouterr().out
+    assert code == 0 and out.endswith("]\n")
+    assert json.loads(out) == [json.loads(json.dumps(record._asdict()))]
+    assert (
+        mab(repo, capsys, "status")[1]
+        == f"{record.created}  origin main, v1: published\n    x: published r/x:1\n"
+    )
+
+
+def test_status_says_how_it_is_used(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        publisher.status_parser().parse_args(["--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.startswith(
+        "usage: mab-hook status [-h] [--wait SECONDS] [--json] [--color {auto,always,never}] [-C DIR]"
+    )
+    for text in ("The publishes of the last pushes: waiting for the remote, published, or not and why.",
+                 "--wait SECONDS wait until no publish is waiting (at most SECONDS); exit 1 if one still is",
+                 "--json machine-readable output on stdout"):  # fmt: skip
+        assert text in said
+    assert publisher.status_parser().parse_args([]).color == "auto"
+
+
+def test_the_background_publisher_logs_where_status_finds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[tuple[tuple[str, ...], object]] = []
+    monkeypatch.setattr(process, "detach",
+                        lambda command, env, stdout, stderr: started.append((tuple(command), stderr)))  # fmt: skip
+    monkeypatch.setattr(publisher, "_terminal", lambda: None)
+    record = pending.new("origin", [pending.PushedRef("refs/heads/main", "a" * 40, "a" * 40)], ((), ()))
+    publisher.start(tmp_path, record, tmp_path / "work", {}, after=4242)
+    ((command, log),) = started
+    assert command[1:] == ("-m", "mab_hook", "publish", "--pending", record.id, "--after", "4242", "-C",
+                           str(tmp_path / "work"))  # fmt: skip
+    assert (tmp_path / "publish" / f"{record.id}.log").exists()  # where the publisher's words go
+    assert list((tmp_path / "publish").iterdir()) == [tmp_path / "publish" / f"{record.id}.log"]
+    assert log is not None
+
+
+def test_the_publisher_speaks_on_the_terminal_of_the_push(tmp_path: Path) -> None:
+    """Run in a session whose controlling terminal is a pseudo-terminal, as a push from a shell:
+    what the publisher says reaches that terminal."""
+    import os  # noqa: PLC0415
+    import pty  # noqa: PLC0415
+
+    master, slave = pty.openpty()
+    program = "from mab_hook import publisher\nt = publisher._terminal()\nt.write('heard\\n')\nt.flush()\n"
+    setup = "import fcntl, os, sys, termios\nos.setsid()\nfcntl.ioctl(0, termios.TIOCSCTTY, 0)\n"
+    child = subprocess.run((sys.executable, "-c", setup + program), stdin=slave, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, check=False, timeout=30)  # fmt: skip
+    os.close(slave)
+    assert child.returncode == 0, child.stderr
+    assert os.read(master, 100).replace(b"\r", b"") == b"heard\n"
+    os.close(master)
+    alone = subprocess.run((sys.executable, "-c", "from mab_hook import publisher; print(publisher._terminal())"),
+                           capture_output=True, text=True, check=True, start_new_session=True)  # fmt: skip
+    assert alone.stdout == "None\n"  # no terminal: the log instead
+
+
+def test_what_git_says_when_the_remote_cannot_be_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = pending.new("nowhere", [pending.PushedRef("refs/heads/main", "a" * 40, "a" * 40)], ((), ()))
+    subprocess.run(("git", "init", "-q", str(tmp_path)), check=True)
+    said = publisher.accepted("nowhere", record, tmp_path, {"PATH": "/usr/bin:/bin"})
+    assert isinstance(said, str)
+    assert (
+        said == "Please make sure you have the correct access rights and the repository exists."
+    )  # its last two lines
+    monkeypatch.setattr(process, "run", lambda *args, **kwargs: process.Completed((), 128, "", ""))
+    assert publisher.accepted("nowhere", record, tmp_path, {}) == "exit 128"  # git said nothing
+
+
+def test_a_process_of_another_user_is_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os  # noqa: PLC0415
+
+    def refused(pid: int, signal: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", refused)
+    assert publisher.alive(12345) is True
+
+
+def test_a_process_whose_name_has_a_parenthesis_is_read_right() -> None:
+    """/proc/PID/stat puts the name in parentheses, and a name may hold ")" itself."""
+    program = ("import ctypes, os\nctypes.CDLL(None).prctl(15, b'x) 1 2 (y', 0, 0, 0)\n"
+               "from mab_hook import publisher\nprint(publisher._parent(os.getpid(), {})[0] == os.getppid())\n")  # fmt: skip
+    ran = subprocess.run((sys.executable, "-c", program), capture_output=True, text=True, check=True)
+    assert ran.stdout == "True\n"
+
+
+def test_a_terminal_that_fails_once_is_not_written_to_again() -> None:
+    from mab_hook.output import Printer  # noqa: PLC0415
+
+    class Flaky(io.StringIO):
+        failed = False
+
+        def write(self, text: str) -> int:
+            if not self.failed:
+                self.failed = True
+                raise OSError(5, "Input/output error")
+            return super().write(text)
+
+    stream = Flaky()
+    speaker = publisher._speaker(Printer(stream, False, False))
+    speaker("one")
+    speaker("two")  # the terminal is back, but the publisher stopped speaking to it
+    assert stream.getvalue() == ""
+
+
+def test_a_push_that_never_ends_publishes_nothing(
+    repo: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os  # noqa: PLC0415
+
+    repo.commit({"a": "1"})
+    monkeypatch.setattr(publisher, "WAIT", 0.1)
+    code, out = mab(repo, capsys, "publish", "--pending", "--after", str(os.getpid()))
+    assert (code, out) == (1, f"mab-hook: error: the push (process {os.getpid()}) did not end in {0.1 / 3600:g} h: "
+                              "nothing published\n")  # fmt: skip

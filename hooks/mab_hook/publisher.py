@@ -238,7 +238,7 @@ def tag_all(
 
 def run_pending(args: argparse.Namespace, env: Mapping[str, str], printer: Printer, root: Path) -> int:
     """The waiting publishes (or the one named) run now; `--after PID`: once PID ended."""
-    if args.after is not None and not wait_for(args.after):
+    if args.after is not None and not wait_for(args.after, WAIT):
         printer.error(f"the push (process {args.after}) did not end in {WAIT / 3600:g} h: nothing published")
         return 1
     from mab_hook.hook import open_repo  # noqa: PLC0415

@@ -149,6 +149,10 @@ def test_a_platform_the_builder_does_not_list_is_a_warning_with_its_fix(
     assert check_platform(scope(tmp_path / "2", listed), "linux/arm64") == Check(
         "platform:linux/arm64", OK, how
     )
+    configured = scope(tmp_path / "3", builder)._replace(
+        wanted=Wanted(("linux/arm64",), builder=builder.name)
+    )
+    assert check_platform(configured, "linux/arm64").fix == fix.replace(" --use", "")  # passed as --builder
 
 
 ELSEWHERE = Engine(False, "another machine (ssh://ci@box)", "box", "ssh://ci@box", "6.1", "x86_64", "E1")

@@ -109,6 +109,15 @@ def test_a_failing_image_blocks_the_push_and_moves_no_tag(
     assert code == 1
     assert "build failed on linux/arm64" in out
     assert not any(sha[:7] in canned.tags(name) for name in IMAGES)
+    blocked = next(line for line in out.splitlines() if "the push is blocked" in line)
+    staged = [
+        f"{canned.registry.host}/team/mab-staging/{name}:{tag}"
+        for name in IMAGES
+        for tag in canned.staged(name)
+    ]
+    assert staged and blocked == (f"mab-hook: error: the push is blocked and no tag was published (uploaded to staging, "
+                                  f"which the next push reuses: {', '.join(sorted(staged, key=blocked.find))}): fix the "
+                                  "failed build(s) above, commit, and push again")  # fmt: skip
     canned.engine.faults.clear()
     code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
     assert code == 0, out

@@ -341,7 +341,10 @@ def test_what_a_blocked_push_uploaded_is_reused_by_the_next_and_published_only_t
     })  # fmt: skip
     blocked = hooked.push("main")
     assert blocked.code != 0 and blocked.results() == {"api": "built", "worker": "failed"}, blocked.output
-    assert "api: uploaded under the input-digest tag, which the next push reuses" in blocked.output
+    assert (
+        f"(uploaded to staging, which the next push reuses: {hooked.registry}/mab-staging/api:mab-"
+        in blocked.output
+    )
     assert lab.pushed(hooked.registry) == set()
     sha = hooked.repo.commit(
         {"services/worker/Dockerfile": f"FROM {hooked.registry}/base\nRUN echo {salt}\n"}

@@ -224,10 +224,10 @@ def finish(
 def blocked(done: Sequence[BuildResult]) -> str:
     """Why the push is blocked, what reached the registry, and what to do about it."""
     public = [ref for r in done for ref in r.published if not input_digest.is_staging(ref)]
-    staged = [r.name for r in done if any(input_digest.is_staging(ref) for ref in r.published)]
+    staged = [ref for r in done for ref in r.published if input_digest.is_staging(ref)]
     what = f"these tags reached the registry: {', '.join(public)}" if public else "no tag was published"
     if staged:
-        what += f" ({', '.join(staged)}: uploaded under the input-digest tag, which the next push reuses)"
+        what += f" (uploaded to staging, which the next push reuses: {', '.join(staged)})"
     # An image not built because another failed follows from that failure: the advice is the other's.
     failures = {r.failure for r in done if not r.ok and r.failure is not Failure.BASE} or {Failure.BUILD}
     if failures <= {Failure.REGISTRY}:

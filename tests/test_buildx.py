@@ -221,7 +221,7 @@ def test_build_one_names_the_failing_platform(lab: Lab, tmp_path: Path) -> None:
     result = buildx.build_one(plan.affected[0], bake, Buildx(lab.env, None, process.Group()), tmp_path,
                               on_line=lambda line: None)  # fmt: skip
     assert (result.status, result.failure) == (Status.FAILED, Failure.BUILD)
-    assert result.detail.startswith("build failed on linux/arm/v7 (exit 1)")
+    assert result.detail == 'build failed on linux/arm/v7: RUN [ "$(uname -m)" != armv7l ] (exit 1)'
     assert any("did not complete successfully" in line for line in result.tail)
 
 

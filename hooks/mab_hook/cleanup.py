@@ -20,6 +20,7 @@ import concurrent.futures
 import datetime
 import json
 import platform as os_platform
+import re
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import git
 
 DEFAULT_DAYS = 14.0
+_RFC3339_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|z|[+-]\d\d:\d\d)?")
 CONCURRENCY = 16  # registry round trips at once
 UNSUPPORTED = (400, 405, 501)  # a registry that does not delete this way
 DONE = (200, 202, 204, 404)  # deleted, or gone already
@@ -180,16 +182,16 @@ def upload(registry: Registry, repository: str, tag: str, top: Manifest) -> Uplo
 
 
 def _when(text: str | None) -> datetime.datetime | None:
-    """An RFC 3339 time as BuildKit writes it (nanoseconds, `Z`); None when there is none."""
-    if not text:
+    """An RFC 3339 time as BuildKit writes it (nanoseconds, `Z`), to the second; None when
+    there is none. (Python before 3.11 reads neither nanoseconds nor `Z`.)"""
+    found = _RFC3339_RE.fullmatch(text or "")
+    if found is None:
         return None
-    head, _, rest = text.partition(".")
-    zone = rest.lstrip("0123456789") if rest else ""
+    zone = "+00:00" if found.group(2) in ("Z", "z", None) else found.group(2)
     try:
-        when = datetime.datetime.fromisoformat(head + (zone.replace("Z", "+00:00") or ""))
-    except ValueError:
+        return datetime.datetime.fromisoformat(found.group(1) + zone)
+    except ValueError:  # a 13th month, say
         return None
-    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
 
 
 def judge(found: Upload, named: Mapping[str, str], rules: Rules) -> Verdict:

@@ -86,6 +86,7 @@ def test_an_image_is_deleted_by_digest_only_when_every_tag_naming_it_goes() -> N
     ("2026-11-20T10:11:12Z", datetime.datetime(2026, 11, 20, 10, 11, 12, tzinfo=datetime.timezone.utc)),
     ("2026-11-20T12:11:12.5+02:00", datetime.datetime(2026, 11, 20, 10, 11, 12, tzinfo=datetime.timezone.utc)),
     ("2026-11-20T10:11:12", datetime.datetime(2026, 11, 20, 10, 11, 12, tzinfo=datetime.timezone.utc)),
+    ("2026-11-20T10:11:12z", datetime.datetime(2026, 11, 20, 10, 11, 12, tzinfo=datetime.timezone.utc)),
     ("2026-13-20T10:11:12Z", None), ("2026-11-20T10:11:12 and more", None),
     ("yesterday", None), ("", None), (None, None),
 ])  # fmt: skip

@@ -108,7 +108,7 @@ def repo(tmp_path: Path) -> Repo:
 def canned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Canned]:
     """The canned engine and the in-memory registry in place of Docker (tests/engine.py), for
     commands run in-process: `Canned.engine.faults` says what goes wrong."""
-    from mab_hook import buildx, process, readiness  # noqa: PLC0415
+    from mab_hook import buildx, coverage, process, readiness  # noqa: PLC0415
     from tests import engine as canned_engine  # noqa: PLC0415
     from tests.readiness.recorded import host  # noqa: PLC0415
 
@@ -118,8 +118,10 @@ def canned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Canned]:
         monkeypatch.setattr(process, "Group", lambda env=None: engine)
         monkeypatch.setattr(buildx, "BACKOFF", 0.0)
         monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found)
+        bases: dict[str, coverage.Found | str] = {}
+        monkeypatch.setattr(coverage, "local_sources", lambda env, known: canned_engine.canned_sources(bases))
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # no one's credentials
-        yield canned_engine.Canned(registry, engine, found.binfmt_root)
+        yield canned_engine.Canned(registry, engine, found.binfmt_root, bases)
 
 
 # --- the build lab ---------------------------------------------------------------------------

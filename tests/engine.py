@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from mab_hook import buildx, process
+from mab_hook import buildx, coverage, process
+from mab_hook.coverage import Found
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -419,6 +420,19 @@ class CannedEngine(process.Group):
             yield from (buildx.image_of(entry) for entry in entries)
 
 
+EVERY_PLATFORM = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/riscv64",
+                  "linux/ppc64le", "linux/s390x")  # fmt: skip
+
+
+def canned_sources(bases: Mapping[str, Found | str]) -> Callable[[str], Found | str]:
+    """Base coverage's lookup, canned: `bases` says, anything else is a multi-platform index."""
+
+    def lookup(ref: str) -> Found | str:
+        return bases.get(ref) or Found("sha256:" + "0" * 64, EVERY_PLATFORM, False, coverage.REGISTRY)
+
+    return lookup
+
+
 class Canned(NamedTuple):
     """mab-hook's commands run in-process against the canned engine and the in-memory registry,
     on a host whose docker answers are the lab's, recorded (tests/readiness/recorded.py)."""
@@ -426,6 +440,8 @@ class Canned(NamedTuple):
     registry: OciRegistry
     engine: CannedEngine
     binfmt: Path  # the host's binfmt_misc, a directory of the test's own
+    # What base coverage finds for a base reference; a base not in it has every platform.
+    bases: dict[str, Found | str]
 
     def image(self, name: str, tag: str) -> str:
         return f"{self.registry.host}/team/{name}:{tag}"

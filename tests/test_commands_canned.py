@@ -12,6 +12,7 @@ import re
 import pytest
 
 from mab_hook import cli
+from mab_hook.coverage import REGISTRY, Found
 from tests.conftest import Repo
 from tests.engine import Canned, Fault
 from tests.test_binfmt import AARCH64
@@ -185,3 +186,21 @@ def test_doctor_on_a_ready_host_and_on_one_whose_emulator_is_off(
     code, out = mab(repo, capsys, monkeypatch, "--all")
     assert code == 1 and "this host cannot build what the push needs; nothing was built" in out
     assert canned.engine.invocations == []
+
+
+def test_a_base_without_a_platform_blocks_the_push_before_anything_is_built_and_an_unknown_one_is_said(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(canned.registry.host))
+    canned.bases["busybox"] = Found("sha256:" + "1" * 64, ("linux/amd64",), True, REGISTRY)
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 1, out
+    assert ("  base: base busybox (FROM, line 1) is a single linux/amd64 image, no index: built for linux/arm64 "
+            "on it, the image would hold linux/amd64 programs") in out  # fmt: skip
+    assert "  lone: base busybox (FROM, line 1)" in out
+    assert canned.engine.invocations == [] and not canned.registry.repositories()  # nothing built or pushed
+    canned.bases["busybox"] = "neither the engine's image store nor the registry has it"
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out  # the build says what is wrong with a base no one has
+    assert ("could not check which platforms base busybox has: neither the engine's image store nor the "
+            "registry has it") in out  # fmt: skip

@@ -174,3 +174,15 @@ def test_variables_that_double_each_other_are_refused_before_they_take_the_memor
     with pytest.raises(FatalError, match=r"Dockerfile: '\$\{A15\}\$\{A15\}' expands to more than 256 KiB"):
         df("\n".join(lines) + "\nCOPY $A39 /\n")
     assert df("\n".join(lines[:10]) + "\n").stages[0].name is None  # 8 KiB: a value like any other
+
+
+def test_a_from_platform_flag_is_kept_expanded_per_stage() -> None:
+    text = ("ARG PIN=linux/arm64\nFROM --platform=$BUILDPLATFORM golang AS build\nFROM --platform=${PIN} debian AS pin\n"
+            "FROM alpine\n")  # fmt: skip
+    parsed = parse(text, {}, platform="linux/arm/v7", build_platform="linux/amd64", source="D")
+    assert [(s.base, s.platform) for s in parsed.stages] == [
+        ("golang", "linux/amd64"), ("debian", "linux/arm64"), ("alpine", "")
+    ]  # fmt: skip
+    pinned = parse(text, {"PIN": "linux/s390x"}, platform="linux/arm/v7", build_platform="linux/amd64",
+                              source="D")  # fmt: skip
+    assert pinned.stages[1].platform == "linux/s390x"

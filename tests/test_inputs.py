@@ -20,7 +20,7 @@ from mab_hook import input_digest
 from mab_hook.changes import Commit, Ref
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
-from mab_hook.inputs import Files, Inputs, compute, unmatched
+from mab_hook.inputs import Files, Inputs, compute, pulls, unmatched
 from mab_hook.plan import Explanation, Plan, make_plan
 from tests.buildkit import MARK, Link, Scenario, Tree, ignore_files, read_by_build, scenarios
 from tests.conftest import Lab, Repo
@@ -838,3 +838,49 @@ def test_only_an_image_a_stage_is_built_on_brings_its_onbuild_triggers() -> None
         files = Files.of({"svc/Dockerfile": dockerfile, "svc/src/a": ""})
         found = compute(image, files, build_platform="linux/amd64", triggers=triggers)
         assert (found.reason("svc/src/a") is not None) is reads, dockerfile
+
+
+def pulls_of(
+    dockerfile: str, platforms: tuple[str, ...] = ALL3, **image: Any
+) -> list[tuple[str, str, str, str]]:
+    spec = dataclasses.replace(
+        Image(name="svc", context="svc", dockerfile="svc/Dockerfile", platforms=ALL3), **image
+    )
+    found = pulls(spec, Files.of({"svc/Dockerfile": dockerfile, "svc/lib/x": ""}), build_platform="linux/amd64",
+                  platforms=platforms)  # fmt: skip
+    return [(p.platform, p.ref, p.wanted, p.how) for p in found]
+
+
+def test_what_a_build_pulls_per_platform_its_from_platform_and_copy_from() -> None:
+    text = ("FROM --platform=$BUILDPLATFORM golang:1 AS build\nFROM alpine AS unused\nFROM debian\n"
+            "COPY --from=build /a /a\nCOPY --from=tools:2 /b /b\nRUN --mount=from=cache:3,target=/c true\n")  # fmt: skip
+    assert pulls_of(text, ("linux/amd64", "linux/arm64")) == [
+        ("linux/amd64", "golang:1", "linux/amd64", "FROM"),
+        ("linux/amd64", "debian", "linux/amd64", "FROM"),
+        ("linux/amd64", "tools:2", "linux/amd64", "--from"),
+        ("linux/amd64", "cache:3", "linux/amd64", "--from"),
+        ("linux/arm64", "golang:1", "linux/amd64", "FROM"),  # built on the build platform
+        ("linux/arm64", "debian", "linux/arm64", "FROM"),
+        ("linux/arm64", "tools:2", "linux/arm64", "--from"),  # --from an image: the platform built
+        ("linux/arm64", "cache:3", "linux/arm64", "--from"),
+    ]
+
+
+def test_a_base_chosen_by_platform_args_is_pulled_per_platform() -> None:
+    text = "ARG TARGETARCH\nFROM base-${TARGETARCH}:1\n"
+    assert pulls_of(text, ("linux/amd64", "linux/arm/v7")) == [
+        ("linux/amd64", "base-amd64:1", "linux/amd64", "FROM"),
+        ("linux/arm/v7", "base-arm:1", "linux/arm/v7", "FROM"),
+    ]
+    assert pulls_of("FROM --platform=linux/s390x x\n", ("linux/amd64",)) == [
+        ("linux/amd64", "x", "linux/s390x", "FROM")
+    ]
+
+
+def test_named_contexts_that_are_images_are_pulled_and_the_others_not() -> None:
+    text = "FROM base AS app\nCOPY --from=lib / /lib\nCOPY --from=sibling / /s\nCOPY --from=layout / /l\nFROM scratch\n"
+    contexts = (("base", "docker-image://reg/base:1"), ("lib", "lib"), ("sibling", "target:other"),
+                ("layout", "oci-layout://lay"))  # fmt: skip
+    assert pulls_of(text, ("linux/arm64",), contexts=contexts, target="app") == [
+        ("linux/arm64", "reg/base:1", "linux/arm64", "named context 'base'")
+    ]

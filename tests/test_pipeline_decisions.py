@@ -81,7 +81,7 @@ def build(
     asked: list[bool] = []
     publish = {} if publishing else {"publishing": False}  # the default publishes
     results, said, _steps = build_with(repo, engine, monkeypatch, found or plans(repo),
-                                       ready=lambda: asked.append(True), **publish)  # fmt: skip
+                                       ready=lambda building: asked.append(True), **publish)  # fmt: skip
     return Run(results, said, len(asked))
 
 

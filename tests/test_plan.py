@@ -487,3 +487,32 @@ def test_a_renamed_ref_is_said_only_where_a_tag_holds_the_ref() -> None:
     commit = Commit("0123456789" * 4, (Ref("feature/x"),), frozenset({"services/api/main.py"}), "t")
     plain = dataclasses.replace(CONFIG, tags=("{short_sha}", "latest"))
     assert make_plan(commit, plain, Files.of(DOCKERFILES), build_platform="linux/amd64").warnings == ()
+
+
+def test_a_build_pulls_only_what_is_outside_the_repository_and_a_base_for_its_dependants_platforms_too() -> (
+    None
+):
+    config = with_images(
+        dataclasses.replace(image("base", "base"), platforms=("linux/amd64",)),
+        dataclasses.replace(image("app", "app"), platforms=("linux/amd64", "linux/arm/v7")),
+        dataclasses.replace(image("tool", "tool"), platforms=("linux/arm64",)),
+    )
+    files = {
+        "base/Dockerfile": "FROM busybox:1\n",
+        "app/Dockerfile": "FROM reg:5000/team/base\nCOPY --from=reg:5000/other/lib:2 / /\n",
+        "tool/Dockerfile": "FROM reg:5000/team/app AS app\nFROM debian\nCOPY --from=app / /\n",
+    }
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"base/Dockerfile"}), "test")
+    found = make_plan(commit, config, Files.of(files), build_platform="linux/amd64", digests=True)
+    pulls = {
+        p.image.name: {(x.platform, x.ref) for x in p.pulls} for p in (*found.context_only, *found.affected)
+    }
+    assert pulls == {
+        # built for app's and tool's platforms too, as their named context
+        "base": {("linux/amd64", "busybox:1"), ("linux/arm/v7", "busybox:1"), ("linux/arm64", "busybox:1")},
+        "app": {("linux/amd64", "reg:5000/other/lib:2"), ("linux/arm/v7", "reg:5000/other/lib:2"),
+                ("linux/arm64", "reg:5000/other/lib:2")},
+        "tool": {("linux/arm64", "debian")},
+    }  # fmt: skip
+    dry = make_plan(commit, config, Files.of(files), build_platform="linux/amd64")
+    assert all(p.pulls == () for p in dry.affected)  # a dry run builds nothing: nothing to check

@@ -131,3 +131,29 @@ def test_other_systems_and_what_a_bad_platform_says() -> None:
 def test_parse_fills_what_is_not_there_and_covers_goes_both_ways() -> None:
     assert platforms.parse("linux") == platforms.Platform("linux", "", "")
     assert platforms.covers("linux/amd64", "linux/amd64/v2")  # a builder listing the family builds a level
+
+
+@pytest.mark.parametrize(
+    ("available", "wanted", "serves"),
+    [
+        ("linux/amd64", "linux/amd64", True),
+        ("linux/amd64", "linux/arm64", False),
+        ("linux/arm64/v8", "linux/arm64", True),  # arm64's only variant
+        ("linux/arm64", "linux/arm64/v8", True),
+        ("linux/arm/v7", "linux/arm", True),  # plain arm means v7
+        ("linux/arm/v6", "linux/arm/v7", True),  # a v7 CPU runs v6 programs
+        ("linux/arm/v7", "linux/arm/v6", False),
+        ("linux/arm", "linux/arm/v6", False),
+        ("linux/arm/v5", "linux/arm", True),
+        ("linux/amd64", "linux/amd64/v3", True),  # a v3 CPU runs baseline x86-64
+        ("linux/amd64/v3", "linux/amd64", False),
+        ("linux/amd64/v2", "linux/amd64/v2", True),
+        ("linux/386", "linux/amd64", False),  # another architecture: never
+        ("linux/arm/v7", "linux/arm64", False),
+        ("windows/amd64", "linux/amd64", False),
+        ("linux/riscv64", "linux/riscv64", True),
+        ("linux/ppc64le", "linux/ppc64", False),
+    ],
+)
+def test_which_image_platform_serves_a_build_for_another(available: str, wanted: str, serves: bool) -> None:
+    assert platforms.serves(available, wanted) is serves

@@ -53,6 +53,7 @@ class Stage(NamedTuple):
     image_onbuild: tuple[Source, ...] = ()
     args: tuple[tuple[str, str], ...] = ()  # its ARGs at the end: a stage FROM it has them
     env: tuple[tuple[str, str], ...] = ()  # its ENV at the end: a stage FROM it has them too
+    platform: str = ""  # `FROM --platform=...`, expanded: the platform its base is pulled for
 
 
 class Dockerfile(NamedTuple):
@@ -198,8 +199,10 @@ class _Lexer(NamedTuple):
 
 
 class _StageBuilder:
-    def __init__(self, number: int, name: str | None, base: str, line: int, global_args: Mapping[str, str]):
+    def __init__(self, number: int, name: str | None, base: str, line: int, *, global_args: Mapping[str, str],
+                 platform: str) -> None:  # fmt: skip
         self.number, self.name, self.base, self.line = number, name, base, line
+        self.platform = platform
         self.global_args = global_args
         self.args: dict[str, str] = {}  # ARGs declared in the stage
         self.envs: dict[str, str] = {}  # ENV, which wins over an ARG of the same name
@@ -230,7 +233,8 @@ class _StageBuilder:
         args = instruction.args
         base = lex.word(args[0]) if args else ""
         alias = args[2].lower() if len(args) >= 3 and args[1].lower() == "as" else None
-        return cls(number, alias, base, instruction.start_line, global_args)
+        platform = _flags(instruction.flags, lex).get("platform", [""])[-1]
+        return cls(number, alias, base, instruction.start_line, global_args=global_args, platform=platform)
 
     def add(self, instruction: DockerfileInstruction, scope: _Scope) -> None:
         name = instruction.name.lower()
@@ -258,7 +262,7 @@ class _StageBuilder:
         image_onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, image_lex)[0])
         return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses),
                      onbuild, onbuild_uses, image_onbuild, tuple(sorted(self.args.items())),
-                     tuple(sorted(self.envs.items())))  # fmt: skip
+                     tuple(sorted(self.envs.items())), self.platform)  # fmt: skip
 
 
 def _trigger(instruction: DockerfileInstruction) -> DockerfileInstruction | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import platform
 import sys
@@ -28,7 +29,7 @@ from mab_hook import (
 from mab_hook.errors import FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
-from mab_hook.plan import Plan
+from mab_hook.plan import Plan, PlannedImage
 from mab_hook.progress import progress_for
 from mab_hook.results import BuildResult, Failure
 
@@ -125,7 +126,7 @@ def build(
     remote: str | None = None,
 ) -> int:
     """`remote`: a pre-push gate's; what built waits (staged) for the remote to accept the push."""
-    from mab_hook import pipeline, readiness  # noqa: PLC0415 - only when something is to be built
+    from mab_hook import coverage, pipeline, readiness  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415
 
     host = readiness.local_host(env, platform.machine(), state.root(repo) / "cache" / "probes.json")
@@ -136,10 +137,21 @@ def build(
     remember = (state.root(repo) / "cache" / "ready.json", readiness.fingerprint(env, host.binfmt_root))
 
     quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
+    known = coverage.Known(state.root(repo) / "cache" / "bases.json")
+    lookup = coverage.local_sources(env, known)
 
-    def ready() -> None:
-        checked.extend(ensure_ready(plans, host, printer, remember, silenced=quiet))
-        registry.insecure = checked[-1].insecure if checked else registry.insecure
+    def ready(building: Sequence[PlannedImage]) -> None:
+        # Which platforms the bases have is asked while readiness asks docker: neither waits.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            bases = pool.submit(coverage.check, building, lookup)
+            checked.extend(ensure_ready(plans, host, printer, remember, silenced=quiet))
+            registry.insecure = checked[-1].insecure if checked else registry.insecure
+            found = bases.result()
+        known.save()
+        for ref, why in found.unchecked:
+            printer.warn(coverage.unchecked_text(ref, why))
+        if found.gaps:
+            raise FatalError(coverage.blocked(found.gaps))
 
     with progress_for(printer, env) as shown:
         events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import IO, NamedTuple
 
 TIMEOUT = 10.0
 
@@ -18,7 +18,8 @@ TIMEOUT = 10.0
 class Response(NamedTuple):
     status: int
     headers: Mapping[str, str]  # names lowercased
-    body: bytes
+    body: bytes  # b"" when a successful answer's body went to `consume`
+    consumed: object = None  # what `consume` made of the body
 
     @property
     def ok(self) -> bool:
@@ -33,15 +34,20 @@ def request(
     body: bytes | None = None,
     authorization: str | None = None,
     timeout: float = TIMEOUT,
+    consume: Callable[[IO[bytes]], object] | None = None,
 ) -> Response:
     """One request. `authorization` is never sent on to where a redirect leads (a registry
-    may redirect to blob storage on another host)."""
+    may redirect to blob storage on another host). `consume`: reads a successful answer's body
+    as it streams (a layer of gigabytes), instead of it being held."""
     req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     if authorization:
         req.add_unredirected_header("Authorization", authorization)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as answer:
-            return Response(answer.status, _headers(answer.headers.items()), answer.read())
+            headers = _headers(answer.headers.items())
+            if consume is not None:
+                return Response(answer.status, headers, b"", consume(answer))
+            return Response(answer.status, headers, answer.read())
     except urllib.error.HTTPError as e:
         with e:
             return Response(e.code, _headers(e.headers.items()), e.read())

@@ -22,6 +22,7 @@ DEFAULT_TAGS = ("{short_sha}",)
 DEFAULT_PUBLISH_TAGS = ("v[0-9]*", "[0-9]*")
 LOCAL_PATH_KEYS = ("src", "dest")  # what a `type=local` cache reads from or writes to
 OCI_LAYOUT = "oci-layout://"
+DOCKER_IMAGE = "docker-image://"
 TARGET = "target:"  # a named context that is another image, built from the same commit
 # Labels of every image mab-hook builds: what a staging reference is checked by.
 INPUT_DIGEST_LABEL = "dev.mab-hook.input-digest"

@@ -7,6 +7,7 @@ main build context or from named contexts, minus what the ignore file in use lea
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -15,7 +16,7 @@ from mab_hook.budget import Deadline
 from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
-from mab_hook.images import OCI_LAYOUT, TARGET, Image, layout_path
+from mab_hook.images import DOCKER_IMAGE, OCI_LAYOUT, TARGET, Image, layout_path
 from mab_hook.paths import Tree, join, relative_to, shown
 
 T = TypeVar("T")
@@ -289,6 +290,52 @@ def compute(image: Image, files: Files, *, build_platform: str, triggers: Trigge
     return Inputs(
         image, main_ignore, target, tuple(dict.fromkeys(found)), tuple(bases), tuple(onbuild), followed
     )
+
+
+class Pull(NamedTuple):
+    """An image from outside the repository that a build for `platform` pulls, for `wanted`."""
+
+    platform: str  # the platform the image is built for
+    ref: str  # the reference as written (after ARG expansion), or a named context's image
+    wanted: str  # the platform it is pulled for: `platform`, or a `FROM --platform` value
+    how: str  # "FROM", "COPY --from", "named context 'x'"
+    line: int
+
+
+def pulls(image: Image, files: Files, *, build_platform: str, platforms: Sequence[str]) -> tuple[Pull, ...]:
+    """What a build of the image for each of `platforms` pulls from outside the repository (in-repo
+    images included: the plan tells them apart). FROM honours `--platform`; `COPY --from` and
+    mounts of an image take the platform built, as BuildKit does."""
+    read = files.followed(image.dockerfile, f"image {image.name}: its Dockerfile")
+    as_built = dataclasses.replace(image, platforms=tuple(platforms))
+    key = _parse_key(as_built, build_platform)  # the same parse as `compute`'s for its own platforms
+    models = files.memo(read, key, lambda: _parse_for_platforms(as_built, files, build_platform, read))
+    if len(models) == 1:  # no platform ARG: one parse serves every platform
+        models = models * len(platforms)
+    found: dict[Pull, None] = {}
+    for platform, parsed in zip(platforms, models, strict=False):
+        built = parsed.target(image.target, source=image.dockerfile)
+        for stage in parsed.reachable(built):
+            for ref, how in ((stage.base, "FROM"), *((used, "--from") for used in stage.uses)):
+                pull = _pull(parsed, stage, image, (ref, how), platform)
+                if pull is not None:
+                    found.setdefault(pull)
+    return tuple(found)
+
+
+def _pull(
+    parsed: Dockerfile, stage: Stage, image: Image, named: tuple[str, str], platform: str
+) -> Pull | None:
+    ref, how = named
+    if ref == "scratch" or parsed.resolve(ref, stage) is not None:
+        return None
+    wanted = (stage.platform or platform) if how == "FROM" else platform
+    context = dict(image.contexts).get(ref)
+    if context is None:
+        return Pull(platform, ref, wanted, how, stage.line)
+    if context.startswith(DOCKER_IMAGE):
+        return Pull(platform, context[len(DOCKER_IMAGE) :], wanted, f"named context {ref!r}", stage.line)
+    return None  # a directory, another image of the repository, a layout or a URL
 
 
 def _followed(rule: Rule, files: Files) -> list[Rule]:

@@ -25,7 +25,7 @@ from mab_hook import buildx, gitobjects, grants, input_digest, process, state
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
 from mab_hook.grants import Grants
-from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL, Image
+from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
@@ -90,12 +90,13 @@ def build_all(
     events: Events,
     *,
     registry: Registry,
-    ready: Callable[[], None] = lambda: None,
+    ready: Callable[[Sequence[PlannedImage]], None] = lambda building: None,
     timeout: float | None = None,
     publishing: bool = True,
 ) -> list[BuildResult]:
-    """`ready()` runs the readiness checks (raising when the host is not ready); it is called
-    only when something will really be built, so a push of built content skips them. Without
+    """`ready(building)` runs the checks before building (raising when the host cannot build, or
+    a base lacks a platform); it is called only when something will really be built, so a push
+    of built content skips them. Without
     `publishing`, what built stays under its staging tags (a CI job's share of a fan-out)."""
     granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
     run = Builds(env, State(root(repo)), process.Group(env), events, timeout, Ledger(), registry, granted)
@@ -114,8 +115,9 @@ def build_all(
                 waiting(f"{job.planned.image.name}: {job.staged} is in the registry, but {job.distrusted}: "
                         "not trusted; building it again, to upload over it")  # fmt: skip
             if any(not job.skip for _plan, jobs in work for job in jobs):
-                grants.check(_to_build(work), granted)
-                ready()
+                building = _to_build(work)
+                grants.check([planned.image for planned in building], granted)
+                ready(building)
             built = [(plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work]
             ok = all(r.ok for _plan, _jobs, results in built for r in results)
             if ok:
@@ -135,13 +137,13 @@ def build_all(
             state.prune(run.state.root, keep_logs=keep)
 
 
-def _to_build(work: Sequence[tuple[Plan, Sequence[Job]]]) -> list[Image]:
+def _to_build(work: Sequence[tuple[Plan, Sequence[Job]]]) -> list[PlannedImage]:
     """The images that will really be built: those not skipped, and the bases they build on."""
-    found = []
+    found: list[PlannedImage] = []
     for plan, jobs in work:
         if any(not job.skip for job in jobs):
-            found += [planned.image for planned in plan.context_only]
-            found += [job.planned.image for job in jobs if not job.skip]
+            found += plan.context_only
+            found += [job.planned for job in jobs if not job.skip]
     return found
 
 

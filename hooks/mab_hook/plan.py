@@ -14,7 +14,7 @@ from mab_hook.changes import Commit, Ref
 from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
-from mab_hook.inputs import Files, Inputs
+from mab_hook.inputs import Files, Inputs, Pull
 from mab_hook.paths import in_directory, relative_to, shown
 from mab_hook.patterns import watched
 from mab_hook.validation import PYPROJECT
@@ -40,6 +40,9 @@ class PlannedImage(NamedTuple):
     # uploaded under that platform's staging tag, and published only by `mab-hook publish`.
     one_platform: str = ""
     moving: tuple[str, ...] = ()  # those of `tags` that move from commit to commit: put last
+    # The images from outside the repository its build pulls, per platform it is built for (its
+    # own, and its dependants' when it is their base): what base coverage checks.
+    pulls: tuple[Pull, ...] = ()
 
 
 class Explanation(NamedTuple):
@@ -100,11 +103,11 @@ class _Analysis:
                 self.computing.discard(name)
             self.inputs[name] = found
             named = tuple(Base(other, key) for key, other in image.image_contexts)  # `target:` contexts
-            bases = (self._base(name, ref) for ref in found.bases)
+            bases = (self.in_repo(name, ref) for ref in found.bases)
             self.bases[name] = named + tuple(base for base in bases if base is not None)
         return self.inputs[name]
 
-    def _base(self, name: str, ref: str) -> Base | None:
+    def in_repo(self, name: str, ref: str) -> Base | None:
         """The other image of the repository that a reference in image `name`'s build names."""
         if ref not in self.named:
             self.named[ref] = in_repo(self.names, ref)
@@ -115,7 +118,7 @@ class _Analysis:
         """The ONBUILD triggers of the in-repo image `ref` names in image `name`'s Dockerfile:
         they run in `name`'s build, and read its context."""
         named = dict(self.by_name[name].image_contexts).get(ref)
-        found = self._base(name, ref)
+        found = self.in_repo(name, ref)
         base = named or (found.name if found is not None else None)
         if base is None or base in self.computing:  # not ours, or a cycle (build_order names it)
             return ()
@@ -196,6 +199,9 @@ def make_plan(
         found = input_digests(analysis, (*context_only, *affected))
         affected = tuple(p._replace(input_digest=found[p.image.name]) for p in affected)
         context_only = tuple(p._replace(input_digest=found[p.image.name]) for p in context_only)
+        pulled = external_pulls(analysis, (*context_only, *affected))
+        affected = tuple(p._replace(pulls=pulled[p.image.name]) for p in affected)
+        context_only = tuple(p._replace(pulls=pulled[p.image.name]) for p in context_only)
     # A source that matches nothing, of every image a change comes near, affected or not.
     looked = dict.fromkeys((*(p.image.name for p in affected), *near))
     warnings = tuple(
@@ -309,6 +315,24 @@ def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[
 
     for name in by_name:
         of(name)
+    return found
+
+
+def external_pulls(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[str, tuple[Pull, ...]]:
+    """What each planned image's build pulls from outside the repository, for every platform it
+    is built for: a base is built for its dependants' platforms too (as their named context).
+    `planned`: bases before their dependants."""
+    built_for = {p.image.name: dict.fromkeys(p.image.platforms) for p in planned}
+    for dependant in reversed(planned):
+        for base in dependant.bases:
+            if base.name in built_for:
+                built_for[base.name].update(built_for[dependant.image.name])
+    found = {}
+    for p in planned:
+        name = p.image.name
+        pulls = inputs.pulls(p.image, analysis.files, build_platform=analysis.build_platform,
+                             platforms=tuple(built_for[name]))  # fmt: skip
+        found[name] = tuple(pull for pull in pulls if analysis.in_repo(name, pull.ref) is None)
     return found
 
 

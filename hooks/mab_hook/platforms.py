@@ -126,3 +126,27 @@ def runs_natively(machine: str, platform: str) -> bool:
 def covers(listed: str, wanted: str) -> bool:
     """Whether a builder listing `listed` builds `wanted` (linux/amd64 serves linux/amd64/v2)."""
     return listed == wanted or listed.startswith(wanted + "/") or wanted.startswith(listed + "/")
+
+
+def serves(available: str, wanted: str) -> bool:
+    """Whether an image of platform `available` is what a build for `wanted` takes, as
+    containerd matches them: the same OS and architecture, arm64 with or without its only
+    variant v8, and an older variant of arm or amd64 (arm/v6 runs on arm/v7; arm/v7 is
+    what plain linux/arm means)."""
+    have, want = parse(available), parse(wanted)
+    if (have.os, have.arch) != (want.os, want.arch):
+        return False
+    default = _DEFAULT_VARIANT.get(want.arch, "")
+    have_level, want_level = _level(have.variant or default), _level(want.variant or default)
+    if want.arch in _ORDERED_VARIANTS:
+        return have_level <= want_level
+    return (have.variant or default) == (want.variant or default)
+
+
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7", "amd64": "v1"}
+_ORDERED_VARIANTS = ("arm", "amd64")  # a newer CPU of these runs an older variant's programs
+
+
+def _level(variant: str) -> int:
+    digits = variant.removeprefix("v")
+    return int(digits) if digits.isdigit() else 0

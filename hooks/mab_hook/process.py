@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
 
 from mab_hook.errors import FatalError
 from mab_hook.redact import redact
@@ -104,6 +104,46 @@ def run(
     return result
 
 
+T = TypeVar("T")
+
+
+def read_stream(
+    cmd: Sequence[str], consume: Callable[[IO[bytes]], T], *, env: Mapping[str, str], timeout: float
+) -> tuple[T | None, Completed]:
+    """Run a command and hand its binary output to `consume` as it comes (an image's tar,
+    gigabytes maybe, read for a few small files); the command is stopped once `consume` returns
+    or `timeout` seconds pass. What `consume` found (None when the command could not start or
+    `consume` raised OSError), and how the command ended (its stderr; no stdout)."""
+    cmd = tuple(cmd)
+    try:
+        proc = subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **new_group())  # fmt: skip
+    except FileNotFoundError:
+        return None, Completed(cmd, MISSING, "", f"{cmd[0]!r} not found on PATH", missing=True)
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        stop(proc, True)
+
+    timer = threading.Timer(timeout, expire)
+    timer.start()
+    found: T | None = None
+    try:
+        assert proc.stdout is not None
+        found = consume(proc.stdout)
+    except OSError:
+        found = None
+    finally:
+        timer.cancel()
+        stop(proc, True)  # done reading: the rest of the stream is not wanted
+        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    return found, Completed(cmd, proc.returncode, "", err, timed_out=expired.is_set())
+
+
 def detach(cmd: Sequence[str], *, env: Mapping[str, str], stdout: IO[str], stderr: IO[str]) -> None:
     """Start a command that outlives this process: a session of its own (no ^C or hang-up of
     this terminal reaches it) and no pipe of ours (pre-commit and git wait for those to close)."""
@@ -111,7 +151,7 @@ def detach(cmd: Sequence[str], *, env: Mapping[str, str], stdout: IO[str], stder
                      close_fds=True, **new_group())  # fmt: skip
 
 
-def stop(proc: subprocess.Popen[str], contained: bool) -> None:
+def stop(proc: subprocess.Popen[Any], contained: bool) -> None:
     """Stop a child at once, with everything it started when it has a group of its own."""
     if contained and POSIX:
         with contextlib.suppress(ProcessLookupError):

@@ -18,7 +18,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from mab_hook import credentials, http_client, process, references
 from mab_hook.credentials import Credentials
@@ -153,7 +153,7 @@ class Registry:
         if top.media_type not in INDEXES:
             return [self._labels(repository, data)]
         found = []
-        for entry in _images(data):
+        for entry in images_of(data):
             image = self.manifest(f"{repository}@{entry.get('digest', '')}")
             if image is None:
                 raise RegistryError(f"{reference} names an image the registry does not have")
@@ -281,6 +281,27 @@ class Registry:
         digest = got.headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(got.body).hexdigest()
         return Manifest(got.body, got.headers.get("content-type", ""), digest)
 
+    def content(self, repository: str, kind: str, digest: str) -> bytes | None:
+        """A manifest (`kind` "manifests") or blob ("blobs") of a repository by digest, checked
+        against it; None when the registry has none."""
+        got = self._call(references.parse(f"{repository}@{digest}"), "pull", "GET", f"{kind}/{digest}",
+                         headers={"Accept": MANIFEST_TYPES} if kind == "manifests" else None)  # fmt: skip
+        if got.status == 404:
+            return None
+        if not got.ok:
+            raise RegistryError(f"HTTP {got.status} for {repository}@{digest}")
+        if digest != "sha256:" + hashlib.sha256(got.body).hexdigest():
+            raise RegistryError(f"{repository}@{digest}: the registry sent other content")
+        return got.body
+
+    def read_blob(self, repository: str, digest: str, consume: Callable[[IO[bytes]], object]) -> object:
+        """What `consume` makes of a blob as it streams (never held whole)."""
+        got = self._call(references.parse(f"{repository}@{digest}"), "pull", "GET", f"blobs/{digest}",
+                         consume=consume)  # fmt: skip
+        if not got.ok:
+            raise RegistryError(f"HTTP {got.status} for {repository}@{digest}")
+        return got.consumed
+
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         ref = references.parse(reference)
         put = self._call(ref, "pull,push", "PUT", f"manifests/{ref.tag}",
@@ -320,7 +341,7 @@ class Registry:
         its first image's."""
         data = json.loads(top.body)
         if top.media_type in INDEXES:
-            entries = _images(data)
+            entries = images_of(data)
             child = self.manifest(f"{repository}@{entries[0].get('digest', '')}") if entries else None
             if child is None:
                 return None
@@ -369,6 +390,7 @@ class Registry:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         also: str = "",
+        consume: Callable[[IO[bytes]], object] | None = None,
     ) -> Response:
         """A request under /v2/ (`path` None: /v2/ itself), answering an auth challenge once.
         `also`: another repository the request reads from (a blob mount's source)."""
@@ -377,9 +399,8 @@ class Registry:
         key = (ref.api_host, scope)
         with self._lock:  # Basic credentials serve every scope; a token serves its own
             known = self._tokens.get(key) or self._tokens.get((ref.api_host, "*"))
-        answer = http_client.request(
-            url, method=method, headers=headers, body=body, authorization=known, timeout=self.timeout
-        )
+        answer = http_client.request(url, method=method, headers=headers, body=body, authorization=known,
+                                     timeout=self.timeout, consume=consume)  # fmt: skip
         if answer.status != 401:
             return answer
         authorization = self._authorize(ref, answer.headers.get("www-authenticate", ""), scope)
@@ -388,7 +409,13 @@ class Registry:
         with self._lock:
             self._tokens[(ref.api_host, "*") if authorization.startswith("Basic ") else key] = authorization
         return http_client.request(
-            url, method=method, headers=headers, body=body, authorization=authorization, timeout=self.timeout
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            authorization=authorization,
+            timeout=self.timeout,
+            consume=consume,
         )
 
     def _authorize(self, ref: Reference, challenge: str, scope: str) -> str | None:
@@ -435,7 +462,7 @@ def _labels_of(config: object) -> Mapping[str, str]:
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
 
 
-def _images(index: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def images_of(index: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """An index's images, its attestation manifests left out."""
     entries = index.get("manifests") or ()
     return [e for e in entries if e.get("annotations", {}).get(REFERENCE_TYPE) != "attestation-manifest"]

@@ -1,0 +1,282 @@
+"""Base coverage: every image a build pulls from outside the repository has each platform it is
+pulled for, checked before anything is built.
+
+BuildKit builds on a base that is one plain image for any platform asked (docker/buildx#844):
+the result is an "arm64" image of x86-64 programs. A base whose index lacks the platform fails
+only mid-build. Both show in the base's manifest: in the engine's image store (where a build
+with the docker driver takes a base it has), else in the registry (its API, with docker's
+credentials). What a digest names never changes, so the answers are kept by digest: a usual push
+pays one small request per base.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import tarfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+from mab_hook import platforms, process, references, state
+from mab_hook.inputs import Pull
+from mab_hook.plan import PlannedImage
+from mab_hook.registry import INDEXES, Registry, images_of
+
+ENGINE, REGISTRY = "the engine's image store", "the registry"
+KEEP = 2000  # answers kept, by digest
+SMALL = 4 << 20  # bytes: a manifest or config is far smaller; layers are skipped
+LOOKUPS = 8  # bases looked up at once
+SAVE_TIMEOUT = 300.0  # seconds `docker save` may take to get to a base's manifests
+
+
+class Found(NamedTuple):
+    """What a base reference names, as far as its platforms go."""
+
+    digest: str  # of its index or manifest
+    platforms: tuple[str, ...]  # an index's images' (attestations left out); one image's own
+    plain: bool  # one image, not an index: BuildKit takes it for any platform
+    where: str  # ENGINE or REGISTRY
+
+    def has(self, platform: str) -> bool:
+        return any(platforms.serves(have, platform) for have in self.platforms)
+
+
+class Gap(NamedTuple):
+    image: str  # the image whose build pulls the base
+    pull: Pull
+    found: Found
+
+
+class Coverage(NamedTuple):
+    gaps: tuple[Gap, ...]
+    unchecked: tuple[tuple[str, str], ...] = ()  # (reference, why it could not be checked)
+
+
+Lookup = Callable[[str], "Found | str"]  # a reference -> what it names, or why that is unknown
+
+
+def check(planned: Sequence[PlannedImage], lookup: Lookup, *, workers: int = LOOKUPS) -> Coverage:
+    """The bases each image's build pulls, against the platforms it pulls them for."""
+    refs = tuple(dict.fromkeys(pull.ref for p in planned for pull in p.pulls))
+    if not refs:
+        return Coverage(())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(workers, len(refs))) as pool:
+        answers = dict(zip(refs, pool.map(lookup, refs), strict=True))
+    gaps = tuple(
+        Gap(p.image.name, pull, found)
+        for p in planned
+        for pull in p.pulls
+        if isinstance(found := answers[pull.ref], Found) and not found.has(pull.wanted)
+    )
+    unchecked = tuple((ref, why) for ref, why in answers.items() if isinstance(why, str))
+    return Coverage(gaps, unchecked)
+
+
+def blocked(gaps: Sequence[Gap]) -> str:
+    """Why the push is blocked: per image and base, the platforms the base lacks, and the fixes."""
+    missing: dict[tuple[str, Pull], list[str]] = {}
+    found: dict[tuple[str, Pull], Found] = {}
+    for gap in gaps:
+        key = (gap.image, gap.pull._replace(platform="", wanted=""))
+        pull = gap.pull
+        explicit = f" (for {pull.platform})" if pull.wanted != pull.platform else ""
+        missing.setdefault(key, []).append(pull.wanted + explicit)
+        found[key] = gap.found
+    lines = [
+        f"  {image}: {_base_text(pull, found[image, pull], tuple(dict.fromkeys(wanted)))}"
+        for (image, pull), wanted in missing.items()
+    ]
+    return "\n".join(
+        [
+            "a base lacks a platform the push builds; nothing was built:",
+            *lines,
+            "Fix one of: build on a base that has every platform (a multi-platform index: `docker buildx "
+            "build --platform ... --push` for your own); take the platform out of the image's `platforms` in "
+            "[tool.multiarch]; or, for a stage that only runs build tools, `FROM --platform=$BUILDPLATFORM`.",
+        ]
+    )
+
+
+def _base_text(pull: Pull, found: Found, missing: Sequence[str]) -> str:
+    has = ", ".join(found.platforms) or "no platform"
+    where = " in the engine's image store" if found.where == ENGINE else ""
+    base = f"base {pull.ref} ({pull.how}, line {pull.line})"
+    if found.plain:
+        return (f"{base} is a single {has} image{where}, no index: built for {', '.join(missing)} on it, the "
+                f"image would hold {has} programs")  # fmt: skip
+    return f"{base} has {has}{where}, not {', '.join(missing)}"
+
+
+def unchecked_text(ref: str, why: str) -> str:
+    return f"could not check which platforms base {ref} has: {why}"
+
+
+# --- where the answers come from ---------------------------------------------------------------
+
+
+class Known:
+    """Answers kept by digest (.git/mab-hook/cache/bases.json): a digest's content never changes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] = {}
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                loaded = json.loads(path.read_text())
+                self._data = loaded if isinstance(loaded, dict) else {}
+        self._changed = False
+
+    def get(self, digest: str, where: str) -> Found | None:
+        with self._lock:
+            entry = self._data.get(digest)
+        if not isinstance(entry, dict) or not isinstance(entry.get("platforms"), list):
+            return None  # a cache: whatever is wrong with an entry is a miss
+        return Found(digest, tuple(map(str, entry["platforms"])), bool(entry.get("plain")), where)
+
+    def put(self, found: Found) -> Found:
+        with self._lock:
+            self._data.pop(found.digest, None)  # newest last: the oldest go first
+            self._data[found.digest] = {"platforms": list(found.platforms), "plain": found.plain}
+            self._changed = True
+        return found
+
+    def save(self) -> None:
+        with self._lock:
+            if self.path is None or not self._changed:
+                return
+            kept = dict(list(self._data.items())[-KEEP:])
+            state.write_private(self.path, json.dumps(kept).encode())
+            self._changed = False
+
+
+Read = Callable[[str, str], "bytes | None"]  # ("manifests" or "blobs", digest) -> its bytes
+
+
+def platforms_of(body: bytes, media_type: str, read: Read) -> tuple[tuple[str, ...], bool]:
+    """The platforms of an index or manifest, and whether it is one plain image. `read`: an
+    index entry's manifest (when the entry names no platform), a manifest's config."""
+    data = json.loads(body)
+    if media_type in INDEXES or "manifests" in data:
+        found = []
+        for entry in images_of(data):
+            said = entry.get("platform")
+            if isinstance(said, dict) and said.get("architecture"):
+                found.append(_platform(said))
+            else:  # an index that does not say: its image's config does
+                child = read("manifests", str(entry.get("digest", "")))
+                found += platforms_of(child, str(entry.get("mediaType", "")), read)[0] if child else []
+        return tuple(dict.fromkeys(found)), False
+    config = data.get("config")
+    digest = config.get("digest") if isinstance(config, dict) else None
+    blob = read("blobs", str(digest)) if digest else None
+    if blob is None:
+        return (), True
+    return (_platform(json.loads(blob)),), True
+
+
+def _platform(said: Mapping[str, Any]) -> str:
+    parts = (said.get("os") or "linux", said.get("architecture") or "", said.get("variant") or "")
+    return "/".join(str(part) for part in parts if part)
+
+
+class Sources:
+    """The engine's image store first (a docker-driver build takes a base it has from there),
+    then the registry; the answers kept by digest in `known`."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        registry: Registry,
+        known: Known,
+        *,
+        run: Callable[..., process.Completed] = process.run,
+        read_stream: Callable[..., Any] = process.read_stream,
+    ) -> None:
+        self.env, self.registry, self.known = env, registry, known
+        self.run, self.read_stream = run, read_stream
+
+    def __call__(self, ref: str) -> Found | str:
+        pinned = references.parse(ref).digest
+        if pinned:
+            for where in (ENGINE, REGISTRY):
+                found = self.known.get(pinned, where)
+                if found is not None:
+                    return found
+        return self.engine(ref) or self.from_registry(ref)
+
+    def engine(self, ref: str) -> Found | None:
+        """What the engine's store has under `ref` (None: nothing, or nothing it can show)."""
+        inspected = self.run(("docker", "image", "inspect", "--format", "{{json .}}", ref), env=self.env,
+                             check=False, timeout=60)  # fmt: skip
+        if inspected.returncode != 0:
+            return None
+        try:
+            data = json.loads(inspected.stdout)
+        except ValueError:
+            return None
+        digest = str(data.get("Id", "")) if isinstance(data, dict) else ""
+        if not digest:
+            return None
+        known = self.known.get(digest, ENGINE)
+        if known is not None:
+            return known
+        blobs, _done = self.read_stream(("docker", "image", "save", ref), _small_files, env=self.env,
+                                        timeout=SAVE_TIMEOUT)  # fmt: skip
+        if not blobs or "index.json" not in blobs:
+            return None  # an engine before Docker 25 saves no OCI layout: the registry may tell
+        top = images_of(json.loads(blobs["index.json"]))
+        body = blobs.get(_blob_path(str(top[0].get("digest", "")))) if top else None
+        if body is None:
+            return None
+        found, plain = platforms_of(
+            body, str(top[0].get("mediaType", "")), lambda _kind, digest: blobs.get(_blob_path(digest))
+        )
+        return self.known.put(Found(digest, found, plain, ENGINE))
+
+    def from_registry(self, ref: str) -> Found | str:
+        try:
+            top = self.registry.manifest(ref)
+        except OSError as e:
+            return f"neither the engine's image store nor the registry has it ({e})"
+        if top is None:
+            return "neither the engine's image store nor the registry has it"
+        known = self.known.get(top.digest, REGISTRY)
+        if known is not None:
+            return known
+        repository = references.parse(ref).repository
+        try:
+            found, plain = platforms_of(
+                top.body, top.media_type, lambda kind, digest: self.registry.content(repository, kind, digest)
+            )
+        except (OSError, ValueError) as e:
+            return f"the registry's answer for it could not be read ({e})"
+        return self.known.put(Found(top.digest, found, plain, REGISTRY))
+
+
+BASE_TIMEOUT = 5.0  # seconds a registry has to answer about a base: the push waits on it
+
+
+def local_sources(env: Mapping[str, str], known: Known) -> Lookup:
+    """This machine's engine and docker's registries, as `docker build` reaches them."""
+    return Sources(env, Registry(env, timeout=BASE_TIMEOUT), known)
+
+
+def _blob_path(digest: str) -> str:
+    return "blobs/" + digest.replace(":", "/", 1)
+
+
+def _small_files(stream: IO[bytes]) -> dict[str, bytes]:
+    """The small files of a tar stream (an OCI layout's index, manifests and configs), layers
+    skipped as they pass."""
+    found: dict[str, bytes] = {}
+    with contextlib.suppress(tarfile.TarError), tarfile.open(fileobj=stream, mode="r|") as archive:
+        for member in archive:
+            if member.isfile() and member.size <= SMALL:
+                extracted = archive.extractfile(member)
+                if extracted is not None:
+                    found[member.name] = extracted.read()
+    return found

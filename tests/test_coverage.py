@@ -1,0 +1,411 @@
+"""Base coverage, fast: what a base has (from an engine's saved layout or the registry's API),
+which pulls lack their platform, what the pusher is told, and what is kept by digest. The same
+against the lab's engine and registry: test_pipeline.py (the `coverage` tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from mab_hook import coverage
+from mab_hook.coverage import ENGINE, REGISTRY, Coverage, Found, Known, Sources
+from mab_hook.images import Image
+from mab_hook.inputs import Pull
+from mab_hook.plan import PlannedImage
+from mab_hook.process import Completed
+from mab_hook.registry import Registry
+from tests.conftest import Lab, Repo, mab
+from tests.engine import CONFIG, INDEX, MANIFEST, OciRegistry
+
+AMD64, ARM64, ARM7 = "linux/amd64", "linux/arm64", "linux/arm/v7"
+DIGEST = "sha256:" + "1" * 64
+
+
+def planned(name: str, *pulls: Pull) -> PlannedImage:
+    return PlannedImage(Image(name, name, f"{name}/Dockerfile", (AMD64, ARM64)), (), (), (), pulls=pulls)
+
+
+def pull(ref: str, platform: str, wanted: str | None = None, how: str = "FROM", line: int = 1) -> Pull:
+    return Pull(platform, ref, wanted or platform, how, line)
+
+
+def answers(found: Mapping[str, Found | str]) -> Callable[[str], Found | str]:
+    asked: list[str] = []
+
+    def lookup(ref: str) -> Found | str:
+        asked.append(ref)
+        return found[ref]
+
+    lookup.asked = asked  # type: ignore[attr-defined]
+    return lookup
+
+
+PLAIN = Found(DIGEST, (AMD64,), True, REGISTRY)
+INDEXED = Found(DIGEST, (AMD64, "linux/arm64/v8", ARM7), False, REGISTRY)
+
+
+# --- which pulls lack their platform ------------------------------------------------------------
+
+
+def test_a_plain_image_serves_its_own_platform_only_and_an_index_each_it_lists() -> None:
+    images = [
+        planned("app", pull("plain", AMD64), pull("plain", ARM64), pull("idx", AMD64), pull("idx", ARM64)),
+        planned("arm", pull("idx", "linux/arm/v6"), pull("idx", "linux/386")),
+    ]
+    found = coverage.check(images, answers({"plain": PLAIN, "idx": INDEXED}))
+    assert [(gap.image, gap.pull.ref, gap.pull.wanted) for gap in found.gaps] == [
+        ("app", "plain", ARM64),
+        ("arm", "idx", "linux/arm/v6"),  # an arm/v7 image does not run on arm/v6
+        ("arm", "idx", "linux/386"),  # nor an amd64 one on 386
+    ]
+    assert found.unchecked == ()
+
+
+def test_the_platform_a_pull_asks_for_counts_not_the_one_built() -> None:
+    # FROM --platform=$BUILDPLATFORM: an amd64-only tool image serves every platform built.
+    tools = planned("app", pull("tools", ARM64, AMD64), pull("tools", AMD64, AMD64))
+    assert coverage.check([tools], answers({"tools": PLAIN})).gaps == ()
+    # FROM --platform=linux/arm64 for every platform: the base must have arm64.
+    pinned = planned("app", pull("base", AMD64, ARM64))
+    (gap,) = coverage.check([pinned], answers({"base": PLAIN})).gaps
+    assert gap.pull.wanted == ARM64 and gap.pull.platform == AMD64
+
+
+def test_each_base_is_looked_up_once_and_an_unknown_one_is_said_not_blocked() -> None:
+    lookup = answers({"a": INDEXED, "gone": "neither the engine's image store nor the registry has it"})
+    images = [planned("x", pull("a", AMD64), pull("gone", AMD64)), planned("y", pull("a", ARM64))]
+    found = coverage.check(images, lookup)
+    assert sorted(lookup.asked) == ["a", "gone"]  # type: ignore[attr-defined]
+    assert found == Coverage((), (("gone", "neither the engine's image store nor the registry has it"),))
+    assert coverage.check([planned("z")], answers({})) == Coverage(())
+
+
+def test_the_message_names_image_base_line_what_it_has_what_is_missing_and_the_fixes() -> None:
+    gaps = coverage.check(
+        [
+            planned("app", pull("reg/plain:1", AMD64), pull("reg/plain:1", ARM64), pull("reg/plain:1", ARM7)),
+            planned("web", pull("reg/idx:2", ARM64, how="COPY --from", line=4)),
+            planned("tool", pull("reg/plain:1", AMD64, ARM64, line=2)),
+        ],
+        answers({"reg/plain:1": PLAIN, "reg/idx:2": Found(DIGEST, (AMD64, ARM7), False, ENGINE)}),
+    ).gaps
+    text = coverage.blocked(gaps)
+    assert text.splitlines()[:4] == [
+        "a base lacks a platform the push builds; nothing was built:",
+        "  app: base reg/plain:1 (FROM, line 1) is a single linux/amd64 image, no index: built for "
+        "linux/arm64, linux/arm/v7 on it, the image would hold linux/amd64 programs",
+        "  web: base reg/idx:2 (COPY --from, line 4) has linux/amd64, linux/arm/v7 in the engine's image "
+        "store, not linux/arm64",
+        "  tool: base reg/plain:1 (FROM, line 2) is a single linux/amd64 image, no index: built for "
+        "linux/arm64 (for linux/amd64) on it, the image would hold linux/amd64 programs",
+    ]
+    fixes = text.splitlines()[4]
+    assert (
+        "multi-platform index" in fixes
+        and "`platforms`" in fixes
+        and "FROM --platform=$BUILDPLATFORM" in fixes
+    )
+
+
+# --- what a base has ------------------------------------------------------------------------------
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def image_blobs(platforms: tuple[str, ...], *, say_platform: bool = True, attest: bool = False,
+                plain: bool = False) -> tuple[str, str, dict[str, bytes]]:  # fmt: skip
+    """An index of one image per platform (or one plain manifest): its digest, media type, blobs."""
+    blobs: dict[str, bytes] = {}
+    entries = []
+    for platform in platforms:
+        os_, arch, *variant = platform.split("/")
+        config = json.dumps({"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})})
+        blobs[_sha(config.encode())] = config.encode()
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": [],
+                               "config": {"mediaType": CONFIG, "digest": _sha(config.encode())}}).encode()  # fmt: skip
+        blobs[_sha(manifest)] = manifest
+        said = {"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})}
+        entries.append(
+            {"mediaType": MANIFEST, "digest": _sha(manifest), **({"platform": said} if say_platform else {})}
+        )
+    if plain:
+        return str(entries[0]["digest"]), MANIFEST, blobs
+    if attest:
+        entries.append({"mediaType": MANIFEST, "digest": _sha(b"attestation"), "platform": {"os": "unknown",
+                        "architecture": "unknown"}, "annotations": {"vnd.docker.reference.type": "attestation-manifest"}})  # fmt: skip
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}).encode()
+    blobs[_sha(index)] = index
+    return _sha(index), INDEX, blobs
+
+
+def reader(blobs: Mapping[str, bytes]) -> Callable[[str, str], bytes | None]:
+    return lambda kind, digest: blobs.get(digest)
+
+
+@pytest.mark.parametrize(
+    ("platforms", "options", "expected"),
+    [
+        ((AMD64, ARM7), {}, ((AMD64, ARM7), False)),
+        ((AMD64, ARM64), {"attest": True}, ((AMD64, ARM64), False)),  # attestations are no platform
+        ((AMD64, ARM64), {"say_platform": False}, ((AMD64, ARM64), False)),  # entries read for it
+        ((ARM64,), {"plain": True}, ((ARM64,), True)),
+        (("linux/arm/v7",), {"plain": True}, ((ARM7,), True)),
+    ],
+)
+def test_the_platforms_of_an_index_or_a_plain_manifest(
+    platforms: tuple[str, ...], options: dict[str, bool], expected: tuple[tuple[str, ...], bool]
+) -> None:
+    digest, media_type, blobs = image_blobs(platforms, **options)
+    assert coverage.platforms_of(blobs[digest], media_type, reader(blobs)) == expected
+
+
+def test_a_plain_manifest_whose_config_is_gone_has_no_platform() -> None:
+    digest, media_type, blobs = image_blobs((AMD64,), plain=True)
+    assert coverage.platforms_of(blobs[digest], media_type, reader({})) == ((), True)
+
+
+def test_answers_are_kept_by_digest_privately_newest_last_and_a_bad_file_is_a_miss(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "bases.json"
+    known = Known(path)
+    known.save()
+    assert not path.exists()  # nothing new: nothing written
+    known.put(Found(DIGEST, (AMD64,), True, REGISTRY))
+    known.save()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert Known(path).get(DIGEST, ENGINE) == Found(DIGEST, (AMD64,), True, ENGINE)
+    assert Known(path).get("sha256:" + "2" * 64, ENGINE) is None
+    path.write_text('{"sha256:x": {"platforms": "linux/amd64"}, "sha256:y": 3}')
+    assert Known(path).get("sha256:x", ENGINE) is None and Known(path).get("sha256:y", ENGINE) is None
+    path.write_text("not json")
+    assert Known(path).get(DIGEST, ENGINE) is None
+
+
+def test_only_the_newest_answers_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(coverage, "KEEP", 2)
+    path = tmp_path / "bases.json"
+    known = Known(path)
+    for n in (1, 2, 3):
+        known.put(Found(f"sha256:{n}", (AMD64,), False, REGISTRY))
+    known.put(Found("sha256:1", (AMD64,), False, REGISTRY))  # used again: newest
+    known.save()
+    assert list(json.loads(path.read_text())) == ["sha256:3", "sha256:1"]
+
+
+def layout_tar(digest: str, media_type: str, blobs: Mapping[str, bytes], layer: int = 5 << 20) -> bytes:
+    """`docker image save` of a containerd store: an OCI layout, blobs by digest (a big layer too)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        files = {f"blobs/{d.replace(':', '/')}": b for d, b in blobs.items()}
+        files["blobs/sha256/" + "f" * 64] = b"\0" * layer
+        files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [{"mediaType": media_type,
+                                          "digest": digest}]}).encode()  # fmt: skip
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+class Engine:
+    """docker's answers for `image inspect` and `image save`, and what was asked."""
+
+    def __init__(self, images: Mapping[str, tuple[str, bytes]]) -> None:
+        self.images = images  # ref -> (Id, the saved tar)
+        self.asked: list[tuple[str, ...]] = []
+
+    def run(self, cmd: tuple[str, ...], **kwargs: Any) -> Completed:
+        self.asked.append(cmd)
+        found = self.images.get(cmd[-1])
+        if found is None:
+            return Completed(cmd, 1, "", f"Error: No such image: {cmd[-1]}")
+        return Completed(cmd, 0, json.dumps({"Id": found[0], "Os": "linux", "Architecture": "amd64"}), "")
+
+    def read_stream(self, cmd: tuple[str, ...], consume: Callable[[IO[bytes]], Any], **kwargs: Any) -> Any:
+        self.asked.append(cmd)
+        return consume(io.BytesIO(self.images[cmd[-1]][1])), Completed(cmd, 0, "", "")
+
+
+@pytest.fixture
+def oci() -> Iterator[OciRegistry]:
+    with OciRegistry() as found:
+        yield found
+
+
+def sources(oci: OciRegistry, engine: Engine, known: Known) -> Sources:
+    return Sources({}, Registry({"DOCKER_CONFIG": os.devnull}), known, run=engine.run,
+                   read_stream=engine.read_stream)  # fmt: skip
+
+
+def test_the_engine_store_answers_first_from_the_saved_layout_then_from_what_is_kept(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    digest, media_type, blobs = image_blobs((AMD64, ARM7), attest=True)
+    engine = Engine({"team/base:1": (digest, layout_tar(digest, media_type, blobs))})
+    known = Known(tmp_path / "bases.json")
+    assert sources(oci, engine, known)("team/base:1") == Found(digest, (AMD64, ARM7), False, ENGINE)
+    assert [cmd[:3] for cmd in engine.asked] == [("docker", "image", "inspect"), ("docker", "image", "save")]
+    known.save()
+    engine.asked.clear()
+    again = sources(oci, engine, Known(tmp_path / "bases.json"))("team/base:1")
+    assert isinstance(again, Found) and again.platforms == (AMD64, ARM7)
+    assert [cmd[:3] for cmd in engine.asked] == [("docker", "image", "inspect")]  # kept by its digest
+    assert oci.requests == []
+
+
+def test_a_plain_image_in_the_engine_store_is_one_platform(oci: OciRegistry, tmp_path: Path) -> None:
+    digest, media_type, blobs = image_blobs((AMD64,), plain=True)
+    engine = Engine({"plain": (digest, layout_tar(digest, media_type, blobs))})
+    assert sources(oci, engine, Known(None))("plain") == Found(digest, (AMD64,), True, ENGINE)
+
+
+def test_the_registry_answers_for_what_the_engine_lacks_and_its_content_is_checked(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    digest, media_type, blobs = image_blobs((AMD64,), plain=True)
+    for blob_digest, blob in blobs.items():
+        oci.blobs[("team/plain", blob_digest)] = blob
+    oci.put("team/plain", "1", blobs[digest], media_type)
+    ref = f"{oci.host}/team/plain:1"
+    engine = Engine({})
+    known = Known(tmp_path / "bases.json")
+    assert sources(oci, engine, known)(ref) == Found(digest, (AMD64,), True, REGISTRY)
+    assert [path for _method, path in oci.requests] == ["/v2/team/plain/manifests/1",
+                                                        f"/v2/team/plain/blobs/{next(iter(blobs))}"]  # fmt: skip
+    known.save()
+    oci.requests.clear()
+    # Pinned by a digest already known: no question to anyone.
+    engine.asked.clear()
+    pinned = sources(oci, engine, Known(tmp_path / "bases.json"))(f"{ref}@{digest}")
+    assert isinstance(pinned, Found) and pinned.plain
+    assert oci.requests == [] and engine.asked == []
+    # A registry that sends other bytes than the digest names is not believed.
+    oci.blobs[("team/plain", next(iter(blobs)))] = b'{"os": "linux", "architecture": "arm64"}'
+    why = sources(oci, engine, Known(None))(ref)
+    assert isinstance(why, str) and "could not be read" in why and "other content" in why
+
+
+def test_a_base_nowhere_is_said_why(oci: OciRegistry) -> None:
+    engine = Engine({})
+    assert sources(oci, engine, Known(None))(f"{oci.host}/team/none:1") == (
+        "neither the engine's image store nor the registry has it"
+    )
+    why = sources(oci, engine, Known(None))("127.0.0.1:1/team/none:1")
+    assert isinstance(why, str) and why.startswith(
+        "neither the engine's image store nor the registry has it ("
+    )
+
+
+# --- against the lab's engine and registry ---------------------------------------------------------
+
+
+def base_image(lab: Lab, ref: str, platforms: str, *, plain: bool = False, push: bool = True) -> None:
+    """A base of its own (a salted step: never another test's cache), pushed and/or kept in the
+    engine's store; `plain`: one manifest, no index (what `--provenance=false` of one platform gives)."""
+    args = ("--provenance=false",) if plain else ()
+    built = subprocess.run(("docker", "buildx", "build", "--platform", platforms, *args,
+                            *(("--push",) if push else ()), "-t", ref, "-"),
+                           input=f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n", env=lab.env,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+
+
+def web_project(registry: str, dockerfile: str, **images: str) -> dict[str, str]:
+    extra = "".join(f"[tool.multiarch.images.{name}]\n{table}\n" for name, table in images.items())
+    return {
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\nregistry = "{registry}"\n'
+                          f'push = true\ntags = ["{{short_sha}}"]\n[tool.multiarch.images.web]\ncontext = "web"\n{extra}',
+        "web/Dockerfile": dockerfile,
+    }  # fmt: skip
+
+
+def public_and_staged(lab: Lab, registry: str, *names: str) -> set[str]:
+    return {tag for name in names for repo in (f"{registry}/{name}", f"{registry}/mab-staging/{name}")
+            for tag in lab.tags(repo)}  # fmt: skip
+
+
+@pytest.mark.lab
+def test_lab_a_plain_base_in_the_registry_blocks_the_push_before_anything_is_built(
+    lab: Lab, repo: Repo
+) -> None:
+    registry = lab.namespace()
+    base = f"{registry}/plain:1"
+    base_image(lab, base, "linux/amd64", plain=True)
+    lab.docker("image", "rm", base)  # only the registry has it
+    repo.commit(web_project(registry, f"FROM {base}\nRUN echo {uuid.uuid4().hex}\n"))
+    run = mab(repo.path, lab.env, "--all", "--publish", "--color", "never")
+    assert run.returncode == 1, run.stdout + run.stderr
+    said = (f"  web: base {base} (FROM, line 1) is a single linux/amd64 image, no index: built for linux/arm64 on "
+            "it, the image would hold linux/amd64 programs")  # fmt: skip
+    assert said in run.stdout, run.stdout + run.stderr
+    assert "Fix one of:" in run.stdout and "nothing was built" in run.stdout
+    assert public_and_staged(lab, registry, "web") == set()
+    kept = json.loads((repo.path / ".git" / "mab-hook" / "cache" / "bases.json").read_text())
+    assert list(kept.values()) == [{"platforms": ["linux/amd64"], "plain": True}]
+
+
+@pytest.mark.lab
+def test_lab_an_index_without_the_platform_in_the_engine_store_is_named_with_what_it_has(
+    lab: Lab, repo: Repo
+) -> None:
+    base = f"mab-test/idx-{uuid.uuid4().hex[:10]}:1"  # a Docker Hub name no registry here has
+    base_image(lab, base, "linux/amd64,linux/arm/v7", push=False)
+    try:
+        registry = lab.namespace()
+        repo.commit(web_project(registry, f"FROM {base}\nRUN echo {uuid.uuid4().hex}\n"))
+        run = mab(repo.path, lab.env, "--all", "--publish", "--color", "never")
+        assert run.returncode == 1, run.stdout + run.stderr
+        said = (f"  web: base {base} (FROM, line 1) has linux/amd64, linux/arm/v7 in the engine's image store, not "
+                "linux/arm64")  # fmt: skip
+        assert said in run.stdout, run.stdout + run.stderr
+        assert public_and_staged(lab, registry, "web") == set()
+    finally:
+        lab.docker("image", "rm", base, check=False)
+
+
+@pytest.mark.lab
+def test_lab_a_plain_base_for_the_build_platform_only_is_right_and_publishes(lab: Lab, repo: Repo) -> None:
+    """Cross-compilation's shape: the tools stage runs on the build platform (an amd64-only base
+    is right there), the final stage on a base of every platform."""
+    registry = lab.namespace()
+    tools = f"{registry}/tools:1"
+    base_image(lab, tools, "linux/amd64", plain=True)
+    sha = repo.commit(web_project(registry, f"FROM --platform=$BUILDPLATFORM {tools} AS build\n"
+                                  f"RUN echo {uuid.uuid4().hex} > /out\nFROM {lab.busybox}\nCOPY --from=build /out /\n"))  # fmt: skip
+    run = mab(repo.path, lab.env, "--all", "--publish", "--color", "never")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert lab.platforms(f"{registry}/web:{sha[:7]}") == {"linux/amd64", "linux/arm64"}
+    assert "could not check" not in run.stdout + run.stderr
+
+
+@pytest.mark.lab
+def test_lab_an_in_repo_base_built_for_fewer_platforms_is_checked_for_its_dependants(
+    lab: Lab, repo: Repo
+) -> None:
+    """base is linux/amd64 only, web (amd64 and arm64) is built on it: mab-hook builds base for
+    arm64 too, as web's named context, so base's own base must have arm64."""
+    registry = lab.namespace()
+    plain = f"{registry}/plain:1"
+    base_image(lab, plain, "linux/amd64", plain=True)
+    repo.commit({
+        **web_project(registry, f"FROM {registry}/base\nRUN echo {uuid.uuid4().hex}\n",
+                      base='context = "base"\nplatforms = ["linux/amd64"]'),
+        "base/Dockerfile": f"FROM {plain}\n",
+    })  # fmt: skip
+    run = mab(repo.path, lab.env, "--all", "--publish", "--color", "never")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"  base: base {plain} (FROM, line 1) is a single linux/amd64 image" in run.stdout, run.stdout
+    assert "built for linux/arm64 on it" in run.stdout and "  web:" not in run.stdout
+    assert public_and_staged(lab, registry, "web", "base") == set()

@@ -3,11 +3,11 @@
     python bench/base_coverage.py [--runs 7]        (needs the lab: bash lab/up)
 
 Times one base's look-up as the gate makes it (in-process, `coverage.Sources`): from the engine's
-image store (`docker image inspect`, and `docker image save` read for the manifests when the
-digest is new) and from the registry's API (a manifest GET, a config GET when new); each cold
-(no answer kept) and warm (kept by digest, the usual push). Beside them, the whole one-image push
-it is part of (push = true, 3 platforms, a salted RUN step, so each run really builds). The
-look-ups run beside readiness, so what they add to the push is at most their own time.
+image store (the engine API's image inspect over its socket, and the image's save read for its
+manifests when the digest is new) and from the registry's API (a manifest GET, a config GET when
+new); each cold (no answer kept) and warm (kept by digest, the usual push). Beside them, the
+whole one-image push it is part of (push = true, 3 platforms, a salted RUN step, so each run
+really builds). The look-ups run beside readiness, so they add at most their own time.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from common import WORK, Timing, as_installed, fresh, git, lab_env, mab, measure
 
 from mab_hook import coverage
 from mab_hook.coverage import Found, Known, Sources
+from mab_hook.readiness.location import engine_socket
 from mab_hook.registry import Registry
 
 TARGET = 0.05  # of a one-image push
@@ -58,11 +59,13 @@ def main() -> int:
     kept = work / "bases.json"
 
     def look(ref: str, known: Path | None) -> Callable[[], object]:
-        return lambda: Sources(env, Registry(env, timeout=coverage.BASE_TIMEOUT), Known(known))(ref)
+        registry = Registry(env, timeout=coverage.BASE_TIMEOUT)
+        return lambda: Sources(env, registry, Known(known), socket=engine_socket(env))(ref)
 
-    look(local, kept)()
-    look(plain, kept)()  # what a usual push finds kept
-    Known(kept).save()
+    primed = Known(kept)  # what a usual push finds kept
+    for ref in (local, plain):
+        Sources(env, Registry(env), primed, socket=engine_socket(env))(ref)
+    primed.save()
     rows = [
         ("engine's image store, new digest (inspect + save)", timed(look(local, None), args.runs)),
         ("engine's image store, digest kept (inspect)", timed(look(local, kept), args.runs)),

@@ -5,12 +5,16 @@ against the lab's engine and registry: test_pipeline.py (the `coverage` tests)."
 from __future__ import annotations
 
 import hashlib
+import http.server
 import io
 import json
 import os
+import socketserver
 import stat
 import subprocess
 import tarfile
+import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -24,6 +28,7 @@ from mab_hook.images import Image
 from mab_hook.inputs import Pull
 from mab_hook.plan import PlannedImage
 from mab_hook.process import Completed
+from mab_hook.readiness import location
 from mab_hook.registry import Registry
 from tests.conftest import Lab, Repo, mab
 from tests.engine import CONFIG, INDEX, MANIFEST, OciRegistry
@@ -409,3 +414,76 @@ def test_lab_an_in_repo_base_built_for_fewer_platforms_is_checked_for_its_depend
     assert f"  base: base {plain} (FROM, line 1) is a single linux/amd64 image" in run.stdout, run.stdout
     assert "built for linux/arm64 on it" in run.stdout and "  web:" not in run.stdout
     assert public_and_staged(lab, registry, "web", "base") == set()
+
+
+class EngineAPI(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The Docker engine's API on a unix socket: image inspect and save, from `images`."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path, images: Mapping[str, tuple[str, bytes]]) -> None:
+        self.images, self.asked = images, []  # type: ignore[var-annotated]
+        super().__init__(str(path), _EngineHandler)
+
+
+class _EngineHandler(http.server.BaseHTTPRequestHandler):
+    server: EngineAPI
+
+    def do_GET(self) -> None:
+        self.server.asked.append(self.path)
+        name, _, what = urllib.parse.unquote(self.path).removeprefix("/images/").rpartition("/")
+        found = self.server.images.get(name)
+        if found is None:
+            body, status = b'{"message": "No such image"}', 404
+        else:
+            body, status = (json.dumps({"Id": found[0]}).encode(), 200) if what == "json" else (found[1], 200)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "engine"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_engine_is_asked_over_its_socket_and_the_cli_is_not_started(
+    tmp_path: Path, oci: OciRegistry
+) -> None:
+    digest, media_type, blobs = image_blobs((AMD64, ARM64))
+    api = EngineAPI(
+        tmp_path / "docker.sock", {"team/base:1": (digest, layout_tar(digest, media_type, blobs))}
+    )
+    threading.Thread(target=api.serve_forever, args=(0.02,), daemon=True).start()
+    try:
+        cli = Engine({})
+        found = Sources({}, Registry({"DOCKER_CONFIG": os.devnull}), Known(None), run=cli.run,
+                        read_stream=cli.read_stream, socket=str(tmp_path / "docker.sock"))  # fmt: skip
+        assert found("team/base:1") == Found(digest, (AMD64, ARM64), False, ENGINE)
+        assert api.asked == ["/images/team/base:1/json", "/images/team/base:1/get"]
+        assert cli.asked == []
+        assert found(f"{oci.host}/team/none:1") == "neither the engine's image store nor the registry has it"
+        assert cli.asked == []  # the engine's 404 is its answer
+    finally:
+        api.shutdown()
+        api.server_close()
+
+
+def test_the_socket_docker_uses_when_it_uses_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    assert location.engine_socket({"DOCKER_HOST": "unix:///run/x.sock"}) == "/run/x.sock"
+    assert location.engine_socket({"DOCKER_HOST": "ssh://me@box"}) is None
+    assert location.engine_socket({"DOCKER_HOST": "tcp://10.0.0.1:2375"}) is None
+    default = tmp_path / "docker.sock"
+    monkeypatch.setattr(location, "DEFAULT_SOCKET", str(default))
+    env = {"DOCKER_CONFIG": str(config)}
+    assert location.engine_socket(env) is None  # no engine there
+    default.write_text("")
+    assert location.engine_socket(env) == str(default)
+    assert location.engine_socket({**env, "DOCKER_CONTEXT": "remote"}) is None
+    assert location.engine_socket({**env, "DOCKER_CONTEXT": "default"}) == str(default)
+    (config / "config.json").write_text('{"currentContext": "colima"}')
+    assert location.engine_socket(env) is None

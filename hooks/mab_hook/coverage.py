@@ -16,13 +16,15 @@ import contextlib
 import json
 import tarfile
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from mab_hook import platforms, process, references, state
+from mab_hook import http_client, platforms, process, references, state
 from mab_hook.inputs import Pull
 from mab_hook.plan import PlannedImage
+from mab_hook.readiness.location import engine_socket
 from mab_hook.registry import INDEXES, Registry, images_of
 
 ENGINE, REGISTRY = "the engine's image store", "the registry"
@@ -185,7 +187,8 @@ def _platform(said: Mapping[str, Any]) -> str:
 
 class Sources:
     """The engine's image store first (a docker-driver build takes a base it has from there),
-    then the registry; the answers kept by digest in `known`."""
+    then the registry; the answers kept by digest in `known`. `socket`: the engine's unix
+    socket, when docker talks to it on one."""
 
     def __init__(
         self,
@@ -195,9 +198,11 @@ class Sources:
         *,
         run: Callable[..., process.Completed] = process.run,
         read_stream: Callable[..., Any] = process.read_stream,
+        socket: str | None = None,
     ) -> None:
         self.env, self.registry, self.known = env, registry, known
         self.run, self.read_stream = run, read_stream
+        self.socket = socket
 
     def __call__(self, ref: str) -> Found | str:
         pinned = references.parse(ref).digest
@@ -210,22 +215,13 @@ class Sources:
 
     def engine(self, ref: str) -> Found | None:
         """What the engine's store has under `ref` (None: nothing, or nothing it can show)."""
-        inspected = self.run(("docker", "image", "inspect", "--format", "{{json .}}", ref), env=self.env,
-                             check=False, timeout=60)  # fmt: skip
-        if inspected.returncode != 0:
-            return None
-        try:
-            data = json.loads(inspected.stdout)
-        except ValueError:
-            return None
-        digest = str(data.get("Id", "")) if isinstance(data, dict) else ""
+        digest = self._engine_id(ref)
         if not digest:
             return None
         known = self.known.get(digest, ENGINE)
         if known is not None:
             return known
-        blobs, _done = self.read_stream(("docker", "image", "save", ref), _small_files, env=self.env,
-                                        timeout=SAVE_TIMEOUT)  # fmt: skip
+        blobs = self._saved(ref)
         if not blobs or "index.json" not in blobs:
             return None  # an engine before Docker 25 saves no OCI layout: the registry may tell
         top = images_of(json.loads(blobs["index.json"]))
@@ -236,6 +232,33 @@ class Sources:
             body, str(top[0].get("mediaType", "")), lambda _kind, digest: blobs.get(_blob_path(digest))
         )
         return self.known.put(Found(digest, found, plain, ENGINE))
+
+    def _engine_id(self, ref: str) -> str:
+        """The engine's id of an image (its index or manifest digest, with the containerd store):
+        over the engine's socket where docker uses one (milliseconds), else the docker CLI."""
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                answer = http_client.local(self.socket, f"/images/{urllib.parse.quote(ref, safe='/:@')}/json")
+                if answer.status == 404:
+                    return ""
+                if answer.ok:
+                    return _id(answer.body)
+        inspected = self.run(("docker", "image", "inspect", "--format", "{{json .}}", ref), env=self.env,
+                             check=False, timeout=60)  # fmt: skip
+        return _id(inspected.stdout.encode()) if inspected.returncode == 0 else ""
+
+    def _saved(self, ref: str) -> dict[str, bytes] | None:
+        """The small files of the image as the engine saves it (an OCI layout since Docker 25),
+        read as the save streams: over the engine's socket, else `docker image save`."""
+        if self.socket is not None:
+            with contextlib.suppress(OSError):
+                path = f"/images/{urllib.parse.quote(ref, safe='/:@')}/get"
+                answer = http_client.local(self.socket, path, timeout=SAVE_TIMEOUT, consume=_small_files)
+                if answer.ok and isinstance(answer.consumed, dict):
+                    return answer.consumed
+        found, _done = self.read_stream(("docker", "image", "save", ref), _small_files, env=self.env,
+                                        timeout=SAVE_TIMEOUT)  # fmt: skip
+        return found if isinstance(found, dict) else None
 
     def from_registry(self, ref: str) -> Found | str:
         try:
@@ -262,7 +285,15 @@ BASE_TIMEOUT = 5.0  # seconds a registry has to answer about a base: the push wa
 
 def local_sources(env: Mapping[str, str], known: Known) -> Lookup:
     """This machine's engine and docker's registries, as `docker build` reaches them."""
-    return Sources(env, Registry(env, timeout=BASE_TIMEOUT), known)
+    return Sources(env, Registry(env, timeout=BASE_TIMEOUT), known, socket=engine_socket(env))
+
+
+def _id(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    return str(data.get("Id", "")) if isinstance(data, dict) else ""
 
 
 def _blob_path(digest: str) -> str:

@@ -7,6 +7,8 @@ refused, unknown host, TLS, timeout).
 
 from __future__ import annotations
 
+import http.client
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -51,6 +53,43 @@ def request(
     except urllib.error.HTTPError as e:
         with e:
             return Response(e.code, _headers(e.headers.items()), e.read())
+
+
+def local(
+    socket_path: str,
+    path: str,
+    *,
+    timeout: float = TIMEOUT,
+    consume: Callable[[IO[bytes]], object] | None = None,
+) -> Response:
+    """A GET to a server on a unix socket: the Docker engine's API, where each docker CLI call
+    costs a start-up of 0.1 to 0.2 s. `consume` as for `request`."""
+    connection = _UnixConnection(socket_path, timeout)
+    try:
+        connection.request("GET", path, headers={"Host": "docker"})
+        answer = connection.getresponse()
+        headers = _headers(answer.getheaders())
+        if consume is not None and 200 <= answer.status < 300:
+            return Response(answer.status, headers, b"", consume(answer))
+        return Response(answer.status, headers, answer.read())
+    finally:
+        connection.close()
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("docker", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        connected = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # type: ignore[attr-defined,unused-ignore]
+        connected.settimeout(self.timeout)
+        try:
+            connected.connect(self.socket_path)
+        except OSError:
+            connected.close()
+            raise
+        self.sock = connected
 
 
 def _headers(items: object) -> dict[str, str]:

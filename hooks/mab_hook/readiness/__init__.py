@@ -26,7 +26,7 @@ from mab_hook.readiness.access import check_registry
 from mab_hook.readiness.emulation import Scope, check_platform, probe
 from mab_hook.readiness.engine import check_builder, check_docker, insecure_registries
 from mab_hook.readiness.fixes import apply_fixes
-from mab_hook.readiness.location import check_engine, locate
+from mab_hook.readiness.location import DEFAULT_SOCKET, check_engine, locate
 from mab_hook.readiness.model import (
     BUILDX_VERSION,
     CONTEXT,
@@ -44,8 +44,8 @@ from mab_hook.readiness.model import (
 )
 from mab_hook.registry import Access, Insecure, Registry
 
-__all__ = ["FAIL", "OK", "WARN", "Check", "Host", "Report", "Wanted", "apply_fixes", "check", "local_host",
-           "probe"]  # fmt: skip
+__all__ = ["DEFAULT_SOCKET", "FAIL", "OK", "WARN", "Check", "Host", "Report", "Wanted", "apply_fixes",
+           "check", "local_host", "probe"]  # fmt: skip
 
 
 def check(host: Host, wanted: Wanted) -> Report:
@@ -119,7 +119,6 @@ def remembered_probe(
 
 
 READY_FOR = 600.0  # seconds a ready host is taken to stay ready, for the same question
-DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
 def fingerprint(env: Mapping[str, str], binfmt_root: Path) -> str:

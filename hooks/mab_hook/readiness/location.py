@@ -9,8 +9,11 @@ machine (`sys.platform`, its host name, its kernel release).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
+from mab_hook import credentials
 from mab_hook.readiness.model import CONTEXT, INFO, OK, Check, Host, parse_json
 
 # What `docker info` calls the operating system of engines that run in a VM of their own.
@@ -33,6 +36,7 @@ VM_SOCKETS = {
 }
 CLIENTS = {"darwin": "macOS", "win32": "Windows"}
 LOCAL_SCHEMES = ("unix://",)
+DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
 class Engine(NamedTuple):
@@ -77,6 +81,19 @@ def _where(host: Host, endpoint: str, info: dict[str, object]) -> str | None:
     if info.get("KernelVersion") and host.kernel and info.get("KernelVersion") != host.kernel:
         return f"another kernel ({info.get('KernelVersion')}, this one runs {host.kernel})"
     return None
+
+
+def engine_socket(env: Mapping[str, str]) -> str | None:
+    """The unix socket docker itself talks to the engine on, when it is one: `DOCKER_HOST`'s, or
+    the default socket when neither `DOCKER_CONTEXT` nor docker's config names a context
+    (a context, ssh or tcp: None; ask the docker CLI)."""
+    host = env.get("DOCKER_HOST", "")
+    if host:
+        return host.removeprefix("unix://") if host.startswith("unix://") else None
+    context = env.get("DOCKER_CONTEXT") or str(credentials.load_config(env).get("currentContext") or "")
+    if context not in ("", "default") or not os.path.exists(DEFAULT_SOCKET):
+        return None
+    return DEFAULT_SOCKET
 
 
 def check_engine(engine: Engine) -> Check:

@@ -17,10 +17,13 @@ it as to the lab's registry; it can refuse tags on demand.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.server
+import io
 import json
 import re
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -28,16 +31,28 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from mab_hook import buildx, coverage, process
+from mab_hook import buildx, coverage, platforms, process
 from mab_hook.coverage import Found
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def program_layer(path: str, arch: str) -> bytes:
+    """A layer (a gzip tar) holding one program for `arch`: its ELF header, as the kernel reads it."""
+    header = platforms.ARCHES[arch].elf + bytes(44)
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        info = tarfile.TarInfo(path)
+        info.size, info.mode = len(header), 0o755
+        archive.addfile(info, io.BytesIO(header))
+    return gzip.compress(out.getvalue(), mtime=0)
 
 
 class OciRegistry:
@@ -105,10 +120,16 @@ class OciRegistry:
         return True
 
     def upload(
-        self, reference: str, labels: Mapping[str, str], platforms: Sequence[str], created: str | None = None
+        self,
+        reference: str,
+        labels: Mapping[str, str],
+        platforms: Sequence[str],
+        created: str | None = None,
+        layers: Mapping[str, Sequence[bytes]] | None = None,
     ) -> str:
         """An image as BuildKit pushes it: an index of one manifest per platform, each config
-        saying when it was built (`created`: now, as BuildKit writes it); the digest."""
+        saying when it was built (`created`: now, as BuildKit writes it); the digest. `layers`:
+        a platform's layers (gzip tars), when it has any."""
         if created is None:
             created = time.strftime("%Y-%m-%dT%H:%M:%S.123456789Z", time.gmtime())
         repository, tag = _split(reference)
@@ -118,7 +139,11 @@ class OciRegistry:
             config = json.dumps({"architecture": arch, "os": os_, "config": {"Labels": dict(labels)},
                                  **({"created": created} if created else {})}).encode()  # fmt: skip
             self.blobs[(repository, _digest(config))] = config
-            manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": [],
+            own = []
+            for layer in (layers or {}).get(platform, ()):
+                self.blobs[(repository, _digest(layer))] = layer
+                own.append({"mediaType": LAYER, "digest": _digest(layer), "size": len(layer)})
+            manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": own,
                                    "config": {"mediaType": CONFIG, "digest": _digest(config),
                                               "size": len(config)}}).encode()  # fmt: skip
             digest = self.put(repository, _digest(manifest), manifest, MANIFEST)
@@ -277,6 +302,7 @@ class Fault(NamedTuple):
     step_fails_on: str = ""  # a platform whose RUN step fails
     export_fails: int = 0  # times the engine fails exporting it (then it does not)
     upload_fails: int = 0  # times the registry answers 500 to its upload
+    foreign_on: str = ""  # a platform whose image gets an x86-64 program (/usr/local/bin/app)
 
 
 class _Invocation:
@@ -404,7 +430,8 @@ class CannedEngine(process.Group):
                      "500 Internal Server Error")  # fmt: skip
             run.vertex(f"{entry}] pushing {reference} with docker", f"ERROR: {error}")
             return error
-        digest = self.registry.upload(reference, spec.get("labels", {}), spec["platforms"])
+        layers = {fault.foreign_on: [program_layer("usr/local/bin/app", "amd64")]} if fault.foreign_on else {}
+        digest = self.registry.upload(reference, spec.get("labels", {}), spec["platforms"], layers=layers)
         run.vertex(f"{entry}] pushing {reference} with docker", "DONE 0.1s")
         run.written[entry] = {"containerimage.digest": digest}
         return ""

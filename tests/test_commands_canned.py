@@ -6,6 +6,7 @@ test_doctor.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -14,7 +15,7 @@ import pytest
 from mab_hook import cli
 from mab_hook.coverage import REGISTRY, Found
 from tests.conftest import Repo
-from tests.engine import Canned, Fault
+from tests.engine import Canned, Fault, program_layer
 from tests.test_binfmt import AARCH64
 
 IMAGES = ("base", "api", "worker", "lone")
@@ -204,3 +205,26 @@ def test_a_base_without_a_platform_blocks_the_push_before_anything_is_built_and_
     assert code == 0, out  # the build says what is wrong with a base no one has
     assert ("could not check which platforms base busybox has: neither the engine's image store nor the "
             "registry has it") in out  # fmt: skip
+
+
+def test_an_image_that_is_not_the_platform_it_claims_publishes_nothing_and_is_judged_again_for_free(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    canned.engine.faults["api"] = Fault(foreign_on="linux/arm64")
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 1, out
+    said = "--- api: not the platform it claims: linux/arm64: /usr/local/bin/app is ELF 64-bit LSB, machine 0x3e (amd64)"
+    assert said in out and "`foreign-binaries`" in out, out
+    assert not any(sha[:7] in canned.tags(name) for name in IMAGES)  # no public tag, of any image
+    assert canned.staged("api")  # the upload stays: judged, it is not published
+    canned.registry.requests.clear()
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 1 and said in out, out  # nothing built; the upload judged as before, with no layer read
+    layer = "sha256:" + hashlib.sha256(program_layer("usr/local/bin/app", "amd64")).hexdigest()
+    assert not any(path.endswith(f"/blobs/{layer}") for _method, path in canned.registry.requests)
+    repo.commit({"pyproject.toml": project(canned.registry.host)["pyproject.toml"].replace(
+        '[tool.multiarch.images.api]\ncontext = "api"\n',
+        '[tool.multiarch.images.api]\ncontext = "api"\nforeign-binaries = ["/usr/local/bin/app"]\n')})  # fmt: skip
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out

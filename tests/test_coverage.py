@@ -92,7 +92,10 @@ def test_each_base_is_looked_up_once_and_an_unknown_one_is_said_not_blocked() ->
     images = [planned("x", pull("a", AMD64), pull("gone", AMD64)), planned("y", pull("a", ARM64))]
     found = coverage.check(images, lookup)
     assert sorted(lookup.asked) == ["a", "gone"]  # type: ignore[attr-defined]
-    assert found == Coverage((), (("gone", "neither the engine's image store nor the registry has it"),))
+    assert found == Coverage(
+        (), (("gone", "neither the engine's image store nor the registry has it"),), (("a", INDEXED),)
+    )
+    assert found.answers == {"a": INDEXED}
     assert coverage.check([planned("z")], answers({})) == Coverage(())
 
 
@@ -139,7 +142,11 @@ def image_blobs(platforms: tuple[str, ...], *, say_platform: bool = True, attest
         os_, arch, *variant = platform.split("/")
         config = json.dumps({"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})})
         blobs[_sha(config.encode())] = config.encode()
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": [],
+        layers = [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d}
+            for d in layers_of(platform)
+        ]
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": layers,
                                "config": {"mediaType": CONFIG, "digest": _sha(config.encode())}}).encode()  # fmt: skip
         blobs[_sha(manifest)] = manifest
         said = {"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})}
@@ -156,6 +163,15 @@ def image_blobs(platforms: tuple[str, ...], *, say_platform: bool = True, attest
     return _sha(index), INDEX, blobs
 
 
+def layers_of(platform: str) -> tuple[str, ...]:
+    """The layers an image of the platform is made of, in these tests: two of its own."""
+    return tuple(_sha(f"{platform} layer {n}".encode()) for n in (1, 2))
+
+
+def with_layers(*platforms: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((platform, layers_of(platform)) for platform in platforms)
+
+
 def reader(blobs: Mapping[str, bytes]) -> Callable[[str, str], bytes | None]:
     return lambda kind, digest: blobs.get(digest)
 
@@ -170,16 +186,18 @@ def reader(blobs: Mapping[str, bytes]) -> Callable[[str, str], bytes | None]:
         (("linux/arm/v7",), {"plain": True}, ((ARM7,), True)),
     ],
 )
-def test_the_platforms_of_an_index_or_a_plain_manifest(
+def test_the_platforms_of_an_index_or_a_plain_manifest_and_each_ones_layers(
     platforms: tuple[str, ...], options: dict[str, bool], expected: tuple[tuple[str, ...], bool]
 ) -> None:
     digest, media_type, blobs = image_blobs(platforms, **options)
-    assert coverage.platforms_of(blobs[digest], media_type, reader(blobs)) == expected
+    said = coverage.describe(blobs[digest], media_type, reader(blobs))
+    assert (said.platforms, said.plain) == expected
+    assert said.layers == tuple((platform, layers_of(platform)) for platform in expected[0])
 
 
 def test_a_plain_manifest_whose_config_is_gone_has_no_platform() -> None:
     digest, media_type, blobs = image_blobs((AMD64,), plain=True)
-    assert coverage.platforms_of(blobs[digest], media_type, reader({})) == ((), True)
+    assert coverage.describe(blobs[digest], media_type, reader({})) == coverage.Described((), True, ())
 
 
 def test_answers_are_kept_by_digest_privately_newest_last_and_a_bad_file_is_a_miss(tmp_path: Path) -> None:
@@ -260,7 +278,9 @@ def test_the_engine_store_answers_first_from_the_saved_layout_then_from_what_is_
     digest, media_type, blobs = image_blobs((AMD64, ARM7), attest=True)
     engine = Engine({"team/base:1": (digest, layout_tar(digest, media_type, blobs))})
     known = Known(tmp_path / "bases.json")
-    assert sources(oci, engine, known)("team/base:1") == Found(digest, (AMD64, ARM7), False, ENGINE)
+    assert sources(oci, engine, known)("team/base:1") == Found(
+        digest, (AMD64, ARM7), False, ENGINE, with_layers(AMD64, ARM7)
+    )
     assert [cmd[:3] for cmd in engine.asked] == [("docker", "image", "inspect"), ("docker", "image", "save")]
     known.save()
     engine.asked.clear()
@@ -273,7 +293,9 @@ def test_the_engine_store_answers_first_from_the_saved_layout_then_from_what_is_
 def test_a_plain_image_in_the_engine_store_is_one_platform(oci: OciRegistry, tmp_path: Path) -> None:
     digest, media_type, blobs = image_blobs((AMD64,), plain=True)
     engine = Engine({"plain": (digest, layout_tar(digest, media_type, blobs))})
-    assert sources(oci, engine, Known(None))("plain") == Found(digest, (AMD64,), True, ENGINE)
+    assert sources(oci, engine, Known(None))("plain") == Found(
+        digest, (AMD64,), True, ENGINE, with_layers(AMD64)
+    )
 
 
 def test_the_registry_answers_for_what_the_engine_lacks_and_its_content_is_checked(
@@ -286,7 +308,7 @@ def test_the_registry_answers_for_what_the_engine_lacks_and_its_content_is_check
     ref = f"{oci.host}/team/plain:1"
     engine = Engine({})
     known = Known(tmp_path / "bases.json")
-    assert sources(oci, engine, known)(ref) == Found(digest, (AMD64,), True, REGISTRY)
+    assert sources(oci, engine, known)(ref) == Found(digest, (AMD64,), True, REGISTRY, with_layers(AMD64))
     assert [path for _method, path in oci.requests] == ["/v2/team/plain/manifests/1",
                                                         f"/v2/team/plain/blobs/{next(iter(blobs))}"]  # fmt: skip
     known.save()
@@ -461,7 +483,7 @@ def test_the_engine_is_asked_over_its_socket_and_the_cli_is_not_started(
         cli = Engine({})
         found = Sources({}, Registry({"DOCKER_CONFIG": os.devnull}), Known(None), run=cli.run,
                         read_stream=cli.read_stream, socket=str(tmp_path / "docker.sock"))  # fmt: skip
-        assert found("team/base:1") == Found(digest, (AMD64, ARM64), False, ENGINE)
+        assert found("team/base:1") == Found(digest, (AMD64, ARM64), False, ENGINE, with_layers(AMD64, ARM64))
         assert api.asked == ["/images/team/base:1/json", "/images/team/base:1/get"]
         assert cli.asked == []
         assert found(f"{oci.host}/team/none:1") == "neither the engine's image store nor the registry has it"

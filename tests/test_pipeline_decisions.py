@@ -16,10 +16,11 @@ import pytest
 from mab_hook import buildx, changes, grants, input_digest, pipeline, planning, process
 from mab_hook import plan as plan_module
 from mab_hook.checkout import LOCK_REASON
+from mab_hook.coverage import Coverage
 from mab_hook.errors import FatalError
 from mab_hook.hook import open_repo
 from mab_hook.pipeline import Events
-from mab_hook.plan import Plan
+from mab_hook.plan import Plan, PlannedImage
 from mab_hook.process import Completed
 from mab_hook.registry import Registry
 from mab_hook.results import BuildResult, Failure, Interrupted, Status
@@ -80,8 +81,14 @@ def build(
 ) -> Run:
     asked: list[bool] = []
     publish = {} if publishing else {"publishing": False}  # the default publishes
-    results, said, _steps = build_with(repo, engine, monkeypatch, found or plans(repo),
-                                       ready=lambda building: asked.append(True), **publish)  # fmt: skip
+
+    def ready(building: Sequence[PlannedImage]) -> Coverage:
+        asked.append(True)
+        return Coverage(())
+
+    results, said, _steps = build_with(
+        repo, engine, monkeypatch, found or plans(repo), ready=ready, **publish
+    )
     return Run(results, said, len(asked))
 
 

@@ -354,8 +354,8 @@ class Canned(Registry):
         super().__init__({}, run=NoBuildx())
         self.configs = configs
 
-    def _configs(self, reference: str) -> list[Mapping[str, str]] | None:
-        return list(self.configs) if self.configs is not None else None
+    def _configs(self, reference: str) -> tuple[str, list[Mapping[str, str]] | None]:
+        return ("sha256:" + "e" * 64, list(self.configs)) if self.configs is not None else ("", None)
 
 
 GOOD = {"dev.mab-hook.input-digest": "d" * 64, "org.opencontainers.image.revision": "c" * 40}

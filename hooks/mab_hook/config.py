@@ -83,6 +83,7 @@ IMAGE_KEYS = (
     "cache-from",
     "cache-to",
     "secrets",
+    "foreign-binaries",
 )
 KEEP_CONFIGS = 4  # validated configurations a cache keeps
 Resolve = Callable[[Sequence[Source]], Resolved]
@@ -432,6 +433,8 @@ def _image(
         cache_to=tuple(entry.replace("{name}", name) for entry in settings.cache_to),
         timeout=settings.timeout,
         secrets=settings.secrets,
+        foreign_binaries=found.foreign_binaries + fields.str_list(
+            spec.get("foreign-binaries", []), f"{key}.foreign-binaries", problems),
     )  # fmt: skip
 
 

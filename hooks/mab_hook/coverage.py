@@ -15,9 +15,9 @@ import concurrent.futures
 import contextlib
 import json
 import tarfile
-import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -41,6 +41,8 @@ class Found(NamedTuple):
     platforms: tuple[str, ...]  # an index's images' (attestations left out); one image's own
     plain: bool  # one image, not an index: BuildKit takes it for any platform
     where: str  # ENGINE or REGISTRY
+    # Per platform, the layers (digests) of its image: an image built on it starts with them.
+    layers: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def has(self, platform: str) -> bool:
         return any(platforms.serves(have, platform) for have in self.platforms)
@@ -55,6 +57,11 @@ class Gap(NamedTuple):
 class Coverage(NamedTuple):
     gaps: tuple[Gap, ...]
     unchecked: tuple[tuple[str, str], ...] = ()  # (reference, why it could not be checked)
+    found: tuple[tuple[str, Found], ...] = ()  # (reference, what it names): the bases' layers, for later
+
+    @property
+    def answers(self) -> dict[str, Found]:
+        return dict(self.found)
 
 
 Lookup = Callable[[str], "Found | str"]  # a reference -> what it names, or why that is unknown
@@ -74,7 +81,8 @@ def check(planned: Sequence[PlannedImage], lookup: Lookup, *, workers: int = LOO
         if isinstance(found := answers[pull.ref], Found) and not found.has(pull.wanted)
     )
     unchecked = tuple((ref, why) for ref, why in answers.items() if isinstance(why, str))
-    return Coverage(gaps, unchecked)
+    known = tuple((ref, found) for ref, found in answers.items() if isinstance(found, Found))
+    return Coverage(gaps, unchecked, known)
 
 
 def blocked(gaps: Sequence[Gap]) -> str:
@@ -123,61 +131,68 @@ class Known:
     """Answers kept by digest (.git/mab-hook/cache/bases.json): a digest's content never changes."""
 
     def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._data: dict[str, Any] = {}
-        if path is not None:
-            with contextlib.suppress(OSError, ValueError):
-                loaded = json.loads(path.read_text())
-                self._data = loaded if isinstance(loaded, dict) else {}
-        self._changed = False
+        self.kept = state.KeptByDigest(path, KEEP)
 
     def get(self, digest: str, where: str) -> Found | None:
-        with self._lock:
-            entry = self._data.get(digest)
-        if not isinstance(entry, dict) or not isinstance(entry.get("platforms"), list):
+        entry = self.kept.get(digest)
+        if not isinstance(entry, dict) or not _strings(entry.get("platforms")):
             return None  # a cache: whatever is wrong with an entry is a miss
-        return Found(digest, tuple(map(str, entry["platforms"])), bool(entry.get("plain")), where)
+        layers = entry.get("layers") or []
+        if not all(isinstance(one, list) and len(one) == 2 and isinstance(one[0], str) and _strings(one[1])
+                   for one in layers):  # fmt: skip
+            return None
+        found = tuple((str(platform), tuple(digests)) for platform, digests in layers)
+        return Found(digest, tuple(entry["platforms"]), bool(entry.get("plain")), where, found)
 
     def put(self, found: Found) -> Found:
-        with self._lock:
-            self._data.pop(found.digest, None)  # newest last: the oldest go first
-            self._data[found.digest] = {"platforms": list(found.platforms), "plain": found.plain}
-            self._changed = True
+        value = {"platforms": list(found.platforms), "plain": found.plain, "layers": found.layers}
+        self.kept.put(found.digest, value)
         return found
 
     def save(self) -> None:
-        with self._lock:
-            if self.path is None or not self._changed:
-                return
-            kept = dict(list(self._data.items())[-KEEP:])
-            state.write_private(self.path, json.dumps(kept).encode())
-            self._changed = False
+        self.kept.save()
 
 
 Read = Callable[[str, str], "bytes | None"]  # ("manifests" or "blobs", digest) -> its bytes
 
 
-def platforms_of(body: bytes, media_type: str, read: Read) -> tuple[tuple[str, ...], bool]:
-    """The platforms of an index or manifest, and whether it is one plain image. `read`: an
-    index entry's manifest (when the entry names no platform), a manifest's config."""
+class Described(NamedTuple):
+    platforms: tuple[str, ...]
+    plain: bool
+    layers: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def describe(body: bytes, media_type: str, read: Read) -> Described:
+    """The platforms of an index or manifest, whether it is one plain image, and each
+    platform's layers. `read`: an index entry's manifest, a manifest's config."""
     data = json.loads(body)
-    if media_type in INDEXES or "manifests" in data:
-        found = []
-        for entry in images_of(data):
-            said = entry.get("platform")
-            if isinstance(said, dict) and said.get("architecture"):
-                found.append(_platform(said))
-            else:  # an index that does not say: its image's config does
-                child = read("manifests", str(entry.get("digest", "")))
-                found += platforms_of(child, str(entry.get("mediaType", "")), read)[0] if child else []
-        return tuple(dict.fromkeys(found)), False
-    config = data.get("config")
+    if media_type not in INDEXES and "manifests" not in data:
+        said = _config_platform(data, read)
+        return Described((said,) if said else (), True, ((said, _layers(data)),) if said else ())
+    found: dict[str, tuple[str, ...]] = {}
+    for entry in images_of(data):
+        child = read("manifests", str(entry.get("digest", "")))
+        manifest = json.loads(child) if child else {}
+        listed = entry.get("platform")
+        if isinstance(listed, dict) and listed.get("architecture"):
+            platform = _platform(listed)
+        else:  # an index that does not say: its image's config does
+            platform = _config_platform(manifest, read) if manifest else ""
+        if platform and platform not in found:
+            found[platform] = _layers(manifest)
+    return Described(tuple(found), False, tuple(found.items()))
+
+
+def _config_platform(manifest: Mapping[str, Any], read: Read) -> str:
+    config = manifest.get("config")
     digest = config.get("digest") if isinstance(config, dict) else None
     blob = read("blobs", str(digest)) if digest else None
-    if blob is None:
-        return (), True
-    return (_platform(json.loads(blob)),), True
+    return _platform(json.loads(blob)) if blob else ""
+
+
+def _layers(manifest: Mapping[str, Any]) -> tuple[str, ...]:
+    layers = manifest.get("layers") or ()
+    return tuple(str(layer.get("digest", "")) for layer in layers if isinstance(layer, dict))
 
 
 def _platform(said: Mapping[str, Any]) -> str:
@@ -228,10 +243,8 @@ class Sources:
         body = blobs.get(_blob_path(str(top[0].get("digest", "")))) if top else None
         if body is None:
             return None
-        found, plain = platforms_of(
-            body, str(top[0].get("mediaType", "")), lambda _kind, digest: blobs.get(_blob_path(digest))
-        )
-        return self.known.put(Found(digest, found, plain, ENGINE))
+        said = describe(body, str(top[0].get("mediaType", "")), lambda _kind, d: blobs.get(_blob_path(d)))
+        return self.known.put(Found(digest, said.platforms, said.plain, ENGINE, said.layers))
 
     def _engine_id(self, ref: str) -> str:
         """The engine's id of an image (its index or manifest digest, with the containerd store):
@@ -272,12 +285,10 @@ class Sources:
             return known
         repository = references.parse(ref).repository
         try:
-            found, plain = platforms_of(
-                top.body, top.media_type, lambda kind, digest: self.registry.content(repository, kind, digest)
-            )
+            said = describe(top.body, top.media_type, partial(self.registry.content, repository))
         except (OSError, ValueError) as e:
             return f"the registry's answer for it could not be read ({e})"
-        return self.known.put(Found(top.digest, found, plain, REGISTRY))
+        return self.known.put(Found(top.digest, said.platforms, said.plain, REGISTRY, said.layers))
 
 
 BASE_TIMEOUT = 5.0  # seconds a registry has to answer about a base: the push waits on it
@@ -286,6 +297,10 @@ BASE_TIMEOUT = 5.0  # seconds a registry has to answer about a base: the push wa
 def local_sources(env: Mapping[str, str], known: Known) -> Lookup:
     """This machine's engine and docker's registries, as `docker build` reaches them."""
     return Sources(env, Registry(env, timeout=BASE_TIMEOUT), known, socket=engine_socket(env))
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _id(body: bytes) -> str:

@@ -34,6 +34,7 @@ from mab_hook.progress import progress_for
 from mab_hook.results import BuildResult, Failure
 
 if TYPE_CHECKING:
+    from mab_hook.coverage import Coverage
     from mab_hook.readiness import Host, Report, Wanted
     from mab_hook.registry import Insecure
 
@@ -140,7 +141,7 @@ def build(
     known = coverage.Known(state.root(repo) / "cache" / "bases.json")
     lookup = coverage.local_sources(env, known)
 
-    def ready(building: Sequence[PlannedImage]) -> None:
+    def ready(building: Sequence[PlannedImage]) -> Coverage:
         # Which platforms the bases have is asked while readiness asks docker: neither waits.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             bases = pool.submit(coverage.check, building, lookup)
@@ -152,6 +153,7 @@ def build(
             printer.warn(coverage.unchecked_text(ref, why))
         if found.gaps:
             raise FatalError(coverage.blocked(found.gaps))
+        return found
 
     with progress_for(printer, env) as shown:
         events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,
@@ -242,7 +244,13 @@ def blocked(done: Sequence[BuildResult]) -> str:
         what += f" (uploaded to staging, which the next push reuses: {', '.join(staged)})"
     # An image not built because another failed follows from that failure: the advice is the other's.
     failures = {r.failure for r in done if not r.ok and r.failure is not Failure.BASE} or {Failure.BUILD}
-    if failures <= {Failure.REGISTRY}:
+    if failures == {Failure.PLATFORM}:
+        advice = (
+            "an image is not the platform it claims (see above): build each platform's programs for it (a "
+            "`FROM --platform=$BUILDPLATFORM` stage must cross-compile: GOARCH=$TARGETARCH, say), or list "
+            "the paths of programs it carries on purpose in its `foreign-binaries`; push again"
+        )
+    elif failures <= {Failure.REGISTRY}:
         advice = ("the registry failed (see above): check that it runs and that `docker login` works for it, "
                   "then push again; what was built is reused")  # fmt: skip
     elif Failure.REGISTRY in failures:

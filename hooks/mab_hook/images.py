@@ -55,6 +55,9 @@ class Image:
     # A bake target outside the default group that another's `target:` context names: built
     # only as that context, never tagged or pushed.
     only_as_context: bool = False
+    # Paths in the image (Docker patterns) of programs for another CPU it carries on purpose
+    # (an emulator, a cross toolchain): the check of what was built lets them be.
+    foreign_binaries: tuple[str, ...] = ()
 
     @property
     def network(self) -> str | None:

@@ -300,6 +300,7 @@ class Pull(NamedTuple):
     wanted: str  # the platform it is pulled for: `platform`, or a `FROM --platform` value
     how: str  # "FROM", "COPY --from", "named context 'x'"
     line: int
+    root: bool = False  # the image's filesystem starts from it: the FROM its built stage descends from
 
 
 def pulls(image: Image, files: Files, *, build_platform: str, platforms: Sequence[str]) -> tuple[Pull, ...]:
@@ -315,11 +316,14 @@ def pulls(image: Image, files: Files, *, build_platform: str, platforms: Sequenc
     found: dict[Pull, None] = {}
     for platform, parsed in zip(platforms, models, strict=False):
         built = parsed.target(image.target, source=image.dockerfile)
+        root = built
+        while (parent := parsed.resolve(root.base, root)) is not None:
+            root = parent
         for stage in parsed.reachable(built):
             for ref, how in ((stage.base, "FROM"), *((used, "--from") for used in stage.uses)):
                 pull = _pull(parsed, stage, image, (ref, how), platform)
                 if pull is not None:
-                    found.setdefault(pull)
+                    found.setdefault(pull._replace(root=how == "FROM" and stage.number == root.number))
     return tuple(found)
 
 

@@ -16,21 +16,23 @@ import datetime
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, gitobjects, grants, input_digest, process, state
+from mab_hook import buildx, gitobjects, grants, input_digest, platform_check, process, state
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
+from mab_hook.coverage import Coverage, Found
 from mab_hook.grants import Grants
 from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
 from mab_hook.results import BuildResult, Failure, Interrupted, Status
-from mab_hook.state import State, lock, root
+from mab_hook.state import KeptByDigest, State, lock, root
 
 
 class Job(NamedTuple):
@@ -39,6 +41,7 @@ class Job(NamedTuple):
     staged: str = ""  # with push: the reference it is uploaded under (its input-digest tag)
     in_registry: bool = False  # skipped because the registry has it under `staged`
     distrusted: str = ""  # the registry has something under `staged` that is not what it claims
+    manifest: str = ""  # with `in_registry`: the digest `staged` names
 
 
 def _nothing(*args: str) -> None:
@@ -90,7 +93,7 @@ def build_all(
     events: Events,
     *,
     registry: Registry,
-    ready: Callable[[Sequence[PlannedImage]], None] = lambda building: None,
+    ready: Callable[[Sequence[PlannedImage]], Coverage] = lambda building: Coverage(()),
     timeout: float | None = None,
     publishing: bool = True,
 ) -> list[BuildResult]:
@@ -108,6 +111,7 @@ def build_all(
     with lock(run.state.root, waiting), ExitStack() as stack:
         for path in remove_stale(repo):
             events.notice(f"removed the worktree an earlier run left behind: {path}")
+        bases: dict[str, Found] = {}
         try:
             known = gitobjects.known_commits(repo)
             work = [(plan, decide_all(plan, run.state, registry, known)) for plan in plans if plan.affected]
@@ -117,9 +121,14 @@ def build_all(
             if any(not job.skip for _plan, jobs in work for job in jobs):
                 building = _to_build(work)
                 grants.check([planned.image for planned in building], granted)
-                ready(building)
-            built = [(plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work]
+                bases = ready(building).answers
+            built: list[Built] = [
+                (plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work
+            ]
             ok = all(r.ok for _plan, _jobs, results in built for r in results)
+            if ok:  # what is about to be published is what it claims
+                built = _checked(built, run, bases)
+                ok = all(r.ok for _plan, _jobs, results in built for r in results)
             if ok:
                 return _finish(built, run, publishing=publishing)
             if not ok and any(plan.config.push for plan, _jobs, _results in built):
@@ -187,6 +196,52 @@ def _build_plan(
 
 
 Built = tuple[Plan, Sequence[Job], Sequence[BuildResult]]
+CHECKS = 4  # uploads checked at once
+
+
+def _checked(built: Sequence[Built], run: Builds, bases: Mapping[str, Found]) -> list[Built]:
+    """Each staging upload about to be published (built now, or reused) holds, for each of its
+    platforms, an image of that platform (platform_check); one that does not fails, and so the
+    push publishes nothing. Findings are kept by manifest digest: a reused upload costs nothing."""
+    kept = platform_check.kept_findings(run.state.root / "cache" / "uploads.json")
+    found: list[Built] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=CHECKS) as pool:
+        for plan, jobs, results in built:
+            if not plan.config.push:
+                found.append((plan, jobs, results))
+                continue
+            checks = pool.map(
+                partial(_check, run=run, bases=bases, kept=kept), zip(jobs, results, strict=True)
+            )
+            found.append((plan, jobs, list(checks)))
+    kept.save()
+    return found
+
+
+def _check(
+    pair: tuple[Job, BuildResult], run: Builds, bases: Mapping[str, Found], kept: KeptByDigest
+) -> BuildResult:
+    job, result = pair
+    if not result.ok or not job.staged or (job.skip and not job.in_registry):
+        return result
+    name = job.planned.image.name
+    layers = platform_check.base_layers(job.planned.roots, bases)
+    try:
+        image = job.planned.image
+        checked = platform_check.check(run.registry, job.staged, image, base_layers=layers, kept=kept,
+                                       digest=job.manifest)  # fmt: skip
+    except (OSError, ValueError) as e:
+        detail = f"could not read {job.staged} back to check what it holds: {e}"
+        return result._replace(status=Status.FAILED, detail=detail, failure=Failure.REGISTRY)
+    for layer in checked.unread:
+        run.events.notice(f"{name}: layer {layer[:19]} is compressed in a way mab-hook cannot read (zstd?): "
+                          "its programs were not checked")  # fmt: skip
+    if not checked.findings:
+        return result
+    first, more = checked.findings[0], len(checked.findings) - 1
+    detail = f"not the platform it claims: {first}" + (f" (and {more} more)" if more else "")
+    return result._replace(status=Status.FAILED, detail=detail, failure=Failure.PLATFORM,
+                           tail=tuple(str(f) for f in checked.findings[: process.TAIL_LINES]))  # fmt: skip
 
 
 def _finish(built: Sequence[Built], run: Builds, *, publishing: bool) -> list[BuildResult]:
@@ -237,7 +292,8 @@ def decide(
         staged = digest_reference(plan, planned)
         proof = registry.proof(staged, value, known)
         if proof.trusted:
-            return Job(planned, f"already in the registry (inputs {value[:12]})", staged, in_registry=True)
+            return Job(planned, f"already in the registry (inputs {value[:12]})", staged, in_registry=True,
+                       manifest=proof.manifest)  # fmt: skip
         return Job(planned, staged=staged, distrusted=proof.detail if proof.found else "")
     if state.built(buildx.entry_name(image.name), value):
         return Job(planned, f"built before from the same inputs (digest {value[:12]})")

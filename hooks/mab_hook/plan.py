@@ -43,6 +43,9 @@ class PlannedImage(NamedTuple):
     # The images from outside the repository its build pulls, per platform it is built for (its
     # own, and its dependants' when it is their base): what base coverage checks.
     pulls: tuple[Pull, ...] = ()
+    # Per platform it is built for, the image from outside the repository its filesystem starts
+    # from (through in-repo bases): its layers are that image's, not this build's.
+    roots: tuple[Pull, ...] = ()
 
 
 class Explanation(NamedTuple):
@@ -196,12 +199,7 @@ def make_plan(
         if name in beneath
     )
     if digests:
-        found = input_digests(analysis, (*context_only, *affected))
-        affected = tuple(p._replace(input_digest=found[p.image.name]) for p in affected)
-        context_only = tuple(p._replace(input_digest=found[p.image.name]) for p in context_only)
-        pulled = external_pulls(analysis, (*context_only, *affected))
-        affected = tuple(p._replace(pulls=pulled[p.image.name]) for p in affected)
-        context_only = tuple(p._replace(pulls=pulled[p.image.name]) for p in context_only)
+        context_only, affected = _for_building(analysis, context_only, affected)
     # A source that matches nothing, of every image a change comes near, affected or not.
     looked = dict.fromkeys((*(p.image.name for p in affected), *near))
     warnings = tuple(
@@ -213,6 +211,20 @@ def make_plan(
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
     return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
+
+
+def _for_building(
+    analysis: _Analysis, context_only: tuple[PlannedImage, ...], affected: tuple[PlannedImage, ...]
+) -> tuple[tuple[PlannedImage, ...], tuple[PlannedImage, ...]]:
+    """What building needs beyond the plan: input digests, and what each build pulls."""
+    everything = (*context_only, *affected)
+    digests, pulled = input_digests(analysis, everything), external_pulls(analysis, everything)
+
+    def filled(p: PlannedImage) -> PlannedImage:
+        pulls, roots = pulled[p.image.name]
+        return p._replace(input_digest=digests[p.image.name], pulls=pulls, roots=roots)
+
+    return tuple(map(filled, context_only)), tuple(map(filled, affected))
 
 
 KNOWN_REF = "known ref"  # the reason of an image only a known ref's tags reach
@@ -318,21 +330,40 @@ def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[
     return found
 
 
-def external_pulls(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[str, tuple[Pull, ...]]:
+def external_pulls(
+    analysis: _Analysis, planned: Sequence[PlannedImage]
+) -> dict[str, tuple[tuple[Pull, ...], tuple[Pull, ...]]]:
     """What each planned image's build pulls from outside the repository, for every platform it
-    is built for: a base is built for its dependants' platforms too (as their named context).
-    `planned`: bases before their dependants."""
+    is built for (a base is built for its dependants' platforms too, as their named context), and
+    per platform the image its filesystem starts from. `planned`: bases before their dependants."""
     built_for = {p.image.name: dict.fromkeys(p.image.platforms) for p in planned}
     for dependant in reversed(planned):
         for base in dependant.bases:
             if base.name in built_for:
                 built_for[base.name].update(built_for[dependant.image.name])
+    roots: dict[str, dict[str, Pull]] = {}
     found = {}
     for p in planned:
         name = p.image.name
         pulls = inputs.pulls(p.image, analysis.files, build_platform=analysis.build_platform,
                              platforms=tuple(built_for[name]))  # fmt: skip
-        found[name] = tuple(pull for pull in pulls if analysis.in_repo(name, pull.ref) is None)
+        roots[name] = _roots(pulls, roots, partial(analysis.in_repo, name))
+        external = tuple(pull for pull in pulls if analysis.in_repo(name, pull.ref) is None)
+        found[name] = (external, tuple(roots[name].values()))
+    return found
+
+
+def _roots(
+    pulls: Sequence[Pull], known: Mapping[str, Mapping[str, Pull]], in_repo: Callable[[str], Base | None]
+) -> dict[str, Pull]:
+    """Per platform, the image from outside the repository a filesystem starts from: its root
+    FROM's, or, when that is an image of the repository, that image's (in `known`)."""
+    found = {}
+    for pull in pulls:
+        base = in_repo(pull.ref) if pull.root else None
+        through = pull if base is None else known.get(base.name, {}).get(pull.platform)
+        if pull.root and through is not None:
+            found[pull.platform] = through._replace(platform=pull.platform)
     return found
 
 

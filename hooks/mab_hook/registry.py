@@ -69,6 +69,7 @@ class Proof(NamedTuple):
     found: bool  # the registry has the reference
     trusted: bool  # every image under it is labelled as built from the inputs asked about
     detail: str  # what was checked, or why it is not trusted
+    manifest: str = ""  # the digest of what it names, when the API told
 
 
 class Tagged(NamedTuple):
@@ -123,8 +124,9 @@ class Registry:
         (an index, each image's manifest, each config), else buildx. Anyone who can push to the
         registry can write such labels: this catches mistakes and planted images that do not
         bother, not a forger with push access (keep that as narrow as the repository's)."""
+        manifest = ""
         try:
-            configs = self._configs(reference)
+            manifest, configs = self._configs(reference)
         except OSError:
             configs = self._configs_by_buildx(reference)
         if configs is None:
@@ -139,26 +141,26 @@ class Registry:
             if not revision or not known(revision):
                 return Proof(True, False, f"an image under it names revision {revision[:12] or 'none'}, "
                              "which is no commit of this repository")  # fmt: skip
-        return Proof(
-            True, True, f"{len(configs)} image(s) labelled with these inputs, built from {revision[:12]}"
-        )
+        said = f"{len(configs)} image(s) labelled with these inputs, built from {revision[:12]}"
+        return Proof(True, True, said, manifest)
 
-    def _configs(self, reference: str) -> list[Mapping[str, str]] | None:
-        """The labels of every image under a reference (attestations left out); None: absent."""
+    def _configs(self, reference: str) -> tuple[str, list[Mapping[str, str]] | None]:
+        """The digest a reference names, and the labels of each of its images (attestations
+        left out); ("", None): absent."""
         top = self.manifest(reference)
         if top is None:
-            return None
+            return "", None
         repository = references.parse(reference).repository
         data = json.loads(top.body)
         if top.media_type not in INDEXES:
-            return [self._labels(repository, data)]
+            return top.digest, [self._labels(repository, data)]
         found = []
         for entry in images_of(data):
             image = self.manifest(f"{repository}@{entry.get('digest', '')}")
             if image is None:
                 raise RegistryError(f"{reference} names an image the registry does not have")
             found.append(self._labels(repository, json.loads(image.body)))
-        return found
+        return top.digest, found
 
     def _labels(self, repository: str, manifest: Mapping[str, object]) -> Mapping[str, str]:
         config = manifest.get("config")

@@ -31,6 +31,7 @@ class Failure(str, enum.Enum):
     ENGINE = "engine"  # the engine itself (exporting, say)
     REGISTRY = "registry"  # pushing or tagging: the registry, the network, credentials
     BASE = "base"  # an in-repo base image did not build
+    PLATFORM = "platform"  # built, but an image is not the platform it claims
 
 
 class BuildResult(NamedTuple):

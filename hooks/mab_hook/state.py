@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -177,3 +178,37 @@ def lock(root: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+class KeptByDigest:
+    """JSON answers kept by the digest they are about, in a private file: what a digest names
+    never changes, so an answer holds for ever. The newest `keep` are kept; the file is a cache
+    (anything wrong with it is a miss)."""
+
+    def __init__(self, path: Path | None, keep: int) -> None:
+        self.path, self.keep = path, keep
+        self._lock = threading.Lock()
+        self._data: dict[str, Any] = {}
+        self._changed = False
+        if path is not None:
+            with contextlib.suppress(OSError, ValueError):
+                loaded = json.loads(path.read_text())
+                self._data = loaded if isinstance(loaded, dict) else {}
+
+    def get(self, digest: str) -> Any:
+        with self._lock:
+            return self._data.get(digest)
+
+    def put(self, digest: str, value: Any) -> None:
+        with self._lock:
+            self._data.pop(digest, None)  # newest last: the oldest go first
+            self._data[digest] = value
+            self._changed = True
+
+    def save(self) -> None:
+        with self._lock:
+            if self.path is None or not self._changed:
+                return
+            kept = dict(list(self._data.items())[-self.keep :])
+            write_private(self.path, json.dumps(kept).encode())
+            self._changed = False

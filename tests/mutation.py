@@ -54,6 +54,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "cleanup": ("tests/test_cleanup.py",),
     "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
+    "coverage": ("tests/test_coverage.py",),
+    "platform_check": ("tests/test_platform_check.py",),
+    "executables": ("tests/test_executables.py",),
 }
 
 

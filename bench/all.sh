@@ -29,6 +29,10 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     "$python" publish_latency.py
     echo
+    "$python" base_coverage.py
+    echo
+    "$python" upload_check.py
+    echo
     "$python" hostile.py ${BASELINE:+--baseline "$BASELINE"}
     echo
     cat reading.md

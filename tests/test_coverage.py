@@ -173,7 +173,14 @@ def with_layers(*platforms: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
 
 
 def reader(blobs: Mapping[str, bytes]) -> Callable[[str, str], bytes | None]:
-    return lambda kind, digest: blobs.get(digest)
+    """Manifests by "manifests", configs by "blobs", as a registry serves them."""
+
+    def read(kind: str, digest: str) -> bytes | None:
+        found = blobs.get(digest)
+        is_manifest = found is not None and b'"schemaVersion"' in found
+        return found if (kind == "manifests") == is_manifest else None
+
+    return read
 
 
 @pytest.mark.parametrize(
@@ -195,6 +202,31 @@ def test_the_platforms_of_an_index_or_a_plain_manifest_and_each_ones_layers(
     assert said.layers == tuple((platform, layers_of(platform)) for platform in expected[0])
 
 
+def test_what_an_index_entry_says_of_its_platform_wins_and_the_first_of_a_platform_counts() -> None:
+    digest, _media_type, blobs = image_blobs((ARM64, AMD64))
+    index = json.loads(blobs[digest])
+    index["manifests"][0]["platform"]["variant"] = "v8"  # the entry says more than the config
+    index["manifests"].append(
+        dict(index["manifests"][1], digest=index["manifests"][0]["digest"])
+    )  # amd64 again
+    index["manifests"].append({"mediaType": MANIFEST, "digest": "sha256:" + "9" * 64})  # says nothing, gone
+    said = coverage.describe(json.dumps(index).encode(), "", reader(blobs))  # no media type: the body tells
+    assert said.platforms == ("linux/arm64/v8", AMD64) and not said.plain
+    assert dict(said.layers)[AMD64] == layers_of(AMD64)
+
+
+@pytest.mark.parametrize(
+    ("config", "platform"),
+    [({"os": "windows", "architecture": "amd64"}, "windows/amd64"), ({"architecture": "arm64"}, "linux/arm64"),
+     ({"os": "linux"}, ""), ({"os": "linux", "architecture": "arm", "variant": "v6"}, "linux/arm/v6")],
+)  # fmt: skip
+def test_a_plain_images_platform_is_its_configs(config: dict[str, str], platform: str) -> None:
+    body = json.dumps(config).encode()
+    manifest = json.dumps({"schemaVersion": 2, "config": {"digest": _sha(body)}, "layers": []}).encode()
+    said = coverage.describe(manifest, MANIFEST, reader({_sha(body): body}))
+    assert said.platforms == ((platform,) if platform else ()) and said.plain
+
+
 def test_a_plain_manifest_whose_config_is_gone_has_no_platform() -> None:
     digest, media_type, blobs = image_blobs((AMD64,), plain=True)
     assert coverage.describe(blobs[digest], media_type, reader({})) == coverage.Described((), True, ())
@@ -214,6 +246,18 @@ def test_answers_are_kept_by_digest_privately_newest_last_and_a_bad_file_is_a_mi
     assert Known(path).get("sha256:x", ENGINE) is None and Known(path).get("sha256:y", ENGINE) is None
     path.write_text("not json")
     assert Known(path).get(DIGEST, ENGINE) is None
+
+
+def test_the_layers_of_each_platform_are_kept_too_and_a_bad_entry_is_a_miss(tmp_path: Path) -> None:
+    path = tmp_path / "bases.json"
+    known = Known(path)
+    found = Found(DIGEST, (AMD64,), True, REGISTRY, ((AMD64, ("sha256:a", "sha256:b")),))
+    known.put(found)
+    known.save()
+    assert Known(path).get(DIGEST, REGISTRY) == found
+    for layers in ([["linux/amd64"]], [[1, ["sha256:a"]]], [["linux/amd64", "sha256:a"]], ["x"]):
+        path.write_text(json.dumps({DIGEST: {"platforms": [AMD64], "layers": layers}}))
+        assert Known(path).get(DIGEST, REGISTRY) is None, layers
 
 
 def test_only_the_newest_answers_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,6 +295,9 @@ class Engine:
 
     def run(self, cmd: tuple[str, ...], **kwargs: Any) -> Completed:
         self.asked.append(cmd)
+        assert (
+            cmd[:-1] == ("docker", "image", "inspect", "--format", "{{json .}}") and kwargs["check"] is False
+        )
         found = self.images.get(cmd[-1])
         if found is None:
             return Completed(cmd, 1, "", f"Error: No such image: {cmd[-1]}")
@@ -258,7 +305,10 @@ class Engine:
 
     def read_stream(self, cmd: tuple[str, ...], consume: Callable[[IO[bytes]], Any], **kwargs: Any) -> Any:
         self.asked.append(cmd)
-        return consume(io.BytesIO(self.images[cmd[-1]][1])), Completed(cmd, 0, "", "")
+        saved = self.images[cmd[-1]][1]
+        if not saved:  # the save failed (an image whose other platforms' content is not there)
+            return None, Completed(cmd, 1, "", "Error response from daemon: content digest not found")
+        return consume(io.BytesIO(saved)), Completed(cmd, 0, "", "")
 
 
 @pytest.fixture
@@ -321,7 +371,63 @@ def test_the_registry_answers_for_what_the_engine_lacks_and_its_content_is_check
     # A registry that sends other bytes than the digest names is not believed.
     oci.blobs[("team/plain", next(iter(blobs)))] = b'{"os": "linux", "architecture": "arm64"}'
     why = sources(oci, engine, Known(None))(ref)
-    assert isinstance(why, str) and "could not be read" in why and "other content" in why
+    assert isinstance(why, str) and why.startswith("the registry's answer for it could not be read (")
+    assert "other content" in why
+
+
+def test_what_the_engine_cannot_save_as_a_layout_the_registry_answers(oci: OciRegistry) -> None:
+    digest, media_type, blobs = image_blobs((AMD64,), plain=True)
+    for blob_digest, blob in blobs.items():
+        oci.blobs[("team/plain", blob_digest)] = blob
+    oci.put("team/plain", "1", blobs[digest], media_type)
+    ref = f"{oci.host}/team/plain:1"
+    legacy = io.BytesIO()  # Docker before 25: a save with no index.json
+    with tarfile.open(fileobj=legacy, mode="w") as archive:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = 2
+        archive.addfile(info, io.BytesIO(b"[]"))
+    for saved in (b"", legacy.getvalue()):
+        engine = Engine({ref: (digest, saved)})
+        assert sources(oci, engine, Known(None))(ref) == Found(
+            digest, (AMD64,), True, REGISTRY, with_layers(AMD64)
+        )
+        assert [cmd[:3] for cmd in engine.asked] == [
+            ("docker", "image", "inspect"),
+            ("docker", "image", "save"),
+        ]
+
+
+def test_a_tag_whose_digest_is_kept_costs_the_registry_one_manifest_request(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    digest, media_type, blobs = image_blobs((AMD64, ARM64))
+    for blob_digest, blob in blobs.items():
+        if b'"schemaVersion"' in blob:
+            oci.put("team/idx", blob_digest, blob, MANIFEST)
+        else:
+            oci.blobs[("team/idx", blob_digest)] = blob
+    oci.put("team/idx", "1", blobs[digest], media_type)
+    known = Known(tmp_path / "bases.json")
+    assert sources(oci, Engine({}), known)(f"{oci.host}/team/idx:1") == Found(
+        digest, (AMD64, ARM64), False, REGISTRY, with_layers(AMD64, ARM64)
+    )
+    oci.requests.clear()
+    assert sources(oci, Engine({}), known)(f"{oci.host}/team/idx:1") == Found(
+        digest, (AMD64, ARM64), False, REGISTRY, with_layers(AMD64, ARM64)
+    )
+    assert [path for _method, path in oci.requests] == ["/v2/team/idx/manifests/1"]
+
+
+def test_the_small_files_of_a_save_and_the_id_of_an_inspect() -> None:
+    digest, media_type, blobs = image_blobs((AMD64,))
+    small = coverage._small_files(io.BytesIO(layout_tar(digest, media_type, blobs)))
+    assert set(small) == {
+        "index.json",
+        *(f"blobs/{d.replace(':', '/')}" for d in blobs),
+    }  # the layer left out
+    assert coverage._small_files(io.BytesIO(b"not a tar")) == {}
+    assert coverage._id(b'{"Id": "sha256:1"}') == "sha256:1"
+    assert coverage._id(b"[]") == "" and coverage._id(b"{}") == "" and coverage._id(b"nope") == ""
 
 
 def test_a_base_nowhere_is_said_why(oci: OciRegistry) -> None:
@@ -486,8 +592,11 @@ def test_the_engine_is_asked_over_its_socket_and_the_cli_is_not_started(
         assert found("team/base:1") == Found(digest, (AMD64, ARM64), False, ENGINE, with_layers(AMD64, ARM64))
         assert api.asked == ["/images/team/base:1/json", "/images/team/base:1/get"]
         assert cli.asked == []
+        api.asked.clear()
         assert found(f"{oci.host}/team/none:1") == "neither the engine's image store nor the registry has it"
-        assert cli.asked == []  # the engine's 404 is its answer
+        assert cli.asked == [] and api.asked == [
+            f"/images/{oci.host}/team/none:1/json"
+        ]  # its 404 is its answer
     finally:
         api.shutdown()
         api.server_close()

@@ -175,3 +175,61 @@ def test_allowed_paths_are_globs_of_image_paths() -> None:
     assert executables.allowed("/opt/toolchains/arm/bin/gcc", patterns)
     assert not executables.allowed("/usr/local/bin/app", patterns)
     assert not executables.allowed("/usr/lib", patterns)
+
+
+def test_an_elf_header_is_its_first_20_bytes_and_its_class_and_byte_order_must_be_real() -> None:
+    assert executables.program(elf("arm64")[:20]) == Program(
+        "ELF", "arm64", "ELF 64-bit LSB, machine 0xb7 (arm64)"
+    )
+    assert executables.program(elf("arm64")[:19]) is None
+    assert executables.program(elf("s390x")) == Program(
+        "ELF", "s390x", "ELF 64-bit MSB, machine 0x16 (s390x)"
+    )
+    assert executables.program(elf("arm")) == Program("ELF", "arm", "ELF 32-bit LSB, machine 0x28 (arm)")
+    for index in (4, 5):  # class, then byte order: 1 or 2, nothing else
+        for value in (0, 3):
+            broken = bytearray(elf("amd64"))
+            broken[index] = value
+            assert executables.program(bytes(broken)) is None, (index, value)
+    unknown = executables.program(elf("amd64")[:18] + b"\x99\x99" + bytes(44))
+    assert unknown == Program("ELF", "", "ELF 64-bit LSB, machine 0x9999 (no platform here)")
+
+
+def test_a_pe_header_is_read_where_the_dos_header_points() -> None:
+    far = bytearray(pe(0xAA64))
+    moved = bytearray(1024)
+    moved[:2] = b"MZ"
+    struct.pack_into("<I", moved, 0x3C, 0x100)
+    moved[0x100 : 0x100 + 0x200] = far[0x80 : 0x80 + 0x200]
+    assert executables.program(bytes(moved)) == Program("PE", "arm64", "PE, machine 0xaa64 (arm64)")
+    cut = pe(0x8664)[: 0x80 + 24]  # the COFF header, then nothing: no optional header to read
+    assert executables.program(cut) is None
+
+
+@pytest.mark.parametrize("media_type", [GZIP, "application/vnd.docker.image.rootfs.diff.tar.gzip"])
+def test_gzip_layers_of_either_name_are_read(media_type: str) -> None:
+    found = executables.scan_layer(io.BytesIO(layer({"bin/x": elf("amd64")})), media_type, "linux/arm64")
+    assert found is not None and [f.path for f in found] == ["/bin/x"]
+
+
+@pytest.mark.parametrize("media_type", [TAR, "application/vnd.docker.image.rootfs.diff.tar"])
+def test_plain_tar_layers_of_either_name_are_read(media_type: str) -> None:
+    found = executables.scan_layer(io.BytesIO(layer({"bin/x": elf("amd64")}, compress=False)), media_type,
+                                   "linux/arm64")  # fmt: skip
+    assert found is not None and [f.path for f in found] == ["/bin/x"]
+
+
+def test_paths_whiteouts_and_the_smallest_program() -> None:
+    files = {
+        "Xorg/bin/x": elf("amd64"),  # a path that starts with a capital X stays whole
+        "usr/lib/.wh.gone": elf("amd64"),  # a whiteout is no file of the image, whatever it holds
+        "a/b/c/.wh..wh..opq": elf("amd64"),
+        "tiny": elf("amd64")[:20],  # the 20 bytes that tell
+        "shorter": elf("amd64")[:19],
+    }
+    found = executables.scan_layer(io.BytesIO(layer(files)), GZIP, "linux/arm64")
+    assert found is not None and [f.path for f in found] == ["/Xorg/bin/x", "/tiny"]
+    assert executables.allowed("/Xorg/bin/x", ("Xorg/**",)) and executables.allowed(
+        "/Xorg/bin/x", ("/Xorg/**",)
+    )
+    assert not executables.allowed("/Xorg/bin/x", ("org/**",))

@@ -23,7 +23,7 @@ from mab_hook.coverage import REGISTRY, Found
 from mab_hook.images import Image
 from mab_hook.inputs import Pull
 from mab_hook.platform_check import Checked, Finding
-from mab_hook.registry import Registry
+from mab_hook.registry import Registry, RegistryError
 from mab_hook.state import KeptByDigest
 from tests.conftest import Lab, Repo, mab
 from tests.engine import CONFIG, INDEX, MANIFEST, OciRegistry
@@ -185,12 +185,82 @@ def test_an_upload_whose_digest_is_known_from_the_proof_costs_no_request(oci: Oc
     assert oci.requests
 
 
+def test_a_plain_upload_of_one_platform_is_that_platforms_image(oci: OciRegistry) -> None:
+    up = Upload(oci)
+    entry = up.image(ARM64, [BASE, tar_layer({"app": elf("amd64")})])
+    oci.put(up.repository, "mab-plain", *oci.get(up.repository, "manifests", str(entry["digest"])))  # type: ignore[misc]
+    one = dataclasses.replace(IMAGE, platforms=(ARM64,))
+    staged = f"{oci.host}/{up.repository}:mab-plain"
+    assert [str(f) for f in check(oci, staged, one).findings] == [
+        "linux/arm64: /app is ELF 64-bit LSB, machine 0x3e (amd64)"
+    ]
+    assert [str(f) for f in check(oci, staged, IMAGE).findings] == [
+        "linux/amd64: the upload has no image for it",
+        "linux/arm64: /app is ELF 64-bit LSB, machine 0x3e (amd64)",
+    ]
+
+
+def test_variants_count_both_ways_in_the_index_and_in_the_config(oci: OciRegistry) -> None:
+    up = Upload(oci)
+    v7 = dataclasses.replace(IMAGE, platforms=("linux/arm/v7",))
+    staged = up.index("mab-1", up.image("linux/arm/v6", [BASE]))
+    assert [str(f) for f in check(oci, staged, v7).findings] == [
+        "linux/arm/v7: the upload has no image for it",
+        "linux/arm/v6: not one of the image's platforms (linux/arm/v7)",
+    ]
+    staged = up.index("mab-2", up.image("linux/arm/v7", [BASE], config_says="linux/arm/v6"))
+    assert [str(f) for f in check(oci, staged, v7).findings] == ["linux/arm/v7: its config says linux/arm/v6"]
+
+
+def test_an_image_whose_config_or_upload_is_gone_is_said(oci: OciRegistry) -> None:
+    up = Upload(oci)
+    entry = up.image(ARM64, [BASE])
+    manifest = json.loads(oci.get(up.repository, "manifests", str(entry["digest"]))[0])  # type: ignore[index]
+    del oci.blobs[(up.repository, manifest["config"]["digest"])]
+    staged = up.index("mab-1", entry)
+    one = dataclasses.replace(IMAGE, platforms=(ARM64,))
+    assert [str(f) for f in check(oci, staged, one).findings] == [
+        "linux/arm64: its config is not in the registry"
+    ]
+    with pytest.raises(
+        RegistryError, match=r"^127\.0\.0\.1:\d+/team/mab-staging/web:mab-none is not in the registry$"
+    ):
+        check(oci, f"{oci.host}/{up.repository}:mab-none", one)
+
+
+def test_the_base_is_the_layers_the_image_starts_with_and_no_more(oci: OciRegistry) -> None:
+    up = Upload(oci)
+    tools = tar_layer({"usr/bin/qemu-x86_64": elf("amd64")})  # the base's second layer: the base's business
+    own = tar_layer({"app": elf("amd64")})
+    one = dataclasses.replace(IMAGE, platforms=(ARM64,))
+    whole = up.index("mab-1", up.image(ARM64, [BASE, tools]))
+    assert check(oci, whole, one, base=(BASE, tools)).findings == ()
+    # A layer between the base's (the base changed since, say): from there on, every layer is the image's.
+    between = up.index("mab-2", up.image(ARM64, [BASE, own, tools]))
+    found = check(oci, between, one, base=(BASE, tools)).findings
+    assert [f.path for f in found] == ["/app", "/usr/bin/qemu-x86_64"]
+
+
+def test_unread_layers_are_kept_with_the_findings(oci: OciRegistry) -> None:
+    up = Upload(oci)
+    zstd = (ZSTD, b"(\xb5/\xfd...")
+    staged = up.index("mab-1", up.image(AMD64, [BASE, zstd]))
+    one = dataclasses.replace(IMAGE, platforms=(AMD64,))
+    kept = KeptByDigest(None, 10)
+    first = check(oci, staged, one, kept=kept)
+    top = oci.digest(staged)
+    assert top is not None
+    registry = Registry({"DOCKER_CONFIG": os.devnull})
+    again = platform_check.check(registry, staged, one, base_layers={}, kept=kept, digest=top)
+    assert again == first == Checked((), (_sha(zstd[1]),))
+
+
 def test_the_base_layers_of_each_platform_come_from_base_coverage() -> None:
     found = Found("sha256:b", (AMD64, "linux/arm64/v8"), False, REGISTRY,
-                  ((AMD64, ("sha256:1",)), ("linux/arm64/v8", ("sha256:2", "sha256:3"))))  # fmt: skip
-    roots = (Pull(AMD64, "base:1", AMD64, "FROM", 1, root=True), Pull(ARM64, "base:1", ARM64, "FROM", 1, root=True),
-             Pull("linux/arm/v7", "base:1", "linux/arm/v7", "FROM", 1, root=True),
-             Pull("linux/s390x", "other", "linux/s390x", "FROM", 1, root=True))  # fmt: skip
+                  ((AMD64, ("sha256:1",)), ("linux/arm64/v8", ("sha256:2", "sha256:3")), (ARM64, ("sha256:4",))))  # fmt: skip
+    roots = (Pull("linux/s390x", "other", "linux/s390x", "FROM", 1, root=True),  # not looked up: first
+             Pull(AMD64, "base:1", AMD64, "FROM", 1, root=True), Pull(ARM64, "base:1", ARM64, "FROM", 1, root=True),
+             Pull("linux/arm/v7", "base:1", "linux/arm/v7", "FROM", 1, root=True))  # fmt: skip
     assert platform_check.base_layers(roots, {"base:1": found}) == {
         AMD64: ("sha256:1",), ARM64: ("sha256:2", "sha256:3")
     }  # fmt: skip

@@ -145,7 +145,8 @@ class Known:
         return Found(digest, tuple(entry["platforms"]), bool(entry.get("plain")), where, found)
 
     def put(self, found: Found) -> Found:
-        value = {"platforms": list(found.platforms), "plain": found.plain, "layers": found.layers}
+        layers = [[platform, list(digests)] for platform, digests in found.layers]  # as JSON reads back
+        value = {"platforms": list(found.platforms), "plain": found.plain, "layers": layers}
         self.kept.put(found.digest, value)
         return found
 
@@ -196,7 +197,11 @@ def _layers(manifest: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _platform(said: Mapping[str, Any]) -> str:
-    parts = (said.get("os") or "linux", said.get("architecture") or "", said.get("variant") or "")
+    """`os/arch[/variant]` of an image config or an index entry's platform; "" when it names no
+    architecture (no platform an image could be built for)."""
+    if not said.get("architecture"):
+        return ""
+    parts = (said.get("os") or "linux", said["architecture"], said.get("variant") or "")
     return "/".join(str(part) for part in parts if part)
 
 

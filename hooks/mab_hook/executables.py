@@ -69,19 +69,18 @@ def _elf(head: bytes) -> Program | None:
 
 
 def _pe(head: bytes) -> Program | None:
-    if len(head) < 0x40:
-        return None
-    offset = struct.unpack_from("<I", head, 0x3C)[0]
-    if offset + 24 > len(head) or head[offset : offset + 4] != b"PE\0\0":
-        return None
-    machine = struct.unpack_from("<H", head, offset + 4)[0]
-    optional = offset + 24
-    if optional + 2 <= len(head):
+    try:
+        offset = struct.unpack_from("<I", head, 0x3C)[0]
+        if head[offset : offset + 4] != b"PE\0\0":
+            return None
+        machine = struct.unpack_from("<H", head, offset + 4)[0]
+        optional = offset + 24  # the optional header, after the COFF header
         magic = struct.unpack_from("<H", head, optional)[0]
-        directories = optional + (96 if magic == 0x10B else 112)
-        clr = directories + CLR_DIRECTORY * 8
-        if clr + 8 <= len(head) and any(struct.unpack_from("<II", head, clr)):
+        clr = optional + (96 if magic == 0x10B else 112) + CLR_DIRECTORY * 8
+        if any(struct.unpack_from("<II", head, clr)):
             return None  # .NET: IL the runtime compiles for whatever CPU it runs on
+    except struct.error:  # headers cut short: no program mab-hook can tell
+        return None
     arch = PE_MACHINES.get(machine, "")
     return Program("PE", arch, f"PE, machine {machine:#x} ({arch or 'no platform here'})")
 

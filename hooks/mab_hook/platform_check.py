@@ -91,8 +91,8 @@ def _read(
     data = json.loads(top.body)
     if top.media_type in INDEXES or "manifests" in data:
         entries = [(_said(e.get("platform")), str(e.get("digest", ""))) for e in images_of(data)]
-    else:
-        entries = [(image.platforms[0] if image.platforms else "", top.digest)]
+    else:  # one image, no index: its config says which platform it is
+        entries = [(_config_said(registry, repository, data) or "", top.digest)]
     found = [Finding(p, "the upload has no image for it") for p in image.platforms if not _listed(p, entries)]
     claimed = [(wanted, "") for wanted in image.platforms]
     found += [Finding(p, f"not one of the image's platforms ({', '.join(image.platforms)})")
@@ -145,13 +145,18 @@ def _one(
     return findings, unread
 
 
-def _config(registry: Registry, repository: str, manifest: Mapping[str, Any], platform: str) -> list[Finding]:
+def _config_said(registry: Registry, repository: str, manifest: Mapping[str, Any]) -> str | None:
+    """The platform an image's config says (None: the registry has no such config)."""
     config = manifest.get("config")
     digest = config.get("digest") if isinstance(config, dict) else None
     blob = registry.content(repository, "blobs", str(digest)) if digest else None
-    if blob is None:
+    return None if blob is None else _said(json.loads(blob))
+
+
+def _config(registry: Registry, repository: str, manifest: Mapping[str, Any], platform: str) -> list[Finding]:
+    said = _config_said(registry, repository, manifest)
+    if said is None:
         return [Finding(platform, "its config is not in the registry")]
-    said = _said(json.loads(blob))
     if not (platforms.serves(said, platform) and platforms.serves(platform, said)):
         return [Finding(platform, f"its config says {said or 'no platform'}")]
     return []

@@ -118,12 +118,29 @@ def test_the_message_names_image_base_line_what_it_has_what_is_missing_and_the_f
         "  tool: base reg/plain:1 (FROM, line 2) is a single linux/amd64 image, no index: built for "
         "linux/arm64 (for linux/amd64) on it, the image would hold linux/amd64 programs",
     ]
-    fixes = text.splitlines()[4]
-    assert (
-        "multi-platform index" in fixes
-        and "`platforms`" in fixes
-        and "FROM --platform=$BUILDPLATFORM" in fixes
+    assert text.splitlines()[4] == (
+        "Fix one of: build on a base that has every platform (a multi-platform index: `docker buildx build "
+        "--platform ... --push` for your own); take the platform out of the image's `platforms` in "
+        "[tool.multiarch]; or, for a stage that only runs build tools, `FROM --platform=$BUILDPLATFORM`."
     )
+    assert len(text.splitlines()) == 5
+    assert coverage.unchecked_text("x:1", "why") == "could not check which platforms base x:1 has: why"
+
+
+def test_a_base_missing_several_platforms_or_with_none_says_so() -> None:
+    nothing = Found(DIGEST, (), False, REGISTRY)
+    gaps = coverage.check(
+        [planned("app", pull("idx", ARM64), pull("idx", "linux/s390x")), planned("web", pull("odd", AMD64))],
+        answers({"idx": INDEXED, "odd": nothing}),
+    ).gaps
+    assert coverage.blocked(gaps).splitlines()[1:3] == [
+        "  app: base idx (FROM, line 1) has linux/amd64, linux/arm64/v8, linux/arm/v7, not linux/s390x",
+        "  web: base odd (FROM, line 1) has no platform, not linux/amd64",
+    ]
+    two = coverage.check([planned("app", pull("idx", "linux/s390x"), pull("idx", "linux/386"))],
+                         answers({"idx": INDEXED})).gaps  # fmt: skip
+    assert coverage.blocked(two).splitlines()[1].endswith(", not linux/s390x, linux/386")
+    assert coverage.Coverage(()).unchecked == () and coverage.Coverage(()).answers == {}
 
 
 # --- what a base has ------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ def pe(machine: int, *, dotnet: bool = False, plus: bool = True) -> bytes:
     struct.pack_into("<H", head, offset + 4, machine)
     optional = offset + 24
     struct.pack_into("<H", head, optional, 0x20B if plus else 0x10B)
-    if dotnet:
-        struct.pack_into("<II", head, optional + (112 if plus else 96) + 14 * 8, 0x2008, 0x48)
+    if dotnet:  # the CLR directory's address, one byte of it: a directory read a byte off would miss it
+        struct.pack_into("<II", head, optional + (112 if plus else 96) + 14 * 8, 0x01, 0)
     return bytes(head)
 
 

@@ -62,9 +62,14 @@ class Upload:
     def image(
         self, platform: str, layers: Sequence[bytes | tuple[str, bytes]], config_says: str = ""
     ) -> dict[str, object]:
-        os_, arch, *variant = (config_says or platform).split("/")
+        os_, *rest = (config_says or platform).split("/")  # "linux" alone: a config naming no architecture
+        arch, variant = [*rest, "", ""][:2]
         config = json.dumps(
-            {"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})}
+            {
+                "os": os_,
+                **({"architecture": arch} if arch else {}),
+                **({"variant": variant} if variant else {}),
+            }
         ).encode()
         described = []
         for layer in layers:
@@ -73,9 +78,8 @@ class Upload:
         manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST, "layers": described,
                                "config": {"mediaType": CONFIG, "digest": self.blob(config)}}).encode()  # fmt: skip
         digest = self.registry.put(self.repository, _sha(manifest), manifest, MANIFEST)
-        os_, arch, *variant = platform.split("/")
-        said = {"os": os_, "architecture": arch, **({"variant": variant[0]} if variant else {})}
-        return {"mediaType": MANIFEST, "digest": digest, "size": len(manifest), "platform": said}
+        listed = dict(zip(("os", "architecture", "variant"), platform.split("/"), strict=False))
+        return {"mediaType": MANIFEST, "digest": digest, "size": len(manifest), "platform": listed}
 
     def index(self, tag: str, *entries: dict[str, object]) -> str:
         body = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": list(entries)}).encode()
@@ -226,6 +230,24 @@ def test_an_image_whose_config_or_upload_is_gone_is_said(oci: OciRegistry) -> No
         RegistryError, match=r"^127\.0\.0\.1:\d+/team/mab-staging/web:mab-none is not in the registry$"
     ):
         check(oci, f"{oci.host}/{up.repository}:mab-none", one)
+    gone = up.index("mab-2", dict(entry, digest="sha256:" + "0" * 64))
+    with pytest.raises(
+        RegistryError, match=r"^127\.0\.0\.1:\d+/team/mab-staging/web@sha256:0{64} is not in the registry$"
+    ):
+        check(oci, gone, one)
+    nothing = up.index(
+        "mab-3", up.image(ARM64, [BASE], config_says="linux")
+    )  # a config naming no architecture
+    assert [str(f) for f in check(oci, nothing, one).findings] == ["linux/arm64: its config says no platform"]
+
+
+def test_an_index_is_known_by_what_it_holds_whatever_the_registry_calls_it(oci: OciRegistry) -> None:
+    up = Upload(oci)
+    up.index("mab-1", up.image(ARM64, [BASE, tar_layer({"app": elf("amd64")})]))
+    body, _media_type = oci.get(up.repository, "manifests", "mab-1")  # type: ignore[misc]
+    oci.put(up.repository, "mab-untyped", body, "application/octet-stream")
+    one = dataclasses.replace(IMAGE, platforms=(ARM64,))
+    assert [f.path for f in check(oci, f"{oci.host}/{up.repository}:mab-untyped", one).findings] == ["/app"]
 
 
 def test_the_base_is_the_layers_the_image_starts_with_and_no_more(oci: OciRegistry) -> None:
@@ -239,6 +261,11 @@ def test_the_base_is_the_layers_the_image_starts_with_and_no_more(oci: OciRegist
     between = up.index("mab-2", up.image(ARM64, [BASE, own, tools]))
     found = check(oci, between, one, base=(BASE, tools)).findings
     assert [f.path for f in found] == ["/app", "/usr/bin/qemu-x86_64"]
+    # Only the layers it starts with: one that matches the base's again after a difference is the image's.
+    other = tar_layer({"etc/other": b"x" * 100})
+    assert [f.path for f in check(oci, between, one, base=(BASE, other, tools)).findings] == [
+        "/app", "/usr/bin/qemu-x86_64"
+    ]  # fmt: skip
 
 
 def test_unread_layers_are_kept_with_the_findings(oci: OciRegistry) -> None:
@@ -253,6 +280,11 @@ def test_unread_layers_are_kept_with_the_findings(oci: OciRegistry) -> None:
     registry = Registry({"DOCKER_CONFIG": os.devnull})
     again = platform_check.check(registry, staged, one, base_layers={}, kept=kept, digest=top)
     assert again == first == Checked((), (_sha(zstd[1]),))
+    oci.requests.clear()
+    assert (
+        check(oci, staged, one, kept=kept) == first
+    )  # by each image's digest too: its layers not read again
+    assert not any(_sha(zstd[1]) in path or "/blobs/" in path for _method, path in oci.requests)
 
 
 def test_the_base_layers_of_each_platform_come_from_base_coverage() -> None:

@@ -148,6 +148,8 @@ def test_parse_fills_what_is_not_there_and_covers_goes_both_ways() -> None:
         ("linux/amd64", "linux/amd64/v3", True),  # a v3 CPU runs baseline x86-64
         ("linux/amd64/v3", "linux/amd64", False),
         ("linux/amd64/v2", "linux/amd64/v2", True),
+        ("linux/amd64/v1", "linux/amd64", True),  # v1 is what plain amd64 means
+        ("linux/amd64/v2", "linux/amd64/v1", False),
         ("linux/386", "linux/amd64", False),  # another architecture: never
         ("linux/arm/v7", "linux/arm64", False),
         ("windows/amd64", "linux/amd64", False),
@@ -157,3 +159,19 @@ def test_parse_fills_what_is_not_there_and_covers_goes_both_ways() -> None:
 )
 def test_which_image_platform_serves_a_build_for_another(available: str, wanted: str, serves: bool) -> None:
     assert platforms.serves(available, wanted) is serves
+
+
+@pytest.mark.parametrize(
+    ("said", "platform"),
+    [
+        ({"os": "linux", "architecture": "arm", "variant": "v7"}, "linux/arm/v7"),
+        ({"architecture": "arm64"}, "linux/arm64"),  # no OS: Docker reads linux
+        ({"os": "windows", "architecture": "amd64", "os.version": "10.0"}, "windows/amd64"),
+        ({"os": "linux", "variant": "v8"}, ""),  # no architecture: no platform
+        ({"os": "linux", "architecture": ""}, ""),
+        (["linux", "amd64"], ""),
+        (None, ""),
+    ],
+)
+def test_the_platform_an_oci_platform_or_image_config_says(said: object, platform: str) -> None:
+    assert platforms.of_oci(said) == platform

@@ -176,7 +176,7 @@ def describe(body: bytes, media_type: str, read: Read) -> Described:
         manifest = json.loads(child) if child else {}
         listed = entry.get("platform")
         if isinstance(listed, dict) and listed.get("architecture"):
-            platform = _platform(listed)
+            platform = platforms.of_oci(listed)
         else:  # an index that does not say: its image's config does
             platform = _config_platform(manifest, read) if manifest else ""
         if platform and platform not in found:
@@ -188,21 +188,12 @@ def _config_platform(manifest: Mapping[str, Any], read: Read) -> str:
     config = manifest.get("config")
     digest = config.get("digest") if isinstance(config, dict) else None
     blob = read("blobs", str(digest)) if digest else None
-    return _platform(json.loads(blob)) if blob else ""
+    return platforms.of_oci(json.loads(blob)) if blob else ""
 
 
 def _layers(manifest: Mapping[str, Any]) -> tuple[str, ...]:
     layers = manifest.get("layers") or ()
     return tuple(str(layer.get("digest", "")) for layer in layers if isinstance(layer, dict))
-
-
-def _platform(said: Mapping[str, Any]) -> str:
-    """`os/arch[/variant]` of an image config or an index entry's platform; "" when it names no
-    architecture (no platform an image could be built for)."""
-    if not said.get("architecture"):
-        return ""
-    parts = (said.get("os") or "linux", said["architecture"], said.get("variant") or "")
-    return "/".join(str(part) for part in parts if part)
 
 
 class Sources:

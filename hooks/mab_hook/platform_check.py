@@ -90,7 +90,7 @@ def _read(
     repository = references.parse(staged).repository
     data = json.loads(top.body)
     if top.media_type in INDEXES or "manifests" in data:
-        entries = [(_said(e.get("platform")), str(e.get("digest", ""))) for e in images_of(data)]
+        entries = [(platforms.of_oci(e.get("platform")), str(e.get("digest", ""))) for e in images_of(data)]
     else:  # one image, no index: its config says which platform it is
         entries = [(_config_said(registry, repository, data) or "", top.digest)]
     found = [Finding(p, "the upload has no image for it") for p in image.platforms if not _listed(p, entries)]
@@ -106,13 +106,6 @@ def _read(
 
 def _listed(platform: str, entries: Sequence[tuple[str, str]]) -> bool:
     return any(platforms.serves(said, platform) and platforms.serves(platform, said) for said, _ in entries)
-
-
-def _said(platform: object) -> str:
-    if not isinstance(platform, dict):
-        return ""
-    parts = (platform.get("os") or "", platform.get("architecture") or "", platform.get("variant") or "")
-    return "/".join(str(part) for part in parts if part)
 
 
 def _one(
@@ -150,7 +143,7 @@ def _config_said(registry: Registry, repository: str, manifest: Mapping[str, Any
     config = manifest.get("config")
     digest = config.get("digest") if isinstance(config, dict) else None
     blob = registry.content(repository, "blobs", str(digest)) if digest else None
-    return None if blob is None else _said(json.loads(blob))
+    return None if blob is None else platforms.of_oci(json.loads(blob))
 
 
 def _config(registry: Registry, repository: str, manifest: Mapping[str, Any], platform: str) -> list[Finding]:

@@ -9,7 +9,8 @@ reads this table.
 from __future__ import annotations
 
 import re
-from typing import Literal, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 
 def _elf(bits64: bool, big_endian: bool, machine: int) -> bytes:
@@ -150,3 +151,13 @@ _ORDERED_VARIANTS = ("arm", "amd64")  # a newer CPU of these runs an older varia
 def _level(variant: str) -> int:
     digits = variant.removeprefix("v")
     return int(digits) if digits.isdigit() else 0
+
+
+def of_oci(said: object) -> str:
+    """`os/arch[/variant]` of an OCI platform (an index entry's) or an image config; "" when it
+    names no architecture (no platform an image is for). No OS means linux, as Docker reads it."""
+    if not isinstance(said, Mapping) or not said.get("architecture"):
+        return ""
+    found: Mapping[str, Any] = said
+    parts = (found.get("os") or "linux", found["architecture"], found.get("variant") or "")
+    return "/".join(str(part) for part in parts if part)

@@ -3,9 +3,10 @@
     python bench/base_coverage.py [--runs 7]        (needs the lab: bash lab/up)
 
 Times one base's look-up as the gate makes it (in-process, `coverage.Sources`): from the engine's
-image store (the engine API's image inspect over its socket, and the image's save read for its
-manifests when the digest is new) and from the registry's API (a manifest GET, a config GET when
-new); each cold (no answer kept) and warm (kept by digest, the usual push). Beside them, the
+image store (the engine API's image inspect over its socket; for a new digest, the registry it
+was pulled from, by that digest, or for an image built here only, its export read for its
+manifests) and from the registry's API (a manifest GET, a config GET when new); each cold (no
+answer kept) and warm (kept by digest, the usual push). Beside them, the
 whole one-image push it is part of (push = true, 3 platforms, a salted RUN step, so each run
 really builds). The look-ups run beside readiness, so they add at most their own time.
 """
@@ -55,7 +56,19 @@ def main() -> int:
     build += ["-t", plain, "-"]
     subprocess.run(build, input=dockerfile, env=env, text=True, capture_output=True, check=True)
     subprocess.run(("docker", "image", "rm", plain), env=env, capture_output=True, check=True)
-    local = env["MAB_LAB_BASE_IMAGE"]
+    local = env["MAB_LAB_BASE_IMAGE"]  # in the engine's store, and pushed to the lab's registry
+    built_here = f"mab-bench/local-only:{uuid.uuid4().hex[:8]}"  # in the engine's store only
+    build = [
+        "docker",
+        "buildx",
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64,linux/arm/v7",
+        "-t",
+        built_here,
+        "-",
+    ]
+    subprocess.run(build, input=dockerfile, env=env, text=True, capture_output=True, check=True)
     kept = work / "bases.json"
 
     def look(ref: str, known: Path | None) -> Callable[[], object]:
@@ -63,16 +76,24 @@ def main() -> int:
         return lambda: Sources(env, registry, Known(known), socket=engine_socket(env))(ref)
 
     primed = Known(kept)  # what a usual push finds kept
-    for ref in (local, plain):
+    for ref in (local, plain, built_here):
         Sources(env, Registry(env), primed, socket=engine_socket(env))(ref)
     primed.save()
     rows = [
-        ("engine's image store, new digest (inspect + save)", timed(look(local, None), args.runs)),
+        (
+            "engine's image store, new digest, pulled (inspect; the registry by digest)",
+            timed(look(local, None), args.runs),
+        ),
+        (
+            "engine's image store, new digest, local only (inspect; its export read)",
+            timed(look(built_here, None), args.runs),
+        ),
         ("engine's image store, digest kept (inspect)", timed(look(local, kept), args.runs)),
         ("registry, new digest (manifest + config)", timed(look(plain, None), args.runs)),
         ("registry, digest kept (manifest)", timed(look(plain, kept), args.runs)),
     ]
     push = one_image_push(work / "repo", env, args.runs)
+    subprocess.run(("docker", "image", "rm", built_here), env=env, capture_output=True, check=False)
     print("### Base coverage: one base looked up, against a one-image push (the lab)\n")
     print("| look-up | median | share of the push | target | runs |")
     print("| --- | --- | --- | --- | --- |")

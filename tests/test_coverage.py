@@ -306,8 +306,9 @@ def layout_tar(digest: str, media_type: str, blobs: Mapping[str, bytes], layer: 
 class Engine:
     """docker's answers for `image inspect` and `image save`, and what was asked."""
 
-    def __init__(self, images: Mapping[str, tuple[str, bytes]]) -> None:
+    def __init__(self, images: Mapping[str, tuple[str, bytes]], **inspected: object) -> None:
         self.images = images  # ref -> (Id, the saved tar)
+        self.inspected = inspected  # more of what `docker image inspect` says (RepoDigests, Size)
         self.asked: list[tuple[str, ...]] = []
 
     def run(self, cmd: tuple[str, ...], **kwargs: Any) -> Completed:
@@ -318,7 +319,8 @@ class Engine:
         found = self.images.get(cmd[-1])
         if found is None:
             return Completed(cmd, 1, "", f"Error: No such image: {cmd[-1]}")
-        return Completed(cmd, 0, json.dumps({"Id": found[0], "Os": "linux", "Architecture": "amd64"}), "")
+        said = {"Id": found[0], "Os": "linux", "Architecture": "amd64", "Size": 4 << 20, **self.inspected}
+        return Completed(cmd, 0, json.dumps(said), "")
 
     def read_stream(self, cmd: tuple[str, ...], consume: Callable[[IO[bytes]], Any], **kwargs: Any) -> Any:
         self.asked.append(cmd)
@@ -443,8 +445,39 @@ def test_the_small_files_of_a_save_and_the_id_of_an_inspect() -> None:
         *(f"blobs/{d.replace(':', '/')}" for d in blobs),
     }  # the layer left out
     assert coverage._small_files(io.BytesIO(b"not a tar")) == {}
-    assert coverage._id(b'{"Id": "sha256:1"}') == "sha256:1"
-    assert coverage._id(b"[]") == "" and coverage._id(b"{}") == "" and coverage._id(b"nope") == ""
+    assert coverage._object(b'{"Id": "sha256:1"}') == {"Id": "sha256:1"}
+    assert coverage._object(b"[]") == {} and coverage._object(b"nope") == {}
+    assert coverage._strings_of(["a", 1]) == ["a", "1"] and coverage._strings_of("a") == []
+
+
+def test_what_the_engine_pulled_the_registry_tells_by_its_digest_without_an_export(oci: OciRegistry) -> None:
+    digest, media_type, blobs = image_blobs((AMD64, ARM64))
+    for blob_digest, blob in blobs.items():
+        if b'"schemaVersion"' in blob:
+            oci.put("team/idx", blob_digest, blob, MANIFEST)
+        else:
+            oci.blobs[("team/idx", blob_digest)] = blob
+    oci.put("team/idx", digest, blobs[digest], media_type)
+    pulled = [f"docker.invalid/elsewhere@{digest}", f"{oci.host}/team/other@sha256:{'0' * 64}",
+              f"{oci.host}/team/idx@{digest}"]  # fmt: skip
+    engine = Engine({"idx:1": (digest, b"")}, RepoDigests=pulled)
+    found = sources(oci, engine, Known(None))("idx:1")
+    assert found == Found(digest, (AMD64, ARM64), False, ENGINE, with_layers(AMD64, ARM64))
+    assert [cmd[:3] for cmd in engine.asked] == [("docker", "image", "inspect")]  # no save
+
+
+def test_a_large_local_only_image_is_not_exported_to_be_looked_at(oci: OciRegistry) -> None:
+    digest, media_type, blobs = image_blobs((AMD64,))
+    big = Engine({"big:1": (digest, layout_tar(digest, media_type, blobs))}, Size=coverage.SAVE_LIMIT + 1)
+    found = sources(oci, big, Known(None))("big:1")
+    assert isinstance(found, str) and found.startswith(
+        "neither the engine's image store nor the registry has it"
+    )
+    assert all(cmd[:3] != ("docker", "image", "save") for cmd in big.asked)
+    at_limit = Engine({"big:1": (digest, layout_tar(digest, media_type, blobs))}, Size=coverage.SAVE_LIMIT)
+    assert isinstance(sources(oci, at_limit, Known(None))("big:1"), Found)
+    unsized = Engine({"big:1": (digest, layout_tar(digest, media_type, blobs))}, Size="4 MiB")
+    assert isinstance(sources(oci, unsized, Known(None))("big:1"), str)
 
 
 def test_a_base_nowhere_is_said_why(oci: OciRegistry) -> None:
@@ -581,7 +614,8 @@ class _EngineHandler(http.server.BaseHTTPRequestHandler):
         if found is None:
             body, status = b'{"message": "No such image"}', 404
         else:
-            body, status = (json.dumps({"Id": found[0]}).encode(), 200) if what == "json" else (found[1], 200)
+            said = json.dumps({"Id": found[0], "Size": 4 << 20}).encode()
+            body, status = (said, 200) if what == "json" else (found[1], 200)
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

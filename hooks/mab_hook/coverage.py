@@ -32,6 +32,7 @@ KEEP = 2000  # answers kept, by digest
 SMALL = 4 << 20  # bytes: a manifest or config is far smaller; layers are skipped
 LOOKUPS = 8  # bases looked up at once
 SAVE_TIMEOUT = 300.0  # seconds `docker save` may take to get to a base's manifests
+SAVE_LIMIT = 512 << 20  # bytes: a local-only image larger than this is not exported to be looked at
 
 
 class Found(NamedTuple):
@@ -226,12 +227,26 @@ class Sources:
 
     def engine(self, ref: str) -> Found | None:
         """What the engine's store has under `ref` (None: nothing, or nothing it can show)."""
-        digest = self._engine_id(ref)
+        inspected = self._inspect(ref)
+        digest = str(inspected.get("Id", ""))
         if not digest:
             return None
         known = self.known.get(digest, ENGINE)
         if known is not None:
             return known
+        # What came from a registry is there by the same digest: a few small requests, where an
+        # export of the image would stream every layer of it.
+        for pulled in _strings_of(inspected.get("RepoDigests")):
+            name, _, same = pulled.partition("@")
+            found = self.from_registry(f"{name}@{same}") if same == digest else None
+            if isinstance(found, Found):
+                return self.known.put(found._replace(where=ENGINE))
+        size = inspected.get("Size")
+        if not isinstance(size, int) or size > SAVE_LIMIT:
+            return None  # too large to export for its manifests: the registry may tell
+        return self._from_save(ref, digest)
+
+    def _from_save(self, ref: str, digest: str) -> Found | None:
         blobs = self._saved(ref)
         if not blobs or "index.json" not in blobs:
             return None  # an engine before Docker 25 saves no OCI layout: the registry may tell
@@ -242,19 +257,20 @@ class Sources:
         said = describe(body, str(top[0].get("mediaType", "")), lambda _kind, d: blobs.get(_blob_path(d)))
         return self.known.put(Found(digest, said.platforms, said.plain, ENGINE, said.layers))
 
-    def _engine_id(self, ref: str) -> str:
-        """The engine's id of an image (its index or manifest digest, with the containerd store):
-        over the engine's socket where docker uses one (milliseconds), else the docker CLI."""
+    def _inspect(self, ref: str) -> dict[str, Any]:
+        """The engine's inspect of an image ({}: it has none); its Id is its index or manifest
+        digest with the containerd store. Over the engine's socket where docker uses one
+        (milliseconds), else the docker CLI."""
         if self.socket is not None:
             with contextlib.suppress(OSError):
                 answer = http_client.local(self.socket, f"/images/{urllib.parse.quote(ref, safe='/:@')}/json")
                 if answer.status == 404:
-                    return ""
+                    return {}
                 if answer.ok:
-                    return _id(answer.body)
+                    return _object(answer.body)
         inspected = self.run(("docker", "image", "inspect", "--format", "{{json .}}", ref), env=self.env,
                              check=False, timeout=60)  # fmt: skip
-        return _id(inspected.stdout.encode()) if inspected.returncode == 0 else ""
+        return _object(inspected.stdout.encode()) if inspected.returncode == 0 else {}
 
     def _saved(self, ref: str) -> dict[str, bytes] | None:
         """The small files of the image as the engine saves it (an OCI layout since Docker 25),
@@ -299,12 +315,16 @@ def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _id(body: bytes) -> str:
+def _strings_of(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else []
+
+
+def _object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except ValueError:
-        return ""
-    return str(data.get("Id", "")) if isinstance(data, dict) else ""
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _blob_path(digest: str) -> str:

@@ -330,3 +330,35 @@ def test_pre_commit_says_which_ref_of_which_remote_is_pushed(repo: Repo) -> None
     env["PRE_COMMIT_REMOTE_BRANCH"] = "HEAD"
     found = changes.from_pre_commit(open_repo(repo), env)
     assert found is not None and found.refs == (Ref(None),)
+
+
+def test_a_run_by_hand_is_the_ref_to_names_else_the_branch_checked_out(repo: Repo) -> None:
+    first = repo.commit({"a": "1"})
+    repo.git("branch", "release")
+    repo.git("tag", "v1.0")
+    repo.git("tag", "-a", "-m", "annotated", "v1.1")
+    second = repo.commit({"a": "2"})
+    repo.git("update-ref", "refs/remotes/origin/feature/x", first)
+    handle = open_repo(repo)
+    assert changes.named(handle, None) == "refs/heads/main"
+    assert changes.named(handle, "HEAD") == "refs/heads/main"
+    assert changes.named(handle, "release") == "refs/heads/release"
+    assert changes.named(handle, "refs/heads/release") == "refs/heads/release"
+    assert changes.named(handle, "v1.0") == "refs/tags/v1.0"
+    assert changes.named(handle, "v1.1") == "refs/tags/v1.1"
+    assert changes.named(handle, "origin/feature/x") == "refs/heads/feature/x"
+    assert changes.named(handle, first) is None  # a commit id names no ref
+    assert changes.named(handle, "HEAD~1") is None
+    assert changes.named(handle, "nope") is None
+    built = changes.by_hand_range(handle, None, "release")
+    assert (built.sha, built.refs[0].name, built.refs[0].full, built.why) == (first, "release", "refs/heads/release",
+                                                                             "--all")  # fmt: skip
+    ranged = changes.by_hand_range(handle, first, None)
+    assert (ranged.sha, ranged.refs[0].name, ranged.why) == (second, "main", f"{first[:12]}..HEAD")
+    bare = changes.by_hand_range(handle, None, first)
+    assert (
+        bare.refs == (Ref(None),)
+        and bare.why == f"--all; --to {first[:12]} names no branch or tag: it publishes nothing"
+    )
+    repo.git("checkout", "-q", "--detach", first)
+    assert changes.named(open_repo(repo), None) is None

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import git as gitpython
@@ -14,7 +15,7 @@ import pytest
 
 from mab_hook import checkout
 from mab_hook.errors import FatalError
-from tests.conftest import Repo, git
+from tests.conftest import Lab, Repo, git, mab
 
 
 def files_in(path: Path) -> set[str]:
@@ -70,6 +71,8 @@ def test_submodules_the_build_reads_are_there_at_the_recorded_commit(
     with checkout.checkout(gitpython.Repo(repo.path), sha, paths=["app", "vendor/lib"],
                            submodules=["vendor/lib"]) as tree:  # fmt: skip
         assert (tree / "vendor" / "lib" / "data.txt").read_text() == "v1\n"
+        assert not (tree / "vendor" / "lib" / ".git").exists()  # it named a directory of this machine
+    assert repo.git("worktree", "list").count("\n") == 0
 
 
 def test_a_submodule_that_cannot_be_had_is_a_clear_error(
@@ -87,6 +90,19 @@ def test_a_submodule_that_cannot_be_had_is_a_clear_error(
     assert git(clone, "worktree", "list").count("\n") == 0
 
 
+def test_a_build_sees_no_git_of_this_machine_and_the_worktree_still_goes(repo: Repo) -> None:
+    """The worktree's `.git` is a file naming a directory of the pusher's machine: a context of the
+    repository's root would carry it into the build (which could use it for nothing)."""
+    sha = repo.commit({"Dockerfile": "FROM x\n", "app.py": "a"})
+    with checkout.checkout(gitpython.Repo(repo.path), sha, paths=["."]) as tree:
+        assert not (tree / ".git").exists()
+        assert sorted(p.name for p in tree.iterdir()) == ["Dockerfile", "app.py"]
+    assert repo.git("worktree", "list").count("\n") == 0 and not tree.exists()
+    with checkout.checkout(gitpython.Repo(repo.path), sha, paths=["app.py"]) as tree:
+        assert not (tree / ".git").exists()
+    assert repo.git("worktree", "list").count("\n") == 0
+
+
 def test_a_worktree_left_by_a_killed_run_is_removed_by_the_next(repo: Repo) -> None:
     sha = repo.commit({"a": "1"})
     script = ("import os, sys, git\nfrom mab_hook import checkout\n"
@@ -99,3 +115,14 @@ def test_a_worktree_left_by_a_killed_run_is_removed_by_the_next(repo: Repo) -> N
     assert checkout.remove_stale(gitpython.Repo(repo.path)) == stale
     assert repo.git("worktree", "list").count("\n") == 0
     assert not Path(stale[0]).exists() and not Path(stale[0]).parent.exists()
+
+
+@pytest.mark.lab
+def test_lab_a_build_of_the_repository_root_sees_no_git_file_naming_a_path_here(lab: Lab, repo: Repo) -> None:
+    repo.commit({
+        "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n[tool.multiarch.images.root]\ncontext = "."\n',
+        "Dockerfile": f"FROM {lab.busybox}\nRUN --mount=type=bind,target=/src ls -a /src && test ! -e /src/.git "
+                      f"&& echo {uuid.uuid4().hex}\n",
+    })  # fmt: skip
+    run = mab(repo.path, lab.env, "--all", "--color", "never", "-v")
+    assert run.returncode == 0, run.stdout + run.stderr

@@ -228,3 +228,20 @@ def test_an_image_that_is_not_the_platform_it_claims_publishes_nothing_and_is_ju
         '[tool.multiarch.images.api]\ncontext = "api"\nforeign-binaries = ["/usr/local/bin/app"]\n')})  # fmt: skip
     code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
     assert code == 0, out
+
+
+def test_to_names_the_ref_whose_tags_go_on_the_images_not_the_branch_checked_out(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host, **{"publish-branches": '["*"]'})
+    files["pyproject.toml"] = files["pyproject.toml"].replace('tags = ["{short_sha}"]', 'tags = ["{branch}"]')
+    release = repo.commit(files)
+    repo.git("branch", "release")
+    repo.commit({"api/app.txt": "v2\n"})  # main moves on
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--to", "release", "--publish")
+    assert code == 0, out
+    assert all(canned.tags(name) == {"release"} for name in IMAGES), out
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--to", release, "--publish")
+    assert code == 0, out
+    assert f"--to {release[:12]} names no branch or tag: it publishes nothing" in out
+    assert all(canned.tags(name) == {"release"} for name in IMAGES)  # no `main`, no other tag

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mab_hook import input_digest as digest
-from mab_hook.images import Config, Image
+from mab_hook.images import BUILD_FIELDS, Config, Image
 from mab_hook.inputs import Files, Inputs, compute
 from mab_hook.paths import Tree
 
@@ -126,6 +126,7 @@ DOES_NOT: dict[str, tuple[Any, str]] = {
 def test_every_field_of_the_image_record_is_decided() -> None:
     fields = {field.name for field in dataclasses.fields(Image)}
     assert fields == set(FEEDS) | set(DOES_NOT), "a new Image field: put it in FEEDS or DOES_NOT"
+    assert set(BUILD_FIELDS) == set(FEEDS)  # what makes an image affected is what its digest covers
 
 
 @pytest.mark.parametrize("field", sorted(FEEDS))

@@ -148,6 +148,38 @@ def test_changed_settings_make_an_image_affected() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("changed", "affected"),
+    [
+        ({"cache_from": ("type=registry,ref=r/cache:2",)}, False),  # where BuildKit looks for cache
+        ({"cache_to": ("type=inline",)}, False),
+        ({"timeout": 60.0}, False),
+        ({"defined_in": "compose.yaml"}, False),
+        ({"foreign_binaries": ("/opt/x/**",)}, False),
+        ({"build_args": (("V", "2"),)}, True),
+        ({"labels": (("team", "ads"),)}, True),
+        ({"extra": (("shm-size", '"2g"'),)}, True),
+    ],
+)
+def test_only_a_change_to_what_is_built_or_published_makes_an_image_affected(
+    changed: dict[str, object], affected: bool
+) -> None:
+    """What the input digest covers, and nothing else (a cache_from bump once marked 16 images)."""
+    before = with_images(image("api", "services/api"))
+    now = with_images(dataclasses.replace(image("api", "services/api"), **changed))  # type: ignore[arg-type]
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"pyproject.toml"}), "test", ("a" * 40,))
+    p = make_plan(commit, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[before])
+    assert bool(p.affected) is affected
+
+
+def test_an_image_now_published_on_its_own_is_affected() -> None:
+    before = with_images(dataclasses.replace(image("api", "services/api"), only_as_context=True))
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"pyproject.toml"}), "test", ("a" * 40,))
+    now = with_images(image("api", "services/api"))
+    p = make_plan(commit, now, Files.of(DOCKERFILES), build_platform="linux/amd64", previous=[before])
+    assert [x.image.name for x in p.affected] == ["api"]
+
+
 def test_every_ref_of_a_commit_gets_its_own_tags() -> None:
     """`git push origin main v1.4.0`: both names tag what the push affects."""
     commit = Commit("0123456789" * 4, (Ref("main"), Ref("v1.4.0")), frozenset({"services/api/main.py"}), "t")

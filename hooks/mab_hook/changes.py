@@ -176,6 +176,36 @@ def by_hand(repo: git.Repo, name: str | None) -> Ref:
     return pushed_ref(name, default_branch(repo, None))
 
 
+def named(repo: git.Repo, rev: str | None) -> str | None:
+    """The branch or tag a run by hand builds (its full ref): the one `--to` names (a branch, a
+    tag, a remote's branch), or with no `--to` the branch checked out; None for a commit id or
+    any other revision, which names neither (so no `{branch}` tag, and nothing publishes)."""
+    if rev is None:
+        rev = "HEAD"
+    try:
+        full = str(repo.git.rev_parse("--verify", "--quiet", "--symbolic-full-name", rev)).strip()
+    except git.GitCommandError:
+        return None
+    if full.startswith(("refs/heads/", "refs/tags/")):
+        return full
+    if full.startswith("refs/remotes/") and full.count("/") >= 3:
+        return "refs/heads/" + full.split("/", 3)[3]  # origin/release: the branch release
+    return None
+
+
+def by_hand_range(repo: git.Repo, from_ref: str | None, to_ref: str | None) -> Commit:
+    """What a run by hand builds: every image at `to_ref` (no `from_ref`: --all) or what
+    from_ref..to_ref changes, pushed as the branch or tag `--to` names (else the one checked out)."""
+    name = named(repo, to_ref)
+    rev = to_ref or "HEAD"
+    commit = for_all(repo, rev, name, "--all") if from_ref is None else for_range(repo, from_ref, rev, name)
+    if to_ref and name is None:
+        return commit._replace(
+            why=f"{commit.why}; --to {_short(to_ref)} names no branch or tag: it publishes nothing"
+        )
+    return commit
+
+
 def for_range(repo: git.Repo, from_ref: str, to_ref: str, name: str | None) -> Commit:
     sha = resolve(repo, to_ref)
     base = resolve(repo, from_ref)

@@ -45,6 +45,7 @@ def checkout(
             _checkout_paths(repo, tree, sha, paths or ())
         if submodules:
             populate_submodules(repo, tree, submodules)
+        _drop_gitlinks(path, submodules)
         yield path
     finally:
         _remove(repo, path)
@@ -110,10 +111,24 @@ def _submodule_names(tree: git.Repo) -> dict[str, str]:
     return found
 
 
+def _drop_gitlinks(path: Path, submodules: Sequence[str]) -> None:
+    """A build sees the commit's files as a clone's, without `.git`: the worktree's (and each
+    submodule's) is a file naming a directory of this machine, which a context would carry into
+    the build, and which no build could use. (Removing the worktree no longer needs it.)"""
+    links = [path / ".git"]
+    for submodule in submodules:
+        links += (path / submodule).rglob(".git")
+    for link in links:
+        if link.is_file() and not link.is_symlink():
+            link.unlink()
+
+
 def _remove(repo: git.Repo, path: Path) -> None:
     try:
         repo.git.worktree("remove", "--force", "--force", str(path))
-    except git.GitCommandError:  # never created, or already gone: prune forgets it either way
+    except git.GitCommandError:  # without its .git, never created, or gone: unlocked, prune forgets it
+        with suppress(git.GitCommandError):
+            repo.git.worktree("unlock", str(path))
         with suppress(git.GitCommandError):
             repo.git.worktree("prune")
 

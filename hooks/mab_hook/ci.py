@@ -45,11 +45,7 @@ def plans_of(args: argparse.Namespace, what: str, env: Mapping[str, str]) -> tup
     if not args.all and not args.from_ref:
         raise FatalError(f"say what to {what}: --all (every image of --to, default HEAD) or --from REF")
     repo = hook.open_repo(args.repo or Path.cwd())
-    current = changes.current_branch(repo)
-    if args.all:
-        commit = changes.for_all(repo, args.to_ref or "HEAD", current, "--all")
-    else:
-        commit = changes.for_range(repo, args.from_ref, args.to_ref or "HEAD", current)
+    commit = changes.by_hand_range(repo, None if args.all else args.from_ref, args.to_ref)
     if getattr(args, "ref", None):  # CI checks out a commit, often detached: the ref says what was pushed
         commit = commit._replace(refs=(changes.pushed_ref(args.ref, changes.default_branch(repo, None)),))
     build_platform = platforms.native(os_platform.machine())

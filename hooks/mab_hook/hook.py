@@ -345,10 +345,8 @@ def select_commits(
     args: argparse.Namespace, repo: git.Repo, env: Mapping[str, str], stdin: TextIO, printer: Printer
 ) -> tuple[changes.Commit, ...]:
     current = changes.current_branch(repo)
-    if args.all:
-        return (changes.for_all(repo, args.to_ref or "HEAD", current, "--all"),)
-    if args.from_ref:
-        return (changes.for_range(repo, args.from_ref, args.to_ref or "HEAD", current),)
+    if args.all or args.from_ref:
+        return (changes.by_hand_range(repo, None if args.all else args.from_ref, args.to_ref),)
     if args.remote:
         pushed = changes.from_push(repo, args.remote, changes.parse_push_lines(stdin.read()))
         for note in pushed.notes:

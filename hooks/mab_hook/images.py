@@ -84,6 +84,17 @@ class Image:
         return tuple((key, value[len(TARGET) :]) for key, value in self.contexts if value.startswith(TARGET))
 
 
+# The fields of an image that decide what its build makes, which its input digest covers; the
+# others say where it goes and how it is built (cache, time limit, which file said it).
+BUILD_FIELDS = ("context", "dockerfile", "platforms", "target", "build_args", "watch", "contexts", "secrets",
+                "labels", "extra")  # fmt: skip
+
+
+def as_built(image: Image) -> tuple[object, ...]:
+    """What of an image's settings decides what is built, and whether it is published at all."""
+    return (*(getattr(image, field) for field in BUILD_FIELDS), image.only_as_context)
+
+
 @dataclass(frozen=True)
 class Config:
     source: str  # what to name in messages, e.g. "pyproject.toml at 1a2b3c4"

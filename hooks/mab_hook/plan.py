@@ -13,7 +13,7 @@ from mab_hook.budget import Deadline
 from mab_hook.changes import Commit, Ref
 from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
-from mab_hook.images import Config, Image
+from mab_hook.images import Config, Image, as_built
 from mab_hook.inputs import Files, Inputs, Pull
 from mab_hook.paths import in_directory, relative_to, shown
 from mab_hook.patterns import watched
@@ -390,8 +390,8 @@ def settings_changed(
 ) -> tuple[str, ...]:
     """A build arg, platform, target... of the image changed in [tool.multiarch] or in the
     compose or bake file that defines it (`touched`: those of them the changes touch), or it is
-    new. An image whose resolved definition is the same is not affected, even when the file
-    that defines it changed."""
+    new. An image whose resolved definition is the same as far as what is built (`as_built`:
+    not its cache, time limit or defining file) is not affected, even when that file changed."""
     before = [next((old for old in config.images if old.name == image.name), None) for config in previous]
     if not before or all(old is None for old in before):
         return (
@@ -399,7 +399,7 @@ def settings_changed(
             if image.defined_in
             else f"new image in [tool.multiarch] ({PYPROJECT})",
         )
-    if any(old != image for old in before):
+    if any(old is None or as_built(old) != as_built(image) for old in before):
         if image.defined_in:
             return (f"its definition in {', '.join(touched or (image.defined_in,))} changed",)
         return (f"its [tool.multiarch] settings changed ({PYPROJECT})",)

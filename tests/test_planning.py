@@ -232,3 +232,24 @@ def test_the_recorded_bake_answers_are_buildxs(
     assert {key: normal(known.get(key)) for key in answers} == {
         key: normal(a) for key, a in answers.items()
     }, "buildx answers otherwise: MAB_RECORD=1 records"
+
+
+def test_removing_one_image_affects_no_other_and_is_said(repo: Repo) -> None:
+    """The commit a push is relative to is read against its own files: its `web` directory is
+    there, so its configuration is valid, and `api` is as it was."""
+    tables = "".join(f'[tool.multiarch.images.{name}]\ncontext = "{name}"\n' for name in ("api", "web"))
+    repo.commit({
+        "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n{tables}",
+        "api/Dockerfile": "FROM scratch\nCOPY . /\n", "web/Dockerfile": "FROM scratch\nCOPY . /\n",
+    })  # fmt: skip
+    (repo.path / "web" / "Dockerfile").unlink()
+    repo.commit(
+        {
+            "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n"
+            + tables.split("[tool.multiarch.images.web]")[0]
+        }
+    )
+    found = plan(repo, {})
+    assert affected(found) == {}
+    assert found.warnings == ("removed at this commit: web: nothing is built for them, and what the registry holds "
+                              "of them stays",)  # fmt: skip

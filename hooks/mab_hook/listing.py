@@ -93,6 +93,16 @@ def of_commit(repo: git.Repo, sha: str, cache_dir: Path | None = None) -> Listin
     return found
 
 
+def near(repo: git.Repo, known: Listing, sha: str) -> Listing:
+    """The listing of a commit close to one listed (the commit a push is relative to): patched
+    from it, and not kept."""
+    tree_id = str(repo.git.rev_parse("--verify", f"{sha}^{{tree}}"))
+    if tree_id == known.tree_id:
+        return known
+    patch = diff(repo, known, tree_id)
+    return apply(known, tree_id, patch) if patch is not None else ls_tree(repo, tree_id)
+
+
 def ls_tree(repo: git.Repo, tree_id: str) -> Listing:
     out = repo.git.ls_tree("-r", "-z", "--full-tree", tree_id, strip_newline_in_stdout=False)
     entries = out.split("\0")

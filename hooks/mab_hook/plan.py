@@ -208,6 +208,7 @@ def make_plan(
     warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
     warnings += (*renamed_refs(config, commit), *config.notes) if affected else ()
     warnings += staging_only(config, commit) if affected else ()
+    warnings += removed_images(config, previous or ())
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
     return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
@@ -383,6 +384,16 @@ def secret_looking_args(image: Image) -> tuple[str, ...]:
         for name, _value in image.build_args
         if SECRET_WORDS & set(name.upper().replace("-", "_").split("_"))
     )
+
+
+def removed_images(config: Config, previous: Sequence[Config]) -> tuple[str, ...]:
+    """Images the commits the push is relative to had, and it has not: said, nothing else."""
+    now = {image.name for image in config.images}
+    gone = sorted({image.name for old in previous for image in old.published} - now)
+    if not gone:
+        return ()
+    return (f"removed at this commit: {', '.join(gone)}: nothing is built for them, and what the registry "
+            "holds of them stays",)  # fmt: skip
 
 
 def settings_changed(

@@ -54,7 +54,7 @@ def plan_at(
     previous = None
     touched = set(commit.changed or ())
     if PYPROJECT in touched or touched & set(cfg.definitions):
-        previous = previous_configs(repo, commit, commit_listing.tree, memory, env)
+        previous = previous_configs(repo, commit, commit_listing, memory, env)
     planned = plan.make_plan(commit, cfg, files, build_platform=build_platform, previous=previous,
                              digests=digests, explain=explain, deadline=deadline)  # fmt: skip
     if memory.changed:
@@ -94,15 +94,16 @@ def root_name(repo: git.Repo) -> str:
 
 
 def previous_configs(
-    repo: git.Repo, commit: Commit, tree: Tree, memory: cache.Entries, env: Mapping[str, str]
+    repo: git.Repo, commit: Commit, pushed: listing.Listing, memory: cache.Entries, env: Mapping[str, str]
 ) -> list[Config]:
-    """The configuration at the commits the push is relative to; unreadable ones are left out
-    (then every image counts as new). The new tree stands in for the old: only the images'
-    settings are compared, not their paths; compose and bake files are resolved as they were."""
+    """The configuration at each commit the push is relative to, read against that commit's own
+    files (an image whose directory the push removes was valid there); unreadable ones are left
+    out (then every image counts as new)."""
     found = []
     for base in commit.bases:
         try:
+            tree = listing.near(repo, pushed, base).tree
             found.append(load_config(repo, base, tree=tree, cache=memory, env=env))
-        except FatalError:
+        except (FatalError, git.GitCommandError):
             continue
     return found

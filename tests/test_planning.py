@@ -253,3 +253,31 @@ def test_removing_one_image_affects_no_other_and_is_said(repo: Repo) -> None:
     assert affected(found) == {}
     assert found.warnings == ("removed at this commit: web: nothing is built for them, and what the registry holds "
                               "of them stays",)  # fmt: skip
+
+
+def test_a_root_dockerfile_is_named_as_the_remote_names_the_repository_in_every_clone(tmp_path: Path) -> None:
+    from tests.conftest import git  # noqa: PLC0415
+
+    remote = tmp_path / "netbox-docker.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(remote))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "-q", str(remote), str(seed))
+    (seed / "Dockerfile").write_text("FROM scratch\n")
+    (seed / "pyproject.toml").write_text(f"[tool.multiarch]\nplatforms = {PLATFORMS}\n")
+    git(seed, "add", "-A")
+    git(seed, "commit", "-q", "-m", "seed")
+    git(seed, "push", "-q", "origin", "main")
+    names = []
+    for directory in ("netbox", "checkout-7"):
+        clone = tmp_path / directory
+        git(tmp_path, "clone", "-q", str(remote), str(clone))
+        handle = open_repo(clone)
+        found = planning.plan_at(handle, changes.for_all(handle, "HEAD", "main", "--all"), env={},
+                                 build_platform="linux/amd64")  # fmt: skip
+        names.append([p.image.name for p in found.affected])
+    assert names == [["netbox-docker"], ["netbox-docker"]]
+    git(seed, "remote", "remove", "origin")  # no remote: the directory's name
+    handle = open_repo(seed)
+    found = planning.plan_at(handle, changes.for_all(handle, "HEAD", "main", "--all"), env={},
+                             build_platform="linux/amd64")  # fmt: skip
+    assert [p.image.name for p in found.affected] == ["seed"]

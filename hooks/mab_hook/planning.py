@@ -89,7 +89,16 @@ def load_config(
 
 
 def root_name(repo: git.Repo) -> str:
-    """What a Dockerfile at the root is named after: the repository's directory."""
+    """What a Dockerfile at the root is named after: the repository as its remote names it
+    (origin's, else the first remote's URL: `git@host:team/netbox-docker.git` is netbox-docker),
+    so that every clone names it alike; with no remote, the repository's directory."""
+    reader = repo.config_reader()
+    sections = [section for section in reader.sections() if section.startswith('remote "')]
+    for section in sorted(sections, key=lambda section: section != 'remote "origin"'):
+        url = str(reader.get_value(section, "url", default="")).rstrip("/")
+        name = url.rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
+        if name:
+            return name
     return Path(repo.working_tree_dir or repo.git_dir).name.removesuffix(".git") or "app"
 
 

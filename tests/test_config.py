@@ -530,3 +530,20 @@ def test_a_cached_config_of_files_resolves_them_again() -> None:
     resolver.key = "v2"
     changed = with_files(text, resolver, cache=memory)
     assert [(i.name, i.context) for i in changed.images] == [("api", "base")]
+
+
+def test_a_configured_definition_file_that_is_missing_is_that_error_and_no_other() -> None:
+    """Not a fall-back to the default files at the root, whose own errors would be reported."""
+    resolver = FakeResolver(*SERVICES)
+    tracked = WITH_FILES | {"compose.yaml"}
+    for key in ("compose", "bake"):
+        with pytest.raises(FatalError) as info:
+            with_files(
+                f'[tool.multiarch]\nplatforms = ["linux/amd64"]\n{key} = "gone.yaml"\n', resolver, tracked
+            )
+        assert str(info.value) == (
+            "pyproject.toml at abc: invalid configuration:\n"
+            f"  - [tool.multiarch.{key}] 'gone.yaml' is not a tracked file in this commit\n"
+            "Fix pyproject.toml and run again; nothing was built."
+        )
+    assert resolver.calls == []  # no default file was resolved instead

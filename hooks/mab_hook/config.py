@@ -313,6 +313,8 @@ def _images(
         problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(tables)}")
         return (), (), ()
     sources = definition_sources(table, tree, problems, discovering=tables is None)
+    if not sources and any(name in table for name in ("compose", "bake")):
+        return (), (), ()  # what they name is missing or unreadable: said, and nothing else
     from_files: dict[str, Image] = {}
     read: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
@@ -359,7 +361,8 @@ def definition_sources(
             # them; bake paths to where `docker buildx bake` runs, the repository's root.
             directory = (posixpath.dirname(files[0]) or ".") if name == "compose" else "."
             found.append(Source(name, files, directory))
-    if not found and discovering:
+    configured = any(name in table for name in ("compose", "bake"))
+    if not found and discovering and not configured:  # a configured file that is missing is that error
         present = tuple(path for path in DEFAULT_FILES if tree.exists(path))
         if present:
             found.append(Source("", present, "."))

@@ -123,3 +123,11 @@ def test_bad_targets_are_refused_like_bad_tables(spec: dict[str, Any], said: str
 def test_two_targets_one_image() -> None:
     message = problem(target("Api", context="src/ad"), target("api", context="src/cart"))
     assert "is image 'api', as a target of compose.yaml is; give one of them another name" in message
+
+
+def test_what_a_definition_tags_an_image_is_what_other_images_may_name_it_by() -> None:
+    found = images(
+        target("web", context="src/cart", tags=["getsentry/sentry:nightly", "not a ref", "r:5000/x:1"])
+    )
+    assert found["web"].aliases == ("getsentry/sentry:nightly", "r:5000/x:1")
+    assert images(target("web", context="src/cart"))["web"].aliases == ()

@@ -116,6 +116,7 @@ DOES_NOT: dict[str, tuple[Any, str]] = {
     "timeout": (60.0, "how long a build may take"),
     "defined_in": ("compose.yaml", "which file said it"),
     "only_as_context": (True, "whether it is published on its own"),
+    "aliases": (("getsentry/sentry:nightly",), "what other definitions call it: not what is built"),
     "foreign_binaries": (
         ("/usr/lib/qemu/**",),
         "what the check of the built image lets be: nothing built differs",

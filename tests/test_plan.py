@@ -548,3 +548,22 @@ def test_a_build_pulls_only_what_is_outside_the_repository_and_a_base_for_its_de
     }  # fmt: skip
     dry = make_plan(commit, config, Files.of(files), build_platform="linux/amd64")
     assert all(p.pulls == () for p in dry.affected)  # a dry run builds nothing: nothing to check
+
+
+def test_a_base_named_by_what_its_compose_image_or_bake_tags_say_is_the_in_repo_image() -> None:
+    """getsentry/self-hosted: `sentry-cleanup` is built FROM ${BASE_IMAGE}, the compose `image:`
+    of the sentry services; it is that image of the repository, built first and passed on."""
+    sentry = dataclasses.replace(image("sentry", "sentry"), aliases=("getsentry/sentry:nightly",))
+    cleanup = dataclasses.replace(
+        image("cleanup", "cleanup"), build_args=(("BASE_IMAGE", "getsentry/sentry:nightly"),)
+    )
+    other = dataclasses.replace(
+        image("other", "other"), aliases=("getsentry/sentry:nightly",)
+    )  # the first says
+    files = {"sentry/Dockerfile": "FROM python:3\nCOPY . /\n", "other/Dockerfile": "FROM python:3\n",
+             "cleanup/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY . /\n"}  # fmt: skip
+    found = plan({"sentry/app.py"}, with_images(sentry, cleanup, other), files)
+    assert names(found) == ["sentry", "cleanup"]
+    (planned,) = [p for p in found.affected if p.image.name == "cleanup"]
+    assert planned.bases == (Base("sentry", "getsentry/sentry:nightly"),)
+    assert planned.reasons == ("base image sentry is rebuilt",)

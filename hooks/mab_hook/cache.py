@@ -58,7 +58,7 @@ def _version() -> str:
     than its metadata: importlib.metadata costs some 50 ms a run.)"""
     parser = Path(e2b_dockerfile_utils.__file__).parent
     stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(parser.glob("*.py"))]
-    return "/".join(("v6", __version__, *stamps))  # v6: stages keep FROM --platform, images foreign-binaries
+    return "/".join(("v7", __version__, *stamps))  # v7: stages keep FROM --platform; images aliases
 
 
 class _Records(pickle.Unpickler):

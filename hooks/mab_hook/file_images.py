@@ -118,6 +118,7 @@ def _image(
         extra=tuple((field, json.dumps(spec[field], sort_keys=True)) for field in PASSED if spec.get(field)),
         defined_in=target.source.label,
         only_as_context=not target.default,
+        aliases=tuple(str(tag) for tag in spec.get("tags") or () if references.is_valid(str(tag))),
     )
 
 

@@ -58,6 +58,9 @@ class Image:
     # Paths in the image (Docker patterns) of programs for another CPU it carries on purpose
     # (an emulator, a cross toolchain): the check of what was built lets them be.
     foreign_binaries: tuple[str, ...] = ()
+    # The references a compose `image:` or bake `tags` give it: what a FROM line of another
+    # image of the repository names it by (the in-repo base it is).
+    aliases: tuple[str, ...] = ()
 
     @property
     def network(self) -> str | None:

@@ -147,6 +147,8 @@ class _Analysis:
                     self.mentions.setdefault(other, set()).add(image.name)
         image = self.by_name[base]
         found = self.mentions.get(image.name, set()) | self.mentions.get(self.config.reference(image), set())
+        for alias in image.aliases:
+            found |= self.mentions.get(references.split(alias)[0], set())
         return found - {base}
 
     def _words_in(self, path: str) -> frozenset[str]:
@@ -468,8 +470,12 @@ def in_repo(names: Mapping[str, str], ref: str) -> Base | None:
 
 def _names_by_reference(config: Config) -> dict[str, str]:
     """Every way a FROM line can name an image of this repository: its full reference,
-    normalized, or its bare name."""
+    normalized, its bare name, or what its compose or bake definition tags it (the first
+    image that says so; a name or reference of our own wins)."""
     names: dict[str, str] = {}
+    for image in config.images:
+        for alias in image.aliases:  # a compose `image:`, a bake tag
+            names.setdefault(references.parse(alias).repository, image.name)
     for image in config.images:
         names[image.name] = image.name
         names[references.parse(config.reference(image)).repository] = image.name

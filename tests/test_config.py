@@ -547,3 +547,17 @@ def test_a_configured_definition_file_that_is_missing_is_that_error_and_no_other
             "Fix pyproject.toml and run again; nothing was built."
         )
     assert resolver.calls == []  # no default file was resolved instead
+
+
+def test_bake_targets_names_the_groups_or_targets_that_are_the_images() -> None:
+    resolver = FakeResolver(*SERVICES)
+    with_files('[tool.multiarch]\nplatforms = ["linux/amd64"]\nbake = "docker-bake.hcl"\nbake-targets = ["image-cross"]\n',
+               resolver)  # fmt: skip
+    assert resolver.calls == [(Source("bake", ("docker-bake.hcl",), ".", ("image-cross",)),)]
+    resolver.calls.clear()
+    with_files('[tool.multiarch]\nplatforms = ["linux/amd64"]\nbake-targets = ["image"]\n', resolver,
+               WITH_FILES - {"compose.yaml", "compose.override.yaml"})  # the default files: docker-bake.hcl  # fmt: skip
+    assert [source.groups for sources in resolver.calls for source in sources] == [("image",)]
+    assert "tool.multiarch.bake-targets" in problem(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\nbake-targets = "x"\n'
+    )

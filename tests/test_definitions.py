@@ -642,3 +642,17 @@ def test_a_compose_file_may_say_timestamp_a_bake_file_may_not(tmp_path: Path) ->
     assert str(info.value) == (
         "docker-bake.hcl: timestamp gives another value on each run or machine, so the same commit would define "
         "other images elsewhere; write the value out (platforms: list them)")  # fmt: skip
+
+
+def test_the_groups_or_targets_bake_targets_names_are_the_images(tmp_path: Path) -> None:
+    """docker/buildx's own bake file: its default group is a `binaries` target that writes files;
+    its images are `image-cross` (and a group could name several)."""
+    printed = json.dumps({"group": {"default": {"targets": ["binaries"]}, "images": {"targets": ["image-cross"]}},
+                          "target": {"binaries": {}, "image-cross": {}, "image": {}}})  # fmt: skip
+    chosen = Source("bake", ("docker-bake.hcl",), ".", ("images", "image"))
+    assert [(t.name, t.default) for t in definitions.targets_of(chosen, printed)] == [
+        ("binaries", False), ("image", True), ("image-cross", True)]  # fmt: skip
+    with pytest.raises(FatalError) as info:
+        definitions.targets_of(Source("bake", ("docker-bake.hcl",), ".", ("imgs", "image")), printed)
+    assert str(info.value) == ("docker-bake.hcl: bake-targets names imgs, no group or target of it (groups: default, "
+                               "images; targets: binaries, image, image-cross)")  # fmt: skip

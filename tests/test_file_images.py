@@ -131,3 +131,35 @@ def test_what_a_definition_tags_an_image_is_what_other_images_may_name_it_by() -
     )
     assert found["web"].aliases == ("getsentry/sentry:nightly", "r:5000/x:1")
     assert images(target("web", context="src/cart"))["web"].aliases == ()
+
+
+def test_local_platforms_are_the_machines_that_build_or_the_configs() -> None:
+    problems = Problems("pyproject.toml at abc")
+    found = file_images.images_of([target("web", context="src/cart", platforms=["local", "linux/s390x"])],
+                                  None, Settings(), TREE, problems, local=("linux/amd64", "linux/arm64"))  # fmt: skip
+    problems.raise_if_any()
+    assert found["web"].platforms == ("linux/amd64", "linux/arm64", "linux/s390x")
+    assert '"local" is the machine that builds: set `platforms` in [tool.multiarch]' in problem(
+        target("web", context="src/cart", platforms=["local"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("outputs", "published"),
+    [
+        (None, True),
+        (["type=image,push=true"], True),
+        (["type=registry"], True),
+        (["type=docker"], True),
+        (["type=local,dest=./bin"], False),  # files, not an image
+        ([{"type": "tar", "dest": "out.tar"}], False),
+        (["type=cacheonly"], False),
+        (["type=local,dest=./bin", "type=image"], True),
+    ],
+)
+def test_a_target_whose_outputs_are_no_image_is_never_published(
+    outputs: list[object] | None, published: bool
+) -> None:
+    spec: dict[str, Any] = {"output": outputs} if outputs is not None else {}
+    found = images(target("web", context="src/cart", **spec))
+    assert found["web"].only_as_context is not published

@@ -67,6 +67,7 @@ TOP_KEYS = (
     "keep-logs",
     "compose",
     "bake",
+    "bake-targets",
     "images",
 )
 BUILDER_KEYS = ("name", "driver", "driver-opts", "nodes")
@@ -97,6 +98,7 @@ def load(
     root_name: str = "app",
     cache: MutableMapping[Hashable, Any] | None = None,
     resolve: Resolve | None = None,
+    local_platform: str = "",
 ) -> Config:
     """Parse pyproject.toml text (None: the file is missing) against the commit's tracked files.
     `resolve` reads compose and bake files at the same commit.
@@ -104,14 +106,15 @@ def load(
     With a `cache`, a text validated before is not parsed again (a 1,000-image table costs
     some 70 ms): only the questions its validation asked of the tree are asked again, and the
     definition files it read resolved again (which their own cache answers while they are
-    unchanged).
+    unchanged). `local_platform`: what a bake target's `platforms = ["local"]` builds for when
+    [tool.multiarch] sets no `platforms` (the building machine's own).
     """
     if text is None:
         raise FatalError(f"{source}: no {PYPROJECT} in this commit. Add one with:\n\n{SNIPPET}")
     if isinstance(text, bytes):
         text = _decode(text, source)
     tree = tracked if isinstance(tracked, Tree) else Tree.of(tracked)
-    key = ("config", text, root_name)
+    key = ("config", text, root_name, local_platform)
     known = cache.get(key) if cache is not None else None
     probe = _Probe(tree, resolve)
     if known is not None and all(getattr(tree, q)(path) == answer for q, path, answer in known[1]):
@@ -119,7 +122,7 @@ def load(
         sources, resolved_key = known[2]
         if not sources or probe.resolve(sources).key == resolved_key:
             return dataclasses.replace(found, source=source)
-    config = _load(text, source, probe, root_name)
+    config = _load(text, source, probe, (root_name, local_platform))
     if cache is not None and not probe.listed:
         kept = [k for k in cache if isinstance(k, tuple) and k[0] == "config"]
         for old in kept[: max(len(kept) + 1 - KEEP_CONFIGS, 0)]:
@@ -182,7 +185,7 @@ class _Probe:
         return sources, resolved.key
 
 
-def _load(text: str, source: str, tree: _Probe, root_name: str) -> Config:
+def _load(text: str, source: str, tree: _Probe, machine: tuple[str, str]) -> Config:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -193,13 +196,15 @@ def _load(text: str, source: str, tree: _Probe, root_name: str) -> Config:
     if table is None:
         raise FatalError(f"{source}: no [tool.multiarch] table. Add, for example:\n\n{SNIPPET}")
     problems = Problems(source)
-    config = _parse(table, problems, tree, source, root_name)
+    config = _parse(table, problems, tree, source, machine)
     problems.raise_if_any()
     assert config is not None
     return config
 
 
-def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name: str) -> Config | None:
+def _parse(
+    table: Any, problems: Problems, tree: _Probe, source: str, machine: tuple[str, str]
+) -> Config | None:
     key = "tool.multiarch"
     if not isinstance(table, dict):
         problems.add(key, f"must be a table, not {fields.type_name(table)}")
@@ -211,7 +216,7 @@ def _parse(table: Any, problems: Problems, tree: _Probe, source: str, root_name:
         builder = builder_spec.name if builder_spec else None
     else:
         builder = fields.optional_str(table, "builder", key, problems)
-    images, definitions, notes = _images(table, platforms, tree, problems, root_name)
+    images, definitions, notes = _images(table, platforms, tree, problems, machine)
     if platforms is None and any(not image.platforms for image in images):
         problems.add(
             f"{key}.platforms",
@@ -302,10 +307,12 @@ def _images(
     platforms: tuple[str, ...] | None,
     tree: _Probe,
     problems: Problems,
-    root_name: str,
+    machine: tuple[str, str],
 ) -> tuple[tuple[Image, ...], tuple[str, ...], tuple[str, ...]]:
     """The images, the definition files they were resolved from, and what of those files
-    reaches no build."""
+    reaches no build. `machine`: what a root Dockerfile is named after, and the platform `local`
+    stands for."""
+    root_name, local_platform = machine
     key = "tool.multiarch"
     settings = _settings(table, key, problems, Settings())
     tables = table.get("images")
@@ -321,7 +328,8 @@ def _images(
     if sources:
         resolved = tree.resolve(sources)
         read, notes = resolved.read, resolved.notes
-        from_files = file_images.images_of(resolved.targets, platforms, settings, tree, problems)
+        local = platforms or ((local_platform,) if local_platform else ())
+        from_files = file_images.images_of(resolved.targets, platforms, settings, tree, problems, local=local)
     if tables is None and not any(not image.only_as_context for image in from_files.values()):
         if any(source.key for source in sources):
             named = ", ".join(s.label for s in sources)
@@ -361,11 +369,15 @@ def definition_sources(
             # them; bake paths to where `docker buildx bake` runs, the repository's root.
             directory = (posixpath.dirname(files[0]) or ".") if name == "compose" else "."
             found.append(Source(name, files, directory))
+    chosen = table.get("bake-targets")
+    groups = fields.str_list(chosen, "tool.multiarch.bake-targets", problems) if chosen is not None else ()
+    groups = groups or ("default",)
+    found = [source._replace(groups=groups) if source.key == "bake" else source for source in found]
     configured = any(name in table for name in ("compose", "bake"))
     if not found and discovering and not configured:  # a configured file that is missing is that error
         present = tuple(path for path in DEFAULT_FILES if tree.exists(path))
         if present:
-            found.append(Source("", present, "."))
+            found.append(Source("", present, ".", groups))
     return tuple(found)
 
 

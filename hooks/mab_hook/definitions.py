@@ -56,6 +56,7 @@ class Source(NamedTuple):
     key: str  # the [tool.multiarch] key naming them ("compose", "bake"); "" for buildx's defaults
     files: tuple[str, ...]  # repository paths
     directory: str  # paths in what it resolves are relative to this repository directory
+    groups: tuple[str, ...] = ("default",)  # the groups or targets whose targets are the images
 
     @property
     def label(self) -> str:
@@ -441,15 +442,22 @@ def _deterministic(source: Source, contents: Mapping[str, bytes]) -> None:
 
 
 def targets_of(source: Source, printed: str) -> tuple[Target, ...]:
-    """The targets of the default group (groups and matrices expanded), then the targets they
-    name as `target:` contexts; each in name order (compose services come in no set order)."""
+    """The targets of the default group, or of the groups and targets the source names (groups
+    and matrices expanded), then the targets they name as `target:` contexts; each in name order
+    (compose services come in no set order)."""
     try:
         definition = json.loads(printed)
         groups: Mapping[str, Any] = definition.get("group") or {}
         targets: Mapping[str, Any] = definition.get("target") or {}
     except (ValueError, AttributeError, RecursionError):
         raise FatalError(f"{source.label}: `docker buildx bake --print` printed no bake definition") from None
-    default = set(_expand("default", groups, targets))
+    unknown = [name for name in source.groups if name != "default" and name not in (*groups, *targets)]
+    if unknown:
+        raise FatalError(
+            f"{source.label}: bake-targets names {', '.join(unknown)}, no group or target of it (groups: "
+            f"{', '.join(sorted(groups)) or 'none'}; targets: {', '.join(sorted(targets)) or 'none'})"
+        )
+    default = {name for group in source.groups for name in _expand(group, groups, targets)}
     return tuple(
         Target(name, spec, source, name in default)
         for name, spec in sorted(targets.items())

@@ -57,12 +57,15 @@ def images_of(
     defaults: Defaults,
     tree: Tree,
     problems: Problems,
+    *,
+    local: tuple[str, ...] = (),
 ) -> dict[str, Image]:
-    """Every target of the default groups, and the targets their `target:` contexts name."""
+    """Every target of the default groups, and the targets their `target:` contexts name.
+    `local`: what a target's `platforms = ["local"]` (buildx's own default) builds for."""
     names = {target.name: image_name(target.name) for target in targets}
     found: dict[str, Image] = {}
     for target in targets:
-        image = _image(target, names, platforms, defaults, tree=tree, problems=problems)
+        image = _image(target, names, platforms, defaults, tree=tree, problems=problems, local=local)
         if image is None:
             continue
         if image.name in found:
@@ -86,6 +89,7 @@ def _image(
     *,
     tree: Tree,
     problems: Problems,
+    local: tuple[str, ...] = (),
 ) -> Image | None:
     spec, key, name = target.spec, _key(target), names[target.name]
     if not references.NAME_RE.match(name) or len(name) > 255:
@@ -95,7 +99,7 @@ def _image(
     if located is None:
         return None
     context, dockerfile = located
-    own = fields.platforms(spec["platforms"], f"{key}.platforms", problems) if spec.get("platforms") else None
+    own = _platforms(spec.get("platforms"), local, f"{key}.platforms", problems)
     cache_from = spec.get("cache-from")
     cache_to = spec.get("cache-to")
     return Image(
@@ -117,9 +121,40 @@ def _image(
         labels=tuple(sorted(_present(spec.get("labels")).items())),
         extra=tuple((field, json.dumps(spec[field], sort_keys=True)) for field in PASSED if spec.get(field)),
         defined_in=target.source.label,
-        only_as_context=not target.default,
+        only_as_context=not target.default or not _makes_an_image(spec),
         aliases=tuple(str(tag) for tag in spec.get("tags") or () if references.is_valid(str(tag))),
     )
+
+
+def _platforms(value: object, local: tuple[str, ...], key: str, problems: Problems) -> tuple[str, ...] | None:
+    """A target's platforms; `local` (the platform of the machine that builds, buildx's default)
+    stands for the [tool.multiarch] platforms, else this machine's."""
+    if not value:
+        return None
+    if isinstance(value, list) and "local" in value:
+        value = list(dict.fromkeys(p for item in value for p in (local if item == "local" else (item,))))
+        if not value:
+            problems.add(key, '"local" is the machine that builds: set `platforms` in [tool.multiarch]')
+            return None
+    return fields.platforms(value, key, problems)
+
+
+NOT_IMAGES = ("local", "tar", "cacheonly")  # bake outputs that are files, or nothing: no image to publish
+
+
+def _makes_an_image(spec: Mapping[str, Any]) -> bool:
+    """Whether a target's outputs are an image (none said: one, as mab-hook builds it); a target
+    that writes files (`type=local`, `type=tar`) or nothing is built only as another's context."""
+    outputs = spec.get("output") or ()
+    kinds = [str(fields_of(out).get("type", "")) for out in outputs]
+    return not kinds or any(kind not in NOT_IMAGES for kind in kinds)
+
+
+def fields_of(output: object) -> Mapping[str, str]:
+    """A bake output, as bake --print gives it: `type=local,dest=bin` or a table."""
+    if isinstance(output, dict):
+        return {str(k): str(v) for k, v in output.items()}
+    return specs.parse(str(output))
 
 
 def _located(

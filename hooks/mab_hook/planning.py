@@ -7,12 +7,13 @@ and what planning learnt is kept one way.
 
 from __future__ import annotations
 
+import platform as os_platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import git
 
-from mab_hook import budget, cache, config, definitions, gitobjects, listing, plan, state
+from mab_hook import budget, cache, config, definitions, gitobjects, listing, plan, platforms, state
 from mab_hook.budget import Deadline
 from mab_hook.changes import Commit
 from mab_hook.errors import FatalError
@@ -84,8 +85,9 @@ def load_config(
             lambda path: gitobjects.link_target(repo, sha, path),
         )
         resolve = definitions.Resolver(at, env, cache)
+    local = platforms.native(os_platform.machine())  # what a bake target's `platforms = ["local"]` means
     return config.load(data, source=f"{PYPROJECT} at {sha[:12]}", tracked=tree, root_name=root_name(repo),
-                       cache=cache, resolve=resolve)  # fmt: skip
+                       cache=cache, resolve=resolve, local_platform=local)  # fmt: skip
 
 
 def root_name(repo: git.Repo) -> str:

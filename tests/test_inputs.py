@@ -884,3 +884,15 @@ def test_named_contexts_that_are_images_are_pulled_and_the_others_not() -> None:
     assert pulls_of(text, ("linux/arm64",), contexts=contexts, target="app") == [
         ("linux/arm64", "reg/base:1", "linux/arm64", "named context 'base'")
     ]
+
+
+def test_a_from_that_expands_to_nothing_is_said_not_looked_up() -> None:
+    found = inputs("ARG X\nFROM ${X} AS build\nFROM alpine\nCOPY --from=build /a /a\n")
+    assert found.blank == (2,) and found.bases == ("alpine",)
+    tree = Files.of({"svc/Dockerfile": ""})
+    assert unmatched(found, tree) == (
+        "svc: FROM (line 2 of svc/Dockerfile) expands to nothing, which BuildKit refuses: an ARG without a value? "
+        "Set it in build-args of [tool.multiarch.images.svc]",
+    )
+    assert inputs("ARG X=alpine\nFROM ${X}\n").blank == ()
+    assert pulls_of("ARG X\nFROM ${X}\n", ("linux/amd64",)) == []

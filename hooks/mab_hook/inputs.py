@@ -150,6 +150,7 @@ class Inputs(NamedTuple):
     # The ONBUILD triggers the image carries: what a build FROM it reads of its own context.
     onbuild: tuple[Source, ...] = ()
     followed: tuple[str, ...] = ()  # where a symlinked Dockerfile or ignore file leads
+    blank: tuple[int, ...] = ()  # lines of built stages whose FROM expands to nothing
 
     @property
     def ignore_file(self) -> str | None:
@@ -264,6 +265,7 @@ def compute(image: Image, files: Files, *, build_platform: str, triggers: Trigge
     rules: dict[Rule, None] = {}
     bases: dict[str, None] = {}
     onbuild: dict[Source, None] = {}
+    blank: dict[int, None] = {}
     target = ""
     key = _parse_key(image, build_platform)
     read = files.followed(image.dockerfile, f"image {image.name}: its Dockerfile")
@@ -281,14 +283,22 @@ def compute(image: Image, files: Files, *, build_platform: str, triggers: Trigge
             name for name, value in image.contexts if image.context_dir(name) or value.startswith(TARGET)
         }
         for ref in parsed.external(s for s in parsed.stages if s.number in reachable):
-            if ref not in local:
+            if ref not in local and ref:
                 bases.setdefault(ref)
+        blank.update(dict.fromkeys(s.line for s in parsed.stages if s.number in reachable and not s.base))
     found = (*rules, *(linked for rule in rules for linked in _followed(rule, files)))
     ignore_paths = [found.path for found in ignores.values() if found.path]
     targets = (read, *(files.followed(path, "ignore file") for path in ignore_paths))
     followed = tuple(dict.fromkeys(t for t in targets if t not in (image.dockerfile, *ignore_paths)))
     return Inputs(
-        image, main_ignore, target, tuple(dict.fromkeys(found)), tuple(bases), tuple(onbuild), followed
+        image,
+        main_ignore,
+        target,
+        tuple(dict.fromkeys(found)),
+        tuple(bases),
+        tuple(onbuild),
+        followed,
+        tuple(blank),
     )
 
 
@@ -331,8 +341,8 @@ def _pull(
     parsed: Dockerfile, stage: Stage, image: Image, named: tuple[str, str], platform: str
 ) -> Pull | None:
     ref, how = named
-    if ref == "scratch" or parsed.resolve(ref, stage) is not None:
-        return None
+    if ref in ("scratch", "") or parsed.resolve(ref, stage) is not None:
+        return None  # "": a FROM that expands to nothing, which the plan warns of
     wanted = (stage.platform or platform) if how == "FROM" else platform
     context = dict(image.contexts).get(ref)
     if context is None:
@@ -431,8 +441,14 @@ def _label(stage: Stage) -> str:
 
 
 def unmatched(inputs: Inputs, files: Files, *, deadline: Deadline = budget.NONE) -> tuple[str, ...]:
-    """Warnings for sources of the built stages that match no file of the commit."""
-    warnings = []
+    """Warnings for sources of the built stages that match no file of the commit, and for FROM
+    lines that expand to nothing."""
+    image = inputs.image
+    warnings = [
+        f"{image.name}: FROM (line {line} of {image.dockerfile}) expands to nothing, which BuildKit refuses: "
+        f"an ARG without a value? Set it in build-args of [tool.multiarch.images.{image.name}]"
+        for line in inputs.blank
+    ]
     for rule in inputs.rules:
         deadline.check()
         if rule.reachable and not any(rule.reads(path) for path in rule.candidates(files.tree)):

@@ -163,3 +163,8 @@ def test_a_target_whose_outputs_are_no_image_is_never_published(
     spec: dict[str, Any] = {"output": outputs} if outputs is not None else {}
     found = images(target("web", context="src/cart", **spec))
     assert found["web"].only_as_context is not published
+
+
+def test_a_problem_of_a_definition_file_says_to_fix_that_file() -> None:
+    said = problem(target("web", context="src/cart", platforms=["local"]))
+    assert said.endswith("\nFix compose.yaml and run again; nothing was built."), said

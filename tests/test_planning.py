@@ -281,3 +281,17 @@ def test_a_root_dockerfile_is_named_as_the_remote_names_the_repository_in_every_
     found = planning.plan_at(handle, changes.for_all(handle, "HEAD", "main", "--all"), env={},
                              build_platform="linux/amd64")  # fmt: skip
     assert [p.image.name for p in found.affected] == ["seed"]
+
+
+def test_a_config_not_yet_committed_is_said_to_be_so(repo: Repo) -> None:
+    from mab_hook.errors import FatalError  # noqa: PLC0415
+
+    sha = repo.commit({"app/Dockerfile": "FROM scratch\n"})
+    repo.write({"pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n"})  # written, not committed
+    handle = open_repo(repo.path)
+    with pytest.raises(FatalError) as info:
+        planning.plan_at(
+            handle, changes.for_all(handle, "HEAD", "main", "--all"), env={}, build_platform="linux/amd64"
+        )
+    assert str(info.value) == (f"pyproject.toml is in the work tree but not in commit {sha[:12]}: mab-hook builds "
+                               "what is committed; `git add pyproject.toml` and commit it")  # fmt: skip

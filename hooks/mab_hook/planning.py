@@ -77,6 +77,9 @@ def load_config(
     what reads compose and bake files at that commit, when already made)."""
     if data is None:
         data = gitobjects.read_file(repo, sha, PYPROJECT)
+    if data is None and repo.working_tree_dir and (Path(repo.working_tree_dir) / PYPROJECT).is_file():
+        raise FatalError(f"{PYPROJECT} is in the work tree but not in commit {sha[:12]}: mab-hook builds "
+                         f"what is committed; `git add {PYPROJECT}` and commit it")  # fmt: skip
     if resolve is None:
         at = definitions.CommitFiles(
             lambda path: gitobjects.blob_id(repo, sha, path),

@@ -26,16 +26,19 @@ class Problems:
     def __init__(self, source: str) -> None:
         self.source = source
         self.items: list[str] = []
+        self.files: dict[str, None] = {}  # where the problems are: what to fix
 
     def add(self, key: str, message: str) -> None:
         self.items.append(f"[{key}] {message}" if key else message)
+        # A compose or bake target's key names its files ("compose.yaml: target 'web'").
+        self.files.setdefault(key.split(": target ", 1)[0] if ": target " in key else PYPROJECT)
 
     def raise_if_any(self) -> None:
         if self.items:
             listed = "\n".join(f"  - {item}" for item in self.items)
             raise FatalError(
                 f"{self.source}: invalid configuration:\n{listed}\n"
-                f"Fix {PYPROJECT} and run again; nothing was built."
+                f"Fix {', '.join(self.files)} and run again; nothing was built."
             )
 
 

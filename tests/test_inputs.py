@@ -896,3 +896,31 @@ def test_a_from_that_expands_to_nothing_is_said_not_looked_up() -> None:
     )
     assert inputs("ARG X=alpine\nFROM ${X}\n").blank == ()
     assert pulls_of("ARG X\nFROM ${X}\n", ("linux/amd64",)) == []
+
+
+def test_the_root_of_an_image_is_the_from_its_built_stage_descends_from() -> None:
+    spec = Image(name="svc", context="svc", dockerfile="svc/Dockerfile", platforms=("linux/amd64",))
+    text = "FROM golang:1 AS build\nFROM alpine:3 AS base\nFROM base\nCOPY --from=build /a /a\nCOPY --from=tools:1 / /\n"
+    found = pulls(
+        spec, Files.of({"svc/Dockerfile": text}), build_platform="linux/amd64", platforms=("linux/amd64",)
+    )
+    assert [(p.ref, p.root) for p in found] == [("golang:1", False), ("alpine:3", True), ("tools:1", False)]
+    assert pulls_of("FROM scratch\nCOPY --from=tools:1 / /\n", ("linux/amd64",)) == [
+        ("linux/amd64", "tools:1", "linux/amd64", "--from")
+    ]
+
+
+def test_what_a_build_pulls_is_worked_out_from_the_parse_planning_keeps() -> None:
+    spec = Image(name="svc", context="svc", dockerfile="svc/Dockerfile", platforms=ALL3)
+    tree = {"svc/Dockerfile": "ARG TARGETARCH\nFROM base-${TARGETARCH}\n"}
+    kept: dict[object, object] = {}
+    files = Files(Files.of(tree).tree, tree.get, lambda path: f"100644 {hashlib.sha1(tree[path].encode()).hexdigest()}",
+                  kept)  # fmt: skip
+    compute(spec, files, build_platform="linux/amd64")
+    assert len(kept) == 1
+    found = pulls(spec, files, build_platform="linux/amd64", platforms=ALL3)
+    assert len(kept) == 1 and [p.ref for p in found] == ["base-amd64", "base-arm64", "base-arm"]
+    pulls(
+        spec, files, build_platform="linux/amd64", platforms=ALL3[:1]
+    )  # as a base of fewer platforms' image
+    assert len(kept) == 2

@@ -32,6 +32,7 @@ from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.progress import progress_for
 from mab_hook.results import BuildResult, Failure
+from mab_hook.validation import PYPROJECT
 
 if TYPE_CHECKING:
     from mab_hook.coverage import Coverage
@@ -81,12 +82,7 @@ def plan_and_build(
     if not commits:
         printer.info("the push adds no commits: nothing to build")
         return finish(args, [], [], printer)
-    build_platform = platforms.native(platform.machine())
-    building = not (args.dry_run or args.explain or args.bake)
-    explain = (args.explain,) if args.explain else ()
-    deadline = budget.start(args.budget, env, "planning the push")
-    plans = [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=building,
-                              explain=explain, deadline=deadline) for commit in commits]  # fmt: skip
+    plans = plan_commits(args, repo, commits, env, printer, by_hand=remote is None)
     if args.explain:
         explanations = [item for p in plans for item in p.explanations]
         if args.json:
@@ -114,6 +110,45 @@ def plan_and_build(
     if code == EXIT_OK and by_hand and not args.publish and any(p.config.push and p.affected for p in plans):
         printer.info("by hand: uploaded under staging tags only; `--publish` also moves the public tags")
     return code
+
+
+def plan_commits(
+    args: argparse.Namespace,
+    repo: git.Repo,
+    commits: Sequence[changes.Commit],
+    env: Mapping[str, str],
+    printer: Printer,
+    *,
+    by_hand: bool,
+) -> list[Plan]:
+    """The plan of each commit; input digests only when something may be built. By hand, a
+    configuration changed but not committed is said (it is not what is planned)."""
+    build_platform = platforms.native(platform.machine())
+    building = not (args.dry_run or args.explain or args.bake)
+    explain = (args.explain,) if args.explain else ()
+    deadline = budget.start(args.budget, env, "planning the push")
+    plans = [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=building,
+                              explain=explain, deadline=deadline) for commit in commits]  # fmt: skip
+    for note in uncommitted_config(repo, plans, env) if by_hand else ():
+        printer.warn(note)
+    return plans
+
+
+def uncommitted_config(repo: git.Repo, plans: Sequence[Plan], env: Mapping[str, str]) -> tuple[str, ...]:
+    """By hand, a change to the configuration that is not committed is not what is planned: said,
+    when the commit planned is the one checked out."""
+    head = repo.head.commit.hexsha if repo.working_tree_dir and repo.head.is_valid() else None
+    at_head = [p for p in plans if p.commit.sha == head]
+    if head is None or not at_head:
+        return ()
+    files = sorted({PYPROJECT, *(path for p in at_head for path in p.config.definitions)})
+    status = ("git", "-C", str(repo.working_tree_dir), "status", "--porcelain", "--", *files)
+    done = process.run(status, env=env, check=False, timeout=30)
+    changed = [line[3:] for line in done.stdout.splitlines() if line[:2].strip() and line[:2] != "??"]
+    if not changed:
+        return ()
+    return (f"{', '.join(changed)}: changed but not committed; mab-hook plans and builds what is committed "
+            f"({head[:12]}): commit the change to build with it",)  # fmt: skip
 
 
 def build(

@@ -546,6 +546,15 @@ def test_a_build_pulls_only_what_is_outside_the_repository_and_a_base_for_its_de
                 ("linux/arm64", "reg:5000/other/lib:2")},
         "tool": {("linux/arm64", "debian")},
     }  # fmt: skip
+    roots = {
+        p.image.name: {(x.platform, x.ref) for x in p.roots} for p in (*found.context_only, *found.affected)
+    }
+    assert roots == {
+        "base": {("linux/amd64", "busybox:1"), ("linux/arm/v7", "busybox:1"), ("linux/arm64", "busybox:1")},
+        # app starts from base, which starts from busybox: its layers are busybox's, then base's, then its own
+        "app": {("linux/amd64", "busybox:1"), ("linux/arm/v7", "busybox:1"), ("linux/arm64", "busybox:1")},
+        "tool": {("linux/arm64", "debian")},  # its built stage is FROM debian; app is a stage it copies from
+    }
     dry = make_plan(commit, config, Files.of(files), build_platform="linux/amd64")
     assert all(p.pulls == () for p in dry.affected)  # a dry run builds nothing: nothing to check
 
@@ -553,17 +562,20 @@ def test_a_build_pulls_only_what_is_outside_the_repository_and_a_base_for_its_de
 def test_a_base_named_by_what_its_compose_image_or_bake_tags_say_is_the_in_repo_image() -> None:
     """getsentry/self-hosted: `sentry-cleanup` is built FROM ${BASE_IMAGE}, the compose `image:`
     of the sentry services; it is that image of the repository, built first and passed on."""
-    sentry = dataclasses.replace(image("sentry", "sentry"), aliases=("getsentry/sentry:nightly",))
+    sentry = dataclasses.replace(image("web", "sentry"), aliases=("getsentry/sentry:nightly",))
     cleanup = dataclasses.replace(
         image("cleanup", "cleanup"), build_args=(("BASE_IMAGE", "getsentry/sentry:nightly"),)
     )
     other = dataclasses.replace(
         image("other", "other"), aliases=("getsentry/sentry:nightly",)
     )  # the first says
+    # `web` is its name here; `named` is built on it by that name, `cleanup` by its compose `image:`.
+    named = image("named", "named")
     files = {"sentry/Dockerfile": "FROM python:3\nCOPY . /\n", "other/Dockerfile": "FROM python:3\n",
-             "cleanup/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY . /\n"}  # fmt: skip
-    found = plan({"sentry/app.py"}, with_images(sentry, cleanup, other), files)
-    assert names(found) == ["sentry", "cleanup"]
+             "cleanup/Dockerfile": "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY . /\n",
+             "named/Dockerfile": "FROM reg:5000/team/web\n"}  # fmt: skip
+    found = plan({"sentry/app.py"}, with_images(sentry, cleanup, other, named), files)
+    assert names(found) == ["web", "cleanup", "named"]
     (planned,) = [p for p in found.affected if p.image.name == "cleanup"]
-    assert planned.bases == (Base("sentry", "getsentry/sentry:nightly"),)
-    assert planned.reasons == ("base image sentry is rebuilt",)
+    assert planned.bases == (Base("web", "getsentry/sentry:nightly"),)
+    assert planned.reasons == ("base image web is rebuilt",)

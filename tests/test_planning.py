@@ -237,12 +237,16 @@ def test_the_recorded_bake_answers_are_buildxs(
 def test_removing_one_image_affects_no_other_and_is_said(repo: Repo) -> None:
     """The commit a push is relative to is read against its own files: its `web` directory is
     there, so its configuration is valid, and `api` is as it was."""
-    tables = "".join(f'[tool.multiarch.images.{name}]\ncontext = "{name}"\n' for name in ("api", "web"))
+    tables = "".join(
+        f'[tool.multiarch.images.{name}]\ncontext = "{name}"\n' for name in ("api", "web", "zed")
+    )
     repo.commit({
         "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n{tables}",
         "api/Dockerfile": "FROM scratch\nCOPY . /\n", "web/Dockerfile": "FROM scratch\nCOPY . /\n",
+        "zed/Dockerfile": "FROM scratch\n",
     })  # fmt: skip
     (repo.path / "web" / "Dockerfile").unlink()
+    (repo.path / "zed" / "Dockerfile").unlink()
     repo.commit(
         {
             "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n"
@@ -251,8 +255,8 @@ def test_removing_one_image_affects_no_other_and_is_said(repo: Repo) -> None:
     )
     found = plan(repo, {})
     assert affected(found) == {}
-    assert found.warnings == ("removed at this commit: web: nothing is built for them, and what the registry holds "
-                              "of them stays",)  # fmt: skip
+    assert found.warnings == ("removed at this commit: web, zed: nothing is built for them, and what the registry "
+                              "holds of them stays",)  # fmt: skip
 
 
 def test_a_root_dockerfile_is_named_as_the_remote_names_the_repository_in_every_clone(tmp_path: Path) -> None:

@@ -563,12 +563,12 @@ class Hooked(NamedTuple):
     registry: str  # this test's own registry prefix
     env: dict[str, str]
 
-    def push(self, *args: str) -> Pushed:
+    def push(self, *args: str, env: Mapping[str, str] | None = None) -> Pushed:
         before = {record.id for record in published(self.repo.path)}
         proc = subprocess.run(
             ("git", "push", "origin", *args),
             cwd=self.repo.path,
-            env=self.env,
+            env={**self.env, **(env or {})},
             capture_output=True,
             text=True,
             check=False,

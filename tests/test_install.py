@@ -134,3 +134,35 @@ def test_a_vanished_environment_is_said(tmp_path: Path) -> None:
         ran = subprocess.run((str(script), "origin", "url"), capture_output=True, text=True, check=False)
         assert ran.returncode == code
         assert "is gone" in ran.stderr and "mab-hook install" in ran.stderr
+
+
+def test_the_legacy_hook_honours_pre_commits_skip(tmp_path: Path) -> None:
+    """`SKIP=mab-hook git push`: pre-commit skips its mab-hook hook, and the legacy hook that
+    `mab-hook install` wrote (which pre-commit runs first) skips too."""
+    from tests.conftest import mab  # noqa: PLC0415
+
+    env = {**os.environ, install.ALL_REFS: "1"}
+    skipped = mab(tmp_path, {**env, "SKIP": "flake8, mab-hook"}, "origin", "file:///remote")
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert (
+        "SKIP=mab-hook: pre-commit skips mab-hook for this push, and so does its legacy hook"
+        in skipped.stdout
+    )
+    other = mab(tmp_path, {**env, "SKIP": "mab-hook-all,flake8"}, "origin", "file:///remote")
+    assert other.returncode == 1 and "is not inside a git repository" in other.stdout + other.stderr
+    without = mab(
+        tmp_path, {**os.environ, "SKIP": "mab-hook"}, "origin", "file:///remote"
+    )  # pre-commit's own run
+    assert without.returncode == 1  # pre-commit itself does not run a skipped hook; run by hand, it checks
+
+
+@pytest.mark.lab
+def test_lab_skip_under_pre_commit_skips_the_legacy_hook_too(hooked: Hooked, lab: Lab) -> None:
+    assert mab_install(hooked.repo, hooked.env).returncode == 0
+    hooked.repo.commit({"services/api/Dockerfile": "FROM nowhere.invalid/none:1\nRUN false\n"})  # would fail
+    pushed = hooked.push("main", env={"SKIP": "mab-hook"})
+    assert pushed.code == 0, pushed.output
+    assert (
+        "SKIP=mab-hook: pre-commit skips mab-hook for this push, and so does its legacy hook" in pushed.output
+    )
+    assert pushed.results() == {}, pushed.output  # nothing built

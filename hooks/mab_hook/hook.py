@@ -44,6 +44,9 @@ SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gat
 
 
 def hook(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    if env.get(install.ALL_REFS) and skipped_by_pre_commit(env):
+        printer.info("SKIP=mab-hook: pre-commit skips mab-hook for this push, and so does its legacy hook")
+        return EXIT_OK
     repo = open_repo(args.repo or Path.cwd())
     if _checked_by_legacy_hook(repo, env):
         printer.info("every ref of this push was checked by mab-hook's legacy hook (`mab-hook install`)")
@@ -53,6 +56,15 @@ def hook(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printe
     if env.get(install.ALL_REFS) and args.remote:
         install.note_checked(state.root(repo), [c.sha for c in commits], ok=code == EXIT_OK)
     return code
+
+
+HOOK_ID = "mab-hook"  # .pre-commit-hooks.yaml's
+
+
+def skipped_by_pre_commit(env: Mapping[str, str]) -> bool:
+    """Whether pre-commit's SKIP (hook ids, comma-separated) names mab-hook: the hook
+    `mab-hook install` put where pre-commit runs it first honours it as pre-commit does."""
+    return HOOK_ID in {part.strip() for part in env.get("SKIP", "").split(",")}
 
 
 def _checked_by_legacy_hook(repo: git.Repo, env: Mapping[str, str]) -> bool:

@@ -272,7 +272,8 @@ def test_the_layers_of_each_platform_are_kept_too_and_a_bad_entry_is_a_miss(tmp_
     known.put(found)
     known.save()
     assert Known(path).get(DIGEST, REGISTRY) == found
-    for layers in ([["linux/amd64"]], [[1, ["sha256:a"]]], [["linux/amd64", "sha256:a"]], ["x"]):
+    bad = ([["linux/amd64"]], [[1, ["sha256:a"]]], [["linux/amd64", "sha256:a"]], ["x"], 3, "x", {"a": 1})
+    for layers in bad:
         path.write_text(json.dumps({DIGEST: {"platforms": [AMD64], "layers": layers}}))
         assert Known(path).get(DIGEST, REGISTRY) is None, layers
 
@@ -445,9 +446,8 @@ def test_the_small_files_of_a_save_and_the_id_of_an_inspect() -> None:
         *(f"blobs/{d.replace(':', '/')}" for d in blobs),
     }  # the layer left out
     assert coverage._small_files(io.BytesIO(b"not a tar")) == {}
-    assert coverage._object(b'{"Id": "sha256:1"}') == {"Id": "sha256:1"}
-    assert coverage._object(b"[]") == {} and coverage._object(b"nope") == {}
-    assert coverage._strings_of(["a", 1]) == ["a", "1"] and coverage._strings_of("a") == []
+    assert coverage._strings(["a", "b"]) == ("a", "b") and coverage._strings([]) == ()
+    assert coverage._strings(["a", 1]) is None and coverage._strings("a") is None
 
 
 def test_what_the_engine_pulled_the_registry_tells_by_its_digest_without_an_export(oci: OciRegistry) -> None:

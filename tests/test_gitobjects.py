@@ -73,3 +73,14 @@ def test_a_bare_repository_is_named_by_its_git_dir(tmp_path: object, repo: Repo)
     bare = gitpython.Repo(repo.remote)
     with pytest.raises(FatalError, match=f"'HEAD' is not a commit in {repo.remote}"):
         gitobjects.resolve(bare, "HEAD")
+
+
+def test_a_work_tree_file_is_the_commits_only_byte_for_byte(repo: Repo) -> None:
+    sha = repo.commit({"same": "one\n", "edited": "one\n", "gone": "one\n", "dir/x": "1"})
+    repo.write({"edited": "two\n", "new": "one\n"})
+    (repo.path / "gone").unlink()
+    handle = open_repo(repo)
+    same = {path: gitobjects.same_as_committed(handle, sha, repo.path, path)
+            for path in ("same", "edited", "gone", "new", "absent", "dir")}  # fmt: skip
+    # a directory is no file in either
+    assert same == {"same": True, "edited": False, "gone": False, "new": False, "absent": True, "dir": True}

@@ -195,9 +195,12 @@ def test_a_plain_upload_of_one_platform_is_that_platforms_image(oci: OciRegistry
     oci.put(up.repository, "mab-plain", *oci.get(up.repository, "manifests", str(entry["digest"])))  # type: ignore[misc]
     one = dataclasses.replace(IMAGE, platforms=(ARM64,))
     staged = f"{oci.host}/{up.repository}:mab-plain"
+    oci.requests.clear()
     assert [str(f) for f in check(oci, staged, one).findings] == [
         "linux/arm64: /app is ELF 64-bit LSB, machine 0x3e (amd64)"
     ]
+    paths = [path for _method, path in oci.requests]
+    assert len(paths) == len(set(paths)) == 3, paths  # the manifest, its config, the one own layer: once each
     assert [str(f) for f in check(oci, staged, IMAGE).findings] == [
         "linux/amd64: the upload has no image for it",
         "linux/arm64: /app is ELF 64-bit LSB, machine 0x3e (amd64)",

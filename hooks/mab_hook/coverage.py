@@ -25,6 +25,7 @@ from mab_hook import http_client, platforms, process, references, state
 from mab_hook.inputs import Pull
 from mab_hook.plan import PlannedImage
 from mab_hook.readiness.location import engine_socket
+from mab_hook.readiness.model import parse_json
 from mab_hook.registry import INDEXES, Registry, images_of
 
 ENGINE, REGISTRY = "the engine's image store", "the registry"
@@ -136,14 +137,13 @@ class Known:
 
     def get(self, digest: str, where: str) -> Found | None:
         entry = self.kept.get(digest)
-        if not isinstance(entry, dict) or not _strings(entry.get("platforms")):
-            return None  # a cache: whatever is wrong with an entry is a miss
-        layers = entry.get("layers") or []
-        if not all(isinstance(one, list) and len(one) == 2 and isinstance(one[0], str) and _strings(one[1])
-                   for one in layers):  # fmt: skip
+        if not isinstance(entry, dict):
             return None
-        found = tuple((str(platform), tuple(digests)) for platform, digests in layers)
-        return Found(digest, tuple(entry["platforms"]), bool(entry.get("plain")), where, found)
+        said, kept = _strings(entry.get("platforms")), entry.get("layers") or []
+        layers = tuple(_kept_layers(one) for one in kept) if isinstance(kept, list) else (None,)
+        if said is None or not all(layers):
+            return None  # a cache: whatever is wrong with an entry is a miss
+        return Found(digest, said, bool(entry.get("plain")), where, tuple(one for one in layers if one))
 
     def put(self, found: Found) -> Found:
         layers = [[platform, list(digests)] for platform, digests in found.layers]  # as JSON reads back
@@ -236,7 +236,7 @@ class Sources:
             return known
         # What came from a registry is there by the same digest: a few small requests, where an
         # export of the image would stream every layer of it.
-        for pulled in _strings_of(inspected.get("RepoDigests")):
+        for pulled in _strings(inspected.get("RepoDigests")) or ():
             name, _, same = pulled.partition("@")
             found = self.from_registry(f"{name}@{same}") if same == digest else None
             if isinstance(found, Found):
@@ -267,10 +267,10 @@ class Sources:
                 if answer.status == 404:
                     return {}
                 if answer.ok:
-                    return _object(answer.body)
+                    return parse_json(answer.body)
         inspected = self.run(("docker", "image", "inspect", "--format", "{{json .}}", ref), env=self.env,
                              check=False, timeout=60)  # fmt: skip
-        return _object(inspected.stdout.encode()) if inspected.returncode == 0 else {}
+        return parse_json(inspected.stdout) if inspected.returncode == 0 else {}
 
     def _saved(self, ref: str) -> dict[str, bytes] | None:
         """The small files of the image as the engine saves it (an OCI layout since Docker 25),
@@ -311,20 +311,19 @@ def local_sources(env: Mapping[str, str], known: Known) -> Lookup:
     return Sources(env, Registry(env, timeout=BASE_TIMEOUT), known, socket=engine_socket(env))
 
 
-def _strings(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+def _kept_layers(kept: object) -> tuple[str, tuple[str, ...]] | None:
+    """One platform's layers as `Known.put` wrote them: [platform, [digest, ...]]."""
+    if not (isinstance(kept, list) and len(kept) == 2 and isinstance(kept[0], str)):
+        return None
+    digests = _strings(kept[1])
+    return None if digests is None else (kept[0], digests)
 
 
-def _strings_of(value: object) -> list[str]:
-    return [str(item) for item in value] if isinstance(value, list) else []
-
-
-def _object(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+def _strings(value: object) -> tuple[str, ...] | None:
+    """A JSON list of strings as it is; None for anything else."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    return None
 
 
 def _blob_path(digest: str) -> str:

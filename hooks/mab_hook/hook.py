@@ -17,6 +17,7 @@ from mab_hook import (
     __version__,
     budget,
     changes,
+    gitobjects,
     input_digest,
     install,
     matrix,
@@ -154,6 +155,9 @@ def uncommitted_config(repo: git.Repo, plans: Sequence[Plan], env: Mapping[str, 
     if head is None or not at_head:
         return ()
     files = sorted({PYPROJECT, *(path for p in at_head for path in p.config.definitions)})
+    root = Path(str(repo.working_tree_dir))
+    if all(gitobjects.same_as_committed(repo, head, root, path) for path in files):
+        return ()
     status = ("git", "-C", str(repo.working_tree_dir), "status", "--porcelain", "--", *files)
     done = process.run(status, env=env, check=False, timeout=30)
     changed = [line[3:] for line in done.stdout.splitlines() if line[:2].strip() and line[:2] != "??"]

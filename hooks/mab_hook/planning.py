@@ -97,7 +97,7 @@ def root_name(repo: git.Repo) -> str:
     """What a Dockerfile at the root is named after: the repository as its remote names it
     (origin's, else the first remote's URL: `git@host:team/netbox-docker.git` is netbox-docker),
     so that every clone names it alike; with no remote, the repository's directory."""
-    reader = repo.config_reader()
+    reader = repo.config_reader("repository")  # where remotes live; no system or global file read
     sections = [section for section in reader.sections() if section.startswith('remote "')]
     for section in sorted(sections, key=lambda section: section != 'remote "origin"'):
         url = str(reader.get_value(section, "url", default="")).rstrip("/")

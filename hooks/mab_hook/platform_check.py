@@ -90,41 +90,52 @@ def _read(
     repository = references.parse(staged).repository
     data = json.loads(top.body)
     if top.media_type in INDEXES or "manifests" in data:
-        entries = [(platforms.of_oci(e.get("platform")), str(e.get("digest", ""))) for e in images_of(data)]
-    else:  # one image, no index: its config says which platform it is
-        entries = [(_config_said(registry, repository, data) or "", top.digest)]
+        listed = images_of(data)
+        entries = [_Entry(platforms.of_oci(e.get("platform")), str(e.get("digest", ""))) for e in listed]
+    else:  # one image, no index: its config says which platform it is (read once, here)
+        entries = [_Entry(_config_said(registry, repository, data) or "", top.digest, data)]
     found = [Finding(p, "the upload has no image for it") for p in image.platforms if not _listed(p, entries)]
-    claimed = [(wanted, "") for wanted in image.platforms]
-    found += [Finding(p, f"not one of the image's platforms ({', '.join(image.platforms)})")
-              for p, _digest in entries if not _listed(p, claimed)]  # fmt: skip
-    mine = [entry for entry in entries if _listed(entry[0], claimed)]
+    claimed = [_Entry(wanted, "") for wanted in image.platforms]
+    found += [Finding(e.platform, f"not one of the image's platforms ({', '.join(image.platforms)})")
+              for e in entries if not _listed(e.platform, claimed)]  # fmt: skip
+    mine = [entry for entry in entries if _listed(entry.platform, claimed)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(mine))) as pool:
         results = list(pool.map(lambda entry: _one(registry, repository, entry, base_layers, kept), mine))
     found += [finding for raw, _unread in results for finding in raw]
     return _Read(top.digest, tuple(found), tuple(layer for _raw, unread in results for layer in unread))
 
 
-def _listed(platform: str, entries: Sequence[tuple[str, str]]) -> bool:
-    return any(platforms.serves(said, platform) and platforms.serves(platform, said) for said, _ in entries)
+class _Entry(NamedTuple):
+    platform: str
+    digest: str
+    manifest: Mapping[str, Any] | None = None  # a plain upload's, its config already matched
+
+
+def _listed(platform: str, entries: Sequence[_Entry]) -> bool:
+    return any(platforms.serves(e.platform, platform) and platforms.serves(platform, e.platform)
+               for e in entries)  # fmt: skip
 
 
 def _one(
     registry: Registry,
     repository: str,
-    entry: tuple[str, str],
+    entry: _Entry,
     base_layers: Mapping[str, Sequence[str]],
     kept: KeptByDigest,
 ) -> tuple[list[Finding], list[str]]:
     """One platform's image: its config, and its own layers' programs (kept by its digest)."""
-    platform, digest = entry
+    platform, digest, manifest = entry
     remembered = kept.get(digest)
     if isinstance(remembered, dict) and isinstance(remembered.get("findings"), list):
         return [Finding(*f) for f in remembered["findings"]], list(remembered.get("unread") or ())
-    body = registry.content(repository, "manifests", digest)
-    if body is None:
-        raise RegistryError(f"{repository}@{digest} is not in the registry")
-    manifest = json.loads(body)
-    findings, unread = _config(registry, repository, manifest, platform), []
+    findings: list[Finding] = []
+    if manifest is None:
+        body = registry.content(repository, "manifests", digest)
+        if body is None:
+            raise RegistryError(f"{repository}@{digest} is not in the registry")
+        manifest = json.loads(body)
+        findings = _config(registry, repository, manifest, platform)
+    unread: list[str] = []
     layers = [layer for layer in manifest.get("layers") or () if isinstance(layer, dict)]
     own = layers[_common(layers, base_layers.get(platform, ())) :]
     with concurrent.futures.ThreadPoolExecutor(max_workers=READERS) as pool:

@@ -10,6 +10,7 @@ import pytest
 from mab_hook import readiness
 from mab_hook.process import Completed
 from mab_hook.readiness import FAIL, OK, WARN, Check, Wanted
+from mab_hook.readiness.model import parse_json
 from tests.readiness.recorded import ALL3, LS_MULTI, by_name, docker, fake_run, host, info
 
 
@@ -238,3 +239,8 @@ def test_insecure_registries_are_those_docker_info_calls_not_secure(tmp_path: Pa
         "InsecureRegistryCIDRs": ["127.0.0.0/8"],
         "IndexConfigs": {"docker.io": {"Secure": True}, "plain:5000": {"Secure": False}, "unsaid:5000": {}}}}))  # fmt: skip
     assert insecure_registries(host(tmp_path, answers)) == (("plain:5000",), ("127.0.0.0/8",))
+
+
+def test_a_json_answer_is_an_object_or_nothing() -> None:
+    assert parse_json('{"Id": "sha256:1"}') == parse_json(b'{"Id": "sha256:1"}') == {"Id": "sha256:1"}
+    assert parse_json(b"[]") == {} and parse_json("nope") == {} and parse_json(b"") == {}

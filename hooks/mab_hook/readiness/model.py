@@ -73,8 +73,8 @@ class Report(NamedTuple):
         return all(check.status != FAIL for check in self.checks)
 
 
-def parse_json(text: str) -> dict[str, Any]:
-    """A docker CLI's JSON answer; {} for anything else."""
+def parse_json(text: str | bytes) -> dict[str, Any]:
+    """A JSON object as docker or the engine's API answers it; {} for anything else."""
     try:
         data = json.loads(text)
     except ValueError:

@@ -57,6 +57,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "coverage": ("tests/test_coverage.py",),
     "platform_check": ("tests/test_platform_check.py",),
     "executables": ("tests/test_executables.py",),
+    "changes": ("tests/test_changes.py",),
+    "config": ("tests/test_config.py", "tests/test_file_images.py"),
+    "file_images": ("tests/test_file_images.py", "tests/test_config.py"),
+    "checkout": ("tests/test_checkout.py",),
+    "planning": ("tests/test_planning.py",),
 }
 
 

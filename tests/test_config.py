@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from mab_hook import config
+from mab_hook import config, definitions
 from mab_hook.config import load
 from mab_hook.definitions import Resolved, Source, Target
 from mab_hook.errors import FatalError
@@ -561,3 +561,32 @@ def test_bake_targets_names_the_groups_or_targets_that_are_the_images() -> None:
     assert "tool.multiarch.bake-targets" in problem(
         '[tool.multiarch]\nplatforms = ["linux/amd64"]\nbake-targets = "x"\n'
     )
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ('"*/compose.yaml"', "[tool.multiarch.compose-projects] '*/compose.yaml' names no tracked file in this commit"),
+    ("[]", "[tool.multiarch.compose-projects] must name at least one glob"),
+    ("3", "[tool.multiarch.compose-projects] must be a list of strings, not an integer"),
+    ('[""]', "'' names no tracked file"),
+])  # fmt: skip
+def test_compose_projects_must_name_compose_files(value: str, message: str) -> None:
+    assert message in problem(f'[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose-projects = {value}\n')
+
+
+def test_each_file_a_glob_names_is_a_project_of_its_own_found_again_in_a_new_tree() -> None:
+    def resolve(sources: Sequence[Source]) -> Resolved:
+        return Resolved(tuple(Target("web", {"context": "."}, s, True) for s in sources), (), tuple(sources))
+
+    text = '[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose-projects = ["*/compose.yaml", "x/*.yml"]\n'
+    tracked = {"shop/compose.yaml", "My.Blog/compose.yaml", "x/a.yml", "x/y/compose.yaml", "compose.yaml"}
+    tracked |= {f"{directory}/Dockerfile" for directory in ("shop", "My.Blog", "x", "new")}
+    memory: dict[object, object] = {}
+    found = load(text, source="s", tracked=tracked, resolve=resolve, cache=memory)
+    assert [(i.name, i.context, i.defined_in) for i in found.images] == [
+        ("myblog-web", "My.Blog", "My.Blog/compose.yaml"),
+        ("shop-web", "shop", "shop/compose.yaml"),
+        ("x-web", "x", "x/a.yml"),
+    ]
+    again = load(text, source="s", tracked={*tracked, "new/compose.yaml"}, resolve=resolve, cache=memory)
+    assert [i.name for i in again.images] == ["myblog-web", "new-web", "shop-web", "x-web"]
+    assert definitions.project_name("-My App_2") == "myapp_2" and definitions.project_name("...") == ""

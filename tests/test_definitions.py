@@ -656,3 +656,12 @@ def test_the_groups_or_targets_bake_targets_names_are_the_images(tmp_path: Path)
         definitions.targets_of(Source("bake", ("docker-bake.hcl",), ".", ("imgs", "image")), printed)
     assert str(info.value) == ("docker-bake.hcl: bake-targets names imgs, no group or target of it (groups: default, "
                                "images; targets: binaries, image, image-cross)")  # fmt: skip
+
+
+def test_a_compose_projects_name_is_its_files_unless_interpolation_decides_it() -> None:
+    source = definitions.Source("compose", ("shop/compose.yaml",), "shop", project="shop")
+    named = definitions._named_project
+    assert named(source, {"name": "Web Shop"}).project == "webshop"
+    assert named(source, {"name": "${NAME:-x}"}) == named(source, {"name": "__"}) == source
+    assert named(source, {"services": {}}) == named(source, None) == named(source, {"name": 3}) == source
+    assert named(source._replace(project=""), {"name": "web"}).project == ""  # `compose`: bare service names

@@ -204,6 +204,53 @@ def included_and_extended_files(repo: Repo, env: Mapping[str, str], monkeypatch:
     assert (found.affected, set(found.unaffected)) == ((), {"web", "db"})
 
 
+PROJECTS = {
+    "pyproject.toml": f'[tool.multiarch]\nplatforms = {PLATFORMS}\ncompose-projects = "*/compose.yaml"\n',
+    "react-express/compose.yaml": "services:\n  backend:\n    build: backend\n  frontend:\n    build:\n"
+                                  "      context: frontend\n      additional_contexts:\n        api: service:backend\n"
+                                  "  db:\n    image: mariadb:11\n",
+    "react-express/backend/Dockerfile": "FROM scratch\nCOPY . /\n",
+    "react-express/backend/app.js": "1\n",
+    "react-express/frontend/Dockerfile": "FROM scratch\nCOPY --from=api / /api\nCOPY . /\n",
+    "react-express/frontend/index.html": "1\n",
+    "flask-redis/compose.yaml": "name: Shop\nservices:\n  backend:\n    build:\n      context: app\n"
+                                "      args:\n        PY: ${PY}\n",
+    "flask-redis/.env": "PY=3.12\n",
+    "flask-redis/app/Dockerfile": "FROM scratch\nARG PY\nCOPY . /\n",
+    "flask-redis/app/app.py": "1\n",
+}  # fmt: skip
+
+
+@scenario
+def compose_projects_side_by_side(
+    repo: Repo, env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each compose file a glob names is a project of its own (awesome-compose keeps 27): its
+    paths and `.env` are its directory's, its images `<project>-<service>` as compose names them."""
+    repo.commit(PROJECTS)
+    repo.commit({"react-express/backend/app.js": "2\n"})
+    found = plan(repo, env)
+    assert affected(found) == {
+        "react-express-backend": ("COPY '.' (line 2) reads: react-express/backend/app.js",),
+        "react-express-frontend": ("base image react-express-backend is rebuilt",),
+    }
+    assert found.unaffected == ("shop-backend",)
+    frontend = next(p.image for p in found.affected if p.image.name == "react-express-frontend")
+    assert (frontend.context, frontend.contexts) == (
+        "react-express/frontend",
+        (("api", "target:react-express-backend"),),
+    )
+    repo.commit({"flask-redis/.env": "PY=3.13\n"})  # the project's own .env, beside its compose file
+    found = plan(repo, env)
+    assert affected(found) == {"shop-backend": ("its definition in flask-redis/.env changed",)}
+    assert found.affected[0].image.build_args == (("PY", "3.13"),)
+    repo.commit(
+        {"todo/compose.yaml": "services:\n  web:\n    build: .\n", "todo/Dockerfile": "FROM scratch\n"}
+    )
+    assert affected(plan(repo, env)) == {"todo-web": ("new image in todo/compose.yaml",
+                                                      "Dockerfile changed: todo/Dockerfile")}  # fmt: skip
+
+
 # The scenarios above hold the assertions: fast here, against recorded answers of buildx.
 
 

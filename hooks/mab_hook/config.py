@@ -14,10 +14,10 @@ import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
-from mab_hook import discovery, file_images, references
+from mab_hook import discovery, file_images, patterns, references
 from mab_hook import validation as fields
 from mab_hook.builders import BuilderSpec, NodeSpec
-from mab_hook.definitions import DEFAULT_FILES, Resolved, Source
+from mab_hook.definitions import DEFAULT_FILES, Resolved, Source, project_name
 from mab_hook.errors import FatalError
 from mab_hook.images import (
     DEFAULT_BINFMT_IMAGE,
@@ -66,10 +66,12 @@ TOP_KEYS = (
     "binfmt-image",
     "keep-logs",
     "compose",
+    "compose-projects",
     "bake",
     "bake-targets",
     "images",
 )
+DEFINITION_KEYS = ("compose", "compose-projects", "bake")  # keys that name definition files
 BUILDER_KEYS = ("name", "driver", "driver-opts", "nodes")
 NODE_KEYS = ("name", "endpoint", "platforms")
 IMAGE_KEYS = (
@@ -117,7 +119,7 @@ def load(
     key = ("config", text, root_name, local_platform)
     known = cache.get(key) if cache is not None else None
     probe = _Probe(tree, resolve)
-    if known is not None and all(getattr(tree, q)(path) == answer for q, path, answer in known[1]):
+    if known is not None and all(_asked(tree, q, path) == answer for q, path, answer in known[1]):
         found: Config = known[0]
         sources, resolved_key = known[2]
         if not sources or probe.resolve(sources).key == resolved_key:
@@ -129,6 +131,14 @@ def load(
             del cache[old]  # each holds a whole configuration: keep the last few only
         cache[key] = (config, tuple(probe.asked), probe.definitions)
     return config
+
+
+def _asked(tree: Tree, question: str, path: str) -> object:
+    """A question validation asked of a tree (`_Probe`), asked of another."""
+    if question == "matching":
+        return patterns.watched(path, tree.paths)
+    answer: object = getattr(tree, question)(path)
+    return answer
 
 
 def _decode(data: bytes, source: str) -> str:
@@ -149,7 +159,7 @@ class _Probe:
 
     def __init__(self, tree: Tree, resolver: Resolve | None) -> None:
         self.tree, self.resolver = tree, resolver
-        self.asked: list[tuple[str, str, bool]] = []
+        self.asked: list[tuple[str, str, object]] = []
         self.listed = False  # it looked at every path (image discovery): not cacheable
         self.resolved: dict[tuple[Source, ...], Resolved] = {}
 
@@ -166,6 +176,12 @@ class _Probe:
     def has_dir(self, directory: str) -> bool:
         answer = self.tree.has_dir(directory)
         self.asked.append(("has_dir", directory, answer))
+        return answer
+
+    def matching(self, glob: str) -> list[str]:
+        """The tracked files a glob (Docker's pattern syntax) names."""
+        answer = patterns.watched(glob, self.tree.paths)
+        self.asked.append(("matching", glob, answer))
         return answer
 
     def resolve(self, sources: Sequence[Source]) -> Resolved:
@@ -319,8 +335,8 @@ def _images(
     if tables is not None and not isinstance(tables, dict):
         problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(tables)}")
         return (), (), ()
-    sources = definition_sources(table, tree, problems, discovering=tables is None)
-    if not sources and any(name in table for name in ("compose", "bake")):
+    sources = definition_sources(table, tree, problems, discovering=tables is None, root_name=root_name)
+    if not sources and any(name in table for name in DEFINITION_KEYS):
         return (), (), ()  # what they name is missing or unreadable: said, and nothing else
     from_files: dict[str, Image] = {}
     read: tuple[str, ...] = ()
@@ -355,10 +371,11 @@ def _images(
 
 
 def definition_sources(
-    table: Mapping[str, Any], tree: _Probe | Tree, problems: Problems, *, discovering: bool
+    table: Mapping[str, Any], tree: _Probe, problems: Problems, *, discovering: bool, root_name: str = ""
 ) -> tuple[Source, ...]:
-    """The compose and bake files that define images: those `compose` and `bake` name; when
-    discovering (no images tables either), buildx's default files at the root, if any."""
+    """The compose and bake files that define images: those `compose` and `bake` name, each
+    compose project `compose-projects` finds; when discovering (no images tables either),
+    buildx's default files at the root, if any."""
     found = []
     for name in ("compose", "bake"):
         if name not in table:
@@ -369,16 +386,41 @@ def definition_sources(
             # them; bake paths to where `docker buildx bake` runs, the repository's root.
             directory = (posixpath.dirname(files[0]) or ".") if name == "compose" else "."
             found.append(Source(name, files, directory))
+    found += _projects(table.get("compose-projects"), tree, problems, root_name)
     chosen = table.get("bake-targets")
     groups = fields.str_list(chosen, "tool.multiarch.bake-targets", problems) if chosen is not None else ()
     groups = groups or ("default",)
     found = [source._replace(groups=groups) if source.key == "bake" else source for source in found]
-    configured = any(name in table for name in ("compose", "bake"))
+    configured = any(name in table for name in DEFINITION_KEYS)
     if not found and discovering and not configured:  # a configured file that is missing is that error
         present = tuple(path for path in DEFAULT_FILES if tree.exists(path))
         if present:
             found.append(Source("", present, ".", groups))
     return tuple(found)
+
+
+def _projects(value: Any, tree: _Probe, problems: Problems, root_name: str) -> list[Source]:
+    """Each compose file the globs name, a project of its own as `docker compose -f FILE` has it:
+    resolved from its directory (its `.env` beside it), its images named `<project>-<service>`
+    (the project: the directory's name, or the file's `name:`)."""
+    if value is None:
+        return []
+    key = "tool.multiarch.compose-projects"
+    globs = fields.str_list([value] if isinstance(value, str) else value, key, problems)
+    if isinstance(value, list) and not value:
+        problems.add(key, 'must name at least one glob, e.g. "*/compose.yaml"')
+    found: dict[str, None] = {}
+    for glob in globs:
+        matched = tree.matching(glob) if patterns.clean(glob) else []
+        if not matched:
+            problems.add(key, f"{glob!r} names no tracked file in this commit")
+        found.update(dict.fromkeys(matched))
+    sources = []
+    for path in found:
+        directory = posixpath.dirname(path) or "."
+        project = project_name(posixpath.basename(directory) if directory != "." else root_name)
+        sources.append(Source("compose", (path,), directory, project=project or "default"))
+    return sources
 
 
 def _files(value: Any, key: str, tree: _Probe | Tree, problems: Problems) -> tuple[str, ...]:

@@ -57,10 +57,19 @@ class Source(NamedTuple):
     files: tuple[str, ...]  # repository paths
     directory: str  # paths in what it resolves are relative to this repository directory
     groups: tuple[str, ...] = ("default",)  # the groups or targets whose targets are the images
+    # A compose project of its own (`compose-projects`): its images are named `<project>-<service>`,
+    # as `docker compose build` names them. "" for the files of `compose` and `bake`: `<service>`.
+    project: str = ""
 
     @property
     def label(self) -> str:
         return ", ".join(self.files)
+
+
+def project_name(name: str) -> str:
+    """A compose project's name as compose normalizes it (compose-go's NormalizeProjectName):
+    lowercase, only letters, digits, `-` and `_`, not starting with either of those."""
+    return re.sub(r"[^a-z0-9_-]", "", name.lower()).lstrip("_-")
 
 
 class Target(NamedTuple):
@@ -170,6 +179,8 @@ class Resolver:
             return Resolved(targets, (*roots, *(path for path, _ in others)), (key, others), notes)
         contents, read, documents = self._contents(source, roots)
         targets = _run(source, contents, self.env, self.files.commit)
+        named = _named_project(source, documents.get(source.files[0]))
+        targets = tuple(target._replace(source=named) for target in targets) if named != source else targets
         notes = unused(documents, targets)
         others = tuple((path, self.files.blob_id(path)) for path in read if path not in roots)
         if self.cache is not None:
@@ -217,6 +228,15 @@ class Resolver:
             raise FatalError(f"{e.path}: a symlink to {e.target!r} {_ONLY_THE_COMMIT}") from None
         read += on_way
         return self.files.data(on_way[-1])
+
+
+def _named_project(source: Source, document: Any) -> Source:
+    """A compose project's source with the project's name its file gives (`name:`), as compose
+    takes it over the directory's; a name interpolation would decide is left to the directory."""
+    said = document.get("name") if source.project and isinstance(document, dict) else None
+    if not isinstance(said, str) or "$" in said or not project_name(said):
+        return source
+    return source._replace(project=project_name(said))
 
 
 # Compose build fields that reach no build: buildx 0.13 does not print them, or mab-hook gives

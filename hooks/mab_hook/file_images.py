@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from mab_hook import references, specs
 from mab_hook import validation as fields
-from mab_hook.definitions import Target
+from mab_hook.definitions import Source, Target
 from mab_hook.images import TARGET, Image
 from mab_hook.validation import Problems
 
@@ -62,7 +62,7 @@ def images_of(
 ) -> dict[str, Image]:
     """Every target of the default groups, and the targets their `target:` contexts name.
     `local`: what a target's `platforms = ["local"]` (buildx's own default) builds for."""
-    names = {target.name: image_name(target.name) for target in targets}
+    names = {(target.source, target.name): _named(target) for target in targets}
     found: dict[str, Image] = {}
     for target in targets:
         image = _image(target, names, platforms, defaults, tree=tree, problems=problems, local=local)
@@ -70,11 +70,17 @@ def images_of(
             continue
         if image.name in found:
             other = found[image.name].defined_in
-            problems.add(_key(target), f"is image {image.name!r}, as a target of {other} is; give one of "
-                         "them another name")  # fmt: skip
+            fix = "give one project a `name:`" if target.source.project else "give one of them another name"
+            problems.add(_key(target), f"is image {image.name!r}, as a target of {other} is; {fix}")
             continue
         found[image.name] = image
     return found
+
+
+def _named(target: Target) -> str:
+    """The image a target is: a compose project's service as compose names its image."""
+    name = image_name(target.name)
+    return f"{target.source.project}-{name}" if target.source.project else name
 
 
 def _key(target: Target) -> str:
@@ -83,7 +89,7 @@ def _key(target: Target) -> str:
 
 def _image(
     target: Target,
-    names: Mapping[str, str],
+    names: Mapping[tuple[Source, str], str],
     platforms: tuple[str, ...] | None,
     defaults: Defaults,
     *,
@@ -91,7 +97,7 @@ def _image(
     problems: Problems,
     local: tuple[str, ...] = (),
 ) -> Image | None:
-    spec, key, name = target.spec, _key(target), names[target.name]
+    spec, key, name = target.spec, _key(target), names[target.source, target.name]
     if not references.NAME_RE.match(name) or len(name) > 255:
         problems.add(key, f"{name!r} is not a valid image name (lowercase letters, digits, and . _ - inside)")
         return None
@@ -195,7 +201,11 @@ def _located(
 
 
 def _contexts(
-    value: Mapping[str, Any], names: Mapping[str, str], target: Target, tree: Tree, problems: Problems
+    value: Mapping[str, Any],
+    names: Mapping[tuple[Source, str], str],
+    target: Target,
+    tree: Tree,
+    problems: Problems,
 ) -> tuple[tuple[str, str], ...]:
     """Named contexts; `target:NAME` (bake) and `service:NAME` (compose) name another image."""
     key = f"{_key(target)}.contexts"
@@ -205,7 +215,7 @@ def _contexts(
         if other is None:
             plain[name] = context
             continue
-        named = other.group(1).replace(".", "_")  # a compose service as bake names its target
+        named = (target.source, other.group(1).replace(".", "_"))  # a compose service as bake names it
         if named not in names:
             problems.add(f"{key}.{name}", f"{context!r} names no target of {target.source.label}")
             continue

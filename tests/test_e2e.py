@@ -304,6 +304,34 @@ def test_a_compose_project_is_gated_as_compose_defines_it(repo: Repo, lab: Lab) 
         lab.docker("image", "rm", f"mab-bake-test/api:{salt}", check=False)
 
 
+def test_services_sharing_one_build_are_built_once_and_published_under_every_name(
+    repo: Repo, lab: Lab
+) -> None:
+    """getsentry/self-hosted's shape: one `build:` under many services through a YAML anchor."""
+    registry, salt = lab.namespace(), uuid.uuid4().hex[:12]
+    repo.commit({
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\nregistry = "{registry}"\n'
+                          'push = true\ncompose = "compose.yaml"\n',
+        "compose.yaml": "x-sentry: &sentry\n  build: ./sentry\n  image: sentry-local\nservices:\n  web:\n    <<: *sentry\n"
+                        "  worker:\n    <<: *sentry\n  cron:\n    <<: *sentry\n    command: cron\n"
+                        "  cleanup:\n    build:\n      context: cleanup\n      args:\n        BASE: sentry-local\n",
+        "sentry/Dockerfile": f"FROM {lab.busybox}\nRUN echo {salt} $(uname -m) > /sentry\n",
+        "cleanup/Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN cat /sentry > /cleanup\n",
+    })  # fmt: skip
+    built = mab(repo.path, lab.env, "--all", "--publish")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "one build, also published as: web, worker" in built.stdout
+    assert Pushed(0, built.stdout).results() == {"cron": "pushed", "cleanup": "pushed"}
+    assert built.stdout.count(f"echo {salt}") <= 2  # one RUN per platform, not one per service
+    sha = repo.head()[:7]
+    digests = {name: lab.manifest(f"{registry}/{name}:{sha}") for name in ("cron", "web", "worker")}
+    assert digests["cron"] is not None and digests["cron"] == digests["web"] == digests["worker"]
+    out = lab.docker(
+        "run", "--rm", "--platform", "linux/arm64", f"{registry}/cleanup:{sha}", "cat", "/cleanup"
+    )
+    assert out.stdout == f"{salt} aarch64\n"  # built on the in-repo build, by its compose image: name
+
+
 def test_a_bake_target_context_is_built_for_its_users_and_never_published(repo: Repo, lab: Lab) -> None:
     registry = lab.namespace()
     repo.commit({

@@ -4,6 +4,7 @@ The targets here are what `docker buildx bake --print` printed for such files in
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -168,3 +169,36 @@ def test_a_target_whose_outputs_are_no_image_is_never_published(
 def test_a_problem_of_a_definition_file_says_to_fix_that_file() -> None:
     said = problem(target("web", context="src/cart", platforms=["local"]))
     assert said.endswith("\nFix compose.yaml and run again; nothing was built."), said
+
+
+def test_services_that_share_one_build_are_one_image_published_under_every_name() -> None:
+    """getsentry/self-hosted's shape: one `build:` through a YAML anchor under many services."""
+    sentry: dict[str, Any] = {
+        "context": "src/cart",
+        "args": {"V": "1"},
+        "cache_from": ["type=registry,ref=r/c"],
+    }
+    found = file_images.one_build_each(list(images(
+        target("web", tags=["sentry-self-hosted-local"], **sentry), target("cron", **sentry),
+        target("worker", tags=["sentry-worker"], **{**sentry, "cache_from": ["type=registry,ref=r/other"]}),
+        target("ad", context="src/cart", args={"V": "2"}),  # another build arg: another build
+        target("cleanup", context="src/ad", contexts={"sentry": "service:worker"}),
+        target("only", context="src/cart", args={"V": "1"}, default=False),  # a context only: never merged
+    ).values()))  # fmt: skip
+    by_name = {image.name: image for image in found}
+    assert sorted(by_name) == ["ad", "cleanup", "cron", "only"]
+    assert by_name["cron"].also == ("web", "worker") and by_name["ad"].also == by_name["only"].also == ()
+    assert by_name["cron"].aliases == ("sentry-self-hosted-local", "sentry-worker")
+    assert by_name["cron"].cache_from == ("type=registry,ref=r/c",)  # the build's own, not per name
+    assert by_name["cleanup"].contexts == (("sentry", "target:cron"),)  # a merged name names the build
+    assert by_name["cron"].names == ("cron", "web", "worker")
+
+
+def test_a_table_that_changes_one_service_makes_it_a_build_of_its_own() -> None:
+    alike = [Image("web", "src/cart", "src/cart/Dockerfile", ("linux/amd64",), defined_in="compose.yaml"),
+             Image("cron", "src/cart", "src/cart/Dockerfile", ("linux/amd64",), defined_in="compose.yaml")]  # fmt: skip
+    assert [image.names for image in file_images.one_build_each(alike)] == [("cron", "web")]
+    apart = [alike[0], dataclasses.replace(alike[1], platforms=("linux/arm64",))]
+    assert [image.names for image in file_images.one_build_each(apart)] == [("web",), ("cron",)]
+    tables = [dataclasses.replace(image, defined_in="") for image in alike]  # two tables: as written
+    assert [image.names for image in file_images.one_build_each(tables)] == [("web",), ("cron",)]

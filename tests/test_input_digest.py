@@ -117,6 +117,7 @@ DOES_NOT: dict[str, tuple[Any, str]] = {
     "defined_in": ("compose.yaml", "which file said it"),
     "only_as_context": (True, "whether it is published on its own"),
     "aliases": (("getsentry/sentry:nightly",), "what other definitions call it: not what is built"),
+    "also": (("worker", "cron"), "the other names it is published under: the same build"),
     "foreign_binaries": (
         ("/usr/lib/qemu/**",),
         "what the check of the built image lets be: nothing built differs",

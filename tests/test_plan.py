@@ -579,3 +579,53 @@ def test_a_base_named_by_what_its_compose_image_or_bake_tags_say_is_the_in_repo_
     (planned,) = [p for p in found.affected if p.image.name == "cleanup"]
     assert planned.bases == (Base("web", "getsentry/sentry:nightly"),)
     assert planned.reasons == ("base image web is rebuilt",)
+
+
+def test_one_build_under_many_names_is_tagged_under_each_and_named_by_each() -> None:
+    """getsentry/self-hosted: one sentry build under web, worker, cron... (`also`): built once,
+    every name's repository gets the tags; a FROM of any of its names builds on it."""
+    sentry = dataclasses.replace(image("cron", "sentry"), also=("web", "worker"))
+    beside = image("beside", "beside")  # FROM one of the other names
+    files = {
+        "sentry/Dockerfile": "FROM python:3\nCOPY . /\n",
+        "beside/Dockerfile": "FROM reg:5000/team/worker\n",
+    }
+    config = dataclasses.replace(
+        with_images(sentry, beside), tags=("{short_sha}", "{branch}"), publish_branches=("*",)
+    )
+    found = plan({"sentry/app.py"}, config,
+                 files)  # fmt: skip
+    assert names(found) == ["cron", "beside"]
+    cron = found.affected[0]
+    assert cron.tags == tuple(f"reg:5000/team/{name}:{tag}" for tag in ("0123456", "main")
+                              for name in ("cron", "web", "worker"))  # fmt: skip
+    assert cron.moving == tuple(f"reg:5000/team/{name}:main" for name in ("cron", "web", "worker"))
+    assert found.affected[1].bases == (Base("cron", "reg:5000/team/worker"),)
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset(), "test")
+    (why,) = make_plan(commit, with_images(sentry, beside), Files.of(files), build_platform="linux/amd64",
+                       explain=("web",)).explanations  # fmt: skip
+    assert (why.name, why.affected) == ("cron", False)
+
+
+@pytest.mark.parametrize(("before", "now", "reasons", "removed"), [
+    (("cron", "web"), ("cron", "web", "worker"), ("worker: new name of its build in compose.yaml",), ""),
+    (("cron", "web"), ("aaa", "cron", "web"), ("aaa: new name of its build in compose.yaml",), ""),
+    (("cron", "web", "worker"), ("cron", "web"), (), "worker"),
+    (("cron", "web"), ("cron", "web"), (), ""),
+    (("cron", "web"), ("web",), (), "cron"),
+])  # fmt: skip
+def test_a_new_name_of_one_build_publishes_it_there_and_a_name_gone_is_said(
+    before: tuple[str, ...], now: tuple[str, ...], reasons: tuple[str, ...], removed: str
+) -> None:
+    def sentry(names: tuple[str, ...]) -> Image:
+        one = dataclasses.replace(image(names[0], "sentry"), also=names[1:], defined_in="compose.yaml")
+        return one
+
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"compose.yaml"}), "test", ("a" * 40,))
+    p = make_plan(commit, with_images(sentry(now)), Files.of({"sentry/Dockerfile": "FROM scratch\n"}),
+                  build_platform="linux/amd64", previous=[with_images(sentry(before))])  # fmt: skip
+    assert tuple(r for x in p.affected for r in x.reasons) == reasons
+    assert [w for w in p.warnings if w.startswith("removed")] == (
+        [f"removed at this commit: {removed}: nothing is built for them, and what the registry holds of them stays"]
+        if removed else []
+    )  # fmt: skip

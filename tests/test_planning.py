@@ -72,7 +72,10 @@ def compose_push_by_push(repo: Repo, env: Mapping[str, str], monkeypatch: pytest
     assert (found.affected, set(found.unaffected)) == ((), {"ad", "cart"})
     compose = repo.path / "docker-compose.yml"
     repo.commit({"docker-compose.yml": compose.read_text() + "  checkout:\n    build: ./src/cart\n"})
-    assert affected(plan(repo, env)) == {"checkout": ("new image in docker-compose.yml",)}
+    # The same build as cart's: built once, published under both names.
+    found = plan(repo, env)
+    assert affected(found) == {"cart": ("checkout: new name of its build in docker-compose.yml",)}
+    assert found.affected[0].image.also == ("checkout",)
     repo.commit({"docker-compose.yml": compose.read_text().replace("build: ./src/cart\n  valkey", "build:\n"
                  "      context: ./src/cart\n      args:\n        CART_VERSION: '2'\n  valkey")})  # fmt: skip
     assert affected(plan(repo, env)) == {"cart": ("its definition in docker-compose.yml changed",)}

@@ -367,7 +367,7 @@ def _images(
             images[name] = image
         else:
             images.pop(name, None)
-    return tuple(images.values()), read, notes
+    return file_images.one_build_each(list(images.values())), read, notes
 
 
 def definition_sources(

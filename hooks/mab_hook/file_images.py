@@ -9,6 +9,7 @@ outputs are mab-hook's own (`registry`, `tags`, `push`), secrets and SSH the pus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import re
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 from mab_hook import references, specs
 from mab_hook import validation as fields
 from mab_hook.definitions import Source, Target
-from mab_hook.images import TARGET, Image
+from mab_hook.images import TARGET, Image, as_built
 from mab_hook.validation import Problems
 
 # Bake fields passed to buildx unchanged: they change what a build does.
@@ -75,6 +76,35 @@ def images_of(
             continue
         found[image.name] = image
     return found
+
+
+def one_build_each(images: Sequence[Image]) -> tuple[Image, ...]:
+    """Images a definition file defines alike (compose services sharing one `build:` through an
+    anchor or `extends`: 19 services of one sentry build in getsentry/self-hosted) are one build,
+    published under every name: the first name (sorted) is the image, the others its `also`.
+    Only what the build makes counts (`as_built`), not a cache named after each service."""
+    groups: dict[object, list[Image]] = {}
+    for image in images:
+        alike = image.defined_in and not image.only_as_context
+        key = ("build", as_built(image), image.foreign_binaries, image.timeout, image.defined_in)
+        groups.setdefault(key if alike else ("name", image.name), []).append(image)
+    merged: list[Image] = []
+    renamed: dict[str, str] = {}
+    for group in groups.values():
+        first, *rest = sorted(group, key=lambda image: image.name)
+        if rest:
+            aliases = tuple(dict.fromkeys(alias for image in group for alias in image.aliases))
+            first = dataclasses.replace(first, also=tuple(image.name for image in rest), aliases=aliases)
+            renamed.update((image.name, first.name) for image in rest)
+        merged.append(first)
+    return tuple(_renamed_contexts(image, renamed) for image in merged)
+
+
+def _renamed_contexts(image: Image, renamed: Mapping[str, str]) -> Image:
+    """`target:` contexts that name another name of one build name the build."""
+    contexts = tuple((key, TARGET + renamed.get(named, named)) if value.startswith(TARGET) else (key, value)
+                     for key, value in image.contexts for named in (value[len(TARGET) :],))  # fmt: skip
+    return dataclasses.replace(image, contexts=contexts) if contexts != image.contexts else image
 
 
 def _named(target: Target) -> str:

@@ -61,6 +61,14 @@ class Image:
     # The references a compose `image:` or bake `tags` give it: what a FROM line of another
     # image of the repository names it by (the in-repo base it is).
     aliases: tuple[str, ...] = ()
+    # The other names of this very build: compose services that share one `build:` (an anchor,
+    # `extends`) are built once and published under each name.
+    also: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Its name, then the other names of its build."""
+        return (self.name, *self.also)
 
     @property
     def network(self) -> str | None:
@@ -124,7 +132,14 @@ class Config:
 
     def reference(self, image: Image) -> str:
         """The repository part of an image reference, without tag."""
-        return f"{self.registry}/{image.name}" if self.registry else image.name
+        return self._repository(image.name)
+
+    def references(self, image: Image) -> tuple[str, ...]:
+        """Every repository an image is published to: its name's, then each of its `also`."""
+        return tuple(self._repository(name) for name in image.names)
+
+    def _repository(self, name: str) -> str:
+        return f"{self.registry}/{name}" if self.registry else name
 
     def staging_repository(self, image: Image) -> str:
         """The repository an image's uploads wait in, out of sight of its public tags: one per

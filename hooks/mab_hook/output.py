@@ -83,6 +83,8 @@ def plan_text(plans: Sequence[Plan], printer: Printer) -> str:
         for number, planned in enumerate(plan.affected, 1):
             image = planned.image
             lines.append(f"  {number}. {printer.paint(image.name, 'bold')} [{', '.join(image.platforms)}]")
+            if image.also:
+                lines.append(f"       one build, also published as: {', '.join(image.also)}")
             if planned.bases:
                 lines.append(f"       built on: {', '.join(base.name for base in planned.bases)}")
             lines.extend(f"       because {reason}" for reason in planned.reasons)
@@ -157,6 +159,7 @@ def plan_json(plans: Sequence[Plan]) -> dict[str, Any]:
             affected.append(
                 {
                     "name": image.name,
+                    "also": list(image.also),
                     "commit": plan.commit.sha,
                     "platforms": list(image.platforms),
                     "reasons": list(planned.reasons),

@@ -146,7 +146,9 @@ class _Analysis:
                 for _key, other in image.image_contexts:
                     self.mentions.setdefault(other, set()).add(image.name)
         image = self.by_name[base]
-        found = self.mentions.get(image.name, set()) | self.mentions.get(self.config.reference(image), set())
+        found: set[str] = set()
+        for name, reference in zip(image.names, self.config.references(image), strict=True):
+            found |= self.mentions.get(name, set()) | self.mentions.get(reference, set())
         for alias in image.aliases:
             found |= self.mentions.get(references.split(alias)[0], set())
         return found - {base}
@@ -213,7 +215,9 @@ def make_plan(
     warnings += removed_images(config, previous or ())
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
-    return planned._replace(explanations=tuple(_explain(planned, analysis, name) for name in explain))
+    one_build = {name: image.name for image in config.images for name in image.also}
+    explained = (_explain(planned, analysis, one_build.get(name, name)) for name in explain)
+    return planned._replace(explanations=tuple(explained))
 
 
 def _for_building(
@@ -390,8 +394,8 @@ def secret_looking_args(image: Image) -> tuple[str, ...]:
 
 def removed_images(config: Config, previous: Sequence[Config]) -> tuple[str, ...]:
     """Images the commits the push is relative to had, and it has not: said, nothing else."""
-    now = {image.name for image in config.images}
-    gone = sorted({image.name for old in previous for image in old.published} - now)
+    now = {name for image in config.images for name in image.names}
+    gone = sorted({name for old in previous for image in old.published for name in image.names} - now)
     if not gone:
         return ()
     return (f"removed at this commit: {', '.join(gone)}: nothing is built for them, and what the registry "
@@ -405,7 +409,7 @@ def settings_changed(
     compose or bake file that defines it (`touched`: those of them the changes touch), or it is
     new. An image whose resolved definition is the same as far as what is built (`as_built`:
     not its cache, time limit or defining file) is not affected, even when that file changed."""
-    before = [next((old for old in config.images if old.name == image.name), None) for config in previous]
+    before = [_as_it_was(image, config) for config in previous]
     if not before or all(old is None for old in before):
         return (
             f"new image in {image.defined_in}"
@@ -416,7 +420,18 @@ def settings_changed(
         if image.defined_in:
             return (f"its definition in {', '.join(touched or (image.defined_in,))} changed",)
         return (f"its [tool.multiarch] settings changed ({PYPROJECT})",)
-    return ()
+    named = {name for old in before if old is not None for name in old.names}
+    new = [name for name in image.names if name not in named]
+    if not new:
+        return ()
+    return (f"{', '.join(new)}: new name{'s' * (len(new) > 1)} of its build in {image.defined_in}",)
+
+
+def _as_it_was(image: Image, config: Config) -> Image | None:
+    """The image in an earlier configuration: by its name, else the build that had one of its
+    names (services that shared one build, or no longer do)."""
+    same = next((old for old in config.images if old.name == image.name), None)
+    return same or next((old for old in config.images if set(old.names) & set(image.names)), None)
 
 
 def _via(bases: tuple[Base, ...], reasons: Mapping[str, tuple[str, ...]], changed: object) -> tuple[str, ...]:
@@ -477,8 +492,9 @@ def _names_by_reference(config: Config) -> dict[str, str]:
         for alias in image.aliases:  # a compose `image:`, a bake tag
             names.setdefault(references.parse(alias).repository, image.name)
     for image in config.images:
-        names[image.name] = image.name
-        names[references.parse(config.reference(image)).repository] = image.name
+        for name, reference in zip(image.names, config.references(image), strict=True):
+            names[name] = image.name
+            names[references.parse(reference).repository] = image.name
     return names
 
 
@@ -517,7 +533,7 @@ def image_tags(
     """Every tag of the image (each once), the tags each ref gives it, and those of them that
     move from commit to commit (`tags.moves`). A known ref gives only its `{branch}` tags; an
     image that only a known ref reaches gets no others."""
-    ref = config.reference(image)
+    repositories = config.references(image)
     by_ref = []
     moving: dict[str, None] = {}
     for pushed in commit.refs or (Ref(None),):
@@ -527,8 +543,9 @@ def image_tags(
         for template in (
             _known_templates(config, pushed) if pushed.known else policy.templates(config, pushed)
         ):
-            tag = f"{ref}:{tags.render(template, sha=commit.sha, ref=pushed.name)}"
-            made[tag] = made.get(tag, False) or tags.moves(template)
+            for repository in repositories:
+                tag = f"{repository}:{tags.render(template, sha=commit.sha, ref=pushed.name)}"
+                made[tag] = made.get(tag, False) or tags.moves(template)
         by_ref.append((pushed.name or "HEAD", tuple(made)))
         moving.update((tag, None) for tag, moves in made.items() if moves)
     every = tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered))

@@ -327,6 +327,17 @@ def test_a_file_buildx_rejects_says_so_with_its_name(lab: Lab) -> None:
 
 
 @pytest.mark.lab
+def test_a_bake_file_for_a_newer_buildx_names_the_version_it_needs(lab: Lab) -> None:
+    with pytest.raises(FatalError) as info:
+        resolve(lab, {"docker-bake.hcl": VALIDATED}, Source("bake", ("docker-bake.hcl",), "."))
+    version = lab.docker("buildx", "version").stdout.split()[1].lstrip("v").split("+")[0]
+    if tuple(int(n) for n in version.split(".")) < (0, 19):
+        assert f"which buildx 0.19.0 and later read (this one is {version})" in str(info.value)
+    else:  # a buildx that reads it: not this test's case
+        pytest.fail(f"buildx {version} reads validation blocks: pick a newer feature for this test")
+
+
+@pytest.mark.lab
 def test_without_docker_or_buildx_it_says_what_to_install(lab: Lab, tmp_path: Path) -> None:
     source = Source("compose", ("docker-compose.yml",), ".")
     nowhere = {"PATH": str(tmp_path), "DOCKER_CONFIG": str(tmp_path), "HOME": str(tmp_path)}
@@ -541,6 +552,39 @@ def test_what_the_resolver_says_when_buildx_refuses(tmp_path: Path, script: str,
     with pytest.raises(FatalError) as info:
         Resolver(commit(BAKE), env, None)([source])
     assert str(info.value) == f"docker-bake.hcl at c0ffeec0ffee: {said}"
+
+
+VALIDATED = (
+    'variable "V" {\n  default = "1"\n  validation {\n    condition = V != ""\n  }\n}\ntarget "a" {}\n'
+)
+
+
+@pytest.mark.parametrize(("version", "said"), [
+    ("github.com/docker/buildx 0.13.1+ds1-3 0.13.1+ds1-3", "docker-bake.hcl uses a variable's validation block, which "
+     "buildx 0.19.0 and later read (this one is 0.13.1): install a newer buildx (Docker's packages, or "
+     "https://github.com/docker/buildx/releases), or name its binary in MAB_HOOK_BUILDX"),
+    ("no version here", "which buildx 0.19.0 and later read (this one may be older)"),
+    ("github.com/docker/buildx v0.19.2 1b2c3d4", "Fix docker-bake.hcl (`docker buildx bake --print`"),  # not why
+])  # fmt: skip
+def test_a_file_written_for_a_newer_buildx_says_which_one(tmp_path: Path, version: str, said: str) -> None:
+    """buildkit's own bake file once failed on buildx 0.13 with nothing saying why."""
+    script = (
+        f'[ "$1" = version ] && echo "{version}" && exit 0\necho "ERROR: Unsupported block type" >&2; exit 1'
+    )
+    env = fake_buildx(tmp_path, script)
+    with pytest.raises(FatalError) as info:
+        Resolver(commit({"docker-bake.hcl": VALIDATED}), env, None)(
+            [Source("bake", ("docker-bake.hcl",), ".")]
+        )
+    assert said in str(info.value)
+    typed = 'variable "V" {\n  type = string\n  validation {\n  }\n}\n'
+    with pytest.raises(
+        FatalError, match=r"uses a typed variable, which buildx 0\.24\.0"
+    ):  # the newest of two
+        Resolver(commit({"docker-bake.hcl": typed}), env, None)([Source("bake", ("docker-bake.hcl",), ".")])
+    compose = {"compose.yaml": "# validation {\n"}  # a compose file: no bake features
+    with pytest.raises(FatalError, match=r"Fix compose\.yaml"):
+        Resolver(commit(compose), env, None)([Source("compose", ("compose.yaml",), ".")])
 
 
 def test_a_resolver_that_takes_too_long_is_stopped_and_said(

@@ -64,6 +64,29 @@ def test_a_ready_host(lab: Lab, repo: Repo) -> None:
     }
 
 
+def test_a_bake_file_for_a_newer_buildx_fails_the_buildx_check_naming_the_version(
+    lab: Lab, repo: Repo
+) -> None:
+    """buildkit's own bake file once did not resolve on buildx 0.13, and doctor called 0.13 enough."""
+    repo.commit({
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = {json.dumps(list(ALL3))}\nbake = "docker-bake.hcl"\n',
+        "docker-bake.hcl": 'variable "V" {\n  default = "1"\n  validation {\n    condition = V != ""\n  }\n}\n'
+                           'target "default" {\n  context = "app"\n}\n',
+        "app/Dockerfile": f"FROM {lab.busybox}\n",
+    })  # fmt: skip
+    said = mab(repo.path, lab.env, "doctor", "--json")
+    version = lab.docker("buildx", "version").stdout.split()[1].lstrip("v").split("+")[0]
+    assert tuple(int(n) for n in version.split(".")) < (0, 19), "the lab's buildx reads validation blocks"
+    assert said.returncode == 1, said.stdout + said.stderr
+    buildx = {c["name"]: c for c in json.loads(said.stdout)["checks"]}["buildx"]
+    assert (buildx["status"], buildx["code"]) == ("fail", "buildx-old")
+    assert "cannot read this repository's definition files (they need 0.19.0 or later)" in buildx["finding"]
+    assert (
+        "docker-bake.hcl uses a variable's validation block, which buildx 0.19.0 and later read"
+        in said.stderr
+    )
+
+
 def test_a_disabled_emulator_fails_doctor_and_the_gate(lab: Lab, repo: Repo) -> None:
     """qemu-aarch64 switched off in a binfmt_misc of the test's own (a private user and mount
     namespace): the machine's handlers are never touched."""

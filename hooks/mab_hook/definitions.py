@@ -413,6 +413,8 @@ def _run(
         done = process.run(command, env=resolver_env(env), cwd=cwd, check=False, timeout=TIMEOUT,
                            contained=True, memory=MEMORY)  # fmt: skip
         said = " ".join((done.stderr or done.stdout).replace(str(cwd) + os.sep, "").split())
+        refused = done.returncode != 0 and not (done.missing or done.timed_out or exhausted(said))
+        newer = _newer_needed(source, contents, plugin, cwd) if refused else None
     if done.missing:
         raise FatalError(f"resolving {source.label}: {plugin} cannot be run; {INSTALL_BUILDX}")
     if done.timed_out or (done.returncode != 0 and exhausted(said)):
@@ -422,12 +424,58 @@ def _run(
             "stopped. Make it smaller (a matrix, or YAML aliases?)"
         )
     if done.returncode != 0:
-        what = said.removeprefix("ERROR: ")[:600] or f"exit {done.returncode}"
+        what = f"{source.label} at {commit[:12]}: docker buildx bake cannot read it: "
+        what += (said.removeprefix("ERROR: ")[:600] or f"exit {done.returncode}") + ". "
+        if newer is not None:
+            raise NewerBuildxNeeded(what + newer.advice, newer.since)
         raise FatalError(
-            f"{source.label} at {commit[:12]}: docker buildx bake cannot read it: {what}. "
-            f"Fix {source.label} (`docker buildx bake --print` shows what buildx makes of it)"
+            what + f"Fix {source.label} (`docker buildx bake --print` shows what buildx makes of it)"
         )
     return targets_of(source, done.stdout)
+
+
+class NewerBuildxNeeded(FatalError):
+    """Definition files written for a newer buildx than the one installed: `since` is the first
+    release that reads them (doctor holds the installed buildx to it)."""
+
+    def __init__(self, message: str, since: tuple[int, int, int]) -> None:
+        super().__init__(message)
+        self.since = since
+
+
+class _Newer(NamedTuple):
+    since: tuple[int, int, int]
+    advice: str
+
+
+# What bake files may use that the oldest buildx mab-hook takes (0.13) cannot read, by the first
+# release that reads it (docker/buildx's release notes): such a file fails to resolve there.
+NEWER = (
+    (re.compile(rb"\bvalidation\s*\{"), (0, 19, 0), "a variable's validation block"),
+    (re.compile(rb"\bvariable\s+\"[^\"]*\"\s*\{[^{}]*\btype\s*="), (0, 24, 0), "a typed variable"),
+)
+_VERSION_RE = re.compile(r"\bv?(\d+)\.(\d+)\.(\d+)")
+
+
+def _newer_needed(source: Source, contents: Mapping[str, bytes], plugin: Path, cwd: Path) -> _Newer | None:
+    """When the files use what a newer buildx than this one reads: which, and since when."""
+    uses = [(since, path, what) for path in source.files if not _is_compose(source, path)
+            for pattern, since, what in NEWER if pattern.search(contents.get(path, b""))]  # fmt: skip
+    if not uses:
+        return None
+    since, path, what = max(uses)
+    asked = process.run((str(plugin), "version"), env=resolver_env({}), cwd=cwd, check=False, timeout=TIMEOUT)
+    found = _VERSION_RE.search(asked.stdout)
+    installed = tuple(int(part) for part in found.groups()) if found else None
+    if installed is not None and installed >= since:
+        return None  # not what stops it
+    have = f"this one is {'.'.join(map(str, installed))}" if installed else "this one may be older"
+    first = ".".join(map(str, since))
+    return _Newer(since, f"{path} uses {what}, which buildx {first} and later read ({have}): install a "
+                         f"newer buildx ({RELEASES}), or name its binary in {BUILDX_ENV}")  # fmt: skip
+
+
+RELEASES = "Docker's packages, or https://github.com/docker/buildx/releases"
 
 
 def exhausted(said: str) -> bool:

@@ -12,6 +12,7 @@ from typing import TextIO
 import git
 
 from mab_hook import __version__, gitobjects, listing, output, planning, platforms, readiness, state
+from mab_hook.definitions import NewerBuildxNeeded
 from mab_hook.errors import FatalError
 from mab_hook.images import Config
 from mab_hook.output import Printer
@@ -79,17 +80,18 @@ def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
 
 def wanted_from(args: argparse.Namespace, env: Mapping[str, str], printer: Printer) -> readiness.Wanted:
     """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for."""
+    buildx = None
     try:
         cfg = _head_config(args.repo or Path.cwd(), env)
     except FatalError as e:  # the host can be checked all the same
         printer.warn(f"{e}\nchecking the host for {', '.join(args.platform or COMMON_PLATFORMS)} instead")
-        cfg = None
+        cfg, buildx = None, e.since if isinstance(e, NewerBuildxNeeded) else None
     if args.platform:
         problems = [p for p in (platforms.problem(p) for p in args.platform) if p]
         if problems:
             raise FatalError("; ".join(problems))
     if cfg is None:
-        return readiness.Wanted(tuple(args.platform or COMMON_PLATFORMS), args.builder)
+        return readiness.Wanted(tuple(args.platform or COMMON_PLATFORMS), args.builder, buildx=buildx)
     wanted = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
     repository = cfg.staging_repository(cfg.images[0]) if cfg.push and cfg.images else None
     spec = cfg.builder_spec if not args.builder or args.builder == cfg.builder else None

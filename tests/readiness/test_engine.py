@@ -185,6 +185,20 @@ def test_every_buildx_verdict(
     assert by_name(readiness.check(host(tmp_path, answers), Wanted(ALL3)))["buildx"] == expected
 
 
+@pytest.mark.parametrize(
+    ("version", "ok"), [("v0.13.1", False), ("0.18.9", False), ("v0.19.0", True), ("1.0", True)]
+)
+def test_a_buildx_older_than_the_definition_files_need_fails(tmp_path: Path, version: str, ok: bool) -> None:
+    answers = docker()
+    answers[("docker", "buildx", "version")] = (0, f"github.com/docker/buildx {version} 30feaa1\n")
+    found = by_name(readiness.check(host(tmp_path, answers), Wanted(ALL3, buildx=(0, 19, 0))))["buildx"]
+    said = version.lstrip("v")
+    assert found == (Check("buildx", OK, f"buildx {said}") if ok else Check(
+        "buildx", FAIL, f"buildx {said} cannot read this repository's definition files (they need 0.19.0 or later)",
+        "install buildx 0.19.0 or later (Docker's packages, or https://github.com/docker/buildx/releases)",
+        "buildx-old"))  # fmt: skip
+
+
 def test_a_missing_builder_named_or_current(tmp_path: Path) -> None:
     answers = docker()
     answers[("docker", "buildx", "inspect")] = (1, "", "ERROR: no current builder")

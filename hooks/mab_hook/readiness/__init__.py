@@ -51,7 +51,7 @@ __all__ = ["DEFAULT_SOCKET", "FAIL", "OK", "WARN", "Check", "Host", "Report", "W
 def check(host: Host, wanted: Wanted) -> Report:
     # The docker CLI takes 0.1 to 0.3 s a call here: ask everything at once, then read answers.
     host = prefetched(host, [VERSION, BUILDX_VERSION, inspect(wanted.builder), LS, INFO, CONTEXT])
-    checks = check_docker(host)
+    checks = check_docker(host, wanted.buildx)
     if any(c.status == FAIL for c in checks):
         return Report(tuple(checks), None)
     engine = locate(host)

@@ -7,6 +7,7 @@ import re
 
 from mab_hook import builders, process
 from mab_hook.builders import Builder
+from mab_hook.definitions import RELEASES
 from mab_hook.readiness.model import (
     BUILDX_VERSION,
     FAIL,
@@ -26,7 +27,8 @@ MIN_BUILDX = (0, 13)
 CREATE = "docker buildx create --name {name} --driver docker-container{use} --bootstrap"
 
 
-def check_docker(host: Host) -> list[Check]:
+def check_docker(host: Host, buildx: tuple[int, int, int] | None = None) -> list[Check]:
+    """`buildx`: the version the repository's definition files need, when known."""
     version = host.run(VERSION)
     if version.missing:
         return [Check("docker", FAIL, "the docker CLI is not installed",
@@ -37,7 +39,7 @@ def check_docker(host: Host) -> list[Check]:
     server = (data.get("Server") or {}).get("Version")
     if version.returncode != 0 or not server:
         return [_unanswered(" ".join(process.tail_lines(version.stderr, 2)) or "no answer")]
-    return [Check("docker", OK, f"client {client}, server {server}"), check_buildx(host)]
+    return [Check("docker", OK, f"client {client}, server {server}"), check_buildx(host, buildx)]
 
 
 def _unanswered(tail: str) -> Check:
@@ -66,7 +68,7 @@ def _unanswered(tail: str) -> Check:
     return Check("docker", FAIL, f"the Docker daemon does not answer: {tail}", fix, "daemon-down")
 
 
-def check_buildx(host: Host) -> Check:
+def check_buildx(host: Host, needed: tuple[int, int, int] | None = None) -> Check:
     buildx = host.run(BUILDX_VERSION)
     found = re.search(r"\bv?(\d+)\.(\d+)(?:\.(\d+))?", buildx.stdout)
     install = (
@@ -77,6 +79,11 @@ def check_buildx(host: Host) -> Check:
         return Check("buildx", FAIL, "docker buildx is not installed", install, "buildx-missing")
     if (int(found.group(1)), int(found.group(2))) < MIN_BUILDX:
         return Check("buildx", FAIL, f"buildx {found.group(0)} is older than 0.13", install, "buildx-old")
+    have = tuple(int(part or 0) for part in found.groups())
+    if needed is not None and have < needed:
+        first, said = ".".join(map(str, needed)), found.group(0).lstrip("v")
+        why = f"buildx {said} cannot read this repository's definition files (they need {first} or later)"
+        return Check("buildx", FAIL, why, f"install buildx {first} or later ({RELEASES})", "buildx-old")
     return Check("buildx", OK, f"buildx {found.group(0).lstrip('v')}")
 
 

@@ -61,6 +61,8 @@ class Wanted(NamedTuple):
     registry: str | None = None  # a repository pushed to (checked when images are to be pushed)
     binfmt_image: str = DEFAULT_BINFMT_IMAGE
     builder_spec: BuilderSpec | None = None  # how to create the builder when it is missing
+    # The buildx the repository's definition files need, when newer than mab-hook's own minimum.
+    buildx: tuple[int, int, int] | None = None
 
 
 class Report(NamedTuple):

@@ -234,6 +234,20 @@ def test_what_the_public_repository_holds_already_is_not_carried_again(
     assert [m for m, _ in oci.requests] == ["GET", "HEAD", "PUT"]  # the index is there: only the tag
 
 
+def test_a_platforms_manifest_the_public_repository_holds_is_neither_read_nor_put_again(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    """A rebuilt image whose arm64 image is the one published before: only amd64's is carried."""
+    staged = staged_upload(oci)
+    index = json.loads(oci.manifests[("team/mab-staging/api", "mab-1")][0])
+    held = index["manifests"][1]["digest"]
+    oci.manifests[("team/api", held)] = oci.manifests[("team/mab-staging/api", held)]
+    oci.requests.clear()
+    assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc"]).ok
+    about = [(method, path.rsplit("/", 1)[-1]) for method, path in oci.requests if held in path]
+    assert about == [("HEAD", held)]
+
+
 def test_a_registry_that_will_not_mount_leaves_the_copy_to_buildx_and_puts_no_tag(
     oci: OciRegistry, tmp_path: Path
 ) -> None:

@@ -234,10 +234,19 @@ class Registry:
         no manifest whose content it lacks), else its blobs mounted from `source` and an index's
         manifests put by digest. Raises RegistryError where the registry will not mount (then
         buildx copies instead)."""
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
-        held = self._call(to, "pull,push", "HEAD", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES})
-        if held.ok:
-            return
+        if not self._held(to, "sha256:" + hashlib.sha256(body).hexdigest()):
+            self._carry_content(source, to, body, media_type, depth)
+
+    def _held(self, repository: Reference, digest: str) -> bool:
+        """Whether a repository has a manifest (a registry keeps none whose content it lacks)."""
+        held = self._call(
+            repository, "pull,push", "HEAD", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES}
+        )
+        return held.ok
+
+    def _carry_content(
+        self, source: Reference, to: Reference, body: bytes, media_type: str, depth: int
+    ) -> None:
         data = json.loads(body)
         if media_type in INDEXES and depth < MAX_NESTING:
             for entry in data.get("manifests") or ():
@@ -249,11 +258,13 @@ class Registry:
                 self._mount(source, to, str(blob.get("digest", "")))
 
     def _carry_child(self, source: Reference, to: Reference, digest: str, depth: int) -> None:
+        if self._held(to, digest):
+            return  # asked first: a held manifest is neither read nor put again
         got = self._call(source, "pull", "GET", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES})
         if not got.ok:
             raise RegistryError(f"HTTP {got.status} for {source.repository}@{digest}")
         media_type = got.headers.get("content-type", "")
-        self.carry(source, to, got.body, media_type, depth + 1)
+        self._carry_content(source, to, got.body, media_type, depth + 1)
         put = self._call(to, "pull,push", "PUT", f"manifests/{digest}",
                          headers={"Content-Type": media_type}, body=got.body)  # fmt: skip
         if not put.ok:

@@ -327,6 +327,13 @@ def test_a_file_buildx_rejects_says_so_with_its_name(lab: Lab) -> None:
 
 
 @pytest.mark.lab
+def test_a_compose_file_of_comments_only_beside_others_resolves_on_buildx_013(lab: Lab) -> None:
+    files = {"compose.yaml": "services:\n  api:\n    build: api\n", "later.yaml": "# services to come\n"}
+    found = resolve(lab, files, Source("compose", ("compose.yaml", "later.yaml"), "."))
+    assert list(found) == ["api"]
+
+
+@pytest.mark.lab
 def test_a_bake_file_for_a_newer_buildx_names_the_version_it_needs(lab: Lab) -> None:
     with pytest.raises(FatalError) as info:
         resolve(lab, {"docker-bake.hcl": VALIDATED}, Source("bake", ("docker-bake.hcl",), "."))
@@ -585,6 +592,32 @@ def test_a_file_written_for_a_newer_buildx_says_which_one(tmp_path: Path, versio
     compose = {"compose.yaml": "# validation {\n"}  # a compose file: no bake features
     with pytest.raises(FatalError, match=r"Fix compose\.yaml"):
         Resolver(commit(compose), env, None)([Source("compose", ("compose.yaml",), ".")])
+
+
+def test_a_compose_file_of_comments_only_defines_nothing_and_is_not_handed_to_buildx(tmp_path: Path) -> None:
+    """buildx 0.13 refuses a whole project for one such file ("empty compose file"); newer ones
+    read it as defining nothing, as this does."""
+    asked = tmp_path / "asked"
+    env = fake_buildx(tmp_path, f"echo \"$@\" >> {asked}\ncat <<'EOF'\n{PRINTED}\nEOF")
+    files = {
+        "compose.yaml": "services:\n  api:\n    build: api\n",
+        "later.yaml": "# services to come\n---\n\n",
+    }
+    both = Source("compose", ("compose.yaml", "later.yaml"), ".")
+    found = Resolver(commit(files), env, None)([both])
+    assert [t.name for t in found.targets] == [
+        "api"
+    ] and "later.yaml" in found.read  # its changes still count
+    assert asked.read_text().split()[-2:] == ["--file", "compose.yaml"]
+    alone = Resolver(commit(files), env, None)([Source("compose", ("later.yaml",), ".")])
+    assert alone.targets == () and len(asked.read_text().splitlines()) == 1  # buildx not even asked
+    defaults = Resolver(commit(files | {"docker-compose.yml": "# none\n"}), env, None)(
+        [Source("", ("compose.yaml", "docker-compose.yml"), ".")]
+    )
+    assert [t.name for t in defaults.targets] == ["api"]
+    assert asked.read_text().splitlines()[-1].split()[-2:] == ["--file", "compose.yaml"]
+    assert definitions.blank(b"") and definitions.blank(b"# x\n  # y\n...\n")
+    assert not definitions.blank(b"services: {}\n") and not definitions.blank(b"---\nname: x\n")
 
 
 def test_a_resolver_that_takes_too_long_is_stopped_and_said(

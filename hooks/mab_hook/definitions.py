@@ -407,7 +407,12 @@ def _run(
             target.write_bytes(data)
         cwd = root / source.directory
         cwd.mkdir(parents=True, exist_ok=True)
-        names = [posixpath.relpath(path, source.directory) for path in source.files] if source.key else []
+        # A compose file of comments only defines nothing (buildx 0.13 refuses it: "empty compose file").
+        named = [path for path in source.files if not (_is_compose(source, path) and blank(contents[path]))]
+        if not named:
+            return ()
+        explicit = source.key or len(named) < len(source.files)  # buildx's defaults, less a blank one
+        names = [posixpath.relpath(path, source.directory) for path in named] if explicit else []
         files = [arg for name in names for arg in ("--file", name)]
         command = (str(plugin), "bake", "--print", "--progress=quiet", *NOT_READ, *files)
         done = process.run(command, env=resolver_env(env), cwd=cwd, check=False, timeout=TIMEOUT,
@@ -476,6 +481,12 @@ def _newer_needed(source: Source, contents: Mapping[str, bytes], plugin: Path, c
 
 
 RELEASES = "Docker's packages, or https://github.com/docker/buildx/releases"
+
+
+def blank(data: bytes) -> bool:
+    """A YAML file with no document: nothing but blank lines, comments and markers."""
+    lines = (line.strip() for line in data.decode("utf-8", errors="replace").splitlines())
+    return all(not line or line.startswith("#") or line in ("---", "...") for line in lines)
 
 
 def exhausted(said: str) -> bool:

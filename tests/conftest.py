@@ -11,6 +11,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -325,10 +326,17 @@ class LabRegistry(NamedTuple):
 
 
 def start_registry(
-    directory: Path, *, user: str = "", password: str = "", address: str = "", delete: bool = True
+    directory: Path,
+    *,
+    user: str = "",
+    password: str = "",
+    address: str = "",
+    delete: bool = True,
+    tls: tuple[Path, Path] | None = None,
 ) -> LabRegistry:
     """docker-registry (Debian's) on 127.0.0.1:<free port>; with `user`, it wants htpasswd
-    credentials, as a team's registry does; `delete`: whether it deletes manifests."""
+    credentials, as a team's registry does; `delete`: whether it deletes manifests; `tls`: it
+    serves HTTPS with this certificate and key."""
     import bcrypt  # noqa: PLC0415 - only the lab tests that need it
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -338,16 +346,21 @@ def start_registry(
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
         (directory / "htpasswd").write_text(f"{user}:{hashed}\n")
         auth = f"auth:\n  htpasswd:\n    realm: lab\n    path: {directory / 'htpasswd'}\n"
+    served = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
     (directory / "config.yml").write_text(
         f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
-        f"  delete:\n    enabled: {str(delete).lower()}\nhttp:\n  addr: {address}\n{auth}"
+        f"  delete:\n    enabled: {str(delete).lower()}\nhttp:\n  addr: {address}\n{served}{auth}"
     )
     process = subprocess.Popen(("docker-registry", "serve", str(directory / "config.yml")),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 30
+    unchecked = ssl.create_default_context()  # only: is it up yet
+    unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://{address}/v2/", timeout=1).close()
+            urllib.request.urlopen(
+                f"{'https' if tls else 'http'}://{address}/v2/", timeout=1, context=unchecked
+            ).close()
             break
         except urllib.error.HTTPError:
             break  # 401: up, and wanting credentials

@@ -589,7 +589,7 @@ def test_a_file_written_for_a_newer_buildx_says_which_one(tmp_path: Path, versio
         FatalError, match=r"uses a typed variable, which buildx 0\.24\.0"
     ):  # the newest of two
         Resolver(commit({"docker-bake.hcl": typed}), env, None)([Source("bake", ("docker-bake.hcl",), ".")])
-    compose = {"compose.yaml": "# validation {\n"}  # a compose file: no bake features
+    compose = {"compose.yaml": "services: {}  # validation {\n"}  # a compose file: no bake features
     with pytest.raises(FatalError, match=r"Fix compose\.yaml"):
         Resolver(commit(compose), env, None)([Source("compose", ("compose.yaml",), ".")])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -37,15 +38,17 @@ def request(
     authorization: str | None = None,
     timeout: float = TIMEOUT,
     consume: Callable[[IO[bytes]], object] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> Response:
     """One request. `authorization` is never sent on to where a redirect leads (a registry
     may redirect to blob storage on another host). `consume`: reads a successful answer's body
-    as it streams (a layer of gigabytes), instead of it being held."""
+    as it streams (a layer of gigabytes), instead of it being held. `context`: the TLS trust of
+    an https URL (a registry's CA, its client certificate); None: the system's."""
     req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     if authorization:
         req.add_unredirected_header("Authorization", authorization)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as answer:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as answer:
             headers = _headers(answer.headers.items())
             if consume is not None:
                 return Response(answer.status, headers, b"", consume(answer))

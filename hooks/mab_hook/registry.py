@@ -15,12 +15,14 @@ import hashlib
 import ipaddress
 import json
 import re
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from mab_hook import credentials, http_client, process, references
+from mab_hook import credentials, http_client, process, references, trust
 from mab_hook.credentials import Credentials
 from mab_hook.http_client import Response
 from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL
@@ -89,12 +91,15 @@ class Registry:
         run: Callable[..., Completed] | None = None,  # process.run
         builder: str | None = None,
         timeout: float = http_client.TIMEOUT,
+        certs: Sequence[Path] | None = None,  # Docker's certs.d directories (trust.certs_dirs)
     ) -> None:
         self.env, self.insecure, self.builder, self.timeout = env, insecure, builder, timeout
         self.run = run or process.run
+        self.certs = tuple(certs) if certs is not None else trust.certs_dirs(env)
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str], str] = {}
         self._credentials: dict[str, Credentials | None] = {}
+        self._endpoints: dict[str, tuple[str, ssl.SSLContext | None]] = {}
 
     # --- what callers ask ---------------------------------------------------------------------
 
@@ -374,6 +379,10 @@ class Registry:
         try:
             answer = self._call(ref, "pull,push" if push else "pull", "GET", None)
         except OSError as e:
+            if isinstance(getattr(e, "reason", e), ssl.SSLCertVerificationError):
+                return Access(
+                    False, "untrusted", f"{url}: its certificate is not trusted here ({_reason(e)})"
+                )
             return Access(False, "unreachable", f"{url} does not answer ({_reason(e)})")
         if answer.ok:
             creds = self._creds(ref.domain)
@@ -390,8 +399,22 @@ class Registry:
     # --- the API ------------------------------------------------------------------------------
 
     def _url(self, host: str, path: str) -> str:
-        scheme = "http" if plain_http(host, self.insecure) else "https"
-        return f"{scheme}://{host}/v2/{path}"
+        return f"{self._endpoint(host)[0]}://{host}/v2/{path}"
+
+    def _endpoint(self, host: str) -> tuple[str, ssl.SSLContext | None]:
+        """How Docker speaks to a registry: HTTPS, trusting what its certs.d holds for it; an
+        insecure registry (the daemon's list, loopback) over HTTPS unverified when it speaks TLS,
+        else plain HTTP (asked once a run)."""
+        with self._lock:
+            known = self._endpoints.get(host)
+        if known is not None:
+            return known
+        insecure = plain_http(host, self.insecure)
+        context = trust.context(trust.for_host(host, self.certs), verify=not insecure)
+        found = ("http", None) if insecure and not _speaks_tls(host, context) else ("https", context)
+        with self._lock:
+            self._endpoints[host] = found
+        return found
 
     def _call(
         self,
@@ -408,12 +431,13 @@ class Registry:
         """A request under /v2/ (`path` None: /v2/ itself), answering an auth challenge once.
         `also`: another repository the request reads from (a blob mount's source)."""
         url = self._url(ref.api_host, f"{ref.path}/{path}" if path is not None else "")
+        context = self._endpoint(ref.api_host)[1]
         scope = f"repository:{ref.path}:{actions}" + (f" repository:{also}:pull" if also else "")
         key = (ref.api_host, scope)
         with self._lock:  # Basic credentials serve every scope; a token serves its own
             known = self._tokens.get(key) or self._tokens.get((ref.api_host, "*"))
         answer = http_client.request(url, method=method, headers=headers, body=body, authorization=known,
-                                     timeout=self.timeout, consume=consume)  # fmt: skip
+                                     timeout=self.timeout, consume=consume, context=context)  # fmt: skip
         if answer.status != 401:
             return answer
         authorization = self._authorize(ref, answer.headers.get("www-authenticate", ""), scope)
@@ -429,6 +453,7 @@ class Registry:
             authorization=authorization,
             timeout=self.timeout,
             consume=consume,
+            context=context,
         )
 
     def _authorize(self, ref: Reference, challenge: str, scope: str) -> str | None:
@@ -444,7 +469,10 @@ class Registry:
         service = [("service", fields["service"])] if fields.get("service") else []
         query = urllib.parse.urlencode([*service, *(("scope", one) for one in scope.split())])
         basic = "Basic " + _basic(creds) if creds is not None else None
-        answer = http_client.request(f"{fields['realm']}?{query}", authorization=basic, timeout=self.timeout)
+        realm = urllib.parse.urlsplit(fields["realm"])
+        context = self._endpoint(realm.netloc)[1] if realm.scheme == "https" else None  # the same CA, often
+        answer = http_client.request(f"{fields['realm']}?{query}", authorization=basic, timeout=self.timeout,
+                                     context=context)  # fmt: skip
         if not answer.ok:
             return None
         try:
@@ -496,6 +524,16 @@ def _next_page(link: str, path: str) -> str | None:
 
 def _basic(creds: Credentials) -> str:
     return base64.b64encode(f"{creds.username}:{creds.secret}".encode()).decode()
+
+
+def _speaks_tls(host: str, context: ssl.SSLContext) -> bool:
+    """Whether an insecure registry answers over HTTPS, as Docker tries it first; anything else
+    (no TLS, or no answer at all) and Docker falls back to plain HTTP."""
+    try:
+        http_client.request(f"https://{host}/v2/", timeout=5, context=context)
+    except OSError:
+        return False
+    return True
 
 
 def _reason(error: OSError) -> str:

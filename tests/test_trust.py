@@ -1,0 +1,154 @@
+"""What Docker trusts for a registry (certs.d), and the registry gateway trusting the same:
+against HTTPS servers presenting a private CA's certificates, no Docker needed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mab_hook import trust
+from mab_hook.errors import FatalError
+from mab_hook.registry import Registry
+from tests.conftest import Lab, Repo, free_port, mab, start_registry
+from tests.tls import Certs, https_registry, make_ca, outward_address
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test CA")
+
+
+def test_certs_d_is_read_as_docker_reads_it(tmp_path: Path) -> None:
+    daemon, client = tmp_path / "etc-docker", tmp_path / "dot-docker"
+    host = "registry.internal:5000"
+    (daemon / host).mkdir(parents=True)
+    (client / host).mkdir(parents=True)
+    (daemon / host / "ca.crt").write_text("a")
+    (daemon / host / "README").write_text("not a certificate")
+    (client / host / "extra.crt").write_text("b")
+    (client / host / "client.cert").write_text("c")
+    (client / host / "client.key").write_text("d")
+    (client / "other:5000").mkdir()
+    (client / "other:5000" / "ca.crt").write_text("e")
+    found = trust.for_host(host, (daemon, tmp_path / "none", client))
+    assert found == trust.Trust((daemon / host / "ca.crt", client / host / "extra.crt"),
+                                (client / host / "client.cert", client / host / "client.key"))  # fmt: skip
+    assert trust.for_host("elsewhere:443", (daemon, client)) == trust.Trust()
+    (client / host / "client.key").unlink()
+    with pytest.raises(
+        FatalError, match=r"client\.cert: a client certificate without its key \(client\.key\)"
+    ):
+        trust.for_host(host, (daemon, client))
+
+
+def test_where_docker_looks_follows_the_environment(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path / "cfg")}
+    assert trust.certs_dirs(env) == (
+        Path("/etc/docker/certs.d"),
+        tmp_path / ".config" / "docker" / "certs.d",
+        tmp_path / "cfg" / "certs.d",
+    )
+    assert trust.certs_dirs({"HOME": str(tmp_path), "XDG_CONFIG_HOME": "/x"})[1:] == (
+        Path("/x/docker/certs.d"),
+        tmp_path / ".docker" / "certs.d",
+    )
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Certs, str]:
+    address = outward_address()
+    if address is None:
+        pytest.fail("no address but loopback: a registry there is insecure to Docker, so trust is not asked")
+    return make_ca(tmp_path_factory.mktemp("ca"), address), address
+
+
+def placed(certs: Certs, certs_d: Path, host: str, *, client: bool = False) -> Path:
+    """The CA (and the client certificate) where Docker looks for `host`'s."""
+    (certs_d / host).mkdir(parents=True, exist_ok=True)
+    shutil.copy(certs.ca, certs_d / host / "ca.crt")
+    if client:
+        shutil.copy(certs.client[0], certs_d / host / "client.cert")
+        shutil.copy(certs.client[1], certs_d / host / "client.key")
+    return certs_d
+
+
+def test_a_registry_with_a_company_ca_is_trusted_once_certs_d_holds_the_ca(
+    certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    ca, address = certs
+    with https_registry(ca, address) as host:
+        refused = Registry({}, certs=(tmp_path / "empty",)).access(f"{host}/team/api")
+        assert (refused.ok, refused.code) == (False, "untrusted")
+        assert refused.detail.startswith(f"https://{host}/v2/: its certificate is not trusted here (")
+        trusted = Registry({}, certs=(placed(ca, tmp_path / "certs.d", host),)).access(f"{host}/team/api")
+        assert (trusted.ok, trusted.detail) == (True, f"https://{host}/v2/ answers")
+
+
+def test_a_registry_that_wants_a_client_certificate_gets_the_one_certs_d_holds(
+    certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    ca, address = certs
+    with https_registry(ca, address, client_auth=True) as host:
+        without = Registry({}, certs=(placed(ca, tmp_path / "ca-only", host),)).access(f"{host}/team/api")
+        assert not without.ok
+        mtls = Registry({}, certs=(placed(ca, tmp_path / "both", host, client=True),)).access(
+            f"{host}/team/api"
+        )
+        assert (mtls.ok, mtls.detail) == (True, f"https://{host}/v2/ answers")
+
+
+def test_an_insecure_registry_is_asked_over_https_first_and_its_certificate_not_checked(
+    certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    """Docker's rule for loopback and its insecure-registries list: TLS when the registry speaks
+    it (whoever signed it), plain HTTP when it does not."""
+    ca, _address = certs
+    with https_registry(ca, "127.0.0.1") as host:  # a certificate for another address: not checked
+        found = Registry({}, certs=(tmp_path,)).access(f"{host}/team/api")
+        assert (found.ok, found.detail) == (True, f"https://{host}/v2/ answers")
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("where", ["network", "loopback"])
+def test_the_gate_pushes_and_publishes_to_a_registry_with_a_company_ca(
+    lab: Lab, repo: Repo, certs: tuple[Certs, str], tmp_path: Path, where: str
+) -> None:
+    """An intranet registry over HTTPS, signed by the company's CA, which sits where Docker's
+    docs say: the engine's certs.d (it uploads) and the client's. The engine's is machine-wide:
+    a directory of this test's own, removed at the end. On loopback (insecure to Docker) no CA
+    is needed: TLS, its certificate unchecked, as the engine does."""
+    ca, address = certs
+    address = address if where == "network" else "127.0.0.1"
+    registry = start_registry(tmp_path / "registry", address=f"{address}:{free_port()}", tls=ca.server)
+    engine_side, made = trust.DAEMON_CERTS / registry.address, not trust.DAEMON_CERTS.exists()
+    try:
+        env = registry.docker_config(lab, tmp_path / "docker-config", logged_in=False)
+        if where == "network":
+            placed(ca, trust.DAEMON_CERTS, registry.address)
+            placed(ca, Path(env["DOCKER_CONFIG"]) / "certs.d", registry.address)
+        sha = repo.commit({
+            "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+                              f'registry = "{registry.address}/team"\npush = true\n'
+                              '[tool.multiarch.images.api]\ncontext = "api"\n',
+            "api/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n",
+        })  # fmt: skip
+        doctor = mab(repo.path, env, "doctor")
+        assert f"https://{registry.address}/v2/ answers" in doctor.stdout, doctor.stdout
+        built = mab(repo.path, env, "--all", "--publish")
+        assert built.returncode == 0, built.stdout + built.stderr
+        context = ssl.create_default_context(cafile=str(ca.ca))
+        context.check_hostname = where == "network"
+        with urllib.request.urlopen(
+            f"https://{registry.address}/v2/team/api/tags/list", context=context
+        ) as got:
+            assert json.load(got)["tags"] == [sha[:7]]
+        verified = mab(repo.path, env, "verify", "--all")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        shutil.rmtree(engine_side, ignore_errors=True)
+        if made:
+            shutil.rmtree(trust.DAEMON_CERTS, ignore_errors=True)
+        registry.stop()

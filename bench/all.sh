@@ -25,6 +25,8 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     "$python" build_cost.py
     echo
+    "$python" real_pushes.py
+    echo
     "$python" verify_cost.py
     echo
     "$python" publish_latency.py

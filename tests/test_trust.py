@@ -100,6 +100,25 @@ def test_a_registry_that_wants_a_client_certificate_gets_the_one_certs_d_holds(
         assert (mtls.ok, mtls.detail) == (True, f"https://{host}/v2/ answers")
 
 
+def test_a_ca_only_the_client_trusts_is_found_before_the_engine_refuses_it(
+    certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    """The engine uploads, and reads only the daemon's certs.d: a CA in ~/.docker/certs.d alone
+    lets `docker login` work and every push fail."""
+    ca, address = certs
+    with https_registry(ca, address) as host:
+        client, engine = placed(ca, tmp_path / "client", host), tmp_path / "engine"
+        said = Registry({}, certs=(engine, client), engine_certs=(engine,)).engine_distrust(
+            f"{host}/team/api"
+        )
+        assert said is not None and said.startswith(f"the engine here would not trust {host}'s certificate")
+        assert said.endswith(f"it reads its CAs from {engine / host}")
+        both = Registry({}, certs=(placed(ca, engine, host), client), engine_certs=(engine,))
+        assert both.engine_distrust(f"{host}/team/api") is None
+    with https_registry(ca, "127.0.0.1") as host:  # insecure to Docker: its certificate is not checked
+        assert Registry({}, certs=(client,), engine_certs=(tmp_path,)).engine_distrust(f"{host}/x") is None
+
+
 def test_an_insecure_registry_is_asked_over_https_first_and_its_certificate_not_checked(
     certs: tuple[Certs, str], tmp_path: Path
 ) -> None:
@@ -109,6 +128,32 @@ def test_an_insecure_registry_is_asked_over_https_first_and_its_certificate_not_
     with https_registry(ca, "127.0.0.1") as host:  # a certificate for another address: not checked
         found = Registry({}, certs=(tmp_path,)).access(f"{host}/team/api")
         assert (found.ok, found.detail) == (True, f"https://{host}/v2/ answers")
+
+
+@pytest.mark.lab
+def test_doctor_and_the_gate_stop_at_a_ca_the_engine_lacks(
+    lab: Lab, repo: Repo, certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    ca, address = certs
+    registry = start_registry(tmp_path / "registry", address=f"{address}:{free_port()}", tls=ca.server)
+    try:
+        env = registry.docker_config(lab, tmp_path / "docker-config", logged_in=False)
+        placed(ca, Path(env["DOCKER_CONFIG"]) / "certs.d", registry.address)  # the client's only
+        repo.commit({
+            "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry.address}/team"\n'
+                              'push = true\n[tool.multiarch.images.api]\ncontext = "api"\n',
+            "api/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n",
+        })  # fmt: skip
+        doctor = mab(repo.path, env, "doctor", "--json")
+        assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+        check = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["registry"]
+        assert (check["status"], check["code"]) == ("fail", "registry-engine-untrusted")
+        assert f"/etc/docker/certs.d/{registry.address}/" in check["fix"]
+        push = mab(repo.path, env, "--all", "--publish")
+        assert push.returncode == 1 and "the engine here would not trust" in push.stdout, push.stdout
+        assert "building" not in push.stdout.split("the engine here would not trust")[0].lower()
+    finally:
+        registry.stop()
 
 
 @pytest.mark.lab

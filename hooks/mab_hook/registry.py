@@ -92,10 +92,12 @@ class Registry:
         builder: str | None = None,
         timeout: float = http_client.TIMEOUT,
         certs: Sequence[Path] | None = None,  # Docker's certs.d directories (trust.certs_dirs)
+        engine_certs: Sequence[Path] | None = None,  # those an engine here reads (trust.daemon_dirs)
     ) -> None:
         self.env, self.insecure, self.builder, self.timeout = env, insecure, builder, timeout
         self.run = run or process.run
         self.certs = tuple(certs) if certs is not None else trust.certs_dirs(env)
+        self.engine_certs = tuple(engine_certs) if engine_certs is not None else trust.daemon_dirs(env)
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str], str] = {}
         self._credentials: dict[str, Credentials | None] = {}
@@ -395,6 +397,24 @@ class Registry:
                               f"{url} wants credentials and docker has none for {ref.domain}")  # fmt: skip
             return Access(False, "refused", f"{url} refuses docker's credentials for {ref.domain} (HTTP 401)")
         return Access(False, "error", f"{url} answered HTTP {answer.status}")
+
+    def engine_distrust(self, reference: str) -> str | None:
+        """Why an engine on this machine would refuse a registry's certificate that this client
+        trusts: the engine, which uploads, reads only the daemon's certs.d and the system's CAs
+        (a CA placed in ~/.docker/certs.d alone satisfies the CLI, not the engine). None: no
+        such problem, or not a verified HTTPS registry."""
+        host = references.parse(reference).api_host
+        if plain_http(host, self.insecure) or self._endpoint(host)[0] != "https":
+            return None
+        engine = trust.context(trust.for_host(host, self.engine_certs), verify=True)
+        try:
+            http_client.request(f"https://{host}/v2/", timeout=self.timeout, context=engine)
+        except OSError as e:
+            if isinstance(getattr(e, "reason", e), ssl.SSLError):
+                where = " or ".join(str(d / host) for d in self.engine_certs)
+                return (f"the engine here would not trust {host}'s certificate, which the client does "
+                        f"({_reason(e)}): it reads its CAs from {where}")  # fmt: skip
+        return None
 
     # --- the API ------------------------------------------------------------------------------
 

@@ -23,9 +23,14 @@ def certs_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
     """Where Docker looks for a registry's certificates: the daemon's, a rootless daemon's, the
     client's."""
     home = Path(env.get("HOME") or Path.home())
-    rootless = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "docker" / "certs.d"
     client = Path(env.get("DOCKER_CONFIG") or home / ".docker") / "certs.d"
-    return (DAEMON_CERTS, rootless, client)
+    return (*daemon_dirs(env), client)
+
+
+def daemon_dirs(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """Where an engine on this machine looks: a rootful daemon's, a rootless one's."""
+    home = Path(env.get("HOME") or Path.home())
+    return (DAEMON_CERTS, Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "docker" / "certs.d")
 
 
 class Trust(NamedTuple):

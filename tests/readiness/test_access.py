@@ -36,3 +36,21 @@ def test_registry_problems_and_their_fixes(tmp_path: Path, code: str, fix: str) 
         "registry"
     ]
     assert check == Check("registry", FAIL, f"it said {code}", fix, f"registry-{code}")
+
+
+def test_an_engine_here_that_would_refuse_the_registrys_certificate_fails_the_check(tmp_path: Path) -> None:
+    """Only for an engine on this machine, whose certs.d can be read here; and only when the
+    client itself reached the registry."""
+    wanted = Wanted(("linux/amd64",), registry="registry.internal/team/api")
+    distrusting = host(tmp_path).\
+        _replace(engine_distrust=lambda reference, insecure: f"would not trust {reference}")  # fmt: skip
+    check = by_name(readiness.check(distrusting, wanted))["registry"]
+    assert check == Check("registry", FAIL, "would not trust registry.internal/team/api",
+                          "put the CA certificate as ca.crt in /etc/docker/certs.d/registry.internal/ (the engine "
+                          "uploads, and reads it there; no restart needed)", "registry-engine-untrusted")  # fmt: skip
+    unreached = distrusting._replace(access=lambda reference, insecure: Access(False, "refused", "no"))
+    assert by_name(readiness.check(unreached, wanted))["registry"].code == "registry-refused"
+    elsewhere = host(tmp_path / "2", hostname="another-machine")._replace(
+        engine_distrust=distrusting.engine_distrust
+    )
+    assert by_name(readiness.check(elsewhere, wanted))["registry"].status == OK  # its certs.d is not here

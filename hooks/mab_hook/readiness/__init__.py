@@ -67,7 +67,7 @@ def check(host: Host, wanted: Wanted) -> Report:
         checks += [check_platform(scope, platform) for platform in wanted.platforms]
     insecure = insecure_registries(host)
     if wanted.registry:
-        checks.append(check_registry(host, wanted.registry, insecure))
+        checks.append(check_registry(host, wanted.registry, insecure, engine_here=engine.local))
     return Report(tuple(checks), builder, insecure)
 
 
@@ -88,11 +88,14 @@ def local_host(env: Mapping[str, str], machine: str, probes: Path | None = None)
     def access(reference: str, insecure: Insecure) -> Access:
         return Registry(env, insecure=insecure).access(reference)
 
+    def engine_distrust(reference: str, insecure: Insecure) -> str | None:
+        return Registry(env, insecure=insecure).engine_distrust(reference)
+
     def probe_once(platform: str, builder: str | None, engine: str) -> bool | None:
         return remembered_probe(probes, run, platform, builder, engine)
 
     return Host(run=run, machine=machine, access=access, hostname=socket.gethostname(),
-                kernel=os_platform.release(), probe=probe_once)  # fmt: skip
+                kernel=os_platform.release(), probe=probe_once, engine_distrust=engine_distrust)  # fmt: skip
 
 
 def remembered_probe(

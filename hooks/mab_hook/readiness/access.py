@@ -16,10 +16,16 @@ FIXES = {
 }
 
 
-def check_registry(host: Host, repository: str, insecure: Insecure) -> Check:
+def check_registry(host: Host, repository: str, insecure: Insecure, *, engine_here: bool = False) -> Check:
+    """`engine_here`: the engine runs on this machine, so what it trusts can be read here."""
     access = host.access(repository, insecure)
+    server = references.parse(repository).domain
+    distrust = host.engine_distrust(repository, insecure) if access.ok and engine_here else None
+    if distrust is not None:
+        fix = (f"put the CA certificate as ca.crt in /etc/docker/certs.d/{server}/ (the engine uploads, and "
+               "reads it there; no restart needed)")  # fmt: skip
+        return Check("registry", FAIL, distrust, fix, "registry-engine-untrusted")
     if access.ok:
         return Check("registry", OK, access.detail)
-    server = references.parse(repository).domain
     fix = FIXES.get(access.code, FIXES["error"]).format(server=server)
     return Check("registry", FAIL, access.detail, fix, f"registry-{access.code}")

@@ -38,6 +38,10 @@ def _no_probe(platform: str, builder: str | None, engine: str) -> bool | None:
     return None
 
 
+def _no_distrust(reference: str, insecure: Insecure) -> str | None:
+    return None
+
+
 class Host(NamedTuple):
     """Everything the checks look at, injectable: how to run docker, where binfmt_misc is..."""
 
@@ -51,6 +55,8 @@ class Host(NamedTuple):
     # Whether a program of a platform runs in a build on the builder (None: no probe program),
     # remembered per engine: (platform, builder, engine id).
     probe: Callable[[str, str | None, str], bool | None] = _no_probe
+    # Why an engine on this machine would refuse the registry's certificate (Registry.engine_distrust).
+    engine_distrust: Callable[[str, Insecure], str | None] = _no_distrust
 
 
 class Wanted(NamedTuple):

@@ -333,16 +333,17 @@ def start_registry(
     address: str = "",
     delete: bool = True,
     tls: tuple[Path, Path] | None = None,
+    auth: str = "",
 ) -> LabRegistry:
     """docker-registry (Debian's) on 127.0.0.1:<free port>; with `user`, it wants htpasswd
     credentials, as a team's registry does; `delete`: whether it deletes manifests; `tls`: it
-    serves HTTPS with this certificate and key."""
+    serves HTTPS with this certificate and key; `auth`: its auth configuration instead (a token
+    service's: tests/tokens.py), `user` and `password` then only what docker logs in with."""
     import bcrypt  # noqa: PLC0415 - only the lab tests that need it
 
     directory.mkdir(parents=True, exist_ok=True)
     address = address or f"127.0.0.1:{free_port()}"
-    auth = ""
-    if user:
+    if user and not auth:
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
         (directory / "htpasswd").write_text(f"{user}:{hashed}\n")
         auth = f"auth:\n  htpasswd:\n    realm: lab\n    path: {directory / 'htpasswd'}\n"

@@ -59,7 +59,8 @@ class OciRegistry:
     """Repositories of manifests (by tag and by digest) and blobs, each repository holding its
     own, as distribution does: a manifest PUT is refused (400) unless what it names is in that
     repository, and a blob gets there by a cross-repository mount. `refuse`: "repository:tag"s
-    whose PUT is answered 403 (an immutable tag, a quota); `no_mount`: answer mounts 202 (an
+    whose PUT is answered 403 (an immutable tag, a quota), "repository:*" where no upload may
+    start (pull-only); `no_mount`: answer mounts 202 (an
     upload opened instead); `deletes`: what DELETE removes ("digest", "tag", both, or neither:
     405); `page`: tags per page of a tag list; `requests`: (method, path) of each request."""
 
@@ -187,7 +188,7 @@ def _split(reference: str) -> tuple[str, str]:
 
 
 _API_RE = re.compile(r"^/v2/(.+)/(manifests|blobs)/([^/?]+)$")
-_UPLOAD_RE = re.compile(r"^/v2/(.+)/blobs/uploads/\?(.*)$")
+_UPLOAD_RE = re.compile(r"^/v2/(.+)/blobs/uploads/(?:\?(.*))?$")
 _TAGS_RE = re.compile(r"^/v2/(.+)/tags/list(?:\?(.*))?$")
 
 
@@ -263,8 +264,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         upload = _UPLOAD_RE.match(self.path)
         if upload is None:
             return self._send(404)
-        repository, query = upload.group(1), urllib.parse.parse_qs(upload.group(2))
-        if self.server.registry.mount(repository, query["mount"][0], query["from"][0]):
+        repository, query = upload.group(1), urllib.parse.parse_qs(upload.group(2) or "")
+        if f"{repository}:*" in self.server.registry.refuse:  # no push at all there
+            return self._send(403, b'{"errors": [{"code": "DENIED"}]}')
+        if "mount" in query and self.server.registry.mount(repository, query["mount"][0], query["from"][0]):
             return self._send(201, Location=f"/v2/{repository}/blobs/{query['mount'][0]}")
         return self._send(202, Location=f"/v2/{repository}/blobs/uploads/some-upload")
 

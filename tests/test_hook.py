@@ -65,3 +65,36 @@ def test_by_hand_a_configuration_changed_but_not_committed_is_said(repo: Repo) -
     assert (f"warning: pyproject.toml: changed but not committed; mab-hook plans and builds what is committed "
             f"({sha[:12]}): commit the change to build with it") in said.stdout + said.stderr  # fmt: skip
     assert "[linux/amd64]" in said.stdout  # what is committed
+
+
+def test_a_push_asks_only_the_repositories_it_writes_to_whether_it_may() -> None:
+    """The staging repository of every image built, the public ones of those it publishes."""
+    import dataclasses  # noqa: PLC0415
+
+    from mab_hook.changes import Commit, Ref  # noqa: PLC0415
+    from mab_hook.inputs import Files  # noqa: PLC0415
+    from mab_hook.plan import make_plan  # noqa: PLC0415
+    from tests.test_plan import CONFIG, DOCKERFILES  # noqa: PLC0415
+
+    asked: list[str] = []
+
+    class Stub:
+        def push_refused(self, repository: str) -> str | None:
+            asked.append(repository)
+            return f"{repository}: no" if repository == "reg:5000/team/worker" else None
+
+    config = dataclasses.replace(CONFIG, push=True)
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"services/api/x", "base/Dockerfile"}), "t")
+    plan = make_plan(commit, config, Files.of(DOCKERFILES), build_platform="linux/amd64")
+    building = [p for p in plan.affected if p.image.name != "base"]  # base reused: not built
+    refused = hook.push_refusals(Stub(), [plan], building)  # type: ignore[arg-type]
+    assert sorted(asked) == sorted(f"reg:5000/team/{where}" for where in
+                                   ("mab-staging/api", "api", "mab-staging/worker", "worker"))  # fmt: skip
+    assert refused == ["reg:5000/team/worker: no"]
+    assert hook.push_refused_text(refused).startswith(
+        "the push is blocked before any build: reg:5000/team/worker"
+    )
+    asked.clear()
+    unpublished = [p._replace(tags=()) for p in building]
+    hook.push_refusals(Stub(), [plan._replace(affected=tuple(unpublished))], unpublished)  # type: ignore[arg-type]
+    assert sorted(asked) == ["reg:5000/team/mab-staging/api", "reg:5000/team/mab-staging/worker"]

@@ -248,6 +248,23 @@ def test_a_platforms_manifest_the_public_repository_holds_is_neither_read_nor_pu
     assert about == [("HEAD", held)]
 
 
+def test_whether_a_push_may_go_somewhere_is_asked_by_starting_an_upload_and_cancelling_it(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    oci.refuse.add("team/frozen:*")
+    asked = gateway(tmp_path)
+    assert asked.push_refused(f"{oci.host}/team/api") is None
+    assert (
+        asked.push_refused(f"{oci.host}/team/frozen")
+        == f"{oci.host}/team/frozen: these credentials may not push there (HTTP 403)"
+    )
+    assert [(m, p) for m, p in oci.requests if "api" in p] == [
+        ("POST", "/v2/team/api/blobs/uploads/"),
+        ("DELETE", "/v2/team/api/blobs/uploads/some-upload"),
+    ]  # the upload started is cancelled: nothing left behind
+    assert gateway(tmp_path).push_refused("127.0.0.1:9/team/api") is None  # no answer: the push will say
+
+
 def test_a_registry_that_will_not_mount_leaves_the_copy_to_buildx_and_puts_no_tag(
     oci: OciRegistry, tmp_path: Path
 ) -> None:

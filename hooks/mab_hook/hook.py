@@ -38,7 +38,7 @@ from mab_hook.validation import PYPROJECT
 if TYPE_CHECKING:
     from mab_hook.coverage import Coverage
     from mab_hook.readiness import Host, Report, Wanted
-    from mab_hook.registry import Insecure
+    from mab_hook.registry import Insecure, Registry
 
 EXIT_OK, EXIT_FAIL = 0, 1
 SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gate no longer shows
@@ -198,7 +198,10 @@ def build(
             bases = pool.submit(coverage.check, building, lookup)
             checked.extend(ensure_ready(plans, host, printer, remember, silenced=quiet))
             registry.insecure = checked[-1].insecure if checked else registry.insecure
+            refused = push_refusals(registry, plans, building)
             found = bases.result()
+        if refused:
+            raise FatalError(push_refused_text(refused))
         known.save()
         for ref, why in found.unchecked:
             printer.warn(coverage.unchecked_text(ref, why))
@@ -224,6 +227,29 @@ def build(
         except FatalError as e:
             printer.error(str(e))
     return code
+
+
+def push_refusals(registry: Registry, plans: Sequence[Plan], building: Sequence[PlannedImage]) -> list[str]:
+    """The repositories this push writes to that the registry would not take a push into (a
+    token service's scopes: pull but not push), each asked once, before anything is built: the
+    staging repository of every image built, and the public ones of those it publishes."""
+    names = {planned.image.name for planned in building}
+    repositories: dict[str, None] = {}
+    for plan in plans:
+        for planned in (p for p in plan.affected if plan.config.push and p.image.name in names):
+            repositories[plan.config.staging_repository(planned.image)] = None
+            if planned.tags:
+                repositories.update(dict.fromkeys(plan.config.references(planned.image)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        found = pool.map(registry.push_refused, repositories)
+        return [why for why in found if why is not None]
+
+
+def push_refused_text(refused: Sequence[str]) -> str:
+    return (
+        "the push is blocked before any build: " + "; ".join(refused) + ". Ask for push rights on "
+        "each (a robot account's scopes), or `docker login` as an account that has them"
+    )
 
 
 def hand_over(

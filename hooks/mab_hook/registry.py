@@ -398,6 +398,23 @@ class Registry:
             return Access(False, "refused", f"{url} refuses docker's credentials for {ref.domain} (HTTP 401)")
         return Access(False, "error", f"{url} answered HTTP {answer.status}")
 
+    def push_refused(self, repository: str) -> str | None:
+        """Why the registry would not take a push to `repository` (`host/path`), asked as a push
+        begins: an upload started, then cancelled. None when it would, or when it answers
+        otherwise (the push itself will say). A token service granting pull but not push on one
+        repository (a robot account's scopes) is found here, before anything is built."""
+        ref = references.parse(repository)
+        try:
+            started = self._call(ref, "pull,push", "POST", "blobs/uploads/")
+            if started.status == 202 and started.headers.get("location"):
+                where = urllib.parse.urljoin(self._url(ref.api_host, ""), started.headers["location"])
+                self._call(ref, "pull,push", "DELETE", None, url=where)
+        except OSError:
+            return None
+        if started.status in (401, 403):
+            return f"{ref.repository}: these credentials may not push there (HTTP {started.status})"
+        return None
+
     def engine_distrust(self, reference: str) -> str | None:
         """Why an engine on this machine would refuse a registry's certificate that this client
         trusts: the engine, which uploads, reads only the daemon's certs.d and the system's CAs
@@ -447,10 +464,12 @@ class Registry:
         body: bytes | None = None,
         also: str = "",
         consume: Callable[[IO[bytes]], object] | None = None,
+        url: str = "",
     ) -> Response:
         """A request under /v2/ (`path` None: /v2/ itself), answering an auth challenge once.
-        `also`: another repository the request reads from (a blob mount's source)."""
-        url = self._url(ref.api_host, f"{ref.path}/{path}" if path is not None else "")
+        `also`: another repository the request reads from (a blob mount's source); `url`: where
+        the registry said to go instead (an upload's location)."""
+        url = url or self._url(ref.api_host, f"{ref.path}/{path}" if path is not None else "")
         context = self._endpoint(ref.api_host)[1]
         scope = f"repository:{ref.path}:{actions}" + (f" repository:{also}:pull" if also else "")
         key = (ref.api_host, scope)

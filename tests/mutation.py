@@ -62,6 +62,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "file_images": ("tests/test_file_images.py", "tests/test_config.py"),
     "checkout": ("tests/test_checkout.py",),
     "planning": ("tests/test_planning.py",),
+    "trust": ("tests/test_trust.py",),
 }
 
 

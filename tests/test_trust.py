@@ -38,10 +38,25 @@ def test_certs_d_is_read_as_docker_reads_it(tmp_path: Path) -> None:
                                 (client / host / "client.cert", client / host / "client.key"))  # fmt: skip
     assert trust.for_host("elsewhere:443", (daemon, client)) == trust.Trust()
     (client / host / "client.key").unlink()
-    with pytest.raises(
-        FatalError, match=r"client\.cert: a client certificate without its key \(client\.key\)"
-    ):
+    with pytest.raises(FatalError) as info:
         trust.for_host(host, (daemon, client))
+    assert str(info.value) == (f"{client / host / 'client.cert'}: a client certificate without its key (client.key); "
+                               "Docker refuses it too: put the key beside it, or remove it")  # fmt: skip
+
+
+def test_a_file_that_is_no_certificate_is_named(tmp_path: Path) -> None:
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    (tmp_path / "client.cert").write_text("nor this\n")
+    (tmp_path / "client.key").write_text("nor this\n")
+    with pytest.raises(FatalError) as info:
+        trust.context(trust.Trust((tmp_path / "ca.crt",)), verify=True)
+    assert str(info.value).startswith(f"{tmp_path / 'ca.crt'}: not a CA certificate that can be read (")
+    trust.context(trust.Trust((tmp_path / "ca.crt",)), verify=False)  # unchecked: its CAs are not read
+    with pytest.raises(FatalError) as info:
+        trust.context(trust.Trust((), (tmp_path / "client.cert", tmp_path / "client.key")), verify=True)
+    assert str(info.value).startswith(
+        f"{tmp_path / 'client.cert'}: a client certificate that cannot be used ("
+    )
 
 
 def test_where_docker_looks_follows_the_environment(tmp_path: Path) -> None:

@@ -33,8 +33,30 @@ def test_parse_push_lines() -> None:
 
 
 def test_parse_push_lines_rejects_garbage() -> None:
-    with pytest.raises(FatalError, match="pre-push input line 1 is not"):
-        changes.parse_push_lines("refs/heads/main abc\n")
+    with pytest.raises(FatalError) as info:
+        changes.parse_push_lines(
+            f"refs/heads/main {'a' * 40} refs/heads/main {'b' * 40}\nrefs/heads/main abc\n"
+        )
+    assert str(info.value) == ("pre-push input line 2 is not '<local ref> <local sha> <remote ref> <remote sha>' "
+                               "(each sha 40 or 64 hex digits): 'refs/heads/main abc'")  # fmt: skip
+
+
+def test_a_local_ref_as_typed_may_hold_spaces() -> None:
+    """`git push origin "HEAD@{1 hour ago}":main` hands the hook what was typed."""
+    line = f"HEAD@{{1 hour ago}} {'a' * 40} refs/heads/main {'b' * 40}"
+    assert changes.parse_push_lines(line) == (
+        PushedRef("HEAD@{1 hour ago}", "a" * 40, "refs/heads/main", "b" * 40),
+    )
+
+
+def test_a_ref_and_a_commit_say_nothing_unless_told() -> None:
+    ref = Ref("main")
+    assert (ref.known, ref.full, ref.pushed, ref.default) == (False, None, None, False) and not ref.is_tag
+    assert Ref("v1", full="refs/tags/v1").is_tag and not Ref("main", full="refs/heads/main").is_tag
+    commit = Commit("a" * 40, (ref,), frozenset(), "by hand")
+    assert (commit.bases, commit.names) == ((), ("main",))
+    assert Commit("a" * 40, (), None, "x").names == (None,)
+    assert changes.Pushed(()).notes == ()
 
 
 @pytest.mark.parametrize(
@@ -316,6 +338,24 @@ def test_the_default_branch_is_where_the_remotes_head_points_else_main_or_master
     assert commit.refs[0].default
     assert changes.by_hand(handle, "trunk").default and not changes.by_hand(handle, "main").default
     assert changes.by_hand(handle, None) == Ref(None)
+    # Another remote, its own default branch: found by its name or its URL, not origin's.
+    other = repo.path.parent / "upstream.git"
+    git_init = gitpython.Repo.init(other, bare=True)
+    repo.git("remote", "add", "upstream", str(other))
+    repo.git("push", "-q", "upstream", "trunk:release")
+    repo.git("symbolic-ref", "refs/remotes/upstream/HEAD", "refs/remotes/upstream/release")
+    handle = open_repo(repo)
+    assert changes.default_branch(handle, "upstream") == "release"
+    assert changes.default_branch(handle, str(other)) == "release"
+    assert changes.default_branch(handle, "/elsewhere.git") == "trunk"  # an unknown URL: origin's
+    git_init.close()
+
+
+@pytest.mark.parametrize(("ref", "name"), [
+    ("refs/heads/feature/x", "feature/x"), ("refs/tags/v1.4.0", "v1.4.0"), ("HEAD", None), ("", None), (None, None),
+])  # fmt: skip
+def test_the_name_branch_tags_are_made_of(ref: str | None, name: str | None) -> None:
+    assert changes.ref_name(ref) == name
 
 
 def test_pre_commit_says_which_ref_of_which_remote_is_pushed(repo: Repo) -> None:

@@ -402,3 +402,81 @@ def test_a_run_by_hand_is_the_ref_to_names_else_the_branch_checked_out(repo: Rep
     )
     repo.git("checkout", "-q", "--detach", first)
     assert changes.named(open_repo(repo), None) is None
+
+
+def test_the_same_commit_pushed_twice_is_one_commit_with_both_refs_and_both_ranges() -> None:
+    main, v1 = Ref("main"), Ref("v1")
+    merged = changes.merge([
+        Commit("a" * 40, (main,), frozenset({"x"}), "main: 1 new commit(s)", ("b" * 40,)),
+        Commit("c" * 40, (main,), frozenset({"y"}), "other", ()),
+        Commit("a" * 40, (v1, main), frozenset({"z"}), "v1: new", ("b" * 40, "d" * 40)),
+    ])  # fmt: skip
+    assert merged[0] == Commit("a" * 40, (main, v1), frozenset({"x", "z"}), "main: 1 new commit(s); v1: new",
+                               ("b" * 40, "d" * 40))  # fmt: skip
+    assert [c.sha for c in merged] == ["a" * 40, "c" * 40]
+    everything = changes.merge(
+        [Commit("a" * 40, (main,), frozenset({"x"}), "m"), Commit("a" * 40, (v1,), None, "v")]
+    )
+    assert everything[0].changed is None  # one of them builds everything: so does the commit
+    assert (
+        changes.merge([Commit("a" * 40, (v1,), None, "v"), Commit("a" * 40, (main,), frozenset(), "m")])[
+            0
+        ].changed
+        is None
+    )
+
+
+@pytest.mark.parametrize(("rev", "shown"), [
+    ("a" * 40, "a" * 12), ("b" * 64, "b" * 12), ("a" * 65, "a" * 65), ("A" * 40, "A" * 40), ("HEAD~2", "HEAD~2"),
+    ("g" * 40, "g" * 40), ("main", "main"),
+])  # fmt: skip
+def test_object_ids_are_shortened_for_people_and_names_kept(rev: str, shown: str) -> None:
+    assert changes._short(rev) == shown
+
+
+def test_name_status_without_a_final_nul_and_with_copies() -> None:
+    assert changes.parse_name_status("M\0a") == frozenset({"a"})
+    assert changes.parse_name_status("C75\0old\0new\0D\0gone\0") == frozenset({"old", "new", "gone"})
+
+
+def test_a_run_by_hand_names_a_remotes_branch_as_that_branch_and_other_refs_as_nothing(repo: Repo) -> None:
+    repo.commit({"a/x": "1"})
+    repo.git("push", "-q", "origin", "main:release")
+    repo.git("fetch", "-q", "origin")
+    repo.git("update-ref", "refs/custom/a/b", "HEAD")
+    handle = open_repo(repo)
+    assert changes.named(handle, "origin/release") == "refs/heads/release"
+    assert changes.named(handle, "refs/custom/a/b") is None
+    assert changes.named(handle, "nope") is None
+
+
+def test_pre_commit_without_a_from_ref_gives_no_range_and_names_the_local_branch_else(repo: Repo) -> None:
+    sha = repo.commit({"a/x": "1"})
+    handle = open_repo(repo)
+    assert changes.from_pre_commit(handle, {"PRE_COMMIT_TO_REF": sha}) is None
+    assert changes.from_pre_commit(handle, {"PRE_COMMIT_FROM_REF": sha}) is None
+    local = changes.pre_commit_ref(
+        handle, {"PRE_COMMIT_LOCAL_BRANCH": "refs/heads/main", "PRE_COMMIT_TO_REF": sha}
+    )
+    assert local == Ref("main", full="refs/heads/main", pushed=sha, default=True)
+    assert changes.pre_commit_ref(handle, {"PRE_COMMIT_LOCAL_BRANCH": "HEAD"}) == Ref(None)
+
+
+def test_the_upstream_range_says_what_it_compares_with(repo: Repo) -> None:
+    repo.commit({"a/x": "1"})
+    repo.git("push", "-q", "-u", "origin", "main")
+    repo.commit({"b/y": "1"})
+    assert changes.upstream(open_repo(repo)).why == "origin/main..HEAD"
+    repo.git("checkout", "-q", "--detach")
+    repo.git("remote", "add", "second", str(repo.remote))  # origin wins over another remote
+    detached = changes.upstream(open_repo(repo))
+    assert detached.why.startswith("HEAD (no upstream: its first push to origin): 1 new commit(s) since ")
+
+
+def test_a_push_of_commits_the_remote_has_says_so(repo: Repo) -> None:
+    first = repo.commit({"a/x": "1"})
+    repo.git("push", "-q", "origin", "main")
+    (commit,) = changes.from_push(
+        open_repo(repo), "origin", [pushed(repo, "refs/heads/main", "refs/heads/v2")]
+    ).commits
+    assert commit.why.endswith(": the remote has every commit already") and commit.sha == first

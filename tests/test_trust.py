@@ -14,9 +14,9 @@ import pytest
 
 from mab_hook import trust
 from mab_hook.errors import FatalError
-from mab_hook.registry import Registry
+from mab_hook.registry import Access, Registry
 from tests.conftest import Lab, Repo, free_port, mab, start_registry
-from tests.tls import Certs, https_registry, make_ca, outward_address
+from tests.tls import Certs, http_registry, https_registry, make_ca, outward_address
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test CA")
 
@@ -132,6 +132,19 @@ def test_a_ca_only_the_client_trusts_is_found_before_the_engine_refuses_it(
         assert both.engine_distrust(f"{host}/team/api") is None
     with https_registry(ca, "127.0.0.1") as host:  # insecure to Docker: its certificate is not checked
         assert Registry({}, certs=(client,), engine_certs=(tmp_path,)).engine_distrust(f"{host}/x") is None
+
+
+def test_a_plain_http_registry_the_engine_would_not_speak_to_is_said_with_the_fix(
+    certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    """Docker speaks plain HTTP only to the registries in its insecure list (and loopback)."""
+    _ca, address = certs
+    with http_registry(address) as host:
+        refused = Registry({}, certs=(tmp_path,)).access(f"{host}/team/api")
+        assert refused == Access(False, "plain-http",
+                                 f"{host} speaks plain HTTP only, and the engine's insecure registries lack it")  # fmt: skip
+        listed = Registry({}, certs=(tmp_path,), insecure=((host,), ())).access(f"{host}/team/api")
+        assert (listed.ok, listed.detail) == (True, f"http://{host}/v2/ answers")
 
 
 def test_an_insecure_registry_is_asked_over_https_first_and_its_certificate_not_checked(

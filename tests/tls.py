@@ -71,6 +71,19 @@ class _V2(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
+def http_registry(address: str) -> Iterator[str]:
+    """A server answering /v2/ over plain HTTP. Yields `address:port`."""
+    server = http.server.ThreadingHTTPServer((address, 0), _V2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{address}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def https_registry(certs: Certs, address: str, *, client_auth: bool = False) -> Iterator[str]:
     """A server answering /v2/ over TLS with the CA's server certificate; `client_auth`: it wants
     a client certificate the CA signed (mTLS). Yields `address:port`."""

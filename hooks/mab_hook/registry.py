@@ -381,10 +381,14 @@ class Registry:
         try:
             answer = self._call(ref, "pull,push" if push else "pull", "GET", None)
         except OSError as e:
-            if isinstance(getattr(e, "reason", e), ssl.SSLCertVerificationError):
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, ssl.SSLCertVerificationError):
                 return Access(
                     False, "untrusted", f"{url}: its certificate is not trusted here ({_reason(e)})"
                 )
+            if isinstance(reason, ssl.SSLError) and _speaks_http(ref.api_host, self.timeout):
+                why = f"{ref.api_host} speaks plain HTTP only, and the engine's insecure registries lack it"
+                return Access(False, "plain-http", why)
             return Access(False, "unreachable", f"{url} does not answer ({_reason(e)})")
         if answer.ok:
             creds = self._creds(ref.domain)
@@ -563,6 +567,15 @@ def _next_page(link: str, path: str) -> str | None:
 
 def _basic(creds: Credentials) -> str:
     return base64.b64encode(f"{creds.username}:{creds.secret}".encode()).decode()
+
+
+def _speaks_http(host: str, timeout: float) -> bool:
+    """Whether a registry that refused a TLS handshake answers plain HTTP (any answer will do)."""
+    try:
+        http_client.request(f"http://{host}/v2/", timeout=timeout)
+    except OSError:
+        return False
+    return True
 
 
 def _speaks_tls(host: str, context: ssl.SSLContext) -> bool:

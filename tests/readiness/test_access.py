@@ -29,6 +29,11 @@ def test_the_registry_is_asked_with_the_daemons_insecure_registries(tmp_path: Pa
     ("refused", "`docker login registry.internal` with credentials that may push there"),
     ("unreachable", "check the address in [tool.multiarch] registry and that the registry runs"),
     ("error", "check the registry address and its health"),
+    ("plain-http", 'serve it over HTTPS, or add it to the engine\'s insecure registries: "insecure-registries": '
+                   '["registry.internal"] in /etc/docker/daemon.json, then restart dockerd'),
+    ("untrusted", "put the CA certificate that signed it in /etc/docker/certs.d/registry.internal/ca.crt (the "
+                  "engine, which uploads, reads it there) and in ~/.docker/certs.d/registry.internal/ca.crt, as "
+                  "Docker's docs say"),
 ])  # fmt: skip
 def test_registry_problems_and_their_fixes(tmp_path: Path, code: str, fix: str) -> None:
     found = host(tmp_path, access=Access(False, code, f"it said {code}"))

@@ -11,6 +11,8 @@ FIXES = {
     "no-credentials": "`docker login {server}`",
     "refused": "`docker login {server}` with credentials that may push there",
     "error": "check the registry address and its health",
+    "plain-http": "serve it over HTTPS, or add it to the engine's insecure registries: "
+    '"insecure-registries": ["{server}"] in /etc/docker/daemon.json, then restart dockerd',
     "untrusted": "put the CA certificate that signed it in /etc/docker/certs.d/{server}/ca.crt (the engine, "
     "which uploads, reads it there) and in ~/.docker/certs.d/{server}/ca.crt, as Docker's docs say",
 }

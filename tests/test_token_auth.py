@@ -21,10 +21,11 @@ ROBOT, SECRET = "robot$team+ci", "s3cret-robot"  # Harbor's robot account names:
 
 
 def grants(user: str, repository: str) -> tuple[str, ...]:
-    """The robot may push under team/, except team/frozen, which it may only pull."""
-    if user != ROBOT or not repository.startswith("team/"):
+    """The robot may pull everywhere (the engine asks to pull the repository a base layer came
+    from, to mount it rather than upload it again) and push under team/, except team/frozen."""
+    if user != ROBOT:
         return ()
-    return ("pull",) if repository == "team/frozen" else ("pull", "push")
+    return ("pull", "push") if repository.startswith("team/") and repository != "team/frozen" else ("pull",)
 
 
 class Behind(NamedTuple):

@@ -159,6 +159,30 @@ def test_an_insecure_registry_is_asked_over_https_first_and_its_certificate_not_
 
 
 @pytest.mark.lab
+def test_a_plain_http_registry_on_the_network_is_refused_before_any_build_with_the_fix(
+    lab: Lab, repo: Repo, certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    """Not loopback, not in the lab engine's insecure list: the engine would not push to it."""
+    _ca, address = certs
+    registry = start_registry(tmp_path / "registry", address=f"{address}:{free_port()}")
+    try:
+        repo.commit({
+            "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry.address}/team"\n'
+                              'push = true\n[tool.multiarch.images.api]\ncontext = "api"\n',
+            "api/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n",
+        })  # fmt: skip
+        doctor = mab(repo.path, lab.env, "doctor", "--json")
+        assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+        check = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["registry"]
+        assert (check["status"], check["code"]) == ("fail", "registry-plain-http")
+        assert f'"insecure-registries": ["{registry.address}"]' in check["fix"]
+        push = mab(repo.path, lab.env, "--all", "--publish")
+        assert push.returncode == 1 and "speaks plain HTTP only" in push.stdout, push.stdout
+    finally:
+        registry.stop()
+
+
+@pytest.mark.lab
 def test_doctor_and_the_gate_stop_at_a_ca_the_engine_lacks(
     lab: Lab, repo: Repo, certs: tuple[Certs, str], tmp_path: Path
 ) -> None:

@@ -62,6 +62,9 @@ def context(trust: Trust, *, verify: bool) -> ssl.SSLContext:
     """A TLS context for one registry: the system's CAs and the registry's own; `verify` False
     for an insecure registry (Docker's list, loopback), whose certificate Docker does not check."""
     found = ssl.create_default_context()
+    # Go's verifier, Docker's, takes a CA without key usage and a certificate without an authority
+    # key id, as company CAs often are; Python 3.13's default (X509_STRICT) would not.
+    found.verify_flags &= ~ssl.VERIFY_X509_STRICT
     if not verify:
         found.check_hostname = False
         found.verify_mode = ssl.CERT_NONE

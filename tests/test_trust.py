@@ -145,6 +145,10 @@ def test_a_plain_http_registry_the_engine_would_not_speak_to_is_said_with_the_fi
                                  f"{host} speaks plain HTTP only, and the engine's insecure registries lack it")  # fmt: skip
         listed = Registry({}, certs=(tmp_path,), insecure=((host,), ())).access(f"{host}/team/api")
         assert (listed.ok, listed.detail) == (True, f"http://{host}/v2/ answers")
+        told_later = Registry({}, certs=(tmp_path,))
+        assert not told_later.access(f"{host}/team/api").ok
+        told_later.insecure = ((host,), ())  # the daemon's list, as readiness hands it on later
+        assert told_later.access(f"{host}/team/api").ok
 
 
 def test_an_insecure_registry_is_asked_over_https_first_and_its_certificate_not_checked(

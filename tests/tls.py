@@ -71,16 +71,22 @@ class _V2(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def http_registry(address: str) -> Iterator[str]:
-    """A server answering /v2/ over plain HTTP. Yields `address:port`."""
-    server = http.server.ThreadingHTTPServer((address, 0), _V2)
+def serving(server: http.server.ThreadingHTTPServer) -> Iterator[int]:
+    """A test server running in a thread of its own until the block ends; yields its port."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"{address}:{server.server_address[1]}"
+        yield int(server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def http_registry(address: str) -> Iterator[str]:
+    """A server answering /v2/ over plain HTTP. Yields `address:port`."""
+    with serving(http.server.ThreadingHTTPServer((address, 0), _V2)) as port:
+        yield f"{address}:{port}"
 
 
 @contextmanager
@@ -94,10 +100,5 @@ def https_registry(certs: Certs, address: str, *, client_auth: bool = False) -> 
         context.load_verify_locations(cafile=str(certs.ca))
     server = http.server.ThreadingHTTPServer((address, 0), _V2)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{address}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as port:
+        yield f"{address}:{port}"

@@ -9,7 +9,6 @@ import base64
 import http.server
 import json
 import subprocess
-import threading
 import time
 import urllib.parse
 import uuid
@@ -17,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
+
+from tests.tls import serving
 
 ISSUER, SERVICE = "mab-test-issuer", "mab-test-registry"
 Grants = Callable[[str, str], tuple[str, ...]]  # (user, repository) -> the actions it may take
@@ -110,14 +111,8 @@ def token_service(
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield TokenService(f"http://127.0.0.1:{server.server_address[1]}/token", certificate, issued)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as port:
+        yield TokenService(f"http://127.0.0.1:{port}/token", certificate, issued)
 
 
 def _granted(user: str, scope: str, grants: Grants) -> list[dict[str, object]]:

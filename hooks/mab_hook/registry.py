@@ -101,7 +101,7 @@ class Registry:
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str], str] = {}
         self._credentials: dict[str, Credentials | None] = {}
-        self._endpoints: dict[str, tuple[str, ssl.SSLContext | None]] = {}
+        self._endpoints: dict[tuple[str, bool], tuple[str, ssl.SSLContext | None]] = {}
 
     # --- what callers ask ---------------------------------------------------------------------
 
@@ -446,15 +446,16 @@ class Registry:
         """How Docker speaks to a registry: HTTPS, trusting what its certs.d holds for it; an
         insecure registry (the daemon's list, loopback) over HTTPS unverified when it speaks TLS,
         else plain HTTP (asked once a run)."""
+        insecure = plain_http(host, self.insecure)
+        key = (host, insecure)  # the daemon's insecure list may arrive after a first request
         with self._lock:
-            known = self._endpoints.get(host)
+            known = self._endpoints.get(key)
         if known is not None:
             return known
-        insecure = plain_http(host, self.insecure)
         context = trust.context(trust.for_host(host, self.certs), verify=not insecure)
         found = ("http", None) if insecure and not _speaks_tls(host, context) else ("https", context)
         with self._lock:
-            self._endpoints[host] = found
+            self._endpoints[key] = found
         return found
 
     def _call(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import pytest
 
 from mab_hook import pending
+from tests.tls import Certs, make_ca, outward_address
 
 if TYPE_CHECKING:
     from mab_hook.binfmt import Handler
@@ -333,12 +334,14 @@ def start_registry(
     address: str = "",
     delete: bool = True,
     tls: tuple[Path, Path] | None = None,
+    client_ca: Path | None = None,
     auth: str = "",
 ) -> LabRegistry:
     """docker-registry (Debian's) on 127.0.0.1:<free port>; with `user`, it wants htpasswd
     credentials, as a team's registry does; `delete`: whether it deletes manifests; `tls`: it
-    serves HTTPS with this certificate and key; `auth`: its auth configuration instead (a token
-    service's: tests/tokens.py), `user` and `password` then only what docker logs in with."""
+    serves HTTPS with this certificate and key; `client_ca`: and wants a client certificate this
+    CA signed (mTLS); `auth`: its auth configuration instead (a token service's:
+    tests/tokens.py), `user` and `password` then only what docker logs in with."""
     import bcrypt  # noqa: PLC0415 - only the lab tests that need it
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -348,6 +351,7 @@ def start_registry(
         (directory / "htpasswd").write_text(f"{user}:{hashed}\n")
         auth = f"auth:\n  htpasswd:\n    realm: lab\n    path: {directory / 'htpasswd'}\n"
     served = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
+    served += f"    clientcas:\n      - {client_ca}\n" if tls and client_ca else ""
     (directory / "config.yml").write_text(
         f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
         f"  delete:\n    enabled: {str(delete).lower()}\nhttp:\n  addr: {address}\n{served}{auth}"
@@ -365,7 +369,10 @@ def start_registry(
             break
         except urllib.error.HTTPError:
             break  # 401: up, and wanting credentials
-        except OSError:
+        except OSError as error:
+            said = error.reason if isinstance(error, urllib.error.URLError) else error
+            if client_ca and isinstance(said, (ssl.SSLError, ConnectionResetError)):
+                break  # up, and refusing a client without a certificate
             time.sleep(0.1)
     else:
         process.kill()
@@ -672,3 +679,13 @@ def _hooked(
     first = hooked.push("--no-verify", "main")  # the first push of new history: nothing built
     assert first.code == 0, first.output
     return hooked
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Certs, str]:
+    """A company's CA, and a server certificate for this machine's outward address (not
+    loopback, which Docker treats as insecure, so that trust is really asked)."""
+    address = outward_address()
+    if address is None:
+        pytest.fail("no address but loopback: a registry there is insecure to Docker, so trust is not asked")
+    return make_ca(tmp_path_factory.mktemp("ca"), address), address

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import ssl
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from mab_hook import trust
 from mab_hook.errors import FatalError
 from mab_hook.registry import Access, Registry
 from tests.conftest import Lab, Repo, free_port, mab, start_registry
-from tests.tls import Certs, http_registry, https_registry, make_ca, outward_address
+from tests.tls import Certs, http_registry, https_registry, placed
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test CA")
 
@@ -70,24 +68,6 @@ def test_where_docker_looks_follows_the_environment(tmp_path: Path) -> None:
         Path("/x/docker/certs.d"),
         tmp_path / ".docker" / "certs.d",
     )
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Certs, str]:
-    address = outward_address()
-    if address is None:
-        pytest.fail("no address but loopback: a registry there is insecure to Docker, so trust is not asked")
-    return make_ca(tmp_path_factory.mktemp("ca"), address), address
-
-
-def placed(certs: Certs, certs_d: Path, host: str, *, client: bool = False) -> Path:
-    """The CA (and the client certificate) where Docker looks for `host`'s."""
-    (certs_d / host).mkdir(parents=True, exist_ok=True)
-    shutil.copy(certs.ca, certs_d / host / "ca.crt")
-    if client:
-        shutil.copy(certs.client[0], certs_d / host / "client.cert")
-        shutil.copy(certs.client[1], certs_d / host / "client.key")
-    return certs_d
 
 
 def test_a_registry_with_a_company_ca_is_trusted_once_certs_d_holds_the_ca(
@@ -209,47 +189,4 @@ def test_doctor_and_the_gate_stop_at_a_ca_the_engine_lacks(
         assert push.returncode == 1 and "the engine here would not trust" in push.stdout, push.stdout
         assert "building" not in push.stdout.split("the engine here would not trust")[0].lower()
     finally:
-        registry.stop()
-
-
-@pytest.mark.lab
-@pytest.mark.parametrize("where", ["network", "loopback"])
-def test_the_gate_pushes_and_publishes_to_a_registry_with_a_company_ca(
-    lab: Lab, repo: Repo, certs: tuple[Certs, str], tmp_path: Path, where: str
-) -> None:
-    """An intranet registry over HTTPS, signed by the company's CA, which sits where Docker's
-    docs say: the engine's certs.d (it uploads) and the client's. The engine's is machine-wide:
-    a directory of this test's own, removed at the end. On loopback (insecure to Docker) no CA
-    is needed: TLS, its certificate unchecked, as the engine does."""
-    ca, address = certs
-    address = address if where == "network" else "127.0.0.1"
-    registry = start_registry(tmp_path / "registry", address=f"{address}:{free_port()}", tls=ca.server)
-    engine_side, made = trust.DAEMON_CERTS / registry.address, not trust.DAEMON_CERTS.exists()
-    try:
-        env = registry.docker_config(lab, tmp_path / "docker-config", logged_in=False)
-        if where == "network":
-            placed(ca, trust.DAEMON_CERTS, registry.address)
-            placed(ca, Path(env["DOCKER_CONFIG"]) / "certs.d", registry.address)
-        sha = repo.commit({
-            "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
-                              f'registry = "{registry.address}/team"\npush = true\n'
-                              '[tool.multiarch.images.api]\ncontext = "api"\n',
-            "api/Dockerfile": f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n",
-        })  # fmt: skip
-        doctor = mab(repo.path, env, "doctor")
-        assert f"https://{registry.address}/v2/ answers" in doctor.stdout, doctor.stdout
-        built = mab(repo.path, env, "--all", "--publish")
-        assert built.returncode == 0, built.stdout + built.stderr
-        context = ssl.create_default_context(cafile=str(ca.ca))
-        context.check_hostname = where == "network"
-        with urllib.request.urlopen(
-            f"https://{registry.address}/v2/team/api/tags/list", context=context
-        ) as got:
-            assert json.load(got)["tags"] == [sha[:7]]
-        verified = mab(repo.path, env, "verify", "--all")
-        assert verified.returncode == 0, verified.stdout + verified.stderr
-    finally:
-        shutil.rmtree(engine_side, ignore_errors=True)
-        if made:
-            shutil.rmtree(trust.DAEMON_CERTS, ignore_errors=True)
         registry.stop()

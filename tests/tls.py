@@ -4,6 +4,7 @@ a client certificate, made with openssl; and a small HTTPS registry stand-in tha
 from __future__ import annotations
 
 import http.server
+import shutil
 import socket
 import ssl
 import subprocess
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
+
+from mab_hook import trust
 
 
 class Certs(NamedTuple):
@@ -102,3 +105,28 @@ def https_registry(certs: Certs, address: str, *, client_auth: bool = False) -> 
     server.socket = context.wrap_socket(server.socket, server_side=True)
     with serving(server) as port:
         yield f"{address}:{port}"
+
+
+def placed(certs: Certs, certs_d: Path, host: str, *, client: bool = False) -> Path:
+    """The CA (and the client certificate) where Docker looks for `host`'s."""
+    (certs_d / host).mkdir(parents=True, exist_ok=True)
+    shutil.copy(certs.ca, certs_d / host / "ca.crt")
+    if client:
+        shutil.copy(certs.client[0], certs_d / host / "client.cert")
+        shutil.copy(certs.client[1], certs_d / host / "client.key")
+    return certs_d
+
+
+@contextmanager
+def engine_trusts(certs: Certs, host: str, *, client: bool = False) -> Iterator[None]:
+    """The CA (and client certificate) in the engine's certs.d, which is machine-wide: only
+    `host`'s directory is made, and it (with certs.d itself, if this made it) is gone after."""
+    daemon = trust.DAEMON_CERTS
+    made = not daemon.exists()
+    try:
+        placed(certs, daemon, host, client=client)
+        yield
+    finally:
+        shutil.rmtree(daemon / host, ignore_errors=True)
+        if made:
+            shutil.rmtree(daemon, ignore_errors=True)

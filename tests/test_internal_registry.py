@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import subprocess
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -135,3 +136,47 @@ def _token(realm: str) -> str:
     asked.add_header("Authorization", "Basic " + base64.b64encode(f"{ROBOT}:{SECRET}".encode()).decode())
     with urllib.request.urlopen(asked) as got:
         return str(json.load(got)["token"])
+
+
+def test_doctor_judges_a_docker_container_builder_by_its_own_buildkitd_toml(
+    lab: Lab, repo: Repo, certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    """Its BuildKit runs in a container and trusts only what its buildkitd.toml says, whatever
+    the engine's certs.d holds. The builders are made and never started (there is no BuildKit
+    image here): what buildx stored of them is what doctor reads."""
+    ca, address = certs
+    registry = start_registry(tmp_path / "registry", address=f"{address}:{free_port()}", tls=ca.server)
+    try:
+        env = registry.docker_config(lab, tmp_path / "docker", logged_in=False)
+        placed(ca, Path(env["DOCKER_CONFIG"]) / "certs.d", registry.address)
+        with engine_trusts(ca, registry.address):  # the engine would: only the builder would not
+            trusting = tmp_path / "buildkitd.toml"
+            trusting.write_text(f'[registry."{registry.address}"]\n  ca = ["{ca.ca}"]\n')
+            for name, options in (("bare", ()), ("trusting", ("--buildkitd-config", str(trusting)))):
+                created = subprocess.run(("docker", "buildx", "create", "--name", name, "--driver", "docker-container",
+                                          *options), env=env, capture_output=True, text=True, check=False)  # fmt: skip
+                assert created.returncode == 0, created.stderr
+            repo.commit({
+                "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{registry.address}/team"\n'
+                                  'push = true\n[tool.multiarch.images.api]\ncontext = "api"\n',
+                "api/Dockerfile": f"FROM {lab.busybox}\n",
+            })  # fmt: skip
+            bare = _registry_check(repo, env, "bare")
+            assert (bare["status"], bare["code"]) == ("fail", "registry-builder-untrusted"), bare
+            assert bare["finding"].startswith(f"builder bare's BuildKit would not trust {registry.address}'s")
+            assert "--buildkitd-config buildkitd.toml" in bare["fix"], bare["fix"]
+            assert _registry_check(repo, env, "trusting")["status"] == "ok"
+            repo.commit({"pyproject.toml": (repo.path / "pyproject.toml").read_text().replace(
+                registry.address, lab.registry)})  # fmt: skip
+            loopback = _registry_check(repo, env, "trusting")
+            assert (loopback["status"], loopback["code"]) == ("fail", "registry-builder-loopback"), loopback
+            assert "--driver-opt network=host" in loopback["fix"]
+    finally:
+        registry.stop()
+
+
+def _registry_check(repo: Repo, env: dict[str, str], builder: str) -> dict[str, str]:
+    doctor = mab(repo.path, env, "doctor", "--json", "--builder", builder)
+    checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
+    assert "registry" in checks, doctor.stdout + doctor.stderr
+    return dict(checks["registry"])

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mab_hook import trust
+from mab_hook.buildkitd import RegistrySettings
 from mab_hook.errors import FatalError
 from mab_hook.registry import Access, Registry
 from tests.conftest import Lab, Repo, free_port, mab, start_registry
@@ -190,3 +191,50 @@ def test_doctor_and_the_gate_stop_at_a_ca_the_engine_lacks(
         assert "building" not in push.stdout.split("the engine here would not trust")[0].lower()
     finally:
         registry.stop()
+
+
+def test_a_builder_trusts_what_its_own_buildkitd_toml_holds(certs: tuple[Certs, str], tmp_path: Path) -> None:
+    """A docker-container builder's BuildKit reads CAs and client certificates from its
+    buildkitd.toml (as buildx stored them), not from certs.d, which the client trusts."""
+    ca, address = certs
+    trusted = Registry({}, certs=(placed(ca, tmp_path / "certs.d", address),))
+    pem = ca.ca.read_bytes()
+    with https_registry(ca, address) as host:
+        ref = f"{host}/team/api"
+        finding, entry = trusted.builder_distrust(ref, RegistrySettings(), "intranet") or ("", "")
+        assert finding.startswith(f"builder intranet's BuildKit would not trust {host}'s certificate (")
+        assert (
+            entry
+            == f'ca = ["/etc/docker/certs.d/{host}/ca.crt"] (and a [[registry."{host}".keypair]] for mTLS)'
+        )
+        assert trusted.builder_distrust(ref, RegistrySettings(authorities=(pem,)), "intranet") is None
+        assert trusted.builder_distrust(ref, RegistrySettings(insecure=True), "intranet") is None
+        assert (
+            trusted.builder_distrust(ref, RegistrySettings(unread=("/in/the/image.crt",)), "intranet") is None
+        )
+        plain = trusted.builder_distrust(ref, RegistrySettings(http=True), "intranet")
+        assert plain == (f"builder intranet's BuildKit would speak plain HTTP to {host} (a loopback address, or "
+                         f"`http = true`), which speaks TLS", "insecure = true")  # fmt: skip
+    with https_registry(ca, address, client_auth=True) as host:
+        mtls = Registry({}, certs=(placed(ca, tmp_path / "mtls", host, client=True),))
+        keypair = (ca.client[0].read_bytes(), ca.client[1].read_bytes())
+        assert mtls.builder_distrust(f"{host}/t/a", RegistrySettings(authorities=(pem,)), "b") is not None
+        assert (
+            mtls.builder_distrust(f"{host}/t/a", RegistrySettings(authorities=(pem,), client=keypair), "b")
+            is None
+        )
+
+
+def test_a_builder_and_a_plain_http_registry(certs: tuple[Certs, str], tmp_path: Path) -> None:
+    _ca, address = certs
+    with http_registry(address) as host:
+        listed = Registry({}, certs=(tmp_path,), insecure=((host,), ()))  # as the builder's toml relaxes it
+        assert listed.builder_distrust(f"{host}/t/a", RegistrySettings(http=True), "b") is None
+        assert listed.builder_distrust(f"{host}/t/a", RegistrySettings(insecure=True), "b") == (
+            f"{host} speaks plain HTTP only, and builder b's BuildKit would speak HTTPS to it",
+            "http = true",
+        )
+    with http_registry("127.0.0.1") as host:  # loopback: BuildKit speaks plain HTTP to it unasked
+        assert (
+            Registry({}, certs=(tmp_path,)).builder_distrust(f"{host}/t/a", RegistrySettings(), "b") is None
+        )

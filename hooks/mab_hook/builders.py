@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import NamedTuple
 
@@ -19,6 +21,13 @@ class Node(NamedTuple):
     status: str  # running, inactive, stopped, error ...
     platforms: tuple[str, ...]
     buildkit: str = ""
+    driver_opts: tuple[tuple[str, str], ...] = ()  # `--driver-opt`s it was created with
+    # What buildx copied into the node's BuildKit at creation: `buildkitd.toml` and the files it
+    # names (`certs/<host>/ca.crt` ...), by their path under /etc/buildkit.
+    files: tuple[tuple[str, bytes], ...] = ()
+
+    def driver_opt(self, key: str) -> str | None:
+        return dict(self.driver_opts).get(key)
 
 
 class Builder(NamedTuple):
@@ -83,11 +92,28 @@ def parse_ls_json(text: str) -> tuple[Builder, ...]:
                 status=node.get("Status", ""),
                 platforms=tuple(node.get("Platforms") or ()),
                 buildkit=node.get("Version", ""),
+                driver_opts=_pairs(node.get("DriverOpts") or {}),
+                files=_files(node.get("Files") or {}),
             )
             for node in data.get("Nodes") or ()
         )
         builders.setdefault(data["Name"], Builder(data["Name"], data.get("Driver", ""), nodes))
     return tuple(builders.values())
+
+
+def _pairs(options: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(key), str(value)) for key, value in options.items()))
+
+
+def _files(listed: dict[str, str]) -> tuple[tuple[str, bytes], ...]:
+    """buildx lists them base64-encoded; one that is not is left out, not guessed at."""
+    found = []
+    for path, encoded in sorted(listed.items()):
+        try:
+            found.append((str(path), base64.b64decode(encoded, validate=True)))
+        except (binascii.Error, TypeError, ValueError):
+            continue
+    return tuple(found)
 
 
 def parse_inspect(text: str) -> Builder:

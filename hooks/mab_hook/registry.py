@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from mab_hook import credentials, http_client, process, references, trust
+from mab_hook.buildkitd import RegistrySettings
 from mab_hook.credentials import Credentials
 from mab_hook.http_client import Response
 from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL
@@ -427,14 +428,51 @@ class Registry:
         host = references.parse(reference).api_host
         if plain_http(host, self.insecure) or self._endpoint(host)[0] != "https":
             return None
-        engine = trust.context(trust.for_host(host, self.engine_certs), verify=True)
+        refused = self._tls_refusal(host, trust.context(trust.for_host(host, self.engine_certs), verify=True))
+        if refused is None:
+            return None
+        where = " or ".join(str(d / host) for d in self.engine_certs)
+        return (f"the engine here would not trust {host}'s certificate, which the client does "
+                f"({refused}): it reads its CAs from {where}")  # fmt: skip
+
+    def builder_distrust(
+        self, reference: str, settings: RegistrySettings, builder: str
+    ) -> tuple[str, str] | None:
+        """Why a builder whose BuildKit reads its own buildkitd.toml (`settings`, for this
+        registry) would fail to speak to a registry this client reaches, and the buildkitd.toml
+        entry that mends it: plain HTTP one side and TLS the other, or a certificate its CAs do
+        not verify. None: it would not fail, or its buildkitd.toml names files that are not
+        here to read, so nothing can be said."""
+        host = references.parse(reference).api_host
+        schemes = settings.schemes(loopback=plain_http(host))
+        if self._endpoint(host)[0] == "http":
+            if "http" in schemes:
+                return None
+            return (f"{host} speaks plain HTTP only, and builder {builder}'s BuildKit would speak HTTPS "
+                    f"to it", "http = true")  # fmt: skip
+        if "https-unverified" in schemes or settings.unread:
+            return None
+        if schemes == ("http",):
+            return (f"builder {builder}'s BuildKit would speak plain HTTP to {host} (a loopback address, or "
+                    f"`http = true`), which speaks TLS", "insecure = true")  # fmt: skip
+        refused = self._tls_refusal(host, trust.pem_context(settings.authorities, settings.client))
+        if refused is None:
+            return None
+        entry = f'ca = ["/etc/docker/certs.d/{host}/ca.crt"] (and a [[registry."{host}".keypair]] for mTLS)'
+        finding = (
+            f"builder {builder}'s BuildKit would not trust {host}'s certificate ({refused}): it runs in a "
+            "container of its own and reads CAs from its buildkitd.toml, not certs.d"
+        )
+        return finding, entry
+
+    def _tls_refusal(self, host: str, context: ssl.SSLContext) -> str | None:
+        """Why a TLS request to the registry with this trust fails (its certificate, or the
+        client certificate it wants); None when it does not fail for TLS."""
         try:
-            http_client.request(f"https://{host}/v2/", timeout=self.timeout, context=engine)
+            http_client.request(f"https://{host}/v2/", timeout=self.timeout, context=context)
         except OSError as e:
-            if isinstance(getattr(e, "reason", e), ssl.SSLError):
-                where = " or ".join(str(d / host) for d in self.engine_certs)
-                return (f"the engine here would not trust {host}'s certificate, which the client does "
-                        f"({_reason(e)}): it reads its CAs from {where}")  # fmt: skip
+            if isinstance(e, ssl.SSLError) or isinstance(getattr(e, "reason", None), ssl.SSLError):
+                return _reason(e)
         return None
 
     # --- the API ------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ rootless, ~/.config/docker/certs.d); the CLI and Docker Desktop read the client'
 from __future__ import annotations
 
 import ssl
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -78,4 +79,30 @@ def context(trust: Trust, *, verify: bool) -> ssl.SSLContext:
             found.load_cert_chain(str(trust.client[0]), str(trust.client[1]))
         except (ssl.SSLError, OSError) as e:
             raise FatalError(f"{trust.client[0]}: a client certificate that cannot be used ({e})") from None
+    return found
+
+
+def pem_context(authorities: Sequence[bytes], client: tuple[bytes, bytes] | None) -> ssl.SSLContext:
+    """A verifying TLS context from certificates held in memory (a builder's, which buildx
+    stored): the system's CAs and these. The client key goes through a private file, as
+    Python's ssl loads a certificate chain only from files, and is gone when this returns."""
+    found = ssl.create_default_context()
+    found.verify_flags &= ~ssl.VERIFY_X509_STRICT  # as context() does, for the same reason
+    for authority in authorities:
+        try:
+            found.load_verify_locations(cadata=authority.decode("ascii", "replace"))
+        except ssl.SSLError as e:
+            raise FatalError(
+                f"a CA certificate in the builder's buildkitd.toml cannot be read ({e})"
+            ) from None
+    if client is not None:
+        with tempfile.TemporaryDirectory(prefix="mab-hook-") as private:  # 0700
+            cert, key = Path(private) / "client.cert", Path(private) / "client.key"
+            for path, data in ((cert, client[0]), (key, client[1])):
+                path.touch(mode=0o600)
+                path.write_bytes(data)
+            try:
+                found.load_cert_chain(str(cert), str(key))
+            except ssl.SSLError as e:
+                raise FatalError(f"the builder's client certificate cannot be used ({e})") from None
     return found

@@ -28,6 +28,14 @@ INSPECT_DOCKER = (FIXTURES / "inspect-docker-driver.txt").read_text()
 LS_MULTI = (FIXTURES / "ls-multi-node.json").read_text()
 
 
+# A docker-container builder `intranet` made with `--driver-opt image=...` and a buildkitd.toml
+# (a CA for registry.internal:5000, plain HTTP to plain.internal:5000), never started.
+LS_CONTAINER = (FIXTURES / "ls-docker-container.json").read_text()
+
+
+INSPECT_CONTAINER = (FIXTURES / "inspect-docker-container.txt").read_text()
+
+
 CONTAINERD = '[["driver-type","io.containerd.snapshotter.v1"]]'
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from mab_hook import readiness
+from mab_hook.buildkitd import RegistrySettings
 from mab_hook.readiness import FAIL, OK, Check, Wanted
 from mab_hook.registry import Access, Insecure
-from tests.readiness.recorded import by_name, host
+from tests.readiness.recorded import INSPECT_CONTAINER, LS_CONTAINER, by_name, docker, host
 
 
 def test_the_registry_is_asked_with_the_daemons_insecure_registries(tmp_path: Path) -> None:
@@ -59,3 +60,58 @@ def test_an_engine_here_that_would_refuse_the_registrys_certificate_fails_the_ch
         engine_distrust=distrusting.engine_distrust
     )
     assert by_name(readiness.check(elsewhere, wanted))["registry"].status == OK  # its certs.d is not here
+
+
+def intranet_builder(tmp_path: Path, asked: list[tuple[str, Insecure]] | None = None) -> readiness.Host:
+    answers = docker()
+    answers["docker", "buildx", "inspect", "intranet"] = (0, INSPECT_CONTAINER)
+    answers["docker", "buildx", "ls", "--format", "json"] = (0, LS_CONTAINER)
+    return host(tmp_path, answers, asked=asked)
+
+
+def test_a_docker_container_builder_is_judged_by_its_own_buildkitd_toml(tmp_path: Path) -> None:
+    """Its BuildKit ignores the engine's certs.d and insecure list: the registries its toml
+    relaxes are the insecure ones, and its CAs are what the certificate is checked with."""
+    asked: list[tuple[str, Insecure]] = []
+    judged: list[tuple[str, RegistrySettings]] = []
+
+    def distrust(
+        reference: str, insecure: Insecure, settings: RegistrySettings, builder: str
+    ) -> tuple[str, str]:
+        judged.append((reference, settings))
+        return f"{builder} would not trust it", 'ca = ["x"]'
+
+    found = intranet_builder(tmp_path, asked)._replace(builder_distrust=distrust)
+    wanted = Wanted(("linux/amd64",), builder="intranet", registry="registry.internal:5000/team/api")
+    report = readiness.check(found, wanted)
+    check = by_name(report)["registry"]
+    assert check == Check("registry", FAIL, "intranet would not trust it",
+                          'add [registry."registry.internal:5000"] ca = ["x"] to a buildkitd.toml, then recreate it: '
+                          "`docker buildx rm intranet && docker buildx create --name intranet --driver docker-container "
+                          "--driver-opt image=mirror.internal/moby/buildkit:v0.16.0 --buildkitd-config buildkitd.toml "
+                          "--bootstrap`", "registry-builder-untrusted")  # fmt: skip
+    assert asked == [("registry.internal:5000/team/api", (("plain.internal:5000",), ()))]
+    assert report.insecure == (("plain.internal:5000",), ())  # not the daemon's list
+    assert [(ref, settings.authorities[0][:27]) for ref, settings in judged] == [
+        ("registry.internal:5000/team/api", b"-----BEGIN CERTIFICATE-----")
+    ]
+    trusting = found._replace(builder_distrust=lambda *args: None)
+    assert by_name(readiness.check(trusting, wanted))["registry"] == Check("registry", OK, "answers")
+
+
+def test_a_loopback_registry_is_out_of_reach_of_a_builder_in_a_container(tmp_path: Path) -> None:
+    wanted = Wanted(("linux/amd64",), builder="intranet", registry="127.0.0.1:5000/team/api")
+    check = by_name(readiness.check(intranet_builder(tmp_path), wanted))["registry"]
+    assert check == Check("registry", FAIL, "builder intranet's BuildKit runs in a container of its own, where "
+                          "127.0.0.1:5000 is that container, not this machine",
+                          "recreate it: `docker buildx rm intranet && docker buildx create --name intranet --driver "
+                          "docker-container --driver-opt image=mirror.internal/moby/buildkit:v0.16.0 --driver-opt "
+                          "network=host --bootstrap`", "registry-builder-loopback")  # fmt: skip
+
+
+def test_the_engine_is_not_judged_for_a_builder_that_does_not_use_it(tmp_path: Path) -> None:
+    engine_says = intranet_builder(tmp_path)._replace(
+        engine_distrust=lambda reference, insecure: "engine: no"
+    )
+    wanted = Wanted(("linux/amd64",), builder="intranet", registry="registry.internal:5000/team/api")
+    assert by_name(readiness.check(engine_says, wanted))["registry"].status == OK

@@ -21,6 +21,7 @@ from typing import Any
 
 from mab_hook import binfmt, process, state
 from mab_hook import probe as probes
+from mab_hook.buildkitd import RegistrySettings
 from mab_hook.process import Completed
 from mab_hook.readiness.access import check_registry
 from mab_hook.readiness.emulation import Scope, check_platform, probe
@@ -65,9 +66,11 @@ def check(host: Host, wanted: Wanted) -> Report:
     if builder is not None:
         scope = Scope(host, builder, state, wanted, engine)
         checks += [check_platform(scope, platform) for platform in wanted.platforms]
-    insecure = insecure_registries(host)
+    insecure = insecure_registries(host, builder)
     if wanted.registry:
-        checks.append(check_registry(host, wanted.registry, insecure, engine_here=engine.local))
+        checks.append(
+            check_registry(host, wanted.registry, insecure, engine_here=engine.local, builder=builder)
+        )
     return Report(tuple(checks), builder, insecure)
 
 
@@ -91,11 +94,17 @@ def local_host(env: Mapping[str, str], machine: str, probes: Path | None = None)
     def engine_distrust(reference: str, insecure: Insecure) -> str | None:
         return Registry(env, insecure=insecure).engine_distrust(reference)
 
+    def builder_distrust(
+        reference: str, insecure: Insecure, settings: RegistrySettings, builder: str
+    ) -> tuple[str, str] | None:
+        return Registry(env, insecure=insecure).builder_distrust(reference, settings, builder)
+
     def probe_once(platform: str, builder: str | None, engine: str) -> bool | None:
         return remembered_probe(probes, run, platform, builder, engine)
 
     return Host(run=run, machine=machine, access=access, hostname=socket.gethostname(),
-                kernel=os_platform.release(), probe=probe_once, engine_distrust=engine_distrust)  # fmt: skip
+                kernel=os_platform.release(), probe=probe_once, engine_distrust=engine_distrust,
+                builder_distrust=builder_distrust)  # fmt: skip
 
 
 def remembered_probe(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from mab_hook import references
+from mab_hook import buildkitd, references
+from mab_hook.builders import Builder
 from mab_hook.readiness.model import FAIL, OK, Check, Host
-from mab_hook.registry import Insecure
+from mab_hook.registry import Insecure, plain_http
 
 FIXES = {
     "unreachable": "check the address in [tool.multiarch] registry and that the registry runs",
@@ -18,16 +19,56 @@ FIXES = {
 }
 
 
-def check_registry(host: Host, repository: str, insecure: Insecure, *, engine_here: bool = False) -> Check:
-    """`engine_here`: the engine runs on this machine, so what it trusts can be read here."""
+def check_registry(
+    host: Host,
+    repository: str,
+    insecure: Insecure,
+    *,
+    engine_here: bool = False,
+    builder: Builder | None = None,
+) -> Check:
+    """`engine_here`: the engine runs on this machine, so what it trusts can be read here;
+    `builder`: the one that uploads (a docker-container builder trusts what its own
+    buildkitd.toml says, not the engine)."""
     access = host.access(repository, insecure)
     server = references.parse(repository).domain
-    distrust = host.engine_distrust(repository, insecure) if access.ok and engine_here else None
+    if not access.ok:
+        fix = FIXES.get(access.code, FIXES["error"]).format(server=server)
+        return Check("registry", FAIL, access.detail, fix, f"registry-{access.code}")
+    if builder is not None and builder.driver in buildkitd.CONFIGURED_DRIVERS:
+        return _builder_check(host, repository, insecure, builder) or Check("registry", OK, access.detail)
+    distrust = host.engine_distrust(repository, insecure) if engine_here else None
     if distrust is not None:
         fix = (f"put the CA certificate as ca.crt in /etc/docker/certs.d/{server}/ (the engine uploads, and "
                "reads it there; no restart needed)")  # fmt: skip
         return Check("registry", FAIL, distrust, fix, "registry-engine-untrusted")
-    if access.ok:
-        return Check("registry", OK, access.detail)
-    fix = FIXES.get(access.code, FIXES["error"]).format(server=server)
-    return Check("registry", FAIL, access.detail, fix, f"registry-{access.code}")
+    return Check("registry", OK, access.detail)
+
+
+def _builder_check(host: Host, repository: str, insecure: Insecure, builder: Builder) -> Check | None:
+    """What each node of a builder with a BuildKit of its own would make of the registry."""
+    server = references.parse(repository).api_host
+    for node in builder.nodes:
+        if plain_http(server) and node.driver_opt("network") != "host":
+            finding = (f"builder {builder.name}'s BuildKit runs in a container of its own, where {server} "
+                       "is that container, not this machine")  # fmt: skip
+            fix = _recreate(builder, ("network", "host"))
+            return Check("registry", FAIL, finding, fix, "registry-builder-loopback")
+        settings = buildkitd.registry(dict(node.files), server)
+        said = host.builder_distrust(repository, insecure, settings, builder.name)
+        if said is not None:
+            finding, entry = said
+            fix = f'add [registry."{server}"] {entry} to a buildkitd.toml, then ' + _recreate(builder)
+            return Check("registry", FAIL, finding, fix, "registry-builder-untrusted")
+    return None
+
+
+def _recreate(builder: Builder, option: tuple[str, str] | None = None) -> str:
+    """Recreating the builder with its driver options, and `option` among them; with the
+    buildkitd.toml when no option is asked (buildx reads both at creation only)."""
+    options = dict(builder.nodes[0].driver_opts if builder.nodes else ())
+    options.update([option] if option else [])
+    parts = ["docker buildx create --name", builder.name, "--driver", builder.driver]
+    parts += [f"--driver-opt {key}={value}" for key, value in sorted(options.items())]
+    parts += [] if option else ["--buildkitd-config buildkitd.toml"]
+    return f"recreate it: `docker buildx rm {builder.name} && {' '.join(parts)} --bootstrap`"

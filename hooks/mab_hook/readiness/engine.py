@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mab_hook import builders, process
+from mab_hook import builders, buildkitd, process
 from mab_hook.builders import Builder
 from mab_hook.definitions import RELEASES
 from mab_hook.readiness.model import (
@@ -22,6 +22,7 @@ from mab_hook.readiness.model import (
     parse_json,
 )
 from mab_hook.readiness.model import inspect as inspect_cmd
+from mab_hook.registry import Insecure
 
 MIN_BUILDX = (0, 13)
 CREATE = "docker buildx create --name {name} --driver docker-container{use} --bootstrap"
@@ -137,8 +138,12 @@ def check_driver(host: Host, builder: Builder, platforms: int) -> Check:
     )
 
 
-def insecure_registries(host: Host) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The daemon's insecure registries: (names, CIDRs), from `docker info`."""
+def insecure_registries(host: Host, builder: Builder | None = None) -> Insecure:
+    """The registries the builder speaks plain HTTP or unchecked TLS to: (names, CIDRs). The
+    daemon's insecure-registries (`docker info`); for a builder whose BuildKit reads its own
+    buildkitd.toml, those it sets `http` or `insecure` for."""
+    if builder is not None and builder.driver in buildkitd.CONFIGURED_DRIVERS:
+        return buildkitd.relaxed(dict(node.files) for node in builder.nodes), ()
     info = parse_json(host.run(INFO).stdout).get("RegistryConfig") or {}
     names = tuple(
         name for name, index in (info.get("IndexConfigs") or {}).items() if not index.get("Secure", True)

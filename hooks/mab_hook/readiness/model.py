@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from mab_hook import binfmt
 from mab_hook.builders import Builder, BuilderSpec
+from mab_hook.buildkitd import RegistrySettings
 from mab_hook.images import DEFAULT_BINFMT_IMAGE
 from mab_hook.process import Completed
 from mab_hook.registry import Access, Insecure
@@ -42,6 +43,12 @@ def _no_distrust(reference: str, insecure: Insecure) -> str | None:
     return None
 
 
+def _no_builder_distrust(
+    reference: str, insecure: Insecure, settings: RegistrySettings, builder: str
+) -> tuple[str, str] | None:
+    return None
+
+
 class Host(NamedTuple):
     """Everything the checks look at, injectable: how to run docker, where binfmt_misc is..."""
 
@@ -57,6 +64,10 @@ class Host(NamedTuple):
     probe: Callable[[str, str | None, str], bool | None] = _no_probe
     # Why an engine on this machine would refuse the registry's certificate (Registry.engine_distrust).
     engine_distrust: Callable[[str, Insecure], str | None] = _no_distrust
+    # Why a builder reading its own buildkitd.toml would fail with the registry (Registry.builder_distrust).
+    builder_distrust: Callable[[str, Insecure, RegistrySettings, str], tuple[str, str] | None] = (
+        _no_builder_distrust
+    )
 
 
 class Wanted(NamedTuple):

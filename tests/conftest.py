@@ -121,7 +121,9 @@ def canned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Canned]:
         monkeypatch.setattr(buildx, "BACKOFF", 0.0)
         monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found)
         bases: dict[str, coverage.Found | str] = {}
-        monkeypatch.setattr(coverage, "local_sources", lambda env, known: canned_engine.canned_sources(bases))
+        monkeypatch.setattr(
+            coverage, "local_sources", lambda env, known, mirrors=tuple: canned_engine.canned_sources(bases)
+        )
         monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # no one's credentials
         yield canned_engine.Canned(registry, engine, found.binfmt_root, bases)
 

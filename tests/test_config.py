@@ -182,6 +182,15 @@ def test_invalid_toml_names_the_file_and_line() -> None:
         ),
         ('platforms = ["linux/amd64"]\nbinfmt-image = "mirror:5000/binfmt"', "must name a pinned tag"),
         (
+            'platforms = ["linux/amd64"]\nbuildkit-image = "mirror:5000/moby/buildkit"',
+            "[tool.multiarch.buildkit-image] 'mirror:5000/moby/buildkit' must name a pinned tag (not latest) or a "
+            "digest, e.g. 'moby/buildkit:v0.16.0'",
+        ),
+        (  # buildx splits --driver-opt at commas: one image, never another option
+            'platforms = ["linux/amd64"]\nbuildkit-image = "moby/buildkit:v0.16.0,network=host"',
+            "[tool.multiarch.buildkit-image] 'moby/buildkit:v0.16.0,network=host' must name a pinned tag",
+        ),
+        (
             'platforms = ["linux/amd64"]\nregistry = "Registry.Internal/Team"',
             "[tool.multiarch.registry] 'Registry.Internal/Team' is not a registry reference",
         ),
@@ -590,3 +599,11 @@ def test_each_file_a_glob_names_is_a_project_of_its_own_found_again_in_a_new_tre
     again = load(text, source="s", tracked={*tracked, "new/compose.yaml"}, resolve=resolve, cache=memory)
     assert [i.name for i in again.images] == ["myblog-web", "new-web", "shop-web", "x-web"]
     assert definitions.project_name("-My App_2") == "myapp_2" and definitions.project_name("...") == ""
+
+
+def test_the_images_a_fix_runs_are_pinned_and_may_come_from_a_mirror() -> None:
+    found = parse('[tool.multiarch]\nplatforms = ["linux/amd64"]\nbuildkit-image = "mirror.internal/moby/buildkit:v0.16.0"\n'
+                  'binfmt-image = "mirror.internal/binfmt@sha256:' + "a" * 64 + '"\n')  # fmt: skip
+    assert found.buildkit_image == "mirror.internal/moby/buildkit:v0.16.0"
+    assert found.binfmt_image == "mirror.internal/binfmt@sha256:" + "a" * 64
+    assert parse('[tool.multiarch]\nplatforms = ["linux/amd64"]\n').buildkit_image is None  # buildx's own

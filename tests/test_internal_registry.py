@@ -151,7 +151,8 @@ def test_doctor_judges_a_docker_container_builder_by_its_own_buildkitd_toml(
         placed(ca, Path(env["DOCKER_CONFIG"]) / "certs.d", registry.address)
         with engine_trusts(ca, registry.address):  # the engine would: only the builder would not
             trusting = tmp_path / "buildkitd.toml"
-            trusting.write_text(f'[registry."{registry.address}"]\n  ca = ["{ca.ca}"]\n')
+            trusting.write_text(f'[registry."{registry.address}"]\n  ca = ["{ca.ca}"]\n'
+                                f'[registry."docker.io"]\n  mirrors = ["{lab.registry}"]\n')  # fmt: skip
             for name, options in (("bare", ()), ("trusting", ("--buildkitd-config", str(trusting)))):
                 created = subprocess.run(("docker", "buildx", "create", "--name", name, "--driver", "docker-container",
                                           *options), env=env, capture_output=True, text=True, check=False)  # fmt: skip
@@ -166,6 +167,12 @@ def test_doctor_judges_a_docker_container_builder_by_its_own_buildkitd_toml(
             assert bare["finding"].startswith(f"builder bare's BuildKit would not trust {registry.address}'s")
             assert "--buildkitd-config buildkitd.toml" in bare["fix"], bare["fix"]
             assert _registry_check(repo, env, "trusting")["status"] == "ok"
+            mirror = _registry_check(repo, env, "trusting", "mirror")
+            assert mirror["finding"].startswith(f"Docker Hub through http://{lab.registry} (builder trusting's "
+                                                "buildkitd.toml): "), mirror  # fmt: skip
+            assert _registry_check(repo, env, "bare", "mirror")["finding"] == (
+                "Docker Hub directly: no mirror is set up for it"
+            )
             repo.commit({"pyproject.toml": (repo.path / "pyproject.toml").read_text().replace(
                 registry.address, lab.registry)})  # fmt: skip
             loopback = _registry_check(repo, env, "trusting")
@@ -175,8 +182,8 @@ def test_doctor_judges_a_docker_container_builder_by_its_own_buildkitd_toml(
         registry.stop()
 
 
-def _registry_check(repo: Repo, env: dict[str, str], builder: str) -> dict[str, str]:
+def _registry_check(repo: Repo, env: dict[str, str], builder: str, name: str = "registry") -> dict[str, str]:
     doctor = mab(repo.path, env, "doctor", "--json", "--builder", builder)
     checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
-    assert "registry" in checks, doctor.stdout + doctor.stderr
-    return dict(checks["registry"])
+    assert name in checks, doctor.stdout + doctor.stderr
+    return dict(checks[name])

@@ -17,7 +17,7 @@ import pytest
 from mab_hook import references, registry
 from mab_hook.process import Completed
 from mab_hook.registry import Registry
-from tests.conftest import Lab, LabRegistry
+from tests.conftest import Lab, LabRegistry, free_port
 from tests.engine import OciRegistry
 
 
@@ -417,3 +417,50 @@ def test_buildx_reads_the_labels_where_the_api_cannot(tmp_path: Path) -> None:
             "127.0.0.1:9/t/web:mab-x", "d" * 64, bool
         )
         assert (found.trusted, found.detail.split()[0]) == (True, str(count))
+
+
+def test_docker_hub_is_read_through_its_mirrors_found_once_when_first_needed(tmp_path: Path) -> None:
+    """As the engine pulls: each mirror first (one that does not answer hands over), Docker Hub
+    last; the mirrors are looked up only when Docker Hub is first read, and once."""
+    env = {"DOCKER_CONFIG": str(tmp_path)}
+    with OciRegistry() as mirror, OciRegistry() as team:
+        digest = mirror.put(
+            "library/busybox", "1.36", b'{"schemaVersion": 2}', "application/vnd.oci.image.index.v1+json"
+        )
+        team.put("team/api", "1", b'{"schemaVersion": 2, "x": 1}', "application/vnd.oci.image.index.v1+json")
+        looked_up: list[int] = []
+
+        def mirrors() -> tuple[str, ...]:
+            looked_up.append(1)
+            return (f"http://127.0.0.1:{free_port()}", f"http://{mirror.host}")  # the first is down
+
+        gateway = Registry(env, mirrors=mirrors, timeout=2)
+        assert gateway.manifest(f"{team.host}/team/api:1") is not None and looked_up == []
+        found = gateway.manifest("busybox:1.36")
+        assert found is not None and found.digest == digest
+        assert gateway.content("docker.io/library/busybox", "manifests", digest) == b'{"schemaVersion": 2}'
+        assert looked_up == [1]
+        assert ("GET", "/v2/library/busybox/manifests/1.36") in mirror.requests
+
+
+def test_docker_hub_comes_last_and_its_failure_says_what_each_mirror_said() -> None:
+    gateway = Registry({}, mirrors=("https://a.internal", "http://b.internal"))
+    tried: list[str] = []
+
+    def read(ref: references.Reference) -> bytes | None:
+        tried.append(ref.domain)
+        if ref.domain == "a.internal":
+            raise OSError("connection refused")
+        if ref.domain == "b.internal":
+            return None
+        raise OSError("no route to host")
+
+    with pytest.raises(registry.RegistryError) as info:
+        gateway._mirrored(references.parse("busybox:1"), read)
+    assert tried == ["a.internal", "b.internal", "docker.io"]
+    assert str(info.value) == ("mirror https://a.internal: connection refused; mirror http://b.internal: not "
+                               "there; Docker Hub: no route to host")  # fmt: skip
+    tried.clear()
+    with pytest.raises(OSError, match="no route"):  # not Docker Hub's: no mirror is asked
+        gateway._mirrored(references.parse("registry.internal/team/api:1"), read)
+    assert tried == ["registry.internal"]

@@ -77,6 +77,27 @@ class BuilderSpec(NamedTuple):
         commands.append(("docker", "buildx", "inspect", "--bootstrap", self.name))
         return commands
 
+    def command_text(self, *, use: bool = False, config: str = "") -> str:
+        """The create command as a fix says it: one line for a builder on the local engine, the
+        whole sequence for one with nodes elsewhere. `config`: a buildkitd.toml to give it."""
+        if self.nodes:
+            return " && ".join(" ".join(cmd) for cmd in self.create_commands(use=use))
+        opts = "".join(f" --driver-opt {key}={value}" for key, value in self.driver_opts)
+        opts += f" --buildkitd-config {config}" if config else ""
+        opts += " --use" if use else ""
+        return f"docker buildx create --name {self.name} --driver {self.driver}{opts} --bootstrap"
+
+    def with_image(self, image: str | None) -> BuilderSpec:
+        """A docker-container builder runs BuildKit from `image` (an intranet's copy of
+        moby/buildkit) unless its driver options name one already; None: buildx's default."""
+        if (
+            image is None
+            or self.driver != "docker-container"
+            or any(k == "image" for k, _ in self.driver_opts)
+        ):
+            return self
+        return self._replace(driver_opts=tuple(sorted((*self.driver_opts, ("image", image)))))
+
 
 def parse_ls_json(text: str) -> tuple[Builder, ...]:
     """One JSON object per line (buildx >= 0.13); a builder may be listed twice."""

@@ -64,6 +64,7 @@ TOP_KEYS = (
     "cache-to",
     "secrets",
     "binfmt-image",
+    "buildkit-image",
     "keep-logs",
     "compose",
     "compose-projects",
@@ -249,7 +250,8 @@ def _parse(
         tags=fields.tags(table.get("tags", list(DEFAULT_TAGS)), f"{key}.tags", problems),
         publish_branches=_ref_patterns(table, "publish-branches", None, key, problems),
         publish_tags=_ref_patterns(table, "publish-tags", DEFAULT_PUBLISH_TAGS, key, problems) or (),
-        binfmt_image=_binfmt_image(table, key, problems),
+        binfmt_image=_pinned_image(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE,
+        buildkit_image=_pinned_image(table, "buildkit-image", key, problems),
         jobs=_whole(table, "jobs", DEFAULT_JOBS, key, problems),
         keep_logs=_whole(table, "keep-logs", DEFAULT_KEEP_LOGS, key, problems),
         builder_spec=builder_spec,
@@ -303,16 +305,21 @@ def _whole(table: Mapping[str, Any], name: str, default: int, key: str, problems
     return value
 
 
-def _binfmt_image(table: Mapping[str, Any], key: str, problems: Problems) -> str:
-    binfmt_image = fields.optional_str(table, "binfmt-image", key, problems) or DEFAULT_BINFMT_IMAGE
-    tag = references.parse(binfmt_image).tag
-    if tag in (None, "latest"):
-        problems.add(
-            f"{key}.binfmt-image",
-            f"{binfmt_image!r} must name a pinned tag (not latest), "
-            f"e.g. {DEFAULT_BINFMT_IMAGE!r} or your mirror's copy of it",
-        )
-    return binfmt_image
+PINNED_EXAMPLES = {"binfmt-image": DEFAULT_BINFMT_IMAGE, "buildkit-image": "moby/buildkit:v0.16.0"}
+
+
+def _pinned_image(table: Mapping[str, Any], name: str, key: str, problems: Problems) -> str | None:
+    """An image a fix runs with privileges (the emulator installer, a builder's BuildKit): by
+    a pinned tag or digest, so what runs does not change under the team."""
+    image = fields.optional_str(table, name, key, problems)
+    if image is None:
+        return None
+    # Validated whole: it reaches a buildx option (`--driver-opt image=...`) that buildx splits at commas.
+    ref = references.parse(image) if references.is_valid(image) else None
+    if ref is None or (ref.tag in (None, "latest") and ref.digest is None):
+        problems.add(f"{key}.{name}", f"{redact(image)!r} must name a pinned tag (not latest) or a digest, "
+                     f"e.g. {PINNED_EXAMPLES[name]!r} or your mirror's copy of it")  # fmt: skip
+    return image
 
 
 # --- images ----------------------------------------------------------------------------------

@@ -306,9 +306,13 @@ class Sources:
 BASE_TIMEOUT = 5.0  # seconds a registry has to answer about a base: the push waits on it
 
 
-def local_sources(env: Mapping[str, str], known: Known) -> Lookup:
-    """This machine's engine and docker's registries, as `docker build` reaches them."""
-    return Sources(env, Registry(env, timeout=BASE_TIMEOUT), known, socket=engine_socket(env))
+def local_sources(
+    env: Mapping[str, str], known: Known, mirrors: Callable[[], Sequence[str]] = tuple
+) -> Lookup:
+    """This machine's engine and docker's registries, as `docker build` reaches them: Docker
+    Hub through `mirrors` (asked only when a base must be read from Docker Hub)."""
+    registry = Registry(env, timeout=BASE_TIMEOUT, mirrors=mirrors)
+    return Sources(env, registry, known, socket=engine_socket(env))
 
 
 def _kept_layers(kept: object) -> tuple[str, tuple[str, ...]] | None:

@@ -95,7 +95,14 @@ def wanted_from(args: argparse.Namespace, env: Mapping[str, str], printer: Print
     wanted = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
     repository = cfg.staging_repository(cfg.images[0]) if cfg.push and cfg.images else None
     spec = cfg.builder_spec if not args.builder or args.builder == cfg.builder else None
-    return readiness.Wanted(wanted, args.builder or cfg.builder, repository, cfg.binfmt_image, spec)
+    return readiness.Wanted(
+        wanted,
+        args.builder or cfg.builder,
+        repository,
+        cfg.binfmt_image,
+        spec,
+        buildkit_image=cfg.buildkit_image,
+    )
 
 
 def _kept(path: Path) -> tuple[Path, state.Held] | None:

@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -178,7 +179,7 @@ def build(
     remote: str | None = None,
 ) -> int:
     """`remote`: a pre-push gate's; what built waits (staged) for the remote to accept the push."""
-    from mab_hook import coverage, pipeline, readiness  # noqa: PLC0415 - only when something is to be built
+    from mab_hook import coverage, mirrors, pipeline, readiness  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415
 
     host = readiness.local_host(env, platform.machine(), state.root(repo) / "cache" / "probes.json")
@@ -190,7 +191,8 @@ def build(
 
     quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
     known = coverage.Known(state.root(repo) / "cache" / "bases.json")
-    lookup = coverage.local_sources(env, known)
+    builder = plans[0].config.builder if plans else None
+    lookup = coverage.local_sources(env, known, partial(mirrors.lookup, host.run, builder))
 
     def ready(building: Sequence[PlannedImage]) -> Coverage:
         # Which platforms the bases have is asked while readiness asks docker: neither waits.
@@ -399,7 +401,12 @@ def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:
             platforms_ = tuple(dict.fromkeys((*seen.platforms, *platforms_)))
             repository = seen.registry or repository
         by_builder[cfg.builder] = Wanted(
-            platforms_, cfg.builder, repository, cfg.binfmt_image, cfg.builder_spec
+            platforms_,
+            cfg.builder,
+            repository,
+            cfg.binfmt_image,
+            cfg.builder_spec,
+            buildkit_image=cfg.buildkit_image,
         )
     return list(by_builder.values())
 

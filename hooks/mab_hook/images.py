@@ -122,6 +122,7 @@ class Config:
     publish_branches: tuple[str, ...] | None = None
     publish_tags: tuple[str, ...] = DEFAULT_PUBLISH_TAGS
     binfmt_image: str = DEFAULT_BINFMT_IMAGE
+    buildkit_image: str | None = None  # what a docker-container builder made by doctor --fix runs
     jobs: int = DEFAULT_JOBS  # images built at once
     keep_logs: int = DEFAULT_KEEP_LOGS  # pushes whose logs .git/mab-hook keeps
     builder_spec: BuilderSpec | None = None  # how to create `builder` when it is missing

@@ -20,7 +20,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, TypeVar
 
 from mab_hook import credentials, http_client, process, references, trust
 from mab_hook.buildkitd import RegistrySettings
@@ -62,6 +62,9 @@ class Manifest(NamedTuple):
     digest: str  # what the registry says it is (Docker-Content-Digest)
 
 
+_T = TypeVar("_T")
+
+
 class RegistryError(OSError):
     """The registry answered, and refused."""
 
@@ -94,6 +97,8 @@ class Registry:
         timeout: float = http_client.TIMEOUT,
         certs: Sequence[Path] | None = None,  # Docker's certs.d directories (trust.certs_dirs)
         engine_certs: Sequence[Path] | None = None,  # those an engine here reads (trust.daemon_dirs)
+        # Docker Hub's mirrors (`https://mirror.internal:5000`), or what finds them when first needed.
+        mirrors: Sequence[str] | Callable[[], Sequence[str]] = (),
     ) -> None:
         self.env, self.insecure, self.builder, self.timeout = env, insecure, builder, timeout
         self.run = run or process.run
@@ -103,6 +108,7 @@ class Registry:
         self._tokens: dict[tuple[str, str], str] = {}
         self._credentials: dict[str, Credentials | None] = {}
         self._endpoints: dict[tuple[str, bool], tuple[str, ssl.SSLContext | None]] = {}
+        self._mirrors, self._mirrors_found = mirrors, None if callable(mirrors) else tuple(mirrors)
 
     # --- what callers ask ---------------------------------------------------------------------
 
@@ -291,37 +297,46 @@ class Registry:
     def manifest(self, reference: str) -> Manifest | None:
         """A manifest (or index) as the registry has it; None when it has none under that name.
         Raises OSError when the registry gives no answer, RegistryError on another refusal."""
-        ref = references.parse(reference)
+        return self._mirrored(references.parse(reference), self._manifest)
+
+    def _manifest(self, ref: Reference) -> Manifest | None:
         got = self._call(
             ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}", headers={"Accept": MANIFEST_TYPES}
         )
         if got.status == 404:
             return None
         if not got.ok:
-            raise RegistryError(f"HTTP {got.status} for {reference}")
+            raise RegistryError(f"HTTP {got.status} for {ref.repository}:{ref.tag or ref.digest}")
         digest = got.headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(got.body).hexdigest()
         return Manifest(got.body, got.headers.get("content-type", ""), digest)
 
     def content(self, repository: str, kind: str, digest: str) -> bytes | None:
         """A manifest (`kind` "manifests") or blob ("blobs") of a repository by digest, checked
         against it; None when the registry has none."""
-        got = self._call(references.parse(f"{repository}@{digest}"), "pull", "GET", f"{kind}/{digest}",
-                         headers={"Accept": MANIFEST_TYPES} if kind == "manifests" else None)  # fmt: skip
-        if got.status == 404:
-            return None
-        if not got.ok:
-            raise RegistryError(f"HTTP {got.status} for {repository}@{digest}")
-        if digest != "sha256:" + hashlib.sha256(got.body).hexdigest():
-            raise RegistryError(f"{repository}@{digest}: the registry sent other content")
-        return got.body
+
+        def read(ref: Reference) -> bytes | None:
+            got = self._call(ref, "pull", "GET", f"{kind}/{digest}",
+                             headers={"Accept": MANIFEST_TYPES} if kind == "manifests" else None)  # fmt: skip
+            if got.status == 404:
+                return None
+            if not got.ok:
+                raise RegistryError(f"HTTP {got.status} for {ref.repository}@{digest}")
+            if digest != "sha256:" + hashlib.sha256(got.body).hexdigest():
+                raise RegistryError(f"{ref.repository}@{digest}: the registry sent other content")
+            return got.body
+
+        return self._mirrored(references.parse(f"{repository}@{digest}"), read)
 
     def read_blob(self, repository: str, digest: str, consume: Callable[[IO[bytes]], object]) -> object:
         """What `consume` makes of a blob as it streams (never held whole)."""
-        got = self._call(references.parse(f"{repository}@{digest}"), "pull", "GET", f"blobs/{digest}",
-                         consume=consume)  # fmt: skip
-        if not got.ok:
-            raise RegistryError(f"HTTP {got.status} for {repository}@{digest}")
-        return got.consumed
+
+        def read(ref: Reference) -> object:
+            got = self._call(ref, "pull", "GET", f"blobs/{digest}", consume=consume)
+            if not got.ok:
+                raise RegistryError(f"HTTP {got.status} for {ref.repository}@{digest}")
+            return got.consumed
+
+        return self._mirrored(references.parse(f"{repository}@{digest}"), read)
 
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         ref = references.parse(reference)
@@ -475,6 +490,40 @@ class Registry:
                 return _reason(e)
         return None
 
+    # --- Docker Hub through its mirrors --------------------------------------------------------
+
+    def _mirrored(self, ref: Reference, read: Callable[[Reference], _T]) -> _T:
+        """A read of Docker Hub tried through each mirror first, as the engine pulls: a mirror
+        that lacks it or fails hands over to the next, and Docker Hub comes last. When that
+        fails too, the error says what each mirror said."""
+        if ref.domain != references.DEFAULT_DOMAIN:
+            return read(ref)
+        said = []
+        for mirror in self.mirrors():
+            host = mirror.split("://", 1)[-1]
+            try:
+                found = read(ref._replace(domain=host))
+            except OSError as e:
+                said.append(f"mirror {mirror}: {_reason(e)}")
+                continue
+            if found is not None:
+                return found
+            said.append(f"mirror {mirror}: not there")
+        try:
+            return read(ref)
+        except OSError as e:
+            if not said:
+                raise
+            raise RegistryError(f"{'; '.join(said)}; Docker Hub: {_reason(e)}") from None
+
+    def mirrors(self) -> tuple[str, ...]:
+        """Docker Hub's mirrors, found once (the callable given may ask docker)."""
+        with self._lock:
+            if self._mirrors_found is None:
+                assert callable(self._mirrors)
+                self._mirrors_found = tuple(self._mirrors())
+            return self._mirrors_found
+
     # --- the API ------------------------------------------------------------------------------
 
     def _url(self, host: str, path: str) -> str:
@@ -484,7 +533,7 @@ class Registry:
         """How Docker speaks to a registry: HTTPS, trusting what its certs.d holds for it; an
         insecure registry (the daemon's list, loopback) over HTTPS unverified when it speaks TLS,
         else plain HTTP (asked once a run)."""
-        insecure = plain_http(host, self.insecure)
+        insecure = plain_http(host, self.insecure) or f"http://{host}" in (self._mirrors_found or ())
         key = (host, insecure)  # the daemon's insecure list may arrive after a first request
         with self._lock:
             known = self._endpoints.get(key)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from mab_hook import readiness
 from mab_hook.buildkitd import RegistrySettings
-from mab_hook.readiness import FAIL, OK, Check, Wanted
+from mab_hook.readiness import FAIL, OK, WARN, Check, Wanted
+from mab_hook.readiness.model import INFO
 from mab_hook.registry import Access, Insecure
 from tests.readiness.recorded import INSPECT_CONTAINER, LS_CONTAINER, by_name, docker, host
 
@@ -90,7 +92,13 @@ def test_a_docker_container_builder_is_judged_by_its_own_buildkitd_toml(tmp_path
                           "`docker buildx rm intranet && docker buildx create --name intranet --driver docker-container "
                           "--driver-opt image=mirror.internal/moby/buildkit:v0.16.0 --buildkitd-config buildkitd.toml "
                           "--bootstrap`", "registry-builder-untrusted")  # fmt: skip
-    assert asked == [("registry.internal:5000/team/api", (("plain.internal:5000",), ()))]
+    assert asked == [("mirror.internal:5000/library/busybox", (("plain.internal:5000",), ())),  # its mirror
+                     ("registry.internal:5000/team/api", (("plain.internal:5000",), ()))]  # fmt: skip
+    assert by_name(report)["mirror"] == Check(
+        "mirror",
+        OK,
+        "Docker Hub through https://mirror.internal:5000 (builder intranet's buildkitd.toml): answers",
+    )
     assert report.insecure == (("plain.internal:5000",), ())  # not the daemon's list
     assert [(ref, settings.authorities[0][:27]) for ref, settings in judged] == [
         ("registry.internal:5000/team/api", b"-----BEGIN CERTIFICATE-----")
@@ -115,3 +123,26 @@ def test_the_engine_is_not_judged_for_a_builder_that_does_not_use_it(tmp_path: P
     )
     wanted = Wanted(("linux/amd64",), builder="intranet", registry="registry.internal:5000/team/api")
     assert by_name(readiness.check(engine_says, wanted))["registry"].status == OK
+
+
+def test_the_mirror_that_serves_docker_hub_is_named_and_asked(tmp_path: Path) -> None:
+    """The engine's registry-mirrors (docker info), for the docker driver: a mirror that does not
+    answer is a warning (the engine falls back to Docker Hub, which an intranet may not reach)."""
+    answers = docker()
+    mirrored = json.loads(answers[INFO][1])
+    mirrored["RegistryConfig"]["Mirrors"] = ["http://mirror.internal:5000/", "https://hub.internal/"]
+    answers[INFO] = (0, json.dumps(mirrored))
+    asked: list[tuple[str, Insecure]] = []
+    check = by_name(readiness.check(host(tmp_path, answers, asked=asked), Wanted(("linux/amd64",))))["mirror"]
+    assert check == Check("mirror", OK, "Docker Hub through http://mirror.internal:5000 (the engine's "
+                          "registry-mirrors): answers")  # fmt: skip
+    assert asked[0][0] == "mirror.internal:5000/library/busybox"
+    assert "mirror.internal:5000" in asked[0][1][0]  # spoken to over plain HTTP, as the engine's URL says
+    down = host(tmp_path / "2", answers, access=Access(False, "unreachable", "it does not answer"))
+    warned = by_name(readiness.check(down, Wanted(("linux/amd64",))))["mirror"]
+    assert warned == Check("mirror", WARN, "Docker Hub's mirror (the engine's registry-mirrors) does not answer: "
+                           "it does not answer; it does not answer", "check that http://mirror.internal:5000 runs and "
+                           "that docker is logged in to it if it wants credentials; or take it out of the engine's "
+                           "registry-mirrors", "mirror-down")  # fmt: skip
+    plain = by_name(readiness.check(host(tmp_path / "3"), Wanted(("linux/amd64",))))["mirror"]
+    assert plain == Check("mirror", OK, "Docker Hub directly: no mirror is set up for it")

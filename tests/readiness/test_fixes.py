@@ -85,3 +85,27 @@ def test_a_missing_builder_no_one_named_is_created_as_multi_arch(tmp_path: Path)
     missing = Report((Check("builder", FAIL, "no current builder", "create it", "builder-missing"),), None)
     assert readiness.apply_fixes(host(tmp_path, answers), missing, Wanted(("linux/arm64",))) == [
         f"{' '.join(create)}: done", "docker buildx inspect --bootstrap multi-arch: done"]  # fmt: skip
+
+
+def test_a_builder_made_offline_runs_the_mirrors_buildkit(tmp_path: Path) -> None:
+    """`buildkit-image`: the builder doctor --fix creates, and the one its fix text shows, runs
+    BuildKit from the team's mirror, never Docker Hub; driver options that name one win."""
+    answers = docker()
+    answers[("docker", "buildx", "inspect", "multi-arch")] = (1, "", "no builder")
+    create = ("docker", "buildx", "create", "--name", "multi-arch", "--node", "multi-arch0", "--driver",
+              "docker-container", "--driver-opt", "image=mirror.internal/moby/buildkit:v0.16.0")  # fmt: skip
+    answers[create] = (0, "multi-arch\n")
+    answers[("docker", "buildx", "inspect", "--bootstrap", "multi-arch")] = (0, "")
+    h = host(tmp_path, answers)
+    wanted = Wanted(
+        ("linux/arm64",), builder="multi-arch", buildkit_image="mirror.internal/moby/buildkit:v0.16.0"
+    )
+    report = readiness.check(h, wanted)
+    assert {c.name: c for c in report.checks}["builder"].fix == (
+        "create it: `docker buildx create --name multi-arch --driver docker-container --driver-opt "
+        "image=mirror.internal/moby/buildkit:v0.16.0 --bootstrap` (mab-hook doctor --fix does)"
+    )
+    assert readiness.apply_fixes(h, report, wanted)[0] == f"{' '.join(create)}: done"
+    own = BuilderSpec("multi-arch", "docker-container", (("image", "own/buildkit:v1"),))
+    assert own.with_image("mirror.internal/moby/buildkit:v0.16.0") == own
+    assert BuilderSpec("k", "kubernetes").with_image("mirror/buildkit:v1") == BuilderSpec("k", "kubernetes")

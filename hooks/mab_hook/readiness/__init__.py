@@ -23,7 +23,7 @@ from mab_hook import binfmt, process, state
 from mab_hook import probe as probes
 from mab_hook.buildkitd import RegistrySettings
 from mab_hook.process import Completed
-from mab_hook.readiness.access import check_registry
+from mab_hook.readiness.access import check_mirror, check_registry
 from mab_hook.readiness.emulation import Scope, check_platform, probe
 from mab_hook.readiness.engine import check_builder, check_docker, insecure_registries
 from mab_hook.readiness.fixes import apply_fixes
@@ -67,6 +67,8 @@ def check(host: Host, wanted: Wanted) -> Report:
         scope = Scope(host, builder, state, wanted, engine)
         checks += [check_platform(scope, platform) for platform in wanted.platforms]
     insecure = insecure_registries(host, builder)
+    if builder is not None:
+        checks.append(check_mirror(host, builder, insecure))
     if wanted.registry:
         checks.append(
             check_registry(host, wanted.registry, insecure, engine_here=engine.local, builder=builder)

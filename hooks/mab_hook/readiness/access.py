@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from mab_hook import buildkitd, references
-from mab_hook.builders import Builder
-from mab_hook.readiness.model import FAIL, OK, Check, Host
+from mab_hook import buildkitd, mirrors, references
+from mab_hook.builders import Builder, BuilderSpec
+from mab_hook.readiness.model import FAIL, INFO, OK, WARN, Check, Host, parse_json
 from mab_hook.registry import Insecure, plain_http
 
 FIXES = {
@@ -68,7 +68,31 @@ def _recreate(builder: Builder, option: tuple[str, str] | None = None) -> str:
     buildkitd.toml when no option is asked (buildx reads both at creation only)."""
     options = dict(builder.nodes[0].driver_opts if builder.nodes else ())
     options.update([option] if option else [])
-    parts = ["docker buildx create --name", builder.name, "--driver", builder.driver]
-    parts += [f"--driver-opt {key}={value}" for key, value in sorted(options.items())]
-    parts += [] if option else ["--buildkitd-config buildkitd.toml"]
-    return f"recreate it: `docker buildx rm {builder.name} && {' '.join(parts)} --bootstrap`"
+    spec = BuilderSpec(builder.name, builder.driver, tuple(sorted(options.items())))
+    create = spec.command_text(config="" if option else "buildkitd.toml")
+    return f"recreate it: `docker buildx rm {builder.name} && {create}`"
+
+
+def check_mirror(host: Host, builder: Builder, insecure: Insecure) -> Check:
+    """Which mirror serves Docker Hub to the builds (the engine's registry-mirrors, or the
+    builder's own buildkitd.toml), and whether it answers: on an intranet a base from Docker
+    Hub can be pulled through it only."""
+    if builder.driver in buildkitd.CONFIGURED_DRIVERS:
+        found, whose = mirrors.from_builder(builder), f"builder {builder.name}'s buildkitd.toml"
+    else:
+        info = parse_json(host.run(INFO).stdout).get("RegistryConfig") or {}
+        found, whose = mirrors.from_engine(info.get("Mirrors")), "the engine's registry-mirrors"
+    if not found:
+        return Check("mirror", OK, "Docker Hub directly: no mirror is set up for it")
+    answers = []
+    for mirror in found:
+        scheme, _, server = mirror.partition("://")
+        relaxed = ((*insecure[0], server), insecure[1]) if scheme == "http" else insecure
+        access = host.access(f"{server}/library/busybox", relaxed)
+        if access.ok:
+            return Check("mirror", OK, f"Docker Hub through {mirror} ({whose}): {access.detail}")
+        answers.append(access.detail)
+    fix = (f"check that {found[0]} runs and that docker is logged in to it if it wants credentials; or "
+           f"take it out of {whose}")  # fmt: skip
+    finding = f"Docker Hub's mirror ({whose}) does not answer: {'; '.join(answers)}"
+    return Check("mirror", WARN, finding, fix, "mirror-down")

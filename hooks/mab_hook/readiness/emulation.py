@@ -9,7 +9,7 @@ from typing import NamedTuple
 from mab_hook import builders, platforms
 from mab_hook import probe as probes
 from mab_hook.binfmt import Binfmt
-from mab_hook.builders import Builder, Node
+from mab_hook.builders import Builder, BuilderSpec, Node
 from mab_hook.readiness.location import Engine
 from mab_hook.readiness.model import FAIL, OK, WARN, Check, Host, Wanted
 
@@ -53,9 +53,7 @@ def check_platform(scope: Scope, platform: str) -> Check:
         return Check(key, WARN, finding, install_fix(wanted.binfmt_image, platform), "emulator-without-f")
     if not all(builders.lists(node.platforms, platform) for node in local if node.platforms):
         finding = f"{how}; builder {builder.name} does not list {platform}, but BuildKit runs it this way"
-        return Check(
-            key, WARN, finding, _unlisted_fix(builder, platform, wanted.builder is None), "platform-unlisted"
-        )
+        return Check(key, WARN, finding, _unlisted_fix(builder, platform, wanted), "platform-unlisted")
     return Check(key, OK, how)
 
 
@@ -118,19 +116,19 @@ def _no_node(key: str, builder: Builder, platform: str) -> Check:
     return Check(key, FAIL, finding, fix, "no-node")
 
 
-def _unlisted_fix(builder: Builder, platform: str, current: bool) -> str:
-    """`current`: the builder is the user's current one (none is configured): recreated, it
-    must be current again; a configured one is passed as `--builder` and needs no `--use`."""
+def _unlisted_fix(builder: Builder, platform: str, wanted: Wanted) -> str:
+    """Recreated, the user's current builder (none is configured) must be current again; a
+    configured one is passed as `--builder` and needs no `--use`. Its driver options are kept."""
     symptom = f"if builds fail with 'runtime execution on platform {platform} not supported'"
     if builder.driver == "docker":  # the engine's own builder cannot be recreated
-        return (
-            f"{symptom}, use a docker-container builder: `docker buildx create --name multi-arch --driver "
-            'docker-container --bootstrap`, and set builder = "multi-arch" in [tool.multiarch]'
-        )
-    use = " --use" if current else ""
+        create = wanted.new_builder("multi-arch").command_text()
+        configure = 'and set builder = "multi-arch" in [tool.multiarch]'
+        return f"{symptom}, use a docker-container builder: `{create}`, {configure}"
+    options = builder.nodes[0].driver_opts if builder.nodes else ()
+    again = BuilderSpec(builder.name, builder.driver, options).command_text(use=wanted.builder is None)
     return (
         f"{symptom}, recreate the builder so that it sees the emulators: `docker buildx rm {builder.name} "
-        f"&& docker buildx create --name {builder.name} --driver {builder.driver}{use} --bootstrap`"
+        f"&& {again}`"
     )
 
 

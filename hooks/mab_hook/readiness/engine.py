@@ -25,7 +25,6 @@ from mab_hook.readiness.model import inspect as inspect_cmd
 from mab_hook.registry import Insecure
 
 MIN_BUILDX = (0, 13)
-CREATE = "docker buildx create --name {name} --driver docker-container{use} --bootstrap"
 
 
 def check_docker(host: Host, buildx: tuple[int, int, int] | None = None) -> list[Check]:
@@ -95,7 +94,7 @@ def check_builder(host: Host, wanted: Wanted) -> tuple[list[Check], Builder | No
         finding = f"builder {name!r} does not exist" if name else "no current builder"
         # Only a builder that is to become the current one gets `--use`: a named one is passed
         # as `--builder`, and the user's current builder stays theirs.
-        create = CREATE.format(name=name, use="") if name else CREATE.format(name="multi-arch", use=" --use")
+        create = wanted.new_builder(name or "multi-arch").command_text(use=not name)
         fix = f"create it: `{create}` (mab-hook doctor --fix does)"
         return [Check("builder", FAIL, finding, fix, "builder-missing")], None
     builder = builders.parse_inspect(inspected.stdout)
@@ -103,7 +102,7 @@ def check_builder(host: Host, wanted: Wanted) -> tuple[list[Check], Builder | No
     if listed.returncode == 0:
         by_name = {b.name: b for b in builders.parse_ls_json(listed.stdout)}
         builder = by_name.get(builder.name, builder)
-    return [builder_status(builder), check_driver(host, builder, len(wanted.platforms))], builder
+    return [builder_status(builder), check_driver(host, builder, wanted)], builder
 
 
 def builder_status(builder: Builder) -> Check:
@@ -116,7 +115,7 @@ def builder_status(builder: Builder) -> Check:
     return Check("builder", WARN, f"{summary} is not running ({stopped})", fix, "builder-stopped")
 
 
-def check_driver(host: Host, builder: Builder, platforms: int) -> Check:
+def check_driver(host: Host, builder: Builder, wanted: Wanted) -> Check:
     if builder.driver in builders.MULTI_PLATFORM_DRIVERS:
         return Check("driver", OK, f"the {builder.driver} driver builds several platforms at once")
     if builder.driver == "docker":
@@ -125,17 +124,14 @@ def check_driver(host: Host, builder: Builder, platforms: int) -> Check:
             return Check(
                 "driver", OK, "the docker driver with the containerd image store builds several platforms"
             )
-    if platforms <= 1:  # a CI job of a fan-out builds one platform: any driver does that
+    if len(wanted.platforms) <= 1:  # a CI job of a fan-out builds one platform: any driver does that
         return Check("driver", OK, f"the {builder.driver} driver builds one platform at a time: enough here")
-    return Check(
-        "driver",
-        FAIL,
-        f"the {builder.driver} driver of builder {builder.name} cannot build several platforms at once",
-        "either create a docker-container builder (`docker buildx create --name multi-arch --driver "
-        'docker-container --bootstrap`, and set builder = "multi-arch"), or turn on the containerd '
-        'image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then restart dockerd)',
-        "driver-single-platform",
-    )
+    create = wanted.new_builder("multi-arch").command_text()
+    fix = (f'either create a docker-container builder (`{create}`, and set builder = "multi-arch"), or turn '
+           'on the containerd image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then '
+           "restart dockerd)")  # fmt: skip
+    finding = f"the {builder.driver} driver of builder {builder.name} cannot build several platforms at once"
+    return Check("driver", FAIL, finding, fix, "driver-single-platform")
 
 
 def insecure_registries(host: Host, builder: Builder | None = None) -> Insecure:

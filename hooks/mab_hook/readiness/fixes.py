@@ -7,7 +7,6 @@ command, and checked afterwards by reading /proc, never by the installer's exit 
 from __future__ import annotations
 
 from mab_hook import process
-from mab_hook.builders import BuilderSpec
 from mab_hook.readiness.model import OK, Host, Report, Wanted
 
 
@@ -18,7 +17,7 @@ def apply_fixes(host: Host, report: Report, wanted: Wanted) -> list[str]:
     if "binfmt-unmounted" in codes:
         _do(host, ("mount", "-t", "binfmt_misc", "binfmt_misc", str(host.binfmt_root)), done)
     if "builder-missing" in codes:
-        spec = wanted.builder_spec or BuilderSpec(wanted.builder or "multi-arch", "docker-container")
+        spec = wanted.new_builder(wanted.builder or "multi-arch")
         for cmd in spec.create_commands(use=wanted.builder is None):
             if not _do(host, cmd, done):
                 break

@@ -80,6 +80,11 @@ class Wanted(NamedTuple):
     builder_spec: BuilderSpec | None = None  # how to create the builder when it is missing
     # The buildx the repository's definition files need, when newer than mab-hook's own minimum.
     buildx: tuple[int, int, int] | None = None
+    buildkit_image: str | None = None  # what a docker-container builder made by a fix runs
+
+    def new_builder(self, name: str) -> BuilderSpec:
+        """The builder a fix creates: the configured one, else a docker-container builder."""
+        return (self.builder_spec or BuilderSpec(name, "docker-container")).with_image(self.buildkit_image)
 
 
 class Report(NamedTuple):

@@ -1,0 +1,66 @@
+"""Which mirrors serve Docker Hub to the builds, as the builder that pulls sees them.
+
+The `docker` driver pulls through the engine, which tries its `registry-mirrors` (daemon.json,
+`docker info`) before docker.io; a docker-container or kubernetes builder pulls itself and tries
+the `mirrors` of `[registry."docker.io"]` in its own buildkitd.toml. On an intranet the mirror
+is often the only way to Docker Hub, so base images are looked up through it too.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from mab_hook import builders, buildkitd
+from mab_hook.builders import Builder
+from mab_hook.process import Completed
+from mab_hook.registry import plain_http
+
+INFO = ("docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}")
+
+
+def from_engine(listed: Any) -> tuple[str, ...]:
+    """The engine's registry-mirrors (URLs, `https://mirror.internal:5000/`), as
+    `scheme://host[:port]`; one with a path, which the engine refuses, is left out."""
+    found = []
+    for url in listed if isinstance(listed, list) else ():
+        parts = urllib.parse.urlsplit(str(url))
+        if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
+            found.append(f"{parts.scheme}://{parts.netloc}")
+    return tuple(found)
+
+
+def from_builder(builder: Builder) -> tuple[str, ...]:
+    """A builder's buildkitd.toml mirrors (`host[:port]`), each spoken to as its own section
+    says (plain HTTP when `http = true`, or for a loopback mirror unless told otherwise)."""
+    found: list[str] = []
+    for node in builder.nodes[:1]:  # buildx gives every node of a builder the same config
+        files = dict(node.files)
+        for host in buildkitd.registry(files, "docker.io").mirrors:
+            if "/" in host:
+                continue  # a path after the host: not a registry root we can ask
+            plain = buildkitd.registry(files, host).schemes(loopback=plain_http(host)) == ("http",)
+            found.append(f"{'http' if plain else 'https'}://{host}")
+    return tuple(found)
+
+
+def lookup(run: Callable[[tuple[str, ...]], Completed], builder: str | None) -> tuple[str, ...]:
+    """The mirrors of the builder that will pull (None: the current one); () when none, or
+    when docker cannot say."""
+    inspected = run(("docker", "buildx", "inspect", *((builder,) if builder else ())))
+    found = builders.parse_inspect(inspected.stdout) if inspected.returncode == 0 else None
+    if found is not None and found.driver in buildkitd.CONFIGURED_DRIVERS:
+        listed = run(("docker", "buildx", "ls", "--format", "json"))
+        by_name = {b.name: b for b in builders.parse_ls_json(listed.stdout)} if listed.returncode == 0 else {}
+        return from_builder(by_name.get(found.name, found))
+    answer = run(INFO)
+    return from_engine(_json(answer.stdout)) if answer.returncode == 0 else ()
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

@@ -60,8 +60,11 @@ def test_a_ready_host(lab: Lab, repo: Repo) -> None:
         "builder",
         "driver",
         "registry",
+        "mirror",
         *(f"platform {p}" for p in ALL3),
     }
+    # The lab's engine has no registry-mirrors: Docker Hub is pulled from directly.
+    assert checks["mirror"]["finding"] == "Docker Hub directly: no mirror is set up for it"
 
 
 def test_a_bake_file_for_a_newer_buildx_fails_the_buildx_check_naming_the_version(

@@ -63,6 +63,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "checkout": ("tests/test_checkout.py",),
     "planning": ("tests/test_planning.py",),
     "trust": ("tests/test_trust.py",),
+    "buildkitd": ("tests/test_buildkitd.py", "tests/readiness/test_access.py", "tests/test_trust.py"),
+    "mirrors": ("tests/test_mirrors.py", "tests/readiness/test_access.py"),
 }
 
 

@@ -37,6 +37,8 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     "$python" hostile.py ${BASELINE:+--baseline "$BASELINE"}
     echo
+    "$python" registry_requests.py ${BASELINE:+--baseline "$BASELINE"}
+    echo
     cat reading.md
 } | tee RESULTS.md.new
 mv RESULTS.md.new RESULTS.md

@@ -6,12 +6,14 @@ import json
 import platform
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from mab_hook import binfmt
 from tests.conftest import Lab, LabRegistry, Repo, engine_without, in_namespace
+from tests.test_coverage import base_image, web_project
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 pytestmark = pytest.mark.lab
@@ -273,3 +275,49 @@ def test_a_docker_context_is_followed(lab: Lab, repo: Repo, tmp_path: Path) -> N
     assert lab.platforms(f"{registry}/app:{repo.head()[:7]}") == set(ALL3)
     nowhere = mab(repo.path, {**env, "DOCKER_CONTEXT": "nope"}, "doctor")
     assert nowhere.returncode == 1 and "the docker context 'nope' does not exist" in nowhere.stdout
+
+
+def _bases(repo: Repo, env: dict[str, str], *more: str) -> dict[str, str]:
+    doctor = mab(repo.path, env, "doctor", "--json", "--bases", *more)
+    checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
+    assert "bases" in checks, doctor.stdout + doctor.stderr
+    return dict(checks["bases"])
+
+
+@pytest.mark.lab
+def test_doctor_looks_up_every_base_of_the_images_at_head(lab: Lab, repo: Repo) -> None:
+    """As the gate does before a build, on demand: a plain amd64 base for an arm64 build fails."""
+    registry = lab.namespace()
+    base = f"{registry}/plain:1"
+    base_image(lab, base, "linux/amd64", plain=True)
+    lab.docker("image", "rm", base)  # only the registry has it
+    repo.commit(web_project(registry, f"FROM {base}\n"))
+    plain = _bases(repo, lab.env)
+    assert (plain["status"], plain["code"]) == ("fail", "bases-platform-missing"), plain
+    assert f"  web: base {base} (FROM, line 1) is a single linux/amd64 image, no index" in plain["finding"]
+    repo.commit(web_project(registry, f"FROM {lab.busybox}\n"))
+    assert (
+        _bases(repo, lab.env)["finding"] == "1 base(s) of 1 image(s) have every platform they are built for"
+    )
+
+
+@pytest.mark.lab
+def test_a_docker_hub_base_is_looked_up_through_the_builders_mirror(
+    lab: Lab, repo: Repo, tmp_path: Path
+) -> None:
+    """A Docker Hub name no engine store holds, which only the mirror (the lab's registry, named in
+    a docker-container builder's buildkitd.toml) has: found there, never asked of Docker Hub."""
+    hub_name = f"mabmirror{uuid.uuid4().hex[:8]}/base:1"
+    base_image(lab, f"{lab.registry}/{hub_name}", "linux/amd64,linux/arm64")
+    config = tmp_path / "docker"  # the builder is made in a docker config of the test's own
+    config.mkdir()
+    (config / "cli-plugins").symlink_to(Path(lab.env["DOCKER_CONFIG"]) / "cli-plugins")
+    env = {**lab.env, "DOCKER_CONFIG": str(config)}
+    (tmp_path / "buildkitd.toml").write_text(f'[registry."docker.io"]\n  mirrors = ["{lab.registry}"]\n')
+    created = subprocess.run(("docker", "buildx", "create", "--name", "mirrored", "--driver", "docker-container",
+                              "--buildkitd-config", str(tmp_path / "buildkitd.toml")), env=env, capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    repo.commit(web_project(lab.namespace(), f"FROM {hub_name}\n"))
+    found = _bases(repo, env, "--builder", "mirrored")
+    assert found["finding"] == "1 base(s) of 1 image(s) have every platform they are built for", found

@@ -87,8 +87,26 @@ def check(planned: Sequence[PlannedImage], lookup: Lookup, *, workers: int = LOO
     return Coverage(gaps, unchecked, known)
 
 
+GAP_FIX = (
+    "build on a base that has every platform (a multi-platform index: `docker buildx build --platform ... "
+    "--push` for your own); take the platform out of the image's `platforms` in [tool.multiarch]; or, for a "
+    "stage that only runs build tools, `FROM --platform=$BUILDPLATFORM`"
+)
+
+
 def blocked(gaps: Sequence[Gap]) -> str:
     """Why the push is blocked: per image and base, the platforms the base lacks, and the fixes."""
+    return "\n".join(
+        [
+            "a base lacks a platform the push builds; nothing was built:",
+            *gap_lines(gaps),
+            f"Fix one of: {GAP_FIX}.",
+        ]
+    )
+
+
+def gap_lines(gaps: Sequence[Gap]) -> list[str]:
+    """Per image and base, the platforms the base lacks."""
     missing: dict[tuple[str, Pull], list[str]] = {}
     found: dict[tuple[str, Pull], Found] = {}
     for gap in gaps:
@@ -97,19 +115,10 @@ def blocked(gaps: Sequence[Gap]) -> str:
         explicit = f" (for {pull.platform})" if pull.wanted != pull.platform else ""
         missing.setdefault(key, []).append(pull.wanted + explicit)
         found[key] = gap.found
-    lines = [
+    return [
         f"  {image}: {_base_text(pull, found[image, pull], tuple(dict.fromkeys(wanted)))}"
         for (image, pull), wanted in missing.items()
     ]
-    return "\n".join(
-        [
-            "a base lacks a platform the push builds; nothing was built:",
-            *lines,
-            "Fix one of: build on a base that has every platform (a multi-platform index: `docker buildx "
-            "build --platform ... --push` for your own); take the platform out of the image's `platforms` in "
-            "[tool.multiarch]; or, for a stage that only runs build tools, `FROM --platform=$BUILDPLATFORM`.",
-        ]
-    )
 
 
 def _base_text(pull: Pull, found: Found, missing: Sequence[str]) -> str:

@@ -6,16 +6,30 @@ import argparse
 import platform
 import sys
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
 import git
 
-from mab_hook import __version__, gitobjects, listing, output, planning, platforms, readiness, state
+from mab_hook import (
+    __version__,
+    changes,
+    coverage,
+    gitobjects,
+    listing,
+    mirrors,
+    output,
+    planning,
+    platforms,
+    readiness,
+    state,
+)
 from mab_hook.definitions import NewerBuildxNeeded
 from mab_hook.errors import FatalError
 from mab_hook.images import Config
 from mab_hook.output import Printer
+from mab_hook.readiness import FAIL, OK, WARN, Check
 from mab_hook.validation import PYPROJECT
 
 COMMON_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
@@ -45,6 +59,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="also prove each platform with a tiny build that runs one of its programs (pulls nothing)",
     )
+    parser.add_argument(
+        "--bases",
+        action="store_true",
+        help="also look up every base the images at HEAD pull, for every platform they are built for, as "
+        "the gate does (Docker Hub through the builder's mirror)",
+    )
     parser.add_argument("--json", action="store_true", help="every check as JSON on stdout")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
@@ -63,6 +83,10 @@ def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
         report = readiness.check(host, wanted)
     if args.probe and report.builder is not None:
         report = report._replace(checks=report.checks + tuple(readiness.probe(host, report.builder, wanted)))
+    if args.bases:
+        report = report._replace(
+            checks=(*report.checks, bases_check(args.repo or Path.cwd(), env, host, wanted))
+        )
     if args.json:
         found = {"version": __version__, **output.checks_json(report)}
         if kept is not None:
@@ -103,6 +127,36 @@ def wanted_from(args: argparse.Namespace, env: Mapping[str, str], printer: Print
         spec,
         buildkit_image=cfg.buildkit_image,
     )
+
+
+def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted: readiness.Wanted) -> Check:
+    """Whether every base the images at HEAD pull has each platform they are built for, looked
+    up as the gate looks them up (the engine's store, else the registry; Docker Hub through the
+    mirror of the builder that pulls)."""
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+        commit = changes.by_hand_range(repo, None, None)
+        machine = platforms.native(platform.machine())
+        planned = planning.plan_at(repo, commit, env=env, build_platform=machine, digests=True).affected
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, FatalError) as e:
+        return Check("bases", FAIL, f"the images at HEAD cannot be planned: {e}",
+                     "`mab-hook --all --dry-run` says more", "bases-unplanned")  # fmt: skip
+    known = coverage.Known(state.root(repo) / "cache" / "bases.json")
+    lookup = coverage.local_sources(env, known, partial(mirrors.lookup, host.run, wanted.builder))
+    found = coverage.check(planned, lookup)
+    known.save()
+    if found.gaps:
+        lines = "\n".join(coverage.gap_lines(found.gaps))
+        finding = f"a base lacks a platform an image is built for:\n{lines}"
+        return Check("bases", FAIL, finding, coverage.GAP_FIX, "bases-platform-missing")
+    if found.unchecked:
+        finding = "; ".join(coverage.unchecked_text(ref, why) for ref, why in found.unchecked)
+        fix = (
+            "check the base's name, and that its registry (or Docker Hub's mirror) answers to docker's login"
+        )
+        return Check("bases", WARN, finding, fix, "bases-unchecked")
+    said = f"{len(found.found)} base(s) of {len(planned)} image(s) have every platform they are built for"
+    return Check("bases", OK, said)
 
 
 def _kept(path: Path) -> tuple[Path, state.Held] | None:

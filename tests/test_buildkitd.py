@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from mab_hook import builders, buildkitd
+from mab_hook.builders import Builder, Node
 from mab_hook.buildkitd import RegistrySettings
+from mab_hook.readiness.engine import insecure_registries
+from tests.readiness.recorded import host
 
 RECORDED = Path(__file__).parent / "fixtures" / "buildx" / "ls-docker-container.json"
 
@@ -56,7 +59,8 @@ def test_a_keypair_and_files_buildx_did_not_copy() -> None:
     assert buildkitd.relaxed([files]) == ("half.internal",)
 
 
-@pytest.mark.parametrize("toml", [b"not [toml", b"registry = 3", b'[registry]\n"x" = 1', b"\xff\xfe"])
+@pytest.mark.parametrize("toml", [b"not [toml", b"registry = 3", b'[registry]\n"x" = 1', b"\xff\xfe",
+                                  b'[registry."x"]\n  keypair = ["not a table"]\n  ca = "not a list"'])  # fmt: skip
 def test_a_config_that_says_nothing_readable_is_no_settings(toml: bytes) -> None:
     assert buildkitd.registry({"buildkitd.toml": toml}, "x") == RegistrySettings()
     assert buildkitd.relaxed([{"buildkitd.toml": toml}]) == ()
@@ -76,3 +80,16 @@ def test_how_buildkit_speaks_to_a_registry(
     settings: RegistrySettings, loopback: bool, schemes: tuple[str, ...]
 ) -> None:
     assert settings.schemes(loopback) == schemes
+
+
+@pytest.mark.parametrize(("driver", "relaxed"), [("kubernetes", ("plain.internal:5000",)),
+                                                  ("docker-container", ("plain.internal:5000",)), ("docker", None)])  # fmt: skip
+def test_which_builders_read_their_own_buildkitd_toml(
+    tmp_path: Path, driver: str, relaxed: tuple[str, ...] | None
+) -> None:
+    """Only the docker driver's BuildKit is the engine's, with the daemon's insecure list."""
+    node = Node("n0", "unix:///var/run/docker.sock", "running", (), files=tuple(recorded_files().items()))
+    found = insecure_registries(host(tmp_path), Builder("b", driver, (node,)))
+    assert found == (
+        (relaxed, ()) if relaxed else (("plain.internal:5000",), ("127.0.0.0/8", "10.20.0.0/16"))
+    )

@@ -45,10 +45,12 @@ def test_docker_that_cannot_say_means_no_mirror() -> None:
 def test_a_builders_mirror_is_spoken_to_as_its_own_section_says() -> None:
     toml = b"""
 [registry."docker.io"]
-  mirrors = ["hub.internal", "127.0.0.1:5001", "plain.internal:5000", "harbor.internal/v2/hub"]
+  mirrors = ["hub.internal", "harbor.internal/v2/hub", "127.0.0.1:5001", "plain.internal:5000"]
 [registry."plain.internal:5000"]
   http = true
 """
     node = Node("b0", "unix:///var/run/docker.sock", "running", (), files=(("buildkitd.toml", toml),))
-    assert mirrors.from_builder(Builder("b", "docker-container", (node,))) == (
-        "https://hub.internal", "http://127.0.0.1:5001", "http://plain.internal:5000")  # fmt: skip
+    other = b'[registry."docker.io"]\n  mirrors = ["hub.internal", "second.internal"]\n'
+    appended = Node("b1", "ssh://arm-box", "running", (), files=(("buildkitd.toml", other),))
+    assert mirrors.from_builder(Builder("b", "docker-container", (node, appended))) == (
+        "https://hub.internal", "http://127.0.0.1:5001", "http://plain.internal:5000", "https://second.internal")  # fmt: skip

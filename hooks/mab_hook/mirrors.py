@@ -36,14 +36,14 @@ def from_builder(builder: Builder) -> tuple[str, ...]:
     """A builder's buildkitd.toml mirrors (`host[:port]`), each spoken to as its own section
     says (plain HTTP when `http = true`, or for a loopback mirror unless told otherwise)."""
     found: list[str] = []
-    for node in builder.nodes[:1]:  # buildx gives every node of a builder the same config
+    for node in builder.nodes:  # each node its own config (`--append --buildkitd-config`)
         files = dict(node.files)
         for host in buildkitd.registry(files, "docker.io").mirrors:
             if "/" in host:
                 continue  # a path after the host: not a registry root we can ask
             plain = buildkitd.registry(files, host).schemes(loopback=plain_http(host)) == ("http",)
             found.append(f"{'http' if plain else 'https'}://{host}")
-    return tuple(found)
+    return tuple(dict.fromkeys(found))
 
 
 def lookup(run: Callable[[tuple[str, ...]], Completed], builder: str | None) -> tuple[str, ...]:

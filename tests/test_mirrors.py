@@ -8,6 +8,9 @@ from mab_hook import mirrors
 from mab_hook.builders import Builder, Node
 from tests.readiness.recorded import INSPECT_CONTAINER, INSPECT_DOCKER, LS_CONTAINER, fake_run
 
+# As written: the command docker is asked, never a name for it.
+INFO = ("docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}")
+
 
 def test_the_engines_registry_mirrors_for_the_docker_driver() -> None:
     said = [
@@ -17,9 +20,7 @@ def test_the_engines_registry_mirrors_for_the_docker_driver() -> None:
         "ftp://x",
         3,
     ]
-    run = fake_run(
-        {("docker", "buildx", "inspect"): (0, INSPECT_DOCKER), mirrors.INFO: (0, json.dumps(said))}
-    )
+    run = fake_run({("docker", "buildx", "inspect"): (0, INSPECT_DOCKER), INFO: (0, json.dumps(said))})
     assert mirrors.lookup(run, None) == ("https://mirror.internal:5000", "http://plain.internal")
     assert mirrors.from_engine(None) == () and mirrors.from_engine("https://x") == ()
 
@@ -32,13 +33,9 @@ def test_a_docker_container_builders_own_mirrors() -> None:
 
 
 def test_docker_that_cannot_say_means_no_mirror() -> None:
-    run = fake_run(
-        {("docker", "buildx", "inspect"): (1, "", "no builder"), mirrors.INFO: (1, "", "no engine")}
-    )
+    run = fake_run({("docker", "buildx", "inspect"): (1, "", "no builder"), INFO: (1, "", "no engine")})
     assert mirrors.lookup(run, None) == ()
-    garbled = fake_run(
-        {("docker", "buildx", "inspect"): (0, INSPECT_DOCKER), mirrors.INFO: (0, "<no value>")}
-    )
+    garbled = fake_run({("docker", "buildx", "inspect"): (0, INSPECT_DOCKER), INFO: (0, "<no value>")})
     assert mirrors.lookup(garbled, None) == ()
 
 

@@ -29,12 +29,12 @@ def test_an_unknown_image_lists_the_images(repo: Repo) -> None:
     repo.commit(project_files_without_lab("reg.invalid/team"))
     proc = mab(repo.path, os.environ, "build", "--all", "--image", "ap", "--platform", "linux/amd64")
     assert proc.returncode == 1
-    assert "no affected image named 'ap'" in proc.stdout
-    assert "(affected: base, api, worker; images: base, api, worker)" in proc.stdout
+    assert "no affected image named 'ap'" in proc.stderr
+    assert "(affected: base, api, worker; images: base, api, worker)" in proc.stderr
     wrong = mab(repo.path, os.environ, "build", "--all", "--image", "worker", "--platform", "linux/arm/v7")
     assert wrong.returncode == 1
     assert (
-        "image worker is not built for linux/arm/v7; its platforms: linux/amd64, linux/arm64" in wrong.stdout
+        "image worker is not built for linux/arm/v7; its platforms: linux/amd64, linux/arm64" in wrong.stderr
     )
 
 

@@ -50,7 +50,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = "") -> tupl
 def test_dry_run_prints_the_plan(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     first = project.head()
     project.commit({"api/main.py": "print(1)\n"})
-    code, out, _ = run(capsys, "--dry-run", "--from", first)
+    code, out, _err = run(capsys, "--dry-run", "--from", first)
     assert code == 0
     assert f"commit {project.head()[:12]} ({first[:12]}..HEAD)" in out
     assert "1. api [linux/amd64, linux/arm64]" in out
@@ -61,7 +61,7 @@ def test_dry_run_prints_the_plan(project: Repo, capsys: pytest.CaptureFixture[st
 
 
 def test_dry_run_json(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "--dry-run", "--json", "--all")
+    code, out, _err = run(capsys, "--dry-run", "--json", "--all")
     assert code == 0
     data = json.loads(out)
     assert [(a["name"], a["bases"]) for a in data["affected"]] == [("base", []), ("api", ["base"])]
@@ -75,27 +75,27 @@ def test_dry_run_json(project: Repo, capsys: pytest.CaptureFixture[str]) -> None
 def test_explain(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     first = project.head()
     project.commit({"api/main.py": "print(3)\n", "base/notes.txt": "x\n"})
-    code, out, _ = run(capsys, "--explain", "base", "--from", first)
+    code, out, err = run(capsys, "--explain", "base", "--from", first)
     assert code == 0
     assert f"base at {project.head()[:12]}: not affected" in out
     assert (
         "base/notes.txt: does not count: in the build context, but no COPY, ADD or bind mount reads it" in out
     )
     assert "its build reads: nothing from the repository" in out
-    code, out, _ = run(capsys, "--explain", "api", "--from", first, "--json")
+    code, out, err = run(capsys, "--explain", "api", "--from", first, "--json")
     (item,) = json.loads(out)
     assert item["affected"] is True
     assert item["reasons"] == ["COPY '.' (line 2) reads: api/main.py"]
     assert item["bases"] == ["base"]
-    code, out, _ = run(capsys, "--explain", "nope", "--all")
+    code, out, err = run(capsys, "--explain", "nope", "--all")
     assert code == 1
-    assert "no image named 'nope' (images: base, api)" in out
+    assert "no image named 'nope' (images: base, api)" in err
 
 
 def test_docs_only_change_builds_nothing(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     first = project.head()
     project.commit({"docs/index.md": "# more\n"})
-    code, out, _ = run(capsys, "--from", first)  # not a dry run: still nothing to build
+    code, out, _err = run(capsys, "--from", first)  # not a dry run: still nothing to build
     assert code == 0
     assert "no image is affected" in out
 
@@ -105,60 +105,60 @@ def test_hook_mode_reads_the_push_from_stdin(project: Repo, capsys: pytest.Captu
     first = project.head()
     project.commit({"api/main.py": "print(2)\n"})
     line = f"refs/heads/main {project.head()} refs/heads/main {first}\n"
-    code, out, _ = run(capsys, "origin", str(project.remote), "--dry-run", stdin=line)
+    code, out, err = run(capsys, "origin", str(project.remote), "--dry-run", stdin=line)
     assert code == 0
     assert "1. api" in out
-    code, out, _ = run(capsys, "origin", str(project.remote), "--dry-run", stdin="")
-    assert (code, out.strip()) == (0, "mab-hook: the push adds no commits: nothing to build")
+    code, out, err = run(capsys, "origin", str(project.remote), "--dry-run", stdin="")
+    assert (code, err.strip()) == (0, "mab-hook: the push adds no commits: nothing to build")
 
 
 def test_pre_commit_without_a_range_builds_everything_loudly(
     project: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PRE_COMMIT", "1")
-    code, out, _ = run(capsys, "--dry-run")
+    code, out, err = run(capsys, "--dry-run")
     assert code == 0
-    assert "warning: pre-commit gave no push range" in out
-    assert "building EVERY image of HEAD" in out
+    assert "warning: pre-commit gave no push range" in err
+    assert "building EVERY image of HEAD" in err
     assert "1. base" in out and "2. api" in out
 
 
 def test_bad_config_exits_1_and_builds_nothing(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     project.commit({"pyproject.toml": PYPROJECT.replace("platforms", "platfroms", 1)})
-    code, out, _ = run(capsys, "--all")
+    code, _out, err = run(capsys, "--all")
     assert code == 1
-    assert "mab-hook: error: pyproject.toml at" in out
-    assert "[tool.multiarch.platfroms] unknown key (did you mean 'platforms'?)" in out
+    assert "mab-hook: error: pyproject.toml at" in err
+    assert "[tool.multiarch.platfroms] unknown key (did you mean 'platforms'?)" in err
     kept = project.path / ".git" / "mab-hook"
     assert [p.name for p in kept.iterdir()] == ["cache"]  # no lock taken, no log, no record
 
 
 def test_config_is_read_from_the_pushed_commit(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     project.write({"pyproject.toml": "broken = [\n"})  # uncommitted: must not matter
-    code, out, _ = run(capsys, "--all", "--dry-run")
+    code, out, _err = run(capsys, "--all", "--dry-run")
     assert code == 0, out
 
 
 def test_a_dry_run_with_no_upstream_previews_the_first_push(
     project: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "--dry-run")
+    code, out, _err = run(capsys, "--dry-run")
     assert code == 0, out
     assert "main (no upstream: its first push to origin)" in out
 
 
 def test_to_without_from(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "--to", "HEAD")
-    assert (code, "--to needs --from REF or --all" in out) == (1, True)
+    code, _out, err = run(capsys, "--to", "HEAD")
+    assert (code, "--to needs --from REF or --all" in err) == (1, True)
 
 
 def test_outside_a_repository(
     tmp_path: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir("/")
-    code, out, _ = run(capsys, "--all", "-C", "/proc")
+    code, _out, err = run(capsys, "--all", "-C", "/proc")
     assert code == 1
-    assert "/proc is not inside a git repository" in out
+    assert "/proc is not inside a git repository" in err
 
 
 def test_a_bug_exits_3(
@@ -168,10 +168,10 @@ def test_a_bug_exits_3(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(planning, "plan_at", broken)
-    code, out, err = run(capsys, "--all")
+    code, _out, err = run(capsys, "--all")
     assert code == 3
     assert "RuntimeError: boom" in err
-    assert "this is a bug in mab-hook" in out
+    assert "this is a bug in mab-hook" in err
 
 
 def test_interrupt_exits_130(
@@ -181,9 +181,9 @@ def test_interrupt_exits_130(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(planning, "plan_at", interrupted)
-    code, out, _ = run(capsys, "--all")
+    code, _out, err = run(capsys, "--all")
     assert code == 130
-    assert "interrupted" in out
+    assert "interrupted" in err
 
 
 def test_module_entry_point(project: Repo) -> None:
@@ -212,15 +212,15 @@ def test_help_ends_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_mistyped_command_is_an_error_not_a_remote(
     project: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(capsys, "doctr")
+    code, out, err = run(capsys, "doctr")
     assert code == 1
-    assert "'doctr' is not a command (did you mean 'doctor'?) nor a remote of this repository" in out
-    assert "commands: doctor, install, verify, build, publish" in out
-    code, out, _ = run(capsys, "origin", "--dry-run")  # a configured remote, by hand
+    assert "'doctr' is not a command (did you mean 'doctor'?) nor a remote of this repository" in err
+    assert "commands: doctor, install, verify, build, publish" in err
+    code, out, err = run(capsys, "origin", "--dry-run")  # a configured remote, by hand
     assert code == 0, out
-    code, out, _ = run(capsys, "--color", "never", "verify")  # a command after an option
+    code, out, err = run(capsys, "--color", "never", "verify")  # a command after an option
     assert code == 1
-    assert "'verify' is a command: name it first, before its options (`mab-hook verify [options]`)" in out
+    assert "'verify' is a command: name it first, before its options (`mab-hook verify [options]`)" in err
 
 
 def test_a_fatal_error_under_json_is_a_json_object(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
@@ -245,8 +245,9 @@ def test_git_missing_is_said_plainly(project: Repo, tmp_path: object) -> None:
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert (
-        proc.stdout == "mab-hook: error: git is not installed (or not on PATH): install git, then run again\n"
+        proc.stderr == "mab-hook: error: git is not installed (or not on PATH): install git, then run again\n"
     )
+    assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
 
 
@@ -254,12 +255,12 @@ def test_a_bare_repository_is_planned_from_its_commits(
     project: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project.git("push", "-q", "origin", "main")
-    code, out, _ = run(capsys, "--dry-run", "--all", "-C", str(project.remote))
+    code, out, err = run(capsys, "--dry-run", "--all", "-C", str(project.remote))
     assert code == 0, out
     assert "1. base" in out
-    code, out, _ = run(capsys, "--dry-run", "-C", str(project.remote))
+    code, out, err = run(capsys, "--dry-run", "-C", str(project.remote))
     assert code == 1
-    assert "is a bare repository: say what to build with --all or --from REF" in out
+    assert "is a bare repository: say what to build with --all or --from REF" in err
 
 
 def test_sighup_stops_and_exits_129(project: Repo) -> None:
@@ -270,7 +271,7 @@ def test_sighup_stops_and_exits_129(project: Repo) -> None:
     proc = subprocess.run((sys.executable, "-c", script), cwd=project.path, capture_output=True, text=True,
                           check=False)  # fmt: skip
     assert proc.returncode == 129, proc.stdout + proc.stderr
-    assert "interrupted by SIGHUP: builds stopped, no tag was published" in proc.stdout
+    assert "interrupted by SIGHUP: builds stopped, no tag was published" in proc.stderr
 
 
 def test_control_characters_in_file_names_never_reach_the_terminal_raw(
@@ -278,7 +279,7 @@ def test_control_characters_in_file_names_never_reach_the_terminal_raw(
 ) -> None:
     first = project.head()
     project.commit({"api/evil\x1b[2Jname\nfake line": "x\n"})
-    code, out, _ = run(capsys, "--dry-run", "--from", first)
+    code, out, _err = run(capsys, "--dry-run", "--from", first)
     assert code == 0
     assert "\x1b" not in out and "\nfake line" not in out
     assert "api/evil\\x1b[2Jname\\x0afake line" in out
@@ -287,14 +288,14 @@ def test_control_characters_in_file_names_never_reach_the_terminal_raw(
 def test_planning_past_its_budget_stops_with_what_to_do(project: Repo, capsys: pytest.CaptureFixture[str],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("MAB_HOOK_BUDGET", "0.000001")
-    code, out, _err = run(capsys, "--all", "--dry-run")
+    code, _out, err = run(capsys, "--all", "--dry-run")
     assert code == 1
-    assert "planning the push took more than 1e-06 s and was stopped; nothing was built" in out
-    assert "run with --budget SECONDS or set MAB_HOOK_BUDGET" in out
+    assert "planning the push took more than 1e-06 s and was stopped; nothing was built" in err
+    assert "run with --budget SECONDS or set MAB_HOOK_BUDGET" in err
     assert run(capsys, "--all", "--dry-run", "--budget", "60")[0] == 0  # the command line's wins
     monkeypatch.setenv("MAB_HOOK_BUDGET", "soon")
-    code, out, _err = run(capsys, "--all", "--dry-run")
-    assert (code, "MAB_HOOK_BUDGET='soon' is not a number of seconds" in out) == (1, True)
+    code, _out, err = run(capsys, "--all", "--dry-run")
+    assert (code, "MAB_HOOK_BUDGET='soon' is not a number of seconds" in err) == (1, True)
 
 
 @pytest.mark.parametrize(
@@ -303,6 +304,6 @@ def test_planning_past_its_budget_stops_with_what_to_do(project: Repo, capsys: p
 def test_a_pre_push_line_whose_shas_are_not_shas_is_refused(
     project: Repo, capsys: pytest.CaptureFixture[str], line: str
 ) -> None:
-    code, out, _ = run(capsys, "origin", str(project.remote), "--dry-run", stdin=line + "\n")
+    code, _out, err = run(capsys, "origin", str(project.remote), "--dry-run", stdin=line + "\n")
     assert code == 1
-    assert "pre-push input line 1 is not '<local ref> <local sha> <remote ref> <remote sha>'" in out
+    assert "pre-push input line 1 is not '<local ref> <local sha> <remote ref> <remote sha>'" in err

@@ -81,7 +81,7 @@ def test_without_pre_commit_it_is_the_pre_push_hook(repo: Repo, tmp_path: Path) 
     foreign = mab_install(repo, env)
     assert foreign.returncode == 1
     assert (f"{hook} exists and is not mab-hook's: move it away (or merge it into the script `mab-hook install` "
-            "writes), then run `mab-hook install` again") in foreign.stdout  # fmt: skip
+            "writes), then run `mab-hook install` again") in foreign.stderr  # fmt: skip
     assert hook.read_text() == "#!/bin/sh\necho someone else's\n"
 
 
@@ -146,7 +146,7 @@ def test_the_legacy_hook_honours_pre_commits_skip(tmp_path: Path) -> None:
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
     assert (
         "SKIP=mab-hook: pre-commit skips mab-hook for this push, and so does its legacy hook"
-        in skipped.stdout
+        in skipped.stderr
     )
     other = mab(tmp_path, {**env, "SKIP": "mab-hook-all,flake8"}, "origin", "file:///remote")
     assert other.returncode == 1 and "is not inside a git repository" in other.stdout + other.stderr

@@ -64,4 +64,4 @@ def test_a_matrix_github_cannot_run_is_said_and_an_unwritable_output_is_an_error
         repo.path, {**os.environ, "GITHUB_OUTPUT": str(tmp_path)}, "--all", "--dry-run"
     )  # a directory
     assert denied.returncode == 1 and "Traceback" not in denied.stdout + denied.stderr
-    assert f"cannot write the outputs to $GITHUB_OUTPUT ({tmp_path})" in denied.stdout
+    assert f"cannot write the outputs to $GITHUB_OUTPUT ({tmp_path})" in denied.stderr

@@ -145,7 +145,7 @@ def test_an_unwritable_state_directory_is_an_error_that_says_what_to_do(repo: Re
                          check=False)  # fmt: skip
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "Traceback" not in ran.stdout + ran.stderr
-    assert f"cannot write {blocker}" in ran.stdout
+    assert f"cannot write {blocker}" in ran.stderr
 
 
 def test_records_are_kept_90_days_counted_in_days_and_logs_of_the_last_50_pushes(tmp_path: Path) -> None:

@@ -102,8 +102,8 @@ def test_an_unpushed_config_cannot_be_verified(repo: Repo) -> None:
                  "app/Dockerfile": "FROM scratch\n"})  # fmt: skip
     proc = mab(repo.path, os.environ, "verify", "--all")
     assert proc.returncode == 1
-    assert "push = false, so no image is in a registry to verify" in proc.stdout
-    assert "set push = true in [tool.multiarch]" in proc.stdout
+    assert "push = false, so no image is in a registry to verify" in proc.stderr
+    assert "set push = true in [tool.multiarch]" in proc.stderr
 
 
 def test_an_unreachable_registry_is_said_once(repo: Repo) -> None:
@@ -113,12 +113,12 @@ def test_an_unreachable_registry_is_said_once(repo: Repo) -> None:
                  "app/Dockerfile": "FROM scratch\n", "web/Dockerfile": "FROM scratch\n"})  # fmt: skip
     proc = mab(repo.path, os.environ, "verify", "--all")
     assert proc.returncode == 1
-    assert proc.stdout.count("cannot verify") == 1
-    assert f"check that {registry.partition('/')[0]} is reachable from this runner" in proc.stdout
+    assert proc.stderr.count("cannot verify") == 1
+    assert f"check that {registry.partition('/')[0]} is reachable from this runner" in proc.stderr
 
 
 def test_verify_needs_a_range(repo: Repo) -> None:
     repo.commit({"pyproject.toml": "[tool.multiarch]\n", "app/Dockerfile": "FROM scratch\n"})
     proc = mab(repo.path, os.environ, "verify")
     assert proc.returncode == 1
-    assert "say what to verify: --all (every image of --to, default HEAD) or --from REF" in proc.stdout
+    assert "say what to verify: --all (every image of --to, default HEAD) or --from REF" in proc.stderr

@@ -167,8 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _printer(env: Mapping[str, str], json_wanted: bool, color: str, *, verbose: bool) -> Printer:
-    stream = sys.stderr if json_wanted else sys.stdout  # with --json, stdout is the JSON's alone
-    return Printer(stream, output.use_color(color, env, stream.isatty()), verbose)
+    """Results on stdout (with --json, stdout is the JSON's alone); everything said about the
+    run on stderr. Each coloured when it goes to a terminal."""
+    stream = sys.stderr if json_wanted else sys.stdout
+    painted = output.use_color(color, env, stream.isatty())
+    return Printer(stream, painted, verbose, sys.stderr, output.use_color(color, env, sys.stderr.isatty()))
 
 
 def _color(argv: Sequence[str]) -> str:

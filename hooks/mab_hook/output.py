@@ -49,28 +49,45 @@ def use_color(choice: str, env: Mapping[str, str], isatty: bool) -> bool:
 
 
 class Printer(NamedTuple):
+    """Results (the plan, the summary, doctor's checks) to `stream`; what is said about the
+    run (notes, warnings, errors, build output, progress) to `messages`, as terminal programs
+    do: `2>/dev/null` hides the talk, `> file` keeps the results. None: both to `stream`."""
+
     stream: TextIO
-    color: bool
+    color: bool  # for the results
     verbose: bool = False
+    messages: TextIO | None = None
+    messages_color: bool | None = None  # None: as the results
+
+    @property
+    def talk(self) -> TextIO:
+        return self.messages if self.messages is not None else self.stream
 
     def paint(self, text: str, color: str) -> str:
         return f"\033[{COLORS[color]}m{text}\033[0m" if self.color else text
 
+    def _tint(self, text: str, color: str) -> str:
+        colored = self.color if self.messages_color is None else self.messages_color
+        return f"\033[{COLORS[color]}m{text}\033[0m" if colored else text
+
     def line(self, text: str = "") -> None:
         print(terminal_safe(text), file=self.stream, flush=True)
 
+    def say(self, text: str) -> None:
+        print(terminal_safe(text), file=self.talk, flush=True)
+
     def info(self, text: str) -> None:
-        self.line(f"mab-hook: {text}")
+        self.say(f"mab-hook: {text}")
 
     def warn(self, text: str) -> None:
-        self.line(f"mab-hook: {self.paint('warning', 'yellow')}: {text}")
+        self.say(f"mab-hook: {self._tint('warning', 'yellow')}: {text}")
 
     def error(self, text: str) -> None:
-        self.line(f"mab-hook: {self.paint('error', 'red')}: {text}")
+        self.say(f"mab-hook: {self._tint('error', 'red')}: {text}")
 
     def build_line(self, text: str) -> None:
         if self.verbose:
-            self.line(self.paint(f"  | {text}", "dim"))
+            self.say(self._tint(f"  | {text}", "dim"))
 
 
 def plan_text(plans: Sequence[Plan], printer: Printer) -> str:

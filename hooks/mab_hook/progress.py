@@ -156,7 +156,7 @@ def progress_for(printer: Printer, env: Mapping[str, str]) -> Iterator[Progress]
         # pre-commit holds what we write until the hook ends: nothing to show as it happens
         found = Progress(None, live=False)
     else:
-        found = Progress(printer.stream, live=printer.stream.isatty() and env.get("TERM") != "dumb")
+        found = Progress(printer.talk, live=printer.talk.isatty() and env.get("TERM") != "dumb")
     try:
         yield found
     finally:

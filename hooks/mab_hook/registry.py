@@ -481,13 +481,14 @@ class Registry:
         return finding, entry
 
     def _tls_refusal(self, host: str, context: ssl.SSLContext) -> str | None:
-        """Why a TLS request to the registry with this trust fails (its certificate, or the
-        client certificate it wants); None when it does not fail for TLS."""
+        """Why a request to the registry with this trust fails, asked only of a registry the
+        client has just reached: its certificate, or the client certificate it wants. With TLS
+        1.3 a refused client certificate comes after the handshake, as an SSL error or a
+        connection closed, by Python version: any failure here is the trust's."""
         try:
             http_client.request(f"https://{host}/v2/", timeout=self.timeout, context=context)
         except OSError as e:
-            if isinstance(e, ssl.SSLError) or isinstance(getattr(e, "reason", None), ssl.SSLError):
-                return _reason(e)
+            return _reason(e)
         return None
 
     # --- Docker Hub through its mirrors --------------------------------------------------------

@@ -532,8 +532,8 @@ def test_lab_a_plain_base_in_the_registry_blocks_the_push_before_anything_is_bui
     assert run.returncode == 1, run.stdout + run.stderr
     said = (f"  web: base {base} (FROM, line 1) is a single linux/amd64 image, no index: built for linux/arm64 on "
             "it, the image would hold linux/amd64 programs")  # fmt: skip
-    assert said in run.stdout, run.stdout + run.stderr
-    assert "Fix one of:" in run.stdout and "nothing was built" in run.stdout
+    assert said in run.stderr, run.stdout + run.stderr
+    assert "Fix one of:" in run.stderr and "nothing was built" in run.stderr
     assert public_and_staged(lab, registry, "web") == set()
     kept = json.loads((repo.path / ".git" / "mab-hook" / "cache" / "bases.json").read_text())
     ((platforms, plain, layers),) = [(v["platforms"], v["plain"], v["layers"]) for v in kept.values()]
@@ -553,7 +553,7 @@ def test_lab_an_index_without_the_platform_in_the_engine_store_is_named_with_wha
         assert run.returncode == 1, run.stdout + run.stderr
         said = (f"  web: base {base} (FROM, line 1) has linux/amd64, linux/arm/v7 in the engine's image store, not "
                 "linux/arm64")  # fmt: skip
-        assert said in run.stdout, run.stdout + run.stderr
+        assert said in run.stderr, run.stdout + run.stderr
         assert public_and_staged(lab, registry, "web") == set()
     finally:
         lab.docker("image", "rm", base, check=False)
@@ -590,8 +590,8 @@ def test_lab_an_in_repo_base_built_for_fewer_platforms_is_checked_for_its_depend
     })  # fmt: skip
     run = mab(repo.path, lab.env, "--all", "--publish", "--color", "never")
     assert run.returncode == 1, run.stdout + run.stderr
-    assert f"  base: base {plain} (FROM, line 1) is a single linux/amd64 image" in run.stdout, run.stdout
-    assert "built for linux/arm64 on it" in run.stdout and "  web:" not in run.stdout
+    assert f"  base: base {plain} (FROM, line 1) is a single linux/amd64 image" in run.stderr, run.stdout
+    assert "built for linux/arm64 on it" in run.stderr and "  web:" not in run.stderr
     assert public_and_staged(lab, registry, "web", "base") == set()
 
 

@@ -107,8 +107,8 @@ def test_a_disabled_emulator_fails_doctor_and_the_gate(lab: Lab, repo: Repo) -> 
     gate = in_namespace((sys.executable, "-m", "mab_hook", "--all", "--publish"), cwd=repo.path, env=lab.env,
                         disable=(handler.name,))  # fmt: skip
     assert gate.returncode == 1
-    assert "this host cannot build what the push needs; nothing was built" in gate.stdout
-    assert "platform linux/arm64" in gate.stdout and f"echo 1 | sudo tee {path}" in gate.stdout
+    assert "this host cannot build what the push needs; nothing was built" in gate.stderr
+    assert "platform linux/arm64" in gate.stderr and f"echo 1 | sudo tee {path}" in gate.stderr
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()  # nothing was built
     assert binfmt.read().handler_for("arm64").enabled  # type: ignore[union-attr]
 
@@ -134,7 +134,7 @@ def test_a_dead_docker_socket(lab: Lab, repo: Repo, tmp_path: Path) -> None:
         in doctor.stdout
     )
     gate = mab(repo.path, env, "--all", "--publish")
-    assert (gate.returncode, "nothing was built" in gate.stdout) == (1, True)
+    assert (gate.returncode, "nothing was built" in gate.stderr) == (1, True)
 
 
 def test_a_registry_that_is_down_when_pushing(lab: Lab, repo: Repo) -> None:
@@ -145,7 +145,7 @@ def test_a_registry_that_is_down_when_pushing(lab: Lab, repo: Repo) -> None:
     assert "http://127.0.0.1:5999/v2/ does not answer" in doctor.stdout
     gate = mab(repo.path, lab.env, "--all", "--publish")
     assert gate.returncode == 1
-    assert "registry" in gate.stdout
+    assert "registry" in gate.stderr
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
 
 
@@ -158,7 +158,7 @@ def test_fix_mounts_binfmt_misc(lab: Lab, repo: Repo) -> None:
                           env=lab.env, capture_output=True, text=True, check=False)  # fmt: skip
     out = proc.stdout
     assert "is not mounted" in out and "before=1" in out, out + proc.stderr
-    assert f"fix: mount -t binfmt_misc binfmt_misc {binfmt.DEFAULT_ROOT}: done" in out
+    assert f"fix: mount -t binfmt_misc binfmt_misc {binfmt.DEFAULT_ROOT}: done" in proc.stderr
     assert "ok    platform linux/arm64  emulated by" in out
     assert out.rstrip().endswith("after=0")
 
@@ -174,7 +174,7 @@ def test_a_registry_wanting_credentials_is_checked_before_any_build(
     assert f"wants credentials and docker has none for {auth_registry.address}" in doctor.stdout
     assert f"fix: `docker login {auth_registry.address}`" in doctor.stdout
     gate = mab(repo.path, without, "--all", "--publish")
-    assert gate.returncode == 1 and "nothing was built" in gate.stdout
+    assert gate.returncode == 1 and "nothing was built" in gate.stderr
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
     with_login = auth_registry.docker_config(lab, tmp_path / "in", logged_in=True)
     doctor = mab(repo.path, with_login, "doctor", "--json")
@@ -200,8 +200,8 @@ def test_fix_creates_the_configured_builder(lab: Lab, repo: Repo, tmp_path: Path
     assert (builder["status"], builder["code"]) == ("fail", "builder-missing")
     fixed = mab(repo.path, env, "doctor", "--fix")
     assert ("fix: docker buildx create --name mab-test-fleet --node mab-test-fleet0 --driver docker-container: "
-            "done") in fixed.stdout  # fmt: skip  # a configured builder is passed as --builder: no --use
-    assert "fix: docker buildx inspect --bootstrap mab-test-fleet: failed (exit 1)" in fixed.stdout
+            "done") in fixed.stderr  # fmt: skip  # a configured builder is passed as --builder: no --use
+    assert "fix: docker buildx inspect --bootstrap mab-test-fleet: failed (exit 1)" in fixed.stderr
     listed = subprocess.run(("docker", "buildx", "ls", "--format", "json"), env=env, capture_output=True,
                             text=True, check=True)  # fmt: skip
     assert "mab-test-fleet" in {json.loads(line)["Name"] for line in listed.stdout.splitlines()}
@@ -250,7 +250,7 @@ def test_an_engine_elsewhere_that_cannot_run_a_platform_builds_nothing(lab: Lab,
         assert (check["status"], check["code"]) == ("fail", "engine-cannot-emulate")
         assert "docker run --privileged --rm tonistiigi/binfmt:qemu-v8.1.5 --install arm" in check["fix"]
         gate = elsewhere(repo, engine.env, "--all", "--publish")
-    assert gate.returncode == 1 and "nothing was built" in gate.stdout
+    assert gate.returncode == 1 and "nothing was built" in gate.stderr
     assert not (repo.path / ".git" / "mab-hook" / "logs").exists()
 
 

@@ -352,7 +352,7 @@ def test_an_image_failing_only_on_arm_v7_is_reported_so_and_nothing_is_pushed(la
     assert found["api"] == "failed" and found["base"] in ("built", "not built"), run.stdout
     assert 'build failed on linux/arm/v7: RUN [ "$(uname -m)" != armv7l ] (exit 1)' in run.stdout
     assert "full log: " in run.stdout
-    assert "the push is blocked and no tag was published" in run.stdout
+    assert "the push is blocked and no tag was published" in run.stderr
     assert lab.pushed(registry, ("base", "api")) == set()
 
 
@@ -402,7 +402,7 @@ def test_two_runs_take_turns(lab: Lab, repo: Repo) -> None:
     assert first.returncode == 0, out
     assert second.returncode == 0, second.stdout
     # The second run waited for the first, said so, then found everything built.
-    assert f"another mab-hook run (pid {first.pid}) is building in this repository" in second.stdout
+    assert f"another mab-hook run (pid {first.pid}) is building in this repository" in second.stderr
     assert results(second.stdout) == {"base": "skipped", "api": "skipped"}
 
 
@@ -555,7 +555,7 @@ def test_a_run_killed_with_sigkill_leaves_no_build_running(lab: Lab, repo: Repo)
     repo.commit(contents)
     after = mab(repo, lab, "--all", "--publish")
     assert after.returncode == 0, after.stdout
-    assert "removed the worktree an earlier run left behind" in after.stdout
+    assert "removed the worktree an earlier run left behind" in after.stderr
     assert repo.git("worktree", "list").count("\n") == 0
 
 

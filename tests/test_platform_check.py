@@ -326,7 +326,7 @@ def test_lab_a_build_platform_program_in_the_arm64_image_blocks_the_publish(lab:
     assert run.returncode == 1, run.stdout + run.stderr
     said = "--- web: not the platform it claims: linux/arm64: /opt/tool/busybox is ELF 64-bit LSB, machine 0x3e (amd64)"
     assert said in run.stdout, run.stdout
-    assert "an image is not the platform it claims" in run.stdout and "foreign-binaries" in run.stdout
+    assert "an image is not the platform it claims" in run.stderr and "foreign-binaries" in run.stderr
     assert lab.tags(f"{registry}/web") == set()  # no public tag
     assert lab.tags(f"{registry}/mab-staging/web")  # the upload stays, judged
     again = mab(repo.path, lab.env, "--all", "--publish", "--color", "never")

@@ -108,7 +108,7 @@ def test_a_run_by_hand_publishes_nothing_public_unless_asked(hooked: Hooked, lab
     by_hand = mab(hooked.repo.path, hooked.env, "--from", "HEAD^")
     assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
     assert (
-        "by hand: uploaded under staging tags only; `--publish` also moves the public tags" in by_hand.stdout
+        "by hand: uploaded under staging tags only; `--publish` also moves the public tags" in by_hand.stderr
     )
     assert not any(public(lab, hooked, name) for name in IMAGES)
     asked = mab(hooked.repo.path, hooked.env, "--from", "HEAD^", "--publish")

@@ -59,7 +59,7 @@ def test_a_commit_gets_no_key_secret_or_network_the_pusher_did_not_grant(
     repo.commit(hostile.asks_for_host_keys(registry, lab.busybox, host_dir, uuid.uuid4().hex))
     refused = mab(repo.path, lab.env, "--all", "--publish")
     assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "  evil: git config --add mab-hook.secret id=s,env=AWS_SECRET_ACCESS_KEY" in refused.stdout
+    assert "  evil: git config --add mab-hook.secret id=s,env=AWS_SECRET_ACCESS_KEY" in refused.stderr
     assert "id_ed25519" not in refused.stdout  # the resolver never read the key the commit named
     assert lab.tags(f"{registry}/evil") == set()
     # Granted for one push (`git -c`), from the pusher's own sources, never the files the commit named.
@@ -89,7 +89,7 @@ def test_a_committed_symlink_takes_no_cache_out_of_the_repository(
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert (
         "image evil: its cache src= '.buildx-cache/evil' leads out of the repository through a symlink"
-        in refused.stdout
+        in refused.stderr
     )
     assert sorted(p.name for p in host_dir.rglob("*")) == before  # no blob written there
     assert "host-secret" not in refused.stdout
@@ -128,9 +128,9 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
         assert again.returncode == 0, again.stdout + again.stderr
         assert (
             f"web: {registry}/mab-staging/web:{staging} is in the registry, but an image under it"
-            in again.stdout
+            in again.stderr
         )
-        assert "not trusted; building it again, to upload over it" in again.stdout
+        assert "not trusted; building it again, to upload over it" in again.stderr
         public = f"{registry}/web:{repo.head()[:7]}"
         assert lab.docker("run", "--rm", public, "cat", "/page.txt").stdout == "ours\n"
         assert lab.docker("run", "--rm", public, "ls", "/planted", check=False).returncode != 0
@@ -242,7 +242,7 @@ def test_a_large_context_builds_from_only_what_its_build_reads(
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(repo.path)
     assert cli.main(["--all", "--publish"]) == 0
-    assert "big: big is large: only what the build reads is checked out" in capsys.readouterr().out
+    assert "big: big is large: only what the build reads is checked out" in capsys.readouterr().err
     listed = lab.docker("run", "--rm", f"{registry}/big:{repo.head()[:7]}", "ls", "/in")
     assert listed.stdout.split() == ["a.cfg", "one.txt"]
 

@@ -105,7 +105,7 @@ def test_a_repository_the_robot_may_only_pull_blocks_the_push_before_any_build(
         blocked = mab(repo.path, env, "--all", "--publish")
         assert blocked.returncode == 1, blocked.stdout + blocked.stderr
         said = f"{registry.address}/team/frozen: these credentials may not push there (HTTP 401)"
-        assert said in blocked.stdout and "Ask for push rights on each" in blocked.stdout, blocked.stdout
+        assert said in blocked.stderr and "Ask for push rights on each" in blocked.stderr, blocked.stderr
         assert Registry(env).tag_list(f"{registry.address}/team/mab-staging/api") in (
             None,
             [],

@@ -162,7 +162,7 @@ def test_a_plain_http_registry_on_the_network_is_refused_before_any_build_with_t
         assert (check["status"], check["code"]) == ("fail", "registry-plain-http")
         assert f'"insecure-registries": ["{registry.address}"]' in check["fix"]
         push = mab(repo.path, lab.env, "--all", "--publish")
-        assert push.returncode == 1 and "speaks plain HTTP only" in push.stdout, push.stdout
+        assert push.returncode == 1 and "speaks plain HTTP only" in push.stderr, push.stdout
     finally:
         registry.stop()
 
@@ -187,8 +187,8 @@ def test_doctor_and_the_gate_stop_at_a_ca_the_engine_lacks(
         assert (check["status"], check["code"]) == ("fail", "registry-engine-untrusted")
         assert f"/etc/docker/certs.d/{registry.address}/" in check["fix"]
         push = mab(repo.path, env, "--all", "--publish")
-        assert push.returncode == 1 and "the engine here would not trust" in push.stdout, push.stdout
-        assert "building" not in push.stdout.split("the engine here would not trust")[0].lower()
+        assert push.returncode == 1 and "the engine here would not trust" in push.stderr, push.stdout
+        assert "building" not in push.stderr.split("the engine here would not trust")[0].lower()
     finally:
         registry.stop()
 

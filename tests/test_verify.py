@@ -48,8 +48,8 @@ def test_a_push_without_the_gate_fails_naming_exactly_the_affected_images(hooked
     text = mab(hooked.repo.path, without_engine(hooked.env), "verify", "--from", "HEAD^")
     assert text.returncode == 1
     assert f"  missing  worker  (commit {sha[:12]}, inputs {digest[:12]}; not in the registry)" in text.stdout
-    assert "not built by the gate from these inputs: worker (" in text.stdout
-    assert "run `mab-hook verify --build-missing` with the same range" in text.stdout
+    assert "not built by the gate from these inputs: worker (" in text.stderr
+    assert "run `mab-hook verify --build-missing` with the same range" in text.stderr
     assert "api" not in text.stdout and "base" not in text.stdout
 
 
@@ -59,10 +59,10 @@ def test_build_missing_publishes_what_was_skipped_and_then_verifies(hooked_unbui
     # The fixture pushed its first commit with --no-verify: nothing of it is in the registry.
     first = mab(hooked.repo.path, hooked.env, "verify", "--all")
     assert first.returncode == 1
-    assert "not built by the gate from these inputs: base, api, worker" in first.stdout
+    assert "not built by the gate from these inputs: base, api, worker" in first.stderr
     built = mab(hooked.repo.path, hooked.env, "verify", "--all", "--build-missing")
     assert built.returncode == 0, built.stdout + built.stderr
-    assert "building what is missing: api, base, worker" in built.stdout
+    assert "building what is missing: api, base, worker" in built.stderr
     assert "every affected image (3) is in the registry" in built.stdout
     sha = hooked.repo.head()
     assert lab.pushed(hooked.registry) == {"base", "api", "worker"}
@@ -85,7 +85,7 @@ def test_a_registry_wanting_credentials_with_and_without_docker_login(
     without = without_engine(auth_registry.docker_config(lab, tmp_path / "out", logged_in=False))
     denied = mab(repo.path, without, "verify", "--all")
     assert denied.returncode == 1
-    assert f"run `docker login {auth_registry.address}` (or set up its credential helper)" in denied.stdout
+    assert f"run `docker login {auth_registry.address}` (or set up its credential helper)" in denied.stderr
     assert "Traceback" not in denied.stdout + denied.stderr
     with_login = auth_registry.docker_config(lab, tmp_path / "in", logged_in=True)
     before = mab(repo.path, without_engine(with_login), "verify", "--all")

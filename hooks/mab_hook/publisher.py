@@ -239,7 +239,8 @@ def tag_all(
 def run_pending(args: argparse.Namespace, env: Mapping[str, str], printer: Printer, root: Path) -> int:
     """The waiting publishes (or the one named) run now; `--after PID`: once PID ended."""
     if args.after is not None and not wait_for(args.after, WAIT):
-        printer.error(f"the push (process {args.after}) did not end in {WAIT / 3600:g} h: nothing published")
+        said = f"error: the push (process {args.after}) did not end in {WAIT / 3600:g} h: nothing published"
+        _speaker(printer)(said)
         return 1
     from mab_hook.hook import open_repo  # noqa: PLC0415
 
@@ -267,15 +268,16 @@ def run_pending(args: argparse.Namespace, env: Mapping[str, str], printer: Print
 
 
 def _speaker(printer: Printer) -> Callable[[str], None]:
-    """The publisher's voice: a terminal closed meanwhile (the ssh session ended after the push)
-    silences it, and the publish goes on (what it said is in the record)."""
+    """The publisher's voice, its results: what it published or could not, on its stdout (the
+    terminal the push came from, else its log). A terminal closed meanwhile (the ssh session
+    ended after the push) silences it, and the publish goes on (what it said is in the record)."""
     gone = False
 
     def say(line: str) -> None:
         nonlocal gone
         if not gone:
             try:
-                printer.info(line)
+                printer.line(f"mab-hook: {line}")
             except OSError:
                 gone = True
 

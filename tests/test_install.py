@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ def test_under_pre_commit_every_ref_of_a_push_is_checked(
     assert installed.returncode == 0, installed.stdout + installed.stderr
     legacy = hooked.repo.path / ".git" / "hooks" / "pre-push.legacy"
     assert install.MARKER in legacy.read_text() and os.access(legacy, os.X_OK)
-    assert "pre-commit" in legacy.read_text()  # pre-commit's environment of mab-hook, not ours
+    assert "python" not in legacy.read_text()  # no interpreter pinned: pre-commit's mab-hook runs
     repo = hooked.repo
     repo.git("checkout", "-q", "-b", "one")
     one = repo.commit({"services/api/app.txt": "one\n"})
@@ -45,7 +46,10 @@ def test_under_pre_commit_every_ref_of_a_push_is_checked(
     pushed = hooked.push("one", "two")
     assert pushed.code == 0, pushed.output
     assert pushed.results() == {"api": "built", "worker": "built"}, pushed.output  # the 2nd ref's too
-    assert "every ref of this push was checked by mab-hook's legacy hook" in pushed.output
+    assert pushed.output.count("  image  ") == 1, pushed.output  # each ref checked once, in one run
+    assert "building EVERY image" not in pushed.output
+    assert re.search(r"build affected multi-arch images\.+Passed", pushed.output), pushed.output
+    assert not list((repo.path / ".git" / "mab-hook").glob(f"{install.HANDED}*"))  # read, then removed
     # Feature branches: uploaded under staging tags, nothing public.
     assert "one publishes nothing: one is not the remote's default branch" in pushed.output
     assert one[:7] not in lab.public_tags(f"{hooked.registry}/api")
@@ -63,6 +67,9 @@ def test_under_pre_commit_a_failing_second_ref_blocks_the_push(hooked: Hooked, l
     pushed = hooked.push("good", "bad")
     assert pushed.code != 0, pushed.output
     assert "worker" in pushed.output and "failed" in pushed.output
+    # pre-commit's own verdict for the hook is the truth: never a Passed after a failure
+    assert re.search(r"build affected multi-arch images\.+Failed", pushed.output), pushed.output
+    assert "Passed" not in pushed.output
     assert hooked.remote_head("good") != repo.git("rev-parse", "good")  # git pushed neither
 
 
@@ -106,63 +113,66 @@ def test_outside_a_repository_install_says_so(tmp_path: Path) -> None:
     assert done.returncode == 1 and f"{tmp_path} is not inside a git repository" in done.stdout + done.stderr
 
 
-def test_the_note_of_a_checked_push_serves_only_that_push(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """What the legacy hook checked counts for the hook pre-commit runs next (the same parent
-    process, within the hour), for those commits only."""
-    install.note_checked(tmp_path, ["a" * 40, "b" * 40], ok=True)
-    assert install.checked_already(tmp_path, "a" * 40) and install.checked_already(tmp_path, "b" * 40)
-    assert not install.checked_already(tmp_path, "c" * 40)
-    monkeypatch.setattr(os, "getppid", lambda: -1)  # another push's hooks
-    assert not install.checked_already(tmp_path, "a" * 40)
-    monkeypatch.undo()
-    later = time.time() + install.NOTE_AGE + 1
-    monkeypatch.setattr(time, "time", lambda: later)
-    assert not install.checked_already(tmp_path, "a" * 40)
-    (tmp_path / install.NOTE).write_text("{damaged")
-    assert not install.checked_already(tmp_path, "a" * 40)
+def _handed_to_a_child(cwd: Path, root: Path) -> str:
+    """handed_refs as the hook pre-commit runs reads it: in a child of the process that ran the
+    script (pre-commit's hook-impl runs both)."""
+    program = f"import pathlib; from mab_hook import install; print(repr(install.handed_refs(pathlib.Path({str(root)!r}))))"
+    return subprocess.run((sys.executable, "-c", program), cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
 
 
-def test_a_vanished_environment_is_said(tmp_path: Path) -> None:
-    """pre-commit's cache cleaned: under pre-commit only a warning (its own hook still checks the
-    first ref); as the plain hook, the push stops."""
-    for under, code in ((True, 0), (False, 1)):
-        script = tmp_path / f"hook-{under}"
-        script.write_text(install.script(str(tmp_path / "gone" / "python"), under_pre_commit=under))
-        script.chmod(0o755)
-        ran = subprocess.run((str(script), "origin", "url"), capture_output=True, text=True, check=False)
-        assert ran.returncode == code
-        assert "is gone" in ran.stderr and "mab-hook install" in ran.stderr
+def test_the_script_under_pre_commit_hands_every_ref_to_the_hook_pre_commit_runs_next(repo: Repo) -> None:
+    """No Python in it (nothing pinned: a `rev:` bump changes what runs); git's lines reach the
+    next hook of the same pre-commit process once, privately."""
+    repo.commit({"a.txt": "a\n"}, "init")
+    script = repo.path / ".git" / "hooks" / "pre-push.legacy"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(install.script("/never/used/python", under_pre_commit=True))
+    script.chmod(0o755)
+    assert "python" not in script.read_text()
+    lines = "refs/heads/a 1111 refs/heads/a 0000\nrefs/heads/b 2222 refs/heads/b 0000\n"
+    ran = subprocess.run((str(script), "origin", "file:///remote"), cwd=repo.path, input=lines, text=True,
+                         capture_output=True, check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    root = repo.path / ".git" / "mab-hook"
+    (handed,) = root.glob(f"{install.HANDED}*")
+    assert handed.name == f"{install.HANDED}{os.getpid()}" and handed.stat().st_mode & 0o777 == 0o600
+    assert _handed_to_a_child(repo.path, root) == repr(install.Handed("origin", lines))
+    assert _handed_to_a_child(repo.path, root) == "None"  # read once: the file is gone
 
 
-def test_the_legacy_hook_honours_pre_commits_skip(tmp_path: Path) -> None:
-    """`SKIP=mab-hook git push`: pre-commit skips its mab-hook hook, and the legacy hook that
-    `mab-hook install` wrote (which pre-commit runs first) skips too."""
-    from tests.conftest import mab  # noqa: PLC0415
+def test_a_hand_over_serves_only_its_own_push(tmp_path: Path) -> None:
+    """Another process's hand-over is not this push's; an old one is stale, and removed."""
+    other = tmp_path / f"{install.HANDED}1"
+    other.write_text("origin\nurl\nrefs/heads/x 1 refs/heads/x 0\n")
+    assert install.handed_refs(tmp_path) is None and other.exists()  # another push's, still fresh
+    old = time.time() - install.HANDED_AGE - 1
+    os.utime(other, (old, old))
+    own = tmp_path / f"{install.HANDED}{os.getppid()}"
+    own.write_text("origin\nurl\nrefs/heads/y 2 refs/heads/y 0\n")
+    os.utime(own, (old, old))
+    assert install.handed_refs(tmp_path) is None  # too old to be this push's
+    assert not other.exists() and not own.exists()
+    own.write_text("")
+    assert install.handed_refs(tmp_path) is None  # names no remote
 
-    env = {**os.environ, install.ALL_REFS: "1"}
-    skipped = mab(tmp_path, {**env, "SKIP": "flake8, mab-hook"}, "origin", "file:///remote")
-    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
-    assert (
-        "SKIP=mab-hook: pre-commit skips mab-hook for this push, and so does its legacy hook"
-        in skipped.stderr
-    )
-    other = mab(tmp_path, {**env, "SKIP": "mab-hook-all,flake8"}, "origin", "file:///remote")
-    assert other.returncode == 1 and "is not inside a git repository" in other.stdout + other.stderr
-    without = mab(
-        tmp_path, {**os.environ, "SKIP": "mab-hook"}, "origin", "file:///remote"
-    )  # pre-commit's own run
-    assert without.returncode == 1  # pre-commit itself does not run a skipped hook; run by hand, it checks
+
+def test_a_vanished_environment_stops_the_plain_hook_with_what_to_run(tmp_path: Path) -> None:
+    """The plain pre-push hook runs mab-hook from where it was installed; that gone, the push stops."""
+    script = tmp_path / "hook"
+    script.write_text(install.script(str(tmp_path / "gone" / "python"), under_pre_commit=False))
+    script.chmod(0o755)
+    ran = subprocess.run((str(script), "origin", "url"), capture_output=True, text=True, check=False)
+    assert ran.returncode == 1
+    assert "is gone" in ran.stderr and "mab-hook install" in ran.stderr
 
 
 @pytest.mark.lab
-def test_lab_skip_under_pre_commit_skips_the_legacy_hook_too(hooked: Hooked, lab: Lab) -> None:
+def test_lab_skip_under_pre_commit_skips_mab_hook(hooked: Hooked, lab: Lab) -> None:
+    """`SKIP=mab-hook git push`: pre-commit skips the hook; the hand-over script only wrote."""
     assert mab_install(hooked.repo, hooked.env).returncode == 0
     hooked.repo.commit({"services/api/Dockerfile": "FROM nowhere.invalid/none:1\nRUN false\n"})  # would fail
     pushed = hooked.push("main", env={"SKIP": "mab-hook"})
     assert pushed.code == 0, pushed.output
-    assert (
-        "SKIP=mab-hook: pre-commit skips mab-hook for this push, and so does its legacy hook" in pushed.output
-    )
+    assert re.search(r"build affected multi-arch images\.+Skipped", pushed.output), pushed.output
     assert pushed.results() == {}, pushed.output  # nothing built

@@ -46,32 +46,9 @@ SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gat
 
 
 def hook(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    if env.get(install.ALL_REFS) and skipped_by_pre_commit(env):
-        printer.info("SKIP=mab-hook: pre-commit skips mab-hook for this push, and so does its legacy hook")
-        return EXIT_OK
     repo = open_repo(args.repo or Path.cwd())
-    if _checked_by_legacy_hook(repo, env):
-        printer.info("every ref of this push was checked by mab-hook's legacy hook (`mab-hook install`)")
-        return EXIT_OK
     commits = select_commits(args, repo, env, stdin, printer)
-    code = plan_and_build(args, repo, commits, env, printer, remote=pushed_to(args, env))
-    if env.get(install.ALL_REFS) and args.remote:
-        install.note_checked(state.root(repo), [c.sha for c in commits], ok=code == EXIT_OK)
-    return code
-
-
-HOOK_ID = "mab-hook"  # .pre-commit-hooks.yaml's
-
-
-def skipped_by_pre_commit(env: Mapping[str, str]) -> bool:
-    """Whether pre-commit's SKIP (hook ids, comma-separated) names mab-hook: the hook
-    `mab-hook install` put where pre-commit runs it first honours it as pre-commit does."""
-    return HOOK_ID in {part.strip() for part in env.get("SKIP", "").split(",")}
-
-
-def _checked_by_legacy_hook(repo: git.Repo, env: Mapping[str, str]) -> bool:
-    to_ref = env.get("PRE_COMMIT_TO_REF")
-    return bool(env.get("PRE_COMMIT") and to_ref and install.checked_already(state.root(repo), to_ref))
+    return plan_and_build(args, repo, commits, env, printer, remote=pushed_to(args, env))
 
 
 def pushed_to(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
@@ -433,6 +410,12 @@ def select_commits(
         return (changes.by_hand_range(repo, None if args.all else args.from_ref, args.to_ref),)
     if args.remote:
         pushed = changes.from_push(repo, args.remote, changes.parse_push_lines(stdin.read()))
+        for note in pushed.notes:
+            printer.info(note)
+        return pushed.commits
+    handed = install.handed_refs(state.root(repo)) if env.get("PRE_COMMIT") else None
+    if handed is not None:  # every ref of the push, from the script `mab-hook install` wrote
+        pushed = changes.from_push(repo, handed.remote, changes.parse_push_lines(handed.lines))
         for note in pushed.notes:
             printer.info(note)
         return pushed.commits

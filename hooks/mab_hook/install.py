@@ -2,22 +2,25 @@
 
 git gives a pre-push hook every ref of the push on stdin; pre-commit hands its hooks only the
 first one. But pre-commit runs `.git/hooks/pre-push.legacy` first, with git's whole stdin. So
-under pre-commit, mab-hook goes there, checks every ref, and leaves a note for the mab-hook
-that pre-commit then runs, which finds the push already checked and says so. Without pre-commit,
-mab-hook is the pre-push hook itself.
+under pre-commit, `install` puts a small shell script there that only hands git's lines over
+(a private file named for pre-commit's process), and the mab-hook hook pre-commit runs next
+checks every ref from them: the mab-hook that runs is the one pre-commit installed for the
+`rev:` of .pre-commit-config.yaml (a `rev:` bump changes it, nothing is pinned), each ref is
+checked once, pre-commit's `SKIP` and its final Passed/Failed are the truth. Without
+pre-commit, mab-hook is the pre-push hook itself.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import git
 
@@ -26,9 +29,19 @@ from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 
 MARKER = "# installed by `mab-hook install`"
-ALL_REFS = "MAB_HOOK_ALL_REFS"  # set by the installed script: this run sees every ref
-NOTE = "legacy-run.json"  # under .git/mab-hook: what the run with every ref checked
-NOTE_AGE = 3600.0  # seconds a note stays good for (one push's hooks run within it)
+HANDED = "push-refs-"  # under .git/mab-hook, + pre-commit's pid: git's lines of one push
+HANDED_AGE = 3600.0  # seconds a hand-over stays good for (one push's hooks run within it)
+HANDOVER = f"""#!/bin/sh
+{MARKER}: hands git's refs to the mab-hook hook of .pre-commit-config.yaml,
+# which pre-commit runs next with the first ref only; that hook then checks every ref.
+umask 077
+dir="$(git rev-parse --git-common-dir)/mab-hook" && mkdir -p "$dir" || exit 1
+handed="$dir/{HANDED}$PPID"
+{{ printf '%s\\n%s\\n' "$1" "$2" && cat; }} >"$handed.tmp" && mv -f "$handed.tmp" "$handed" || {{
+    echo "mab-hook: error: cannot hand this push's refs to mab-hook ($handed)" >&2
+    exit 1
+}}
+"""
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -90,37 +103,40 @@ def _write(target: Path, text: str) -> None:
 
 
 def script(python: str, *, under_pre_commit: bool) -> str:
-    """The hook script: mab-hook in the environment it was installed from. If that environment
-    is gone (pre-commit's cache cleaned, say), a plain hook stops the push; under pre-commit the
-    mab-hook hook of .pre-commit-config.yaml still checks the first ref, so it only warns."""
-    gone = (
-        'echo "mab-hook: warning: $python is gone; only the first ref of this push is checked. '
-        'Run \\`mab-hook install\\` again." >&2\nexit 0'
-        if under_pre_commit
-        else 'echo "mab-hook: error: $python is gone: run \\`mab-hook install\\` again." >&2\nexit 1'
-    )
-    run = f'if [ -x "$python" ]; then {ALL_REFS}=1 exec "$python" -m mab_hook "$@"; fi'
+    """The hook script. Without pre-commit: mab-hook in the environment it was installed from
+    (gone, pre-commit's cache or a venv removed: the push stops with what to run). Under
+    pre-commit: no Python at all, git's refs handed to the mab-hook hook pre-commit runs next
+    (written privately, then renamed, so a half-written file is never read)."""
+    if under_pre_commit:
+        return HANDOVER
+    gone = 'echo "mab-hook: error: $python is gone: run \\`mab-hook install\\` again." >&2\nexit 1'
+    run = 'if [ -x "$python" ]; then exec "$python" -m mab_hook "$@"; fi'
     return (
         f"#!/bin/sh\n{MARKER}: every ref of a push is checked\npython={shlex.quote(python)}\n{run}\n{gone}\n"
     )
 
 
-def note_checked(root: Path, shas: Sequence[str], ok: bool) -> None:
-    """What a run with every ref found, for the mab-hook pre-commit runs next in the same push
-    (the same parent process: pre-commit's hook-impl runs the legacy hook and then its hooks)."""
-    data = {"ppid": os.getppid(), "shas": list(shas), "ok": ok, "at": time.time()}
-    state.write_private(root / NOTE, json.dumps(data).encode())
+class Handed(NamedTuple):
+    remote: str  # as git named it to the hook: a remote's name, or the URL pushed to
+    lines: str  # git's pre-push lines, every ref of the push
 
 
-def checked_already(root: Path, sha: str) -> bool:
-    """Whether the legacy hook of this very push checked `sha` (with every other ref)."""
+def handed_refs(root: Path) -> Handed | None:
+    """What the script under pre-commit handed over for this push (pre-commit's process runs
+    it and then this hook, so both know the same pid); the file is gone once read. Hand-overs
+    no hook read (a push with `SKIP=mab-hook`, an interrupted one) are removed when old."""
+    own = root / f"{HANDED}{os.getppid()}"
+    for stale in root.glob(f"{HANDED}*"):
+        with contextlib.suppress(OSError):
+            if stale != own and time.time() - stale.lstat().st_mtime > HANDED_AGE:
+                stale.unlink()
     try:
-        data = json.loads((root / NOTE).read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(data, dict)
-        and data.get("ppid") == os.getppid()
-        and sha in data.get("shas", [])
-        and time.time() - float(data.get("at", 0)) < NOTE_AGE
-    )
+        fd = os.open(own, os.O_RDONLY | state.NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as handed:
+        fresh = time.time() - os.fstat(handed.fileno()).st_mtime < HANDED_AGE
+        text = handed.read()
+    own.unlink(missing_ok=True)
+    remote, _url, lines = [*text.split("\n", 2), "", ""][:3]
+    return Handed(remote, lines) if fresh and remote else None

@@ -199,6 +199,31 @@ def test_under_pre_commit_progress_reaches_the_terminal_while_the_build_runs(
     assert re.search(
         rf"api linux/arm64: \d/\d RUN sleep 8 && echo {salt} > /slow  \d+s \(building \d+s\)", output
     )
+    # The plan is on the terminal before the build runs, not after pre-commit's verdict.
+    plain = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", output)  # the plan's image names are in bold
+    assert plain.index("1. api [") < step.search(plain).start(), plain  # type: ignore[union-attr]
+
+
+def terminal_push(repo: Repo, env: dict[str, str]) -> tuple[int, str]:
+    """`git push origin main` on a terminal of its own (`script`), and all that reached it."""
+    done = subprocess.run(("script", "--quiet", "--return", "--command", "git push origin main", "/dev/null"),
+                          cwd=repo.path, env=env, capture_output=True, check=False, timeout=300)  # fmt: skip
+    return done.returncode, done.stdout.decode(errors="replace")
+
+
+def test_under_pre_commit_a_failure_is_shown_as_it_happens(hooked: Hooked, lab: Lab) -> None:
+    """pre-commit shows the hook's summary only after its verdict: the failing step's own
+    words reach the terminal first, as the build ends."""
+    salt = uuid.uuid4().hex
+    hooked.repo.commit({"services/api/Dockerfile": f"FROM {hooked.registry}/base:latest\nCOPY app.txt /\n"
+                        f"RUN echo boom-{salt} && false\n"})  # fmt: skip
+    code, output = terminal_push(hooked.repo, hooked.env)
+    assert code != 0, output
+    live = output.index("api failed:")
+    assert f"boom-{salt}" in output[live : output.index("--- api:")], (
+        output
+    )  # the excerpt, before the summary
+    assert "Failed" in output and "Passed" not in output, output  # pre-commit's verdict (coloured)
 
 
 def plain_hook(repo: Repo, lab: Lab, tmp_path: Path, tags: str) -> tuple[str, dict[str, str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,30 @@ def test_where_progress_goes(monkeypatch: pytest.MonkeyPatch, tmp_path: object) 
     monkeypatch.setattr(progress, "TERMINAL", "/nonexistent/tty")
     with progress.progress_for(Printer(terminal, color=False), {"PRE_COMMIT": "1"}) as shown:
         assert shown.stream is None
+
+
+def test_talk_goes_where_the_printer_says_it_goes() -> None:
+    """Progress is said about the run: the printer's messages stream (stderr), not its results."""
+    results, talk = io.StringIO(), Terminal()
+    with progress.progress_for(Printer(results, color=False, messages=talk), {}) as shown:
+        assert (shown.stream, shown.live) == (talk, True)
+
+
+def test_a_failure_is_shown_as_it_happens_only_where_the_summary_comes_too_late(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Under pre-commit (which holds the hook's output until its verdict) the terminal gets the
+    failing step's excerpt as the build ends; elsewhere the summary, right after, is enough."""
+    tty = tmp_path / "tty"
+    tty.write_text("")
+    monkeypatch.setattr(progress, "TERMINAL", str(tty))
+    with progress.progress_for(Printer(io.StringIO(), color=False), {"PRE_COMMIT": "1"}) as shown:
+        shown.failed("api", ["#9 ERROR: exit code: 1", "\x1b[2Jboom"])
+    assert tty.read_text() == "mab-hook: api failed:\n  #9 ERROR: exit code: 1\n  \\x1b[2Jboom\n"
+    plain = io.StringIO()
+    with progress.progress_for(Printer(plain, color=False), {}) as shown:
+        shown.failed("api", ["#9 ERROR: exit code: 1"])
+    assert plain.getvalue() == ""
+    assert progress.to_terminal("the plan\n") and tty.read_text().endswith("the plan\n")
+    monkeypatch.setattr(progress, "TERMINAL", str(tmp_path / "none" / "tty"))
+    assert not progress.to_terminal("the plan\n")

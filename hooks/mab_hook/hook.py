@@ -26,13 +26,13 @@ from mab_hook import (
     planning,
     platforms,
     process,
+    progress,
     state,
 )
 from mab_hook.errors import FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
-from mab_hook.progress import progress_for
 from mab_hook.results import BuildResult, Failure
 from mab_hook.validation import PYPROJECT
 
@@ -94,13 +94,20 @@ def plan_and_build(
         if remote is not None and not args.dry_run:  # nothing to build, but a commit to tag
             hand_over(repo, plans, remote, insecure=((), ()), env=env, printer=printer)
         return code
-    printer.line(output.plan_text(plans, printer))
+    shown_live(output.plan_text(plans, printer), printer, env)
     by_hand = remote is None
     publishing = by_hand and args.publish
     code = build(args, repo, plans, env, printer, publishing=publishing, remote=remote)
     if code == EXIT_OK and by_hand and not args.publish and any(p.config.push and p.affected for p in plans):
         printer.info("by hand: uploaded under staging tags only; `--publish` also moves the public tags")
     return code
+
+
+def shown_live(text: str, printer: Printer, env: Mapping[str, str]) -> None:
+    """The plan before anything is built. pre-commit holds a hook's output until it ends, so
+    under pre-commit it goes to the terminal, where the user sees it now; stdout otherwise."""
+    if not (env.get("PRE_COMMIT") and progress.to_terminal(text + "\n")):
+        printer.line(text)
 
 
 def plan_commits(
@@ -188,9 +195,9 @@ def build(
             raise FatalError(coverage.blocked(found.gaps))
         return found
 
-    with progress_for(printer, env) as shown:
+    with progress.progress_for(printer, env) as shown:
         events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,
-                                 step=shown.step, done=shown.done)  # fmt: skip
+                                 step=shown.step, done=shown.done, failed=shown.failed)  # fmt: skip
         timeout = getattr(args, "timeout", None)
         done = pipeline.build_all(
             repo, plans, env, events, registry=registry, ready=ready, timeout=timeout, publishing=publishing

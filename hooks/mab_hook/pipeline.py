@@ -44,7 +44,7 @@ class Job(NamedTuple):
     manifest: str = ""  # with `in_registry`: the digest `staged` names
 
 
-def _nothing(*args: str) -> None:
+def _nothing(*args: object) -> None:
     pass
 
 
@@ -56,6 +56,7 @@ class Events(NamedTuple):
     notice: Callable[[str], None] = _nothing  # what the output must keep (a wait, say)
     step: Callable[[str, str, str], None] = _nothing  # (image, platform, "2/3 RUN make") started
     done: Callable[[str], None] = _nothing  # an image's build ended
+    failed: Callable[[str, Sequence[str]], None] = _nothing  # an image's build failed: its excerpt
 
 
 class Step(NamedTuple):
@@ -328,8 +329,7 @@ def build_together(jobs: Sequence[Job], step: Step, ledger: Ledger | None = None
             for job in todo:
                 events.done(job.planned.image.name)
         for result in built:
-            detail = f", {result.detail}" if result.detail else ""
-            events.progress(f"{result.name}: {result.status}{detail} ({result.seconds:.1f} s)")
+            _ended(events, result)
             results[result.name] = result
             if ledger is not None:
                 ledger.add(result.published)
@@ -412,9 +412,15 @@ def _build(job: Job, step: Step) -> BuildResult:
                                   timeout=timeout, push_ref=job.staged or None)  # fmt: skip
     finally:
         events.done(image.name)
-    detail = f", {result.detail}" if result.detail else ""
-    events.progress(f"{image.name}: {result.status}{detail} ({result.seconds:.1f} s)")
+    _ended(events, result)
     return result
+
+
+def _ended(events: Events, result: BuildResult) -> None:
+    detail = f", {result.detail}" if result.detail else ""
+    events.progress(f"{result.name}: {result.status}{detail} ({result.seconds:.1f} s)")
+    if result.status in (Status.FAILED, Status.TIMED_OUT):
+        events.failed(result.name, result.tail)
 
 
 def publish(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -40,8 +40,11 @@ class Progress:
         live: bool,
         prefix: str = "mab-hook: ",
         clock: Callable[[], float] = time.monotonic,
+        failures: bool = False,
     ) -> None:
         self.stream, self.live, self.prefix, self.clock = stream, live, prefix, clock
+        # The failure's excerpt as it happens: only where the summary comes too late (pre-commit).
+        self.failures = failures
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], tuple[str, float, float]] = {}  # what, step start, image start
         self._drawn = 0  # lines of the block on screen
@@ -71,6 +74,12 @@ class Progress:
                 where = f" {platform}" if platform else ""
                 self._write(f"{self.prefix}{terminal_safe(f'{image}{where}: {what}')}\n")
         self._start()
+
+    def failed(self, image: str, excerpt: Sequence[str]) -> None:
+        """An image's build failed: where the summary would come only after the hook's verdict,
+        what it said is shown now."""
+        if self.failures and excerpt:
+            self.message("\n".join([f"{image} failed:", *(f"  {line}" for line in excerpt)]))
 
     def done(self, image: str) -> None:
         """An image's build ended, however: its rows leave the block."""
@@ -147,7 +156,7 @@ def progress_for(printer: Printer, env: Mapping[str, str]) -> Iterator[Progress]
             tty = None
         if tty is not None:
             with tty:
-                found = Progress(tty, live=True)
+                found = Progress(tty, live=True, failures=True)
                 try:
                     yield found
                 finally:
@@ -161,3 +170,13 @@ def progress_for(printer: Printer, env: Mapping[str, str]) -> Iterator[Progress]
         yield found
     finally:
         found.close()
+
+
+def to_terminal(text: str) -> bool:
+    """`text` written to this process's terminal; False when there is none."""
+    try:
+        with open(TERMINAL, "w", encoding="utf-8", errors="replace") as tty:
+            tty.write(text)
+    except OSError:
+        return False
+    return True

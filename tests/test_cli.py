@@ -307,3 +307,28 @@ def test_a_pre_push_line_whose_shas_are_not_shas_is_refused(
     code, _out, err = run(capsys, "origin", str(project.remote), "--dry-run", stdin=line + "\n")
     assert code == 1
     assert "pre-push input line 1 is not '<local ref> <local sha> <remote ref> <remote sha>'" in err
+
+
+def test_the_work_tree_as_it_is_is_planned_and_publishes_nothing(
+    project: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While iterating: uncommitted changes and new files are what is planned, against HEAD;
+    nothing is committed, the index and the refs stay as they were."""
+    head = project.head()
+    project.write({"api/main.py": "print(2)\n", "api/new.py": "x = 1\n", "docs/index.md": "# more\n"})
+    status, refs = project.git("status", "--porcelain"), project.git("for-each-ref")
+    code, out, err = run(capsys, "--work-tree", "--dry-run")
+    assert code == 0, err
+    assert "(uncommitted changes (--work-tree), against HEAD)" in out
+    assert "1. api [" in out and "base [" not in out, out
+    assert "api/new.py" in out or "api/main.py" in out
+    assert (project.head(), project.git("status", "--porcelain"), project.git("for-each-ref")) == (
+        head,
+        status,
+        refs,
+    )
+    code, out, err = run(capsys, "--work-tree", "--all", "--dry-run")
+    assert code == 0 and "1. base [" in out and "2. api [" in out, out + err
+    assert "(the work tree as it is (--work-tree --all))" in out
+    code, _out, err = run(capsys, "--work-tree", "--publish")
+    assert code == 1 and "--work-tree builds the work tree against HEAD" in err

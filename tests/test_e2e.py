@@ -407,3 +407,30 @@ def test_what_a_blocked_push_uploaded_is_reused_by_the_next_and_published_only_t
     assert fixed.results() == {"api": "skipped", "worker": "built"}, fixed.output
     assert "already in the registry" in fixed.output
     assert {sha[:7], "latest"} <= lab.public_tags(f"{hooked.registry}/api")
+
+
+def test_the_work_tree_as_it_is_is_built_and_nothing_is_published(repo: Repo, lab: Lab) -> None:
+    """`--work-tree` while iterating: the uncommitted file is what the image holds; it goes to
+    staging only, and nothing of the repository changes."""
+    registry = lab.namespace()
+    repo.commit({
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\nregistry = "{registry}"\n'
+                          'push = true\n[tool.multiarch.images.web]\ncontext = "web"\n',
+        "web/Dockerfile": f"FROM {lab.busybox}\nCOPY app.txt /app.txt\n",
+        "web/app.txt": "committed\n",
+    })  # fmt: skip
+    salt = uuid.uuid4().hex
+    (repo.path / "web" / "app.txt").write_text(f"uncommitted {salt}\n")
+    head, status = repo.head(), repo.git("status", "--porcelain")
+    built = mab(repo.path, lab.env, "--work-tree")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert re.search(r"^  web\s+linux/amd64, linux/arm64\s+(built|pushed)\s", built.stdout, re.M), (
+        built.stdout
+    )
+    assert lab.tags(f"{registry}/web") == set()  # nothing public
+    (staged,) = lab.tags(f"{registry}/mab-staging/web")
+    held = lab.docker("run", "--rm", "--platform", "linux/arm64", f"{registry}/mab-staging/web:{staged}",
+                      "cat", "/app.txt")  # fmt: skip
+    assert held.stdout == f"uncommitted {salt}\n"
+    assert (repo.head(), repo.git("status", "--porcelain")) == (head, status)
+    lab.docker("image", "rm", f"{registry}/mab-staging/web:{staged}", check=False)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import git
 
+from mab_hook import gitobjects
 from mab_hook.errors import FatalError
 from mab_hook.gitobjects import is_commit, object_type, resolve
 
@@ -216,6 +217,15 @@ def for_range(repo: git.Repo, from_ref: str, to_ref: str, name: str | None) -> C
 def _short(rev: str) -> str:
     """Full object ids (as pre-commit passes them) shortened for people; names kept."""
     return rev[:12] if len(rev) in (40, 64) and all(c in "0123456789abcdef" for c in rev) else rev
+
+
+def work_tree(repo: git.Repo, env: Mapping[str, str], *, everything: bool) -> Commit:
+    """The work tree as it is, as a commit no ref names (so it publishes nothing): what its
+    changes against HEAD affect, or (`everything`) every image of it."""
+    sha = gitobjects.work_tree_commit(repo, env)
+    if everything or not repo.head.is_valid():
+        return for_all(repo, sha, None, "the work tree as it is (--work-tree --all)")
+    return for_range(repo, "HEAD", sha, None)._replace(why="uncommitted changes (--work-tree), against HEAD")
 
 
 def for_all(repo: git.Repo, rev: str, name: str | None, why: str) -> Commit:

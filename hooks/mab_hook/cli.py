@@ -62,6 +62,9 @@ def hook_parser() -> argparse.ArgumentParser:
     )
     scope.add_argument("--from", dest="from_ref", metavar="REF", help="build what changed since REF")
     parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
+    parser.add_argument("--work-tree", action="store_true", help="by hand, while iterating: plan and build "
+                        "the work tree as it is (uncommitted changes and new files included) against HEAD, "
+                        "or every image with --all; never publishes")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
     parser.add_argument("--publish", action="store_true", help="by hand: also move the public tags, as "
                         "the publishing policy says for the branch (a push publishes once the remote "

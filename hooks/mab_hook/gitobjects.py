@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import git
 
+from mab_hook import process
 from mab_hook.errors import FatalError
 
 
@@ -166,3 +168,32 @@ def same_as_committed(repo: git.Repo, sha: str, root: Path, path: str) -> bool:
         data = None
     here = None if data is None else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's id
     return here == blob_id(repo, sha, path)
+
+
+def work_tree_commit(repo: git.Repo, env: Mapping[str, str]) -> str:
+    """A commit of the work tree as it is: tracked files as they are on disk, new files git
+    does not ignore, deleted ones gone; HEAD its parent. No ref names it, and the real index is
+    untouched: a private copy of it takes the changes (so only changed files are hashed)."""
+    if repo.working_tree_dir is None:
+        raise FatalError(f"{where(repo)} is a bare repository: it has no work tree to build")
+    work = Path(repo.working_tree_dir)
+    with tempfile.TemporaryDirectory(prefix="mab-hook-") as private:
+        index = Path(private) / "index"
+        real = Path(repo.git.rev_parse("--path-format=absolute", "--git-path", "index"))
+        if real.is_file():
+            shutil.copyfile(real, index)
+        who = {f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER")
+               for part, value in (("NAME", "mab-hook"), ("EMAIL", "mab-hook@localhost"))}  # fmt: skip
+        run_env = {**env, "GIT_INDEX_FILE": str(index), **who}
+        _git(("add", "--all", "--", "."), work, run_env)
+        tree = _git(("write-tree",), work, run_env)
+        parent = ("-p", "HEAD") if repo.head.is_valid() else ()
+        return _git(("commit-tree", tree, *parent, "-m", "mab-hook --work-tree"), work, run_env)
+
+
+def _git(args: tuple[str, ...], cwd: Path, env: Mapping[str, str]) -> str:
+    done = process.run(("git", *args), cwd=cwd, env=env, check=False, timeout=600)
+    if done.returncode != 0:
+        said = done.stderr.strip() or done.stdout.strip()
+        raise FatalError(f"git {args[0]} of the work tree failed: {said}")
+    return done.stdout.strip()

@@ -412,35 +412,40 @@ def open_repo(path: Path) -> git.Repo:
 def select_commits(
     args: argparse.Namespace, repo: git.Repo, env: Mapping[str, str], stdin: TextIO, printer: Printer
 ) -> tuple[changes.Commit, ...]:
-    current = changes.current_branch(repo)
+    if getattr(args, "work_tree", False):
+        if args.from_ref or args.to_ref or args.publish or args.remote:
+            raise FatalError("--work-tree builds the work tree against HEAD (or every image, with --all): "
+                             "it takes no --from, --to, --publish or remote")  # fmt: skip
+        return (changes.work_tree(repo, env, everything=args.all),)
     if args.all or args.from_ref:
         return (changes.by_hand_range(repo, None if args.all else args.from_ref, args.to_ref),)
-    if args.remote:
-        pushed = changes.from_push(repo, args.remote, changes.parse_push_lines(stdin.read()))
-        for note in pushed.notes:
-            printer.info(note)
-        return pushed.commits
-    handed = install.handed_refs(state.root(repo)) if env.get("PRE_COMMIT") else None
-    if handed is not None:  # every ref of the push, from the script `mab-hook install` wrote
-        pushed = changes.from_push(repo, handed.remote, changes.parse_push_lines(handed.lines))
+    handed = install.handed_refs(state.root(repo)) if env.get("PRE_COMMIT") and not args.remote else None
+    if args.remote or handed is not None:  # git's lines: its own stdin, or handed over under pre-commit
+        remote, lines = (args.remote, stdin.read()) if handed is None else handed
+        pushed = changes.from_push(repo, remote, changes.parse_push_lines(lines))
         for note in pushed.notes:
             printer.info(note)
         return pushed.commits
     if env.get("PRE_COMMIT") or env.get("PRE_COMMIT_TO_REF"):
-        found = changes.from_pre_commit(repo, env)
-        if found is not None:
-            return (found,)
-        # pre-commit's "all files" push: new history down to a root commit.
-        rev = env.get("PRE_COMMIT_LOCAL_BRANCH") or "HEAD"
-        printer.warn(
-            "pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
-            f"as for a push of new history): building EVERY image of {rev}"
-        )
-        found = changes.for_all(repo, rev, current, "no push range from pre-commit")
-        ref = changes.pre_commit_ref(repo, env)
-        return (found._replace(refs=(ref._replace(pushed=ref.pushed or found.sha),)) if ref.name else found,)
+        return (pre_commit_range(repo, env, printer),)
     if args.to_ref:
         raise FatalError("--to needs --from REF or --all")
     if not repo.working_tree_dir and not repo.remotes:
         raise FatalError(f"{where(repo)} is a bare repository: say what to build with --all or --from REF")
     return (changes.upstream(repo),)
+
+
+def pre_commit_range(repo: git.Repo, env: Mapping[str, str], printer: Printer) -> changes.Commit:
+    """The first ref of the push, as pre-commit passes it (with no hand-over from `mab-hook install`)."""
+    found = changes.from_pre_commit(repo, env)
+    if found is not None:
+        return found
+    # pre-commit's "all files" push: new history down to a root commit.
+    rev = env.get("PRE_COMMIT_LOCAL_BRANCH") or "HEAD"
+    printer.warn(
+        "pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
+        f"as for a push of new history): building EVERY image of {rev}"
+    )
+    found = changes.for_all(repo, rev, changes.current_branch(repo), "no push range from pre-commit")
+    ref = changes.pre_commit_ref(repo, env)
+    return found._replace(refs=(ref._replace(pushed=ref.pushed or found.sha),)) if ref.name else found

@@ -102,3 +102,14 @@ def test_build_lines_only_when_verbose() -> None:
 def test_terminal_safe_keeps_colours_and_line_breaks_only() -> None:
     assert output.terminal_safe("a\x1b[31mred\x1b[0m\nb\tc") == "a\x1b[31mred\x1b[0m\nb\tc"
     assert output.terminal_safe("x\x1b[2J\ry\x07") == "x\\x1b[2J\\x0dy\\x07"
+
+
+def test_the_summary_names_each_upload_of_an_image_built_now() -> None:
+    """Its staging reference (by input digest), what publishing tags and what a teammate pulls to
+    try it; not for an image skipped (nothing uploaded now) and not its public tags."""
+    pushed = BuildResult("api", Status.PUSHED, 2.0, "", None, platforms=("linux/amd64",),
+                         published=("r/team/mab-staging/api:mab-6f2a", "r/team/api:5d6e7f8"))  # fmt: skip
+    skipped = RESULTS[3]._replace(published=("r/team/mab-staging/cli:mab-0123",))
+    lines = output.summary([pushed, skipped], Printer(io.StringIO(), color=False)).splitlines()
+    assert lines[3:] == ["uploaded to staging (by input digest):", "  api: r/team/mab-staging/api:mab-6f2a"]
+    assert "uploaded" not in output.summary([skipped], Printer(io.StringIO(), color=False))

@@ -231,6 +231,7 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
         )
         detail = f"  {_detail(results[number - 1])}" if number and _detail(results[number - 1]) else ""
         lines.append(f"  {name:<{widths[0]}}  {platforms:<{widths[1]}}  {painted}  {seconds:>7}{detail}")
+    lines += _uploads(results)
     for result in results:
         if result.status in (Status.FAILED, Status.TIMED_OUT):
             lines.append("")
@@ -239,6 +240,16 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
             if result.log:
                 lines.append(f"  full log: {result.log}")
     return "\n".join(lines)
+
+
+def _uploads(results: Sequence[BuildResult]) -> list[str]:
+    """Where each image built now was uploaded: its staging reference, by input digest (what
+    publishing tags, and what `docker pull` fetches to try it)."""
+    staged = [(r.name, ref) for r in results if r.status in (Status.BUILT, Status.PUSHED)
+              for ref in r.published if input_digest.is_staging(ref)]  # fmt: skip
+    if not staged:
+        return []
+    return ["uploaded to staging (by input digest):", *(f"  {name}: {ref}" for name, ref in staged)]
 
 
 def _detail(result: BuildResult) -> str:

@@ -902,8 +902,15 @@ def test_lines_are_sorted_into_the_logs_of_the_images_they_concern(
     log = ("#1 [base linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#2 resolving provenance for metadata file\n"
            f"#2 DONE 0.0s\n#3 [{copy} linux/arm64 1/1] RUN make\n#3 ERROR: exit code: 2\n"
            "#4 [team_SLASH_app linux/amd64 1/1] FROM base\n#4 CANCELED\nERROR: failed to solve: exit code: 2\n")  # fmt: skip
+    steps: list[tuple[str, str, str]] = []
+    watch = buildx.Watch(step=lambda image, platform, what: steps.append((image, platform, what)))
     base, app = buildx.build_together([buildx.Wanted(p) for p in plan.affected], tmp_path / "b.json",
-                                      Buildx({}, None, CannedGroup([(1, log)])), tmp_path, buildx.Watch())  # fmt: skip
+                                      Buildx({}, None, CannedGroup([(1, log)])), tmp_path, watch)  # fmt: skip
+    # Live progress labels each step with the image that runs it: the base's copy is no step of app's.
+    assert steps == [
+        ("base", "linux/amd64", "1/1 FROM busybox"),
+        ("team/app", "linux/amd64", "1/1 FROM base"),
+    ]
     base_log, app_log = (tmp_path / "base.log").read_text(), (tmp_path / "team_SLASH_app.log").read_text()
     assert "#1 [base linux/amd64 1/1] FROM busybox" in base_log and "FROM busybox" not in app_log
     assert "#4 [team_SLASH_app" in app_log and "#4 [team_SLASH_app" not in base_log

@@ -81,9 +81,15 @@ def test_without_pre_commit_it_is_the_pre_push_hook(repo: Repo, tmp_path: Path) 
     hook = repo.path / ".git" / "hooks" / "pre-push"
     assert hook.read_text() == install.script(sys.executable, under_pre_commit=False)
     assert hook.stat().st_mode & 0o777 == 0o755
-    assert f"installed {hook}: every ref of a push is checked" in installed.stdout
-    again = mab_install(repo, env)  # idempotent: its own script is replaced
-    assert again.returncode == 0
+    assert installed.stdout == f"mab-hook: installed {hook}: every ref of a push is checked\n"
+    ran = subprocess.run((str(hook), "--version"), capture_output=True, text=True, check=False)
+    assert (ran.returncode, ran.stdout.startswith("mab-hook ")) == (0, True), ran.stderr  # it runs mab-hook
+    (repo.path / "sub").mkdir()
+    again = subprocess.run((sys.executable, "-m", "mab_hook", "install"), cwd=repo.path / "sub", env=env,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert again.returncode == 0, again.stderr  # from a subdirectory too; its own script is replaced
+    hook.write_bytes(b"#!/bin/sh\necho someone else's \xff\n")  # not even UTF-8
+    assert mab_install(repo, env).returncode == 1
     hook.write_text("#!/bin/sh\necho someone else's\n")
     foreign = mab_install(repo, env)
     assert foreign.returncode == 1
@@ -104,13 +110,19 @@ def test_under_pre_commit_it_is_the_legacy_hook_pre_commit_runs_first(repo: Repo
     hooks = repo.path / ".git" / "hooks"
     assert (hooks / "pre-push.legacy").read_text() == install.script(sys.executable, under_pre_commit=True)
     assert "pre-commit" in (hooks / "pre-push").read_text()  # pre-commit's own hook, which runs ours first
-    assert "pre-commit runs it first with every ref of a push" in installed.stdout
+    assert installed.stdout == (
+        f"mab-hook: installed {hooks / 'pre-push.legacy'}: pre-commit runs it first with every ref of a push, "
+        "and it hands them to the mab-hook hook of .pre-commit-config.yaml\n"
+    )
 
 
 def test_outside_a_repository_install_says_so(tmp_path: Path) -> None:
     done = subprocess.run((sys.executable, "-m", "mab_hook", "install"), cwd=tmp_path, capture_output=True,
                           text=True, check=False)  # fmt: skip
-    assert done.returncode == 1 and f"{tmp_path} is not inside a git repository" in done.stdout + done.stderr
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"mab-hook: error: {tmp_path} is not inside a git repository\n",
+    )
 
 
 def _handed_to_a_child(cwd: Path, root: Path) -> str:
@@ -155,6 +167,13 @@ def test_a_hand_over_serves_only_its_own_push(tmp_path: Path) -> None:
     assert not other.exists() and not own.exists()
     own.write_text("")
     assert install.handed_refs(tmp_path) is None  # names no remote
+    own.write_bytes(b"origin\nfile:///remote")  # no ref at all, and no newline
+    assert install.handed_refs(tmp_path) == install.Handed("origin", "")
+    own.write_bytes(b"origin\nurl\nrefs/heads/\xff 1 refs/heads/x 0\n")  # bytes git allows
+    assert install.handed_refs(tmp_path) == install.Handed("origin", "refs/heads/\ufffd 1 refs/heads/x 0\n")
+    (tmp_path / "elsewhere").write_text("origin\nurl\nrefs/heads/z 3 refs/heads/z 0\n")
+    own.symlink_to(tmp_path / "elsewhere")  # planted in its place: never followed
+    assert install.handed_refs(tmp_path) is None
 
 
 def test_a_vanished_environment_stops_the_plain_hook_with_what_to_run(tmp_path: Path) -> None:

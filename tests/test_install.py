@@ -167,6 +167,8 @@ def test_a_hand_over_serves_only_its_own_push(tmp_path: Path) -> None:
     assert not other.exists() and not own.exists()
     own.write_text("")
     assert install.handed_refs(tmp_path) is None  # names no remote
+    own.write_bytes(b"origin")  # the remote alone
+    assert install.handed_refs(tmp_path) == install.Handed("origin", "")
     own.write_bytes(b"origin\nfile:///remote")  # no ref at all, and no newline
     assert install.handed_refs(tmp_path) == install.Handed("origin", "")
     own.write_bytes(b"origin\nurl\nrefs/heads/\xff 1 refs/heads/x 0\n")  # bytes git allows
@@ -195,3 +197,33 @@ def test_lab_skip_under_pre_commit_skips_mab_hook(hooked: Hooked, lab: Lab) -> N
     assert pushed.code == 0, pushed.output
     assert re.search(r"build affected multi-arch images\.+Skipped", pushed.output), pushed.output
     assert pushed.results() == {}, pushed.output  # nothing built
+
+
+def test_install_says_what_it_does_and_takes_what_it_says(tmp_path: Path) -> None:
+    helped = subprocess.run((sys.executable, "-m", "mab_hook", "install", "--help"), capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert helped.returncode == 0
+    assert helped.stdout.startswith("usage: mab-hook install [-h] [-C DIR] [--color {auto,always,never}]")
+    assert ("Install mab-hook so that every ref of a push is checked: under pre-commit as "
+            ".git/hooks/pre-push.legacy (which pre-commit runs first, with every ref), else as "
+            ".git/hooks/pre-push.") in " ".join(helped.stdout.split())  # fmt: skip
+
+
+def test_hooks_where_git_config_puts_them(repo: Repo, tmp_path: Path) -> None:
+    """core.hooksPath: the plain hook goes there, its directories made; pre-commit refuses to
+    install beside it, and says so through mab-hook."""
+    repo.commit({"a.txt": "a\n"}, "init")
+    env = {
+        **os.environ,
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+        "PRE_COMMIT_HOME": str(tmp_path / "pc"),
+    }
+    repo.git("config", "core.hooksPath", "deep/er/hooks")
+    installed = mab_install(repo, env)
+    assert installed.returncode == 0, installed.stderr
+    assert (repo.path / "deep" / "er" / "hooks" / "pre-push").read_text().startswith("#!/bin/sh\n")
+    repo.commit({".pre-commit-config.yaml": "repos: []\n"})
+    refused = mab_install(repo, env)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("mab-hook: error: `pre-commit install --hook-type pre-push` failed: ")
+    assert "core.hooksPath" in refused.stderr

@@ -64,7 +64,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "planning": ("tests/test_planning.py",),
     "trust": ("tests/test_trust.py",),
     "buildkitd": ("tests/test_buildkitd.py", "tests/readiness/test_access.py", "tests/test_trust.py"),
-    "mirrors": ("tests/test_mirrors.py", "tests/readiness/test_access.py"),
+    "mirrors": ("tests/test_mirrors.py", "tests/readiness/test_access.py", "tests/readiness/test_engine.py"),
     "install": ("tests/test_install.py",),  # which refs the gate sees under pre-commit
 }
 

@@ -41,6 +41,16 @@ class Builder(NamedTuple):
             return False
         return not node.endpoint.startswith(("tcp://", "ssh://", "https://", "http://"))
 
+    def recreate_text(
+        self, *, use: bool = False, option: tuple[str, str] | None = None, config: str = ""
+    ) -> str:
+        """`docker buildx rm` and `create` again with the driver options it has (buildx reads
+        them, and a buildkitd.toml, at creation only), `option` among them."""
+        options = dict(self.nodes[0].driver_opts if self.nodes else ())
+        options.update([option] if option else [])
+        spec = BuilderSpec(self.name, self.driver, tuple(sorted(options.items())))
+        return f"docker buildx rm {self.name} && {spec.command_text(use=use, config=config)}"
+
     @property
     def running(self) -> bool:
         return bool(self.nodes) and all(node.status == "running" for node in self.nodes)

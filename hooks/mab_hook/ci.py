@@ -132,7 +132,7 @@ def build(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, print
         proof = Registry(env).proof(whole, one.input_digest, gitobjects.known_commits(repo))
         if proof.trusted:
             said = f"already published from these inputs ({whole}; {proof.detail}): nothing to build"
-            printer.line(f"mab-hook: {args.image}: {said}")
+            printer.outcome(f"{args.image}: {said}")
             return 0
     return hook.build(args, repo, [single], env, printer, publishing=False)
 
@@ -218,7 +218,7 @@ def _publish_one(registry: Registry, merge: Merge, printer: Printer) -> None:
         raise FatalError(f"{name}: tagging failed ({tagged.detail}); published so far: {so_far}; "
                          "run `mab-hook publish` again")  # fmt: skip
     how = f"merged {len(merge.manifests)} platforms" if merge.manifests else "built from these inputs before"
-    printer.line(f"mab-hook: {name}: published {', '.join(merge.planned.tags) or 'no tag'} ({how})")
+    printer.outcome(f"{name}: published {', '.join(merge.planned.tags) or 'no tag'} ({how})")
 
 
 def merged(manifests: Sequence[tuple[str, Manifest]]) -> Manifest:

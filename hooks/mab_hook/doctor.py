@@ -18,7 +18,6 @@ from mab_hook import (
     coverage,
     gitobjects,
     listing,
-    mirrors,
     output,
     planning,
     platforms,
@@ -142,7 +141,9 @@ def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted
         return Check("bases", FAIL, f"the images at HEAD cannot be planned: {e}",
                      "`mab-hook --all --dry-run` says more", "bases-unplanned")  # fmt: skip
     known = coverage.Known(state.root(repo) / "cache" / "bases.json")
-    lookup = coverage.local_sources(env, known, partial(mirrors.lookup, host.run, wanted.builder))
+    lookup = coverage.local_sources(
+        env, known, partial(readiness.docker_hub_mirrors, host.run, wanted.builder)
+    )
     found = coverage.check(planned, lookup)
     known.save()
     if found.gaps:

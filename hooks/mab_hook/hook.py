@@ -163,7 +163,7 @@ def build(
     remote: str | None = None,
 ) -> int:
     """`remote`: a pre-push gate's; what built waits (staged) for the remote to accept the push."""
-    from mab_hook import coverage, mirrors, pipeline, readiness  # noqa: PLC0415 - only when something is to be built
+    from mab_hook import coverage, pipeline, readiness  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415
 
     host = readiness.local_host(env, platform.machine(), state.root(repo) / "cache" / "probes.json")
@@ -176,7 +176,7 @@ def build(
     quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
     known = coverage.Known(state.root(repo) / "cache" / "bases.json")
     builder = plans[0].config.builder if plans else None
-    lookup = coverage.local_sources(env, known, partial(mirrors.lookup, host.run, builder))
+    lookup = coverage.local_sources(env, known, partial(readiness.docker_hub_mirrors, host.run, builder))
 
     def ready(building: Sequence[PlannedImage]) -> Coverage:
         # Which platforms the bases have is asked while readiness asks docker: neither waits.

@@ -66,12 +66,12 @@ def install(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, pri
         _pre_commit_install(work, env)
         target = hooks / "pre-push.legacy"
         _write(target, script(sys.executable, under_pre_commit=True))
-        printer.line(f"mab-hook: installed {target}: pre-commit runs it first with every ref of a push, and "
+        printer.outcome(f"installed {target}: pre-commit runs it first with every ref of a push, and "
                      "it hands them to the mab-hook hook of .pre-commit-config.yaml")  # fmt: skip
     else:
         target = hooks / "pre-push"
         _write(target, script(sys.executable, under_pre_commit=False))
-        printer.line(f"mab-hook: installed {target}: every ref of a push is checked")
+        printer.outcome(f"installed {target}: every ref of a push is checked")
     return 0
 
 

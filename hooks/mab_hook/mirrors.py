@@ -8,17 +8,12 @@ is often the only way to Docker Hub, so base images are looked up through it too
 
 from __future__ import annotations
 
-import json
 import urllib.parse
-from collections.abc import Callable
 from typing import Any
 
-from mab_hook import builders, buildkitd
+from mab_hook import buildkitd
 from mab_hook.builders import Builder
-from mab_hook.process import Completed
 from mab_hook.registry import plain_http
-
-INFO = ("docker", "info", "--format", "{{json .RegistryConfig.Mirrors}}")
 
 
 def from_engine(listed: Any) -> tuple[str, ...]:
@@ -44,23 +39,3 @@ def from_builder(builder: Builder) -> tuple[str, ...]:
             plain = buildkitd.registry(files, host).schemes(loopback=plain_http(host)) == ("http",)
             found.append(f"{'http' if plain else 'https'}://{host}")
     return tuple(dict.fromkeys(found))
-
-
-def lookup(run: Callable[[tuple[str, ...]], Completed], builder: str | None) -> tuple[str, ...]:
-    """The mirrors of the builder that will pull (None: the current one); () when none, or
-    when docker cannot say."""
-    inspected = run(("docker", "buildx", "inspect", *((builder,) if builder else ())))
-    found = builders.parse_inspect(inspected.stdout) if inspected.returncode == 0 else None
-    if found is not None and found.driver in buildkitd.CONFIGURED_DRIVERS:
-        listed = run(("docker", "buildx", "ls", "--format", "json"))
-        by_name = {b.name: b for b in builders.parse_ls_json(listed.stdout)} if listed.returncode == 0 else {}
-        return from_builder(by_name.get(found.name, found))
-    answer = run(INFO)
-    return from_engine(_json(answer.stdout)) if answer.returncode == 0 else ()
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None

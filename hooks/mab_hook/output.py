@@ -64,14 +64,17 @@ class Printer(NamedTuple):
         return self.messages if self.messages is not None else self.stream
 
     def paint(self, text: str, color: str) -> str:
-        return f"\033[{COLORS[color]}m{text}\033[0m" if self.color else text
+        return _painted(text, color, self.color)
 
     def _tint(self, text: str, color: str) -> str:
-        colored = self.color if self.messages_color is None else self.messages_color
-        return f"\033[{COLORS[color]}m{text}\033[0m" if colored else text
+        return _painted(text, color, self.color if self.messages_color is None else self.messages_color)
 
     def line(self, text: str = "") -> None:
         print(terminal_safe(text), file=self.stream, flush=True)
+
+    def outcome(self, text: str) -> None:
+        """A command's own result, said as a sentence (`mab-hook: installed ...`): on stdout."""
+        self.line(f"mab-hook: {text}")
 
     def say(self, text: str) -> None:
         print(terminal_safe(text), file=self.talk, flush=True)
@@ -88,6 +91,10 @@ class Printer(NamedTuple):
     def build_line(self, text: str) -> None:
         if self.verbose:
             self.say(self._tint(f"  | {text}", "dim"))
+
+
+def _painted(text: str, color: str, on: bool) -> str:
+    return f"\033[{COLORS[color]}m{text}\033[0m" if on else text
 
 
 def plan_text(plans: Sequence[Plan], printer: Printer) -> str:

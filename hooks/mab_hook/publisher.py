@@ -277,7 +277,7 @@ def _speaker(printer: Printer) -> Callable[[str], None]:
         nonlocal gone
         if not gone:
             try:
-                printer.line(f"mab-hook: {line}")
+                printer.outcome(f"{line}")
             except OSError:
                 gone = True
 

@@ -62,10 +62,7 @@ def for_host(host: str, dirs: Sequence[Path]) -> Trust:
 def context(trust: Trust, *, verify: bool) -> ssl.SSLContext:
     """A TLS context for one registry: the system's CAs and the registry's own; `verify` False
     for an insecure registry (Docker's list, loopback), whose certificate Docker does not check."""
-    found = ssl.create_default_context()
-    # Go's verifier, Docker's, takes a CA without key usage and a certificate without an authority
-    # key id, as company CAs often are; Python 3.13's default (X509_STRICT) would not.
-    found.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    found = _as_go_verifies()
     if not verify:
         found.check_hostname = False
         found.verify_mode = ssl.CERT_NONE
@@ -86,8 +83,7 @@ def pem_context(authorities: Sequence[bytes], client: tuple[bytes, bytes] | None
     """A verifying TLS context from certificates held in memory (a builder's, which buildx
     stored): the system's CAs and these. The client key goes through a private file, as
     Python's ssl loads a certificate chain only from files, and is gone when this returns."""
-    found = ssl.create_default_context()
-    found.verify_flags &= ~ssl.VERIFY_X509_STRICT  # as context() does, for the same reason
+    found = _as_go_verifies()
     for authority in authorities:
         try:
             found.load_verify_locations(cadata=authority.decode("ascii", "replace"))
@@ -105,4 +101,13 @@ def pem_context(authorities: Sequence[bytes], client: tuple[bytes, bytes] | None
                 found.load_cert_chain(str(cert), str(key))
             except ssl.SSLError as e:
                 raise FatalError(f"the builder's client certificate cannot be used ({e})") from None
+    return found
+
+
+def _as_go_verifies() -> ssl.SSLContext:
+    """The system's CAs, checked as Go's verifier (Docker's) checks them: it takes a CA without
+    key usage and a certificate without an authority key id, as company CAs often are; Python
+    3.13's default (X509_STRICT) would not."""
+    found = ssl.create_default_context()
+    found.verify_flags &= ~ssl.VERIFY_X509_STRICT
     return found

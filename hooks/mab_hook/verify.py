@@ -113,7 +113,7 @@ def report(args: argparse.Namespace, found: Sequence[Found], printer: Printer) -
                       "machine without the hook?): run `mab-hook verify --build-missing` with the same range "
                       "to build and push them")  # fmt: skip
         return 1
-    printer.line(
-        f"mab-hook: every affected image ({len(found)}) is in the registry, built from exactly these inputs"
+    printer.outcome(
+        f"every affected image ({len(found)}) is in the registry, built from exactly these inputs"
     )
     return 0

@@ -10,8 +10,20 @@ import pytest
 from mab_hook import readiness
 from mab_hook.process import Completed
 from mab_hook.readiness import FAIL, OK, WARN, Check, Wanted
+from mab_hook.readiness.engine import docker_hub_mirrors
 from mab_hook.readiness.model import parse_json
-from tests.readiness.recorded import ALL3, LS_MULTI, by_name, docker, fake_run, host, info
+from tests.readiness.recorded import (
+    ALL3,
+    INSPECT_CONTAINER,
+    INSPECT_DOCKER,
+    LS_CONTAINER,
+    LS_MULTI,
+    by_name,
+    docker,
+    fake_run,
+    host,
+    info,
+)
 
 
 def test_a_ready_lab_host(tmp_path: Path) -> None:
@@ -258,3 +270,34 @@ def test_insecure_registries_are_those_docker_info_calls_not_secure(tmp_path: Pa
 def test_a_json_answer_is_an_object_or_nothing() -> None:
     assert parse_json('{"Id": "sha256:1"}') == parse_json(b'{"Id": "sha256:1"}') == {"Id": "sha256:1"}
     assert parse_json(b"[]") == {} and parse_json("nope") == {} and parse_json(b"") == {}
+
+
+# As written: the commands docker is asked, never a name for them.
+INFO = ("docker", "info", "--format", "{{json .}}")
+
+
+def test_the_mirrors_of_the_engine_serve_the_docker_driver() -> None:
+    said = [
+        "https://mirror.internal:5000/",
+        "http://plain.internal",
+        "https://with.path/dockerhub",
+        "ftp://x",
+        3,
+    ]
+    info = json.dumps({"RegistryConfig": {"Mirrors": said}})
+    run = fake_run({("docker", "buildx", "inspect"): (0, INSPECT_DOCKER), INFO: (0, info)})
+    assert docker_hub_mirrors(run, None) == ("https://mirror.internal:5000", "http://plain.internal")
+
+
+def test_a_docker_container_builders_own_mirrors() -> None:
+    """The recorded builder's buildkitd.toml: mirrors = ["mirror.internal:5000"] for docker.io."""
+    run = fake_run({("docker", "buildx", "inspect", "intranet"): (0, INSPECT_CONTAINER),
+                    ("docker", "buildx", "ls", "--format", "json"): (0, LS_CONTAINER)})  # fmt: skip
+    assert docker_hub_mirrors(run, "intranet") == ("https://mirror.internal:5000",)
+
+
+def test_docker_that_cannot_say_means_no_mirror() -> None:
+    run = fake_run({("docker", "buildx", "inspect"): (1, "", "no builder"), INFO: (1, "", "no engine")})
+    assert docker_hub_mirrors(run, None) == ()
+    garbled = fake_run({("docker", "buildx", "inspect"): (0, INSPECT_DOCKER), INFO: (0, "<no value>")})
+    assert docker_hub_mirrors(garbled, None) == ()

@@ -25,7 +25,7 @@ from mab_hook.buildkitd import RegistrySettings
 from mab_hook.process import Completed
 from mab_hook.readiness.access import check_mirror, check_registry
 from mab_hook.readiness.emulation import Scope, check_platform, probe
-from mab_hook.readiness.engine import check_builder, check_docker, insecure_registries
+from mab_hook.readiness.engine import check_builder, check_docker, docker_hub_mirrors, insecure_registries
 from mab_hook.readiness.fixes import apply_fixes
 from mab_hook.readiness.location import DEFAULT_SOCKET, check_engine, locate
 from mab_hook.readiness.model import (
@@ -46,7 +46,7 @@ from mab_hook.readiness.model import (
 from mab_hook.registry import Access, Insecure, Registry
 
 __all__ = ["DEFAULT_SOCKET", "FAIL", "OK", "WARN", "Check", "Host", "Report", "Wanted", "apply_fixes",
-           "check", "local_host", "probe"]  # fmt: skip
+           "check", "docker_hub_mirrors", "local_host", "probe"]  # fmt: skip
 
 
 def check(host: Host, wanted: Wanted) -> Report:

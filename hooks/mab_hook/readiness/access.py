@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mab_hook import buildkitd, mirrors, references
-from mab_hook.builders import Builder, BuilderSpec
+from mab_hook.builders import Builder
 from mab_hook.readiness.model import FAIL, INFO, OK, WARN, Check, Host, parse_json
 from mab_hook.registry import Insecure, plain_http
 
@@ -64,13 +64,8 @@ def _builder_check(host: Host, repository: str, insecure: Insecure, builder: Bui
 
 
 def _recreate(builder: Builder, option: tuple[str, str] | None = None) -> str:
-    """Recreating the builder with its driver options, and `option` among them; with the
-    buildkitd.toml when no option is asked (buildx reads both at creation only)."""
-    options = dict(builder.nodes[0].driver_opts if builder.nodes else ())
-    options.update([option] if option else [])
-    spec = BuilderSpec(builder.name, builder.driver, tuple(sorted(options.items())))
-    create = spec.command_text(config="" if option else "buildkitd.toml")
-    return f"recreate it: `docker buildx rm {builder.name} && {create}`"
+    """With `option` among its driver options, or else with a buildkitd.toml."""
+    return f"recreate it: `{builder.recreate_text(option=option, config='' if option else 'buildkitd.toml')}`"
 
 
 def check_mirror(host: Host, builder: Builder, insecure: Insecure) -> Check:

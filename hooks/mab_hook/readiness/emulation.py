@@ -9,7 +9,7 @@ from typing import NamedTuple
 from mab_hook import builders, platforms
 from mab_hook import probe as probes
 from mab_hook.binfmt import Binfmt
-from mab_hook.builders import Builder, BuilderSpec, Node
+from mab_hook.builders import Builder, Node
 from mab_hook.readiness.location import Engine
 from mab_hook.readiness.model import FAIL, OK, WARN, Check, Host, Wanted
 
@@ -124,12 +124,8 @@ def _unlisted_fix(builder: Builder, platform: str, wanted: Wanted) -> str:
         create = wanted.new_builder("multi-arch").command_text()
         configure = 'and set builder = "multi-arch" in [tool.multiarch]'
         return f"{symptom}, use a docker-container builder: `{create}`, {configure}"
-    options = builder.nodes[0].driver_opts if builder.nodes else ()
-    again = BuilderSpec(builder.name, builder.driver, options).command_text(use=wanted.builder is None)
-    return (
-        f"{symptom}, recreate the builder so that it sees the emulators: `docker buildx rm {builder.name} "
-        f"&& {again}`"
-    )
+    again = builder.recreate_text(use=wanted.builder is None)
+    return f"{symptom}, recreate the builder so that it sees the emulators: `{again}`"
 
 
 def emulation_problem(state: Binfmt, platform: str, image: str) -> Check | None:

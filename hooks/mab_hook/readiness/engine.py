@@ -4,10 +4,12 @@ exists, runs, and can build several platforms in one invocation."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-from mab_hook import builders, buildkitd, process
+from mab_hook import builders, buildkitd, mirrors, process
 from mab_hook.builders import Builder
 from mab_hook.definitions import RELEASES
+from mab_hook.process import Completed
 from mab_hook.readiness.model import (
     BUILDX_VERSION,
     FAIL,
@@ -145,3 +147,18 @@ def insecure_registries(host: Host, builder: Builder | None = None) -> Insecure:
         name for name, index in (info.get("IndexConfigs") or {}).items() if not index.get("Secure", True)
     )
     return names, tuple(info.get("InsecureRegistryCIDRs") or ())
+
+
+def docker_hub_mirrors(run: Callable[[tuple[str, ...]], Completed], builder: str | None) -> tuple[str, ...]:
+    """The mirrors the builder that will pull (None: the current one) tries before Docker Hub:
+    the engine's registry-mirrors, or a docker-container builder's own; () when there are none
+    or docker cannot say. Asked only when a base must be read from Docker Hub."""
+    inspected = run(inspect_cmd(builder))
+    if inspected.returncode != 0:
+        return ()
+    found = builders.parse_inspect(inspected.stdout)
+    if found.driver in buildkitd.CONFIGURED_DRIVERS:
+        listed = run(LS)
+        by_name = {b.name: b for b in builders.parse_ls_json(listed.stdout)} if listed.returncode == 0 else {}
+        return mirrors.from_builder(by_name.get(found.name, found))
+    return mirrors.from_engine((parse_json(run(INFO).stdout).get("RegistryConfig") or {}).get("Mirrors"))

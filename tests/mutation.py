@@ -57,7 +57,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "coverage": ("tests/test_coverage.py",),
     "platform_check": ("tests/test_platform_check.py",),
     "executables": ("tests/test_executables.py",),
-    "changes": ("tests/test_changes.py",),
+    "changes": ("tests/test_changes.py", "tests/test_cli.py"),  # test_cli: --work-tree end to end
     "config": ("tests/test_config.py", "tests/test_file_images.py"),
     "file_images": ("tests/test_file_images.py", "tests/test_config.py"),
     "checkout": ("tests/test_checkout.py",),

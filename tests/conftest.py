@@ -261,7 +261,7 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     even before it is committed.
     """
     path = tmp_path_factory.mktemp("hook-repo")
-    for name in ("pyproject.toml", ".pre-commit-hooks.yaml", "README.md", "hooks"):
+    for name in ("pyproject.toml", ".pre-commit-hooks.yaml", "README.md", "hooks", "lab", "sample-repo"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))

@@ -7,15 +7,23 @@ test_doctor.py."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
+import git
 import pytest
 
-from mab_hook import cli
+from mab_hook import cli, pending, pipeline, readiness
 from mab_hook.coverage import REGISTRY, Found
+from mab_hook.plan import Plan
+from mab_hook.registry import Registry
 from tests.conftest import Repo
 from tests.engine import Canned, Fault, program_layer
+from tests.readiness import recorded
 from tests.test_binfmt import AARCH64
 
 IMAGES = ("base", "api", "worker", "lone")
@@ -245,3 +253,38 @@ def test_to_names_the_ref_whose_tags_go_on_the_images_not_the_branch_checked_out
     assert code == 0, out
     assert f"--to {release[:12]} names no branch or tag: it publishes nothing" in out
     assert all(canned.tags(name) == {"release"} for name in IMAGES)  # no `main`, no other tag
+
+
+def test_readiness_is_asked_first_so_the_gateway_and_the_publisher_know_the_engines_insecure_registries(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A push of built content builds nothing and is never stopped by the host, yet the
+    registry gateway that decides it (and the publisher after it) speaks to each registry as
+    the engine does: the daemon's insecure registries, and the configured builder for buildx."""
+    sha = repo.commit(project(canned.registry.host, builder='"fleet"'))
+    answers = {**recorded.docker(), ("docker", "buildx", "inspect", "fleet"): (0, recorded.INSPECT_DOCKER)}
+    fleet = recorded.host(tmp_path / "fleet", answers)
+    monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: fleet)
+    code, out = mab(repo, capsys, monkeypatch, "--all")  # built and staged
+    assert code == 0, out
+    built = len(canned.engine.invocations)
+    gateways: list[Registry] = []
+    deciding = pipeline.decisions
+
+    def decisions(repo_: git.Repo, plans: Sequence[Plan], run: pipeline.Builds) -> pipeline.Decided:
+        gateways.append(run.registry)
+        return deciding(repo_, plans, run)
+
+    monkeypatch.setattr(pipeline, "decisions", decisions)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"refs/heads/main {sha} refs/heads/main {'0' * 40}\n"))
+    code, out = mab(repo, capsys, monkeypatch, "origin", str(repo.remote))
+    assert code == 0, out
+    assert len(canned.engine.invocations) == built  # nothing built again
+    insecure = (("plain.internal:5000",), ("127.0.0.0/8", "10.20.0.0/16"))  # the recorded `docker info`
+    assert [(g.insecure, g.builder) for g in gateways] == [(insecure, "fleet")]
+    [(_path, record)] = pending.every(repo.path / ".git" / "mab-hook")
+    assert record.insecure == insecure

@@ -9,7 +9,7 @@ from pathlib import Path
 import git as gitpython
 import pytest
 
-from mab_hook import changes, hook, planning
+from mab_hook import changes, hook, planning, readiness
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from tests.conftest import Repo
@@ -29,7 +29,7 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
     ]
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:
-        hook.ensure_ready(plans, host(tmp_path), Printer(stream, color=False))
+        hook.enforce(readiness.ask(host(tmp_path), hook.wanted_for(plans)), Printer(stream, color=False))
     assert stream.getvalue() == (
         "mab-hook: warning: platform linux/arm/v7: builder default does not list linux/arm/v7, but BuildKit "
         "runs it this way (`mab-hook doctor` says more; `git config --add mab-hook.silence platform-unlisted` "
@@ -43,7 +43,8 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
     assert quiet == {"platform-unlisted", "emulator-without-f"}
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:  # a failure is never silenced
-        hook.ensure_ready(plans, host(tmp_path / "2"), Printer(stream, color=False), silenced=quiet)
+        verdict = readiness.ask(host(tmp_path / "2"), hook.wanted_for(plans))
+        hook.enforce(verdict, Printer(stream, color=False), silenced=quiet)
     assert stream.getvalue() == ""
     assert "no emulator is registered for s390x ELF programs" in str(info.value)
     assert hook.silenced(tmp_path, os.environ) == frozenset()  # no repository, no setting: nothing

@@ -8,7 +8,7 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -520,16 +520,29 @@ def test_a_submodule_the_build_reads_is_checked_out_for_it(
     assert not any(path.startswith("vendor/") for path in engine.contexts["api"])
 
 
-def build_with(repo: Repo, engine: CannedEngine, monkeypatch: pytest.MonkeyPatch, found: Sequence[Plan],
-               **options: object) -> tuple[list[BuildResult], list[str], list[tuple[str, str, str]]]:  # fmt: skip
-    """The build phase with every event kept: progress lines and the steps as they start."""
+def build_with(
+    repo: Repo,
+    engine: CannedEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    found: Sequence[Plan],
+    *,
+    ready: Callable[[Sequence[PlannedImage]], Coverage] | None = None,
+    publishing: bool = True,
+    timeout: float | None = None,
+) -> tuple[list[BuildResult], list[str], list[tuple[str, str, str]]]:
+    """The build phase as the gate runs it, with every event kept: progress lines and the steps
+    as they start. `ready`: readiness, asked only when something is really built."""
     monkeypatch.setattr(process, "Group", lambda env=None: engine)
     monkeypatch.setattr(buildx, "BACKOFF", 0.0)
     said: list[str] = []
     steps: list[tuple[str, str, str]] = []
     events = Events(said.append, lambda line: None, notice=said.append, step=lambda *step: steps.append(step))
-    results = pipeline.build_all(open_repo(repo.path), found, {}, events, registry=Registry({}, run=_refusing),
-                                 **options)  # type: ignore[arg-type]  # fmt: skip
+    handle = open_repo(repo.path)
+    registry = Registry({}, run=_refusing)
+    with pipeline.session(handle, found, {}, events, registry=registry, timeout=timeout) as run:
+        decided = pipeline.decisions(handle, found, run)
+        bases = ready(decided.building).answers if ready is not None and decided.building else {}
+        results = pipeline.build(handle, decided, run, bases, publishing=publishing)
     return results, said, steps
 
 

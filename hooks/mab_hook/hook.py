@@ -37,8 +37,9 @@ from mab_hook.results import BuildResult, Failure
 from mab_hook.validation import PYPROJECT
 
 if TYPE_CHECKING:
+    from mab_hook import coverage
     from mab_hook.coverage import Coverage
-    from mab_hook.readiness import Host, Report, Wanted
+    from mab_hook.readiness import Verdict, Wanted
     from mab_hook.registry import Insecure, Registry
 
 EXIT_OK, EXIT_FAIL = 0, 1
@@ -162,57 +163,84 @@ def build(
     publishing: bool = True,
     remote: str | None = None,
 ) -> int:
-    """`remote`: a pre-push gate's; what built waits (staged) for the remote to accept the push."""
+    """`remote`: a pre-push gate's; what built waits (staged) for the remote to accept the push.
+
+    Readiness is asked first, once: the registry gateway is made from what it learnt (the
+    engine's insecure registries; the builder), then the registry decides what is built, and
+    only when something really is does the verdict stop the push (a push of built content
+    never waits on the host)."""
     from mab_hook import coverage, pipeline, readiness  # noqa: PLC0415 - only when something is to be built
-    from mab_hook.registry import Registry  # noqa: PLC0415
+    from mab_hook.registry import Registry  # noqa: PLC0415 - the same
 
     host = readiness.local_host(env, platform.machine(), state.root(repo) / "cache" / "probes.json")
-    checked: list[Report] = []
-
-    registry = Registry(env)
-
     remember = (state.root(repo) / "cache" / "ready.json", readiness.fingerprint(env, host.binfmt_root))
-
-    quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
-    known = coverage.Known(state.root(repo) / "cache" / "bases.json")
+    verdict = readiness.ask(host, wanted_for(plans), remember)
     builder = plans[0].config.builder if plans else None
+    registry = Registry(env, insecure=verdict.insecure, builder=builder)
+    known = coverage.Known(state.root(repo) / "cache" / "bases.json")
     lookup = coverage.local_sources(env, known, partial(readiness.docker_hub_mirrors, host.run, builder))
-
-    def ready(building: Sequence[PlannedImage]) -> Coverage:
-        # Which platforms the bases have is asked while readiness asks docker: neither waits.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            bases = pool.submit(coverage.check, building, lookup)
-            checked.extend(ensure_ready(plans, host, printer, remember, silenced=quiet))
-            registry.insecure = checked[-1].insecure if checked else registry.insecure
-            refused = push_refusals(registry, plans, building)
-            found = bases.result()
-        if refused:
-            raise FatalError(push_refused_text(refused))
-        known.save()
-        for ref, why in found.unchecked:
-            printer.warn(coverage.unchecked_text(ref, why))
-        if found.gaps:
-            raise FatalError(coverage.blocked(found.gaps))
-        return found
-
+    quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
     with progress.progress_for(printer, env) as shown:
         events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,
                                  step=shown.step, done=shown.done, failed=shown.failed)  # fmt: skip
         timeout = getattr(args, "timeout", None)
-        done = pipeline.build_all(
-            repo, plans, env, events, registry=registry, ready=ready, timeout=timeout, publishing=publishing
-        )
+        with pipeline.session(repo, plans, env, events, registry=registry, timeout=timeout) as run:
+            decided = pipeline.decisions(repo, plans, run)
+            bases = coverage.Coverage(())
+            if decided.building:
+                try:
+                    bases = ready_to_build(
+                        decided.building,
+                        verdict,
+                        plans=plans,
+                        registry=registry,
+                        lookup=lookup,
+                        printer=printer,
+                        quiet=quiet,
+                    )
+                finally:  # what was learnt of the bases is kept, blocked or not
+                    known.save()
+            done = pipeline.build(repo, decided, run, bases.answers, publishing=publishing)
     code = finish(args, plans, done, printer, env)
     if code == EXIT_OK and remote is not None:
-        hand_over(repo, plans, remote, insecure=registry.insecure, env=env, printer=printer)
+        hand_over(repo, plans, remote, insecure=verdict.insecure, env=env, printer=printer)
     if any(r.failure is Failure.ENGINE for r in done):
         # The engine failed under a host found (or remembered) ready: ask again, and say so.
         readiness.forget(remember[0])
         try:
-            ensure_ready(plans, host, printer, outcome="the builds above failed for it")
+            enforce(readiness.ask(host, wanted_for(plans)), printer, outcome="the builds above failed for it")
         except FatalError as e:
             printer.error(str(e))
     return code
+
+
+def ready_to_build(
+    building: Sequence[PlannedImage],
+    verdict: Verdict,
+    *,
+    plans: Sequence[Plan],
+    registry: Registry,
+    lookup: coverage.Lookup,
+    printer: Printer,
+    quiet: frozenset[str],
+) -> Coverage:
+    """Before anything is built: the verdict (its warnings said, its failures stop the push),
+    push rights on every repository written to, and every base having each platform built on
+    it (asked of the registries while the rest is: neither waits)."""
+    from mab_hook import coverage  # noqa: PLC0415 - only when something is to be built
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        bases = pool.submit(coverage.check, building, lookup)
+        enforce(verdict, printer, silenced=quiet)
+        refused = push_refusals(registry, plans, building)
+        found = bases.result()
+    if refused:
+        raise FatalError(push_refused_text(refused))
+    for ref, why in found.unchecked:
+        printer.warn(coverage.unchecked_text(ref, why))
+    if found.gaps:
+        raise FatalError(coverage.blocked(found.gaps))
+    return found
 
 
 def push_refusals(registry: Registry, plans: Sequence[Plan], building: Sequence[PlannedImage]) -> list[str]:
@@ -323,41 +351,31 @@ def blocked(done: Sequence[BuildResult]) -> str:
     return f"the push is blocked and {what}: {advice}"
 
 
-def ensure_ready(
-    plans: Sequence[Plan],
-    host: Host,
+def enforce(
+    verdict: Verdict,
     printer: Printer,
-    remember: tuple[Path, str] | None = None,
     *,
     outcome: str = "nothing was built",
     silenced: frozenset[str] = frozenset(),
-) -> list[Report]:
-    """The readiness checks for what is about to be built; a failure costs no build time.
-    `remember`: where a ready answer is kept, and what it depends on; `silenced`: the codes of
-    warnings the pusher has heard enough of (`doctor` still shows them)."""
-    from mab_hook import readiness  # noqa: PLC0415
+) -> None:
+    """The verdict for what is about to be built: its warnings said briefly (`silenced`: the
+    codes the pusher has heard enough of; `doctor` still shows them), and a host that cannot
+    build stops the push before any build time is spent."""
+    from mab_hook import readiness  # noqa: PLC0415 - only when something is to be built
 
-    reports = []
-    for wanted in wanted_for(plans):
-        if remember is not None:
-            report = readiness.check_remembered(host, wanted, remember[0], remember[1])
-        else:
-            report = readiness.check(host, wanted)
-        reports.append(report)
-        for check in report.checks:
-            if check.status == readiness.WARN and check.code not in silenced:  # the gist; doctor has the rest
-                gist = check.finding.rsplit("; ", 1)[-1]
-                printer.warn(f"{check.name}: {gist} (`mab-hook doctor` says more; "
-                             f"`git config --add {SILENCE} {check.code}` stops this warning)")  # fmt: skip
-        if not report.ready:
-            failed = [check for check in report.checks if check.status == readiness.FAIL]
-            raise FatalError(
-                f"this host cannot build what the push needs; {outcome}:\n"
-                + output.checks_text(failed, printer)
-                + "\nFix the above (`mab-hook doctor` shows every check, `mab-hook doctor --fix` applies "
-                "the safe fixes), then push again."
-            )
-    return reports
+    for check in verdict.checks(readiness.WARN):
+        if check.code not in silenced:  # the gist; doctor has the rest
+            gist = check.finding.rsplit("; ", 1)[-1]
+            printer.warn(f"{check.name}: {gist} (`mab-hook doctor` says more; "
+                         f"`git config --add {SILENCE} {check.code}` stops this warning)")  # fmt: skip
+    failed = verdict.checks(readiness.FAIL)
+    if failed:
+        raise FatalError(
+            f"this host cannot build what the push needs; {outcome}:\n"
+            + output.checks_text(failed, printer)
+            + "\nFix the above (`mab-hook doctor` shows every check, `mab-hook doctor --fix` applies "
+            "the safe fixes), then push again."
+        )
 
 
 def silenced(repository: Path, env: Mapping[str, str]) -> frozenset[str]:

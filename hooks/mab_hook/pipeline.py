@@ -14,7 +14,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -25,7 +25,7 @@ import git
 from mab_hook import buildx, gitobjects, grants, input_digest, platform_check, process, state
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
-from mab_hook.coverage import Coverage, Found
+from mab_hook.coverage import Found
 from mab_hook.grants import Grants
 from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL
 from mab_hook.plan import Plan, PlannedImage
@@ -87,56 +87,37 @@ class Ledger:
             return tuple(self._published)
 
 
-def build_all(
+class Decided(NamedTuple):
+    """What the registry already holds decides what is built: each commit's jobs, and the
+    images that will really be built (those not skipped, and the bases they build on): what
+    readiness is asked about, and only when there are any."""
+
+    work: tuple[tuple[Plan, tuple[Job, ...]], ...]
+    building: tuple[PlannedImage, ...]
+
+
+@contextlib.contextmanager
+def session(
     repo: git.Repo,
     plans: Sequence[Plan],
     env: Mapping[str, str],
     events: Events,
     *,
     registry: Registry,
-    ready: Callable[[Sequence[PlannedImage]], Coverage] = lambda building: Coverage(()),
     timeout: float | None = None,
-    publishing: bool = True,
-) -> list[BuildResult]:
-    """`ready(building)` runs the checks before building (raising when the host cannot build, or
-    a base lacks a platform); it is called only when something will really be built, so a push
-    of built content skips them. Without
-    `publishing`, what built stays under its staging tags (a CI job's share of a fan-out)."""
+) -> Iterator[Builds]:
+    """One run's build phase, under the run lock: the worktrees it checks out are removed, no
+    buildx process outlives it (^C, SIGTERM and SIGHUP included), and its logs stay within bounds."""
     granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
-    run = Builds(env, State(root(repo)), process.Group(env), events, timeout, Ledger(), registry, granted)
-
-    def waiting(text: str) -> None:  # on the terminal now, and in the output for later
-        events.progress(text)
-        events.notice(text)
-
-    with lock(run.state.root, waiting), ExitStack() as stack:
+    state_ = State(root(repo))
+    with lock(state_.root, partial(_waiting, events)), ExitStack() as stack:
+        run = Builds(env, state_, process.Group(env), events, timeout, Ledger(), registry, granted, stack)
         for path in remove_stale(repo):
             events.notice(f"removed the worktree an earlier run left behind: {path}")
-        bases: dict[str, Found] = {}
         try:
-            known = gitobjects.known_commits(repo)
-            work = [(plan, decide_all(plan, run.state, registry, known)) for plan in plans if plan.affected]
-            for job in (job for _plan, jobs in work for job in jobs if job.distrusted):
-                waiting(f"{job.planned.image.name}: {job.staged} is in the registry, but {job.distrusted}: "
-                        "not trusted; building it again, to upload over it")  # fmt: skip
-            if any(not job.skip for _plan, jobs in work for job in jobs):
-                building = _to_build(work)
-                grants.check([planned.image for planned in building], granted)
-                bases = ready(building).answers
-            built: list[Built] = [
-                (plan, jobs, _build_plan(repo, plan, jobs, stack, run)) for plan, jobs in work
-            ]
-            ok = all(r.ok for _plan, _jobs, results in built for r in results)
-            if ok:  # what is about to be published is what it claims
-                built = _checked(built, run, bases)
-                ok = all(r.ok for _plan, _jobs, results in built for r in results)
-            if ok:
-                return _finish(built, run, publishing=publishing)
-            if not ok and any(plan.config.push for plan, _jobs, _results in built):
-                events.progress("no public tag moves: an image did not build")
-            return [r for _plan, _jobs, results in built for r in results]
+            yield run
         except KeyboardInterrupt as e:
-            run.group.terminate_all()  # ^C, SIGTERM or SIGHUP: no buildx process outlives the run
+            run.group.terminate_all()
             raise Interrupted(run.ledger.published, str(e)) from None
         except BaseException:
             run.group.terminate_all()
@@ -145,6 +126,51 @@ def build_all(
             run.group.close()
             keep = max((plan.config.keep_logs for plan in plans), default=state.KEEP_LOGS)
             state.prune(run.state.root, keep_logs=keep)
+
+
+def _waiting(events: Events, text: str) -> None:
+    """On the terminal now, and in the output for later."""
+    events.progress(text)
+    events.notice(text)
+
+
+def decisions(repo: git.Repo, plans: Sequence[Plan], run: Builds) -> Decided:
+    """Which images the registry already holds, built from the same inputs (skipped), and
+    which are built; what will be built must be granted what it asks of the pusher's machine."""
+    known = gitobjects.known_commits(repo)
+    work = tuple(
+        (plan, tuple(decide_all(plan, run.state, run.registry, known))) for plan in plans if plan.affected
+    )
+    for job in (job for _plan, jobs in work for job in jobs if job.distrusted):
+        again = f"{job.distrusted}: not trusted; building it again, to upload over it"
+        _waiting(run.events, f"{job.planned.image.name}: {job.staged} is in the registry, but {again}")
+    building = tuple(_to_build(work))
+    if building:
+        grants.check([planned.image for planned in building], run.granted)
+    return Decided(work, building)
+
+
+def build(
+    repo: git.Repo,
+    decided: Decided,
+    run: Builds,
+    bases: Mapping[str, Found] | None = None,
+    *,
+    publishing: bool = True,
+) -> list[BuildResult]:
+    """Build what was decided; `bases`: what readiness found of each base (its platforms,
+    its layers), for the check of what was built. Without `publishing`, what built stays under
+    its staging tags (a CI job's share of a fan-out)."""
+    built: list[Built] = [(plan, jobs, _build_plan(repo, plan, jobs, run)) for plan, jobs in decided.work]
+    ok = all(r.ok for _plan, _jobs, results in built for r in results)
+    if ok:  # what is about to be published is what it claims
+        built = _checked(built, run, bases or {})
+        ok = all(r.ok for _plan, _jobs, results in built for r in results)
+    if ok:
+        return _finish(built, run, publishing=publishing)
+    if any(plan.config.push for plan, _jobs, _results in built):
+        run.events.progress("no public tag moves: an image did not build")
+    return [r for _plan, _jobs, results in built for r in results]
 
 
 def _to_build(work: Sequence[tuple[Plan, Sequence[Job]]]) -> list[PlannedImage]:
@@ -168,11 +194,10 @@ class Builds(NamedTuple):
     ledger: Ledger
     registry: Registry
     granted: Grants  # what the pusher gives builds (secrets, SSH, the host's network)
+    stack: ExitStack  # the worktrees checked out, removed when the run ends
 
 
-def _build_plan(
-    repo: git.Repo, plan: Plan, jobs: Sequence[Job], stack: ExitStack, run: Builds
-) -> list[BuildResult]:
+def _build_plan(repo: git.Repo, plan: Plan, jobs: Sequence[Job], run: Builds) -> list[BuildResult]:
     logs = run.state.logs(plan.commit.sha)
     step = Step(
         Buildx(run.env, plan.config.builder, run.group), logs / "bake.json", logs, run.events, run.timeout
@@ -186,7 +211,7 @@ def _build_plan(
                 f"{large.image.name}: {context} is large: only what the build reads is checked out"
             )
         submodules = tuple(dict.fromkeys(path for p in planned for path in p.submodules))
-        tree = stack.enter_context(checkout(repo, plan.commit.sha, paths=reads, submodules=submodules))
+        tree = run.stack.enter_context(checkout(repo, plan.commit.sha, paths=reads, submodules=submodules))
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
         paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))

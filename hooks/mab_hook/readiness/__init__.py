@@ -15,7 +15,7 @@ import platform as os_platform
 import shutil
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,14 @@ from mab_hook.readiness.model import (
     Check,
     Host,
     Report,
+    Verdict,
     Wanted,
     inspect,
 )
 from mab_hook.registry import Access, Insecure, Registry
 
-__all__ = ["DEFAULT_SOCKET", "FAIL", "OK", "WARN", "Check", "Host", "Report", "Wanted", "apply_fixes",
-           "check", "docker_hub_mirrors", "local_host", "probe"]  # fmt: skip
+__all__ = ["DEFAULT_SOCKET", "FAIL", "OK", "WARN", "Check", "Host", "Report", "Verdict", "Wanted",
+           "apply_fixes", "ask", "check", "docker_hub_mirrors", "local_host", "probe"]  # fmt: skip
 
 
 def check(host: Host, wanted: Wanted) -> Report:
@@ -194,6 +195,14 @@ def forget(path: Path) -> None:
     """Drop every remembered ready answer: the engine failed a build after one."""
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+def ask(host: Host, questions: Sequence[Wanted], remember: tuple[Path, str] | None = None) -> Verdict:
+    """Each question once (`remember`: where a ready answer is kept, and the fingerprint it
+    depends on)."""
+    if remember is None:
+        return Verdict(tuple(check(host, wanted) for wanted in questions))
+    return Verdict(tuple(check_remembered(host, wanted, *remember) for wanted in questions))
 
 
 def check_remembered(

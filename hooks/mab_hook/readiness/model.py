@@ -97,6 +97,27 @@ class Report(NamedTuple):
         return all(check.status != FAIL for check in self.checks)
 
 
+class Verdict(NamedTuple):
+    """Readiness as the gate asks it, once a push: a report for each builder the push uses.
+    What it learnt of the engine (its insecure registries) builds the registry gateway; its
+    failures stop the push only when something is really built."""
+
+    reports: tuple[Report, ...]
+
+    @property
+    def ready(self) -> bool:
+        return all(report.ready for report in self.reports)
+
+    @property
+    def insecure(self) -> Insecure:
+        names = (name for report in self.reports for name in report.insecure[0])
+        cidrs = (cidr for report in self.reports for cidr in report.insecure[1])
+        return tuple(dict.fromkeys(names)), tuple(dict.fromkeys(cidrs))
+
+    def checks(self, status: str) -> tuple[Check, ...]:
+        return tuple(check for report in self.reports for check in report.checks if check.status == status)
+
+
 def parse_json(text: str | bytes) -> dict[str, Any]:
     """A JSON object as docker or the engine's API answers it; {} for anything else."""
     try:

@@ -65,7 +65,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "trust": ("tests/test_trust.py",),
     "buildkitd": ("tests/test_buildkitd.py", "tests/readiness/test_access.py", "tests/test_trust.py"),
     "mirrors": ("tests/test_mirrors.py", "tests/readiness/test_access.py", "tests/readiness/test_engine.py"),
-    "install": ("tests/test_install.py",),  # which refs the gate sees under pre-commit
+    "handover": ("tests/commands/test_install.py",),  # which refs the gate sees under pre-commit
+    "commands/install": ("tests/commands/test_install.py",),
+    "building": (
+        "tests/test_building.py",
+        "tests/test_commands_canned.py",
+        "tests/test_pipeline_decisions.py",
+    ),
 }
 
 

@@ -4,7 +4,6 @@ against the lab's distribution registry, with deletion enabled and without."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import io
 import json
@@ -15,6 +14,7 @@ import pytest
 
 from mab_hook import __version__, cleanup, cli, pending
 from mab_hook.cleanup import Deletion, Rules, Upload, Verdict
+from mab_hook.commands import gc
 from mab_hook.output import Printer
 from tests.conftest import Hooked, Lab, Repo, start_registry
 from tests.conftest import mab as run
@@ -386,7 +386,7 @@ def test_a_tag_the_registry_will_not_take_alone_stays_and_is_said(status: int, k
 
 def test_gc_says_what_it_does_and_refuses_nonsense(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        cleanup.parse_args(["--help"])
+        gc.parse_args(["--help"])
     said = " ".join(capsys.readouterr().out.split())
     assert said.startswith(
         "usage: mab-hook gc [-h] [--older-than DAYS] [--dry-run] [--json] [--color {auto,always,never}] [-C DIR] [-v]"
@@ -398,9 +398,9 @@ def test_gc_says_what_it_does_and_refuses_nonsense(capsys: pytest.CaptureFixture
                  "--dry-run say what would go; delete nothing", "--json machine-readable output on stdout",
                  "-v, --verbose also list what is kept, and why"):  # fmt: skip
         assert text in said, text
-    assert (cleanup.parse_args([]).older_than, cleanup.parse_args([]).color) == (14.0, "auto")
+    assert (gc.parse_args([]).older_than, gc.parse_args([]).color) == (14.0, "auto")
     with pytest.raises(SystemExit):
-        cleanup.parse_args(["--older-than", "-1"])
+        gc.parse_args(["--older-than", "-1"])
     assert capsys.readouterr().err.rstrip().endswith("error: --older-than: a number of days, 0 or more")
 
 
@@ -451,8 +451,7 @@ def test_a_refusal_says_every_status_and_what_to_enable() -> None:
         (Deletion("r/s/api", "sha256:a", ("mab-a",)), 405),
         (Deletion("r/s/web", "sha256:b", ("mab-b",)), 403),
     ]
-    args = argparse.Namespace(json=False, dry_run=False, verbose=False)
-    assert cleanup.report(args, [], refused, Printer(said, color=False)) == 1
+    assert gc.report(gc.Options(), [], refused, Printer(said, color=False)) == 1
     assert said.getvalue().splitlines()[-1] == (
         "mab-hook: error: the registry refused to delete 2 (HTTP 403, 405): let it delete (distribution: "
         "storage.delete.enabled: true, or REGISTRY_STORAGE_DELETE_ENABLED=true; Harbor, GitLab: credentials "
@@ -464,7 +463,7 @@ def test_what_gc_keeps_is_told_in_json_as_it_is_in_text() -> None:
     when = old(3)
     young = Verdict(Upload("r/s/api", "mab-a", "sha256:a", when), False, "3 days old")
     unknown = Verdict(Upload("r/s/api", "mab-b", "sha256:b", None), False, "its age is unknown")
-    assert [cleanup._entry(v) for v in (young, unknown)] == [
+    assert [gc._entry(v) for v in (young, unknown)] == [
         {
             "reference": "r/s/api:mab-a",
             "digest": "sha256:a",

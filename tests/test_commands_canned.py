@@ -1,8 +1,8 @@
 """mab-hook's commands end to end in-process, fast: a real repository, mab-hook's own registry
 client over HTTP to an in-memory registry, and the canned engine in place of Docker
 (tests/engine.py). What each command prints and returns, and what the registry then holds.
-The same behaviours against the real lab: test_hook.py, test_verify.py, test_ci.py,
-test_doctor.py."""
+The same behaviours against the real lab: test_e2e.py, commands/test_verify.py,
+commands/test_build.py, commands/test_doctor.py."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import git
 import pytest
 
 from mab_hook import cli, pending, pipeline, readiness
+from mab_hook.commands import COMMANDS
 from mab_hook.coverage import REGISTRY, Found
 from mab_hook.plan import Plan
 from mab_hook.registry import Registry
@@ -47,7 +48,7 @@ def mab(
     repo: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
 ) -> tuple[int, str]:
     monkeypatch.chdir(repo.path)
-    command = args[:1] if args[0] in cli.COMMANDS else ()
+    command = args[:1] if args[0] in COMMANDS else ()
     code = cli.main([*command, "--color", "never", *args[len(command) :]])
     out = capsys.readouterr()
     return code, out.out + out.err

@@ -18,11 +18,11 @@ from mab_hook import plan as plan_module
 from mab_hook.checkout import LOCK_REASON
 from mab_hook.coverage import Coverage
 from mab_hook.errors import FatalError
-from mab_hook.hook import open_repo
 from mab_hook.pipeline import Events
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.process import Completed
 from mab_hook.registry import Registry
+from mab_hook.repository import open_repo
 from mab_hook.results import BuildResult, Failure, Interrupted, Status
 from tests.conftest import Repo
 from tests.engine import CannedEngine, Fault, OciRegistry

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from mab_hook import changes, definitions, planning, process
-from mab_hook.hook import open_repo
 from mab_hook.plan import Plan
+from mab_hook.repository import open_repo
 from tests.conftest import Lab, Repo
 from tests.resolver import RECORDINGS, normal, recorded, recording, replaying
 from tests.test_definitions import BAKE, OTEL

@@ -2,7 +2,7 @@
 public tags. Real repositories and real pushes to a bare remote (refused by a real pre-receive
 hook), the in-memory registry, the canned engine (tests/engine.py); the publisher run as
 `mab-hook publish --pending` once git returned, as the background one does. The same through a
-real `git push` with the hook installed, and its background publisher: test_hook.py (lab)."""
+real `git push` with the hook installed, and its background publisher: test_publishing.py (lab)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mab_hook import cli, pending, process, publisher
+from mab_hook.commands import status
 from mab_hook.pending import ToTag
 from mab_hook.registry import Tagged
 from tests.conftest import Repo
@@ -545,7 +546,7 @@ def test_status_as_json_is_every_record(repo: Repo, capsys: pytest.CaptureFixtur
 
 def test_status_says_how_it_is_used(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        publisher.status_parser().parse_args(["--help"])
+        status.parse_args(["--help"])
     said = " ".join(capsys.readouterr().out.split())
     assert said.startswith(
         "usage: mab-hook status [-h] [--wait SECONDS] [--json] [--color {auto,always,never}] [-C DIR]"
@@ -555,7 +556,7 @@ def test_status_says_how_it_is_used(capsys: pytest.CaptureFixture[str]) -> None:
                  "--wait SECONDS wait until no publish is waiting (at most SECONDS); exit 1 if one still is",
                  "--json machine-readable output on stdout"):  # fmt: skip
         assert text in said
-    assert publisher.status_parser().parse_args([]).color == "auto"
+    assert status.parse_args([]).color == "auto"
 
 
 def test_the_background_publisher_logs_where_status_finds_it(

@@ -8,134 +8,45 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib
 import os
 import shutil
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Any, Protocol, TextIO, cast
 
-from mab_hook import __version__, budget, input_digest, output
+from mab_hook import __version__, input_digest, output
+from mab_hook.commands import COMMANDS
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.results import Interrupted
 
 EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED, EXIT_HANGUP = 0, 1, 3, 130, 129
-COMMANDS = ("doctor", "install", "verify", "build", "publish", "status", "gc")
-EXAMPLES = """\
-examples:
-  git push                        the hook builds what the pushed commits affect
-  mab-hook --all                  build every image of HEAD
-  mab-hook --from origin/main     build what changed since a ref
-  mab-hook --dry-run --json       the plan, machine-readable
-  mab-hook --explain api          why image api is or is not affected
-  mab-hook doctor                 can this host build every platform?
-  mab-hook install                have every ref of a push checked under pre-commit
-  mab-hook verify --from HEAD^     in CI: were the images of this commit built by the gate?
-  mab-hook status                 what the last pushes published, or why not
-  mab-hook gc --dry-run           staging uploads older than 14 days that nothing needs
-"""
-
-Command = Callable[[argparse.Namespace, Mapping[str, str], TextIO, Printer], int]
+# `mab-hook WORD` runs module `commands.<module>`; no word: the gate.
+MODULES = {**{name: name for name in COMMANDS}, "": "gate"}
 
 
-def hook_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mab-hook",
-        description="Build the Docker images affected by the commits being pushed, for every "
-        "platform in [tool.multiarch] of pyproject.toml; fail if any build fails. "
-        f"Commands: {', '.join(COMMANDS)} (mab-hook COMMAND --help).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"mab-hook {__version__}")
-    parser.add_argument("remote", nargs="?", help="as a git pre-push hook: the remote's name "
-                        "(the refs being pushed are read from standard input)")  # fmt: skip
-    parser.add_argument("url", nargs="?", help="as a git pre-push hook: the remote's URL")
-    scope = parser.add_mutually_exclusive_group()
-    scope.add_argument(
-        "--all", action="store_true", help="build every image of the commit (--to, default HEAD)"
-    )
-    scope.add_argument("--from", dest="from_ref", metavar="REF", help="build what changed since REF")
-    parser.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
-    parser.add_argument("--work-tree", action="store_true", help="by hand, while iterating: plan and build "
-                        "the work tree as it is (uncommitted changes and new files included) against HEAD, "
-                        "or every image with --all; never publishes")  # fmt: skip
-    parser.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
-    parser.add_argument("--publish", action="store_true", help="by hand: also move the public tags, as "
-                        "the publishing policy says for the branch (a push publishes once the remote "
-                        "accepts it; by hand, without this, images go to staging tags only)")  # fmt: skip
-    parser.add_argument(
-        "--bake",
-        action="store_true",
-        help="print the affected images as a bake definition (JSON) that `docker buildx bake -f -` "
-        "builds at the repository's root; build nothing",
-    )
-    parser.add_argument(
-        "--explain", metavar="NAME", help="say why image NAME is or is not affected; build nothing"
-    )
-    add_common(parser)
-    parser.add_argument(
-        "--timeout",
-        type=budget.seconds,
-        metavar="SECONDS",
-        help="stop any image's build that takes longer (overrides the configured timeout)",
-    )
-    budget.add_argument(parser)
-    return parser
+class Command(Protocol):
+    """What `mab_hook.commands.<module>` holds."""
 
-
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR",
-                        help="the repository (default: the one around the current directory)")  # fmt: skip
-    parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
+    def parse_args(self, argv: Sequence[str]) -> argparse.Namespace: ...
+    def options(self, args: argparse.Namespace) -> Any: ...
+    def run(self, options: Any, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int: ...
 
 
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Command]:
-    """The command a command line asks for, with its arguments."""
-    if argv[:1] and argv[0] in COMMANDS:
-        return command(argv[0], argv[1:])
-    args = hook_parser().parse_args(argv)
-    if args.remote is not None and args.url is None and not args.remote.startswith("-"):
+    """The command a command line asks for, with its arguments; only its module is loaded."""
+    word = argv[0] if argv[:1] and argv[0] in COMMANDS else ""
+    command = cast("Command", importlib.import_module(f"mab_hook.commands.{MODULES[word]}"))
+    args = command.parse_args(argv[1:] if word else argv)
+    if not word and args.remote is not None and args.url is None and not args.remote.startswith("-"):
         args.command_word = args.remote  # one word: a remote by hand, or a mistyped command
-    from mab_hook.hook import hook  # noqa: PLC0415
-
-    return args, hook
-
-
-def command(name: str, argv: Sequence[str]) -> tuple[argparse.Namespace, Command]:
-    """A command's arguments and function; what only some runs need loads when needed."""
-    if name == "doctor":
-        from mab_hook import doctor  # noqa: PLC0415
-
-        return doctor.parse_args(argv), doctor.doctor
-    if name == "install":
-        from mab_hook import install  # noqa: PLC0415
-
-        return install.parse_args(argv), install.install
-    if name == "verify":
-        from mab_hook import verify  # noqa: PLC0415
-
-        return verify.parse_args(argv), verify.verify
-    if name == "status":
-        from mab_hook import publisher  # noqa: PLC0415
-
-        return publisher.status_parser().parse_args(argv), publisher.status
-    if name == "gc":
-        from mab_hook import cleanup  # noqa: PLC0415
-
-        return cleanup.parse_args(argv), cleanup.gc
-    from mab_hook import ci  # noqa: PLC0415
-
-    if name == "build":
-        return ci.build_parser().parse_args(argv), ci.build
-    return ci.publish_parser().parse_args(argv), ci.publish
+    return args, command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env, args.json or getattr(args, "bake", False), args.color, verbose=args.verbose
             )
             _check_word(args)
-            return command(args, env, sys.stdin, printer)
+            return command.run(command.options(args), env, sys.stdin, printer)
         except FatalError as e:
             return _fatal(str(e), printer, json_wanted)
         except Interrupted as e:
@@ -191,7 +102,7 @@ def _check_word(args: argparse.Namespace) -> None:
     word = getattr(args, "command_word", None)
     if word is None:
         return
-    from mab_hook.hook import configured_remotes  # noqa: PLC0415
+    from mab_hook.repository import configured_remotes  # noqa: PLC0415 - only for a lone word
 
     if word in configured_remotes(args.repo or Path.cwd()):
         return

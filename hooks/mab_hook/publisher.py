@@ -10,7 +10,6 @@ runs the waiting ones again (after a publisher that could not reach the registry
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import os
@@ -19,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING
 
 from mab_hook import pending, process, state
 from mab_hook.errors import FatalError
@@ -236,29 +235,29 @@ def tag_all(
 # --- mab-hook publish --pending, mab-hook status ----------------------------------------------
 
 
-def run_pending(args: argparse.Namespace, env: Mapping[str, str], printer: Printer, root: Path) -> int:
-    """The waiting publishes (or the one named) run now; `--after PID`: once PID ended."""
-    if args.after is not None and not wait_for(args.after, WAIT):
-        said = f"error: the push (process {args.after}) did not end in {WAIT / 3600:g} h: nothing published"
+def run_pending(
+    repo: git.Repo, env: Mapping[str, str], printer: Printer, *, chosen: str = "", after: int | None = None
+) -> int:
+    """The waiting publishes (or the one `chosen`) run now; `after`: once that process (the
+    push) ended."""
+    if after is not None and not wait_for(after, WAIT):
+        said = f"error: the push (process {after}) did not end in {WAIT / 3600:g} h: nothing published"
         _speaker(printer)(said)
         return 1
-    from mab_hook.hook import open_repo  # noqa: PLC0415
-
-    repo = open_repo(args.repo or Path.cwd())
+    root = state.root(repo)
     say = _speaker(printer)
     code = 0
     # Publishers take turns, in the order they get here (pushes of the same ref come one after
     # the other): the newer push's moving tags move last.
     with state.lock(pending.directory(root), lambda text: None):
         again = (pending.WAITING, pending.FAILED)
-        chosen = [(path, r) for path, r in pending.every(root)
-                  if (r.id == args.pending if args.pending else r.state in again)]  # fmt: skip
-        if args.pending and not chosen:
-            raise FatalError(
-                f"no publish {args.pending!r} in {pending.directory(root)}; see `mab-hook status`"
-            )
-        for path, record in chosen:
-            say(f"publishing what {record.remote} accepted of {', '.join(_names(record))}")
+        records = [
+            (path, r) for path, r in pending.every(root) if (r.id == chosen if chosen else r.state in again)
+        ]
+        if chosen and not records:
+            raise FatalError(f"no publish {chosen!r} in {pending.directory(root)}; see `mab-hook status`")
+        for path, record in records:
+            say(f"publishing what {record.remote} accepted of {', '.join(names(record))}")
             ended = publish(record, repo, env, say)
             state.write_private(path, json.dumps(ended._asdict(), indent=1).encode())
             code = code or (
@@ -284,50 +283,5 @@ def _speaker(printer: Printer) -> Callable[[str], None]:
     return say
 
 
-def _names(record: Record) -> list[str]:
+def names(record: Record) -> list[str]:
     return [ref.full.removeprefix("refs/heads/").removeprefix("refs/tags/") for ref in record.refs]
-
-
-def status_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mab-hook status",
-        description="The publishes of the last pushes: waiting for the remote, published, or not and why.",
-    )
-    parser.add_argument("--wait", type=float, metavar="SECONDS", default=None,
-                        help="wait until no publish is waiting (at most SECONDS); exit 1 if one "
-                        "still is")  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
-    parser.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
-    return parser
-
-
-def status(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    from mab_hook.hook import open_repo  # noqa: PLC0415
-
-    root = state.root(open_repo(args.repo or Path.cwd()))
-    deadline = time.monotonic() + (args.wait or 0)
-    records = pending.every(root)
-    while args.wait is not None and _waiting(records) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        records = pending.every(root)
-    if args.json:
-        json.dump([r._asdict() for _path, r in records], sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        printer.line(text(records) if records else "no publish yet: pushes of publishing refs make them")
-    return 1 if args.wait is not None and _waiting(records) else 0
-
-
-def _waiting(records: Sequence[tuple[Path, Record]]) -> bool:
-    return any(r.state == pending.WAITING and not r.said for _path, r in records)
-
-
-def text(records: Sequence[tuple[Path, Record]]) -> str:
-    lines = []
-    for _path, record in reversed(records):
-        refs = ", ".join(_names(record))
-        lines.append(f"{record.created}  {record.remote} {refs}: {record.state}")
-        lines += [f"    {line}" for line in record.said]
-    return "\n".join(lines)

@@ -16,12 +16,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TextIO
 
-from mab_hook import __version__, gitobjects, input_digest, output
-from mab_hook.ci import add_range, can_ask, plans_of, pushed_only
+from mab_hook import __version__, building, gitobjects, input_digest, output
+from mab_hook.commands.arguments import add_range
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan
 from mab_hook.registry import Proof, Registry
+from mab_hook.selection import Range, can_ask, plans_of, pushed_only
 
 CONCURRENCY = 16  # registry round trips at once
 
@@ -35,41 +36,49 @@ class Found(NamedTuple):
     checked: str = ""  # what was checked, or why what is there is not trusted
 
 
+class Options(NamedTuple):
+    selected: Range
+    build_missing: bool = False
+    json: bool = False
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    found = argparse.ArgumentParser(
         prog="mab-hook verify",
         description="Check that every image a commit affects was built and pushed from exactly its inputs "
         "(its mab-<input digest> tag is in its staging repository). Needs git and the registry only.",
     )
-    parser.add_argument(
+    found.add_argument(
         "--build-missing", action="store_true", help="build and push what is missing, then check"
     )
-    add_range(parser)
-    return parser.parse_args(argv)
+    add_range(found)
+    return found.parse_args(argv)
 
 
-def verify(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    repo, plans = plans_of(args, "verify", env)
+def options(args: argparse.Namespace) -> Options:
+    return Options(
+        Range(args.all, args.from_ref, args.to_ref, args.repo, args.budget), args.build_missing, args.json
+    )
+
+
+def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    repo, plans = plans_of(options.selected, "verify", env)
     pushed_only(plans, "verify")
     registry = Registry(env)
     can_ask(registry, plans, "verify")
     known = gitobjects.known_commits(repo)
     found = ask(registry, plans, known)
-    if args.build_missing and any(not f.present for f in found):
-        from mab_hook import hook  # noqa: PLC0415 - the engine is needed only here
-
+    if options.build_missing and any(not f.present for f in found):
         missing = {f.name for f in found if not f.present}
         printer.info(f"building what is missing: {', '.join(sorted(missing))}")
         built = [
             plan._replace(affected=tuple(p for p in plan.affected if p.image.name in missing))
             for plan in plans
         ]
-        args.dry_run, args.explain, args.timeout = False, None, None
-        quiet = argparse.Namespace(**{**vars(args), "json": False})
-        if hook.build(quiet, repo, built, env, printer) != 0:
+        if building.build(repo, built, env, printer) != 0:  # its report as text: verify's JSON follows
             return 1
         found = ask(registry, plans, known)
-    return report(args, found, printer)
+    return report(options.json, found, printer)
 
 
 def ask(registry: Registry, plans: Sequence[Plan], known: Callable[[str], bool]) -> list[Found]:
@@ -93,9 +102,9 @@ def _proof(registry: Registry, reference: str, digest: str, known: Callable[[str
                          "for it on this runner") from None  # fmt: skip
 
 
-def report(args: argparse.Namespace, found: Sequence[Found], printer: Printer) -> int:
+def report(json: bool, found: Sequence[Found], printer: Printer) -> int:
     missing = [f for f in found if not f.present]
-    if args.json:
+    if json:
         data: dict[str, Any] = {"version": __version__, "ok": not missing,
                                 "present": [f._asdict() for f in found if f.present],
                                 "missing": [f._asdict() for f in missing]}  # fmt: skip

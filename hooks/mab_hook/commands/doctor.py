@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import git
 
@@ -35,58 +35,72 @@ COMMON_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    found = argparse.ArgumentParser(
         prog="mab-hook doctor",
         description="Check that this host can build every configured platform, and say how to fix it if not.",
     )
-    parser.add_argument(
+    found.add_argument(
         "--fix",
         action="store_true",
         help="apply the safe fixes (mount binfmt_misc, create or start the builder), then check again",
     )
-    parser.add_argument(
+    found.add_argument(
         "--platform",
         action="append",
         metavar="OS/ARCH",
         help="check this platform (repeatable; default: those of [tool.multiarch] at HEAD)",
     )
-    parser.add_argument(
-        "--builder", help="check this buildx builder (default: the configured or current one)"
-    )
-    parser.add_argument(
+    found.add_argument("--builder", help="check this buildx builder (default: the configured or current one)")
+    found.add_argument(
         "--probe",
         action="store_true",
         help="also prove each platform with a tiny build that runs one of its programs (pulls nothing)",
     )
-    parser.add_argument(
+    found.add_argument(
         "--bases",
         action="store_true",
         help="also look up every base the images at HEAD pull, for every platform they are built for, as "
         "the gate does (Docker Hub through the builder's mirror)",
     )
-    parser.add_argument("--json", action="store_true", help="every check as JSON on stdout")
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    return parser.parse_args(argv)
+    found.add_argument("--json", action="store_true", help="every check as JSON on stdout")
+    found.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    found.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR")
+    found.add_argument("-v", "--verbose", action="store_true")
+    return found.parse_args(argv)
 
 
-def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    wanted = wanted_from(args, env, printer)
-    kept = _kept(args.repo or Path.cwd())
+class Options(NamedTuple):
+    fix: bool = False
+    platforms: tuple[str, ...] = ()  # none: those of [tool.multiarch] at HEAD
+    builder: str | None = None
+    probe: bool = False
+    bases: bool = False
+    json: bool = False
+    repo: Path | None = None
+
+
+def options(args: argparse.Namespace) -> Options:
+    return Options(
+        args.fix, tuple(args.platform or ()), args.builder, args.probe, args.bases, args.json, args.repo
+    )
+
+
+def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
+    wanted = wanted_from(options, env, printer)
+    kept = _kept(options.repo or Path.cwd())
     host = readiness.local_host(env, platform.machine(), kept[0] / "cache" / "probes.json" if kept else None)
     report = readiness.check(host, wanted)
-    if args.fix and any(check.status != readiness.OK for check in report.checks):
+    if options.fix and any(check.status != readiness.OK for check in report.checks):
         for line in readiness.apply_fixes(host, report, wanted):
             printer.info(f"fix: {line}")
         report = readiness.check(host, wanted)
-    if args.probe and report.builder is not None:
+    if options.probe and report.builder is not None:
         report = report._replace(checks=report.checks + tuple(readiness.probe(host, report.builder, wanted)))
-    if args.bases:
+    if options.bases:
         report = report._replace(
-            checks=(*report.checks, bases_check(args.repo or Path.cwd(), env, host, wanted))
+            checks=(*report.checks, bases_check(options.repo or Path.cwd(), env, host, wanted))
         )
-    if args.json:
+    if options.json:
         found = {"version": __version__, **output.checks_json(report)}
         if kept is not None:
             found["kept"] = {"path": str(kept[0]), **kept[1]._asdict()}
@@ -101,26 +115,26 @@ def doctor(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, prin
     return 0 if report.ready else 1
 
 
-def wanted_from(args: argparse.Namespace, env: Mapping[str, str], printer: Printer) -> readiness.Wanted:
+def wanted_from(options: Options, env: Mapping[str, str], printer: Printer) -> readiness.Wanted:
     """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for."""
     buildx = None
     try:
-        cfg = _head_config(args.repo or Path.cwd(), env)
+        cfg = _head_config(options.repo or Path.cwd(), env)
     except FatalError as e:  # the host can be checked all the same
-        printer.warn(f"{e}\nchecking the host for {', '.join(args.platform or COMMON_PLATFORMS)} instead")
+        printer.warn(f"{e}\nchecking the host for {', '.join(options.platforms or COMMON_PLATFORMS)} instead")
         cfg, buildx = None, e.since if isinstance(e, NewerBuildxNeeded) else None
-    if args.platform:
-        problems = [p for p in (platforms.problem(p) for p in args.platform) if p]
+    if options.platforms:
+        problems = [p for p in (platforms.problem(p) for p in options.platforms) if p]
         if problems:
             raise FatalError("; ".join(problems))
     if cfg is None:
-        return readiness.Wanted(tuple(args.platform or COMMON_PLATFORMS), args.builder, buildx=buildx)
-    wanted = tuple(args.platform or dict.fromkeys(p for image in cfg.images for p in image.platforms))
+        return readiness.Wanted(tuple(options.platforms or COMMON_PLATFORMS), options.builder, buildx=buildx)
+    wanted = tuple(options.platforms or dict.fromkeys(p for image in cfg.images for p in image.platforms))
     repository = cfg.staging_repository(cfg.images[0]) if cfg.push and cfg.images else None
-    spec = cfg.builder_spec if not args.builder or args.builder == cfg.builder else None
+    spec = cfg.builder_spec if not options.builder or options.builder == cfg.builder else None
     return readiness.Wanted(
         wanted,
-        args.builder or cfg.builder,
+        options.builder or cfg.builder,
         repository,
         cfg.binfmt_image,
         spec,

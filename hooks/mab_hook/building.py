@@ -1,8 +1,9 @@
-"""The gate itself: the pushed commits -> their plans -> readiness -> builds -> the report."""
+"""The build step every command that builds shares (the gate, `build`, `verify --build-missing`):
+readiness asked once -> the registry decides what is built -> builds -> the report; then,
+under a push, the hand-over to the publisher."""
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import os
 import platform
@@ -10,31 +11,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 import git
 
-from mab_hook import (
-    __version__,
-    budget,
-    changes,
-    gitobjects,
-    input_digest,
-    install,
-    matrix,
-    output,
-    planning,
-    platforms,
-    process,
-    progress,
-    state,
-)
+from mab_hook import __version__, changes, input_digest, matrix, output, process, progress, state
 from mab_hook.errors import FatalError
-from mab_hook.gitobjects import where
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.results import BuildResult, Failure
-from mab_hook.validation import PYPROJECT
 
 if TYPE_CHECKING:
     from mab_hook import coverage
@@ -46,124 +31,20 @@ EXIT_OK, EXIT_FAIL = 0, 1
 SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gate no longer shows
 
 
-def hook(args: argparse.Namespace, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    repo = open_repo(args.repo or Path.cwd())
-    commits = select_commits(args, repo, env, stdin, printer)
-    return plan_and_build(args, repo, commits, env, printer, remote=pushed_to(args, env))
-
-
-def pushed_to(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
-    """The remote (a name or a URL) of the push that runs this pre-push hook; None by hand."""
-    if args.remote is not None and args.url is not None:
-        return str(args.remote)
-    if env.get("PRE_COMMIT_TO_REF") or env.get("PRE_COMMIT_REMOTE_NAME"):
-        return env.get("PRE_COMMIT_REMOTE_NAME") or env.get("PRE_COMMIT_REMOTE_URL") or None
-    return None
-
-
-def plan_and_build(
-    args: argparse.Namespace,
-    repo: git.Repo,
-    commits: Sequence[changes.Commit],
-    env: Mapping[str, str],
-    printer: Printer,
-    *,
-    remote: str | None = None,
-) -> int:
-    """`remote`: the push runs this pre-push hook; public tags wait for the remote to accept it."""
-    if not commits:
-        printer.info("the push adds no commits: nothing to build")
-        return finish(args, [], [], printer)
-    plans = plan_commits(args, repo, commits, env, printer, by_hand=remote is None)
-    if args.explain:
-        explanations = [item for p in plans for item in p.explanations]
-        if args.json:
-            output.dump_json(output.explain_json(explanations), sys.stdout)
-        else:
-            printer.line(output.explain_text(explanations, printer))
-        return EXIT_OK
-    if args.bake:
-        from mab_hook import buildx, grants  # noqa: PLC0415 - the build code loads only when needed
-
-        granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
-        output.dump_json(buildx.export(plans, granted), sys.stdout)
-        return EXIT_OK
-    if args.dry_run or not any(p.affected for p in plans):
-        if not args.json:
-            printer.line(output.plan_text(plans, printer))
-        code = finish(args, plans, [], printer, env)
-        if remote is not None and not args.dry_run:  # nothing to build, but a commit to tag
-            hand_over(repo, plans, remote, insecure=((), ()), env=env, printer=printer)
-        return code
-    shown_live(output.plan_text(plans, printer), printer, env)
-    by_hand = remote is None
-    publishing = by_hand and args.publish
-    code = build(args, repo, plans, env, printer, publishing=publishing, remote=remote)
-    if code == EXIT_OK and by_hand and not args.publish and any(p.config.push and p.affected for p in plans):
-        printer.info("by hand: uploaded under staging tags only; `--publish` also moves the public tags")
-    return code
-
-
-def shown_live(text: str, printer: Printer, env: Mapping[str, str]) -> None:
-    """The plan before anything is built. pre-commit holds a hook's output until it ends, so
-    under pre-commit it goes to the terminal, where the user sees it now; stdout otherwise."""
-    if not (env.get("PRE_COMMIT") and progress.to_terminal(text + "\n")):
-        printer.line(text)
-
-
-def plan_commits(
-    args: argparse.Namespace,
-    repo: git.Repo,
-    commits: Sequence[changes.Commit],
-    env: Mapping[str, str],
-    printer: Printer,
-    *,
-    by_hand: bool,
-) -> list[Plan]:
-    """The plan of each commit; input digests only when something may be built. By hand, a
-    configuration changed but not committed is said (it is not what is planned)."""
-    build_platform = platforms.native(platform.machine())
-    building = not (args.dry_run or args.explain or args.bake)
-    explain = (args.explain,) if args.explain else ()
-    deadline = budget.start(args.budget, env, "planning the push")
-    plans = [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=building,
-                              explain=explain, deadline=deadline) for commit in commits]  # fmt: skip
-    for note in uncommitted_config(repo, plans, env) if by_hand else ():
-        printer.warn(note)
-    return plans
-
-
-def uncommitted_config(repo: git.Repo, plans: Sequence[Plan], env: Mapping[str, str]) -> tuple[str, ...]:
-    """By hand, a change to the configuration that is not committed is not what is planned: said,
-    when the commit planned is the one checked out."""
-    head = repo.head.commit.hexsha if repo.working_tree_dir and repo.head.is_valid() else None
-    at_head = [p for p in plans if p.commit.sha == head]
-    if head is None or not at_head:
-        return ()
-    files = sorted({PYPROJECT, *(path for p in at_head for path in p.config.definitions)})
-    root = Path(str(repo.working_tree_dir))
-    if all(gitobjects.same_as_committed(repo, head, root, path) for path in files):
-        return ()
-    status = ("git", "-C", str(repo.working_tree_dir), "status", "--porcelain", "--", *files)
-    done = process.run(status, env=env, check=False, timeout=30)
-    changed = [line[3:] for line in done.stdout.splitlines() if line[:2].strip() and line[:2] != "??"]
-    if not changed:
-        return ()
-    return (f"{', '.join(changed)}: changed but not committed; mab-hook plans and builds what is committed "
-            f"({head[:12]}): commit the change to build with it",)  # fmt: skip
-
-
 def build(
-    args: argparse.Namespace,
     repo: git.Repo,
     plans: Sequence[Plan],
     env: Mapping[str, str],
     printer: Printer,
     *,
+    json: bool = False,
+    timeout: float | None = None,
     publishing: bool = True,
     remote: str | None = None,
 ) -> int:
-    """`remote`: a pre-push gate's; what built waits (staged) for the remote to accept the push.
+    """Build what the plans affect and report it (`json`: the report as JSON on stdout;
+    `timeout`: any image's build, over the configured one). `remote`: a pre-push gate's; what
+    built waits (staged) for the remote to accept the push.
 
     Readiness is asked first, once: the registry gateway is made from what it learnt (the
     engine's insecure registries; the builder), then the registry decides what is built, and
@@ -183,7 +64,6 @@ def build(
     with progress.progress_for(printer, env) as shown:
         events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,
                                  step=shown.step, done=shown.done, failed=shown.failed)  # fmt: skip
-        timeout = getattr(args, "timeout", None)
         with pipeline.session(repo, plans, env, events, registry=registry, timeout=timeout) as run:
             decided = pipeline.decisions(repo, plans, run)
             bases = coverage.Coverage(())
@@ -201,7 +81,7 @@ def build(
                 finally:  # what was learnt of the bases is kept, blocked or not
                     known.save()
             done = pipeline.build(repo, decided, run, bases.answers, publishing=publishing)
-    code = finish(args, plans, done, printer, env)
+    code = finish(plans, done, printer, env, json=json)
     if code == EXIT_OK and remote is not None:
         hand_over(repo, plans, remote, insecure=verdict.insecure, env=env, printer=printer)
     if any(r.failure is Failure.ENGINE for r in done):
@@ -304,19 +184,22 @@ def hand_over(
 
 
 def finish(
-    args: argparse.Namespace,
     plans: Sequence[Plan],
     done: Sequence[BuildResult],
     printer: Printer,
     env: Mapping[str, str] | None = None,
+    *,
+    json: bool = False,
+    dry_run: bool = False,
 ) -> int:
+    """The report: the CI matrix, the JSON (`dry_run`: the plan alone) and the summary."""
     ok = all(r.ok for r in done)
     matrix.write_github_output(plans, env or {})
     if (env or {}).get("GITHUB_OUTPUT") and (why := matrix.too_big(plans)):
         printer.warn(why)
-    if args.json:
+    if json:
         data = {"version": __version__, **output.plan_json(plans), "matrix": matrix.matrix(plans)}
-        if not getattr(args, "dry_run", False):
+        if not dry_run:
             data["results"] = output.results_json(done)
         output.dump_json(data, sys.stdout)
     if done:
@@ -411,59 +294,3 @@ def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:
             buildkit_image=cfg.buildkit_image,
         )
     return list(by_builder.values())
-
-
-def configured_remotes(path: Path) -> tuple[str, ...]:
-    try:
-        return tuple(remote.name for remote in open_repo(path).remotes)
-    except FatalError:
-        return ()
-
-
-def open_repo(path: Path) -> git.Repo:
-    try:
-        return git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise FatalError(f"{path} is not inside a git repository") from None
-
-
-def select_commits(
-    args: argparse.Namespace, repo: git.Repo, env: Mapping[str, str], stdin: TextIO, printer: Printer
-) -> tuple[changes.Commit, ...]:
-    if getattr(args, "work_tree", False):
-        if args.from_ref or args.to_ref or args.publish or args.remote:
-            raise FatalError("--work-tree builds the work tree against HEAD (or every image, with --all): "
-                             "it takes no --from, --to, --publish or remote")  # fmt: skip
-        return (changes.work_tree(repo, env, everything=args.all),)
-    if args.all or args.from_ref:
-        return (changes.by_hand_range(repo, None if args.all else args.from_ref, args.to_ref),)
-    handed = install.handed_refs(state.root(repo)) if env.get("PRE_COMMIT") and not args.remote else None
-    if args.remote or handed is not None:  # git's lines: its own stdin, or handed over under pre-commit
-        remote, lines = (args.remote, stdin.read()) if handed is None else handed
-        pushed = changes.from_push(repo, remote, changes.parse_push_lines(lines))
-        for note in pushed.notes:
-            printer.info(note)
-        return pushed.commits
-    if env.get("PRE_COMMIT") or env.get("PRE_COMMIT_TO_REF"):
-        return (pre_commit_range(repo, env, printer),)
-    if args.to_ref:
-        raise FatalError("--to needs --from REF or --all")
-    if not repo.working_tree_dir and not repo.remotes:
-        raise FatalError(f"{where(repo)} is a bare repository: say what to build with --all or --from REF")
-    return (changes.upstream(repo),)
-
-
-def pre_commit_range(repo: git.Repo, env: Mapping[str, str], printer: Printer) -> changes.Commit:
-    """The first ref of the push, as pre-commit passes it (with no hand-over from `mab-hook install`)."""
-    found = changes.from_pre_commit(repo, env)
-    if found is not None:
-        return found
-    # pre-commit's "all files" push: new history down to a root commit.
-    rev = env.get("PRE_COMMIT_LOCAL_BRANCH") or "HEAD"
-    printer.warn(
-        "pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
-        f"as for a push of new history): building EVERY image of {rev}"
-    )
-    found = changes.for_all(repo, rev, changes.current_branch(repo), "no push range from pre-commit")
-    ref = changes.pre_commit_ref(repo, env)
-    return found._replace(refs=(ref._replace(pushed=ref.pushed or found.sha),)) if ref.name else found

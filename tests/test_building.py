@@ -9,7 +9,7 @@ from pathlib import Path
 import git as gitpython
 import pytest
 
-from mab_hook import changes, hook, planning, readiness
+from mab_hook import building, changes, planning, readiness
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from tests.conftest import Repo
@@ -29,7 +29,9 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
     ]
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:
-        hook.enforce(readiness.ask(host(tmp_path), hook.wanted_for(plans)), Printer(stream, color=False))
+        building.enforce(
+            readiness.ask(host(tmp_path), building.wanted_for(plans)), Printer(stream, color=False)
+        )
     assert stream.getvalue() == (
         "mab-hook: warning: platform linux/arm/v7: builder default does not list linux/arm/v7, but BuildKit "
         "runs it this way (`mab-hook doctor` says more; `git config --add mab-hook.silence platform-unlisted` "
@@ -39,15 +41,15 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
     assert "no emulator is registered for s390x ELF programs" in str(info.value)
     repo.git("config", "--add", "mab-hook.silence", "platform-unlisted")
     repo.git("config", "--add", "mab-hook.silence", "emulator-without-f")
-    quiet = hook.silenced(repo.path, os.environ)
+    quiet = building.silenced(repo.path, os.environ)
     assert quiet == {"platform-unlisted", "emulator-without-f"}
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:  # a failure is never silenced
-        verdict = readiness.ask(host(tmp_path / "2"), hook.wanted_for(plans))
-        hook.enforce(verdict, Printer(stream, color=False), silenced=quiet)
+        verdict = readiness.ask(host(tmp_path / "2"), building.wanted_for(plans))
+        building.enforce(verdict, Printer(stream, color=False), silenced=quiet)
     assert stream.getvalue() == ""
     assert "no emulator is registered for s390x ELF programs" in str(info.value)
-    assert hook.silenced(tmp_path, os.environ) == frozenset()  # no repository, no setting: nothing
+    assert building.silenced(tmp_path, os.environ) == frozenset()  # no repository, no setting: nothing
 
 
 def test_by_hand_a_configuration_changed_but_not_committed_is_said(repo: Repo) -> None:
@@ -87,15 +89,15 @@ def test_a_push_asks_only_the_repositories_it_writes_to_whether_it_may() -> None
     config = dataclasses.replace(CONFIG, push=True)
     commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"services/api/x", "base/Dockerfile"}), "t")
     plan = make_plan(commit, config, Files.of(DOCKERFILES), build_platform="linux/amd64")
-    building = [p for p in plan.affected if p.image.name != "base"]  # base reused: not built
-    refused = hook.push_refusals(Stub(), [plan], building)  # type: ignore[arg-type]
+    built = [p for p in plan.affected if p.image.name != "base"]  # base reused: not built
+    refused = building.push_refusals(Stub(), [plan], built)  # type: ignore[arg-type]
     assert sorted(asked) == sorted(f"reg:5000/team/{where}" for where in
                                    ("mab-staging/api", "api", "mab-staging/worker", "worker"))  # fmt: skip
     assert refused == ["reg:5000/team/worker: no"]
-    assert hook.push_refused_text(refused).startswith(
+    assert building.push_refused_text(refused).startswith(
         "the push is blocked before any build: reg:5000/team/worker"
     )
     asked.clear()
-    unpublished = [p._replace(tags=()) for p in building]
-    hook.push_refusals(Stub(), [plan._replace(affected=tuple(unpublished))], unpublished)  # type: ignore[arg-type]
+    unpublished = [p._replace(tags=()) for p in built]
+    building.push_refusals(Stub(), [plan._replace(affected=tuple(unpublished))], unpublished)  # type: ignore[arg-type]
     assert sorted(asked) == ["reg:5000/team/mab-staging/api", "reg:5000/team/mab-staging/worker"]

@@ -17,9 +17,9 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from mab_hook import ci
+from mab_hook.commands import publish
 from mab_hook.registry import Manifest
-from tests.conftest import PLATFORMS, Hooked, Lab, Repo, mab, project_files
+from tests.conftest import PLATFORMS, ROOT, Hooked, Lab, Repo, mab, project_files
 from tests.test_matrix import github_output, project_files_without_lab
 
 IMAGES = ("base", "api", "worker")
@@ -46,9 +46,9 @@ def test_merged_keeps_every_platform_manifest_by_digest() -> None:
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:att", "size": 7,
          "platform": {"os": "unknown", "architecture": "unknown"}},
     ]}  # fmt: skip
-    amd = Manifest(json.dumps(amd_index).encode(), ci.INDEX, "sha256:amdindex")
-    index = json.loads(ci.merged([("linux/amd64", amd), ("linux/arm/v7", arm)]).body)
-    assert index["mediaType"] == ci.INDEX
+    amd = Manifest(json.dumps(amd_index).encode(), publish.INDEX, "sha256:amdindex")
+    index = json.loads(publish.merged([("linux/amd64", amd), ("linux/arm/v7", arm)]).body)
+    assert index["mediaType"] == publish.INDEX
     assert [m["digest"] for m in index["manifests"]] == ["sha256:amd", "sha256:att", "sha256:arm"]
     assert index["manifests"][2] == {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                                      "digest": "sha256:arm", "size": len(arm.body),
@@ -154,7 +154,7 @@ def test_after_a_gated_push_the_fan_out_builds_nothing_and_moves_no_tag(
 
 # --- the documented workflow (sample-repo/.github/workflows/images.yml), run as GitHub would ---
 
-WORKFLOW = Path(__file__).resolve().parent.parent / "sample-repo" / ".github" / "workflows" / "images.yml"
+WORKFLOW = ROOT / "sample-repo" / ".github" / "workflows" / "images.yml"
 _EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
 

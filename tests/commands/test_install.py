@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import install
+from mab_hook import handover
+from mab_hook.commands import install
 from tests.conftest import Hooked, Lab, Repo
 
 
@@ -34,7 +35,7 @@ def test_under_pre_commit_every_ref_of_a_push_is_checked(
                                cwd=hooked.repo.path, env=hooked.env, capture_output=True, text=True, check=False)  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
     legacy = hooked.repo.path / ".git" / "hooks" / "pre-push.legacy"
-    assert install.MARKER in legacy.read_text() and os.access(legacy, os.X_OK)
+    assert handover.MARKER in legacy.read_text() and os.access(legacy, os.X_OK)
     assert "python" not in legacy.read_text()  # no interpreter pinned: pre-commit's mab-hook runs
     repo = hooked.repo
     repo.git("checkout", "-q", "-b", "one")
@@ -49,7 +50,7 @@ def test_under_pre_commit_every_ref_of_a_push_is_checked(
     assert pushed.output.count("  image  ") == 1, pushed.output  # each ref checked once, in one run
     assert "building EVERY image" not in pushed.output
     assert re.search(r"build affected multi-arch images\.+Passed", pushed.output), pushed.output
-    assert not list((repo.path / ".git" / "mab-hook").glob(f"{install.HANDED}*"))  # read, then removed
+    assert not list((repo.path / ".git" / "mab-hook").glob(f"{handover.HANDED}*"))  # read, then removed
     # Feature branches: uploaded under staging tags, nothing public.
     assert "one publishes nothing: one is not the remote's default branch" in pushed.output
     assert one[:7] not in lab.public_tags(f"{hooked.registry}/api")
@@ -128,7 +129,7 @@ def test_outside_a_repository_install_says_so(tmp_path: Path) -> None:
 def _handed_to_a_child(cwd: Path, root: Path) -> str:
     """handed_refs as the hook pre-commit runs reads it: in a child of the process that ran the
     script (pre-commit's hook-impl runs both)."""
-    program = f"import pathlib; from mab_hook import install; print(repr(install.handed_refs(pathlib.Path({str(root)!r}))))"
+    program = f"import pathlib; from mab_hook import handover; print(repr(handover.handed_refs(pathlib.Path({str(root)!r}))))"
     return subprocess.run((sys.executable, "-c", program), cwd=cwd, capture_output=True, text=True,
                           check=True).stdout.strip()  # fmt: skip
 
@@ -147,35 +148,35 @@ def test_the_script_under_pre_commit_hands_every_ref_to_the_hook_pre_commit_runs
                          capture_output=True, check=False)  # fmt: skip
     assert ran.returncode == 0, ran.stderr
     root = repo.path / ".git" / "mab-hook"
-    (handed,) = root.glob(f"{install.HANDED}*")
-    assert handed.name == f"{install.HANDED}{os.getpid()}" and handed.stat().st_mode & 0o777 == 0o600
-    assert _handed_to_a_child(repo.path, root) == repr(install.Handed("origin", lines))
+    (handed,) = root.glob(f"{handover.HANDED}*")
+    assert handed.name == f"{handover.HANDED}{os.getpid()}" and handed.stat().st_mode & 0o777 == 0o600
+    assert _handed_to_a_child(repo.path, root) == repr(handover.Handed("origin", lines))
     assert _handed_to_a_child(repo.path, root) == "None"  # read once: the file is gone
 
 
 def test_a_hand_over_serves_only_its_own_push(tmp_path: Path) -> None:
     """Another process's hand-over is not this push's; an old one is stale, and removed."""
-    other = tmp_path / f"{install.HANDED}1"
+    other = tmp_path / f"{handover.HANDED}1"
     other.write_text("origin\nurl\nrefs/heads/x 1 refs/heads/x 0\n")
-    assert install.handed_refs(tmp_path) is None and other.exists()  # another push's, still fresh
-    old = time.time() - install.HANDED_AGE - 1
+    assert handover.handed_refs(tmp_path) is None and other.exists()  # another push's, still fresh
+    old = time.time() - handover.HANDED_AGE - 1
     os.utime(other, (old, old))
-    own = tmp_path / f"{install.HANDED}{os.getppid()}"
+    own = tmp_path / f"{handover.HANDED}{os.getppid()}"
     own.write_text("origin\nurl\nrefs/heads/y 2 refs/heads/y 0\n")
     os.utime(own, (old, old))
-    assert install.handed_refs(tmp_path) is None  # too old to be this push's
+    assert handover.handed_refs(tmp_path) is None  # too old to be this push's
     assert not other.exists() and not own.exists()
     own.write_text("")
-    assert install.handed_refs(tmp_path) is None  # names no remote
+    assert handover.handed_refs(tmp_path) is None  # names no remote
     own.write_bytes(b"origin")  # the remote alone
-    assert install.handed_refs(tmp_path) == install.Handed("origin", "")
+    assert handover.handed_refs(tmp_path) == handover.Handed("origin", "")
     own.write_bytes(b"origin\nfile:///remote")  # no ref at all, and no newline
-    assert install.handed_refs(tmp_path) == install.Handed("origin", "")
+    assert handover.handed_refs(tmp_path) == handover.Handed("origin", "")
     own.write_bytes(b"origin\nurl\nrefs/heads/\xff 1 refs/heads/x 0\n")  # bytes git allows
-    assert install.handed_refs(tmp_path) == install.Handed("origin", "refs/heads/\ufffd 1 refs/heads/x 0\n")
+    assert handover.handed_refs(tmp_path) == handover.Handed("origin", "refs/heads/\ufffd 1 refs/heads/x 0\n")
     (tmp_path / "elsewhere").write_text("origin\nurl\nrefs/heads/z 3 refs/heads/z 0\n")
     own.symlink_to(tmp_path / "elsewhere")  # planted in its place: never followed
-    assert install.handed_refs(tmp_path) is None
+    assert handover.handed_refs(tmp_path) is None
 
 
 def test_a_vanished_environment_stops_the_plain_hook_with_what_to_run(tmp_path: Path) -> None:

@@ -49,8 +49,12 @@ seconds.__name__ = "number of seconds above 0 and at most a week"  # what argpar
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--budget", type=seconds, metavar="SECONDS", help="stop planning that takes longer "
-                        f"(default: ${ENV}, else {SECONDS:g})")  # fmt: skip
+    parser.add_argument(
+        "--budget",
+        type=seconds,
+        metavar="SECONDS",
+        help=f"stop planning that takes longer (default: ${ENV}, else {SECONDS:g})",
+    )
 
 
 def start(seconds: float | None, env: Mapping[str, str], what: str) -> Deadline:

@@ -15,6 +15,11 @@ MULTI_PLATFORM_DRIVERS = ("docker-container", "kubernetes", "remote")
 LOCAL_DRIVERS = ("docker", "docker-container")
 
 
+def flag(builder: str | None) -> tuple[str, ...]:
+    """buildx's `--builder NAME`, or nothing for the current builder."""
+    return ("--builder", builder) if builder else ()
+
+
 class Node(NamedTuple):
     name: str
     endpoint: str

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import git
 
 from mab_hook import __version__, changes, input_digest, matrix, output, process, progress, state
-from mab_hook.errors import FatalError
+from mab_hook.errors import EXIT_FAIL, EXIT_OK, FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.results import BuildResult, Failure
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from mab_hook.readiness import Verdict, Wanted
     from mab_hook.registry import Insecure, Registry
 
-EXIT_OK, EXIT_FAIL = 0, 1
 SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gate no longer shows
 
 
@@ -62,8 +61,14 @@ def build(
     lookup = coverage.local_sources(env, known, partial(readiness.docker_hub_mirrors, host.run, builder))
     quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
     with progress.progress_for(printer, env) as shown:
-        events = pipeline.Events(progress=shown.message, build_line=printer.build_line, notice=printer.info,
-                                 step=shown.step, done=shown.done, failed=shown.failed)  # fmt: skip
+        events = pipeline.Events(
+            progress=shown.message,
+            build_line=printer.build_line,
+            notice=printer.info,
+            step=shown.step,
+            done=shown.done,
+            failed=shown.failed,
+        )
         with pipeline.session(repo, plans, env, events, registry=registry, timeout=timeout) as run:
             decided = pipeline.decisions(repo, plans, run)
             bases = coverage.Coverage(())
@@ -157,7 +162,7 @@ def hand_over(
 ) -> None:
     """Everything built and staged: the pushed refs that publish are written down, and the
     publisher started, to tag every image of their commits once the remote holds them."""
-    from mab_hook import pending, policy, publisher  # noqa: PLC0415
+    from mab_hook import pending, policy, publisher  # noqa: PLC0415 - only under a push that publishes
 
     refs = {
         ref.full: pending.PushedRef(ref.full, ref.pushed, plan.commit.sha, ref.default)
@@ -174,8 +179,10 @@ def hand_over(
     names = ", ".join(changes.ref_name(full) or full for full in refs)
     after = publisher.push_process(os.getpid(), env)
     if after is None:  # not run by git (a test, a wrapper): nothing to wait for
-        printer.info(f"the public tags of {names} wait for {remote} to accept the push: once it has, run "
-                     "`mab-hook publish --pending`")  # fmt: skip
+        printer.info(
+            f"the public tags of {names} wait for {remote} to accept the push: once it has, run "
+            "`mab-hook publish --pending`"
+        )
         return
     publisher.start(root, record, Path(repo.working_tree_dir or repo.git_dir), env, after)
     printer.info(
@@ -225,8 +232,10 @@ def blocked(done: Sequence[BuildResult]) -> str:
             "the paths of programs it carries on purpose in its `foreign-binaries`; push again"
         )
     elif failures <= {Failure.REGISTRY}:
-        advice = ("the registry failed (see above): check that it runs and that `docker login` works for it, "
-                  "then push again; what was built is reused")  # fmt: skip
+        advice = (
+            "the registry failed (see above): check that it runs and that `docker login` works for it, "
+            "then push again; what was built is reused"
+        )
     elif Failure.REGISTRY in failures:
         advice = "fix the failed build(s) and the registry problem above, commit, and push again"
     else:
@@ -249,8 +258,10 @@ def enforce(
     for check in verdict.checks(readiness.WARN):
         if check.code not in silenced:  # the gist; doctor has the rest
             gist = check.finding.rsplit("; ", 1)[-1]
-            printer.warn(f"{check.name}: {gist} (`mab-hook doctor` says more; "
-                         f"`git config --add {SILENCE} {check.code}` stops this warning)")  # fmt: skip
+            printer.warn(
+                f"{check.name}: {gist} (`mab-hook doctor` says more; "
+                f"`git config --add {SILENCE} {check.code}` stops this warning)"
+            )
     failed = verdict.checks(readiness.FAIL)
     if failed:
         raise FatalError(
@@ -264,15 +275,16 @@ def enforce(
 def silenced(repository: Path, env: Mapping[str, str]) -> frozenset[str]:
     """The readiness warnings the pusher silenced for the gate: `git config mab-hook.silence CODE`
     (any level; several values)."""
-    done = process.run(("git", "-C", str(repository), "config", "--get-all", SILENCE), env=env, check=False,
-                       timeout=30)  # fmt: skip
+    done = process.run(
+        ("git", "-C", str(repository), "config", "--get-all", SILENCE), env=env, check=False, timeout=30
+    )
     return frozenset(done.stdout.split()) if done.returncode == 0 else frozenset()
 
 
 def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:
     """One readiness question per builder: the platforms of its images, the repository the gate
     pushes to (staging)."""
-    from mab_hook.readiness import Wanted  # noqa: PLC0415
+    from mab_hook.readiness import Wanted  # noqa: PLC0415 - readiness loads only when something is built
 
     by_builder: dict[str | None, Wanted] = {}
     for p in plans:

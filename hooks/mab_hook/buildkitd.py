@@ -66,8 +66,14 @@ def registry(files: Mapping[str, bytes], host: str) -> RegistrySettings:
             cert, key = read(pair.get("cert")), read(pair.get("key"))
             client = (cert, key) if cert is not None and key is not None else None
     http = section.get("http")
-    return RegistrySettings(http if isinstance(http, bool) else None, section.get("insecure") is True,
-                            authorities, client, tuple(unread), _strings(section.get("mirrors")))  # fmt: skip
+    return RegistrySettings(
+        http if isinstance(http, bool) else None,
+        section.get("insecure") is True,
+        authorities,
+        client,
+        tuple(unread),
+        _strings(section.get("mirrors")),
+    )
 
 
 def _sections(text: bytes) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from mab_hook import grants, process, specs, state
+from mab_hook import builders, grants, process, specs, state
 from mab_hook.errors import FatalError
 from mab_hook.grants import Grants
 from mab_hook.images import LOCAL_PATH_KEYS, OCI_LAYOUT, TARGET, Image, is_external_context, layout_path
@@ -61,7 +61,7 @@ class Buildx(NamedTuple):
     group: process.Group
 
     def bake(self, definition: Path, *args: str) -> tuple[str, ...]:
-        builder = ("--builder", self.builder) if self.builder else ()
+        builder = builders.flag(self.builder)
         # rawjson: every step the moment it starts (rendered as plain progress for the log)
         return ("docker", "buildx", "bake", "--file", str(definition), "--progress=rawjson", *builder, *args)
 
@@ -289,7 +289,7 @@ def prove_literal(bake_file: Path, data: Mapping[str, Any], buildx: Buildx) -> N
     if not has_template(plain):
         return
     names = tuple(plain["target"])
-    builder = ("--builder", buildx.builder) if buildx.builder else ()
+    builder = builders.flag(buildx.builder)
     command = ("docker", "buildx", "bake", "--file", str(bake_file), "--print", "--progress=quiet")
     done = process.run((*command, *builder, *names), env=buildx.run_env, check=False, timeout=60)
     try:
@@ -328,8 +328,9 @@ def build_one(
         bake_file, "--metadata-file", str(metadata), *(("--push",) if push_ref else ()), entry
     )
     with state.open_private(log_path) as log:
-        streamed = buildx.group.stream(command, env=buildx.run_env, log=log, on_line=on_line, timeout=timeout,
-                                       render=Renderer().feed)  # fmt: skip
+        streamed = buildx.group.stream(
+            command, env=buildx.run_env, log=log, on_line=on_line, timeout=timeout, render=Renderer().feed
+        )
         attempt_log = log_path.read_text(errors="replace")
         tries: collections.Counter[Failure] = collections.Counter()
         while streamed.returncode and not streamed.timed_out:
@@ -345,13 +346,21 @@ def build_one(
             log.flush()
             time.sleep(tries[kind] * BACKOFF if kind is Failure.REGISTRY else 0)
             offset = log_path.stat().st_size
-            streamed = buildx.group.stream(command, env=buildx.run_env, log=log, on_line=on_line,
-                                           timeout=timeout, render=Renderer().feed)  # fmt: skip
+            streamed = buildx.group.stream(
+                command, env=buildx.run_env, log=log, on_line=on_line, timeout=timeout, render=Renderer().feed
+            )
             # Each attempt numbers its vertices afresh: read only its own part of the log.
             attempt_log = log_path.read_bytes()[offset:].decode("utf-8", errors="replace")
     seconds = time.monotonic() - started
-    result = BuildResult(name, Status.BUILT, seconds, "", log_path, platforms=planned.image.platforms,
-                         input_digest=planned.input_digest)  # fmt: skip
+    result = BuildResult(
+        name,
+        Status.BUILT,
+        seconds,
+        "",
+        log_path,
+        platforms=planned.image.platforms,
+        input_digest=planned.input_digest,
+    )
     if streamed.returncode == 0:
         published = (push_ref,) if push_ref else ()
         return result._replace(image_digest=image_digest(metadata, entry), published=published)
@@ -630,14 +639,17 @@ def _bake_once(
         name: path.stat().st_size if appending and path.exists() else 0 for name, path in paths.items()
     }
     with contextlib.ExitStack() as stack:
-        files = {name: stack.enter_context(state.open_private(path, "a" if appending else "w"))
-                 for name, path in paths.items()}  # fmt: skip
+        files = {
+            name: stack.enter_context(state.open_private(path, "a" if appending else "w"))
+            for name, path in paths.items()
+        }
         if appending:
             for log in files.values():
                 log.write("mab-hook: the engine or the registry failed while exporting; once more\n")
         demux = _Demux(wanted, files, watch)
-        streamed = buildx.group.stream(command, env=buildx.run_env, log=_Discard(), on_line=demux.line,
-                                       render=Renderer().feed)  # fmt: skip
+        streamed = buildx.group.stream(
+            command, env=buildx.run_env, log=_Discard(), on_line=demux.line, render=Renderer().feed
+        )
     run = _Run(demux, streamed, metadata, time.monotonic() - demux.started, offsets)
     return [_result(w, paths[w.planned.image.name], run) for w in wanted]
 
@@ -645,8 +657,15 @@ def _bake_once(
 def _result(wanted: Wanted, log: Path, run: _Run) -> BuildResult:
     planned, name, demux = wanted.planned, wanted.planned.image.name, run.demux
     published = (wanted.push_ref,) if wanted.push_ref else ()
-    result = BuildResult(name, Status.BUILT, demux.seconds.get(name, run.seconds), "", log,
-                         platforms=planned.image.platforms, input_digest=planned.input_digest)  # fmt: skip
+    result = BuildResult(
+        name,
+        Status.BUILT,
+        demux.seconds.get(name, run.seconds),
+        "",
+        log,
+        platforms=planned.image.platforms,
+        input_digest=planned.input_digest,
+    )
     if run.streamed.returncode == 0:
         return result._replace(image_digest=image_digest(run.metadata, entry_name(name)), published=published)
     if name in demux.own_errors:
@@ -660,8 +679,9 @@ def _result(wanted: Wanted, log: Path, run: _Run) -> BuildResult:
     said = invocation_error(run.streamed.tail)
     if said and not (demux.own_errors or demux.export_errors or demux.failed_bases):
         detail = f"buildx failed before building anything: {said}"
-        return result._replace(status=Status.FAILED, detail=detail, failure=Failure.ENGINE,
-                               tail=run.streamed.tail)  # fmt: skip
+        return result._replace(
+            status=Status.FAILED, detail=detail, failure=Failure.ENGINE, tail=run.streamed.tail
+        )
     broken = sorted(demux.failed_bases.get(name, ()))
     if broken:
         detail = f"base image {broken[0]} did not build"
@@ -681,8 +701,9 @@ def _unattributed(result: BuildResult, streamed: process.Streamed) -> BuildResul
     but buildx's own last words."""
     errors = [line.removeprefix("ERROR: ") for line in streamed.tail if line.startswith("ERROR: ")]
     said = errors[-1][:300] if errors else f"buildx exited {streamed.returncode}"
-    return result._replace(status=Status.FAILED, detail=f"the build failed: {said}", failure=Failure.BUILD,
-                           tail=streamed.tail)  # fmt: skip
+    return result._replace(
+        status=Status.FAILED, detail=f"the build failed: {said}", failure=Failure.BUILD, tail=streamed.tail
+    )
 
 
 class _Discard(io.StringIO):

@@ -38,8 +38,18 @@ def checkout(
     try:
         whole = paths is None or "." in paths or "" in paths
         no_checkout = () if whole else ("--no-checkout",)
-        repo.git.worktree("add", "--detach", "--force", "--lock", "--reason", reason, *no_checkout,
-                          "--quiet", str(path), sha)  # fmt: skip
+        repo.git.worktree(
+            "add",
+            "--detach",
+            "--force",
+            "--lock",
+            "--reason",
+            reason,
+            *no_checkout,
+            "--quiet",
+            str(path),
+            sha,
+        )
         tree = git.Repo(path)
         if not whole:
             _checkout_paths(repo, tree, sha, paths or ())

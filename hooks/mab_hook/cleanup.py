@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from mab_hook import changes, gitobjects, input_digest, pending, planning
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
+from mab_hook.plan import Plan
 from mab_hook.registry import Manifest, Registry
 
 if TYPE_CHECKING:
@@ -69,8 +70,6 @@ def needed_by_pending(
     """The input digests of every image of the commits that waiting (or failed) publishes will
     tag: the publisher copies from their staging uploads. A commit the repository no longer
     has (history rewritten, objects pruned) can never be published, and keeps nothing."""
-    from mab_hook.plan import Plan  # noqa: PLC0415
-
     known = gitobjects.known_commits(repo)
     commits = {
         ref.commit
@@ -81,11 +80,18 @@ def needed_by_pending(
     found: set[str] = set()
     for sha in sorted(filter(known, commits)):
         try:
-            plan: Plan = planning.plan_at(repo, changes.Commit(sha, (), None, "gc"), env=env,
-                                          build_platform=build_platform, digests=True)  # fmt: skip
+            plan: Plan = planning.plan_at(
+                repo,
+                changes.Commit(sha, (), None, "gc"),
+                env=env,
+                build_platform=build_platform,
+                digests=True,
+            )
         except FatalError as e:
-            raise FatalError(f"a waiting publish names commit {sha[:12]}, which cannot be planned ({e}); "
-                             "nothing was removed: run `mab-hook status`") from None  # fmt: skip
+            raise FatalError(
+                f"a waiting publish names commit {sha[:12]}, which cannot be planned ({e}); "
+                "nothing was removed: run `mab-hook status`"
+            ) from None
         found |= {planned.input_digest for planned in plan.affected}
     return frozenset(found)
 
@@ -107,12 +113,16 @@ def judge_image(registry: Registry, config: Config, image: Image, rules: Rules) 
     tags += [(staging, tag) for tag in registry.tag_list(staging) or ()]
     manifests = {(repository, tag): registry.manifest(f"{repository}:{tag}") for repository, tag in tags}
     digests = {key: found.digest for key, found in manifests.items() if found is not None}  # gone meanwhile
-    named = {digest: tag for (repository, tag), digest in digests.items()
-             if repository == public and not _staging(tag)}  # fmt: skip
+    named = {
+        digest: tag
+        for (repository, tag), digest in digests.items()
+        if repository == public and not _staging(tag)
+    }
     verdicts = [
         judge(upload(registry, repository, tag, found), named if repository == staging else {}, rules)
-        for (repository, tag), found in manifests.items() if found is not None and _staging(tag)
-    ]  # fmt: skip
+        for (repository, tag), found in manifests.items()
+        if found is not None and _staging(tag)
+    ]
     held = {(repository, digest) for (repository, tag), digest in digests.items() if not _staging(tag)}
     return Judged(verdicts, held)
 
@@ -215,5 +225,7 @@ def settled(verdicts: Sequence[Verdict], removal: Removal) -> list[Verdict]:
     """The verdicts as the registry carried them out: a tag it would not take alone is kept."""
     shared = {(d.repository, tag) for d in removal.shared for tag in d.tags}
     why = "the registry deletes only whole images, and a tag that stays names this one"
-    return [v._replace(remove=False, why=why) if (v.upload.repository, v.upload.tag) in shared else v
-            for v in verdicts]  # fmt: skip
+    return [
+        v._replace(remove=False, why=why) if (v.upload.repository, v.upload.tag) in shared else v
+        for v in verdicts
+    ]

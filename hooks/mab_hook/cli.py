@@ -22,11 +22,10 @@ from typing import Any, Protocol, TextIO, cast
 
 from mab_hook import __version__, input_digest, output
 from mab_hook.commands import COMMANDS
-from mab_hook.errors import FatalError
+from mab_hook.errors import EXIT_BUG, EXIT_FAIL, EXIT_HANGUP, EXIT_INTERRUPTED, FatalError
 from mab_hook.output import Printer
 from mab_hook.results import Interrupted
 
-EXIT_OK, EXIT_FAIL, EXIT_BUG, EXIT_INTERRUPTED, EXIT_HANGUP = 0, 1, 3, 130, 129
 # `mab-hook WORD` runs module `commands.<module>`; no word: the gate.
 MODULES = {**{name: name for name in COMMANDS}, "": "gate"}
 
@@ -107,12 +106,16 @@ def _check_word(args: argparse.Namespace) -> None:
     if word in configured_remotes(args.repo or Path.cwd()):
         return
     if word in COMMANDS:  # after an option: `mab-hook --color never verify`
-        raise FatalError(f"{word!r} is a command: name it first, before its options "
-                         f"(`mab-hook {word} [options]`); see `mab-hook {word} --help`")  # fmt: skip
+        raise FatalError(
+            f"{word!r} is a command: name it first, before its options "
+            f"(`mab-hook {word} [options]`); see `mab-hook {word} --help`"
+        )
     close = difflib.get_close_matches(word, COMMANDS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise FatalError(f"{word!r} is not a command{hint} nor a remote of this repository; commands: "
-                     f"{', '.join(COMMANDS)}; see `mab-hook --help`")  # fmt: skip
+    raise FatalError(
+        f"{word!r} is not a command{hint} nor a remote of this repository; commands: "
+        f"{', '.join(COMMANDS)}; see `mab-hook --help`"
+    )
 
 
 def _fatal(message: str, printer: Printer, json_wanted: bool) -> int:

@@ -269,8 +269,10 @@ def _ref_patterns(
     patterns = fields.str_list(table[name], f"{key}.{name}", problems)
     for pattern in patterns:
         if not pattern.strip() or pattern.startswith("refs/"):
-            problems.add(f"{key}.{name}", f"{pattern!r} is not a name pattern: write short names, "
-                         "e.g. 'main', 'release/*', 'v[0-9]*'")  # fmt: skip
+            problems.add(
+                f"{key}.{name}",
+                f"{pattern!r} is not a name pattern: write short names, e.g. 'main', 'release/*', 'v[0-9]*'",
+            )
     return patterns
 
 
@@ -317,8 +319,11 @@ def _pinned_image(table: Mapping[str, Any], name: str, key: str, problems: Probl
     # Validated whole: it reaches a buildx option (`--driver-opt image=...`) that buildx splits at commas.
     ref = references.parse(image) if references.is_valid(image) else None
     if ref is None or (ref.tag in (None, "latest") and ref.digest is None):
-        problems.add(f"{key}.{name}", f"{redact(image)!r} must name a pinned tag (not latest) or a digest, "
-                     f"e.g. {PINNED_EXAMPLES[name]!r} or your mirror's copy of it")  # fmt: skip
+        problems.add(
+            f"{key}.{name}",
+            f"{redact(image)!r} must name a pinned tag (not latest) or a digest, "
+            f"e.g. {PINNED_EXAMPLES[name]!r} or your mirror's copy of it",
+        )
     return image
 
 
@@ -356,15 +361,21 @@ def _images(
     if tables is None and not any(not image.only_as_context for image in from_files.values()):
         if any(source.key for source in sources):
             named = ", ".join(s.label for s in sources)
-            problems.add(key, f"{named}: no image to build (no service with a build section, no bake "
-                         "target in the default group)")  # fmt: skip
+            problems.add(
+                key,
+                f"{named}: no image to build (no service with a build section, no bake "
+                "target in the default group)",
+            )
             return (), read, notes
         # No definition file, or only compose files of ready-made images: the Dockerfiles.
         return discovery.discover(tree.paths, platforms, problems, root_name), read, notes
     tables = tables or {}
     if not tables and not from_files:
-        problems.add(f"{key}.images", "is empty; add [tool.multiarch.images.NAME] tables, "
-                     "or remove it to build every tracked Dockerfile")  # fmt: skip
+        problems.add(
+            f"{key}.images",
+            "is empty; add [tool.multiarch.images.NAME] tables, "
+            "or remove it to build every tracked Dockerfile",
+        )
     images = dict(from_files)
     for name, spec in tables.items():
         image = _image(
@@ -488,18 +499,30 @@ def _image(
         dockerfile=dockerfile,
         platforms=platforms or (),
         target=fields.optional_str(spec, "target", key, problems) or found.target,
-        build_args=tuple(sorted({**dict(found.build_args), **dict(
-            fields.build_args(spec.get("build-args", {}), f"{key}.build-args", problems))}.items())),
+        build_args=tuple(
+            sorted(
+                {
+                    **dict(found.build_args),
+                    **dict(fields.build_args(spec.get("build-args", {}), f"{key}.build-args", problems)),
+                }.items()
+            )
+        ),
         watch=found.watch + fields.str_list(spec.get("watch", []), f"{key}.watch", problems),
-        contexts=tuple(sorted({**dict(found.contexts), **dict(
-            fields.contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems))}.items())),
+        contexts=tuple(
+            sorted(
+                {
+                    **dict(found.contexts),
+                    **dict(fields.contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems)),
+                }.items()
+            )
+        ),
         cache_from=tuple(entry.replace("{name}", name) for entry in settings.cache_from),
         cache_to=tuple(entry.replace("{name}", name) for entry in settings.cache_to),
         timeout=settings.timeout,
         secrets=settings.secrets,
-        foreign_binaries=found.foreign_binaries + fields.str_list(
-            spec.get("foreign-binaries", []), f"{key}.foreign-binaries", problems),
-    )  # fmt: skip
+        foreign_binaries=found.foreign_binaries
+        + fields.str_list(spec.get("foreign-binaries", []), f"{key}.foreign-binaries", problems),
+    )
 
 
 def _located(

@@ -126,8 +126,10 @@ def _base_text(pull: Pull, found: Found, missing: Sequence[str]) -> str:
     where = " in the engine's image store" if found.where == ENGINE else ""
     base = f"base {pull.ref} ({pull.how}, line {pull.line})"
     if found.plain:
-        return (f"{base} is a single {has} image{where}, no index: built for {', '.join(missing)} on it, the "
-                f"image would hold {has} programs")  # fmt: skip
+        return (
+            f"{base} is a single {has} image{where}, no index: built for {', '.join(missing)} on it, the "
+            f"image would hold {has} programs"
+        )
     return f"{base} has {has}{where}, not {', '.join(missing)}"
 
 
@@ -277,8 +279,12 @@ class Sources:
                     return {}
                 if answer.ok:
                     return parse_json(answer.body)
-        inspected = self.run(("docker", "image", "inspect", "--format", "{{json .}}", ref), env=self.env,
-                             check=False, timeout=60)  # fmt: skip
+        inspected = self.run(
+            ("docker", "image", "inspect", "--format", "{{json .}}", ref),
+            env=self.env,
+            check=False,
+            timeout=60,
+        )
         return parse_json(inspected.stdout) if inspected.returncode == 0 else {}
 
     def _saved(self, ref: str) -> dict[str, bytes] | None:
@@ -290,8 +296,9 @@ class Sources:
                 answer = http_client.local(self.socket, path, timeout=SAVE_TIMEOUT, consume=_small_files)
                 if answer.ok and isinstance(answer.consumed, dict):
                     return answer.consumed
-        found, _done = self.read_stream(("docker", "image", "save", ref), _small_files, env=self.env,
-                                        timeout=SAVE_TIMEOUT)  # fmt: skip
+        found, _done = self.read_stream(
+            ("docker", "image", "save", ref), _small_files, env=self.env, timeout=SAVE_TIMEOUT
+        )
         return found if isinstance(found, dict) else None
 
     def from_registry(self, ref: str) -> Found | str:

@@ -132,10 +132,15 @@ def _plugin_dirs(env: Mapping[str, str]) -> list[Path]:
     if sys.platform == "win32":
         roots = (env.get("ProgramData"), env.get("ProgramFiles"))
         return [Path(root) / "Docker" / "cli-plugins" for root in roots if root]
-    return [Path(p) for p in (
-        "/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
-        "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins",
-    )]  # fmt: skip
+    return [
+        Path(p)
+        for p in (
+            "/usr/local/lib/docker/cli-plugins",
+            "/usr/local/libexec/docker/cli-plugins",
+            "/usr/lib/docker/cli-plugins",
+            "/usr/libexec/docker/cli-plugins",
+        )
+    ]
 
 
 def _extra_dirs(config: Path) -> list[str]:
@@ -208,8 +213,9 @@ class Resolver:
             data = self._data(path, read)
             if data is None:
                 if path in source.files:
-                    raise FatalError(f"{path}: no such file in commit {self.files.commit[:12]} "
-                                     "(named in [tool.multiarch])")  # fmt: skip
+                    raise FatalError(
+                        f"{path}: no such file in commit {self.files.commit[:12]} (named in [tool.multiarch])"
+                    )
                 continue
             contents[path] = data
             if compose:
@@ -358,7 +364,7 @@ def _expanded(root: Any) -> int:
 
 
 def _children(node: Any) -> list[Any]:
-    import yaml  # noqa: PLC0415
+    import yaml  # noqa: PLC0415 - only a repository with compose files pays for yaml
 
     if isinstance(node, yaml.SequenceNode):
         return list(node.value)
@@ -415,8 +421,15 @@ def _run(
         names = [posixpath.relpath(path, source.directory) for path in named] if explicit else []
         files = [arg for name in names for arg in ("--file", name)]
         command = (str(plugin), "bake", "--print", "--progress=quiet", *NOT_READ, *files)
-        done = process.run(command, env=resolver_env(env), cwd=cwd, check=False, timeout=TIMEOUT,
-                           contained=True, memory=MEMORY)  # fmt: skip
+        done = process.run(
+            command,
+            env=resolver_env(env),
+            cwd=cwd,
+            check=False,
+            timeout=TIMEOUT,
+            contained=True,
+            memory=MEMORY,
+        )
         said = " ".join((done.stderr or done.stdout).replace(str(cwd) + os.sep, "").split())
         refused = done.returncode != 0 and not (done.missing or done.timed_out or exhausted(said))
         newer = _newer_needed(source, contents, plugin, cwd) if refused else None
@@ -464,8 +477,13 @@ _VERSION_RE = re.compile(r"\bv?(\d+)\.(\d+)\.(\d+)")
 
 def _newer_needed(source: Source, contents: Mapping[str, bytes], plugin: Path, cwd: Path) -> _Newer | None:
     """When the files use what a newer buildx than this one reads: which, and since when."""
-    uses = [(since, path, what) for path in source.files if not _is_compose(source, path)
-            for pattern, since, what in NEWER if pattern.search(contents.get(path, b""))]  # fmt: skip
+    uses = [
+        (since, path, what)
+        for path in source.files
+        if not _is_compose(source, path)
+        for pattern, since, what in NEWER
+        if pattern.search(contents.get(path, b""))
+    ]
     if not uses:
         return None
     since, path, what = max(uses)
@@ -476,8 +494,11 @@ def _newer_needed(source: Source, contents: Mapping[str, bytes], plugin: Path, c
         return None  # not what stops it
     have = f"this one is {'.'.join(map(str, installed))}" if installed else "this one may be older"
     first = ".".join(map(str, since))
-    return _Newer(since, f"{path} uses {what}, which buildx {first} and later read ({have}): install a "
-                         f"newer buildx ({RELEASES}), or name its binary in {BUILDX_ENV}")  # fmt: skip
+    return _Newer(
+        since,
+        f"{path} uses {what}, which buildx {first} and later read ({have}): install a "
+        f"newer buildx ({RELEASES}), or name its binary in {BUILDX_ENV}",
+    )
 
 
 RELEASES = "Docker's packages, or https://github.com/docker/buildx/releases"

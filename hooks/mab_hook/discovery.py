@@ -41,20 +41,29 @@ def discover(
 ) -> tuple[Image, ...]:
     found = dockerfiles(paths)
     if not found:
-        problems.add(KEY, "no [tool.multiarch.images.*] tables, no compose or bake file and no tracked "
-                     "Dockerfile (Dockerfile, Dockerfile.*, *.Dockerfile) in this commit")  # fmt: skip
+        problems.add(
+            KEY,
+            "no [tool.multiarch.images.*] tables, no compose or bake file and no tracked "
+            "Dockerfile (Dockerfile, Dockerfile.*, *.Dockerfile) in this commit",
+        )
         return ()
     names = unique_names(found, root_name)
     images: dict[str, Image] = {}
     for path, _stem in found:
         name = names[path]
         if not references.NAME_RE.match(name):
-            problems.add(KEY, f"{path}: cannot derive an image name from it; declare it in a "
-                         "[tool.multiarch.images.NAME] table")  # fmt: skip
+            problems.add(
+                KEY,
+                f"{path}: cannot derive an image name from it; declare it in a "
+                "[tool.multiarch.images.NAME] table",
+            )
             continue
         if name in images:
-            problems.add(KEY, f"{path} and {images[name].dockerfile} would both be image {name!r}; "
-                         "declare them in [tool.multiarch.images.NAME] tables")  # fmt: skip
+            problems.add(
+                KEY,
+                f"{path} and {images[name].dockerfile} would both be image {name!r}; "
+                "declare them in [tool.multiarch.images.NAME] tables",
+            )
             continue
         directory = posixpath.dirname(path)
         images[name] = Image(name=name, context=directory or ".", dockerfile=path, platforms=platforms or ())

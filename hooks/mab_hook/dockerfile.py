@@ -20,9 +20,15 @@ from mab_hook.errors import FatalError
 # The platform ARGs BuildKit defines by itself (in the global scope, and in a stage once it
 # declares them without a value).
 PLATFORM_ARGS = (
-    "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT",
-    "BUILDPLATFORM", "BUILDOS", "BUILDARCH", "BUILDVARIANT",
-)  # fmt: skip
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+)
 
 
 class Source(NamedTuple):
@@ -199,8 +205,16 @@ class _Lexer(NamedTuple):
 
 
 class _StageBuilder:
-    def __init__(self, number: int, name: str | None, base: str, line: int, *, global_args: Mapping[str, str],
-                 platform: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        number: int,
+        name: str | None,
+        base: str,
+        line: int,
+        *,
+        global_args: Mapping[str, str],
+        platform: str,
+    ) -> None:
         self.number, self.name, self.base, self.line = number, name, base, line
         self.platform = platform
         self.global_args = global_args
@@ -260,9 +274,20 @@ class _StageBuilder:
         onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, lex)[0])
         onbuild_uses = tuple(origin for trigger in self.triggers for origin in reads(trigger, lex)[1])
         image_onbuild = tuple(source for trigger in self.triggers for source in reads(trigger, image_lex)[0])
-        return Stage(self.number, self.name, self.base, self.line, tuple(self.sources), tuple(self.uses),
-                     onbuild, onbuild_uses, image_onbuild, tuple(sorted(self.args.items())),
-                     tuple(sorted(self.envs.items())), self.platform)  # fmt: skip
+        return Stage(
+            self.number,
+            self.name,
+            self.base,
+            self.line,
+            tuple(self.sources),
+            tuple(self.uses),
+            onbuild,
+            onbuild_uses,
+            image_onbuild,
+            tuple(sorted(self.args.items())),
+            tuple(sorted(self.envs.items())),
+            self.platform,
+        )
 
 
 def _trigger(instruction: DockerfileInstruction) -> DockerfileInstruction | None:

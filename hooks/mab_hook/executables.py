@@ -16,7 +16,6 @@ from typing import IO, NamedTuple
 
 from mab_hook import patterns, platforms
 
-ELF_MAGIC = b"\x7fELF"
 ET_EXEC, ET_DYN = 2, 3  # programs, and shared libraries (PIE programs too): what runs
 HEAD = 64  # bytes read of every file: an ELF header is 52/64 bytes; a PE's "MZ" starts it
 PE_HEAD = 4096  # bytes read of a file that starts with "MZ": its COFF and optional headers
@@ -41,7 +40,7 @@ class Program(NamedTuple):
 def program(head: bytes) -> Program | None:
     """The program a file's first bytes (HEAD of them, PE_HEAD for "MZ") make it; None for
     anything else (data, scripts, ELF objects and core files, .NET assemblies)."""
-    if head.startswith(ELF_MAGIC):
+    if head.startswith(platforms.ELF_MAGIC):
         return _elf(head)
     if head.startswith(b"MZ"):
         return _pe(head)

@@ -102,8 +102,11 @@ def one_build_each(images: Sequence[Image]) -> tuple[Image, ...]:
 
 def _renamed_contexts(image: Image, renamed: Mapping[str, str]) -> Image:
     """`target:` contexts that name another name of one build name the build."""
-    contexts = tuple((key, TARGET + renamed.get(named, named)) if value.startswith(TARGET) else (key, value)
-                     for key, value in image.contexts for named in (value[len(TARGET) :],))  # fmt: skip
+    contexts = tuple(
+        (key, TARGET + renamed.get(named, named)) if value.startswith(TARGET) else (key, value)
+        for key, value in image.contexts
+        for named in (value[len(TARGET) :],)
+    )
     return dataclasses.replace(image, contexts=contexts) if contexts != image.contexts else image
 
 
@@ -200,8 +203,11 @@ def _located(
     relative to its context (or to where bake runs, with `cwd://`)."""
     value = str(spec.get("context") or ".")
     if _REMOTE_RE.match(value) and not value.startswith("cwd://"):
-        problems.add(f"{key}.context", f"{value!r} is a remote context: mab-hook builds what the pushed "
-                     "commit holds, so a context must be a directory of the repository")  # fmt: skip
+        problems.add(
+            f"{key}.context",
+            f"{value!r} is a remote context: mab-hook builds what the pushed "
+            "commit holds, so a context must be a directory of the repository",
+        )
         return None
     context = fields.normalize(
         fields.under(directory, value.removeprefix("cwd://")), f"{key}.context", problems
@@ -256,8 +262,10 @@ def _contexts(
 def _specs(value: Any) -> Any:
     """Cache and secret specs as strings: newer buildx prints them as objects."""
     if isinstance(value, list):
-        return [specs.format({str(k): str(v) for k, v in item.items()}) if isinstance(item, dict) else item
-                for item in value]  # fmt: skip
+        return [
+            specs.format({str(k): str(v) for k, v in item.items()}) if isinstance(item, dict) else item
+            for item in value
+        ]
     return value
 
 

@@ -84,8 +84,9 @@ def read_blobs(repo: git.Repo, object_ids: Iterable[str]) -> dict[str, bytes]:
     with tempfile.TemporaryFile() as requests:
         requests.write("".join(f"{object_id}\n" for object_id in wanted).encode())
         requests.seek(0)
-        out = repo.git.cat_file("--batch", istream=requests, stdout_as_string=False,
-                                strip_newline_in_stdout=False)  # fmt: skip
+        out = repo.git.cat_file(
+            "--batch", istream=requests, stdout_as_string=False, strip_newline_in_stdout=False
+        )
     found, position = {}, 0
     for object_id in wanted:
         end = out.index(b"\n", position)
@@ -182,8 +183,11 @@ def work_tree_commit(repo: git.Repo, env: Mapping[str, str]) -> str:
         real = Path(repo.git.rev_parse("--path-format=absolute", "--git-path", "index"))
         if real.is_file():
             shutil.copyfile(real, index)
-        who = {f"GIT_{role}_{part}": value for role in ("AUTHOR", "COMMITTER")
-               for part, value in (("NAME", "mab-hook"), ("EMAIL", "mab-hook@localhost"))}  # fmt: skip
+        who = {
+            f"GIT_{role}_{part}": value
+            for role in ("AUTHOR", "COMMITTER")
+            for part, value in (("NAME", "mab-hook"), ("EMAIL", "mab-hook@localhost"))
+        }
         run_env = {**env, "GIT_INDEX_FILE": str(index), **who}
         _git(("add", "--all", "--", "."), work, run_env)
         tree = _git(("write-tree",), work, run_env)

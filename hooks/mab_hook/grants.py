@@ -44,8 +44,9 @@ NONE = Grants({}, {}, frozenset())
 def read(repository: Path, env: Mapping[str, str]) -> Grants:
     """The grants in git config as git reads it for this repository (all levels, `git -c`)."""
     pattern = rf"^{KEY}\.(secret|ssh|allow)$"
-    done = process.run(("git", "-C", str(repository), "config", "--get-regexp", pattern), env=env,
-                       check=False, timeout=30)  # fmt: skip
+    done = process.run(
+        ("git", "-C", str(repository), "config", "--get-regexp", pattern), env=env, check=False, timeout=30
+    )
     if done.returncode not in (0, 1):  # 1: none set
         raise FatalError(f"git config cannot be read in {repository}: {done.stderr.strip()[:300]}")
     return parse(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)

@@ -97,8 +97,18 @@ class Image:
 
 # The fields of an image that decide what its build makes, which its input digest covers; the
 # others say where it goes and how it is built (cache, time limit, which file said it).
-BUILD_FIELDS = ("context", "dockerfile", "platforms", "target", "build_args", "watch", "contexts", "secrets",
-                "labels", "extra")  # fmt: skip
+BUILD_FIELDS = (
+    "context",
+    "dockerfile",
+    "platforms",
+    "target",
+    "build_args",
+    "watch",
+    "contexts",
+    "secrets",
+    "labels",
+    "extra",
+)
 
 
 def as_built(image: Image) -> tuple[object, ...]:

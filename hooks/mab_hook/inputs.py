@@ -162,9 +162,10 @@ class Inputs(NamedTuple):
     def submodules(self, gitlinks: Sequence[str]) -> tuple[str, ...]:
         """The submodules the build reads, whole or in part."""
         return tuple(
-            path for path in gitlinks
+            path
+            for path in gitlinks
             if any(rule.reachable and (rule.reads(path) or rule.reads_into(path)) for rule in self.rules)
-        )  # fmt: skip
+        )
 
     def materialized(self) -> tuple[str, ...]:
         """What of the repository a build of the image needs on disk: its Dockerfile, the

@@ -33,8 +33,10 @@ def matrix(plans: Sequence[Plan]) -> dict[str, list[dict[str, Any]]]:
         depth = levels(plan)
         for planned in plan.affected:
             name = planned.image.name
-            include += [{"image": name, "platform": platform, "level": depth[name], "commit": plan.commit.sha}
-                        for platform in planned.image.platforms]  # fmt: skip
+            include += [
+                {"image": name, "platform": platform, "level": depth[name], "commit": plan.commit.sha}
+                for platform in planned.image.platforms
+            ]
     return {"include": include}
 
 
@@ -63,5 +65,7 @@ def write_github_output(plans: Sequence[Plan], env: Mapping[str, str]) -> None:
             out.write(f"affected={json.dumps(names)}\n")
             out.write(f"matrix={json.dumps(matrix(plans), separators=(',', ':'))}\n")
     except OSError as e:
-        raise FatalError(f"cannot write the outputs to $GITHUB_OUTPUT ({path}): {e.strerror or e}; "
-                         "what was built or published stays so") from None  # fmt: skip
+        raise FatalError(
+            f"cannot write the outputs to $GITHUB_OUTPUT ({path}): {e.strerror or e}; "
+            "what was built or published stays so"
+        ) from None

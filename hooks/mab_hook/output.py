@@ -252,8 +252,13 @@ def summary(results: Sequence[BuildResult], printer: Printer) -> str:
 def _uploads(results: Sequence[BuildResult]) -> list[str]:
     """Where each image built now was uploaded: its staging reference, by input digest (what
     publishing tags, and what `docker pull` fetches to try it)."""
-    staged = [(r.name, ref) for r in results if r.status in (Status.BUILT, Status.PUSHED)
-              for ref in r.published if input_digest.is_staging(ref)]  # fmt: skip
+    staged = [
+        (r.name, ref)
+        for r in results
+        if r.status in (Status.BUILT, Status.PUSHED)
+        for ref in r.published
+        if input_digest.is_staging(ref)
+    ]
     if not staged:
         return []
     return ["uploaded to staging (by input digest):", *(f"  {name}: {ref}" for name, ref in staged)]

@@ -77,12 +77,20 @@ def read(path: Path) -> Record | None:
 
 
 def _record(data: dict[str, Any]) -> Record:
-    refs = tuple(PushedRef(str(full), str(pushed), str(commit), bool(default))
-                 for full, pushed, commit, default in data["refs"])  # fmt: skip
+    refs = tuple(
+        PushedRef(str(full), str(pushed), str(commit), bool(default))
+        for full, pushed, commit, default in data["refs"]
+    )
     names, cidrs = data.get("insecure", ((), ()))
-    return Record(str(data["id"]), str(data["created"]), str(data["remote"]), refs,
-                  (tuple(map(str, names)), tuple(map(str, cidrs))), str(data["state"]),
-                  tuple(map(str, data.get("said", ()))))  # fmt: skip
+    return Record(
+        str(data["id"]),
+        str(data["created"]),
+        str(data["remote"]),
+        refs,
+        (tuple(map(str, names)), tuple(map(str, cidrs))),
+        str(data["state"]),
+        tuple(map(str, data.get("said", ()))),
+    )
 
 
 def every(root: Path) -> list[tuple[Path, Record]]:

@@ -254,20 +254,27 @@ def _check(
     layers = platform_check.base_layers(job.planned.roots, bases)
     try:
         image = job.planned.image
-        checked = platform_check.check(run.registry, job.staged, image, base_layers=layers, kept=kept,
-                                       digest=job.manifest)  # fmt: skip
+        checked = platform_check.check(
+            run.registry, job.staged, image, base_layers=layers, kept=kept, digest=job.manifest
+        )
     except (OSError, ValueError) as e:
         detail = f"could not read {job.staged} back to check what it holds: {e}"
         return result._replace(status=Status.FAILED, detail=detail, failure=Failure.REGISTRY)
     for layer in checked.unread:
-        run.events.notice(f"{name}: layer {layer[:19]} is compressed in a way mab-hook cannot read (zstd?): "
-                          "its programs were not checked")  # fmt: skip
+        run.events.notice(
+            f"{name}: layer {layer[:19]} is compressed in a way mab-hook cannot read (zstd?): "
+            "its programs were not checked"
+        )
     if not checked.findings:
         return result
     first, more = checked.findings[0], len(checked.findings) - 1
     detail = f"not the platform it claims: {first}" + (f" (and {more} more)" if more else "")
-    return result._replace(status=Status.FAILED, detail=detail, failure=Failure.PLATFORM,
-                           tail=tuple(str(f) for f in checked.findings[: process.TAIL_LINES]))  # fmt: skip
+    return result._replace(
+        status=Status.FAILED,
+        detail=detail,
+        failure=Failure.PLATFORM,
+        tail=tuple(str(f) for f in checked.findings[: process.TAIL_LINES]),
+    )
 
 
 def _finish(built: Sequence[Built], run: Builds, *, publishing: bool) -> list[BuildResult]:
@@ -318,8 +325,13 @@ def decide(
         staged = digest_reference(plan, planned)
         proof = registry.proof(staged, value, known)
         if proof.trusted:
-            return Job(planned, f"already in the registry (inputs {value[:12]})", staged, in_registry=True,
-                       manifest=proof.manifest)  # fmt: skip
+            return Job(
+                planned,
+                f"already in the registry (inputs {value[:12]})",
+                staged,
+                in_registry=True,
+                manifest=proof.manifest,
+            )
         return Job(planned, staged=staged, distrusted=proof.detail if proof.found else "")
     if state.built(buildx.entry_name(image.name), value):
         return Job(planned, f"built before from the same inputs (digest {value[:12]})")
@@ -343,8 +355,10 @@ def build_together(jobs: Sequence[Job], step: Step, ledger: Ledger | None = None
     todo = [job for job in jobs if job.planned.image.name not in results]
     for job in todo:
         image = job.planned.image
-        events.progress(f"{image.name}: building for {', '.join(image.platforms)} "
-                        f"(inputs {job.planned.input_digest[:12]})")  # fmt: skip
+        events.progress(
+            f"{image.name}: building for {', '.join(image.platforms)} "
+            f"(inputs {job.planned.input_digest[:12]})"
+        )
     if todo:
         watch = buildx.Watch(events.build_line, events.step, events.done)
         wanted = [buildx.Wanted(job.planned, job.staged or None) for job in todo]
@@ -408,20 +422,35 @@ def _immediate(job: Job, results: Mapping[str, BuildResult], events: Events) -> 
     broken = [b.name for b in planned.bases if b.name in results and not results[b.name].ok]
     if broken:
         events.progress(f"{name}: not built, its base image {broken[0]} did not build")
-        return BuildResult(name, Status.NOT_BUILT, 0.0, f"base image {broken[0]} did not build", None,
-                           platforms=planned.image.platforms, input_digest=planned.input_digest,
-                           failure=Failure.BASE)  # fmt: skip
+        return BuildResult(
+            name,
+            Status.NOT_BUILT,
+            0.0,
+            f"base image {broken[0]} did not build",
+            None,
+            platforms=planned.image.platforms,
+            input_digest=planned.input_digest,
+            failure=Failure.BASE,
+        )
     if job.skip:
         events.progress(f"{name}: skipped, {job.skip}")
-        return BuildResult(name, Status.SKIPPED, 0.0, job.skip, None, platforms=planned.image.platforms,
-                           input_digest=planned.input_digest)  # fmt: skip
+        return BuildResult(
+            name,
+            Status.SKIPPED,
+            0.0,
+            job.skip,
+            None,
+            platforms=planned.image.platforms,
+            input_digest=planned.input_digest,
+        )
     return None
 
 
 def _build(job: Job, step: Step) -> BuildResult:
     image, events = job.planned.image, step.events
-    events.progress(f"{image.name}: building for {', '.join(image.platforms)} "
-                    f"(inputs {job.planned.input_digest[:12]})")  # fmt: skip
+    events.progress(
+        f"{image.name}: building for {', '.join(image.platforms)} (inputs {job.planned.input_digest[:12]})"
+    )
     seen: set[str] = set()
 
     def on_line(line: str) -> None:
@@ -433,8 +462,15 @@ def _build(job: Job, step: Step) -> BuildResult:
 
     try:
         timeout = step.timeout or image.timeout
-        result = buildx.build_one(job.planned, step.bake_file, step.bx, step.logs, on_line=on_line,
-                                  timeout=timeout, push_ref=job.staged or None)  # fmt: skip
+        result = buildx.build_one(
+            job.planned,
+            step.bake_file,
+            step.bx,
+            step.logs,
+            on_line=on_line,
+            timeout=timeout,
+            push_ref=job.staged or None,
+        )
     finally:
         events.done(image.name)
     _ended(events, result)
@@ -459,11 +495,16 @@ def publish(
     to = _Tagging(registry, events, ledger, threading.Event())
     done = list(results)
     for moving in (False, True):
-        wanted = [(i, [t for t in jobs[i].planned.tags if (t in jobs[i].planned.moving) == moving])
-                  for i in range(len(jobs))]  # fmt: skip
+        wanted = [
+            (i, [t for t in jobs[i].planned.tags if (t in jobs[i].planned.moving) == moving])
+            for i in range(len(jobs))
+        ]
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            futures = {i: pool.submit(_tag, jobs[i], done[i], tags, to)
-                       for i, tags in wanted if tags and done[i].status is not Status.FAILED}  # fmt: skip
+            futures = {
+                i: pool.submit(_tag, jobs[i], done[i], tags, to)
+                for i, tags in wanted
+                if tags and done[i].status is not Status.FAILED
+            }
             for i, result in _all_of(futures, to.stop).items():
                 done[i] = result
         if any(r.status is Status.FAILED for r in done):
@@ -497,8 +538,9 @@ def _tag(job: Job, result: BuildResult, tags: Sequence[str], to: _Tagging) -> Bu
     to.events.progress(f"{job.planned.image.name}: tagging {', '.join(tags)}")
     tagged = to.registry.tag(job.staged, tags, to.stop)
     to.ledger.add(tagged.published)
-    published = tuple(dict.fromkeys((*result.published, *((job.staged,) if job.in_registry else ()),
-                                     *tagged.published)))  # fmt: skip
+    published = tuple(
+        dict.fromkeys((*result.published, *((job.staged,) if job.in_registry else ()), *tagged.published))
+    )
     if tagged.ok:
         return result._replace(published=published)
     left = [tag for tag in tags if tag not in tagged.published]

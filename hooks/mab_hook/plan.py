@@ -100,8 +100,12 @@ class _Analysis:
             image = self.by_name[name]
             self.computing.add(name)
             try:
-                found = inputs.compute(image, self.files, build_platform=self.build_platform,
-                                       triggers=partial(self._triggers, name))  # fmt: skip
+                found = inputs.compute(
+                    image,
+                    self.files,
+                    build_platform=self.build_platform,
+                    triggers=partial(self._triggers, name),
+                )
             finally:
                 self.computing.discard(name)
             self.inputs[name] = found
@@ -352,8 +356,9 @@ def external_pulls(
     found = {}
     for p in planned:
         name = p.image.name
-        pulls = inputs.pulls(p.image, analysis.files, build_platform=analysis.build_platform,
-                             platforms=tuple(built_for[name]))  # fmt: skip
+        pulls = inputs.pulls(
+            p.image, analysis.files, build_platform=analysis.build_platform, platforms=tuple(built_for[name])
+        )
         roots[name] = _roots(pulls, roots, partial(analysis.in_repo, name))
         external = tuple(pull for pull in pulls if analysis.in_repo(name, pull.ref) is None)
         found[name] = (external, tuple(roots[name].values()))
@@ -398,8 +403,10 @@ def removed_images(config: Config, previous: Sequence[Config]) -> tuple[str, ...
     gone = sorted({name for old in previous for image in old.published for name in image.names} - now)
     if not gone:
         return ()
-    return (f"removed at this commit: {', '.join(gone)}: nothing is built for them, and what the registry "
-            "holds of them stays",)  # fmt: skip
+    return (
+        f"removed at this commit: {', '.join(gone)}: nothing is built for them, and what the registry "
+        "holds of them stays",
+    )
 
 
 def settings_changed(

@@ -48,16 +48,38 @@ def plan_at(
     resolve = definitions.Resolver(
         definitions.CommitFiles(commit_listing.blob_id, reader.data, commit.sha, link), env, memory
     )
-    cfg = load_config(repo, commit.sha, data=reader.data(PYPROJECT), tree=commit_listing.tree, cache=memory,
-                      env=env, resolve=resolve)  # fmt: skip
-    files = Files(commit_listing.tree, reader.read, commit_listing.entry, memory, reader.fetch,
-                  commit_listing.gitlinks(), commit_listing.symlinks())  # fmt: skip
+    cfg = load_config(
+        repo,
+        commit.sha,
+        data=reader.data(PYPROJECT),
+        tree=commit_listing.tree,
+        cache=memory,
+        env=env,
+        resolve=resolve,
+    )
+    files = Files(
+        commit_listing.tree,
+        reader.read,
+        commit_listing.entry,
+        memory,
+        reader.fetch,
+        commit_listing.gitlinks(),
+        commit_listing.symlinks(),
+    )
     previous = None
     touched = set(commit.changed or ())
     if PYPROJECT in touched or touched & set(cfg.definitions):
         previous = previous_configs(repo, commit, commit_listing, memory, env)
-    planned = plan.make_plan(commit, cfg, files, build_platform=build_platform, previous=previous,
-                             digests=digests, explain=explain, deadline=deadline)  # fmt: skip
+    planned = plan.make_plan(
+        commit,
+        cfg,
+        files,
+        build_platform=build_platform,
+        previous=previous,
+        digests=digests,
+        explain=explain,
+        deadline=deadline,
+    )
     if memory.changed:
         cache.save(cache_dir / "planning.pickle", memory)
     return planned
@@ -78,8 +100,10 @@ def load_config(
     if data is None:
         data = gitobjects.read_file(repo, sha, PYPROJECT)
     if data is None and repo.working_tree_dir and (Path(repo.working_tree_dir) / PYPROJECT).is_file():
-        raise FatalError(f"{PYPROJECT} is in the work tree but not in commit {sha[:12]}: mab-hook builds "
-                         f"what is committed; `git add {PYPROJECT}` and commit it")  # fmt: skip
+        raise FatalError(
+            f"{PYPROJECT} is in the work tree but not in commit {sha[:12]}: mab-hook builds "
+            f"what is committed; `git add {PYPROJECT}` and commit it"
+        )
     if resolve is None:
         at = definitions.CommitFiles(
             lambda path: gitobjects.blob_id(repo, sha, path),
@@ -89,8 +113,15 @@ def load_config(
         )
         resolve = definitions.Resolver(at, env, cache)
     local = platforms.native(os_platform.machine())  # what a bake target's `platforms = ["local"]` means
-    return config.load(data, source=f"{PYPROJECT} at {sha[:12]}", tracked=tree, root_name=root_name(repo),
-                       cache=cache, resolve=resolve, local_platform=local)  # fmt: skip
+    return config.load(
+        data,
+        source=f"{PYPROJECT} at {sha[:12]}",
+        tracked=tree,
+        root_name=root_name(repo),
+        cache=cache,
+        resolve=resolve,
+        local_platform=local,
+    )
 
 
 def root_name(repo: git.Repo) -> str:

@@ -96,8 +96,11 @@ def _read(
         entries = [_Entry(_config_said(registry, repository, data) or "", top.digest, data)]
     found = [Finding(p, "the upload has no image for it") for p in image.platforms if not _listed(p, entries)]
     claimed = [_Entry(wanted, "") for wanted in image.platforms]
-    found += [Finding(e.platform, f"not one of the image's platforms ({', '.join(image.platforms)})")
-              for e in entries if not _listed(e.platform, claimed)]  # fmt: skip
+    found += [
+        Finding(e.platform, f"not one of the image's platforms ({', '.join(image.platforms)})")
+        for e in entries
+        if not _listed(e.platform, claimed)
+    ]
     mine = [entry for entry in entries if _listed(entry.platform, claimed)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(mine))) as pool:
         results = list(pool.map(lambda entry: _one(registry, repository, entry, base_layers, kept), mine))
@@ -112,8 +115,9 @@ class _Entry(NamedTuple):
 
 
 def _listed(platform: str, entries: Sequence[_Entry]) -> bool:
-    return any(platforms.serves(e.platform, platform) and platforms.serves(platform, e.platform)
-               for e in entries)  # fmt: skip
+    return any(
+        platforms.serves(e.platform, platform) and platforms.serves(platform, e.platform) for e in entries
+    )
 
 
 def _one(

@@ -12,10 +12,17 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
+ELF_MAGIC = b"\x7fELF"
+
+
+def elf_ident(bits64: bool, big_endian: bool) -> bytes:
+    """e_ident: the magic, the class (32/64-bit), the byte order, version 1, padding."""
+    return ELF_MAGIC + bytes([2 if bits64 else 1, 2 if big_endian else 1, 1]) + bytes(9)
+
 
 def _elf(bits64: bool, big_endian: bool, machine: int) -> bytes:
     """The first 20 bytes of an ELF executable: ident, e_type (EXEC), e_machine."""
-    ident = b"\x7fELF" + bytes([2 if bits64 else 1, 2 if big_endian else 1, 1]) + bytes(9)
+    ident = elf_ident(bits64, big_endian)
     order: Literal["big", "little"] = "big" if big_endian else "little"
     return ident + (2).to_bytes(2, order) + machine.to_bytes(2, order)
 
@@ -68,8 +75,15 @@ ALIASES = {
     "x86": "386",
 }
 # `uname -m` of a machine -> the Docker architecture its own builds are for (BUILDPLATFORM).
-_NATIVE = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm/v7",
-           "armv6l": "arm/v6", "i686": "386", "i386": "386"}  # fmt: skip
+_NATIVE = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm/v7",
+    "armv6l": "arm/v6",
+    "i686": "386",
+    "i386": "386",
+}
 
 _PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/(v[0-9]+))?$")
 

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from mab_hook import platforms, process
+from mab_hook import builders, platforms, process
 from mab_hook.process import Completed
 
 # Machine code for exit(0) per architecture, and the ELF e_flags it needs.
@@ -47,7 +47,7 @@ def executable(platform: str) -> bytes:
     order, word = (">" if big else "<"), ("Q" if bits64 else "I")
     base, header_size, entry_size = (0x400000, 64, 56) if bits64 else (0x10000, 52, 32)
     size = header_size + entry_size + len(code)
-    ident = b"\x7fELF" + bytes([2 if bits64 else 1, 2 if big else 1, 1]) + bytes(9)
+    ident = platforms.elf_ident(bits64, big)
     entry = base + header_size + entry_size
     # e_type EXEC, e_machine, e_version, e_entry, e_phoff, e_shoff, e_flags, e_ehsize,
     # e_phentsize, e_phnum (1), and no section headers.
@@ -77,7 +77,7 @@ def build_probe(
             "docker",
             "buildx",
             "build",
-            *(("--builder", builder) if builder else ()),
+            *builders.flag(builder),
             "--platform",
             platform,
             "--no-cache",

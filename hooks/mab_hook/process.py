@@ -116,8 +116,14 @@ def read_stream(
     `consume` raised OSError), and how the command ended (its stderr; no stdout)."""
     cmd = tuple(cmd)
     try:
-        proc = subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, **new_group())  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **new_group(),
+        )
     except FileNotFoundError:
         return None, Completed(cmd, MISSING, "", f"{cmd[0]!r} not found on PATH", missing=True)
     expired = threading.Event()
@@ -147,8 +153,15 @@ def read_stream(
 def detach(cmd: Sequence[str], *, env: Mapping[str, str], stdout: IO[str], stderr: IO[str]) -> None:
     """Start a command that outlives this process: a session of its own (no ^C or hang-up of
     this terminal reaches it) and no pipe of ours (pre-commit and git wait for those to close)."""
-    subprocess.Popen(tuple(cmd), env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                     close_fds=True, **new_group())  # fmt: skip
+    subprocess.Popen(
+        tuple(cmd),
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        close_fds=True,
+        **new_group(),
+    )
 
 
 def stop(proc: subprocess.Popen[Any], contained: bool) -> None:
@@ -208,10 +221,14 @@ class Group:
                 # and starts beside the first build in some 10 ms rather than 30.
                 watchdog = str(Path(__file__).with_name("watchdog.py"))
                 self._watchdog = subprocess.Popen(
-                    (sys.executable, "-S", "-E", watchdog), stdin=subprocess.PIPE, text=True,
-                    env=dict(self._env) if self._env is not None else None, start_new_session=True,
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
+                    (sys.executable, "-S", "-E", watchdog),
+                    stdin=subprocess.PIPE,
+                    text=True,
+                    env=dict(self._env) if self._env is not None else None,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             assert self._watchdog.stdin is not None
             with contextlib.suppress(OSError):
                 self._watchdog.stdin.write(message + "\n")

@@ -91,8 +91,18 @@ def start(root: Path, record: Record, repo_dir: Path, env: Mapping[str, str], af
     """The publisher, in the background: it outlives the hook and the push, and writes to this
     terminal (when there is one) and to its log, never to the hook's output, which pre-commit
     and git wait on."""
-    command = (sys.executable, "-m", "mab_hook", "publish", "--pending", record.id, "--after", str(after),
-               "-C", str(repo_dir))  # fmt: skip
+    command = (
+        sys.executable,
+        "-m",
+        "mab_hook",
+        "publish",
+        "--pending",
+        record.id,
+        "--after",
+        str(after),
+        "-C",
+        str(repo_dir),
+    )
     with state.open_private(root / "publish" / f"{record.id}.log", "a") as log:
         process.detach(command, env=env, stdout=_terminal() or log, stderr=log)
 
@@ -109,8 +119,9 @@ def _terminal() -> IO[str] | None:
 def accepted(remote: str, record: Record, repo_dir: Path, env: Mapping[str, str]) -> tuple[str, ...] | str:
     """The refs the remote now holds as pushed, or why the remote could not be asked."""
     wanted = [ref.full for ref in record.refs]
-    asked = process.run(("git", "ls-remote", "--", remote, *wanted), env=env, cwd=repo_dir, check=False,
-                        timeout=120)  # fmt: skip
+    asked = process.run(
+        ("git", "ls-remote", "--", remote, *wanted), env=env, cwd=repo_dir, check=False, timeout=120
+    )
     if asked.returncode != 0:
         return " ".join(process.tail_lines(asked.stderr + asked.stdout, 2)) or f"exit {asked.returncode}"
     holds = {}
@@ -130,20 +141,26 @@ def publish(record: Record, repo: git.Repo, env: Mapping[str, str], say: Callabl
 
     answer = accepted(record.remote, record, Path(repo.working_tree_dir or repo.git_dir), env)
     if isinstance(answer, str):
-        tell(f"could not ask {record.remote} what it holds ({answer}); nothing published: "
-             "run `mab-hook publish --pending` once it answers")  # fmt: skip
+        tell(
+            f"could not ask {record.remote} what it holds ({answer}); nothing published: "
+            "run `mab-hook publish --pending` once it answers"
+        )
         return record._replace(state=pending.WAITING, said=(*record.said, *said))
     refused = [ref.full for ref in record.refs if ref.full not in answer]
     for full in refused:
-        tell(f"{record.remote} does not hold {full} as pushed (refused, or not pushed): its tags stay where "
-             "they were")  # fmt: skip
+        tell(
+            f"{record.remote} does not hold {full} as pushed (refused, or not pushed): its tags stay where "
+            "they were"
+        )
     if not answer:
         return record._replace(state=pending.NOT_ACCEPTED, said=(*record.said, *said))
     registry = Registry(env, insecure=record.insecure)
     wanted, missing = every_image(repo, [ref for ref in record.refs if ref.full in answer], registry, env)
     for name, why in missing:
-        tell(f"{name}: not tagged: {why}; build it (`mab-hook --all --publish`), then "
-             "`mab-hook publish --pending`")  # fmt: skip
+        tell(
+            f"{name}: not tagged: {why}; build it (`mab-hook --all --publish`), then "
+            "`mab-hook publish --pending`"
+        )
     ok = tag_all(registry, wanted, tell, kinds=(False,))
     if ok and not missing:
         ok = (
@@ -157,15 +174,18 @@ def publish(record: Record, repo: git.Repo, env: Mapping[str, str], say: Callabl
     return record._replace(state=ended, said=(*record.said, *said))
 
 
-def still_held(record: Record, answer: Sequence[str], repo: git.Repo, env: Mapping[str, str],
-               tell: Callable[[str], None]) -> bool:  # fmt: skip
+def still_held(
+    record: Record, answer: Sequence[str], repo: git.Repo, env: Mapping[str, str], tell: Callable[[str], None]
+) -> bool:
     """Whether the remote still holds the accepted refs as pushed, just before the moving
     tags move: a newer push of the same ref has moved them on, and its publisher moves them."""
     again = accepted(record.remote, record, Path(repo.working_tree_dir or repo.git_dir), env)
     moved = [full for full in answer if isinstance(again, str) or full not in again]
     if moved:
-        tell(f"{record.remote} no longer holds {', '.join(moved)} as pushed (a newer push moved it on): "
-             "the moving tags are left to that push")  # fmt: skip
+        tell(
+            f"{record.remote} no longer holds {', '.join(moved)} as pushed (a newer push moved it on): "
+            "the moving tags are left to that push"
+        )
     return not moved
 
 
@@ -175,19 +195,21 @@ def every_image(
     """Every image of each accepted commit, rebuilt or not, with the tags its refs give it
     (the publishing policy's), and where it was uploaded from these inputs; and the images
     the registry has no trusted upload of (name, why)."""
-    from mab_hook import changes, gitobjects, pipeline, planning, platforms  # noqa: PLC0415
+    from mab_hook import changes, gitobjects, pipeline, planning, platforms  # noqa: PLC0415 - the publisher's process only
 
     by_commit: dict[str, list[changes.Ref]] = {}
     for ref in refs:
         name = changes.ref_name(ref.full)
-        by_commit.setdefault(ref.commit, []).append(changes.Ref(name, full=ref.full, pushed=ref.pushed,
-                                                                default=ref.default))  # fmt: skip
+        by_commit.setdefault(ref.commit, []).append(
+            changes.Ref(name, full=ref.full, pushed=ref.pushed, default=ref.default)
+        )
     known = gitobjects.known_commits(repo)
     wanted, missing = [], []
     for sha, pushed in by_commit.items():
         commit = changes.Commit(sha, tuple(pushed), None, "publish")
-        plan = planning.plan_at(repo, commit, env=env, build_platform=platforms.native(os_platform.machine()),
-                                digests=True)  # fmt: skip
+        plan = planning.plan_at(
+            repo, commit, env=env, build_platform=platforms.native(os_platform.machine()), digests=True
+        )
         for planned in plan.affected if plan.config.push else ():
             if not planned.tags:
                 continue

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple, TypeVar
 
-from mab_hook import credentials, http_client, process, references, trust
+from mab_hook import builders, credentials, http_client, process, references, trust
 from mab_hook.buildkitd import RegistrySettings
 from mab_hook.credentials import Credentials
 from mab_hook.http_client import Response
@@ -124,8 +124,9 @@ class Registry:
         """The API's answer; None when it gave none (then buildx is asked)."""
         ref = references.parse(reference)
         try:
-            answer = self._call(ref, "pull", "HEAD", f"manifests/{ref.tag or 'latest'}",
-                                headers={"Accept": MANIFEST_TYPES})  # fmt: skip
+            answer = self._call(
+                ref, "pull", "HEAD", f"manifests/{ref.tag or 'latest'}", headers={"Accept": MANIFEST_TYPES}
+            )
         except OSError:
             return None
         if answer.status == 404:
@@ -153,8 +154,12 @@ class Registry:
             if said != digest:
                 return Proof(True, False, f"an image under it is labelled with inputs {said[:12] or 'none'}")
             if not revision or not known(revision):
-                return Proof(True, False, f"an image under it names revision {revision[:12] or 'none'}, "
-                             "which is no commit of this repository")  # fmt: skip
+                return Proof(
+                    True,
+                    False,
+                    f"an image under it names revision {revision[:12] or 'none'}, "
+                    "which is no commit of this repository",
+                )
         said = f"{len(configs)} image(s) labelled with these inputs, built from {revision[:12]}"
         return Proof(True, True, said, manifest)
 
@@ -185,8 +190,12 @@ class Registry:
         return _labels_of(json.loads(got.body))
 
     def _configs_by_buildx(self, reference: str) -> list[Mapping[str, str]] | None:
-        inspect = self.run(self._imagetools("inspect", "--format", "{{json .Image}}", reference),
-                           env=self.env, check=False, timeout=120)  # fmt: skip
+        inspect = self.run(
+            self._imagetools("inspect", "--format", "{{json .Image}}", reference),
+            env=self.env,
+            check=False,
+            timeout=120,
+        )
         if inspect.returncode != 0:
             return None
         try:
@@ -221,8 +230,9 @@ class Registry:
             return Tagged(False, (), "tags on another registry")
         published: list[str] = []
         try:
-            got = self._call(ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}",
-                             headers={"Accept": MANIFEST_TYPES})  # fmt: skip
+            got = self._call(
+                ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}", headers={"Accept": MANIFEST_TYPES}
+            )
             if not got.ok:
                 return Tagged(False, (), f"HTTP {got.status} for {source}")
             media_type = got.headers.get("content-type", "")
@@ -233,8 +243,14 @@ class Registry:
                 if target.path not in carried:
                     self.carry(ref, target, got.body, media_type)
                     carried.add(target.path)
-                put = self._call(target, "pull,push", "PUT", f"manifests/{target.tag}",
-                                 headers={"Content-Type": media_type}, body=got.body)  # fmt: skip
+                put = self._call(
+                    target,
+                    "pull,push",
+                    "PUT",
+                    f"manifests/{target.tag}",
+                    headers={"Content-Type": media_type},
+                    body=got.body,
+                )
                 if not put.ok:
                     return Tagged(False, tuple(published), f"HTTP {put.status} tagging {tag}")
                 published.append(tag)
@@ -279,8 +295,9 @@ class Registry:
             raise RegistryError(f"HTTP {got.status} for {source.repository}@{digest}")
         media_type = got.headers.get("content-type", "")
         self._carry_content(source, to, got.body, media_type, depth + 1)
-        put = self._call(to, "pull,push", "PUT", f"manifests/{digest}",
-                         headers={"Content-Type": media_type}, body=got.body)  # fmt: skip
+        put = self._call(
+            to, "pull,push", "PUT", f"manifests/{digest}", headers={"Content-Type": media_type}, body=got.body
+        )
         if not put.ok:
             raise RegistryError(f"HTTP {put.status} putting {to.repository}@{digest}")
 
@@ -291,8 +308,9 @@ class Registry:
             return
         # 202: the registry opened an upload instead (it may not mount across these
         # repositories); left to expire, since buildx copies the bytes from here.
-        raise RegistryError(f"HTTP {answer.status} mounting {digest} from {source.repository} "
-                            f"into {to.repository}")  # fmt: skip
+        raise RegistryError(
+            f"HTTP {answer.status} mounting {digest} from {source.repository} into {to.repository}"
+        )
 
     def manifest(self, reference: str) -> Manifest | None:
         """A manifest (or index) as the registry has it; None when it has none under that name.
@@ -315,8 +333,13 @@ class Registry:
         against it; None when the registry has none."""
 
         def read(ref: Reference) -> bytes | None:
-            got = self._call(ref, "pull", "GET", f"{kind}/{digest}",
-                             headers={"Accept": MANIFEST_TYPES} if kind == "manifests" else None)  # fmt: skip
+            got = self._call(
+                ref,
+                "pull",
+                "GET",
+                f"{kind}/{digest}",
+                headers={"Accept": MANIFEST_TYPES} if kind == "manifests" else None,
+            )
             if got.status == 404:
                 return None
             if not got.ok:
@@ -340,8 +363,14 @@ class Registry:
 
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         ref = references.parse(reference)
-        put = self._call(ref, "pull,push", "PUT", f"manifests/{ref.tag}",
-                         headers={"Content-Type": manifest.media_type}, body=manifest.body)  # fmt: skip
+        put = self._call(
+            ref,
+            "pull,push",
+            "PUT",
+            f"manifests/{ref.tag}",
+            headers={"Content-Type": manifest.media_type},
+            body=manifest.body,
+        )
         if not put.ok:
             raise RegistryError(f"HTTP {put.status} putting {reference}")
 
@@ -413,8 +442,9 @@ class Registry:
             return Access(True, "authenticated", f"{url} accepts docker's credentials for {ref.domain}")
         if answer.status == 401:
             if self._creds(ref.domain) is None:
-                return Access(False, "no-credentials",
-                              f"{url} wants credentials and docker has none for {ref.domain}")  # fmt: skip
+                return Access(
+                    False, "no-credentials", f"{url} wants credentials and docker has none for {ref.domain}"
+                )
             return Access(False, "refused", f"{url} refuses docker's credentials for {ref.domain} (HTTP 401)")
         return Access(False, "error", f"{url} answered HTTP {answer.status}")
 
@@ -447,8 +477,10 @@ class Registry:
         if refused is None:
             return None
         where = " or ".join(str(d / host) for d in self.engine_certs)
-        return (f"the engine here would not trust {host}'s certificate, which the client does "
-                f"({refused}): it reads its CAs from {where}")  # fmt: skip
+        return (
+            f"the engine here would not trust {host}'s certificate, which the client does "
+            f"({refused}): it reads its CAs from {where}"
+        )
 
     def builder_distrust(
         self, reference: str, settings: RegistrySettings, builder: str
@@ -463,13 +495,18 @@ class Registry:
         if self._endpoint(host)[0] == "http":
             if "http" in schemes:
                 return None
-            return (f"{host} speaks plain HTTP only, and builder {builder}'s BuildKit would speak HTTPS "
-                    f"to it", "http = true")  # fmt: skip
+            return (
+                f"{host} speaks plain HTTP only, and builder {builder}'s BuildKit would speak HTTPS to it",
+                "http = true",
+            )
         if "https-unverified" in schemes or settings.unread:
             return None
         if schemes == ("http",):
-            return (f"builder {builder}'s BuildKit would speak plain HTTP to {host} (a loopback address, or "
-                    f"`http = true`), which speaks TLS", "insecure = true")  # fmt: skip
+            return (
+                f"builder {builder}'s BuildKit would speak plain HTTP to {host} (a loopback address, or "
+                f"`http = true`), which speaks TLS",
+                "insecure = true",
+            )
         refused = self._tls_refusal(host, trust.pem_context(settings.authorities, settings.client))
         if refused is None:
             return None
@@ -568,8 +605,16 @@ class Registry:
         key = (ref.api_host, scope)
         with self._lock:  # Basic credentials serve every scope; a token serves its own
             known = self._tokens.get(key) or self._tokens.get((ref.api_host, "*"))
-        answer = http_client.request(url, method=method, headers=headers, body=body, authorization=known,
-                                     timeout=self.timeout, consume=consume, context=context)  # fmt: skip
+        answer = http_client.request(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            authorization=known,
+            timeout=self.timeout,
+            consume=consume,
+            context=context,
+        )
         if answer.status != 401:
             return answer
         authorization = self._authorize(ref, answer.headers.get("www-authenticate", ""), scope)
@@ -603,8 +648,9 @@ class Registry:
         basic = "Basic " + _basic(creds) if creds is not None else None
         realm = urllib.parse.urlsplit(fields["realm"])
         context = self._endpoint(realm.netloc)[1] if realm.scheme == "https" else None  # the same CA, often
-        answer = http_client.request(f"{fields['realm']}?{query}", authorization=basic, timeout=self.timeout,
-                                     context=context)  # fmt: skip
+        answer = http_client.request(
+            f"{fields['realm']}?{query}", authorization=basic, timeout=self.timeout, context=context
+        )
         if not answer.ok:
             return None
         try:
@@ -624,7 +670,7 @@ class Registry:
         return found
 
     def _imagetools(self, *args: str) -> tuple[str, ...]:
-        builder = ("--builder", self.builder) if self.builder else ()
+        builder = builders.flag(self.builder)
         return ("docker", "buildx", "imagetools", *args, *builder)
 
 

@@ -39,8 +39,11 @@ def plans_of(selected: Range, what: str, env: Mapping[str, str]) -> tuple[git.Re
         commit = commit._replace(refs=(changes.pushed_ref(selected.ref, changes.default_branch(repo, None)),))
     build_platform = platforms.native(os_platform.machine())
     deadline = budget.start(selected.budget, env, f"planning ({what})")
-    return repo, [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=True,
-                                   deadline=deadline)]  # fmt: skip
+    return repo, [
+        planning.plan_at(
+            repo, commit, env=env, build_platform=build_platform, digests=True, deadline=deadline
+        )
+    ]
 
 
 def pushed_only(plans: Sequence[Plan], what: str) -> None:

@@ -89,8 +89,9 @@ class Held(NamedTuple):
     size: int  # bytes in all
 
 
-def prune(root: Path, *, keep_logs: int = KEEP_LOGS, record_days: float = RECORD_DAYS,
-          now: float | None = None) -> None:  # fmt: skip
+def prune(
+    root: Path, *, keep_logs: int = KEEP_LOGS, record_days: float = RECORD_DAYS, now: float | None = None
+) -> None:
     """Keep the logs of the last `keep_logs` pushes and the build records younger than
     `record_days`; the rest goes. Cheap: one listing of each directory."""
     now = time.time() if now is None else now

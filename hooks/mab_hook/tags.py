@@ -65,8 +65,11 @@ def render(template: str, *, sha: str, ref: str | None) -> str:
     detached). The ref is made tag-safe (`safe`); a tag past MAX characters is cut and ends in
     a hash of the whole, so two long names never make the same tag."""
     values = {"sha": sha, "short_sha": sha[:SHORT], "branch": safe(ref)}
-    whole = "".join(values.get(value, "") if kind == "field" else value
-                    for kind, value in _pieces(template) if kind != "error")  # fmt: skip
+    whole = "".join(
+        values.get(value, "") if kind == "field" else value
+        for kind, value in _pieces(template)
+        if kind != "error"
+    )
     if len(whole) <= MAX:
         return whole
     return whole[: MAX - 9] + "-" + hashlib.sha256(whole.encode()).hexdigest()[:8]

@@ -53,8 +53,10 @@ def for_host(host: str, dirs: Sequence[Path]) -> Trust:
         for cert in (path for path in files if path.suffix == ".cert"):
             key = cert.with_suffix(".key")
             if not key.is_file():
-                raise FatalError(f"{cert}: a client certificate without its key ({key.name}); Docker refuses "
-                                 f"it too: put the key beside it, or remove it")  # fmt: skip
+                raise FatalError(
+                    f"{cert}: a client certificate without its key ({key.name}); Docker refuses "
+                    f"it too: put the key beside it, or remove it"
+                )
             client = client or (cert, key)
     return Trust(tuple(authorities), client)
 

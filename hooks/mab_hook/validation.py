@@ -174,8 +174,11 @@ def caches(value: Any, key: str, problems: Problems) -> tuple[str, ...]:
     kept = []
     for entry in entries:
         if not re.match(r"^(type=[a-z0-9-]+|[a-z0-9.-]+(:[0-9]+)?/)", entry):
-            problems.add(key, f"{entry!r} is not a BuildKit cache spec, e.g. "
-                         "'type=registry,ref=registry.internal:5000/cache/{name}'")  # fmt: skip
+            problems.add(
+                key,
+                f"{entry!r} is not a BuildKit cache spec, e.g. "
+                "'type=registry,ref=registry.internal:5000/cache/{name}'",
+            )
             continue
         options = specs.parse(entry)
         if options.get("type") == "local":

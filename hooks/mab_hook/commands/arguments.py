@@ -12,8 +12,14 @@ def add_output(parser: argparse.ArgumentParser, *, json_help: str | None = None)
     """--json, --color, -C/--repo and -v: how a command reads the repository and reports."""
     parser.add_argument("--json", action="store_true", help=json_help or "machine-readable output on stdout")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("-C", "--repo", type=Path, default=None, metavar="DIR",
-                        help="the repository (default: the one around the current directory)")  # fmt: skip
+    parser.add_argument(
+        "-C",
+        "--repo",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the repository (default: the one around the current directory)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show buildx's output as it comes")
 
 

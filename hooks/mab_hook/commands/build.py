@@ -76,8 +76,9 @@ def one_platform(plan: Plan, name: str, platform: str) -> PlannedImage:
     if found is None:
         known = ", ".join(p.image.name for p in plan.affected) or "none"
         every = ", ".join(image.name for image in plan.config.images)
-        raise FatalError(f"no affected image named {name!r} at {plan.commit.sha[:12]} (affected: {known}; "
-                         f"images: {every})")  # fmt: skip
+        raise FatalError(
+            f"no affected image named {name!r} at {plan.commit.sha[:12]} (affected: {known}; images: {every})"
+        )
     if platform not in found.image.platforms:
         raise FatalError(
             f"image {name} is not built for {platform}; its platforms: {', '.join(found.image.platforms)}"

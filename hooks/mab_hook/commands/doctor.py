@@ -110,8 +110,10 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
         printer.line(output.checks_text(report.checks, printer))
         if kept is not None:
             where, held = kept
-            printer.line(f"kept in {where}: logs of {held.logs} push(es), {held.records} build record(s), "
-                         f"{held.size / 1e6:.1f} MB in all (deleting it is always safe)")  # fmt: skip
+            printer.line(
+                f"kept in {where}: logs of {held.logs} push(es), {held.records} build record(s), "
+                f"{held.size / 1e6:.1f} MB in all (deleting it is always safe)"
+            )
     return 0 if report.ready else 1
 
 
@@ -152,8 +154,13 @@ def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted
         machine = platforms.native(platform.machine())
         planned = planning.plan_at(repo, commit, env=env, build_platform=machine, digests=True).affected
     except (git.InvalidGitRepositoryError, git.NoSuchPathError, FatalError) as e:
-        return Check("bases", FAIL, f"the images at HEAD cannot be planned: {e}",
-                     "`mab-hook --all --dry-run` says more", "bases-unplanned")  # fmt: skip
+        return Check(
+            "bases",
+            FAIL,
+            f"the images at HEAD cannot be planned: {e}",
+            "`mab-hook --all --dry-run` says more",
+            "bases-unplanned",
+        )
     known = coverage.Known(state.root(repo) / "cache" / "bases.json")
     lookup = coverage.local_sources(
         env, known, partial(readiness.docker_hub_mirrors, host.run, wanted.builder)

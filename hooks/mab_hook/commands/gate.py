@@ -29,7 +29,7 @@ from mab_hook import (
 )
 from mab_hook.commands import COMMANDS
 from mab_hook.commands.arguments import add_output
-from mab_hook.errors import FatalError
+from mab_hook.errors import EXIT_OK, FatalError
 from mab_hook.gitobjects import where
 from mab_hook.output import Printer
 from mab_hook.plan import Plan
@@ -81,8 +81,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     found.add_argument("--version", action="version", version=f"mab-hook {__version__}")
-    found.add_argument("remote", nargs="?", help="as a git pre-push hook: the remote's name "
-                        "(the refs being pushed are read from standard input)")  # fmt: skip
+    found.add_argument(
+        "remote",
+        nargs="?",
+        help="as a git pre-push hook: the remote's name (the refs being pushed are read from standard input)",
+    )
     found.add_argument("url", nargs="?", help="as a git pre-push hook: the remote's URL")
     scope = found.add_mutually_exclusive_group()
     scope.add_argument(
@@ -90,13 +93,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     scope.add_argument("--from", dest="from_ref", metavar="REF", help="build what changed since REF")
     found.add_argument("--to", dest="to_ref", metavar="REF", help="the commit to build (default HEAD)")
-    found.add_argument("--work-tree", action="store_true", help="by hand, while iterating: plan and build "
-                        "the work tree as it is (uncommitted changes and new files included) against HEAD, "
-                        "or every image with --all; never publishes")  # fmt: skip
+    found.add_argument(
+        "--work-tree",
+        action="store_true",
+        help="by hand, while iterating: plan and build "
+        "the work tree as it is (uncommitted changes and new files included) against HEAD, "
+        "or every image with --all; never publishes",
+    )
     found.add_argument("--dry-run", action="store_true", help="print the plan; build nothing")
-    found.add_argument("--publish", action="store_true", help="by hand: also move the public tags, as "
-                        "the publishing policy says for the branch (a push publishes once the remote "
-                        "accepts it; by hand, without this, images go to staging tags only)")  # fmt: skip
+    found.add_argument(
+        "--publish",
+        action="store_true",
+        help="by hand: also move the public tags, as "
+        "the publishing policy says for the branch (a push publishes once the remote "
+        "accepts it; by hand, without this, images go to staging tags only)",
+    )
     found.add_argument(
         "--bake",
         action="store_true",
@@ -171,13 +182,13 @@ def plan_and_build(
             output.dump_json(output.explain_json(explanations), sys.stdout)
         else:
             printer.line(output.explain_text(explanations, printer))
-        return building.EXIT_OK
+        return EXIT_OK
     if options.bake:
         from mab_hook import buildx, grants  # noqa: PLC0415 - the build code loads only when needed
 
         granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
         output.dump_json(buildx.export(plans, granted), sys.stdout)
-        return building.EXIT_OK
+        return EXIT_OK
     if options.dry_run or not any(p.affected for p in plans):
         if not options.json:
             printer.line(output.plan_text(plans, printer))
@@ -199,7 +210,7 @@ def plan_and_build(
         remote=remote,
     )
     if (
-        code == building.EXIT_OK
+        code == EXIT_OK
         and by_hand
         and not options.publish
         and any(p.config.push and p.affected for p in plans)
@@ -230,8 +241,18 @@ def plan_commits(
     building = not (options.dry_run or options.explain or options.bake)
     explain = (options.explain,) if options.explain else ()
     deadline = budget.start(options.budget, env, "planning the push")
-    plans = [planning.plan_at(repo, commit, env=env, build_platform=build_platform, digests=building,
-                              explain=explain, deadline=deadline) for commit in commits]  # fmt: skip
+    plans = [
+        planning.plan_at(
+            repo,
+            commit,
+            env=env,
+            build_platform=build_platform,
+            digests=building,
+            explain=explain,
+            deadline=deadline,
+        )
+        for commit in commits
+    ]
     for note in uncommitted_config(repo, plans, env) if by_hand else ():
         printer.warn(note)
     return plans
@@ -253,8 +274,10 @@ def uncommitted_config(repo: git.Repo, plans: Sequence[Plan], env: Mapping[str, 
     changed = [line[3:] for line in done.stdout.splitlines() if line[:2].strip() and line[:2] != "??"]
     if not changed:
         return ()
-    return (f"{', '.join(changed)}: changed but not committed; mab-hook plans and builds what is committed "
-            f"({head[:12]}): commit the change to build with it",)  # fmt: skip
+    return (
+        f"{', '.join(changed)}: changed but not committed; mab-hook plans and builds what is committed "
+        f"({head[:12]}): commit the change to build with it",
+    )
 
 
 def select_commits(
@@ -262,8 +285,10 @@ def select_commits(
 ) -> tuple[changes.Commit, ...]:
     if options.work_tree:
         if options.from_ref or options.to_ref or options.publish or options.remote:
-            raise FatalError("--work-tree builds the work tree against HEAD (or every image, with --all): "
-                             "it takes no --from, --to, --publish or remote")  # fmt: skip
+            raise FatalError(
+                "--work-tree builds the work tree against HEAD (or every image, with --all): "
+                "it takes no --from, --to, --publish or remote"
+            )
         return (changes.work_tree(repo, env, everything=options.every),)
     if options.every or options.from_ref:
         return (changes.by_hand_range(repo, None if options.every else options.from_ref, options.to_ref),)

@@ -37,8 +37,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "(and the mab- tags earlier versions left among the public tags).",
     )
     days = cleanup.DEFAULT_DAYS
-    parser.add_argument("--older-than", type=float, default=days, metavar="DAYS",
-                        help=f"keep what is younger than this (default {days:g})")  # fmt: skip
+    parser.add_argument(
+        "--older-than",
+        type=float,
+        default=days,
+        metavar="DAYS",
+        help=f"keep what is younger than this (default {days:g})",
+    )
     parser.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -70,8 +75,10 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
                 pool.map(lambda image: cleanup.judge_image(registry, config, image, rules), config.published)
             )
     except (OSError, ValueError) as e:  # RegistryError included; ValueError: an answer that is no JSON
-        raise FatalError(f"the registry failed while gc read it ({e}); nothing was removed: check "
-                         "`mab-hook doctor` and run `mab-hook gc` again") from None  # fmt: skip
+        raise FatalError(
+            f"the registry failed while gc read it ({e}); nothing was removed: check "
+            "`mab-hook doctor` and run `mab-hook gc` again"
+        ) from None
     verdicts = [verdict for found in judged for verdict in found.verdicts]
     held = {image for found in judged for image in found.held}
     try:
@@ -89,8 +96,13 @@ def report(
     kept = [v for v in verdicts if not v.remove]
     if options.json:
         refusals = [{"repository": d.repository, "target": d.target, "status": s} for d, s in refused]
-        data = {"version": __version__, "dry_run": options.dry_run, "removed": [_entry(v) for v in gone],
-                "kept": [_entry(v) for v in kept], "refused": refusals}  # fmt: skip
+        data = {
+            "version": __version__,
+            "dry_run": options.dry_run,
+            "removed": [_entry(v) for v in gone],
+            "kept": [_entry(v) for v in kept],
+            "refused": refusals,
+        }
         json.dump(data, sys.stdout, indent=1)
         sys.stdout.write("\n")
     verb = "would remove" if options.dry_run else "removed"
@@ -104,13 +116,19 @@ def report(
     printer.info(f"{verb} {len(gone)} staging upload(s); kept {len(kept)} (-v: which, and why){freed}")
     if refused:
         statuses = ", ".join(sorted({str(s) for _d, s in refused}))
-        printer.error(f"the registry refused to delete {len(refused)} (HTTP {statuses}): let it delete "
-                      f"({cleanup.ENABLE_DELETE}), then run `mab-hook gc` again")  # fmt: skip
+        printer.error(
+            f"the registry refused to delete {len(refused)} (HTTP {statuses}): let it delete "
+            f"({cleanup.ENABLE_DELETE}), then run `mab-hook gc` again"
+        )
         return 1
     return 0
 
 
 def _entry(verdict: Verdict) -> dict[str, Any]:
     created = verdict.upload.created
-    return {"reference": f"{verdict.upload.repository}:{verdict.upload.tag}", "digest": verdict.upload.digest,
-            "created": created.isoformat() if created else None, "why": verdict.why}  # fmt: skip
+    return {
+        "reference": f"{verdict.upload.repository}:{verdict.upload.tag}",
+        "digest": verdict.upload.digest,
+        "created": created.isoformat() if created else None,
+        "why": verdict.why,
+    }

@@ -56,8 +56,10 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
         _pre_commit_install(work, env)
         target = hooks / "pre-push.legacy"
         _write(target, script(sys.executable, under_pre_commit=True))
-        printer.outcome(f"installed {target}: pre-commit runs it first with every ref of a push, and "
-                        "it hands them to the mab-hook hook of .pre-commit-config.yaml")  # fmt: skip
+        printer.outcome(
+            f"installed {target}: pre-commit runs it first with every ref of a push, and "
+            "it hands them to the mab-hook hook of .pre-commit-config.yaml"
+        )
     else:
         target = hooks / "pre-push"
         _write(target, script(sys.executable, under_pre_commit=False))
@@ -66,8 +68,13 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
 
 
 def _pre_commit_install(work: Path, env: Mapping[str, str]) -> None:
-    done = process.run((sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-push"), env=env,
-                       cwd=work, check=False, timeout=300)  # fmt: skip
+    done = process.run(
+        (sys.executable, "-m", "pre_commit", "install", "--hook-type", "pre-push"),
+        env=env,
+        cwd=work,
+        check=False,
+        timeout=300,
+    )
     if done.returncode != 0:
         raise FatalError(
             f"`pre-commit install --hook-type pre-push` failed: {done.stderr.strip() or done.stdout}"

@@ -37,13 +37,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "image's manifest list, under its input-digest tag and its public tags: only when every platform "
         "of every image is there.",
     )
-    found.add_argument("--pending", nargs="?", const="", default=None, metavar="ID",
-                       help="instead: tag what the remote accepted of the pushes whose publish is "
-                       "waiting (or failed), or of the one named (see `mab-hook status`)")  # fmt: skip
+    found.add_argument(
+        "--pending",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ID",
+        help="instead: tag what the remote accepted of the pushes whose publish is "
+        "waiting (or failed), or of the one named (see `mab-hook status`)",
+    )
     found.add_argument("--after", type=int, default=None, help=argparse.SUPPRESS)  # the push's process
-    found.add_argument("--ref", metavar="REF", help="the ref that was pushed (refs/heads/main, "
-                       "refs/tags/v1.2.0; default: the branch checked out): what it publishes is the "
-                       "publishing policy's call, e.g. --ref \"$GITHUB_REF\"")  # fmt: skip
+    found.add_argument(
+        "--ref",
+        metavar="REF",
+        help="the ref that was pushed (refs/heads/main, "
+        "refs/tags/v1.2.0; default: the branch checked out): what it publishes is the "
+        'publishing policy\'s call, e.g. --ref "$GITHUB_REF"',
+    )
     add_range(found)
     return found.parse_args(argv)
 
@@ -67,13 +77,17 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
         missing = [f"{m.planned.image.name} {p}" for m in merges for p in m.missing]
         if missing:
             jobs = "their `mab-hook build --push-by-digest` jobs failed or did not run"
-            raise FatalError(f"not every platform was built, so nothing was published: missing "
-                             f"{', '.join(missing)} ({jobs})")  # fmt: skip
+            raise FatalError(
+                f"not every platform was built, so nothing was published: missing "
+                f"{', '.join(missing)} ({jobs})"
+            )
         for merge in merges:
             _publish_one(registry, merge, printer)
     except OSError as e:  # RegistryError included: the registry failed us half way
-        raise FatalError(f"the registry failed while publishing: {e}; run `mab-hook publish` again "
-                         "(what is already tagged is tagged again, nothing is built)") from e  # fmt: skip
+        raise FatalError(
+            f"the registry failed while publishing: {e}; run `mab-hook publish` again "
+            "(what is already tagged is tagged again, nothing is built)"
+        ) from e
     return 0
 
 
@@ -109,8 +123,10 @@ def _publish_one(registry: Registry, merge: Merge, printer: Printer) -> None:
     tagged = registry.tag(merge.whole, merge.planned.tags)
     if not tagged.ok:
         so_far = ", ".join(tagged.published) or "nothing"
-        raise FatalError(f"{name}: tagging failed ({tagged.detail}); published so far: {so_far}; "
-                         "run `mab-hook publish` again")  # fmt: skip
+        raise FatalError(
+            f"{name}: tagging failed ({tagged.detail}); published so far: {so_far}; "
+            "run `mab-hook publish` again"
+        )
     how = f"merged {len(merge.manifests)} platforms" if merge.manifests else "built from these inputs before"
     printer.outcome(f"{name}: published {', '.join(merge.planned.tags) or 'no tag'} ({how})")
 
@@ -129,7 +145,13 @@ def merged(manifests: Sequence[tuple[str, Manifest]]) -> Manifest:
             "architecture": found.arch,
             **({"variant": found.variant} if found.variant else {}),
         }
-        entries.append({"mediaType": manifest.media_type, "digest": manifest.digest,
-                        "size": len(manifest.body), "platform": described})  # fmt: skip
+        entries.append(
+            {
+                "mediaType": manifest.media_type,
+                "digest": manifest.digest,
+                "size": len(manifest.body),
+                "platform": described,
+            }
+        )
     body = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}, separators=(",", ":"))
     return Manifest(body.encode(), INDEX, "")

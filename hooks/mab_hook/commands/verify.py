@@ -98,16 +98,21 @@ def _proof(registry: Registry, reference: str, digest: str, known: Callable[[str
     try:
         return registry.proof(reference, digest, known)
     except (OSError, ValueError) as e:
-        raise FatalError(f"the registry would not say what {reference} holds ({e}); check `docker login` "
-                         "for it on this runner") from None  # fmt: skip
+        raise FatalError(
+            f"the registry would not say what {reference} holds ({e}); check `docker login` "
+            "for it on this runner"
+        ) from None
 
 
 def report(json: bool, found: Sequence[Found], printer: Printer) -> int:
     missing = [f for f in found if not f.present]
     if json:
-        data: dict[str, Any] = {"version": __version__, "ok": not missing,
-                                "present": [f._asdict() for f in found if f.present],
-                                "missing": [f._asdict() for f in missing]}  # fmt: skip
+        data: dict[str, Any] = {
+            "version": __version__,
+            "ok": not missing,
+            "present": [f._asdict() for f in found if f.present],
+            "missing": [f._asdict() for f in missing],
+        }
         output.dump_json(data, sys.stdout)
     width = max((len(f.name) for f in found), default=0)  # the names in one column
     for f in found:
@@ -118,9 +123,11 @@ def report(json: bool, found: Sequence[Found], printer: Printer) -> int:
         )
     if missing:
         names = ", ".join(f.name for f in missing)
-        printer.error(f"not built by the gate from these inputs: {names} (pushed with --no-verify, or from a "
-                      "machine without the hook?): run `mab-hook verify --build-missing` with the same range "
-                      "to build and push them")  # fmt: skip
+        printer.error(
+            f"not built by the gate from these inputs: {names} (pushed with --no-verify, or from a "
+            "machine without the hook?): run `mab-hook verify --build-missing` with the same range "
+            "to build and push them"
+        )
         return 1
     printer.outcome(
         f"every affected image ({len(found)}) is in the registry, built from exactly these inputs"

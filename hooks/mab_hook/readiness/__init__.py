@@ -46,8 +46,23 @@ from mab_hook.readiness.model import (
 )
 from mab_hook.registry import Access, Insecure, Registry
 
-__all__ = ["DEFAULT_SOCKET", "FAIL", "OK", "WARN", "Check", "Host", "Report", "Verdict", "Wanted",
-           "apply_fixes", "ask", "check", "docker_hub_mirrors", "local_host", "probe"]  # fmt: skip
+__all__ = [
+    "DEFAULT_SOCKET",
+    "FAIL",
+    "OK",
+    "WARN",
+    "Check",
+    "Host",
+    "Report",
+    "Verdict",
+    "Wanted",
+    "apply_fixes",
+    "ask",
+    "check",
+    "docker_hub_mirrors",
+    "local_host",
+    "probe",
+]
 
 
 def check(host: Host, wanted: Wanted) -> Report:
@@ -105,9 +120,16 @@ def local_host(env: Mapping[str, str], machine: str, probes: Path | None = None)
     def probe_once(platform: str, builder: str | None, engine: str) -> bool | None:
         return remembered_probe(probes, run, platform, builder, engine)
 
-    return Host(run=run, machine=machine, access=access, hostname=socket.gethostname(),
-                kernel=os_platform.release(), probe=probe_once, engine_distrust=engine_distrust,
-                builder_distrust=builder_distrust)  # fmt: skip
+    return Host(
+        run=run,
+        machine=machine,
+        access=access,
+        hostname=socket.gethostname(),
+        kernel=os_platform.release(),
+        probe=probe_once,
+        engine_distrust=engine_distrust,
+        builder_distrust=builder_distrust,
+    )
 
 
 def remembered_probe(
@@ -162,9 +184,14 @@ def fingerprint(env: Mapping[str, str], binfmt_root: Path) -> str:
             if named:
                 at = os.stat(named)
                 stamps.append(f"{named}:{at.st_ino}:{at.st_ctime_ns}:{at.st_mtime_ns}")
-    found = {"host": host, "context": env.get("DOCKER_CONTEXT", ""), "stamps": stamps, "binfmt": handlers,
-             "builder": env.get("BUILDX_BUILDER", ""),
-             "buildx_config": env.get("BUILDX_CONFIG", "")}  # fmt: skip
+    found = {
+        "host": host,
+        "context": env.get("DOCKER_CONTEXT", ""),
+        "stamps": stamps,
+        "binfmt": handlers,
+        "builder": env.get("BUILDX_BUILDER", ""),
+        "buildx_config": env.get("BUILDX_CONFIG", ""),
+    }
     return hashlib.sha256(json.dumps(found, sort_keys=True).encode()).hexdigest()
 
 

@@ -39,8 +39,10 @@ def check_registry(
         return _builder_check(host, repository, insecure, builder) or Check("registry", OK, access.detail)
     distrust = host.engine_distrust(repository, insecure) if engine_here else None
     if distrust is not None:
-        fix = (f"put the CA certificate as ca.crt in /etc/docker/certs.d/{server}/ (the engine uploads, and "
-               "reads it there; no restart needed)")  # fmt: skip
+        fix = (
+            f"put the CA certificate as ca.crt in /etc/docker/certs.d/{server}/ (the engine uploads, and "
+            "reads it there; no restart needed)"
+        )
         return Check("registry", FAIL, distrust, fix, "registry-engine-untrusted")
     return Check("registry", OK, access.detail)
 
@@ -50,8 +52,10 @@ def _builder_check(host: Host, repository: str, insecure: Insecure, builder: Bui
     server = references.parse(repository).api_host
     for node in builder.nodes:
         if plain_http(server) and node.driver_opt("network") != "host":
-            finding = (f"builder {builder.name}'s BuildKit runs in a container of its own, where {server} "
-                       "is that container, not this machine")  # fmt: skip
+            finding = (
+                f"builder {builder.name}'s BuildKit runs in a container of its own, where {server} "
+                "is that container, not this machine"
+            )
             fix = _recreate(builder, ("network", "host"))
             return Check("registry", FAIL, finding, fix, "registry-builder-loopback")
         settings = buildkitd.registry(dict(node.files), server)
@@ -87,7 +91,9 @@ def check_mirror(host: Host, builder: Builder, insecure: Insecure) -> Check:
         if access.ok:
             return Check("mirror", OK, f"Docker Hub through {mirror} ({whose}): {access.detail}")
         answers.append(access.detail)
-    fix = (f"check that {found[0]} runs and that docker is logged in to it if it wants credentials; or "
-           f"take it out of {whose}")  # fmt: skip
+    fix = (
+        f"check that {found[0]} runs and that docker is logged in to it if it wants credentials; or "
+        f"take it out of {whose}"
+    )
     finding = f"Docker Hub's mirror ({whose}) does not answer: {'; '.join(answers)}"
     return Check("mirror", WARN, finding, fix, "mirror-down")

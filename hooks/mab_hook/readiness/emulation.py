@@ -27,8 +27,11 @@ class Scope(NamedTuple):
 def check_platform(scope: Scope, platform: str) -> Check:
     host, builder, state, wanted, engine = scope
     key = f"platform:{platform}"
-    remote = [node for node in builder.nodes
-              if not builder.node_is_local(node) and builders.lists(node.platforms, platform)]  # fmt: skip
+    remote = [
+        node
+        for node in builder.nodes
+        if not builder.node_is_local(node) and builders.lists(node.platforms, platform)
+    ]
     if remote:
         node = remote[0]
         return Check(key, OK, f"served by node {node.name} ({node.endpoint})")
@@ -90,13 +93,19 @@ def engine_fix(image: str, platform: str, builder: Builder, engine: Engine) -> s
         f"install the emulator where the engine runs: `{install}` (it runs on the engine's machine or VM)"
     ]
     if "Docker Desktop" in engine.where:
-        fixes.append('Docker Desktop: turn on "Use containerd for pulling and storing images" for '
-                     "multi-platform builds")  # fmt: skip
+        fixes.append(
+            'Docker Desktop: turn on "Use containerd for pulling and storing images" for '
+            "multi-platform builds"
+        )
     if "colima" in engine.where or "lima" in engine.where:
-        fixes.append(f"colima: `colima start --arch {name}` (a VM of that architecture), or `colima start "
-                     "--vm-type vz --vz-rosetta` for amd64 on Apple silicon")  # fmt: skip
-    fixes.append(f"or a native node: `docker buildx create --append --name {builder.name} --platform "
-                 f"{platform} <endpoint>`")  # fmt: skip
+        fixes.append(
+            f"colima: `colima start --arch {name}` (a VM of that architecture), or `colima start "
+            "--vm-type vz --vz-rosetta` for amd64 on Apple silicon"
+        )
+    fixes.append(
+        f"or a native node: `docker buildx create --append --name {builder.name} --platform "
+        f"{platform} <endpoint>`"
+    )
     return "; ".join(fixes)
 
 
@@ -107,8 +116,10 @@ def _no_node(key: str, builder: Builder, platform: str) -> Check:
         finding += f" (QEMU emulates CPUs, not operating systems: {os_name} images need a {os_name} node)"
     node = f"--platform {platform} <endpoint>`"
     if builder.driver == "docker":  # the engine's own builder takes no other node
-        add = (f"create a builder with a node for it: `docker buildx create --name multi-arch {node}, "
-               'and set builder = "multi-arch" in [tool.multiarch]')  # fmt: skip
+        add = (
+            f"create a builder with a node for it: `docker buildx create --name multi-arch {node}, "
+            'and set builder = "multi-arch" in [tool.multiarch]'
+        )
     else:
         add = f"add a node for it: `docker buildx create --append --name {builder.name} {node}"
     # Emulators help with another CPU only; another operating system needs a node of its own.

@@ -33,9 +33,15 @@ def check_docker(host: Host, buildx: tuple[int, int, int] | None = None) -> list
     """`buildx`: the version the repository's definition files need, when known."""
     version = host.run(VERSION)
     if version.missing:
-        return [Check("docker", FAIL, "the docker CLI is not installed",
-                      "install Docker Engine and its CLI (https://docs.docker.com/engine/install/)",
-                      "docker-missing")]  # fmt: skip
+        return [
+            Check(
+                "docker",
+                FAIL,
+                "the docker CLI is not installed",
+                "install Docker Engine and its CLI (https://docs.docker.com/engine/install/)",
+                "docker-missing",
+            )
+        ]
     data = parse_json(version.stdout)
     client = (data.get("Client") or {}).get("Version", "?")
     server = (data.get("Server") or {}).get("Version")
@@ -49,8 +55,10 @@ def _unanswered(tail: str) -> Check:
     endpoint that does not answer, or a local daemon that is not running."""
     context = re.search(r'context "([^"]+)"(?:: context not found| does not exist)', tail)
     if context:
-        fix = (f"`docker context ls` shows the contexts there are; `docker context use NAME`, or unset "
-               f"DOCKER_CONTEXT (it names {context.group(1)!r})")  # fmt: skip
+        fix = (
+            f"`docker context ls` shows the contexts there are; `docker context use NAME`, or unset "
+            f"DOCKER_CONTEXT (it names {context.group(1)!r})"
+        )
         return Check(
             "docker", FAIL, f"the docker context {context.group(1)!r} does not exist", fix, "context-missing"
         )
@@ -62,11 +70,15 @@ def _unanswered(tail: str) -> Check:
             if where.startswith("ssh://")
             else (f"docker -H {where} version")
         )
-        fix = (f"check that {where} answers (`{ask}`), or point DOCKER_HOST / `docker context use` at an "
-               "engine that runs")  # fmt: skip
+        fix = (
+            f"check that {where} answers (`{ask}`), or point DOCKER_HOST / `docker context use` at an "
+            "engine that runs"
+        )
         return Check("docker", FAIL, f"the engine at {where} does not answer: {tail}", fix, "endpoint-down")
-    fix = ("start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` "
-           "at a running engine")  # fmt: skip
+    fix = (
+        "start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker context use` "
+        "at a running engine"
+    )
     return Check("docker", FAIL, f"the Docker daemon does not answer: {tail}", fix, "daemon-down")
 
 
@@ -129,9 +141,11 @@ def check_driver(host: Host, builder: Builder, wanted: Wanted) -> Check:
     if len(wanted.platforms) <= 1:  # a CI job of a fan-out builds one platform: any driver does that
         return Check("driver", OK, f"the {builder.driver} driver builds one platform at a time: enough here")
     create = wanted.new_builder("multi-arch").command_text()
-    fix = (f'either create a docker-container builder (`{create}`, and set builder = "multi-arch"), or turn '
-           'on the containerd image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then '
-           "restart dockerd)")  # fmt: skip
+    fix = (
+        f'either create a docker-container builder (`{create}`, and set builder = "multi-arch"), or turn '
+        'on the containerd image store (daemon.json: {"features": {"containerd-snapshotter": true}}, then '
+        "restart dockerd)"
+    )
     finding = f"the {builder.driver} driver of builder {builder.name} cannot build several platforms at once"
     return Check("driver", FAIL, finding, fix, "driver-single-platform")
 

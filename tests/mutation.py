@@ -67,6 +67,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "mirrors": ("tests/test_mirrors.py", "tests/readiness/test_access.py", "tests/readiness/test_engine.py"),
     "handover": ("tests/commands/test_install.py",),  # which refs the gate sees under pre-commit
     "commands/install": ("tests/commands/test_install.py",),
+    "schema": ("tests/test_schema.py",),
     "building": (
         "tests/test_building.py",
         "tests/test_commands_canned.py",

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
-from mab_hook import discovery, file_images, patterns, references
+from mab_hook import discovery, file_images, patterns, references, schema
 from mab_hook import validation as fields
 from mab_hook.builders import BuilderSpec, NodeSpec
 from mab_hook.definitions import DEFAULT_FILES, Resolved, Source, project_name
@@ -49,46 +49,11 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 # [tool.multiarch.images.api]
 # context = "services/api\""""
 
-TOP_KEYS = (
-    "platforms",
-    "registry",
-    "staging",
-    "builder",
-    "push",
-    "tags",
-    "publish-branches",
-    "publish-tags",
-    "jobs",
-    "timeout",
-    "cache-from",
-    "cache-to",
-    "secrets",
-    "binfmt-image",
-    "buildkit-image",
-    "keep-logs",
-    "compose",
-    "compose-projects",
-    "bake",
-    "bake-targets",
-    "images",
-)
+TOP_KEYS = (*schema.names(schema.TOP), schema.IMAGES.name)
 DEFINITION_KEYS = ("compose", "compose-projects", "bake")  # keys that name definition files
-BUILDER_KEYS = ("name", "driver", "driver-opts", "nodes")
-NODE_KEYS = ("name", "endpoint", "platforms")
-IMAGE_KEYS = (
-    "context",
-    "dockerfile",
-    "platforms",
-    "target",
-    "build-args",
-    "watch",
-    "contexts",
-    "timeout",
-    "cache-from",
-    "cache-to",
-    "secrets",
-    "foreign-binaries",
-)
+BUILDER_KEYS = schema.names(schema.BUILDER_KEYS)
+NODE_KEYS = schema.names(schema.NODE)
+IMAGE_KEYS = schema.names(schema.IMAGE)
 KEEP_CONFIGS = 4  # validated configurations a cache keeps
 Resolve = Callable[[Sequence[Source]], Resolved]
 

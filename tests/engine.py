@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
-from mab_hook import buildx, coverage, platforms, process
+from mab_hook import bakefile, coverage, platforms, process
 from mab_hook.coverage import Found
 
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -404,7 +404,7 @@ class CannedEngine(process.Group):
                 failed := self._steps(context.removeprefix("target:"), run)
             ):
                 return failed
-        fails_on = self.faults.get(buildx.image_of(entry), Fault()).step_fails_on
+        fails_on = self.faults.get(bakefile.image_of(entry), Fault()).step_fails_on
         for platform in spec["platforms"]:
             if platform == fails_on:
                 error = 'process "/bin/sh -c make" did not complete successfully: exit code: 2'
@@ -415,7 +415,7 @@ class CannedEngine(process.Group):
 
     def _export(self, entry: str, run: _Invocation) -> str:
         """An entry's export, and with --push its upload; what failed, or ""."""
-        name, spec = buildx.image_of(entry), run.definition[entry]
+        name, spec = bakefile.image_of(entry), run.definition[entry]
         fault = self.faults.get(name, Fault())
         if self._fails(name, "export", fault.export_fails):
             error = (
@@ -447,7 +447,7 @@ class CannedEngine(process.Group):
     def built(self) -> Iterator[str]:
         """Every image an invocation built, in order."""
         for entries in self.invocations:
-            yield from (buildx.image_of(entry) for entry in entries)
+            yield from (bakefile.image_of(entry) for entry in entries)
 
 
 EVERY_PLATFORM = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/riscv64",

@@ -36,7 +36,7 @@ EQUIVALENT = ROOT / "tests" / "mutation-equivalent.toml"
 
 # The module, and the fast tests that decide about it.
 MODULES: dict[str, tuple[str, ...]] = {
-    "grants": ("tests/test_grants.py", "tests/test_buildx.py"),
+    "grants": ("tests/test_grants.py", "tests/test_bakefile.py"),
     "tags": ("tests/test_tags.py", "tests/test_plan.py"),
     "budget": ("tests/test_budget.py", "tests/test_cli.py", "tests/test_plan.py"),
     "input_digest": ("tests/test_input_digest.py",),
@@ -48,6 +48,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py", "tests/test_planning.py"),
     "state": ("tests/test_state.py",),
     "buildx": ("tests/test_buildx.py", "tests/test_pipeline_decisions.py"),
+    "bakefile": ("tests/test_bakefile.py", "tests/test_buildx.py"),
+    "buildlog": ("tests/test_buildlog.py", "tests/test_buildx.py", "tests/test_pipeline_decisions.py"),
     "policy": ("tests/test_policy.py", "tests/test_plan.py", "tests/test_commands_canned.py"),
     "pending": ("tests/test_publisher.py",),
     "publisher": ("tests/test_publisher.py",),

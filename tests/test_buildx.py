@@ -15,14 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mab_hook import buildx, grants, process
+from mab_hook import bakefile, buildlog, buildx, process
 from mab_hook.buildx import Buildx
 from mab_hook.changes import Commit, Ref
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.plan import Plan, make_plan
-from mab_hook.rawprogress import Renderer
 from mab_hook.results import Failure, Status
 from tests.conftest import Lab
 
@@ -45,59 +44,12 @@ def make(
 
 
 BASE = Image("base", "base", "base/Dockerfile", ALL3, build_args=(("V", "1"),))
+
+
 APP = Image("team/app", "app", "app/Dockerfile", ("linux/amd64", "linux/arm64"), target="runtime")
+
+
 FILES = {"base/Dockerfile": "FROM busybox\n", "app/Dockerfile": "FROM reg:5000/team/base:latest AS runtime\n"}
-
-
-LABELS = {"base": {"org.opencontainers.image.revision": "ab" * 20}}
-
-
-def test_definition() -> None:
-    cached = dataclasses.replace(
-        BASE, cache_from=("type=registry,ref=reg/cache/base",), cache_to=("type=inline",)
-    )
-    definition = buildx.definition(
-        make((cached, APP), FILES), buildx.Paths(Path("/co"), Path("/repo")), LABELS, {}
-    )
-    assert definition["group"] == {"default": {"targets": ["base", "team_SLASH_app"]}}
-    targets = definition["target"]
-    assert targets["base"] == {
-        "context": "/co/base", "dockerfile": "/co/base/Dockerfile", "platforms": list(ALL3),
-        "tags": ["reg:5000/team/base:abababa"], "args": {"V": "1"},
-        "cache-from": ["type=registry,ref=reg/cache/base"], "cache-to": ["type=inline"],
-        "labels": {"org.opencontainers.image.revision": "ab" * 20},
-    }  # fmt: skip
-    # The dependant gets an untagged copy of its base for its own platforms (buildx demands it).
-    variant = "base_AS_CONTEXT_linux_amd64_AND_linux_arm64"
-    assert targets["team_SLASH_app"]["contexts"] == {"reg:5000/team/base": f"target:{variant}"}
-    assert targets["team_SLASH_app"]["target"] == "runtime"
-    assert targets[variant]["platforms"] == ["linux/amd64", "linux/arm64"]
-    assert targets[variant]["tags"] == []
-
-
-def test_definition_includes_unaffected_bases_untagged() -> None:
-    definition = buildx.definition(
-        make((BASE, APP), FILES, changed={"app/Dockerfile"}), buildx.Paths(Path("/co"), Path("/repo")), {}, {}
-    )
-    assert definition["group"]["default"]["targets"] == ["team_SLASH_app"]
-    assert set(definition["target"]) == {"team_SLASH_app", "base_AS_CONTEXT_linux_amd64_AND_linux_arm64"}
-
-
-def test_an_image_pushed_while_it_builds_is_tagged_with_its_staging_reference_only() -> None:
-    definition = buildx.definition(
-        make((BASE,), FILES),
-        buildx.Paths(Path("/co"), Path("/repo")),
-        {},
-        {"base": "reg:5000/team/base:mab-1"},
-    )
-    assert definition["target"]["base"]["tags"] == ["reg:5000/team/base:mab-1"]
-
-
-@pytest.mark.parametrize("names", [("a.b", "a_b"), ("team.api", "team_api", "team/api"), ("x-y", "x--y")])
-def test_every_image_has_an_entry_of_its_own(names: tuple[str, ...]) -> None:
-    entries = [buildx.entry_name(name) for name in names]
-    assert len(set(entries)) == len(names)
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", entry) for entry in entries)
 
 
 def test_bake_commands() -> None:
@@ -108,28 +60,6 @@ def test_bake_commands() -> None:
     # buildx's look at git would describe the temporary worktree; mab-hook labels the revision.
     assert bx.run_env["BUILDX_GIT_INFO"] == "false"
     assert Buildx({"BUILDX_GIT_INFO": "true"}, None, process.Group()).run_env["BUILDX_GIT_INFO"] == "true"
-
-
-# Plain progress as the lab's buildx 0.13.1 (docker driver, moby 26.1, distribution 2.8 as the
-# registry) printed it, cut to the lines mab-hook reads; registry addresses and ids as they were.
-BAKE_LOG = """\
-#11 [app linux/arm64 1/2] FROM docker.io/mab-lab/busybox:latest@sha256:79
-#11 DONE 0.1s
-#15 [bad linux/amd64 2/2] RUN [ "$(uname -m)" != armv7l ]
-#15 DONE 0.4s
-#17 [bad linux/arm/v7 2/2] RUN [ "$(uname -m)" != armv7l ]
-#17 ERROR: process "/bin/sh -c [ \\"$(uname -m)\\" != armv7l ]" did not complete successfully: exit code: 1
-#18 [bad linux/arm64 2/2] RUN [ "$(uname -m)" != armv7l ]
-#18 CANCELED
-#20 [linux/amd64 3/3] RUN false
-#20 ERROR: process "/bin/sh -c false" did not complete successfully: exit code: 1
-ERROR: failed to solve: process "/bin/sh -c [ \\"$(uname -m)\\" != armv7l ]" did not complete successfully
-"""
-
-
-def test_failed_platforms_read_from_plain_progress() -> None:
-    assert buildx.failed_platforms(BAKE_LOG) == ("linux/arm/v7", "linux/amd64")
-    assert buildx.failed_platforms("ERROR: failed to read dockerfile\n") == ()
 
 
 EXPORT_FAILURE = """\
@@ -144,60 +74,13 @@ ERROR: failed to solve: failed to commit m3p52 to eajbw during finalize
 """
 
 
-PUSH_FAILURE = """\
-#14 [api] exporting to image
-#14 exporting layers done
-#14 pushing layers
-#14 ERROR: failed to push 127.0.0.1:5999/t/api:mab-1: failed to do request: Head "http://127.0.0.1:5999/v2/": dial tcp 127.0.0.1:5999: connect: connection refused
-------
-ERROR: failed to solve: failed to push 127.0.0.1:5999/t/api:mab-1
-"""
-
-
-DOCKER_DRIVER_PUSH_FAILURE = """\
-#16 [worker] pushing 127.0.0.1:5000/t/worker:mab-2e68 with docker
-#16 pushing layer 3414743c5a30 done
-#16 ERROR: unexpected status from HEAD request to http://127.0.0.1:5000/v2/t/worker/manifests/mab-2e68: 500 Internal Server Error
-------
-ERROR: unexpected status from HEAD request to http://127.0.0.1:5000/v2/t/worker/manifests/mab-2e68: 500
-"""
-
-
-def test_what_failed_is_told_from_the_log() -> None:
-    assert buildx.failure(DOCKER_DRIVER_PUSH_FAILURE) is Failure.REGISTRY
-    assert buildx.failure(EXPORT_FAILURE) is Failure.ENGINE
-    assert buildx.failure(BAKE_LOG) is Failure.BUILD
-    assert buildx.failure(PUSH_FAILURE) is Failure.REGISTRY
-    assert buildx.failed_platforms(EXPORT_FAILURE) == ()
-    assert "connect: connection refused" in buildx.registry_error(PUSH_FAILURE)
-
-
-def test_step_events() -> None:
-    assert buildx.step("#17 [bad linux/arm/v7 2/2] RUN [ \"$(uname -m)\" != armv7l ]") == (
-        "17", "linux/arm/v7", '2/2 RUN [ "$(uname -m)" != armv7l ]')  # fmt: skip
-    assert buildx.step("#9 [api 3/4] COPY app.txt /") == ("9", "", "3/4 COPY app.txt /")  # one platform
-    assert buildx.step("#9 [api linux/arm64 build 2/5] RUN make") == ("9", "linux/arm64", "2/5 RUN make")
-    assert buildx.step("#4 [bad linux/arm/v7 internal] load metadata for docker.io/x") is None
-    assert buildx.step("#17 DONE 0.4s") is None
-
-
-def test_image_digest_from_metadata(tmp_path: Path) -> None:
-    metadata = tmp_path / "m.json"
-    metadata.write_text('{"api": {"containerimage.digest": "sha256:abc", "image.name": "r/api:1"}}')
-    assert buildx.image_digest(metadata, "api") == "sha256:abc"
-    assert buildx.image_digest(tmp_path / "missing.json", "api") == ""
-
-
-# --- against the lab --------------------------------------------------------------------------
-
-
 def lab_plan(lab: Lab, tmp_path: Path, dockerfile: str) -> tuple[Plan, Path]:
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "Dockerfile").write_text(dockerfile)
     image = Image("img", "img", "img/Dockerfile", ALL3)
     plan = make((image,), {"img/Dockerfile": dockerfile}, registry=lab.namespace())
-    return plan, buildx.write_definition(
-        tmp_path / "bake.json", buildx.definition(plan, buildx.Paths(tmp_path, tmp_path), {}, {})
+    return plan, bakefile.write_definition(
+        tmp_path / "bake.json", bakefile.definition(plan, bakefile.Paths(tmp_path, tmp_path), {}, {})
     )
 
 
@@ -233,69 +116,6 @@ def test_build_one_stops_at_its_timeout(lab: Lab, tmp_path: Path) -> None:
     assert result.status == Status.TIMED_OUT
     assert result.detail == "timed out after 3 s; the build was stopped"
     assert result.seconds < 30
-
-
-def test_local_caches_live_in_the_repository_and_layouts_come_from_the_checkout() -> None:
-    api = Image("api", "app", "app/Dockerfile", ("linux/amd64",), contexts=(("l", "oci-layout://layouts/b:v1"),),
-                cache_from=("type=local,src=.cache/api",), cache_to=("type=local,dest=.cache/api,mode=max",),
-                secrets=("id=npm,env=NPM_TOKEN",))  # fmt: skip
-    entry = buildx.definition(make((api,), {"app/Dockerfile": "FROM busybox\n"}),
-                              buildx.Paths(Path("/co"), Path("/repo")), {}, {})["target"]["api"]  # fmt: skip
-    assert entry["cache-from"] == ["type=local,src=/repo/.cache/api"]
-    assert entry["cache-to"] == ["type=local,dest=/repo/.cache/api,mode=max"]
-    assert entry["contexts"] == {"l": "oci-layout:///co/layouts/b:v1"}
-    assert "secret" not in entry  # nothing granted: nothing given
-
-
-def test_secrets_ssh_and_the_hosts_network_come_from_the_pushers_grants_only() -> None:
-    asking = Image("api", "app", "app/Dockerfile", ("linux/amd64",), secrets=("id=npm,env=PATH",),
-                   extra=(("network", '"host"'), ("shm-size", '"2g"')))  # fmt: skip
-    plan = make((asking,), {"app/Dockerfile": "FROM busybox\n"})
-    granted = grants.Grants({"npm": "id=npm,env=NPM_TOKEN"}, {"default": "default=/run/agent.sock"},
-                            frozenset({"network.host"}))  # fmt: skip
-    entry = buildx.definition(plan, buildx.Paths(Path("/co"), Path("/repo")), {}, {}, granted)["target"][
-        "api"
-    ]
-    # The pusher's sources, never the commit's (env=PATH): every build gets what was granted.
-    assert (entry["secret"], entry["ssh"], entry["network"]) == (
-        ["id=npm,env=NPM_TOKEN"],
-        ["default=/run/agent.sock"],
-        "host",
-    )
-    bare = buildx.definition(plan, buildx.Paths(Path("/co"), Path("/repo")), {}, {})["target"]["api"]
-    assert ("secret" in bare, "ssh" in bare, "network" in bare, bare["shm-size"]) == (
-        False,
-        False,
-        False,
-        "2g",
-    )
-
-
-def test_raw_progress_is_rendered_as_plain_progress_with_steps_as_they_start() -> None:
-    """Recorded from the lab: `docker buildx build --progress=rawjson` of a build failing on arm64."""
-    raw = (Path(__file__).parent / "fixtures" / "buildx" / "rawjson-arm64-fails.txt").read_text()
-    started: list[str] = []
-    renderer = Renderer(lambda number, name: started.append(name))
-    lines = [out for line in raw.splitlines(keepends=True) for out in renderer.feed(line)]
-    log = "\n".join(lines)
-    assert any(re.fullmatch(r"#\d+ \[linux/arm64 2/3\] RUN echo hello-fixture", line) for line in lines)
-    assert any(re.fullmatch(r"#\d+ hello-fixture", line) for line in lines)  # the step's own output
-    assert buildx.failed_platforms(log) == ("linux/arm64",)
-    assert buildx.failure(log) is Failure.BUILD
-    assert lines[-1].startswith("ERROR: failed to solve: ")  # buildx's own words pass through
-    assert '[linux/arm64 3/3] RUN [ "$(uname -m)" != aarch64 ]' in started
-
-
-def test_a_step_stopped_because_another_failed_is_canceled_not_failed() -> None:
-    raw = json.dumps({"vertexes": [
-        {"digest": "a", "name": "[linux/arm/v7 2/2] RUN false", "started": "2026-01-01T00:00:00Z",
-         "completed": "2026-01-01T00:00:01Z", "error": "process did not complete successfully: exit code: 1"},
-        {"digest": "b", "name": "[linux/arm64 2/2] RUN false", "started": "2026-01-01T00:00:00Z",
-         "completed": "2026-01-01T00:00:01Z", "error": "exit code: 137: context canceled: context canceled"},
-    ]})  # fmt: skip
-    log = "\n".join(Renderer().feed(raw + "\n"))
-    assert buildx.failed_platforms(log) == ("linux/arm/v7",)
-    assert "#2 CANCELED" in log
 
 
 class CannedGroup(process.Group):
@@ -431,39 +251,6 @@ def test_an_invocation_that_fails_with_no_step_failing_is_no_image_stopping_anot
         assert first.detail == detail
 
 
-# --- what a commit holds is data, never a template --------------------------------------------
-
-TEMPLATE_TEXT = st.text(alphabet="$%{}ab/", max_size=12)
-
-
-@settings(derandomize=bool(os.environ.get("CI")))
-@given(TEMPLATE_TEXT)
-def test_a_literal_string_reads_back_as_written(text: str) -> None:
-    written = buildx.literal(text)
-    assert buildx.unliteral(written) == text
-    assert not re.search(r"(?<![$])\$\{|(?<![%])%\{", written)  # no lone opener is left
-
-
-def test_every_string_of_a_definition_is_escaped_keys_included() -> None:
-    hostile = '${replace("~..~..~etc","~","/")}'
-    image = Image("evil", f"ctx/{hostile}", f"ctx/{hostile}/Dockerfile", ("linux/amd64",),
-                  build_args=(("A${x}", "${HOME}"), ("B", "%{ if true }x%{ endif }")),
-                  contexts=(("c$${y}", f"ctx/{hostile}"),))  # fmt: skip
-    files = {f"ctx/{hostile}/Dockerfile": "FROM busybox\nCOPY . /\n"}
-    written = buildx.definition(make((image,), files), buildx.Paths(Path("/co"), Path("/repo")), {}, {})
-    entry = written["target"]["evil"]
-    assert entry["context"] == '/co/ctx/$${replace("~..~..~etc","~","/")}'
-    assert entry["args"] == {"A$${x}": "$${HOME}", "B": "%%{ if true }x%%{ endif }"}
-    assert entry["contexts"] == {"c$$${y}": '/co/ctx/$${replace("~..~..~etc","~","/")}'}
-    assert buildx.unliteral(written)["target"]["evil"]["args"] == {
-        "A${x}": "${HOME}",
-        "B": "%{ if true }x%{ endif }",
-    }
-    # What `--dry-run --bake` prints for `docker buildx bake -f -` is escaped the same way.
-    exported = buildx.export([make((image,), files)])
-    assert exported["target"]["evil"]["context"] == 'ctx/$${replace("~..~..~etc","~","/")}'
-
-
 def test_a_definition_without_templates_is_not_sent_to_buildx_for_proof(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -474,11 +261,11 @@ def test_a_definition_without_templates_is_not_sent_to_buildx_for_proof(
         return process.Completed(tuple(cmd), 0, "{}", "")  # buildx printing no target
 
     monkeypatch.setattr(process, "run", run)
-    plain = buildx.definition(make((BASE,), FILES), buildx.Paths(Path("/co"), Path("/repo")), {}, {})
+    plain = bakefile.definition(make((BASE,), FILES), bakefile.Paths(Path("/co"), Path("/repo")), {}, {})
     buildx.prove_literal(tmp_path / "bake.json", plain, Buildx({}, None, CannedGroup([])))
     assert ran == []
-    templated = buildx.definition(make((dataclasses.replace(BASE, build_args=(("V", "${X}"),)),), FILES),
-                                  buildx.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
+    templated = bakefile.definition(make((dataclasses.replace(BASE, build_args=(("V", "${X}"),)),), FILES),
+                                  bakefile.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
     with pytest.raises(FatalError, match="would read its"):  # buildx, asked, prints no such target
         buildx.prove_literal(tmp_path / "bake.json", templated, Buildx({}, None, CannedGroup([])))
     assert len(ran) == 1 and ran[0][:4] == ("docker", "buildx", "bake", "--file")
@@ -497,7 +284,7 @@ def test_buildx_reads_every_literal_string_as_written(lab: Lab, key: str, value:
     with tempfile.TemporaryDirectory() as scratch:
         bake = Path(scratch) / "bake.json"
         plain = {"target": {"t": {"context": f"ctx/v{value}", "args": {key: value}, "labels": {"l": value}}}}
-        buildx.write_definition(bake, buildx.literal(plain))
+        bakefile.write_definition(bake, bakefile.literal(plain))
         printed = subprocess.run(("docker", "buildx", "bake", "--file", str(bake), "--print", "--progress=quiet", "t"),
                                  env=lab.env, capture_output=True, text=True, check=True)  # fmt: skip
         target = json.loads(printed.stdout)["target"]["t"]
@@ -506,37 +293,7 @@ def test_buildx_reads_every_literal_string_as_written(lab: Lab, key: str, value:
             {key: value},
             {"l": value},
         )
-        buildx.prove_literal(bake, buildx.literal(plain), Buildx(lab.env, None, process.Group()))
-
-
-def test_a_symlink_of_the_commit_takes_no_build_path_out_of_the_repository(tmp_path: Path) -> None:
-    host = tmp_path / "host"
-    (host / "ctx").mkdir(parents=True)
-    checkout, repository = tmp_path / "checkout", tmp_path / "repository"
-    (checkout / "app").mkdir(parents=True)
-    repository.mkdir()
-    (checkout / "layouts").symlink_to(host)
-    (repository / ".cache").symlink_to(host)
-    (repository / "inside").symlink_to("app")  # a symlink that stays inside is fine
-    paths = buildx.Paths(checkout, repository)
-    cached = Image("api", "app", "app/Dockerfile", ("linux/amd64",), cache_to=("type=local,dest=.cache/api",))
-    with pytest.raises(
-        FatalError,
-        match=r"image api: its cache dest= '.cache/api' leads out of the repository through a symlink",
-    ):
-        buildx.definition(make((cached,), {"app/Dockerfile": "FROM busybox\n"}), paths, {}, {})
-    layout = Image(
-        "api", "app", "app/Dockerfile", ("linux/amd64",), contexts=(("l", "oci-layout://layouts/x:v1"),)
-    )
-    with pytest.raises(
-        FatalError, match=r"image api: its context 'l' 'layouts/x' leads out of the pushed commit"
-    ):
-        buildx.definition(make((layout,), {"app/Dockerfile": "FROM busybox\n"}), paths, {}, {})
-    fine = dataclasses.replace(cached, cache_to=("type=local,dest=inside/cache",))
-    entry = buildx.definition(make((fine,), {"app/Dockerfile": "FROM busybox\n"}), paths, {}, {})["target"][
-        "api"
-    ]
-    assert entry["cache-to"] == [f"type=local,dest={repository}/inside/cache"]
+        buildx.prove_literal(bake, bakefile.literal(plain), Buildx(lab.env, None, process.Group()))
 
 
 def test_a_one_image_invocation_owns_its_unlabelled_steps_and_shows_them(tmp_path: Path) -> None:
@@ -589,53 +346,6 @@ def test_a_bases_steps_and_export_stay_the_bases_when_one_image_is_built_on_it(t
     buildx.build_together([buildx.Wanted(plan.affected[0])], tmp_path / "b.json", Buildx({}, None, CannedGroup([(0, log)])),
                           tmp_path, watch)  # fmt: skip
     assert events == [("step", "team/app", "1/1 FROM reg:5000/team/base")]
-
-
-# --- reading buildx's words: every rule of what failed, and what is said ------------------------
-
-
-def export_log(error: str) -> str:
-    """An upload that failed with `error`, as buildx's plain progress shows it."""
-    return ("#1 [base linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#2 exporting to image\n#2 DONE 0.1s\n"
-            f"#3 pushing reg:5000/team/base:mab-1 with docker\n#3 ERROR: {error}\n")  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "said",
-    ["failed to push reg/x: 500", "unexpected status: 502", "401 Unauthorized", "403 Forbidden",
-     "push access DENIED", "authentication required: unauthorized", "dial tcp: connection refused",
-     "lookup reg: no such host", "read: i/o timeout", "http: server gave HTTP response to HTTPS client",
-     "failed to do request: EOF", "failed to authorize: rpc error", "x509: certificate signed by unknown authority",
-     "remote error: tls: bad certificate"],
-)  # fmt: skip
-def test_every_registry_failure_buildkit_names_is_the_registrys(said: str) -> None:
-    assert buildx.failure(export_log(said)) is Failure.REGISTRY
-    assert buildx.registry_error(export_log(said)) == said
-
-
-@pytest.mark.parametrize("said", ["failed to commit: snapshot does not exist", "content digest mismatch"])
-def test_an_export_failing_otherwise_is_the_engines(said: str) -> None:
-    assert buildx.failure(export_log(said)) is Failure.ENGINE
-
-
-def test_buildx_failing_before_any_step_is_read_from_its_last_error() -> None:
-    lines = ["WARN: something", 'ERROR: no builder "gone" found', "ERROR: " + "x" * 400]
-    assert buildx.invocation_error(lines) == "x" * 300
-    assert buildx.invocation_error(lines[:2]) == 'no builder "gone" found'
-    assert buildx.invocation_error(["#1 [base 1/1] FROM busybox", *lines]) == ""  # a step ran
-    assert buildx.invocation_error(["WARN: nothing wrong"]) == ""
-    assert buildx.failure("ERROR: no builder found\n") is Failure.ENGINE
-    assert buildx.failure("") is Failure.BUILD
-
-
-def test_the_registrys_own_words_are_kept_and_cut() -> None:
-    assert buildx.registry_error("") == "see the log"
-    assert buildx.registry_error("#3 ERROR: something odd\nERROR: also odd\n") == "also odd"  # the last
-    long = "unexpected status: " + "y" * 400
-    assert buildx.registry_error(f"#3 ERROR: {long}\n") == long[:300]
-    assert buildx.registry_error("ERROR: failed to solve: 403 Forbidden\n#3 ERROR: odd\n") == (
-        "failed to solve: 403 Forbidden"
-    )
 
 
 class Timed(CannedGroup):
@@ -693,9 +403,9 @@ def test_the_proof_compares_only_what_could_read_as_a_template(
     """buildx prints a definition its own way (platforms, paths normalized): only the strings
     that hold `${` or `%{` must read back as written."""
     ran: list[tuple[str, ...]] = []
-    templated = buildx.definition(make((dataclasses.replace(BASE, build_args=(("V", "a%{b}"),)),), FILES),
-                                  buildx.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
-    plain = buildx.unliteral(templated)
+    templated = bakefile.definition(make((dataclasses.replace(BASE, build_args=(("V", "a%{b}"),)),), FILES),
+                                  bakefile.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
+    plain = bakefile.unliteral(templated)
 
     def run(cmd: Sequence[str], **kw: Any) -> process.Completed:
         ran.append(tuple(cmd))
@@ -706,33 +416,8 @@ def test_the_proof_compares_only_what_could_read_as_a_template(
     buildx.prove_literal(tmp_path / "bake.json", templated, Buildx({}, "multi", CannedGroup([])))
     assert ran == [("docker", "buildx", "bake", "--file", str(tmp_path / "bake.json"), "--print", "--progress=quiet",
                     "--builder", "multi", "base")]  # fmt: skip
-    assert buildx.has_template("a%{b}") and buildx.has_template({"k": ["${x}"]})
-    assert not buildx.has_template("a$b{c}%d")
-
-
-def test_the_exported_definition_lists_each_image_once_in_the_order_planned() -> None:
-    one = make((BASE, APP), FILES)
-    two = make((BASE, APP), FILES, changed={"app/Dockerfile"})
-    exported = buildx.export([two, one])
-    assert exported["group"]["default"]["targets"] == ["team_SLASH_app", "base"]
-    assert exported["target"]["base"]["context"] == "base"  # relative to the repository's root
-
-
-@pytest.mark.parametrize("name", ["team.x/app", "a.b.c", "x/y/z", "plain"])
-def test_entry_names_read_back_as_image_names(name: str) -> None:
-    entry = buildx.entry_name(name)
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", entry) and buildx.image_of(entry) == name
-    assert buildx.image_of(entry + "_AS_CONTEXT_linux_amd64") == name
-
-
-def test_a_digest_is_read_from_the_metadata_buildx_writes(tmp_path: Path) -> None:
-    metadata = tmp_path / "m.json"
-    metadata.write_text('{"containerimage.digest": "sha256:one"}')  # one entry: buildx names none
-    assert buildx.image_digest(metadata, "api") == "sha256:one"
-    metadata.write_text('{"api": {"image.name": "r/api:1"}}')
-    assert buildx.image_digest(metadata, "api") == ""
-    metadata.write_text("[1]")
-    assert buildx.image_digest(metadata, "api") == ""
+    assert bakefile.has_template("a%{b}") and bakefile.has_template({"k": ["${x}"]})
+    assert not bakefile.has_template("a$b{c}%d")
 
 
 def test_a_base_built_only_as_a_context_failing_is_its_dependants_failure_and_its_log_theirs(
@@ -779,45 +464,11 @@ def test_each_image_is_timed_to_its_own_export_and_the_registry_waited_for(
     assert done[:2] == ["base", "team/app"]  # each image's export ending, as it ended
 
 
-def test_what_a_symlink_out_of_the_commit_is_told_for_each_build_path(tmp_path: Path) -> None:
-    host = tmp_path / "host"
-    host.mkdir()
-    checkout, repository = tmp_path / "checkout", tmp_path / "repository"
-    checkout.mkdir()
-    repository.mkdir()
-    (checkout / "app").symlink_to(host)
-    (checkout / "ok").mkdir()
-    (checkout / "ok" / "Dockerfile").symlink_to(host / "Dockerfile")
-    (checkout / "fine").mkdir()
-    (checkout / "fine" / "Dockerfile").write_text("FROM busybox\n")
-    (repository / "c").symlink_to(host)
-    paths = buildx.Paths(checkout, repository)
-    files = {
-        "app/Dockerfile": "FROM busybox\n",
-        "ok/Dockerfile": "FROM busybox\n",
-        "fine/Dockerfile": "FROM busybox\n",
-    }
-    rest = (f"through a symlink (to {host}{{}}); nothing was built. A build reads and writes only inside the "
-            "repository: replace the symlink, commit, and push again")  # fmt: skip
-    cases = [
-        (Image("api", "app", "ok/Dockerfile", ("linux/amd64",)),
-         "image api: its context 'app' leads out of the pushed commit " + rest.format("")),
-        (Image("api", "ok", "ok/Dockerfile", ("linux/amd64",)),
-         "image api: its Dockerfile 'ok/Dockerfile' leads out of the pushed commit " + rest.format("/Dockerfile")),
-        (Image("api", "fine", "fine/Dockerfile", ("linux/amd64",), cache_from=("type=local,src=c/x",)),
-         "image api: its cache src= 'c/x' leads out of the repository " + rest.format("/x")),
-    ]  # fmt: skip
-    for image, said in cases:
-        with pytest.raises(FatalError) as raised:
-            buildx.definition(make((image,), files), paths, {}, {})
-        assert str(raised.value) == said
-
-
 def test_what_the_proof_says_when_buildx_reads_a_template(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    templated = buildx.definition(make((dataclasses.replace(BASE, build_args=(("V", "${X}"),)),), FILES),
-                                  buildx.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
+    templated = bakefile.definition(make((dataclasses.replace(BASE, build_args=(("V", "${X}"),)),), FILES),
+                                  bakefile.Paths(Path("/co"), Path("/repo")), {}, {})  # fmt: skip
 
     def run(cmd: Sequence[str], *, check: bool = True, **kw: Any) -> process.Completed:
         if check:  # as process.run: a failure raises, with buildx's words rather than the proof's
@@ -832,20 +483,6 @@ def test_what_the_proof_says_when_buildx_reads_a_template(
         "was built. Rename what holds `${` or `%{` (a path, an argument or a label of the pushed commit), "
         "commit, and push again"
     )
-
-
-def test_an_error_of_an_unnamed_step_does_not_hide_the_registrys_failure_after_it() -> None:
-    log = "#5 ERROR: lost\n#2 pushing reg/x with docker\n#2 ERROR: unexpected status: 500\n"
-    assert buildx.failure(log) is Failure.REGISTRY
-    assert (
-        buildx.registry_error("#1 ERROR: a\n#2 ERROR: b\nERROR: c\n") == "c"
-    )  # the last, when none is the registry's
-
-
-def test_the_exported_definition_keeps_local_caches_relative_to_the_repository() -> None:
-    cached = dataclasses.replace(BASE, cache_to=("type=local,dest=.git/mab-hook/cache/base",))
-    exported = buildx.export([make((cached,), FILES)])
-    assert exported["target"]["base"]["cache-to"] == ["type=local,dest=.git/mab-hook/cache/base"]
 
 
 class WithMetadata(CannedGroup):
@@ -870,7 +507,7 @@ def test_each_image_gets_its_digest_from_what_buildx_wrote(tmp_path: Path) -> No
                            tmp_path, on_line=lambda line: None)  # fmt: skip
     assert one.image_digest == "sha256:base" and 0 <= one.seconds < 60
     (tmp_path / "m.json").write_text('{"api": "not a table"}')
-    assert buildx.image_digest(tmp_path / "m.json", "api") == ""
+    assert buildlog.image_digest(tmp_path / "m.json", "api") == ""
 
 
 def test_an_attempt_is_read_alone_its_steps_numbered_afresh(
@@ -946,45 +583,3 @@ def test_a_stale_log_of_an_earlier_run_is_not_read_as_this_ones(tmp_path: Path) 
                                     Buildx({}, None, CannedGroup([(1, failing)])), tmp_path, buildx.Watch())  # fmt: skip
     assert base.detail == "build failed on linux/arm64: RUN make (exit 1)"
     assert "old run" not in (tmp_path / "base.log").read_text()
-
-
-def test_a_vertex_line_without_a_label_starts_no_step() -> None:
-    assert buildx.step("#3 [] something") is None
-
-
-# BuildKit's plain progress for `FROM 127.0.0.1:5000/p23/amdonly:1` (an index with linux/amd64
-# only) built for linux/amd64 and linux/arm64, recorded on the lab (buildx bake of one target).
-NO_ARM64_BASE = """\
-#1 [internal] load local bake definitions
-#1 DONE 0.0s
-#2 [internal] load build definition from Dockerfile
-#2 DONE 0.0s
-#3 [linux/amd64 internal] load metadata for 127.0.0.1:5000/p23/amdonly:1
-#4 [linux/arm64 internal] load metadata for 127.0.0.1:5000/p23/amdonly:1
-#4 ERROR: no match for platform in manifest: not found
-#3 CANCELED
-ERROR: failed to solve: 127.0.0.1:5000/p23/amdonly:1: failed to resolve source metadata for 127.0.0.1:5000/p23/amdonly:1: no match for platform in manifest: not found
-"""
-
-
-@pytest.mark.parametrize(("log", "detail"), [
-    (NO_ARM64_BASE, "base 127.0.0.1:5000/p23/amdonly:1 has no linux/arm64 image (no match for platform in manifest)"),
-    ("#5 [api linux/arm/v7 3/3] RUN make test\n#5 ERROR: process \"/bin/sh -c make test\" did not complete "
-     "successfully: exit code: 3\n", "build failed on linux/arm/v7: RUN make test (exit 3)"),
-    ("#5 [api linux/arm64 2/3] COPY missing.txt /\n#5 ERROR: failed to calculate checksum of ref x: \"/missing.txt\": "
-     "not found\n", "build failed on linux/arm64: COPY missing.txt / (failed to calculate checksum of ref x: "
-     "\"/missing.txt\": not found)"),
-    ("#5 [api linux/arm64 2/3] RUN make\n#6 [api linux/amd64 2/3] RUN make\n#5 DONE 1.0s\n"
-     "#6 ERROR: exit code: 7\n", "build failed on linux/amd64: RUN make (exit 7)"),  # the step that failed, not the first
-    ("#5 [api linux/arm64 2/3] RUN make\n#5 DONE 1.0s\n", ""),
-    ("#3 [internal] load metadata for r/base:1\n#3 ERROR: no match for platform in manifest: not found\n",
-     "base r/base:1 has no matching image (no match for platform in manifest)"),  # one platform: no label
-    ("#3 [api linux/arm64 internal] load metadata for r/base:1\n#3 ERROR: failed to authorize: 401\n",
-     "build failed on linux/arm64: load metadata for r/base:1 (failed to authorize: 401)"),  # another cause
-    (f"#5 [api linux/arm64 2/3] RUN {'x' * 200}\n#5 ERROR: {'e' * 300}\n",
-     f"build failed on linux/arm64: RUN {'x' * 96} ({'e' * 200})"),  # both cut for the summary
-])  # fmt: skip
-def test_a_failure_is_told_by_the_step_that_failed_and_its_own_words(log: str, detail: str) -> None:
-    platforms = buildx.failed_platforms(log)
-    where = f" on {', '.join(platforms)}" if platforms else ""
-    assert buildx.step_failure(log, where) == detail

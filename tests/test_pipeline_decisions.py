@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import buildx, changes, grants, input_digest, pipeline, planning, process
+from mab_hook import bakefile, buildx, changes, grants, input_digest, pipeline, planning, process
 from mab_hook import plan as plan_module
 from mab_hook.checkout import LOCK_REASON
 from mab_hook.coverage import Coverage
@@ -613,7 +613,7 @@ def test_an_interrupted_push_says_what_reached_the_registry(
     with pytest.raises(Interrupted) as info:
         build_with(repo, engine, monkeypatch, found)
     first = engine.invocations[0][0]
-    assert info.value.published == (staged(found[0], buildx.image_of(first)),)
+    assert info.value.published == (staged(found[0], bakefile.image_of(first)),)
 
 
 def test_no_tag_step_runs_for_an_image_without_tags_of_its_kind(

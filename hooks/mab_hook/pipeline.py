@@ -22,7 +22,17 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import buildx, gitobjects, grants, input_digest, platform_check, process, state
+from mab_hook import (
+    bakefile,
+    buildlog,
+    buildx,
+    gitobjects,
+    grants,
+    input_digest,
+    platform_check,
+    process,
+    state,
+)
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout, remove_stale
 from mab_hook.coverage import Found
@@ -214,9 +224,9 @@ def _build_plan(repo: git.Repo, plan: Plan, jobs: Sequence[Job], run: Builds) ->
         tree = run.stack.enter_context(checkout(repo, plan.commit.sha, paths=reads, submodules=submodules))
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
-        paths = buildx.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
-        written = buildx.definition(plan, paths, labels, staged, run.granted)
-        buildx.write_definition(step.bake_file, written)
+        paths = bakefile.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
+        written = bakefile.definition(plan, paths, labels, staged, run.granted)
+        bakefile.write_definition(step.bake_file, written)
         buildx.prove_literal(step.bake_file, written, step.bx)
     return build_jobs(jobs, step, plan.config.jobs, run.ledger)
 
@@ -296,7 +306,7 @@ def _finish(built: Sequence[Built], run: Builds, *, publishing: bool) -> list[Bu
             continue
         for job, result in zip(jobs, results, strict=True):
             if result.status is Status.BUILT:
-                entry = buildx.entry_name(job.planned.image.name)
+                entry = bakefile.entry_name(job.planned.image.name)
                 run.state.record(entry, job.planned.input_digest, {"commit": plan.commit.sha})
         found += results
     return found
@@ -333,7 +343,7 @@ def decide(
                 manifest=proof.manifest,
             )
         return Job(planned, staged=staged, distrusted=proof.detail if proof.found else "")
-    if state.built(buildx.entry_name(image.name), value):
+    if state.built(bakefile.entry_name(image.name), value):
         return Job(planned, f"built before from the same inputs (digest {value[:12]})")
     return Job(planned)
 
@@ -455,7 +465,7 @@ def _build(job: Job, step: Step) -> BuildResult:
 
     def on_line(line: str) -> None:
         events.build_line(line)
-        started = buildx.step(line)
+        started = buildlog.step(line)
         if started is not None and started.vertex not in seen:
             seen.add(started.vertex)
             events.step(image.name, started.platform, started.what[:100])

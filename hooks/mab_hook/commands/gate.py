@@ -184,10 +184,10 @@ def plan_and_build(
             printer.line(output.explain_text(explanations, printer))
         return EXIT_OK
     if options.bake:
-        from mab_hook import buildx, grants  # noqa: PLC0415 - the build code loads only when needed
+        from mab_hook import bakefile, grants  # noqa: PLC0415 - the build code loads only when needed
 
         granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
-        output.dump_json(buildx.export(plans, granted), sys.stdout)
+        output.dump_json(bakefile.export(plans, granted), sys.stdout)
         return EXIT_OK
     if options.dry_run or not any(p.affected for p in plans):
         if not options.json:

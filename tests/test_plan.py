@@ -629,3 +629,39 @@ def test_a_new_name_of_one_build_publishes_it_there_and_a_name_gone_is_said(
         [f"removed at this commit: {removed}: nothing is built for them, and what the registry holds of them stays"]
         if removed else []
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changed", "why", "explained"),
+    [
+        ("real/Dockerfile", "what its Dockerfile or ignore file links to changed: real/Dockerfile", None),
+        ("shared/ignore", "what its Dockerfile or ignore file links to changed: shared/ignore", None),
+        ("svc/a.txt", "COPY 'a.txt' (line 2) reads: svc/a.txt", None),
+        # in the context, read by nothing: the watch makes it count
+        ("svc/notes.md", "watch 'svc/*.md' matched: svc/notes.md", "counts: watch 'svc/*.md' matched"),
+    ],
+)
+def test_what_a_symlinked_dockerfile_leads_to_and_a_watched_path_are_near_the_image(
+    changed: str, why: str, explained: str | None
+) -> None:
+    """One notion of "near" for the prefilter, the reasons and --explain: a change where the
+    image's Dockerfile or ignore file leads through a symlink makes it affected, and so does a
+    watched path its build does not read."""
+    from tests.test_inputs import symlinked  # noqa: PLC0415 - its symlinked Files
+
+    files = symlinked(
+        {
+            "real/Dockerfile": "FROM busybox\nCOPY a.txt /\n",
+            "shared/ignore": "*.log\n",
+            "svc/a.txt": "",
+            "svc/notes.md": "",
+        },
+        {"svc/Dockerfile": "../real/Dockerfile", "svc/.dockerignore": "../shared/ignore"},
+    )
+    image = Image("svc", "svc", "svc/Dockerfile", ("linux/amd64",), watch=("svc/*.md",))
+    config = dataclasses.replace(CONFIG, images=(image,))
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({changed}), "t")
+    found = make_plan(commit, config, files, build_platform="linux/amd64", explain=("svc",))
+    assert [(p.image.name, p.reasons) for p in found.affected] == [("svc", (why,))]
+    [explanation] = found.explanations
+    assert explanation.paths == ((changed, explained or f"counts: {why}"),)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
+import posixpath
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
 
@@ -276,7 +278,8 @@ def _reasons(
     near = {
         image.name: image
         for image in config.images
-        if commit.changed is None or _may_be_affected(image, changed or (), commit.changed)
+        if commit.changed is None
+        or any(paths_near(image, changed or (), commit.changed, links=_links(image, files)))
     }
     files.prefetch(
         read for image in near.values() for read in inputs.reads_needed(image, files, analysis.build_platform)
@@ -451,34 +454,70 @@ def _via(bases: tuple[Base, ...], reasons: Mapping[str, tuple[str, ...]], change
     )
 
 
-def _may_be_affected(image: Image, changed: Sequence[str], changed_set: frozenset[str]) -> bool:
-    """A cheap test before reading the Dockerfile: does any changed path come near the image?"""
-    if image.dockerfile in changed_set or image.dockerfile + ".dockerignore" in changed_set:
-        return True
-    directories = {image.context, *(image.context_dir(name) or image.context for name, _ in image.contexts)}
-    if any(in_directory(changed, directory) for directory in directories):
-        return True
-    return any(watched(glob, changed) for glob in image.watches)
+def paths_near(
+    image: Image,
+    changed: Sequence[str],
+    changed_set: frozenset[str],
+    *,
+    links: Sequence[str] = (),
+    contexts: Sequence[str] = (),
+    watches: bool = True,
+) -> Iterator[Sequence[str]]:
+    """The changed paths (`changed` sorted, `changed_set` the same) that come near an image, a
+    group at a time: the one notion of "near" that the prefilter (does any?), the reasons and
+    --explain use. Its Dockerfile and the Dockerfile's own ignore file, where those lead through
+    symlinks (`links`), anything under its context, a named context's directory or another
+    context its build reads from (`contexts`), and, with `watches`, what a `watch` glob (or an
+    OCI layout it reads) matches."""
+    yield [
+        path for path in (image.dockerfile, f"{image.dockerfile}.dockerignore", *links) if path in changed_set
+    ]
+    named = (image.context_dir(name) or image.context for name, _value in image.contexts)
+    for directory in dict.fromkeys((image.context, *named, *contexts)):
+        yield in_directory(changed, directory)
+    for glob in image.watches if watches else ():
+        yield watched(glob, changed)
+
+
+def _links(image: Image, files: Files) -> tuple[str, ...]:
+    """Where the image's Dockerfile and ignore files lead through the commit's symlinks (the
+    usual commit has none); a link that leads nowhere allowed is said when the image is read."""
+    if not files.symlinks:
+        return ()
+    found = []
+    for path in (
+        image.dockerfile,
+        f"{image.dockerfile}.dockerignore",
+        posixpath.join(image.context, ".dockerignore"),
+    ):
+        if posixpath.normpath(path) in files.symlinks:
+            with contextlib.suppress(FatalError):
+                found.append(files.followed(posixpath.normpath(path), "a link"))
+    return tuple(found)
+
+
+def _near_read(found: Inputs, changed: Sequence[str], *, watches: bool = True) -> set[str]:
+    """`near`, once the image's build is read: its ignore files and where its links lead, and
+    every context a rule of it reads from."""
+    links = (*found.followed, *([found.ignore_file] if found.ignore_file else []))
+    contexts = tuple(rule.context for rule in found.rules)
+    groups = paths_near(
+        found.image, changed, frozenset(changed), links=links, contexts=contexts, watches=watches
+    )
+    return {path for group in groups for path in group}
 
 
 def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tuple[str, ...]:
     """Every changed path the image's build reads (or watches), each with the rule that reads it."""
     if changed is None:
         return (f"every image is built ({why})",)
-    image = found.image
-    candidates = {image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
-    for context in found.contexts():
-        candidates.update(in_directory(changed, context))
-    reasons = []
-    for path in sorted(candidates & set(changed)):
-        reason = found.reason(path)
-        if reason is not None:
-            reasons.append(reason)
-    for glob in image.watches:
+    read = {path: found.reason(path) for path in sorted(_near_read(found, changed, watches=False))}
+    reasons = [reason for reason in read.values() if reason is not None]
+    for glob in found.image.watches:  # a watched path counts whether the build reads it or not
         reasons.extend(
             f"watch {glob!r} matched: {shown(path)}"
             for path in watched(glob, changed)
-            if path not in candidates
+            if read.get(path) is None
         )
     return tuple(reasons)
 
@@ -583,14 +622,21 @@ def renamed_refs(config: Config, commit: Commit) -> tuple[str, ...]:
     )
 
 
+def _counts(found: Inputs, path: str) -> str:
+    """Why a changed path near the image counts or not: what its build reads, else a watch."""
+    if found.reason(path) is None:
+        for glob in found.image.watches:
+            if watched(glob, (path,)):
+                return f"counts: watch {glob!r} matched"
+    return found.explain(path)
+
+
 def _explain(plan: Plan, analysis: _Analysis, name: str) -> Explanation:
     found = analysis.inputs_of(name)
     planned = next((p for p in plan.affected if p.image.name == name), None)
     changed = sorted(plan.commit.changed or ())
-    near = {found.image.dockerfile, *([found.ignore_file] if found.ignore_file else [])}
-    for directory in {found.image.context, *(rule.context for rule in found.rules)}:
-        near.update(in_directory(changed, directory))
-    paths = tuple((shown(path), found.explain(path)) for path in changed if path in near)
+    close = _near_read(found, changed)
+    paths = tuple((shown(path), _counts(found, path)) for path in changed if path in close)
     described = tuple(dict.fromkeys(rule.describe() for rule in found.rules if rule.reachable))
     return Explanation(
         name=name,

@@ -17,7 +17,7 @@ from pathlib import Path
 import git
 import pytest
 
-from mab_hook import cli, pending, pipeline, readiness
+from mab_hook import cli, pending, pipeline, readiness, runs
 from mab_hook.commands import COMMANDS
 from mab_hook.coverage import REGISTRY, Found
 from mab_hook.plan import Plan
@@ -276,7 +276,7 @@ def test_readiness_is_asked_first_so_the_gateway_and_the_publisher_know_the_engi
     gateways: list[Registry] = []
     deciding = pipeline.decisions
 
-    def decisions(repo_: git.Repo, plans: Sequence[Plan], run: pipeline.Builds) -> pipeline.Decided:
+    def decisions(repo_: git.Repo, plans: Sequence[Plan], run: runs.Builds) -> pipeline.Decided:
         gateways.append(run.registry)
         return deciding(repo_, plans, run)
 

@@ -20,10 +20,11 @@ import pytest
 from mab_hook import cli, pipeline, process
 from mab_hook.buildx import Buildx
 from mab_hook.images import Image
-from mab_hook.pipeline import Events, Job, Ledger, Step
+from mab_hook.pipeline import Job, Step
 from mab_hook.plan import Base, PlannedImage
 from mab_hook.registry import Registry, Tagged
 from mab_hook.results import BuildResult, Failure, Status
+from mab_hook.runs import Events, Ledger
 from tests.conftest import Engine, Lab, Repo, start_registry
 
 BUILT, FAILED, NOT_BUILT, PUSHED, SKIPPED = (Status.BUILT, Status.FAILED, Status.NOT_BUILT, Status.PUSHED,

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import bakefile, buildx, changes, grants, input_digest, pipeline, planning, process
+from mab_hook import bakefile, buildx, changes, grants, input_digest, pipeline, planning, process, runs
 from mab_hook import plan as plan_module
 from mab_hook.checkout import LOCK_REASON
 from mab_hook.coverage import Coverage
 from mab_hook.errors import FatalError
-from mab_hook.pipeline import Events
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.process import Completed
 from mab_hook.registry import Registry
 from mab_hook.repository import open_repo
 from mab_hook.results import BuildResult, Failure, Interrupted, Status
+from mab_hook.runs import Events
 from tests.conftest import Repo
 from tests.engine import CannedEngine, Fault, OciRegistry
 
@@ -539,7 +539,7 @@ def build_with(
     events = Events(said.append, lambda line: None, notice=said.append, step=lambda *step: steps.append(step))
     handle = open_repo(repo.path)
     registry = Registry({}, run=_refusing)
-    with pipeline.session(handle, found, {}, events, registry=registry, timeout=timeout) as run:
+    with runs.session(handle, found, {}, events, registry=registry, timeout=timeout) as run:
         decided = pipeline.decisions(handle, found, run)
         bases = ready(decided.building).answers if ready is not None and decided.building else {}
         results = pipeline.build(handle, decided, run, bases, publishing=publishing)

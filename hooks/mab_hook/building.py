@@ -49,7 +49,7 @@ def build(
     engine's insecure registries; the builder), then the registry decides what is built, and
     only when something really is does the verdict stop the push (a push of built content
     never waits on the host)."""
-    from mab_hook import coverage, pipeline, readiness  # noqa: PLC0415 - only when something is to be built
+    from mab_hook import coverage, pipeline, readiness, runs  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415 - the same
 
     host = readiness.local_host(env, platform.machine(), state.root(repo) / "cache" / "probes.json")
@@ -61,7 +61,7 @@ def build(
     lookup = coverage.local_sources(env, known, partial(readiness.docker_hub_mirrors, host.run, builder))
     quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
     with progress.progress_for(printer, env) as shown:
-        events = pipeline.Events(
+        events = runs.Events(
             progress=shown.message,
             build_line=printer.build_line,
             notice=printer.info,
@@ -69,7 +69,7 @@ def build(
             done=shown.done,
             failed=shown.failed,
         )
-        with pipeline.session(repo, plans, env, events, registry=registry, timeout=timeout) as run:
+        with runs.session(repo, plans, env, events, registry=registry, timeout=timeout) as run:
             decided = pipeline.decisions(repo, plans, run)
             bases = coverage.Coverage(())
             if decided.building:

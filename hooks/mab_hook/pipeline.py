@@ -14,8 +14,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -31,18 +30,17 @@ from mab_hook import (
     input_digest,
     platform_check,
     process,
-    state,
+    runs,
 )
 from mab_hook.buildx import Buildx
-from mab_hook.checkout import checkout, remove_stale
+from mab_hook.checkout import checkout
 from mab_hook.coverage import Found
-from mab_hook.grants import Grants
 from mab_hook.images import INPUT_DIGEST_LABEL, REVISION_LABEL
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
-from mab_hook.results import BuildResult, Failure, Interrupted, Status
-from mab_hook.state import KeptByDigest, State, lock, root
+from mab_hook.results import BuildResult, Failure, Status
+from mab_hook.state import KeptByDigest, State
 
 
 class Job(NamedTuple):
@@ -54,47 +52,14 @@ class Job(NamedTuple):
     manifest: str = ""  # with `in_registry`: the digest `staged` names
 
 
-def _nothing(*args: object) -> None:
-    pass
-
-
-class Events(NamedTuple):
-    """Where a run reports as it goes (the summary comes after)."""
-
-    progress: Callable[[str], None]  # a line per image event: building, built, skipped...
-    build_line: Callable[[str], None]  # buildx's own output, for --verbose
-    notice: Callable[[str], None] = _nothing  # what the output must keep (a wait, say)
-    step: Callable[[str, str, str], None] = _nothing  # (image, platform, "2/3 RUN make") started
-    done: Callable[[str], None] = _nothing  # an image's build ended
-    failed: Callable[[str, Sequence[str]], None] = _nothing  # an image's build failed: its excerpt
-
-
 class Step(NamedTuple):
     """What the builds of one commit share."""
 
     bx: Buildx
     bake_file: Path
     logs: Path
-    events: Events
+    events: runs.Events
     timeout: float | None  # from the command line; else each image's own
-
-
-class Ledger:
-    """Every reference that reached a registry during the run, as it happens: the report in
-    any ending, ^C included, says what is out there."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._published: dict[str, None] = {}
-
-    def add(self, references: Sequence[str]) -> None:
-        with self._lock:
-            self._published.update(dict.fromkeys(references))
-
-    @property
-    def published(self) -> tuple[str, ...]:
-        with self._lock:
-            return tuple(self._published)
 
 
 class Decided(NamedTuple):
@@ -106,45 +71,7 @@ class Decided(NamedTuple):
     building: tuple[PlannedImage, ...]
 
 
-@contextlib.contextmanager
-def session(
-    repo: git.Repo,
-    plans: Sequence[Plan],
-    env: Mapping[str, str],
-    events: Events,
-    *,
-    registry: Registry,
-    timeout: float | None = None,
-) -> Iterator[Builds]:
-    """One run's build phase, under the run lock: the worktrees it checks out are removed, no
-    buildx process outlives it (^C, SIGTERM and SIGHUP included), and its logs stay within bounds."""
-    granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
-    state_ = State(root(repo))
-    with lock(state_.root, partial(_waiting, events)), ExitStack() as stack:
-        run = Builds(env, state_, process.Group(env), events, timeout, Ledger(), registry, granted, stack)
-        for path in remove_stale(repo):
-            events.notice(f"removed the worktree an earlier run left behind: {path}")
-        try:
-            yield run
-        except KeyboardInterrupt as e:
-            run.group.terminate_all()
-            raise Interrupted(run.ledger.published, str(e)) from None
-        except BaseException:
-            run.group.terminate_all()
-            raise
-        finally:
-            run.group.close()
-            keep = max((plan.config.keep_logs for plan in plans), default=state.KEEP_LOGS)
-            state.prune(run.state.root, keep_logs=keep)
-
-
-def _waiting(events: Events, text: str) -> None:
-    """On the terminal now, and in the output for later."""
-    events.progress(text)
-    events.notice(text)
-
-
-def decisions(repo: git.Repo, plans: Sequence[Plan], run: Builds) -> Decided:
+def decisions(repo: git.Repo, plans: Sequence[Plan], run: runs.Builds) -> Decided:
     """Which images the registry already holds, built from the same inputs (skipped), and
     which are built; what will be built must be granted what it asks of the pusher's machine."""
     known = gitobjects.known_commits(repo)
@@ -153,7 +80,7 @@ def decisions(repo: git.Repo, plans: Sequence[Plan], run: Builds) -> Decided:
     )
     for job in (job for _plan, jobs in work for job in jobs if job.distrusted):
         again = f"{job.distrusted}: not trusted; building it again, to upload over it"
-        _waiting(run.events, f"{job.planned.image.name}: {job.staged} is in the registry, but {again}")
+        runs.waiting(run.events, f"{job.planned.image.name}: {job.staged} is in the registry, but {again}")
     building = tuple(_to_build(work))
     if building:
         grants.check([planned.image for planned in building], run.granted)
@@ -163,7 +90,7 @@ def decisions(repo: git.Repo, plans: Sequence[Plan], run: Builds) -> Decided:
 def build(
     repo: git.Repo,
     decided: Decided,
-    run: Builds,
+    run: runs.Builds,
     bases: Mapping[str, Found] | None = None,
     *,
     publishing: bool = True,
@@ -193,21 +120,7 @@ def _to_build(work: Sequence[tuple[Plan, Sequence[Job]]]) -> list[PlannedImage]:
     return found
 
 
-class Builds(NamedTuple):
-    """What every commit's builds share in one run."""
-
-    env: Mapping[str, str]
-    state: State
-    group: process.Group
-    events: Events
-    timeout: float | None  # from the command line; else each image's own
-    ledger: Ledger
-    registry: Registry
-    granted: Grants  # what the pusher gives builds (secrets, SSH, the host's network)
-    stack: ExitStack  # the worktrees checked out, removed when the run ends
-
-
-def _build_plan(repo: git.Repo, plan: Plan, jobs: Sequence[Job], run: Builds) -> list[BuildResult]:
+def _build_plan(repo: git.Repo, plan: Plan, jobs: Sequence[Job], run: runs.Builds) -> list[BuildResult]:
     logs = run.state.logs(plan.commit.sha)
     step = Step(
         Buildx(run.env, plan.config.builder, run.group), logs / "bake.json", logs, run.events, run.timeout
@@ -235,7 +148,7 @@ Built = tuple[Plan, Sequence[Job], Sequence[BuildResult]]
 CHECKS = 4  # uploads checked at once
 
 
-def _checked(built: Sequence[Built], run: Builds, bases: Mapping[str, Found]) -> list[Built]:
+def _checked(built: Sequence[Built], run: runs.Builds, bases: Mapping[str, Found]) -> list[Built]:
     """Each staging upload about to be published (built now, or reused) holds, for each of its
     platforms, an image of that platform (platform_check); one that does not fails, and so the
     push publishes nothing. Findings are kept by manifest digest: a reused upload costs nothing."""
@@ -255,7 +168,7 @@ def _checked(built: Sequence[Built], run: Builds, bases: Mapping[str, Found]) ->
 
 
 def _check(
-    pair: tuple[Job, BuildResult], run: Builds, bases: Mapping[str, Found], kept: KeptByDigest
+    pair: tuple[Job, BuildResult], run: runs.Builds, bases: Mapping[str, Found], kept: KeptByDigest
 ) -> BuildResult:
     job, result = pair
     if not result.ok or not job.staged or (job.skip and not job.in_registry):
@@ -287,7 +200,7 @@ def _check(
     )
 
 
-def _finish(built: Sequence[Built], run: Builds, *, publishing: bool) -> list[BuildResult]:
+def _finish(built: Sequence[Built], run: runs.Builds, *, publishing: bool) -> list[BuildResult]:
     """Everything built: publish what is pushed (every commit's images at once; with
     `publishing`, else it stays staged), and record what is built without pushing."""
     pushed = [
@@ -349,7 +262,7 @@ def decide(
 
 
 def build_jobs(
-    jobs: Sequence[Job], step: Step, limit: int, ledger: Ledger | None = None
+    jobs: Sequence[Job], step: Step, limit: int, ledger: runs.Ledger | None = None
 ) -> list[BuildResult]:
     """The images of one commit: all in one bake invocation, as `docker buildx bake` would
     build them; but where a build may be stopped by a timeout, each in one of its own, so that
@@ -359,7 +272,7 @@ def build_jobs(
     return build_each(jobs, step, limit, ledger)
 
 
-def build_together(jobs: Sequence[Job], step: Step, ledger: Ledger | None = None) -> list[BuildResult]:
+def build_together(jobs: Sequence[Job], step: Step, ledger: runs.Ledger | None = None) -> list[BuildResult]:
     events = step.events
     results = {job.planned.image.name: r for job in jobs if (r := _immediate(job, {}, events)) is not None}
     todo = [job for job in jobs if job.planned.image.name not in results]
@@ -386,7 +299,7 @@ def build_together(jobs: Sequence[Job], step: Step, ledger: Ledger | None = None
 
 
 def build_each(
-    jobs: Sequence[Job], step: Step, limit: int, ledger: Ledger | None = None
+    jobs: Sequence[Job], step: Step, limit: int, ledger: runs.Ledger | None = None
 ) -> list[BuildResult]:
     """Independent images build at once (at most `limit`); dependants wait for their bases."""
     results: dict[str, BuildResult] = {}
@@ -425,7 +338,7 @@ def build_each(
     return [results[job.planned.image.name] for job in jobs]
 
 
-def _immediate(job: Job, results: Mapping[str, BuildResult], events: Events) -> BuildResult | None:
+def _immediate(job: Job, results: Mapping[str, BuildResult], events: runs.Events) -> BuildResult | None:
     """The result of a job that needs no build: skipped, or blocked by a base that failed."""
     planned = job.planned
     name = planned.image.name
@@ -487,7 +400,7 @@ def _build(job: Job, step: Step) -> BuildResult:
     return result
 
 
-def _ended(events: Events, result: BuildResult) -> None:
+def _ended(events: runs.Events, result: BuildResult) -> None:
     detail = f", {result.detail}" if result.detail else ""
     events.progress(f"{result.name}: {result.status}{detail} ({result.seconds:.1f} s)")
     if result.status in (Status.FAILED, Status.TIMED_OUT):
@@ -495,7 +408,11 @@ def _ended(events: Events, result: BuildResult) -> None:
 
 
 def publish(
-    jobs: Sequence[Job], results: Sequence[BuildResult], registry: Registry, events: Events, ledger: Ledger
+    jobs: Sequence[Job],
+    results: Sequence[BuildResult],
+    registry: Registry,
+    events: runs.Events,
+    ledger: runs.Ledger,
 ) -> list[BuildResult]:
     """Put every image's public tags on the manifest uploaded under its digest tag: first the
     tags that name a commit (`{sha}`) of every image, then, only once all of those landed, the
@@ -539,8 +456,8 @@ def _all_of(
 
 class _Tagging(NamedTuple):
     registry: Registry
-    events: Events
-    ledger: Ledger
+    events: runs.Events
+    ledger: runs.Ledger
     stop: threading.Event  # set: no further tag is put
 
 

@@ -435,12 +435,7 @@ def _image(
     """An image from its table; with `base` (the image a compose or bake file defines under
     that name), the table's settings on top of the file's."""
     key = f"tool.multiarch.images.{fields.toml_key(name)}"
-    if not references.NAME_RE.match(name) or len(name) > 255:
-        problems.add(
-            key,
-            f"{name!r} is not a valid image name: Docker allows lowercase letters, "
-            "digits and separators (. _ __ -) inside '/'-separated parts, e.g. 'api' or 'team/api'",
-        )
+    fields.image_name(name, key, problems)
     if not isinstance(spec, dict):
         problems.add(key, f"must be a table with at least 'context', not {fields.type_name(spec)}")
         return None

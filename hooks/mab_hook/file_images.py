@@ -131,8 +131,7 @@ def _image(
     local: tuple[str, ...] = (),
 ) -> Image | None:
     spec, key, name = target.spec, _key(target), names[target.source, target.name]
-    if not references.NAME_RE.match(name) or len(name) > 255:
-        problems.add(key, f"{name!r} is not a valid image name (lowercase letters, digits, and . _ - inside)")
+    if not fields.image_name(name, key, problems):
         return None
     located = _located(spec, target.source.directory, key, tree, problems)
     if located is None:

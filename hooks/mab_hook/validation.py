@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from mab_hook import budget, specs
+from mab_hook import budget, references, specs
 from mab_hook import platforms as platform_table
 from mab_hook import tags as tag_templates
 from mab_hook.errors import FatalError
@@ -122,6 +122,19 @@ def normalize(path: str, key: str, problems: Problems) -> str | None:
         problems.add(key, f"{path!r} must be a path inside the repository, relative to its root")
         return None
     return norm
+
+
+def image_name(name: str, key: str, problems: Problems) -> bool:
+    """Whether `name` may name an image (a table's key, a compose service, a bake target); if
+    not, the problem is said."""
+    if references.NAME_RE.match(name) and len(name) <= 255:
+        return True
+    problems.add(
+        key,
+        f"{name!r} is not a valid image name: Docker allows lowercase letters, "
+        "digits and separators (. _ __ -) inside '/'-separated parts, e.g. 'api' or 'team/api'",
+    )
+    return False
 
 
 def unknown_keys(table: Mapping[str, Any], allowed: Iterable[str], key: str, problems: Problems) -> None:

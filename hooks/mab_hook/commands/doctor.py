@@ -10,8 +10,6 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple, TextIO
 
-import git
-
 from mab_hook import (
     __version__,
     changes,
@@ -29,6 +27,7 @@ from mab_hook.errors import FatalError
 from mab_hook.images import Config
 from mab_hook.output import Printer
 from mab_hook.readiness import FAIL, OK, WARN, Check
+from mab_hook.repository import open_repo
 from mab_hook.validation import PYPROJECT
 
 COMMON_PLATFORMS = ("linux/amd64", "linux/arm64", "linux/arm/v7")
@@ -149,11 +148,11 @@ def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted
     up as the gate looks them up (the engine's store, else the registry; Docker Hub through the
     mirror of the builder that pulls)."""
     try:
-        repo = git.Repo(path, search_parent_directories=True)
+        repo = open_repo(path)
         commit = changes.by_hand_range(repo, None, None)
         machine = platforms.native(platform.machine())
         planned = planning.plan_at(repo, commit, env=env, build_platform=machine, digests=True).affected
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, FatalError) as e:
+    except FatalError as e:
         return Check(
             "bases",
             FAIL,
@@ -184,8 +183,8 @@ def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted
 def _kept(path: Path) -> tuple[Path, state.Held] | None:
     """What the repository's .git/mab-hook holds; None outside a repository."""
     try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        repo = open_repo(path)
+    except FatalError:
         return None
     root = state.root(repo)
     return root, state.held(root)
@@ -195,9 +194,9 @@ def _head_config(path: Path, env: Mapping[str, str]) -> Config | None:
     """The configuration at HEAD, read as the hook reads it; None outside a repository or
     without [tool.multiarch]."""
     try:
-        repo = git.Repo(path, search_parent_directories=True)
+        repo = open_repo(path)
         sha = gitobjects.resolve(repo, "HEAD")
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, FatalError):
+    except FatalError:
         return None
     data = gitobjects.read_file(repo, sha, PYPROJECT)
     if data is None or b"multiarch" not in data:

@@ -49,7 +49,7 @@ platforms = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 # [tool.multiarch.images.api]
 # context = "services/api\""""
 
-TOP_KEYS = (*schema.names(schema.TOP), schema.IMAGES.name)
+TOP_KEYS = (*schema.names(schema.TOP), schema.IMAGES)
 DEFINITION_KEYS = ("compose", "compose-projects", "bake")  # keys that name definition files
 BUILDER_KEYS = schema.names(schema.BUILDER_KEYS)
 NODE_KEYS = schema.names(schema.NODE)

@@ -44,7 +44,7 @@ def _table(keys: Sequence[Key], required: Sequence[str] = ()) -> dict[str, Any]:
 
 
 NODE = (
-    Key("name", STRING, "string", "`<builder name><index>`", "the node's name"),
+    Key("name", STRING, "string", "`<builder name><index>`", "the node's name in `docker buildx ls`"),
     Key(
         "endpoint", STRING, "string", "required", "a docker context, `ssh://...`, `tcp://...`, a kube context"
     ),
@@ -57,7 +57,7 @@ BUILDER_KEYS = (
         {"enum": ["docker-container", "kubernetes", "remote"]},
         "string",
         "`docker-container`",
-        "the buildx driver",
+        "the buildx driver: `docker-container`, `kubernetes` or `remote`",
     ),
     Key(
         "driver-opts",
@@ -70,8 +70,11 @@ BUILDER_KEYS = (
         "nodes",
         {"type": "array", "items": _table(NODE, ("endpoint",))},
         "list of tables",
-        "one node, here",
-        "the builder's nodes, each with its platforms",
+        "one node: the engine docker talks to",
+        (
+            "the builder's nodes (`docker buildx create`, then `--append`), each with the platforms it "
+            "builds natively"
+        ),
     ),
 )
 
@@ -372,7 +375,7 @@ IMAGE = (
         ),
     ),
 )
-IMAGES = Key("images", {"type": "object", "additionalProperties": _table(IMAGE, ("context",))}, "", "", "")
+IMAGES = "images"  # a table of image tables, by name
 
 
 def names(keys: Sequence[Key]) -> tuple[str, ...]:
@@ -381,18 +384,25 @@ def names(keys: Sequence[Key]) -> tuple[str, ...]:
 
 def json_schema() -> dict[str, Any]:
     """The JSON schema of the `[tool.multiarch]` table."""
-    return {
+    found = {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://mab-hook.invalid/multiarch.schema.json",
         "title": "[tool.multiarch] of mab-hook",
-        **_table((*TOP, IMAGES)),
+        **_table(TOP),
     }
+    found["properties"][IMAGES] = {"type": "object", "additionalProperties": _table(IMAGE, ("context",))}
+    return found
 
 
 def markdown() -> str:
     """The README's key table."""
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for prefix, keys in (("", TOP), ("images.NAME.", IMAGE)):
+    for prefix, keys in (
+        ("", TOP),
+        ("images.NAME.", IMAGE),
+        ("builder.", BUILDER_KEYS),
+        ("builder.nodes[].", NODE),
+    ):
         rows += [f"| `{prefix}{k.name}` | {k.shown} | {k.default} | {k.meaning} |" for k in keys]
     return "\n".join(rows) + "\n"
 

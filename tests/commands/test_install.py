@@ -205,6 +205,7 @@ def test_install_says_what_it_does_and_takes_what_it_says(tmp_path: Path) -> Non
                             text=True, check=False)  # fmt: skip
     assert helped.returncode == 0
     assert helped.stdout.startswith("usage: mab-hook install [-h] [-C DIR] [--color {auto,always,never}]")
+    assert install.parse_args([]).color == "auto"  # coloured only on a terminal, unless asked
     assert ("Install mab-hook so that every ref of a push is checked: under pre-commit as "
             ".git/hooks/pre-push.legacy (which pre-commit runs first, with every ref), else as "
             ".git/hooks/pre-push.") in " ".join(helped.stdout.split())  # fmt: skip

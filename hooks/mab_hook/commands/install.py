@@ -27,7 +27,7 @@ from mab_hook.repository import open_repo
 
 
 class Options(NamedTuple):
-    repo: Path | None = None
+    repo: Path | None  # the repository around this directory; None: the current one
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

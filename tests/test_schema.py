@@ -27,6 +27,10 @@ TRACKED = frozenset({"pyproject.toml", "services/api/Dockerfile"})
 
 
 def test_the_readme_table_is_the_declared_one() -> None:
+    table = schema.markdown().splitlines()
+    assert table[0] == "| key | type | default | meaning |"
+    assert len(table) == 2 + len(schema.TOP) + len(schema.IMAGE) + len(schema.BUILDER_KEYS) + len(schema.NODE)
+    assert "| `platforms` | list of `os/arch[/variant]` | required |" in table[2]
     assert schema.markdown() in (ROOT / "README.md").read_text(), (
         "the README's key table is `python -m mab_hook.schema --markdown`"
     )

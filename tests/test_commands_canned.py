@@ -21,6 +21,7 @@ from mab_hook import cli, pending, pipeline, readiness, runs
 from mab_hook.commands import COMMANDS
 from mab_hook.coverage import REGISTRY, Found
 from mab_hook.plan import Plan
+from mab_hook.process import Completed
 from mab_hook.registry import Registry
 from tests.conftest import Repo
 from tests.engine import Canned, Fault, program_layer
@@ -289,3 +290,34 @@ def test_readiness_is_asked_first_so_the_gateway_and_the_publisher_know_the_engi
     assert [(g.insecure, g.builder) for g in gateways] == [(insecure, "fleet")]
     [(_path, record)] = pending.every(repo.path / ".git" / "mab-hook")
     assert record.insecure == insecure
+
+
+def test_a_host_found_ready_is_remembered_between_pushes_in_the_repositorys_cache(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Readiness costs some 0.5 s of docker calls: a second push asking the same question
+    (platforms, builder, staging repository) within READY_FOR asks docker nothing, from
+    .git/mab-hook/cache/ready.json (private, as everything mab-hook keeps)."""
+    asked: list[tuple[str, ...]] = []
+    found = recorded.host(tmp_path / "asked")
+
+    def run(cmd: tuple[str, ...]) -> Completed:
+        asked.append(cmd)
+        return found.run(cmd)
+
+    monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found._replace(run=run))
+    repo.commit(project(canned.registry.host))
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 0, out
+    assert ("docker", "info", "--format", "{{json .}}") in asked
+    remembered = repo.path / ".git" / "mab-hook" / "cache" / "ready.json"
+    assert remembered.stat().st_mode & 0o777 == 0o600
+    asked.clear()
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN make two\n"})  # the same question: every image
+    code, out = mab(repo, capsys, monkeypatch, "--from", "HEAD~1")
+    assert code == 0, out
+    assert "  1. base" in out and asked == []

@@ -36,8 +36,8 @@ def build(
     env: Mapping[str, str],
     printer: Printer,
     *,
-    json: bool = False,
-    timeout: float | None = None,
+    json: bool,
+    timeout: float | None,
     publishing: bool = True,
     remote: str | None = None,
 ) -> int:
@@ -52,8 +52,8 @@ def build(
     from mab_hook import coverage, pipeline, readiness, runs  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415 - the same
 
-    host = readiness.local_host(env, platform.machine(), state.root(repo) / "cache" / "probes.json")
-    remember = (state.root(repo) / "cache" / "ready.json", readiness.fingerprint(env, host.binfmt_root))
+    host = readiness.local_host(env, platform.machine(), readiness.probes_file(state.root(repo)))
+    remember = (readiness.ready_file(state.root(repo)), readiness.fingerprint(env, host.binfmt_root))
     verdict = readiness.ask(host, wanted_for(plans), remember)
     builder = plans[0].config.builder if plans else None
     registry = Registry(env, insecure=verdict.insecure, builder=builder)

@@ -68,7 +68,7 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
             said = f"already published from these inputs ({whole}; {proof.detail}): nothing to build"
             printer.outcome(f"{options.image}: {said}")
             return 0
-    return building.build(repo, [single], env, printer, json=options.json, publishing=False)
+    return building.build(repo, [single], env, printer, json=options.json, timeout=None, publishing=False)
 
 
 def one_platform(plan: Plan, name: str, platform: str) -> PlannedImage:

@@ -87,7 +87,7 @@ def options(args: argparse.Namespace) -> Options:
 def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
     wanted = wanted_from(options, env, printer)
     kept = _kept(options.repo or Path.cwd())
-    host = readiness.local_host(env, platform.machine(), kept[0] / "cache" / "probes.json" if kept else None)
+    host = readiness.local_host(env, platform.machine(), readiness.probes_file(kept[0]) if kept else None)
     report = readiness.check(host, wanted)
     if options.fix and any(check.status != readiness.OK for check in report.checks):
         for line in readiness.apply_fixes(host, report, wanted):

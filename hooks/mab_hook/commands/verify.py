@@ -75,7 +75,9 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
             plan._replace(affected=tuple(p for p in plan.affected if p.image.name in missing))
             for plan in plans
         ]
-        if building.build(repo, built, env, printer) != 0:  # its report as text: verify's JSON follows
+        if (
+            building.build(repo, built, env, printer, json=False, timeout=None) != 0
+        ):  # its report as text: verify's JSON follows
             return 1
         found = ask(registry, plans, known)
     return report(options.json, found, printer)

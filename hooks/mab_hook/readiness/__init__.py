@@ -158,6 +158,16 @@ def remembered_probe(
 READY_FOR = 600.0  # seconds a ready host is taken to stay ready, for the same question
 
 
+def probes_file(root: Path) -> Path:
+    """Where the probes that passed are kept (`root`: .git/mab-hook), for doctor and the gate."""
+    return root / "cache" / "probes.json"
+
+
+def ready_file(root: Path) -> Path:
+    """Where a host found ready is remembered, for READY_FOR seconds."""
+    return root / "cache" / "ready.json"
+
+
 def fingerprint(env: Mapping[str, str], binfmt_root: Path) -> str:
     """What readiness depends on beyond the question itself: the engine docker talks to, its
     config (credentials, contexts) and this machine's emulators. A change to any asks again."""

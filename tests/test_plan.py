@@ -639,6 +639,7 @@ def test_a_new_name_of_one_build_publishes_it_there_and_a_name_gone_is_said(
         ("svc/a.txt", "COPY 'a.txt' (line 2) reads: svc/a.txt", None),
         # in the context, read by nothing: the watch makes it count
         ("svc/notes.md", "watch 'svc/*.md' matched: svc/notes.md", "counts: watch 'svc/*.md' matched"),
+        ("proto/a.proto", "watch 'proto/**' matched: proto/a.proto", "counts: watch 'proto/**' matched"),
     ],
 )
 def test_what_a_symlinked_dockerfile_leads_to_and_a_watched_path_are_near_the_image(
@@ -655,13 +656,36 @@ def test_what_a_symlinked_dockerfile_leads_to_and_a_watched_path_are_near_the_im
             "shared/ignore": "*.log\n",
             "svc/a.txt": "",
             "svc/notes.md": "",
+            "proto/a.proto": "",
         },
         {"svc/Dockerfile": "../real/Dockerfile", "svc/.dockerignore": "../shared/ignore"},
     )
-    image = Image("svc", "svc", "svc/Dockerfile", ("linux/amd64",), watch=("svc/*.md",))
+    image = Image("svc", "svc", "svc/Dockerfile", ("linux/amd64",), watch=("svc/*.md", "proto/**"))
     config = dataclasses.replace(CONFIG, images=(image,))
     commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({changed}), "t")
     found = make_plan(commit, config, files, build_platform="linux/amd64", explain=("svc",))
     assert [(p.image.name, p.reasons) for p in found.affected] == [("svc", (why,))]
     [explanation] = found.explanations
     assert explanation.paths == ((changed, explained or f"counts: {why}"),)
+
+
+def test_where_a_dockerfiles_own_ignore_file_leads_is_near_the_image() -> None:
+    """`<Dockerfile>.dockerignore` wins over the context's .dockerignore: a change where it leads
+    through a symlink makes the image affected, and one to the context's no longer does."""
+    from tests.test_inputs import symlinked  # noqa: PLC0415 - its symlinked Files
+
+    files = symlinked(
+        {"svc/Dockerfile": "FROM busybox\nCOPY a.txt /\n", "svc/a.txt": "", "shared/own": "*.tmp\n",
+         "svc/.dockerignore": "*.log\n"},
+        {"svc/Dockerfile.dockerignore": "../shared/own"},
+    )  # fmt: skip
+    config = dataclasses.replace(CONFIG, images=(Image("svc", "svc", "svc/Dockerfile", ("linux/amd64",)),))
+    reasons = {}
+    for changed in ("shared/own", "svc/.dockerignore"):
+        commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({changed}), "t")
+        plan = make_plan(commit, config, files, build_platform="linux/amd64")
+        reasons[changed] = [p.reasons for p in plan.affected]
+    assert reasons == {
+        "shared/own": [("what its Dockerfile or ignore file links to changed: shared/own",)],
+        "svc/.dockerignore": [],
+    }

@@ -321,3 +321,75 @@ def test_a_host_found_ready_is_remembered_between_pushes_in_the_repositorys_cach
     code, out = mab(repo, capsys, monkeypatch, "--from", "HEAD~1")
     assert code == 0, out
     assert "  1. base" in out and asked == []
+
+
+def push(
+    repo: Repo, sha: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str]:
+    """The gate as git's pre-push hook runs it: a new branch main at `sha` pushed to origin."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"refs/heads/main {sha} refs/heads/main {'0' * 40}\n"))
+    return mab(repo, capsys, monkeypatch, "origin", str(repo.remote))
+
+
+def test_a_failing_push_hands_nothing_to_the_publisher_and_a_passing_one_does(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Public tags wait for the remote, and only for a push whose images all built."""
+    sha = repo.commit(project(canned.registry.host))
+    canned.engine.faults["worker"] = Fault(step_fails_on="linux/arm64")
+    code, out = push(repo, sha, capsys, monkeypatch)
+    assert code == 1, out
+    assert pending.every(repo.path / ".git" / "mab-hook") == []
+    canned.engine.faults.clear()
+    code, out = push(repo, sha, capsys, monkeypatch)
+    assert code == 0, out
+    [(_path, record)] = pending.every(repo.path / ".git" / "mab-hook")
+    assert [ref.full for ref in record.refs] == ["refs/heads/main"]
+
+
+def test_a_repository_the_credentials_may_not_push_to_blocks_the_push_before_any_build(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo.commit(project(canned.registry.host))
+    canned.registry.refuse.update({"team/mab-staging/api:*", "team/mab-staging/worker:*"})
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 1, out
+    refused = [f"{canned.registry.host}/team/mab-staging/{name}: these credentials may not push there (HTTP 403)"
+               for name in ("api", "worker")]  # fmt: skip
+    assert (
+        f"mab-hook: error: the push is blocked before any build: {'; '.join(refused)}. Ask for push rights on "
+        "each (a robot account's scopes), or `docker login` as an account that has them\n"
+    ) in out
+    assert canned.engine.invocations == []
+
+
+def test_an_engine_failure_forgets_the_host_found_ready_and_a_build_failure_does_not(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine failing under a host remembered as ready: the next push asks docker again."""
+    remembered = repo.path / ".git" / "mab-hook" / "cache" / "ready.json"
+    repo.commit(project(canned.registry.host))
+    canned.engine.faults["worker"] = Fault(step_fails_on="linux/arm64")
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 1 and remembered.exists(), out
+    canned.engine.faults["worker"] = Fault(export_fails=5)
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 1 and "the engine failed while exporting" in out, out
+    assert not remembered.exists()
+
+
+def test_a_warning_the_pusher_silenced_is_not_said_again_by_the_gate(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host)
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        '"linux/arm64"]', '"linux/arm64", "linux/arm/v7"]'
+    )
+    repo.commit(files)
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    said = "`git config --add mab-hook.silence platform-unlisted` stops this warning"
+    assert code == 0 and said in out, out
+    repo.git("config", "--add", "mab-hook.silence", "platform-unlisted")
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN make two\n"})
+    code, out = mab(repo, capsys, monkeypatch, "--from", "HEAD~1")
+    assert code == 0 and "platform-unlisted" not in out and "base: built" in out, out

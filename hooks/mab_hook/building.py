@@ -57,7 +57,7 @@ def build(
     verdict = readiness.ask(host, wanted_for(plans), remember)
     builder = plans[0].config.builder if plans else None
     registry = Registry(env, insecure=verdict.insecure, builder=builder)
-    known = coverage.Known(state.root(repo) / "cache" / "bases.json")
+    known = coverage.Known.of(state.root(repo))
     lookup = coverage.local_sources(env, known, partial(readiness.docker_hub_mirrors, host.run, builder))
     quiet = silenced(Path(repo.working_tree_dir or repo.git_dir), env)
     with progress.progress_for(printer, env) as shown:

@@ -146,6 +146,11 @@ class Known:
     def __init__(self, path: Path | None) -> None:
         self.kept = state.KeptByDigest(path, KEEP)
 
+    @classmethod
+    def of(cls, root: Path) -> Known:
+        """The answers kept for a repository (`root`: its .git/mab-hook), for doctor and the gate."""
+        return cls(root / "cache" / "bases.json")
+
     def get(self, digest: str, where: str) -> Found | None:
         entry = self.kept.get(digest)
         if not isinstance(entry, dict):

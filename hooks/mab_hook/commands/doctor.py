@@ -160,7 +160,7 @@ def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted
             "`mab-hook --all --dry-run` says more",
             "bases-unplanned",
         )
-    known = coverage.Known(state.root(repo) / "cache" / "bases.json")
+    known = coverage.Known.of(state.root(repo))
     lookup = coverage.local_sources(
         env, known, partial(readiness.docker_hub_mirrors, host.run, wanted.builder)
     )

@@ -610,6 +610,7 @@ def test_one_build_under_many_names_is_tagged_under_each_and_named_by_each() -> 
 @pytest.mark.parametrize(("before", "now", "reasons", "removed"), [
     (("cron", "web"), ("cron", "web", "worker"), ("worker: new name of its build in compose.yaml",), ""),
     (("cron", "web"), ("aaa", "cron", "web"), ("aaa: new name of its build in compose.yaml",), ""),
+    (("cron",), ("cron", "web", "worker"), ("web, worker: new names of its build in compose.yaml",), ""),
     (("cron", "web", "worker"), ("cron", "web"), (), "worker"),
     (("cron", "web"), ("cron", "web"), (), ""),
     (("cron", "web"), ("web",), (), "cron"),
@@ -689,3 +690,30 @@ def test_where_a_dockerfiles_own_ignore_file_leads_is_near_the_image() -> None:
         "shared/own": [("what its Dockerfile or ignore file links to changed: shared/own",)],
         "svc/.dockerignore": [],
     }
+
+
+def test_a_from_of_any_name_of_one_build_builds_on_it() -> None:
+    """Every name of a build counts as a base a Dockerfile names, not only the last."""
+    sentry = dataclasses.replace(image("cron", "sentry"), also=("web", "worker"))
+    first, middle = image("first", "first"), image("middle", "middle")
+    files = {
+        "sentry/Dockerfile": "FROM python:3\nCOPY . /\n",
+        "first/Dockerfile": "FROM reg:5000/team/cron\n",
+        "middle/Dockerfile": "FROM reg:5000/team/web\n",
+    }
+    assert names(plan({"sentry/app.py"}, with_images(sentry, first, middle), files)) == [
+        "cron",
+        "first",
+        "middle",
+    ]
+
+
+def test_an_image_is_compared_with_the_build_of_its_own_name_before_one_sharing_another_name() -> None:
+    """Two builds become one (b takes c's name too): b is compared with what b was, not with c."""
+    commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({"compose.yaml"}), "test", ("a" * 40,))
+    c, b = image("c", "sentry"), image("b", "other")
+    now = dataclasses.replace(image("b", "sentry"), also=("c",), defined_in="compose.yaml")
+    files = {"sentry/Dockerfile": "FROM scratch\n", "other/Dockerfile": "FROM scratch\n"}
+    found = make_plan(commit, with_images(now), Files.of(files), build_platform="linux/amd64",
+                      previous=[with_images(c, b)])  # fmt: skip
+    assert [p.reasons for p in found.affected] == [("its definition in compose.yaml changed",)]

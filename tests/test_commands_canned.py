@@ -393,3 +393,46 @@ def test_a_warning_the_pusher_silenced_is_not_said_again_by_the_gate(
     repo.commit({"base/Dockerfile": "FROM busybox\nRUN make two\n"})
     code, out = mab(repo, capsys, monkeypatch, "--from", "HEAD~1")
     assert code == 0 and "platform-unlisted" not in out and "base: built" in out, out
+
+
+def test_a_push_of_a_branch_that_publishes_nothing_hands_nothing_over(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = repo.commit(project(canned.registry.host))
+    monkeypatch.setattr(
+        sys, "stdin", io.StringIO(f"refs/heads/feature/x {sha} refs/heads/feature/x {'0' * 40}\n")
+    )
+    code, out = mab(repo, capsys, monkeypatch, "origin", str(repo.remote))
+    assert code == 0 and "publishes nothing" in out, out
+    assert pending.every(repo.path / ".git" / "mab-hook") == []
+
+
+def test_an_engine_that_fails_and_then_does_not_answer_is_said_after_the_builds(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Asked again after an engine failure, a host that is no longer ready is said, as the
+    cause of the failed builds."""
+    found = recorded.host(tmp_path / "dying")
+    asked = {"version": 0}
+
+    def run(cmd: tuple[str, ...]) -> Completed:
+        if cmd[:2] == ("docker", "version"):
+            asked["version"] += 1
+            if asked["version"] > 1:  # the engine is gone after the first question
+                return Completed(
+                    cmd, 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n"
+                )
+        return found.run(cmd)
+
+    monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found._replace(run=run))
+    repo.commit(project(canned.registry.host))
+    canned.engine.faults["worker"] = Fault(export_fails=5)
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 1, out
+    assert (
+        "mab-hook: error: this host cannot build what the push needs; the builds above failed for it:" in out
+    )

@@ -137,10 +137,39 @@ class Lab(NamedTuple):
     busybox: str  # a local multi-arch image with a shell for every platform
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(("docker", *args), env=self.env, capture_output=True, text=True, check=False)
+        if args[:2] == ("run", "--rm"):
+            proc = self._run(*args[2:])
+        else:
+            proc = subprocess.run(
+                ("docker", *args), env=self.env, capture_output=True, text=True, check=False
+            )
         if check and proc.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
         return proc
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`docker run --rm ARGS` whose output is read from the container's log, not from the
+        attach stream: a container that exits at once can lose what it printed there under load
+        (moby/moby#27289: an empty stdout, exit 0)."""
+
+        def docker(*command: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ("docker", *command), env=self.env, capture_output=True, text=True, check=False
+            )
+
+        started = docker("run", "-d", *args)
+        if started.returncode != 0:
+            return started
+        container = started.stdout.strip()
+        try:
+            waited = docker("wait", container)
+            logs = docker("logs", container)
+            code = int(waited.stdout.strip() or 1)
+            return subprocess.CompletedProcess(
+                ("docker", "run", "--rm", *args), code, logs.stdout, logs.stderr
+            )
+        finally:
+            docker("rm", "-f", container)
 
     def namespace(self) -> str:
         """A registry prefix of its own for one test, so tests never see each other's images."""

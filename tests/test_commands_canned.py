@@ -257,6 +257,19 @@ def test_to_names_the_ref_whose_tags_go_on_the_images_not_the_branch_checked_out
     assert all(canned.tags(name) == {"release"} for name in IMAGES)  # no `main`, no other tag
 
 
+def push(
+    repo: Repo,
+    sha: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    branch: str = "main",
+) -> tuple[int, str]:
+    """The gate as git's pre-push hook runs it: a new branch at `sha` pushed to origin."""
+    line = f"refs/heads/{branch} {sha} refs/heads/{branch} {'0' * 40}\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(line))
+    return mab(repo, capsys, monkeypatch, "origin", str(repo.remote))
+
+
 def test_readiness_is_asked_first_so_the_gateway_and_the_publisher_know_the_engines_insecure_registries(
     repo: Repo,
     canned: Canned,
@@ -282,8 +295,7 @@ def test_readiness_is_asked_first_so_the_gateway_and_the_publisher_know_the_engi
         return deciding(repo_, plans, run)
 
     monkeypatch.setattr(pipeline, "decisions", decisions)
-    monkeypatch.setattr(sys, "stdin", io.StringIO(f"refs/heads/main {sha} refs/heads/main {'0' * 40}\n"))
-    code, out = mab(repo, capsys, monkeypatch, "origin", str(repo.remote))
+    code, out = push(repo, sha, capsys, monkeypatch)
     assert code == 0, out
     assert len(canned.engine.invocations) == built  # nothing built again
     insecure = (("plain.internal:5000",), ("127.0.0.0/8", "10.20.0.0/16"))  # the recorded `docker info`
@@ -321,14 +333,6 @@ def test_a_host_found_ready_is_remembered_between_pushes_in_the_repositorys_cach
     code, out = mab(repo, capsys, monkeypatch, "--from", "HEAD~1")
     assert code == 0, out
     assert "  1. base" in out and asked == []
-
-
-def push(
-    repo: Repo, sha: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> tuple[int, str]:
-    """The gate as git's pre-push hook runs it: a new branch main at `sha` pushed to origin."""
-    monkeypatch.setattr(sys, "stdin", io.StringIO(f"refs/heads/main {sha} refs/heads/main {'0' * 40}\n"))
-    return mab(repo, capsys, monkeypatch, "origin", str(repo.remote))
 
 
 def test_a_failing_push_hands_nothing_to_the_publisher_and_a_passing_one_does(
@@ -399,10 +403,7 @@ def test_a_push_of_a_branch_that_publishes_nothing_hands_nothing_over(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sha = repo.commit(project(canned.registry.host))
-    monkeypatch.setattr(
-        sys, "stdin", io.StringIO(f"refs/heads/feature/x {sha} refs/heads/feature/x {'0' * 40}\n")
-    )
-    code, out = mab(repo, capsys, monkeypatch, "origin", str(repo.remote))
+    code, out = push(repo, sha, capsys, monkeypatch, branch="feature/x")
     assert code == 0 and "publishes nothing" in out, out
     assert pending.every(repo.path / ".git" / "mab-hook") == []
 

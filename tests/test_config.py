@@ -304,6 +304,22 @@ def test_build_settings_and_builder_table() -> None:
     assert (base.timeout, base.cache_to) == (900.0, ("type=registry,ref=reg:5000/cache/base,mode=max",))
 
 
+def test_discovered_dockerfiles_take_the_build_settings_as_tables_do() -> None:
+    # Without images tables, every tracked Dockerfile is an image: [tool.multiarch]'s build
+    # settings are each one's, as they are a table's that sets none.
+    text = BUILD_SETTINGS.partition("[tool.multiarch.builder]")[0] + 'secrets = ["id=npm,env=NPM_TOKEN"]\n'
+    by_name = {image.name: image for image in parse(text).images}
+    assert set(by_name) == {"api", "base", "docker-worker", "tools-dev"}
+    api = by_name["api"]
+    assert (api.timeout, api.cache_from, api.cache_to, api.secrets) == (
+        900.0,
+        ("type=registry,ref=reg:5000/cache/api",),
+        ("type=registry,ref=reg:5000/cache/api,mode=max",),
+        ("id=npm,env=NPM_TOKEN",),
+    )
+    assert by_name["docker-worker"].cache_from == ("type=registry,ref=reg:5000/cache/docker-worker",)
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("jobs = 0", "[tool.multiarch.jobs] must be a whole number of at least 1, not an integer (0)"),
     ('timeout = "1h"', "[tool.multiarch.timeout] must be a number of seconds above 0 and at most 604800, not a string ('1h')"),

@@ -6,6 +6,7 @@ import pytest
 
 from mab_hook import discovery
 from mab_hook.errors import FatalError
+from mab_hook.images import Defaults
 from mab_hook.validation import Problems
 
 # The shape of docker/awesome-compose: the same directory names under many samples.
@@ -25,7 +26,7 @@ AWESOME = (
 
 def names(paths: tuple[str, ...], root: str = "repo") -> dict[str, str]:
     problems = Problems("pyproject.toml at abc")
-    found = discovery.discover(sorted(paths), ("linux/amd64",), problems, root)
+    found = discovery.discover(sorted(paths), Defaults(("linux/amd64",)), problems, root)
     problems.raise_if_any()
     return {image.dockerfile: image.name for image in found}
 

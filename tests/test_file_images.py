@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from mab_hook import file_images
-from mab_hook.config import Settings
 from mab_hook.definitions import Source, Target
 from mab_hook.errors import FatalError
-from mab_hook.images import Image
+from mab_hook.images import Defaults, Image
 from mab_hook.paths import Tree
 from mab_hook.validation import Problems
 
@@ -31,11 +30,12 @@ TREE = Tree.of(
 )
 
 
-def images(
-    *targets: Target, platforms: tuple[str, ...] = ("linux/amd64",), defaults: Settings | None = None
-) -> dict[str, Image]:
+AMD64 = Defaults(platforms=("linux/amd64",))
+
+
+def images(*targets: Target, defaults: Defaults = AMD64) -> dict[str, Image]:
     problems = Problems("pyproject.toml at abc")
-    found = file_images.images_of(targets, platforms, defaults or Settings(), TREE, problems)
+    found = file_images.images_of(targets, defaults, TREE, problems)
     problems.raise_if_any()
     return found
 
@@ -95,7 +95,7 @@ def test_what_changes_a_build_reaches_it_and_the_rest_is_mab_hooks() -> None:
 
 
 def test_the_configs_build_settings_apply_unless_the_file_sets_its_own() -> None:
-    defaults = Settings(cache_from=("type=registry,ref=r/cache/{name}",), timeout=60.0)
+    defaults = Defaults(("linux/amd64",), cache_from=("type=registry,ref=r/cache/{name}",), timeout=60.0)
     found = images(target("ad", context="src/ad"), target("cart", context="src/cart", cache_from=["type=gha"]),
                    defaults=defaults)  # fmt: skip
     assert (found["ad"].cache_from, found["ad"].timeout) == (("type=registry,ref=r/cache/ad",), 60.0)
@@ -137,7 +137,7 @@ def test_what_a_definition_tags_an_image_is_what_other_images_may_name_it_by() -
 def test_local_platforms_are_the_machines_that_build_or_the_configs() -> None:
     problems = Problems("pyproject.toml at abc")
     found = file_images.images_of([target("web", context="src/cart", platforms=["local", "linux/s390x"])],
-                                  None, Settings(), TREE, problems, local=("linux/amd64", "linux/arm64"))  # fmt: skip
+                                  Defaults(), TREE, problems, local=("linux/amd64", "linux/arm64"))  # fmt: skip
     problems.raise_if_any()
     assert found["web"].platforms == ("linux/amd64", "linux/arm64", "linux/s390x")
     assert '"local" is the machine that builds: set `platforms` in [tool.multiarch]' in problem(

@@ -26,7 +26,10 @@ from mab_hook.images import (
     DEFAULT_PUBLISH_TAGS,
     DEFAULT_TAGS,
     Config,
+    Defaults,
     Image,
+    Said,
+    assemble,
 )
 from mab_hook.paths import Tree
 from mab_hook.redact import redact
@@ -307,7 +310,7 @@ def _images(
     stands for."""
     root_name, local_platform = machine
     key = "tool.multiarch"
-    settings = _settings(table, key, problems, Settings())
+    defaults = _defaults(table, platforms, key, problems)
     tables = table.get("images")
     if tables is not None and not isinstance(tables, dict):
         problems.add(f"{key}.images", f"must be a table of images, not {fields.type_name(tables)}")
@@ -322,7 +325,7 @@ def _images(
         resolved = tree.resolve(sources)
         read, notes = resolved.read, resolved.notes
         local = platforms or ((local_platform,) if local_platform else ())
-        from_files = file_images.images_of(resolved.targets, platforms, settings, tree, problems, local=local)
+        from_files = file_images.images_of(resolved.targets, defaults, tree, problems, local=local)
     if tables is None and not any(not image.only_as_context for image in from_files.values()):
         if any(source.key for source in sources):
             named = ", ".join(s.label for s in sources)
@@ -333,7 +336,7 @@ def _images(
             )
             return (), read, notes
         # No definition file, or only compose files of ready-made images: the Dockerfiles.
-        return discovery.discover(tree.paths, platforms, problems, root_name), read, notes
+        return discovery.discover(tree.paths, defaults, problems, root_name), read, notes
     tables = tables or {}
     if not tables and not from_files:
         problems.add(
@@ -343,9 +346,7 @@ def _images(
         )
     images = dict(from_files)
     for name, spec in tables.items():
-        image = _image(
-            name, spec, platforms, settings, tree=tree, problems=problems, base=from_files.get(name)
-        )
+        image = _image(name, spec, defaults, tree=tree, problems=problems, base=from_files.get(name))
         if image is not None:
             images[name] = image
         else:
@@ -425,8 +426,7 @@ def _files(value: Any, key: str, tree: _Probe | Tree, problems: Problems) -> tup
 def _image(
     name: str,
     spec: Any,
-    default_platforms: tuple[str, ...] | None,
-    defaults: Settings,
+    defaults: Defaults,
     *,
     tree: _Probe,
     problems: Problems,
@@ -444,45 +444,26 @@ def _image(
     if located is None:
         return None
     context, dockerfile = located
-    if "platforms" in spec:
-        platforms = fields.platforms(spec["platforms"], f"{key}.platforms", problems)
-    else:
-        platforms = base.platforms if base is not None else default_platforms
-    inherited = (
-        defaults if base is None else Settings(base.cache_from, base.cache_to, base.timeout, base.secrets)
-    )
-    settings = _settings(spec, key, problems, inherited)
-    found = base or Image(name=name, context=context, dockerfile=dockerfile, platforms=())
-    return dataclasses.replace(
-        found,
+    settings = _settings(spec, key, problems)
+    said = Said(
         context=context,
         dockerfile=dockerfile,
-        platforms=platforms or (),
-        target=fields.optional_str(spec, "target", key, problems) or found.target,
-        build_args=tuple(
-            sorted(
-                {
-                    **dict(found.build_args),
-                    **dict(fields.build_args(spec.get("build-args", {}), f"{key}.build-args", problems)),
-                }.items()
-            )
-        ),
-        watch=found.watch + fields.str_list(spec.get("watch", []), f"{key}.watch", problems),
-        contexts=tuple(
-            sorted(
-                {
-                    **dict(found.contexts),
-                    **dict(fields.contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems)),
-                }.items()
-            )
-        ),
-        cache_from=tuple(entry.replace("{name}", name) for entry in settings.cache_from),
-        cache_to=tuple(entry.replace("{name}", name) for entry in settings.cache_to),
+        platforms=fields.platforms(spec["platforms"], f"{key}.platforms", problems)
+        if "platforms" in spec
+        else None,
+        target=fields.optional_str(spec, "target", key, problems),
+        build_args=fields.build_args(spec.get("build-args", {}), f"{key}.build-args", problems),
+        watch=fields.str_list(spec.get("watch", []), f"{key}.watch", problems),
+        contexts=fields.contexts(spec.get("contexts", {}), f"{key}.contexts", tree, problems),
+        cache_from=settings.cache_from,
+        cache_to=settings.cache_to,
         timeout=settings.timeout,
         secrets=settings.secrets,
-        foreign_binaries=found.foreign_binaries
-        + fields.str_list(spec.get("foreign-binaries", []), f"{key}.foreign-binaries", problems),
+        foreign_binaries=fields.str_list(
+            spec.get("foreign-binaries", []), f"{key}.foreign-binaries", problems
+        ),
     )
+    return assemble(name, said, base or defaults)
 
 
 def _located(
@@ -515,32 +496,31 @@ def _located(
 
 
 class Settings(NamedTuple):
-    """Build settings an image takes from [tool.multiarch] unless it sets its own."""
+    """The build settings a table sets; None where it sets none (what lies under it holds)."""
 
-    cache_from: tuple[str, ...] = ()
-    cache_to: tuple[str, ...] = ()
-    timeout: float | None = None
-    secrets: tuple[str, ...] = ()
+    cache_from: tuple[str, ...] | None
+    cache_to: tuple[str, ...] | None
+    timeout: float | None
+    secrets: tuple[str, ...] | None
 
 
-def _settings(table: Mapping[str, Any], key: str, problems: Problems, inherited: Settings) -> Settings:
-    found = {}
-    for name in ("cache-from", "cache-to"):
-        value = table.get(name)
-        found[name] = (
-            fields.caches(value, f"{key}.{name}", problems)
-            if value is not None
-            else getattr(inherited, name.replace("-", "_"))
-        )
+def _settings(table: Mapping[str, Any], key: str, problems: Problems) -> Settings:
+    caches = (
+        fields.caches(table[name], f"{key}.{name}", problems) if table.get(name) is not None else None
+        for name in ("cache-from", "cache-to")
+    )
+    cache_from, cache_to = caches
     timeout = fields.seconds(table.get("timeout"), f"{key}.timeout", problems) if "timeout" in table else None
-    secrets = (
-        fields.secrets(table["secrets"], f"{key}.secrets", problems)
-        if "secrets" in table
-        else inherited.secrets
-    )
-    return Settings(
-        found["cache-from"], found["cache-to"], inherited.timeout if timeout is None else timeout, secrets
-    )
+    secrets = fields.secrets(table["secrets"], f"{key}.secrets", problems) if "secrets" in table else None
+    return Settings(cache_from, cache_to, timeout, secrets)
+
+
+def _defaults(
+    table: Mapping[str, Any], platforms: tuple[str, ...] | None, key: str, problems: Problems
+) -> Defaults:
+    """What [tool.multiarch] gives every image that does not say otherwise."""
+    own = _settings(table, key, problems)
+    return Defaults(platforms or (), own.cache_from or (), own.cache_to or (), own.timeout, own.secrets or ())
 
 
 def _builder_spec(value: Any, key: str, problems: Problems) -> BuilderSpec | None:

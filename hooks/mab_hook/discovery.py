@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 
 from mab_hook import references
-from mab_hook.images import Image
+from mab_hook.images import Defaults, Image, Said, assemble
 from mab_hook.validation import Problems
 
 KEY = "tool.multiarch"
@@ -37,7 +37,7 @@ def dockerfiles(paths: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def discover(
-    paths: Iterable[str], platforms: tuple[str, ...] | None, problems: Problems, root_name: str
+    paths: Iterable[str], defaults: Defaults, problems: Problems, root_name: str
 ) -> tuple[Image, ...]:
     found = dockerfiles(paths)
     if not found:
@@ -66,7 +66,7 @@ def discover(
             )
             continue
         directory = posixpath.dirname(path)
-        images[name] = Image(name=name, context=directory or ".", dockerfile=path, platforms=platforms or ())
+        images[name] = assemble(name, Said(context=directory or ".", dockerfile=path), defaults)
     return tuple(images.values())
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from mab_hook import references, specs
 from mab_hook import validation as fields
 from mab_hook.definitions import Source, Target
-from mab_hook.images import TARGET, Image, as_built
+from mab_hook.images import TARGET, Defaults, Image, Said, as_built, assemble
 from mab_hook.validation import Problems
 
 # Bake fields passed to buildx unchanged: they change what a build does.
@@ -33,19 +33,6 @@ class Tree(Protocol):
     def has_dir(self, directory: str) -> bool: ...
 
 
-class Defaults(Protocol):
-    """What [tool.multiarch] gives an image that does not say otherwise."""
-
-    @property
-    def cache_from(self) -> tuple[str, ...]: ...
-    @property
-    def cache_to(self) -> tuple[str, ...]: ...
-    @property
-    def timeout(self) -> float | None: ...
-    @property
-    def secrets(self) -> tuple[str, ...]: ...
-
-
 def image_name(target: str) -> str:
     """An image's name from its target's: Docker's names have no capitals (`Web_App` is
     `web_app`); a compose service's dots are already underscores in its target's name."""
@@ -54,7 +41,6 @@ def image_name(target: str) -> str:
 
 def images_of(
     targets: Sequence[Target],
-    platforms: tuple[str, ...] | None,
     defaults: Defaults,
     tree: Tree,
     problems: Problems,
@@ -66,7 +52,7 @@ def images_of(
     names = {(target.source, target.name): _named(target) for target in targets}
     found: dict[str, Image] = {}
     for target in targets:
-        image = _image(target, names, platforms, defaults, tree=tree, problems=problems, local=local)
+        image = _image(target, names, defaults, tree=tree, problems=problems, local=local)
         if image is None:
             continue
         if image.name in found:
@@ -123,7 +109,6 @@ def _key(target: Target) -> str:
 def _image(
     target: Target,
     names: Mapping[tuple[Source, str], str],
-    platforms: tuple[str, ...] | None,
     defaults: Defaults,
     *,
     tree: Tree,
@@ -137,31 +122,27 @@ def _image(
     if located is None:
         return None
     context, dockerfile = located
-    own = _platforms(spec.get("platforms"), local, f"{key}.platforms", problems)
-    cache_from = spec.get("cache-from")
-    cache_to = spec.get("cache-to")
-    return Image(
-        name=name,
+    said = Said(
         context=context,
         dockerfile=dockerfile,
-        platforms=own or platforms or (),
+        platforms=_platforms(spec.get("platforms"), local, f"{key}.platforms", problems),
         target=spec.get("target") or None,
         build_args=fields.build_args(_present(spec.get("args")), f"{key}.args", problems),
         contexts=_contexts(spec.get("contexts") or {}, names, target, tree, problems),
-        cache_from=_filled(fields.caches(_specs(cache_from), f"{key}.cache-from", problems), name)
-        if cache_from
-        else _filled(defaults.cache_from, name),
-        cache_to=_filled(fields.caches(_specs(cache_to), f"{key}.cache-to", problems), name)
-        if cache_to
-        else _filled(defaults.cache_to, name),
-        timeout=defaults.timeout,
-        secrets=defaults.secrets,
+        cache_from=_caches(spec.get("cache-from"), f"{key}.cache-from", problems),
+        cache_to=_caches(spec.get("cache-to"), f"{key}.cache-to", problems),
         labels=tuple(sorted(_present(spec.get("labels")).items())),
         extra=tuple((field, json.dumps(spec[field], sort_keys=True)) for field in PASSED if spec.get(field)),
         defined_in=target.source.label,
         only_as_context=not target.default or not _makes_an_image(spec),
         aliases=tuple(str(tag) for tag in spec.get("tags") or () if references.is_valid(str(tag))),
     )
+    return assemble(name, said, defaults)
+
+
+def _caches(value: object, key: str, problems: Problems) -> tuple[str, ...] | None:
+    """A target's cache sources or destinations; None when it sets none ([tool.multiarch]'s hold)."""
+    return fields.caches(_specs(value), key, problems) if value else None
 
 
 def _platforms(value: object, local: tuple[str, ...], key: str, problems: Problems) -> tuple[str, ...] | None:
@@ -271,7 +252,3 @@ def _specs(value: Any) -> Any:
 def _present(value: Any) -> dict[str, Any]:
     """A table without the entries bake prints as null (an arg declared without a value)."""
     return {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else {}
-
-
-def _filled(entries: tuple[str, ...], name: str) -> tuple[str, ...]:
-    return tuple(entry.replace("{name}", name) for entry in entries)

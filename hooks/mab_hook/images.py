@@ -95,6 +95,92 @@ class Image:
         return tuple((key, value[len(TARGET) :]) for key, value in self.contexts if value.startswith(TARGET))
 
 
+@dataclass(frozen=True)
+class Defaults:
+    """What [tool.multiarch] gives every image that does not say otherwise."""
+
+    platforms: tuple[str, ...] = ()
+    cache_from: tuple[str, ...] = ()  # `{name}` not yet filled in: each image fills its own
+    cache_to: tuple[str, ...] = ()
+    timeout: float | None = None
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Said:
+    """What one source says of an image: a `[tool.multiarch.images.NAME]` table, a compose service
+    or bake target, a tracked Dockerfile. None (or empty) says nothing: what lies under it holds,
+    and tables, maps and lists add to it (a table's build args over its compose service's)."""
+
+    context: str
+    dockerfile: str
+    platforms: tuple[str, ...] | None = None
+    target: str | None = None
+    build_args: tuple[tuple[str, str], ...] = ()
+    watch: tuple[str, ...] = ()
+    contexts: tuple[tuple[str, str], ...] = ()
+    cache_from: tuple[str, ...] | None = None
+    cache_to: tuple[str, ...] | None = None
+    timeout: float | None = None
+    secrets: tuple[str, ...] | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    extra: tuple[tuple[str, str], ...] = ()
+    defined_in: str = ""
+    only_as_context: bool = False
+    foreign_binaries: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+def assemble(name: str, said: Said, under: Image | Defaults) -> Image:
+    """The one way an `Image` is made: what a source says, over what lies under it (the image a
+    compose or bake file defines under that name, or [tool.multiarch]'s defaults)."""
+    below = under if isinstance(under, Image) else _blank(name, said, under)
+    return Image(
+        name=name,
+        context=said.context,
+        dockerfile=said.dockerfile,
+        platforms=below.platforms if said.platforms is None else said.platforms,
+        target=said.target or below.target,
+        build_args=_merged(below.build_args, said.build_args),
+        watch=below.watch + said.watch,
+        contexts=_merged(below.contexts, said.contexts),
+        cache_from=_filled(below.cache_from if said.cache_from is None else said.cache_from, name),
+        cache_to=_filled(below.cache_to if said.cache_to is None else said.cache_to, name),
+        timeout=below.timeout if said.timeout is None else said.timeout,
+        secrets=below.secrets if said.secrets is None else said.secrets,
+        labels=_merged(below.labels, said.labels),
+        extra=said.extra or below.extra,  # in the order buildx is given them
+        defined_in=said.defined_in or below.defined_in,
+        only_as_context=said.only_as_context or below.only_as_context,
+        foreign_binaries=below.foreign_binaries + said.foreign_binaries,
+        aliases=tuple(dict.fromkeys(below.aliases + said.aliases)),
+        also=below.also,
+    )
+
+
+def _blank(name: str, said: Said, defaults: Defaults) -> Image:
+    return Image(
+        name=name,
+        context=said.context,
+        dockerfile=said.dockerfile,
+        platforms=defaults.platforms,
+        cache_from=defaults.cache_from,
+        cache_to=defaults.cache_to,
+        timeout=defaults.timeout,
+        secrets=defaults.secrets,
+    )
+
+
+def _merged(
+    below: tuple[tuple[str, str], ...], said: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted({**dict(below), **dict(said)}.items()))
+
+
+def _filled(entries: tuple[str, ...], name: str) -> tuple[str, ...]:
+    return tuple(entry.replace("{name}", name) for entry in entries)
+
+
 # The fields of an image that decide what its build makes, which its input digest covers; the
 # others say where it goes and how it is built (cache, time limit, which file said it).
 BUILD_FIELDS = (

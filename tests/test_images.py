@@ -1,0 +1,133 @@
+"""The one way an image record is made: what a source says, over what lies under it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mab_hook.images import Defaults, Image, Said, assemble, layout_path
+
+DEFAULTS = Defaults(
+    platforms=("linux/amd64", "linux/arm64"),
+    cache_from=("type=registry,ref=r/cache/{name}",),
+    cache_to=("type=registry,ref=r/cache/{name},mode=max",),
+    timeout=900.0,
+    secrets=("id=npm,env=NPM_TOKEN",),
+)
+
+# A compose service as file_images makes it: what a table may then say more of.
+SERVICE = Image(
+    name="api",
+    context="src/api",
+    dockerfile="src/api/Dockerfile",
+    platforms=("linux/arm64",),
+    target="prod",
+    build_args=(("A", "file"), ("B", "file")),
+    watch=("proto/**",),
+    contexts=(("lib", "src/lib"), ("tools", "src/tools")),
+    cache_from=("type=gha,scope=api",),
+    cache_to=("type=gha,scope=api,mode=max",),
+    timeout=60.0,
+    secrets=("id=git",),
+    labels=(("team", "core"),),
+    extra=(("network", '"host"'),),
+    defined_in="compose.yaml",
+    only_as_context=True,
+    foreign_binaries=("/opt/qemu/*",),
+    aliases=("acme/api:dev",),
+    also=("api-worker",),
+)
+
+
+def test_a_source_that_says_nothing_gets_the_defaults_with_its_name_filled_in() -> None:
+    image = assemble("api", Said("src/api", "src/api/Dockerfile"), DEFAULTS)
+    assert image == Image(
+        name="api",
+        context="src/api",
+        dockerfile="src/api/Dockerfile",
+        platforms=("linux/amd64", "linux/arm64"),
+        cache_from=("type=registry,ref=r/cache/api",),
+        cache_to=("type=registry,ref=r/cache/api,mode=max",),
+        timeout=900.0,
+        secrets=("id=npm,env=NPM_TOKEN",),
+    )
+
+
+def test_what_a_source_says_replaces_the_defaults() -> None:
+    said = Said(
+        "src/api",
+        "src/api/Dockerfile",
+        platforms=("linux/arm/v7",),
+        cache_from=("type=local,src=.cache/{name}",),
+        cache_to=(),  # an empty list says "none", not "the default"
+        timeout=30.0,
+        secrets=(),
+    )
+    image = assemble("web", said, DEFAULTS)
+    assert (image.platforms, image.cache_from, image.cache_to, image.timeout, image.secrets) == (
+        ("linux/arm/v7",),
+        ("type=local,src=.cache/web",),
+        (),
+        30.0,
+        (),
+    )
+
+
+def test_a_table_over_a_compose_service_keeps_what_it_does_not_say() -> None:
+    image = assemble("api", Said("src/api", "src/api/Dockerfile"), SERVICE)
+    assert image == SERVICE
+
+
+def test_a_table_over_a_compose_service_replaces_settings_and_adds_to_maps_and_lists() -> None:
+    said = Said(
+        "src/api",
+        "src/api/Containerfile",
+        platforms=("linux/amd64",),
+        target="debug",
+        build_args=(("B", "table"), ("C", "table")),
+        watch=("schema/**",),
+        contexts=(("lib", "vendor/lib"), ("docs", "docs")),
+        cache_from=("type=registry,ref=r/{name}",),
+        timeout=120.0,
+        secrets=("id=pip",),
+        foreign_binaries=("/usr/arm/*",),
+    )
+    image = assemble("api", said, SERVICE)
+    assert image == dataclasses.replace(
+        SERVICE,
+        dockerfile="src/api/Containerfile",
+        platforms=("linux/amd64",),
+        target="debug",
+        build_args=(("A", "file"), ("B", "table"), ("C", "table")),
+        watch=("proto/**", "schema/**"),
+        contexts=(("docs", "docs"), ("lib", "vendor/lib"), ("tools", "src/tools")),
+        cache_from=("type=registry,ref=r/api",),
+        timeout=120.0,
+        secrets=("id=pip",),
+        foreign_binaries=("/opt/qemu/*", "/usr/arm/*"),
+    )
+
+
+def test_what_only_a_definition_file_says_comes_from_it() -> None:
+    said = Said(
+        "src/api",
+        "src/api/Dockerfile",
+        labels=(("tier", "web"),),
+        extra=(("shm-size", '"1GiB"'), ("network", '"none"')),
+        defined_in="docker-bake.hcl",
+        aliases=("acme/api:dev", "acme/api:1"),
+    )
+    image = assemble("api", said, SERVICE)
+    assert image.labels == (("team", "core"), ("tier", "web"))
+    assert image.extra == (("shm-size", '"1GiB"'), ("network", '"none"'))  # in the order buildx gets them
+    assert image.defined_in == "docker-bake.hcl"
+    assert image.aliases == ("acme/api:dev", "acme/api:1")
+    assert (image.only_as_context, image.also) == (True, ("api-worker",))
+    plain = assemble("web", Said("web", "web/Dockerfile", only_as_context=True), DEFAULTS)
+    assert (plain.only_as_context, plain.defined_in, plain.also) == (True, "", ())
+
+
+def test_an_oci_layouts_path_is_without_its_tag_or_digest() -> None:
+    assert layout_path("oci-layout://layouts/base") == "layouts/base"
+    assert layout_path("oci-layout://layouts/base:1.2") == "layouts/base"
+    assert layout_path("oci-layout://layouts/base@sha256:abc") == "layouts/base"
+    assert layout_path("oci-layout://layouts/v1:2/base") == "layouts/v1:2/base"

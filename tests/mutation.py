@@ -36,7 +36,7 @@ EQUIVALENT = ROOT / "tests" / "mutation-equivalent.toml"
 
 # The module, and the fast tests that decide about it.
 MODULES: dict[str, tuple[str, ...]] = {
-    "grants": ("tests/test_grants.py", "tests/test_bakefile.py"),
+    "grants": ("tests/test_grants.py", "tests/test_bakefile.py", "tests/test_plan.py"),
     "tags": ("tests/test_tags.py", "tests/test_plan.py"),
     "budget": ("tests/test_budget.py", "tests/test_cli.py", "tests/test_plan.py"),
     "input_digest": ("tests/test_input_digest.py",),
@@ -44,6 +44,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "ignore": ("tests/test_ignore.py", "tests/test_inputs.py"),
     "patterns": ("tests/test_patterns.py",),  # its property tests make each mutant ~30 s: over an hour
     "plan": ("tests/test_plan.py", "tests/test_inputs.py", "tests/test_planning.py"),
+    "analysis": ("tests/test_plan.py", "tests/test_planning.py"),
     "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py", "tests/test_planning.py"),
     "state": ("tests/test_state.py",),

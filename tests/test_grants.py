@@ -96,3 +96,20 @@ def test_what_a_bad_grant_says(entry: tuple[str, str], said: str) -> None:
     with pytest.raises(FatalError) as refused:
         grants.parse([entry])
     assert str(refused.value) == said
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("TOKEN", True), ("NPM_TOKEN", True), ("db-password", True), ("MY_PASSWD", True), ("PASS", True),
+    ("SECRET_X", True), ("API_KEY", True), ("APIKEY", True), ("AWS_CREDENTIALS", True), ("GITHUB_PAT", True),
+    ("KEYBOARD", False), ("PATH", False), ("VERSION", False), ("PASSAGE", False), ("TOKENIZER_MODEL", False),
+])  # fmt: skip
+def test_which_build_arg_names_look_like_secrets(name: str, secret: bool) -> None:
+    api = Image("api", "services/api", "services/api/Dockerfile", ("linux/amd64",), build_args=((name, "x"),))
+    found = grants.secret_looking_args(api)
+    assert bool(found) is secret
+    if secret:
+        assert found == (
+            f"api: build arg {name} looks like a secret, and build args are kept in the image's history: pass it "
+            f'as a BuildKit secret instead (secrets = ["id={name.lower()},env={name}"] in '
+            f"[tool.multiarch.images.api], and RUN --mount=type=secret,id={name.lower()} in the Dockerfile)",
+        )

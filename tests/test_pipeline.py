@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from mab_hook import cli, pipeline, process
+from mab_hook.analysis import Base
 from mab_hook.buildx import Buildx
 from mab_hook.images import Image
 from mab_hook.pipeline import Job, Step
-from mab_hook.plan import Base, PlannedImage
+from mab_hook.plan import PlannedImage
 from mab_hook.registry import Registry, Tagged
 from mab_hook.results import BuildResult, Failure, Status
 from mab_hook.runs import Events, Ledger

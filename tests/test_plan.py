@@ -10,12 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mab_hook import plan as plan_module
+from mab_hook.analysis import Base
 from mab_hook.changes import Commit, Ref
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.paths import Tree
-from mab_hook.plan import Base, Plan, make_plan
+from mab_hook.plan import Plan, make_plan
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
@@ -348,23 +349,6 @@ def test_a_change_rebuilds_exactly_the_image_and_every_image_built_on_it_after_i
 
 
 # --- rules the mutation run found unchecked ----------------------------------------------------
-
-
-@pytest.mark.parametrize(("name", "secret"), [
-    ("TOKEN", True), ("NPM_TOKEN", True), ("db-password", True), ("MY_PASSWD", True), ("PASS", True),
-    ("SECRET_X", True), ("API_KEY", True), ("APIKEY", True), ("AWS_CREDENTIALS", True), ("GITHUB_PAT", True),
-    ("KEYBOARD", False), ("PATH", False), ("VERSION", False), ("PASSAGE", False), ("TOKENIZER_MODEL", False),
-])  # fmt: skip
-def test_which_build_arg_names_look_like_secrets(name: str, secret: bool) -> None:
-    api = dataclasses.replace(image("api", "services/api"), build_args=((name, "x"),))
-    found = plan_module.secret_looking_args(api)
-    assert bool(found) is secret
-    if secret:
-        assert found == (
-            f"api: build arg {name} looks like a secret, and build args are kept in the image's history: pass it "
-            f'as a BuildKit secret instead (secrets = ["id={name.lower()},env={name}"] in '
-            f"[tool.multiarch.images.api], and RUN --mount=type=secret,id={name.lower()} in the Dockerfile)",
-        )
 
 
 def test_the_ignore_file_beside_a_dockerfile_outside_the_context_counts() -> None:

@@ -102,3 +102,21 @@ def check(images: Iterable[Image], grants: Grants) -> None:
 
 def allows_network(image: Image, grants: Grants) -> bool:
     return image.network != "host" or "network.host" in grants.allow
+
+
+SECRET_WORDS = frozenset(
+    {"TOKEN", "PASSWORD", "PASSWD", "PASS", "SECRET", "KEY", "APIKEY", "CREDENTIALS", "PAT"}
+)
+
+
+def secret_looking_args(image: Image) -> tuple[str, ...]:
+    """Build args whose names say they are secrets: their values end up in the image's history
+    (and in build logs); BuildKit secrets do not."""
+    return tuple(
+        f"{image.name}: build arg {name} looks like a secret, and build args are kept in the image's "
+        f'history: pass it as a BuildKit secret instead (secrets = ["id={name.lower()},env={name}"] in '
+        f"[tool.multiarch.images.{image.name}], and RUN --mount=type=secret,id={name.lower()} in the "
+        "Dockerfile)"
+        for name, _value in image.build_args
+        if SECRET_WORDS & set(name.upper().replace("-", "_").split("_"))
+    )

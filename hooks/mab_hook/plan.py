@@ -5,28 +5,20 @@ from __future__ import annotations
 import contextlib
 import graphlib
 import posixpath
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
 
-from mab_hook import budget, input_digest, inputs, policy, references, tags
+from mab_hook import budget, grants, input_digest, inputs, policy
+from mab_hook.analysis import Analysis, Base
 from mab_hook.budget import Deadline
-from mab_hook.changes import Commit, Ref
-from mab_hook.dockerfile import Source
+from mab_hook.changes import Commit
 from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image, as_built
 from mab_hook.inputs import Files, Inputs, Pull
 from mab_hook.paths import in_directory, relative_to, shown
 from mab_hook.patterns import watched
 from mab_hook.validation import PYPROJECT
-
-
-class Base(NamedTuple):
-    """An in-repo image another image is built on."""
-
-    name: str  # the base image's name in the config
-    key: str  # the reference as written, as buildx's named-context key
 
 
 class PlannedImage(NamedTuple):
@@ -74,110 +66,6 @@ class Plan(NamedTuple):
     explanations: tuple[Explanation, ...] = ()  # for the images asked about
 
 
-class _Analysis:
-    """Inputs and in-repo bases of images, each computed once, and only when needed.
-
-    Reading every Dockerfile of a large monorepo through BuildKit's parser costs more than the
-    rest of the plan, so only images a changed path could touch are read, and then the images
-    that may build on an affected one: those whose Dockerfile or build args name it.
-    """
-
-    def __init__(self, config: Config, files: Files, build_platform: str, deadline: Deadline) -> None:
-        self.config, self.files, self.build_platform = config, files, build_platform
-        self.deadline = deadline
-        self.by_name = {image.name: image for image in config.images}
-        self.names = _names_by_reference(config)
-        self.named: dict[str, Base | None] = {}  # reference -> the image it names (FROM lines repeat)
-        self.inputs: dict[str, Inputs] = {}
-        self.bases: dict[str, tuple[Base, ...]] = {}
-        self.mentions: dict[str, set[str]] | None = None  # word -> images whose Dockerfile has it
-        self.computing: set[str] = set()  # images whose inputs are being worked out
-
-    def inputs_of(self, name: str) -> Inputs:
-        if name not in self.by_name:
-            known = ", ".join(self.by_name) or "none"
-            raise FatalError(f"{self.config.source}: no image named {name!r} (images: {known})")
-        if name not in self.inputs:
-            self.deadline.check()
-            image = self.by_name[name]
-            self.computing.add(name)
-            try:
-                found = inputs.compute(
-                    image,
-                    self.files,
-                    build_platform=self.build_platform,
-                    triggers=partial(self._triggers, name),
-                )
-            finally:
-                self.computing.discard(name)
-            self.inputs[name] = found
-            named = tuple(Base(other, key) for key, other in image.image_contexts)  # `target:` contexts
-            bases = (self.in_repo(name, ref) for ref in found.bases)
-            self.bases[name] = named + tuple(base for base in bases if base is not None)
-        return self.inputs[name]
-
-    def in_repo(self, name: str, ref: str) -> Base | None:
-        """The other image of the repository that a reference in image `name`'s build names."""
-        if ref not in self.named:
-            self.named[ref] = in_repo(self.names, ref)
-        found = self.named[ref]
-        return found if found is not None and found.name != name else None
-
-    def _triggers(self, name: str, ref: str) -> tuple[Source, ...]:
-        """The ONBUILD triggers of the in-repo image `ref` names in image `name`'s Dockerfile:
-        they run in `name`'s build, and read its context."""
-        named = dict(self.by_name[name].image_contexts).get(ref)
-        found = self.in_repo(name, ref)
-        base = named or (found.name if found is not None else None)
-        if base is None or base in self.computing:  # not ours, or a cycle (build_order names it)
-            return ()
-        whose = f"base image {base} ({self.by_name[base].dockerfile})"
-        return tuple(source._replace(trigger=whose) for source in self.inputs_of(base).onbuild)
-
-    def bases_of(self, name: str) -> tuple[Base, ...]:
-        self.inputs_of(name)
-        return self.bases[name]
-
-    def may_build_on(self, base: str) -> set[str]:
-        """Images whose Dockerfile or build args name `base`: the only ones that can build on it."""
-        if self.mentions is None:
-            self.mentions = {}
-            self.files.prefetch((image.dockerfile, WORDS_KEY) for image in self.config.images)
-            for image in self.config.images:
-                words = self.files.memo(
-                    image.dockerfile, WORDS_KEY, partial(self._words_in, image.dockerfile)
-                )
-                for word in words | _reference_words(" ".join(v for _k, v in image.build_args)):
-                    self.mentions.setdefault(word, set()).add(image.name)
-                for _key, other in image.image_contexts:
-                    self.mentions.setdefault(other, set()).add(image.name)
-        image = self.by_name[base]
-        found: set[str] = set()
-        for name, reference in zip(image.names, self.config.references(image), strict=True):
-            found |= self.mentions.get(name, set()) | self.mentions.get(reference, set())
-        for alias in image.aliases:
-            found |= self.mentions.get(references.split(alias)[0], set())
-        return found - {base}
-
-    def _words_in(self, path: str) -> frozenset[str]:
-        return _reference_words(self.files.read(path) or "")
-
-
-WORDS_KEY = ("words",)  # what the cache keeps of a Dockerfile for this: the names it mentions
-_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
-
-
-def _reference_words(text: str) -> frozenset[str]:
-    """Everything in a text that could name an image: each word without its tag or digest, and
-    every '/'-suffix of it (`${REGISTRY}/team/api:1` names `team/api` and `api`)."""
-    words: set[str] = set()
-    for word in _WORD_RE.findall(text):
-        name, _tag = references.split(word)
-        parts = name.split("/")
-        words.update("/".join(parts[i:]) for i in range(len(parts)))
-    return frozenset(words)
-
-
 def make_plan(
     commit: Commit,
     config: Config,
@@ -193,7 +81,7 @@ def make_plan(
     pyproject.toml is among the changes (an image whose settings changed is affected).
     `digests`: work out every planned image's input digest (what building needs, a dry run not).
     `explain`: images to say why they are or are not affected. Past `deadline`, planning stops."""
-    analysis = _Analysis(config, files, build_platform, deadline)
+    analysis = Analysis(config, files, build_platform, deadline)
     reasons, near = _reasons(commit, config, files, analysis, previous)
     needed = _bases_needed(list(reasons), analysis.bases_of)
     order = build_order(config, {name: analysis.bases_of(name) for name in (*reasons, *needed)})
@@ -215,9 +103,9 @@ def make_plan(
     warnings = tuple(
         w for name in looked for w in inputs.unmatched(analysis.inputs_of(name), files, deadline=deadline)
     )
-    warnings += tuple(w for p in affected for w in secret_looking_args(p.image))
-    warnings += (*renamed_refs(config, commit), *config.notes) if affected else ()
-    warnings += staging_only(config, commit) if affected else ()
+    warnings += tuple(w for p in affected for w in grants.secret_looking_args(p.image))
+    warnings += (*policy.renamed_refs(config, commit), *config.notes) if affected else ()
+    warnings += policy.staging_only(config, commit) if affected else ()
     warnings += removed_images(config, previous or ())
     unaffected = tuple(image.name for image in config.published if image.name not in reasons)
     planned = Plan(commit, config, affected, unaffected, context_only, warnings)
@@ -227,7 +115,7 @@ def make_plan(
 
 
 def _for_building(
-    analysis: _Analysis, context_only: tuple[PlannedImage, ...], affected: tuple[PlannedImage, ...]
+    analysis: Analysis, context_only: tuple[PlannedImage, ...], affected: tuple[PlannedImage, ...]
 ) -> tuple[tuple[PlannedImage, ...], tuple[PlannedImage, ...]]:
     """What building needs beyond the plan: input digests, and what each build pulls."""
     everything = (*context_only, *affected)
@@ -244,11 +132,11 @@ KNOWN_REF = "known ref"  # the reason of an image only a known ref's tags reach
 
 
 def _planned(
-    name: str, reasons: Mapping[str, tuple[str, ...]], analysis: _Analysis, commit: Commit, *, diffed: bool
+    name: str, reasons: Mapping[str, tuple[str, ...]], analysis: Analysis, commit: Commit, *, diffed: bool
 ) -> PlannedImage:
     image = analysis.by_name[name]
     bases = analysis.bases_of(name)
-    tags, by_ref, moving = image_tags(analysis.config, image, commit, diffed=diffed)
+    tags, by_ref, moving = policy.image_tags(analysis.config, image, commit, diffed=diffed)
     why = _explained_reasons(reasons[name], commit) + _via(bases, reasons, commit.changed)
     planned = PlannedImage(image, why, tags, bases, by_ref, moving=moving)
     return _with_reads(planned, analysis)
@@ -257,7 +145,7 @@ def _planned(
 LARGE_CONTEXT = 5_000  # files: a context past this is checked out only as far as the build reads it
 
 
-def _with_reads(planned: PlannedImage, analysis: _Analysis) -> PlannedImage:
+def _with_reads(planned: PlannedImage, analysis: Analysis) -> PlannedImage:
     found, files = analysis.inputs_of(planned.image.name), analysis.files
     wanted = found.materialized()
     large = [path for path in wanted if len(files.under(path)) > LARGE_CONTEXT]
@@ -270,7 +158,7 @@ def _with_reads(planned: PlannedImage, analysis: _Analysis) -> PlannedImage:
 
 
 def _reasons(
-    commit: Commit, config: Config, files: Files, analysis: _Analysis, previous: Sequence[Config] | None
+    commit: Commit, config: Config, files: Files, analysis: Analysis, previous: Sequence[Config] | None
 ) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
     """Every affected image and why: its own reasons (() when only a base makes it affected);
     and the images a changed path comes near."""
@@ -299,7 +187,7 @@ def _reasons(
             if any(b.name == base for b in analysis.bases_of(name)) and name not in reasons:
                 reasons[name] = ()
                 todo.append(name)
-    if config.push and _known_tags(config, commit):
+    if config.push and policy.known_tags(config, commit):
         for image in config.published:  # a known ref's own tags go on every image
             reasons.setdefault(image.name, (KNOWN_REF,))
     return reasons, tuple(near)
@@ -314,16 +202,7 @@ def _explained_reasons(reasons: tuple[str, ...], commit: Commit) -> tuple[str, .
     )
 
 
-def _known_tags(config: Config, commit: Commit) -> tuple[str, ...]:
-    """The templates a known ref adds to every image: its own, the `{branch}` ones."""
-    return tuple(dict.fromkeys(t for ref in commit.refs if ref.known for t in _known_templates(config, ref)))
-
-
-def _known_templates(config: Config, ref: Ref) -> tuple[str, ...]:
-    return tuple(template for template in policy.templates(config, ref) if "{branch}" in template)
-
-
-def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[str, str]:
+def input_digests(analysis: Analysis, planned: Sequence[PlannedImage]) -> dict[str, str]:
     """The input digest of every planned image, bases' digests folded into dependants'."""
     by_name = {p.image.name: p for p in planned}
     files = analysis.files
@@ -345,7 +224,7 @@ def input_digests(analysis: _Analysis, planned: Sequence[PlannedImage]) -> dict[
 
 
 def external_pulls(
-    analysis: _Analysis, planned: Sequence[PlannedImage]
+    analysis: Analysis, planned: Sequence[PlannedImage]
 ) -> dict[str, tuple[tuple[Pull, ...], tuple[Pull, ...]]]:
     """What each planned image's build pulls from outside the repository, for every platform it
     is built for (a base is built for its dependants' platforms too, as their named context), and
@@ -380,24 +259,6 @@ def _roots(
         if pull.root and through is not None:
             found[pull.platform] = through._replace(platform=pull.platform)
     return found
-
-
-SECRET_WORDS = frozenset(
-    {"TOKEN", "PASSWORD", "PASSWD", "PASS", "SECRET", "KEY", "APIKEY", "CREDENTIALS", "PAT"}
-)
-
-
-def secret_looking_args(image: Image) -> tuple[str, ...]:
-    """Build args whose names say they are secrets: their values end up in the image's history
-    (and in build logs); BuildKit secrets do not."""
-    return tuple(
-        f"{image.name}: build arg {name} looks like a secret, and build args are kept in the image's "
-        f'history: pass it as a BuildKit secret instead (secrets = ["id={name.lower()},env={name}"] in '
-        f"[tool.multiarch.images.{image.name}], and RUN --mount=type=secret,id={name.lower()} in the "
-        "Dockerfile)"
-        for name, _value in image.build_args
-        if SECRET_WORDS & set(name.upper().replace("-", "_").split("_"))
-    )
 
 
 def removed_images(config: Config, previous: Sequence[Config]) -> tuple[str, ...]:
@@ -522,28 +383,6 @@ def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tu
     return tuple(reasons)
 
 
-def in_repo(names: Mapping[str, str], ref: str) -> Base | None:
-    """The image of the repository a reference names, if any."""
-    parsed = references.parse(ref)
-    base_name = names.get(parsed.repository) or names.get(references.split(ref)[0])
-    return Base(base_name, parsed.context_key) if base_name is not None else None
-
-
-def _names_by_reference(config: Config) -> dict[str, str]:
-    """Every way a FROM line can name an image of this repository: its full reference,
-    normalized, its bare name, or what its compose or bake definition tags it (the first
-    image that says so; a name or reference of our own wins)."""
-    names: dict[str, str] = {}
-    for image in config.images:
-        for alias in image.aliases:  # a compose `image:`, a bake tag
-            names.setdefault(references.parse(alias).repository, image.name)
-    for image in config.images:
-        for name, reference in zip(image.names, config.references(image), strict=True):
-            names[name] = image.name
-            names[references.parse(reference).repository] = image.name
-    return names
-
-
 def _bases_needed(affected: Sequence[str], bases_of: Callable[[str], tuple[Base, ...]]) -> list[str]:
     """The in-repo bases the affected images build on, transitively, that are not affected."""
     needed: dict[str, None] = {}
@@ -573,55 +412,6 @@ def build_order(config: Config, bases: Mapping[str, tuple[Base, ...]]) -> tuple[
         ) from None
 
 
-def image_tags(
-    config: Config, image: Image, commit: Commit, *, diffed: bool = True
-) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
-    """Every tag of the image (each once), the tags each ref gives it, and those of them that
-    move from commit to commit (`tags.moves`). A known ref gives only its `{branch}` tags; an
-    image that only a known ref reaches gets no others."""
-    repositories = config.references(image)
-    by_ref = []
-    moving: dict[str, None] = {}
-    for pushed in commit.refs or (Ref(None),):
-        if not diffed and not pushed.known:
-            continue
-        made: dict[str, bool] = {}
-        for template in (
-            _known_templates(config, pushed) if pushed.known else policy.templates(config, pushed)
-        ):
-            for repository in repositories:
-                tag = f"{repository}:{tags.render(template, sha=commit.sha, ref=pushed.name)}"
-                made[tag] = made.get(tag, False) or tags.moves(template)
-        by_ref.append((pushed.name or "HEAD", tuple(made)))
-        moving.update((tag, None) for tag, moves in made.items() if moves)
-    every = tuple(dict.fromkeys(tag for _name, rendered in by_ref for tag in rendered))
-    return every, tuple(by_ref), tuple(tag for tag in every if tag in moving)
-
-
-def staging_only(config: Config, commit: Commit) -> tuple[str, ...]:
-    """The pushed refs that move no public tag, and why (a feature branch, say)."""
-    if not config.push:
-        return ()
-    return tuple(
-        f"{ref.name or 'HEAD'} publishes nothing: {why}; its images go to staging tags only"
-        for ref in commit.refs
-        if (why := policy.refusal(config, ref))
-    )
-
-
-def renamed_refs(config: Config, commit: Commit) -> tuple[str, ...]:
-    """A `{branch}` tag of a ref whose name a tag cannot hold as it is: every ref of the same
-    spelling (feature/x, feature-x) makes the same tag, and the later push moves it."""
-    if not any("{branch}" in template for template in config.tags):
-        return ()
-    return tuple(
-        f"{{branch}} of {ref.name} is {tags.safe(ref.name)!r}, as it is for every ref spelled so "
-        "(a tag holds only letters, digits, _ . -): whichever is pushed last moves it"
-        for ref in commit.refs
-        if ref.name and tags.safe(ref.name) != ref.name
-    )
-
-
 def _counts(found: Inputs, path: str) -> str:
     """Why a changed path near the image counts or not: what its build reads, else a watch."""
     if found.reason(path) is None:
@@ -631,7 +421,7 @@ def _counts(found: Inputs, path: str) -> str:
     return found.explain(path)
 
 
-def _explain(plan: Plan, analysis: _Analysis, name: str) -> Explanation:
+def _explain(plan: Plan, analysis: Analysis, name: str) -> Explanation:
     found = analysis.inputs_of(name)
     planned = next((p for p in plan.affected if p.image.name == name), None)
     changed = sorted(plan.commit.changed or ())

@@ -108,7 +108,9 @@ def test_what_people_write_for_an_architecture_is_suggested(written: str, meant:
 
 @pytest.mark.parametrize(("machine", "platform"), [
     ("x86_64", "linux/amd64"), ("aarch64", "linux/arm64"), ("arm64", "linux/arm64"), ("armv7l", "linux/arm/v7"),
-    ("armv6l", "linux/arm/v6"), ("i686", "linux/386"), ("i386", "linux/386"), ("s390x", "linux/s390x"),
+    ("armv6l", "linux/arm/v6"), ("armv8l", "linux/arm/v8"), ("i686", "linux/386"), ("i386", "linux/386"),
+    ("s390x", "linux/s390x"), ("loongarch64", "linux/loong64"), ("ppc64le", "linux/ppc64le"),
+    ("sparc64", "linux/sparc64"),  # a machine Docker has no name for is said as it is
 ])  # fmt: skip
 def test_the_platform_a_machine_builds_for_by_itself(machine: str, platform: str) -> None:
     assert platforms.native(machine) == platform

@@ -74,16 +74,7 @@ ALIASES = {
     "i686": "386",
     "x86": "386",
 }
-# `uname -m` of a machine -> the Docker architecture its own builds are for (BUILDPLATFORM).
-_NATIVE = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "armv7l": "arm/v7",
-    "armv6l": "arm/v6",
-    "i686": "386",
-    "i386": "386",
-}
+_ARM_MACHINE_RE = re.compile(r"armv([0-9]+)l")  # `uname -m` of 32-bit ARM: its variant is in it
 
 _PLATFORM_RE = re.compile(r"^([a-z0-9]+)/([a-z0-9_]+)(?:/(v[0-9]+))?$")
 
@@ -129,7 +120,9 @@ def problem(platform: str) -> str | None:
 
 def native(machine: str, os_name: str = "linux") -> str:
     """The Docker platform a machine (`uname -m`) builds for by itself: its BUILDPLATFORM."""
-    return f"{os_name}/{_NATIVE.get(machine, machine)}"
+    arch = next((arch.name for arch in ARCHES.values() if machine in arch.machines), machine)
+    variant = _ARM_MACHINE_RE.fullmatch(machine)
+    return f"{os_name}/{arch}/v{variant.group(1)}" if variant else f"{os_name}/{arch}"
 
 
 def runs_natively(machine: str, platform: str) -> bool:

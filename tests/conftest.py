@@ -437,29 +437,40 @@ class Engine(NamedTuple):
 
 @pytest.fixture(scope="session")
 def second_engine(lab: Lab) -> Iterator[Engine]:
-    """Its own data root, socket and bridge (two dockerds fight over docker0, say the lab
-    notes, so it gets a bridge of its own and no iptables rules); it reaches the lab's registry
-    on 127.0.0.1 as the first one does. Stopped, and everything it made removed, at the end."""
+    """Another machine's engine: started once, for the session."""
+    with engine(lab, slot=1) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def engine(lab: Lab, *, slot: int, daemon: Mapping[str, object] | None = None) -> Iterator[Engine]:
+    """A dockerd of its own: data root, socket and bridge (two dockerds fight over docker0, say
+    the lab notes, so it gets a bridge of its own and no iptables rules; `slot` tells the
+    engines alive at once apart); it reaches the lab's registry on 127.0.0.1 as the first one
+    does. `daemon`: its daemon.json beyond the containerd store. Stopped, and everything it made
+    removed, at the end."""
     root = Path(tempfile.mkdtemp(prefix="mab2-", dir="/var/tmp"))  # short: socket paths are limited
-    bridge = f"mab{os.getpid() % 100000}"
-    subnet = f"172.31.{os.getpid() % 200 + 20}"
+    bridge = f"mab{slot}-{os.getpid() % 100000}"
+    subnet = f"172.{32 - slot}.{os.getpid() % 200 + 20}"
     for args in (("link", "add", bridge, "type", "bridge"), ("addr", "add", f"{subnet}.1/24", "dev", bridge),
                  ("link", "set", bridge, "up")):  # fmt: skip
         subprocess.run(("ip", *args), check=True, capture_output=True)
-    (root / "daemon.json").write_text('{"features": {"containerd-snapshotter": true}}')
+    (root / "daemon.json").write_text(
+        json.dumps({"features": {"containerd-snapshotter": True}, **(daemon or {})})
+    )
     env = {**lab.env, "DOCKER_HOST": f"unix://{root}/sock"}
-    daemon = subprocess.Popen(
+    daemon_process = subprocess.Popen(
         ("dockerd", "--config-file", str(root / "daemon.json"), "--data-root", str(root / "data"),
          "--exec-root", str(root / "exec"), "-p", str(root / "pid"), "-H", env["DOCKER_HOST"],
          "--bridge", bridge, "--iptables=false", "--ip6tables=false"),
         env=env, stdout=(root / "log").open("w"), stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
-        _started(daemon, env, root, "the second dockerd")
+        _started(daemon_process, env, root, "the second dockerd")
         yield Engine(env, root)
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=60)
+        daemon_process.terminate()
+        daemon_process.wait(timeout=60)
         subprocess.run(("ip", "link", "del", bridge), check=False, capture_output=True)
         mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
         for mount in sorted((m for m in mounts if m.startswith(str(root))), reverse=True):

@@ -75,3 +75,51 @@ def test_a_clash_no_directory_resolves_is_a_problem() -> None:
     with pytest.raises(FatalError) as info:
         names(("a/Dockerfile.x", "a/x.Dockerfile"))
     assert "a/x.Dockerfile and a/Dockerfile.x would both be image 'a-x'" in str(info.value)
+
+
+def test_no_more_directories_than_it_takes() -> None:
+    found = names(
+        ("src/a/app/Dockerfile", "src/b/app/Dockerfile", "p/q/a/x/api/Dockerfile", "p/q/b/x/api/Dockerfile")
+    )
+    assert found == {
+        "src/a/app/Dockerfile": "a-app",
+        "src/b/app/Dockerfile": "b-app",
+        "p/q/a/x/api/Dockerfile": "a-x-api",
+        "p/q/b/x/api/Dockerfile": "b-x-api",
+    }
+
+
+def test_a_directorys_name_is_made_a_docker_name() -> None:
+    assert names(("My Service/Dockerfile", "_tools./Dockerfile", "web--UI/Dockerfile")) == {
+        "My Service/Dockerfile": "my-service",
+        "_tools./Dockerfile": "tools",
+        "web--UI/Dockerfile": "web--ui",
+    }
+
+
+def test_every_dockerfile_no_name_comes_from_is_named_at_once() -> None:
+    with pytest.raises(FatalError) as info:
+        names(
+            (
+                "+++/Dockerfile",
+                "~~~/Dockerfile",
+                "a/Dockerfile.x",
+                "a/x.Dockerfile",
+                "b/Dockerfile.y",
+                "b/y.Dockerfile",
+            )
+        )
+    said = str(info.value)
+    for path in ("+++/Dockerfile", "~~~/Dockerfile"):
+        assert (
+            f"[tool.multiarch] {path}: cannot derive an image name from it; declare it in a "
+            "[tool.multiarch.images.NAME] table"
+        ) in said
+    for first, second, name in (
+        ("a/x.Dockerfile", "a/Dockerfile.x", "a-x"),
+        ("b/y.Dockerfile", "b/Dockerfile.y", "b-y"),
+    ):
+        assert (
+            f"[tool.multiarch] {first} and {second} would both be image {name!r}; "
+            "declare them in [tool.multiarch.images.NAME] tables"
+        ) in said

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
-from mab_hook.images import Defaults, Image, Said, assemble, layout_path
+from mab_hook import config, schema
+from mab_hook.images import Config, Defaults, Image, Said, assemble, is_external_context, layout_path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 DEFAULTS = Defaults(
     platforms=("linux/amd64", "linux/arm64"),
@@ -131,3 +138,49 @@ def test_an_oci_layouts_path_is_without_its_tag_or_digest() -> None:
     assert layout_path("oci-layout://layouts/base:1.2") == "layouts/base"
     assert layout_path("oci-layout://layouts/base@sha256:abc") == "layouts/base"
     assert layout_path("oci-layout://layouts/v1:2/base") == "layouts/v1:2/base"
+
+
+def test_a_configs_defaults_are_the_ones_the_readme_gives() -> None:
+    """One fact: what a key left out means. The record's defaults, what loading a config that
+    sets only `platforms` gives, and the README's default column (the schema's) agree."""
+    minimal = config.load(
+        '[tool.multiarch]\nplatforms = ["linux/amd64"]\n', source="p", tracked=["Dockerfile"]
+    )
+    defaults = {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
+    compared = []
+    for key in schema.TOP:
+        field = key.name.replace("-", "_")
+        if field not in defaults:
+            continue  # an image's setting, or a definition file: not the config's own
+        shown = key.default.strip("`")
+        try:  # a TOML value in backticks, or a bare string; else words ("none", "<registry>/...")
+            value = tomllib.loads(f"v = {shown}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = shown if key.default.startswith("`") and "<" not in shown else None
+        expected = tuple(value) if isinstance(value, list) else value
+        assert (defaults[field], getattr(minimal, field)) == (expected, expected), key.name
+        compared.append(key.name)
+    assert len(compared) == 11, compared
+
+
+def test_what_an_images_record_tells() -> None:
+    image = dataclasses.replace(
+        SERVICE,
+        contexts=(("lib", "src/lib"), ("base", "target:base"), ("hub", "docker-image://alpine"),
+                  ("layout", "oci-layout://layouts/x:1")),
+    )  # fmt: skip
+    assert image.names == ("api", "api-worker")
+    assert image.network == "host"
+    assert dataclasses.replace(image, extra=()).network is None
+    assert [image.context_dir(name) for name in ("lib", "base", "hub", "layout", "none")] == [
+        "src/lib",
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert image.image_contexts == (("base", "base"),)
+    assert image.watches == ("proto/**", "layouts/x/**")
+    assert is_external_context("https://example.com/x.tar") and not is_external_context("src/lib")
+    listed = Config("p", (), (SERVICE, dataclasses.replace(SERVICE, name="web", only_as_context=False)))
+    assert [i.name for i in listed.published] == ["web"]

@@ -11,16 +11,18 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from mab_hook import cli, pending, process, publisher
+from mab_hook import cli, pending, process, publisher, readiness
 from mab_hook.commands import status
 from mab_hook.pending import ToTag
-from mab_hook.registry import Tagged
+from mab_hook.registry import Insecure, Registry, Tagged
 from tests.conftest import Repo
 from tests.engine import Canned
+from tests.readiness import recorded
 from tests.test_commands_canned import IMAGES, project
 
 Z40 = "0" * 40
@@ -691,3 +693,41 @@ def test_every_ref_a_newer_push_moved_on_is_named(tmp_path: Path, monkeypatch: p
     assert publisher.still_held(record, answer, git.Repo(tmp_path), {}, said.append) is False
     assert said == ["origin no longer holds refs/heads/main, refs/heads/next as pushed (a newer push moved it on): "
                     "the moving tags are left to that push"]  # fmt: skip
+
+
+@pytest.mark.parametrize("answers", ["recorded", "no engine"])
+def test_a_push_that_built_nothing_publishes_over_what_the_engine_says_then(  # noqa: PLR0917 - fixtures
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    answers: str,
+) -> None:
+    """A docs-only push of the default branch needs no engine at the gate, which so never learns
+    which registries the engine speaks plain HTTP to (its insecure-registries): the publisher
+    asks `docker info` itself, and tags with that; when docker does not answer, with none."""
+    sha = repo.commit(project(canned.registry.host))
+    published_once(repo, capsys, monkeypatch, sha)
+    docs = repo.commit({"docs/index.md": "how to\n"})
+    code, out = gate(repo, monkeypatch, capsys, f"refs/heads/main {docs} refs/heads/main {sha}")
+    assert code == 0, out
+    *_, (_path, record) = pending.every(repo.path / ".git" / "mab-hook")
+    assert (record.state, record.insecure) == (pending.WAITING, None)  # not asked: nothing was built
+    down = {("docker", "info", "--format", "{{json .}}"): (1, "")}  # Cannot connect to the Docker daemon
+    found = recorded.host(tmp_path, None if answers == "recorded" else down)
+    monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found)
+    gateways: list[Insecure] = []
+    made = publisher.Registry
+
+    def registry(env: Mapping[str, str], *, insecure: Insecure) -> Registry:
+        gateways.append(insecure)
+        return made(env, insecure=insecure)
+
+    monkeypatch.setattr(publisher, "Registry", registry)
+    assert push(repo, "main").returncode == 0
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 0, out
+    said = (("plain.internal:5000",), ("127.0.0.0/8", "10.20.0.0/16")) if answers == "recorded" else ((), ())
+    assert gateways == [said]
+    assert all(public(canned, name) == {sha[:7], docs[:7]} for name in IMAGES)

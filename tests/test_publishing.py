@@ -7,11 +7,16 @@ from __future__ import annotations
 import os
 import pty
 import select
+import subprocess
+import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Hooked, Lab, mab, published
+from tests.conftest import Hooked, Lab, Repo, engine, free_port, mab, published, start_registry
+from tests.tls import Certs
 
 pytestmark = pytest.mark.lab
 
@@ -145,3 +150,38 @@ def test_the_publisher_speaks_on_the_terminal_after_git_returned(hooked: Hooked,
     assert "move once origin accepts the push" in text
     assert [record.state for record in published(hooked.repo.path)] == ["published"]
     assert public(lab, hooked, "api") == {sha[:7], "latest"}
+
+
+def test_a_push_that_builds_nothing_publishes_to_a_plain_http_registry_the_engine_trusts(
+    lab: Lab, repo: Repo, certs: tuple[Certs, str], tmp_path: Path
+) -> None:
+    """A docs-only push of the default branch needs no engine at the gate, so the gate never
+    asks which registries the engine speaks plain HTTP to: the publisher asks the engine. The
+    registry is on this machine's outward address (not loopback, which Docker always lets speak
+    plain HTTP), in the engine's insecure-registries; nothing here speaks TLS."""
+    _ca, address = certs
+    host = f"{address}:{free_port()}"
+    registry = start_registry(tmp_path / "registry", address=host)
+    try:
+        with engine(lab, slot=2, daemon={"insecure-registries": [host]}) as insecure:
+            first = repo.commit({
+                "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{host}/team"\n'
+                                  'push = true\ntags = ["{short_sha}"]\n[tool.multiarch.images.api]\ncontext = "api"\n',
+                "api/Dockerfile": f"FROM {lab.registry}/{lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n",
+            })  # fmt: skip
+            built = mab(repo.path, insecure.env, "--all")
+            assert built.returncode == 0, built.stdout + built.stderr
+            repo.git("push", "-q", "--no-verify", "origin", "main")
+            docs = repo.commit({"docs/index.md": "how to\n"})
+            gate = subprocess.run((sys.executable, "-m", "mab_hook", "origin", str(repo.remote)), cwd=repo.path,
+                                  env=insecure.env, input=f"refs/heads/main {docs} refs/heads/main {first}\n",
+                                  capture_output=True, text=True, check=False)  # fmt: skip
+            assert gate.returncode == 0, gate.stdout + gate.stderr
+            assert "no image is affected" in gate.stdout, gate.stdout + gate.stderr
+            repo.git("push", "-q", "--no-verify", "origin", "main")
+            published = mab(repo.path, insecure.env, "publish", "--pending")
+            assert published.returncode == 0, published.stdout + published.stderr
+            said = published.stdout + published.stderr
+            assert lab.tags(f"{host}/team/api") == {docs[:7]}, said  # the first commit: only staged (--all)
+    finally:
+        registry.stop()

@@ -419,6 +419,15 @@ def test_buildx_reads_the_labels_where_the_api_cannot(tmp_path: Path) -> None:
         assert (found.trusted, found.detail.split()[0]) == (True, str(count))
 
 
+def test_a_registry_neither_the_api_nor_buildx_can_read_is_said_unread_not_absent(tmp_path: Path) -> None:
+    """Nothing listens on port 9: that is no answer about the upload, and is said as such."""
+    unread = gateway(tmp_path).proof("127.0.0.1:9/t/web:mab-x", "d" * 64, bool)
+    assert (unread.found, unread.trusted) == (False, False)
+    assert "refused" in unread.unread.lower(), unread
+    absent = Canned(None).proof("reg/team/web:mab-x", "d" * 64, bool)
+    assert (absent.found, absent.unread) == (False, "")  # the API answered: not there
+
+
 def test_docker_hub_is_read_through_its_mirrors_found_once_when_first_needed(tmp_path: Path) -> None:
     """As the engine pulls: each mirror first (one that does not answer hands over), Docker Hub
     last; the mirrors are looked up only when Docker Hub is first read, and once."""

@@ -156,12 +156,14 @@ def hand_over(
     plans: Sequence[Plan],
     remote: str,
     *,
-    insecure: Insecure,
+    insecure: Insecure | None,
     env: Mapping[str, str],
     printer: Printer,
 ) -> None:
     """Everything built and staged: the pushed refs that publish are written down, and the
-    publisher started, to tag every image of their commits once the remote holds them."""
+    publisher started, to tag every image of their commits once the remote holds them.
+    `insecure`: the engine's plain-HTTP registries; None when nothing was built, so readiness
+    never asked the engine (the publisher asks it then)."""
     from mab_hook import pending, policy, publisher  # noqa: PLC0415 - only under a push that publishes
 
     refs = {

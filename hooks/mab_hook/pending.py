@@ -45,7 +45,9 @@ class Record(NamedTuple):
     created: str
     remote: str  # what the push was given: a remote's name or a URL
     refs: tuple[PushedRef, ...]
-    insecure: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # the engine's plain-http registries
+    # The engine's plain-HTTP registries (names, CIDRs), as the gate found them; None: the gate
+    # built nothing, so never asked docker (a push needing no engine), and the publisher asks.
+    insecure: tuple[tuple[str, ...], tuple[str, ...]] | None = None
     state: str = WAITING
     said: tuple[str, ...] = ()  # what the publisher found and did, line by line
 
@@ -54,7 +56,9 @@ def directory(root: Path) -> Path:
     return root / "publish"
 
 
-def new(remote: str, refs: Sequence[PushedRef], insecure: tuple[tuple[str, ...], tuple[str, ...]]) -> Record:
+def new(
+    remote: str, refs: Sequence[PushedRef], insecure: tuple[tuple[str, ...], tuple[str, ...]] | None
+) -> Record:
     now = datetime.datetime.now(datetime.timezone.utc)
     ident = f"{now:%Y%m%dT%H%M%S%f}-{os.getpid()}"  # sorts as it was made
     return Record(ident, now.isoformat(timespec="seconds"), remote, tuple(refs), insecure)
@@ -81,13 +85,13 @@ def _record(data: dict[str, Any]) -> Record:
         PushedRef(str(full), str(pushed), str(commit), bool(default))
         for full, pushed, commit, default in data["refs"]
     )
-    names, cidrs = data.get("insecure", ((), ()))
+    insecure = data.get("insecure")
     return Record(
         str(data["id"]),
         str(data["created"]),
         str(data["remote"]),
         refs,
-        (tuple(map(str, names)), tuple(map(str, cidrs))),
+        None if insecure is None else (tuple(map(str, insecure[0])), tuple(map(str, insecure[1]))),
         str(data["state"]),
         tuple(map(str, data.get("said", ()))),
     )

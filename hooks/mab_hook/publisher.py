@@ -24,7 +24,7 @@ from mab_hook import pending, process, state
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.pending import Record, ToTag
-from mab_hook.registry import Registry
+from mab_hook.registry import Insecure, Proof, Registry
 
 if TYPE_CHECKING:
     import git
@@ -154,13 +154,10 @@ def publish(record: Record, repo: git.Repo, env: Mapping[str, str], say: Callabl
         )
     if not answer:
         return record._replace(state=pending.NOT_ACCEPTED, said=(*record.said, *said))
-    registry = Registry(env, insecure=record.insecure)
+    registry = Registry(env, insecure=_insecure(record, env))
     wanted, missing = every_image(repo, [ref for ref in record.refs if ref.full in answer], registry, env)
     for name, why in missing:
-        tell(
-            f"{name}: not tagged: {why}; build it (`mab-hook --all --publish`), then "
-            "`mab-hook publish --pending`"
-        )
+        tell(f"{name}: not tagged: {why}, then `mab-hook publish --pending`")
     ok = tag_all(registry, wanted, tell, kinds=(False,))
     if ok and not missing:
         ok = (
@@ -172,6 +169,18 @@ def publish(record: Record, repo: git.Repo, env: Mapping[str, str], say: Callabl
         tell("moving tags left where they were: not every image is there")
     ended = pending.FAILED if not ok or missing else pending.PARTLY if refused else pending.PUBLISHED
     return record._replace(state=ended, said=(*record.said, *said))
+
+
+def _insecure(record: Record, env: Mapping[str, str]) -> Insecure:
+    """The registries the engine speaks plain HTTP to: as the gate found them, or, when the push
+    built nothing (and the gate never asked the engine), as `docker info` says now; none when
+    docker does not answer (then every registry is spoken to over TLS)."""
+    if record.insecure is not None:
+        return record.insecure
+    from mab_hook import readiness  # noqa: PLC0415 - only for a push that built nothing
+    from mab_hook.readiness import engine  # noqa: PLC0415
+
+    return engine.insecure_registries(readiness.local_host(env, os_platform.machine()))
 
 
 def still_held(
@@ -218,9 +227,16 @@ def every_image(
             if proof.trusted:
                 wanted.append(ToTag(planned.image.name, staged, planned.tags, planned.moving))
             else:
-                why = f"the registry has no upload of it from these inputs ({staged}"
-                missing.append((planned.image.name, f"{why}{': ' + proof.detail if proof.found else ''})"))
+                missing.append((planned.image.name, _untrusted(staged, proof)))
     return wanted, missing
+
+
+def _untrusted(staged: str, proof: Proof) -> str:
+    """Why an image is not tagged, and what to do first."""
+    if proof.unread:
+        return f"could not read {staged} ({proof.unread}); see `mab-hook doctor`"
+    why = f"the registry has no upload of it from these inputs ({staged}"
+    return f"{why}{': ' + proof.detail if proof.found else ''}); build it (`mab-hook --all --publish`)"
 
 
 def tag_all(

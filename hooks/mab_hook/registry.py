@@ -76,6 +76,7 @@ class Proof(NamedTuple):
     trusted: bool  # every image under it is labelled as built from the inputs asked about
     detail: str  # what was checked, or why it is not trusted
     manifest: str = ""  # the digest of what it names, when the API told
+    unread: str = ""  # why neither the API nor buildx could ask the registry ("" when it answered)
 
 
 class Tagged(NamedTuple):
@@ -139,13 +140,14 @@ class Registry:
         (an index, each image's manifest, each config), else buildx. Anyone who can push to the
         registry can write such labels: this catches mistakes and planted images that do not
         bother, not a forger with push access (keep that as narrow as the repository's)."""
-        manifest = ""
+        manifest, unread = "", ""
         try:
             manifest, configs = self._configs(reference)
-        except OSError:
+        except OSError as error:
             configs = self._configs_by_buildx(reference)
+            unread = str(error) if configs is None else ""
         if configs is None:
-            return Proof(False, False, "not in the registry")
+            return Proof(False, False, "not in the registry", unread=unread)
         if not configs:
             return Proof(True, False, "holds no image")
         for labels in configs:

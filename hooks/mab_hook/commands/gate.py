@@ -194,7 +194,7 @@ def plan_and_build(
             printer.line(output.plan_text(plans, printer))
         code = building.finish(plans, [], printer, env, json=options.json, dry_run=options.dry_run)
         if remote is not None and not options.dry_run:  # nothing to build, but a commit to tag
-            building.hand_over(repo, plans, remote, insecure=((), ()), env=env, printer=printer)
+            building.hand_over(repo, plans, remote, insecure=None, env=env, printer=printer)
         return code
     shown_live(output.plan_text(plans, printer), printer, env)
     by_hand = remote is None

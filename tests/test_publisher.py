@@ -714,11 +714,11 @@ def test_a_push_that_built_nothing_publishes_over_what_the_engine_says_then(  # 
     assert code == 0, out
     *_, (_path, record) = pending.every(repo.path / ".git" / "mab-hook")
     assert (record.state, record.insecure) == (pending.WAITING, None)  # not asked: nothing was built
-    down = {("docker", "info", "--format", "{{json .}}"): (1, "")}  # Cannot connect to the Docker daemon
+    down: recorded.Answers = {("docker", "info", "--format", "{{json .}}"): (1, "")}  # no daemon answers
     found = recorded.host(tmp_path, None if answers == "recorded" else down)
     monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found)
     gateways: list[Insecure] = []
-    made = publisher.Registry
+    made = Registry
 
     def registry(env: Mapping[str, str], *, insecure: Insecure) -> Registry:
         gateways.append(insecure)

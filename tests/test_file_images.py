@@ -202,3 +202,73 @@ def test_a_table_that_changes_one_service_makes_it_a_build_of_its_own() -> None:
     assert [image.names for image in file_images.one_build_each(apart)] == [("web",), ("cron",)]
     tables = [dataclasses.replace(image, defined_in="") for image in alike]  # two tables: as written
     assert [image.names for image in file_images.one_build_each(tables)] == [("web",), ("cron",)]
+
+
+def said(message: str) -> list[str]:
+    """Each problem of a refusal, as `[key] what`."""
+    return [line.removeprefix("  - ") for line in message.splitlines() if line.startswith("  - ")]
+
+
+def test_every_bad_target_is_named_at_once_each_with_its_own_key() -> None:
+    message = problem(
+        target("ad", context="missing"),
+        target("cart", context="src/cart", dockerfile="Nope", args={"A": [1]}, cache_from=["registry"]),
+        target("web", context="src/cart", dockerfile="cwd://src/ad/Dockerfile", platforms="local",
+               contexts={"p": "shared/proto", "b": "target:nope"}),
+        target("Ad", context="src/ad"),
+        target("api", context="src/ad", contexts={"c": "service:gone", "d": "target:none"}),
+        target("lone", context="src/ad", platforms=["local"]),
+        target("inline", context="src/ad", dockerfile_inline="FROM scratch"),
+        target("out", context="src/ad", dockerfile="../../../etc/Dockerfile"),
+    )  # fmt: skip
+    assert said(message) == [
+        "[compose.yaml: target 'ad'.context] directory 'missing' does not exist in this commit",
+        "[compose.yaml: target 'ad'.dockerfile] 'missing/Dockerfile' is not a tracked file in this commit",
+        "[compose.yaml: target 'cart'.dockerfile] 'src/cart/Nope' is not a tracked file in this commit",
+        "[compose.yaml: target 'cart'.args.A] must be a string or number, not an array",
+        "[compose.yaml: target 'cart'.cache-from] 'registry' is not a BuildKit cache spec, e.g. "
+        "'type=registry,ref=registry.internal:5000/cache/{name}'",
+        "[compose.yaml: target 'web'.platforms] must be a list of strings, not a string ('local')",
+        "[compose.yaml: target 'web'.contexts.b] 'target:nope' names no target of compose.yaml",
+        "[compose.yaml: target 'Ad'] is image 'ad', as a target of compose.yaml is; give one of them another name",
+        "[compose.yaml: target 'api'.contexts.c] 'service:gone' names no target of compose.yaml",
+        "[compose.yaml: target 'api'.contexts.d] 'target:none' names no target of compose.yaml",
+        "[compose.yaml: target 'lone'.platforms] \"local\" is the machine that builds: set `platforms` in "
+        "[tool.multiarch]",
+        "[compose.yaml: target 'inline'.dockerfile-inline] is not supported: mab-hook reads what a build reads from "
+        "the Dockerfile in the repository; move it into a file named by `dockerfile`",
+        "[compose.yaml: target 'out'.dockerfile] 'src/ad/../../../etc/Dockerfile' must be a path inside the "
+        "repository, relative to its root",
+    ]
+
+
+def test_two_compose_projects_with_one_service_name_are_told_to_name_a_project() -> None:
+    shop = Source("compose", ("shop/compose.yaml",), "shop", project="shop")
+    other = Source("compose", ("deploy/compose.yaml",), "deploy", project="shop")
+    message = problem(target("web", shop, context="../src/ad"), target("web", other, context="../src/cart"))
+    assert said(message) == [
+        "[deploy/compose.yaml: target 'web'] is image 'shop-web', as a target of shop/compose.yaml is; give one "
+        "project a `name:`"
+    ]
+
+
+def test_cwd_paths_are_where_bake_runs_and_a_target_without_a_context_builds_the_root() -> None:
+    bake = Source("bake", ("docker-bake.hcl",), ".")
+    found = images(
+        target("web", bake, context="cwd://src/cart", dockerfile="cwd://src/ad/Dockerfile"),
+        target("root", bake, dockerfile="src/ad/Dockerfile"),
+    )
+    assert (found["web"].context, found["web"].dockerfile) == ("src/cart", "src/ad/Dockerfile")
+    assert (found["root"].context, found["root"].dockerfile) == (".", "src/ad/Dockerfile")
+
+
+def test_the_fields_buildx_gets_as_they_are_each_as_canonical_json() -> None:
+    found = images(
+        target("ad", context="src/ad", ulimits={"nofile": {"soft": 1024, "hard": 4096}},
+               extra_hosts=["db:10.0.0.2"], shm_size="1g"),
+    )  # fmt: skip
+    assert found["ad"].extra == (
+        ("shm-size", '"1g"'),
+        ("ulimits", '{"nofile": {"hard": 4096, "soft": 1024}}'),
+        ("extra-hosts", '["db:10.0.0.2"]'),
+    )

@@ -63,8 +63,8 @@ def test_a_build_failing_on_one_platform_rejects_the_push_and_pushes_nothing(
     results = pushed.results()
     assert results["worker"] == "failed" and results["api"] in ("not built", "built"), pushed.output
     if results["api"] == "not built":
-        assert "stopped: another image of the push failed" in pushed.output
-    assert "build failed on linux/arm64" in pushed.output
+        assert "stopped: another image of the push failed" in pushed.output, pushed.output
+    assert "build failed on linux/arm64" in pushed.output, pushed.output
     assert "the push is blocked and no tag was published" in pushed.output
     assert "error: failed to push some refs" in pushed.output
     assert hooked.remote_head() == before

@@ -40,7 +40,7 @@ def plan_at(
     commit_listing = listing.of_commit(repo, commit.sha, cache_dir)
     memory = cache.load(cache_dir / "planning.pickle")
     reader = gitobjects.Reader(repo, commit_listing.blob_id)
-    symlinks = commit_listing.symlinks()
+    symlinks = commit_listing.symlinks()  # once: each look scans every record
 
     def link(path: str) -> str | None:
         return (reader.data(path) or b"").decode("utf-8", "surrogateescape") if path in symlinks else None
@@ -64,7 +64,7 @@ def plan_at(
         memory,
         reader.fetch,
         commit_listing.gitlinks(),
-        commit_listing.symlinks(),
+        symlinks,
     )
     previous = None
     touched = set(commit.changed or ())

@@ -1,0 +1,171 @@
+"""Benchmark: planning cost as the repository grows, for the same kinds of push.
+
+    python bench/scale.py [--sizes 1000,2000,5000] [--runs 5] [--profile]
+
+For each size, a monorepo of that many images and 100 files per image (bench/generate.py, the
+same seed; a push branch of 50 commits touching 5 files per 10 images), and three cases timed
+in turns across every size, so that a slow spell of the machine slows them all alike:
+
+- one commit: `mab-hook --dry-run --json --from push~1 --to push` (10-50 files), with the cache
+  earlier pushes leave (every image planned at `main`, as bench/planning.py primes it);
+- heavy: the whole push branch, `--from main --to push` (50 commits), with that cache;
+- first: the one-commit push with nothing under .git/mab-hook.
+
+Prints Markdown: medians and peak memory (max RSS) per size, each size's ratio to the smallest,
+and issue 31's targets. `--profile`: where the one-commit push's time goes at the largest size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from common import WORK, Timing, as_installed, mab, measure, ms
+
+ONE = ("--dry-run", "--json", "--from", "push~1", "--to", "push")
+HEAVY = ("--dry-run", "--json", "--from", "main", "--to", "push")
+FILES_PER_IMAGE = 100
+TOUCHED_PER_IMAGE = 0.5  # files the push branch touches, per image (500 at 1,000 images)
+# Issue 31's targets, at the largest size against the smallest.
+ONE_TIME, ONE_MEMORY, HEAVY_SECONDS, FIRST_SECONDS = 1.3, 1.5, 0.8, 2.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="1000,2000,5000", help="images per repository, comma-separated")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="also print where the time goes")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    as_installed()
+    repos = {size: repository(size) for size in sizes}
+    primed = {size: prime(repo) for size, repo in repos.items()}
+    timings: dict[tuple[int, str], list[Timing]] = {}
+    for _ in range(args.runs):
+        for size, repo in repos.items():
+            for name, (cmd, before) in cases(repo, primed[size]).items():
+                before()
+                timings.setdefault((size, name), []).append(measure(cmd, cwd=repo, runs=1))
+    print(report(sizes, {key: merged(found) for key, found in timings.items()}))
+    if args.profile:
+        largest = max(sizes)
+        restore(primed[largest], cache_of(repos[largest]))
+        print(f"\nWhere the one-commit push's time goes at {largest} images (cProfile, cumulative):\n```")
+        print(profile(repos[largest]))
+        print("```")
+    return 0
+
+
+def repository(images: int) -> Path:
+    files = images * FILES_PER_IMAGE
+    repo = WORK / f"scale-{images}-{files}"
+    if not (repo / ".git").exists():
+        touched = str(int(images * TOUCHED_PER_IMAGE))
+        generate = Path(__file__).with_name("generate.py")
+        sizes = ("--images", str(images), "--files", str(files), "--touched", touched)
+        made = (sys.executable, str(generate), str(repo), *sizes)
+        subprocess.run(made, check=True, stdout=subprocess.DEVNULL)
+    return repo
+
+
+def cache_of(repo: Path) -> Path:
+    return repo / ".git" / "mab-hook" / "cache"
+
+
+def prime(repo: Path) -> Path:
+    """The cache as earlier pushes leave it (as bench/planning.py primes it), kept aside."""
+    cache = cache_of(repo)
+    shutil.rmtree(cache, ignore_errors=True)
+    measure([*mab(), "--dry-run", "--all", "--to", "main"], cwd=repo, runs=1)
+    measure([*mab(), "--dry-run", "--from", "push", "--to", "main"], cwd=repo, runs=1)
+    primed = cache.with_name("cache-primed")
+    shutil.rmtree(primed, ignore_errors=True)
+    shutil.copytree(cache, primed)
+    return primed
+
+
+def restore(primed: Path, cache: Path) -> None:
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.copytree(primed, cache)
+
+
+def cases(repo: Path, primed: Path) -> dict[str, tuple[Sequence[str], Callable[[], None]]]:
+    cache = cache_of(repo)
+    return {
+        "one commit": (mab(*ONE), lambda: restore(primed, cache)),
+        "heavy": (mab(*HEAVY), lambda: restore(primed, cache)),
+        "first": (mab(*ONE), lambda: shutil.rmtree(cache, ignore_errors=True)),
+    }
+
+
+def merged(found: Sequence[Timing]) -> Timing:
+    runs = sorted(t.median for t in found)
+    return Timing(runs[len(runs) // 2], tuple(t.median for t in found), max(t.peak_kb for t in found))
+
+
+def report(sizes: Sequence[int], timings: dict[tuple[int, str], Timing]) -> str:
+    smallest, largest = min(sizes), max(sizes)
+    lines = [
+        f"### Planning as the repository grows: {', '.join(f'{s:,}' for s in sizes)} images "
+        f"({FILES_PER_IMAGE} files each)\n",
+        "| images | files | case | median | peak memory | time / smallest | memory / smallest | runs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for size in sizes:
+        for name in ("one commit", "heavy", "first"):
+            t, base = timings[size, name], timings[smallest, name]
+            runs = ", ".join(ms(r) for r in t.runs)
+            mib = f"{t.peak_kb / 1024:.0f} MiB"
+            lines.append(
+                f"| {size:,} | {size * FILES_PER_IMAGE:,} | {name} | {ms(t.median)} | {mib} "
+                f"| {t.median / base.median:.2f}x | {t.peak_kb / base.peak_kb:.2f}x | {runs} |"
+            )
+    one, one_base = timings[largest, "one commit"], timings[smallest, "one commit"]
+    checks = (
+        (f"one commit, time <= {ONE_TIME}x", one.median / one_base.median, ONE_TIME, "x"),
+        (f"one commit, memory <= {ONE_MEMORY}x", one.peak_kb / one_base.peak_kb, ONE_MEMORY, "x"),
+        (f"heavy <= {HEAVY_SECONDS} s", timings[largest, "heavy"].median, HEAVY_SECONDS, " s"),
+        (f"first run <= {FIRST_SECONDS} s", timings[largest, "first"].median, FIRST_SECONDS, " s"),
+    )
+    lines.append(f"\nIssue 31's targets at {largest:,} images against {smallest:,}:")
+    lines += [
+        f"- {what}: {value:.2f}{unit}, {'met' if value <= limit else 'MISSED'}"
+        for what, value, limit, unit in checks
+    ]
+    return "\n".join(lines)
+
+
+def profile(repo: Path, top: int = 25) -> str:
+    hooks = str(Path(__file__).resolve().parent.parent / "hooks")
+    sys.path.insert(0, hooks)
+    from mab_hook import cli  # noqa: PLC0415 - the benchmark's own process, only for the profile
+
+    here = Path.cwd()
+    os.chdir(repo)
+    try:
+        profiler = cProfile.Profile()
+        with open(os.devnull, "w") as sink:
+            saved, sys.stdout = sys.stdout, sink
+            try:
+                profiler.runcall(cli.main, list(ONE))
+            finally:
+                sys.stdout = saved
+    finally:
+        os.chdir(here)
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    return out.getvalue().strip()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

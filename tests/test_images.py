@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
-from mab_hook import config, schema
+import pytest
+
+from mab_hook import config, images, schema
 from mab_hook.images import Config, Defaults, Image, Said, assemble, is_external_context, layout_path
 
 if sys.version_info >= (3, 11):
@@ -184,3 +187,32 @@ def test_what_an_images_record_tells() -> None:
     assert is_external_context("https://example.com/x.tar") and not is_external_context("src/lib")
     listed = Config("p", (), (SERVICE, dataclasses.replace(SERVICE, name="web", only_as_context=False)))
     assert [i.name for i in listed.published] == ["web"]
+
+
+def test_the_labels_every_image_carries_are_the_ones_the_readme_names() -> None:
+    """What a registry's users read (`docker inspect`, `verify`): a promise, said once."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for label in (images.INPUT_DIGEST_LABEL, images.REVISION_LABEL):
+        assert f"`{label}`" in readme
+    assert (images.INPUT_DIGEST_LABEL, images.REVISION_LABEL) == (
+        "dev.mab-hook.input-digest",
+        "org.opencontainers.image.revision",
+    )
+    assert images.DOCKER_IMAGE == "docker-image://" and f"`{images.DOCKER_IMAGE}...`" in readme
+
+
+def test_records_are_immutable_and_say_nothing_they_were_not_told() -> None:
+    image = Image("api", "api", "api/Dockerfile", ())
+    assert (image.target, image.timeout, image.extra, image.only_as_context, image.defined_in) == (
+        None,
+        None,
+        (),
+        False,
+        "",
+    )
+    listed = Config("p", (), (image,))
+    assert (listed.builder_spec, listed.definitions, listed.notes) == (None, (), ())
+    assert assemble("api", Said("api", "api/Dockerfile"), Defaults()).platforms == ()
+    for record in (image, listed, Defaults(), Said("api", "api/Dockerfile")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            record.platforms = ("linux/amd64",)  # type: ignore[misc]

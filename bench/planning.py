@@ -141,15 +141,16 @@ def restore(primed: Path, cache: Path) -> None:
     shutil.copytree(primed, cache)
 
 
-def profile(repo: os.PathLike[str]) -> str:
+def profile(repo: os.PathLike[str], args: Sequence[str] = PUSH, top: int = 15) -> str:
+    """Where the time of `mab-hook ARGS` in `repo` goes, in this process (cProfile, cumulative)."""
     from mab_hook import cli  # noqa: PLC0415 - only when profiling
 
     os.chdir(repo)
     profiler = cProfile.Profile()
     with contextlib.redirect_stdout(io.StringIO()):
-        profiler.runcall(cli.main, list(PUSH))
+        profiler.runcall(cli.main, list(args))
     text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(15)
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(top)
     return "\n".join(line for line in text.getvalue().splitlines() if line.strip())[:4000]
 
 

@@ -18,10 +18,6 @@ and issue 31's targets. `--profile`: where the one-commit push's time goes at th
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import os
-import pstats
 import shutil
 import subprocess
 import sys
@@ -29,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common import WORK, Timing, as_installed, mab, measure, ms
+from planning import prime, profile, restore
 
 ONE = ("--dry-run", "--json", "--from", "push~1", "--to", "push")
 HEAVY = ("--dry-run", "--json", "--from", "main", "--to", "push")
@@ -49,7 +46,7 @@ def main() -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     as_installed()
     repos = {size: repository(size) for size in sizes}
-    primed = {size: prime(repo) for size, repo in repos.items()}
+    primed = {size: prime(repo, cache_of(repo)) for size, repo in repos.items()}  # as earlier pushes leave it
     timings: dict[tuple[int, str], list[Timing]] = {}
     for _ in range(args.runs):
         for size, repo in repos.items():
@@ -61,7 +58,7 @@ def main() -> int:
         largest = max(sizes)
         restore(primed[largest], cache_of(repos[largest]))
         print(f"\nWhere the one-commit push's time goes at {largest} images (cProfile, cumulative):\n```")
-        print(profile(repos[largest]))
+        print(profile(repos[largest], ONE, top=25))
         print("```")
     return 0
 
@@ -80,23 +77,6 @@ def repository(images: int) -> Path:
 
 def cache_of(repo: Path) -> Path:
     return repo / ".git" / "mab-hook" / "cache"
-
-
-def prime(repo: Path) -> Path:
-    """The cache as earlier pushes leave it (as bench/planning.py primes it), kept aside."""
-    cache = cache_of(repo)
-    shutil.rmtree(cache, ignore_errors=True)
-    measure([*mab(), "--dry-run", "--all", "--to", "main"], cwd=repo, runs=1)
-    measure([*mab(), "--dry-run", "--from", "push", "--to", "main"], cwd=repo, runs=1)
-    primed = cache.with_name("cache-primed")
-    shutil.rmtree(primed, ignore_errors=True)
-    shutil.copytree(cache, primed)
-    return primed
-
-
-def restore(primed: Path, cache: Path) -> None:
-    shutil.rmtree(cache, ignore_errors=True)
-    shutil.copytree(primed, cache)
 
 
 def cases(repo: Path, primed: Path) -> dict[str, tuple[Sequence[str], Callable[[], None]]]:
@@ -143,28 +123,6 @@ def report(sizes: Sequence[int], timings: dict[tuple[int, str], Timing]) -> str:
         for what, value, limit, unit in checks
     ]
     return "\n".join(lines)
-
-
-def profile(repo: Path, top: int = 25) -> str:
-    hooks = str(Path(__file__).resolve().parent.parent / "hooks")
-    sys.path.insert(0, hooks)
-    from mab_hook import cli  # noqa: PLC0415 - the benchmark's own process, only for the profile
-
-    here = Path.cwd()
-    os.chdir(repo)
-    try:
-        profiler = cProfile.Profile()
-        with open(os.devnull, "w") as sink:
-            saved, sys.stdout = sys.stdout, sink
-            try:
-                profiler.runcall(cli.main, list(ONE))
-            finally:
-                sys.stdout = saved
-    finally:
-        os.chdir(here)
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
-    return out.getvalue().strip()
 
 
 if __name__ == "__main__":

@@ -56,6 +56,9 @@ MODULES: dict[str, tuple[str, ...]] = {
     "publisher": ("tests/test_publisher.py",),
     "cleanup": ("tests/test_cleanup.py",),
     "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
+    "runs": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_commands_canned.py"),
+    "selection": ("tests/test_cli.py", "tests/test_commands_canned.py"),
+    "commands/gate": ("tests/test_commands_canned.py", "tests/test_cli.py", "tests/test_publisher.py"),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
     "coverage": ("tests/test_coverage.py",),
     "platform_check": ("tests/test_platform_check.py",),

@@ -52,11 +52,12 @@ def _known_templates(config: Config, ref: Ref) -> tuple[str, ...]:
 
 
 def image_tags(
-    config: Config, image: Image, commit: Commit, *, diffed: bool = True
+    config: Config, image: Image, commit: Commit, *, diffed: bool
 ) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...], tuple[str, ...]]:
     """Every tag of the image (each once), the tags each ref gives it, and those of them that
     move from commit to commit (`tags.moves`). A known ref gives only its `{branch}` tags; an
-    image that only a known ref reaches gets no others."""
+    image that only a known ref reaches (not `diffed`: no change of the push reaches it) gets
+    no others."""
     repositories = config.references(image)
     by_ref = []
     moving: dict[str, None] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -220,3 +221,11 @@ def test_the_exported_definition_keeps_local_caches_relative_to_the_repository()
     cached = dataclasses.replace(BASE, cache_to=("type=local,dest=.git/mab-hook/cache/base",))
     exported = bakefile.export([make((cached,), FILES)])
     assert exported["target"]["base"]["cache-to"] == ["type=local,dest=.git/mab-hook/cache/base"]
+
+
+def test_the_written_definition_reads_back_and_is_private(tmp_path: Path) -> None:
+    data = bakefile.literal({"target": {"t": {"context": "ctx/${HOME}", "args": {"A": "%{x}"}}}})
+    written = bakefile.write_definition(tmp_path / "bake.json", data)
+    assert json.loads(written.read_text()) == data
+    assert written.read_text().endswith("}\n")
+    assert written.stat().st_mode & 0o777 == 0o600  # it may name the pusher's secret ids

@@ -101,3 +101,37 @@ def test_a_push_asks_only_the_repositories_it_writes_to_whether_it_may() -> None
     unpublished = [p._replace(tags=()) for p in built]
     building.push_refusals(Stub(), [plan._replace(affected=tuple(unpublished))], unpublished)  # type: ignore[arg-type]
     assert sorted(asked) == ["reg:5000/team/mab-staging/api", "reg:5000/team/mab-staging/worker"]
+
+
+def test_one_readiness_question_per_builder_with_every_platform_of_its_plans() -> None:
+    """Commits of one push ask once per builder: the union of their images' platforms, and the
+    first staging repository among them; a plan that builds nothing asks nothing."""
+    import dataclasses  # noqa: PLC0415
+
+    from mab_hook.changes import Commit, Ref  # noqa: PLC0415
+    from mab_hook.images import Config  # noqa: PLC0415
+    from mab_hook.inputs import Files  # noqa: PLC0415
+    from mab_hook.plan import Plan, make_plan  # noqa: PLC0415
+    from tests.test_plan import CONFIG, DOCKERFILES  # noqa: PLC0415
+
+    def plan_of(config: Config, changed: str) -> Plan:
+        commit = Commit("0123456789" * 4, (Ref("main"),), frozenset({changed}), "t")
+        return make_plan(commit, config, Files.of(DOCKERFILES), build_platform="linux/amd64")
+
+    amd = dataclasses.replace(CONFIG, push=False, images=tuple(
+        dataclasses.replace(i, platforms=("linux/amd64",)) for i in CONFIG.images))  # fmt: skip
+    arm = dataclasses.replace(CONFIG, push=True, images=tuple(
+        dataclasses.replace(i, platforms=("linux/arm64", "linux/amd64")) for i in CONFIG.images))  # fmt: skip
+    fleet = dataclasses.replace(arm, builder="fleet", binfmt_image="tonistiigi/binfmt:qemu-v9")
+    plans = [plan_of(amd, "services/api/x"), plan_of(amd, "docs/nothing.md"), plan_of(arm, "services/api/x"),
+             plan_of(fleet, "base/Dockerfile")]  # fmt: skip
+    wanted = building.wanted_for(plans)
+    assert [(w.platforms, w.builder, w.registry, w.binfmt_image) for w in wanted] == [
+        (("linux/amd64", "linux/arm64"), None, "reg:5000/team/mab-staging/api", CONFIG.binfmt_image),
+        (
+            ("linux/arm64", "linux/amd64"),
+            "fleet",
+            "reg:5000/team/mab-staging/base",
+            "tonistiigi/binfmt:qemu-v9",
+        ),
+    ]

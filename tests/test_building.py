@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from mab_hook import building, changes, planning, readiness
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
+from mab_hook.results import BuildResult, Failure, Status
 from tests.conftest import Repo
 from tests.readiness.recorded import host
 
@@ -135,3 +137,60 @@ def test_one_readiness_question_per_builder_with_every_platform_of_its_plans() -
             "tonistiigi/binfmt:qemu-v9",
         ),
     ]
+
+
+def failed(name: str, failure: Failure, *published: str) -> BuildResult:
+    return BuildResult(name, Status.FAILED, 1.0, "it failed", None, failure=failure, published=published)
+
+
+STAGED = "reg:5000/team/mab-staging/api:mab-" + "a" * 64
+
+
+@pytest.mark.parametrize(("failures", "advice"), [
+    ((Failure.PLATFORM,), "an image is not the platform it claims (see above): build each platform's programs "
+     "for it (a `FROM --platform=$BUILDPLATFORM` stage must cross-compile: GOARCH=$TARGETARCH, say), or list the "
+     "paths of programs it carries on purpose in its `foreign-binaries`; push again"),
+    ((Failure.REGISTRY,), "the registry failed (see above): check that it runs and that `docker login` works "
+     "for it, then push again; what was built is reused"),
+    ((Failure.REGISTRY, Failure.BASE), "the registry failed (see above): check that it runs and that "
+     "`docker login` works for it, then push again; what was built is reused"),
+    ((Failure.REGISTRY, Failure.BUILD), "fix the failed build(s) and the registry problem above, commit, and "
+     "push again"),
+    ((Failure.BUILD, Failure.PLATFORM), "fix the failed build(s) above, commit, and push again"),
+    ((Failure.BASE,), "fix the failed build(s) above, commit, and push again"),
+])  # fmt: skip
+def test_a_blocked_push_says_what_reached_the_registry_and_the_advice_its_failures_call_for(
+    failures: tuple[Failure, ...], advice: str
+) -> None:
+    done = [failed(f"i{n}", failure) for n, failure in enumerate(failures)]
+    assert building.blocked(done) == f"the push is blocked and no tag was published: {advice}"
+    done[0] = done[0]._replace(published=("reg:5000/team/api:1a2b3c4", "reg:5000/team/api:latest", STAGED))
+    assert building.blocked(done) == (
+        "the push is blocked and these tags reached the registry: reg:5000/team/api:1a2b3c4, "
+        f"reg:5000/team/api:latest (uploaded to staging, which the next push reuses: {STAGED}): {advice}"
+    )
+
+
+def test_the_report_as_json_holds_the_plan_the_matrix_and_the_results(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo.commit(
+        {
+            "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n',
+            "app/Dockerfile": "FROM scratch\n",
+        }
+    )
+    handle = gitpython.Repo(repo.path)
+    plan = planning.plan_at(
+        handle, changes.for_all(handle, "HEAD", None, "t"), env=os.environ, build_platform="linux/amd64"
+    )
+    done = [BuildResult("app", Status.BUILT, 1.0, "", None, platforms=("linux/amd64",))]
+    printer = Printer(io.StringIO(), color=False)
+    assert building.finish([plan], done, printer, {}, json=True) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [key for key in data if key in ("version", "affected", "matrix", "results")] == [
+        "version", "affected", "matrix", "results"
+    ]  # fmt: skip
+    assert [r["name"] for r in data["results"]] == ["app"] and data["matrix"]
+    assert building.finish([plan], done, printer, {}, json=True, dry_run=True) == 0
+    assert "results" not in json.loads(capsys.readouterr().out)

@@ -55,7 +55,12 @@ MODULES: dict[str, tuple[str, ...]] = {
     "pending": ("tests/test_publisher.py",),
     "publisher": ("tests/test_publisher.py",),
     "cleanup": ("tests/test_cleanup.py",),
-    "pipeline": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_grants.py"),
+    "pipeline": (
+        "tests/test_pipeline.py",
+        "tests/test_pipeline_decisions.py",
+        "tests/test_grants.py",
+        "tests/test_commands_canned.py",
+    ),
     "runs": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_commands_canned.py"),
     "selection": ("tests/test_cli.py", "tests/test_commands_canned.py"),
     "commands/gate": ("tests/test_commands_canned.py", "tests/test_cli.py", "tests/test_publisher.py"),

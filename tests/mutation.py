@@ -140,7 +140,7 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
         # and hangs: the source is restored, and a run again goes on from its cache.
         _restore(name)
         with sqlite3.connect(cache) as db:
-            if not db.execute("select count(*) from mutant where status = 'untested'").fetchone()[0]:
+            if not _untested(db):
                 break
     seconds = time.monotonic() - started
     with sqlite3.connect(cache) as db:
@@ -164,6 +164,19 @@ def run(name: str, tests: tuple[str, ...]) -> dict[str, object]:
     return {"mutants": sum(statuses.values()), "killed": statuses.get("ok_killed", 0),
             "timeout": statuses.get("bad_timeout", 0), "untested": statuses.get("untested", 0), "rerun": rerun, "survivors": found, "seconds": round(seconds),
             "tests": list(tests)}  # fmt: skip
+
+
+def _untested(db: sqlite3.Connection) -> int:
+    """Mutants not yet tried against the tests as they are: a run that died leaves survivors of
+    an earlier run untried (their status stands, with the old tests' hash)."""
+    tests = db.execute("select value from miscdata where key = 'hash_of_tests'").fetchone()
+    return int(
+        db.execute(
+            "select count(*) from mutant where status = 'untested' "
+            "or (status != 'ok_killed' and tested_against_hash is not ?)",
+            (tests[0] if tests else None,),
+        ).fetchone()[0]
+    )
 
 
 TIME_LIMITS = {"pipeline": 180, "patterns": 20}  # seconds a run of its tests may take (default 60)

@@ -10,9 +10,10 @@ from pathlib import Path
 import git as gitpython
 import pytest
 
-from mab_hook import building, changes, planning, readiness
+from mab_hook import building, changes, matrix, planning, publisher, readiness
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
+from mab_hook.plan import Plan
 from mab_hook.results import BuildResult, Failure, Status
 from tests.conftest import Repo
 from tests.readiness.recorded import host
@@ -113,7 +114,7 @@ def test_one_readiness_question_per_builder_with_every_platform_of_its_plans() -
     from mab_hook.changes import Commit, Ref  # noqa: PLC0415
     from mab_hook.images import Config  # noqa: PLC0415
     from mab_hook.inputs import Files  # noqa: PLC0415
-    from mab_hook.plan import Plan, make_plan  # noqa: PLC0415
+    from mab_hook.plan import make_plan  # noqa: PLC0415
     from tests.test_plan import CONFIG, DOCKERFILES  # noqa: PLC0415
 
     def plan_of(config: Config, changed: str) -> Plan:
@@ -186,7 +187,7 @@ def test_the_report_as_json_holds_the_plan_the_matrix_and_the_results(
     )
     done = [BuildResult("app", Status.BUILT, 1.0, "", None, platforms=("linux/amd64",))]
     printer = Printer(io.StringIO(), color=False)
-    assert building.finish([plan], done, printer, {}, json=True) == 0
+    assert building.finish([plan], done, printer, {}, json=True, dry_run=False) == 0
     data = json.loads(capsys.readouterr().out)
     assert [key for key in data if key in ("version", "affected", "matrix", "results")] == [
         "version", "affected", "matrix", "results"
@@ -194,3 +195,93 @@ def test_the_report_as_json_holds_the_plan_the_matrix_and_the_results(
     assert [r["name"] for r in data["results"]] == ["app"] and data["matrix"]
     assert building.finish([plan], done, printer, {}, json=True, dry_run=True) == 0
     assert "results" not in json.loads(capsys.readouterr().out)
+
+
+def published_plan(repo: Repo, *names: str) -> Plan:
+    """A commit planned as a push of it as the branches `names` (the first, the default)."""
+    repo.commit({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "reg:5000/team"\n'
+                                   'push = true\ntags = ["{branch}"]\npublish-branches = ["*"]\n',
+                 "app/Dockerfile": "FROM scratch\n"})  # fmt: skip
+    handle = gitpython.Repo(repo.path)
+    plan = planning.plan_at(
+        handle, changes.for_all(handle, "HEAD", None, "t"), env=os.environ, build_platform="linux/amd64"
+    )
+    sha = plan.commit.sha
+    refs = tuple(changes.Ref(n, full=f"refs/heads/{n}", pushed=sha, default=n == names[0]) for n in names)
+    return plan._replace(commit=plan.commit._replace(refs=refs))
+
+
+def test_the_hand_over_names_every_ref_that_publishes_and_starts_the_publisher_in_the_work_tree(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = published_plan(repo, "main", "next")
+    started: list[tuple[Path, int, list[str]]] = []
+    monkeypatch.setattr(publisher, "push_process", lambda pid, env: 4242)  # the git push above the hook
+    monkeypatch.setattr(
+        publisher, "start", lambda root, record, where, env, after: started.append(
+            (where, after, [ref.full for ref in record.refs])
+        )
+    )  # fmt: skip
+    stream = io.StringIO()
+    handle = gitpython.Repo(repo.path)
+    building.hand_over(handle, [plan], "origin", insecure=None, env={}, printer=Printer(stream, color=False))
+    assert started == [(repo.path, 4242, ["refs/heads/main", "refs/heads/next"])]
+    assert stream.getvalue() == (
+        "mab-hook: the public tags of main, next move once origin accepts the push (`mab-hook status` shows them)\n"
+    )
+    monkeypatch.setattr(publisher, "push_process", lambda pid, env: None)  # not run by git
+    stream = io.StringIO()
+    building.hand_over(handle, [plan], "origin", insecure=None, env={}, printer=Printer(stream, color=False))
+    assert len(started) == 1 and stream.getvalue() == (
+        "mab-hook: the public tags of main, next wait for origin to accept the push: once it has, run "
+        "`mab-hook publish --pending`\n"
+    )
+
+
+@pytest.mark.parametrize("github", [True, False])
+def test_a_matrix_too_big_for_github_is_said_only_to_github(
+    repo: Repo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    github: bool,
+) -> None:
+    plan = published_plan(repo, "main")
+    monkeypatch.setattr(matrix, "too_big", lambda plans: "the CI matrix has 300 jobs")
+    env = {"GITHUB_OUTPUT": str(tmp_path / "out")} if github else {}
+    stream = io.StringIO()
+    assert building.finish([plan], [], Printer(stream, color=False), env, json=False, dry_run=True) == 0
+    said = "mab-hook: warning: the CI matrix has 300 jobs\n"
+    assert stream.getvalue() == (said if github else "")
+    assert (tmp_path / "out").is_file() == github and capsys.readouterr().out == ""
+
+
+def test_a_warning_says_its_gist_and_a_failure_blocks_with_what_to_run() -> None:
+    def check(code: str, status: str, finding: str, fix: str = "") -> readiness.Check:
+        return readiness.Check(f"platform:{code}", status, finding, fix, code)
+
+    verdict = readiness.Verdict((readiness.Report((
+        check("w1", readiness.WARN, "it runs slowly"),
+        check("w2", readiness.WARN, "qemu 7.2; under emulation; it runs through the interpreter"),
+        check("w3", readiness.WARN, "silenced; so not said"),
+    ), None),))  # fmt: skip
+    stream = io.StringIO()
+    building.enforce(verdict, Printer(stream, color=False), silenced=frozenset({"w3"}))
+    assert stream.getvalue().splitlines() == [
+        "mab-hook: warning: platform w1: it runs slowly (`mab-hook doctor` says more; "
+        "`git config --add mab-hook.silence w1` stops this warning)",
+        "mab-hook: warning: platform w2: it runs through the interpreter (`mab-hook doctor` says more; "
+        "`git config --add mab-hook.silence w2` stops this warning)",
+    ]
+    failing = readiness.Verdict(
+        (readiness.Report((check("f", readiness.FAIL, "no emulator", "run it"),), None),)
+    )
+    with pytest.raises(FatalError) as info:
+        building.enforce(failing, Printer(io.StringIO(), color=False), outcome="nothing was pushed")
+    assert str(info.value) == (
+        "this host cannot build what the push needs; nothing was pushed:\n"
+        "  fail  platform f  no emulator\n"
+        "                    fix: run it\n"
+        "Fix the above (`mab-hook doctor` shows every check, `mab-hook doctor --fix` applies the safe fixes), "
+        "then push again."
+    )

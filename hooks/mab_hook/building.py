@@ -86,7 +86,7 @@ def build(
                 finally:  # what was learnt of the bases is kept, blocked or not
                     known.save()
             done = pipeline.build(repo, decided, run, bases.answers, publishing=publishing)
-    code = finish(plans, done, printer, env, json=json)
+    code = finish(plans, done, printer, env, json=json, dry_run=False)
     if code == EXIT_OK and remote is not None:
         hand_over(repo, plans, remote, insecure=verdict.insecure, env=env, printer=printer)
     if any(r.failure is Failure.ENGINE for r in done):
@@ -198,8 +198,8 @@ def finish(
     printer: Printer,
     env: Mapping[str, str] | None = None,
     *,
-    json: bool = False,
-    dry_run: bool = False,
+    json: bool,
+    dry_run: bool,
 ) -> int:
     """The report: the CI matrix, the JSON (`dry_run`: the plan alone) and the summary."""
     ok = all(r.ok for r in done)

@@ -174,7 +174,7 @@ def plan_and_build(
     """`remote`: the push runs this pre-push hook; public tags wait for the remote to accept it."""
     if not commits:
         printer.info("the push adds no commits: nothing to build")
-        return building.finish([], [], printer, json=options.json)
+        return building.finish([], [], printer, json=options.json, dry_run=options.dry_run)
     plans = plan_commits(options, repo, commits, env, printer, by_hand=remote is None)
     if options.explain:
         explanations = [item for p in plans for item in p.explanations]

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pytest
 
-from mab_hook import config, definitions
+from mab_hook import config, definitions, listing
 from mab_hook.config import load
 from mab_hook.definitions import Resolved, Source, Target
 from mab_hook.errors import FatalError
@@ -343,6 +344,94 @@ def test_a_cached_config_is_checked_against_the_tree_again(monkeypatch: pytest.M
     with pytest.raises(FatalError, match="'services/api/Dockerfile' is not a tracked file"):
         # the tree answers otherwise: validated afresh
         load(FULL, source="at 3", tracked=TRACKED - {"services/api/Dockerfile"}, cache=memory)
+
+
+def laid(
+    changes: Mapping[str, bool], tree: str, *, base: str = "kept", kept: frozenset[str] = TRACKED
+) -> listing.Listing:
+    """The tracked files as a push sees them: the kept listing (`kept`, of tree `base`) with
+    paths added (True) or deleted (False) laid over it, as listing.of_commit gives it."""
+    record = "100644 blob " + "0" * 40
+    whole = listing.Listed(base, tuple(sorted(kept)), record * len(kept))
+    patch = [(path, record if added else None) for path, added in sorted(changes.items())]
+    return listing.Listing(tree, whole, listing.Patch(patch, frozenset(changes)))
+
+
+def asked_of(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The questions a cached configuration's validation asks of the tree again."""
+    asked: list[tuple[str, str]] = []
+    ask = config._asked
+
+    def spy(tree: Any, question: str, path: str) -> object:
+        asked.append((question, path))
+        return ask(tree, question, path)
+
+    monkeypatch.setattr(config, "_asked", spy)
+    return asked
+
+
+def test_over_the_same_kept_listing_only_questions_about_paths_that_came_or_went_are_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memory: dict[object, object] = {}
+    first = load(FULL, source="at 1", tracked=laid({}, "t1"), cache=memory)
+    asked = asked_of(monkeypatch)
+    monkeypatch.setattr("mab_hook.config.tomllib.loads", lambda text: pytest.fail("parsed again"))
+    again = load(FULL, source="at 2", tracked=laid({"docs/new.md": True}, "t2"), cache=memory)
+    assert again == dataclasses.replace(first, source="at 2") and asked == []  # nothing asked concerns it
+    load(
+        FULL,
+        source="at 3",
+        tracked=laid({"base/extra": True, "services/api/main.py": False}, "t3"),
+        cache=memory,
+    )
+    assert sorted(asked) == [("has_dir", "base"), ("has_dir", "services/api")]  # the only ones about them
+    monkeypatch.undo()
+    with pytest.raises(FatalError, match="'services/api/Dockerfile' is not a tracked file"):
+        load(FULL, source="at 4", tracked=laid({"services/api/Dockerfile": False}, "t4"), cache=memory)
+
+
+def test_what_came_over_the_kept_listing_in_a_run_before_is_asked_about_again() -> None:
+    memory: dict[object, object] = {}
+    kept = TRACKED - {"base/Dockerfile"}
+    load(FULL, source="at 1", tracked=laid({"base/Dockerfile": True}, "t1", kept=kept), cache=memory)
+    with pytest.raises(FatalError, match="'base/Dockerfile' is not a tracked file"):
+        # nothing moved from the kept listing: what moved at the validated tree did
+        load(FULL, source="at 2", tracked=laid({}, "t2", kept=kept), cache=memory)
+
+
+def test_over_another_kept_listing_every_question_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory: dict[object, object] = {}
+    load(FULL, source="at 1", tracked=laid({}, "t1"), cache=memory)
+    asked = asked_of(monkeypatch)
+    load(FULL, source="at 2", tracked=laid({}, "t2", base="rewritten"), cache=memory)
+    validated = next(value for key, value in memory.items() if isinstance(key, tuple))
+    assert asked == [(question, path) for question, path, _answer in validated[1]]  # type: ignore[index]
+    asked.clear()
+    load(FULL, source="at 3", tracked=laid({}, "t3", base="rewritten"), cache=memory)
+    assert asked == []  # and noted: over that one, nothing moved
+
+
+def test_a_new_file_a_project_glob_names_is_found_over_the_kept_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def resolve(sources: Sequence[Source]) -> Resolved:
+        return Resolved(tuple(Target("web", {"context": "."}, s, True) for s in sources), (), tuple(sources))
+
+    text = '[tool.multiarch]\nplatforms = ["linux/amd64"]\ncompose-projects = "services/*/compose.yaml"\n'
+    memory: dict[object, object] = {}
+    kept = TRACKED | {"services/api/compose.yaml"}
+    found = load(text, source="s", tracked=laid({}, "t1", kept=kept), resolve=resolve, cache=memory)
+    assert [image.name for image in found.images] == ["api-web"]
+    asked = asked_of(monkeypatch)
+    load(
+        text, source="s", tracked=laid({"docs/new.md": True}, "t2", kept=kept), resolve=resolve, cache=memory
+    )
+    assert asked == []  # nothing moved where the glob looks
+    new = {"services/web/compose.yaml": True, "services/web/Dockerfile": True}
+    again = load(text, source="s", tracked=laid(new, "t3", kept=kept), resolve=resolve, cache=memory)
+    assert [image.name for image in again.images] == ["api-web", "web-web"]
+    assert ("matching", "services/*/compose.yaml") in asked
 
 
 def test_only_the_last_configs_are_kept_and_discovery_is_not() -> None:

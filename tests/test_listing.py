@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import string
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 import git as gitpython
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mab_hook import listing
+from mab_hook.paths import Tree
 from tests.conftest import Repo, git
 
 
@@ -27,6 +30,37 @@ def expected(repo: Repo, sha: str) -> dict[str, str]:
 
 def as_dict(found: listing.Listing) -> dict[str, str]:
     return {path: found.entry(path) or "" for path in found.tree.paths}
+
+
+def answers(found: listing.Listing, asked: Iterable[str]) -> dict[str, tuple[object, ...]]:
+    """What the listing says of each path and directory: as a Tree of git's own paths says."""
+    return {
+        path: (
+            found.exists(path),
+            tuple(found.under(path)),
+            found.has_dir(path),
+            found.entry(path) is not None,
+        )
+        for path in asked
+    }
+
+
+def every_question(paths: Iterable[str]) -> set[str]:
+    """Each path, each directory holding one, and names beside them that are neither."""
+    found = {".", "", "zz", "a0"}
+    for path in paths:
+        parts = path.split("/")
+        found |= {"/".join(parts[: i + 1]) for i in range(len(parts))}
+        found |= {path + "x", path + "/x", path[:-1] or "x"}
+    return found
+
+
+def as_git_says(repo: Repo, sha: str, asked: Iterable[str]) -> dict[str, tuple[object, ...]]:
+    tree = Tree.of(expected(repo, sha))
+    return {
+        path: (tree.exists(path), tuple(tree.under(path)), tree.has_dir(path), tree.exists(path))
+        for path in asked
+    }
 
 
 def test_modes_ids_links_and_submodules(repo: Repo, tmp_path: Path) -> None:
@@ -87,10 +121,17 @@ def test_a_small_patch_is_not_written_a_large_one_is(repo: Repo) -> None:
     kept = listing.of_commit(handle, first, cache)
     second = repo.commit({"f000": "changed"})  # 1 of 300: patched from the kept one next time too
     listing.of_commit(handle, second, cache)
-    assert listing.load(cache / "listing") == kept
+    assert as_dict(kept_in(cache)) == as_dict(kept) == expected(repo, first)
     third = repo.commit({f"f{i:03}": "changed" for i in range(10)})
     found = listing.of_commit(handle, third, cache)
-    assert listing.load(cache / "listing") == found
+    assert as_dict(kept_in(cache)) == as_dict(found) == expected(repo, third)
+
+
+def kept_in(cache: Path) -> listing.Listing:
+    """The listing kept in `cache`, read as it is (never listed afresh)."""
+    kept = listing.load(cache / "listing", lambda tree: pytest.fail(f"{tree} listed afresh"))
+    assert kept is not None
+    return listing.Listing(kept.tree_id, kept)
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "gone tree", "an id changed, the shape kept"])
@@ -108,7 +149,8 @@ def test_a_damaged_or_stale_listing_is_listed_afresh(repo: Repo, damage: str) ->
         blob = handle.git.rev_parse(f"{first}:b/c")
         kept.write_bytes(kept.read_bytes().replace(blob.encode(), ("0" * 40).encode()))
     else:  # a tree git no longer has (pruned since)
-        kept.write_text(kept.read_text().replace(handle.git.rev_parse(f"{first}^{{tree}}"), "1" * 40))
+        found = listing.ls_tree(handle, handle.git.rev_parse(f"{first}^{{tree}}"))
+        listing.save(kept, dataclasses.replace(found, tree_id="1" * 40))
     second = repo.commit({"a": "changed"})
     assert as_dict(listing.of_commit(handle, second, cache)) == expected(repo, second)
 
@@ -142,12 +184,18 @@ def test_patching_any_history_gives_what_git_lists(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(listing, "MAX_PATCH_FRACTION", float("inf"))
         patch.setattr(listing, "SAVE_FRACTION", 0 if save else float("inf"))
+        patch.setattr(listing, "STRIDE", 2)  # windows of two paths, blocks of 64 bytes: many of each
+        patch.setattr(listing, "BLOCK", 64)
         seed: dict[str, str | None] = {"seed": "s"}
         for number, step in enumerate([seed, *steps]):
             if number == 1:
                 patch.setattr(listing, "ls_tree", lambda *_: pytest.fail("listed afresh, not patched"))
             sha = repo.commit(_possible(path, step))
-            assert as_dict(listing.of_commit(handle, sha, cache)) == expected(repo, sha)
+            found = listing.of_commit(handle, sha, cache)
+            assert as_dict(found) == expected(repo, sha)
+            asked = every_question([*expected(repo, sha), *step])
+            assert answers(found, asked) == as_git_says(repo, sha, asked)
+            listing.remember(found)
 
 
 def _possible(root: Path, step: dict[str, str | None]) -> dict[str, str | None]:
@@ -180,3 +228,67 @@ def test_sha256_repositories_and_empty_trees(tmp_path: Path) -> None:
     assert len(found.blob_id("a/x") or "") == 64
     second = repo.commit({"a/y": "3"})
     assert as_dict(listing.of_commit(handle, second, cache)) == expected(repo, second)
+
+
+def test_links_and_submodules_of_a_kept_listing_and_of_what_is_laid_over_it(
+    repo: Repo, tmp_path: Path
+) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    os.symlink("b", repo.path / "link")
+    os.symlink("b", repo.path / "gone")
+    first = repo.commit({"b": "x", **{f"f{i:03}": str(i) for i in range(300)}})
+    listing.of_commit(handle, first, cache)  # kept
+    sub = tmp_path / "sub"
+    git(tmp_path, "init", "-q", str(sub))
+    git(sub, "commit", "-q", "--allow-empty", "-m", "sub")
+    (repo.path / "gone").unlink()
+    os.symlink("b", repo.path / "new")
+    repo.git("add", "-A")
+    repo.git("update-index", "--add", "--cacheinfo", f"160000,{git(sub, 'rev-parse', 'HEAD')},vendor/sub")
+    repo.git("commit", "-q", "-m", "a link gone, a link and a submodule new")
+    found = listing.of_commit(handle, repo.head(), cache)
+    assert isinstance(found.base, listing.Mapped) and found.patch  # laid over the kept one
+    assert (found.gitlinks(), found.symlinks()) == (("vendor/sub",), frozenset({"link", "new"}))
+    assert as_dict(found) == expected(repo, repo.head())
+
+
+def test_what_a_run_looked_up_is_answered_from_memory_by_the_next_over_the_same_kept_listing(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"d{i}/f{j}": f"{i}{j}" for i in range(10) for j in range(30)})
+    listing.of_commit(handle, first, cache)
+    second = repo.commit({"d0/f0": "changed"})
+    found = listing.of_commit(handle, second, cache)
+    asked = ["d1/f1", "d2/f2", "d0/f0", "missing"]
+    said = {path: found.entry(path) for path in asked}
+    listing.remember(found)
+    third = repo.commit({"d1/f1": "changed too"})
+    with monkeypatch.context() as patch:
+        patch.setattr(listing.Mapped, "bisect", lambda *_: pytest.fail("read from the kept listing"))
+        again = listing.of_commit(handle, third, cache)
+        assert {path: again.entry(path) for path in asked} == {
+            **said,
+            "d1/f1": f"100644 {repo.git('rev-parse', f'{third}:d1/f1')}",
+        }
+    repo.commit({f"d{i}/f{j}": "all changed" for i in range(10) for j in range(3)})  # past SAVE_FRACTION
+    rewritten = listing.of_commit(handle, repo.head(), cache)
+    assert rewritten.known.records == {}  # the kept listing changed: nothing remembered holds
+    assert listing.load_known(cache / listing.KNOWN, rewritten.tree_id).records == {}
+
+
+def test_a_damaged_block_is_listed_afresh_and_the_kept_listing_dropped(repo: Repo) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"f{i:04}": str(i) for i in range(2000)})
+    listing.of_commit(handle, first, cache)
+    kept = cache / "listing"
+    data = bytearray(kept.read_bytes())
+    data[-10] ^= 1  # a path's byte, in the last block
+    kept.write_bytes(bytes(data))
+    second = repo.commit({"f0000": "changed"})
+    found = listing.of_commit(handle, second, cache)
+    assert found.entry("f1999") == f"100644 {repo.git('rev-parse', f'{second}:f1999')}"
+    assert as_dict(found) == expected(repo, second) and not kept.exists()

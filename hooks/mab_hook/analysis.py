@@ -4,7 +4,7 @@ build (its files, its bases, what it pulls), and which other images of the repos
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -12,7 +12,7 @@ from mab_hook import inputs, references
 from mab_hook.budget import Deadline
 from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
-from mab_hook.images import Config
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs
 
 
@@ -90,23 +90,36 @@ class Analysis:
     def may_build_on(self, base: str) -> set[str]:
         """Images whose Dockerfile or build args name `base`: the only ones that can build on it."""
         if self.mentions is None:
-            self.mentions = {}
-            self.files.prefetch((image.dockerfile, WORDS_KEY) for image in self.config.images)
-            for image in self.config.images:
-                words = self.files.memo(
-                    image.dockerfile, WORDS_KEY, partial(self._words_in, image.dockerfile)
-                )
-                for word in words | reference_words(" ".join(v for _k, v in image.build_args)):
-                    self.mentions.setdefault(word, set()).add(image.name)
-                for _key, other in image.image_contexts:
-                    self.mentions.setdefault(other, set()).add(image.name)
-        image = self.by_name[base]
+            self.mentions = self._mentions()
         found: set[str] = set()
-        for name, reference in zip(image.names, self.config.references(image), strict=True):
-            found |= self.mentions.get(name, set()) | self.mentions.get(reference, set())
-        for alias in image.aliases:
-            found |= self.mentions.get(references.split(alias)[0], set())
+        for word in self._naming(self.by_name[base]):
+            found |= self.mentions.get(word, set())
         return found - {base}
+
+    def _naming(self, image: Image) -> Iterator[str]:
+        """The words that name an image where another's Dockerfile or build args mention it."""
+        for name, reference in zip(image.names, self.config.references(image), strict=True):
+            yield name
+            yield reference
+        for alias in image.aliases:
+            yield references.split(alias)[0]
+
+    def _mentions(self) -> dict[str, set[str]]:
+        """Word -> the images whose Dockerfile or build args have it, for the words that name an
+        image (a Dockerfile has many more: only these are ever looked up)."""
+        naming = {word for image in self.config.images for word in self._naming(image)}
+        found: dict[str, set[str]] = {}
+        self.files.prefetch((image.dockerfile, WORDS_KEY) for image in self.config.images)
+        for image in self.config.images:
+            words = self.files.memo(image.dockerfile, WORDS_KEY, partial(self._words_in, image.dockerfile))
+            mentioned = words & naming
+            if image.build_args:
+                mentioned |= reference_words(" ".join(v for _k, v in image.build_args)) & naming
+            for word in mentioned:
+                found.setdefault(word, set()).add(image.name)
+            for _key, other in image.image_contexts:
+                found.setdefault(other, set()).add(image.name)
+        return found
 
     def _words_in(self, path: str) -> frozenset[str]:
         return reference_words(self.files.read(path) or "")

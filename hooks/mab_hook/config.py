@@ -8,7 +8,9 @@ reported at once, naming the file, the key path and what is allowed, so one edit
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import hashlib
 import posixpath
 import sys
 from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
@@ -31,7 +33,7 @@ from mab_hook.images import (
     Said,
     assemble,
 )
-from mab_hook.paths import Tree
+from mab_hook.paths import Tracked, Tree, in_directory, is_tracked
 from mab_hook.redact import redact
 from mab_hook.validation import PYPROJECT, Problems
 
@@ -65,7 +67,7 @@ def load(
     text: str | bytes | None,
     *,
     source: str,
-    tracked: Tree | Iterable[str],
+    tracked: Tracked | Iterable[str],
     root_name: str = "app",
     cache: MutableMapping[Hashable, Any] | None = None,
     resolve: Resolve | None = None,
@@ -84,28 +86,74 @@ def load(
         raise FatalError(f"{source}: no {PYPROJECT} in this commit. Add one with:\n\n{SNIPPET}")
     if isinstance(text, bytes):
         text = _decode(text, source)
-    tree = tracked if isinstance(tracked, Tree) else Tree.of(tracked)
+    tree: Tracked = tracked if is_tracked(tracked) else Tree.of(tracked)  # type: ignore[assignment,arg-type]
     key = ("config", text, root_name, local_platform)
     known = cache.get(key) if cache is not None else None
     probe = _Probe(tree, resolve)
-    if known is not None and all(_asked(tree, q, path) == answer for q, path, answer in known[1]):
+    if cache is not None and known is not None and _holds(known[1], tree, cache.get(_where(key))):
         found: Config = known[0]
         sources, resolved_key = known[2]
         if not sources or probe.resolve(sources).key == resolved_key:
+            _validated_at(cache, key, tree)
             return dataclasses.replace(found, source=source)
     config = _load(text, source, probe, (root_name, local_platform))
     if cache is not None and not probe.listed:
         kept = [k for k in cache if isinstance(k, tuple) and k[0] == "config"]
         for old in kept[: max(len(kept) + 1 - KEEP_CONFIGS, 0)]:
             del cache[old]  # each holds a whole configuration: keep the last few only
+            cache.pop(_where(old), None)
         cache[key] = (config, tuple(probe.asked), probe.definitions)
+        _validated_at(cache, key, tree)
     return config
 
 
-def _asked(tree: Tree, question: str, path: str) -> object:
+def _where(key: tuple[str, ...]) -> str:
+    """The key of what a cached configuration was last found valid against: its own entry,
+    small, so that noting it does not write the whole configuration again."""
+    return "config-at:" + hashlib.sha256("\0".join(key).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _validated_at(cache: MutableMapping[Hashable, Any], key: tuple[str, ...], tree: Tracked) -> None:
+    found = tree.difference()
+    where = (found.base, found.moved) if found is not None else None
+    if cache.get(_where(key)) != where:
+        cache[_where(key)] = where
+
+
+def _holds(asked: Sequence[tuple[str, str, object]], tree: Tracked, where: Any) -> bool:
+    """Whether validation's questions get the answers they got. A tree laid over the same kept
+    listing as the one validation last held against differs from it only in the paths either
+    moved (added or deleted) from it: only questions about those are asked again."""
+    now = tree.difference()
+    if (
+        now is None
+        or not isinstance(where, tuple)
+        or where[:1] != (now.base,)
+        or not isinstance(where[1], frozenset)
+    ):
+        return all(_asked(tree, question, path) == answer for question, path, answer in asked)
+    moved = tuple(sorted(now.moved | where[1]))
+    return all(
+        _asked(tree, question, path) == answer
+        for question, path, answer in asked
+        if _touched(moved, question, path)
+    )
+
+
+def _touched(moved: Sequence[str], question: str, path: str) -> bool:
+    """Whether a question's answer may differ where only the `moved` paths (sorted) differ."""
+    if question == "exists":
+        i = bisect.bisect_left(moved, path)
+        return i < len(moved) and moved[i] == path
+    if question == "matching":
+        path = patterns.literal_prefix(path)
+    return bool(in_directory(moved, path))  # "has_dir", "matching": anything moved inside
+
+
+def _asked(tree: Tracked, question: str, path: str) -> object:
     """A question validation asked of a tree (`_Probe`), asked of another."""
     if question == "matching":
-        return patterns.watched(path, tree.paths)
+        return patterns.watched_in(path, tree)
     answer: object = getattr(tree, question)(path)
     return answer
 
@@ -126,7 +174,7 @@ class _Probe:
     """The tree, as validation sees it, noting what it asked (for the cache to ask again), and
     the definition files it had resolved."""
 
-    def __init__(self, tree: Tree, resolver: Resolve | None) -> None:
+    def __init__(self, tree: Tracked, resolver: Resolve | None) -> None:
         self.tree, self.resolver = tree, resolver
         self.asked: list[tuple[str, str, object]] = []
         self.listed = False  # it looked at every path (image discovery): not cacheable
@@ -149,7 +197,7 @@ class _Probe:
 
     def matching(self, glob: str) -> list[str]:
         """The tracked files a glob (Docker's pattern syntax) names."""
-        answer = patterns.watched(glob, self.tree.paths)
+        answer = patterns.watched_in(glob, self.tree)
         self.asked.append(("matching", glob, answer))
         return answer
 
@@ -407,7 +455,7 @@ def _projects(value: Any, tree: _Probe, problems: Problems, root_name: str) -> l
     return sources
 
 
-def _files(value: Any, key: str, tree: _Probe | Tree, problems: Problems) -> tuple[str, ...]:
+def _files(value: Any, key: str, tree: _Probe | Tracked, problems: Problems) -> tuple[str, ...]:
     listed = fields.str_list([value] if isinstance(value, str) else value, key, problems)
     if isinstance(value, list) and not value:
         problems.add(key, 'must name at least one file, e.g. "compose.yaml"')

@@ -14,15 +14,15 @@ from mab_hook import budget
 from mab_hook.budget import Deadline
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Inputs
-from mab_hook.paths import Tree
-from mab_hook.patterns import watched
+from mab_hook.paths import Tracked
+from mab_hook.patterns import watched_in
 
 VERSION = b"mab-hook input digest v1"
 TAG_PREFIX = "mab-"
 
 
 def input_files(
-    found: Inputs, tree: Tree, gitlinks: Sequence[str] = (), *, deadline: Deadline = budget.NONE
+    found: Inputs, tree: Tracked, gitlinks: Sequence[str] = (), *, deadline: Deadline = budget.NONE
 ) -> set[str]:
     """The repository files the build reads (reachable rules, after the ignore files) or watches,
     and the submodules it reads (their recorded commits)."""
@@ -34,7 +34,7 @@ def input_files(
         if rule.reachable:
             files.update(path for path in rule.candidates(tree) if rule.reads(path))
     for glob in found.image.watches:
-        files.update(watched(glob, tree.paths))
+        files.update(watched_in(glob, tree))
     files.update(found.submodules(gitlinks))
     return files
 

@@ -17,7 +17,7 @@ from mab_hook.dockerfile import Dockerfile, Source, Stage
 from mab_hook.errors import FatalError
 from mab_hook.ignore import Ignore
 from mab_hook.images import DOCKER_IMAGE, OCI_LAYOUT, TARGET, Image, layout_path
-from mab_hook.paths import Tree, join, relative_to, shown
+from mab_hook.paths import Tracked, Tree, join, relative_to, shown
 
 T = TypeVar("T")
 IGNORE_KEY = ("text",)  # what the cache keeps of an ignore file: its text
@@ -31,7 +31,7 @@ class Files(NamedTuple):
     neither read nor parsed again.
     """
 
-    tree: Tree
+    tree: Tracked
     read: Callable[[str], str | None]
     entry: Callable[[str], str | None] = lambda path: None
     cache: MutableMapping[Hashable, Any] | None = None
@@ -124,7 +124,7 @@ class Rule(NamedTuple):
             return f"excluded by --exclude={','.join(source.excludes)} of {self.describe()}"
         return None
 
-    def candidates(self, tree: Tree) -> Sequence[str]:
+    def candidates(self, tree: Tracked) -> Sequence[str]:
         """The only files the rule can read: the file or directory a literal source names, or
         what lies under the literal directories a wildcard source starts with."""
         pattern = patterns.clean(self.source.pattern)

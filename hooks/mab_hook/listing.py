@@ -1,114 +1,269 @@
 """What a commit tracks: every file's path, mode and object id.
 
-Listing a 100,000-file commit costs git itself some 90 ms, and turning that into Python
-strings as much again. So a listing is kept under the git dir, and the next commit's is
-patched from it with `git diff-tree`, which costs what the difference costs: a push is a small
-difference from the commit an earlier run listed.
+Listing a 500,000-file commit costs git and Python some 0.3 s and 200 MB, and a push needs a few
+hundred of those entries. So a listing is kept under the git dir in a form that is read in place
+(mapped, never loaded whole), and a commit's listing is that kept one with what `git diff-tree`
+says changed laid over it: a push costs what its difference and the entries it reads cost. The
+kept listing is written afresh only once the difference has grown, or when it is damaged or gone.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import itertools
+import mmap
 import operator
+import sys
 import zlib
-from collections.abc import Iterable
+from array import array
+from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 import git
 
 from mab_hook import state
-from mab_hook.paths import Tree
+from mab_hook.paths import Difference
 
-MAGIC = "mab-hook listing v3"  # the records: "<mode> blob <id>"; a CRC-32 of the rest in the header
+MAGIC = b"mab-hook listing v4"
 MODE = 6  # git prints every mode with six octal digits
 KIND = "100644 blob "  # how wide a record's mode and type are
+SYMLINK, GITLINK = "120000", "160000"  # the modes kept apart: few, and asked for as a whole
+SPECIAL = (SYMLINK, GITLINK)
 # Past this share of changed entries a fresh `git ls-tree` costs no more than patching.
 MAX_PATCH_FRACTION = 0.25
 # A patched listing is written down (for later runs to patch) once it is this far from the
 # kept one: writing a large listing costs more than patching a little more next time.
 SAVE_FRACTION = 0.01
+T = TypeVar("T")
+BLOCK = 4096  # bytes of a kept listing checked at once, the first time one of them is read
+STRIDE = 128  # every this many paths, one is kept in the header: a look-up's first steps
+
+# A change of a commit from the listing it is laid over: a path's new record, or None for a
+# path the commit no longer has.
+Change = tuple[str, "str | None"]
 
 
-class Listing(NamedTuple):
+class Patch(NamedTuple):
+    """What changed from one tree to another."""
+
+    changes: list[Change]  # sorted by path
+    moved: frozenset[str]  # the paths only one of the two trees has (added, deleted)
+
+
+class Base(Protocol):
+    """A whole listing, sorted by path: held in memory, or read in place from the kept file."""
+
+    @property
+    def tree_id(self) -> str: ...
+
+    def __len__(self) -> int: ...
+    def bisect(self, path: str) -> int: ...
+    def path(self, i: int) -> str: ...
+    def paths(self, start: int, end: int) -> Sequence[str]: ...
+    def records(self, start: int, end: int) -> str: ...
+    def specials(self) -> tuple[tuple[str, str], ...]: ...  # (path, mode) of symlinks and submodules
+
+
+@dataclasses.dataclass(frozen=True)
+class Listed:
+    """A listing in memory: as `git ls-tree` gave it, or patched."""
+
     tree_id: str
-    tree: Tree  # every tracked path, sorted
+    every: tuple[str, ...]  # every tracked path, sorted
     # "<mode> blob <object id>" of each path, in the same order, one fixed-width record after
     # the other: one string rather than 100,000 small ones. ("blob" for a submodule too: the
     # mode tells them apart, and a fixed width is what matters.)
-    records: str
+    text: str
 
     @property
     def width(self) -> int:
-        return len(self.records) // len(self.tree.paths) if self.tree.paths else 0
+        return len(self.text) // len(self.every) if self.every else 0
+
+    def __len__(self) -> int:
+        return len(self.every)
+
+    def bisect(self, path: str) -> int:
+        return bisect.bisect_left(self.every, path)
+
+    def path(self, i: int) -> str:
+        return self.every[i]
+
+    def paths(self, start: int, end: int) -> Sequence[str]:
+        return self.every[start:end]
+
+    def records(self, start: int, end: int) -> str:
+        return self.text[start * self.width : end * self.width]
+
+    def specials(self) -> tuple[tuple[str, str], ...]:
+        width, found, start = self.width, [], 0
+        while (at := _next_special(self.text, start)) != -1:
+            if at % width == 0:
+                found.append((self.every[at // width], self.text[at : at + MODE]))
+            start = at + 1
+        return tuple(found)
+
+
+def _next_special(text: str, start: int) -> int:
+    found = [at for mode in SPECIAL if (at := text.find(mode + " ", start)) != -1]
+    return min(found, default=-1)
+
+
+class Listing:
+    """The tracked files of one commit: a whole listing (`base`) with the commit's changes from
+    it laid over (`patch`, sorted by path). It answers what planning asks of a commit's files
+    (`exists`, `under`, `has_dir`, `paths`: see `paths.Tracked`) reading only what it needs."""
+
+    def __init__(
+        self, tree_id: str, base: Base, patch: Patch | None = None, known: Known | None = None
+    ) -> None:
+        self.tree_id, self.base = tree_id, base
+        self.known = known if known is not None else Known(base.tree_id, {})
+        self.patch = tuple(patch.changes) if patch is not None else ()
+        self.moved = patch.moved if patch is not None else frozenset()
+        self._changed = dict(self.patch)
+        self._patched = tuple(path for path, _record in self.patch)
+
+    @property
+    def tree(self) -> Listing:
+        """The tracked paths, as planning asks about them."""
+        return self
+
+    def difference(self) -> Difference:
+        return Difference(self.base.tree_id, self.moved)
 
     def entry(self, path: str) -> str | None:
         """The file's "<mode> <object id>": what a file's content and executable bit hash to."""
-        i = bisect.bisect_left(self.tree.paths, path)
-        if i == len(self.tree.paths) or self.tree.paths[i] != path:
-            return None
-        record = self.records[i * self.width : (i + 1) * self.width]
-        return f"{record[:MODE]} {record[len(KIND) :]}"
-
-    def gitlinks(self) -> tuple[str, ...]:
-        """The submodules the commit records (mode 160000), by path."""
-        return self._of_mode("160000 ")
-
-    def symlinks(self) -> frozenset[str]:
-        """The symlinks of the commit (mode 120000), by path."""
-        return frozenset(self._of_mode("120000 "))
-
-    def _of_mode(self, mode: str) -> tuple[str, ...]:
-        width, found, start = self.width, [], 0
-        while (at := self.records.find(mode, start)) != -1:
-            if at % width == 0:
-                found.append(self.tree.paths[at // width])
-            start = at + 1
-        return tuple(found)
+        record = self._changed[path] if path in self._changed else self._in_base(path)
+        return None if record is None else f"{record[:MODE]} {record[len(KIND) :]}"
 
     def blob_id(self, path: str) -> str | None:
         found = self.entry(path)
         return found[MODE + 1 :] if found is not None else None
 
+    def _in_base(self, path: str) -> str | None:
+        if path in self.known.records:
+            return self.known.records[path]
+        i = self.base.bisect(path)
+        found = self.base.records(i, i + 1) if i < len(self.base) and self.base.path(i) == path else None
+        if len(self.known.records) < MAX_KNOWN:
+            self.known.records[path] = found
+        return found
+
+    def exists(self, path: str) -> bool:
+        if path in self._changed:
+            return self._changed[path] is not None
+        return self._in_base(path) is not None
+
+    def under(self, directory: str) -> Sequence[str]:
+        """The sorted paths inside `directory` ("." or "": all of them)."""
+        if directory in (".", ""):
+            return self.paths
+        start, end, changes = self._range(directory)
+        found = self.base.paths(start, end)
+        if not changes:
+            return found
+        gone = {path for path, record in changes if record is None}
+        came = {path for path, record in changes if record is not None}
+        return sorted((set(found) - gone) | came)
+
+    def has_dir(self, directory: str) -> bool:
+        if directory in (".", ""):
+            return True
+        start, end, changes = self._range(directory)
+        # Every change of a path the base lacks adds it; one it has changes or deletes it.
+        return any(record is not None for _path, record in changes) or end - start > len(changes)
+
+    def _range(self, directory: str) -> tuple[int, int, tuple[Change, ...]]:
+        # Every path under "dir/" sorts between "dir/" and "dir0" ("0" follows "/").
+        low, high = directory + "/", directory + "0"
+        changes = self.patch[bisect.bisect_left(self._patched, low) : bisect.bisect_left(self._patched, high)]
+        return self.base.bisect(low), self.base.bisect(high), changes
+
+    @cached_property
+    def paths(self) -> Sequence[str]:
+        """Every tracked path, sorted: the whole listing read (image discovery needs it)."""
+        return self.materialized().every
+
+    def gitlinks(self) -> tuple[str, ...]:
+        """The submodules the commit records (mode 160000), by path."""
+        return tuple(path for path, mode in self._specials() if mode == GITLINK)
+
+    def symlinks(self) -> frozenset[str]:
+        """The symlinks of the commit (mode 120000), by path."""
+        return frozenset(path for path, mode in self._specials() if mode == SYMLINK)
+
+    def _specials(self) -> list[tuple[str, str]]:
+        kept = [(path, mode) for path, mode in self.base.specials() if path not in self._changed]
+        laid = [(path, record[:MODE]) for path, record in self.patch if record and record[:MODE] in SPECIAL]
+        return sorted(kept + laid)
+
+    def materialized(self) -> Listed:
+        """The whole listing in memory: the base's untouched runs copied whole between changes."""
+        if not self.patch and isinstance(self.base, Listed):
+            return self.base
+        paths: list[str] = []
+        records: list[str] = []
+        start = 0
+        for path, record in self.patch:
+            i = self.base.bisect(path)
+            paths += self.base.paths(start, i)
+            records.append(self.base.records(start, i))
+            start = i + 1 if i < len(self.base) and self.base.path(i) == path else i
+            if record is not None:
+                paths.append(path)
+                records.append(record)
+        paths += self.base.paths(start, len(self.base))
+        records.append(self.base.records(start, len(self.base)))
+        return Listed(self.tree_id, tuple(paths), "".join(records))
+
 
 def of_commit(repo: git.Repo, sha: str, cache_dir: Path | None = None) -> Listing:
-    """The listing of a commit: patched from the one kept in `cache_dir` when that is close,
-    else listed afresh; kept there for the next run."""
+    """The listing of a commit: the one kept in `cache_dir` with the commit's changes laid over
+    it when those are few, else listed afresh; kept there for the next run."""
     tree_id = str(repo.git.rev_parse("--verify", f"{sha}^{{tree}}"))
     path = cache_dir / "listing" if cache_dir is not None else None
-    kept = load(path) if path is not None else None
+    kept = load(path, lambda tree: ls_tree(repo, tree)) if path is not None else None
+    known = load_known(path.with_name(KNOWN), kept.tree_id) if path is not None and kept is not None else None
     if kept is not None and kept.tree_id == tree_id:
-        return kept
+        return Listing(tree_id, kept, known=known)
     patch = diff(repo, kept, tree_id) if kept is not None else None
     if kept is not None and patch is not None:
-        found = apply(kept, tree_id, patch)
-        if len(patch) <= SAVE_FRACTION * len(kept.tree.paths):
-            return found  # patching again next time costs less than writing it now
+        found = Listing(tree_id, kept, patch, known)
+        if len(patch.changes) <= SAVE_FRACTION * len(kept):
+            return found  # laying it over again next time costs less than writing it now
+        fresh = found.materialized()
     else:
-        found = ls_tree(repo, tree_id)
-    if path is not None:
-        save(path, found)
-    return found
+        fresh = ls_tree(repo, tree_id)
+    if kept is not None:
+        kept.close()  # where a mapped file cannot be replaced (Windows)
+    if path is None:
+        return Listing(tree_id, fresh)
+    save(path, fresh)
+    return Listing(tree_id, fresh, known=Known(tree_id, {}, 0, path.with_name(KNOWN)))
 
 
 def near(repo: git.Repo, known: Listing, sha: str) -> Listing:
-    """The listing of a commit close to one listed (the commit a push is relative to): patched
-    from it, and not kept."""
+    """The listing of a commit close to one listed (the commit a push is relative to): its
+    changes laid over the same base; nothing is kept."""
     tree_id = str(repo.git.rev_parse("--verify", f"{sha}^{{tree}}"))
     if tree_id == known.tree_id:
         return known
-    patch = diff(repo, known, tree_id)
-    return apply(known, tree_id, patch) if patch is not None else ls_tree(repo, tree_id)
+    patch = diff(repo, known.base, tree_id)
+    if patch is None:
+        return Listing(tree_id, ls_tree(repo, tree_id))
+    return Listing(tree_id, known.base, patch, known.known)
 
 
-def ls_tree(repo: git.Repo, tree_id: str) -> Listing:
+def ls_tree(repo: git.Repo, tree_id: str) -> Listed:
     out = repo.git.ls_tree("-r", "-z", "--full-tree", tree_id, strip_newline_in_stdout=False)
     entries = out.split("\0")
     entries.pop()  # the text ends with a NUL
     if not entries:
-        return Listing(tree_id, Tree(()), "")
+        return Listed(tree_id, (), "")
     # "<mode> <type> <id>\t<path>", all as wide before the path but a submodule's ("commit"
     # for "blob"): where there is none, slicing is several times faster than splitting.
     tab = entries[0].index("\t")
@@ -119,14 +274,14 @@ def ls_tree(repo: git.Repo, tree_id: str) -> Listing:
         pairs = [_split(e) for e in entries]
         paths, records = tuple(p for p, _ in pairs), "".join(r for _, r in pairs)
     # git sorts byte-wise, which is Python's order for UTF-8 but not for the surrogates that
-    # stand for bytes that are not UTF-8.
+    # stand for bytes that are not UTF-8. Python's order is the one every look-up uses.
     if not _is_sorted(paths):
         width = len(records) // len(paths)
         pairs = sorted(
             zip(paths, (records[i : i + width] for i in range(0, len(records), width)), strict=True)
         )
         paths, records = tuple(p for p, _ in pairs), "".join(r for _, r in pairs)
-    return Listing(tree_id, Tree(paths), records)
+    return Listed(tree_id, paths, records)
 
 
 def _split(entry: str) -> tuple[str, str]:
@@ -142,9 +297,9 @@ def _is_sorted(paths: tuple[str, ...]) -> bool:
     return all(map(operator.le, paths, itertools.islice(paths, 1, None)))
 
 
-def diff(repo: git.Repo, old: Listing, tree_id: str) -> list[tuple[str, str | None]] | None:
-    """What changed from `old` to another tree, sorted by path: each path's new record, or
-    None for a deleted path. None when so much changed that a fresh listing costs no more."""
+def diff(repo: git.Repo, old: Base, tree_id: str) -> Patch | None:
+    """What changed from `old` to another tree: each path's new record, or None for a deleted
+    path. None when so much changed that a fresh listing costs no more."""
     try:
         out = repo.git.diff_tree(
             "-r", "-z", "--no-renames", old.tree_id, tree_id, strip_newline_in_stdout=False
@@ -152,55 +307,222 @@ def diff(repo: git.Repo, old: Listing, tree_id: str) -> list[tuple[str, str | No
     except git.GitCommandError:
         return None  # the kept tree is gone (pruned): list afresh
     fields = out.split("\0")
-    changes = []
+    changes: list[Change] = []
+    moved = []
     for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
         _old_mode, new_mode, _old_id, new_id, status = meta.lstrip(":").split(" ")
         changes.append((path, None if status == "D" else _record(new_mode, new_id)))
-    if len(changes) > MAX_PATCH_FRACTION * len(old.tree.paths):
+        if status in ("A", "D"):
+            moved.append(path)
+    if len(changes) > MAX_PATCH_FRACTION * len(old):
         return None
-    return sorted(changes)
+    return Patch(sorted(changes), frozenset(moved))
 
 
-def apply(old: Listing, tree_id: str, changes: Iterable[tuple[str, str | None]]) -> Listing:
-    """`old` with records replaced, added and deleted (`changes` sorted by path); the untouched
-    runs between them are copied whole."""
-    paths: list[str] = []
-    records: list[str] = []
-    old_paths, width, start = old.tree.paths, old.width, 0
-    for path, record in changes:
-        i = bisect.bisect_left(old_paths, path, start)
-        paths += old_paths[start:i]
-        records.append(old.records[start * width : i * width])
-        start = i + 1 if i < len(old_paths) and old_paths[i] == path else i
-        if record is not None:
-            paths.append(path)
-            records.append(record)
-    paths += old_paths[start:]
-    records.append(old.records[start * width :])
-    return Listing(tree_id, Tree(tuple(paths)), "".join(records))
+KNOWN = "listing-known"  # what look-ups of the kept listing found, beside it
+MAX_KNOWN = 100_000  # entries remembered, at most
 
 
-def load(path: Path) -> Listing | None:
-    """The kept listing, or None when there is none or it does not hold together: a damaged
-    listing would change plans, so its checksum is checked (some 5 ms for 100,000 files)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    head, _, body = data.partition(b"\n")
-    magic, _, rest = head.decode("utf-8", errors="replace").rpartition(" ")
-    tree_id, _, crc = rest.partition(":")
-    if magic != MAGIC or not tree_id or crc != f"{zlib.crc32(body):08x}":
-        return None
-    records, _, names = body.decode("utf-8", errors="surrogateescape").partition("\n")
-    paths = tuple(names.split("\0")) if names else ()
-    if (paths and len(records) % len(paths)) or (records and not paths):
-        return None
-    return Listing(tree_id, Tree(paths), records)
+class Known(NamedTuple):
+    """What look-ups of a whole listing found (path -> record, None for no such path), kept for
+    the next run over the same listing: a push asks after the same Dockerfiles every time, and a
+    dict answers in a tenth of what a look-up in the kept file costs."""
+
+    tree_id: str
+    records: dict[str, str | None]
+    saved: int = 0  # records already in the file
+    path: Path | None = None  # where they are kept; None: not kept (not the kept listing's)
 
 
-def save(path: Path, listing: Listing) -> None:
-    """Written whole or not at all; a lost listing costs time, never correctness."""
-    body = f"{listing.records}\n{chr(0).join(listing.tree.paths)}".encode("utf-8", errors="surrogateescape")
+def load_known(path: Path, tree_id: str) -> Known:
+    """What earlier runs found in the kept listing, of `tree_id`; nothing when the file is of
+    another listing or does not hold together."""
+    with contextlib.suppress(OSError, ValueError):
+        head, _, body = path.read_bytes().partition(b"\n")
+        if head == _known_head(tree_id, body):
+            fields = body.decode("utf-8", "surrogateescape").split("\0")
+            pairs = zip(fields[0:-1:2], fields[1::2], strict=True)
+            records = {name: record or None for name, record in pairs}
+            return Known(tree_id, records, len(records), path)
+    return Known(tree_id, {}, 0, path)
+
+
+def remember(found: Listing) -> None:
+    """Keep what this run looked up in the kept listing, for the next run over it."""
+    known = found.known
+    if known.path is None or known.saved == len(known.records):
+        return
+    body = "".join(f"{path}\0{record or ''}\0" for path, record in known.records.items())
+    data = body.encode("utf-8", "surrogateescape")
     with contextlib.suppress(OSError):
-        state.write_private(path, f"{MAGIC} {listing.tree_id}:{zlib.crc32(body):08x}\n".encode() + body)
+        state.write_private(known.path, _known_head(known.tree_id, data) + b"\n" + data)
+
+
+def _known_head(tree_id: str, body: bytes) -> bytes:
+    return f"{MAGIC.decode()} known {tree_id} {zlib.crc32(body):08x}".encode()
+
+
+# The kept file, all of it written at once (`save`); integers are this machine's.
+#   b"<MAGIC> <byte order> <tree id> <paths> <record width> <header bytes> <its CRC-32>\n"
+#   then the header (checked whole as the file is opened): the CRC-32 of each BLOCK of the body
+#   (uint32), every STRIDE-th path and the symlinks and submodules (NUL-separated text);
+#   then the body (each block checked the first time it is read): the records, the offset of
+#   each path in the names (uint64; one more for the end), and the paths (each followed by NUL).
+
+
+class _Damaged(Exception):
+    """A block of the kept listing is not what was written."""
+
+
+class Mapped:
+    """The kept listing, read in place: a look-up reads a few pages of the file, each checked
+    against its CRC-32 the first time. A damaged block lists the tree afresh (`relist`) and
+    drops the file, so that the run answers as git would and the next one writes it anew."""
+
+    def __init__(self, path: Path, mapped: mmap.mmap, head: _Head, relist: Callable[[str], Listed]) -> None:
+        self.tree_id, self.count, self._path, self._map = head.tree_id, head.entries, path, mapped
+        self._relist = relist
+        self._width, self._start, self._crcs = head.width, head.body, head.crcs
+        self._offsets = self._start + _aligned(head.entries * head.width)
+        self._names = self._offsets + 8 * (head.entries + 1)
+        self._samples, self._special = head.samples, head.specials
+        self._checked: set[int] = set()
+        self._windows: dict[int, list[str]] = {}  # STRIDE paths each, as read
+        self._listed: Listed | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def bisect(self, path: str) -> int:
+        return self._safely(lambda: self._bisect(path), lambda listed: listed.bisect(path))
+
+    def path(self, i: int) -> str:
+        return self._safely(lambda: self._window(i // STRIDE)[i % STRIDE], lambda listed: listed.path(i))
+
+    def paths(self, start: int, end: int) -> Sequence[str]:
+        return self._safely(lambda: self._paths(start, end), lambda listed: listed.paths(start, end))
+
+    def records(self, start: int, end: int) -> str:
+        return self._safely(lambda: self._records(start, end), lambda listed: listed.records(start, end))
+
+    def specials(self) -> tuple[tuple[str, str], ...]:
+        return self._listed.specials() if self._listed is not None else self._special
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError):  # a view of it still held: the collector closes it
+            self._map.close()
+
+    def _safely(self, read: Callable[[], T], instead: Callable[[Listed], T]) -> T:
+        if self._listed is None:
+            try:
+                return read()
+            except _Damaged:
+                self._listed = self._relist(self.tree_id)
+                with contextlib.suppress(OSError):
+                    self._path.unlink()
+        return instead(self._listed)
+
+    def _bisect(self, path: str) -> int:
+        # The header's every STRIDE-th path finds the window; the window is read whole, once.
+        window = bisect.bisect_left(self._samples, path) - 1
+        if window < 0:
+            return 0
+        return window * STRIDE + bisect.bisect_left(self._window(window), path)
+
+    def _window(self, window: int) -> list[str]:
+        if window not in self._windows:
+            start = window * STRIDE
+            self._windows[window] = self._paths(start, min(start + STRIDE, self.count))
+        return self._windows[window]
+
+    def _paths(self, start: int, end: int) -> list[str]:
+        if start >= end:
+            return []
+        offsets = array("Q", self._read(self._offsets + 8 * start, self._offsets + 8 * (end + 1)))
+        text = self._read(self._names + offsets[0], self._names + offsets[-1] - 1)
+        return text.decode("utf-8", "surrogateescape").split("\0")
+
+    def _records(self, start: int, end: int) -> str:
+        return self._read(self._start + start * self._width, self._start + end * self._width).decode("ascii")
+
+    def _read(self, start: int, end: int) -> bytes:
+        for block in range((start - self._start) // BLOCK, (end - 1 - self._start) // BLOCK + 1):
+            if block not in self._checked:
+                at = self._start + block * BLOCK
+                if zlib.crc32(self._map[at : at + BLOCK]) != self._crcs[block]:
+                    raise _Damaged(block)
+                self._checked.add(block)
+        return self._map[start:end]
+
+
+class _Head(NamedTuple):
+    tree_id: str
+    entries: int
+    width: int
+    body: int  # where the body starts in the file
+    crcs: array[int]
+    samples: list[str]
+    specials: tuple[tuple[str, str], ...]
+
+
+def _aligned(size: int) -> int:
+    return -(-size // 8) * 8
+
+
+def load(path: Path, relist: Callable[[str], Listed]) -> Mapped | None:
+    """The kept listing, or None when there is none, it is of another version or machine, or it
+    does not hold together. `relist`: what lists a tree afresh, should a block read later be
+    damaged."""
+    try:
+        with path.open("rb") as stream:
+            mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+        return None
+    head = _head(mapped)
+    if head is None:
+        mapped.close()
+        return None
+    return Mapped(path, mapped, head, relist)
+
+
+def _head(mapped: mmap.mmap) -> _Head | None:
+    line = mapped[: mapped.find(b"\n", 0, 256) + 1]
+    fields = line.split()
+    try:
+        if len(fields) != 9 or b" ".join(fields[:3]) != MAGIC or fields[3].decode() != sys.byteorder:
+            return None
+        tree_id, count, width, size = fields[4].decode(), int(fields[5]), int(fields[6]), int(fields[7])
+        crc = int(fields[8], 16)
+    except ValueError:  # not numbers, not text
+        return None
+    header = mapped[len(line) : len(line) + size]
+    if len(header) != size or zlib.crc32(header, zlib.crc32(line[: line.rindex(b" ")])) != crc:
+        return None
+    body = _aligned(len(line) + size)
+    blocks = -(-(len(mapped) - body) // BLOCK)
+    if body + _aligned(count * width) + 8 * (count + 1) > len(mapped) or 4 * blocks > size:
+        return None
+    crcs = array("I", header[: 4 * blocks])
+    samples, _, specials = header[4 * blocks :].decode("utf-8", "surrogateescape").partition("\0\0")
+    pairs = tuple((entry[MODE + 1 :], entry[:MODE]) for entry in specials.split("\0") if entry)
+    return _Head(tree_id, count, width, body, crcs, samples.split("\0") if samples else [], pairs)
+
+
+def save(path: Path, listing: Listed) -> None:
+    """Written whole or not at all; a lost listing costs time, never correctness."""
+    names = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in listing.every)
+    lengths = (len(p.encode("utf-8", "surrogateescape")) + 1 for p in listing.every)
+    offsets = array("Q", itertools.accumulate(lengths, initial=0))
+    records = listing.text.encode("ascii")
+    body = b"".join((records, bytes(_aligned(len(records)) - len(records)), offsets.tobytes(), names))
+    view = memoryview(body)
+    crcs = array("I", (zlib.crc32(view[at : at + BLOCK]) for at in range(0, len(body), BLOCK)))
+    specials = "\0".join(f"{mode} {path}" for path, mode in listing.specials())
+    text = "\0".join(listing.every[::STRIDE]) + "\0\0" + specials
+    header = crcs.tobytes() + text.encode("utf-8", "surrogateescape")
+    fields = (MAGIC.decode(), sys.byteorder, listing.tree_id, len(listing), listing.width, len(header))
+    line = " ".join(map(str, fields)).encode()
+    first = line + f" {zlib.crc32(header, zlib.crc32(line)):08x}\n".encode()
+    padding = bytes(_aligned(len(first) + len(header)) - len(first) - len(header))
+    with contextlib.suppress(OSError):
+        state.write_private(path, first + header + padding + body)

@@ -6,7 +6,32 @@ import bisect
 import itertools
 import re
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
+
+
+class Difference(NamedTuple):
+    """How a listing differs from the whole one it is laid over (`listing.Listing`)."""
+
+    base: str  # the tree id of that whole listing
+    moved: frozenset[str]  # the paths only one of the two has
+
+
+class Tracked(Protocol):
+    """What planning asks of a commit's tracked files: a `Tree` in memory, or a kept listing
+    that reads only what is asked (`listing.Listing`)."""
+
+    @property
+    def paths(self) -> Sequence[str]: ...  # every path, sorted: the whole listing
+
+    def exists(self, path: str) -> bool: ...
+    def under(self, directory: str) -> Sequence[str]: ...  # sorted; "." or "": every path
+    def has_dir(self, directory: str) -> bool: ...
+    def difference(self) -> Difference | None: ...  # None: not laid over a kept listing
+
+
+def is_tracked(found: object) -> bool:
+    """Whether `found` answers as a `Tracked` does (a list or set of paths does not)."""
+    return hasattr(type(found), "under")
 
 
 class Tree(NamedTuple):
@@ -27,6 +52,9 @@ class Tree(NamedTuple):
 
     def has_dir(self, directory: str) -> bool:
         return directory in (".", "") or bool(self.under(directory))
+
+    def difference(self) -> Difference | None:
+        return None
 
 
 def _is_sorted(paths: tuple[str, ...]) -> bool:

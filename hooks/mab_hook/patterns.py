@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from e2b_dockerfile_utils import PatternMatcher
 
-from mab_hook.paths import in_directory
+from mab_hook.paths import Tracked, in_directory
 
 
 def matched_root(pattern: str, relative: str, *, parents: bool = False) -> str | None:
@@ -294,6 +294,11 @@ def _matcher(pattern: str) -> Matcher:
 @lru_cache(maxsize=1024)
 def _matcher_of(patterns: tuple[str, ...]) -> Matcher:
     return Matcher(patterns)
+
+
+def watched_in(glob: str, tree: Tracked) -> list[str]:
+    """The tracked paths a `watch` glob matches, reading only the directory it starts in."""
+    return watched(glob, tree.under(literal_prefix(glob)))
 
 
 def watched(glob: str, paths: Sequence[str]) -> list[str]:

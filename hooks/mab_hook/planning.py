@@ -19,7 +19,7 @@ from mab_hook.changes import Commit
 from mab_hook.errors import FatalError
 from mab_hook.images import Config
 from mab_hook.inputs import Files
-from mab_hook.paths import Tree
+from mab_hook.paths import Tracked
 from mab_hook.validation import PYPROJECT
 
 
@@ -82,6 +82,7 @@ def plan_at(
     )
     if memory.changed:
         cache.save(cache_dir / "planning.pickle", memory)
+    listing.remember(commit_listing)
     return planned
 
 
@@ -89,7 +90,7 @@ def load_config(
     repo: git.Repo,
     sha: str,
     *,
-    tree: Tree,
+    tree: Tracked,
     env: Mapping[str, str],
     data: bytes | None = None,
     cache: cache.Entries | None = None,

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import pickle
+import sqlite3
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,47 +24,83 @@ def learn(path: Path, **new: object) -> cache.Entries:
     return entries
 
 
-def test_round_trip_appends_and_rewrites(tmp_path: Path) -> None:
-    path = tmp_path / "cache" / "c.pickle"
+def rows(path: Path) -> dict[str, bytes]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return dict(db.execute("select key, value from entries"))
+
+
+def test_round_trip_writes_only_what_a_run_learnt(tmp_path: Path) -> None:
+    path = tmp_path / "cache" / "c.sqlite"
     assert cache.load(path) == {} and not cache.load(path).changed
     learn(path, a=1)
-    size = path.stat().st_size
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # private, like everything under .git/mab-hook
     learn(path, b=2)
-    assert path.stat().st_size > size  # appended
     loaded = cache.load(path)
-    assert loaded == {"a": 1, "b": 2} and not loaded.changed and loaded.batches == 2
+    assert loaded == {"a": 1, "b": 2} and not loaded.changed and dict(loaded.items()) == {"a": 1, "b": 2}
+    before = rows(path)
+    learn(path, c=3)
+    assert {key: value for key, value in rows(path).items() if key != repr("c")} == before  # untouched
+    loaded = cache.load(path)
     del loaded["a"]
-    cache.save(path, loaded)  # a dropped entry: written afresh, as one batch
-    assert cache.load(path) == {"b": 2} and cache.load(path).batches == 1
+    assert "a" not in loaded and loaded.changed
+    with pytest.raises(KeyError):
+        del loaded["a"]
+    cache.save(path, loaded)
+    assert cache.load(path) == {"b": 2, "c": 3}
 
 
-def test_many_batches_are_folded_into_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "c.pickle"
-    monkeypatch.setattr(cache, "MAX_BATCHES", 3)
+def test_entries_are_read_as_asked_not_all_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.sqlite"
+    learn(path, **{f"k{i}": i for i in range(100)})
+    loads: list[bytes] = []
+    real = cache._loads
+
+    def counting(data: bytes) -> object:
+        loads.append(data)
+        return real(data)
+
+    monkeypatch.setattr(cache, "_loads", counting)
+    loaded = cache.load(path)
+    assert loaded["k7"] == 7 and loaded.get("k8") == 8 and loaded.get("missing") is None
+    assert "k9" in loaded and len(loads) == 3  # one row each, once: not the other 97
+
+
+def test_the_oldest_go_past_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.sqlite"
+    monkeypatch.setattr(cache, "LIMIT", 3)
     for i in range(5):
         learn(path, **{f"k{i}": i})
-    assert cache.load(path) == {f"k{i}": i for i in range(5)}
-    assert cache.load(path).batches < 3
+    assert cache.load(path) == {"k2": 2, "k3": 3, "k4": 4}
+    learn(path, k2=20)  # learnt again: the newest now
+    learn(path, k5=5)
+    assert cache.load(path) == {"k2": 20, "k4": 4, "k5": 5}
 
 
 def test_other_versions_and_damage(tmp_path: Path) -> None:
-    path = tmp_path / "c.pickle"
-    learn(path, a=1)
-    learn(path, b=2)
-    whole = path.read_bytes()
-    path.write_bytes(whole[:-2])  # the last batch torn (a run killed while appending)
-    assert cache.load(path) == {"a": 1}
-    path.write_bytes(pickle.dumps({"version": "v0"}) + pickle.dumps({"x": 1}))  # not trusted
+    path = tmp_path / "c.sqlite"
+    learn(path, a=1, b=2)
+    with contextlib.closing(sqlite3.connect(path)) as db:  # one row damaged: that entry is a miss
+        db.execute("update entries set value = ? where key = ?", (b"\x80\x05garbage", repr("a")))
+        db.commit()
+    assert cache.load(path) == {"b": 2}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("update meta set value = 'v0' where key = 'version'")
+        db.commit()
+    assert cache.load(path) == {}  # another version's: not trusted
+    path.write_bytes(b"not a database" * 100)
     assert cache.load(path) == {}
-    path.write_bytes(b"not a pickle")
-    assert cache.load(path) == {}
+    learn(path, c=3)  # started afresh
+    assert cache.load(path) == {"c": 3}
 
 
-def test_a_file_of_another_version_is_replaced_not_appended_to(tmp_path: Path) -> None:
-    """What a new mab-hook learns is kept: appended under an old header it would be lost on
+def test_a_database_of_another_version_is_replaced_not_added_to(tmp_path: Path) -> None:
+    """What a new mab-hook learns is kept: added under an old version it would be lost on
     every run."""
-    path = tmp_path / "c.pickle"
-    path.write_bytes(pickle.dumps({"version": "v0"}) + pickle.dumps({"x": 1}))
+    path = tmp_path / "c.sqlite"
+    learn(path, x=1)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("update meta set value = 'v0' where key = 'version'")
+        db.commit()
     learn(path, a=1)
     learn(path, b=2)
     assert cache.load(path) == {"a": 1, "b": 2}
@@ -130,17 +169,16 @@ class Runs:
 
 
 @pytest.mark.parametrize("payload", ["crafted", "record_of_another_module", "deep"])
-def test_a_crafted_or_strange_cache_runs_nothing_and_is_a_miss(tmp_path: Path, payload: str) -> None:
-    path, proof = tmp_path / "c.pickle", tmp_path / "proof"
-    learn(path, a=1)
-    header = path.read_bytes()[
-        : len(pickle.dumps({"version": cache._version()}, protocol=pickle.HIGHEST_PROTOCOL))
-    ]
+def test_a_crafted_or_strange_row_runs_nothing_and_is_a_miss(tmp_path: Path, payload: str) -> None:
+    path, proof = tmp_path / "c.sqlite", tmp_path / "proof"
+    learn(path, a=1, b=2)
     bodies = {
-        "crafted": pickle.dumps({"b": Runs(proof)}),
-        "record_of_another_module": pickle.dumps({"b": Path("/etc/passwd")}),
+        "crafted": pickle.dumps(Runs(proof)),
+        "record_of_another_module": pickle.dumps(Path("/etc/passwd")),
         "deep": b"(" * 200_000 + b".",  # a stack of marks: damaged, whatever it does
     }
-    path.write_bytes(header + pickle.dumps({"a": 1}) + bodies[payload])
-    assert cache.load(path) == {"a": 1}  # what came before the strange batch is kept
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("update entries set value = ? where key = ?", (bodies[payload], repr("b")))
+        db.commit()
+    assert cache.load(path) == {"a": 1}  # the other entries are kept
     assert not proof.exists()

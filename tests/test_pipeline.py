@@ -13,19 +13,21 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
-from mab_hook import cli, pipeline, process
+from mab_hook import buildx, cli, pipeline, platform_check, process, runs
 from mab_hook.analysis import Base
 from mab_hook.buildx import Buildx
 from mab_hook.images import Image
 from mab_hook.pipeline import Job, Step
-from mab_hook.plan import PlannedImage
+from mab_hook.plan import Plan, PlannedImage
 from mab_hook.registry import Registry, Tagged
 from mab_hook.results import BuildResult, Failure, Status
 from mab_hook.runs import Events, Ledger
+from mab_hook.state import KeptByDigest
 from tests.conftest import Engine, Lab, Repo, start_registry
 
 BUILT, FAILED, NOT_BUILT, PUSHED, SKIPPED = (Status.BUILT, Status.FAILED, Status.NOT_BUILT, Status.PUSHED,
@@ -119,6 +121,118 @@ def test_interrupt_stops_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with pytest.raises(KeyboardInterrupt):
         pipeline.build_each([job("a")], s, limit=1)
     assert stopped == [True]
+
+
+class Checking:
+    """platform_check.check, faked: what it was asked, and what it answers (or raises)."""
+
+    def __init__(self, answer: platform_check.Checked | Exception) -> None:
+        self.answer = answer
+        self.asked: list[tuple[str, str]] = []
+        self.kept: list[Path | None] = []
+
+    def check(self, registry: object, staged: str, image: Image, **kwargs: Any) -> platform_check.Checked:
+        self.asked.append((staged, kwargs["digest"]))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def kept_findings(self, path: Path | None) -> KeptByDigest:
+        self.kept.append(path)
+        return KeptByDigest(None, 1)
+
+
+def checked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, answer: platform_check.Checked | Exception, *jobs: Job
+) -> tuple[list[BuildResult], Checking, list[str]]:
+    """What the check of what was built makes of each job's result (each built)."""
+    fake, said = Checking(answer), []  # type: Checking, list[str]
+    monkeypatch.setattr(platform_check, "check", fake.check)
+    monkeypatch.setattr(platform_check, "kept_findings", fake.kept_findings)
+    run = cast(runs.Builds, SimpleNamespace(
+        registry=None, events=Events(said.append, print, notice=said.append), state=SimpleNamespace(root=tmp_path)
+    ))  # fmt: skip
+    results = [BuildResult(j.planned.image.name, BUILT, 1.0, "", None) for j in jobs]
+    plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
+    [(_plan, _jobs, found)] = pipeline._checked([(plan, jobs, results)], run, {})
+    return list(found), fake, said
+
+
+FINDINGS = tuple(
+    platform_check.Finding("linux/arm64", "ELF 64-bit LSB, machine 0x3e (amd64)", f"/bin/tool{i}")
+    for i in range(30)
+)
+
+
+def test_an_upload_holding_another_platforms_programs_fails_with_the_first_and_how_many_more(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    found, fake, _said = checked(monkeypatch, tmp_path, platform_check.Checked(FINDINGS[:3]), job("api"))
+    assert (found[0].status, found[0].failure) == (FAILED, Failure.PLATFORM)
+    assert found[0].detail == (
+        "not the platform it claims: linux/arm64: /bin/tool0 is ELF 64-bit LSB, machine 0x3e (amd64) (and 2 more)"
+    )
+    assert found[0].tail == tuple(str(f) for f in FINDINGS[:3])
+    assert fake.kept == [tmp_path / "cache" / "uploads.json"] and fake.asked == [
+        ("reg/api:mab-apiapiapiapi", "")
+    ]
+    found, _fake, _said = checked(monkeypatch, tmp_path, platform_check.Checked(FINDINGS), job("api"))
+    assert found[0].detail.endswith("(and 29 more)") and len(found[0].tail) == process.TAIL_LINES
+    found, _fake, _said = checked(monkeypatch, tmp_path, platform_check.Checked(FINDINGS[:1]), job("api"))
+    assert found[0].detail == "not the platform it claims: " + str(FINDINGS[0])  # no "(and 0 more)"
+
+
+def test_layers_that_cannot_be_read_are_said_and_an_upload_that_cannot_be_read_fails_as_the_registrys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    layer = "sha256:" + "ab" * 32
+    found, _fake, said = checked(monkeypatch, tmp_path, platform_check.Checked((), (layer,)), job("api"))
+    assert found[0].status is BUILT  # what could be read is each platform's
+    assert said == [
+        "api: layer sha256:abababababab is compressed in a way mab-hook cannot read (zstd?): its programs were "
+        "not checked"
+    ]
+    found, _fake, _said = checked(monkeypatch, tmp_path, OSError("connection reset"), job("api"))
+    assert (found[0].status, found[0].failure) == (FAILED, Failure.REGISTRY)
+    assert (
+        found[0].detail
+        == "could not read reg/api:mab-apiapiapiapi back to check what it holds: connection reset"
+    )
+
+
+def test_only_what_built_and_was_uploaded_is_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    unstaged = job("local")._replace(staged="")
+    reused = job("reused", skip="already in the registry")._replace(
+        in_registry=True, manifest="sha256:" + "c" * 64
+    )
+    skipped = job("skipped", skip="built before")
+    fake = Checking(platform_check.Checked(()))
+    monkeypatch.setattr(platform_check, "check", fake.check)
+    run = cast(runs.Builds, SimpleNamespace(registry=None, events=Events(print, print), state=SimpleNamespace(
+        root=tmp_path)))  # fmt: skip
+    jobs = (job("api"), job("failed"), unstaged, reused, skipped)
+    results = [
+        BuildResult(j.planned.image.name, FAILED if j is jobs[1] else BUILT, 1.0, "", None) for j in jobs
+    ]
+    plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
+    [(_plan, _jobs, found)] = pipeline._checked([(plan, jobs, results)], run, {})
+    assert list(found) == results
+    assert fake.asked == [("reg/api:mab-apiapiapiapi", ""), (reused.staged, reused.manifest)]
+
+
+def test_what_each_build_uploads_reaches_the_ledger_as_it_ends(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def build_together(wanted: Any, *args: Any) -> list[BuildResult]:
+        return [
+            BuildResult(w.planned.image.name, PUSHED, 1.0, "", None, published=(w.push_ref,)) for w in wanted
+        ]
+
+    monkeypatch.setattr(buildx, "build_together", build_together)
+    ledger = Ledger()
+    pipeline.build_together([job("api"), job("web")], step(tmp_path, []), ledger)
+    assert ledger.published == ("reg/api:mab-apiapiapiapi", "reg/web:mab-webwebwebweb")
+    pipeline.build_together([job("api")], step(tmp_path, []))  # without one: nothing to note
 
 
 class HalfRegistry:

@@ -309,6 +309,25 @@ def test_removing_one_image_affects_no_other_and_is_said(repo: Repo) -> None:
                               "holds of them stays",)  # fmt: skip
 
 
+def test_an_image_that_starts_or_stops_naming_a_base_is_found_by_the_next_push(repo: Repo) -> None:
+    """Which Dockerfiles name which images is kept from run to run (by blob): a Dockerfile
+    that changes is read again, so a new base is followed and an old one no longer is."""
+    tables = "".join(
+        f'[tool.multiarch.images.{name}]\ncontext = "{name}"\n' for name in ("base", "api", "web")
+    )
+    repo.commit({
+        "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n{tables}",
+        "base/Dockerfile": "FROM busybox\n", "api/Dockerfile": "FROM busybox\n",
+        "web/Dockerfile": "FROM base\n",
+    })  # fmt: skip
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN true\n"})
+    rebuilt = ("Dockerfile changed: base/Dockerfile",), ("base image base is rebuilt",)
+    assert affected(plan(repo, {})) == {"base": rebuilt[0], "web": rebuilt[1]}
+    repo.commit({"api/Dockerfile": "FROM base\n", "web/Dockerfile": "FROM busybox\n"})
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN false\n"})
+    assert affected(plan(repo, {})) == {"base": rebuilt[0], "api": rebuilt[1]}
+
+
 def test_a_root_dockerfile_is_named_as_the_remote_names_the_repository_in_every_clone(tmp_path: Path) -> None:
     from tests.conftest import git  # noqa: PLC0415
 

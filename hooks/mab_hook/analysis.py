@@ -3,6 +3,7 @@ build (its files, its bases, what it pulls), and which other images of the repos
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from functools import partial
@@ -107,12 +108,11 @@ class Analysis:
     def _mentions(self) -> dict[str, set[str]]:
         """Word -> the images whose Dockerfile or build args have it, for the words that name an
         image (a Dockerfile has many more: only these are ever looked up)."""
-        naming = {word for image in self.config.images for word in self._naming(image)}
+        naming = frozenset(word for image in self.config.images for word in self._naming(image))
         found: dict[str, set[str]] = {}
-        self.files.prefetch((image.dockerfile, WORDS_KEY) for image in self.config.images)
+        named = self._naming_words(naming)
         for image in self.config.images:
-            words = self.files.memo(image.dockerfile, WORDS_KEY, partial(self._words_in, image.dockerfile))
-            mentioned = words & naming
+            mentioned = set(named[image.name])
             if image.build_args:
                 mentioned |= reference_words(" ".join(v for _k, v in image.build_args)) & naming
             for word in mentioned:
@@ -121,10 +121,34 @@ class Analysis:
                 found.setdefault(other, set()).add(image.name)
         return found
 
+    def _naming_words(self, naming: frozenset[str]) -> dict[str, frozenset[str]]:
+        """Each image's Dockerfile's words that name an image. What an earlier run found is kept
+        (for the same names) by the Dockerfile's blob: only a changed Dockerfile is read."""
+        cache, files, images = self.files.cache, self.files, self.config.images
+        digest = hashlib.sha256("\0".join(sorted(naming)).encode("utf-8", "surrogateescape")).hexdigest()
+        stored = cache.get(MENTIONS_KEY) if cache is not None else None  # one: of the last names
+        kept: dict[str, tuple[str, frozenset[str]]] = stored[1] if stored and stored[0] == digest else {}
+        entries = {image.name: files.entry(image.dockerfile) for image in images}
+        stale = [
+            i for i in images if entries[i.name] is None or kept.get(i.name, ("",))[0] != entries[i.name]
+        ]
+        files.prefetch((image.dockerfile, WORDS_KEY) for image in stale)
+        found = {image.name: self._named_in(image.dockerfile, naming) for image in stale}
+        if found and cache is not None:
+            fresh = {
+                name: (entries[name], words) for name, words in found.items() if entries[name] is not None
+            }
+            cache[MENTIONS_KEY] = (digest, {**{n: kept[n] for n in entries if n in kept}, **fresh})
+        return {name: found[name] if name in found else kept[name][1] for name in entries}
+
+    def _named_in(self, path: str, naming: frozenset[str]) -> frozenset[str]:
+        return self.files.memo(path, WORDS_KEY, partial(self._words_in, path)) & naming
+
     def _words_in(self, path: str) -> frozenset[str]:
         return reference_words(self.files.read(path) or "")
 
 
+MENTIONS_KEY = "mentions"  # the cache's entry of each image's naming words (`_naming_words`)
 WORDS_KEY = ("words",)  # what the cache keeps of a Dockerfile for this: the names it mentions
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 

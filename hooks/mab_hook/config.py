@@ -60,6 +60,7 @@ BUILDER_KEYS = schema.names(schema.BUILDER_KEYS)
 NODE_KEYS = schema.names(schema.NODE)
 IMAGE_KEYS = schema.names(schema.IMAGE)
 KEEP_CONFIGS = 4  # validated configurations a cache keeps
+CONFIGS = "configs"  # the cache's entry naming those it keeps, oldest first
 Resolve = Callable[[Sequence[Source]], Resolved]
 
 
@@ -98,10 +99,11 @@ def load(
             return dataclasses.replace(found, source=source)
     config = _load(text, source, probe, (root_name, local_platform))
     if cache is not None and not probe.listed:
-        kept = [k for k in cache if isinstance(k, tuple) and k[0] == "config"]
+        kept = [old for old in cache.get(CONFIGS, ()) if old != key]
         for old in kept[: max(len(kept) + 1 - KEEP_CONFIGS, 0)]:
-            del cache[old]  # each holds a whole configuration: keep the last few only
+            cache.pop(old, None)  # each holds a whole configuration: keep the last few only
             cache.pop(_where(old), None)
+        cache[CONFIGS] = (*kept, key)[-KEEP_CONFIGS:]
         cache[key] = (config, tuple(probe.asked), probe.definitions)
         _validated_at(cache, key, tree)
     return config

@@ -18,7 +18,7 @@ import operator
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
@@ -126,6 +126,7 @@ class Listing:
         self.moved = patch.moved if patch is not None else frozenset()
         self._changed = dict(self.patch)
         self._patched = tuple(path for path, _record in self.patch)
+        self._under: dict[str, Sequence[str]] = {}
 
     @property
     def tree(self) -> Listing:
@@ -162,13 +163,15 @@ class Listing:
         """The sorted paths inside `directory` ("." or "": all of them)."""
         if directory in (".", ""):
             return self.paths
-        start, end, changes = self._range(directory)
-        found = self.base.paths(start, end)
-        if not changes:
-            return found
-        gone = {path for path, record in changes if record is None}
-        came = {path for path, record in changes if record is not None}
-        return sorted((set(found) - gone) | came)
+        if directory not in self._under:  # planning asks after a context several times
+            start, end, changes = self._range(directory)
+            found = self.base.paths(start, end)
+            if changes:
+                gone = {path for path, record in changes if record is None}
+                came = {path for path, record in changes if record is not None}
+                found = sorted((set(found) - gone) | came)
+            self._under[directory] = found
+        return self._under[directory]
 
     def has_dir(self, directory: str) -> bool:
         if directory in (".", ""):
@@ -400,7 +403,7 @@ class Mapped:
         return self._safely(lambda: self._window(i // STRIDE)[i % STRIDE], lambda listed: listed.path(i))
 
     def paths(self, start: int, end: int) -> Sequence[str]:
-        return self._safely(lambda: self._paths(start, end), lambda listed: listed.paths(start, end))
+        return self._safely(lambda: self._from_windows(start, end), lambda listed: listed.paths(start, end))
 
     def records(self, start: int, end: int) -> str:
         return self._safely(lambda: self._records(start, end), lambda listed: listed.records(start, end))
@@ -434,6 +437,14 @@ class Mapped:
             start = window * STRIDE
             self._windows[window] = self._paths(start, min(start + STRIDE, self.count))
         return self._windows[window]
+
+    def _from_windows(self, start: int, end: int) -> list[str]:
+        """Paths from the windows that hold them (a directory's: the one or two a look-up read)."""
+        found: list[str] = []
+        for window in range(start // STRIDE, (end - 1) // STRIDE + 1 if end > start else start // STRIDE):
+            first = window * STRIDE
+            found += self._window(window)[max(start - first, 0) : end - first]
+        return found
 
     def _paths(self, start: int, end: int) -> list[str]:
         if start >= end:
@@ -510,9 +521,12 @@ def _head(mapped: mmap.mmap) -> _Head | None:
 
 def save(path: Path, listing: Listed) -> None:
     """Written whole or not at all; a lost listing costs time, never correctness."""
-    names = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in listing.every)
-    lengths = (len(p.encode("utf-8", "surrogateescape")) + 1 for p in listing.every)
-    offsets = array("Q", itertools.accumulate(lengths, initial=0))
+    names = ("\0".join(listing.every) + "\0" if listing.every else "").encode("utf-8", "surrogateescape")
+    lengths: Iterable[int] = map(len, listing.every)
+    if len(names) != sum(map(len, listing.every)) + len(listing):  # not a byte a character
+        lengths = (len(path.encode("utf-8", "surrogateescape")) for path in listing.every)
+    # Each path's offset: the lengths before it, and a NUL after each (all of it in C).
+    offsets = array("Q", itertools.accumulate(map((1).__add__, lengths), initial=0))
     records = listing.text.encode("ascii")
     body = b"".join((records, bytes(_aligned(len(records)) - len(records)), offsets.tobytes(), names))
     view = memoryview(body)

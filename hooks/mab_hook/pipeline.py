@@ -91,9 +91,9 @@ def build(
     repo: git.Repo,
     decided: Decided,
     run: runs.Builds,
-    bases: Mapping[str, Found] | None = None,
+    bases: Mapping[str, Found],
     *,
-    publishing: bool = True,
+    publishing: bool,
 ) -> list[BuildResult]:
     """Build what was decided; `bases`: what readiness found of each base (its platforms,
     its layers), for the check of what was built. Without `publishing`, what built stays under
@@ -101,7 +101,7 @@ def build(
     built: list[Built] = [(plan, jobs, _build_plan(repo, plan, jobs, run)) for plan, jobs in decided.work]
     ok = all(r.ok for _plan, _jobs, results in built for r in results)
     if ok:  # what is about to be published is what it claims
-        built = _checked(built, run, bases or {})
+        built = _checked(built, run, bases)
         ok = all(r.ok for _plan, _jobs, results in built for r in results)
     if ok:
         return _finish(built, run, publishing=publishing)

@@ -7,6 +7,7 @@ and what planning learnt is kept one way.
 
 from __future__ import annotations
 
+import contextlib
 import platform as os_platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from mab_hook.images import Config
 from mab_hook.inputs import Files
 from mab_hook.paths import Tracked
 from mab_hook.validation import PYPROJECT
+
+CACHE = "planning.sqlite"  # what planning learnt (`cache`), beside the kept listing
 
 
 def plan_at(
@@ -38,7 +41,7 @@ def plan_at(
     compose and bake files."""
     cache_dir = state.root(repo) / "cache"
     commit_listing = listing.of_commit(repo, commit.sha, cache_dir)
-    memory = cache.load(cache_dir / "planning.pickle")
+    memory = cache.load(cache_dir / CACHE)
     reader = gitobjects.Reader(repo, commit_listing.blob_id)
     symlinks = commit_listing.symlinks()  # once: each look scans every record
 
@@ -80,8 +83,10 @@ def plan_at(
         explain=explain,
         deadline=deadline,
     )
-    if memory.changed:
-        cache.save(cache_dir / "planning.pickle", memory)
+    if memory.db is None:
+        with contextlib.suppress(OSError):
+            (cache_dir / "planning.pickle").unlink(missing_ok=True)  # what mab-hook 0.1 kept instead
+    cache.save(cache_dir / CACHE, memory)
     listing.remember(commit_listing)
     return planned
 

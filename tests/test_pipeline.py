@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -283,6 +284,69 @@ def test_a_refused_tag_moves_no_moving_tag_anywhere(tmp_path: Path) -> None:
     assert ("reg/base:main",) not in registry.asked
 
 
+def test_each_tag_step_says_its_tags_and_a_refusal_those_not_yet_put() -> None:
+    api = job("api")
+    api = api._replace(planned=api.planned._replace(tags=("reg/api:1", "reg/api:1a2b3c"), moving=()))
+    said: list[str] = []
+    results = pipeline.publish(
+        [api], built_results([api]), HalfRegistry(), Events(said.append, print), Ledger()
+    )  # type: ignore[arg-type]
+    assert said == ["api: tagging reg/api:1, reg/api:1a2b3c"]
+    assert results[0].detail == (
+        "tagging in the registry failed: HTTP 403 tagging reg/api:1; not tagged yet: reg/api:1, reg/api:1a2b3c"
+    )
+
+
+def test_what_needs_no_build_is_said_and_reported_as_taking_no_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_builds(monkeypatch, fail=frozenset({"base"}), seconds=0.01)
+    said: list[str] = []
+    jobs = [job("base"), job("api", "base"), job("lone", skip="built before from the same inputs")]
+    results = pipeline.build_each(jobs, step(tmp_path, said), limit=2)
+    image = jobs[1].planned.image
+    assert results[1:] == [
+        BuildResult("api", NOT_BUILT, 0.0, "base image base did not build", None, platforms=image.platforms,
+                    input_digest="apiapiapiapi", failure=Failure.BASE),
+        BuildResult("lone", SKIPPED, 0.0, "built before from the same inputs", None, platforms=image.platforms,
+                    input_digest="lonelonelonelone"),
+    ]  # fmt: skip
+    assert said == [
+        "lone: skipped, built before from the same inputs",
+        "api: not built, its base image base did not build",
+    ]
+
+
+def test_a_build_on_its_own_says_what_it_builds_each_step_once_and_its_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long = "RUN " + "x" * 200
+    lines = [f"#5 [linux/arm64 2/3] {long}", f"#5 [linux/arm64 2/3] {long}", "#6 [linux/amd64 2/3] RUN make"]
+
+    def build_one(planned: PlannedImage, *args: Any, on_line: Any, **kwargs: Any) -> BuildResult:
+        for line in lines:
+            on_line(line)
+        status = FAILED if planned.image.name == "bad" else BUILT
+        return BuildResult(planned.image.name, status, 1.0, "", None, tail=("the error",))
+
+    monkeypatch.setattr(buildx, "build_one", build_one)
+    said: list[str] = []
+    steps: list[tuple[str, str, str]] = []
+    failed: list[tuple[str, Sequence[str]]] = []
+    events = Events(said.append, print, step=lambda *started: steps.append(started),
+                    failed=lambda name, tail: failed.append((name, tail)))  # fmt: skip
+    two = job("api")
+    image = Image("api", "api", "api/Dockerfile", ("linux/amd64", "linux/arm64"))
+    two = two._replace(planned=two.planned._replace(image=image))
+    the_step = step(tmp_path, [])._replace(events=events)
+    pipeline._build(two, the_step)
+    assert said[0] == "api: building for linux/amd64, linux/arm64 (inputs apiapiapiapi)"
+    assert steps == [("api", "linux/arm64", f"2/3 {long}"[:100]), ("api", "linux/amd64", "2/3 RUN make")]
+    assert failed == []
+    pipeline._build(job("bad"), the_step)
+    assert failed == [("bad", ("the error",))]
+
+
 class SlowRegistry:
     """A registry that answers each tag in 0.3 s; the first request sends the run a ^C."""
 
@@ -307,8 +371,9 @@ def test_interrupting_the_tag_step_stops_it_and_says_what_landed() -> None:
     registry, ledger = SlowRegistry(), Ledger()
     with pytest.raises(KeyboardInterrupt):
         pipeline.publish(jobs, built_results(jobs), registry, Events(lambda t: None, print), ledger)  # type: ignore[arg-type]
-    time.sleep(0.5)  # nothing more lands afterwards
-    assert set(ledger.published) == set(registry.put)
+    landed = list(registry.put)  # the requests under way ended before the interruption went on
+    time.sleep(0.5)
+    assert registry.put == landed and set(ledger.published) == set(landed)
     assert registry.put and not any(
         tag.endswith(":main") for tag in registry.put
     )  # the moving ones never started

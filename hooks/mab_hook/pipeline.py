@@ -14,7 +14,7 @@ import concurrent.futures
 import contextlib
 import datetime
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -419,7 +419,7 @@ def publish(
     tags that move (`latest`, a branch's), so that a refusal or a ^C leaves no moving tag on
     what the others do not have. ^C stops between requests; what landed is what the registry
     answered (in `ledger`), and pushing again puts the rest, building nothing."""
-    to = _Tagging(registry, events, ledger, threading.Event())
+    to = _Tagging(registry, events, ledger, threading.Event(), _Requests())
     done = list(results)
     for moving in (False, True):
         wanted = [
@@ -427,31 +427,47 @@ def publish(
             for i in range(len(jobs))
         ]
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            futures = {
-                i: pool.submit(_tag, jobs[i], done[i], tags, to)
-                for i, tags in wanted
-                if tags and done[i].status is not Status.FAILED
-            }
-            for i, result in _all_of(futures, to.stop).items():
-                done[i] = result
+            futures: dict[int, concurrent.futures.Future[BuildResult]] = {}
+            try:
+                for i, tags in wanted:
+                    if tags and done[i].status is not Status.FAILED:
+                        futures[i] = pool.submit(_tag, jobs[i], done[i], tags, to)
+                for i, future in futures.items():
+                    done[i] = future.result()
+            except KeyboardInterrupt:  # wherever it lands, a thread's start included
+                to.stop.set()
+                to.requests.wait_idle()
+                raise
         if any(r.status is Status.FAILED for r in done):
             return [_untagged(job, r) for job, r in zip(jobs, done, strict=True)]
     return [_tagged(job, r) for job, r in zip(jobs, done, strict=True)]
 
 
-def _all_of(
-    futures: Mapping[int, concurrent.futures.Future[BuildResult]], stop: threading.Event
-) -> dict[int, BuildResult]:
-    """Every result; on ^C (or SIGTERM, SIGHUP) no further request starts, the ones under way
-    end (milliseconds; a second ^C does not cut them short), and the interruption goes on."""
-    try:
-        return {i: future.result() for i, future in futures.items()}
-    except KeyboardInterrupt:
-        stop.set()
-        while not all(future.done() for future in futures.values()):
-            with contextlib.suppress(KeyboardInterrupt):
-                concurrent.futures.wait(futures.values())
-        raise
+class _Requests:
+    """The tag requests under way. On ^C (or SIGTERM, SIGHUP) no further one starts and those
+    under way end (milliseconds; a second ^C does not cut them short), so that what reached the
+    registry is in the ledger before the interruption goes on."""
+
+    def __init__(self) -> None:
+        self._idle = threading.Condition()
+        self._count = 0
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        with self._idle:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._count -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self) -> None:
+        while True:
+            with contextlib.suppress(KeyboardInterrupt), self._idle:
+                self._idle.wait_for(lambda: self._count == 0)
+                return
 
 
 class _Tagging(NamedTuple):
@@ -459,12 +475,14 @@ class _Tagging(NamedTuple):
     events: runs.Events
     ledger: runs.Ledger
     stop: threading.Event  # set: no further tag is put
+    requests: _Requests
 
 
 def _tag(job: Job, result: BuildResult, tags: Sequence[str], to: _Tagging) -> BuildResult:
     to.events.progress(f"{job.planned.image.name}: tagging {', '.join(tags)}")
-    tagged = to.registry.tag(job.staged, tags, to.stop)
-    to.ledger.add(tagged.published)
+    with to.requests.one():  # counted before the stop is looked at: see `_Requests`
+        tagged = to.registry.tag(job.staged, tags, to.stop)
+        to.ledger.add(tagged.published)
     published = tuple(
         dict.fromkeys((*result.published, *((job.staged,) if job.in_registry else ()), *tagged.published))
     )

@@ -288,9 +288,8 @@ def test_each_tag_step_says_its_tags_and_a_refusal_those_not_yet_put() -> None:
     api = job("api")
     api = api._replace(planned=api.planned._replace(tags=("reg/api:1", "reg/api:1a2b3c"), moving=()))
     said: list[str] = []
-    results = pipeline.publish(
-        [api], built_results([api]), HalfRegistry(), Events(said.append, print), Ledger()
-    )  # type: ignore[arg-type]
+    registry = cast(Registry, HalfRegistry())
+    results = pipeline.publish([api], built_results([api]), registry, Events(said.append, print), Ledger())
     assert said == ["api: tagging reg/api:1, reg/api:1a2b3c"]
     assert results[0].detail == (
         "tagging in the registry failed: HTTP 403 tagging reg/api:1; not tagged yet: reg/api:1, reg/api:1a2b3c"

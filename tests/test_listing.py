@@ -248,7 +248,7 @@ def test_links_and_submodules_of_a_kept_listing_and_of_what_is_laid_over_it(
     repo.git("update-index", "--add", "--cacheinfo", f"160000,{git(sub, 'rev-parse', 'HEAD')},vendor/sub")
     repo.git("commit", "-q", "-m", "a link gone, a link and a submodule new")
     found = listing.of_commit(handle, repo.head(), cache)
-    assert isinstance(found.base, listing.Mapped) and found.patch  # laid over the kept one
+    assert isinstance(found.base, listing.Kept) and found.patch  # laid over the kept one
     assert (found.gitlinks(), found.symlinks()) == (("vendor/sub",), frozenset({"link", "new"}))
     assert as_dict(found) == expected(repo, repo.head())
 
@@ -267,12 +267,19 @@ def test_what_a_run_looked_up_is_answered_from_memory_by_the_next_over_the_same_
     listing.remember(found)
     third = repo.commit({"d1/f1": "changed too"})
     with monkeypatch.context() as patch:
-        patch.setattr(listing.Mapped, "bisect", lambda *_: pytest.fail("read from the kept listing"))
+        patch.setattr(listing.Kept, "bisect", lambda *_: pytest.fail("read from the kept listing"))
         again = listing.of_commit(handle, third, cache)
         assert {path: again.entry(path) for path in asked} == {
             **said,
             "d1/f1": f"100644 {repo.git('rev-parse', f'{third}:d1/f1')}",
         }
+    again.entry("d3/f3")
+    listing.remember(again)  # what this run asked of the kept listing, and nothing else
+    assert set(listing.load_known(cache / listing.KNOWN, again.known.tree_id).records) == {
+        "d2/f2",
+        "d3/f3",
+        "missing",
+    }
     repo.commit({f"d{i}/f{j}": "all changed" for i in range(10) for j in range(3)})  # past SAVE_FRACTION
     rewritten = listing.of_commit(handle, repo.head(), cache)
     assert rewritten.known.records == {}  # the kept listing changed: nothing remembered holds

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mab_hook import changes, definitions, planning, process
+from mab_hook import changes, definitions, listing, planning, process
 from mab_hook.plan import Plan
 from mab_hook.repository import open_repo
 from tests.conftest import Lab, Repo
@@ -310,22 +310,30 @@ def test_removing_one_image_affects_no_other_and_is_said(repo: Repo) -> None:
 
 
 def test_an_image_that_starts_or_stops_naming_a_base_is_found_by_the_next_push(repo: Repo) -> None:
-    """Which Dockerfiles name which images is kept from run to run (by blob): a Dockerfile
-    that changes is read again, so a new base is followed and an old one no longer is."""
+    """Which Dockerfiles name which images is kept from run to run, with where it held: a
+    Dockerfile changed since (in this push, or in one before over the same kept listing) is
+    read again, so a new base is followed and an old one no longer is."""
     tables = "".join(
         f'[tool.multiarch.images.{name}]\ncontext = "{name}"\n' for name in ("base", "api", "web")
     )
     repo.commit({
         "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n{tables}",
-        "base/Dockerfile": "FROM busybox\n", "api/Dockerfile": "FROM busybox\n",
-        "web/Dockerfile": "FROM base\n",
+        "base/Dockerfile": "FROM busybox\n", "api/Dockerfile": "FROM busybox\n", "web/Dockerfile": "FROM base\n",
+        **{f"docs/{i}.md": str(i) for i in range(1000)},  # a few changed files stay laid over the kept listing
     })  # fmt: skip
-    repo.commit({"base/Dockerfile": "FROM busybox\nRUN true\n"})
+    planning.plan_at(open_repo(repo.path), changes.for_all(open_repo(repo.path), "HEAD", "main", "t"), env={},
+                     build_platform="linux/amd64")  # fmt: skip
     rebuilt = ("Dockerfile changed: base/Dockerfile",), ("base image base is rebuilt",)
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN true\n"})
     assert affected(plan(repo, {})) == {"base": rebuilt[0], "web": rebuilt[1]}
     repo.commit({"api/Dockerfile": "FROM base\n", "web/Dockerfile": "FROM busybox\n"})
     repo.commit({"base/Dockerfile": "FROM busybox\nRUN false\n"})
     assert affected(plan(repo, {})) == {"base": rebuilt[0], "api": rebuilt[1]}
+    repo.commit({"api/Dockerfile": "FROM busybox\n", "web/Dockerfile": "FROM base\n"})  # as they were
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN again\n"})
+    assert affected(plan(repo, {})) == {"base": rebuilt[0], "web": rebuilt[1]}
+    kept = listing.load(repo.path / ".git" / "mab-hook" / "cache" / "listing", pytest.fail)
+    assert kept is not None and kept.tree_id == repo.git("rev-parse", "HEAD~5^{tree}")  # laid over all along
 
 
 def test_a_root_dockerfile_is_named_as_the_remote_names_the_repository_in_every_clone(tmp_path: Path) -> None:

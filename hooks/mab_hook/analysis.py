@@ -122,24 +122,29 @@ class Analysis:
         return found
 
     def _naming_words(self, naming: frozenset[str]) -> dict[str, frozenset[str]]:
-        """Each image's Dockerfile's words that name an image. What an earlier run found is kept
-        (for the same names) by the Dockerfile's blob: only a changed Dockerfile is read."""
+        """Each image's Dockerfile's words that name an image. What an earlier run found (for the
+        same names) is kept with where it held: over the same kept listing, only a Dockerfile that
+        changed from it then, or now, is read again; otherwise each is (its words cached by blob)."""
         cache, files, images = self.files.cache, self.files, self.config.images
         digest = hashlib.sha256("\0".join(sorted(naming)).encode("utf-8", "surrogateescape")).hexdigest()
-        stored = cache.get(MENTIONS_KEY) if cache is not None else None  # one: of the last names
-        kept: dict[str, tuple[str, frozenset[str]]] = stored[1] if stored and stored[0] == digest else {}
-        entries = {image.name: files.entry(image.dockerfile) for image in images}
-        stale = [
-            i for i in images if entries[i.name] is None or kept.get(i.name, ("",))[0] != entries[i.name]
-        ]
+        now = files.tree.difference()
+        where = cache.get(MENTIONS_AT) if cache is not None else None  # (names, listing, changed)
+        kept = cache.get(MENTIONS_KEY) if cache is not None else None  # name -> (Dockerfile, words)
+        since: frozenset[str] = frozenset()
+        if now is None or not isinstance(where, tuple) or where[:2] != (digest, now.base) or not kept:
+            kept = {}
+        else:
+            since = where[2] | now.changed
+        stale = [i for i in images if kept.get(i.name, ("",))[0] != i.dockerfile or i.dockerfile in since]
         files.prefetch((image.dockerfile, WORDS_KEY) for image in stale)
-        found = {image.name: self._named_in(image.dockerfile, naming) for image in stale}
-        if found and cache is not None:
-            fresh = {
-                name: (entries[name], words) for name, words in found.items() if entries[name] is not None
-            }
-            cache[MENTIONS_KEY] = (digest, {**{n: kept[n] for n in entries if n in kept}, **fresh})
-        return {name: found[name] if name in found else kept[name][1] for name in entries}
+        found = {image.name: (image.dockerfile, self._named_in(image.dockerfile, naming)) for image in stale}
+        held = {image.name: found.get(image.name) or kept[image.name] for image in images}
+        if cache is not None and now is not None:
+            if found:
+                cache[MENTIONS_KEY] = held
+            if where != (digest, now.base, now.changed):
+                cache[MENTIONS_AT] = (digest, now.base, now.changed)
+        return {name: words for name, (_dockerfile, words) in held.items()}
 
     def _named_in(self, path: str, naming: frozenset[str]) -> frozenset[str]:
         return self.files.memo(path, WORDS_KEY, partial(self._words_in, path)) & naming
@@ -148,7 +153,8 @@ class Analysis:
         return reference_words(self.files.read(path) or "")
 
 
-MENTIONS_KEY = "mentions"  # the cache's entry of each image's naming words (`_naming_words`)
+# The cache's entries of each image's naming words (`_naming_words`), and where they hold.
+MENTIONS_KEY, MENTIONS_AT = "mentions", "mentions-at"
 WORDS_KEY = ("words",)  # what the cache keeps of a Dockerfile for this: the names it mentions
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 

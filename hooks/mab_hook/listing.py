@@ -1,8 +1,8 @@
 """What a commit tracks: every file's path, mode and object id.
 
 Listing a 500,000-file commit costs git and Python some 0.3 s and 200 MB, and a push needs a few
-hundred of those entries. So a listing is kept under the git dir in a form that is read in place
-(mapped, never loaded whole), and a commit's listing is that kept one with what `git diff-tree`
+hundred of those entries. So a listing is kept under the git dir in a form that is read a block
+at a time, never loaded whole, and a commit's listing is that kept one with what `git diff-tree`
 says changed laid over it: a push costs what its difference and the entries it reads cost. The
 kept listing is written afresh only once the difference has grown, or when it is damaged or gone.
 """
@@ -13,15 +13,16 @@ import bisect
 import contextlib
 import dataclasses
 import itertools
-import mmap
 import operator
+import os
 import sys
+import threading
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import BinaryIO, NamedTuple, Protocol, TypeVar
 
 import git
 
@@ -121,7 +122,7 @@ class Listing:
         self, tree_id: str, base: Base, patch: Patch | None = None, known: Known | None = None
     ) -> None:
         self.tree_id, self.base = tree_id, base
-        self.known = known if known is not None else Known(base.tree_id, {})
+        self.known = known if known is not None else Known.of(base.tree_id, {})
         self.patch = tuple(patch.changes) if patch is not None else ()
         self.moved = patch.moved if patch is not None else frozenset()
         self._changed = dict(self.patch)
@@ -134,7 +135,7 @@ class Listing:
         return self
 
     def difference(self) -> Difference:
-        return Difference(self.base.tree_id, self.moved)
+        return Difference(self.base.tree_id, self.moved, frozenset(self._changed))
 
     def entry(self, path: str) -> str | None:
         """The file's "<mode> <object id>": what a file's content and executable bit hash to."""
@@ -147,11 +148,13 @@ class Listing:
 
     def _in_base(self, path: str) -> str | None:
         if path in self.known.records:
+            self.known.asked.add(path)
             return self.known.records[path]
         i = self.base.bisect(path)
         found = self.base.records(i, i + 1) if i < len(self.base) and self.base.path(i) == path else None
-        if len(self.known.records) < MAX_KNOWN:
+        if len(self.known.asked) < MAX_KNOWN:
             self.known.records[path] = found
+            self.known.asked.add(path)
         return found
 
     def exists(self, path: str) -> bool:
@@ -242,11 +245,11 @@ def of_commit(repo: git.Repo, sha: str, cache_dir: Path | None = None) -> Listin
     else:
         fresh = ls_tree(repo, tree_id)
     if kept is not None:
-        kept.close()  # where a mapped file cannot be replaced (Windows)
+        kept.close()  # where an open file cannot be replaced (Windows)
     if path is None:
         return Listing(tree_id, fresh)
     save(path, fresh)
-    return Listing(tree_id, fresh, known=Known(tree_id, {}, 0, path.with_name(KNOWN)))
+    return Listing(tree_id, fresh, known=Known.of(tree_id, {}, path.with_name(KNOWN)))
 
 
 def near(repo: git.Repo, known: Listing, sha: str) -> Listing:
@@ -328,13 +331,19 @@ MAX_KNOWN = 100_000  # entries remembered, at most
 
 class Known(NamedTuple):
     """What look-ups of a whole listing found (path -> record, None for no such path), kept for
-    the next run over the same listing: a push asks after the same Dockerfiles every time, and a
-    dict answers in a tenth of what a look-up in the kept file costs."""
+    the next run over the same listing: pushes ask after the same files again and again, and a
+    dict answers in a tenth of what a look-up in the kept file costs. What a run did not ask is
+    not kept: the file holds what pushes use, not everything any run (`--all`) ever read."""
 
     tree_id: str
     records: dict[str, str | None]
-    saved: int = 0  # records already in the file
-    path: Path | None = None  # where they are kept; None: not kept (not the kept listing's)
+    saved: frozenset[str]  # what the file holds
+    path: Path | None  # where they are kept; None: not kept (not the kept listing's)
+    asked: set[str]  # what this run looked up
+
+    @classmethod
+    def of(cls, tree_id: str, records: dict[str, str | None], path: Path | None = None) -> Known:
+        return cls(tree_id, records, frozenset(records), path, set())
 
 
 def load_known(path: Path, tree_id: str) -> Known:
@@ -345,20 +354,19 @@ def load_known(path: Path, tree_id: str) -> Known:
         if head == _known_head(tree_id, body):
             fields = body.decode("utf-8", "surrogateescape").split("\0")
             pairs = zip(fields[0:-1:2], fields[1::2], strict=True)
-            records = {name: record or None for name, record in pairs}
-            return Known(tree_id, records, len(records), path)
-    return Known(tree_id, {}, 0, path)
+            return Known.of(tree_id, {name: record or None for name, record in pairs}, path)
+    return Known.of(tree_id, {}, path)
 
 
 def remember(found: Listing) -> None:
     """Keep what this run looked up in the kept listing, for the next run over it."""
-    known = found.known
-    if known.path is None or known.saved == len(known.records):
+    kept = found.known
+    if kept.path is None or kept.asked == kept.saved:
         return
-    body = "".join(f"{path}\0{record or ''}\0" for path, record in known.records.items())
+    body = "".join(f"{path}\0{kept.records[path] or ''}\0" for path in sorted(kept.asked))
     data = body.encode("utf-8", "surrogateescape")
     with contextlib.suppress(OSError):
-        state.write_private(known.path, _known_head(known.tree_id, data) + b"\n" + data)
+        state.write_private(kept.path, _known_head(kept.tree_id, data) + b"\n" + data)
 
 
 def _known_head(tree_id: str, body: bytes) -> bytes:
@@ -377,19 +385,22 @@ class _Damaged(Exception):
     """A block of the kept listing is not what was written."""
 
 
-class Mapped:
-    """The kept listing, read in place: a look-up reads a few pages of the file, each checked
-    against its CRC-32 the first time. A damaged block lists the tree afresh (`relist`) and
-    drops the file, so that the run answers as git would and the next one writes it anew."""
+class Kept:
+    """The kept listing, read in place: a look-up reads a few blocks of the file, each checked
+    against its CRC-32 as it is read. (Read, not mapped: a mapped file's pages come in by the
+    16, and a 500,000-file listing would cost as much memory as loading it.) A damaged block
+    lists the tree afresh (`relist`) and drops the file, so that the run answers as git would and
+    the next one writes it anew."""
 
-    def __init__(self, path: Path, mapped: mmap.mmap, head: _Head, relist: Callable[[str], Listed]) -> None:
-        self.tree_id, self.count, self._path, self._map = head.tree_id, head.entries, path, mapped
+    def __init__(self, path: Path, stream: BinaryIO, head: _Head, relist: Callable[[str], Listed]) -> None:
+        self.tree_id, self.count, self._path, self._stream = head.tree_id, head.entries, path, stream
         self._relist = relist
+        self._lock = threading.Lock()  # one seek and read at a time
         self._width, self._start, self._crcs = head.width, head.body, head.crcs
         self._offsets = self._start + _aligned(head.entries * head.width)
         self._names = self._offsets + 8 * (head.entries + 1)
         self._samples, self._special = head.samples, head.specials
-        self._checked: set[int] = set()
+        self._blocks: dict[int, bytes] = {}  # as read, checked
         self._windows: dict[int, list[str]] = {}  # STRIDE paths each, as read
         self._listed: Listed | None = None
 
@@ -412,8 +423,7 @@ class Mapped:
         return self._listed.specials() if self._listed is not None else self._special
 
     def close(self) -> None:
-        with contextlib.suppress(BufferError):  # a view of it still held: the collector closes it
-            self._map.close()
+        self._stream.close()
 
     def _safely(self, read: Callable[[], T], instead: Callable[[Listed], T]) -> T:
         if self._listed is None:
@@ -457,13 +467,20 @@ class Mapped:
         return self._read(self._start + start * self._width, self._start + end * self._width).decode("ascii")
 
     def _read(self, start: int, end: int) -> bytes:
-        for block in range((start - self._start) // BLOCK, (end - 1 - self._start) // BLOCK + 1):
-            if block not in self._checked:
-                at = self._start + block * BLOCK
-                if zlib.crc32(self._map[at : at + BLOCK]) != self._crcs[block]:
-                    raise _Damaged(block)
-                self._checked.add(block)
-        return self._map[start:end]
+        first, last = (start - self._start) // BLOCK, (end - 1 - self._start) // BLOCK
+        data = b"".join([self._block(block) for block in range(first, last + 1)])
+        at = self._start + first * BLOCK
+        return data[start - at : end - at]
+
+    def _block(self, block: int) -> bytes:
+        if block not in self._blocks:
+            with self._lock:
+                self._stream.seek(self._start + block * BLOCK)
+                data = self._stream.read(BLOCK)
+            if block >= len(self._crcs) or zlib.crc32(data) != self._crcs[block]:
+                raise _Damaged(block)
+            self._blocks[block] = data
+        return self._blocks[block]
 
 
 class _Head(NamedTuple):
@@ -480,38 +497,40 @@ def _aligned(size: int) -> int:
     return -(-size // 8) * 8
 
 
-def load(path: Path, relist: Callable[[str], Listed]) -> Mapped | None:
+def load(path: Path, relist: Callable[[str], Listed]) -> Kept | None:
     """The kept listing, or None when there is none, it is of another version or machine, or it
     does not hold together. `relist`: what lists a tree afresh, should a block read later be
     damaged."""
     try:
-        with path.open("rb") as stream:
-            mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+        stream = path.open("rb", buffering=0)
+    except OSError:
         return None
-    head = _head(mapped)
+    try:
+        head = _head(stream, os.fstat(stream.fileno()).st_size)
+    except OSError:
+        head = None
     if head is None:
-        mapped.close()
+        stream.close()
         return None
-    return Mapped(path, mapped, head, relist)
+    return Kept(path, stream, head, relist)
 
 
-def _head(mapped: mmap.mmap) -> _Head | None:
-    line = mapped[: mapped.find(b"\n", 0, 256) + 1]
+def _head(stream: BinaryIO, size: int) -> _Head | None:
+    line = stream.readline(256)
     fields = line.split()
     try:
         if len(fields) != 9 or b" ".join(fields[:3]) != MAGIC or fields[3].decode() != sys.byteorder:
             return None
-        tree_id, count, width, size = fields[4].decode(), int(fields[5]), int(fields[6]), int(fields[7])
+        tree_id, count, width, length = fields[4].decode(), int(fields[5]), int(fields[6]), int(fields[7])
         crc = int(fields[8], 16)
     except ValueError:  # not numbers, not text
         return None
-    header = mapped[len(line) : len(line) + size]
-    if len(header) != size or zlib.crc32(header, zlib.crc32(line[: line.rindex(b" ")])) != crc:
+    header = stream.read(length)
+    if len(header) != length or zlib.crc32(header, zlib.crc32(line[: line.rindex(b" ")])) != crc:
         return None
-    body = _aligned(len(line) + size)
-    blocks = -(-(len(mapped) - body) // BLOCK)
-    if body + _aligned(count * width) + 8 * (count + 1) > len(mapped) or 4 * blocks > size:
+    body = _aligned(len(line) + length)
+    blocks = -(-(size - body) // BLOCK)
+    if body + _aligned(count * width) + 8 * (count + 1) > size or 4 * blocks > length:
         return None
     crcs = array("I", header[: 4 * blocks])
     samples, _, specials = header[4 * blocks :].decode("utf-8", "surrogateescape").partition("\0\0")

@@ -14,6 +14,7 @@ class Difference(NamedTuple):
 
     base: str  # the tree id of that whole listing
     moved: frozenset[str]  # the paths only one of the two has
+    changed: frozenset[str]  # every path that differs (moved, or another blob or mode)
 
 
 class Tracked(Protocol):

@@ -16,7 +16,7 @@ from mab_hook.errors import FatalError
 from mab_hook.images import Config, Image
 from mab_hook.inputs import Files
 from mab_hook.paths import Tree
-from mab_hook.plan import Plan, make_plan
+from mab_hook.plan import Changed, Plan, make_plan, paths_near
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
 
@@ -701,3 +701,33 @@ def test_an_image_is_compared_with_the_build_of_its_own_name_before_one_sharing_
     found = make_plan(commit, with_images(now), Files.of(files), build_platform="linux/amd64",
                       previous=[with_images(c, b)])  # fmt: skip
     assert [p.reasons for p in found.affected] == [("its definition in compose.yaml changed",)]
+
+
+DIRECTORIES = st.sampled_from([".", "", "a", "a/b", "a/b/c", "b", "ab", "a.b"])
+NAMES = st.sampled_from(["a", "b", "c", "ab", "a.b", "Dockerfile", "Dockerfile.dockerignore", "x.go"])
+CHANGED = st.lists(st.lists(NAMES, min_size=1, max_size=4).map("/".join), max_size=6)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    context=DIRECTORIES,
+    dockerfile=st.lists(NAMES, min_size=1, max_size=3).map("/".join),
+    named=st.lists(DIRECTORIES, max_size=2),
+    watches=st.lists(st.sampled_from(["a/**", "**/*.go", "b/*", "x.go"]), max_size=2),
+    links=st.lists(st.lists(NAMES, min_size=1, max_size=2).map("/".join), max_size=2),
+    changed=CHANGED,
+)
+def test_the_prefilter_finds_near_exactly_what_paths_near_does(
+    *,
+    context: str,
+    dockerfile: str,
+    named: list[str],
+    watches: list[str],
+    links: list[str],
+    changed: list[str],
+) -> None:
+    image = Image("i", context, dockerfile, ("linux/amd64",), watch=tuple(watches),
+                  contexts=tuple((f"n{i}", d) for i, d in enumerate(named)))  # fmt: skip
+    paths = sorted(set(changed))
+    near = any(paths_near(image, paths, frozenset(paths), links=links))
+    assert Changed.of(paths).near(image, paths, links=links) == near

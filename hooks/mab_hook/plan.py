@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import graphlib
 import posixpath
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import NamedTuple
 
@@ -163,11 +163,11 @@ def _reasons(
     """Every affected image and why: its own reasons (() when only a base makes it affected);
     and the images a changed path comes near."""
     changed = tuple(sorted(commit.changed)) if commit.changed is not None else None
+    index = Changed.of(changed) if changed is not None else None
     near = {
         image.name: image
         for image in config.images
-        if commit.changed is None
-        or any(paths_near(image, changed or (), commit.changed, links=_links(image, files)))
+        if index is None or index.near(image, changed or (), links=_links(image, files))
     }
     files.prefetch(
         read for image in near.values() for read in inputs.reads_needed(image, files, analysis.build_platform)
@@ -315,6 +315,37 @@ def _via(bases: tuple[Base, ...], reasons: Mapping[str, tuple[str, ...]], change
     )
 
 
+class Changed(NamedTuple):
+    """The changed paths as the prefilter asks about them: each image asks a few set questions,
+    so that a push costs what its change costs, not what the number of images does."""
+
+    paths: frozenset[str]
+    directories: frozenset[str]  # every directory holding a changed path ("." and "" too)
+
+    @classmethod
+    def of(cls, changed: Sequence[str]) -> Changed:
+        directories = {".", ""} if changed else set()
+        for path in changed:
+            parts = path.split("/")[:-1]
+            directories.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+        return cls(frozenset(changed), frozenset(directories))
+
+    def near(self, image: Image, changed: Sequence[str], *, links: Sequence[str] = ()) -> bool:
+        """Whether any changed path (`changed`: the same, sorted) comes near the image: what
+        `paths_near` finds, asked as set questions."""
+        files = (image.dockerfile, f"{image.dockerfile}.dockerignore", *links)
+        return (
+            any(path in self.paths for path in files)
+            or any(directory in self.directories for directory in _context_dirs(image))
+            or any(watched(glob, changed) for glob in image.watches)
+        )
+
+
+def _context_dirs(image: Image, contexts: Sequence[str] = ()) -> Iterable[str]:
+    named = (image.context_dir(name) or image.context for name, _value in image.contexts)
+    return dict.fromkeys((image.context, *named, *contexts))
+
+
 def paths_near(
     image: Image,
     changed: Sequence[str],
@@ -333,8 +364,7 @@ def paths_near(
     yield [
         path for path in (image.dockerfile, f"{image.dockerfile}.dockerignore", *links) if path in changed_set
     ]
-    named = (image.context_dir(name) or image.context for name, _value in image.contexts)
-    for directory in dict.fromkeys((image.context, *named, *contexts)):
+    for directory in _context_dirs(image, contexts):
         yield in_directory(changed, directory)
     for glob in image.watches if watches else ():
         yield watched(glob, changed)

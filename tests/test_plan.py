@@ -731,3 +731,32 @@ def test_the_prefilter_finds_near_exactly_what_paths_near_does(
     paths = sorted(set(changed))
     near = any(paths_near(image, paths, frozenset(paths), links=links))
     assert Changed.of(paths).near(image, paths, links=links) == near
+
+
+IMAGES = st.lists(
+    st.tuples(
+        DIRECTORIES,
+        st.lists(NAMES, min_size=1, max_size=3).map("/".join),
+        st.lists(DIRECTORIES, max_size=2),
+        st.lists(st.sampled_from(["a/**", "**/*.go", "b/*", "x.go"]), max_size=1),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(specs=IMAGES, changed=CHANGED, ignored=st.booleans())
+def test_the_images_near_a_change_are_found_by_its_paths_as_each_image_would_say(
+    specs: list[tuple[str, str, list[str], list[str]]], changed: list[str], ignored: bool
+) -> None:
+    images = tuple(
+        Image(f"i{n}", context, dockerfile, ("linux/amd64",), watch=tuple(watches),
+              contexts=tuple((f"n{i}", d) for i, d in enumerate(named)))
+        for n, (context, dockerfile, named, watches) in enumerate(specs)
+    )  # fmt: skip
+    paths = sorted({*changed, *([f"{specs[0][1]}.dockerignore"] if ignored else [])})  # the first one's own
+    index = Changed.of(paths)
+    assert index.images(Config("s", ("linux/amd64",), images), paths) == {
+        image.name for image in images if index.near(image, paths)
+    }

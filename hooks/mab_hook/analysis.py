@@ -3,9 +3,8 @@ build (its files, its bases, what it pulls), and which other images of the repos
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import NamedTuple
 
@@ -13,7 +12,7 @@ from mab_hook import inputs, references
 from mab_hook.budget import Deadline
 from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
-from mab_hook.images import Config, Image
+from mab_hook.images import Config
 from mab_hook.inputs import Files, Inputs
 
 
@@ -36,7 +35,7 @@ class Analysis:
         self.config, self.files, self.build_platform = config, files, build_platform
         self.deadline = deadline
         self.by_name = {image.name: image for image in config.images}
-        self.names = names_by_reference(config)
+        self.names = config.by_reference
         self.named: dict[str, Base | None] = {}  # reference -> the image it names (FROM lines repeat)
         self.inputs: dict[str, Inputs] = {}
         self.bases: dict[str, tuple[Base, ...]] = {}
@@ -93,22 +92,14 @@ class Analysis:
         if self.mentions is None:
             self.mentions = self._mentions()
         found: set[str] = set()
-        for word in self._naming(self.by_name[base]):
+        for word in self.config.naming(self.by_name[base]):
             found |= self.mentions.get(word, set())
         return found - {base}
-
-    def _naming(self, image: Image) -> Iterator[str]:
-        """The words that name an image where another's Dockerfile or build args mention it."""
-        for name, reference in zip(image.names, self.config.references(image), strict=True):
-            yield name
-            yield reference
-        for alias in image.aliases:
-            yield references.split(alias)[0]
 
     def _mentions(self) -> dict[str, set[str]]:
         """Word -> the images whose Dockerfile or build args have it, for the words that name an
         image (a Dockerfile has many more: only these are ever looked up)."""
-        naming = frozenset(word for image in self.config.images for word in self._naming(image))
+        naming = self.config.naming_words
         found: dict[str, set[str]] = {}
         named = self._naming_words(naming)
         for image in self.config.images:
@@ -126,7 +117,7 @@ class Analysis:
         same names) is kept with where it held: over the same kept listing, only a Dockerfile that
         changed from it then, or now, is read again; otherwise each is (its words cached by blob)."""
         cache, files, images = self.files.cache, self.files, self.config.images
-        digest = hashlib.sha256("\0".join(sorted(naming)).encode("utf-8", "surrogateescape")).hexdigest()
+        digest = self.config.naming_digest
         now = files.tree.difference()
         where = cache.get(MENTIONS_AT) if cache is not None else None  # (names, listing, changed)
         kept = cache.get(MENTIONS_KEY) if cache is not None else None  # name -> (Dockerfile, words)
@@ -175,18 +166,3 @@ def in_repo(names: Mapping[str, str], ref: str) -> Base | None:
     parsed = references.parse(ref)
     base_name = names.get(parsed.repository) or names.get(references.split(ref)[0])
     return Base(base_name, parsed.context_key) if base_name is not None else None
-
-
-def names_by_reference(config: Config) -> dict[str, str]:
-    """Every way a FROM line can name an image of this repository: its full reference,
-    normalized, its bare name, or what its compose or bake definition tags it (the first
-    image that says so; a name or reference of our own wins)."""
-    names: dict[str, str] = {}
-    for image in config.images:
-        for alias in image.aliases:  # a compose `image:`, a bake tag
-            names.setdefault(references.parse(alias).repository, image.name)
-    for image in config.images:
-        for name, reference in zip(image.names, config.references(image), strict=True):
-            names[name] = image.name
-            names[references.parse(reference).repository] = image.name
-    return names

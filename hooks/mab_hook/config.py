@@ -9,7 +9,7 @@ reported at once, naming the file, the key path and what is allowed, so one edit
 from __future__ import annotations
 
 import bisect
-import dataclasses
+import copy
 import hashlib
 import posixpath
 import sys
@@ -96,7 +96,7 @@ def load(
         sources, resolved_key = known[2]
         if not sources or probe.resolve(sources).key == resolved_key:
             _validated_at(cache, key, tree)
-            return dataclasses.replace(found, source=source)
+            return _named(found, source)
     config = _load(text, source, probe, (root_name, local_platform))
     if cache is not None and not probe.listed:
         kept = [old for old in cache.get(CONFIGS, ()) if old != key]
@@ -104,9 +104,18 @@ def load(
             cache.pop(old, None)  # each holds a whole configuration: keep the last few only
             cache.pop(_where(old), None)
         cache[CONFIGS] = (*kept, key)[-KEEP_CONFIGS:]
+        config.by_reference, config.naming_digest  # noqa: B018 - worked out now: kept with it
         cache[key] = (config, tuple(probe.asked), probe.definitions)
         _validated_at(cache, key, tree)
     return config
+
+
+def _named(found: Config, source: str) -> Config:
+    """A cached configuration as read at this commit: what planning worked out from it kept
+    (`dataclasses.replace` would make it anew, without them)."""
+    named = copy.copy(found)
+    object.__setattr__(named, "source", source)  # a copy of a frozen record, not yet shared
+    return named
 
 
 def _where(key: tuple[str, ...]) -> str:

@@ -7,9 +7,14 @@ nothing tells them apart but `defined_in`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from mab_hook import references
 from mab_hook.builders import BuilderSpec
 
 # The emulator installer doctor suggests; pinned, since `latest` changes under a team's feet.
@@ -83,6 +88,12 @@ class Image:
             f"{layout_path(value)}/**" for _name, value in self.contexts if value.startswith(OCI_LAYOUT)
         )
         return self.watch + layouts
+
+    def directories(self) -> tuple[str, ...]:
+        """The repository directories its build reads as contexts: its own, and each named
+        context's (a named context that is not local reads the main context's)."""
+        named = (self.context_dir(name) or self.context for name, _value in self.contexts)
+        return tuple(dict.fromkeys((self.context, *named)))
 
     def context_dir(self, name: str) -> str | None:
         """The repository directory of a named context, or None (not one, or not local)."""
@@ -202,6 +213,14 @@ def as_built(image: Image) -> tuple[object, ...]:
     return (*(getattr(image, field) for field in BUILD_FIELDS), image.only_as_context)
 
 
+class Where(NamedTuple):
+    """The images of a configuration by the paths that come near them (`Config.where`)."""
+
+    files: Mapping[str, tuple[str, ...]]  # a Dockerfile, or its own ignore file -> image names
+    directories: Mapping[str, tuple[str, ...]]  # a context's directory -> image names
+    watching: tuple[str, ...]  # the images with `watch` globs: asked each
+
+
 @dataclass(frozen=True)
 class Config:
     source: str  # what to name in messages, e.g. "pyproject.toml at 1a2b3c4"
@@ -234,6 +253,56 @@ class Config:
     def references(self, image: Image) -> tuple[str, ...]:
         """Every repository an image is published to: its name's, then each of its `also`."""
         return tuple(self._repository(name) for name in image.names)
+
+    # What planning works out from the images alone. Worked out once: a cached configuration
+    # keeps them (`config.load`), since 5,000 images cost some 50 ms each run.
+
+    @functools.cached_property
+    def by_reference(self) -> dict[str, str]:
+        """Every way a FROM line can name an image of this repository: its full reference,
+        normalized, its bare name, or what its compose or bake definition tags it (the first
+        image that says so; a name or reference of our own wins)."""
+        names: dict[str, str] = {}
+        for image in self.images:
+            for alias in image.aliases:  # a compose `image:`, a bake tag
+                names.setdefault(references.parse(alias).repository, image.name)
+        for image in self.images:
+            for name, reference in zip(image.names, self.references(image), strict=True):
+                names[name] = image.name
+                names[references.parse(reference).repository] = image.name
+        return names
+
+    def naming(self, image: Image) -> tuple[str, ...]:
+        """The words that name an image where another's Dockerfile or build args mention it."""
+        found = [word for pair in zip(image.names, self.references(image), strict=True) for word in pair]
+        return (*found, *(references.split(alias)[0] for alias in image.aliases))
+
+    @functools.cached_property
+    def where(self) -> Where:
+        """Which images a changed path can come near, by the path: planning asks this of each
+        changed path, not each image of each changed path."""
+        files: dict[str, list[str]] = {}
+        directories: dict[str, list[str]] = {}
+        for image in self.images:
+            for path in (image.dockerfile, f"{image.dockerfile}.dockerignore"):
+                files.setdefault(path, []).append(image.name)
+            for directory in image.directories():
+                directories.setdefault(directory, []).append(image.name)
+        watching = tuple(image.name for image in self.images if image.watches)
+        return Where(
+            {k: tuple(v) for k, v in files.items()}, {k: tuple(v) for k, v in directories.items()}, watching
+        )
+
+    @functools.cached_property
+    def naming_words(self) -> frozenset[str]:
+        """The words that name any image of the repository."""
+        return frozenset(word for image in self.images for word in self.naming(image))
+
+    @functools.cached_property
+    def naming_digest(self) -> str:
+        """What the naming words are, in a line: what a record of them is kept under."""
+        words = "\0".join(sorted(self.naming_words))
+        return hashlib.sha256(words.encode("utf-8", "surrogateescape")).hexdigest()
 
     def _repository(self, name: str) -> str:
         return f"{self.registry}/{name}" if self.registry else name

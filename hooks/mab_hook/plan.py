@@ -163,12 +163,8 @@ def _reasons(
     """Every affected image and why: its own reasons (() when only a base makes it affected);
     and the images a changed path comes near."""
     changed = tuple(sorted(commit.changed)) if commit.changed is not None else None
-    index = Changed.of(changed) if changed is not None else None
-    near = {
-        image.name: image
-        for image in config.images
-        if index is None or index.near(image, changed or (), links=_links(image, files))
-    }
+    names = _near(config, changed, files)
+    near = {image.name: image for image in config.images if image.name in names}
     files.prefetch(
         read for image in near.values() for read in inputs.reads_needed(image, files, analysis.build_platform)
     )
@@ -191,6 +187,18 @@ def _reasons(
         for image in config.published:  # a known ref's own tags go on every image
             reasons.setdefault(image.name, (KNOWN_REF,))
     return reasons, tuple(near)
+
+
+def _near(config: Config, changed: Sequence[str] | None, files: Files) -> set[str]:
+    """The images a changed path comes near (every one when everything counts as changed)."""
+    if changed is None:
+        return {image.name for image in config.images}
+    index = Changed.of(changed)
+    if files.symlinks:  # a Dockerfile or an ignore file may lead elsewhere: each image is asked
+        return {
+            image.name for image in config.images if index.near(image, changed, links=_links(image, files))
+        }
+    return index.images(config, changed)
 
 
 def _explained_reasons(reasons: tuple[str, ...], commit: Commit) -> tuple[str, ...]:
@@ -330,6 +338,18 @@ class Changed(NamedTuple):
             directories.update("/".join(parts[: i + 1]) for i in range(len(parts)))
         return cls(frozenset(changed), frozenset(directories))
 
+    def images(self, config: Config, changed: Sequence[str]) -> set[str]:
+        """The images a changed path comes near (a commit without symlinks): looked up by each
+        changed path and directory (`Config.where`); only images that watch globs are asked."""
+        where = config.where
+        found = {name for path in self.paths for name in where.files.get(path, ())}
+        found.update(name for directory in self.directories for name in where.directories.get(directory, ()))
+        by_name = {image.name: image for image in config.images} if where.watching else {}
+        found.update(
+            name for name in where.watching if any(watched(g, changed) for g in by_name[name].watches)
+        )
+        return found
+
     def near(self, image: Image, changed: Sequence[str], *, links: Sequence[str] = ()) -> bool:
         """Whether any changed path (`changed`: the same, sorted) comes near the image: what
         `paths_near` finds, asked as set questions."""
@@ -342,8 +362,7 @@ class Changed(NamedTuple):
 
 
 def _context_dirs(image: Image, contexts: Sequence[str] = ()) -> Iterable[str]:
-    named = (image.context_dir(name) or image.context for name, _value in image.contexts)
-    return dict.fromkeys((image.context, *named, *contexts))
+    return dict.fromkeys((*image.directories(), *contexts))
 
 
 def paths_near(

@@ -1,6 +1,6 @@
 """Benchmark: planning cost as the repository grows, for the same kinds of push.
 
-    python bench/scale.py [--sizes 1000,2000,5000] [--runs 5] [--profile]
+    python bench/scale.py [--sizes 1000,2000,5000] [--runs 5] [--profile] [--baseline REV]
 
 For each size, a monorepo of that many images and 100 files per image (bench/generate.py, the
 same seed; a push branch of 50 commits touching 5 files per 10 images), and three cases timed
@@ -13,6 +13,8 @@ in turns across every size, so that a slow spell of the machine slows them all a
 
 Prints Markdown: medians and peak memory (max RSS) per size, each size's ratio to the smallest,
 and issue 31's targets. `--profile`: where the one-commit push's time goes at the largest size.
+`--baseline REV`: the same cases with mab-hook as it was at REV (a worktree first on PYTHONPATH,
+its own primed cache), in the same turns, and the ratios now / then.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from common import WORK, Timing, as_installed, mab, measure, ms
+from common import ROOT, WORK, Timing, as_installed, mab, measure, ms
 from planning import prime, profile, restore
 
 ONE = ("--dry-run", "--json", "--from", "push~1", "--to", "push")
@@ -42,18 +44,28 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,2000,5000", help="images per repository, comma-separated")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="also print where the time goes")
+    parser.add_argument("--baseline", metavar="REV", help="also time mab-hook as it was at REV, in turns")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     as_installed()
     repos = {size: repository(size) for size in sizes}
     primed = {size: prime(repo, cache_of(repo)) for size, repo in repos.items()}  # as earlier pushes leave it
+    versions = {"": []} if not args.baseline else {"": [], "baseline ": baseline(args.baseline)}
+    then = {size: prime(repo, cache_of(repo), [*versions[v], *mab()], "cache-primed-baseline")
+            for size, repo in repos.items() for v in versions if v}  # fmt: skip
     timings: dict[tuple[int, str], list[Timing]] = {}
     for _ in range(args.runs):
         for size, repo in repos.items():
-            for name, (cmd, before) in cases(repo, primed[size]).items():
-                before()
-                timings.setdefault((size, name), []).append(measure(cmd, cwd=repo, runs=1))
-    print(report(sizes, {key: merged(found) for key, found in timings.items()}))
+            for version, prefix in versions.items():
+                kept = then[size] if version else primed[size]
+                for name, (cmd, before) in cases(repo, kept).items():
+                    before()
+                    timed = measure([*prefix, *cmd], cwd=repo, runs=1)
+                    timings.setdefault((size, version + name), []).append(timed)
+    found = {key: merged(runs) for key, runs in timings.items()}
+    print(report(sizes, found))
+    if args.baseline:
+        print(compared(sizes, found, args.baseline))
     if args.profile:
         largest = max(sizes)
         restore(primed[largest], cache_of(repos[largest]))
@@ -61,6 +73,35 @@ def main() -> int:
         print(profile(repos[largest], ONE, top=25))
         print("```")
     return 0
+
+
+def baseline(rev: str) -> list[str]:
+    """What runs mab-hook as it was at `rev`: a worktree of this repository first on PYTHONPATH."""
+    tree = WORK / "baseline"
+    subprocess.run(
+        ("git", "worktree", "remove", "--force", str(tree)), cwd=ROOT, capture_output=True, check=False
+    )
+    subprocess.run(("git", "worktree", "add", "--detach", "--force", str(tree), rev), cwd=ROOT,
+                   capture_output=True, check=True)  # fmt: skip
+    subprocess.run((sys.executable, "-m", "compileall", "-q", str(tree / "hooks")), check=True)
+    return ["env", f"PYTHONPATH={tree / 'hooks'}"]
+
+
+def compared(sizes: Sequence[int], timings: dict[tuple[int, str], Timing], rev: str) -> str:
+    lines = [
+        f"\nThe same cases with mab-hook as it was at {rev}, in the same turns:\n",
+        "| images | case | then | now | now / then | memory then | memory now |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for size in sizes:
+        for name in ("one commit", "heavy", "first"):
+            now, then = timings[size, name], timings[size, "baseline " + name]
+            lines.append(
+                f"| {size:,} | {name} | {ms(then.median)} | {ms(now.median)} "
+                f"| {now.median / then.median:.2f}x | {then.peak_kb / 1024:.0f} MiB "
+                f"| {now.peak_kb / 1024:.0f} MiB |"
+            )
+    return "\n".join(lines)
 
 
 def repository(images: int) -> Path:

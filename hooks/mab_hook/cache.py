@@ -175,11 +175,13 @@ def _fresh(path: Path) -> sqlite3.Connection:
             stale.unlink()
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # private from the start
     db = sqlite3.connect(path, timeout=5, isolation_level=None, check_same_thread=False)
+    db.execute("pragma synchronous = off")  # see `_write`
     db.executescript(
-        "pragma journal_mode = delete;"
+        "begin;"
         "create table meta (key text primary key, value text);"
         "create table entries (key text primary key, pickled blob, value blob, written integer);"
         "create index written on entries (written);"
+        "commit;"
     )
     db.execute("insert into meta values ('version', ?)", (_version(),))
     return db

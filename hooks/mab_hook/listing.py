@@ -19,7 +19,7 @@ import sys
 import threading
 import zlib
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, Protocol, TypeVar
@@ -29,7 +29,7 @@ import git
 from mab_hook import state
 from mab_hook.paths import Difference
 
-MAGIC = b"mab-hook listing v4"
+MAGIC = b"mab-hook listing v5"
 MODE = 6  # git prints every mode with six octal digits
 KIND = "100644 blob "  # how wide a record's mode and type are
 SYMLINK, GITLINK = "120000", "160000"  # the modes kept apart: few, and asked for as a whole
@@ -100,6 +100,10 @@ class Listed:
         return self.text[start * self.width : end * self.width]
 
     def specials(self) -> tuple[tuple[str, str], ...]:
+        return self._specials
+
+    @cached_property
+    def _specials(self) -> tuple[tuple[str, str], ...]:  # a scan of every record: once
         width, found, start = self.width, [], 0
         while (at := _next_special(self.text, start)) != -1:
             if at % width == 0:
@@ -377,8 +381,9 @@ def _known_head(tree_id: str, body: bytes) -> bytes:
 #   b"<MAGIC> <byte order> <tree id> <paths> <record width> <header bytes> <its CRC-32>\n"
 #   then the header (checked whole as the file is opened): the CRC-32 of each BLOCK of the body
 #   (uint32), every STRIDE-th path and the symlinks and submodules (NUL-separated text);
-#   then the body (each block checked the first time it is read): the records, the offset of
-#   each path in the names (uint64; one more for the end), and the paths (each followed by NUL).
+#   then the body (each block checked the first time it is read): the records, the offset in the
+#   names of each window of STRIDE paths (uint64; one more for the end), and the paths (each
+#   followed by NUL).
 
 
 class _Damaged(Exception):
@@ -398,7 +403,7 @@ class Kept:
         self._lock = threading.Lock()  # one seek and read at a time
         self._width, self._start, self._crcs = head.width, head.body, head.crcs
         self._offsets = self._start + _aligned(head.entries * head.width)
-        self._names = self._offsets + 8 * (head.entries + 1)
+        self._names = self._offsets + 8 * (_windows(head.entries) + 1)
         self._samples, self._special = head.samples, head.specials
         self._blocks: dict[int, bytes] = {}  # as read, checked
         self._windows: dict[int, list[str]] = {}  # STRIDE paths each, as read
@@ -444,8 +449,10 @@ class Kept:
 
     def _window(self, window: int) -> list[str]:
         if window not in self._windows:
-            start = window * STRIDE
-            self._windows[window] = self._paths(start, min(start + STRIDE, self.count))
+            at = self._offsets + 8 * window
+            first, end = array("Q", self._read(at, at + 16))
+            text = self._read(self._names + first, self._names + end - 1)
+            self._windows[window] = text.decode("utf-8", "surrogateescape").split("\0")
         return self._windows[window]
 
     def _from_windows(self, start: int, end: int) -> list[str]:
@@ -455,13 +462,6 @@ class Kept:
             first = window * STRIDE
             found += self._window(window)[max(start - first, 0) : end - first]
         return found
-
-    def _paths(self, start: int, end: int) -> list[str]:
-        if start >= end:
-            return []
-        offsets = array("Q", self._read(self._offsets + 8 * start, self._offsets + 8 * (end + 1)))
-        text = self._read(self._names + offsets[0], self._names + offsets[-1] - 1)
-        return text.decode("utf-8", "surrogateescape").split("\0")
 
     def _records(self, start: int, end: int) -> str:
         return self._read(self._start + start * self._width, self._start + end * self._width).decode("ascii")
@@ -497,6 +497,10 @@ def _aligned(size: int) -> int:
     return -(-size // 8) * 8
 
 
+def _windows(count: int) -> int:
+    return -(-count // STRIDE)
+
+
 def load(path: Path, relist: Callable[[str], Listed]) -> Kept | None:
     """The kept listing, or None when there is none, it is of another version or machine, or it
     does not hold together. `relist`: what lists a tree afresh, should a block read later be
@@ -530,7 +534,7 @@ def _head(stream: BinaryIO, size: int) -> _Head | None:
         return None
     body = _aligned(len(line) + length)
     blocks = -(-(size - body) // BLOCK)
-    if body + _aligned(count * width) + 8 * (count + 1) > size or 4 * blocks > length:
+    if body + _aligned(count * width) + 8 * (_windows(count) + 1) > size or 4 * blocks > length:
         return None
     crcs = array("I", header[: 4 * blocks])
     samples, _, specials = header[4 * blocks :].decode("utf-8", "surrogateescape").partition("\0\0")
@@ -540,12 +544,11 @@ def _head(stream: BinaryIO, size: int) -> _Head | None:
 
 def save(path: Path, listing: Listed) -> None:
     """Written whole or not at all; a lost listing costs time, never correctness."""
-    names = ("\0".join(listing.every) + "\0" if listing.every else "").encode("utf-8", "surrogateescape")
-    lengths: Iterable[int] = map(len, listing.every)
-    if len(names) != sum(map(len, listing.every)) + len(listing):  # not a byte a character
-        lengths = (len(path.encode("utf-8", "surrogateescape")) for path in listing.every)
-    # Each path's offset: the lengths before it, and a NUL after each (all of it in C).
-    offsets = array("Q", itertools.accumulate(map((1).__add__, lengths), initial=0))
+    every = listing.every
+    windows = [("\0".join(every[i : i + STRIDE]) + "\0").encode("utf-8", "surrogateescape")
+               for i in range(0, len(every), STRIDE)]  # fmt: skip
+    offsets = array("Q", itertools.accumulate(map(len, windows), initial=0))
+    names = b"".join(windows)
     records = listing.text.encode("ascii")
     body = b"".join((records, bytes(_aligned(len(records)) - len(records)), offsets.tobytes(), names))
     view = memoryview(body)

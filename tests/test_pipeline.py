@@ -336,14 +336,29 @@ def test_a_build_on_its_own_says_what_it_builds_each_step_once_and_its_failure(
                     failed=lambda name, tail: failed.append((name, tail)))  # fmt: skip
     two = job("api")
     image = Image("api", "api", "api/Dockerfile", ("linux/amd64", "linux/arm64"))
-    two = two._replace(planned=two.planned._replace(image=image))
+    two = two._replace(planned=two.planned._replace(image=image, input_digest="0123456789abcdef" * 4))
     the_step = step(tmp_path, [])._replace(events=events)
     pipeline._build(two, the_step)
-    assert said[0] == "api: building for linux/amd64, linux/arm64 (inputs apiapiapiapi)"
+    assert said[0] == "api: building for linux/amd64, linux/arm64 (inputs 0123456789ab)"
     assert steps == [("api", "linux/arm64", f"2/3 {long}"[:100]), ("api", "linux/amd64", "2/3 RUN make")]
     assert failed == []
     pipeline._build(job("bad"), the_step)
     assert failed == [("bad", ("the error",))]
+
+
+def test_an_interruption_waits_for_every_tag_request_under_way() -> None:
+    requests = pipeline._Requests()
+    first, second = requests.one(), requests.one()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    waiting = threading.Thread(target=requests.wait_idle)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive()  # one is still under way
+    second.__exit__(None, None, None)
+    waiting.join(5)
+    assert not waiting.is_alive()
 
 
 class SlowRegistry:

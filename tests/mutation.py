@@ -45,6 +45,14 @@ MODULES: dict[str, tuple[str, ...]] = {
     "patterns": ("tests/test_patterns.py",),  # its property tests make each mutant ~30 s: over an hour
     "plan": ("tests/test_plan.py", "tests/test_inputs.py", "tests/test_planning.py"),
     "analysis": ("tests/test_plan.py", "tests/test_planning.py"),
+    # the kept file list: its own tests, and planning's over it (the replay, the words kept)
+    "listing": (
+        "tests/test_listing.py",
+        "tests/test_gitobjects.py",
+        "tests/test_planning.py",
+        "tests/test_config.py",
+    ),
+    "cache": ("tests/test_cache.py", "tests/test_planning.py"),
     "inputs": ("tests/test_inputs.py", "tests/test_plan.py"),
     "definitions": ("tests/test_definitions.py", "tests/test_file_images.py", "tests/test_planning.py"),
     "state": ("tests/test_state.py",),

@@ -7,6 +7,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+import e2b_dockerfile_utils
 import pytest
 
 from mab_hook import cache, cli, dockerfile, gitobjects
@@ -182,3 +183,48 @@ def test_a_crafted_or_strange_row_runs_nothing_and_is_a_miss(tmp_path: Path, pay
         db.commit()
     assert cache.load(path) == {"a": 1}  # the other entries are kept
     assert not proof.exists()
+
+
+def test_none_is_a_value_and_the_count_is_of_entries(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    learn(path, nothing=None, one=1)
+    loaded = cache.load(path)
+    assert "nothing" in loaded and loaded["nothing"] is None and "other" not in loaded
+    assert len(loaded) == 2
+
+
+def test_a_new_parser_starts_the_cache_afresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = tmp_path / "parser"
+    parser.mkdir()
+    (parser / "__init__.py").write_text("")
+    (parser / "model.py").write_text("v1\n")
+    monkeypatch.setattr(e2b_dockerfile_utils, "__file__", str(parser / "__init__.py"))
+    before = cache._version()
+    (parser / "model.py").write_text("v2, longer\n")
+    assert cache._version() != before
+
+
+def crafted(module: str, name: str, *args: object) -> bytes:
+    """A pickle that calls `module.name(*args)` as it loads: what a planted row could hold."""
+
+    def text(value: str) -> bytes:
+        data = value.encode()
+        return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+
+    return b"\x80\x04" + text(module) + text(name) + b"\x93" + pickle.dumps(args, protocol=4)[2:-1] + b"R."
+
+
+@pytest.mark.parametrize(("module", "name", "args"), [
+    ("os", "stat_result", ((0,) * 10,)),  # a tuple subclass, not mab-hook's
+    ("mab_hook.listing", "os.stat_result", ((0,) * 10,)),  # the same, through one of mab-hook's modules
+    ("mab_hook.runs", "Ledger", ()),  # mab-hook's, but no record
+])  # fmt: skip
+def test_only_mab_hooks_own_records_are_unpickled(
+    tmp_path: Path, module: str, name: str, args: tuple[object, ...]
+) -> None:
+    path = tmp_path / "c.sqlite"
+    learn(path, a=1, b=2)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("update entries set value = ? where key = ?", (crafted(module, name, *args), repr("b")))
+        db.commit()
+    assert cache.load(path) == {"a": 1}

@@ -228,3 +228,12 @@ def test_only_mab_hooks_own_records_are_unpickled(
         db.execute("update entries set value = ? where key = ?", (crafted(module, name, *args), repr("b")))
         db.commit()
     assert cache.load(path) == {"a": 1}
+
+
+def test_a_damaged_database_is_started_afresh_without_its_journal(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    journal = tmp_path / "c.sqlite-journal"
+    journal.write_bytes(b"a journal of another database" * 100)  # not to be replayed into the new one
+    learn(path, a=1)
+    assert cache.load(path) == {"a": 1} and not journal.exists()

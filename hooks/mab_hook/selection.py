@@ -20,12 +20,12 @@ from mab_hook.repository import open_repo
 class Range(NamedTuple):
     """`--all`, `--from`, `--to`, `-C`, `--budget`; `ref`: the ref CI says was pushed."""
 
-    every: bool = False
-    from_ref: str | None = None
-    to_ref: str | None = None
-    repo: Path | None = None
-    budget: float | None = None
-    ref: str | None = None
+    every: bool
+    from_ref: str | None
+    to_ref: str | None
+    repo: Path | None
+    budget: float | None
+    ref: str | None
 
 
 def plans_of(selected: Range, what: str, env: Mapping[str, str]) -> tuple[git.Repo, list[Plan]]:

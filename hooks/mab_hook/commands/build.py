@@ -46,7 +46,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def options(args: argparse.Namespace) -> Options:
-    selected = Range(args.all, args.from_ref, args.to_ref, args.repo, args.budget)
+    selected = Range(args.all, args.from_ref, args.to_ref, args.repo, args.budget, None)
     return Options(args.image, args.platform, args.push_by_digest, selected, args.json)
 
 

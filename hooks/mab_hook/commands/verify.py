@@ -57,7 +57,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def options(args: argparse.Namespace) -> Options:
     return Options(
-        Range(args.all, args.from_ref, args.to_ref, args.repo, args.budget), args.build_missing, args.json
+        Range(args.all, args.from_ref, args.to_ref, args.repo, args.budget, None),
+        args.build_missing,
+        args.json,
     )
 
 

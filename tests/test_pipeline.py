@@ -872,3 +872,13 @@ def test_a_base_without_one_of_the_platforms_is_named_with_it(lab: Lab, repo: Re
     assert results(run.stdout) == {"web": "failed"}, run.stdout
     said = f"base {base} has no linux/arm64 image (no match for platform in manifest)"
     assert f"  {said}\n" in run.stdout and f"--- web: {said}" in run.stdout, run.stdout
+
+
+def test_events_made_with_only_their_lines_say_nothing_of_the_rest() -> None:
+    said: list[str] = []
+    events = Events(said.append, said.append)
+    events.notice("waiting for another run")
+    events.step("api", "linux/arm64", "2/3 RUN make")
+    events.done("api")
+    events.failed("api", ("the error",))
+    assert said == []

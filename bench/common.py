@@ -102,3 +102,16 @@ def fresh(path: Path) -> Path:
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
+
+
+def as_of(rev: str) -> list[str]:
+    """What runs mab-hook as it was at `rev`, before a command: a worktree of this repository
+    (its bytecode compiled, as pip installs it) first on PYTHONPATH."""
+    tree = WORK / "baseline"
+    subprocess.run(
+        ("git", "worktree", "remove", "--force", str(tree)), cwd=ROOT, capture_output=True, check=False
+    )
+    subprocess.run(("git", "worktree", "add", "--detach", "--force", str(tree), rev), cwd=ROOT,
+                   capture_output=True, check=True)  # fmt: skip
+    subprocess.run((sys.executable, "-m", "compileall", "-q", str(tree / "hooks")), check=True)
+    return ["env", f"PYTHONPATH={tree / 'hooks'}"]

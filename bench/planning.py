@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from common import ROOT, WORK, as_installed, git, interleaved, mab, measure, ms
+from common import ROOT, WORK, as_installed, as_of, git, interleaved, mab, measure, ms
 
 TARGET_SECONDS = 1.0
 PUSH = ("--dry-run", "--from", "main", "--to", "push")
@@ -106,15 +106,9 @@ def _nothing() -> None:
 def baseline_cases(repo: Path, cache: Path, rev: str) -> dict[str, tuple[list[str], Callable[[], None]]]:
     """The planning cases with mab-hook's code at `rev` (a worktree of this repository, first on
     PYTHONPATH), each with a cache primed by that code: caches of two versions do not mix."""
-    tree = WORK / "baseline"
-    subprocess.run(
-        ("git", "worktree", "remove", "--force", str(tree)), cwd=ROOT, capture_output=True, check=False
-    )
-    subprocess.run(("git", "worktree", "add", "--detach", "--force", str(tree), rev), cwd=ROOT,
-                   capture_output=True, check=True)  # fmt: skip
-    subprocess.run((sys.executable, "-m", "compileall", "-q", str(tree / "hooks")), check=True)
-    then = ["env", f"PYTHONPATH={tree / 'hooks'}", *mab(*PUSH)]
-    primed = prime(repo, cache, ["env", f"PYTHONPATH={tree / 'hooks'}", *mab()], "cache-primed-baseline")
+    prefix = as_of(rev)
+    then = [*prefix, *mab(*PUSH)]
+    primed = prime(repo, cache, [*prefix, *mab()], "cache-primed-baseline")
     return {
         "baseline first": (then, lambda: shutil.rmtree(cache, ignore_errors=True)),
         "baseline usual": (then, lambda: restore(primed, cache)),

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from common import ROOT, WORK, Timing, as_installed, mab, measure, ms
+from common import WORK, Timing, as_installed, as_of, mab, measure, ms
 from planning import prime, profile, restore
 
 ONE = ("--dry-run", "--json", "--from", "push~1", "--to", "push")
@@ -50,7 +50,7 @@ def main() -> int:
     as_installed()
     repos = {size: repository(size) for size in sizes}
     primed = {size: prime(repo, cache_of(repo)) for size, repo in repos.items()}  # as earlier pushes leave it
-    versions = {"": []} if not args.baseline else {"": [], "baseline ": baseline(args.baseline)}
+    versions = {"": []} if not args.baseline else {"": [], "baseline ": as_of(args.baseline)}
     then = {size: prime(repo, cache_of(repo), [*versions[v], *mab()], "cache-primed-baseline")
             for size, repo in repos.items() for v in versions if v}  # fmt: skip
     timings: dict[tuple[int, str], list[Timing]] = {}
@@ -73,18 +73,6 @@ def main() -> int:
         print(profile(repos[largest], ONE, top=25))
         print("```")
     return 0
-
-
-def baseline(rev: str) -> list[str]:
-    """What runs mab-hook as it was at `rev`: a worktree of this repository first on PYTHONPATH."""
-    tree = WORK / "baseline"
-    subprocess.run(
-        ("git", "worktree", "remove", "--force", str(tree)), cwd=ROOT, capture_output=True, check=False
-    )
-    subprocess.run(("git", "worktree", "add", "--detach", "--force", str(tree), rev), cwd=ROOT,
-                   capture_output=True, check=True)  # fmt: skip
-    subprocess.run((sys.executable, "-m", "compileall", "-q", str(tree / "hooks")), check=True)
-    return ["env", f"PYTHONPATH={tree / 'hooks'}"]
 
 
 def compared(sizes: Sequence[int], timings: dict[tuple[int, str], Timing], rev: str) -> str:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -332,3 +334,35 @@ def test_the_work_tree_as_it_is_is_planned_and_publishes_nothing(
     assert "(the work tree as it is (--work-tree --all))" in out
     code, _out, err = run(capsys, "--work-tree", "--publish")
     assert code == 1 and "--work-tree builds the work tree against HEAD" in err
+
+
+def test_a_signal_that_lands_in_a_finalizer_is_sent_again_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python drops what a `__del__` raises: a ^C landing while the garbage collector runs one
+    (GitPython's) would let the builds run on. It is sent again a moment later."""
+    sent: list[tuple[float, object, tuple[object, ...]]] = []
+
+    class Timer:
+        def __init__(self, delay: float, function: object, args: tuple[object, ...]) -> None:
+            sent.append((delay, function, args))
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr("mab_hook.cli.threading.Timer", Timer)
+
+    class Finalizing:
+        def __del__(self) -> None:
+            pass
+
+    frame = Finalizing.__del__.__code__
+    in_del = type("Frame", (), {"f_code": frame})()
+    cli._interrupt(signal.SIGINT, in_del)
+    cli._raise(signal.SIGTERM, in_del)
+    assert sent == [
+        (0.05, os.kill, (os.getpid(), signal.SIGINT)),
+        (0.05, os.kill, (os.getpid(), signal.SIGTERM)),
+    ]
+    with pytest.raises(KeyboardInterrupt):
+        cli._interrupt(signal.SIGINT, sys._getframe())
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        cli._raise(signal.SIGTERM, None)

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -137,13 +138,32 @@ def _interrupted(stopped: Interrupted, printer: Printer) -> int:
 
 def _raise(signum: int, frame: FrameType | None) -> None:
     """SIGTERM and SIGHUP (a closed terminal, a dropped ssh) stop builds the way ^C does."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    if not _later(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """^C, as Python's own handler takes it."""
+    if not _later(signum, frame):
+        signal.default_int_handler(signum, frame)
+
+
+def _later(signum: int, frame: FrameType | None, again: float = 0.05) -> bool:
+    """A signal that lands in a finalizer (the garbage collector running GitPython's `__del__`)
+    would be lost: Python drops what a `__del__` raises, and the builds would run on. It is sent
+    again a moment later, once the finalizer is done (where signals can be sent to oneself)."""
+    if frame is None or frame.f_code.co_name != "__del__" or not hasattr(signal, "pthread_kill"):
+        return False
+    threading.Timer(again, os.kill, (os.getpid(), signum)).start()
+    return True
 
 
 @contextmanager
 def _signals() -> Iterator[None]:
     wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
     previous = {sig: signal.signal(sig, _raise) for sig in wanted}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where ^C is ignored (`&`, nohup)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
     try:
         yield
     finally:

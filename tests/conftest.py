@@ -19,13 +19,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
 from mab_hook import pending
+from tests import leftovers
 from tests.tls import Certs, make_ca, outward_address
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class Lab(NamedTuple):
     env: dict[str, str]  # os.environ plus DOCKER_HOST, PATH, DOCKER_CONFIG of the lab
     registry: str  # host:port of the lab's registry
     busybox: str  # a local multi-arch image with a shell for every platform
+    claims: leftovers.Claims | None = None  # where namespace() notes what the session made
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         if args[:2] == ("run", "--rm"):
@@ -171,9 +173,14 @@ class Lab(NamedTuple):
         finally:
             docker("rm", "-f", container)
 
-    def namespace(self) -> str:
-        """A registry prefix of its own for one test, so tests never see each other's images."""
-        return f"{self.registry}/t{uuid.uuid4().hex[:10]}"
+    def namespace(self, *, local: bool = False) -> str:
+        """A registry prefix of its own for one test, so tests never see each other's images;
+        `local`: a name for builds kept in the engine's store only. What the session leaves
+        under it is removed when the session ends."""
+        name = f"t{uuid.uuid4().hex[:10]}"
+        if self.claims is not None:
+            self.claims.claim(name)
+        return f"{'mab-test' if local else self.registry}/{name}"
 
     def manifest(self, ref: str) -> dict[str, object] | None:
         """The manifest (list) of `host/name:tag` from the registry's HTTP API; None if absent."""
@@ -272,14 +279,26 @@ def _load_lab(home: Path) -> Lab | str:
 
 
 @pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    """The real build lab. In CI a missing lab fails the test; elsewhere it skips it."""
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """The real build lab. In CI a missing lab fails the test; elsewhere it skips it. The
+    images the session makes are removed from the engine's store when it ends (tests/leftovers)."""
     found = _load_lab(tmp_path_factory.mktemp("lab-home"))
     if isinstance(found, str):
         if os.environ.get("CI"):
             pytest.fail(f"the build lab is required in CI: {found}")
         pytest.skip(found)
-    return found
+    store = leftovers.Store(found.env)
+    if not store.available():
+        yield found
+        return
+    claims = leftovers.Claims(Path(found.env["MAB_LAB_DIR"]) / "test-sessions")
+    store.remove(leftovers.left_behind(store.references(), claims.others_live(), found.registry))
+    before = store.references()
+    try:
+        yield found._replace(claims=claims)
+    finally:
+        store.remove(leftovers.made_by(store.references(), claims.mine, before, found.registry))
+        claims.release()
 
 
 @pytest.fixture(scope="session")
@@ -426,6 +445,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 if "lab" in getattr(item, "fixturenames", ()) and item.get_closest_marker("lab") is None]  # fmt: skip
     if unmarked:
         raise pytest.UsageError("tests using the lab without @pytest.mark.lab:\n  " + "\n  ".join(unmarked))
+
+
+REGISTRY_LOG = LAB_ENV.parent / "registry.log"
+_LOG_AT = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("lab") is not None:
+        item.stash[_LOG_AT] = REGISTRY_LOG.stat().st_size if REGISTRY_LOG.is_file() else 0
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A lab test that fails shows what the lab registry answered with a server error while it
+    ran: a 5xx from it is the registry's to explain, and its log is gone with the CI machine."""
+    report = yield
+    if report.passed or _LOG_AT not in item.stash or not REGISTRY_LOG.is_file():
+        return report
+    with REGISTRY_LOG.open("rb") as log:
+        log.seek(item.stash[_LOG_AT])
+        errors = [line for line in log.read().decode(errors="replace").splitlines() if "status=5" in line]
+    if errors:
+        report.sections.append(("lab registry: server errors", "\n".join(errors[-20:])))
+    return report
 
 
 class Engine(NamedTuple):

@@ -316,17 +316,12 @@ def test_a_compose_project_is_gated_as_compose_defines_it(repo: Repo, lab: Lab) 
     # The same images as a bake definition, built by hand at the repository's root.
     exported = mab(repo.path, lab.env, "--from", "HEAD^", "--dry-run", "--bake")
     assert exported.returncode == 0, exported.stderr
-    salt = uuid.uuid4().hex[:8]
-    by_hand = subprocess.run(("docker", "buildx", "bake", "-f", "-", "--progress=plain", "--set", f"*.tags=mab-bake-test/api:{salt}"),
+    tag = f"{lab.namespace(local=True)}/api:{uuid.uuid4().hex[:8]}"  # removed with the session
+    by_hand = subprocess.run(("docker", "buildx", "bake", "-f", "-", "--progress=plain", "--set", f"*.tags={tag}"),
                              input=exported.stdout, cwd=repo.path, env=lab.env, capture_output=True, text=True, check=False)  # fmt: skip
-    try:
-        assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
-        out = lab.docker(
-            "run", "--rm", "--platform", "linux/arm64", f"mab-bake-test/api:{salt}", "cat", "/version"
-        )
-        assert out.stdout == "1.1 aarch64\n"
-    finally:
-        lab.docker("image", "rm", f"mab-bake-test/api:{salt}", check=False)
+    assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
+    out = lab.docker("run", "--rm", "--platform", "linux/arm64", tag, "cat", "/version")
+    assert out.stdout == "1.1 aarch64\n"
 
 
 def test_services_sharing_one_build_are_built_once_and_published_under_every_name(

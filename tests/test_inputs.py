@@ -469,7 +469,7 @@ CONSTRUCTS = {
 def test_a_change_buildkit_reads_rebuilds_and_explain_names_the_line(lab: Lab, repo: Repo, name: str) -> None:
     construct = CONSTRUCTS[name]
     # push = false: the images stay in the engine's store, under names of this test's own.
-    registry = f"mab-inputs-test/{uuid.uuid4().hex[:10]}"
+    registry = lab.namespace(local=True)
     fill = {"busybox": lab.busybox, "registry": registry, "salt": uuid.uuid4().hex}
     files = {"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n'
                                f'registry = "{registry}"\n[tool.multiarch.images.svc]\ncontext = "svc"\n',

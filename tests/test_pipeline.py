@@ -817,7 +817,7 @@ def test_interrupted_while_uploading_no_public_tag_moves(lab: Lab, repo: Repo) -
 def test_a_partial_checkout_holds_what_the_build_reads_outside_its_context(lab: Lab, repo: Repo) -> None:
     """Only what the builds read is checked out: a Dockerfile and its ignore file outside the
     context, a named context elsewhere in the repository; a watched path rebuilds too."""
-    registry = f"mab-sparse-test/{uuid.uuid4().hex[:10]}"  # the engine's store only: push = false
+    registry = lab.namespace(local=True)  # the engine's store only: push = false
     repo.commit({
         "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
                           f'registry = "{registry}"\n[tool.multiarch.images.api]\ncontext = "api"\n'

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,18 @@ def test_the_summary_names_each_upload_of_an_image_built_now() -> None:
     lines = output.summary([pushed, skipped], Printer(io.StringIO(), color=False)).splitlines()
     assert lines[3:] == ["uploaded to staging (by input digest):", "  api: r/team/mab-staging/api:mab-6f2a"]
     assert "uploaded" not in output.summary([skipped], Printer(io.StringIO(), color=False))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_json_is_indented_at_a_terminal_and_one_line_down_a_pipe() -> None:
+    data = {"images": [{"name": "api", "platforms": ["linux/amd64"]}]}
+    piped, shown = io.StringIO(), _Terminal()
+    output.dump_json(data, piped)
+    output.dump_json(data, shown)
+    assert piped.getvalue() == '{"images": [{"name": "api", "platforms": ["linux/amd64"]}]}\n'
+    assert shown.getvalue() == json.dumps(data, indent=2) + "\n"
+    assert shown.getvalue().count("\n") == 10

@@ -163,6 +163,7 @@ def _reasons(
     """Every affected image and why: its own reasons (() when only a base makes it affected);
     and the images a changed path comes near."""
     changed = tuple(sorted(commit.changed)) if commit.changed is not None else None
+    changed_set = frozenset(changed or ())
     names = _near(config, changed, files)
     near = {image.name: image for image in config.images if image.name in names}
     files.prefetch(
@@ -173,7 +174,7 @@ def _reasons(
     for image in config.images:
         own = settings_changed(image, previous, touched) if previous is not None else ()
         if image.name in near:
-            own += direct_reasons(analysis.inputs_of(image.name), changed, commit.why)
+            own += direct_reasons(analysis.inputs_of(image.name), changed, commit.why, changed_set)
         if own:
             reasons[image.name] = own
     todo = list(reasons) if changed is not None else []
@@ -406,22 +407,27 @@ def _links(image: Image, files: Files) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _near_read(found: Inputs, changed: Sequence[str], *, watches: bool = True) -> set[str]:
+def _near_read(
+    found: Inputs, changed: Sequence[str], changed_set: frozenset[str], *, watches: bool = True
+) -> set[str]:
     """`near`, once the image's build is read: its ignore files and where its links lead, and
-    every context a rule of it reads from."""
+    every context a rule of it reads from. `changed_set`: `changed` as a set, made once per
+    commit (a heavy push asks this of thousands of images)."""
     links = (*found.followed, *([found.ignore_file] if found.ignore_file else []))
     contexts = tuple(rule.context for rule in found.rules)
-    groups = paths_near(
-        found.image, changed, frozenset(changed), links=links, contexts=contexts, watches=watches
-    )
+    groups = paths_near(found.image, changed, changed_set, links=links, contexts=contexts, watches=watches)
     return {path for group in groups for path in group}
 
 
-def direct_reasons(found: Inputs, changed: Sequence[str] | None, why: str) -> tuple[str, ...]:
-    """Every changed path the image's build reads (or watches), each with the rule that reads it."""
+def direct_reasons(
+    found: Inputs, changed: Sequence[str] | None, why: str, changed_set: frozenset[str]
+) -> tuple[str, ...]:
+    """Every changed path the image's build reads (or watches), each with the rule that reads it
+    (`changed_set`: `changed` as a set)."""
     if changed is None:
         return (f"every image is built ({why})",)
-    read = {path: found.reason(path) for path in sorted(_near_read(found, changed, watches=False))}
+    near = _near_read(found, changed, changed_set, watches=False)
+    read = {path: found.reason(path) for path in sorted(near)}
     reasons = [reason for reason in read.values() if reason is not None]
     for glob in found.image.watches:  # a watched path counts whether the build reads it or not
         reasons.extend(
@@ -474,7 +480,7 @@ def _explain(plan: Plan, analysis: Analysis, name: str) -> Explanation:
     found = analysis.inputs_of(name)
     planned = next((p for p in plan.affected if p.image.name == name), None)
     changed = sorted(plan.commit.changed or ())
-    close = _near_read(found, changed)
+    close = _near_read(found, changed, frozenset(changed))
     paths = tuple((shown(path), _counts(found, path)) for path in changed if path in close)
     described = tuple(dict.fromkeys(rule.describe() for rule in found.rules if rule.reachable))
     return Explanation(

@@ -182,6 +182,22 @@ class Lab(NamedTuple):
             self.claims.claim(name)
         return f"{'mab-test' if local else self.registry}/{name}"
 
+    def build(self, ref: str, dockerfile: str, *args: str, platforms: str = "linux/amd64", push: bool = True
+              ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """`docker buildx build` of `dockerfile` (its text; no context) as `ref`, by hand as a user
+        builds, pushed unless `push` is false. Run again on the lab registry's 500: buildx 0.13
+        with the docker driver and the containerd store pushes twice (docker/buildx#3023), and
+        distribution 2.8 now and then answers 500 to the second push's look-up (seen in CI)."""
+        command = ("docker", "buildx", "build", "--platform", platforms, *args,
+                   *(("--push",) if push else ()), "-t", ref, "-")  # fmt: skip
+        for _ in range(3):
+            built = subprocess.run(
+                command, input=dockerfile, env=self.env, capture_output=True, text=True, check=False
+            )
+            if built.returncode == 0 or "500 Internal Server Error" not in built.stderr:
+                break
+        return built
+
     def manifest(self, ref: str) -> dict[str, object] | None:
         """The manifest (list) of `host/name:tag` from the registry's HTTP API; None if absent."""
         host, _, rest = ref.partition("/")

@@ -11,7 +11,6 @@ import json
 import os
 import socketserver
 import stat
-import subprocess
 import tarfile
 import threading
 import urllib.parse
@@ -498,10 +497,8 @@ def base_image(lab: Lab, ref: str, platforms: str, *, plain: bool = False, push:
     """A base of its own (a salted step: never another test's cache), pushed and/or kept in the
     engine's store; `plain`: one manifest, no index (what `--provenance=false` of one platform gives)."""
     args = ("--provenance=false",) if plain else ()
-    built = subprocess.run(("docker", "buildx", "build", "--platform", platforms, *args,
-                            *(("--push",) if push else ()), "-t", ref, "-"),
-                           input=f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n", env=lab.env,
-                           capture_output=True, text=True, check=False)  # fmt: skip
+    built = lab.build(ref, f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n", *args,
+                      platforms=platforms, push=push)  # fmt: skip
     assert built.returncode == 0, built.stderr
 
 

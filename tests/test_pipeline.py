@@ -852,9 +852,7 @@ def test_a_base_without_one_of_the_platforms_is_named_with_it(lab: Lab, repo: Re
     the base and the platform in the summary (not "stopped by another image")."""
     registry = lab.namespace()
     base = f"{registry}/amd64-only:1"
-    pushed = subprocess.run(("docker", "buildx", "build", "--platform", "linux/amd64", "--push", "-t", base, "-"),
-                            input=f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n", env=lab.env,
-                            capture_output=True, text=True, check=False)  # fmt: skip
+    pushed = lab.build(base, f"FROM {lab.busybox}\nRUN echo {uuid.uuid4().hex} > /salt\n")
     assert pushed.returncode == 0, pushed.stderr
     repo.commit({
         "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -333,22 +332,16 @@ def test_access_to_a_registry_that_does_not_answer(tmp_path: Path) -> None:
 # --- against the lab ----------------------------------------------------------------------------
 
 
-def push_image(env: dict[str, str], image: str, busybox: str) -> None:
-    """An image pushed by hand, as the test's starting point. distribution 2.8 answers 500 to a
-    read racing the docker driver's own pushes now and then (seen in CI): pushed again then."""
-    build = ("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", "--push", "-t", image, "-")
-    for _ in range(3):
-        pushed = subprocess.run(build, input=f"FROM {busybox}\nRUN true\n", env=env, capture_output=True,
-                                text=True, check=False)  # fmt: skip
-        if pushed.returncode == 0 or "500 Internal Server Error" not in pushed.stderr:
-            break
+def push_image(lab: Lab, image: str) -> None:
+    """An image pushed by hand, as the test's starting point."""
+    pushed = lab.build(image, f"FROM {lab.busybox}\nRUN true\n", platforms="linux/amd64,linux/arm64")
     assert pushed.returncode == 0, pushed.stderr
 
 
 @pytest.mark.lab
 def test_against_the_lab_registry(lab: Lab, tmp_path: Path) -> None:
     image = f"{lab.namespace()}/img"
-    push_image(lab.env, f"{image}:src", lab.busybox)
+    push_image(lab, f"{image}:src")
     found = Registry(lab.env, run=NoBuildx())
     assert found.exists(f"{image}:src") is True
     assert found.exists(f"{image}:nope") is False
@@ -366,7 +359,7 @@ def test_a_registry_wanting_credentials_with_and_without_docker_login(
     with_login = auth_registry.docker_config(lab, tmp_path / "in", logged_in=True)
     without = auth_registry.docker_config(lab, tmp_path / "out", logged_in=False)
     image = f"{auth_registry.address}/team/img"
-    push_image(with_login, f"{image}:src", lab.busybox)
+    push_image(lab._replace(env=with_login), f"{image}:src")
     anonymous = Registry(without)
     assert anonymous.access(image).code == "no-credentials"
     assert anonymous.exists(f"{image}:src") is False  # neither the API nor buildx may look

@@ -120,9 +120,8 @@ def test_a_planted_staging_tag_is_not_trusted(repo: Repo, lab: Lab) -> None:
             f"org.opencontainers.image.revision={'f' * 40}",
         ),
     ):
-        planted = subprocess.run(("docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", *labels, "--push",
-                                  "-t", f"{registry}/mab-staging/web:{staging}", "-"), input=f"FROM {lab.busybox}\nRUN echo {salt} > /planted\n",
-                                 env=lab.env, capture_output=True, text=True, check=False)  # fmt: skip
+        planted = lab.build(f"{registry}/mab-staging/web:{staging}", f"FROM {lab.busybox}\nRUN echo {salt} > /planted\n",
+                            *labels, platforms="linux/amd64,linux/arm64")  # fmt: skip
         assert planted.returncode == 0, planted.stderr
         again = mab(repo.path, lab.env, "--all", "--publish")
         assert again.returncode == 0, again.stdout + again.stderr

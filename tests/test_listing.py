@@ -195,6 +195,9 @@ def test_patching_any_history_gives_what_git_lists(
             assert as_dict(found) == expected(repo, sha)
             asked = every_question([*expected(repo, sha), *step])
             assert answers(found, asked) == as_git_says(repo, sha, asked)
+            direct = listing.diff(handle, found.base, found.tree_id)
+            assert direct is not None  # what config replay asks again: the paths added or deleted
+            assert found.difference().moved == direct.moved
             listing.remember(found)
 
 
@@ -299,3 +302,100 @@ def test_a_damaged_block_is_listed_afresh_and_the_kept_listing_dropped(repo: Rep
     found = listing.of_commit(handle, second, cache)
     assert found.entry("f1999") == f"100644 {repo.git('rev-parse', f'{second}:f1999')}"
     assert as_dict(found) == expected(repo, second) and not kept.exists()
+
+
+def test_a_push_past_the_last_one_is_diffed_from_it_not_from_the_kept_listing(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept listing is written anew only past SAVE_FRACTION, so it may be thousands of
+    paths behind; each run keeps its own changes from it, and the next run asks git only what
+    changed since that run's tree."""
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"d{i}/f{j}": f"{i}{j}" for i in range(10) for j in range(40)})  # 4 changes kept
+    listing.of_commit(handle, first, cache)
+    second = repo.commit({"d1/f1": None, "d2/f2": "changed", "new/one": "n"})
+    listing.of_commit(handle, second, cache)
+    assert (cache / listing.PATCH).stat().st_mode & 0o777 == 0o600
+    asked: list[tuple[str, str]] = []
+    real = listing._diff_tree
+
+    def diff_tree(r: gitpython.Repo, old: str, new: str) -> listing.Patch | None:
+        asked.append((old, new))
+        return real(r, old, new)
+
+    monkeypatch.setattr(listing, "_diff_tree", diff_tree)
+    third = repo.commit({"new/one": None, "d1/f1": "back", "d3/f3": "changed", "new/two": "t"})
+    found = listing.of_commit(handle, third, cache)
+    tree = handle.git.rev_parse
+    assert asked == [(tree(f"{second}^{{tree}}"), tree(f"{third}^{{tree}}"))]
+    assert as_dict(found) == expected(repo, third)
+    # Added and deleted since the kept listing: d1/f1 is back, new/one came and went.
+    assert found.difference().moved == frozenset({"new/two"})
+    assert found.difference().changed == frozenset({"d1/f1", "d2/f2", "d3/f3", "new/two"})
+    asked.clear()
+    fourth = repo.commit({"d3/f3": "again"})  # and the next run from the third's tree
+    assert as_dict(listing.of_commit(handle, fourth, cache)) == expected(repo, fourth)
+    assert asked == [(tree(f"{third}^{{tree}}"), tree(f"{fourth}^{{tree}}"))]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "a record changed", "another kept listing's"])
+def test_a_damaged_or_stale_kept_patch_is_not_used(repo: Repo, damage: str) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"f{i:03}": str(i) for i in range(300)})
+    listing.of_commit(handle, first, cache)
+    second = repo.commit({"f001": "changed", "f002": None})
+    listing.of_commit(handle, second, cache)
+    kept = cache / listing.PATCH
+    if damage == "garbage":
+        kept.write_bytes(b"\x00\xff not a patch")
+    elif damage == "a record changed":  # the shape kept, f001's blob id another
+        blob = handle.git.rev_parse(f"{second}:f001")
+        kept.write_bytes(kept.read_bytes().replace(blob.encode(), b"0" * 40))
+    else:  # of a listing kept before the one there now
+        kept.write_bytes(
+            kept.read_bytes().replace(handle.git.rev_parse(f"{first}^{{tree}}").encode(), b"1" * 40)
+        )
+    assert listing.load_patch(kept, handle.git.rev_parse(f"{first}^{{tree}}")) is None
+    third = repo.commit({"f003": "changed"})
+    assert as_dict(listing.of_commit(handle, third, cache)) == expected(repo, third)
+
+
+def test_patches_compose_as_one() -> None:
+    first = listing.Patch([("added", "r1"), ("changed", "r2"), ("deleted", None), ("gone", "r3")],
+                          frozenset({"added", "deleted", "gone"}))  # fmt: skip
+    then = listing.Patch([("added", None), ("changed", "r4"), ("deleted", "r5"), ("gone", None), ("kept", None),
+                          ("new", "r6"), ("same", "r7")], frozenset({"added", "deleted", "gone", "kept", "new"}))  # fmt: skip
+    found = listing.composed(first, then)
+    # "added" came and went, "gone" too (added by first); "deleted" is back (changed, if anything).
+    assert found.changes == [
+        ("changed", "r4"),
+        ("deleted", "r5"),
+        ("kept", None),
+        ("new", "r6"),
+        ("same", "r7"),
+    ]
+    assert found.moved == frozenset({"kept", "new"})
+
+
+def test_a_patch_grown_past_the_limit_since_the_kept_listing_lists_afresh(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"f{i:03}": str(i) for i in range(300)})
+    listing.of_commit(handle, first, cache)
+    monkeypatch.setattr(listing, "MAX_PATCH_FRACTION", 0.005)  # 1.5 of 300 paths
+    listing.of_commit(handle, repo.commit({"f001": "changed"}), cache)  # kept as the last patch
+    listed: list[str] = []
+    real = listing.ls_tree
+
+    def ls_tree(r: gitpython.Repo, tree: str) -> listing.Listed:
+        listed.append(tree)
+        return real(r, tree)
+
+    monkeypatch.setattr(listing, "ls_tree", ls_tree)
+    third = repo.commit({"f002": "changed"})  # one since the last: two since the kept listing
+    assert as_dict(listing.of_commit(handle, third, cache)) == expected(repo, third)
+    assert listed == [handle.git.rev_parse(f"{third}^{{tree}}")]

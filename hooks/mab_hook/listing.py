@@ -240,10 +240,13 @@ def of_commit(repo: git.Repo, sha: str, cache_dir: Path | None = None) -> Listin
     known = load_known(path.with_name(KNOWN), kept.tree_id) if path is not None and kept is not None else None
     if kept is not None and kept.tree_id == tree_id:
         return Listing(tree_id, kept, known=known)
-    patch = diff(repo, kept, tree_id) if kept is not None else None
+    last = load_patch(path.with_name(PATCH), kept.tree_id) if path is not None and kept is not None else None
+    patch = _patch(repo, kept, last, tree_id) if kept is not None else None
     if kept is not None and patch is not None:
         found = Listing(tree_id, kept, patch, known)
         if len(patch.changes) <= SAVE_FRACTION * len(kept):
+            if path is not None and (last is None or last[0] != tree_id):
+                keep_patch(path.with_name(PATCH), kept.tree_id, tree_id, patch)
             return found  # laying it over again next time costs less than writing it now
         fresh = found.materialized()
     else:
@@ -310,12 +313,17 @@ def _is_sorted(paths: tuple[str, ...]) -> bool:
 def diff(repo: git.Repo, old: Base, tree_id: str) -> Patch | None:
     """What changed from `old` to another tree: each path's new record, or None for a deleted
     path. None when so much changed that a fresh listing costs no more."""
+    found = _diff_tree(repo, old.tree_id, tree_id)
+    if found is None or len(found.changes) > MAX_PATCH_FRACTION * len(old):
+        return None  # the kept tree is gone (pruned), or a fresh listing costs no more
+    return found
+
+
+def _diff_tree(repo: git.Repo, old: str, new: str) -> Patch | None:
     try:
-        out = repo.git.diff_tree(
-            "-r", "-z", "--no-renames", old.tree_id, tree_id, strip_newline_in_stdout=False
-        )
+        out = repo.git.diff_tree("-r", "-z", "--no-renames", old, new, strip_newline_in_stdout=False)
     except git.GitCommandError:
-        return None  # the kept tree is gone (pruned): list afresh
+        return None
     fields = out.split("\0")
     changes: list[Change] = []
     moved = []
@@ -324,12 +332,51 @@ def diff(repo: git.Repo, old: Base, tree_id: str) -> Patch | None:
         changes.append((path, None if status == "D" else _record(new_mode, new_id)))
         if status in ("A", "D"):
             moved.append(path)
-    if len(changes) > MAX_PATCH_FRACTION * len(old):
-        return None
     return Patch(sorted(changes), frozenset(moved))
 
 
+def _patch(repo: git.Repo, kept: Base, last: tuple[str, Patch] | None, tree_id: str) -> Patch | None:
+    """The changes from the kept listing to a tree: the last run's (`last`: its tree, and the
+    changes from the kept listing to it) with what changed since laid over them, when there
+    are some; else `git diff-tree` from the kept tree. A push is a commit or a few past the
+    last one, while the kept listing may be thousands of paths behind (it is written anew only
+    past SAVE_FRACTION): the diff from the last tree is the small one."""
+    if last is None:
+        return diff(repo, kept, tree_id)
+    since = _diff_tree(repo, last[0], tree_id)
+    if since is None:
+        return diff(repo, kept, tree_id)
+    found = composed(last[1], since)
+    return found if len(found.changes) <= MAX_PATCH_FRACTION * len(kept) else None
+
+
+def composed(first: Patch, then: Patch) -> Patch:
+    """The changes from a base to a tree, from those of the base to a middle tree (`first`)
+    and of the middle tree to that one (`then`). Whether the base has a path follows from
+    either: one `first` changes is in the base unless `first` added it; one only `then`
+    changes is in the base as it is in the middle tree (`then` did not add it)."""
+    before = dict(first.changes)
+    in_base = {path: record is None or path not in first.moved for path, record in first.changes}
+    in_base.update(
+        (path, path not in then.moved or record is None)
+        for path, record in then.changes
+        if path not in before
+    )
+    records = {**before, **dict(then.changes)}
+    changes: list[Change] = []
+    moved = []
+    for path in sorted(records):
+        record, was = records[path], in_base[path]
+        if record is None and not was:
+            continue  # added, then deleted: the base has it not, nor has the tree
+        changes.append((path, record))
+        if was != (record is not None):
+            moved.append(path)
+    return Patch(changes, frozenset(moved))
+
+
 KNOWN = "listing-known"  # what look-ups of the kept listing found, beside it
+PATCH = "listing-patch"  # the last run's changes from the kept listing, beside it
 MAX_KNOWN = 100_000  # entries remembered, at most
 
 
@@ -375,6 +422,35 @@ def remember(found: Listing) -> None:
 
 def _known_head(tree_id: str, body: bytes) -> bytes:
     return f"{MAGIC.decode()} known {tree_id} {zlib.crc32(body):08x}".encode()
+
+
+def load_patch(path: Path, base: str) -> tuple[str, Patch] | None:
+    """The last run's tree and its changes from the kept listing (of `base`); None when the
+    file is of another listing or does not hold together."""
+    with contextlib.suppress(OSError, ValueError):
+        head, _, body = path.read_bytes().partition(b"\n")
+        tree_id = head.split(b" ")[-2].decode() if head.count(b" ") > 2 else ""
+        if tree_id and head == _patch_head(base, tree_id, body):
+            fields = body.decode("utf-8", "surrogateescape").split("\0")
+            entries = list(zip(fields[0:-1:3], fields[1::3], fields[2::3], strict=True))
+            changes = [(name, record or None) for name, record, _moved in entries]
+            return tree_id, Patch(changes, frozenset(name for name, _record, moved in entries if moved))
+    return None
+
+
+def keep_patch(path: Path, base: str, tree_id: str, patch: Patch) -> None:
+    """Keep this run's changes from the kept listing, for the next run to start from."""
+    moved = patch.moved
+    body = "".join(
+        f"{name}\0{record or ''}\0{'m' if name in moved else ''}\0" for name, record in patch.changes
+    )
+    data = body.encode("utf-8", "surrogateescape")
+    with contextlib.suppress(OSError):
+        state.write_private(path, _patch_head(base, tree_id, data) + b"\n" + data)
+
+
+def _patch_head(base: str, tree_id: str, body: bytes) -> bytes:
+    return f"{MAGIC.decode()} patch {base} {tree_id} {zlib.crc32(body):08x}".encode()
 
 
 # The kept file, all of it written at once (`save`); integers are this machine's.

@@ -7,7 +7,8 @@ same seed; a push branch of 50 commits touching 5 files per 10 images), and thre
 in turns across every size, so that a slow spell of the machine slows them all alike:
 
 - one commit: `mab-hook --dry-run --json --from push~1 --to push` (10-50 files), with the cache
-  earlier pushes leave (every image planned at `main`, as bench/planning.py primes it);
+  earlier pushes leave (every image planned at `main`, as bench/planning.py primes it, then the
+  push before this one: of `push~1`);
 - heavy: the whole push branch, `--from main --to push` (50 commits), with that cache;
 - first: the one-commit push with nothing under .git/mab-hook.
 
@@ -31,6 +32,7 @@ from planning import prime, profile, restore
 
 ONE = ("--dry-run", "--json", "--from", "push~1", "--to", "push")
 HEAVY = ("--dry-run", "--json", "--from", "main", "--to", "push")
+PREVIOUS = ("--dry-run", "--from", "push~2", "--to", "push~1")  # the push before the one-commit push
 FILES_PER_IMAGE = 100
 TOUCHED_PER_IMAGE = 0.5  # files the push branch touches, per image (500 at 1,000 images)
 # Issue 31's targets, at the largest size against the smallest.
@@ -49,9 +51,9 @@ def main() -> int:
     sizes = [int(size) for size in args.sizes.split(",")]
     as_installed()
     repos = {size: repository(size) for size in sizes}
-    primed = {size: prime(repo, cache_of(repo)) for size, repo in repos.items()}  # as earlier pushes leave it
+    primed = {size: primed_for(repo, mab(), "cache-primed") for size, repo in repos.items()}
     versions = {"": []} if not args.baseline else {"": [], "baseline ": as_of(args.baseline)}
-    then = {size: prime(repo, cache_of(repo), [*versions[v], *mab()], "cache-primed-baseline")
+    then = {size: primed_for(repo, [*versions[v], *mab()], "cache-primed-baseline")
             for size, repo in repos.items() for v in versions if v}  # fmt: skip
     timings: dict[tuple[int, str], list[Timing]] = {}
     for _ in range(args.runs):
@@ -68,7 +70,7 @@ def main() -> int:
         print(compared(sizes, found, args.baseline))
     if args.profile:
         largest = max(sizes)
-        restore(primed[largest], cache_of(repos[largest]))
+        restore(primed[largest][1], cache_of(repos[largest]))
         print(f"\nWhere the one-commit push's time goes at {largest} images (cProfile, cumulative):\n```")
         print(profile(repos[largest], ONE, top=25))
         print("```")
@@ -108,11 +110,24 @@ def cache_of(repo: Path) -> Path:
     return repo / ".git" / "mab-hook" / "cache"
 
 
-def cases(repo: Path, primed: Path) -> dict[str, tuple[Sequence[str], Callable[[], None]]]:
+def primed_for(repo: Path, command: Sequence[str], name: str) -> tuple[Path, Path]:
+    """The caches earlier pushes leave: every image planned at `main` (before the heavy push,
+    the whole branch at once), and then the push of `push~1` (before the one-commit push)."""
+    at_main = prime(repo, cache_of(repo), command, name)
+    restore(at_main, cache_of(repo))
+    measure([*command, *PREVIOUS], cwd=repo, runs=1)
+    before_one = at_main.with_name(name + "-one")
+    shutil.rmtree(before_one, ignore_errors=True)
+    shutil.copytree(cache_of(repo), before_one)
+    return at_main, before_one
+
+
+def cases(repo: Path, primed: tuple[Path, Path]) -> dict[str, tuple[Sequence[str], Callable[[], None]]]:
     cache = cache_of(repo)
+    at_main, before_one = primed
     return {
-        "one commit": (mab(*ONE), lambda: restore(primed, cache)),
-        "heavy": (mab(*HEAVY), lambda: restore(primed, cache)),
+        "one commit": (mab(*ONE), lambda: restore(before_one, cache)),
+        "heavy": (mab(*HEAVY), lambda: restore(at_main, cache)),
         "first": (mab(*ONE), lambda: shutil.rmtree(cache, ignore_errors=True)),
     }
 

@@ -40,20 +40,20 @@ from mab_hook.validation import PYPROJECT
 class Options(NamedTuple):
     """The gate's command line. `remote` and `url`: git's, as a pre-push hook."""
 
-    remote: str | None = None
-    url: str | None = None
-    every: bool = False
-    from_ref: str | None = None
-    to_ref: str | None = None
-    work_tree: bool = False
-    dry_run: bool = False
-    publish: bool = False
-    bake: bool = False
-    explain: str | None = None
-    json: bool = False
-    repo: Path | None = None
-    timeout: float | None = None
-    budget: float | None = None
+    remote: str | None
+    url: str | None
+    every: bool
+    from_ref: str | None
+    to_ref: str | None
+    work_tree: bool
+    dry_run: bool
+    publish: bool
+    bake: bool
+    explain: str | None
+    json: bool
+    repo: Path | None
+    timeout: float | None
+    budget: float | None
 
 
 EXAMPLES = """\

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mab_hook import changes, definitions, listing, planning, process
+from mab_hook import analysis, cache, changes, definitions, listing, planning, process
 from mab_hook.plan import Plan
 from mab_hook.repository import open_repo
 from tests.conftest import Lab, Repo
@@ -329,11 +329,44 @@ def test_an_image_that_starts_or_stops_naming_a_base_is_found_by_the_next_push(r
     repo.commit({"api/Dockerfile": "FROM base\n", "web/Dockerfile": "FROM busybox\n"})
     repo.commit({"base/Dockerfile": "FROM busybox\nRUN false\n"})
     assert affected(plan(repo, {})) == {"base": rebuilt[0], "api": rebuilt[1]}
+    assert mentioning(repo, "base") == {"api"}  # web's mention is gone, not only api's added
     repo.commit({"api/Dockerfile": "FROM busybox\n", "web/Dockerfile": "FROM base\n"})  # as they were
     repo.commit({"base/Dockerfile": "FROM busybox\nRUN again\n"})
+    # What changed before is read again even where git's answer now leaves it out (a lost list
+    # of the last run's changes: api's and web's Dockerfiles are as in the kept listing again).
+    (repo.path / ".git" / "mab-hook" / "cache" / listing.PATCH).unlink()
     assert affected(plan(repo, {})) == {"base": rebuilt[0], "web": rebuilt[1]}
+    assert mentioning(repo, "base") == {"web"}
     kept = listing.load(repo.path / ".git" / "mab-hook" / "cache" / "listing", pytest.fail)
     assert kept is not None and kept.tree_id == repo.git("rev-parse", "HEAD~5^{tree}")  # laid over all along
+
+
+def mentioning(repo: Repo, word: str) -> set[str]:
+    """The images the kept index of mentions says have `word` in their Dockerfile."""
+    entries = cache.load(repo.path / ".git" / "mab-hook" / "cache" / "planning.sqlite")
+    found: set[str] = entries[analysis.MENTIONS_KEY][3][word]
+    return found
+
+
+def test_a_build_arg_that_comes_to_name_a_base_is_followed_with_no_dockerfile_changed(repo: Repo) -> None:
+    """The kept index of mentions is for one configuration: a build arg is part of it."""
+    tables = '[tool.multiarch.images.base]\ncontext = "base"\n[tool.multiarch.images.app]\ncontext = "app"\n'
+    repo.commit({
+        "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n{tables}",
+        "base/Dockerfile": "FROM busybox\n", "app/Dockerfile": "ARG FROM=busybox\nFROM ${FROM}\n",
+        **{f"docs/{i}.md": str(i) for i in range(1000)},  # a few changed files stay laid over the kept listing
+    })  # fmt: skip
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN one\n"})
+    assert set(affected(plan(repo, {}))) == {"base"}
+    with_arg = tables.replace('context = "app"', 'context = "app"\nbuild-args = { FROM = "base" }')
+    repo.commit({"pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n{with_arg}"})
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN two\n"})
+    assert affected(plan(repo, {})) == {
+        "base": ("Dockerfile changed: base/Dockerfile",),
+        "app": ("base image base is rebuilt",),
+    }
+    kept = listing.load(repo.path / ".git" / "mab-hook" / "cache" / "listing", pytest.fail)
+    assert kept is not None and kept.tree_id == repo.git("rev-parse", "HEAD~2^{tree}")  # one index all along
 
 
 def test_a_root_dockerfile_is_named_as_the_remote_names_the_repository_in_every_clone(tmp_path: Path) -> None:
@@ -376,3 +409,26 @@ def test_a_config_not_yet_committed_is_said_to_be_so(repo: Repo) -> None:
         )
     assert str(info.value) == (f"pyproject.toml is in the work tree but not in commit {sha[:12]}: mab-hook builds "
                                "what is committed; `git add pyproject.toml` and commit it")  # fmt: skip
+
+
+def test_a_dockerfile_changed_where_the_kept_listing_is_written_anew_is_read_again(repo: Repo) -> None:
+    """The kept index of mentions holds over one kept listing: a push that changes enough for
+    the listing to be written anew (past 1% of the files) makes it anew too."""
+    tables = '[tool.multiarch.images.base]\ncontext = "base"\n[tool.multiarch.images.app]\ncontext = "app"\n'
+    docs = {f"docs/{i}.md": str(i) for i in range(1000)}
+    repo.commit({
+        "pyproject.toml": f"[tool.multiarch]\nplatforms = {PLATFORMS}\n{tables}",
+        "base/Dockerfile": "FROM busybox\n", "app/Dockerfile": "FROM busybox\n", **docs,
+    })  # fmt: skip
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN one\n"})
+    assert set(affected(plan(repo, {}))) == {"base"}
+    first = listing.load(repo.path / ".git" / "mab-hook" / "cache" / "listing", pytest.fail)
+    repo.commit({"app/Dockerfile": "FROM base\n", **{path: "changed" for path in list(docs)[:50]}})
+    assert set(affected(plan(repo, {}))) == {"app"}
+    again = listing.load(repo.path / ".git" / "mab-hook" / "cache" / "listing", pytest.fail)
+    assert first is not None and again is not None and first.tree_id != again.tree_id  # written anew
+    repo.commit({"base/Dockerfile": "FROM busybox\nRUN two\n"})
+    assert affected(plan(repo, {})) == {
+        "base": ("Dockerfile changed: base/Dockerfile",),
+        "app": ("base image base is rebuilt",),
+    }

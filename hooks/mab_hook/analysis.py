@@ -12,7 +12,7 @@ from mab_hook import inputs, references
 from mab_hook.budget import Deadline
 from mab_hook.dockerfile import Source
 from mab_hook.errors import FatalError
-from mab_hook.images import Config
+from mab_hook.images import Config, Image
 from mab_hook.inputs import Files, Inputs
 
 
@@ -98,44 +98,43 @@ class Analysis:
 
     def _mentions(self) -> dict[str, set[str]]:
         """Word -> the images whose Dockerfile or build args have it, for the words that name an
-        image (a Dockerfile has many more: only these are ever looked up)."""
-        naming = self.config.naming_words
+        image (a Dockerfile has many more: only these are ever looked up). What an earlier run
+        made is kept with where it held: for the same configuration, over the same kept
+        listing, only the images whose Dockerfile changed from it then, or now, are put in
+        afresh; otherwise every image is (its Dockerfile's words cached by blob)."""
+        cache, images = self.files.cache, self.config.images
+        made_of = self.config.mentions_digest
+        now = self.files.tree.difference()
+        entry = cache.get(MENTIONS_KEY) if cache is not None else None
+        held = now is not None and isinstance(entry, tuple) and entry[:2] == (made_of, now.base)
+        kept = entry if held else None
         found: dict[str, set[str]] = {}
-        named = self._naming_words(naming)
-        for image in self.config.images:
-            mentioned = set(named[image.name])
-            if image.build_args:
-                mentioned |= reference_words(" ".join(v for _k, v in image.build_args)) & naming
-            for word in mentioned:
+        stale = list(images)
+        if kept is not None and now is not None:
+            since, found = kept[2] | now.changed, kept[3]
+            stale = [image for image in images if image.dockerfile in since]
+            gone = {image.name for image in stale}
+            for named in found.values() if gone else ():
+                named.difference_update(gone)
+        self.files.prefetch((image.dockerfile, WORDS_KEY) for image in stale)
+        for image in stale:
+            for word in self._mentioned(image):
                 found.setdefault(word, set()).add(image.name)
-            for _key, other in image.image_contexts:
-                found.setdefault(other, set()).add(image.name)
+        # Written when made or changed: a run that reads no Dockerfile leaves it as it was, and
+        # the next one reads what changed since it was made (no Dockerfile of an image, then).
+        if cache is not None and now is not None and stale:
+            cache[MENTIONS_KEY] = (made_of, now.base, now.changed, found)
         return found
 
-    def _naming_words(self, naming: frozenset[str]) -> dict[str, frozenset[str]]:
-        """Each image's Dockerfile's words that name an image. What an earlier run found (for the
-        same names) is kept with where it held: over the same kept listing, only a Dockerfile that
-        changed from it then, or now, is read again; otherwise each is (its words cached by blob)."""
-        cache, files, images = self.files.cache, self.files, self.config.images
-        digest = self.config.naming_digest
-        now = files.tree.difference()
-        where = cache.get(MENTIONS_AT) if cache is not None else None  # (names, listing, changed)
-        kept = cache.get(MENTIONS_KEY) if cache is not None else None  # name -> (Dockerfile, words)
-        since: frozenset[str] = frozenset()
-        if now is None or not isinstance(where, tuple) or where[:2] != (digest, now.base) or not kept:
-            kept = {}
-        else:
-            since = where[2] | now.changed
-        stale = [i for i in images if kept.get(i.name, ("",))[0] != i.dockerfile or i.dockerfile in since]
-        files.prefetch((image.dockerfile, WORDS_KEY) for image in stale)
-        found = {image.name: (image.dockerfile, self._named_in(image.dockerfile, naming)) for image in stale}
-        held = {image.name: found.get(image.name) or kept[image.name] for image in images}
-        if cache is not None and now is not None:
-            if found:
-                cache[MENTIONS_KEY] = held
-            if where != (digest, now.base, now.changed):
-                cache[MENTIONS_AT] = (digest, now.base, now.changed)
-        return {name: words for name, (_dockerfile, words) in held.items()}
+    def _mentioned(self, image: Image) -> set[str]:
+        """The words naming an image that this image's Dockerfile, build args and `target:`
+        contexts have."""
+        naming = self.config.naming_words
+        mentioned = set(self._named_in(image.dockerfile, naming))
+        if image.build_args:
+            mentioned |= reference_words(" ".join(v for _k, v in image.build_args)) & naming
+        mentioned.update(other for _key, other in image.image_contexts)
+        return mentioned
 
     def _named_in(self, path: str, naming: frozenset[str]) -> frozenset[str]:
         return self.files.memo(path, WORDS_KEY, partial(self._words_in, path)) & naming
@@ -144,8 +143,9 @@ class Analysis:
         return reference_words(self.files.read(path) or "")
 
 
-# The cache's entries of each image's naming words (`_naming_words`), and where they hold.
-MENTIONS_KEY, MENTIONS_AT = "mentions", "mentions-at"
+# The cache's entry of which image mentions which (`_mentions`), with what it was made from
+# and where it held.
+MENTIONS_KEY = "mentions-index"
 WORDS_KEY = ("words",)  # what the cache keeps of a Dockerfile for this: the names it mentions
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 

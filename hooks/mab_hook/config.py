@@ -104,7 +104,7 @@ def load(
             cache.pop(old, None)  # each holds a whole configuration: keep the last few only
             cache.pop(_where(old), None)
         cache[CONFIGS] = (*kept, key)[-KEEP_CONFIGS:]
-        config.by_reference, config.naming_digest, config.where  # noqa: B018 - worked out now: kept with it
+        config.by_reference, config.mentions_digest, config.where  # noqa: B018 - worked out now: kept with it
         cache[key] = (config, tuple(probe.asked), probe.definitions)
         _validated_at(cache, key, tree)
     return config

@@ -304,6 +304,14 @@ class Config:
         words = "\0".join(sorted(self.naming_words))
         return hashlib.sha256(words.encode("utf-8", "surrogateescape")).hexdigest()
 
+    @functools.cached_property
+    def mentions_digest(self) -> str:
+        """What the index of which image mentions which is made from, besides the Dockerfiles:
+        the naming words, and each image's Dockerfile, build args and `target:` contexts."""
+        made = [(i.name, i.dockerfile, i.build_args, i.image_contexts) for i in self.images]
+        text = repr((self.naming_digest, made))
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
     def _repository(self, name: str) -> str:
         return f"{self.registry}/{name}" if self.registry else name
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -366,3 +367,35 @@ def test_a_signal_that_lands_in_a_finalizer_is_sent_again_not_lost(monkeypatch: 
         cli._interrupt(signal.SIGINT, sys._getframe())
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
         cli._raise(signal.SIGTERM, None)
+
+
+GATE_HELP = (  # what `mab-hook --help` says of each argument: the README's words
+    "remote as a git pre-push hook: the remote's name (the refs being pushed are read from standard input)",
+    "url as a git pre-push hook: the remote's URL",
+    "--all build every image of the commit (--to, default HEAD)",
+    "--from REF build what changed since REF",
+    "--to REF the commit to build (default HEAD)",
+    "--work-tree by hand, while iterating: plan and build the work tree as it is (uncommitted changes and "
+    "new files included) against HEAD, or every image with --all; never publishes",
+    "--dry-run print the plan; build nothing",
+    "--publish by hand: also move the public tags, as the publishing policy says for the branch (a push "
+    "publishes once the remote accepts it; by hand, without this, images go to staging tags only)",
+    "--bake print the affected images as a bake definition (JSON) that `docker buildx bake -f -` builds at "
+    "the repository's root; build nothing",
+    "--explain NAME say why image NAME is or is not affected; build nothing",
+    "--timeout SECONDS stop any image's build that takes longer (overrides the configured timeout)",
+)
+
+
+def test_help_says_what_each_argument_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    said = " ".join(capsys.readouterr().out.split())  # as wrapped at any width
+    assert said.startswith("usage: mab-hook [-h] [--version] ")
+    assert (
+        " Build the Docker images affected by the commits being pushed, for every platform in "
+        "[tool.multiarch] of pyproject.toml; fail if any build fails. Commands: doctor, install, "
+        "verify, build, publish, status, gc (mab-hook COMMAND --help). "
+    ) in said
+    for entry in GATE_HELP:  # whole: nothing before or after it but the next entry
+        assert re.search(rf"(^| ){re.escape(entry)}( |$)", said), entry

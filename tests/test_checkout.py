@@ -120,7 +120,8 @@ def test_a_worktree_left_by_a_killed_run_is_removed_by_the_next(repo: Repo) -> N
 @pytest.mark.lab
 def test_lab_a_build_of_the_repository_root_sees_no_git_file_naming_a_path_here(lab: Lab, repo: Repo) -> None:
     repo.commit({
-        "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n[tool.multiarch.images.root]\ncontext = "."\n',
+        "pyproject.toml": f'[tool.multiarch]\nplatforms = ["linux/amd64"]\nregistry = "{lab.namespace(local=True)}"\n'
+                          '[tool.multiarch.images.root]\ncontext = "."\n',
         "Dockerfile": f"FROM {lab.busybox}\nRUN --mount=type=bind,target=/src ls -a /src && test ! -e /src/.git "
                       f"&& echo {uuid.uuid4().hex}\n",
     })  # fmt: skip

@@ -71,7 +71,12 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "runs": ("tests/test_pipeline.py", "tests/test_pipeline_decisions.py", "tests/test_commands_canned.py"),
     "selection": ("tests/test_selection.py", "tests/test_cli.py", "tests/test_commands_canned.py"),
-    "commands/gate": ("tests/test_commands_canned.py", "tests/test_cli.py", "tests/test_publisher.py"),
+    "commands/gate": (
+        "tests/commands/test_gate.py",
+        "tests/test_commands_canned.py",
+        "tests/test_cli.py",
+        "tests/test_publisher.py",
+    ),
     "readiness": ("tests/readiness",),  # the package: its checks and its emulation verdicts
     "coverage": ("tests/test_coverage.py",),
     "platform_check": ("tests/test_platform_check.py",),

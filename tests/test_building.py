@@ -55,24 +55,6 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
     assert building.silenced(tmp_path, os.environ) == frozenset()  # no repository, no setting: nothing
 
 
-def test_by_hand_a_configuration_changed_but_not_committed_is_said(repo: Repo) -> None:
-    from tests.conftest import mab  # noqa: PLC0415
-
-    sha = repo.commit({
-        "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n[tool.multiarch.images.app]\ncontext = "app"\n',
-        "app/Dockerfile": "FROM scratch\n",
-    })  # fmt: skip
-    quiet = mab(repo.path, os.environ, "--all", "--dry-run", "--color", "never")
-    assert quiet.returncode == 0 and "not committed" not in quiet.stdout + quiet.stderr
-    repo.write({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/arm64"]\n[tool.multiarch.images.app]\n'
-                                  'context = "app"\n'})  # fmt: skip
-    said = mab(repo.path, os.environ, "--all", "--dry-run", "--color", "never")
-    assert said.returncode == 0, said.stdout + said.stderr
-    assert (f"warning: pyproject.toml: changed but not committed; mab-hook plans and builds what is committed "
-            f"({sha[:12]}): commit the change to build with it") in said.stdout + said.stderr  # fmt: skip
-    assert "[linux/amd64]" in said.stdout  # what is committed
-
-
 def test_a_push_asks_only_the_repositories_it_writes_to_whether_it_may() -> None:
     """The staging repository of every image built, the public ones of those it publishes."""
     import dataclasses  # noqa: PLC0415

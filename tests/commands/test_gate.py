@@ -3,6 +3,7 @@ by hand), and what it says only by hand."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -53,3 +54,19 @@ def test_by_hand_a_configuration_changed_but_not_committed_is_said_and_under_a_p
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     assert "1. app" in pushed.stdout
     assert "not committed" not in pushed.stdout + pushed.stderr
+
+
+def test_the_bake_definition_carries_the_secrets_the_pusher_grants(repo: Repo) -> None:
+    """`--dry-run --bake` is what a person or a CI job runs by hand: a secret a build asks for
+    comes from the pusher's git config, as for the gate's own builds."""
+    repo.commit({
+        "pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n[tool.multiarch.images.app]\n'
+                          'context = "app"\nsecrets = ["id=npm"]\n',
+        "app/Dockerfile": "FROM scratch\n",
+    })  # fmt: skip
+    repo.git("config", "--add", "mab-hook.secret", "id=npm,env=NPM_TOKEN")
+    exported = mab(repo.path, {**os.environ, "NPM_TOKEN": "t0k3n"}, "--all", "--dry-run", "--bake")
+    assert exported.returncode == 0, exported.stderr
+    target = json.loads(exported.stdout)["target"]["app"]
+    assert target["secret"] == ["id=npm,env=NPM_TOKEN"]
+    assert "t0k3n" not in exported.stdout

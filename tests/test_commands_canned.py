@@ -79,13 +79,25 @@ def test_the_gate_builds_publishes_and_verify_finds_it_all(
     }
 
 
+def test_by_hand_images_built_and_not_pushed_are_not_said_to_be_in_staging(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = project(canned.registry.host)
+    repo.commit({**files, "pyproject.toml": files["pyproject.toml"].replace("push = true", "push = false")})
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 0, out
+    assert "staging" not in out  # built and kept in the engine: nothing was uploaded
+    assert not any(canned.staged(name) for name in IMAGES)
+
+
 def test_by_hand_images_go_to_staging_only_unless_asked_and_a_feature_branch_never_publishes(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sha = repo.commit(project(canned.registry.host))
     code, out = mab(repo, capsys, monkeypatch, "--all")
     assert code == 0, out
-    assert "by hand: uploaded under staging tags only; `--publish` also moves the public tags" in out
+    said = "mab-hook: by hand: uploaded under staging tags only; `--publish` also moves the public tags"
+    assert said in out.splitlines()  # the whole line
     assert all(canned.staged(name) and not canned.tags(name) for name in IMAGES)
     repo.git("checkout", "-q", "-b", "feature/x")
     code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")

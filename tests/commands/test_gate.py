@@ -3,6 +3,7 @@ by hand), and what it says only by hand."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -11,7 +12,10 @@ from collections.abc import Mapping
 
 import pytest
 
+from mab_hook import planning, progress
 from mab_hook.commands import gate
+from mab_hook.output import Printer
+from mab_hook.repository import open_repo
 from tests.conftest import Repo, mab
 
 NAME, URL, TO = "PRE_COMMIT_REMOTE_NAME", "PRE_COMMIT_REMOTE_URL", "PRE_COMMIT_TO_REF"
@@ -70,3 +74,49 @@ def test_the_bake_definition_carries_the_secrets_the_pusher_grants(repo: Repo) -
     target = json.loads(exported.stdout)["target"]["app"]
     assert target["secret"] == ["id=npm,env=NPM_TOKEN"]
     assert "t0k3n" not in exported.stdout
+
+
+class _Terminal:
+    """`progress.to_terminal` as a terminal that is there, or not, and what it was given."""
+
+    def __init__(self, there: bool) -> None:
+        self.there = there
+        self.written: list[str] = []
+
+    def __call__(self, text: str) -> bool:
+        self.written.append(text)
+        return self.there
+
+
+@pytest.mark.parametrize(("env", "there", "on_terminal"), [
+    ({"PRE_COMMIT": "1"}, True, True),  # pre-commit holds stdout until the hook ends: the terminal now
+    ({"PRE_COMMIT": "1"}, False, False),  # no terminal (CI): stdout
+    ({}, True, False),  # not under pre-commit: stdout, as every result
+])  # fmt: skip
+def test_the_plan_before_a_build_goes_where_the_user_sees_it_now(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], there: bool, on_terminal: bool
+) -> None:
+    terminal = _Terminal(there)
+    monkeypatch.setattr(progress, "to_terminal", terminal)
+    stream = io.StringIO()
+    gate.shown_live("1. app  (Dockerfile changed)", Printer(stream, color=False), env)
+    if on_terminal:
+        assert (terminal.written, stream.getvalue()) == (["1. app  (Dockerfile changed)\n"], "")
+    else:
+        assert stream.getvalue() == "1. app  (Dockerfile changed)\n"
+        assert terminal.written == (["1. app  (Dockerfile changed)\n"] if env else [])
+
+
+@pytest.mark.parametrize(("argv", "digests"), [
+    (("--all",), True), (("--all", "--dry-run"), False), (("--all", "--explain", "app"), False),
+    (("--all", "--bake"), False), (("--all", "--dry-run", "--explain", "app"), False),
+])  # fmt: skip
+def test_input_digests_are_worked_out_only_when_something_may_be_built(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch, argv: tuple[str, ...], digests: bool
+) -> None:
+    asked: list[bool] = []
+    monkeypatch.setattr(planning, "plan_at", lambda *_a, **kw: asked.append(kw["digests"]))
+    options = gate.options(gate.parse_args(argv))
+    printer = Printer(io.StringIO(), color=False)
+    gate.plan_commits(options, open_repo(repo.path), ("one", "two"), {}, printer, by_hand=False)  # type: ignore[arg-type]
+    assert asked == [digests, digests]

@@ -333,8 +333,11 @@ def test_the_work_tree_as_it_is_is_planned_and_publishes_nothing(
     code, out, err = run(capsys, "--work-tree", "--all", "--dry-run")
     assert code == 0 and "1. base [" in out and "2. api [" in out, out + err
     assert "(the work tree as it is (--work-tree --all))" in out
-    code, _out, err = run(capsys, "--work-tree", "--publish")
-    assert code == 1 and "--work-tree builds the work tree against HEAD" in err
+    refused = ("mab-hook: error: --work-tree builds the work tree against HEAD (or every image, with --all): "
+               "it takes no --from, --to, --publish or remote")  # fmt: skip
+    for alone in (("--publish",), ("--from", head), ("--to", head), ("origin",)):
+        code, _out, err = run(capsys, "--work-tree", *alone)
+        assert code == 1 and refused in err.splitlines(), (alone, err)
 
 
 def test_a_signal_that_lands_in_a_finalizer_is_sent_again_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,6 +60,19 @@ def test_by_hand_a_configuration_changed_but_not_committed_is_said_and_under_a_p
     assert "not committed" not in pushed.stdout + pushed.stderr
 
 
+def test_by_hand_a_commit_other_than_the_one_checked_out_is_planned_as_committed_and_nothing_said(
+    repo: Repo,
+) -> None:
+    table = '[tool.multiarch]\nplatforms = ["{}"]\n[tool.multiarch.images.app]\ncontext = "app"\n'
+    repo.commit({"pyproject.toml": table.format("linux/amd64"), "app/Dockerfile": "FROM scratch\n"})
+    repo.commit({"app/Dockerfile": "FROM scratch\nCOPY . /\n"})
+    repo.write({"pyproject.toml": table.format("linux/arm64")})
+    before = mab(repo.path, os.environ, "--all", "--to", "HEAD~1", "--dry-run", "--color", "never")
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert "[linux/amd64]" in before.stdout
+    assert "not committed" not in before.stdout + before.stderr
+
+
 def test_the_bake_definition_carries_the_secrets_the_pusher_grants(repo: Repo) -> None:
     """`--dry-run --bake` is what a person or a CI job runs by hand: a secret a build asks for
     comes from the pusher's git config, as for the gate's own builds."""

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,29 @@ def test_input_digests_are_worked_out_only_when_something_may_be_built(
     printer = Printer(io.StringIO(), color=False)
     gate.plan_commits(options, open_repo(repo.path), ("one", "two"), {}, printer, by_hand=False)  # type: ignore[arg-type]
     assert asked == [digests, digests]
+
+
+def test_by_hand_to_alone_and_a_bare_repository_without_a_range_are_refused(
+    repo: Repo, tmp_path: Path
+) -> None:
+    repo.commit({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n', "a": "1"})
+    alone = mab(repo.path, os.environ, "--to", "HEAD", "--dry-run", "--color", "never")
+    assert alone.returncode == 1
+    assert "mab-hook: error: --to needs --from REF or --all" in alone.stderr.splitlines()
+    repo.git("remote", "remove", "origin")
+    nothing = mab(
+        repo.path, os.environ, "--dry-run", "--color", "never"
+    )  # a work tree, no remote, no upstream
+    assert nothing.returncode == 1
+    assert (
+        "no range to build: HEAD has no upstream branch and the repository no remote to push to"
+        in nothing.stderr
+    )
+    bare = tmp_path / "bare.git"
+    subprocess.run(("git", "clone", "-q", "--bare", str(repo.path), str(bare)), check=True)
+    subprocess.run(("git", "-C", str(bare), "remote", "remove", "origin"), check=True)  # nothing upstream
+    refused = mab(bare, os.environ, "--dry-run", "--color", "never")
+    assert refused.returncode == 1
+    said = "is a bare repository: say what to build with --all or --from REF"
+    assert [line for line in refused.stderr.splitlines() if line.endswith(said)], refused.stderr
+    assert refused.stderr.startswith("mab-hook: error: ") and "Traceback" not in refused.stderr

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import planning, progress
+from mab_hook import changes, handover, planning, progress
 from mab_hook.commands import gate
 from mab_hook.output import Printer
 from mab_hook.repository import open_repo
 from tests.conftest import Repo, mab
+from tests.resolver import replaying
 
 NAME, URL, TO = "PRE_COMMIT_REMOTE_NAME", "PRE_COMMIT_REMOTE_URL", "PRE_COMMIT_TO_REF"
 
@@ -160,3 +161,149 @@ def test_by_hand_to_alone_and_a_bare_repository_without_a_range_are_refused(
     said = "is a bare repository: say what to build with --all or --from REF"
     assert [line for line in refused.stderr.splitlines() if line.endswith(said)], refused.stderr
     assert refused.stderr.startswith("mab-hook: error: ") and "Traceback" not in refused.stderr
+
+
+Z = "0" * 40
+
+
+def _select(
+    repo: Repo, env: Mapping[str, str], *argv: str, stdin: str = ""
+) -> tuple[tuple[changes.Commit, ...], str]:
+    """The commits the gate picks, and what it said while picking them."""
+    said = io.StringIO()
+    options = gate.options(gate.parse_args(argv))
+    found = gate.select_commits(
+        options, open_repo(repo.path), env, io.StringIO(stdin), Printer(said, color=False)
+    )
+    return found, said.getvalue()
+
+
+def _two_refs(repo: Repo) -> tuple[str, str, str]:
+    """main pushed at A, then moved on to C; a new branch feature at B, made from A."""
+    a = repo.commit({"pyproject.toml": '[tool.multiarch]\nplatforms = ["linux/amd64"]\n', "a": "1"})
+    repo.git("push", "-q", "origin", "main")
+    repo.git("checkout", "-q", "-b", "feature")
+    b = repo.commit({"b": "1"})
+    repo.git("checkout", "-q", "main")
+    c = repo.commit({"c": "1"})
+    return a, b, c
+
+
+def _hand_over(repo: Repo, text: str) -> Path:
+    """What the script `mab-hook install` puts before pre-commit's hooks leaves for this process."""
+    handed = Path(open_repo(repo.path).common_dir) / "mab-hook" / f"{handover.HANDED}{os.getppid()}"
+    handed.parent.mkdir(mode=0o700, exist_ok=True)
+    handed.write_text(text)
+    return handed
+
+
+def test_under_pre_commit_every_ref_handed_over_is_checked_and_the_hand_over_read_once(repo: Repo) -> None:
+    a, b, c = _two_refs(repo)
+    lines = f"refs/heads/main {c} refs/heads/main {a}\nrefs/heads/feature {b} refs/heads/feature {Z}\n"
+    handed = _hand_over(repo, f"origin\n{repo.remote}\n{lines}")
+    # pre-commit itself passes the first ref only, in its environment.
+    env = {"PRE_COMMIT": "1", "PRE_COMMIT_FROM_REF": a, "PRE_COMMIT_TO_REF": c,
+           "PRE_COMMIT_REMOTE_NAME": "origin", "PRE_COMMIT_REMOTE_BRANCH": "refs/heads/main"}  # fmt: skip
+    found, said = _select(repo, env)
+    assert [(x.sha, x.changed, x.refs[0].full) for x in found] == [
+        (c, frozenset({"c"}), "refs/heads/main"), (b, frozenset({"b"}), "refs/heads/feature"),
+    ]  # fmt: skip
+    assert said == "" and not handed.exists()
+
+
+@pytest.mark.parametrize(("argv", "env"), [
+    (("origin", "url"), {"PRE_COMMIT": "1"}),  # git runs the hook itself, with its lines on stdin
+    ((), {}),  # by hand: what the current branch would push
+])  # fmt: skip
+def test_a_hand_over_is_read_only_under_pre_commit_without_git_s_own_lines(
+    repo: Repo, argv: tuple[str, ...], env: dict[str, str]
+) -> None:
+    a, b, c = _two_refs(repo)
+    handed = _hand_over(repo, f"origin\n{repo.remote}\nrefs/heads/feature {b} refs/heads/feature {Z}\n")
+    found, _said = _select(repo, env, *argv, stdin=f"refs/heads/main {c} refs/heads/main {a}\n")
+    assert [(x.sha, x.changed) for x in found] == [(c, frozenset({"c"}))]
+    assert handed.exists()  # left for the pre-commit hook it was handed to
+
+
+def test_a_new_branch_is_what_the_pushed_to_remote_lacks_not_what_any_remote_has(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """git names the remote it pushes to (or its URL): a new branch's changes are counted from
+    what that remote has, not from another remote that already has some of its commits."""
+    a, b, _c = _two_refs(repo)
+    repo.git("checkout", "-q", "feature")
+    d = repo.commit({"d": "1"})
+    mirror = tmp_path / "mirror.git"
+    repo.git("remote", "add", "mirror", str(mirror))
+    repo.git("update-ref", "refs/remotes/mirror/feature", b)  # the mirror has b already
+    line = f"refs/heads/feature {d} refs/heads/feature {Z}\n"
+    for remote, url, changed, bases in (
+        ("origin", str(repo.remote), {"b", "d"}, (a,)),
+        (str(repo.remote), str(repo.remote), {"b", "d"}, (a,)),  # a push to origin's URL
+        ("mirror", str(mirror), {"d"}, (b,)),
+    ):
+        (found,), _said = _select(repo, {}, remote, url, stdin=line)
+        assert (found.sha, found.changed, found.bases) == (d, frozenset(changed), bases), remote
+
+
+@pytest.mark.parametrize(("local", "rev", "name"), [
+    ("refs/heads/feature", "refs/heads/feature", "feature"), (None, "HEAD", "main"),
+])  # fmt: skip
+def test_pre_commit_without_a_range_builds_every_image_of_what_it_pushes_and_says_so(
+    repo: Repo, local: str | None, rev: str, name: str
+) -> None:
+    _a, b, c = _two_refs(repo)
+    env = {"PRE_COMMIT": "1", "PRE_COMMIT_REMOTE_NAME": "origin"}
+    if local:
+        env |= {"PRE_COMMIT_LOCAL_BRANCH": local, "PRE_COMMIT_REMOTE_BRANCH": local}
+    (found,), said = _select(repo, env)
+    assert said == (
+        "mab-hook: warning: pre-commit gave no push range (PRE_COMMIT_FROM_REF/PRE_COMMIT_TO_REF unset, "
+        f"as for a push of new history): building EVERY image of {rev}\n"
+    )
+    assert (found.sha, found.changed, found.why) == (b if local else c, None, "no push range from pre-commit")
+    assert [(ref.name, ref.pushed if local else None) for ref in found.refs] == [(name, b if local else None)]
+
+
+@pytest.mark.parametrize("env", [{"PRE_COMMIT": "1"}, {}])  # a pre-commit that does not say it is one
+def test_pre_commit_s_range_is_what_is_built(repo: Repo, env: dict[str, str]) -> None:
+    a, _b, c = _two_refs(repo)
+    env = {
+        **env,
+        "PRE_COMMIT_FROM_REF": a,
+        "PRE_COMMIT_TO_REF": c,
+        "PRE_COMMIT_REMOTE_BRANCH": "refs/heads/main",
+    }
+    (found,), said = _select(repo, env)
+    assert (found.sha, found.changed, said) == (c, frozenset({"c"}), "")
+    assert [(ref.name, ref.pushed) for ref in found.refs] == [("main", c)]
+
+
+def test_every_configuration_file_changed_but_not_committed_is_named(repo: Repo, tmp_path: Path) -> None:
+    """The compose file the configuration names is configuration too (buildx's answers recorded)."""
+    table = '[tool.multiarch]\nplatforms = ["linux/{}"]\ncompose = "todo/compose.yaml"\n'
+    sha = repo.commit({
+        "pyproject.toml": table.format("amd64"),
+        "todo/compose.yaml": "services:\n  web:\n    build: .\n", "todo/Dockerfile": "FROM scratch\n",
+    })  # fmt: skip
+    handle = open_repo(repo.path)
+    env = replaying(tmp_path)
+    plans = [
+        planning.plan_at(
+            handle, changes.for_all(handle, "HEAD", "main", "all"), env=env, build_platform="linux/amd64"
+        )
+    ]
+    assert plans[0].config.definitions == ("todo/compose.yaml", "todo/.env")  # .env: read when there
+    assert gate.uncommitted_config(handle, plans, env) == ()
+    repo.write(
+        {"todo/compose.yaml": "services:\n  web:\n    build: ./x\n", "todo/Dockerfile": "FROM busybox\n"}
+    )
+    assert gate.uncommitted_config(handle, plans, env) == (
+        "todo/compose.yaml: changed but not committed; mab-hook plans and builds what is committed "
+        f"({sha[:12]}): commit the change to build with it",
+    )
+    repo.write({"pyproject.toml": table.format("arm64")})
+    assert gate.uncommitted_config(handle, plans, env) == (
+        "pyproject.toml, todo/compose.yaml: changed but not committed; mab-hook plans and builds what is "
+        f"committed ({sha[:12]}): commit the change to build with it",
+    )

@@ -292,10 +292,12 @@ def select_commits(
         return (changes.work_tree(repo, env, everything=options.every),)
     if options.every or options.from_ref:
         return (changes.by_hand_range(repo, None if options.every else options.from_ref, options.to_ref),)
+    # git's lines: on stdin when git runs the hook, handed over when pre-commit does.
     handed = handover.handed_refs(state.root(repo)) if env.get("PRE_COMMIT") and not options.remote else None
-    if options.remote or handed is not None:  # git's lines: its own stdin, or handed over under pre-commit
-        remote, lines = (options.remote or "", stdin.read()) if handed is None else handed
-        pushed = changes.from_push(repo, remote, changes.parse_push_lines(lines))
+    if handed is None and options.remote:
+        handed = handover.Handed(options.remote, stdin.read())
+    if handed is not None:
+        pushed = changes.from_push(repo, handed.remote, changes.parse_push_lines(handed.lines))
         for note in pushed.notes:
             printer.info(note)
         return pushed.commits

@@ -10,6 +10,9 @@ in turns across every size, so that a slow spell of the machine slows them all a
   earlier pushes leave (every image planned at `main`, as bench/planning.py primes it, then the
   push before this one: of `push~1`);
 - heavy: the whole push branch, `--from main --to push` (50 commits), with that cache;
+- same change: one commit on `push~1` touching 10 files at every size (`same`, made here with
+  the same seed), with that cache: the one-commit push above touches 0.5% of the files, so 10 at
+  1,000 images and 50 at 5,000; this one is the same small change in a bigger repository;
 - first: the one-commit push with nothing under .git/mab-hook.
 
 Prints Markdown: medians and peak memory (max RSS) per size, each size's ratio to the smallest,
@@ -21,9 +24,12 @@ its own primed cache), in the same turns, and the ratios now / then.
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,11 +38,14 @@ from planning import prime, profile, restore
 
 ONE = ("--dry-run", "--json", "--from", "push~1", "--to", "push")
 HEAVY = ("--dry-run", "--json", "--from", "main", "--to", "push")
+SAME = ("--dry-run", "--json", "--from", "push~1", "--to", "same")
+SAME_FILES = 10  # what the one-commit push touches at 1,000 images
 PREVIOUS = ("--dry-run", "--from", "push~2", "--to", "push~1")  # the push before the one-commit push
 FILES_PER_IMAGE = 100
 TOUCHED_PER_IMAGE = 0.5  # files the push branch touches, per image (500 at 1,000 images)
 # Issue 31's targets, at the largest size against the smallest.
 ONE_TIME, ONE_MEMORY, HEAVY_SECONDS, FIRST_SECONDS = 1.3, 1.5, 0.8, 2.0
+CASES = ("one commit", "same change", "heavy", "first")
 
 
 def main() -> int:
@@ -47,10 +56,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="also print where the time goes")
     parser.add_argument("--baseline", metavar="REV", help="also time mab-hook as it was at REV, in turns")
+    parser.add_argument("--make-same", metavar="DIR", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make_same:
+        same_change(args.make_same)
+        return 0
     sizes = [int(size) for size in args.sizes.split(",")]
     as_installed()
     repos = {size: repository(size) for size in sizes}
+    for repo in repos.values():
+        # In a process of its own: a child's peak memory counts its parent's at the fork.
+        subprocess.run((sys.executable, __file__, "--make-same", str(repo)), check=True)
     primed = {size: primed_for(repo, mab(), "cache-primed") for size, repo in repos.items()}
     versions = {"": []} if not args.baseline else {"": [], "baseline ": as_of(args.baseline)}
     then = {size: primed_for(repo, [*versions[v], *mab()], "cache-primed-baseline")
@@ -84,7 +100,7 @@ def compared(sizes: Sequence[int], timings: dict[tuple[int, str], Timing], rev: 
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size in sizes:
-        for name in ("one commit", "heavy", "first"):
+        for name in CASES:
             now, then = timings[size, name], timings[size, "baseline " + name]
             lines.append(
                 f"| {size:,} | {name} | {ms(then.median)} | {ms(now.median)} "
@@ -104,6 +120,35 @@ def repository(images: int) -> Path:
         made = (sys.executable, str(generate), str(repo), *sizes)
         subprocess.run(made, check=True, stdout=subprocess.DEVNULL)
     return repo
+
+
+def same_change(repo: Path) -> None:
+    """Branch `same`: one commit on `push~1` that appends a line to SAME_FILES of its files,
+    drawn with a fixed seed (made once; git plumbing, in an index of its own)."""
+
+    def git(*args: str, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(("git", *args), cwd=repo, env=env, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    known = ("git", "rev-parse", "-q", "--verify", "same")
+    if subprocess.run(known, cwd=repo, capture_output=True, check=False).returncode == 0:
+        return
+    paths = git("ls-tree", "-r", "--name-only", "push~1").splitlines()
+    chosen = random.Random(31).sample(sorted(paths), SAME_FILES)
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        git("read-tree", "push~1", env=env)
+        for path in chosen:
+            text = git("show", f"push~1:{path}") + "\n# the same change\n"
+            blob = subprocess.run(("git", "hash-object", "-w", "--stdin"), cwd=repo, input=text,
+                                  capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+            git("update-index", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = git("write-tree", env=env)
+    stamp = {**os.environ, "GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000",
+             "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+             "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}  # fmt: skip
+    commit = git("commit-tree", tree, "-p", "push~1", "-m", "the same change", env=stamp)
+    git("update-ref", "refs/heads/same", commit)
 
 
 def cache_of(repo: Path) -> Path:
@@ -127,6 +172,7 @@ def cases(repo: Path, primed: tuple[Path, Path]) -> dict[str, tuple[Sequence[str
     at_main, before_one = primed
     return {
         "one commit": (mab(*ONE), lambda: restore(before_one, cache)),
+        "same change": (mab(*SAME), lambda: restore(before_one, cache)),
         "heavy": (mab(*HEAVY), lambda: restore(at_main, cache)),
         "first": (mab(*ONE), lambda: shutil.rmtree(cache, ignore_errors=True)),
     }
@@ -146,7 +192,7 @@ def report(sizes: Sequence[int], timings: dict[tuple[int, str], Timing]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size in sizes:
-        for name in ("one commit", "heavy", "first"):
+        for name in CASES:
             t, base = timings[size, name], timings[smallest, name]
             runs = ", ".join(ms(r) for r in t.runs)
             mib = f"{t.peak_kb / 1024:.0f} MiB"
@@ -166,6 +212,8 @@ def report(sizes: Sequence[int], timings: dict[tuple[int, str], Timing]) -> str:
         f"- {what}: {value:.2f}{unit}, {'met' if value <= limit else 'MISSED'}"
         for what, value, limit, unit in checks
     ]
+    same = timings[largest, "same change"].median / timings[smallest, "same change"].median
+    lines.append(f"- (not a target) the same {SAME_FILES}-file change, time: {same:.2f}x")
     return "\n".join(lines)
 
 

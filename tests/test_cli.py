@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -402,3 +403,35 @@ def test_help_says_what_each_argument_does(capsys: pytest.CaptureFixture[str]) -
     ) in said
     for entry in GATE_HELP:  # whole: nothing before or after it but the next entry
         assert re.search(rf"(^| ){re.escape(entry)}( |$)", said), entry
+
+
+def test_the_program_collects_garbage_less_often_and_not_once_more_at_its_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planning frees what it loads by reference count: the program's collector runs less often,
+    and what is left when it ends goes with the process, not walked once more (bench/RESULTS.md).
+    `main` itself leaves the collector alone, for a program that calls it."""
+    seen: list[tuple[int, ...]] = []
+
+    def main(argv: object = None) -> int:
+        seen.append(gc.get_threshold())
+        return 7
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(cli, "main", main)
+    gc.set_threshold(500, 7, 9)
+    try:
+        assert cli.entry() == 7
+        assert seen == [(cli.YOUNG_OBJECTS, 7, 9)] and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    assert subprocess.run(
+        (sys.executable, "-m", "mab_hook", "--version"), capture_output=True, text=True, check=False
+    ).stdout.startswith("mab-hook ")
+
+
+def test_main_leaves_the_collector_as_it_was(project: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    before = gc.get_threshold()
+    code, _out, _err = run(capsys, "--all", "--dry-run")
+    assert code == 0 and gc.get_threshold() == before

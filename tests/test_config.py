@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -406,7 +407,11 @@ def test_over_another_kept_listing_every_question_is_asked_again(monkeypatch: py
     asked = asked_of(monkeypatch)
     load(FULL, source="at 2", tracked=laid({}, "t2", base="rewritten"), cache=memory)
     validated = next(value for key, value in memory.items() if isinstance(key, tuple))
-    assert asked == [(question, path) for question, path, _answer in validated[1]]  # type: ignore[index]
+    every = [(question, path) for question, path, _answer in validated[1].every()]  # type: ignore[index]
+    assert asked == every == [
+        ("exists", "services/api/Dockerfile"), ("exists", "base/Dockerfile"),
+        ("has_dir", "services/api"), ("has_dir", "base"),
+    ]  # fmt: skip
     asked.clear()
     load(FULL, source="at 3", tracked=laid({}, "t3", base="rewritten"), cache=memory)
     assert asked == []  # and noted: over that one, nothing moved
@@ -439,7 +444,8 @@ def test_only_the_last_configs_are_kept_and_discovery_is_not() -> None:
     texts = [FULL.replace("multi-arch", f"builder-{i}") for i in range(config.KEEP_CONFIGS + 2)]
     for text in texts:
         load(text, source="s", tracked=TRACKED, cache=memory)
-    assert [key[1] for key in memory if isinstance(key, tuple)] == texts[-config.KEEP_CONFIGS :]
+    digests = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    assert [key[1] for key in memory if isinstance(key, tuple)] == digests[-config.KEEP_CONFIGS :]
     memory.clear()
     load('[tool.multiarch]\nplatforms = ["linux/amd64"]\n', source="s", tracked=TRACKED, cache=memory)
     assert memory == {}  # which images there are depends on every path: nothing to re-check cheaply
@@ -712,3 +718,27 @@ def test_the_images_a_fix_runs_are_pinned_and_may_come_from_a_mirror() -> None:
     assert found.buildkit_image == "mirror.internal/moby/buildkit:v0.16.0"
     assert found.binfmt_image == "mirror.internal/binfmt@sha256:" + "a" * 64
     assert parse('[tool.multiarch]\nplatforms = ["linux/amd64"]\n').buildkit_image is None  # buildx's own
+
+
+def test_a_kept_validation_asks_again_only_the_questions_a_moved_path_can_change() -> None:
+    asked = config.Asked.of([
+        ("exists", "api/Dockerfile", True), ("exists", "api", False),
+        ("has_dir", "api", True), ("has_dir", "web/app", True), ("has_dir", ".", True),
+        ("matching", "docs/*/x.md", ["docs/a/x.md"]), ("matching", "*.md", []),
+    ])  # fmt: skip
+
+    def near(*moved: str) -> set[tuple[str, str]]:
+        return {(question, path) for question, path, _answer in asked.near(moved)}
+
+    whole_tree = {("has_dir", "."), ("matching", "*.md")}  # anything moved may change these
+    assert near() == set()
+    assert near("api/Dockerfile") == {("exists", "api/Dockerfile"), ("has_dir", "api"), *whole_tree}
+    assert near("api") == {("exists", "api"), *whole_tree}  # a file named api: not inside the directory
+    assert near("apis/x", "web/app") == whole_tree  # a sibling that shares a prefix, the directory itself
+    assert near("web/app/src/main.go") == {("has_dir", "web/app"), *whole_tree}
+    assert near("docs/b/x.md") == {("matching", "docs/*/x.md"), *whole_tree}  # inside the glob's literal part
+    assert sorted(asked.every()) == sorted([
+        ("exists", "api/Dockerfile", True), ("exists", "api", False),
+        ("has_dir", "api", True), ("has_dir", "web/app", True), ("has_dir", ".", True),
+        ("matching", "docs/*/x.md", ["docs/a/x.md"]), ("matching", "*.md", []),
+    ], key=repr)  # fmt: skip

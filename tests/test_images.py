@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from pathlib import Path
 
 import pytest
 
-from mab_hook import config, images, schema
+from mab_hook import cache, config, images, schema
 from mab_hook.images import Config, Defaults, Image, Said, assemble, is_external_context, layout_path
 
 if sys.version_info >= (3, 11):
@@ -216,3 +217,24 @@ def test_records_are_immutable_and_say_nothing_they_were_not_told() -> None:
     for record in (image, listed, Defaults(), Said("api", "api/Dockerfile")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             record.platforms = ("linux/amd64",)  # type: ignore[misc]
+
+
+def test_an_image_kept_between_runs_comes_back_equal_and_keeps_only_what_differs_from_the_defaults() -> None:
+    """A kept configuration pickles its images without the fields left at their defaults (the
+    class holds those): each comes back equal, every field readable, whatever it was told."""
+    plain = Image("app", "app", "app/Dockerfile", ("linux/amd64",))
+    told = Image("api", ".", "api/Dockerfile", ("linux/arm64",), target="", build_args=(("A", "1"),),
+                 timeout=0.0, only_as_context=True, also=("b",), defined_in="compose.yaml")  # fmt: skip
+    assert set(plain.__getstate__()) == {"name", "context", "dockerfile", "platforms"}
+    # "" for a None default and 0.0 for None are told, not defaults: kept as they are.
+    assert set(told.__getstate__()) == {
+        "name", "context", "dockerfile", "platforms", "target", "build_args", "timeout", "only_as_context",
+        "also", "defined_in",
+    }  # fmt: skip
+    for image in (plain, told):
+        again = cache._loads(cache._dumps(image))  # as the planning cache reads it back
+        assert again == image and hash(again) == hash(image)
+        assert all(getattr(again, f.name) == getattr(image, f.name) for f in dataclasses.fields(Image))
+        assert (again.target, again.timeout) == (image.target, image.timeout)
+        assert type(again.timeout) is type(image.timeout)
+    assert copy.copy(told) == told and dataclasses.replace(plain, name="web").watch == ()

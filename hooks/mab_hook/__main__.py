@@ -1,3 +1,3 @@
-from mab_hook.cli import main
+from mab_hook.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

@@ -8,12 +8,11 @@ reported at once, naming the file, the key path and what is allowed, so one edit
 
 from __future__ import annotations
 
-import bisect
 import copy
 import hashlib
 import posixpath
 import sys
-from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 from mab_hook import discovery, file_images, patterns, references, schema
@@ -33,7 +32,7 @@ from mab_hook.images import (
     Said,
     assemble,
 )
-from mab_hook.paths import Tracked, Tree, in_directory, is_tracked
+from mab_hook.paths import Tracked, Tree, is_tracked
 from mab_hook.redact import redact
 from mab_hook.validation import PYPROJECT, Problems
 
@@ -88,7 +87,14 @@ def load(
     if isinstance(text, bytes):
         text = _decode(text, source)
     tree: Tracked = tracked if is_tracked(tracked) else Tree.of(tracked)  # type: ignore[assignment,arg-type]
-    key = ("config", text, root_name, local_platform)
+    # Keyed by the text's digest: the text of 5,000 image tables (340 KB) as a key costs its
+    # look-up a few ms, and each entry naming kept configurations as much again.
+    key = (
+        "config",
+        hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest(),
+        root_name,
+        local_platform,
+    )
     known = cache.get(key) if cache is not None else None
     probe = _Probe(tree, resolve)
     if cache is not None and known is not None and _holds(known[1], tree, cache.get(_where(key))):
@@ -105,7 +111,7 @@ def load(
             cache.pop(_where(old), None)
         cache[CONFIGS] = (*kept, key)[-KEEP_CONFIGS:]
         config.by_reference, config.mentions_digest, config.where  # noqa: B018 - worked out now: kept with it
-        cache[key] = (config, tuple(probe.asked), probe.definitions)
+        cache[key] = (config, Asked.of(probe.asked), probe.definitions)
         _validated_at(cache, key, tree)
     return config
 
@@ -131,34 +137,59 @@ def _validated_at(cache: MutableMapping[Hashable, Any], key: tuple[str, ...], tr
         cache[_where(key)] = where
 
 
-def _holds(asked: Sequence[tuple[str, str, object]], tree: Tracked, where: Any) -> bool:
+def _holds(asked: object, tree: Tracked, where: Any) -> bool:
     """Whether validation's questions get the answers they got. A tree laid over the same kept
     listing as the one validation last held against differs from it only in the paths either
     moved (added or deleted) from it: only questions about those are asked again."""
+    if not isinstance(asked, Asked):
+        return False  # kept by an older mab-hook: validated afresh
     now = tree.difference()
-    if (
-        now is None
-        or not isinstance(where, tuple)
-        or where[:1] != (now.base,)
-        or not isinstance(where[1], frozenset)
-    ):
-        return all(_asked(tree, question, path) == answer for question, path, answer in asked)
-    moved = tuple(sorted(now.moved | where[1]))
-    return all(
-        _asked(tree, question, path) == answer
-        for question, path, answer in asked
-        if _touched(moved, question, path)
+    same_base = (
+        now is not None
+        and isinstance(where, tuple)
+        and where[:1] == (now.base,)
+        and isinstance(where[1], frozenset)
     )
+    questions = asked.near(now.moved | where[1]) if same_base and now is not None else asked.every()
+    return all(_asked(tree, question, path) == answer for question, path, answer in questions)
 
 
-def _touched(moved: Sequence[str], question: str, path: str) -> bool:
-    """Whether a question's answer may differ where only the `moved` paths (sorted) differ."""
-    if question == "exists":
-        i = bisect.bisect_left(moved, path)
-        return i < len(moved) and moved[i] == path
-    if question == "matching":
-        path = patterns.literal_prefix(path)
-    return bool(in_directory(moved, path))  # "has_dir", "matching": anything moved inside
+class Asked(NamedTuple):
+    """Validation's questions of a tree with their answers, filed by the paths that can change
+    them: an `exists` by its path; a `has_dir` or a `matching` by the directory a moved path
+    must be inside ("" for the whole tree). A push that moves a few paths looks up those few,
+    not each of 10,000 questions (5,000 images)."""
+
+    exists: dict[str, object]
+    inside: dict[str, tuple[tuple[str, str, object], ...]]
+
+    @classmethod
+    def of(cls, asked: Iterable[tuple[str, str, object]]) -> Asked:
+        exists: dict[str, object] = {}
+        inside: dict[str, list[tuple[str, str, object]]] = {}
+        for question, path, answer in asked:
+            if question == "exists":
+                exists[path] = answer
+                continue
+            directory = patterns.literal_prefix(path) if question == "matching" else path
+            inside.setdefault("" if directory == "." else directory, []).append((question, path, answer))
+        return cls(exists, {directory: tuple(questions) for directory, questions in inside.items()})
+
+    def every(self) -> Iterator[tuple[str, str, object]]:
+        yield from (("exists", path, answer) for path, answer in self.exists.items())
+        for questions in self.inside.values():
+            yield from questions
+
+    def near(self, moved: Iterable[str]) -> Iterator[tuple[str, str, object]]:
+        """The questions whose answer may differ where only the `moved` paths differ."""
+        directories: set[str] = set()
+        for path in moved:
+            if path in self.exists:
+                yield ("exists", path, self.exists[path])
+            parts = path.split("/")
+            directories.update("/".join(parts[:i]) for i in range(len(parts)))  # "" first: the tree
+        for directory in directories:
+            yield from self.inside.get(directory, ())
 
 
 def _asked(tree: Tracked, question: str, path: str) -> object:

@@ -29,11 +29,12 @@ class Ignore(NamedTuple):
 
 
 NO_IGNORE = Ignore(None)
+OWN = ".dockerignore"  # `<Dockerfile>.dockerignore`: a Dockerfile's own ignore file
 
 
 def ignore_file(context: str, dockerfile: str | None, exists: Callable[[str], bool]) -> str | None:
     """`<Dockerfile>.dockerignore` beside the Dockerfile wins over `<context>/.dockerignore`."""
-    if dockerfile is not None and exists(specific := dockerfile + ".dockerignore"):
+    if dockerfile is not None and exists(specific := dockerfile + OWN):
         return specific
     default = paths.join(context, ".dockerignore")
     return default if exists(default) else None

@@ -14,6 +14,7 @@ from mab_hook.analysis import Analysis, Base
 from mab_hook.budget import Deadline
 from mab_hook.changes import Commit
 from mab_hook.errors import FatalError
+from mab_hook.ignore import OWN as OWN_IGNORE
 from mab_hook.images import Config, Image, as_built
 from mab_hook.inputs import Files, Inputs, Pull
 from mab_hook.paths import in_directory, relative_to, shown
@@ -272,6 +273,8 @@ def _roots(
 
 def removed_images(config: Config, previous: Sequence[Config]) -> tuple[str, ...]:
     """Images the commits the push is relative to had, and it has not: said, nothing else."""
+    if all(old.images is config.images for old in previous):
+        return ()  # the same configuration, kept: nothing to compare (5,000 images cost 2 ms)
     now = {name for image in config.images for name in image.names}
     gone = sorted({name for old in previous for image in old.published for name in image.names} - now)
     if not gone:
@@ -344,17 +347,20 @@ class Changed(NamedTuple):
         changed path and directory (`Config.where`); only images that watch globs are asked."""
         where = config.where
         found = {name for path in self.paths for name in where.files.get(path, ())}
-        found.update(name for directory in self.directories for name in where.directories.get(directory, ()))
-        by_name = {image.name: image for image in config.images} if where.watching else {}
         found.update(
-            name for name in where.watching if any(watched(g, changed) for g in by_name[name].watches)
+            name
+            for path in self.paths
+            if path.endswith(OWN_IGNORE)
+            for name in where.files.get(path[: -len(OWN_IGNORE)], ())
         )
+        found.update(name for directory in self.directories for name in where.directories.get(directory, ()))
+        found.update(name for name, globs in where.watching if any(watched(g, changed) for g in globs))
         return found
 
     def near(self, image: Image, changed: Sequence[str], *, links: Sequence[str] = ()) -> bool:
         """Whether any changed path (`changed`: the same, sorted) comes near the image: what
         `paths_near` finds, asked as set questions."""
-        files = (image.dockerfile, f"{image.dockerfile}.dockerignore", *links)
+        files = (image.dockerfile, image.dockerfile + OWN_IGNORE, *links)
         return (
             any(path in self.paths for path in files)
             or any(directory in self.directories for directory in _context_dirs(image))
@@ -381,9 +387,7 @@ def paths_near(
     symlinks (`links`), anything under its context, a named context's directory or another
     context its build reads from (`contexts`), and, with `watches`, what a `watch` glob (or an
     OCI layout it reads) matches."""
-    yield [
-        path for path in (image.dockerfile, f"{image.dockerfile}.dockerignore", *links) if path in changed_set
-    ]
+    yield [path for path in (image.dockerfile, image.dockerfile + OWN_IGNORE, *links) if path in changed_set]
     for directory in _context_dirs(image, contexts):
         yield in_directory(changed, directory)
     for glob in image.watches if watches else ():
@@ -398,7 +402,7 @@ def _links(image: Image, files: Files) -> tuple[str, ...]:
     found = []
     for path in (
         image.dockerfile,
-        f"{image.dockerfile}.dockerignore",
+        image.dockerfile + OWN_IGNORE,
         posixpath.join(image.context, ".dockerignore"),
     ):
         if posixpath.normpath(path) in files.symlinks:

@@ -1,6 +1,6 @@
 """Benchmark: `mab-hook verify` on the benchmark monorepo (1,000 images), against the lab's registry.
 
-    python bench/verify_cost.py [--images 1000] [--files 100000] [--runs 5]   (needs the lab)
+    python bench/verify_cost.py [--images 1000] [--files 100000] [--runs 5] [--source DIR]   (needs the lab)
 
 The monorepo of planning.py with push = true and the lab's registry: `verify --all` asks the
 registry about every image's input-digest tag, 16 at a time, once with none of them there
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+from pathlib import Path
 
 from common import WORK, as_installed, fresh, git, lab_env, mab, measure, ms
 
@@ -31,11 +32,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--source", type=Path, help="a repository bench/generate.py made (scale.py's)")
     args = parser.parse_args()
     env = lab_env()
-    source = WORK / f"monorepo-{args.images}-{args.files}"
+    source = args.source or WORK / f"monorepo-{args.images}-{args.files}"
     if not (source / ".git").exists():
-        raise SystemExit(f"run bench/planning.py first: it generates {source}")
+        raise SystemExit(f"run bench/planning.py (or bench/scale.py) first: it generates {source}")
     as_installed()
     repo = fresh(WORK / "verify-cost") / "repo"
     git(WORK / "verify-cost", "clone", "-q", "--shared", "--no-checkout", str(source), str(repo), env=env)

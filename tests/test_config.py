@@ -742,3 +742,24 @@ def test_a_kept_validation_asks_again_only_the_questions_a_moved_path_can_change
         ("has_dir", "api", True), ("has_dir", "web/app", True), ("has_dir", ".", True),
         ("matching", "docs/*/x.md", ["docs/a/x.md"]), ("matching", "*.md", []),
     ], key=repr)  # fmt: skip
+
+
+def test_a_configuration_kept_by_an_older_mab_hook_is_validated_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its questions were kept as a tuple (before `Asked`): they are not trusted as answered."""
+    memory: dict[object, object] = {}
+    first = load(FULL, source="at 1", tracked=TRACKED, cache=memory)
+    key = next(key for key in memory if isinstance(key, tuple))
+    entry: tuple[Config, config.Asked, object] = memory[key]  # type: ignore[assignment]
+    memory[key] = (entry[0], tuple(entry[1].every()), entry[2])  # as an older mab-hook kept it
+    validated: list[str] = []
+
+    def again(*_args: object) -> Config:
+        validated.append("again")
+        return first
+
+    monkeypatch.setattr(config, "_load", again)
+    load(FULL, source="at 2", tracked=TRACKED, cache=memory)
+    assert validated == ["again"]
+    assert isinstance(memory[key][1], config.Asked)  # type: ignore[index]

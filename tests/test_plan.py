@@ -760,3 +760,14 @@ def test_the_images_near_a_change_are_found_by_its_paths_as_each_image_would_say
     assert index.images(Config("s", ("linux/amd64",), images), paths) == {
         image.name for image in images if index.near(image, paths)
     }
+
+
+def test_an_image_one_of_several_bases_had_is_said_removed_though_another_base_is_the_same() -> None:
+    """A merge is relative to each base: the same kept configuration at one of them says nothing
+    of what the other had."""
+    now = with_images(image("api", "api"))
+    had_more = with_images(image("api", "api"), image("old", "old"))
+    assert plan_module.removed_images(now, [now]) == ()
+    assert plan_module.removed_images(now, [now, had_more]) == (
+        "removed at this commit: old: nothing is built for them, and what the registry holds of them stays",
+    )

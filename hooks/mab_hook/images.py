@@ -116,8 +116,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Image) if f.default i
 
 
 def _is_default(name: str, value: object) -> bool:
-    default = _DEFAULTS.get(name, dataclasses.MISSING)
-    return type(value) is type(default) and value == default
+    return bool(_DEFAULTS.get(name, dataclasses.MISSING) == value)
 
 
 @dataclass(frozen=True)

@@ -238,3 +238,8 @@ def test_an_image_kept_between_runs_comes_back_equal_and_keeps_only_what_differs
         assert (again.target, again.timeout) == (image.target, image.timeout)
         assert type(again.timeout) is type(image.timeout)
     assert copy.copy(told) == told and dataclasses.replace(plain, name="web").watch == ()
+    # What planning works out from an image and keeps on it is not kept with it.
+    built_on = dataclasses.replace(plain, contexts=(("base", "target:base"),))
+    assert built_on.image_contexts == (("base", "base"),)
+    assert set(built_on.__getstate__()) == {"name", "context", "dockerfile", "platforms", "contexts"}
+    assert cache._loads(cache._dumps(built_on)).image_contexts == (("base", "base"),)

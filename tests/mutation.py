@@ -82,7 +82,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "platform_check": ("tests/test_platform_check.py",),
     "executables": ("tests/test_executables.py",),
     "changes": ("tests/test_changes.py", "tests/test_cli.py"),  # test_cli: --work-tree end to end
-    "images": ("tests/test_images.py", "tests/test_config.py", "tests/test_file_images.py"),
+    "images": (
+        "tests/test_images.py",
+        "tests/test_config.py",
+        "tests/test_file_images.py",
+        "tests/test_plan.py",
+        "tests/test_planning.py",
+    ),
     "discovery": ("tests/test_discovery.py", "tests/test_config.py"),
     "config": ("tests/test_config.py", "tests/test_file_images.py"),
     "file_images": ("tests/test_file_images.py", "tests/test_config.py"),

@@ -78,6 +78,7 @@ def test_update_of_an_existing_branch_diffs_against_the_remote_sha(repo: Repo) -
         frozenset({"a/x", "c/z"}),
         f"refs/heads/main: {first[:7]}..{repo.head()[:7]}",
         (first,),
+        changes.delta(open_repo(repo), first, repo.head()),
     )
 
 
@@ -176,9 +177,27 @@ def test_rename_counts_old_and_new_path(repo: Repo) -> None:
     )
 
 
-def test_parse_name_status_handles_odd_names() -> None:
-    out = "M\0a b/c d\0R100\0x\ny\0z\0A\0\u00e9t\u00e9\0"
-    assert changes.parse_name_status(out) == frozenset({"a b/c d", "x\ny", "z", "\u00e9t\u00e9"})
+def test_what_changed_is_every_path_git_reports_whatever_its_name_and_kind(repo: Repo) -> None:
+    first = repo.commit({"a b/c d": "1", "x\ny": "2" * 50, "gone": "3", "exe": "4", "link": "t", "same": "5"})
+    repo.write({"a b/c d": "changed", "gone": None, "\u00e9t\u00e9": "new"})
+    repo.git("mv", "x\ny", "z")
+    (repo.path / "exe").chmod(0o755)
+    (repo.path / "link").unlink()
+    (repo.path / "link").symlink_to("same")
+    second = repo.commit({})
+    found = changes.delta(open_repo(repo), first, second)
+    assert (found.old, found.new) == (first, second)
+    assert {c.path: (c.status, c.mode) for c in found.changes} == {
+        "a b/c d": ("M", "100644"), "x\ny": ("D", "000000"), "z": ("A", "100644"), "gone": ("D", "000000"),
+        "\u00e9t\u00e9": ("A", "100644"), "exe": ("M", "100755"), "link": ("T", "120000"),
+    }  # fmt: skip
+    assert (
+        changes.changed_paths(open_repo(repo), first, second)
+        == found.paths
+        == frozenset({"a b/c d", "x\ny", "z", "gone", "\u00e9t\u00e9", "exe", "link"})
+    )
+    blob = repo.git("rev-parse", f"{second}:z")
+    assert next(c.object_id for c in found.changes if c.path == "z") == blob
 
 
 def test_range_by_hand(repo: Repo) -> None:
@@ -211,6 +230,7 @@ def test_pre_commit_environment(repo: Repo) -> None:
         frozenset({"b/y"}),
         f"{first[:12]}..{repo.head()[:12]}",
         (first,),
+        changes.delta(open_repo(repo), first, repo.head()),
     )
     assert changes.from_pre_commit(open_repo(repo), {"PRE_COMMIT": "1"}) is None
 
@@ -434,9 +454,27 @@ def test_object_ids_are_shortened_for_people_and_names_kept(rev: str, shown: str
     assert changes._short(rev) == shown
 
 
-def test_name_status_without_a_final_nul_and_with_copies() -> None:
-    assert changes.parse_name_status("M\0a") == frozenset({"a"})
-    assert changes.parse_name_status("C75\0old\0new\0D\0gone\0") == frozenset({"old", "new", "gone"})
+def test_a_push_range_carries_gits_diff_from_its_one_base_and_a_merges_none(repo: Repo) -> None:
+    """Planning lays the diff over the file list it kept from the base (listing.of_commit)."""
+    base = repo.commit({"a": "1"})
+    sha = repo.commit({"b": "2"})
+    handle = open_repo(repo)
+    by_hand = changes.for_range(handle, base, sha, "main")
+    assert by_hand.delta == changes.delta(handle, base, sha) and by_hand.delta.paths == by_hand.changed
+    pushed = changes.from_push(
+        handle, "origin", changes.parse_push_lines(f"refs/heads/main {sha} refs/heads/main {base}\n")
+    )
+    assert pushed.commits[0].delta == by_hand.delta
+    repo.git("checkout", "-q", "-b", "side", base)
+    side = repo.commit({"c": "3"})
+    repo.git("checkout", "-q", "main")
+    repo.git("merge", "-q", "--no-edit", "side")
+    merged = repo.head()
+    repo.git("update-ref", "refs/remotes/origin/main", sha)
+    repo.git("update-ref", "refs/remotes/origin/side", side)
+    line = f"refs/heads/main {merged} refs/heads/new {'0' * 40}\n"
+    (new,) = changes.from_push(handle, "origin", changes.parse_push_lines(line)).commits
+    assert set(new.bases) == {sha, side} and new.delta is None  # two bases: no one diff to lay over
 
 
 def test_a_run_by_hand_names_a_remotes_branch_as_that_branch_and_other_refs_as_nothing(repo: Repo) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mab_hook import listing
+from mab_hook import changes, listing
 from mab_hook.paths import Tree
 from tests.conftest import Repo, git
 
@@ -337,6 +337,44 @@ def test_a_push_past_the_last_one_is_diffed_from_it_not_from_the_kept_listing(
     fourth = repo.commit({"d3/f3": "again"})  # and the next run from the third's tree
     assert as_dict(listing.of_commit(handle, fourth, cache)) == expected(repo, fourth)
     assert asked == [(tree(f"{third}^{{tree}}"), tree(f"{fourth}^{{tree}}"))]
+
+
+def test_a_push_from_where_the_last_run_ended_lays_its_own_diff_over_without_asking_git(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual push follows the one before: its diff (changes.delta, on the Commit) goes from
+    the last run's tree to this one, so git is not asked the same again. A diff from any other
+    commit, or to another, is not laid over."""
+    cache = repo.path / ".git" / "mab-hook" / "cache"
+    handle = gitpython.Repo(repo.path)
+    first = repo.commit({f"d{i}/f{j}": f"{i}{j}" for i in range(10) for j in range(40)})
+    listing.of_commit(handle, first, cache)
+    second = repo.commit({"d1/f1": None, "d2/f2": "changed", "new/one": "n"})
+    listing.of_commit(handle, second, cache)
+    third = repo.commit({"new/one": None, "d1/f1": "back", "d3/f3": "changed", "new/two": "t"})
+    asked: list[tuple[str, str]] = []
+    real = listing._diff_tree
+
+    def diff_tree(r: gitpython.Repo, old: str, new: str) -> listing.Patch | None:
+        asked.append((old, new))
+        return real(r, old, new)
+
+    monkeypatch.setattr(listing, "_diff_tree", diff_tree)
+    saved = {path.name: path.read_bytes() for path in cache.iterdir()}
+    for delta, git_asked in (
+        (changes.delta(handle, second, third), False),  # from the last run's commit
+        (changes.delta(handle, first, third), True),  # from another commit
+        (changes.delta(handle, second, first), True),  # to another commit
+        (None, True),
+    ):
+        for name, data in saved.items():  # each as the run after the second's
+            (cache / name).write_bytes(data)
+        asked.clear()
+        found = listing.of_commit(handle, third, cache, delta)
+        assert as_dict(found) == expected(repo, third)
+        assert found.difference().moved == frozenset({"new/two"})
+        assert found.difference().changed == frozenset({"d1/f1", "d2/f2", "d3/f3", "new/two"})
+        assert bool(asked) is git_asked, delta
 
 
 @pytest.mark.parametrize("damage", ["garbage", "a record changed", "another kept listing's"])

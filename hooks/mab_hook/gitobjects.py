@@ -13,11 +13,45 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import git
 
 from mab_hook import process
 from mab_hook.errors import FatalError
+
+
+class TreeChange(NamedTuple):
+    """A path that differs between two trees, as `git diff-tree -r` says it."""
+
+    path: str
+    mode: str  # its new mode ("000000" when deleted)
+    object_id: str  # its new object id (all zeros when deleted)
+    status: str  # A, D, M or T (no renames: a renamed path is deleted, and added under its new name)
+
+
+class TreeDiff(NamedTuple):
+    """Every path that differs from one commit (`old`) to another (`new`)."""
+
+    old: str
+    new: str
+    changes: tuple[TreeChange, ...]
+
+    @property
+    def paths(self) -> frozenset[str]:
+        return frozenset(change.path for change in self.changes)
+
+
+def diff_tree(repo: git.Repo, old: str, new: str) -> tuple[TreeChange, ...]:
+    """What differs between two trees (or commits), path by path; raises git.GitCommandError
+    when git cannot tell (an object that is not there)."""
+    out = repo.git.diff_tree("-r", "-z", "--no-renames", old, new, strip_newline_in_stdout=False)
+    fields = out.split("\0")
+    found = []
+    for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
+        _old_mode, mode, _old_id, object_id, status = meta.lstrip(":").split(" ")
+        found.append(TreeChange(path, mode, object_id, status))
+    return tuple(found)
 
 
 def where(repo: git.Repo) -> str:

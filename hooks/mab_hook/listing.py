@@ -26,7 +26,7 @@ from typing import BinaryIO, NamedTuple, Protocol, TypeVar
 
 import git
 
-from mab_hook import state
+from mab_hook import gitobjects, state
 from mab_hook.paths import Difference
 
 MAGIC = b"mab-hook listing v5"
@@ -231,9 +231,12 @@ class Listing:
         return Listed(self.tree_id, tuple(paths), "".join(records))
 
 
-def of_commit(repo: git.Repo, sha: str, cache_dir: Path | None = None) -> Listing:
+def of_commit(
+    repo: git.Repo, sha: str, cache_dir: Path | None = None, delta: gitobjects.TreeDiff | None = None
+) -> Listing:
     """The listing of a commit: the one kept in `cache_dir` with the commit's changes laid over
-    it when those are few, else listed afresh; kept there for the next run."""
+    it when those are few, else listed afresh; kept there for the next run. `delta`: the push's
+    own diff to the commit, which saves asking git when it starts where the last run ended."""
     tree_id = str(repo.git.rev_parse("--verify", f"{sha}^{{tree}}"))
     path = cache_dir / "listing" if cache_dir is not None else None
     kept = load(path, lambda tree: ls_tree(repo, tree)) if path is not None else None
@@ -241,7 +244,8 @@ def of_commit(repo: git.Repo, sha: str, cache_dir: Path | None = None) -> Listin
     if kept is not None and kept.tree_id == tree_id:
         return Listing(tree_id, kept, known=known)
     last = load_patch(path.with_name(PATCH), kept.tree_id) if path is not None and kept is not None else None
-    patch = _patch(repo, kept, last, tree_id) if kept is not None else None
+    own = delta if delta is not None and delta.new == sha else None  # the diff to this very commit
+    patch = _patch(repo, kept, last, tree_id, own) if kept is not None else None
     if kept is not None and patch is not None:
         found = Listing(tree_id, kept, patch, known)
         if len(patch.changes) <= SAVE_FRACTION * len(kept):
@@ -321,21 +325,44 @@ def diff(repo: git.Repo, old: Base, tree_id: str) -> Patch | None:
 
 def _diff_tree(repo: git.Repo, old: str, new: str) -> Patch | None:
     try:
-        out = repo.git.diff_tree("-r", "-z", "--no-renames", old, new, strip_newline_in_stdout=False)
+        return _as_patch(gitobjects.diff_tree(repo, old, new))
     except git.GitCommandError:
         return None
-    fields = out.split("\0")
+
+
+def _as_patch(found: Sequence[gitobjects.TreeChange]) -> Patch:
     changes: list[Change] = []
     moved = []
-    for meta, path in zip(fields[0:-1:2], fields[1::2], strict=True):
-        _old_mode, new_mode, _old_id, new_id, status = meta.lstrip(":").split(" ")
-        changes.append((path, None if status == "D" else _record(new_mode, new_id)))
+    for path, mode, object_id, status in found:
+        changes.append((path, None if status == "D" else _record(mode, object_id)))
         if status in ("A", "D"):
             moved.append(path)
     return Patch(sorted(changes), frozenset(moved))
 
 
-def _patch(repo: git.Repo, kept: Base, last: tuple[str, Patch] | None, tree_id: str) -> Patch | None:
+def _since(repo: git.Repo, last_tree: str, tree_id: str, delta: gitobjects.TreeDiff | None) -> Patch | None:
+    """The changes from the last run's tree to this one: the push's own diff when it is from a
+    commit of that tree (the usual push follows the one before), else git's."""
+    if delta is not None and _tree_of(repo, delta.old) == last_tree:
+        return _as_patch(delta.changes)
+    return _diff_tree(repo, last_tree, tree_id)
+
+
+def _tree_of(repo: git.Repo, commit: str) -> str | None:
+    """A commit's tree, read through GitPython's running `git cat-file` (no process of its own)."""
+    try:
+        return str(repo.commit(commit).tree.hexsha)
+    except (ValueError, git.GitCommandError):
+        return None
+
+
+def _patch(
+    repo: git.Repo,
+    kept: Base,
+    last: tuple[str, Patch] | None,
+    tree_id: str,
+    delta: gitobjects.TreeDiff | None,
+) -> Patch | None:
     """The changes from the kept listing to a tree: the last run's (`last`: its tree, and the
     changes from the kept listing to it) with what changed since laid over them, when there
     are some; else `git diff-tree` from the kept tree. A push is a commit or a few past the
@@ -343,7 +370,7 @@ def _patch(repo: git.Repo, kept: Base, last: tuple[str, Patch] | None, tree_id: 
     past SAVE_FRACTION): the diff from the last tree is the small one."""
     if last is None:
         return diff(repo, kept, tree_id)
-    since = _diff_tree(repo, last[0], tree_id)
+    since = _since(repo, last[0], tree_id, delta)
     if since is None:
         return diff(repo, kept, tree_id)
     found = composed(last[1], since)

@@ -40,7 +40,7 @@ def plan_at(
     `digests`) every planned image's input digest. `env`: what docker runs with, to resolve
     compose and bake files."""
     cache_dir = state.root(repo) / "cache"
-    commit_listing = listing.of_commit(repo, commit.sha, cache_dir)
+    commit_listing = listing.of_commit(repo, commit.sha, cache_dir, commit.delta)
     memory = cache.load(cache_dir / CACHE)
     reader = gitobjects.Reader(repo, commit_listing.blob_id)
     symlinks = commit_listing.symlinks()  # once: each look scans every record

@@ -218,6 +218,8 @@ def crafted(module: str, name: str, *args: object) -> bytes:
     ("os", "stat_result", ((0,) * 10,)),  # a tuple subclass, not mab-hook's
     ("mab_hook.listing", "os.stat_result", ((0,) * 10,)),  # the same, through one of mab-hook's modules
     ("mab_hook.runs", "Ledger", ()),  # mab-hook's, but no record
+    ("builtins", "eval", ("40 + 2",)),  # a builtin, but not a container: it would run code
+    ("builtins", "getattr", ((), "count")),
 ])  # fmt: skip
 def test_only_mab_hooks_own_records_are_unpickled(
     tmp_path: Path, module: str, name: str, args: tuple[object, ...]

@@ -9,9 +9,12 @@ reads those few, not everything earlier runs learnt. A run writes only the rows 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import enum
+import functools
+import importlib
 import io
 import os
 import pickle
@@ -118,15 +121,20 @@ class _Records(pickle.Unpickler):
     containers may be named. A row crafted to run code is, like a damaged one, a miss."""
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _BUILTINS:
-            return super().find_class(module, name)
-        if module.startswith("mab_hook.") and "." not in name:
-            found = super().find_class(module, name)
-            if isinstance(found, type) and (
-                issubclass(found, (tuple, enum.Enum)) or dataclasses.is_dataclass(found)
-            ):
-                return found
-        raise pickle.UnpicklingError(f"{module}.{name} is not a record of mab-hook's")
+        return _record_class(module, name)
+
+
+@functools.cache  # each entry names its classes again: a heavy push loads 3,000 entries
+def _record_class(module: str, name: str) -> Any:
+    if (module, name) in _BUILTINS:
+        return getattr(builtins, name)
+    if module.startswith("mab_hook.") and "." not in name:
+        found = getattr(importlib.import_module(module), name, None)
+        if isinstance(found, type) and (
+            issubclass(found, (tuple, enum.Enum)) or dataclasses.is_dataclass(found)
+        ):
+            return found
+    raise pickle.UnpicklingError(f"{module}.{name} is not a record of mab-hook's")
 
 
 _PLAIN = ("frozenset", "set", "tuple", "list", "dict", "str", "int", "float", "bool", "bytes")

@@ -375,6 +375,18 @@ def test_a_push_from_where_the_last_run_ended_lays_its_own_diff_over_without_ask
         assert found.difference().moved == frozenset({"new/two"})
         assert found.difference().changed == frozenset({"d1/f1", "d2/f2", "d3/f3", "new/two"})
         assert bool(asked) is git_asked, delta
+    # With no run kept since the kept listing (a heavy push after priming): the diff from the
+    # kept listing's own commit is laid over it.
+    for delta, git_asked in (
+        (changes.delta(handle, first, third), False),
+        (changes.delta(handle, second, third), True),
+    ):
+        for name, data in saved.items():
+            (cache / name).write_bytes(data)
+        (cache / listing.PATCH).unlink()
+        asked.clear()
+        assert as_dict(listing.of_commit(handle, third, cache, delta)) == expected(repo, third)
+        assert bool(asked) is git_asked, delta
 
 
 @pytest.mark.parametrize("damage", ["garbage", "a record changed", "another kept listing's"])

@@ -314,10 +314,11 @@ def _is_sorted(paths: tuple[str, ...]) -> bool:
     return all(map(operator.le, paths, itertools.islice(paths, 1, None)))
 
 
-def diff(repo: git.Repo, old: Base, tree_id: str) -> Patch | None:
+def diff(repo: git.Repo, old: Base, tree_id: str, delta: gitobjects.TreeDiff | None = None) -> Patch | None:
     """What changed from `old` to another tree: each path's new record, or None for a deleted
-    path. None when so much changed that a fresh listing costs no more."""
-    found = _diff_tree(repo, old.tree_id, tree_id)
+    path. None when so much changed that a fresh listing costs no more. `delta`: the push's own
+    diff, used when it is from `old`'s tree."""
+    found = _since(repo, old.tree_id, tree_id, delta)
     if found is None or len(found.changes) > MAX_PATCH_FRACTION * len(old):
         return None  # the kept tree is gone (pruned), or a fresh listing costs no more
     return found
@@ -340,12 +341,13 @@ def _as_patch(found: Sequence[gitobjects.TreeChange]) -> Patch:
     return Patch(sorted(changes), frozenset(moved))
 
 
-def _since(repo: git.Repo, last_tree: str, tree_id: str, delta: gitobjects.TreeDiff | None) -> Patch | None:
-    """The changes from the last run's tree to this one: the push's own diff when it is from a
-    commit of that tree (the usual push follows the one before), else git's."""
-    if delta is not None and _tree_of(repo, delta.old) == last_tree:
+def _since(repo: git.Repo, old_tree: str, tree_id: str, delta: gitobjects.TreeDiff | None) -> Patch | None:
+    """The changes from a tree listed before (the last run's, the kept listing's) to this one:
+    the push's own diff when it is from a commit of that tree (the usual push follows the one
+    before, a heavy one starts where the kept listing was made), else git's."""
+    if delta is not None and _tree_of(repo, delta.old) == old_tree:
         return _as_patch(delta.changes)
-    return _diff_tree(repo, last_tree, tree_id)
+    return _diff_tree(repo, old_tree, tree_id)
 
 
 def _tree_of(repo: git.Repo, commit: str) -> str | None:
@@ -369,10 +371,10 @@ def _patch(
     last one, while the kept listing may be thousands of paths behind (it is written anew only
     past SAVE_FRACTION): the diff from the last tree is the small one."""
     if last is None:
-        return diff(repo, kept, tree_id)
+        return diff(repo, kept, tree_id, delta)
     since = _since(repo, last[0], tree_id, delta)
     if since is None:
-        return diff(repo, kept, tree_id)
+        return diff(repo, kept, tree_id, delta)
     found = composed(last[1], since)
     return found if len(found.changes) <= MAX_PATCH_FRACTION * len(kept) else None
 

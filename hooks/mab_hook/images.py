@@ -229,14 +229,29 @@ def as_built(image: Image) -> tuple[object, ...]:
 
 
 class Where(NamedTuple):
-    """The images of a configuration by the paths that come near them (`Config.where`)."""
+    """The images of a configuration by the paths that come near them (`Config.where`). A name
+    alone where one image is there (most paths): a kept configuration of 5,000 images loads
+    faster without 10,000 one-name tuples."""
 
     # A Dockerfile -> image names; its own ignore file (`<Dockerfile>.dockerignore`) is asked by it.
-    files: Mapping[str, tuple[str, ...]]
-    directories: Mapping[str, tuple[str, ...]]  # a context's directory -> image names
-    watching: tuple[
-        tuple[str, tuple[str, ...]], ...
-    ]  # (image, its `watches`) of those with globs: asked each
+    files: Mapping[str, str | tuple[str, ...]]
+    directories: Mapping[str, str | tuple[str, ...]]  # a context's directory -> image names
+    # (image, its `watches`) of the images with globs: asked each
+    watching: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def at_file(self, path: str) -> tuple[str, ...]:
+        return _names(self.files.get(path, ()))
+
+    def at_directory(self, directory: str) -> tuple[str, ...]:
+        return _names(self.directories.get(directory, ()))
+
+
+def _names(found: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (found,) if isinstance(found, str) else found
+
+
+def _one_or_all(names: list[str]) -> str | tuple[str, ...]:
+    return names[0] if len(names) == 1 else tuple(names)
 
 
 @dataclass(frozen=True)
@@ -307,7 +322,9 @@ class Config:
                 directories.setdefault(directory, []).append(image.name)
         watching = tuple((image.name, image.watches) for image in self.images if image.watches)
         return Where(
-            {k: tuple(v) for k, v in files.items()}, {k: tuple(v) for k, v in directories.items()}, watching
+            {k: _one_or_all(v) for k, v in files.items()},
+            {k: _one_or_all(v) for k, v in directories.items()},
+            watching,
         )
 
     @functools.cached_property

@@ -346,14 +346,14 @@ class Changed(NamedTuple):
         """The images a changed path comes near (a commit without symlinks): looked up by each
         changed path and directory (`Config.where`); only images that watch globs are asked."""
         where = config.where
-        found = {name for path in self.paths for name in where.files.get(path, ())}
+        found = {name for path in self.paths for name in where.at_file(path)}
         found.update(
             name
             for path in self.paths
             if path.endswith(OWN_IGNORE)
-            for name in where.files.get(path[: -len(OWN_IGNORE)], ())
+            for name in where.at_file(path[: -len(OWN_IGNORE)])
         )
-        found.update(name for directory in self.directories for name in where.directories.get(directory, ()))
+        found.update(name for directory in self.directories for name in where.at_directory(directory))
         found.update(name for name, globs in where.watching if any(watched(g, changed) for g in globs))
         return found
 

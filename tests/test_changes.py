@@ -172,9 +172,7 @@ def test_rename_counts_old_and_new_path(repo: Repo) -> None:
     (repo.path / "new").mkdir()
     repo.git("mv", "old/app.py", "new/app.py")
     repo.git("commit", "-q", "-m", "move")
-    assert changes.changed_paths(open_repo(repo), first, repo.head()) == frozenset(
-        {"old/app.py", "new/app.py"}
-    )
+    assert changes.delta(open_repo(repo), first, repo.head()).paths == frozenset({"old/app.py", "new/app.py"})
 
 
 def test_what_changed_is_every_path_git_reports_whatever_its_name_and_kind(repo: Repo) -> None:
@@ -192,7 +190,7 @@ def test_what_changed_is_every_path_git_reports_whatever_its_name_and_kind(repo:
         "\u00e9t\u00e9": ("A", "100644"), "exe": ("M", "100755"), "link": ("T", "120000"),
     }  # fmt: skip
     assert (
-        changes.changed_paths(open_repo(repo), first, second)
+        changes.delta(open_repo(repo), first, second).paths
         == found.paths
         == frozenset({"a b/c d", "x\ny", "z", "gone", "\u00e9t\u00e9", "exe", "link"})
     )

@@ -304,6 +304,19 @@ def test_a_damaged_block_is_listed_afresh_and_the_kept_listing_dropped(repo: Rep
     assert as_dict(found) == expected(repo, second) and not kept.exists()
 
 
+def diffs_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The trees git is asked to diff from here on, as (old, new), each diffed as before."""
+    asked: list[tuple[str, str]] = []
+    real = listing._diff_tree
+
+    def diff_tree(r: gitpython.Repo, old: str, new: str) -> listing.Patch | None:
+        asked.append((old, new))
+        return real(r, old, new)
+
+    monkeypatch.setattr(listing, "_diff_tree", diff_tree)
+    return asked
+
+
 def test_a_push_past_the_last_one_is_diffed_from_it_not_from_the_kept_listing(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -317,14 +330,7 @@ def test_a_push_past_the_last_one_is_diffed_from_it_not_from_the_kept_listing(
     second = repo.commit({"d1/f1": None, "d2/f2": "changed", "new/one": "n"})
     listing.of_commit(handle, second, cache)
     assert (cache / listing.PATCH).stat().st_mode & 0o777 == 0o600
-    asked: list[tuple[str, str]] = []
-    real = listing._diff_tree
-
-    def diff_tree(r: gitpython.Repo, old: str, new: str) -> listing.Patch | None:
-        asked.append((old, new))
-        return real(r, old, new)
-
-    monkeypatch.setattr(listing, "_diff_tree", diff_tree)
+    asked = diffs_asked(monkeypatch)
     third = repo.commit({"new/one": None, "d1/f1": "back", "d3/f3": "changed", "new/two": "t"})
     found = listing.of_commit(handle, third, cache)
     tree = handle.git.rev_parse
@@ -352,14 +358,7 @@ def test_a_push_from_where_the_last_run_ended_lays_its_own_diff_over_without_ask
     second = repo.commit({"d1/f1": None, "d2/f2": "changed", "new/one": "n"})
     listing.of_commit(handle, second, cache)
     third = repo.commit({"new/one": None, "d1/f1": "back", "d3/f3": "changed", "new/two": "t"})
-    asked: list[tuple[str, str]] = []
-    real = listing._diff_tree
-
-    def diff_tree(r: gitpython.Repo, old: str, new: str) -> listing.Patch | None:
-        asked.append((old, new))
-        return real(r, old, new)
-
-    monkeypatch.setattr(listing, "_diff_tree", diff_tree)
+    asked = diffs_asked(monkeypatch)
     saved = {path.name: path.read_bytes() for path in cache.iterdir()}
     for delta, git_asked in (
         (changes.delta(handle, second, third), False),  # from the last run's commit

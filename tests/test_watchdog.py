@@ -69,7 +69,9 @@ def test_a_run_killed_with_sigkill_leaves_no_child_running() -> None:
     sleeper = "print('up', flush=True); import time; time.sleep(60)"
     run = ("import os, sys; from mab_hook import process\n"
            f"process.Group().stream((sys.executable, '-c', {sleeper!r}), env=os.environ, log=sys.stdout)\n")  # fmt: skip
-    proc = subprocess.Popen((sys.executable, "-c", run), stdout=subprocess.PIPE, text=True)
+    # Unbuffered whatever the caller's environment says: "up" must come through while it runs.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen((sys.executable, "-c", run), stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None and proc.stdout.readline() == "up\n"
     children = _children_of(proc.pid)
     proc.kill()

@@ -316,12 +316,8 @@ def merge(commits: Iterable[Commit]) -> tuple[Commit, ...]:
     return tuple(merged.values())
 
 
-def changed_paths(repo: git.Repo, base: str, sha: str) -> frozenset[str]:
-    """Paths changed between two commits; a rename counts its old and its new path."""
-    return delta(repo, base, sha).paths
-
-
 def delta(repo: git.Repo, base: str, sha: str) -> gitobjects.TreeDiff:
-    """What changed from `base` to `sha`, path by path: `git diff-tree`, rather than
-    `Commit.diff()`, which is two orders of magnitude slower on large pushes."""
+    """What changed from `base` to `sha`, path by path (its `paths`: a rename counts its old
+    and its new path): `git diff-tree`, rather than `Commit.diff()`, which is two orders of
+    magnitude slower on large pushes."""
     return gitobjects.TreeDiff(base, sha, gitobjects.diff_tree(repo, base, sha))

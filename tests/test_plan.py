@@ -706,6 +706,7 @@ def test_an_image_is_compared_with_the_build_of_its_own_name_before_one_sharing_
 DIRECTORIES = st.sampled_from([".", "", "a", "a/b", "a/b/c", "b", "ab", "a.b"])
 NAMES = st.sampled_from(["a", "b", "c", "ab", "a.b", "Dockerfile", "Dockerfile.dockerignore", "x.go"])
 CHANGED = st.lists(st.lists(NAMES, min_size=1, max_size=4).map("/".join), max_size=6)
+WATCHES = ["a/**", "**/*.go", "b/*", "x.go", "a/b/**", "a/*/c", "./ab/*", "a/b/c/x.go", "a.b/**"]
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -738,7 +739,8 @@ IMAGES = st.lists(
         DIRECTORIES,
         st.lists(NAMES, min_size=1, max_size=3).map("/".join),
         st.lists(DIRECTORIES, max_size=2),
-        st.lists(st.sampled_from(["a/**", "**/*.go", "b/*", "x.go"]), max_size=1),
+        # globs asked only below their literal directory: none, one, two deep, the whole path
+        st.lists(st.sampled_from(WATCHES), max_size=2),
     ),
     min_size=1,
     max_size=5,

@@ -112,7 +112,7 @@ def _version() -> str:
     than its metadata: importlib.metadata costs some 50 ms a run.)"""
     parser = Path(e2b_dockerfile_utils.__file__).parent
     stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(parser.glob("*.py"))]
-    return "/".join(("v8", __version__, *stamps))  # v8: SQLite, an entry a row
+    return "/".join(("v9", __version__, *stamps))  # v8: SQLite, an entry a row; v9: Where by glob
 
 
 class _Records(pickle.Unpickler):

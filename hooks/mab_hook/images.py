@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from mab_hook import references
 from mab_hook.builders import BuilderSpec
+from mab_hook.patterns import literal_prefix
 
 # The emulator installer doctor suggests; pinned, since `latest` changes under a team's feet.
 DEFAULT_BINFMT_IMAGE = "tonistiigi/binfmt:qemu-v8.1.5"
@@ -236,8 +237,8 @@ class Where(NamedTuple):
     # A Dockerfile -> image names; its own ignore file (`<Dockerfile>.dockerignore`) is asked by it.
     files: Mapping[str, str | tuple[str, ...]]
     directories: Mapping[str, str | tuple[str, ...]]  # a context's directory -> image names
-    # (image, its `watches`) of the images with globs: asked each
-    watching: tuple[tuple[str, tuple[str, ...]], ...]
+    # A `watches` glob's leading literal directory -> (image, glob): asked only where a change is
+    watching: Mapping[str, tuple[tuple[str, str], ...]]
 
     def at_file(self, path: str) -> tuple[str, ...]:
         return _names(self.files.get(path, ()))
@@ -320,11 +321,14 @@ class Config:
             files.setdefault(image.dockerfile, []).append(image.name)  # and its own ignore file
             for directory in image.directories():
                 directories.setdefault(directory, []).append(image.name)
-        watching = tuple((image.name, image.watches) for image in self.images if image.watches)
+        watching: dict[str, list[tuple[str, str]]] = {}
+        for image in self.images:
+            for glob in image.watches:
+                watching.setdefault(literal_prefix(glob), []).append((image.name, glob))
         return Where(
             {k: _one_or_all(v) for k, v in files.items()},
             {k: _one_or_all(v) for k, v in directories.items()},
-            watching,
+            {k: tuple(v) for k, v in watching.items()},
         )
 
     @functools.cached_property

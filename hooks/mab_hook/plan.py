@@ -344,7 +344,8 @@ class Changed(NamedTuple):
 
     def images(self, config: Config, changed: Sequence[str]) -> set[str]:
         """The images a changed path comes near (a commit without symlinks): looked up by each
-        changed path and directory (`Config.where`); only images that watch globs are asked."""
+        changed path and directory (`Config.where`), a `watch` glob only where a change lies
+        below its literal directory."""
         where = config.where
         found = {name for path in self.paths for name in where.at_file(path)}
         found.update(
@@ -354,7 +355,10 @@ class Changed(NamedTuple):
             for name in where.at_file(path[: -len(OWN_IGNORE)])
         )
         found.update(name for directory in self.directories for name in where.at_directory(directory))
-        found.update(name for name, globs in where.watching if any(watched(g, changed) for g in globs))
+        for directory in self.directories:
+            for name, glob in where.watching.get(directory, ()):
+                if name not in found and watched(glob, changed):
+                    found.add(name)
         return found
 
     def near(self, image: Image, changed: Sequence[str], *, links: Sequence[str] = ()) -> bool:

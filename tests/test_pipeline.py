@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import os
 import re
 import signal
 import subprocess
@@ -30,6 +31,9 @@ from mab_hook.results import BuildResult, Failure, Status
 from mab_hook.runs import Events, Ledger
 from mab_hook.state import KeptByDigest
 from tests.conftest import Engine, Lab, Repo, start_registry
+from tests.engine import OciRegistry
+from tests.test_executables import elf
+from tests.test_platform_check import Upload, tar_layer
 
 BUILT, FAILED, NOT_BUILT, PUSHED, SKIPPED = (Status.BUILT, Status.FAILED, Status.NOT_BUILT, Status.PUSHED,
                                              Status.SKIPPED)  # fmt: skip
@@ -130,17 +134,12 @@ class Checking:
     def __init__(self, answer: platform_check.Checked | Exception) -> None:
         self.answer = answer
         self.asked: list[tuple[str, str]] = []
-        self.kept: list[Path | None] = []
 
     def check(self, registry: object, staged: str, image: Image, **kwargs: Any) -> platform_check.Checked:
         self.asked.append((staged, kwargs["digest"]))
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
-
-    def kept_findings(self, path: Path | None) -> KeptByDigest:
-        self.kept.append(path)
-        return KeptByDigest(None, 1)
 
 
 def checked(
@@ -149,13 +148,12 @@ def checked(
     """What the check of what was built makes of each job's result (each built)."""
     fake, said = Checking(answer), []  # type: Checking, list[str]
     monkeypatch.setattr(platform_check, "check", fake.check)
-    monkeypatch.setattr(platform_check, "kept_findings", fake.kept_findings)
     run = cast(runs.Builds, SimpleNamespace(
         registry=None, events=Events(said.append, print, notice=said.append), state=SimpleNamespace(root=tmp_path)
     ))  # fmt: skip
     results = [BuildResult(j.planned.image.name, BUILT, 1.0, "", None) for j in jobs]
     plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
-    [(_plan, _jobs, found)] = pipeline._checked([(plan, jobs, results)], run, {})
+    [(_plan, _jobs, found)] = pipeline._checked([(plan, jobs, results)], run, {}, KeptByDigest(None, 1))
     return list(found), fake, said
 
 
@@ -174,9 +172,7 @@ def test_an_upload_holding_another_platforms_programs_fails_with_the_first_and_h
         "not the platform it claims: linux/arm64: /bin/tool0 is ELF 64-bit LSB, machine 0x3e (amd64) (and 2 more)"
     )
     assert found[0].tail == tuple(str(f) for f in FINDINGS[:3])
-    assert fake.kept == [tmp_path / "cache" / "uploads.json"] and fake.asked == [
-        ("reg/api:mab-apiapiapiapi", "")
-    ]
+    assert fake.asked == [("reg/api:mab-apiapiapiapi", "")]
     found, _fake, _said = checked(monkeypatch, tmp_path, platform_check.Checked(FINDINGS), job("api"))
     assert found[0].detail.endswith("(and 29 more)") and len(found[0].tail) == process.TAIL_LINES
     found, _fake, _said = checked(monkeypatch, tmp_path, platform_check.Checked(FINDINGS[:1]), job("api"))
@@ -216,9 +212,121 @@ def test_only_what_built_and_was_uploaded_is_checked(monkeypatch: pytest.MonkeyP
         BuildResult(j.planned.image.name, FAILED if j is jobs[1] else BUILT, 1.0, "", None) for j in jobs
     ]
     plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
-    [(_plan, _jobs, found)] = pipeline._checked([(plan, jobs, results)], run, {})
+    results[0] = results[0]._replace(image_digest="sha256:" + "d" * 64)  # what the build reported uploading
+    [(_plan, _jobs, found)] = pipeline._checked([(plan, jobs, results)], run, {}, KeptByDigest(None, 1))
     assert list(found) == results
-    assert fake.asked == [("reg/api:mab-apiapiapiapi", ""), (reused.staged, reused.manifest)]
+    assert fake.asked == [
+        ("reg/api:mab-apiapiapiapi", "sha256:" + "d" * 64),
+        (reused.staged, reused.manifest),
+    ]
+
+
+def early_run(registry: OciRegistry) -> runs.Builds:
+    return cast(runs.Builds, SimpleNamespace(registry=Registry({"DOCKER_CONFIG": os.devnull}),
+                                             events=Events(print, print)))  # fmt: skip
+
+
+def uploaded_job(registry: OciRegistry, name: str, programs: str, tag: str = "") -> tuple[Job, str]:
+    """A job whose upload is in the registry (its own programs built for `programs`), and its digest."""
+    up = Upload(registry, f"team/mab-staging/{name}")
+    staged = up.index(tag or f"mab-{name}", up.image("linux/arm64", [tar_layer({"app": elf(programs)})]))
+    image = Image(name, name, f"{name}/Dockerfile", ("linux/arm64",))
+    digest = Registry({"DOCKER_CONFIG": os.devnull}).manifest(staged)
+    assert digest is not None
+    return Job(PlannedImage(image, (), (), (), input_digest=name * 4), staged=staged), digest.digest
+
+
+def test_an_upload_is_read_back_once_as_it_lands_and_the_check_after_the_build_reads_nothing(
+    tmp_path: Path,
+) -> None:
+    """The check after the build judges each upload by the digest the build reported; one read
+    back as it landed (while the others built) is judged from what that read kept."""
+    with OciRegistry() as registry:
+        api, api_digest = uploaded_job(registry, "api", "arm64")
+        wrong, wrong_digest = uploaded_job(registry, "wrong", "amd64")  # x86-64 programs in "arm64"
+        skipped = uploaded_job(registry, "skipped", "arm64")[0]._replace(skip="built before")
+        unstaged = uploaded_job(registry, "unstaged", "arm64")[0]._replace(staged="")
+        plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
+        kept = KeptByDigest(None, 10)
+        run = early_run(registry)
+        registry.requests.clear()
+        with pipeline._EarlyChecks(run, {}, kept) as early:
+            uploaded = early.of(plan, [api, wrong, skipped, unstaged])
+            for name in (
+                "api",
+                "api",
+                "wrong",
+                "skipped",
+                "unstaged",
+                "unknown",
+            ):  # a second word of one: once
+                uploaded(name)
+            early.wait()
+        read = [path for _method, path in registry.requests]
+        assert read.count("/v2/team/mab-staging/api/manifests/mab-api") == 1
+        assert read.count("/v2/team/mab-staging/wrong/manifests/mab-wrong") == 1
+        assert not any("skipped" in path or "unstaged" in path for path in read)
+        registry.requests.clear()
+        results = [BuildResult("api", BUILT, 1.0, "", None, image_digest=api_digest),
+                   BuildResult("wrong", BUILT, 1.0, "", None, image_digest=wrong_digest)]  # fmt: skip
+        [(_plan, _jobs, found)] = pipeline._checked([(plan, (api, wrong), results)], run, {}, kept)
+        assert registry.requests == []
+        assert found[0] == results[0]  # judged, and passed
+        assert (found[1].status, found[1].failure) == (FAILED, Failure.PLATFORM)  # what the read found counts
+        assert found[1].detail.startswith("not the platform it claims: linux/arm64: /app is ELF 64-bit")
+
+
+def test_an_upload_that_changed_after_it_was_read_back_is_read_again(tmp_path: Path) -> None:
+    """The early read is only kept: what the build reports uploading is what the check judges."""
+    with OciRegistry() as registry:
+        api, _first = uploaded_job(registry, "api", "amd64")
+        plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
+        kept, run = KeptByDigest(None, 10), early_run(registry)
+        with pipeline._EarlyChecks(run, {}, kept) as early:
+            early.of(plan, [api])("api")
+            early.wait()
+        _again, digest = uploaded_job(registry, "api", "arm64")  # the same tag, another upload
+        registry.requests.clear()
+        result = BuildResult("api", BUILT, 1.0, "", None, image_digest=digest)
+        [(_plan, _jobs, found)] = pipeline._checked([(plan, (api,), [result])], run, {}, kept)
+        assert found[0] == result and "/v2/team/mab-staging/api/manifests/mab-api" in [
+            path for _method, path in registry.requests
+        ]
+
+
+def test_nothing_is_read_back_early_for_a_commit_that_does_not_push(tmp_path: Path) -> None:
+    with OciRegistry() as registry:
+        api, _digest = uploaded_job(registry, "api", "arm64")
+        plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=False)))
+        registry.requests.clear()
+        with pipeline._EarlyChecks(early_run(registry), {}, KeptByDigest(None, 10)) as early:
+            early.of(plan, [api])("api")
+            early.wait()
+        assert registry.requests == []
+
+
+def test_a_build_that_ends_well_says_its_upload_landed_and_one_that_failed_does_not(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    landed: list[str] = []
+    monkeypatch.setattr(pipeline, "_build", lambda job, step: BuildResult(
+        job.planned.image.name, FAILED if job.planned.image.name == "bad" else PUSHED, 1.0, "", None))  # fmt: skip
+    s = step(tmp_path, [])._replace(uploaded=landed.append)
+    pipeline.build_each([job("api"), job("bad"), job("web")], s, limit=2)
+    assert sorted(landed) == ["api", "web"]
+
+    def build_together(
+        wanted: Any, bake_file: Path, bx: Buildx, logs: Path, watch: buildx.Watch
+    ) -> list[BuildResult]:
+        watch.done("api")  # its export ended: uploaded
+        return [BuildResult(w.planned.image.name, PUSHED, 1.0, "", None) for w in wanted]
+
+    monkeypatch.setattr(buildx, "build_together", build_together)
+    landed.clear()
+    done: list[str] = []
+    s = Step(s.bx, s.bake_file, s.logs, Events(print, print, done=done.append), None, landed.append)
+    pipeline.build_together([job("api"), job("web")], s)
+    assert landed == ["api"] and sorted(done) == ["api", "api", "web"]  # done: also as bake ended
 
 
 def test_what_each_build_uploads_reaches_the_ledger_as_it_ends(

@@ -60,6 +60,7 @@ class Step(NamedTuple):
     logs: Path
     events: runs.Events
     timeout: float | None  # from the command line; else each image's own
+    uploaded: Callable[[str], None] = lambda image: None  # an image's upload landed
 
 
 class Decided(NamedTuple):
@@ -98,11 +99,17 @@ def build(
     """Build what was decided; `bases`: what readiness found of each base (its platforms,
     its layers), for the check of what was built. Without `publishing`, what built stays under
     its staging tags (a CI job's share of a fan-out)."""
-    built: list[Built] = [(plan, jobs, _build_plan(repo, plan, jobs, run)) for plan, jobs in decided.work]
-    ok = all(r.ok for _plan, _jobs, results in built for r in results)
-    if ok:  # what is about to be published is what it claims
-        built = _checked(built, run, bases)
+    kept = platform_check.kept_findings(run.state.root / "cache" / "uploads.json")
+    with _EarlyChecks(run, bases, kept) as early:
+        built: list[Built] = [
+            (plan, jobs, _build_plan(repo, plan, jobs, run, early.of(plan, jobs)))
+            for plan, jobs in decided.work
+        ]
         ok = all(r.ok for _plan, _jobs, results in built for r in results)
+        if ok:  # what is about to be published is what it claims
+            early.wait()
+            built = _checked(built, run, bases, kept)
+            ok = all(r.ok for _plan, _jobs, results in built for r in results)
     if ok:
         return _finish(built, run, publishing=publishing)
     if any(plan.config.push for plan, _jobs, _results in built):
@@ -120,11 +127,12 @@ def _to_build(work: Sequence[tuple[Plan, Sequence[Job]]]) -> list[PlannedImage]:
     return found
 
 
-def _build_plan(repo: git.Repo, plan: Plan, jobs: Sequence[Job], run: runs.Builds) -> list[BuildResult]:
+def _build_plan(
+    repo: git.Repo, plan: Plan, jobs: Sequence[Job], run: runs.Builds, uploaded: Callable[[str], None]
+) -> list[BuildResult]:
     logs = run.state.logs(plan.commit.sha)
-    step = Step(
-        Buildx(run.env, plan.config.builder, run.group), logs / "bake.json", logs, run.events, run.timeout
-    )
+    bx = Buildx(run.env, plan.config.builder, run.group)
+    step = Step(bx, logs / "bake.json", logs, run.events, run.timeout, uploaded)
     if any(not job.skip for job in jobs):  # a checkout and a bake file only when building
         planned = (*plan.context_only, *plan.affected)
         reads = [path for p in planned for path in p.materialized]
@@ -148,11 +156,56 @@ Built = tuple[Plan, Sequence[Job], Sequence[BuildResult]]
 CHECKS = 4  # uploads checked at once
 
 
-def _checked(built: Sequence[Built], run: runs.Builds, bases: Mapping[str, Found]) -> list[Built]:
+class _EarlyChecks:
+    """Each upload read back for the check as soon as it lands, while the rest of the push
+    builds: the check after the build finds it judged under the digest the build reports (kept
+    by digest), at no request. What an early read finds is only kept: the check decides."""
+
+    def __init__(self, run: runs.Builds, bases: Mapping[str, Found], kept: KeptByDigest) -> None:
+        self.run, self.bases, self.kept = run, bases, kept
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=CHECKS)
+        self.started: dict[str, concurrent.futures.Future[None]] = {}
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> _EarlyChecks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+    def of(self, plan: Plan, jobs: Sequence[Job]) -> Callable[[str], None]:
+        """What to call when an image of `plan` has been uploaded."""
+        pushed = plan.config.push
+        checked = {job.planned.image.name: job for job in jobs if pushed and not job.skip}
+
+        def uploaded(name: str) -> None:
+            job = checked.get(name)
+            with self.lock:
+                if job is not None and name not in self.started:
+                    self.started[name] = self.pool.submit(self._read, job)
+
+        return uploaded
+
+    def _read(self, job: Job) -> None:
+        layers = platform_check.base_layers(job.planned.roots, self.bases)
+        with contextlib.suppress(OSError, ValueError):  # the check after the build reads it again
+            platform_check.check(
+                self.run.registry, job.staged, job.planned.image, base_layers=layers, kept=self.kept
+            )
+
+    def wait(self) -> None:
+        with self.lock:
+            started = list(self.started.values())
+        concurrent.futures.wait(started)
+
+
+def _checked(
+    built: Sequence[Built], run: runs.Builds, bases: Mapping[str, Found], kept: KeptByDigest
+) -> list[Built]:
     """Each staging upload about to be published (built now, or reused) holds, for each of its
     platforms, an image of that platform (platform_check); one that does not fails, and so the
-    push publishes nothing. Findings are kept by manifest digest: a reused upload costs nothing."""
-    kept = platform_check.kept_findings(run.state.root / "cache" / "uploads.json")
+    push publishes nothing. Findings are kept by manifest digest: a reused upload, or one read
+    back as it landed, costs nothing."""
     found: list[Built] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=CHECKS) as pool:
         for plan, jobs, results in built:
@@ -177,8 +230,9 @@ def _check(
     layers = platform_check.base_layers(job.planned.roots, bases)
     try:
         image = job.planned.image
+        digest = result.image_digest or job.manifest  # what the build uploaded, or what was there
         checked = platform_check.check(
-            run.registry, job.staged, image, base_layers=layers, kept=kept, digest=job.manifest
+            run.registry, job.staged, image, base_layers=layers, kept=kept, digest=digest
         )
     except (OSError, ValueError) as e:
         detail = f"could not read {job.staged} back to check what it holds: {e}"
@@ -283,7 +337,7 @@ def build_together(jobs: Sequence[Job], step: Step, ledger: runs.Ledger | None =
             f"(inputs {job.planned.input_digest[:12]})"
         )
     if todo:
-        watch = buildx.Watch(events.build_line, events.step, events.done)
+        watch = buildx.Watch(events.build_line, events.step, partial(_exported, step))
         wanted = [buildx.Wanted(job.planned, job.staged or None) for job in todo]
         try:
             built = buildx.build_together(wanted, step.bake_file, step.bx, step.logs, watch)
@@ -296,6 +350,11 @@ def build_together(jobs: Sequence[Job], step: Step, ledger: runs.Ledger | None =
             if ledger is not None:
                 ledger.add(result.published)
     return [results[job.planned.image.name] for job in jobs]
+
+
+def _exported(step: Step, image: str) -> None:
+    step.events.done(image)
+    step.uploaded(image)
 
 
 def build_each(
@@ -325,17 +384,29 @@ def build_each(
                         pending.insert(0, job)
                         break
                 if running:
-                    done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                    for future in done:
-                        result = future.result()
-                        results[running.pop(future)] = result
-                        if ledger is not None:
-                            ledger.add(result.published)
+                    _ended_builds(running, results, step, ledger)
         except BaseException:
             step.bx.group.terminate_all()
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return [results[job.planned.image.name] for job in jobs]
+
+
+def _ended_builds(
+    running: dict[concurrent.futures.Future[BuildResult], str],
+    results: dict[str, BuildResult],
+    step: Step,
+    ledger: runs.Ledger | None,
+) -> None:
+    """Waits for a build of those running to end; what ended is taken out and its result kept."""
+    done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+    for future in done:
+        result = future.result()
+        results[running.pop(future)] = result
+        if result.ok:
+            step.uploaded(result.name)
+        if ledger is not None:
+            ledger.add(result.published)
 
 
 def _immediate(job: Job, results: Mapping[str, BuildResult], events: runs.Events) -> BuildResult | None:

@@ -107,6 +107,7 @@ class Registry:
         self.engine_certs = tuple(engine_certs) if engine_certs is not None else trust.daemon_dirs(env)
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str], str] = {}
+        self._connections = http_client.Connections()  # kept open between requests
         self._credentials: dict[str, Credentials | None] = {}
         self._endpoints: dict[tuple[str, bool], tuple[str, ssl.SSLContext | None]] = {}
         self._mirrors, self._mirrors_found = mirrors, None if callable(mirrors) else tuple(mirrors)
@@ -616,6 +617,7 @@ class Registry:
             timeout=self.timeout,
             consume=consume,
             context=context,
+            connections=self._connections,
         )
         if answer.status != 401:
             return answer
@@ -633,6 +635,7 @@ class Registry:
             timeout=self.timeout,
             consume=consume,
             context=context,
+            connections=self._connections,
         )
 
     def _authorize(self, ref: Reference, challenge: str, scope: str) -> str | None:
@@ -651,7 +654,11 @@ class Registry:
         realm = urllib.parse.urlsplit(fields["realm"])
         context = self._endpoint(realm.netloc)[1] if realm.scheme == "https" else None  # the same CA, often
         answer = http_client.request(
-            f"{fields['realm']}?{query}", authorization=basic, timeout=self.timeout, context=context
+            f"{fields['realm']}?{query}",
+            authorization=basic,
+            timeout=self.timeout,
+            context=context,
+            connections=self._connections,
         )
         if not answer.ok:
             return None

@@ -250,7 +250,7 @@ def test_an_upload_is_read_back_once_as_it_lands_and_the_check_after_the_build_r
         kept = KeptByDigest(None, 10)
         run = early_run(registry)
         registry.requests.clear()
-        with pipeline._EarlyChecks(run, {}, kept, carry=False) as early:
+        with pipeline._EarlyChecks(run, {}, kept) as early:
             uploaded = early.of(plan, [api, wrong, skipped, unstaged])
             for name in (
                 "api",
@@ -282,7 +282,7 @@ def test_an_upload_that_changed_after_it_was_read_back_is_read_again(tmp_path: P
         api, _first = uploaded_job(registry, "api", "amd64")
         plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
         kept, run = KeptByDigest(None, 10), early_run(registry)
-        with pipeline._EarlyChecks(run, {}, kept, carry=False) as early:
+        with pipeline._EarlyChecks(run, {}, kept) as early:
             early.of(plan, [api])("api")
             early.wait()
         _again, digest = uploaded_job(registry, "api", "arm64")  # the same tag, another upload
@@ -299,33 +299,10 @@ def test_nothing_is_read_back_early_for_a_commit_that_does_not_push(tmp_path: Pa
         api, _digest = uploaded_job(registry, "api", "arm64")
         plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=False)))
         registry.requests.clear()
-        with pipeline._EarlyChecks(early_run(registry), {}, KeptByDigest(None, 10), carry=True) as early:
+        with pipeline._EarlyChecks(early_run(registry), {}, KeptByDigest(None, 10)) as early:
             early.of(plan, [api])("api")
             early.wait()
         assert registry.requests == []
-
-
-@pytest.mark.parametrize("carry", [True, False])
-def test_a_run_that_publishes_carries_what_passed_into_its_public_repositories_as_it_lands(
-    tmp_path: Path, carry: bool
-) -> None:
-    """Only an upload that is what it claims, and only in a run that publishes as it ends."""
-    with OciRegistry() as registry:
-        api, api_digest = uploaded_job(registry, "api", "arm64")
-        wrong, wrong_digest = uploaded_job(registry, "wrong", "amd64")
-        public = {name: f"{registry.host}/team/{name}:v1" for name in ("api", "wrong")}
-        api, wrong = (
-            j._replace(planned=j.planned._replace(tags=(public[j.planned.image.name],))) for j in (api, wrong)
-        )
-        plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
-        with pipeline._EarlyChecks(early_run(registry), {}, KeptByDigest(None, 10), carry=carry) as early:
-            uploaded = early.of(plan, [api, wrong])
-            uploaded("api")
-            uploaded("wrong")
-            early.wait()
-        assert (("team/api", api_digest) in registry.manifests) is carry
-        assert ("team/wrong", wrong_digest) not in registry.manifests  # x86-64 programs in "arm64"
-        assert registry.tags("team/api") == set()  # no tag moved
 
 
 def test_a_build_that_ends_well_says_its_upload_landed_and_one_that_failed_does_not(

@@ -223,46 +223,6 @@ def test_a_staging_upload_is_published_into_its_public_repository_by_mounts(
     assert all("from=team%2Fmab-staging%2Fapi" in path for path in mounts)
 
 
-def test_an_upload_carried_ahead_is_in_its_public_repositories_by_digest_under_no_tag_and_tagging_it_is_a_put(
-    oci: OciRegistry, tmp_path: Path
-) -> None:
-    staged = staged_upload(oci)
-    tags = [f"{oci.host}/team/api:abc", f"{oci.host}/team/api:main", f"{oci.host}/team/web:abc",
-            f"{oci.host}/team/mab-staging/api:x", "127.0.0.9:5000/team/api:abc"]  # fmt: skip
-    gateway(tmp_path).carry_ahead(staged, tags)
-    digest = oci.digest(staged)
-    for repository in ("team/api", "team/web"):  # each once, though named twice
-        assert oci.tags(repository) == set()  # no tag moved
-        body = oci.manifests[(repository, digest)][0]
-        assert oci.lacks(repository, body) == []
-        for entry in json.loads(body)["manifests"]:
-            assert oci.lacks(repository, oci.manifests[(repository, entry["digest"])][0]) == []
-    assert [p for m, p in oci.requests if m == "PUT" and "/team/api/manifests/" in p][-1].endswith(digest)
-    assert oci.tags("team/mab-staging/api") == {"mab-1"}  # nothing put where it was, nor elsewhere
-    oci.requests.clear()
-    gateway(tmp_path).carry_ahead(staged, tags[:1])  # held there already: asked, nothing carried
-    assert [m for m, _ in oci.requests] == ["GET", "HEAD"]
-    oci.requests.clear()
-    assert gateway(tmp_path).tag(staged, tags[:2]).ok
-    assert [m for m, _ in oci.requests] == ["GET", "HEAD", "PUT", "PUT"]  # tagging: a PUT a tag
-
-
-def test_nothing_is_carried_ahead_for_tags_of_its_own_repository_or_another_registry(
-    oci: OciRegistry, tmp_path: Path
-) -> None:
-    staged = staged_upload(oci)
-    oci.requests.clear()
-    gateway(tmp_path).carry_ahead(
-        staged, [f"{oci.host}/team/mab-staging/api:v1", "127.0.0.9:5000/team/api:abc"]
-    )
-    assert oci.requests == []
-    with pytest.raises(registry.RegistryError, match="HTTP 404 for"):
-        gateway(tmp_path).carry_ahead(f"{oci.host}/team/mab-staging/api:none", [f"{oci.host}/team/api:abc"])
-    oci.refuse.add(f"team/api:{oci.digest(staged)}")  # the registry will not take it there
-    with pytest.raises(registry.RegistryError, match=r"HTTP 403 putting .*/team/api@sha256:"):
-        gateway(tmp_path).carry_ahead(staged, [f"{oci.host}/team/api:abc"])
-
-
 def test_what_the_public_repository_holds_already_is_not_carried_again(
     oci: OciRegistry, tmp_path: Path
 ) -> None:

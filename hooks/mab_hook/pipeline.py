@@ -100,7 +100,7 @@ def build(
     its layers), for the check of what was built. Without `publishing`, what built stays under
     its staging tags (a CI job's share of a fan-out)."""
     kept = platform_check.kept_findings(run.state.root / "cache" / "uploads.json")
-    with _EarlyChecks(run, bases, kept, carry=publishing) as early:
+    with _EarlyChecks(run, bases, kept) as early:
         built: list[Built] = [
             (plan, jobs, _build_plan(repo, plan, jobs, run, early.of(plan, jobs)))
             for plan, jobs in decided.work
@@ -159,14 +159,10 @@ CHECKS = 4  # uploads checked at once
 class _EarlyChecks:
     """Each upload read back for the check as soon as it lands, while the rest of the push
     builds: the check after the build finds it judged under the digest the build reports (kept
-    by digest), at no request. What an early read finds is only kept: the check decides.
-    With `carry` (a run that publishes as it ends), an upload found to be what it claims is
-    carried into its public repositories too, under no tag: publishing it is then a PUT a tag."""
+    by digest), at no request. What an early read finds is only kept: the check decides."""
 
-    def __init__(
-        self, run: runs.Builds, bases: Mapping[str, Found], kept: KeptByDigest, *, carry: bool
-    ) -> None:
-        self.run, self.bases, self.kept, self.carry = run, bases, kept, carry
+    def __init__(self, run: runs.Builds, bases: Mapping[str, Found], kept: KeptByDigest) -> None:
+        self.run, self.bases, self.kept = run, bases, kept
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=CHECKS)
         self.started: dict[str, concurrent.futures.Future[None]] = {}
         self.lock = threading.Lock()
@@ -192,12 +188,10 @@ class _EarlyChecks:
 
     def _read(self, job: Job) -> None:
         layers = platform_check.base_layers(job.planned.roots, self.bases)
-        with contextlib.suppress(OSError, ValueError):  # the check, and tagging, do it again
-            checked = platform_check.check(
+        with contextlib.suppress(OSError, ValueError):  # the check after the build reads it again
+            platform_check.check(
                 self.run.registry, job.staged, job.planned.image, base_layers=layers, kept=self.kept
             )
-            if self.carry and not checked.findings:
-                self.run.registry.carry_ahead(job.staged, job.planned.tags)
 
     def wait(self) -> None:
         with self.lock:

@@ -261,36 +261,6 @@ class Registry:
             return Tagged(False, tuple(published), f"{_reason(e)}")
         return Tagged(True, tuple(published))
 
-    def carry_ahead(self, source: str, tags: Sequence[str]) -> None:
-        """What tagging `source` as `tags` will carry into their repositories (of its registry),
-        carried now and the manifest put there by its digest, under no tag: tagging it then is a
-        PUT. Raises OSError (RegistryError) where the registry will not; tagging carries then."""
-        ref = references.parse(source)
-        targets = {
-            t.path: t
-            for t in map(references.parse, tags)
-            if t.api_host == ref.api_host and t.path != ref.path
-        }
-        if not targets:
-            return
-        got = self._call(
-            ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}", headers={"Accept": MANIFEST_TYPES}
-        )
-        if not got.ok:
-            raise RegistryError(f"HTTP {got.status} for {source}")
-        media_type = got.headers.get("content-type", "")
-        digest = "sha256:" + hashlib.sha256(got.body).hexdigest()
-        for target in targets.values():
-            if self._held(target, digest):
-                continue
-            self._carry_content(ref, target, got.body, media_type, 0)
-            headers = {"Content-Type": media_type}
-            put = self._call(
-                target, "pull,push", "PUT", f"manifests/{digest}", headers=headers, body=got.body
-            )
-            if not put.ok:
-                raise RegistryError(f"HTTP {put.status} putting {target.repository}@{digest}")
-
     def carry(self, source: Reference, to: Reference, body: bytes, media_type: str, depth: int = 0) -> None:
         """Make repository `to` hold everything the manifest `body` (of `source`'s repository)
         names, so that it can be put there: nothing when `to` has it already (a registry keeps

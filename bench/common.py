@@ -115,3 +115,19 @@ def as_of(rev: str) -> list[str]:
                    capture_output=True, check=True)  # fmt: skip
     subprocess.run((sys.executable, "-m", "compileall", "-q", str(tree / "hooks")), check=True)
     return ["env", f"PYTHONPATH={tree / 'hooks'}"]
+
+
+def forget_images(env: Mapping[str, str], prefixes: Sequence[str]) -> int:
+    """Remove from the lab engine's store the images a bench made (their references start with
+    one of `prefixes`): the docker driver keeps a copy of each image it pushes, and a store of
+    thousands slows every engine call of every later run. Through the lab's containerd (its
+    `moby` namespace is the engine's image store): `docker image rm` of a few hundred takes
+    minutes there. What the registry holds stays."""
+    ctr = ("ctr", "--address", f"{env['MAB_LAB_DIR']}/exec/containerd/containerd.sock", "--namespace", "moby")
+    listed = subprocess.run((*ctr, "images", "ls", "-q"), env=env, capture_output=True, text=True,
+                            check=True).stdout.split()  # fmt: skip
+    made = [ref for ref in listed if ref.startswith(tuple(prefixes))]
+    for start in range(0, len(made), 200):
+        subprocess.run((*ctr, "images", "rm", *made[start : start + 200]), env=env, capture_output=True,
+                       check=False)  # fmt: skip
+    return len(made)

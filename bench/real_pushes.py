@@ -13,7 +13,10 @@ In alternating rounds, each side on a change of its own (every service's salt fi
 so every last step really runs): `mab-hook --all --publish` (push = true) against `docker buildx
 bake --push` of the same compose file, tags set per service, at the repository's root. For
 mab-hook, where the time goes (from its output as it came); with --profile, one more gate run
-in this process under cProfile: what of the fixed cost is mab-hook's own.
+in this process under cProfile: what of the fixed cost is mab-hook's own. With
+--public-staging, the gate also runs in a copy whose `staging` is the registry itself (uploads
+wait in the public repositories, under their `mab-` tags: publishing carries nothing across);
+with --baseline REV, mab-hook as it was at REV, in the same rounds.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ import pstats
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 from build_cost import PLATFORMS, Run, median, seconds, timed, where
-from common import ROOT, WORK, as_installed, fresh, git, lab_env, mab
+from common import ROOT, WORK, as_installed, forget_images, fresh, git, lab_env, mab
 
 STEP = "RUN cat /app/salt.txt > /out && uname -m >> /out\n"
 
@@ -67,10 +70,11 @@ def otel_demo(base: str) -> tuple[dict[str, str], tuple[str, ...]]:
     return files, services
 
 
-def repository(path: Path, files: Mapping[str, str], registry: str, env: dict[str, str]) -> None:
+def repository(path: Path, files: Mapping[str, str], registry: str, env: dict[str, str],
+               staging: str | None = None) -> None:  # fmt: skip
     path.mkdir(parents=True)
     config = (f'[tool.multiarch]\nplatforms = {json.dumps(PLATFORMS)}\nregistry = "{registry}"\npush = true\n'
-              'compose = "compose.yaml"\n')  # fmt: skip
+              'compose = "compose.yaml"\n' + (f'staging = "{staging}"\n' if staging else ""))  # fmt: skip
     for name, text in {**files, "pyproject.toml": config}.items():
         (path / name).parent.mkdir(parents=True, exist_ok=True)
         (path / name).write_text(text)
@@ -109,17 +113,25 @@ class Side(NamedTuple):
     by_hand: Callable[[str], list[str]]  # bake --push of one salt's images
 
 
-def rounds(side: Side, count: int, baseline: list[str] | None) -> tuple[list[Run], list[Run], list[Run]]:
-    """Each round: the gate, the gate as it was at the baseline (if any), and bake by hand."""
-    hook, then, hand = [], [], []
+class Gate(NamedTuple):
+    """One way of running the gate in the rounds: its command, in a repository of its own."""
+
+    name: str
+    command: list[str]
+    path: Path
+    salted: Callable[[], str]
+
+
+def rounds(gates: Sequence[Gate], side: Side, count: int) -> tuple[dict[str, list[Run]], list[Run]]:
+    """Each round: every gate on a change of its own, then bake by hand."""
+    runs: dict[str, list[Run]] = {gate.name: [] for gate in gates}
+    hand = []
     for _ in range(count):
-        side.salted()
-        hook.append(timed(mab("--all", "--publish"), side.path, side.env))
-        if baseline is not None:
-            side.salted()
-            then.append(timed([*baseline, "--all", "--publish"], side.path, side.env))
+        for gate in gates:
+            gate.salted()
+            runs[gate.name].append(timed([*gate.command, "--all", "--publish"], gate.path, side.env))
         hand.append(timed(side.by_hand(side.salted()), side.path, side.env, attempts=5))
-    return hook, then, hand
+    return runs, hand
 
 
 def baseline_command(rev: str) -> list[str]:
@@ -154,6 +166,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="also profile one gate run of each")
     parser.add_argument("--baseline", metavar="REV", help="also time mab-hook as it was at REV, in turns")
+    parser.add_argument("--public-staging", action="store_true",
+                        help="also time the gate with `staging` set to the registry itself")  # fmt: skip
     parser.add_argument("--only", choices=("voting-app", "otel-demo"), help="one of the two repositories")
     args = parser.parse_args()
     baseline = baseline_command(args.baseline) if args.baseline else None
@@ -161,46 +175,67 @@ def main() -> int:
     env = {**lab_env(), "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "")}
     base = f"{env['MAB_LAB_REGISTRY']}/{env['MAB_LAB_BASE_IMAGE']}"
     work = fresh(WORK / "real-pushes")
-    print("### Real repositories' pushes: the gate against `docker buildx bake --push` (3 platforms)\n")
-    print("| repository | images | mab-hook | bake --push | ratio | mab-hook runs (s) | bake runs (s) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    found, baselines = [], []
+    found: list[tuple[str, int, dict[str, list[Run]], list[Run], Gate]] = []
     for label, shape in (("voting-app", voting_app), ("otel-demo", otel_demo)):
         if args.only and label != args.only:
             continue
         files, services = shape(base)
         registry = f"{env['MAB_LAB_REGISTRY']}/bench-{label}-{uuid.uuid4().hex[:6]}"
-        path = work / label
-        repository(path, files, registry, env)
-        salted = salting(path, files, env)
-        salted()
-        timed(mab("--all", "--publish"), path, env)  # the engine's cache of the base, as a team's has it
-        side = Side(path, env, salted, partial(by_hand, registry, services))
-        hook, then, hand = rounds(side, args.rounds, baseline)
-        print(f"| {label} | {len(services)} | {median(hook):.2f} s | {median(hand):.2f} s | "
-              f"{median(hook) / median(hand):.2f}x | {seconds(hook)} | {seconds(hand)} |")  # fmt: skip
-        found.append((label, hook, path, salted))
-        if then:
-            baselines.append((label, then, hook, hand))
-    if baselines:
-        print(f"\nThe same rounds with mab-hook as it was at {args.baseline}, in the same turns:\n")
-        print("| repository | then | now | now / then | then / bake | then runs (s) |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for label, then, hook, hand in baselines:
-            ratio, theirs = median(hook) / median(then), median(then) / median(hand)
-            print(f"| {label} | {median(then):.2f} s | {median(hook):.2f} s | {ratio:.2f}x | {theirs:.2f}x "
-                  f"| {seconds(then)} |")  # fmt: skip
-    print("\nWhere mab-hook's time goes (medians, from its output as it came):\n")
-    for label, hook, _path, _salted in found:
-        print(f"- {label}: {where(hook)}")
-    for label, then, _hook, _hand in baselines:
-        print(f"- {label} at {args.baseline}: {where(then)}")
+        registries = [registry]
+        gates = [made(work / label, Shape(files, registry, env), "mab-hook", mab())]
+        if baseline is not None:
+            gates.append(Gate(f"mab-hook at {args.baseline}", baseline, gates[0].path, gates[0].salted))
+        if args.public_staging:
+            public = f"{env['MAB_LAB_REGISTRY']}/bench-{label}-{uuid.uuid4().hex[:6]}"
+            registries.append(public)
+            shaped = Shape(files, public, env)
+            gates.append(made(work / f"{label}-public", shaped, "staging in public", mab(), staging=public))
+        side = Side(gates[0].path, env, gates[0].salted, partial(by_hand, registry, services))
+        try:
+            runs, hand = rounds(gates, side, args.rounds)
+        finally:
+            forget_images(env, [f"{prefix}/" for prefix in registries])
+        found.append((label, len(services), runs, hand, gates[0]))
+    print(report(found))
     if args.profile:
-        for label, _hook, path, salted in found:
+        for label, _count, _runs, _hand, gate in found:
             print(f"\n{label}, one gate run under cProfile (cumulative, top 25):\n```")
-            print(profile(path, env, salted))
+            print(profile(gate.path, env, gate.salted))
             print("```")
     return 0
+
+
+class Shape(NamedTuple):
+    files: Mapping[str, str]
+    registry: str
+    env: dict[str, str]
+
+
+def made(path: Path, shape: Shape, name: str, command: list[str], *, staging: str | None = None) -> Gate:
+    """A repository for one way of running the gate, pushed once (the engine's cache of the
+    base, as a team's has it)."""
+    repository(path, shape.files, shape.registry, shape.env, staging)
+    salted = salting(path, shape.files, shape.env)
+    salted()
+    timed([*command, "--all", "--publish"], path, shape.env)
+    return Gate(name, command, path, salted)
+
+
+def report(found: Sequence[tuple[str, int, dict[str, list[Run]], list[Run], Gate]]) -> str:
+    lines = [
+        "### Real repositories' pushes: the gate against `docker buildx bake --push` (3 platforms)\n",
+        "| repository | images | gate | gate time | bake --push | ratio | gate runs (s) | bake runs (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, count, runs, hand in ((f[0], f[1], f[2], f[3]) for f in found):
+        for name, timed_runs in runs.items():
+            ratio = median(timed_runs) / median(hand)
+            lines.append(f"| {label} | {count} | {name} | {median(timed_runs):.2f} s | {median(hand):.2f} s "
+                         f"| {ratio:.2f}x | {seconds(timed_runs)} | {seconds(hand)} |")  # fmt: skip
+    lines.append("\nWhere the gate's time goes (medians, from its output as it came):\n")
+    for label, _count, runs, _hand, _gate in found:
+        lines += [f"- {label}, {name}: {where(timed_runs)}" for name, timed_runs in runs.items()]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

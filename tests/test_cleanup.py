@@ -160,6 +160,33 @@ def test_gc_removes_what_nothing_needs_and_keeps_the_rest(
     assert all(key in registry.manifests for key in before if key[1] in (sha[:7], "v0.9"))
 
 
+def test_with_staging_in_the_public_repositories_publishing_is_a_put_a_tag_and_gc_never_takes_a_public_tag(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`staging` set to the registry: uploads wait beside the public tags, nothing is carried
+    across, and gc removes only `mab-` tags nothing needs (by tag where a public one names
+    the same image)."""
+    host = canned.registry.host
+    sha = repo.commit(project(host, staging=f'"{host}/team"'))
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out
+    registry = canned.registry
+    assert not [path for method, path in registry.requests if method == "POST" and "mount=" in path]
+    assert canned.staged("api") == set()  # no mab-staging repository at all
+    uploaded = {tag for tag in canned.tags("api") if tag.startswith("mab-")}
+    assert len(uploaded) == 1 and canned.tags("api") == {sha[:7], *uploaded}
+    old_tag = "mab-" + "5" * 64
+    plant(canned, "team/api", old_tag)  # an upload of long ago that nothing needs: goes
+    registry.deletes = {"digest", "tag"}
+    registry.requests.clear()
+    code, out = mab(repo, capsys, monkeypatch, "gc", "-v")
+    assert code == 0, out
+    assert canned.tags("api") == {sha[:7], *uploaded}  # the public tag, and the upload it names
+    assert f"  kept  {host}/team/api:{next(iter(uploaded))}  (its image is published as {sha[:7]})" in out
+    deleted = [path.rsplit("/", 1)[1] for method, path in registry.requests if method == "DELETE"]
+    assert len(deleted) == 1 and deleted[0].startswith("sha256:")  # the old one alone names its image
+
+
 def test_gc_keeps_what_the_images_commits_publish_from(
     repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

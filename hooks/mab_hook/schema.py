@@ -108,7 +108,9 @@ TOP = (
         (
             "where the gate uploads before anything is public: `<staging>/<name>:mab-<input digest>`,"
             " a repository per image out of sight of the public tags. Keep it on the same registry "
-            "(publishing then mounts the layers across instead of copying them); set it where nested "
+            "(publishing then mounts the layers across instead of copying them), or make it the registry"
+            ' itself (`staging = "<registry>"`: uploads wait beside the public tags under their `mab-`'
+            " tags, and publishing is a PUT a tag; see Publishing); set it where nested "
             "names are not allowed (Docker Hub: `docker.io/team-staging` is a repository namespace of"
             " its own) or to give staging its own retention or permissions"
         ),

@@ -305,6 +305,53 @@ def test_nothing_is_read_back_early_for_a_commit_that_does_not_push(tmp_path: Pa
         assert registry.requests == []
 
 
+def test_what_the_check_learns_is_kept_in_the_runs_uploads_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    asked: list[Path | None] = []
+
+    def kept_findings(path: Path | None) -> KeptByDigest:
+        asked.append(path)
+        return KeptByDigest(None, 1)
+
+    monkeypatch.setattr(platform_check, "kept_findings", kept_findings)
+    run = cast(runs.Builds, SimpleNamespace(registry=None, events=Events(print, print), ledger=Ledger(),
+                                            state=SimpleNamespace(root=tmp_path)))  # fmt: skip
+    decided = cast(pipeline.Decided, SimpleNamespace(work=[]))
+    assert pipeline.build(cast(Any, None), decided, run, {}, publishing=True) == []
+    assert asked == [tmp_path / "cache" / "uploads.json"]
+
+
+def test_an_interrupted_run_waits_for_no_early_read_and_starts_none_of_those_queued(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """^C (or a failure) while uploads are read back: the reads under way are left to end on
+    their own (each a request with its timeout), those not begun never start."""
+    release, started = threading.Event(), []  # type: threading.Event, list[str]
+
+    def check(registry: object, staged: str, *args: Any, **kwargs: Any) -> platform_check.Checked:
+        started.append(staged)
+        release.wait(10)
+        return platform_check.Checked(())
+
+    monkeypatch.setattr(platform_check, "check", check)
+    plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
+    jobs = [job(f"i{n}") for n in range(pipeline.CHECKS + 3)]
+    run = cast(runs.Builds, SimpleNamespace(registry=None, events=Events(print, print)))
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), pipeline._EarlyChecks(run, {}, KeptByDigest(None, 1)) as early:
+        uploaded = early.of(plan, jobs)
+        for j in jobs:
+            uploaded(j.planned.image.name)
+        while len(started) < pipeline.CHECKS:
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+    assert time.monotonic() - began < 5  # not held by the reads under way
+    release.set()
+    time.sleep(0.3)
+    assert len(started) == pipeline.CHECKS  # the queued ones were never read
+
+
 def test_a_build_that_ends_well_says_its_upload_landed_and_one_that_failed_does_not(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

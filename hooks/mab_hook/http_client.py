@@ -94,9 +94,8 @@ class Connections:
         self, scheme: str, netloc: str, context: ssl.SSLContext | None, timeout: float
     ) -> tuple[http.client.HTTPConnection, bool]:
         """An open connection to the server if one is idle (and True), else a new one."""
-        key = (scheme, netloc, context if scheme == "https" else None)
         with self._lock:
-            idle = self._idle.get(key)
+            idle = self._idle.get(_server(scheme, netloc, context))
             connection = idle.pop() if idle else None
         if connection is not None:
             connection.timeout = timeout
@@ -109,9 +108,8 @@ class Connections:
 
     def give_back(self, scheme: str, netloc: str, context: ssl.SSLContext | None,
                   connection: http.client.HTTPConnection) -> None:  # fmt: skip
-        key = (scheme, netloc, context if scheme == "https" else None)
         with self._lock:
-            idle = self._idle.setdefault(key, [])
+            idle = self._idle.setdefault(_server(scheme, netloc, context), [])
             if len(idle) < self.keep:
                 idle.append(connection)
                 return
@@ -125,6 +123,13 @@ class Connections:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _server(
+    scheme: str, netloc: str, context: ssl.SSLContext | None
+) -> tuple[str, str, ssl.SSLContext | None]:
+    """What a kept connection serves: a server, and over TLS the trust it was made with."""
+    return scheme, netloc, context if scheme == "https" else None
 
 
 class _Asked(NamedTuple):
@@ -219,11 +224,7 @@ def local(
     connection = _UnixConnection(socket_path, timeout)
     try:
         connection.request("GET", path, headers={"Host": "docker"})
-        answer = connection.getresponse()
-        headers = _headers(answer.getheaders())
-        if consume is not None and 200 <= answer.status < 300:
-            return Response(answer.status, headers, b"", consume(answer))
-        return Response(answer.status, headers, answer.read())
+        return _answer(connection.getresponse(), consume)
     finally:
         connection.close()
 

@@ -332,6 +332,7 @@ class CannedEngine(process.Group):
         super().__init__()
         self.registry, self.faults = registry, dict(faults or {})
         self.invocations: list[tuple[str, ...]] = []
+        self.engines: list[str] = []  # the engine each invocation built on ("": the default one)
         self.definitions: list[dict[str, Any]] = []  # each invocation's bake file, as buildx read it
         self.contexts: dict[str, list[str]] = {}  # entry -> the files its context held when it was built
         self.timeouts: list[float | None] = []  # each invocation's time limit
@@ -364,8 +365,11 @@ class CannedEngine(process.Group):
         self.before()
         time.sleep(0.05)  # long enough for builds allowed at once to overlap
         args = list(cmd)
-        self.definitions.append(json.loads(Path(args[args.index("--file") + 1]).read_text()))
-        definition = self.definitions[-1]["target"]
+        read = json.loads(Path(args[args.index("--file") + 1]).read_text())
+        with self._lock:  # invocations at once: what each read and where it ran, side by side
+            self.definitions.append(read)
+            self.engines.append(_engine_of(args))
+        definition = read["target"]
         for entry, spec in definition.items():
             root = Path(spec["context"])
             self.contexts[entry] = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
@@ -448,6 +452,14 @@ class CannedEngine(process.Group):
         """Every image an invocation built, in order."""
         for entries in self.invocations:
             yield from (bakefile.image_of(entry) for entry in entries)
+
+
+def _engine_of(args: Sequence[str]) -> str:
+    """The engine a buildx command builds on: the docker context, else the builder it names."""
+    for flag in ("--context", "--builder"):
+        if flag in args:
+            return args[args.index(flag) + 1]
+    return ""
 
 
 EVERY_PLATFORM = ("linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/riscv64",

@@ -10,7 +10,7 @@ from pathlib import Path
 import git as gitpython
 import pytest
 
-from mab_hook import building, changes, matrix, planning, publisher, readiness
+from mab_hook import building, changes, matrix, planning, publisher, readiness, routing
 from mab_hook.errors import FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan
@@ -33,7 +33,7 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:
         building.enforce(
-            readiness.ask(host(tmp_path), building.wanted_for(plans)), Printer(stream, color=False)
+            readiness.ask(host(tmp_path), routing.questions(plans)), Printer(stream, color=False)
         )
     assert stream.getvalue() == (
         "mab-hook: warning: platform linux/arm/v7: builder default does not list linux/arm/v7, but BuildKit "
@@ -48,7 +48,7 @@ def test_the_gate_shows_warnings_briefly_and_stops_on_failures(
     assert quiet == {"platform-unlisted", "emulator-without-f"}
     stream = io.StringIO()
     with pytest.raises(FatalError) as info:  # a failure is never silenced
-        verdict = readiness.ask(host(tmp_path / "2"), building.wanted_for(plans))
+        verdict = readiness.ask(host(tmp_path / "2"), routing.questions(plans))
         building.enforce(verdict, Printer(stream, color=False), silenced=quiet)
     assert stream.getvalue() == ""
     assert "no emulator is registered for s390x ELF programs" in str(info.value)
@@ -110,7 +110,7 @@ def test_one_readiness_question_per_builder_with_every_platform_of_its_plans() -
     fleet = dataclasses.replace(arm, builder="fleet", binfmt_image="tonistiigi/binfmt:qemu-v9")
     plans = [plan_of(amd, "services/api/x"), plan_of(amd, "docs/nothing.md"), plan_of(arm, "services/api/x"),
              plan_of(fleet, "base/Dockerfile")]  # fmt: skip
-    wanted = building.wanted_for(plans)
+    wanted = routing.questions(plans)
     assert [(w.platforms, w.builder, w.registry, w.binfmt_image) for w in wanted] == [
         (("linux/amd64", "linux/arm64"), None, "reg:5000/team/mab-staging/api", CONFIG.binfmt_image),
         (

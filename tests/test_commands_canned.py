@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import git
 import pytest
@@ -454,3 +455,128 @@ def test_an_engine_that_fails_and_then_does_not_answer_is_said_after_the_builds(
     assert (
         "mab-hook: error: this host cannot build what the push needs; the builds above failed for it:" in out
     )
+
+
+# --- platforms routed to engines of their own (`engines`) ---------------------------------------
+
+ROUTED = '{ "linux/arm64" = "arm-box" }'
+
+
+def with_arm_box(canned: Canned, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, up: bool = True) -> None:
+    """The host has docker context arm-box: an arm64 machine's engine (`up`: it answers)."""
+    engine = recorded.arm_engine()
+    if not up:
+        engine[("docker", "version", "--format", "{{json .}}")] = (
+            1, "", "error during connect: ssh: connect to host arm-box port 22: Connection refused\n"
+        )  # fmt: skip
+    answers = {**recorded.docker(), **recorded.through_context("arm-box", engine)}
+    found = recorded.host(tmp_path / "routed-host", answers, root=canned.binfmt)
+    monkeypatch.setattr(readiness, "local_host", lambda env, machine, probes=None: found)
+
+
+def index_of(canned: Canned, repository: str, tag: str) -> dict[str, object]:
+    got = canned.registry.get(repository, "manifests", tag)
+    assert got is not None, (repository, tag)
+    found: dict[str, object] = json.loads(got[0])
+    return found
+
+
+def test_platforms_routed_to_an_engine_build_there_at_once_and_publish_as_one_image(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with_arm_box(canned, monkeypatch, tmp_path)
+    sha = repo.commit(project(canned.registry.host, engines=ROUTED))
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out
+    # One invocation per engine, at the same time, each building its own platform of every image.
+    assert sorted(canned.engine.engines) == ["", "arm-box"] and canned.engine.most_at_once == 2
+    platforms = {engine: {tuple(spec["platforms"]) for spec in definition["target"].values()}
+                 for engine, definition in zip(canned.engine.engines, canned.engine.definitions, strict=True)}  # fmt: skip
+    assert platforms == {"": {("linux/amd64",)}, "arm-box": {("linux/arm64",)}}
+    assert "api: built on 2 engines, merged" in out and "engine arm-box: api: built" in out
+    # Each engine's upload waits beside the image's staging tag; the public tag names their merge.
+    for name in IMAGES:
+        digest = next(t for t in canned.staged(name) if t.endswith("-linux-arm64")).removesuffix(
+            "-linux-arm64"
+        )
+        assert canned.staged(name) == {digest, f"{digest}-linux-amd64", f"{digest}-linux-arm64"}
+        index = index_of(canned, f"team/{name}", sha[:7])
+        parts = [index_of(canned, f"team/mab-staging/{name}", f"{digest}-{p}")["manifests"]
+                 for p in ("linux-amd64", "linux-arm64")]  # fmt: skip
+        assert index["manifests"] == [m for part in parts for m in cast(list[object], part)]
+    code, out = mab(repo, capsys, monkeypatch, "verify", "--all")
+    assert code == 0, out
+
+
+def test_an_engine_whose_build_fails_blocks_the_push_named_and_nothing_is_published(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with_arm_box(canned, monkeypatch, tmp_path)
+    sha = repo.commit(project(canned.registry.host, engines=ROUTED))
+    canned.engine.faults["worker"] = Fault(step_fails_on="linux/arm64")
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 1
+    assert "on engine arm-box (linux/arm64): build failed on linux/arm64" in out
+    assert not any(sha[:7] in canned.tags(name) for name in IMAGES)
+    assert not any(t.startswith("mab-") and "-linux-" not in t for t in canned.staged("worker"))  # no merge
+
+
+def test_an_engine_that_is_down_blocks_the_push_before_any_build_or_is_emulated_when_the_config_says_so(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with_arm_box(canned, monkeypatch, tmp_path, up=False)
+    files = project(canned.registry.host, engines=ROUTED)
+    repo.commit(files)
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 1 and canned.engine.invocations == []
+    assert "arm-box/docker" in out and "arm-box port 22: Connection refused" in out
+    sha = repo.commit(
+        {
+            "pyproject.toml": files["pyproject.toml"].replace(
+                "push = true", 'push = true\nengine-down = "emulate"'
+            )
+        }
+    )
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out
+    assert canned.engine.engines == [""]  # all on the default engine, under emulation
+    assert (
+        "engine arm-box is not ready" in out
+        and "linux/arm64 built under emulation on the default engine" in out
+    )
+    index = index_of(canned, "team/api", sha[:7])
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]  # type: ignore[attr-defined]
+
+
+def test_doctor_checks_each_engine_where_it_runs_and_names_one_that_cannot_be_reached(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    repo.commit(project(canned.registry.host, engines=ROUTED))
+    with_arm_box(canned, monkeypatch, tmp_path)
+    code, out = mab(repo, capsys, monkeypatch, "doctor", "--json")
+    assert code == 0, out
+    checks = {c["id"]: c for c in json.loads(out[: out.rindex("}") + 1])["checks"]}
+    assert "platform:linux/arm64" not in checks and checks["platform:linux/amd64"]["status"] == "ok"
+    assert checks["arm-box/platform:linux/arm64"]["status"] == "ok"
+    assert "native" in checks["arm-box/platform:linux/arm64"]["finding"]
+    with_arm_box(canned, monkeypatch, tmp_path, up=False)
+    code, out = mab(repo, capsys, monkeypatch, "doctor")
+    assert code == 1
+    assert "host readiness for linux/amd64, linux/arm64" in out
+    assert "arm-box/docker" in out and "arm-box port 22: Connection refused" in out

@@ -763,3 +763,41 @@ def test_a_configuration_kept_by_an_older_mab_hook_is_validated_afresh(
     load(FULL, source="at 2", tracked=TRACKED, cache=memory)
     assert validated == ["again"]
     assert isinstance(memory[key][1], config.Asked)  # type: ignore[index]
+
+
+ENGINES = '[tool.multiarch]\nplatforms = ["linux/amd64", "linux/arm64"]\n'
+
+
+def test_engines_route_platforms_to_docker_contexts_or_builders_and_say_what_happens_when_one_is_down() -> (
+    None
+):
+    cfg = parse(ENGINES + 'engine-down = "emulate"\n[tool.multiarch.engines]\n"linux/arm64" = "arm-box"\n'
+                '"linux/arm/v7" = "pi.lab_2"\n')  # fmt: skip
+    assert (cfg.engines, cfg.engine_down) == (
+        (("linux/arm64", "arm-box"), ("linux/arm/v7", "pi.lab_2")),
+        "emulate",
+    )
+    plain = parse(ENGINES)
+    assert (plain.engines, plain.engine_down) == ((), "fail")
+
+
+@pytest.mark.parametrize(
+    ("table", "said"),
+    [
+        ('engines = "arm-box"', "[tool.multiarch.engines] must be a table of platform = engine"),
+        ('engines = { aarch64 = "arm-box" }', "[tool.multiarch.engines.aarch64] 'aarch64' is not"),
+        (
+            'engines = { "linux/arm64" = "--host=tcp://evil:2375" }',
+            "[tool.multiarch.engines.linux/arm64] must name",
+        ),
+        ('engines = { "linux/arm64" = "" }', "[tool.multiarch.engines.linux/arm64] must name"),
+        ('engines = { "linux/arm64" = "a b" }', "[tool.multiarch.engines.linux/arm64] must name"),
+        ('engines = { "linux/arm64" = 3 }', "[tool.multiarch.engines.linux/arm64] must name"),
+        ('engine-down = "retry"', '[tool.multiarch.engine-down] must be "fail" or "emulate", not'),
+        ("engine-down = true", '[tool.multiarch.engine-down] must be "fail" or "emulate", not'),
+    ],
+)
+def test_an_engine_is_a_name_never_an_option_and_engine_down_is_one_of_two_words(
+    table: str, said: str
+) -> None:
+    assert said in problem(ENGINES + table + "\n")

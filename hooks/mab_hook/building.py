@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import git
 
-from mab_hook import __version__, changes, input_digest, matrix, output, process, progress, state
+from mab_hook import __version__, changes, input_digest, matrix, output, process, progress, routing, state
 from mab_hook.errors import EXIT_FAIL, EXIT_OK, FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
@@ -24,7 +24,7 @@ from mab_hook.results import BuildResult, Failure
 if TYPE_CHECKING:
     from mab_hook import coverage
     from mab_hook.coverage import Coverage
-    from mab_hook.readiness import Verdict, Wanted
+    from mab_hook.readiness import Verdict
     from mab_hook.registry import Insecure, Registry
 
 SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gate no longer shows
@@ -54,7 +54,7 @@ def build(
 
     host = readiness.local_host(env, platform.machine(), readiness.probes_file(state.root(repo)))
     remember = (readiness.ready_file(state.root(repo)), readiness.fingerprint(env, host.binfmt_root))
-    verdict = readiness.ask(host, wanted_for(plans), remember)
+    verdict, routes = routing.settle(plans, lambda asked: readiness.ask(host, asked, remember))
     builder = plans[0].config.builder if plans else None
     registry = Registry(env, insecure=verdict.insecure, builder=builder)
     known = coverage.Known.of(state.root(repo))
@@ -85,7 +85,7 @@ def build(
                     )
                 finally:  # what was learnt of the bases is kept, blocked or not
                     known.save()
-            done = pipeline.build(repo, decided, run, bases.answers, publishing=publishing)
+            done = pipeline.build(repo, decided, run, bases.answers, publishing=publishing, routes=routes)
     code = finish(plans, done, printer, env, json=json, dry_run=False)
     if code == EXIT_OK and remote is not None:
         hand_over(repo, plans, remote, insecure=verdict.insecure, env=env, printer=printer)
@@ -93,7 +93,8 @@ def build(
         # The engine failed under a host found (or remembered) ready: ask again, and say so.
         readiness.forget(remember[0])
         try:
-            enforce(readiness.ask(host, wanted_for(plans)), printer, outcome="the builds above failed for it")
+            again = routing.settle(plans, lambda asked: readiness.ask(host, asked))[0]
+            enforce(again, printer, outcome="the builds above failed for it")
         except FatalError as e:
             printer.error(str(e))
     return code
@@ -281,30 +282,3 @@ def silenced(repository: Path, env: Mapping[str, str]) -> frozenset[str]:
         ("git", "-C", str(repository), "config", "--get-all", SILENCE), env=env, check=False, timeout=30
     )
     return frozenset(done.stdout.split()) if done.returncode == 0 else frozenset()
-
-
-def wanted_for(plans: Sequence[Plan]) -> list[Wanted]:
-    """One readiness question per builder: the platforms of its images, the repository the gate
-    pushes to (staging)."""
-    from mab_hook.readiness import Wanted  # noqa: PLC0415 - readiness loads only when something is built
-
-    by_builder: dict[str | None, Wanted] = {}
-    for p in plans:
-        platforms_ = tuple(dict.fromkeys(pf for planned in p.affected for pf in planned.image.platforms))
-        if not platforms_:
-            continue
-        cfg = p.config
-        seen = by_builder.get(cfg.builder)
-        repository = cfg.staging_repository(p.affected[0].image) if cfg.push else None
-        if seen is not None:
-            platforms_ = tuple(dict.fromkeys((*seen.platforms, *platforms_)))
-            repository = seen.registry or repository
-        by_builder[cfg.builder] = Wanted(
-            platforms_,
-            cfg.builder,
-            repository,
-            cfg.binfmt_image,
-            cfg.builder_spec,
-            buildkit_image=cfg.buildkit_image,
-        )
-    return list(by_builder.values())

@@ -51,11 +51,27 @@ class Buildx(NamedTuple):
     env: Mapping[str, str]
     builder: str | None
     group: process.Group
+    context: str = ""  # a docker context to build on (an engine of `engines`): its own builder
+
+    @property
+    def docker(self) -> tuple[str, ...]:
+        """docker, talking to the engine: a context's wins over DOCKER_HOST, and buildx builds
+        with that engine's own builder only when docker talks to it."""
+        return ("docker", "--context", self.context) if self.context else ("docker",)
 
     def bake(self, definition: Path, *args: str) -> tuple[str, ...]:
         builder = builders.flag(self.builder)
         # rawjson: every step the moment it starts (rendered as plain progress for the log)
-        return ("docker", "buildx", "bake", "--file", str(definition), "--progress=rawjson", *builder, *args)
+        return (
+            *self.docker,
+            "buildx",
+            "bake",
+            "--file",
+            str(definition),
+            "--progress=rawjson",
+            *builder,
+            *args,
+        )
 
     @property
     def run_env(self) -> dict[str, str]:
@@ -74,7 +90,7 @@ def prove_literal(bake_file: Path, data: Mapping[str, Any], buildx: Buildx) -> N
         return
     names = tuple(plain["target"])
     builder = builders.flag(buildx.builder)
-    command = ("docker", "buildx", "bake", "--file", str(bake_file), "--print", "--progress=quiet")
+    command = (*buildx.docker, "buildx", "bake", "--file", str(bake_file), "--print", "--progress=quiet")
     done = process.run((*command, *builder, *names), env=buildx.run_env, check=False, timeout=60)
     try:
         printed = json.loads(done.stdout)["target"]

@@ -112,7 +112,8 @@ def _version() -> str:
     than its metadata: importlib.metadata costs some 50 ms a run.)"""
     parser = Path(e2b_dockerfile_utils.__file__).parent
     stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(parser.glob("*.py"))]
-    return "/".join(("v9", __version__, *stamps))  # v8: SQLite, an entry a row; v9: Where by glob
+    # v8: SQLite, an entry a row; v9: Where by glob; v10: a Config with engines
+    return "/".join(("v10", __version__, *stamps))
 
 
 class _Records(pickle.Unpickler):

@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import posixpath
+import re
 import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 from mab_hook import discovery, file_images, patterns, references, schema
+from mab_hook import platforms as platforms_table
 from mab_hook import validation as fields
 from mab_hook.builders import BuilderSpec, NodeSpec
 from mab_hook.definitions import DEFAULT_FILES, Resolved, Source, project_name
@@ -319,6 +321,8 @@ def _parse(
         jobs=_whole(table, "jobs", DEFAULT_JOBS, key, problems),
         keep_logs=_whole(table, "keep-logs", DEFAULT_KEEP_LOGS, key, problems),
         builder_spec=builder_spec,
+        engines=_engines(table.get("engines"), f"{key}.engines", problems),
+        engine_down=_engine_down(table, key, problems),
         definitions=definitions,
         notes=notes,
     )
@@ -353,6 +357,42 @@ def _registry(table: Mapping[str, Any], name: str, key: str, problems: Problems)
             "(host[:port][/path], path in lowercase, no credentials), e.g. 'registry.internal:5000/team'",
         )
     return registry
+
+
+# What docker accepts as a context's name (and buildx as a builder's): never an option.
+ENGINE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.+-]*")
+
+
+def _engines(value: Any, key: str, problems: Problems) -> tuple[tuple[str, str], ...]:
+    """`engines`: platform -> the docker context or buildx builder that builds it natively."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        problems.add(key, f'must be a table of platform = engine, e.g. {{ "linux/arm64" = "arm-box" }}, '
+                     f"not {fields.type_name(value)}")  # fmt: skip
+        return ()
+    found = []
+    for platform, engine in value.items():
+        problem = platforms_table.problem(platform)
+        if problem:
+            problems.add(f"{key}.{platform}", problem)
+        elif not isinstance(engine, str) or not ENGINE_NAME.fullmatch(engine):
+            problems.add(
+                f"{key}.{platform}",
+                f"must name a docker context or a buildx builder (letters, digits, `_.+-`), not "
+                f"{fields.describe(engine)}",
+            )
+        else:
+            found.append((platform, engine))
+    return tuple(found)
+
+
+def _engine_down(table: Mapping[str, Any], key: str, problems: Problems) -> str:
+    value = table.get("engine-down", "fail")
+    if value not in ("fail", "emulate"):
+        problems.add(f"{key}.engine-down", f'must be "fail" or "emulate", not {fields.describe(value)}')
+        return "fail"
+    return str(value)
 
 
 def _boolean(table: Mapping[str, Any], name: str, key: str, problems: Problems) -> bool:

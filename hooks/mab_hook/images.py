@@ -275,6 +275,10 @@ class Config:
     jobs: int = DEFAULT_JOBS  # images built at once
     keep_logs: int = DEFAULT_KEEP_LOGS  # pushes whose logs .git/mab-hook keeps
     builder_spec: BuilderSpec | None = None  # how to create `builder` when it is missing
+    # Platforms built on an engine of their own (a docker context or a buildx builder), natively;
+    # the others on `builder`. `engine_down`: "fail" or "emulate" (on `builder`) when one is not ready.
+    engines: tuple[tuple[str, str], ...] = ()
+    engine_down: str = "fail"
     # The files the images were resolved from (compose, bake, `.env`, what they include): a
     # change to one may change images without any Dockerfile change.
     definitions: tuple[str, ...] = ()

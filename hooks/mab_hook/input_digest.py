@@ -78,7 +78,19 @@ def tag(value: str, platform: str = "") -> str:
     """The registry tag that marks an image built from these inputs; with `platform`, the tag
     a CI job uploads that platform's build under, until every platform is merged under the
     image's own (`mab-<digest>-linux-arm-v7`)."""
-    return TAG_PREFIX + value + (f"-{platform.replace('/', '-')}" if platform else "")
+    suffix = f"-{platform.replace('/', '-')}" if platform else ""
+    if len(TAG_PREFIX + value + suffix) > MAX_TAG:  # many platforms of one engine: named by their hash
+        suffix = "-p" + hashlib.sha256(platform.encode()).hexdigest()[:16]
+    return TAG_PREFIX + value + suffix
+
+
+MAX_TAG = 128  # what the distribution spec allows a tag
+
+
+def engine_part(platforms: Sequence[str]) -> str:
+    """What stands for the platforms one engine builds in their staging tag: a CI job's one
+    platform, or several (`linux/arm64_linux/arm/v7`)."""
+    return "_".join(platforms)
 
 
 def staged(config: Config, image: Image, value: str, platform: str = "") -> str:

@@ -25,12 +25,15 @@ from mab_hook import (
     bakefile,
     buildlog,
     buildx,
+    engine_builds,
     gitobjects,
     grants,
     input_digest,
     platform_check,
     process,
+    routing,
     runs,
+    state,
 )
 from mab_hook.buildx import Buildx
 from mab_hook.checkout import checkout
@@ -40,6 +43,7 @@ from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
 from mab_hook.results import BuildResult, Failure, Status
+from mab_hook.routing import Routes
 from mab_hook.state import KeptByDigest, State
 
 
@@ -95,14 +99,16 @@ def build(
     bases: Mapping[str, Found],
     *,
     publishing: bool,
+    routes: Routes = routing.DIRECT,
 ) -> list[BuildResult]:
     """Build what was decided; `bases`: what readiness found of each base (its platforms,
-    its layers), for the check of what was built. Without `publishing`, what built stays under
+    its layers), for the check of what was built; `routes`: the engines that build which
+    platforms (readiness found them). Without `publishing`, what built stays under
     its staging tags (a CI job's share of a fan-out)."""
     kept = platform_check.kept_findings(run.state.root / "cache" / "uploads.json")
     with _EarlyChecks(run, bases, kept) as early:
         built: list[Built] = [
-            (plan, jobs, _build_plan(repo, plan, jobs, run, early.of(plan, jobs)))
+            (plan, jobs, _build_plan(repo, plan, jobs, run, early.of(plan, jobs), routes=routes))
             for plan, jobs in decided.work
         ]
         ok = all(r.ok for _plan, _jobs, results in built for r in results)
@@ -128,7 +134,13 @@ def _to_build(work: Sequence[tuple[Plan, Sequence[Job]]]) -> list[PlannedImage]:
 
 
 def _build_plan(
-    repo: git.Repo, plan: Plan, jobs: Sequence[Job], run: runs.Builds, uploaded: Callable[[str], None]
+    repo: git.Repo,
+    plan: Plan,
+    jobs: Sequence[Job],
+    run: runs.Builds,
+    uploaded: Callable[[str], None],
+    *,
+    routes: Routes,
 ) -> list[BuildResult]:
     logs = run.state.logs(plan.commit.sha)
     bx = Buildx(run.env, plan.config.builder, run.group)
@@ -146,10 +158,88 @@ def _build_plan(
         labels = {p.image.name: oci_labels(plan, repo, p.input_digest) for p in planned}
         staged = {job.planned.image.name: job.staged for job in jobs if job.staged}
         paths = bakefile.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
-        written = bakefile.definition(plan, paths, labels, staged, run.granted)
+        definition = _Definition(paths, labels, run.granted)
+        if routes.routed(plan):
+            return _build_routed(_Commit(plan, step, definition, run), jobs, routes)
+        definition.write(plan, staged, step)
+    return build_jobs(jobs, step, plan.config.jobs, run.ledger)
+
+
+class _Definition(NamedTuple):
+    """What a commit's bake definition is made of, but its plan and where it uploads."""
+
+    paths: bakefile.Paths
+    labels: Mapping[str, Mapping[str, str]]
+    granted: grants.Grants
+
+    def write(self, plan: Plan, staged: Mapping[str, str], step: Step) -> None:
+        written = bakefile.definition(plan, self.paths, self.labels, staged, self.granted)
         bakefile.write_definition(step.bake_file, written)
         buildx.prove_literal(step.bake_file, written, step.bx)
-    return build_jobs(jobs, step, plan.config.jobs, run.ledger)
+
+
+class _Commit(NamedTuple):
+    """One commit's builds: its plan, what they share, how its definition is written."""
+
+    plan: Plan
+    step: Step
+    definition: _Definition
+    run: runs.Builds
+
+
+def _build_routed(commit: _Commit, jobs: Sequence[Job], routes: Routes) -> list[BuildResult]:
+    """The commit's images built on the engines their platforms are routed to, all at once;
+    each image's uploads merged into one, under its staging tag, once every engine built it."""
+    events, run = commit.step.events, commit.run
+    results = {job.planned.image.name: r for job in jobs if (r := _immediate(job, {}, events)) is not None}
+    todo = [job for job in jobs if job.planned.image.name not in results]
+    platforms = tuple(dict.fromkeys(p for job in todo for p in job.planned.image.platforms))
+    parts = routes.slices(commit.plan.config, platforms)
+    stop = commit.step.bx.group.terminate_all
+    built = engine_builds.build_parts(parts, partial(_build_part, commit, todo), stop)
+    for job in todo:
+        name = job.planned.image.name
+        got = [(part, r) for part, found in zip(parts, built, strict=True) for r in found if r.name == name]
+        merge = partial(engine_builds.merge_uploads, run.registry, job.staged, got) if job.staged else None
+        results[name] = result = engine_builds.combined(job.planned, got, merge)
+        events.done(name)
+        if result.ok and job.staged:
+            run.ledger.add((job.staged,))
+            commit.step.uploaded(name)
+        how = f"on {len(got)} engines" + (", merged" if merge is not None and result.ok else "")
+        events.progress(f"{name}: {result.status} {how} ({result.seconds:.1f} s)")
+    return [results[job.planned.image.name] for job in jobs]
+
+
+def _build_part(commit: _Commit, jobs: Sequence[Job], part: engine_builds.Part) -> list[BuildResult]:
+    """One engine's share: its platforms of every image, from a definition of its own."""
+    engine, platforms = part
+    plan, step = commit.plan, commit.step
+    narrowed = engine_builds.narrowed(plan, platforms)
+    by_name = {p.image.name: p for p in narrowed.affected}
+    mine = [
+        _narrowed_job(job, plan, by_name[job.planned.image.name])
+        for job in jobs
+        if job.planned.image.name in by_name
+    ]
+    logs = state.private_dir(step.logs / f"engine-{engine_builds.slug(engine)}")
+    bx = step.bx._replace(
+        builder=engine.name or step.bx.builder, context=engine.name if engine.context else ""
+    )
+    events = step.events._replace(
+        progress=lambda text: step.events.progress(f"{engine.label}: {text}"), done=lambda name: None
+    )
+    own = step._replace(
+        bx=bx, bake_file=logs / "bake.json", logs=logs, events=events, uploaded=lambda n: None
+    )
+    commit.definition.write(narrowed, {job.planned.image.name: job.staged for job in mine if job.staged}, own)
+    return build_jobs(mine, own, plan.config.jobs, commit.run.ledger)
+
+
+def _narrowed_job(job: Job, plan: Plan, planned: PlannedImage) -> Job:
+    """A job as one engine does it: its platforms, uploaded beside the image's staging tag."""
+    staged = engine_builds.part_reference(plan, job.planned, planned.image.platforms) if job.staged else ""
+    return job._replace(planned=planned, staged=staged)
 
 
 Built = tuple[Plan, Sequence[Job], Sequence[BuildResult]]

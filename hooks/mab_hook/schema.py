@@ -127,6 +127,33 @@ TOP = (
         ),
     ),
     Key(
+        "engines",
+        {
+            "type": "object",
+            "propertyNames": {"pattern": PLATFORM_PATTERN},
+            "additionalProperties": {"type": "string", "minLength": 1},
+        },
+        "table of platform = engine",
+        "`{}`",
+        (
+            'platforms built on an engine of their own, natively (`"linux/arm64" = "arm-box"`): a '
+            "docker context (an arm64 server over ssh or tcp, a Mac) or a buildx builder. Each engine "
+            "builds its platforms at the same time as the others; the per-platform uploads are merged "
+            "by digest into one image before anything is published (see [Faster foreign "
+            "platforms](#faster-foreign-platforms)). Not an input: moving a platform builds nothing"
+        ),
+    ),
+    Key(
+        "engine-down",
+        {"enum": ["fail", "emulate"]},
+        "`fail` or `emulate`",
+        "`fail`",
+        (
+            "when an engine of `engines` is not ready: `fail` blocks the push, naming it; `emulate` "
+            "builds its platforms under QEMU on `builder` instead, and says so"
+        ),
+    ),
+    Key(
         "push",
         BOOLEAN,
         "bool",

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from mab_hook.commands import publish
+from mab_hook import merging
 from mab_hook.registry import Manifest
 from tests.conftest import PLATFORMS, ROOT, Hooked, Lab, Repo, mab, project_files
 from tests.test_matrix import github_output, project_files_without_lab
@@ -46,9 +46,9 @@ def test_merged_keeps_every_platform_manifest_by_digest() -> None:
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:att", "size": 7,
          "platform": {"os": "unknown", "architecture": "unknown"}},
     ]}  # fmt: skip
-    amd = Manifest(json.dumps(amd_index).encode(), publish.INDEX, "sha256:amdindex")
-    index = json.loads(publish.merged([("linux/amd64", amd), ("linux/arm/v7", arm)]).body)
-    assert index["mediaType"] == publish.INDEX
+    amd = Manifest(json.dumps(amd_index).encode(), merging.INDEX, "sha256:amdindex")
+    index = json.loads(merging.merged([("linux/amd64", amd), ("linux/arm/v7", arm)]).body)
+    assert index["mediaType"] == merging.INDEX
     assert [m["digest"] for m in index["manifests"]] == ["sha256:amd", "sha256:att", "sha256:arm"]
     assert index["manifests"][2] == {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                                      "digest": "sha256:arm", "size": len(arm.body),

@@ -126,3 +126,28 @@ def by_name(report: readiness.Report) -> dict[str, Check]:
 
 
 ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
+
+def through_context(name: str, answers: Answers | None = None) -> Answers:
+    """What docker answers through context `name` (`docker --context NAME ...`, its builder
+    asked by name): the recordings given, else the lab's; and that the context exists."""
+    found: Answers = {("docker", "context", "inspect", "--format", "{{.Name}}", name): (0, f"{name}\n")}
+    for cmd, answer in (answers or docker()).items():
+        asked = ("docker", "buildx", "inspect", name) if cmd == ("docker", "buildx", "inspect") else cmd
+        found[readiness.in_context(asked, name)] = answer
+    return found
+
+
+ARM_CONTEXT = json.dumps(
+    {"Name": "arm-box", "Metadata": {}, "Endpoints": {"docker": {"Host": "ssh://builder@arm-box"}}}
+)
+
+
+def arm_engine() -> Answers:
+    """An arm64 machine's engine, as docker context arm-box (over ssh) answers."""
+    engine = docker()
+    engine[("docker", "info", "--format", "{{json .}}")] = (
+        0, info(CONTAINERD, Architecture="aarch64", Name="arm-box", ID="arm-box-id"),
+    )  # fmt: skip
+    engine[("docker", "context", "inspect", "--format", "{{json .}}")] = (0, ARM_CONTEXT)
+    return engine

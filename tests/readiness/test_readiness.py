@@ -10,8 +10,9 @@ import pytest
 
 from mab_hook import readiness
 from mab_hook.process import Completed
-from mab_hook.readiness import Wanted
-from tests.readiness.recorded import ALL3, docker, host
+from mab_hook.readiness import FAIL, Wanted
+from tests.readiness import recorded
+from tests.readiness.recorded import ALL3, by_name, docker, host
 
 
 def counting(tmp_path: Path) -> tuple[readiness.Host, list[tuple[str, ...]]]:
@@ -109,10 +110,7 @@ def test_a_damaged_or_future_answer_is_asked_again(tmp_path: Path, kept: str) ->
 
 
 def question_of(wanted: Wanted, key: str) -> str:
-    import hashlib  # noqa: PLC0415
-    import json  # noqa: PLC0415
-
-    return hashlib.sha256(json.dumps([list(wanted[:4]), key]).encode()).hexdigest()
+    return readiness.question_key(wanted, key)
 
 
 def test_a_probe_is_remembered_per_engine_builder_and_platform_and_only_when_it_ran(tmp_path: Path) -> None:
@@ -226,3 +224,55 @@ def test_an_ok_check_has_no_fix_and_no_code(tmp_path: Path) -> None:
     report = readiness.check(host(tmp_path), Wanted(ALL3[:2]))
     shown = output.checks_json(report)["checks"]
     assert {(c["fix"], c["code"]) for c in shown if c["status"] == "ok"} == {("", None)}
+
+
+def test_an_engine_that_is_a_docker_context_is_checked_where_it_runs_and_named_in_every_check(
+    tmp_path: Path,
+) -> None:
+    answers = {**recorded.docker(), **recorded.through_context("arm-box", recorded.arm_engine())}
+    calls: list[tuple[str, ...]] = []
+    run = recorded.fake_run(answers)
+
+    def recording(cmd: tuple[str, ...]) -> Completed:
+        calls.append(cmd)
+        return run(cmd)
+
+    machine = recorded.host(tmp_path, answers)._replace(run=recording)
+    report = readiness.check(machine, Wanted(("linux/arm64",), engine="arm-box"))
+    assert report.ready, report.checks
+    assert (report.engine, report.context) == ("arm-box", "arm-box")
+    assert all(c.id.startswith("arm-box/") for c in report.checks)
+    assert "native" in by_name(report)["arm-box/platform linux/arm64"].finding
+    # After asking whether it is a context, docker only ever talks to that engine.
+    assert calls[0] == ("docker", "context", "inspect", "--format", "{{.Name}}", "arm-box")
+    assert all(cmd[:3] == ("docker", "--context", "arm-box") for cmd in calls[1:])
+
+
+def test_an_engine_that_is_a_buildx_builder_is_asked_by_its_name(tmp_path: Path) -> None:
+    answers = {**recorded.docker(), ("docker", "context", "inspect", "--format", "{{.Name}}", "fleet"): (1, "", "not found"),
+               ("docker", "buildx", "inspect", "fleet"): (0, recorded.INSPECT_DOCKER)}  # fmt: skip
+    report = readiness.check(recorded.host(tmp_path, answers), Wanted(("linux/arm64",), engine="fleet"))
+    assert (report.engine, report.context) == ("fleet", "")
+    assert report.checks[0].id == "fleet/docker"
+
+
+def test_an_engine_nothing_names_fails_with_how_to_make_it(tmp_path: Path) -> None:
+    answers: recorded.Answers = {("docker", "context", "inspect", "--format", "{{.Name}}", "arm-box"): (1, "", "not found"),
+               ("docker", "buildx", "inspect", "arm-box"): (1, "", "no builder \"arm-box\" found")}  # fmt: skip
+    report = readiness.check(recorded.host(tmp_path, answers), Wanted(("linux/arm64",), engine="arm-box"))
+    (missing,) = report.checks
+    assert (missing.id, missing.status, missing.code) == ("arm-box/engine", FAIL, "engine-missing")
+    assert missing.finding == "no docker context or buildx builder is named arm-box"
+    assert "docker context create arm-box --docker host=ssh://" in missing.fix
+
+
+def test_an_engine_that_does_not_answer_fails_named(tmp_path: Path) -> None:
+    down = recorded.arm_engine()
+    down[("docker", "version", "--format", "{{json .}}")] = (
+        1, "", "error during connect: ssh: connect to host arm-box port 22: Connection refused\n"
+    )  # fmt: skip
+    answers = recorded.through_context("arm-box", down)
+    report = readiness.check(recorded.host(tmp_path, answers), Wanted(("linux/arm64",), engine="arm-box"))
+    assert not report.ready
+    failed = [c for c in report.checks if c.status == FAIL]
+    assert [c.id for c in failed] == ["arm-box/docker"] and "arm-box port 22" in failed[0].finding

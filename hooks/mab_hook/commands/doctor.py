@@ -85,7 +85,8 @@ def options(args: argparse.Namespace) -> Options:
 
 
 def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printer) -> int:
-    wanted = wanted_from(options, env, printer)
+    every = wanted_from(options, env, printer)
+    wanted, engines = every[0], every[1:]
     kept = _kept(options.repo or Path.cwd())
     host = readiness.local_host(env, platform.machine(), readiness.probes_file(kept[0]) if kept else None)
     report = readiness.check(host, wanted)
@@ -99,13 +100,16 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
         report = report._replace(
             checks=(*report.checks, bases_check(options.repo or Path.cwd(), env, host, wanted))
         )
+    for routed in engines:  # each engine of `engines`, where it runs
+        report = report._replace(checks=(*report.checks, *readiness.check(host, routed).checks))
     if options.json:
         found = {"version": __version__, **output.checks_json(report)}
         if kept is not None:
             found["kept"] = {"path": str(kept[0]), **kept[1]._asdict()}
         output.dump_json(found, sys.stdout)
     else:
-        printer.line(f"mab-hook {__version__}: host readiness for {', '.join(wanted.platforms)}")
+        platforms_ = dict.fromkeys(p for w in every for p in w.platforms)
+        printer.line(f"mab-hook {__version__}: host readiness for {', '.join(platforms_)}")
         printer.line(output.checks_text(report.checks, printer))
         if kept is not None:
             where, held = kept
@@ -116,8 +120,9 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
     return 0 if report.ready else 1
 
 
-def wanted_from(options: Options, env: Mapping[str, str], printer: Printer) -> readiness.Wanted:
-    """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for."""
+def wanted_from(options: Options, env: Mapping[str, str], printer: Printer) -> list[readiness.Wanted]:
+    """What to check: --platform/--builder, else what [tool.multiarch] at HEAD asks for; the
+    default engine first, then each engine of `engines` with the platforms routed to it."""
     buildx = None
     try:
         cfg = _head_config(options.repo or Path.cwd(), env)
@@ -129,18 +134,25 @@ def wanted_from(options: Options, env: Mapping[str, str], printer: Printer) -> r
         if problems:
             raise FatalError("; ".join(problems))
     if cfg is None:
-        return readiness.Wanted(tuple(options.platforms or COMMON_PLATFORMS), options.builder, buildx=buildx)
+        asked = tuple(options.platforms or COMMON_PLATFORMS)
+        return [readiness.Wanted(asked, options.builder, buildx=buildx)]
     wanted = tuple(options.platforms or dict.fromkeys(p for image in cfg.images for p in image.platforms))
     repository = cfg.staging_repository(cfg.images[0]) if cfg.push and cfg.images else None
     spec = cfg.builder_spec if not options.builder or options.builder == cfg.builder else None
-    return readiness.Wanted(
-        wanted,
+    routed = dict(cfg.engines)
+    default = readiness.Wanted(
+        tuple(p for p in wanted if p not in routed),
         options.builder or cfg.builder,
         repository,
         cfg.binfmt_image,
-        spec,
         buildkit_image=cfg.buildkit_image,
+        builder_spec=spec,
     )
+    engines: dict[str, tuple[str, ...]] = {}
+    for routed_platform in (p for p in wanted if p in routed):
+        name = routed[routed_platform]
+        engines[name] = (*engines.get(name, ()), routed_platform)
+    return [default, *(default._replace(platforms=ps, engine=name) for name, ps in engines.items())]
 
 
 def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted: readiness.Wanted) -> Check:

@@ -7,21 +7,19 @@ before. `--pending`: instead, the publishes a push left waiting run now.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import NamedTuple, TextIO
 
-from mab_hook import gitobjects, input_digest, platforms, publisher
+from mab_hook import gitobjects, input_digest, publisher
 from mab_hook.commands.arguments import add_range
 from mab_hook.errors import FatalError
+from mab_hook.merging import merged
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
-from mab_hook.registry import INDEXES, Manifest, Registry
+from mab_hook.registry import Manifest, Registry
 from mab_hook.repository import open_repo
 from mab_hook.selection import Range, can_ask, plans_of, pushed_only
-
-INDEX = INDEXES[0]
 
 
 class Options(NamedTuple):
@@ -129,29 +127,3 @@ def _publish_one(registry: Registry, merge: Merge, printer: Printer) -> None:
         )
     how = f"merged {len(merge.manifests)} platforms" if merge.manifests else "built from these inputs before"
     printer.outcome(f"{name}: published {', '.join(merge.planned.tags) or 'no tag'} ({how})")
-
-
-def merged(manifests: Sequence[tuple[str, Manifest]]) -> Manifest:
-    """One index of every platform's image (and its attestations), as one multi-platform build
-    would have pushed it: the very manifests, by digest, so no layer is uploaded again."""
-    entries: list[dict[str, Any]] = []
-    for platform, manifest in manifests:
-        if manifest.media_type in INDEXES:
-            entries += json.loads(manifest.body).get("manifests", [])
-            continue
-        found = platforms.parse(platform)
-        described = {
-            "os": found.os,
-            "architecture": found.arch,
-            **({"variant": found.variant} if found.variant else {}),
-        }
-        entries.append(
-            {
-                "mediaType": manifest.media_type,
-                "digest": manifest.digest,
-                "size": len(manifest.body),
-                "platform": described,
-            }
-        )
-    body = json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}, separators=(",", ":"))
-    return Manifest(body.encode(), INDEX, "")

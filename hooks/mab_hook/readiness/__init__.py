@@ -42,6 +42,7 @@ from mab_hook.readiness.model import (
     Report,
     Verdict,
     Wanted,
+    in_context,
     inspect,
 )
 from mab_hook.registry import Access, Insecure, Registry
@@ -60,12 +61,43 @@ __all__ = [
     "ask",
     "check",
     "docker_hub_mirrors",
+    "in_context",
     "local_host",
     "probe",
 ]
 
 
 def check(host: Host, wanted: Wanted) -> Report:
+    """Whether the host can build what is wanted: the default engine, or the engine the
+    platforms are routed to (`wanted.engine`)."""
+    if wanted.engine:
+        return check_routed(host, wanted)
+    return _check(host, wanted)
+
+
+def check_routed(host: Host, wanted: Wanted) -> Report:
+    """The checks of an engine platforms are routed to, run where it is: a docker context's
+    engine through `docker --context` (buildx then drives its own builder), else the buildx
+    builder of that name. Each check is named after the engine."""
+    name = wanted.engine
+    wanted = wanted._replace(builder=name, builder_spec=None)
+    context = host.run(("docker", "context", "inspect", "--format", "{{.Name}}", name)).returncode == 0
+    if context:
+        report = _check(host.with_context(name), wanted)
+    elif host.run(inspect(name)).returncode == 0:
+        report = _check(host, wanted)
+    else:
+        fix = (
+            f"create it: `docker context create {name} --docker host=ssh://USER@HOST` for an engine "
+            f"elsewhere, or a buildx builder named {name}; or route the platforms elsewhere (`engines`)"
+        )
+        finding = f"no docker context or buildx builder is named {name}"
+        report = Report((Check("engine", FAIL, finding, fix, "engine-missing"),), None)
+    named = tuple(c._replace(id=f"{name}/{c.id}") for c in report.checks)
+    return report._replace(checks=named, engine=name, context=name if context else "")
+
+
+def _check(host: Host, wanted: Wanted) -> Report:
     # The docker CLI takes 0.1 to 0.3 s a call here: ask everything at once, then read answers.
     host = prefetched(host, [VERSION, BUILDX_VERSION, inspect(wanted.builder), LS, INFO, CONTEXT])
     checks = check_docker(host, wanted.buildx)
@@ -99,12 +131,13 @@ def prefetched(host: Host, commands: list[tuple[str, ...]]) -> Host:
     return host._replace(run=lambda cmd: answers[cmd] if cmd in answers else host.run(cmd))
 
 
-def local_host(env: Mapping[str, str], machine: str, probes: Path | None = None) -> Host:
-    """This machine, and docker as its environment sets it up. `probes`: where probe results
-    are remembered (per engine), so an engine elsewhere is probed once, not on every push."""
+def local_host(env: Mapping[str, str], machine: str, probes: Path | None = None, context: str = "") -> Host:
+    """This machine, and docker as its environment sets it up (`context`: through that docker
+    context instead). `probes`: where probe results are remembered (per engine), so an engine
+    elsewhere is probed once, not on every push."""
 
     def run(cmd: tuple[str, ...]) -> Completed:
-        return process.run(cmd, env=env, check=False, timeout=120)
+        return process.run(in_context(cmd, context), env=env, check=False, timeout=120)
 
     def access(reference: str, insecure: Insecure) -> Access:
         return Registry(env, insecure=insecure).access(reference)
@@ -129,6 +162,7 @@ def local_host(env: Mapping[str, str], machine: str, probes: Path | None = None)
         probe=probe_once,
         engine_distrust=engine_distrust,
         builder_distrust=builder_distrust,
+        on_context=lambda name: local_host(env, machine, probes, name),
     )
 
 
@@ -223,9 +257,10 @@ def _remembered(entry: object, now: float) -> Report | None:
     try:
         checks = tuple(Check(**c) for c in entry["checks"])
         insecure = (tuple(map(str, entry["insecure"][0])), tuple(map(str, entry["insecure"][1])))
+        engine, context = str(entry.get("engine", "")), str(entry.get("context", ""))
     except (KeyError, TypeError, ValueError, IndexError):
         return None
-    return Report(checks, None, insecure)
+    return Report(checks, None, insecure, engine, context)
 
 
 def forget(path: Path) -> None:
@@ -242,13 +277,19 @@ def ask(host: Host, questions: Sequence[Wanted], remember: tuple[Path, str] | No
     return Verdict(tuple(check_remembered(host, wanted, *remember) for wanted in questions))
 
 
+def question_key(wanted: Wanted, key: str) -> str:
+    """Where the answer to a question is remembered: what is asked (platforms, builder,
+    registry, emulator installer, engine) and what it depends on (`key`)."""
+    return hashlib.sha256(json.dumps([list(wanted[:4]), wanted.engine, key]).encode()).hexdigest()
+
+
 def check_remembered(
     host: Host, wanted: Wanted, path: Path | None, key: str, *, now: float | None = None
 ) -> Report:
     """`check`, but a host found ready for the same question and fingerprint in the last
     READY_FOR seconds is taken as ready without asking docker again (some 0.5 s a push)."""
     now = time.time() if now is None else now
-    question = hashlib.sha256(json.dumps([list(wanted[:4]), key]).encode()).hexdigest()
+    question = question_key(wanted, key)
     kept: dict[str, Any] = {}
     if path is not None:
         with contextlib.suppress(OSError, ValueError):
@@ -264,6 +305,8 @@ def check_remembered(
             "at": now,
             "checks": [c._asdict() for c in report.checks],
             "insecure": report.insecure,
+            "engine": report.engine,
+            "context": report.context,
         }
         state.write_private(path, json.dumps(fresh).encode())
     return report

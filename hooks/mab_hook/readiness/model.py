@@ -68,6 +68,21 @@ class Host(NamedTuple):
     builder_distrust: Callable[[str, Insecure, RegistrySettings, str], tuple[str, str] | None] = (
         _no_builder_distrust
     )
+    # The same host with docker talking to a docker context's engine; None: its `run` with
+    # `docker --context NAME`.
+    on_context: Callable[[str], Host] | None = None
+
+    def with_context(self, name: str) -> Host:
+        """The host as seen through docker context `name` (`docker --context NAME ...`)."""
+        if self.on_context is not None:
+            return self.on_context(name)
+        run = self.run
+        return self._replace(run=lambda cmd: run(in_context(cmd, name)))
+
+
+def in_context(cmd: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """A docker command run against context `name` (which wins over DOCKER_HOST)."""
+    return ("docker", "--context", name, *cmd[1:]) if cmd[:1] == ("docker",) and name else cmd
 
 
 class Wanted(NamedTuple):
@@ -81,6 +96,9 @@ class Wanted(NamedTuple):
     # The buildx the repository's definition files need, when newer than mab-hook's own minimum.
     buildx: tuple[int, int, int] | None = None
     buildkit_image: str | None = None  # what a docker-container builder made by a fix runs
+    # Another engine than the default the platforms are routed to (`engines`): a docker context
+    # or a buildx builder; "" for the default engine.
+    engine: str = ""
 
     def new_builder(self, name: str) -> BuilderSpec:
         """The builder a fix creates: the configured one, else a docker-container builder."""
@@ -91,6 +109,8 @@ class Report(NamedTuple):
     checks: tuple[Check, ...]
     builder: Builder | None
     insecure: Insecure = ((), ())  # the daemon's insecure registries, for the registry gateway
+    engine: str = ""  # the routed engine asked about ("": the default engine)
+    context: str = ""  # the docker context that engine is ("": a buildx builder, or the default)
 
     @property
     def ready(self) -> bool:

@@ -580,3 +580,46 @@ def test_doctor_checks_each_engine_where_it_runs_and_names_one_that_cannot_be_re
     assert code == 1
     assert "host readiness for linux/amd64, linux/arm64" in out
     assert "arm-box/docker" in out and "arm-box port 22: Connection refused" in out
+
+
+def test_one_engine_for_every_platform_is_the_builder_and_a_ci_job_builds_on_its_platforms_engine(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with_arm_box(canned, monkeypatch, tmp_path)
+    sha = repo.commit(
+        project(canned.registry.host, engines='{ "linux/arm64" = "arm-box", "linux/amd64" = "arm-box" }')
+    )
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out
+    assert canned.engine.engines == ["arm-box"]  # one invocation, nothing to merge
+    assert all(not any("-linux-" in t for t in canned.staged(name)) for name in IMAGES)
+    assert all(sha[:7] in canned.tags(name) for name in IMAGES)
+    repo.commit(project(canned.registry.host, engines=ROUTED))
+    repo.commit({"api/app.txt": "v2\n"})
+    code, out = mab(repo, capsys, monkeypatch, "build", "--image", "api", "--platform", "linux/arm64",
+                    "--push-by-digest", "--from", "HEAD~1")  # fmt: skip
+    assert code == 0, out
+    assert canned.engine.engines[-1] == "arm-box" and canned.engine.definitions[-1]["target"]["api"][
+        "platforms"
+    ] == ["linux/arm64"]
+
+
+def test_images_routed_but_not_pushed_are_built_on_each_engine_and_nothing_is_uploaded(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with_arm_box(canned, monkeypatch, tmp_path)
+    files = project(canned.registry.host, engines=ROUTED)
+    repo.commit({**files, "pyproject.toml": files["pyproject.toml"].replace("push = true", "push = false")})
+    code, out = mab(repo, capsys, monkeypatch, "--all")
+    assert code == 0, out
+    assert sorted(canned.engine.engines) == ["", "arm-box"]
+    assert "api: built on 2 engines (" in out and "merged" not in out
+    assert not any(canned.staged(name) for name in IMAGES)

@@ -43,7 +43,7 @@ from mab_hook.plan import Plan, PlannedImage
 from mab_hook.redact import redact
 from mab_hook.registry import Registry
 from mab_hook.results import BuildResult, Failure, Status
-from mab_hook.routing import Routes
+from mab_hook.routing import Engine, Routes
 from mab_hook.state import KeptByDigest, State
 
 
@@ -195,6 +195,12 @@ def _build_routed(commit: _Commit, jobs: Sequence[Job], routes: Routes) -> list[
     todo = [job for job in jobs if job.planned.image.name not in results]
     platforms = tuple(dict.fromkeys(p for job in todo for p in job.planned.image.platforms))
     parts = routes.slices(commit.plan.config, platforms)
+    if len(parts) == 1:  # one engine builds every platform: it is the builder; nothing to merge
+        step = commit.step._replace(bx=_on_engine(commit.step.bx, parts[0][0]))
+        commit.definition.write(
+            commit.plan, {job.planned.image.name: job.staged for job in jobs if job.staged}, step
+        )
+        return build_jobs(jobs, step, commit.plan.config.jobs, run.ledger)
     stop = commit.step.bx.group.terminate_all
     built = engine_builds.build_parts(parts, partial(_build_part, commit, todo), stop)
     for job in todo:
@@ -223,9 +229,7 @@ def _build_part(commit: _Commit, jobs: Sequence[Job], part: engine_builds.Part) 
         if job.planned.image.name in by_name
     ]
     logs = state.private_dir(step.logs / f"engine-{engine_builds.slug(engine)}")
-    bx = step.bx._replace(
-        builder=engine.name or step.bx.builder, context=engine.name if engine.context else ""
-    )
+    bx = _on_engine(step.bx, engine)
     events = step.events._replace(
         progress=lambda text: step.events.progress(f"{engine.label}: {text}"), done=lambda name: None
     )
@@ -234,6 +238,13 @@ def _build_part(commit: _Commit, jobs: Sequence[Job], part: engine_builds.Part) 
     )
     commit.definition.write(narrowed, {job.planned.image.name: job.staged for job in mine if job.staged}, own)
     return build_jobs(mine, own, plan.config.jobs, commit.run.ledger)
+
+
+def _on_engine(bx: Buildx, engine: Engine) -> Buildx:
+    """buildx driving an engine of `engines` (a docker context's own builder, or a builder)."""
+    if not engine.name:
+        return bx
+    return bx._replace(builder=engine.name, context=engine.name if engine.context else "")
 
 
 def _narrowed_job(job: Job, plan: Plan, planned: PlannedImage) -> Job:

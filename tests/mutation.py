@@ -81,7 +81,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     # which engine builds which platforms, and how their uploads become one image
     "routing": ("tests/test_routing.py", "tests/test_commands_canned.py"),
     "engine_builds": ("tests/test_engine_builds.py", "tests/test_commands_canned.py"),
-    "merging": ("tests/test_engine_builds.py", "tests/commands/test_build.py", "tests/test_commands_canned.py"),
+    "merging": (
+        "tests/test_engine_builds.py",
+        "tests/commands/test_build.py",
+        "tests/test_commands_canned.py",
+    ),
     "coverage": ("tests/test_coverage.py",),
     "platform_check": ("tests/test_platform_check.py",),
     "executables": ("tests/test_executables.py",),

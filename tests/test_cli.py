@@ -209,8 +209,8 @@ def test_help_ends_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "Commands: doctor, install, verify, build, publish, status, gc" in out
-    assert out.rstrip().splitlines()[-1].strip().startswith("mab-hook gc --dry-run")
+    assert "Commands: doctor, install, verify, build, publish, status, gc, report" in out
+    assert out.rstrip().splitlines()[-1].strip().startswith("mab-hook report")
 
 
 def test_a_mistyped_command_is_an_error_not_a_remote(
@@ -399,7 +399,7 @@ def test_help_says_what_each_argument_does(capsys: pytest.CaptureFixture[str]) -
     assert (
         " Build the Docker images affected by the commits being pushed, for every platform in "
         "[tool.multiarch] of pyproject.toml; fail if any build fails. Commands: doctor, install, "
-        "verify, build, publish, status, gc (mab-hook COMMAND --help). "
+        "verify, build, publish, status, gc, report (mab-hook COMMAND --help). "
     ) in said
     for entry in GATE_HELP:  # whole: nothing before or after it but the next entry
         assert re.search(rf"(^| ){re.escape(entry)}( |$)", said), entry

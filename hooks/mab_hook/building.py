@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING
 
 import git
 
-from mab_hook import __version__, changes, input_digest, matrix, output, process, progress, routing, state
+from mab_hook import (
+    __version__,
+    changes,
+    input_digest,
+    matrix,
+    output,
+    process,
+    progress,
+    routing,
+    slow_steps,
+    state,
+)
 from mab_hook.errors import EXIT_FAIL, EXIT_OK, FatalError
 from mab_hook.output import Printer
 from mab_hook.plan import Plan, PlannedImage
@@ -28,6 +39,7 @@ if TYPE_CHECKING:
     from mab_hook.registry import Insecure, Registry
 
 SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gate no longer shows
+ADVICE = 3  # slow emulated steps said after a build, slowest first (`mab-hook report` has them all)
 
 
 def build(
@@ -214,6 +226,8 @@ def finish(
         output.dump_json(data, sys.stdout)
     if done:
         printer.line(output.summary(done, printer))
+        for found in slow_steps.of_results(done)[:ADVICE]:
+            printer.info(slow_steps.line(found))
         if not ok:
             printer.error(blocked(done))
     return EXIT_OK if ok else EXIT_FAIL

@@ -71,15 +71,22 @@ def combined(
     platforms (`merge`, with a push: merges their uploads and says the index's digest), else
     the failure of the first engine that failed at its own build, named."""
     published = tuple(ref for _part, r in got for ref in r.published)
+    steps = tuple(step for _part, r in got for step in r.steps)
     seconds = max((r.seconds for _part, r in got), default=0.0)
     first = got[0][1]
     failed = [(part, r) for part, r in got if not r.ok]
-    whole = first._replace(seconds=seconds, platforms=planned.image.platforms, published=published)
+    whole = first._replace(
+        seconds=seconds, platforms=planned.image.platforms, published=published, steps=steps
+    )
     if failed:
         (engine, platforms), result = min(failed, key=lambda pr: pr[1].failure is Failure.BASE)
         detail = f"on {engine.label} ({', '.join(platforms)}): {result.detail}"
         return result._replace(
-            seconds=seconds, detail=detail, platforms=planned.image.platforms, published=published
+            seconds=seconds,
+            detail=detail,
+            platforms=planned.image.platforms,
+            published=published,
+            steps=steps,
         )
     if merge is None:
         return whole._replace(image_digest="")

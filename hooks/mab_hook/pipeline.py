@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -33,6 +34,7 @@ from mab_hook import (
     process,
     routing,
     runs,
+    slow_steps,
     state,
 )
 from mab_hook.buildx import Buildx
@@ -160,9 +162,32 @@ def _build_plan(
         paths = bakefile.Paths(tree, Path(repo.working_tree_dir or repo.git_dir))
         definition = _Definition(paths, labels, run.granted)
         if routes.routed(plan):
-            return _build_routed(_Commit(plan, step, definition, run), jobs, routes)
+            return _kept(_build_routed(_Commit(plan, step, definition, run, routes), jobs), logs)
         definition.write(plan, staged, step)
-    return build_jobs(jobs, step, plan.config.jobs, run.ledger)
+    built = build_jobs(jobs, step, plan.config.jobs, run.ledger)
+    return _kept(_measured(built, routes.machine(routing.DEFAULT)), logs)
+
+
+def _measured(results: Sequence[BuildResult], machine: str) -> list[BuildResult]:
+    """Each build's steps and their times, read from its log (`machine`: the engine's CPU, which
+    tells the platforms it ran natively from the emulated ones)."""
+    found = []
+    for result in results:
+        text = ""
+        if result.log is not None and result.status not in (Status.SKIPPED, Status.NOT_BUILT):
+            with contextlib.suppress(OSError):
+                text = result.log.read_text(errors="replace")
+        found.append(result._replace(steps=slow_steps.timings(text, machine)) if text else result)
+    return found
+
+
+def _kept(results: list[BuildResult], logs: Path) -> list[BuildResult]:
+    """The step times written down beside the logs (`steps.json`), for `mab-hook report`."""
+    measured = {r.name: [list(step) for step in r.steps] for r in results if r.steps}
+    if measured:
+        with contextlib.suppress(OSError):
+            state.write_private(logs / "steps.json", json.dumps(measured).encode())
+    return results
 
 
 class _Definition(NamedTuple):
@@ -185,22 +210,24 @@ class _Commit(NamedTuple):
     step: Step
     definition: _Definition
     run: runs.Builds
+    routes: Routes
 
 
-def _build_routed(commit: _Commit, jobs: Sequence[Job], routes: Routes) -> list[BuildResult]:
+def _build_routed(commit: _Commit, jobs: Sequence[Job]) -> list[BuildResult]:
     """The commit's images built on the engines their platforms are routed to, all at once;
     each image's uploads merged into one, under its staging tag, once every engine built it."""
     events, run = commit.step.events, commit.run
     results = {job.planned.image.name: r for job in jobs if (r := _immediate(job, {}, events)) is not None}
     todo = [job for job in jobs if job.planned.image.name not in results]
     platforms = tuple(dict.fromkeys(p for job in todo for p in job.planned.image.platforms))
-    parts = routes.slices(commit.plan.config, platforms)
+    parts = commit.routes.slices(commit.plan.config, platforms)
     if len(parts) == 1:  # one engine builds every platform: it is the builder; nothing to merge
         step = commit.step._replace(bx=_on_engine(commit.step.bx, parts[0][0]))
         commit.definition.write(
             commit.plan, {job.planned.image.name: job.staged for job in jobs if job.staged}, step
         )
-        return build_jobs(jobs, step, commit.plan.config.jobs, run.ledger)
+        alone = build_jobs(jobs, step, commit.plan.config.jobs, run.ledger)
+        return _measured(alone, commit.routes.machine(parts[0][0]))
     stop = commit.step.bx.group.terminate_all
     built = engine_builds.build_parts(parts, partial(_build_part, commit, todo), stop)
     for job in todo:
@@ -237,7 +264,9 @@ def _build_part(commit: _Commit, jobs: Sequence[Job], part: engine_builds.Part) 
         bx=bx, bake_file=logs / "bake.json", logs=logs, events=events, uploaded=lambda n: None
     )
     commit.definition.write(narrowed, {job.planned.image.name: job.staged for job in mine if job.staged}, own)
-    return build_jobs(mine, own, plan.config.jobs, commit.run.ledger)
+    return _measured(
+        build_jobs(mine, own, plan.config.jobs, commit.run.ledger), commit.routes.machine(engine)
+    )
 
 
 def _on_engine(bx: Buildx, engine: Engine) -> Buildx:

@@ -34,6 +34,15 @@ class Failure(str, enum.Enum):
     PLATFORM = "platform"  # built, but an image is not the platform it claims
 
 
+class StepTime(NamedTuple):
+    """How long one build step took for one platform, and whether that ran natively."""
+
+    platform: str
+    what: str  # "2/3 RUN make"
+    seconds: float
+    native: bool
+
+
 class BuildResult(NamedTuple):
     name: str
     status: Status
@@ -46,6 +55,7 @@ class BuildResult(NamedTuple):
     image_digest: str = ""  # the manifest (list) digest buildx or the registry reported
     failure: Failure = Failure.NONE
     published: tuple[str, ...] = ()  # references that reached the registry
+    steps: tuple[StepTime, ...] = ()  # the build steps that ran, from its log(s)
 
     @property
     def ok(self) -> bool:

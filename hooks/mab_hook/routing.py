@@ -39,6 +39,11 @@ class Routes(NamedTuple):
 
     contexts: frozenset[str] = frozenset()  # engines that are docker contexts
     down: frozenset[str] = frozenset()  # engines not ready whose platforms are emulated on the default
+    machines: tuple[tuple[str, str], ...] = ()  # engine ("": the default) -> its `uname -m`
+
+    def machine(self, engine: Engine) -> str:
+        """The CPU of the machine an engine runs on (`uname -m`), "" when unknown."""
+        return dict(self.machines).get(engine.name, "")
 
     def engine(self, config: Config, platform: str) -> Engine:
         name = dict(config.engines).get(platform)
@@ -98,13 +103,21 @@ def settle(plans: Sequence[Plan], ask: Ask) -> tuple[Verdict, Routes]:
     down = frozenset(
         r.engine for r in verdict.reports if r.engine and not r.ready and _emulated(plans, r.engine)
     )
-    if not down:
-        return verdict, Routes(contexts)
-    routes = Routes(contexts, down)
-    again = [w for w in questions(_rerouted(plans, down)) if not w.engine or w.engine not in down]
-    kept = ask(again)
-    fell = tuple(_fallen(r, asked) for r in verdict.reports if r.engine in down)
-    return kept._replace(reports=(*kept.reports, *fell)), routes
+    if down:
+        again = [w for w in questions(_rerouted(plans, down)) if not w.engine or w.engine not in down]
+        kept = ask(again)
+        fell = tuple(_fallen(r, asked) for r in verdict.reports if r.engine in down)
+        verdict = kept._replace(reports=(*kept.reports, *fell))
+    return verdict, Routes(contexts, down, _machines(verdict.reports))
+
+
+def _machines(reports: Sequence[Report]) -> tuple[tuple[str, str], ...]:
+    """Each engine's CPU, as readiness found it (the first answer for the default engine)."""
+    found: dict[str, str] = {}
+    for report in reports:
+        if report.architecture:
+            found.setdefault(report.engine, report.architecture)
+    return tuple(found.items())
 
 
 def _emulated(plans: Sequence[Plan], engine: str) -> bool:

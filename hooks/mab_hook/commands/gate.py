@@ -68,6 +68,7 @@ examples:
   mab-hook verify --from HEAD^     in CI: were the images of this commit built by the gate?
   mab-hook status                 what the last pushes published, or why not
   mab-hook gc --dry-run           staging uploads older than 14 days that nothing needs
+  mab-hook report                 the slowest emulated build steps, with the fix
 """
 
 

@@ -121,7 +121,7 @@ def _check(host: Host, wanted: Wanted) -> Report:
         checks.append(
             check_registry(host, wanted.registry, insecure, engine_here=engine.local, builder=builder)
         )
-    return Report(tuple(checks), builder, insecure)
+    return Report(tuple(checks), builder, insecure, architecture=engine.architecture)
 
 
 def prefetched(host: Host, commands: list[tuple[str, ...]]) -> Host:
@@ -258,9 +258,10 @@ def _remembered(entry: object, now: float) -> Report | None:
         checks = tuple(Check(**c) for c in entry["checks"])
         insecure = (tuple(map(str, entry["insecure"][0])), tuple(map(str, entry["insecure"][1])))
         engine, context = str(entry.get("engine", "")), str(entry.get("context", ""))
+        architecture = str(entry.get("architecture", ""))
     except (KeyError, TypeError, ValueError, IndexError):
         return None
-    return Report(checks, None, insecure, engine, context)
+    return Report(checks, None, insecure, engine, context, architecture)
 
 
 def forget(path: Path) -> None:
@@ -307,6 +308,7 @@ def check_remembered(
             "insecure": report.insecure,
             "engine": report.engine,
             "context": report.context,
+            "architecture": report.architecture,
         }
         state.write_private(path, json.dumps(fresh).encode())
     return report

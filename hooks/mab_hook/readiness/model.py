@@ -111,6 +111,7 @@ class Report(NamedTuple):
     insecure: Insecure = ((), ())  # the daemon's insecure registries, for the registry gateway
     engine: str = ""  # the routed engine asked about ("": the default engine)
     context: str = ""  # the docker context that engine is ("": a buildx builder, or the default)
+    architecture: str = ""  # `uname -m` of the engine's machine ("": unknown)
 
     @property
     def ready(self) -> bool:

@@ -510,6 +510,12 @@ def test_platforms_routed_to_an_engine_build_there_at_once_and_publish_as_one_im
         assert index["manifests"] == [m for part in parts for m in cast(list[object], part)]
     code, out = mab(repo, capsys, monkeypatch, "verify", "--all")
     assert code == 0, out
+    # Each engine's steps were timed, each native on its own CPU (the arm64 machine's for arm64).
+    kept = json.loads((repo.path / ".git" / "mab-hook" / "logs" / sha[:12] / "steps.json").read_text())
+    assert {(p, native) for p, _what, _seconds, native in kept["api"]} == {
+        ("linux/amd64", True),
+        ("linux/arm64", True),
+    }
 
 
 def test_an_engine_whose_build_fails_blocks_the_push_named_and_nothing_is_published(

@@ -17,6 +17,8 @@ from mab_hook.results import BuildResult, Status, StepTime
 from mab_hook.slow_steps import Slow
 from tests.conftest import Lab, Repo
 
+ALL3 = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+
 # Plain progress as buildx renders it for a three-platform build (lines trimmed), with a cached
 # step, a failed one, a base's context copy and steps of no platform.
 LOG = """\
@@ -42,19 +44,24 @@ LOG = """\
 
 
 def test_each_step_that_ran_is_timed_per_platform_and_known_native_by_the_engines_cpu() -> None:
-    assert slow_steps.timings(LOG, "x86_64") == (
+    assert slow_steps.timings(LOG, "x86_64", ALL3) == (
         StepTime("linux/arm64", "1/3 FROM 127.0.0.1:5000/busybox@sha256:6d49", 0.1, False),
         StepTime("linux/amd64", "2/3 RUN make", 6.1, True),
         StepTime("linux/arm64", "2/3 RUN make", 31.5, False),
         StepTime("linux/arm/v7", "2/3 RUN make", 48.2, False),
         StepTime("linux/amd64", "1/1 FROM base", 0.2, True),
     )
-    on_arm = slow_steps.timings(LOG, "aarch64")
+    on_arm = slow_steps.timings(LOG, "aarch64", ALL3)
     assert [(s.platform, s.native) for s in on_arm if s.what == "2/3 RUN make"] == [
         ("linux/amd64", False), ("linux/arm64", True), ("linux/arm/v7", False)
     ]  # fmt: skip
-    assert not any(s.native for s in slow_steps.timings(LOG, ""))  # the engine's CPU unknown: none
-    assert slow_steps.timings("#5 [api 2/3] RUN make\n#5 DONE 60.0s\n", "x86_64") == ()  # one platform
+    assert not any(s.native for s in slow_steps.timings(LOG, "", ALL3))  # the engine's CPU unknown: none
+    # A one-platform build's steps name no platform: they are that platform's.
+    one = "#5 [api 2/3] RUN make\n#5 DONE 60.0s\n"
+    assert slow_steps.timings(one, "x86_64", ("linux/arm64",)) == (
+        StepTime("linux/arm64", "2/3 RUN make", 60.0, False),
+    )
+    assert slow_steps.timings(one, "x86_64", ALL3) == ()  # a step of no platform: not a platform's
 
 
 def step(platform: str, seconds: float, native: bool, what: str = "2/3 RUN make") -> StepTime:

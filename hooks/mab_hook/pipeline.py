@@ -177,7 +177,9 @@ def _measured(results: Sequence[BuildResult], machine: str) -> list[BuildResult]
         if result.log is not None and result.status not in (Status.SKIPPED, Status.NOT_BUILT):
             with contextlib.suppress(OSError):
                 text = result.log.read_text(errors="replace")
-        found.append(result._replace(steps=slow_steps.timings(text, machine)) if text else result)
+        found.append(
+            result._replace(steps=slow_steps.timings(text, machine, result.platforms)) if text else result
+        )
     return found
 
 

@@ -27,15 +27,17 @@ _COMPILES_RE = re.compile(
 )
 
 
-def timings(log: str, machine: str) -> tuple[StepTime, ...]:
+def timings(log: str, machine: str, built_for: Sequence[str]) -> tuple[StepTime, ...]:
     """Every step of a build's plain-progress log that ran (not cached), with its time and
-    whether its platform ran natively on the engine's `machine` (`uname -m`; "" unknown)."""
+    whether its platform ran natively on the engine's `machine` (`uname -m`; "" unknown).
+    `built_for`: the build's platforms (BuildKit names none in a step of a one-platform build)."""
     started: dict[str, buildlog.Step] = {}
+    alone = built_for[0] if len(built_for) == 1 else ""
     found = []
     for line in log.splitlines():
         step = buildlog.step(line)
-        if step is not None and step.platform:
-            started.setdefault(step.vertex, step)
+        if step is not None and (step.platform or alone):
+            started.setdefault(step.vertex, step._replace(platform=step.platform or alone))
             continue
         done = _DONE_RE.match(line)
         if done and done.group(1) in started:

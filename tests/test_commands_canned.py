@@ -462,8 +462,12 @@ def test_an_engine_that_fails_and_then_does_not_answer_is_said_after_the_builds(
 ROUTED = '{ "linux/arm64" = "arm-box" }'
 
 
-def with_arm_box(canned: Canned, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, up: bool = True) -> None:
-    """The host has docker context arm-box: an arm64 machine's engine (`up`: it answers)."""
+def with_arm_box(
+    repo: Repo, canned: Canned, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *, up: bool = True
+) -> None:
+    """The host has docker context arm-box: an arm64 machine's engine (`up`: it answers), which
+    the pusher lets the repository's builds run on."""
+    repo.git("config", "--add", "mab-hook.engine", "arm-box")
     engine = recorded.arm_engine()
     if not up:
         engine[("docker", "version", "--format", "{{json .}}")] = (
@@ -488,7 +492,7 @@ def test_platforms_routed_to_an_engine_build_there_at_once_and_publish_as_one_im
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    with_arm_box(canned, monkeypatch, tmp_path)
+    with_arm_box(repo, canned, monkeypatch, tmp_path)
     sha = repo.commit(project(canned.registry.host, engines=ROUTED))
     code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
     assert code == 0, out
@@ -525,7 +529,7 @@ def test_an_engine_whose_build_fails_blocks_the_push_named_and_nothing_is_publis
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    with_arm_box(canned, monkeypatch, tmp_path)
+    with_arm_box(repo, canned, monkeypatch, tmp_path)
     sha = repo.commit(project(canned.registry.host, engines=ROUTED))
     canned.engine.faults["worker"] = Fault(step_fails_on="linux/arm64")
     code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
@@ -542,7 +546,7 @@ def test_an_engine_that_is_down_blocks_the_push_before_any_build_or_is_emulated_
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    with_arm_box(canned, monkeypatch, tmp_path, up=False)
+    with_arm_box(repo, canned, monkeypatch, tmp_path, up=False)
     files = project(canned.registry.host, engines=ROUTED)
     repo.commit(files)
     code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
@@ -574,14 +578,14 @@ def test_doctor_checks_each_engine_where_it_runs_and_names_one_that_cannot_be_re
     tmp_path: Path,
 ) -> None:
     repo.commit(project(canned.registry.host, engines=ROUTED))
-    with_arm_box(canned, monkeypatch, tmp_path)
+    with_arm_box(repo, canned, monkeypatch, tmp_path)
     code, out = mab(repo, capsys, monkeypatch, "doctor", "--json")
     assert code == 0, out
     checks = {c["id"]: c for c in json.loads(out[: out.rindex("}") + 1])["checks"]}
     assert "platform:linux/arm64" not in checks and checks["platform:linux/amd64"]["status"] == "ok"
     assert checks["arm-box/platform:linux/arm64"]["status"] == "ok"
     assert "native" in checks["arm-box/platform:linux/arm64"]["finding"]
-    with_arm_box(canned, monkeypatch, tmp_path, up=False)
+    with_arm_box(repo, canned, monkeypatch, tmp_path, up=False)
     code, out = mab(repo, capsys, monkeypatch, "doctor")
     assert code == 1
     assert "host readiness for linux/amd64, linux/arm64" in out
@@ -595,7 +599,7 @@ def test_one_engine_for_every_platform_is_the_builder_and_a_ci_job_builds_on_its
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    with_arm_box(canned, monkeypatch, tmp_path)
+    with_arm_box(repo, canned, monkeypatch, tmp_path)
     sha = repo.commit(
         project(canned.registry.host, engines='{ "linux/arm64" = "arm-box", "linux/amd64" = "arm-box" }')
     )
@@ -621,7 +625,7 @@ def test_images_routed_but_not_pushed_are_built_on_each_engine_and_nothing_is_up
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    with_arm_box(canned, monkeypatch, tmp_path)
+    with_arm_box(repo, canned, monkeypatch, tmp_path)
     files = project(canned.registry.host, engines=ROUTED)
     repo.commit({**files, "pyproject.toml": files["pyproject.toml"].replace("push = true", "push = false")})
     code, out = mab(repo, capsys, monkeypatch, "--all")
@@ -629,3 +633,25 @@ def test_images_routed_but_not_pushed_are_built_on_each_engine_and_nothing_is_up
     assert sorted(canned.engine.engines) == ["", "arm-box"]
     assert "api: built on 2 engines (" in out and "merged" not in out
     assert not any(canned.staged(name) for name in IMAGES)
+
+
+def test_an_engine_the_pusher_did_not_grant_blocks_the_push_before_any_build_and_doctor_says_how(
+    repo: Repo,
+    canned: Canned,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with_arm_box(repo, canned, monkeypatch, tmp_path)
+    repo.git("config", "--unset-all", "mab-hook.engine")
+    repo.commit(project(canned.registry.host, engines=ROUTED))
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 1 and canned.engine.invocations == []
+    assert "arm-box/engine" in out and "engine arm-box is not granted" in out
+    assert "git config --add mab-hook.engine arm-box" in out
+    code, out = mab(repo, capsys, monkeypatch, "doctor")
+    assert code == 1 and "git config --add mab-hook.engine arm-box" in out
+    repo.git("config", "--add", "mab-hook.engine", "arm-box")
+    code, out = mab(repo, capsys, monkeypatch, "--all", "--publish")
+    assert code == 0, out
+    assert sorted(canned.engine.engines) == ["", "arm-box"]

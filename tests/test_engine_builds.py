@@ -205,6 +205,7 @@ def test_each_engine_builds_its_platforms_and_the_merged_image_holds_every_platf
 ) -> None:
     registry, salt = lab.namespace(), uuid.uuid4().hex
     env = with_context(lab, tmp_path, "arm-box", second_engine.env["DOCKER_HOST"])
+    repo.git("config", "mab-hook.engine", "arm-box")  # the pusher lets builds run there
     sha = repo.commit(routed_project(lab, registry, salt))
     done = run_mab(repo, env, "--all", "--publish")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -241,6 +242,7 @@ def test_an_engine_failing_its_build_blocks_the_push_and_publishes_nothing(
 ) -> None:
     registry, salt = lab.namespace(), uuid.uuid4().hex
     env = with_context(lab, tmp_path, "arm-box", second_engine.env["DOCKER_HOST"])
+    repo.git("config", "mab-hook.engine", "arm-box")  # the pusher lets builds run there
     repo.commit(routed_project(lab, registry, salt, api_run='test "$(uname -m)" != aarch64'))
     done = run_mab(repo, env, "--all", "--publish")
     assert done.returncode == 1, done.stdout + done.stderr
@@ -257,6 +259,7 @@ def test_an_engine_that_cannot_be_reached_is_named_by_doctor_and_the_gate_or_is_
 ) -> None:
     registry, salt = lab.namespace(), uuid.uuid4().hex
     env = with_context(lab, tmp_path, "arm-box", f"unix://{tmp_path}/nothing-listens.sock")
+    repo.git("config", "mab-hook.engine", "arm-box")
     files = routed_project(lab, registry, salt)
     repo.commit(files)
     doctor = run_mab(repo, env, "doctor")
@@ -299,6 +302,7 @@ def test_a_signal_while_both_engines_build_stops_both_and_leaves_nothing_behind(
 ) -> None:
     registry, salt = lab.namespace(), uuid.uuid4().hex
     env = with_context(lab, tmp_path, "arm-box", second_engine.env["DOCKER_HOST"])
+    repo.git("config", "mab-hook.engine", "arm-box")  # the pusher lets builds run there
     repo.commit(routed_project(lab, registry, salt, api_run=f"echo started-{salt}-$(uname -m) && sleep 60"))
     proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish", "-v"), cwd=repo.path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip

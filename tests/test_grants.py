@@ -21,6 +21,8 @@ def test_grants_are_read_from_git_config_at_every_level(repo: Repo) -> None:
     repo.git("config", "--add", "mab-hook.secret", "id=npm,env=NPM_TOKEN")
     repo.git("config", "--add", "mab-hook.ssh", "default")
     repo.git("config", "--add", "mab-hook.secret", "id=npmrc,src=/home/me/my files/.npmrc")  # a space in it
+    repo.git("config", "--add", "mab-hook.engine", "arm-box")
+    repo.git("config", "--add", "mab-hook.engine", "pi.lab_2")
     once = {
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "mab-hook.allow",
@@ -28,7 +30,9 @@ def test_grants_are_read_from_git_config_at_every_level(repo: Repo) -> None:
     }
     found = grants.read(repo.path, {**os.environ, **once})  # as `git -c ... push` hands it to the hook
     secrets = {"npm": "id=npm,env=NPM_TOKEN", "npmrc": "id=npmrc,src=/home/me/my files/.npmrc"}
-    assert found == grants.Grants(secrets, {"default": "default"}, frozenset({"network.host"}))
+    assert found == grants.Grants(
+        secrets, {"default": "default"}, frozenset({"network.host"}), frozenset({"arm-box", "pi.lab_2"})
+    )
     assert grants.read(repo.path, os.environ).allow == frozenset()
 
 
@@ -91,6 +95,8 @@ def test_the_refusal_says_every_ask_of_every_image_and_how_to_grant_for_one_push
 @pytest.mark.parametrize(("entry", "said"), [
     (("mab-hook.secret", "env=X"), "git config mab-hook.secret 'env=X': needs id=NAME, e.g. id=npm,env=NPM_TOKEN"),
     (("mab-hook.allow", "security.insecure"), "git config mab-hook.allow 'security.insecure': allowed: network.host"),
+    (("mab-hook.engine", "--host=tcp://x"), "git config mab-hook.engine '--host=tcp://x': the name of a docker context "
+                                             "or buildx builder"),
 ])  # fmt: skip
 def test_what_a_bad_grant_says(entry: tuple[str, str], said: str) -> None:
     with pytest.raises(FatalError) as refused:

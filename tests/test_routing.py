@@ -26,6 +26,7 @@ def routed(
 
 
 ARM = {"linux/arm64": "arm-box", "linux/arm/v7": "arm-box"}
+GRANTED = frozenset({"arm-box", "pi"})  # what the pusher lets builds run on (git config mab-hook.engine)
 
 
 def test_each_platform_goes_to_its_engine_and_the_rest_to_the_default_one() -> None:
@@ -112,19 +113,19 @@ class Asker:
 def test_settling_records_which_engines_are_docker_contexts() -> None:
     plans = [plan({"base/Dockerfile"}, routed({"linux/arm64": "arm-box", "linux/arm/v7": "pi"}))]
     ask = Asker()
-    verdict, routes = routing.settle(plans, ask)
+    verdict, routes = routing.settle(plans, ask, GRANTED)
     assert verdict.ready and routes == Routes(contexts=frozenset({"arm-box"}))
     assert len(ask.asked) == 1  # once, every engine
 
 
 def test_an_engine_that_is_down_blocks_the_push_named_unless_the_config_says_emulate() -> None:
     plans = [plan({"base/Dockerfile"}, routed(ARM))]
-    verdict, routes = routing.settle(plans, Asker("arm-box"))
+    verdict, routes = routing.settle(plans, Asker("arm-box"), GRANTED)
     assert not verdict.ready and routes.down == frozenset()
     assert [c.id for c in verdict.checks(FAIL)] == ["arm-box/docker"]
 
     ask = Asker("arm-box")
-    verdict, routes = routing.settle([plan({"base/Dockerfile"}, routed(ARM, down="emulate"))], ask)
+    verdict, routes = routing.settle([plan({"base/Dockerfile"}, routed(ARM, down="emulate"))], ask, GRANTED)
     assert verdict.ready and routes.down == frozenset({"arm-box"})
     # Asked again: the default engine, now with the platforms it emulates in the engine's place.
     assert [(w.engine, w.platforms) for w in ask.asked[1]] == [("", ALL3)]
@@ -138,14 +139,14 @@ def test_an_engine_that_is_down_blocks_the_push_named_unless_the_config_says_emu
 
 def test_an_engine_falls_back_only_when_every_commit_routing_to_it_says_emulate() -> None:
     mixed = [plan({"base/Dockerfile"}, routed(ARM, down="emulate")), plan({"base/Dockerfile"}, routed(ARM))]
-    verdict, routes = routing.settle(mixed, Asker("arm-box"))
+    verdict, routes = routing.settle(mixed, Asker("arm-box"), GRANTED)
     assert not verdict.ready and routes.down == frozenset()
 
 
 def test_an_engine_that_is_ready_stays_when_another_falls_back() -> None:
     cfg = routed({"linux/arm64": "arm-box", "linux/arm/v7": "pi"}, down="emulate")
     ask = Asker("pi")
-    verdict, routes = routing.settle([plan({"base/Dockerfile"}, cfg)], ask)
+    verdict, routes = routing.settle([plan({"base/Dockerfile"}, cfg)], ask, GRANTED)
     assert verdict.ready and routes == Routes(frozenset({"arm-box"}), frozenset({"pi"}))
     assert [(w.engine, w.platforms) for w in ask.asked[1]] == [
         ("", ("linux/amd64", "linux/arm/v7")),
@@ -159,5 +160,27 @@ def test_an_engine_that_is_ready_stays_when_another_falls_back() -> None:
 
 def test_no_engine_configured_asks_what_it_always_asked() -> None:
     plans: list[Plan] = [plan({"base/Dockerfile"}, routed({}))]
-    verdict, routes = routing.settle(plans, Asker())
+    verdict, routes = routing.settle(plans, Asker(), GRANTED)
     assert routes == routing.DIRECT and [r.engine for r in verdict.reports] == [""]
+
+
+def test_an_engine_the_pusher_did_not_grant_is_never_asked_and_blocks_the_push_with_the_command() -> None:
+    plans = [plan({"base/Dockerfile"}, routed({"linux/arm64": "arm-box", "linux/arm/v7": "pi"}))]
+    ask = Asker()
+    verdict, routes = routing.settle(plans, ask, frozenset({"pi"}))
+    assert [w.engine for w in ask.asked[0]] == ["", "pi"]  # docker is never asked about arm-box
+    (refused,) = verdict.checks(FAIL)
+    assert (refused.id, refused.code) == ("arm-box/engine", "engine-not-granted")
+    assert refused.fix.startswith("`git config --add mab-hook.engine arm-box`")
+    assert routes.down == frozenset()
+    # With engine-down = "emulate": built here under emulation, as without the engine.
+    emulated = [plan({"base/Dockerfile"}, routed({p: "arm-box" for p in ALL3}, down="emulate"))]
+    ask = Asker()
+    verdict, routes = routing.settle(emulated, ask, frozenset())
+    assert (
+        ask.asked == [[ask.asked[0][0]]]
+        and ask.asked[0][0].engine == ""
+        and ask.asked[0][0].platforms == ALL3
+    )
+    assert verdict.ready and routes.down == frozenset({"arm-box"})
+    assert "engine arm-box is not granted" in verdict.checks(WARN)[0].finding

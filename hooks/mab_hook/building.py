@@ -18,6 +18,7 @@ import git
 from mab_hook import (
     __version__,
     changes,
+    grants,
     input_digest,
     matrix,
     output,
@@ -66,7 +67,10 @@ def build(
 
     host = readiness.local_host(env, platform.machine(), readiness.probes_file(state.root(repo)))
     remember = (readiness.ready_file(state.root(repo)), readiness.fingerprint(env, host.binfmt_root))
-    verdict, routes = routing.settle(plans, lambda asked: readiness.ask(host, asked, remember))
+    granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
+    verdict, routes = routing.settle(
+        plans, lambda asked: readiness.ask(host, asked, remember), granted.engines
+    )
     builder = plans[0].config.builder if plans else None
     registry = Registry(env, insecure=verdict.insecure, builder=builder)
     known = coverage.Known.of(state.root(repo))
@@ -81,7 +85,9 @@ def build(
             done=shown.done,
             failed=shown.failed,
         )
-        with runs.session(repo, plans, env, events, registry=registry, timeout=timeout) as run:
+        with runs.session(
+            repo, plans, env, events, registry=registry, timeout=timeout, granted=granted
+        ) as run:
             decided = pipeline.decisions(repo, plans, run)
             bases = coverage.Coverage(())
             if decided.building:
@@ -105,7 +111,7 @@ def build(
         # The engine failed under a host found (or remembered) ready: ask again, and say so.
         readiness.forget(remember[0])
         try:
-            again = routing.settle(plans, lambda asked: readiness.ask(host, asked))[0]
+            again = routing.settle(plans, lambda asked: readiness.ask(host, asked), granted.engines)[0]
             enforce(again, printer, outcome="the builds above failed for it")
         except FatalError as e:
             printer.error(str(e))

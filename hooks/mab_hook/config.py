@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import posixpath
-import re
 import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
@@ -28,6 +27,7 @@ from mab_hook.images import (
     DEFAULT_KEEP_LOGS,
     DEFAULT_PUBLISH_TAGS,
     DEFAULT_TAGS,
+    ENGINE_NAME,
     Config,
     Defaults,
     Image,
@@ -357,10 +357,6 @@ def _registry(table: Mapping[str, Any], name: str, key: str, problems: Problems)
             "(host[:port][/path], path in lowercase, no credentials), e.g. 'registry.internal:5000/team'",
         )
     return registry
-
-
-# What docker accepts as a context's name (and buildx as a builder's): never an option.
-ENGINE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.+-]*")
 
 
 def _engines(value: Any, key: str, problems: Problems) -> tuple[tuple[str, str], ...]:

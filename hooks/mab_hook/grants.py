@@ -6,12 +6,13 @@ or `git -c` for one push):
     git config --add mab-hook.secret id=npm,env=NPM_TOKEN    # or: id=npmrc,src=/home/me/.npmrc
     git config --add mab-hook.ssh default                    # $SSH_AUTH_SOCK's agent; or id=PATH
     git config --add mab-hook.allow network.host
+    git config --add mab-hook.engine arm-box                 # builds may run on engine arm-box
 
 Every build of the repository is given what was granted, and nothing else: the `secret` and
 `ssh` of a compose or bake file are never used (the resolver never even reads them), so no
 commit chooses which of the pusher's variables, files or keys a build receives. A commit can
-only ask (`secrets` ids in [tool.multiarch], `network = "host"`): a build that asks for what was
-not granted is not started, and the message says what to grant.
+only ask (`secrets` ids in [tool.multiarch], `network = "host"`, `engines`): a build that asks for
+what was not granted is not started, and the message says what to grant.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import NamedTuple
 
 from mab_hook import process, specs
 from mab_hook.errors import FatalError
-from mab_hook.images import Image
+from mab_hook.images import ENGINE_NAME, Image
 
 KEY = "mab-hook"
 ALLOWABLE = ("network.host",)  # buildx's entitlement names
@@ -36,6 +37,9 @@ class Grants(NamedTuple):
     secrets: Mapping[str, str]  # id -> buildx secret spec, the pusher's
     ssh: Mapping[str, str]  # id -> buildx ssh spec ("default", "github=/home/me/.ssh/id")
     allow: frozenset[str]  # entitlements, e.g. network.host
+    # Engines of `engines` builds may run on (docker contexts, buildx builders): where a
+    # commit's build steps run, and what they reach there, is the pusher's to choose.
+    engines: frozenset[str] = frozenset()
 
 
 NONE = Grants({}, {}, frozenset())
@@ -43,7 +47,7 @@ NONE = Grants({}, {}, frozenset())
 
 def read(repository: Path, env: Mapping[str, str]) -> Grants:
     """The grants in git config as git reads it for this repository (all levels, `git -c`)."""
-    pattern = rf"^{KEY}\.(secret|ssh|allow)$"
+    pattern = rf"^{KEY}\.(secret|ssh|allow|engine)$"
     done = process.run(
         ("git", "-C", str(repository), "config", "--get-regexp", pattern), env=env, check=False, timeout=30
     )
@@ -56,9 +60,16 @@ def parse(entries: Iterable[Sequence[str]]) -> Grants:
     secrets: dict[str, str] = {}
     ssh: dict[str, str] = {}
     allow: set[str] = set()
+    engines: set[str] = set()
     for key, value in entries:
         kind = key.rsplit(".", 1)[-1].lower()
-        if kind == "secret":
+        if kind == "engine":
+            if not ENGINE_NAME.fullmatch(value):
+                raise FatalError(
+                    f"git config {KEY}.engine {value!r}: the name of a docker context or buildx builder"
+                )
+            engines.add(value)
+        elif kind == "secret":
             options = specs.parse(value)
             if not _ID_RE.match(options.get("id", "")):
                 example = "id=npm,env=NPM_TOKEN"
@@ -70,7 +81,7 @@ def parse(entries: Iterable[Sequence[str]]) -> Grants:
             allow.add(value)
         else:
             raise FatalError(f"git config {KEY}.allow {value!r}: allowed: {', '.join(ALLOWABLE)}")
-    return Grants(secrets, ssh, frozenset(allow))
+    return Grants(secrets, ssh, frozenset(allow), frozenset(engines))
 
 
 def missing(image: Image, grants: Grants) -> list[str]:

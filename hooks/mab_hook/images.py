@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -253,6 +254,10 @@ def _names(found: str | tuple[str, ...]) -> tuple[str, ...]:
 
 def _one_or_all(names: list[str]) -> str | tuple[str, ...]:
     return names[0] if len(names) == 1 else tuple(names)
+
+
+# What docker accepts as a context's name (and buildx as a builder's): never an option.
+ENGINE_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.+-]*")
 
 
 @dataclass(frozen=True)

@@ -93,12 +93,15 @@ def questions(plans: Sequence[Plan]) -> list[Wanted]:
 Ask = Callable[[Sequence["Wanted"]], "Verdict"]
 
 
-def settle(plans: Sequence[Plan], ask: Ask) -> tuple[Verdict, Routes]:
+def settle(plans: Sequence[Plan], ask: Ask, granted: frozenset[str]) -> tuple[Verdict, Routes]:
     """Readiness for every engine of the push, and the routes it leaves: an engine that is not
-    ready blocks the push, named, unless every config routing to it says `engine-down =
-    "emulate"`: then its platforms are asked of the default engine instead, and built there."""
+    ready (or that the pusher did not grant: `granted`) blocks the push, named, unless every
+    config routing to it says `engine-down = "emulate"`: then its platforms are asked of the
+    default engine instead, and built there."""
     asked = questions(plans)
-    verdict = ask(asked)
+    refused = {w.engine: not_granted(w.engine) for w in asked if w.engine and w.engine not in granted}
+    answered = ask([w for w in asked if w.engine not in refused]) if len(refused) < len(asked) else None
+    verdict = _joined(answered, tuple(refused.values()))
     contexts = frozenset(r.engine for r in verdict.reports if r.context)
     down = frozenset(
         r.engine for r in verdict.reports if r.engine and not r.ready and _emulated(plans, r.engine)
@@ -109,6 +112,24 @@ def settle(plans: Sequence[Plan], ask: Ask) -> tuple[Verdict, Routes]:
         fell = tuple(_fallen(r, asked) for r in verdict.reports if r.engine in down)
         verdict = kept._replace(reports=(*kept.reports, *fell))
     return verdict, Routes(contexts, down, _machines(verdict.reports))
+
+
+def not_granted(engine: str) -> Report:
+    """An engine the pusher did not grant: where a commit's build steps run, and what they
+    reach there, is the pusher's to choose, never the commit's."""
+    from mab_hook.readiness import FAIL, Check, Report  # noqa: PLC0415
+
+    finding = f"engine {engine} is not granted: a commit may ask for an engine; you choose where builds run"
+    fix = (
+        f"`git config --add mab-hook.engine {engine}` lets this repository's builds run there (--global: all)"
+    )
+    return Report((Check(f"{engine}/engine", FAIL, finding, fix, "engine-not-granted"),), None, engine=engine)
+
+
+def _joined(verdict: Verdict | None, reports: tuple[Report, ...]) -> Verdict:
+    from mab_hook.readiness import Verdict  # noqa: PLC0415
+
+    return Verdict((*(verdict.reports if verdict else ()), *reports))
 
 
 def _machines(reports: Sequence[Report]) -> tuple[tuple[str, str], ...]:

@@ -79,10 +79,13 @@ def session(
     *,
     registry: Registry,
     timeout: float | None = None,
+    granted: Grants | None = None,
 ) -> Iterator[Builds]:
     """One run's build phase, under the run lock: the worktrees it checks out are removed, no
-    buildx process outlives it (^C, SIGTERM and SIGHUP included), and its logs stay within bounds."""
-    granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
+    buildx process outlives it (^C, SIGTERM and SIGHUP included), and its logs stay within bounds.
+    `granted`: what the pusher grants builds, when already read (else read here)."""
+    if granted is None:
+        granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
     state_ = State(root(repo))
     with lock(state_.root, partial(waiting, events)), ExitStack() as stack:
         run = Builds(env, state_, process.Group(env), events, timeout, Ledger(), registry, granted, stack)

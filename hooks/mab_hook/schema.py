@@ -140,7 +140,9 @@ TOP = (
             "docker context (an arm64 server over ssh or tcp, a Mac) or a buildx builder. Each engine "
             "builds its platforms at the same time as the others; the per-platform uploads are merged "
             "by digest into one image before anything is published (see [Faster foreign "
-            "platforms](#faster-foreign-platforms)). Not an input: moving a platform builds nothing"
+            "platforms](#faster-foreign-platforms)). A commit only asks: builds run on an engine only once "
+            "you grant it (`git config --add mab-hook.engine arm-box`). Not an input: moving a platform "
+            "builds nothing"
         ),
     ),
     Key(

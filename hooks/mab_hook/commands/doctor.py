@@ -15,11 +15,13 @@ from mab_hook import (
     changes,
     coverage,
     gitobjects,
+    grants,
     listing,
     output,
     planning,
     platforms,
     readiness,
+    routing,
     state,
 )
 from mab_hook.definitions import NewerBuildxNeeded
@@ -100,8 +102,7 @@ def run(options: Options, env: Mapping[str, str], stdin: TextIO, printer: Printe
         report = report._replace(
             checks=(*report.checks, bases_check(options.repo or Path.cwd(), env, host, wanted))
         )
-    for routed in engines:  # each engine of `engines`, where it runs
-        report = report._replace(checks=(*report.checks, *readiness.check(host, routed).checks))
+    report = report._replace(checks=(*report.checks, *_engine_checks(options, env, host, engines)))
     if options.json:
         found = {"version": __version__, **output.checks_json(report)}
         if kept is not None:
@@ -190,6 +191,29 @@ def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted
         return Check("bases", WARN, finding, fix, "bases-unchecked")
     said = f"{len(found.found)} base(s) of {len(planned)} image(s) have every platform they are built for"
     return Check("bases", OK, said)
+
+
+def _engine_checks(
+    options: Options, env: Mapping[str, str], host: readiness.Host, engines: Sequence[readiness.Wanted]
+) -> tuple[Check, ...]:
+    """Each engine of `engines`, checked where it runs, if the pusher lets builds run there."""
+    granted = _granted(options.repo or Path.cwd(), env)
+    found: list[Check] = []
+    for routed in engines:
+        mine = (
+            readiness.check(host, routed) if routed.engine in granted else routing.not_granted(routed.engine)
+        )
+        found += mine.checks
+    return tuple(found)
+
+
+def _granted(path: Path, env: Mapping[str, str]) -> frozenset[str]:
+    """The engines the pusher lets builds of the repository run on (none outside one)."""
+    try:
+        repo = open_repo(path)
+    except FatalError:
+        return frozenset()
+    return grants.read(Path(repo.working_tree_dir or repo.git_dir), env).engines
 
 
 def _kept(path: Path) -> tuple[Path, state.Held] | None:

@@ -29,6 +29,10 @@ ARM = {"linux/arm64": "arm-box", "linux/arm/v7": "arm-box"}
 GRANTED = frozenset({"arm-box", "pi"})  # what the pusher lets builds run on (git config mab-hook.engine)
 
 
+def test_an_engine_is_named_after_its_name_and_the_default_one_as_such() -> None:
+    assert (Engine("arm-box", True).label, DEFAULT.label) == ("engine arm-box", "the default engine")
+
+
 def test_each_platform_goes_to_its_engine_and_the_rest_to_the_default_one() -> None:
     cfg = routed({"linux/arm64": "arm-box", "linux/arm/v7": "pi"})
     routes = Routes(contexts=frozenset({"arm-box"}))
@@ -76,6 +80,12 @@ def test_readiness_asks_each_engine_about_its_own_platforms_the_default_engine_f
         ("arm-box", "fleet", ("linux/arm64",), "reg:5000/team/mab-staging/base"),
         ("pi", "fleet", ("linux/arm/v7",), "reg:5000/team/mab-staging/base"),
     ]
+    # The first repository pushed to among the commits asking the same engine.
+    quiet = routed(ARM, push=False)
+    asked = routing.questions([plan({"base/Dockerfile"}, quiet), plan({"base/Dockerfile"}, routed(ARM))])
+    assert [(w.engine, w.registry) for w in asked] == [
+        ("", "reg:5000/team/mab-staging/base"), ("arm-box", "reg:5000/team/mab-staging/base")
+    ]  # fmt: skip
     # Every platform routed: no question for the default engine.
     everything = routed({p: "big-box" for p in ALL3}, push=False)
     assert [
@@ -131,6 +141,7 @@ def test_an_engine_that_is_down_blocks_the_push_named_unless_the_config_says_emu
     assert [(w.engine, w.platforms) for w in ask.asked[1]] == [("", ALL3)]
     (warning,) = verdict.checks(WARN)
     assert (warning.id, warning.code) == ("arm-box/engine", "engine-down")
+    assert warning.fix == "`mab-hook doctor` shows what engine arm-box lacks"
     assert warning.finding == (
         "engine arm-box is not ready (cannot reach ssh://arm-box): linux/arm64, linux/arm/v7 built under "
         'emulation on the default engine instead (engine-down = "emulate")'

@@ -107,8 +107,7 @@ def settle(plans: Sequence[Plan], ask: Ask, granted: frozenset[str]) -> tuple[Ve
         r.engine for r in verdict.reports if r.engine and not r.ready and _emulated(plans, r.engine)
     )
     if down:
-        again = [w for w in questions(_rerouted(plans, down)) if not w.engine or w.engine not in down]
-        kept = ask(again)
+        kept = ask(questions(_rerouted(plans, down)))
         fell = tuple(_fallen(r, asked) for r in verdict.reports if r.engine in down)
         verdict = kept._replace(reports=(*kept.reports, *fell))
     return verdict, Routes(contexts, down, _machines(verdict.reports))

@@ -86,6 +86,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/commands/test_build.py",
         "tests/test_commands_canned.py",
     ),
+    "slow_steps": ("tests/test_slow_steps.py",),  # which emulated steps get advice
     "coverage": ("tests/test_coverage.py",),
     "platform_check": ("tests/test_platform_check.py",),
     "executables": ("tests/test_executables.py",),

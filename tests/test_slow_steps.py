@@ -188,6 +188,9 @@ def test_a_slow_emulated_step_gets_advice_with_both_times_and_a_quick_one_none(l
     emulated, native = float(advice[0][1]), float(advice[0][2])
     assert emulated >= 3 * native and emulated - native >= 10
     assert advice[0][3] == "build linux/arm64 on a native engine (`engines`: a machine of that CPU)"
+    again = subprocess.run((sys.executable, "-m", "mab_hook", "--all", "--json"), cwd=repo.path, env=lab.env,
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert json.loads(again.stdout)["slow_steps"] == []  # built before: nothing ran, nothing to say
     listed = subprocess.run((sys.executable, "-m", "mab_hook", "report"), cwd=repo.path, env=lab.env,
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert listed.stdout.count("took") == 1 and "slow: `2/2 RUN echo" in listed.stdout, listed.stdout

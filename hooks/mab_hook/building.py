@@ -229,6 +229,9 @@ def finish(
         data = {"version": __version__, **output.plan_json(plans), "matrix": matrix.matrix(plans)}
         if not dry_run:
             data["results"] = output.results_json(done)
+            data["slow_steps"] = [
+                {**found._asdict(), "fix": slow_steps.fix(found)} for found in slow_steps.of_results(done)
+            ]
         output.dump_json(data, sys.stdout)
     if done:
         printer.line(output.summary(done, printer))

@@ -4,6 +4,7 @@ when every platform of every image is there. Against the lab, compared with the 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import os
 import re
@@ -46,9 +47,12 @@ def test_merged_keeps_every_platform_manifest_by_digest() -> None:
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:att", "size": 7,
          "platform": {"os": "unknown", "architecture": "unknown"}},
     ]}  # fmt: skip
-    amd = Manifest(json.dumps(amd_index).encode(), merging.INDEX, "sha256:amdindex")
-    index = json.loads(merging.merged([("linux/amd64", amd), ("linux/arm/v7", arm)]).body)
-    assert index["mediaType"] == merging.INDEX
+    oci_index = "application/vnd.oci.image.index.v1+json"
+    amd = Manifest(json.dumps(amd_index).encode(), oci_index, "sha256:amdindex")
+    whole = merging.merged([("linux/amd64", amd), ("linux/arm/v7", arm)])
+    index = json.loads(whole.body)
+    assert (whole.media_type, index["schemaVersion"], index["mediaType"]) == (oci_index, 2, oci_index)
+    assert whole.digest == "sha256:" + hashlib.sha256(whole.body).hexdigest()
     assert [m["digest"] for m in index["manifests"]] == ["sha256:amd", "sha256:att", "sha256:arm"]
     assert index["manifests"][2] == {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                                      "digest": "sha256:arm", "size": len(arm.body),

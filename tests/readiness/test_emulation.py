@@ -31,6 +31,10 @@ def test_multi_node_builder_serves_platforms_natively(tmp_path: Path) -> None:
     assert checks["platform linux/arm64"].finding == "served by node fleet1 (ssh://builder@arm-box.internal)"
     assert checks["platform linux/arm/v7"].finding == "served by node fleet1 (ssh://builder@arm-box.internal)"
     assert checks["platform linux/386"].finding == "native on this x86_64 host"
+    # A node elsewhere may be another CPU: which steps ran natively cannot be told by the engine's.
+    assert report.architecture == ""
+    lab = readiness.check(host(tmp_path, docker()), Wanted(("linux/amd64", "linux/arm64")))
+    assert lab.architecture == "x86_64"
 
 
 def test_kubernetes_and_remote_drivers(tmp_path: Path) -> None:

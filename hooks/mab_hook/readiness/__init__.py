@@ -121,7 +121,10 @@ def _check(host: Host, wanted: Wanted) -> Report:
         checks.append(
             check_registry(host, wanted.registry, insecure, engine_here=engine.local, builder=builder)
         )
-    return Report(tuple(checks), builder, insecure, architecture=engine.architecture)
+    # Which platforms run natively, by the engine's CPU: only where every node of the builder
+    # runs on that engine (a node elsewhere may be another CPU).
+    here = builder is None or all(builder.node_is_local(node) for node in builder.nodes)
+    return Report(tuple(checks), builder, insecure, architecture=engine.architecture if here else "")
 
 
 def prefetched(host: Host, commands: list[tuple[str, ...]]) -> Host:

@@ -39,6 +39,8 @@ python=${PYTHON:-../.venv/bin/python}
     echo
     "$python" registry_requests.py ${BASELINE:+--baseline "$BASELINE"}
     echo
+    "$python" engines.py
+    echo
     cat reading.md
 } | tee RESULTS.md.new
 mv RESULTS.md.new RESULTS.md

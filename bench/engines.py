@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from common import WORK, as_installed, forget_images, fresh, git, lab_env, mab, machine
+from common import WORK, as_installed, forget_images, fresh, git, lab_env, mab
 
 PLATFORMS = ["linux/amd64", "linux/arm64", "linux/arm/v7"]
 LOOP = "i=0; while [ $i -lt 150000 ]; do i=$((i+1)); done"
@@ -212,28 +212,33 @@ def main() -> int:
 
 
 def report(one: list[Run], two: list[Run], args: argparse.Namespace) -> None:
-    def median(values: list[float]) -> float:
-        return statistics.median(values)
-
-    print(f"machine: {machine()}")
-    print(f"{args.images} images (a base and {args.images - 1} built on it) x {len(PLATFORMS)} platforms, "
-          f"{args.rounds} alternated rounds, every step run (a new salt each run)")  # fmt: skip
+    """A markdown section, as bench/all.sh collects them."""
+    median = statistics.median
     a, b = median([r.seconds for r in one]), median([r.seconds for r in two])
-    runs = {"one engine (QEMU for arm)": one, "two engines (arm on `second`)": two}
-    for name, found in runs.items():
+    print("### Two engines against one (issue 29): the same images, arm platforms on a second engine")
+    print()
+    command = f"python bench/engines.py --rounds {args.rounds} --images {args.images}"
+    print(f"`{command}`: {args.images} images (a base and {args.images - 1} built on it, each with a "
+          f"CPU-bound RUN step), {len(PLATFORMS)} platforms, every step run (a new salt each run), "
+          "alternated rounds; both engines on this machine.")  # fmt: skip
+    print()
+    print("| case | median | runs (s) |")
+    print("| --- | --- | --- |")
+    for name, found in (("one engine (arm under QEMU)", one), ("two engines (arm on `second`)", two)):
         times = ", ".join(f"{r.seconds:.1f}" for r in found)
-        print(f"{name + ':':32} median {median([r.seconds for r in found]):.1f} s  runs {times}")
-    print(f"two engines / one engine: {b / a:.2f}x")
+        print(f"| {name} | {median([r.seconds for r in found]):.1f} s | {times} |")
+    print()
+    print(f"- two engines / one engine: {b / a:.2f}x")
     for label in sorted({k for r in two for k in r.engines}):
         spans = [r.engines[label][1] - r.engines[label][0] for r in two if label in r.engines]
-        print(f"  {label}: built for {median(spans):.1f} s (median)")
+        print(f"- {label}: built for {median(spans):.1f} s (median)")
     shared = median([overlap(r) for r in two]) * 100
-    print(f"  overlap: {shared:.0f}% of the shorter engine's build ran beside the other")
+    print(f"- overlap: {shared:.0f}% of the shorter engine's build ran while the other built")
     merges = [r.merged - max(span[1] for span in r.engines.values()) for r in two if r.merged]
-    print(f"  merge (last engine done -> last image merged): {median(merges) * 1000:.0f} ms (median)")
+    print(f"- merge (the last engine done -> the last image merged): {median(merges) * 1000:.0f} ms")
     native = median([native_estimate(r) for r in two])
-    print(f"  had `second` been a native arm engine: about {native:.1f} s ({native / a:.2f}x of one engine), "
-          "its steps at their native speed")  # fmt: skip
+    print(f"- had `second` been a native arm machine: about {native:.1f} s ({native / a:.2f}x of one "
+          "engine), its steps at the speed the same steps ran natively")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -187,6 +187,14 @@ def with_context(lab: Lab, tmp_path: Path, name: str, host: str) -> dict[str, st
     return env
 
 
+def arm_box(lab: Lab, repo: Repo, tmp_path: Path, host: str) -> tuple[str, str, dict[str, str]]:
+    """A test's registry prefix and salt, and an environment whose docker context arm-box is
+    the engine at `host`, which the pusher lets the repository's builds run on."""
+    env = with_context(lab, tmp_path, "arm-box", host)
+    repo.git("config", "mab-hook.engine", "arm-box")
+    return lab.namespace(), uuid.uuid4().hex, env
+
+
 def run_mab(repo: Repo, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run((sys.executable, "-m", "mab_hook", *args), cwd=repo.path, env=env, capture_output=True,
                           text=True, check=False)  # fmt: skip
@@ -203,9 +211,7 @@ def stored(env: dict[str, str], *context: str) -> set[str]:
 def test_each_engine_builds_its_platforms_and_the_merged_image_holds_every_platform(
     lab: Lab, repo: Repo, second_engine: LabEngine, tmp_path: Path
 ) -> None:
-    registry, salt = lab.namespace(), uuid.uuid4().hex
-    env = with_context(lab, tmp_path, "arm-box", second_engine.env["DOCKER_HOST"])
-    repo.git("config", "mab-hook.engine", "arm-box")  # the pusher lets builds run there
+    registry, salt, env = arm_box(lab, repo, tmp_path, second_engine.env["DOCKER_HOST"])
     sha = repo.commit(routed_project(lab, registry, salt))
     done = run_mab(repo, env, "--all", "--publish")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -240,9 +246,7 @@ def test_each_engine_builds_its_platforms_and_the_merged_image_holds_every_platf
 def test_an_engine_failing_its_build_blocks_the_push_and_publishes_nothing(
     lab: Lab, repo: Repo, second_engine: LabEngine, tmp_path: Path
 ) -> None:
-    registry, salt = lab.namespace(), uuid.uuid4().hex
-    env = with_context(lab, tmp_path, "arm-box", second_engine.env["DOCKER_HOST"])
-    repo.git("config", "mab-hook.engine", "arm-box")  # the pusher lets builds run there
+    registry, salt, env = arm_box(lab, repo, tmp_path, second_engine.env["DOCKER_HOST"])
     repo.commit(routed_project(lab, registry, salt, api_run='test "$(uname -m)" != aarch64'))
     done = run_mab(repo, env, "--all", "--publish")
     assert done.returncode == 1, done.stdout + done.stderr
@@ -257,9 +261,7 @@ def test_an_engine_failing_its_build_blocks_the_push_and_publishes_nothing(
 def test_an_engine_that_cannot_be_reached_is_named_by_doctor_and_the_gate_or_is_emulated_when_allowed(
     lab: Lab, repo: Repo, tmp_path: Path
 ) -> None:
-    registry, salt = lab.namespace(), uuid.uuid4().hex
-    env = with_context(lab, tmp_path, "arm-box", f"unix://{tmp_path}/nothing-listens.sock")
-    repo.git("config", "mab-hook.engine", "arm-box")
+    registry, salt, env = arm_box(lab, repo, tmp_path, f"unix://{tmp_path}/nothing-listens.sock")
     files = routed_project(lab, registry, salt)
     repo.commit(files)
     doctor = run_mab(repo, env, "doctor")
@@ -300,9 +302,7 @@ def test_an_interruption_stops_every_engines_build_before_waiting_for_them() -> 
 def test_a_signal_while_both_engines_build_stops_both_and_leaves_nothing_behind(
     lab: Lab, repo: Repo, second_engine: LabEngine, tmp_path: Path
 ) -> None:
-    registry, salt = lab.namespace(), uuid.uuid4().hex
-    env = with_context(lab, tmp_path, "arm-box", second_engine.env["DOCKER_HOST"])
-    repo.git("config", "mab-hook.engine", "arm-box")  # the pusher lets builds run there
+    registry, salt, env = arm_box(lab, repo, tmp_path, second_engine.env["DOCKER_HOST"])
     repo.commit(routed_project(lab, registry, salt, api_run=f"echo started-{salt}-$(uname -m) && sleep 60"))
     proc = subprocess.Popen((sys.executable, "-m", "mab_hook", "--all", "--publish", "-v"), cwd=repo.path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip

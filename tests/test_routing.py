@@ -26,6 +26,7 @@ def routed(
 
 
 ARM = {"linux/arm64": "arm-box", "linux/arm/v7": "arm-box"}
+MACHINES = (("", "x86_64"), ("arm-box", "aarch64"))  # what readiness says of each engine's CPU
 GRANTED = frozenset({"arm-box", "pi"})  # what the pusher lets builds run on (git config mab-hook.engine)
 
 
@@ -115,17 +116,20 @@ class Asker:
             )
             return Report((failed,), None, engine=wanted.engine)
         checks = tuple(Check(f"platform:{p}", OK, "ok") for p in wanted.platforms)
-        return Report(
-            checks, None, engine=wanted.engine, context=wanted.engine if wanted.engine == "arm-box" else ""
-        )
+        context = wanted.engine if wanted.engine == "arm-box" else ""
+        machine = {"": "x86_64", "arm-box": "aarch64"}.get(wanted.engine, "")
+        return Report(checks, None, engine=wanted.engine, context=context, architecture=machine)
 
 
 def test_settling_records_which_engines_are_docker_contexts() -> None:
     plans = [plan({"base/Dockerfile"}, routed({"linux/arm64": "arm-box", "linux/arm/v7": "pi"}))]
     ask = Asker()
     verdict, routes = routing.settle(plans, ask, GRANTED)
-    assert verdict.ready and routes == Routes(contexts=frozenset({"arm-box"}))
+    assert verdict.ready and routes == Routes(frozenset({"arm-box"}), machines=MACHINES)
     assert len(ask.asked) == 1  # once, every engine
+    # Each engine's CPU, for which steps ran natively: unknown ("") where readiness did not say.
+    found = [routes.machine(e) for e in (DEFAULT, Engine("arm-box", True), Engine("pi"))]
+    assert found == ["x86_64", "aarch64", ""]
 
 
 def test_an_engine_that_is_down_blocks_the_push_named_unless_the_config_says_emulate() -> None:
@@ -158,7 +162,7 @@ def test_an_engine_that_is_ready_stays_when_another_falls_back() -> None:
     cfg = routed({"linux/arm64": "arm-box", "linux/arm/v7": "pi"}, down="emulate")
     ask = Asker("pi")
     verdict, routes = routing.settle([plan({"base/Dockerfile"}, cfg)], ask, GRANTED)
-    assert verdict.ready and routes == Routes(frozenset({"arm-box"}), frozenset({"pi"}))
+    assert verdict.ready and routes == Routes(frozenset({"arm-box"}), frozenset({"pi"}), MACHINES)
     assert [(w.engine, w.platforms) for w in ask.asked[1]] == [
         ("", ("linux/amd64", "linux/arm/v7")),
         ("arm-box", ("linux/arm64",)),
@@ -172,7 +176,7 @@ def test_an_engine_that_is_ready_stays_when_another_falls_back() -> None:
 def test_no_engine_configured_asks_what_it_always_asked() -> None:
     plans: list[Plan] = [plan({"base/Dockerfile"}, routed({}))]
     verdict, routes = routing.settle(plans, Asker(), GRANTED)
-    assert routes == routing.DIRECT and [r.engine for r in verdict.reports] == [""]
+    assert routes == Routes(machines=(("", "x86_64"),)) and [r.engine for r in verdict.reports] == [""]
 
 
 def test_an_engine_the_pusher_did_not_grant_is_never_asked_and_blocks_the_push_with_the_command() -> None:
@@ -182,6 +186,9 @@ def test_an_engine_the_pusher_did_not_grant_is_never_asked_and_blocks_the_push_w
     assert [w.engine for w in ask.asked[0]] == ["", "pi"]  # docker is never asked about arm-box
     (refused,) = verdict.checks(FAIL)
     assert (refused.id, refused.code) == ("arm-box/engine", "engine-not-granted")
+    assert refused.finding == (
+        "engine arm-box is not granted: a commit may ask for an engine; you choose where builds run"
+    )
     assert refused.fix.startswith("`git config --add mab-hook.engine arm-box`")
     assert routes.down == frozenset()
     # With engine-down = "emulate": built here under emulation, as without the engine.

@@ -106,13 +106,13 @@ def test_an_image_one_engine_failed_is_that_failure_named_after_the_engine_not_a
         merges.append("merged")
         return "sha256:merged"
 
-    got = [((DEFAULT, ("linux/amd64",)), stopped), ((ARM, ("linux/arm64",)), own),
+    got = [((DEFAULT, ("linux/amd64",)), stopped), ((ARM, ("linux/arm64", "linux/riscv64")), own),
            ((Engine("pi"), ("linux/arm/v7",)), result(published=("r:v7",)))]  # fmt: skip
     failed = engine_builds.combined(planned, got, merge)
     assert (failed.status, failed.failure, failed.detail) == (
         Status.FAILED,
         Failure.BUILD,
-        "on engine arm-box (linux/arm64): build failed on linux/arm64",
+        "on engine arm-box (linux/arm64, linux/riscv64): build failed on linux/arm64",
     )
     assert failed.published == ("r:v7",) and failed.platforms == ALL3 and merges == []
     only_stopped = engine_builds.combined(planned, got[:1], None)

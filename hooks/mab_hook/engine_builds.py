@@ -72,7 +72,7 @@ def combined(
     the failure of the first engine that failed at its own build, named."""
     published = tuple(ref for _part, r in got for ref in r.published)
     steps = tuple(step for _part, r in got for step in r.steps)
-    seconds = max((r.seconds for _part, r in got), default=0.0)
+    seconds = max(r.seconds for _part, r in got)  # an image is built by one engine at least
     first = got[0][1]
     failed = [(part, r) for part, r in got if not r.ok]
     whole = first._replace(

@@ -128,6 +128,28 @@ def test_interrupt_stops_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert stopped == [True]
 
 
+def test_a_signal_handed_to_a_builds_thread_stops_everything_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel may hand the terminal's ^C to any thread of the process: the wait for the
+    builds notices it within moments, not when a build ends."""
+    ended = threading.Event()
+
+    def build(job: Job, step: Step) -> BuildResult:
+        time.sleep(0.5)  # the run is waiting for its builds by then
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        ended.wait(10)  # a build runs until it is stopped
+        return BuildResult(job.planned.image.name, BUILT, 0.0, "", None)
+
+    monkeypatch.setattr(pipeline, "_build", build)
+    s = step(tmp_path, [])
+    monkeypatch.setattr(s.bx.group, "terminate_all", ended.set)
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.build_each([job("a")], s, limit=1)
+    assert ended.is_set() and time.monotonic() - began < 5
+
+
 class Checking:
     """platform_check.check, faked: what it was asked, and what it answers (or raises)."""
 

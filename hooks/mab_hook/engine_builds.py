@@ -58,10 +58,17 @@ def build_parts(
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(parts)) as pool:
         try:
             running = [pool.submit(build, part) for part in parts]
+            # Waited for in short spells: a signal the kernel hands another thread is acted on
+            # only when this one runs again.
+            while concurrent.futures.wait(running, timeout=WAKE).not_done:
+                pass
             return [future.result() for future in running]
         except BaseException:
             stop()
             raise
+
+
+WAKE = 0.2  # seconds the wait for the engines sleeps at most before it looks for a signal
 
 
 def combined(

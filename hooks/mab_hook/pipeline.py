@@ -531,7 +531,11 @@ def _ended_builds(
     ledger: runs.Ledger | None,
 ) -> None:
     """Waits for a build of those running to end; what ended is taken out and its result kept."""
-    done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+    done: set[concurrent.futures.Future[BuildResult]] = set()
+    while not done:  # in short spells: a signal handed to another thread is acted on here
+        done, _ = concurrent.futures.wait(
+            running, timeout=engine_builds.WAKE, return_when=concurrent.futures.FIRST_COMPLETED
+        )
     for future in done:
         result = future.result()
         results[running.pop(future)] = result

@@ -100,6 +100,20 @@ def test_each_emulated_step_is_set_against_the_quickest_native_run_of_the_same_s
     ]
 
 
+def test_a_long_step_is_named_by_its_first_80_characters() -> None:
+    long = Slow("api", "2/3 RUN " + "x" * 100, "linux/arm64", 60.0, "linux/amd64", 5.0)
+    assert slow_steps.line(long).startswith(f"api: `2/3 RUN {'x' * 72}` took 60.0 s")
+
+
+def test_of_native_runs_as_quick_as_each_other_the_first_is_named() -> None:
+    steps = [
+        step("linux/amd64", 5.0, True),
+        step("linux/arm64", 5.0, True),
+        step("linux/arm/v7", 40.0, False),
+    ]
+    assert [s.native for s in slow_steps.slow("api", steps)] == ["linux/amd64"]
+
+
 def test_every_images_slow_steps_slowest_first() -> None:
     def built(name: str, emulated: float) -> BuildResult:
         steps = (step("linux/amd64", 1.0, True), step("linux/arm64", emulated, False))
@@ -112,7 +126,10 @@ def test_every_images_slow_steps_slowest_first() -> None:
 def test_the_fix_that_fits_a_compile_step_cross_compiles_and_an_install_needs_a_native_engine() -> None:
     compile_ = Slow("api", "2/3 RUN go build -o /app ./cmd", "linux/arm64", 60.0, "linux/amd64", 5.0)
     install = Slow("api", "2/3 RUN apt-get install -y libpq5", "linux/arm64", 60.0, "linux/amd64", 5.0)
-    assert "`FROM --platform=$BUILDPLATFORM` stage" in slow_steps.fix(compile_)
+    assert slow_steps.fix(compile_) == (
+        "compile it in a `FROM --platform=$BUILDPLATFORM` stage for $TARGETPLATFORM and COPY the result "
+        "(natively for every platform), or build linux/arm64 on a native engine (`engines`: a machine of that CPU)"
+    )
     assert (
         slow_steps.fix(install) == "build linux/arm64 on a native engine (`engines`: a machine of that CPU)"
     )

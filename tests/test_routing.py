@@ -173,6 +173,12 @@ def test_an_engine_that_is_ready_stays_when_another_falls_back() -> None:
     )
 
 
+def test_where_readiness_learnt_nothing_every_engine_is_a_builder_of_unknown_cpu() -> None:
+    assert routing.DIRECT == Routes() and routing.DIRECT.machine(DEFAULT) == ""
+    assert routing.DIRECT.engine(routed(ARM), "linux/arm64") == Engine("arm-box", context=False)
+    assert not routing.DIRECT.routed(plan({"base/Dockerfile"}, routed({})))
+
+
 def test_no_engine_configured_asks_what_it_always_asked() -> None:
     plans: list[Plan] = [plan({"base/Dockerfile"}, routed({}))]
     verdict, routes = routing.settle(plans, Asker(), GRANTED)

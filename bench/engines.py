@@ -93,6 +93,7 @@ def project(path: Path, env: dict[str, str], registry: str, images: int) -> None
             f"FROM {registry}/base\nCOPY salt /\nRUN {LOOP} && cat /salt /base > /svc\n"
         )
     git(path, "init", "-q", "-b", "main", env=env)
+    git(path, "config", "mab-hook.engine", "second", env=env)  # the pusher lets builds run there
 
 
 def salted(path: Path, env: dict[str, str], routed: bool) -> None:
@@ -236,6 +237,11 @@ def report(one: list[Run], two: list[Run], args: argparse.Namespace) -> None:
     print(f"- overlap: {shared:.0f}% of the shorter engine's build ran while the other built")
     merges = [r.merged - max(span[1] for span in r.engines.values()) for r in two if r.merged]
     print(f"- merge (the last engine done -> the last image merged): {median(merges) * 1000:.0f} ms")
+    for name, found in (("one engine", one), ("two engines", two)):
+        before = median([min(span[0] for span in r.engines.values()) for r in found])
+        after = median([r.seconds - max(*(span[1] for span in r.engines.values()), r.merged) for r in found])
+        print(f"- {name}: {before:.1f} s before the first build starts (planning, readiness, checkout), "
+              f"{after:.1f} s after the last build or merge ends (the check, exit)")  # fmt: skip
     native = median([native_estimate(r) for r in two])
     print(f"- had `second` been a native arm machine: about {native:.1f} s ({native / a:.2f}x of one "
           "engine), its steps at the speed the same steps ran natively")  # fmt: skip

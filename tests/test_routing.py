@@ -174,7 +174,7 @@ def test_an_engine_that_is_ready_stays_when_another_falls_back() -> None:
 
 
 def test_where_readiness_learnt_nothing_every_engine_is_a_builder_of_unknown_cpu() -> None:
-    assert routing.DIRECT == Routes() and routing.DIRECT.machine(DEFAULT) == ""
+    assert Routes() == routing.DIRECT and routing.DIRECT.machine(DEFAULT) == ""
     assert routing.DIRECT.engine(routed(ARM), "linux/arm64") == Engine("arm-box", context=False)
     assert not routing.DIRECT.routed(plan({"base/Dockerfile"}, routed({})))
 

@@ -24,8 +24,6 @@ from mab_hook import (
     output,
     process,
     progress,
-    routing,
-    slow_steps,
     state,
 )
 from mab_hook.errors import EXIT_FAIL, EXIT_OK, FatalError
@@ -38,6 +36,7 @@ if TYPE_CHECKING:
     from mab_hook.coverage import Coverage
     from mab_hook.readiness import Verdict
     from mab_hook.registry import Insecure, Registry
+    from mab_hook.slow_steps import Slow
 
 SILENCE = "mab-hook.silence"  # git config: readiness warnings (by code) the gate no longer shows
 ADVICE = 3  # slow emulated steps said after a build, slowest first (`mab-hook report` has them all)
@@ -62,7 +61,7 @@ def build(
     engine's insecure registries; the builder), then the registry decides what is built, and
     only when something really is does the verdict stop the push (a push of built content
     never waits on the host)."""
-    from mab_hook import coverage, pipeline, readiness, runs  # noqa: PLC0415 - only when something is to be built
+    from mab_hook import coverage, pipeline, readiness, routing, runs  # noqa: PLC0415 - only when something is to be built
     from mab_hook.registry import Registry  # noqa: PLC0415 - the same
 
     host = readiness.local_host(env, platform.machine(), readiness.probes_file(state.root(repo)))
@@ -222,6 +221,7 @@ def finish(
 ) -> int:
     """The report: the CI matrix, the JSON (`dry_run`: the plan alone) and the summary."""
     ok = all(r.ok for r in done)
+    slow = slow_steps_of(done)
     matrix.write_github_output(plans, env or {})
     if (env or {}).get("GITHUB_OUTPUT") and (why := matrix.too_big(plans)):
         printer.warn(why)
@@ -229,17 +229,24 @@ def finish(
         data = {"version": __version__, **output.plan_json(plans), "matrix": matrix.matrix(plans)}
         if not dry_run:
             data["results"] = output.results_json(done)
-            data["slow_steps"] = [
-                {**found._asdict(), "fix": slow_steps.fix(found)} for found in slow_steps.of_results(done)
-            ]
+            data["slow_steps"] = [{**found._asdict(), "fix": found.advice} for found in slow]
         output.dump_json(data, sys.stdout)
     if done:
         printer.line(output.summary(done, printer))
-        for found in slow_steps.of_results(done)[:ADVICE]:
-            printer.info(slow_steps.line(found))
+        for found in slow[:ADVICE]:
+            printer.info(found.said)
         if not ok:
             printer.error(blocked(done))
     return EXIT_OK if ok else EXIT_FAIL
+
+
+def slow_steps_of(done: Sequence[BuildResult]) -> list[Slow]:
+    """The emulated steps worth advice, slowest first; none without builds (a dry run)."""
+    if not done:
+        return []
+    from mab_hook import slow_steps  # noqa: PLC0415 - only after builds
+
+    return slow_steps.of_results(done)
 
 
 def blocked(done: Sequence[BuildResult]) -> str:

@@ -61,6 +61,16 @@ class Slow(NamedTuple):
     def saving(self) -> float:
         return self.seconds - self.native_seconds
 
+    @property
+    def advice(self) -> str:
+        """The fix that fits it."""
+        return fix(self)
+
+    @property
+    def said(self) -> str:
+        """It as one line: the step, both times, the fix."""
+        return line(self)
+
 
 def slow(image: str, steps: Iterable[StepTime]) -> list[Slow]:
     """The image's emulated steps worth advice, slowest first: each against the quickest native

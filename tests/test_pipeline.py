@@ -27,7 +27,7 @@ from mab_hook.images import Image
 from mab_hook.pipeline import Job, Step
 from mab_hook.plan import Plan, PlannedImage
 from mab_hook.registry import Registry, Tagged
-from mab_hook.results import BuildResult, Failure, Status
+from mab_hook.results import BuildResult, Failure, Status, StepTime
 from mab_hook.runs import Events, Ledger
 from mab_hook.state import KeptByDigest
 from tests.conftest import Engine, Lab, Repo, start_registry
@@ -1057,3 +1057,15 @@ def test_events_made_with_only_their_lines_say_nothing_of_the_rest() -> None:
     events.done("api")
     events.failed("api", ("the error",))
     assert said == []
+
+
+def test_each_build_is_timed_from_its_own_log_whatever_bytes_it_holds(tmp_path: Path) -> None:
+    log = tmp_path / "api.log"
+    log.write_bytes(b"#7 [api linux/arm64 2/2] RUN make\n#7 0.1 \xff\xfe not UTF-8\n#7 DONE 12.5s\n")
+    built = BuildResult("api", BUILT, 13.0, "", log, platforms=("linux/amd64", "linux/arm64"))
+    assert pipeline._measured([built], "x86_64")[0].steps == (
+        StepTime("linux/arm64", "2/2 RUN make", 12.5, False),
+    )
+    gone = built._replace(log=tmp_path / "gone.log")  # removed since: nothing measured, nothing fails
+    skipped = BuildResult("web", SKIPPED, 0.0, "built before", None)
+    assert pipeline._measured([gone, skipped], "x86_64") == [gone, skipped]

@@ -171,16 +171,17 @@ def _build_plan(
 def _measured(results: Sequence[BuildResult], machine: str) -> list[BuildResult]:
     """Each build's steps and their times, read from its log (`machine`: the engine's CPU, which
     tells the platforms it ran natively from the emulated ones)."""
-    found = []
-    for result in results:
-        text = ""
-        if result.log is not None and result.status not in (Status.SKIPPED, Status.NOT_BUILT):
-            with contextlib.suppress(OSError):
-                text = result.log.read_text(errors="replace")
-        found.append(
-            result._replace(steps=slow_steps.timings(text, machine, result.platforms)) if text else result
-        )
-    return found
+    return [_timed(result, machine) for result in results]
+
+
+def _timed(result: BuildResult, machine: str) -> BuildResult:
+    if result.log is None:  # skipped, or not built: nothing ran
+        return result
+    try:
+        text = result.log.read_text(errors="replace")  # a step's output may be any bytes
+    except OSError:
+        return result
+    return result._replace(steps=slow_steps.timings(text, machine, result.platforms))
 
 
 def _kept(results: list[BuildResult], logs: Path) -> list[BuildResult]:

@@ -140,20 +140,16 @@ def wanted_from(options: Options, env: Mapping[str, str], printer: Printer) -> l
     wanted = tuple(options.platforms or dict.fromkeys(p for image in cfg.images for p in image.platforms))
     repository = cfg.staging_repository(cfg.images[0]) if cfg.push and cfg.images else None
     spec = cfg.builder_spec if not options.builder or options.builder == cfg.builder else None
-    routed = dict(cfg.engines)
+    by_engine = dict(routing.DIRECT.slices(cfg, wanted))  # the gate's grouping of platforms
     default = readiness.Wanted(
-        tuple(p for p in wanted if p not in routed),
+        by_engine.pop(routing.DEFAULT, ()),
         options.builder or cfg.builder,
         repository,
         cfg.binfmt_image,
         buildkit_image=cfg.buildkit_image,
         builder_spec=spec,
     )
-    engines: dict[str, tuple[str, ...]] = {}
-    for routed_platform in (p for p in wanted if p in routed):
-        name = routed[routed_platform]
-        engines[name] = (*engines.get(name, ()), routed_platform)
-    return [default, *(default._replace(platforms=ps, engine=name) for name, ps in engines.items())]
+    return [default, *(default._replace(platforms=ps, engine=e.name) for e, ps in by_engine.items())]
 
 
 def bases_check(path: Path, env: Mapping[str, str], host: readiness.Host, wanted: readiness.Wanted) -> Check:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import buildlog
+from mab_hook import buildlog, rawprogress
 from mab_hook.rawprogress import Renderer
 from mab_hook.results import Failure
 from tests.test_buildx import EXPORT_FAILURE
@@ -92,6 +92,45 @@ def test_raw_progress_is_rendered_as_plain_progress_with_steps_as_they_start() -
     assert buildlog.failure(log) is Failure.BUILD
     assert lines[-1].startswith("ERROR: failed to solve: ")  # buildx's own words pass through
     assert '[linux/arm64 3/3] RUN [ "$(uname -m)" != aarch64 ]' in started
+
+
+def test_each_status_is_decoded_once_at_its_closing_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """buildx indents a status over many lines: decoding at every line made a status of n lines
+    cost O(n^2) CPU beside the builds. Statuses split anyhow, compact ones and text between
+    them still come out whole, in order."""
+    decoded: list[int] = []
+
+    class Counting(json.JSONDecoder):
+        def raw_decode(self, s: str, idx: int = 0) -> tuple[object, int]:
+            decoded.append(len(s))
+            return super().raw_decode(s, idx)
+
+    monkeypatch.setattr(rawprogress.json, "JSONDecoder", Counting)
+    vertexes = [{"digest": f"d{i}", "name": f"[api {i}/300] RUN step {i}", "started": "2026-01-01T00:00:00.1Z",
+                 "completed": "2026-01-01T00:00:02.1Z", "inputs": {"nested": {"x": [i]}}} for i in range(300)]  # fmt: skip
+    indented = json.dumps({"vertexes": vertexes}, indent=2) + "\n"
+    compact = (
+        json.dumps(
+            {
+                "vertexes": [
+                    {
+                        "digest": "z",
+                        "name": "[api 9/9] RUN last",
+                        "started": "2026-01-01T00:00:00Z",
+                        "cached": True,
+                    }
+                ]
+            }
+        )
+        + "\n"
+    )
+    raw = indented + "ERROR: failed to solve: the end\n" + compact
+    renderer = Renderer()
+    lines = [out for line in raw.splitlines(keepends=True) for out in renderer.feed(line)]
+    assert len(decoded) == 2  # the indented status at its last line, the compact one at once
+    assert lines[:3] == ["#1 [api 0/300] RUN step 0", "#1 DONE 2.0s", "#2 [api 1/300] RUN step 1"]
+    assert lines[-3:] == ["ERROR: failed to solve: the end", "#301 [api 9/9] RUN last", "#301 CACHED"]
+    assert len(lines) == 2 * 300 + 3
 
 
 def test_a_step_stopped_because_another_failed_is_canceled_not_failed() -> None:

@@ -45,6 +45,11 @@ class Renderer:
         if not self._buffer and not line.lstrip().startswith("{"):
             return [line.rstrip("\n")] if line.strip() else []
         self._buffer += line
+        # buildx indents each status over many lines and closes it with a `}` of its own: decoding
+        # only at a line that may close one keeps a status of n lines O(n), not O(n^2), in CPU the
+        # builds beside it want. (A nested object's `}` is indented; a compact one is one line.)
+        if line[:1].isspace() or not line.rstrip().endswith("}"):
+            return []
         out: list[str] = []
         while self._buffer:
             text = self._buffer.lstrip()

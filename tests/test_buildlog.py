@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mab_hook import buildlog, rawprogress
+from mab_hook import buildlog
 from mab_hook.rawprogress import Renderer
 from mab_hook.results import Failure
 from tests.test_buildx import EXPORT_FAILURE
@@ -105,7 +105,7 @@ def test_each_status_is_decoded_once_at_its_closing_line(monkeypatch: pytest.Mon
             decoded.append(len(s))
             return super().raw_decode(s, idx)
 
-    monkeypatch.setattr(rawprogress.json, "JSONDecoder", Counting)
+    monkeypatch.setattr(json, "JSONDecoder", Counting)  # what the renderer decodes with
     vertexes = [{"digest": f"d{i}", "name": f"[api {i}/300] RUN step {i}", "started": "2026-01-01T00:00:00.1Z",
                  "completed": "2026-01-01T00:00:02.1Z", "inputs": {"nested": {"x": [i]}}} for i in range(300)]  # fmt: skip
     indented = json.dumps({"vertexes": vertexes}, indent=2) + "\n"

@@ -316,6 +316,30 @@ def test_an_upload_that_changed_after_it_was_read_back_is_read_again(tmp_path: P
         ]
 
 
+def test_public_tags_go_on_what_the_check_judged_though_the_staging_tag_moved_since() -> None:
+    """Publishing tags the digest the check judged, not whatever its staging tag names by then
+    (another push of the same inputs, a hand): and it asks the registry for none of the
+    manifests the check read."""
+    with OciRegistry() as registry:
+        api, judged = uploaded_job(registry, "api", "arm64")
+        public = (f"{registry.host}/team/api:1", f"{registry.host}/team/api:main")
+        api = api._replace(planned=api.planned._replace(tags=public, moving=public[1:]))
+        plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
+        run = early_run(registry)
+        result = BuildResult("api", BUILT, 1.0, "", None, image_digest=judged)
+        [(_plan, _jobs, [checked])] = pipeline._checked(
+            [(plan, (api,), [result])], run, {}, KeptByDigest(None, 10)
+        )
+        assert checked == result
+        _moved, other = uploaded_job(registry, "api", "amd64")  # the staging tag names x86-64 programs now
+        assert other != judged
+        registry.requests.clear()
+        [published] = pipeline.publish([api], [checked], run.registry, run.events, Ledger())
+        assert published.status is PUSHED and published.published == public
+        assert registry.digest(public[0]) == judged and registry.digest(public[1]) == judged
+        assert not [path for method, path in registry.requests if method == "GET" and "manifests" in path]
+
+
 def test_nothing_is_read_back_early_for_a_commit_that_does_not_push(tmp_path: Path) -> None:
     with OciRegistry() as registry:
         api, _digest = uploaded_job(registry, "api", "arm64")

@@ -11,15 +11,15 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
-from mab_hook import cli, pending, process, publisher, readiness
+from mab_hook import cli, pending, process, publisher, readiness, references
 from mab_hook.commands import status
 from mab_hook.pending import ToTag
-from mab_hook.registry import Insecure, Registry, Tagged
+from mab_hook.registry import Insecure, Proof, Registry, Tagged
 from tests.conftest import Repo
 from tests.engine import Canned
 from tests.readiness import recorded
@@ -214,6 +214,33 @@ def test_a_release_tag_pushed_with_a_commit_tags_every_image_of_it_not_only_the_
     assert (
         digest(canned, "api", "v2.0.0") == digest(canned, "api", sha[:7]) != digest(canned, "api", first[:7])
     )
+
+
+def test_the_publisher_tags_what_it_proved_though_the_staging_tag_moves_right_after(
+    repo: Repo, canned: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the proof (labels read) and the tag, the staging tag is moved to an upload that
+    proves nothing: the public tags go on the digest that was proven."""
+    sha = repo.commit(tagged(canned.registry.host, "{short_sha}", "latest"))
+    assert gate(repo, monkeypatch, capsys, f"refs/heads/main {sha} refs/heads/main {Z40}")[0] == 0
+    assert push(repo, "main").returncode == 0
+    proven: dict[str, str] = {}
+    prove = Registry.proof
+
+    def proof_then_moved(self: Registry, reference: str, digest: str, known: Callable[[str], bool]) -> Proof:
+        found = prove(self, reference, digest, known)
+        proven[references.parse(reference).path.rsplit("/", 1)[-1]] = found.manifest
+        canned.registry.upload(reference, {"dev.mab-hook.input-digest": "planted"}, ["linux/amd64"])
+        return found
+
+    monkeypatch.setattr(Registry, "proof", proof_then_moved)
+    code, out = mab(repo, capsys, "publish", "--pending")
+    assert code == 0, out
+    assert set(proven) == set(IMAGES)
+    for name in IMAGES:
+        assert (
+            proven[name] and digest(canned, name, sha[:7]) == digest(canned, name, "latest") == proven[name]
+        )
 
 
 def test_an_image_the_registry_lacks_is_named_and_no_moving_tag_moves(

@@ -247,6 +247,72 @@ def test_a_platforms_manifest_the_public_repository_holds_is_neither_read_nor_pu
     assert about == [("HEAD", held)]
 
 
+def manifest_requests(oci: OciRegistry) -> list[tuple[str, str]]:
+    return [(method, path.rsplit("/", 1)[-1]) for method, path in oci.requests if "/manifests/" in path]
+
+
+def test_a_manifest_is_read_once_by_digest_and_a_tag_every_time(oci: OciRegistry, tmp_path: Path) -> None:
+    """Digests name content, tags move: what a run read by digest (or by a tag, under the digest
+    of what came) is not asked for again; a tag is."""
+    staged = staged_upload(oci)
+    top_digest, child = oci.digest(staged), json.loads(oci.manifests[("team/mab-staging/api", "mab-1")][0])
+    child_digest = child["manifests"][0]["digest"]
+    gateway_ = gateway(tmp_path)
+    oci.requests.clear()
+    top = gateway_.manifest(staged)
+    assert top is not None and top.digest == top_digest
+    assert gateway_.manifest(staged) == top  # a tag: asked again
+    assert gateway_.manifest(f"{oci.host}/team/mab-staging/api@{top_digest}") == top  # known by its digest
+    body = gateway_.content(f"{oci.host}/team/mab-staging/api", "manifests", child_digest)
+    assert gateway_.content(f"{oci.host}/team/mab-staging/api", "manifests", child_digest) == body
+    assert manifest_requests(oci) == [("GET", "mab-1"), ("GET", "mab-1"), ("GET", child_digest)]
+    oci.requests.clear()  # another repository holding the same content is asked, not assumed
+    oci.manifests[("team/other", child_digest)] = oci.manifests[("team/mab-staging/api", child_digest)]
+    assert gateway_.content(f"{oci.host}/team/other", "manifests", child_digest) == body
+    assert manifest_requests(oci) == [("GET", child_digest)]
+
+
+def test_content_other_than_its_digest_says_is_refused_every_time(oci: OciRegistry, tmp_path: Path) -> None:
+    staged = staged_upload(oci)
+    claimed = "sha256:" + "e" * 64
+    oci.manifests[("team/mab-staging/api", claimed)] = oci.manifests[("team/mab-staging/api", "mab-1")]
+    gateway_ = gateway(tmp_path)
+    for _turn in range(2):
+        with pytest.raises(registry.RegistryError, match="the registry sent other content"):
+            gateway_.content(f"{oci.host}/team/mab-staging/api", "manifests", claimed)
+    assert manifest_requests(oci) == [("GET", claimed), ("GET", claimed)]
+    assert staged
+
+
+def test_publishing_asks_nothing_the_run_read_or_put_already(oci: OciRegistry, tmp_path: Path) -> None:
+    """The check read the upload (index and images) by the digest publishing then tags: the
+    carry reads none of them again, and the moving tags, after the fixed ones, are one PUT each."""
+    staged = staged_upload(oci)
+    gateway_, top_digest = gateway(tmp_path), oci.digest(staged)
+    index = json.loads(oci.manifests[("team/mab-staging/api", "mab-1")][0])
+    assert gateway_.manifest(staged) is not None  # as the check reads: the tag, then each image
+    for entry in index["manifests"]:
+        gateway_.content(f"{oci.host}/team/mab-staging/api", "manifests", entry["digest"])
+    oci.requests.clear()
+    pinned = f"{oci.host}/team/mab-staging/api@{top_digest}"
+    assert gateway_.tag(pinned, [f"{oci.host}/team/api:abc"]).ok
+    assert not [r for r in manifest_requests(oci) if r[0] == "GET"]  # every manifest known
+    assert oci.digest(f"{oci.host}/team/api:abc") == top_digest
+    oci.requests.clear()
+    assert gateway_.tag(pinned, [f"{oci.host}/team/api:main"]).ok
+    assert oci.requests == [("PUT", "/v2/team/api/manifests/main")]  # put by this run: held
+
+
+def test_a_manifest_deleted_by_the_run_is_asked_for_again(oci: OciRegistry, tmp_path: Path) -> None:
+    staged = staged_upload(oci)
+    gateway_, top_digest = gateway(tmp_path), oci.digest(staged)
+    assert gateway_.manifest(staged) is not None
+    assert gateway_.delete(f"{oci.host}/team/mab-staging/api@{top_digest}") == 202
+    assert gateway_.manifest(f"{oci.host}/team/mab-staging/api@{top_digest}") is None
+    tagged = gateway_.tag(f"{oci.host}/team/mab-staging/api@{top_digest}", [f"{oci.host}/team/api:abc"])
+    assert not tagged.ok and oci.tags("team/api") == set()
+
+
 def test_whether_a_push_may_go_somewhere_is_asked_by_starting_an_upload_and_cancelling_it(
     oci: OciRegistry, tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ from mab_hook import (
     input_digest,
     platform_check,
     process,
+    references,
     routing,
     runs,
     slow_steps,
@@ -689,7 +690,7 @@ class _Tagging(NamedTuple):
 def _tag(job: Job, result: BuildResult, tags: Sequence[str], to: _Tagging) -> BuildResult:
     to.events.progress(f"{job.planned.image.name}: tagging {', '.join(tags)}")
     with to.requests.one():  # counted before the stop is looked at: see `_Requests`
-        tagged = to.registry.tag(job.staged, tags, to.stop)
+        tagged = to.registry.tag(pinned(job.staged, result.image_digest or job.manifest), tags, to.stop)
         to.ledger.add(tagged.published)
     published = tuple(
         dict.fromkeys((*result.published, *((job.staged,) if job.in_registry else ()), *tagged.published))
@@ -699,6 +700,12 @@ def _tag(job: Job, result: BuildResult, tags: Sequence[str], to: _Tagging) -> Bu
     left = [tag for tag in tags if tag not in tagged.published]
     detail = f"tagging in the registry failed: {tagged.detail}; not tagged yet: {', '.join(left)}"
     return result._replace(status=Status.FAILED, detail=detail, failure=Failure.REGISTRY, published=published)
+
+
+def pinned(staged: str, digest: str) -> str:
+    """What a public tag is put on: the manifest the check judged (by its digest, which a
+    staging tag moved meanwhile does not change), or, when no digest is known, the staging tag."""
+    return f"{references.parse(staged).repository}@{digest}" if digest else staged
 
 
 def _tagged(job: Job, result: BuildResult) -> BuildResult:

@@ -225,7 +225,8 @@ def every_image(
             staged = pipeline.digest_reference(plan, planned)
             proof = registry.proof(staged, planned.input_digest, known)
             if proof.trusted:
-                wanted.append(ToTag(planned.image.name, staged, planned.tags, planned.moving))
+                pinned = pipeline.pinned(staged, proof.manifest)  # what was proven, whatever moves
+                wanted.append(ToTag(planned.image.name, pinned, planned.tags, planned.moving))
             else:
                 missing.append((planned.image.name, _untrusted(staged, proof)))
     return wanted, missing

@@ -44,6 +44,7 @@ MANIFEST_TYPES = ", ".join(
 REFERENCE_TYPE = "vnd.docker.reference.type"  # BuildKit's annotation of an attestation manifest
 MAX_NESTING = 4  # indexes within indexes that `carry` follows
 TAGS_PAGE, MAX_PAGES = 1000, 1000  # a tag list is read 1,000 at a time, a million at most
+KNOWN = 20_000  # manifests a run keeps by digest (a few KB each)
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 Insecure = tuple[tuple[str, ...], tuple[str, ...]]  # the daemon's insecure registries: names, CIDRs
 
@@ -111,6 +112,9 @@ class Registry:
         self._credentials: dict[str, Credentials | None] = {}
         self._endpoints: dict[tuple[str, bool], tuple[str, ssl.SSLContext | None]] = {}
         self._mirrors, self._mirrors_found = mirrors, None if callable(mirrors) else tuple(mirrors)
+        # Manifests are content-addressed: one read or put by this run is not asked for again
+        # (the check and publishing read the same ones; publishing puts what it then asks about).
+        self._known: dict[tuple[str, str], Manifest] = {}  # (repository, digest) it holds -> manifest
 
     # --- what callers ask ---------------------------------------------------------------------
 
@@ -233,18 +237,16 @@ class Registry:
             return Tagged(False, (), "tags on another registry")
         published: list[str] = []
         try:
-            got = self._call(
-                ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}", headers={"Accept": MANIFEST_TYPES}
-            )
-            if not got.ok:
-                return Tagged(False, (), f"HTTP {got.status} for {source}")
-            media_type = got.headers.get("content-type", "")
+            top = self._read(ref, ref.tag or ref.digest or "")
+            if isinstance(top, int):
+                return Tagged(False, (), f"HTTP {top} for {source}")
+            media_type = top.media_type
             carried = {ref.path}
             for target, tag in zip(targets, tags, strict=True):
                 if stop is not None and stop.is_set():
                     return Tagged(False, tuple(published), "stopped before " + tag)
                 if target.path not in carried:
-                    self.carry(ref, target, got.body, media_type)
+                    self.carry(ref, target, top.body, media_type)
                     carried.add(target.path)
                 put = self._call(
                     target,
@@ -252,10 +254,11 @@ class Registry:
                     "PUT",
                     f"manifests/{target.tag}",
                     headers={"Content-Type": media_type},
-                    body=got.body,
+                    body=top.body,
                 )
                 if not put.ok:
                     return Tagged(False, tuple(published), f"HTTP {put.status} tagging {tag}")
+                self._remember(target, top.body, media_type)
                 published.append(tag)
         except OSError as e:
             return Tagged(False, tuple(published), f"{_reason(e)}")
@@ -272,6 +275,9 @@ class Registry:
 
     def _held(self, repository: Reference, digest: str) -> bool:
         """Whether a repository has a manifest (a registry keeps none whose content it lacks)."""
+        with self._lock:
+            if (repository.repository, digest) in self._known:
+                return True
         held = self._call(
             repository, "pull,push", "HEAD", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES}
         )
@@ -293,16 +299,21 @@ class Registry:
     def _carry_child(self, source: Reference, to: Reference, digest: str, depth: int) -> None:
         if self._held(to, digest):
             return  # asked first: a held manifest is neither read nor put again
-        got = self._call(source, "pull", "GET", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES})
-        if not got.ok:
-            raise RegistryError(f"HTTP {got.status} for {source.repository}@{digest}")
-        media_type = got.headers.get("content-type", "")
-        self._carry_content(source, to, got.body, media_type, depth + 1)
+        got = self._read(source, digest)
+        if isinstance(got, int):
+            raise RegistryError(f"HTTP {got} for {source.repository}@{digest}")
+        self._carry_content(source, to, got.body, got.media_type, depth + 1)
         put = self._call(
-            to, "pull,push", "PUT", f"manifests/{digest}", headers={"Content-Type": media_type}, body=got.body
+            to,
+            "pull,push",
+            "PUT",
+            f"manifests/{digest}",
+            headers={"Content-Type": got.media_type},
+            body=got.body,
         )
         if not put.ok:
             raise RegistryError(f"HTTP {put.status} putting {to.repository}@{digest}")
+        self._remember(to, got.body, got.media_type)
 
     def _mount(self, source: Reference, to: Reference, digest: str) -> None:
         query = urllib.parse.urlencode({"mount": digest, "from": source.path})
@@ -321,35 +332,53 @@ class Registry:
         return self._mirrored(references.parse(reference), self._manifest)
 
     def _manifest(self, ref: Reference) -> Manifest | None:
-        got = self._call(
-            ref, "pull", "GET", f"manifests/{ref.tag or ref.digest}", headers={"Accept": MANIFEST_TYPES}
-        )
-        if got.status == 404:
+        got = self._read(ref, ref.tag or ref.digest or "")
+        if got == 404:
             return None
+        if isinstance(got, int):
+            raise RegistryError(f"HTTP {got} for {ref.repository}:{ref.tag or ref.digest}")
+        return got
+
+    def _read(self, ref: Reference, name: str) -> Manifest | int:
+        """A manifest of a repository by tag or digest (one known by digest costs no request),
+        or the status the registry refused it with."""
+        with self._lock:
+            known = self._known.get((ref.repository, name))
+        if known is not None:
+            return known
+        got = self._call(ref, "pull", "GET", f"manifests/{name}", headers={"Accept": MANIFEST_TYPES})
         if not got.ok:
-            raise RegistryError(f"HTTP {got.status} for {ref.repository}:{ref.tag or ref.digest}")
-        digest = got.headers.get("docker-content-digest") or "sha256:" + hashlib.sha256(got.body).hexdigest()
-        return Manifest(got.body, got.headers.get("content-type", ""), digest)
+            return got.status
+        said = got.headers.get("docker-content-digest")
+        manifest = self._remember(ref, got.body, got.headers.get("content-type", ""))
+        return manifest._replace(digest=said) if said else manifest
+
+    def _remember(self, repository: Reference, body: bytes, media_type: str) -> Manifest:
+        """A manifest the registry just sent or took: kept under the digest of its bytes."""
+        manifest = Manifest(body, media_type, "sha256:" + hashlib.sha256(body).hexdigest())
+        with self._lock:
+            if len(self._known) < KNOWN:
+                self._known[(repository.repository, manifest.digest)] = manifest
+        return manifest
 
     def content(self, repository: str, kind: str, digest: str) -> bytes | None:
         """A manifest (`kind` "manifests") or blob ("blobs") of a repository by digest, checked
         against it; None when the registry has none."""
 
         def read(ref: Reference) -> bytes | None:
-            got = self._call(
-                ref,
-                "pull",
-                "GET",
-                f"{kind}/{digest}",
-                headers={"Accept": MANIFEST_TYPES} if kind == "manifests" else None,
-            )
-            if got.status == 404:
+            if kind == "manifests":
+                got = self._read(ref, digest)
+                status, body = (got, b"") if isinstance(got, int) else (200, got.body)
+            else:
+                answer = self._call(ref, "pull", "GET", f"{kind}/{digest}")
+                status, body = answer.status, answer.body
+            if status == 404:
                 return None
-            if not got.ok:
-                raise RegistryError(f"HTTP {got.status} for {ref.repository}@{digest}")
-            if digest != "sha256:" + hashlib.sha256(got.body).hexdigest():
+            if not 200 <= status < 300:
+                raise RegistryError(f"HTTP {status} for {ref.repository}@{digest}")
+            if digest != "sha256:" + hashlib.sha256(body).hexdigest():
                 raise RegistryError(f"{ref.repository}@{digest}: the registry sent other content")
-            return got.body
+            return body
 
         return self._mirrored(references.parse(f"{repository}@{digest}"), read)
 
@@ -376,6 +405,7 @@ class Registry:
         )
         if not put.ok:
             raise RegistryError(f"HTTP {put.status} putting {reference}")
+        self._remember(ref, manifest.body, manifest.media_type)
 
     def tag_list(self, repository: str) -> list[str] | None:
         """Every tag of a repository, page by page as the registry links them; None: the
@@ -400,6 +430,8 @@ class Registry:
         (registries that delete tags); the status: 202 done, 404 gone already, 400/405/501
         not done this way."""
         ref = references.parse(reference)
+        with self._lock:  # whatever a tag named may be gone with it
+            self._known = {key: known for key, known in self._known.items() if key[0] != ref.repository}
         answer = self._call(ref, "pull,push,delete", "DELETE", f"manifests/{ref.digest or ref.tag}")
         return answer.status
 

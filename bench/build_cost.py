@@ -40,6 +40,7 @@ PHASES = (("planning", "commit "), ("readiness and checkout", ": building for ")
 class Run(NamedTuple):
     seconds: float
     phases: dict[str, float]
+    retried: bool = False  # a failed upload or run was tried again (the lab registry's 500s)
 
 
 def timed(cmd: Sequence[str], cwd: Path, env: dict[str, str], attempts: int = 1) -> Run:
@@ -52,7 +53,7 @@ def timed(cmd: Sequence[str], cwd: Path, env: dict[str, str], attempts: int = 1)
         started = time.perf_counter()
         found = timed_once(cmd, cwd, env)
         if found is not None:
-            return found._replace(seconds=found.seconds + spent)
+            return found._replace(seconds=found.seconds + spent, retried=spent > 0)
         spent += time.perf_counter() - started
     raise SystemExit(f"{' '.join(cmd)} failed {attempts} times")
 
@@ -186,7 +187,8 @@ def median(runs: Sequence[Run]) -> float:
 
 
 def seconds(runs: Sequence[Run]) -> str:
-    return ", ".join(f"{r.seconds:.2f}" for r in runs)
+    """Each run's time; `*`: it was tried again."""
+    return ", ".join(f"{r.seconds:.2f}{'*' if r.retried else ''}" for r in runs)
 
 
 def where(runs: Sequence[Run]) -> str:

@@ -129,9 +129,16 @@ def rounds(gates: Sequence[Gate], side: Side, count: int) -> tuple[dict[str, lis
     for _ in range(count):
         for gate in gates:
             gate.salted()
-            runs[gate.name].append(timed([*gate.command, "--all", "--publish"], gate.path, side.env))
+            run = timed([*gate.command, "--all", "--publish"], gate.path, side.env)
+            runs[gate.name].append(run._replace(retried=retried(gate.path, side.env)))
         hand.append(timed(side.by_hand(side.salted()), side.path, side.env, attempts=5))
     return runs, hand
+
+
+def retried(path: Path, env: dict[str, str]) -> bool:
+    """Whether the gate's run of HEAD tried an upload again: an image's log holds a second bake."""
+    logs = path / ".git" / "mab-hook" / "logs" / git(path, "rev-parse", "HEAD", env=env).strip()[:12]
+    return any(log.read_text().count("load local bake definitions") > 1 for log in logs.glob("*.log"))
 
 
 def baseline_command(rev: str) -> list[str]:
@@ -224,18 +231,31 @@ def made(path: Path, shape: Shape, name: str, command: list[str], *, staging: st
 def report(found: Sequence[tuple[str, int, dict[str, list[Run]], list[Run], Gate]]) -> str:
     lines = [
         "### Real repositories' pushes: the gate against `docker buildx bake --push` (3 platforms)\n",
-        "| repository | images | gate | gate time | bake --push | ratio | gate runs (s) | bake runs (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| repository | images | gate | gate time | bake --push | ratio | ratio, first tries | gate runs (s) "
+        "| bake runs (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, count, runs, hand in ((f[0], f[1], f[2], f[3]) for f in found):
         for name, timed_runs in runs.items():
             ratio = median(timed_runs) / median(hand)
             lines.append(f"| {label} | {count} | {name} | {median(timed_runs):.2f} s | {median(hand):.2f} s "
-                         f"| {ratio:.2f}x | {seconds(timed_runs)} | {seconds(hand)} |")  # fmt: skip
+                         f"| {ratio:.2f}x | {first_tries(timed_runs, hand)} | {seconds(timed_runs)} "
+                         f"| {seconds(hand)} |")  # fmt: skip
+    lines.append("\n`*`: a run that tried again (the lab's distribution 2.8 answers 500 to reads racing the "
+                 "docker driver's pushes: bake by hand is run again whole, the gate tries the image again); "
+                 "\"first tries\": the medians of the runs that did not.")  # fmt: skip
     lines.append("\nWhere the gate's time goes (medians, from its output as it came):\n")
     for label, _count, runs, _hand, _gate in found:
         lines += [f"- {label}, {name}: {where(timed_runs)}" for name, timed_runs in runs.items()]
     return "\n".join(lines)
+
+
+def first_tries(gate: Sequence[Run], hand: Sequence[Run]) -> str:
+    """The ratio of the medians of the runs neither side had to try again."""
+    clean_gate, clean_hand = [r for r in gate if not r.retried], [r for r in hand if not r.retried]
+    if not clean_gate or not clean_hand:
+        return "-"
+    return f"{median(clean_gate) / median(clean_hand):.2f}x ({len(clean_gate)} and {len(clean_hand)} runs)"
 
 
 if __name__ == "__main__":

@@ -303,6 +303,19 @@ def test_publishing_asks_nothing_the_run_read_or_put_already(oci: OciRegistry, t
     assert oci.requests == [("PUT", "/v2/team/api/manifests/main")]  # put by this run: held
 
 
+def test_a_manifest_the_run_put_is_not_read_back(oci: OciRegistry, tmp_path: Path) -> None:
+    """A merged index (engines, a CI fan-out) put under its staging tag, then published by digest."""
+    staged = staged_upload(oci)
+    gateway_ = gateway(tmp_path)
+    top = gateway_.manifest(staged)
+    assert top is not None
+    fresh = gateway(tmp_path)
+    fresh.put_manifest(f"{oci.host}/team/mab-staging/api:mab-2", top)
+    oci.requests.clear()
+    assert fresh.manifest(f"{oci.host}/team/mab-staging/api@{top.digest}") == top
+    assert oci.requests == []
+
+
 def test_a_manifest_deleted_by_the_run_is_asked_for_again(oci: OciRegistry, tmp_path: Path) -> None:
     staged = staged_upload(oci)
     gateway_, top_digest = gateway(tmp_path), oci.digest(staged)

@@ -313,7 +313,6 @@ class Registry:
         )
         if not put.ok:
             raise RegistryError(f"HTTP {put.status} putting {to.repository}@{digest}")
-        self._remember(to, got.body, got.media_type)
 
     def _mount(self, source: Reference, to: Reference, digest: str) -> None:
         query = urllib.parse.urlencode({"mount": digest, "from": source.path})

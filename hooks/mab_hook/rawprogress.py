@@ -20,10 +20,10 @@ from typing import Any
 def _time(value: Any) -> datetime.datetime | None:
     if not isinstance(value, str):
         return None
-    try:  # nanoseconds: Python keeps six digits
+    try:  # Go trims a fraction's trailing zeros and writes up to nine digits: Python 3.10 takes six
         head, _, rest = value.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())[:6]
-        return datetime.datetime.fromisoformat(f"{head}.{digits or '0'}+00:00")
+        digits = "".join(c for c in rest if c.isdigit())[:6].ljust(6, "0")
+        return datetime.datetime.fromisoformat(f"{head}.{digits}+00:00")
     except ValueError:
         return None
 

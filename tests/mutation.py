@@ -59,6 +59,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "buildx": ("tests/test_buildx.py", "tests/test_pipeline_decisions.py"),
     "bakefile": ("tests/test_bakefile.py", "tests/test_buildx.py"),
     "buildlog": ("tests/test_buildlog.py", "tests/test_buildx.py", "tests/test_pipeline_decisions.py"),
+    # buildx's raw progress as the log mab-hook reads failures and step times from
+    "rawprogress": ("tests/test_buildlog.py", "tests/test_slow_steps.py"),
     "policy": ("tests/test_policy.py", "tests/test_plan.py", "tests/test_commands_canned.py"),
     "pending": ("tests/test_publisher.py",),
     "publisher": ("tests/test_publisher.py",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -108,7 +109,9 @@ def test_each_status_is_decoded_once_at_its_closing_line(monkeypatch: pytest.Mon
     monkeypatch.setattr(json, "JSONDecoder", Counting)  # what the renderer decodes with
     vertexes = [{"digest": f"d{i}", "name": f"[api {i}/300] RUN step {i}", "started": "2026-01-01T00:00:00.1Z",
                  "completed": "2026-01-01T00:00:02.1Z", "inputs": {"nested": {"x": [i]}}} for i in range(300)]  # fmt: skip
-    indented = json.dumps({"vertexes": vertexes}, indent=2) + "\n"
+    indented = (
+        json.dumps({"vertexes": vertexes, "z": {"k": 1}}, indent=1) + "\n"
+    )  # any indent; a `}` one deep
     compact = (
         json.dumps(
             {
@@ -131,6 +134,83 @@ def test_each_status_is_decoded_once_at_its_closing_line(monkeypatch: pytest.Mon
     assert lines[:3] == ["#1 [api 0/300] RUN step 0", "#1 DONE 2.0s", "#2 [api 1/300] RUN step 1"]
     assert lines[-3:] == ["ERROR: failed to solve: the end", "#301 [api 9/9] RUN last", "#301 CACHED"]
     assert len(lines) == 2 * 300 + 3
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_raw_progress_renders_every_kind_of_status_as_plain_progress_says_it() -> None:
+    """Steps numbered as first seen, a start said once, a step's output under its number, its
+    end (DONE with its time from nanosecond stamps, CACHED, ERROR, CANCELED) once; warnings;
+    a log that is not base64 left out, not the ones after it; buildx's own lines between."""
+    started: list[tuple[str, str]] = []
+    statuses = [
+        {"vertexes": [{"digest": "a", "name": "[api 1/3] FROM busybox"}]},  # not started yet: nothing
+        {"vertexes": [{"digest": "a", "name": "[api 1/3] FROM busybox", "started": "2026-01-01T00:00:00.250000001Z"},
+                      {"digest": "b", "name": "[api 2/3] RUN make", "started": "2026-01-01T00:00:01.5Z"}]},
+        {"vertexes": [{"digest": "a", "name": "[api 1/3] FROM busybox", "started": "2026-01-01T00:00:00.250000001Z",
+                       "completed": "2026-01-01T00:00:02.750000001Z"}],
+         "logs": [{"vertex": "b", "data": "!not base64!"}, {"vertex": "b", "data": b64("cc -o app\n\nlinked\n")},
+                  {"data": b64("no vertex")}]},
+        {"vertexes": [{"digest": "a", "name": "[api 1/3] FROM busybox", "started": "2026-01-01T00:00:00.25Z",
+                       "completed": "2026-01-01T00:00:09Z"}],  # ended already: not again
+         "warnings": [{"short": b64("FromAsCasing: 'as' and 'FROM' keywords' casing do not match")}, {"detail": "x"}]},
+        {"vertexes": [{"digest": "c", "name": "[api 3/3] COPY . /", "cached": True, "started": "2026-01-01T00:00:03Z"},
+                      {"digest": "d", "name": "[web 2/2] RUN false", "error": "exit code: 1"},
+                      {"digest": "e", "name": "[web 1/2] RUN sleep 9", "started": "2026-01-01T00:00:03.1Z",
+                       "error": "exit code: 137: context canceled"},
+                      {"digest": "b", "name": "[api 2/3] RUN make", "started": "2026-01-01T00:00:01.5Z"}]},
+    ]  # fmt: skip
+    raw = "".join(json.dumps(status, indent=2) + "\n" for status in statuses[:3])
+    raw += "WARN: buildx's own line, its last word LAX\n" + "".join(
+        json.dumps(status) + "\n" for status in statuses[3:]
+    )
+    renderer = Renderer(lambda number, name: started.append((number, name)))
+    lines = [out for line in raw.splitlines(keepends=True) for out in renderer.feed(line)]
+    assert lines == [
+        "#1 [api 1/3] FROM busybox",
+        "#2 [api 2/3] RUN make",
+        "#1 DONE 2.5s",
+        "#2 cc -o app",
+        "#2 linked",
+        "#3 no vertex",
+        "WARN: buildx's own line, its last word LAX",
+        "WARNING: FromAsCasing: 'as' and 'FROM' keywords' casing do not match",
+        "#4 [api 3/3] COPY . /",
+        "#4 CACHED",
+        "#5 [web 2/2] RUN false",
+        "#5 ERROR: exit code: 1",
+        "#6 [web 1/2] RUN sleep 9",
+        "#6 CANCELED",
+    ]
+    assert started == [("1", "[api 1/3] FROM busybox"), ("2", "[api 2/3] RUN make"), ("4", "[api 3/3] COPY . /"),
+                       ("6", "[web 1/2] RUN sleep 9")]  # fmt: skip
+    done = Renderer().feed(json.dumps({"vertexes": [{"digest": "x", "name": "n", "started": "2026-01-01T00:00:00Z",
+                                                     "completed": "not a time"}]}) + "\n")  # fmt: skip
+    assert done == ["#1 n", "#1 DONE 0.0s"]  # a time it cannot read: none, not a failure
+    whole = {
+        "digest": "x",
+        "started": "2026-01-01T00:00:00Z",
+        "completed": "2026-01-01T00:00:03Z",
+    }  # no fraction
+    bad = base64.b64encode(b"caf\xe9").decode()  # not UTF-8
+    two = [{"vertexes": [whole], "logs": [{"vertex": "x"}, {"vertex": "x", "data": bad}]},
+           {"warnings": [{"short": bad}]}]  # fmt: skip
+    assert Renderer().feed(" ".join(json.dumps(status) for status in two) + "\n") == [
+        "#1 ", "#1 DONE 3.0s", "#1 caf\ufffd", "WARNING: caf\ufffd"]  # fmt: skip
+    # A line that looks like a status and is none is text, and what follows is read as before.
+    assert Renderer().feed("{not a status}\n") == ["{not a status}"]
+    renderer = Renderer()
+    assert renderer.feed("{\n") + renderer.feed('  "x": [}\n') + renderer.feed("}\n") == [
+        "{",
+        '  "x": [}',
+        "}",
+    ]
+    assert renderer.feed("ERROR: after it\n") == ["ERROR: after it"]
+    assert renderer.feed(
+        json.dumps({"vertexes": [{"digest": "y", "name": "m", "started": "2026-01-01T00:00:00Z"}]}) + "\n"
+    ) == ["#1 m"]
 
 
 def test_a_step_stopped_because_another_failed_is_canceled_not_failed() -> None:

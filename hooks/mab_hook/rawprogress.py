@@ -20,8 +20,9 @@ from typing import Any
 def _time(value: Any) -> datetime.datetime | None:
     if not isinstance(value, str):
         return None
-    try:  # Go trims a fraction's trailing zeros and writes up to nine digits: Python 3.10 takes six
-        head, _, rest = value.partition(".")
+    try:  # Go trims a fraction's trailing zeros (all of them: no fraction) and writes up to nine
+        # digits: Python 3.10 takes six
+        head, _, rest = value.removesuffix("Z").partition(".")
         digits = "".join(c for c in rest if c.isdigit())[:6].ljust(6, "0")
         return datetime.datetime.fromisoformat(f"{head}.{digits}+00:00")
     except ValueError:
@@ -36,7 +37,6 @@ class Renderer:
         self.started = started
         self._buffer = ""
         self._numbers: dict[str, int] = {}  # vertex digest -> its number in the log
-        self._names: dict[str, str] = {}
         self._shown: set[str] = set()  # vertices whose start was rendered
         self._ended: set[str] = set()
         self._decoder = json.JSONDecoder()
@@ -55,8 +55,9 @@ class Renderer:
             text = self._buffer.lstrip()
             try:
                 status, end = self._decoder.raw_decode(text)
-            except json.JSONDecodeError:
-                break  # not whole yet: wait for more lines
+            except json.JSONDecodeError:  # at a line that closes a status, what does not decode is none
+                self._buffer = ""
+                return out + [kept for kept in text.splitlines() if kept.strip()]
             self._buffer = text[end:].lstrip()
             if isinstance(status, dict):
                 out += self._render(status)
@@ -87,7 +88,6 @@ class Renderer:
     def _vertex(self, vertex: dict[str, Any]) -> list[str]:
         digest, name = str(vertex.get("digest", "")), str(vertex.get("name", ""))
         number = self._number(digest)
-        self._names[digest] = name
         out = []
         if vertex.get("started") and digest not in self._shown:
             self._shown.add(digest)

@@ -303,6 +303,20 @@ def test_publishing_asks_nothing_the_run_read_or_put_already(oci: OciRegistry, t
     assert oci.requests == [("PUT", "/v2/team/api/manifests/main")]  # put by this run: held
 
 
+def test_a_platforms_manifest_the_public_repository_refuses_stops_the_tag(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    """A child put refused (a quota, a policy on what may be pushed): no tag names an index whose
+    images are not all there, and the refusal is said."""
+    staged = staged_upload(oci)
+    child = json.loads(oci.manifests[("team/mab-staging/api", "mab-1")][0])["manifests"][1]["digest"]
+    oci.refuse.add(f"team/api:{child}")
+    tagged = gateway(tmp_path, run=NoBuildx()).tag(staged, [f"{oci.host}/team/api:abc"])
+    assert not tagged.ok and tagged.published == ()
+    assert oci.tags("team/api") == set()
+    assert ("PUT", "/v2/team/api/manifests/abc") not in oci.requests  # the carry stopped: no tag tried
+
+
 def test_a_manifest_the_run_put_is_not_read_back(oci: OciRegistry, tmp_path: Path) -> None:
     """A merged index (engines, a CI fan-out) put under its staging tag, then published by digest."""
     staged = staged_upload(oci)
@@ -352,6 +366,7 @@ def test_a_registry_that_will_not_mount_leaves_the_copy_to_buildx_and_puts_no_ta
     tagged = gateway(tmp_path, run=run).tag(staged, [f"{oci.host}/team/api:abc"])
     assert not tagged.ok and tagged.published == ()
     assert oci.tags("team/api") == set()
+    assert ("PUT", "/v2/team/api/manifests/abc") not in oci.requests  # the carry stopped: no tag tried
     assert run.asked[-1][3:] == ("create", "--tag", f"{oci.host}/team/api:abc", staged)
     detail = gateway(tmp_path).api_tag(staged, [f"{oci.host}/team/api:abc"]).detail
     assert detail.startswith("HTTP 202 mounting sha256:") and "into " in detail

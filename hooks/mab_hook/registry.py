@@ -240,25 +240,16 @@ class Registry:
             top = self._read(ref, ref.tag or ref.digest or "")
             if isinstance(top, int):
                 return Tagged(False, (), f"HTTP {top} for {source}")
-            media_type = top.media_type
             carried = {ref.path}
             for target, tag in zip(targets, tags, strict=True):
                 if stop is not None and stop.is_set():
                     return Tagged(False, tuple(published), "stopped before " + tag)
                 if target.path not in carried:
-                    self.carry(ref, target, top.body, media_type)
+                    self.carry(ref, target, top.body, top.media_type)
                     carried.add(target.path)
-                put = self._call(
-                    target,
-                    "pull,push",
-                    "PUT",
-                    f"manifests/{target.tag}",
-                    headers={"Content-Type": media_type},
-                    body=top.body,
-                )
-                if not put.ok:
-                    return Tagged(False, tuple(published), f"HTTP {put.status} tagging {tag}")
-                self._remember(target, top.body, media_type)
+                status = self._put(target, target.tag or "", top)
+                if status:
+                    return Tagged(False, tuple(published), f"HTTP {status} tagging {tag}")
                 published.append(tag)
         except OSError as e:
             return Tagged(False, tuple(published), f"{_reason(e)}")
@@ -303,16 +294,9 @@ class Registry:
         if isinstance(got, int):
             raise RegistryError(f"HTTP {got} for {source.repository}@{digest}")
         self._carry_content(source, to, got.body, got.media_type, depth + 1)
-        put = self._call(
-            to,
-            "pull,push",
-            "PUT",
-            f"manifests/{digest}",
-            headers={"Content-Type": got.media_type},
-            body=got.body,
-        )
-        if not put.ok:
-            raise RegistryError(f"HTTP {put.status} putting {to.repository}@{digest}")
+        status = self._put(to, digest, got)
+        if status:
+            raise RegistryError(f"HTTP {status} putting {to.repository}@{digest}")
 
     def _mount(self, source: Reference, to: Reference, digest: str) -> None:
         query = urllib.parse.urlencode({"mount": digest, "from": source.path})
@@ -394,17 +378,25 @@ class Registry:
 
     def put_manifest(self, reference: str, manifest: Manifest) -> None:
         ref = references.parse(reference)
+        status = self._put(ref, ref.tag or "", manifest)
+        if status:
+            raise RegistryError(f"HTTP {status} putting {reference}")
+
+    def _put(self, repository: Reference, name: str, manifest: Manifest) -> int:
+        """A manifest put under a tag or its digest (then known to be held): 0, else the status
+        the registry refused it with."""
         put = self._call(
-            ref,
+            repository,
             "pull,push",
             "PUT",
-            f"manifests/{ref.tag}",
+            f"manifests/{name}",
             headers={"Content-Type": manifest.media_type},
             body=manifest.body,
         )
         if not put.ok:
-            raise RegistryError(f"HTTP {put.status} putting {reference}")
-        self._remember(ref, manifest.body, manifest.media_type)
+            return put.status
+        self._remember(repository, manifest.body, manifest.media_type)
+        return 0
 
     def tag_list(self, repository: str) -> list[str] | None:
         """Every tag of a repository, page by page as the registry links them; None: the

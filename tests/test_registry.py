@@ -4,9 +4,13 @@ its buildx fallback, and both against real registries of the lab."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import hashlib
 import http.server
 import json
+import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -233,18 +237,74 @@ def test_what_the_public_repository_holds_already_is_not_carried_again(
     assert [m for m, _ in oci.requests] == ["GET", "HEAD", "PUT"]  # the index is there: only the tag
 
 
-def test_a_platforms_manifest_the_public_repository_holds_is_neither_read_nor_put_again(
-    oci: OciRegistry, tmp_path: Path
-) -> None:
-    """A rebuilt image whose arm64 image is the one published before: only amd64's is carried."""
+def test_only_the_index_is_asked_for_in_the_public_repository(oci: OciRegistry, tmp_path: Path) -> None:
+    """An image mab-hook built has platform manifests no repository holds yet (each config
+    carries its commit): asking for each would cost a request and save none. One held (an
+    interrupted carry) is put again, harmlessly."""
     staged = staged_upload(oci)
     index = json.loads(oci.manifests[("team/mab-staging/api", "mab-1")][0])
     held = index["manifests"][1]["digest"]
     oci.manifests[("team/api", held)] = oci.manifests[("team/mab-staging/api", held)]
     oci.requests.clear()
     assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc"]).ok
-    about = [(method, path.rsplit("/", 1)[-1]) for method, path in oci.requests if held in path]
-    assert about == [("HEAD", held)]
+    asked = [path.rsplit("/", 1)[-1] for method, path in oci.requests if method == "HEAD"]
+    assert asked == [oci.digest(staged)]
+    about = [(method, path.split("/")[3]) for method, path in oci.requests if held in path]
+    assert about == [("GET", "mab-staging"), ("PUT", "api")]
+    assert oci.digest(f"{oci.host}/team/api:abc") == oci.digest(staged)
+
+
+def test_a_layer_the_platforms_share_is_mounted_once(oci: OciRegistry, tmp_path: Path) -> None:
+    """The same COPY of sources is the same layer on every platform: one mount, which the
+    other platforms' carries wait for before their manifests are put."""
+    shared = b"the sources, copied alike on every platform"
+    layers = {"linux/amd64": [shared, b"amd64's own"], "linux/arm64": [shared, b"arm64's own"]}
+    staged = f"{oci.host}/team/mab-staging/api:mab-1"
+    oci.upload(staged, {}, ["linux/amd64", "linux/arm64"], layers=layers)
+    assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc"]).ok
+    mounts = [path for method, path in oci.requests if method == "POST"]
+    shared_digest = "sha256%3A" + hashlib.sha256(shared).hexdigest()
+    assert len(mounts) == 5 and sum(shared_digest in path for path in mounts) == 1  # 2 configs, 3 layers
+    for entry in json.loads(oci.manifests[("team/api", "abc")][0])["manifests"]:
+        assert oci.lacks("team/api", oci.manifests[("team/api", entry["digest"])][0]) == []
+
+
+def test_an_indexs_platforms_are_carried_side_by_side(
+    oci: OciRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each platform's carry waits for the other's to start: one after the other would never
+    get past the first."""
+    staged = staged_upload(oci)
+    together = threading.Barrier(2, timeout=5)
+    carry = Registry._carry_child
+
+    def met(self: Registry, *args: Any, **kwargs: Any) -> None:
+        together.wait()
+        carry(self, *args, **kwargs)
+
+    monkeypatch.setattr(Registry, "_carry_child", met)
+    assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc"]).ok
+    assert oci.digest(f"{oci.host}/team/api:abc") == oci.digest(staged)
+
+
+def test_the_first_requests_of_a_run_find_the_registrys_endpoint_once(
+    fake: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every image's first request goes out at once: one finds how to speak to the registry
+    (a TLS context, a TLS handshake tried), the others wait for its answer."""
+    probes: list[str] = []
+    speaks_tls = registry._speaks_tls
+
+    def probed(host: str, context: ssl.SSLContext) -> bool:
+        probes.append(host)
+        time.sleep(0.1)  # the others arrive meanwhile
+        return speaks_tls(host, context)
+
+    monkeypatch.setattr(registry, "_speaks_tls", probed)
+    gateway_ = gateway(tmp_path)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda n: gateway_.api_exists(f"{fake}/team/app{n}:1"), range(8)))
+    assert answers == [True] * 8 and probes == [fake]
 
 
 def manifest_requests(oci: OciRegistry) -> list[tuple[str, str]]:

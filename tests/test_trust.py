@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,15 @@ from tests.conftest import Lab, Repo, free_port, mab, start_registry
 from tests.tls import Certs, http_registry, https_registry, placed
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test CA")
+
+
+def test_an_insecure_registrys_context_checks_nothing_and_loads_no_ca() -> None:
+    """Docker checks no certificate of an insecure registry: the system's CAs (some 20 ms to
+    load, in every run's first request) would go unused."""
+    found = trust.context(trust.Trust(), verify=False)
+    assert (found.verify_mode, found.check_hostname) == (ssl.CERT_NONE, False)
+    assert found.cert_store_stats()["x509_ca"] == 0
+    assert trust.context(trust.Trust(), verify=True).verify_mode == ssl.CERT_REQUIRED
 
 
 def test_certs_d_is_read_as_docker_reads_it(tmp_path: Path) -> None:

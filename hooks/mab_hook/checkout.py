@@ -134,13 +134,16 @@ def _drop_gitlinks(path: Path, submodules: Sequence[str]) -> None:
 
 
 def _remove(repo: git.Repo, path: Path) -> None:
-    try:
-        repo.git.worktree("remove", "--force", "--force", str(path))
-    except git.GitCommandError:  # without its .git, never created, or gone: unlocked, prune forgets it
+    if (path / ".git").is_file():
         with suppress(git.GitCommandError):
-            repo.git.worktree("unlock", str(path))
-        with suppress(git.GitCommandError):
-            repo.git.worktree("prune")
+            repo.git.worktree("remove", "--force", "--force", str(path))
+            return
+    # Without its .git (dropped for the build, as it always is once checked out; never
+    # created; gone), `remove` would refuse: unlocked, prune forgets it.
+    with suppress(git.GitCommandError):
+        repo.git.worktree("unlock", str(path))
+    with suppress(git.GitCommandError):
+        repo.git.worktree("prune")
 
 
 def remove_stale(repo: git.Repo) -> list[str]:

@@ -11,6 +11,7 @@ knows docker's certificates and mirrors too.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import ipaddress
 import json
@@ -43,6 +44,7 @@ MANIFEST_TYPES = ", ".join(
 )
 REFERENCE_TYPE = "vnd.docker.reference.type"  # BuildKit's annotation of an attestation manifest
 MAX_NESTING = 4  # indexes within indexes that `carry` follows
+CARRIED_AT_ONCE = 8  # an index's manifests carried side by side
 TAGS_PAGE, MAX_PAGES = 1000, 1000  # a tag list is read 1,000 at a time, a million at most
 KNOWN = 20_000  # manifests a run keeps by digest (a few KB each)
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
@@ -111,10 +113,14 @@ class Registry:
         self._connections = http_client.Connections()  # kept open between requests
         self._credentials: dict[str, Credentials | None] = {}
         self._endpoints: dict[tuple[str, bool], tuple[str, ssl.SSLContext | None]] = {}
+        self._finding: dict[tuple[str, bool], threading.Lock] = {}  # one finds a host's endpoint
         self._mirrors, self._mirrors_found = mirrors, None if callable(mirrors) else tuple(mirrors)
         # Manifests are content-addressed: one read or put by this run is not asked for again
         # (the check and publishing read the same ones; publishing puts what it then asks about).
         self._known: dict[tuple[str, str], Manifest] = {}  # (repository, digest) it holds -> manifest
+        # A blob mounted into a repository by this run (an index's platforms often share layers:
+        # the same COPY of sources): mounted once, the others wait for that mount.
+        self._mounts: dict[tuple[str, str], concurrent.futures.Future[None]] = {}
 
     # --- what callers ask ---------------------------------------------------------------------
 
@@ -264,6 +270,19 @@ class Registry:
         if not self._held(to, "sha256:" + hashlib.sha256(body).hexdigest()):
             self._carry_content(source, to, body, media_type, depth)
 
+    def mount_ahead(self, source: str, tags: Sequence[str]) -> None:
+        """The blobs of an upload mounted into the repositories of `tags` (on its registry)
+        before it is published, while other images still build: publishing then puts only the
+        manifests and the tags. Nothing there names the blobs yet; what fails here is left to
+        the carry, which mounts what this did not."""
+        ref = references.parse(source)
+        top = self._read(ref, ref.tag or ref.digest or "")
+        if isinstance(top, int):
+            return
+        repositories = {references.parse(tag)._replace(tag=None, digest=None) for tag in tags}
+        for to in sorted(r for r in repositories if r.api_host == ref.api_host and r.path != ref.path):
+            self._carry_content(ref, to, top.body, top.media_type, 0, put=False)
+
     def _held(self, repository: Reference, digest: str) -> bool:
         """Whether a repository has a manifest (a registry keeps none whose content it lacks)."""
         with self._lock:
@@ -275,30 +294,54 @@ class Registry:
         return held.ok
 
     def _carry_content(
-        self, source: Reference, to: Reference, body: bytes, media_type: str, depth: int
+        self, source: Reference, to: Reference, body: bytes, media_type: str, depth: int, *, put: bool = True
     ) -> None:
+        """`put` False: blobs only (`mount_ahead`)."""
         data = json.loads(body)
         if media_type in INDEXES and depth < MAX_NESTING:
-            for entry in data.get("manifests") or ():
-                self._carry_child(source, to, str(entry.get("digest", "")), depth)
+            digests = [str(entry.get("digest", "")) for entry in data.get("manifests") or ()]
+            _each(lambda digest: self._carry_child(source, to, digest, depth, put=put), digests)
             return
         blobs = [data.get("config"), *(data.get("layers") or ())]
-        for blob in blobs:
-            if isinstance(blob, dict):
-                self._mount(source, to, str(blob.get("digest", "")))
+        for digest in dict.fromkeys(str(blob.get("digest", "")) for blob in blobs if isinstance(blob, dict)):
+            self._mount(source, to, digest)
 
-    def _carry_child(self, source: Reference, to: Reference, digest: str, depth: int) -> None:
-        if self._held(to, digest):
-            return  # asked first: a held manifest is neither read nor put again
+    def _carry_child(self, source: Reference, to: Reference, digest: str, depth: int, *, put: bool) -> None:
+        # Not asked first (the index was): an image built by mab-hook has platform manifests no
+        # repository holds yet (each config carries its commit), so asking cost a request per
+        # manifest and saved none; one the run knows is held is skipped, one held is put again.
+        with self._lock:
+            if (to.repository, digest) in self._known:
+                return
         got = self._read(source, digest)
         if isinstance(got, int):
             raise RegistryError(f"HTTP {got} for {source.repository}@{digest}")
-        self._carry_content(source, to, got.body, got.media_type, depth + 1)
-        status = self._put(to, digest, got)
+        self._carry_content(source, to, got.body, got.media_type, depth + 1, put=put)
+        status = self._put(to, digest, got) if put else 0
         if status:
             raise RegistryError(f"HTTP {status} putting {to.repository}@{digest}")
 
     def _mount(self, source: Reference, to: Reference, digest: str) -> None:
+        """A blob mounted into `to` once a run: a carry of it under way is waited for (and its
+        failure shared); a failed one is tried again by the next carry."""
+        key = (to.repository, digest)
+        with self._lock:
+            first = key not in self._mounts
+            mounted = self._mounts.setdefault(key, concurrent.futures.Future())
+        if not first:
+            mounted.result()
+            return
+        try:
+            self._mount_once(source, to, digest)
+        except BaseException as e:  # ^C too: those waiting fail with it, a later carry mounts
+            with self._lock:
+                self._mounts.pop(key, None)
+            failed = e if isinstance(e, OSError) else RegistryError(f"mounting {digest} was stopped")
+            mounted.set_exception(failed)
+            raise
+        mounted.set_result(None)
+
+    def _mount_once(self, source: Reference, to: Reference, digest: str) -> None:
         query = urllib.parse.urlencode({"mount": digest, "from": source.path})
         answer = self._call(to, "pull,push", "POST", f"blobs/uploads/?{query}", also=source.path)
         if answer.status == 201:
@@ -601,13 +644,20 @@ class Registry:
         key = (host, insecure)  # the daemon's insecure list may arrive after a first request
         with self._lock:
             known = self._endpoints.get(key)
+            finding = self._finding.setdefault(key, threading.Lock())
         if known is not None:
             return known
-        context = trust.context(trust.for_host(host, self.certs), verify=not insecure)
-        found = ("http", None) if insecure and not _speaks_tls(host, context) else ("https", context)
-        with self._lock:
-            self._endpoints[key] = found
-        return found
+        # The first requests of a run go out together (a thread per image): one of them finds
+        # the endpoint, the others wait for it instead of each building a context and probing.
+        with finding:
+            with self._lock:
+                known = self._endpoints.get(key)
+            if known is None:
+                context = trust.context(trust.for_host(host, self.certs), verify=not insecure)
+                known = ("http", None) if insecure and not _speaks_tls(host, context) else ("https", context)
+                with self._lock:
+                    self._endpoints[key] = known
+            return known
 
     def _call(
         self,
@@ -711,6 +761,18 @@ def _labels_of(config: object) -> Mapping[str, str]:
     inner = config.get("config") if isinstance(config, dict) else None
     labels = inner.get("Labels") if isinstance(inner, dict) else None
     return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {}
+
+
+def _each(carry: Callable[[str], None], digests: Sequence[str]) -> None:
+    """`carry` of every digest, side by side; the first failure raised once all have ended."""
+    if len(digests) <= 1:
+        for digest in digests:
+            carry(digest)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(digests), CARRIED_AT_ONCE)) as pool:
+        futures = [pool.submit(carry, digest) for digest in digests]
+    for future in futures:
+        future.result()
 
 
 def images_of(index: Mapping[str, Any]) -> list[Mapping[str, Any]]:

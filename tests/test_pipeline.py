@@ -272,7 +272,7 @@ def test_an_upload_is_read_back_once_as_it_lands_and_the_check_after_the_build_r
         kept = KeptByDigest(None, 10)
         run = early_run(registry)
         registry.requests.clear()
-        with pipeline._EarlyChecks(run, {}, kept, publishing=False) as early:
+        with pipeline._EarlyChecks(run, {}, kept) as early:
             uploaded = early.of(plan, [api, wrong, skipped, unstaged])
             for name in (
                 "api",
@@ -298,45 +298,13 @@ def test_an_upload_is_read_back_once_as_it_lands_and_the_check_after_the_build_r
         assert found[1].detail.startswith("not the platform it claims: linux/arm64: /app is ELF 64-bit")
 
 
-def test_an_upload_found_right_has_its_blobs_mounted_ahead_when_the_run_publishes() -> None:
-    """While the rest of the push builds, a checked upload's blobs go into its public
-    repository, so that publishing after the build puts only manifests and tags. Nothing names
-    them there before: no manifest is put ahead. One found wrong, or a run that does not
-    publish (a pre-push gate: the publisher does, once the remote accepted), mounts nothing."""
-    with OciRegistry() as registry:
-        host = registry.host
-        api, digest = uploaded_job(registry, "api", "arm64")
-        api = api._replace(planned=api.planned._replace(tags=(f"{host}/team/api:abc",)))
-        wrong = uploaded_job(registry, "wrong", "amd64")[0]  # x86-64 programs in "arm64"
-        wrong = wrong._replace(planned=wrong.planned._replace(tags=(f"{host}/team/wrong:abc",)))
-        plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
-        mounted: dict[bool, list[str]] = {}
-        for publishing in (False, True):
-            registry.requests.clear()
-            run = early_run(registry)
-            with pipeline._EarlyChecks(run, {}, KeptByDigest(None, 10), publishing=publishing) as early:
-                for name in ("api", "wrong"):
-                    early.of(plan, [api, wrong])(name)
-                early.wait()
-            mounted[publishing] = [path for method, path in registry.requests if method == "POST"]
-        assert mounted[False] == []
-        assert len(mounted[True]) == 2  # the config and the layer of its one platform
-        assert all(path.startswith("/v2/team/api/blobs/uploads/?mount=") for path in mounted[True])
-        assert registry.repositories() == {"team/mab-staging/api", "team/mab-staging/wrong"}  # no manifest
-        registry.requests.clear()
-        published = pipeline.pinned(api.staged, digest)  # what publishing tags
-        assert run.registry.tag(published, [f"{host}/team/api:abc"]).ok
-        assert [method for method, _path in registry.requests if method not in ("HEAD", "PUT")] == []
-        assert registry.digest(f"{host}/team/api:abc") == registry.digest(api.staged)
-
-
 def test_an_upload_that_changed_after_it_was_read_back_is_read_again(tmp_path: Path) -> None:
     """The early read is only kept: what the build reports uploading is what the check judges."""
     with OciRegistry() as registry:
         api, _first = uploaded_job(registry, "api", "amd64")
         plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=True)))
         kept, run = KeptByDigest(None, 10), early_run(registry)
-        with pipeline._EarlyChecks(run, {}, kept, publishing=False) as early:
+        with pipeline._EarlyChecks(run, {}, kept) as early:
             early.of(plan, [api])("api")
             early.wait()
         _again, digest = uploaded_job(registry, "api", "arm64")  # the same tag, another upload
@@ -377,9 +345,7 @@ def test_nothing_is_read_back_early_for_a_commit_that_does_not_push(tmp_path: Pa
         api, _digest = uploaded_job(registry, "api", "arm64")
         plan = cast(Plan, SimpleNamespace(config=SimpleNamespace(push=False)))
         registry.requests.clear()
-        with pipeline._EarlyChecks(
-            early_run(registry), {}, KeptByDigest(None, 10), publishing=False
-        ) as early:
+        with pipeline._EarlyChecks(early_run(registry), {}, KeptByDigest(None, 10)) as early:
             early.of(plan, [api])("api")
             early.wait()
         assert registry.requests == []
@@ -419,10 +385,7 @@ def test_an_interrupted_run_waits_for_no_early_read_and_starts_none_of_those_que
     jobs = [job(f"i{n}") for n in range(pipeline.CHECKS + 3)]
     run = cast(runs.Builds, SimpleNamespace(registry=None, events=Events(print, print)))
     began = time.monotonic()
-    with (
-        pytest.raises(KeyboardInterrupt),
-        pipeline._EarlyChecks(run, {}, KeptByDigest(None, 1), publishing=False) as early,
-    ):
+    with pytest.raises(KeyboardInterrupt), pipeline._EarlyChecks(run, {}, KeptByDigest(None, 1)) as early:
         uploaded = early.of(plan, jobs)
         for j in jobs:
             uploaded(j.planned.image.name)

@@ -109,7 +109,7 @@ def build(
     platforms (readiness found them). Without `publishing`, what built stays under
     its staging tags (a CI job's share of a fan-out)."""
     kept = platform_check.kept_findings(run.state.root / "cache" / "uploads.json")
-    with _EarlyChecks(run, bases, kept, publishing=publishing) as early:
+    with _EarlyChecks(run, bases, kept) as early:
         built: list[Built] = [
             (plan, jobs, _build_plan(repo, plan, jobs, run, early.of(plan, jobs), routes=routes))
             for plan, jobs in decided.work
@@ -295,10 +295,8 @@ class _EarlyChecks:
     builds: the check after the build finds it judged under the digest the build reports (kept
     by digest), at no request. What an early read finds is only kept: the check decides."""
 
-    def __init__(
-        self, run: runs.Builds, bases: Mapping[str, Found], kept: KeptByDigest, *, publishing: bool
-    ) -> None:
-        self.run, self.bases, self.kept, self.publishing = run, bases, kept, publishing
+    def __init__(self, run: runs.Builds, bases: Mapping[str, Found], kept: KeptByDigest) -> None:
+        self.run, self.bases, self.kept = run, bases, kept
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=CHECKS)
         self.started: dict[str, concurrent.futures.Future[None]] = {}
         self.lock = threading.Lock()
@@ -323,16 +321,11 @@ class _EarlyChecks:
         return uploaded
 
     def _read(self, job: Job) -> None:
-        """Read for the check; when this run publishes, an upload found right also has its
-        blobs mounted into its public repositories (no manifest: nothing is public before every
-        image is built and checked)."""
         layers = platform_check.base_layers(job.planned.roots, self.bases)
         with contextlib.suppress(OSError, ValueError):  # the check after the build reads it again
-            checked = platform_check.check(
+            platform_check.check(
                 self.run.registry, job.staged, job.planned.image, base_layers=layers, kept=self.kept
             )
-            if self.publishing and not checked.findings and job.planned.tags:
-                self.run.registry.mount_ahead(job.staged, job.planned.tags)
 
     def wait(self) -> None:
         with self.lock:

@@ -270,19 +270,6 @@ class Registry:
         if not self._held(to, "sha256:" + hashlib.sha256(body).hexdigest()):
             self._carry_content(source, to, body, media_type, depth)
 
-    def mount_ahead(self, source: str, tags: Sequence[str]) -> None:
-        """The blobs of an upload mounted into the repositories of `tags` (on its registry)
-        before it is published, while other images still build: publishing then puts only the
-        manifests and the tags. Nothing there names the blobs yet; what fails here is left to
-        the carry, which mounts what this did not."""
-        ref = references.parse(source)
-        top = self._read(ref, ref.tag or ref.digest or "")
-        if isinstance(top, int):
-            return
-        repositories = {references.parse(tag)._replace(tag=None, digest=None) for tag in tags}
-        for to in sorted(r for r in repositories if r.api_host == ref.api_host and r.path != ref.path):
-            self._carry_content(ref, to, top.body, top.media_type, 0, put=False)
-
     def _held(self, repository: Reference, digest: str) -> bool:
         """Whether a repository has a manifest (a registry keeps none whose content it lacks)."""
         with self._lock:
@@ -294,19 +281,18 @@ class Registry:
         return held.ok
 
     def _carry_content(
-        self, source: Reference, to: Reference, body: bytes, media_type: str, depth: int, *, put: bool = True
+        self, source: Reference, to: Reference, body: bytes, media_type: str, depth: int
     ) -> None:
-        """`put` False: blobs only (`mount_ahead`)."""
         data = json.loads(body)
         if media_type in INDEXES and depth < MAX_NESTING:
             digests = [str(entry.get("digest", "")) for entry in data.get("manifests") or ()]
-            _each(lambda digest: self._carry_child(source, to, digest, depth, put=put), digests)
+            _each(lambda digest: self._carry_child(source, to, digest, depth), digests)
             return
         blobs = [data.get("config"), *(data.get("layers") or ())]
         for digest in dict.fromkeys(str(blob.get("digest", "")) for blob in blobs if isinstance(blob, dict)):
             self._mount(source, to, digest)
 
-    def _carry_child(self, source: Reference, to: Reference, digest: str, depth: int, *, put: bool) -> None:
+    def _carry_child(self, source: Reference, to: Reference, digest: str, depth: int) -> None:
         # Not asked first (the index was): an image built by mab-hook has platform manifests no
         # repository holds yet (each config carries its commit), so asking cost a request per
         # manifest and saved none; one the run knows is held is skipped, one held is put again.
@@ -316,8 +302,8 @@ class Registry:
         got = self._read(source, digest)
         if isinstance(got, int):
             raise RegistryError(f"HTTP {got} for {source.repository}@{digest}")
-        self._carry_content(source, to, got.body, got.media_type, depth + 1, put=put)
-        status = self._put(to, digest, got) if put else 0
+        self._carry_content(source, to, got.body, got.media_type, depth + 1)
+        status = self._put(to, digest, got)
         if status:
             raise RegistryError(f"HTTP {status} putting {to.repository}@{digest}")
 

@@ -66,6 +66,7 @@ class Manifest(NamedTuple):
 
 
 _T = TypeVar("_T")
+_K = TypeVar("_K")
 
 
 class RegistryError(OSError):
@@ -112,14 +113,16 @@ class Registry:
         self._tokens: dict[tuple[str, str], str] = {}
         self._connections = http_client.Connections()  # kept open between requests
         self._credentials: dict[str, Credentials | None] = {}
-        self._endpoints: dict[tuple[str, bool], tuple[str, ssl.SSLContext | None]] = {}
-        self._finding: dict[tuple[str, bool], threading.Lock] = {}  # one finds a host's endpoint
+        # How to speak to a registry, found once a run (the first requests go out together).
+        self._endpoints: dict[
+            tuple[str, bool], concurrent.futures.Future[tuple[str, ssl.SSLContext | None]]
+        ] = {}
         self._mirrors, self._mirrors_found = mirrors, None if callable(mirrors) else tuple(mirrors)
         # Manifests are content-addressed: one read or put by this run is not asked for again
         # (the check and publishing read the same ones; publishing puts what it then asks about).
         self._known: dict[tuple[str, str], Manifest] = {}  # (repository, digest) it holds -> manifest
         # A blob mounted into a repository by this run (an index's platforms often share layers:
-        # the same COPY of sources): mounted once, the others wait for that mount.
+        # the same COPY of sources): mounted once.
         self._mounts: dict[tuple[str, str], concurrent.futures.Future[None]] = {}
 
     # --- what callers ask ---------------------------------------------------------------------
@@ -270,11 +273,15 @@ class Registry:
         if not self._held(to, "sha256:" + hashlib.sha256(body).hexdigest()):
             self._carry_content(source, to, body, media_type, depth)
 
+    def _knows(self, repository: Reference, digest: str) -> bool:
+        """Whether this run read or put the manifest there (no request)."""
+        with self._lock:
+            return (repository.repository, digest) in self._known
+
     def _held(self, repository: Reference, digest: str) -> bool:
         """Whether a repository has a manifest (a registry keeps none whose content it lacks)."""
-        with self._lock:
-            if (repository.repository, digest) in self._known:
-                return True
+        if self._knows(repository, digest):
+            return True
         held = self._call(
             repository, "pull,push", "HEAD", f"manifests/{digest}", headers={"Accept": MANIFEST_TYPES}
         )
@@ -296,9 +303,8 @@ class Registry:
         # Not asked first (the index was): an image built by mab-hook has platform manifests no
         # repository holds yet (each config carries its commit), so asking cost a request per
         # manifest and saved none; one the run knows is held is skipped, one held is put again.
-        with self._lock:
-            if (to.repository, digest) in self._known:
-                return
+        if self._knows(to, digest):
+            return
         got = self._read(source, digest)
         if isinstance(got, int):
             raise RegistryError(f"HTTP {got} for {source.repository}@{digest}")
@@ -308,24 +314,27 @@ class Registry:
             raise RegistryError(f"HTTP {status} putting {to.repository}@{digest}")
 
     def _mount(self, source: Reference, to: Reference, digest: str) -> None:
-        """A blob mounted into `to` once a run: a carry of it under way is waited for (and its
-        failure shared); a failed one is tried again by the next carry."""
-        key = (to.repository, digest)
+        """A blob mounted into `to` once a run."""
+        self._once(self._mounts, (to.repository, digest), lambda: self._mount_once(source, to, digest))
+
+    def _once(self, found: dict[_K, concurrent.futures.Future[_T]], key: _K, work: Callable[[], _T]) -> _T:
+        """What `work` gives for `key`, worked out once a run: a second asker while it is under
+        way waits for it and shares its answer or failure; a failure is forgotten, so that
+        the next asker tries again."""
         with self._lock:
-            first = key not in self._mounts
-            mounted = self._mounts.setdefault(key, concurrent.futures.Future())
+            first = key not in found
+            answer = found.setdefault(key, concurrent.futures.Future())
         if not first:
-            mounted.result()
-            return
+            return answer.result()
         try:
-            self._mount_once(source, to, digest)
-        except BaseException as e:  # ^C too: those waiting fail with it, a later carry mounts
+            result = work()
+        except BaseException as e:  # ^C too: those waiting fail, a later asker tries again
             with self._lock:
-                self._mounts.pop(key, None)
-            failed = e if isinstance(e, OSError) else RegistryError(f"mounting {digest} was stopped")
-            mounted.set_exception(failed)
+                found.pop(key, None)
+            answer.set_exception(e if isinstance(e, Exception) else RegistryError("stopped"))
             raise
-        mounted.set_result(None)
+        answer.set_result(result)
+        return result
 
     def _mount_once(self, source: Reference, to: Reference, digest: str) -> None:
         query = urllib.parse.urlencode({"mount": digest, "from": source.path})
@@ -627,23 +636,12 @@ class Registry:
         insecure registry (the daemon's list, loopback) over HTTPS unverified when it speaks TLS,
         else plain HTTP (asked once a run)."""
         insecure = plain_http(host, self.insecure) or f"http://{host}" in (self._mirrors_found or ())
-        key = (host, insecure)  # the daemon's insecure list may arrive after a first request
-        with self._lock:
-            known = self._endpoints.get(key)
-            finding = self._finding.setdefault(key, threading.Lock())
-        if known is not None:
-            return known
-        # The first requests of a run go out together (a thread per image): one of them finds
-        # the endpoint, the others wait for it instead of each building a context and probing.
-        with finding:
-            with self._lock:
-                known = self._endpoints.get(key)
-            if known is None:
-                context = trust.context(trust.for_host(host, self.certs), verify=not insecure)
-                known = ("http", None) if insecure and not _speaks_tls(host, context) else ("https", context)
-                with self._lock:
-                    self._endpoints[key] = known
-            return known
+        # keyed by both: the daemon's insecure list may arrive after a first request
+        return self._once(self._endpoints, (host, insecure), lambda: self._find_endpoint(host, insecure))
+
+    def _find_endpoint(self, host: str, insecure: bool) -> tuple[str, ssl.SSLContext | None]:
+        context = trust.context(trust.for_host(host, self.certs), verify=not insecure)
+        return ("http", None) if insecure and not _speaks_tls(host, context) else ("https", context)
 
     def _call(
         self,

@@ -237,6 +237,22 @@ def test_what_the_public_repository_holds_already_is_not_carried_again(
     assert [m for m, _ in oci.requests] == ["GET", "HEAD", "PUT"]  # the index is there: only the tag
 
 
+def test_an_index_the_run_read_from_the_public_repository_is_not_carried_again(
+    oci: OciRegistry, tmp_path: Path
+) -> None:
+    """Read there by this run (the publisher reads what a tag names), it is held there: the
+    new tag is one PUT, no platform carried."""
+    staged = staged_upload(oci)
+    assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc"]).ok
+    gateway_ = gateway(tmp_path)
+    assert gateway_.manifest(f"{oci.host}/team/api:abc") is not None
+    oci.requests.clear()
+    assert gateway_.tag(
+        f"{oci.host}/team/mab-staging/api@{oci.digest(staged)}", [f"{oci.host}/team/api:v2"]
+    ).ok
+    assert oci.requests[1:] == [("PUT", "/v2/team/api/manifests/v2")]  # after reading the source
+
+
 def test_only_the_index_is_asked_for_in_the_public_repository(oci: OciRegistry, tmp_path: Path) -> None:
     """An image mab-hook built has platform manifests no repository holds yet (each config
     carries its commit): asking for each would cost a request and save none. One held (an
@@ -267,6 +283,14 @@ def test_a_layer_the_platforms_share_is_mounted_once(oci: OciRegistry, tmp_path:
     assert len(mounts) == 5 and sum(shared_digest in path for path in mounts) == 1  # 2 configs, 3 layers
     for entry in json.loads(oci.manifests[("team/api", "abc")][0])["manifests"]:
         assert oci.lacks("team/api", oci.manifests[("team/api", entry["digest"])][0]) == []
+
+
+def test_an_index_of_one_platform_is_carried_too(oci: OciRegistry, tmp_path: Path) -> None:
+    staged = f"{oci.host}/team/mab-staging/api:mab-1"
+    oci.upload(staged, {}, ["linux/arm64"], layers={"linux/arm64": [b"arm64's own"]})
+    assert gateway(tmp_path).tag(staged, [f"{oci.host}/team/api:abc"]).ok
+    [entry] = json.loads(oci.manifests[("team/api", "abc")][0])["manifests"]
+    assert oci.lacks("team/api", oci.manifests[("team/api", entry["digest"])][0]) == []
 
 
 def test_an_indexs_platforms_are_carried_side_by_side(

@@ -332,6 +332,7 @@ class CannedEngine(process.Group):
         super().__init__()
         self.registry, self.faults = registry, dict(faults or {})
         self.invocations: list[tuple[str, ...]] = []
+        self.commands: list[tuple[str, ...]] = []  # each invocation's command line
         self.engines: list[str] = []  # the engine each invocation built on ("": the default one)
         self.definitions: list[dict[str, Any]] = []  # each invocation's bake file, as buildx read it
         self.contexts: dict[str, list[str]] = {}  # entry -> the files its context held when it was built
@@ -367,6 +368,7 @@ class CannedEngine(process.Group):
         args = list(cmd)
         read = json.loads(Path(args[args.index("--file") + 1]).read_text())
         with self._lock:  # invocations at once: what each read and where it ran, side by side
+            self.commands.append(tuple(cmd))
             self.definitions.append(read)
             self.engines.append(_engine_of(args))
         definition = read["target"]

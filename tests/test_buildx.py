@@ -57,6 +57,13 @@ def test_bake_commands() -> None:
     assert bx.bake(Path("/d.json"), "t") == (
         "docker", "buildx", "bake", "--file", "/d.json", "--progress=rawjson", "--builder", "multi", "t")  # fmt: skip
     assert "--builder" not in Buildx({}, None, process.Group()).bake(Path("/d.json"))
+    # The plugin itself where it is known (no docker CLI before it); on a context's engine, docker
+    # (`--context` is docker's flag: the plugin alone would build on the default engine).
+    direct = Buildx({}, "multi", process.Group(), plugin="/p/docker-buildx")
+    assert direct.bake(Path("/d.json"), "t") == (
+        "/p/docker-buildx", "bake", "--file", "/d.json", "--progress=rawjson", "--builder", "multi", "t")  # fmt: skip
+    on_context = direct._replace(context="arm-box").bake(Path("/d.json"))
+    assert on_context[:5] == ("docker", "--context", "arm-box", "buildx", "bake")
     # buildx's look at git would describe the temporary worktree; mab-hook labels the revision.
     assert bx.run_env["BUILDX_GIT_INFO"] == "false"
     assert Buildx({"BUILDX_GIT_INFO": "true"}, None, process.Group()).run_env["BUILDX_GIT_INFO"] == "true"

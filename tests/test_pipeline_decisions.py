@@ -5,10 +5,11 @@ built, skipped, retried, uploaded under staging tags and published; never half o
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -80,14 +81,13 @@ def build(
     publishing: bool = True,
 ) -> Run:
     asked: list[bool] = []
-    publish = {} if publishing else {"publishing": False}  # the default publishes
 
     def ready(building: Sequence[PlannedImage]) -> Coverage:
         asked.append(True)
         return Coverage(())
 
     results, said, _steps = build_with(
-        repo, engine, monkeypatch, found or plans(repo), ready=ready, **publish
+        repo, engine, monkeypatch, found or plans(repo), ready=ready, publishing=publishing
     )
     return Run(results, said, len(asked))
 
@@ -126,6 +126,25 @@ def test_every_affected_image_is_built_uploaded_under_its_staging_tag_then_tagge
     by_name = {r.name: r for r in run.results}
     assert by_name["api"].published == (staged(found[0], "api"), f"{registry.host}/team/api:{sha[:7]}")
     assert by_name["api"].image_digest == registry.digest(staged(found[0], "api"))
+
+
+def test_the_build_runs_the_buildx_plugin_docker_would_run_and_docker_without_one(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`docker buildx bake` less the docker CLI: the plugin itself, found as the resolver finds
+    it (where docker looks, tests/test_definitions.py; here named in MAB_HOOK_BUILDX)."""
+    repo.commit(project(registry.host))
+    plugin = tmp_path / "docker-buildx"
+    plugin.write_text("#!/bin/sh\n")
+    plugin.chmod(0o755)
+    engine = CannedEngine(registry)
+    env = {"PATH": os.environ["PATH"], "MAB_HOOK_BUILDX": str(plugin)}
+    build_with(repo, engine, monkeypatch, plans(repo, all_images=True), env=env)
+    assert [command[:2] for command in engine.commands] == [(str(plugin), "bake")]
+    plugin.unlink()  # none: docker's `buildx`, which finds it, or says what is missing
+    repo.commit({"api/app.txt": "v2\n"})
+    build_with(repo, engine, monkeypatch, plans(repo), env=env)
+    assert engine.commands[1][:3] == ("docker", "buildx", "bake") and set(engine.invocations[1]) == {"api"}
 
 
 def test_a_push_of_what_the_registry_has_builds_nothing_and_asks_no_readiness(
@@ -529,6 +548,7 @@ def build_with(
     ready: Callable[[Sequence[PlannedImage]], Coverage] | None = None,
     publishing: bool = True,
     timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[list[BuildResult], list[str], list[tuple[str, str, str]]]:
     """The build phase as the gate runs it, with every event kept: progress lines and the steps
     as they start. `ready`: readiness, asked only when something is really built."""
@@ -539,7 +559,7 @@ def build_with(
     events = Events(said.append, lambda line: None, notice=said.append, step=lambda *step: steps.append(step))
     handle = open_repo(repo.path)
     registry = Registry({}, run=_refusing)
-    with runs.session(handle, found, {}, events, registry=registry, timeout=timeout) as run:
+    with runs.session(handle, found, env or {}, events, registry=registry, timeout=timeout) as run:
         decided = pipeline.decisions(handle, found, run)
         bases = ready(decided.building).answers if ready is not None and decided.building else {}
         results = pipeline.build(handle, decided, run, bases, publishing=publishing)

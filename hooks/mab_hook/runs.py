@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import git
 
-from mab_hook import grants, process, state
+from mab_hook import definitions, grants, process, state
 from mab_hook.checkout import remove_stale
 from mab_hook.grants import Grants
 from mab_hook.plan import Plan
@@ -68,6 +68,7 @@ class Builds(NamedTuple):
     registry: Registry
     granted: Grants  # what the pusher gives builds (secrets, SSH, the host's network)
     stack: ExitStack  # the worktrees checked out, removed when the run ends
+    buildx: str = ""  # the buildx plugin docker would run, run directly; "": `docker buildx`
 
 
 @contextlib.contextmanager
@@ -88,7 +89,9 @@ def session(
         granted = grants.read(Path(repo.working_tree_dir or repo.git_dir), env)
     state_ = State(root(repo))
     with lock(state_.root, partial(waiting, events)), ExitStack() as stack:
-        run = Builds(env, state_, process.Group(env), events, timeout, Ledger(), registry, granted, stack)
+        plugin = str(definitions.buildx_plugin(env) or "")
+        group = process.Group(env)
+        run = Builds(env, state_, group, events, timeout, Ledger(), registry, granted, stack, plugin)
         for path in remove_stale(repo):
             events.notice(f"removed the worktree an earlier run left behind: {path}")
         try:

@@ -535,6 +535,35 @@ def test_an_attempt_is_read_alone_its_steps_numbered_afresh(
     )
 
 
+def test_a_base_copys_export_stopped_by_another_images_failure_stops_its_dependants_too(
+    tmp_path: Path,
+) -> None:
+    """BuildKit ends the whole invocation when a step fails: an export of a base's copy under way
+    then ends in an error of its own ("failed to get status: EOF", seen on the lab). Its
+    dependants were stopped by that other image; the base did build. Alone, the copy's export
+    failing is the base's failure."""
+    lone = Image("lone", "lone", "lone/Dockerfile", ALL3)
+    files = {**FILES, "lone/Dockerfile": "FROM busybox\nRUN make\n"}
+    plan = make((BASE, APP, lone), files, changed={"app/Dockerfile", "lone/Dockerfile"})  # base: a context
+    copy = "base_AS_CONTEXT_linux_amd64_AND_linux_arm64"
+    export = (f"#1 [{copy} linux/amd64 1/1] FROM busybox\n#1 DONE 0.1s\n#3 [{copy}] exporting to image\n"
+              "#3 ERROR: error writing manifest blob sha256:ff: failed to get status: error getting writer "
+              "status: EOF: unknown\n")  # fmt: skip
+    failed = ("#2 [lone linux/arm64 1/2] RUN make\n"
+              "#2 ERROR: process \"/bin/sh -c make\" did not complete successfully: exit code: 2\n")  # fmt: skip
+    end = "ERROR: failed to solve: process did not complete successfully\n"
+    wanted = [buildx.Wanted(p) for p in plan.affected]
+    results = buildx.build_together(wanted, tmp_path / "b.json", Buildx({}, None, CannedGroup([(1, failed + export + end)])),
+                                    tmp_path, buildx.Watch())  # fmt: skip
+    by_name = {r.name: (r.status, r.detail) for r in results}
+    assert by_name["team/app"] == (Status.NOT_BUILT, "stopped: another image of the push failed")
+    assert by_name["lone"][0] is Status.FAILED and "RUN make" in by_name["lone"][1]
+    results = buildx.build_together(wanted, tmp_path / "c.json", Buildx({}, None, CannedGroup([(1, export + end)])),
+                                    tmp_path, buildx.Watch())  # fmt: skip
+    by_name = {r.name: (r.status, r.detail) for r in results}
+    assert by_name["team/app"] == (Status.NOT_BUILT, "base image base did not build")
+
+
 def test_lines_are_sorted_into_the_logs_of_the_images_they_concern(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -207,6 +207,7 @@ class _Demux:
         self.export_errors: set[str] = set()  # images whose export or upload ended in an error
         self.uploads: set[str] = set()  # vertices that export or upload an image
         self.failed_bases: dict[str, set[str]] = {}  # image -> its bases whose steps failed
+        self.unexported: dict[str, set[str]] = {}  # image -> its bases whose copy's export failed
         self.tails = {name: collections.deque[str](maxlen=process.TAIL_LINES) for name in logs}
         self.started = time.monotonic()
         self.seconds: dict[str, float] = {}
@@ -254,6 +255,8 @@ class _Demux:
                 self.exports[vertex] = image
             if what.startswith(("exporting", "pushing")):
                 self.uploads.add(vertex)
+        elif copy and what.startswith(("exporting", "pushing")):
+            self.uploads.add(vertex)
 
     def _ended(self, vertex: str, rest: str) -> None:
         if rest.startswith("ERROR: "):
@@ -261,8 +264,9 @@ class _Demux:
             for owner in self.owners.get(vertex, ()):
                 if owner == image:
                     (self.export_errors if vertex in self.uploads else self.own_errors).add(owner)
-                elif image is not None:
-                    self.failed_bases.setdefault(owner, set()).add(image)
+                elif image is not None:  # a base's copy: a step of the base, or its export
+                    found = self.unexported if vertex in self.uploads else self.failed_bases
+                    found.setdefault(owner, set()).add(image)
         elif rest.startswith("DONE") and vertex in self.exports:
             image = self.exports.pop(vertex)
             self.seconds[image] = time.monotonic() - self.started
@@ -359,12 +363,15 @@ def _result(wanted: Wanted, log: Path, run: _Run) -> BuildResult:
         text = log.read_bytes()[run.offsets.get(name, 0) :].decode("utf-8", errors="replace")
         return buildlog.classified(result, tail, text, None)
     said = buildlog.invocation_error(run.streamed.tail)
-    if said and not (demux.own_errors or demux.export_errors or demux.failed_bases):
+    if said and not (demux.own_errors or demux.export_errors or demux.failed_bases or demux.unexported):
         detail = f"buildx failed before building anything: {said}"
         return result._replace(
             status=Status.FAILED, detail=detail, failure=Failure.ENGINE, tail=run.streamed.tail
         )
-    broken = sorted(demux.failed_bases.get(name, ()))
+    # A base's copy whose export ended in an error while another image's step failed was
+    # stopped by it (BuildKit ends the whole invocation): its dependants were stopped too.
+    unexported = set() if demux.own_errors else demux.unexported.get(name, set())
+    broken = sorted(demux.failed_bases.get(name) or unexported)
     if broken:
         detail = f"base image {broken[0]} did not build"
         return result._replace(status=Status.NOT_BUILT, detail=detail, failure=Failure.BASE)

@@ -43,6 +43,11 @@ def test_push_builds_only_the_affected_image_for_every_platform(hooked: Hooked, 
         "run", "--rm", "--platform", "linux/arm/v7", f"{hooked.registry}/api:{sha[:7]}", "cat", "/report"
     ).stdout
     assert report == "base v1 armv7l\napi v2\n"
+    # What the push left under .git/mab-hook (buildx's metadata file too) is the pusher's only.
+    left = hooked.repo.path / ".git" / "mab-hook"
+    modes = {str(p.relative_to(left)): p.stat().st_mode & 0o777 for p in left.rglob("*")}
+    assert any(name.endswith(".metadata.json") for name in modes)
+    assert {name: mode for name, mode in modes.items() if mode not in (0o600, 0o700)} == {}
 
 
 def test_a_build_failing_on_one_platform_rejects_the_push_and_pushes_nothing(

@@ -147,6 +147,18 @@ def test_the_build_runs_the_buildx_plugin_docker_would_run_and_docker_without_on
     assert engine.commands[1][:3] == ("docker", "buildx", "bake") and set(engine.invocations[1]) == {"api"}
 
 
+def test_everything_a_build_leaves_under_git_mab_hook_is_private(
+    repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """buildx's metadata file too: it writes it 0644, whatever mab-hook made before."""
+    repo.commit(project(registry.host))
+    build(repo, CannedEngine(registry), monkeypatch, found=plans(repo, all_images=True))
+    root = repo.path / ".git" / "mab-hook"
+    modes = {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in root.rglob("*")}
+    assert any(name.endswith("bake.metadata.json") for name in modes)
+    assert {name: mode for name, mode in modes.items() if mode not in (0o600, 0o700)} == {}
+
+
 def test_a_push_of_what_the_registry_has_builds_nothing_and_asks_no_readiness(
     repo: Repo, registry: OciRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -160,6 +160,7 @@ def build_one(
             )
             # Each attempt numbers its vertices afresh: read only its own part of the log.
             attempt_log = log_path.read_bytes()[offset:].decode("utf-8", errors="replace")
+    state.made_private(metadata)
     seconds = time.monotonic() - started
     result = BuildResult(
         name,
@@ -334,6 +335,7 @@ def _bake_once(
         streamed = buildx.group.stream(
             command, env=buildx.run_env, log=_Discard(), on_line=demux.line, render=Renderer().feed
         )
+        state.made_private(metadata)
     run = _Run(demux, streamed, metadata, time.monotonic() - demux.started, offsets)
     return [_result(w, paths[w.planned.image.name], run) for w in wanted]
 

@@ -141,6 +141,13 @@ def write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def made_private(path: Path) -> None:
+    """A file another program wrote here made private (buildx writes its metadata file 0644,
+    replacing whatever was there: only a chmod after it keeps it to the pusher)."""
+    with contextlib.suppress(OSError):  # none written: nothing to hide
+        path.chmod(FILE_MODE)
+
+
 def open_private(path: Path, mode: str = "w") -> IO[str]:
     """A text file for writing (a log), created 0600; never through a symlink."""
     private_dir(path.parent)

@@ -558,8 +558,13 @@ def test_a_base_copys_export_stopped_by_another_images_failure_stops_its_dependa
     by_name = {r.name: (r.status, r.detail) for r in results}
     assert by_name["team/app"] == (Status.NOT_BUILT, "stopped: another image of the push failed")
     assert by_name["lone"][0] is Status.FAILED and "RUN make" in by_name["lone"][1]
-    results = buildx.build_together(wanted, tmp_path / "c.json", Buildx({}, None, CannedGroup([(1, export + end)])),
-                                    tmp_path, buildx.Watch())  # fmt: skip
+    # However far back in the output (buildx's last words may be a page long), not "buildx failed
+    # before building anything".
+    words = "".join(f"  {n}: context of the error\n" for n in range(process.TAIL_LINES))
+    answer = CannedGroup([(1, export + words + end)])
+    results = buildx.build_together(
+        wanted, tmp_path / "c.json", Buildx({}, None, answer), tmp_path, buildx.Watch()
+    )
     by_name = {r.name: (r.status, r.detail) for r in results}
     assert by_name["team/app"] == (Status.NOT_BUILT, "base image base did not build")
 

@@ -254,10 +254,8 @@ class _Demux:
                 self.watch.step(image, found.platform, found.what[:100])
             if what.startswith("exporting to image"):
                 self.exports[vertex] = image
-            if what.startswith(("exporting", "pushing")):
-                self.uploads.add(vertex)
-        elif copy and what.startswith(("exporting", "pushing")):
-            self.uploads.add(vertex)
+        if (copy or image in self.names) and what.startswith(("exporting", "pushing")):
+            self.uploads.add(vertex)  # an image's, or a base's copy's (its error is no step's)
 
     def _ended(self, vertex: str, rest: str) -> None:
         if rest.startswith("ERROR: "):

@@ -146,7 +146,7 @@ def _build_plan(
     routes: Routes,
 ) -> list[BuildResult]:
     logs = run.state.logs(plan.commit.sha)
-    bx = Buildx(run.env, plan.config.builder, run.group, plugin=run.buildx)
+    bx = Buildx(run.env, plan.config.builder, run.group, plugin=run.plugin)
     step = Step(bx, logs / "bake.json", logs, run.events, run.timeout, uploaded)
     if any(not job.skip for job in jobs):  # a checkout and a bake file only when building
         planned = (*plan.context_only, *plan.affected)

@@ -68,7 +68,7 @@ class Builds(NamedTuple):
     registry: Registry
     granted: Grants  # what the pusher gives builds (secrets, SSH, the host's network)
     stack: ExitStack  # the worktrees checked out, removed when the run ends
-    buildx: str = ""  # the buildx plugin docker would run, run directly; "": `docker buildx`
+    plugin: str = ""  # the buildx plugin docker would run, run directly; "": `docker buildx`
 
 
 @contextlib.contextmanager

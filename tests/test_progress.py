@@ -49,7 +49,8 @@ def test_a_terminal_shows_a_block_per_image_and_platform_updated_in_place() -> N
 
 def test_plain_lines_elsewhere_and_a_still_running_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(progress, "REDRAW", 0.01)
-    monkeypatch.setattr(progress, "STILL_RUNNING", 0.0)
+    # The line is due only once the clock has moved: the redraw thread may run at any moment.
+    monkeypatch.setattr(progress, "STILL_RUNNING", 42.0)
     stream, clock = io.StringIO(), Clock()
     shown = Progress(stream, live=False, clock=clock)
     shown.step("api", "", "2/3 RUN make")  # one platform: no platform shown

@@ -527,11 +527,25 @@ def test_wait_for_waits_as_long_as_it_is_told_and_notices_an_end_at_once() -> No
     started = time.monotonic()
     assert publisher.wait_for(os.getpid(), timeout=0.3) is False
     assert 0.25 < time.monotonic() - started < 2
-    child = subprocess.Popen((sys.executable, "-c", "import time; time.sleep(0.2)"))
-    threading.Thread(target=child.wait, daemon=True).start()  # reaped as it ends, as git is
-    started = time.monotonic()
-    assert publisher.wait_for(child.pid, timeout=30) is True
-    assert time.monotonic() - started < 0.9  # polled often, not once a second
+    # The push ends when the test says (however slowly a loaded machine starts Python), and is
+    # reaped as it ends, as git is.
+    child = subprocess.Popen((sys.executable, "-c", "import sys; sys.stdin.read()"), stdin=subprocess.PIPE)
+    threading.Thread(target=child.wait, daemon=True).start()
+    returned: list[tuple[bool, float]] = []
+
+    def wait() -> None:
+        returned.append((publisher.wait_for(child.pid, timeout=30), time.monotonic()))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.3)
+    assert not returned  # still running: still waited for
+    assert child.stdin is not None
+    ended = time.monotonic()
+    child.stdin.close()
+    waiter.join(timeout=30)
+    [(ended_in_time, at)] = returned
+    assert ended_in_time and at - ended < 0.9  # polled often, not once a second
 
 
 def test_status_waits_the_time_it_is_given(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:

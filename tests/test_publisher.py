@@ -528,24 +528,31 @@ def test_wait_for_waits_as_long_as_it_is_told_and_notices_an_end_at_once() -> No
     assert publisher.wait_for(os.getpid(), timeout=0.3) is False
     assert 0.25 < time.monotonic() - started < 2
     # The push ends when the test says (however slowly a loaded machine starts Python), and is
-    # reaped as it ends, as git is.
-    child = subprocess.Popen((sys.executable, "-c", "import sys; sys.stdin.read()"), stdin=subprocess.PIPE)
-    threading.Thread(target=child.wait, daemon=True).start()
+    # reaped as it ends, as git is: the wait is timed from then.
+    child = subprocess.Popen((sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None and child.stdout.readline() == "up\n"
+    reaped: list[float] = []
     returned: list[tuple[bool, float]] = []
+
+    def reap() -> None:
+        child.wait()
+        reaped.append(time.monotonic())
 
     def wait() -> None:
         returned.append((publisher.wait_for(child.pid, timeout=30), time.monotonic()))
 
-    waiter = threading.Thread(target=wait)
-    waiter.start()
+    threads = [threading.Thread(target=reap), threading.Thread(target=wait)]
+    for thread in threads:
+        thread.start()
     time.sleep(0.3)
     assert not returned  # still running: still waited for
-    assert child.stdin is not None
-    ended = time.monotonic()
     child.stdin.close()
-    waiter.join(timeout=30)
+    for thread in threads:
+        thread.join(timeout=30)
+    child.stdout.close()
     [(ended_in_time, at)] = returned
-    assert ended_in_time and at - ended < 0.9  # polled often, not once a second
+    assert ended_in_time and at - reaped[0] < 0.9  # polled often, not once a second
 
 
 def test_status_waits_the_time_it_is_given(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:

@@ -555,24 +555,40 @@ def test_wait_for_waits_as_long_as_it_is_told_and_notices_an_end_at_once() -> No
     assert ended_in_time and at - reaped[0] < 0.9  # polled often, not once a second
 
 
-def test_status_waits_the_time_it_is_given(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+class Clock:
+    """Time as `status` sees it: its sleeps move it, and are recorded."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 1000.0, list[float]()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_status_waits_the_time_it_is_given(
+    repo: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo.commit({"a": "1"})
     root = repo.path / ".git" / "mab-hook"
     ref = pending.PushedRef("refs/heads/main", "a" * 40, "a" * 40, default=True)
     waiting = pending.new("origin", [ref], ((), ()))
     pending.write(root, waiting)
-    started = time.monotonic()
+    clock = Clock()
+    monkeypatch.setattr(status, "time", clock)
     assert mab(repo, capsys, "status", "--wait", "0.4")[0] == 1
-    assert 0.35 < time.monotonic() - started < 0.95  # looked at often, not once a second
-    started = time.monotonic()
+    assert 0.4 <= sum(clock.slept) < 0.45 and max(clock.slept) <= 0.05  # looked at often, not once a second
+    clock.slept.clear()
     assert mab(repo, capsys, "status", "--wait", "0")[0] == 1  # no time at all: said at once
-    assert time.monotonic() - started < 0.5
     assert mab(repo, capsys, "status")[0] == 0  # without --wait: what there is, exit 0
+    assert clock.slept == []
     # A publish that ran and could not reach the remote waits for `publish --pending`, not for time.
     pending.write(root, waiting._replace(said=("could not ask origin what it holds",)))
-    started = time.monotonic()
     assert mab(repo, capsys, "status", "--wait", "5")[0] == 0
-    assert time.monotonic() - started < 2
+    assert clock.slept == []
 
 
 def test_status_as_json_is_every_record(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
